@@ -1,0 +1,107 @@
+//! What a worker can run: the registry `reflow validate` checks a pipeline against.
+//!
+//! The worker builds its [`Catalog`] from the same list it registers activities and workflow
+//! types from (`worker/src/registry.rs`), so validation and execution cannot disagree. Tests
+//! build their own catalog for the test activities they register.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The frontend events reflow knows (events-and-api.md §3).
+pub const KNOWN_EVENTS: &[&str] = &[
+    "STATUS",
+    "DURATION",
+    "WAVEFORM",
+    "TRANSCRIPT",
+    "TOPIC",
+    "FINAL_TITLE",
+    "FINAL_SHORT_SUMMARY",
+    "FINAL_LONG_SUMMARY",
+    "ACTION_ITEMS",
+    "PIPELINE_PROGRESS",
+];
+
+/// One registered activity type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActivityEntry {
+    /// Events the activity may publish; a step running it must declare them in `emits`.
+    pub emits: Vec<String>,
+}
+
+/// Activity types, workflow types and events known to a worker.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    activities: BTreeMap<String, ActivityEntry>,
+    workflow_types: BTreeSet<String>,
+    events: BTreeSet<String>,
+}
+
+impl Catalog {
+    /// An empty catalog that knows the standard events.
+    pub fn new() -> Self {
+        Catalog {
+            events: KNOWN_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Add an activity type that publishes `emits`.
+    pub fn activity(mut self, name: &str, emits: &[&str]) -> Self {
+        self.activities.insert(
+            name.to_owned(),
+            ActivityEntry {
+                emits: emits.iter().map(|e| (*e).to_owned()).collect(),
+            },
+        );
+        self
+    }
+
+    /// Add a workflow type.
+    pub fn workflow_type(mut self, name: &str) -> Self {
+        self.workflow_types.insert(name.to_owned());
+        self
+    }
+
+    /// Add an event name.
+    pub fn event(mut self, name: &str) -> Self {
+        self.events.insert(name.to_owned());
+        self
+    }
+
+    /// Merge another catalog into this one.
+    pub fn merge(mut self, other: Catalog) -> Self {
+        self.activities.extend(other.activities);
+        self.workflow_types.extend(other.workflow_types);
+        self.events.extend(other.events);
+        self
+    }
+
+    /// The entry of an activity type.
+    pub fn get_activity(&self, name: &str) -> Option<&ActivityEntry> {
+        self.activities.get(name)
+    }
+
+    /// Registered activity names, sorted.
+    pub fn activity_names(&self) -> impl Iterator<Item = &str> {
+        self.activities.keys().map(String::as_str)
+    }
+
+    /// Whether a workflow type is registered.
+    pub fn has_workflow_type(&self, name: &str) -> bool {
+        self.workflow_types.contains(name)
+    }
+
+    /// Registered workflow types, sorted.
+    pub fn workflow_type_names(&self) -> impl Iterator<Item = &str> {
+        self.workflow_types.iter().map(String::as_str)
+    }
+
+    /// Whether an event is known.
+    pub fn has_event(&self, name: &str) -> bool {
+        self.events.contains(name)
+    }
+
+    /// Known events, sorted.
+    pub fn event_names(&self) -> impl Iterator<Item = &str> {
+        self.events.iter().map(String::as_str)
+    }
+}

@@ -1,0 +1,504 @@
+//! The generic DAG interpreter every pipeline workflow type delegates to.
+//!
+//! [`run`] walks a validated [`Graph`]: it starts every ready step in declared order, waits
+//! for whichever finishes first, and repeats until all steps are terminal or a required one
+//! failed. Activities are scheduled by name ([`UntypedActivity`]) with the step's options;
+//! `child:` steps start one child workflow per item ([`UntypedWorkflow`]) that runs the named
+//! sub-pipeline of the same pinned definition. Determinism: only SDK futures, scheduled in
+//! declared (then item) order, and `select_all`, which polls in a fixed order; no clocks but
+//! `ctx.workflow_time()`, no maps but `BTreeMap`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::future::select_all;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use temporalio_workflow::common::protos::temporal::api::failure::v1::{Failure, failure::FailureInfo};
+use temporalio_workflow::common::{ActivityCloseTimeouts, RetryPolicy, UntypedActivity, UntypedWorkflow};
+use temporalio_workflow::{
+    ActivityOptions, ChildWorkflowOptions, ParentClosePolicy, WorkflowContext, WorkflowIdReusePolicy,
+    WorkflowResult, common::error::ApplicationFailure,
+};
+
+use crate::expr::{self, Scope};
+use crate::payload;
+use crate::pipeline::{Graph, Pipeline, Run, Step};
+use crate::progress::{Progress, RunStatus, StepRow, StepStatus};
+
+/// Input of every pipeline workflow: the pinned definition, which graph of it to run, and
+/// the graph's input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInput {
+    /// The whole validated definition the run is pinned to.
+    pub pipeline: Pipeline,
+    /// The graph to run; `None` means the main one.
+    #[serde(default)]
+    pub graph: Option<String>,
+    /// The graph's input (declared inputs by name).
+    pub input: Value,
+}
+
+/// Workflow state the interpreter needs: the progress table the `progress` query returns.
+pub trait Interpreted: 'static {
+    /// The table.
+    fn progress(&self) -> &Progress;
+    /// The table, to update.
+    fn progress_mut(&mut self) -> &mut Progress;
+}
+
+/// Failure type set on a run that failed because a step failed.
+pub const STEP_FAILED: &str = "StepFailed";
+/// Failure type for input that does not match the declared inputs.
+pub const INVALID_INPUT: &str = "InvalidInput";
+
+/// Why a step failed, as the progress table and the run's failure report it.
+#[derive(Debug, Clone)]
+struct StepFailure {
+    /// Failure type (`NotFound`, `timeout: HEARTBEAT`, …).
+    kind: String,
+    /// Root message.
+    message: String,
+}
+
+impl StepFailure {
+    fn new(kind: &str, message: impl Into<String>) -> Self {
+        StepFailure { kind: kind.to_owned(), message: message.into() }
+    }
+    fn text(&self) -> String {
+        // A child's own step failure already names its step and cause.
+        if self.kind.is_empty() || self.kind == STEP_FAILED {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.kind, self.message)
+        }
+    }
+}
+
+type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Pending,
+    Running,
+    Done(Value),
+    Skipped,
+    /// An optional step that failed for good.
+    FailedOptional,
+}
+
+/// Run the graph `input.graph` of `input.pipeline` and return its output.
+pub async fn run<W: Interpreted>(ctx: &mut WorkflowContext<W>, input: RunInput) -> WorkflowResult<Value> {
+    let pipeline = input.pipeline;
+    let graph_name = input.graph.clone().unwrap_or_else(|| pipeline.main.name.clone());
+    let Some(graph) = pipeline.graph(&graph_name).cloned() else {
+        return Err(ApplicationFailure::builder(format!("pipeline {:?} has no graph {graph_name:?}", pipeline.name))
+            .type_name(INVALID_INPUT.to_owned())
+            .non_retryable(true)
+            .build()
+            .into());
+    };
+    let args = match resolve_inputs(&graph, input.input) {
+        Ok(a) => a,
+        Err(msg) => {
+            return Err(ApplicationFailure::builder(format!("{graph_name}: invalid input: {msg}"))
+                .type_name(INVALID_INPUT.to_owned())
+                .non_retryable(true)
+                .build()
+                .into());
+        }
+    };
+    ctx.state_mut(|w| {
+        *w.progress_mut() = Progress {
+            pipeline: graph.name.clone(),
+            version: pipeline.version,
+            pipeline_hash: pipeline.hash.clone(),
+            status: RunStatus::Running,
+            steps: graph.steps.iter().map(initial_row).collect(),
+        }
+    });
+
+    let mut scope = Scope::new();
+    scope.insert("input".into(), args);
+    scope.insert(
+        "workflow".into(),
+        json!({"id": ctx.workflow_id(), "pipeline": pipeline.name, "graph": graph.name,
+               "version": pipeline.version, "hash": pipeline.hash}),
+    );
+
+    let mut states: Vec<State> = vec![State::Pending; graph.steps.len()];
+    let mut running: Vec<LocalFuture<'static, (usize, Result<Value, StepFailure>)>> = Vec::new();
+    loop {
+        // Start (or skip) everything that is ready, in declared order, until nothing changes.
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for (i, step) in graph.steps.iter().enumerate() {
+                if states[i] != State::Pending || !needs_met(&graph, &states, step) {
+                    continue;
+                }
+                changed = true;
+                if let Some(cond) = &step.when {
+                    match expr::render_condition(cond, &scope) {
+                        Ok(false) => {
+                            states[i] = State::Skipped;
+                            scope.insert(step.id.clone(), Value::Null);
+                            let now = now(ctx);
+                            ctx.state_mut(|w| {
+                                if let Some(r) = w.progress_mut().row_mut(&step.id, None) {
+                                    r.status = StepStatus::Skipped;
+                                    r.finished_at = now;
+                                }
+                            });
+                            continue;
+                        }
+                        Ok(true) => {}
+                        Err(e) => {
+                            states[i] = State::Running;
+                            let f = StepFailure::new(INVALID_INPUT, format!("when: {e}"));
+                            running.push(Box::pin(async move { (i, Err(f)) }));
+                            continue;
+                        }
+                    }
+                }
+                states[i] = State::Running;
+                let fut = run_step(ctx.clone(), pipeline.clone(), graph.name.clone(), step.clone(), scope.clone());
+                running.push(Box::pin(async move { (i, fut.await) }));
+            }
+        }
+        if running.is_empty() {
+            break;
+        }
+        let ((i, result), _, rest) = select_all(running).await;
+        running = rest;
+        let step = &graph.steps[i];
+        let now = now(ctx);
+        match result {
+            Ok(value) => {
+                ctx.state_mut(|w| {
+                    if let Some(r) = w.progress_mut().row_mut(&step.id, None) {
+                        r.status = StepStatus::Completed;
+                        r.finished_at = now;
+                    }
+                });
+                scope.insert(step.id.clone(), value.clone());
+                states[i] = State::Done(value);
+            }
+            Err(failure) => {
+                ctx.state_mut(|w| {
+                    if let Some(r) = w.progress_mut().row_mut(&step.id, None) {
+                        r.status = StepStatus::Failed;
+                        r.finished_at = now.clone();
+                        r.error = Some(failure.text());
+                    }
+                });
+                if step.optional {
+                    tracing::warn!(workflow_id = ctx.workflow_id(), step = %step.id, error = %failure.text(), "optional step failed; the run goes on");
+                    scope.insert(step.id.clone(), Value::Null);
+                    states[i] = State::FailedOptional;
+                } else {
+                    ctx.state_mut(|w| {
+                        let p = w.progress_mut();
+                        p.status = RunStatus::Failed;
+                        for r in p.steps.iter_mut() {
+                            if r.status == StepStatus::Pending {
+                                r.status = StepStatus::Skipped;
+                            }
+                        }
+                    });
+                    return Err(ApplicationFailure::builder(format!("step {:?} failed: {}", step.id, failure.text()))
+                        .type_name(STEP_FAILED.to_owned())
+                        .non_retryable(true)
+                        .build()
+                        .into());
+                }
+            }
+        }
+    }
+
+    let output = expr::render(&graph.output, &scope).map_err(|e| {
+        ApplicationFailure::builder(format!("{}: output: {e}", graph.name))
+            .type_name(INVALID_INPUT.to_owned())
+            .non_retryable(true)
+            .build()
+    })?;
+    ctx.state_mut(|w| w.progress_mut().status = RunStatus::Completed);
+    Ok(output)
+}
+
+fn needs_met(graph: &Graph, states: &[State], step: &Step) -> bool {
+    step.needs.iter().all(|n| {
+        graph
+            .steps
+            .iter()
+            .position(|s| &s.id == n)
+            .is_some_and(|j| matches!(states[j], State::Done(_) | State::Skipped | State::FailedOptional))
+    })
+}
+
+fn initial_row(step: &Step) -> StepRow {
+    StepRow {
+        id: step.id.clone(),
+        runs: match &step.run {
+            Run::Activity(a) => a.clone(),
+            Run::Child(c) => c.clone(),
+        },
+        activity_id: None,
+        child_workflow_id: None,
+        status: StepStatus::Pending,
+        attempt: 0,
+        max_attempts: step.options.retry.maximum_attempts,
+        optional: step.optional,
+        started_at: None,
+        finished_at: None,
+        error: None,
+        members: Vec::new(),
+    }
+}
+
+fn now<W>(ctx: &WorkflowContext<W>) -> Option<String> {
+    ctx.workflow_time().map(|t| humantime::format_rfc3339_millis(t).to_string())
+}
+
+/// Check the input against the declared inputs and apply defaults.
+fn resolve_inputs(graph: &Graph, input: Value) -> Result<Value, String> {
+    let mut map = match input {
+        Value::Object(m) => m,
+        Value::Null => serde_json::Map::new(),
+        other => return Err(format!("expected an object of named inputs, got a {}", expr::kind(&other))),
+    };
+    let mut problems = Vec::new();
+    for (name, spec) in &graph.inputs {
+        match map.get(name) {
+            None | Some(Value::Null) => {
+                if let Some(d) = &spec.default {
+                    map.insert(name.clone(), d.clone());
+                } else if spec.required {
+                    problems.push(format!("{name:?} is required"));
+                }
+            }
+            Some(v) if !spec.kind.accepts(v) => {
+                problems.push(format!("{name:?} must be {:?}, got a {}", spec.kind, expr::kind(v)))
+            }
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() { Ok(Value::Object(map)) } else { Err(problems.join("; ")) }
+}
+
+/// Run one step (all of its fan-out members) and return its output.
+async fn run_step<W: Interpreted>(
+    ctx: WorkflowContext<W>,
+    pipeline: Pipeline,
+    graph: String,
+    step: Step,
+    scope: Scope,
+) -> Result<Value, StepFailure> {
+    let started = now(&ctx);
+    let Some(for_each) = &step.for_each else {
+        let member = Member { index: None, scope };
+        ctx.state_mut(|w| {
+            if let Some(r) = w.progress_mut().row_mut(&step.id, None) {
+                r.status = StepStatus::Running;
+                r.started_at = started;
+            }
+        });
+        return run_member(&ctx, &pipeline, &graph, &step, member).await;
+    };
+    let items = expr::render_array(for_each, &scope).map_err(|e| StepFailure::new(INVALID_INPUT, format!("for_each: {e}")))?;
+    let count = items.len();
+    ctx.state_mut(|w| {
+        if let Some(r) = w.progress_mut().row_mut(&step.id, None) {
+            r.status = StepStatus::Running;
+            r.started_at = started;
+            r.members = (0..count)
+                .map(|i| {
+                    let mut m = initial_row(&step);
+                    m.id = format!("{}[{i}]", step.id);
+                    m
+                })
+                .collect();
+        }
+    });
+    let cap = step.concurrency.map_or(count, |c| c as usize).max(1);
+    let mut outputs: Vec<Option<Value>> = vec![None; count];
+    let mut queue = items.into_iter().enumerate();
+    let mut in_flight: Vec<LocalFuture<'_, (usize, Result<Value, StepFailure>)>> = Vec::new();
+    loop {
+        while in_flight.len() < cap {
+            let Some((i, item)) = queue.next() else { break };
+            let mut member_scope = scope.clone();
+            member_scope.insert("item".into(), item);
+            member_scope.insert("index".into(), json!(i));
+            let member = Member { index: Some(i), scope: member_scope };
+            let (ctx, pipeline, graph, step) = (&ctx, &pipeline, &graph, &step);
+            in_flight.push(Box::pin(async move { (i, run_member(ctx, pipeline, graph, step, member).await) }));
+        }
+        if in_flight.is_empty() {
+            break;
+        }
+        let ((i, result), _, rest) = select_all(in_flight).await;
+        in_flight = rest;
+        outputs[i] = Some(result.map_err(|f| StepFailure { message: format!("item {i}: {}", f.message), ..f })?);
+    }
+    Ok(Value::Array(outputs.into_iter().map(Option::unwrap_or_default).collect()))
+}
+
+struct Member {
+    index: Option<usize>,
+    scope: Scope,
+}
+
+/// Run one activity or child for one item (or for a step without fan-out).
+async fn run_member<W: Interpreted>(
+    ctx: &WorkflowContext<W>,
+    pipeline: &Pipeline,
+    graph: &str,
+    step: &Step,
+    member: Member,
+) -> Result<Value, StepFailure> {
+    let input = expr::render(&step.with, &member.scope).map_err(|e| StepFailure::new(INVALID_INPUT, format!("with: {e}")))?;
+    let index = member.index;
+    let update = |f: &dyn Fn(&mut StepRow)| {
+        ctx.state_mut(|w| {
+            if let Some(r) = w.progress_mut().row_mut(&step.id, index) {
+                f(r);
+            }
+        })
+    };
+    let started = now(ctx);
+    let result = match &step.run {
+        Run::Activity(name) => {
+            let activity_id = match (&step.activity_id, index) {
+                (Some(t), _) => match expr::render(&Value::String(t.clone()), &member.scope) {
+                    Ok(Value::String(s)) => s,
+                    Ok(other) => other.to_string(),
+                    Err(e) => return Err(StepFailure::new(INVALID_INPUT, format!("activity_id: {e}"))),
+                },
+                (None, Some(i)) => format!("{}_{i}", step.id),
+                (None, None) => step.id.clone(),
+            };
+            update(&|r| {
+                r.status = StepStatus::Running;
+                r.attempt = 1;
+                r.activity_id = Some(activity_id.clone());
+                r.started_at = started.clone();
+            });
+            let opts = activity_options(step, activity_id);
+            ctx.execute_activity(UntypedActivity::new(name.clone()), payload::to_raw(&input), opts)
+                .await
+                .map_err(|e| match e.failure() {
+                    Some(f) => describe(f),
+                    None => StepFailure::new("PayloadError", e.to_string()),
+                })
+                .and_then(|raw| payload::from_raw(&raw).map_err(|e| StepFailure::new("PayloadError", e)))
+        }
+        Run::Child(child) => {
+            let pattern = step.child_id.clone().unwrap_or_else(|| match index {
+                Some(_) => "{workflow_id}-{step}-{index}".into(),
+                None => "{workflow_id}-{step}".into(),
+            });
+            let child_id = pattern
+                .replace("{workflow_id}", ctx.workflow_id())
+                .replace("{step}", &step.id)
+                .replace("{index}", &index.unwrap_or(0).to_string());
+            update(&|r| {
+                r.status = StepStatus::Running;
+                r.attempt = 1;
+                r.child_workflow_id = Some(child_id.clone());
+                r.started_at = started.clone();
+            });
+            let Some(child_graph) = pipeline.graph(child) else {
+                return Err(StepFailure::new(INVALID_INPUT, format!("{graph}: no child pipeline {child:?}")));
+            };
+            let child_input = RunInput { pipeline: pipeline.clone(), graph: Some(child.clone()), input };
+            let opts = ChildWorkflowOptions::builder()
+                .workflow_id(child_id.clone())
+                .task_queue(child_graph.task_queue.clone())
+                .parent_close_policy(ParentClosePolicy::Terminate)
+                .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicate)
+                .static_summary(match index {
+                    Some(i) => format!("{} item {i}", step.id),
+                    None => step.id.clone(),
+                })
+                .build();
+            match ctx.start_child_workflow(UntypedWorkflow::new(child.clone()), payload::to_raw(&child_input), opts).await {
+                Err(e) => Err(match e.failure() {
+                    Some(f) => describe(f),
+                    None => StepFailure::new("ChildStartFailed", e.to_string()),
+                }),
+                Ok(started) => started
+                    .result()
+                    .await
+                    .map_err(|e| match e.failure() {
+                        Some(f) => describe(f),
+                        None => StepFailure::new("PayloadError", e.to_string()),
+                    })
+                    .and_then(|raw| payload::from_raw(&raw).map_err(|e| StepFailure::new("PayloadError", e))),
+            }
+            .map_err(|f| StepFailure { message: format!("child {child_id}: {}", f.message), ..f })
+        }
+    };
+    let finished = now(ctx);
+    match &result {
+        Ok(_) => update(&|r| {
+            r.status = StepStatus::Completed;
+            r.finished_at = finished.clone();
+        }),
+        Err(f) => update(&|r| {
+            r.status = StepStatus::Failed;
+            r.finished_at = finished.clone();
+            r.error = Some(f.text());
+        }),
+    }
+    result
+}
+
+/// The activity options a step declares.
+pub fn activity_options(step: &Step, activity_id: String) -> ActivityOptions {
+    let o = &step.options;
+    let close = match (o.schedule_to_close(), o.start_to_close()) {
+        (Some(s), Some(t)) => ActivityCloseTimeouts::ScheduleAndStartToClose { schedule_to_close: s, start_to_close: t },
+        (Some(s), None) => ActivityCloseTimeouts::ScheduleToClose(s),
+        (None, Some(t)) => ActivityCloseTimeouts::StartToClose(t),
+        // Validation forbids this; a minute keeps a hand-written input from hanging forever.
+        (None, None) => ActivityCloseTimeouts::StartToClose(Duration::from_secs(60)),
+    };
+    let r = &o.retry;
+    let retry = RetryPolicy::builder()
+        .initial_interval(Duration::from_millis(r.initial_interval_ms))
+        .backoff_coefficient(r.backoff_coefficient)
+        .maybe_maximum_interval(r.maximum_interval_ms.map(Duration::from_millis))
+        .maximum_attempts(r.maximum_attempts)
+        .non_retryable_error_types(r.non_retryable_error_types.clone())
+        .build();
+    ActivityOptions::with_close_timeouts(close)
+        .activity_id(activity_id)
+        .task_queue(o.task_queue.clone())
+        .maybe_heartbeat_timeout(o.heartbeat())
+        .retry_policy(retry)
+        .summary(step.id.clone())
+        .build()
+}
+
+/// The root cause of a Temporal failure, as a type and a message.
+fn describe(f: &Failure) -> StepFailure {
+    let mut root = f;
+    while let Some(c) = &root.cause {
+        root = c;
+    }
+    let kind = match &root.failure_info {
+        Some(FailureInfo::ApplicationFailureInfo(a)) => a.r#type.clone(),
+        Some(FailureInfo::TimeoutFailureInfo(t)) => {
+            let name = temporalio_workflow::common::protos::temporal::api::enums::v1::TimeoutType::try_from(t.timeout_type)
+                .map(|t| t.as_str_name().trim_start_matches("TIMEOUT_TYPE_").to_owned())
+                .unwrap_or_default();
+            format!("timeout: {name}")
+        }
+        Some(FailureInfo::CanceledFailureInfo(_)) => "Canceled".into(),
+        Some(FailureInfo::TerminatedFailureInfo(_)) => "Terminated".into(),
+        _ => String::new(),
+    };
+    StepFailure { kind, message: root.message.clone() }
+}

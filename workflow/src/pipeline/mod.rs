@@ -1,0 +1,243 @@
+//! Pipeline definitions: the raw YAML model, its validation, and the validated value the
+//! interpreter runs.
+//!
+//! `RawPipeline` ([`raw`]) mirrors what a user typed; [`validate()`] checks it against a
+//! [`Catalog`](crate::catalog::Catalog) (the activities, workflow types and events a worker
+//! knows) and returns a [`Pipeline`], in which every default is already merged and every
+//! duration is in milliseconds. A `Pipeline` is what travels in the workflow input, so a
+//! run is pinned to the definition it started with; [`Pipeline::hash`] identifies it.
+//! Everything here is pure: no files, no network, no clock.
+
+pub mod error;
+pub mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use error::{PipelineError, Problem, ValidationReport};
+pub use validate::{parse_and_validate, validate};
+
+/// The task queue used when neither the pipeline nor a step names one.
+pub const DEFAULT_TASK_QUEUE: &str = "reflow";
+
+/// A validated pipeline file: the main graph and its child graphs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pipeline {
+    /// Workflow type of the main graph.
+    pub name: String,
+    /// Definition version.
+    pub version: u32,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Hex sha256 of the canonical JSON of this value with `hash` empty.
+    pub hash: String,
+    /// The main pipeline.
+    pub main: Graph,
+    /// Child pipelines by workflow type.
+    pub children: BTreeMap<String, Graph>,
+}
+
+impl Pipeline {
+    /// The graph a workflow of type `name` runs (the main one or a child).
+    pub fn graph(&self, name: &str) -> Option<&Graph> {
+        if name == self.main.name {
+            Some(&self.main)
+        } else {
+            self.children.get(name)
+        }
+    }
+
+    /// Every task queue a worker must poll to run this pipeline: the workflows' queues and
+    /// every step's, sorted and deduplicated.
+    pub fn task_queues(&self) -> Vec<String> {
+        let mut queues: Vec<String> = std::iter::once(&self.main)
+            .chain(self.children.values())
+            .flat_map(|g| {
+                std::iter::once(g.task_queue.clone())
+                    .chain(g.steps.iter().map(|s| s.options.task_queue.clone()))
+            })
+            .collect();
+        queues.sort();
+        queues.dedup();
+        queues
+    }
+
+    /// Sha256 of the canonical JSON form, `hash` left empty.
+    pub fn compute_hash(&self) -> String {
+        use sha2::Digest;
+        let mut copy = self.clone();
+        copy.hash.clear();
+        let bytes = serde_json::to_vec(&copy).expect("a pipeline always serializes");
+        hex::encode(sha2::Sha256::digest(bytes))
+    }
+}
+
+/// One pipeline (main or child): declared inputs, steps in declared order, output template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Graph {
+    /// Workflow type.
+    pub name: String,
+    /// Task queue of the workflow itself.
+    pub task_queue: String,
+    /// Declared inputs.
+    pub inputs: BTreeMap<String, InputSpec>,
+    /// Steps, in declared order.
+    pub steps: Vec<Step>,
+    /// Result template (`null` when not declared).
+    pub output: Value,
+}
+
+impl Graph {
+    /// The step with this id.
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+}
+
+/// A declared input, with defaults applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputSpec {
+    /// Expected JSON type (`any` accepts everything).
+    pub kind: InputKind,
+    /// A run without it is rejected.
+    pub required: bool,
+    /// Used when absent.
+    pub default: Option<Value>,
+}
+
+/// JSON types an input may declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputKind {
+    /// A JSON string.
+    String,
+    /// A JSON number without fraction.
+    Integer,
+    /// Any JSON number.
+    Number,
+    /// `true` / `false`.
+    Boolean,
+    /// A JSON array.
+    Array,
+    /// A JSON object.
+    Object,
+    /// Anything.
+    Any,
+}
+
+impl InputKind {
+    /// Whether `v` has this type.
+    pub fn accepts(self, v: &Value) -> bool {
+        match self {
+            InputKind::String => v.is_string(),
+            InputKind::Integer => v.is_i64() || v.is_u64(),
+            InputKind::Number => v.is_number(),
+            InputKind::Boolean => v.is_boolean(),
+            InputKind::Array => v.is_array(),
+            InputKind::Object => v.is_object(),
+            InputKind::Any => true,
+        }
+    }
+}
+
+/// What a step runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Run {
+    /// An activity by its registered type name.
+    Activity(String),
+    /// A child pipeline by workflow type.
+    Child(String),
+}
+
+/// A validated step: defaults merged, durations in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Unique id within the graph.
+    pub id: String,
+    /// Activity or child pipeline.
+    pub run: Run,
+    /// Direct dependencies.
+    pub needs: Vec<String>,
+    /// Input template (`null` when not declared).
+    pub with: Value,
+    /// Fan-out expression, if any.
+    pub for_each: Option<String>,
+    /// Cap on fan-out members in flight.
+    pub concurrency: Option<u32>,
+    /// Child workflow id pattern.
+    pub child_id: Option<String>,
+    /// Activity id template.
+    pub activity_id: Option<String>,
+    /// Run condition.
+    pub when: Option<String>,
+    /// A final failure does not fail the run.
+    pub optional: bool,
+    /// Events the step may publish.
+    pub emits: Vec<String>,
+    /// Queue, timeouts, retry policy.
+    pub options: StepOptions,
+}
+
+/// Activity options of a step, every default applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepOptions {
+    /// Task queue of the activity, or of the child workflow.
+    pub task_queue: String,
+    /// Schedule-to-close timeout in ms.
+    pub schedule_to_close_ms: Option<u64>,
+    /// Start-to-close timeout in ms.
+    pub start_to_close_ms: Option<u64>,
+    /// Heartbeat timeout in ms.
+    pub heartbeat_ms: Option<u64>,
+    /// Retry policy.
+    pub retry: Retry,
+}
+
+impl StepOptions {
+    /// Start-to-close as a `Duration`.
+    pub fn start_to_close(&self) -> Option<Duration> {
+        self.start_to_close_ms.map(Duration::from_millis)
+    }
+    /// Schedule-to-close as a `Duration`.
+    pub fn schedule_to_close(&self) -> Option<Duration> {
+        self.schedule_to_close_ms.map(Duration::from_millis)
+    }
+    /// Heartbeat timeout as a `Duration`.
+    pub fn heartbeat(&self) -> Option<Duration> {
+        self.heartbeat_ms.map(Duration::from_millis)
+    }
+}
+
+/// A retry policy, every default applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retry {
+    /// Delay before attempt 2, ms.
+    pub initial_interval_ms: u64,
+    /// Delay multiplier.
+    pub backoff_coefficient: f64,
+    /// Delay cap, ms.
+    pub maximum_interval_ms: Option<u64>,
+    /// Attempts in all; 0 = unlimited.
+    pub maximum_attempts: u32,
+    /// Failure types never retried.
+    pub non_retryable_error_types: Vec<String>,
+}
+
+impl Default for Retry {
+    /// reflow's defaults (spec pipeline.md §6.2): 5 s, ×2, capped at 60 s, unlimited attempts.
+    fn default() -> Self {
+        Retry {
+            initial_interval_ms: 5_000,
+            backoff_coefficient: 2.0,
+            maximum_interval_ms: Some(60_000),
+            maximum_attempts: 0,
+            non_retryable_error_types: Vec::new(),
+        }
+    }
+}
