@@ -1,1 +1,13 @@
-//! placeholder
+//! Every side effect of reflow, one module per external system.
+//!
+//! Activities are grouped in one struct per system (`files::FileActivities`, …), registered
+//! on the worker under the step names pipelines use (`#[activity(name = "list_files")]`).
+//! Shared pieces: [`error`] maps failures to Temporal's retryable / non-retryable classes
+//! (pipeline.md §6.3), and [`attempts`] is the worker-wide interceptor that reports each
+//! attempt to the workflow's progress table and opens the tracing span every activity logs in.
+
+pub mod attempts;
+pub mod error;
+pub mod files;
+
+pub use error::ActivityFailure;

@@ -1,1 +1,20 @@
-//! placeholder
+//! The reflow process: CLI, configuration, Temporal worker wiring.
+//!
+//! `main.rs` parses the command line and calls [`cli::run`] with the built-in
+//! [`registry::Registry`]; integration tests call the same function with a registry that also
+//! holds their test activities, so they exercise exactly this wiring.
+
+pub mod cli;
+pub mod registry;
+pub mod runs;
+pub mod settings;
+pub mod shutdown;
+pub mod temporal;
+pub mod worker;
+
+/// Install the tracing subscriber (`RUST_LOG`, default `info`), once per process.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,temporalio_sdk_core=warn,temporalio_sdk=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

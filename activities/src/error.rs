@@ -1,0 +1,110 @@
+//! The activity layer's error type and its mapping to Temporal failures.
+//!
+//! Retryability is decided here, where the failure is understood: each variant carries the
+//! failure type of pipeline.md §6.3 and whether a retry could ever help. The workflow sees the
+//! type name in the failure and the progress table shows it.
+
+use temporalio_common::error::ApplicationFailure;
+use temporalio_sdk::activities::ActivityError;
+
+/// Why an activity failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivityFailure {
+    /// Missing or invalid configuration (never retried).
+    #[error("{0}")]
+    Config(String),
+    /// Malformed input (never retried).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A named object, file or record does not exist (never retried).
+    #[error("{0}")]
+    NotFound(String),
+    /// Permission refused (never retried).
+    #[error("{0}")]
+    AccessDenied(String),
+    /// A transient I/O failure (retried).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Any other failure a retry may fix.
+    #[error("{0}")]
+    Transient(String),
+    /// The activity saw its cancellation (through a heartbeat) and stopped.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl ActivityFailure {
+    /// The failure type name (pipeline.md §6.3).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ActivityFailure::Config(_) => "ConfigError",
+            ActivityFailure::InvalidInput(_) => "InvalidInput",
+            ActivityFailure::NotFound(_) => "NotFound",
+            ActivityFailure::AccessDenied(_) => "AccessDenied",
+            ActivityFailure::Io { .. } => "IoError",
+            ActivityFailure::Transient(_) => "Transient",
+            ActivityFailure::Cancelled => "Cancelled",
+        }
+    }
+
+    /// Whether a retry can never succeed.
+    pub fn is_non_retryable(&self) -> bool {
+        matches!(
+            self,
+            ActivityFailure::Config(_)
+                | ActivityFailure::InvalidInput(_)
+                | ActivityFailure::NotFound(_)
+                | ActivityFailure::AccessDenied(_)
+        )
+    }
+
+    /// Classify an I/O error on `context` (a path, usually).
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        let context = context.into();
+        match source.kind() {
+            std::io::ErrorKind::NotFound => ActivityFailure::NotFound(format!("{context}: {source}")),
+            std::io::ErrorKind::PermissionDenied => ActivityFailure::AccessDenied(format!("{context}: {source}")),
+            _ => ActivityFailure::Io { context, source },
+        }
+    }
+}
+
+impl ActivityFailure {
+    /// The Temporal failure, type and retryability included.
+    ///
+    /// Call this explicitly (`.map_err(ActivityFailure::into_activity_error)`): the SDK's
+    /// blanket `From<E: Error>` would turn `?` on an `ActivityFailure` into a *retryable*
+    /// failure without a type, so activity bodies keep their `?`s in inner functions that
+    /// return `Result<_, ActivityFailure>`.
+    pub fn into_activity_error(self) -> ActivityError {
+        if matches!(self, ActivityFailure::Cancelled) {
+            return ActivityError::cancelled();
+        }
+        ActivityError::application(
+            ApplicationFailure::builder(self.to_string())
+                .type_name(self.type_name().to_owned())
+                .non_retryable(self.is_non_retryable())
+                .build(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_files_are_not_retried() {
+        let f = ActivityFailure::io("/x", std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert_eq!(f.type_name(), "NotFound");
+        assert!(f.is_non_retryable());
+        let f = ActivityFailure::io("/x", std::io::Error::from(std::io::ErrorKind::Interrupted));
+        assert!(!f.is_non_retryable());
+    }
+}

@@ -1,0 +1,285 @@
+//! The `reflow` command line: parsing (clap) and the commands themselves.
+//!
+//! [`run`] is the whole program after parsing; `main.rs` only prints its error and picks the
+//! exit code. Tests reuse it with a registry that also holds their test activities.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use crate::registry::Registry;
+use crate::runs;
+use crate::settings::Settings;
+use crate::shutdown::Shutdown;
+use crate::temporal::{self, DevServer};
+use crate::worker::run_workers;
+
+/// Exit code for an invalid pipeline (sysexits' EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// reflow: declared pipelines, run durably on Temporal.
+#[derive(Debug, Parser)]
+#[command(name = "reflow", version, about)]
+pub struct Cli {
+    /// TOML settings file (default: ./reflow.toml when present).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Temporal frontend (host:port or URL). Unset: `dev`/`demo` start a local dev server.
+    #[arg(long, global = true, env = "TEMPORAL_ADDRESS")]
+    pub temporal_address: Option<String>,
+    /// Temporal namespace.
+    #[arg(long, global = true, env = "TEMPORAL_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Data directory of the embedded default (dev server database and logs).
+    #[arg(long, global = true, env = "REFLOW_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check pipeline files (or every *.yaml of a directory) without touching anything.
+    Validate {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Start a run of a pipeline.
+    Run {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// The pipeline's input, as JSON.
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// Workflow id (default: `<pipeline>-<random>`).
+        #[arg(long)]
+        id: Option<String>,
+        /// Wait for the result and print it.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show a run's step table (children included).
+    Status {
+        /// Workflow id.
+        workflow_id: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve task queues until Ctrl-C / SIGTERM.
+    Worker {
+        /// Serve only these queues (comma-separated). Default: every queue the pipelines use.
+        #[arg(long, value_delimiter = ',')]
+        queues: Vec<String>,
+        /// Directory of pipeline files whose queues to serve.
+        #[arg(long, env = "REFLOW_PIPELINES")]
+        pipelines: Option<PathBuf>,
+    },
+    /// Start a local Temporal dev server (unless TEMPORAL_ADDRESS is set) and a worker.
+    Dev {
+        /// gRPC port of the dev server.
+        #[arg(long, default_value_t = 7233)]
+        port: u16,
+        /// Web UI port of the dev server.
+        #[arg(long, default_value_t = 8233)]
+        ui_port: u16,
+        /// Directory of pipeline files whose queues to serve.
+        #[arg(long, env = "REFLOW_PIPELINES")]
+        pipelines: Option<PathBuf>,
+    },
+    /// Run the example pipeline end to end on the embedded default and print its table.
+    Demo {
+        /// Directory whose files the example pipeline checksums (default: pipelines/).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Keep the dev server and worker running afterwards (to browse the Web UI).
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+/// Run a parsed command line with the given registry.
+pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Some(a) = cli.temporal_address {
+        settings.temporal_address = Some(a);
+    }
+    if let Some(n) = cli.namespace {
+        settings.namespace = n;
+    }
+    if let Some(d) = cli.data_dir {
+        settings.data_dir = d;
+    }
+    match cli.command {
+        Command::Validate { paths } => validate(&paths, &registry),
+        Command::Run { pipeline, input, id, wait } => {
+            let p = runs::load_pipeline(&pipeline, registry.catalog())?;
+            let input: Value = serde_json::from_str(&input).map_err(runs::RunError::Input)?;
+            let client = connect(&settings).await?;
+            let id = id.unwrap_or_else(|| format!("{}-{}", p.name.to_lowercase(), uuid::Uuid::new_v4().simple()));
+            let started = runs::start(&client, &p, input, &id).await?;
+            eprintln!("started {} (run {})", started.workflow_id, started.run_id.as_deref().unwrap_or("?"));
+            if wait {
+                let out = runs::wait(&client, &id).await?;
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("{id}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { workflow_id, json } => {
+            let client = connect(&settings).await?;
+            let tree = runs::progress_tree(&client, &workflow_id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tree)?);
+            } else {
+                print!("{}", runs::render(&tree));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker { queues, pipelines } => {
+            let queues = queues_to_serve(queues, pipelines.as_deref().unwrap_or(&settings.pipelines_dir), &registry)?;
+            let client = connect(&settings).await?;
+            let shutdown = Shutdown::default();
+            shutdown.on_signals();
+            tracing::info!(queues = ?queues, "serving");
+            run_workers(client, &registry, &queues, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dev { port, ui_port, pipelines } => {
+            let queues = queues_to_serve(Vec::new(), pipelines.as_deref().unwrap_or(&settings.pipelines_dir), &registry)?;
+            let (client, server) = connect_or_start(&settings, port, Some(ui_port)).await?;
+            let shutdown = Shutdown::default();
+            shutdown.on_signals();
+            eprintln!("worker serving {}; Ctrl-C to stop", queues.join(", "));
+            let result = run_workers(client, &registry, &queues, shutdown).await;
+            if let Some(s) = server {
+                s.stop().await;
+            }
+            result?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { dir, keep } => demo(&settings, &registry, dir, keep).await,
+    }
+}
+
+fn validate(paths: &[PathBuf], registry: &Registry) -> anyhow::Result<ExitCode> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            files.extend(pipeline_files(p)?);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut failed = false;
+    for f in &files {
+        match runs::load_pipeline(f, registry.catalog()) {
+            Ok(p) => println!("{}: ok — {} v{}, {} steps, {} child pipelines, hash {}", f.display(), p.name, p.version, p.main.steps.len(), p.children.len(), &p.hash[..12]),
+            Err(e) => {
+                failed = true;
+                eprintln!("{e}");
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(EXIT_CONFIG) } else { ExitCode::SUCCESS })
+}
+
+/// The `*.yaml` / `*.yml` files of a directory, sorted.
+pub fn pipeline_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading pipeline directory {}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn queues_to_serve(explicit: Vec<String>, dir: &Path, registry: &Registry) -> anyhow::Result<Vec<String>> {
+    if !explicit.is_empty() {
+        return Ok(explicit);
+    }
+    let mut queues = Vec::new();
+    for f in pipeline_files(dir)? {
+        queues.extend(runs::load_pipeline(&f, registry.catalog())?.task_queues());
+    }
+    queues.sort();
+    queues.dedup();
+    if queues.is_empty() {
+        bail!("no pipelines in {} and no --queues given: nothing to serve", dir.display());
+    }
+    Ok(queues)
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<temporalio_client::Client> {
+    let Some(address) = &settings.temporal_address else {
+        bail!("TEMPORAL_ADDRESS is not set: point it at a Temporal frontend, or run `reflow dev` for a local server");
+    };
+    Ok(temporal::connect(address, &settings.namespace, Duration::from_secs(10)).await?)
+}
+
+async fn connect_or_start(settings: &Settings, port: u16, ui_port: Option<u16>) -> anyhow::Result<(temporalio_client::Client, Option<DevServer>)> {
+    if settings.temporal_address.is_some() {
+        return Ok((connect(settings).await?, None));
+    }
+    let opts = temporal::dev_server_options(&settings.temporal_cli, &settings.data_dir, port, ui_port);
+    let server = DevServer::start(opts).await?;
+    eprintln!(
+        "Temporal dev server on {} (state in {}){}",
+        server.address,
+        settings.data_dir.join("temporal.db").display(),
+        server.ui_url.as_deref().map(|u| format!(", Web UI {u}")).unwrap_or_default()
+    );
+    let client = temporal::connect(&server.address, &settings.namespace, Duration::from_secs(20)).await?;
+    Ok((client, Some(server)))
+}
+
+async fn demo(settings: &Settings, registry: &Registry, dir: Option<PathBuf>, keep: bool) -> anyhow::Result<ExitCode> {
+    let pipeline_file = settings.pipelines_dir.join("digest.yaml");
+    let pipeline = runs::load_pipeline(&pipeline_file, registry.catalog())?;
+    let dir = std::path::absolute(dir.unwrap_or_else(|| settings.pipelines_dir.clone()))?;
+    let report = std::path::absolute(settings.data_dir.join("demo-report.json"))?;
+    let ui_port = temporal::free_port().ok().filter(|_| std::net::TcpListener::bind("127.0.0.1:8233").is_ok()).map(|_| 8233);
+    let port = if std::net::TcpListener::bind("127.0.0.1:7233").is_ok() { 7233 } else { 0 };
+    let (client, server) = connect_or_start(settings, port, ui_port).await?;
+    let shutdown = Shutdown::default();
+    shutdown.on_signals();
+    let id = format!("digest-{}", uuid::Uuid::new_v4().simple());
+    let input = serde_json::json!({"dir": dir.display().to_string(), "report": report.display().to_string()});
+    let queues = pipeline.task_queues();
+    let job = {
+        let (client, shutdown, id) = (client.clone(), shutdown.clone(), id.clone());
+        async move {
+            let out = async {
+                runs::start(&client, &pipeline, input, &id).await?;
+                let out = runs::wait(&client, &id).await?;
+                let tree = runs::progress_tree(&client, &id).await?;
+                Ok::<_, runs::RunError>((out, tree))
+            }
+            .await;
+            if !keep || out.is_err() {
+                shutdown.trigger();
+            }
+            out
+        }
+    };
+    let (worker, job) = futures::join!(run_workers(client, registry, &queues, shutdown), job);
+    if let Some(s) = server {
+        s.stop().await;
+    }
+    worker?;
+    let (out, tree) = job?;
+    print!("{}", runs::render(&tree));
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    eprintln!("report written to {}; `reflow dev` shows this run ({id}) in the Web UI at http://127.0.0.1:8233", report.display());
+    Ok(ExitCode::SUCCESS)
+}

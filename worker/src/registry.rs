@@ -1,0 +1,82 @@
+//! The one place activities and workflow types meet the Temporal worker.
+//!
+//! [`Registry`] lists what a worker registers; [`Registry::catalog`] derives from the same
+//! list what `reflow validate` accepts, so a pipeline that validates names only things the
+//! worker can run. Tests extend the built-in registry with their own activities and types.
+
+use std::sync::Arc;
+
+use activities::files::FileActivities;
+use temporalio_sdk::WorkerOptions;
+use workflow::Catalog;
+use workflow::workflows::{DiarizationPipeline, DirectoryDigest, FileDigest, TrackProcessing};
+
+/// Registers activities and workflow types on a worker's options.
+pub type Registration = Arc<dyn Fn(&mut WorkerOptions) -> Result<(), String> + Send + Sync>;
+
+/// What a worker runs: registrations plus the matching catalog.
+#[derive(Clone)]
+pub struct Registry {
+    registrations: Vec<Registration>,
+    catalog: Catalog,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn empty() -> Self {
+        Registry { registrations: Vec::new(), catalog: Catalog::new() }
+    }
+
+    /// reflow's built-in activities and workflow types.
+    pub fn builtin() -> Self {
+        let catalog = Catalog::new()
+            .activity(FileActivities::list_files.name(), &[])
+            .activity(FileActivities::digest_file.name(), &[])
+            .activity(FileActivities::write_report.name(), &[])
+            .workflow_type("DiarizationPipeline")
+            .workflow_type("TrackProcessing")
+            .workflow_type("DirectoryDigest")
+            .workflow_type("FileDigest");
+        Registry::empty().with(
+            catalog,
+            Arc::new(|o: &mut WorkerOptions| {
+                o.register_activities(FileActivities);
+                o.register_workflow::<DiarizationPipeline>().map_err(|e| e.to_string())?;
+                o.register_workflow::<TrackProcessing>().map_err(|e| e.to_string())?;
+                o.register_workflow::<DirectoryDigest>().map_err(|e| e.to_string())?;
+                o.register_workflow::<FileDigest>().map_err(|e| e.to_string())?;
+                Ok(())
+            }),
+        )
+    }
+
+    /// Add a registration and what it makes known.
+    pub fn with(mut self, catalog: Catalog, registration: Registration) -> Self {
+        self.catalog = self.catalog.merge(catalog);
+        self.registrations.push(registration);
+        self
+    }
+
+    /// What `reflow validate` checks pipelines against.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Apply every registration to `options`.
+    pub fn register(&self, options: &mut WorkerOptions) -> Result<(), String> {
+        self.registrations.iter().try_for_each(|r| r(options))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_workflow_type_the_workflow_crate_declares_is_registered() {
+        let r = Registry::builtin();
+        for t in workflow::workflows::WORKFLOW_TYPES {
+            assert!(r.catalog().has_workflow_type(t), "{t} is declared but not registered");
+        }
+    }
+}

