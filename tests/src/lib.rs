@@ -1,1 +1,190 @@
-//! placeholder
+//! Integration test harness: a real Temporal dev server per test binary, reflow's own worker
+//! wiring in-process or as a separate process, and test activities that keep a journal.
+//!
+//! - [`server`] starts `temporal server start-dev` once per test binary on free ports.
+//! - [`registry`] is reflow's built-in registry plus the test activities and workflow types.
+//! - [`InProcessWorker`] runs `reflow::worker::run_workers` on its own thread.
+//! - [`TestPipeline`] loads a YAML file from `tests/pipelines/`, giving it a task queue of
+//!   its own, so tests sharing one server never pick up each other's tasks.
+
+pub mod activities;
+pub mod workflows;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use reflow::registry::Registry;
+use reflow::shutdown::Shutdown;
+use reflow::temporal::{DevServer, DevServerOptions};
+use temporalio_client::Client;
+use workflow::{Catalog, Pipeline};
+
+pub use activities::{Entry, Probe, read_journal};
+
+/// reflow's registry plus the test activities and the test workflow types.
+pub fn registry() -> Registry {
+    use activities::TestActivities as T;
+    let catalog = Catalog::new()
+        .activity(T::sleep.name(), &[])
+        .activity(T::flaky.name(), &[])
+        .activity(T::fatal.name(), &[])
+        .activity(T::hang.name(), &[])
+        .activity(T::beat.name(), &[])
+        .activity(T::echo.name(), &[])
+        .workflow_type("EngineTest")
+        .workflow_type("EngineChild");
+    Registry::builtin().with(
+        catalog,
+        std::sync::Arc::new(|o: &mut temporalio_sdk::WorkerOptions| {
+            o.register_activities(activities::TestActivities);
+            o.register_workflow::<workflows::EngineTest>().map_err(|e| e.to_string())?;
+            o.register_workflow::<workflows::EngineChild>().map_err(|e| e.to_string())?;
+            Ok(())
+        }),
+    )
+}
+
+/// The shared dev server of this test binary.
+pub struct ServerInfo {
+    /// gRPC address.
+    pub address: String,
+    /// Its data directory (database, log).
+    pub dir: PathBuf,
+}
+
+/// The `temporal` CLI: `TEMPORAL_CLI`, else the repository's `.venv/bin/temporal`, else `PATH`.
+pub fn temporal_cli() -> PathBuf {
+    if let Ok(p) = std::env::var("TEMPORAL_CLI") {
+        return p.into();
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/temporal");
+    if venv.exists() { venv } else { "temporal".into() }
+}
+
+/// Start (once) and return the dev server shared by the tests of this binary.
+///
+/// It runs from a thread that lives as long as the process, so the kernel's parent-death
+/// signal (see `reflow::temporal`) stops it exactly when the test binary exits.
+pub fn server() -> &'static ServerInfo {
+    static SERVER: OnceLock<ServerInfo> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("reflow-temporal-").tempdir().expect("temp dir").keep();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let opts = DevServerOptions {
+            cli: temporal_cli(),
+            port: 0,
+            ui_port: None,
+            db_file: Some(dir.join("temporal.db")),
+            log_file: dir.join("temporal.log"),
+        };
+        std::thread::Builder::new()
+            .name("temporal-dev-server".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async move {
+                    match DevServer::start(opts).await {
+                        Ok(server) => {
+                            tx.send(Ok(server.address.clone())).ok();
+                            // Keep the server (and this thread) alive until the process exits.
+                            std::future::pending::<()>().await;
+                            drop(server);
+                        }
+                        Err(e) => {
+                            tx.send(Err(e.to_string())).ok();
+                        }
+                    }
+                });
+            })
+            .expect("spawn server thread");
+        let address = rx.recv().expect("server thread answers").unwrap_or_else(|e| panic!("{e}"));
+        ServerInfo { address, dir }
+    })
+}
+
+/// A client of the shared server.
+pub async fn client() -> Client {
+    reflow::temporal::connect(&server().address, "default", Duration::from_secs(20)).await.expect("connect to the dev server")
+}
+
+/// A worker running reflow's wiring on its own thread; stopped (drained) on drop.
+pub struct InProcessWorker {
+    shutdown: Shutdown,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcessWorker {
+    /// Serve `queues` against the shared server with the test registry.
+    pub fn start(queues: &[String]) -> Self {
+        let shutdown = Shutdown::default();
+        let (s, queues) = (shutdown.clone(), queues.to_vec());
+        let address = server().address.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let client = reflow::temporal::connect(&address, "default", Duration::from_secs(20)).await.expect("connect");
+                reflow::worker::run_workers(client, &registry(), &queues, s).await.expect("workers run");
+            });
+        });
+        InProcessWorker { shutdown, thread: Some(thread) }
+    }
+}
+
+impl Drop for InProcessWorker {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A test pipeline bound to a task queue of its own.
+pub struct TestPipeline {
+    /// The validated definition.
+    pub pipeline: Pipeline,
+    /// Its task queue.
+    pub queue: String,
+}
+
+impl TestPipeline {
+    /// Load `tests/pipelines/{file}`, replacing `__QUEUE__` with `queue`.
+    pub fn load(file: &str, queue: &str) -> Self {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines").join(file);
+        let text = std::fs::read_to_string(&path).expect("test pipeline exists").replace("__QUEUE__", queue);
+        Self::from_text(&path.display().to_string(), &text, queue)
+    }
+
+    /// Validate YAML text with the test catalog.
+    pub fn from_text(name: &str, text: &str, queue: &str) -> Self {
+        let pipeline = workflow::parse_and_validate(name, text, registry().catalog()).unwrap_or_else(|e| panic!("{e}"));
+        TestPipeline { pipeline, queue: queue.to_owned() }
+    }
+}
+
+/// Wait (bounded) until `check` returns `Some`, polling every 100 ms.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A fresh journal path under the system temp dir, named after the test.
+pub fn journal(test: &str) -> PathBuf {
+    let dir = tempfile::Builder::new().prefix(&format!("reflow-{test}-")).tempdir().expect("temp dir").keep();
+    dir.join("journal.jsonl")
+}
+
+/// The entries of `key` with `event`.
+pub fn events<'a>(entries: &'a [Entry], key: &str, event: &str) -> Vec<&'a Entry> {
+    entries.iter().filter(|e| e.key == key && e.event == event).collect()
+}

@@ -96,7 +96,7 @@ pub enum Command {
     },
     /// Run the example pipeline end to end on the embedded default and print its table.
     Demo {
-        /// Directory whose files the example pipeline checksums (default: pipelines/).
+        /// Directory whose files the example pipeline checksums (default: the current one).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Keep the dev server and worker running afterwards (to browse the Web UI).
@@ -246,7 +246,7 @@ async fn connect_or_start(settings: &Settings, port: u16, ui_port: Option<u16>) 
 async fn demo(settings: &Settings, registry: &Registry, dir: Option<PathBuf>, keep: bool) -> anyhow::Result<ExitCode> {
     let pipeline_file = settings.pipelines_dir.join("digest.yaml");
     let pipeline = runs::load_pipeline(&pipeline_file, registry.catalog())?;
-    let dir = std::path::absolute(dir.unwrap_or_else(|| settings.pipelines_dir.clone()))?;
+    let dir = std::path::absolute(dir.unwrap_or_else(|| PathBuf::from(".")))?;
     let report = std::path::absolute(settings.data_dir.join("demo-report.json"))?;
     let ui_port = temporal::free_port().ok().filter(|_| std::net::TcpListener::bind("127.0.0.1:8233").is_ok()).map(|_| 8233);
     let port = if std::net::TcpListener::bind("127.0.0.1:7233").is_ok() { 7233 } else { 0 };

@@ -130,7 +130,7 @@ pub async fn query_progress(client: &Client, workflow_id: &str) -> Result<Progre
     let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id);
     let err = |message: String| RunError::Temporal { action: "query progress of", workflow_id: workflow_id.to_owned(), message };
     let raw = handle
-        .query(UntypedQuery::new(PROGRESS_QUERY), RawValue::empty(), WorkflowQueryOptions::default())
+        .query(UntypedQuery::new(PROGRESS_QUERY), RawValue::new(Vec::new()), WorkflowQueryOptions::default())
         .await
         .map_err(|e| err(chain(&e)))?;
     let value = payload::from_raw(&raw).map_err(err)?;
@@ -175,7 +175,11 @@ fn rows(tree: &ProgressTree, depth: usize, out: &mut Vec<[String; 6]>) {
         [
             format!("{indent}{extra}{}", r.id),
             format!("{:?}", r.status).to_lowercase(),
-            if r.max_attempts > 0 { format!("{}/{}", r.attempt, r.max_attempts) } else { r.attempt.to_string() },
+            match (r.attempt, r.max_attempts) {
+                (0, _) => String::new(),
+                (a, 0) => a.to_string(),
+                (a, m) => format!("{a}/{m}"),
+            },
             r.started_at.clone().unwrap_or_default(),
             r.finished_at.clone().unwrap_or_default(),
             r.error.clone().unwrap_or_default(),

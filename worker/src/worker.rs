@@ -38,6 +38,11 @@ pub enum WorkerError {
     },
 }
 
+/// How long in-flight activities get to finish after a stop request before they are cancelled.
+pub const GRACE: Duration = Duration::from_secs(10);
+/// How long after the grace period the process waits for activities that ignore cancellation.
+pub const DRAIN_MARGIN: Duration = Duration::from_secs(5);
+
 /// Run one worker per queue until `shutdown` fires; returns when all have drained.
 ///
 /// `Worker::run` is not `Send`, so this future must be awaited on the caller's task (not
@@ -57,7 +62,7 @@ pub async fn run_workers(
         let build = |message: String| WorkerError::Build { queue: queue.clone(), message };
         let mut options = WorkerOptions::new(queue.clone())
             .activity_inbound_interceptor(AttemptReporter::new(client.clone()))
-            .graceful_shutdown_period(Duration::from_secs(10))
+            .graceful_shutdown_period(GRACE)
             .build();
         registry.register(&mut options).map_err(build)?;
         let worker = Worker::new(&runtime, client.clone(), options).map_err(|e| build(e.to_string()))?;
@@ -78,7 +83,17 @@ pub async fn run_workers(
     let (runs, stopper) = (std::pin::pin!(runs), std::pin::pin!(stopper));
     let results = match futures::future::select(runs, stopper).await {
         futures::future::Either::Left((results, _)) => results,
-        futures::future::Either::Right(((), runs)) => runs.await,
+        // Draining waits for in-flight activities; the SDK cancels them after the grace
+        // period, but an activity stuck in a call that never checks for cancellation would
+        // hold the process forever. Give up on those after a margin: Temporal retries them
+        // elsewhere once their heartbeat or start-to-close timeout passes.
+        futures::future::Either::Right(((), runs)) => match tokio::time::timeout(GRACE + DRAIN_MARGIN, runs).await {
+            Ok(results) => results,
+            Err(_) => {
+                tracing::warn!("activities still running after the grace period; exiting without them");
+                return Ok(());
+            }
+        },
     };
     results.into_iter().collect()
 }

@@ -248,7 +248,11 @@ fn initial_row(step: &Step) -> StepRow {
         child_workflow_id: None,
         status: StepStatus::Pending,
         attempt: 0,
-        max_attempts: step.options.retry.maximum_attempts,
+        // Children are not retried (their activities are); a fan-out parent has no attempts.
+        max_attempts: match (&step.run, &step.for_each) {
+            (Run::Activity(_), None) => step.options.retry.maximum_attempts,
+            _ => 0,
+        },
         optional: step.optional,
         started_at: None,
         finished_at: None,
@@ -276,6 +280,9 @@ fn resolve_inputs(graph: &Graph, input: Value) -> Result<Value, String> {
                     map.insert(name.clone(), d.clone());
                 } else if spec.required {
                     problems.push(format!("{name:?} is required"));
+                } else {
+                    // Declared but optional: present as null, so `${input.x}` reads null.
+                    map.insert(name.clone(), Value::Null);
                 }
             }
             Some(v) if !spec.kind.accepts(v) => {
@@ -316,6 +323,9 @@ async fn run_step<W: Interpreted>(
                 .map(|i| {
                     let mut m = initial_row(&step);
                     m.id = format!("{}[{i}]", step.id);
+                    if matches!(step.run, Run::Activity(_)) {
+                        m.max_attempts = step.options.retry.maximum_attempts;
+                    }
                     m
                 })
                 .collect();

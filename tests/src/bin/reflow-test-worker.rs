@@ -1,0 +1,18 @@
+//! `reflow` with the test activities registered: the engine tests run it as a separate
+//! process to kill it mid-run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    reflow::init_tracing();
+    match reflow::cli::run(reflow::cli::Cli::parse(), reflow_tests::registry()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
