@@ -32,7 +32,9 @@ impl AttemptReporter {
     }
 
     async fn report(&self, workflow_id: &str, report: AttemptReport) {
-        let handle = self.client.get_workflow_handle::<UntypedWorkflow>(workflow_id);
+        let handle = self
+            .client
+            .get_workflow_handle::<UntypedWorkflow>(workflow_id);
         let sent = handle
             .signal(
                 UntypedSignal::new(STEP_ATTEMPT_SIGNAL),
@@ -66,8 +68,15 @@ impl ActivityInboundInterceptor for AttemptReporter {
         );
         async move {
             if attempt > 1 && !workflow_id.is_empty() {
-                self.report(&workflow_id, AttemptReport { activity_id: activity_id.clone(), attempt, error: None })
-                    .await;
+                self.report(
+                    &workflow_id,
+                    AttemptReport {
+                        activity_id: activity_id.clone(),
+                        attempt,
+                        error: None,
+                    },
+                )
+                .await;
             }
             tracing::debug!("attempt started");
             let result = next.run(input).await;
@@ -78,8 +87,15 @@ impl ActivityInboundInterceptor for AttemptReporter {
                     let message = failure_message(e);
                     tracing::warn!(error = %message, "attempt failed");
                     if !workflow_id.is_empty() {
-                        self.report(&workflow_id, AttemptReport { activity_id, attempt, error: Some(message) })
-                            .await;
+                        self.report(
+                            &workflow_id,
+                            AttemptReport {
+                                activity_id,
+                                attempt,
+                                error: Some(message),
+                            },
+                        )
+                        .await;
                     }
                 }
             }

@@ -68,8 +68,12 @@ impl ActivityFailure {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         let context = context.into();
         match source.kind() {
-            std::io::ErrorKind::NotFound => ActivityFailure::NotFound(format!("{context}: {source}")),
-            std::io::ErrorKind::PermissionDenied => ActivityFailure::AccessDenied(format!("{context}: {source}")),
+            std::io::ErrorKind::NotFound => {
+                ActivityFailure::NotFound(format!("{context}: {source}"))
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                ActivityFailure::AccessDenied(format!("{context}: {source}"))
+            }
             _ => ActivityFailure::Io { context, source },
         }
     }

@@ -101,27 +101,51 @@ const CHUNK: usize = 1 << 20;
 impl FileActivities {
     /// List the regular files of a directory.
     #[activity(name = "list_files")]
-    pub async fn list_files(_ctx: ActivityContext, input: ListFilesInput) -> Result<ListFilesOutput, ActivityError> {
-        list(&input).await.map_err(ActivityFailure::into_activity_error)
+    pub async fn list_files(
+        _ctx: ActivityContext,
+        input: ListFilesInput,
+    ) -> Result<ListFilesOutput, ActivityError> {
+        list(&input)
+            .await
+            .map_err(ActivityFailure::into_activity_error)
     }
 
     /// Sha256 of one file, streamed in 1 MiB chunks with heartbeats.
     #[activity(name = "digest_file")]
-    pub async fn digest_file(ctx: ActivityContext, input: DigestInput) -> Result<DigestOutput, ActivityError> {
-        digest(&ctx, input).await.map_err(ActivityFailure::into_activity_error)
+    pub async fn digest_file(
+        ctx: ActivityContext,
+        input: DigestInput,
+    ) -> Result<DigestOutput, ActivityError> {
+        digest(&ctx, input)
+            .await
+            .map_err(ActivityFailure::into_activity_error)
     }
 
     /// Write the digests as a JSON report, atomically (temp file + rename).
     #[activity(name = "write_report")]
-    pub async fn write_report(_ctx: ActivityContext, input: ReportInput) -> Result<ReportOutput, ActivityError> {
-        write(&input).await.map_err(ActivityFailure::into_activity_error)
+    pub async fn write_report(
+        _ctx: ActivityContext,
+        input: ReportInput,
+    ) -> Result<ReportOutput, ActivityError> {
+        write(&input)
+            .await
+            .map_err(ActivityFailure::into_activity_error)
     }
 }
 
-async fn digest(ctx: &ActivityContext, input: DigestInput) -> Result<DigestOutput, ActivityFailure> {
+async fn digest(
+    ctx: &ActivityContext,
+    input: DigestInput,
+) -> Result<DigestOutput, ActivityFailure> {
     let path = &input.path;
-    let mut file = tokio::fs::File::open(path).await.map_err(|e| ActivityFailure::io(path, e))?;
-    let total = file.metadata().await.map_err(|e| ActivityFailure::io(path, e))?.len();
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| ActivityFailure::io(path, e))?;
+    let total = file
+        .metadata()
+        .await
+        .map_err(|e| ActivityFailure::io(path, e))?
+        .len();
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut done = 0u64;
@@ -130,36 +154,61 @@ async fn digest(ctx: &ActivityContext, input: DigestInput) -> Result<DigestOutpu
         if ctx.is_cancelled() {
             return Err(ActivityFailure::Cancelled);
         }
-        let n = file.read(&mut buf).await.map_err(|e| ActivityFailure::io(path, e))?;
+        let n = file
+            .read(&mut buf)
+            .await
+            .map_err(|e| ActivityFailure::io(path, e))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
         done += n as u64;
         if last_beat.elapsed() > Duration::from_secs(1) {
-            ctx.record_heartbeat(DigestProgress { done_bytes: done, total_bytes: total })
-                .await
-                .map_err(|e| ActivityFailure::Transient(format!("heartbeat: {e}")))?;
+            ctx.record_heartbeat(DigestProgress {
+                done_bytes: done,
+                total_bytes: total,
+            })
+            .await
+            .map_err(|e| ActivityFailure::Transient(format!("heartbeat: {e}")))?;
             last_beat = std::time::Instant::now();
         }
     }
-    Ok(DigestOutput { path: input.path, sha256: hex::encode(hasher.finalize()), bytes: done })
+    Ok(DigestOutput {
+        path: input.path,
+        sha256: hex::encode(hasher.finalize()),
+        bytes: done,
+    })
 }
 
 async fn list(input: &ListFilesInput) -> Result<ListFilesOutput, ActivityFailure> {
     let dir = Path::new(&input.dir);
     if !dir.is_absolute() {
-        return Err(ActivityFailure::InvalidInput(format!("dir {:?} must be an absolute path", input.dir)));
+        return Err(ActivityFailure::InvalidInput(format!(
+            "dir {:?} must be an absolute path",
+            input.dir
+        )));
     }
-    let mut entries = tokio::fs::read_dir(dir).await.map_err(|e| ActivityFailure::io(&input.dir, e))?;
+    let mut entries = tokio::fs::read_dir(dir)
+        .await
+        .map_err(|e| ActivityFailure::io(&input.dir, e))?;
     let mut files = Vec::new();
-    while let Some(e) = entries.next_entry().await.map_err(|e| ActivityFailure::io(&input.dir, e))? {
-        let meta = e.metadata().await.map_err(|err| ActivityFailure::io(e.path().display().to_string(), err))?;
+    while let Some(e) = entries
+        .next_entry()
+        .await
+        .map_err(|e| ActivityFailure::io(&input.dir, e))?
+    {
+        let meta = e
+            .metadata()
+            .await
+            .map_err(|err| ActivityFailure::io(e.path().display().to_string(), err))?;
         let name = e.file_name().to_string_lossy().into_owned();
         if !meta.is_file() || input.suffix.as_deref().is_some_and(|s| !name.ends_with(s)) {
             continue;
         }
-        files.push(ListedFile { path: e.path().display().to_string(), bytes: meta.len() });
+        files.push(ListedFile {
+            path: e.path().display().to_string(),
+            bytes: meta.len(),
+        });
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(ListFilesOutput { files })
@@ -170,13 +219,21 @@ async fn write(input: &ReportInput) -> Result<ReportOutput, ActivityFailure> {
     let parent = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .ok_or_else(|| ActivityFailure::InvalidInput(format!("report path {:?} has no directory", input.path)))?;
-    tokio::fs::create_dir_all(parent).await.map_err(|e| ActivityFailure::io(parent.display().to_string(), e))?;
+        .ok_or_else(|| {
+            ActivityFailure::InvalidInput(format!("report path {:?} has no directory", input.path))
+        })?;
+    tokio::fs::create_dir_all(parent)
+        .await
+        .map_err(|e| ActivityFailure::io(parent.display().to_string(), e))?;
     let body = serde_json::to_vec_pretty(&serde_json::json!({ "files": input.digests }))
         .map_err(|e| ActivityFailure::InvalidInput(e.to_string()))?;
     let tmp = path.with_extension("tmp");
-    tokio::fs::write(&tmp, body).await.map_err(|e| ActivityFailure::io(tmp.display().to_string(), e))?;
-    tokio::fs::rename(&tmp, &path).await.map_err(|e| ActivityFailure::io(&input.path, e))?;
+    tokio::fs::write(&tmp, body)
+        .await
+        .map_err(|e| ActivityFailure::io(tmp.display().to_string(), e))?;
+    tokio::fs::rename(&tmp, &path)
+        .await
+        .map_err(|e| ActivityFailure::io(&input.path, e))?;
     Ok(ReportOutput {
         path: input.path.clone(),
         files: input.digests.len(),
@@ -195,19 +252,36 @@ mod tests {
         std::fs::write(dir.path().join("a.txt"), b"a").unwrap();
         std::fs::write(dir.path().join("c.bin"), b"c").unwrap();
         std::fs::create_dir(dir.path().join("sub.txt")).unwrap();
-        let out = list(&ListFilesInput { dir: dir.path().display().to_string(), suffix: Some(".txt".into()) })
-            .await
-            .unwrap();
-        let names: Vec<_> = out.files.iter().map(|f| Path::new(&f.path).file_name().unwrap().to_owned()).collect();
+        let out = list(&ListFilesInput {
+            dir: dir.path().display().to_string(),
+            suffix: Some(".txt".into()),
+        })
+        .await
+        .unwrap();
+        let names: Vec<_> = out
+            .files
+            .iter()
+            .map(|f| Path::new(&f.path).file_name().unwrap().to_owned())
+            .collect();
         assert_eq!(names, ["a.txt", "b.txt"]);
         assert_eq!(out.files[1].bytes, 2);
     }
 
     #[tokio::test]
     async fn relative_or_missing_dirs_fail_without_retry() {
-        let e = list(&ListFilesInput { dir: "rel".into(), suffix: None }).await.unwrap_err();
+        let e = list(&ListFilesInput {
+            dir: "rel".into(),
+            suffix: None,
+        })
+        .await
+        .unwrap_err();
         assert!(e.is_non_retryable());
-        let e = list(&ListFilesInput { dir: "/definitely/not/here".into(), suffix: None }).await.unwrap_err();
+        let e = list(&ListFilesInput {
+            dir: "/definitely/not/here".into(),
+            suffix: None,
+        })
+        .await
+        .unwrap_err();
         assert_eq!(e.type_name(), "NotFound");
     }
 }

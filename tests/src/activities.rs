@@ -60,13 +60,20 @@ fn record(ctx: &ActivityContext, probe: &Probe, event: &str) {
         activity: info.activity_type.clone(),
         attempt: info.attempt,
         event: event.to_owned(),
-        t_ms: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+        t_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0),
         pid: std::process::id(),
     };
     let mut line = serde_json::to_vec(&entry).expect("entries serialize");
     line.push(b'\n');
     // One write per line on an O_APPEND file: lines from concurrent activities never interleave.
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&probe.journal).expect("journal opens");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&probe.journal)
+        .expect("journal opens");
     f.write_all(&line).expect("journal write");
 }
 
@@ -102,7 +109,9 @@ impl TestActivities {
         if attempt <= probe.failures {
             record(&ctx, &probe, "fail");
             return Err(ActivityError::application(
-                ApplicationFailure::builder(format!("flaky failure on attempt {attempt}")).type_name("Flaky".to_owned()).build(),
+                ApplicationFailure::builder(format!("flaky failure on attempt {attempt}"))
+                    .type_name("Flaky".to_owned())
+                    .build(),
             ));
         }
         record(&ctx, &probe, "end");

@@ -38,8 +38,10 @@ pub fn registry() -> Registry {
         catalog,
         std::sync::Arc::new(|o: &mut temporalio_sdk::WorkerOptions| {
             o.register_activities(activities::TestActivities);
-            o.register_workflow::<workflows::EngineTest>().map_err(|e| e.to_string())?;
-            o.register_workflow::<workflows::EngineChild>().map_err(|e| e.to_string())?;
+            o.register_workflow::<workflows::EngineTest>()
+                .map_err(|e| e.to_string())?;
+            o.register_workflow::<workflows::EngineChild>()
+                .map_err(|e| e.to_string())?;
             Ok(())
         }),
     )
@@ -59,7 +61,11 @@ pub fn temporal_cli() -> PathBuf {
         return p.into();
     }
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/temporal");
-    if venv.exists() { venv } else { "temporal".into() }
+    if venv.exists() {
+        venv
+    } else {
+        "temporal".into()
+    }
 }
 
 /// Start (once) and return the dev server shared by the tests of this binary.
@@ -69,7 +75,11 @@ pub fn temporal_cli() -> PathBuf {
 pub fn server() -> &'static ServerInfo {
     static SERVER: OnceLock<ServerInfo> = OnceLock::new();
     SERVER.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("reflow-temporal-").tempdir().expect("temp dir").keep();
+        let dir = tempfile::Builder::new()
+            .prefix("reflow-temporal-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
         let (tx, rx) = std::sync::mpsc::channel();
         let opts = DevServerOptions {
             cli: temporal_cli(),
@@ -81,7 +91,10 @@ pub fn server() -> &'static ServerInfo {
         std::thread::Builder::new()
             .name("temporal-dev-server".into())
             .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
                 rt.block_on(async move {
                     match DevServer::start(opts).await {
                         Ok(server) => {
@@ -97,14 +110,19 @@ pub fn server() -> &'static ServerInfo {
                 });
             })
             .expect("spawn server thread");
-        let address = rx.recv().expect("server thread answers").unwrap_or_else(|e| panic!("{e}"));
+        let address = rx
+            .recv()
+            .expect("server thread answers")
+            .unwrap_or_else(|e| panic!("{e}"));
         ServerInfo { address, dir }
     })
 }
 
 /// A client of the shared server.
 pub async fn client() -> Client {
-    reflow::temporal::connect(&server().address, "default", Duration::from_secs(20)).await.expect("connect to the dev server")
+    reflow::temporal::connect(&server().address, "default", Duration::from_secs(20))
+        .await
+        .expect("connect to the dev server")
 }
 
 /// A worker running reflow's wiring on its own thread; stopped (drained) on drop.
@@ -120,13 +138,25 @@ impl InProcessWorker {
         let (s, queues) = (shutdown.clone(), queues.to_vec());
         let address = server().address.clone();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
-                let client = reflow::temporal::connect(&address, "default", Duration::from_secs(20)).await.expect("connect");
-                reflow::worker::run_workers(client, &registry(), &queues, s).await.expect("workers run");
+                let client =
+                    reflow::temporal::connect(&address, "default", Duration::from_secs(20))
+                        .await
+                        .expect("connect");
+                reflow::worker::run_workers(client, &registry(), &queues, s)
+                    .await
+                    .expect("workers run");
             });
         });
-        InProcessWorker { shutdown, thread: Some(thread) }
+        InProcessWorker {
+            shutdown,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -150,15 +180,23 @@ pub struct TestPipeline {
 impl TestPipeline {
     /// Load `tests/pipelines/{file}`, replacing `__QUEUE__` with `queue`.
     pub fn load(file: &str, queue: &str) -> Self {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines").join(file);
-        let text = std::fs::read_to_string(&path).expect("test pipeline exists").replace("__QUEUE__", queue);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("pipelines")
+            .join(file);
+        let text = std::fs::read_to_string(&path)
+            .expect("test pipeline exists")
+            .replace("__QUEUE__", queue);
         Self::from_text(&path.display().to_string(), &text, queue)
     }
 
     /// Validate YAML text with the test catalog.
     pub fn from_text(name: &str, text: &str, queue: &str) -> Self {
-        let pipeline = workflow::parse_and_validate(name, text, registry().catalog()).unwrap_or_else(|e| panic!("{e}"));
-        TestPipeline { pipeline, queue: queue.to_owned() }
+        let pipeline = workflow::parse_and_validate(name, text, registry().catalog())
+            .unwrap_or_else(|e| panic!("{e}"));
+        TestPipeline {
+            pipeline,
+            queue: queue.to_owned(),
+        }
     }
 }
 
@@ -173,18 +211,28 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// A fresh journal path under the system temp dir, named after the test.
 pub fn journal(test: &str) -> PathBuf {
-    let dir = tempfile::Builder::new().prefix(&format!("reflow-{test}-")).tempdir().expect("temp dir").keep();
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("reflow-{test}-"))
+        .tempdir()
+        .expect("temp dir")
+        .keep();
     dir.join("journal.jsonl")
 }
 
 /// The entries of `key` with `event`.
 pub fn events<'a>(entries: &'a [Entry], key: &str, event: &str) -> Vec<&'a Entry> {
-    entries.iter().filter(|e| e.key == key && e.event == event).collect()
+    entries
+        .iter()
+        .filter(|e| e.key == key && e.event == event)
+        .collect()
 }

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use reflow::runs;
-use reflow_tests::{InProcessWorker, TestPipeline, client, events, journal, read_journal, wait_for};
+use reflow_tests::{
+    InProcessWorker, TestPipeline, client, events, journal, read_journal, wait_for,
+};
 use serde_json::{Value, json};
 use workflow::StepStatus;
 use workflow::progress::RunStatus;
@@ -28,28 +30,53 @@ async fn independent_steps_and_fan_out_members_run_concurrently_with_outputs_in_
     let j = journal(q);
     let items: Vec<String> = (0..8).map(|i| format!("item{i}")).collect();
     let id = "parallel-1";
-    runs::start(&c, &tp.pipeline, json!({"journal": j, "items": items}), id).await.unwrap();
+    runs::start(&c, &tp.pipeline, json!({"journal": j, "items": items}), id)
+        .await
+        .unwrap();
     let out = runs::wait(&c, id).await.unwrap();
 
-    assert_eq!(out["fan"], json!(items), "child outputs come back in item order");
+    assert_eq!(
+        out["fan"],
+        json!(items),
+        "child outputs come back in item order"
+    );
     let entries = read_journal(&j);
     let (l0, l1) = interval(&entries, "left");
     let (r0, r1) = interval(&entries, "right");
-    assert!(l0 < r1 && r0 < l1, "left [{l0}, {l1}] and right [{r0}, {r1}] overlap");
+    assert!(
+        l0 < r1 && r0 < l1,
+        "left [{l0}, {l1}] and right [{r0}, {r1}] overlap"
+    );
     let members: Vec<(f64, f64)> = items.iter().map(|k| interval(&entries, k)).collect();
     let last_start = members.iter().map(|m| m.0).fold(f64::MIN, f64::max);
     let first_end = members.iter().map(|m| m.1).fold(f64::MAX, f64::min);
-    assert!(last_start < first_end, "all 8 members were running at the same moment: {members:?}");
+    assert!(
+        last_start < first_end,
+        "all 8 members were running at the same moment: {members:?}"
+    );
     let first_start = members.iter().map(|m| m.0).fold(f64::MAX, f64::min);
     assert!(first_start >= l1.max(r1), "fan-out waited for its needs");
 
     let tree = runs::progress_tree(&c, id).await.unwrap();
     let fan = &tree.progress.steps[2];
     assert_eq!(fan.members.len(), 8);
-    let child_ids: Vec<_> = fan.members.iter().map(|m| m.child_workflow_id.clone().unwrap()).collect();
+    let child_ids: Vec<_> = fan
+        .members
+        .iter()
+        .map(|m| m.child_workflow_id.clone().unwrap())
+        .collect();
     assert_eq!(child_ids[3], "parallel-1-item-3");
-    assert_eq!(tree.children.len(), 8, "every child answers the progress query");
-    assert!(tree.children.iter().all(|c| c.progress.pipeline == "EngineChild" && c.progress.status == RunStatus::Completed));
+    assert_eq!(
+        tree.children.len(),
+        8,
+        "every child answers the progress query"
+    );
+    assert!(
+        tree.children
+            .iter()
+            .all(|c| c.progress.pipeline == "EngineChild"
+                && c.progress.status == RunStatus::Completed)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,16 +87,22 @@ async fn a_step_failing_twice_succeeds_on_attempt_3_and_progress_shows_the_retry
     let c = client().await;
     let j = journal(q);
     let id = "retry-1";
-    runs::start(&c, &tp.pipeline, json!({"journal": j}), id).await.unwrap();
+    runs::start(&c, &tp.pipeline, json!({"journal": j}), id)
+        .await
+        .unwrap();
 
-    let seen = wait_for("the progress query to show attempt 2", Duration::from_secs(30), || {
-        let c = c.clone();
-        async move {
-            let p = runs::query_progress(&c, id).await.ok()?;
-            let row = p.steps[0].clone();
-            (row.attempt == 2 && row.status == StepStatus::Running).then_some(row)
-        }
-    })
+    let seen = wait_for(
+        "the progress query to show attempt 2",
+        Duration::from_secs(30),
+        || {
+            let c = c.clone();
+            async move {
+                let p = runs::query_progress(&c, id).await.ok()?;
+                let row = p.steps[0].clone();
+                (row.attempt == 2 && row.status == StepStatus::Running).then_some(row)
+            }
+        },
+    )
     .await;
     // The row names the last failure it heard of (attempt 1's, or attempt 2's if that one
     // already failed by the time the query ran).
@@ -79,12 +112,21 @@ async fn a_step_failing_twice_succeeds_on_attempt_3_and_progress_shows_the_retry
     let out = runs::wait(&c, id).await.unwrap();
     assert_eq!(out["attempt"], 3);
     let entries = read_journal(&j);
-    let starts: Vec<f64> = events(&entries, "flaky", "start").iter().map(|e| e.t_ms).collect();
+    let starts: Vec<f64> = events(&entries, "flaky", "start")
+        .iter()
+        .map(|e| e.t_ms)
+        .collect();
     assert_eq!(starts.len(), 3);
     let (gap1, gap2) = (starts[1] - starts[0], starts[2] - starts[1]);
-    assert!(gap2 > gap1, "the second backoff ({gap2} ms) is longer than the first ({gap1} ms)");
+    assert!(
+        gap2 > gap1,
+        "the second backoff ({gap2} ms) is longer than the first ({gap1} ms)"
+    );
     let p = runs::query_progress(&c, id).await.unwrap();
-    assert_eq!((p.steps[0].status, p.steps[0].attempt), (StepStatus::Completed, 3));
+    assert_eq!(
+        (p.steps[0].status, p.steps[0].attempt),
+        (StepStatus::Completed, 3)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,24 +138,62 @@ async fn non_retryable_errors_fail_on_attempt_1_and_optional_failures_do_not_fai
 
     // Optional step fails; the run completes, and the step that needs it still runs.
     let j = journal("failures-optional");
-    runs::start(&c, &tp.pipeline, json!({"journal": j, "fail_required": false}), "optional-1").await.unwrap();
+    runs::start(
+        &c,
+        &tp.pipeline,
+        json!({"journal": j, "fail_required": false}),
+        "optional-1",
+    )
+    .await
+    .unwrap();
     let out = runs::wait(&c, "optional-1").await.unwrap();
     assert_eq!(out, json!({"broken": null, "after": "ran", "boom": null}));
     let p = runs::query_progress(&c, "optional-1").await.unwrap();
-    let status: Vec<_> = p.steps.iter().map(|r| (r.id.as_str(), r.status, r.attempt)).collect();
-    assert_eq!(status, [("broken", StepStatus::Failed, 1), ("after", StepStatus::Completed, 1), ("boom", StepStatus::Skipped, 0)]);
-    assert_eq!(p.steps[0].error.as_deref(), Some("TestFatal: broken cannot work"));
-    assert_eq!(events(&read_journal(&j), "broken", "start").len(), 1, "a non-retryable failure is not retried");
+    let status: Vec<_> = p
+        .steps
+        .iter()
+        .map(|r| (r.id.as_str(), r.status, r.attempt))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("broken", StepStatus::Failed, 1),
+            ("after", StepStatus::Completed, 1),
+            ("boom", StepStatus::Skipped, 0)
+        ]
+    );
+    assert_eq!(
+        p.steps[0].error.as_deref(),
+        Some("TestFatal: broken cannot work")
+    );
+    assert_eq!(
+        events(&read_journal(&j), "broken", "start").len(),
+        1,
+        "a non-retryable failure is not retried"
+    );
 
     // Required step fails: the run fails on attempt 1, naming the step and the cause.
     let j = journal("failures-required");
-    runs::start(&c, &tp.pipeline, json!({"journal": j, "fail_required": true}), "required-1").await.unwrap();
+    runs::start(
+        &c,
+        &tp.pipeline,
+        json!({"journal": j, "fail_required": true}),
+        "required-1",
+    )
+    .await
+    .unwrap();
     let err = runs::wait(&c, "required-1").await.unwrap_err().to_string();
-    assert!(err.contains(r#"step "boom" failed: TestFatal: boom cannot work"#), "{err}");
+    assert!(
+        err.contains(r#"step "boom" failed: TestFatal: boom cannot work"#),
+        "{err}"
+    );
     assert_eq!(events(&read_journal(&j), "boom", "start").len(), 1);
     let p = runs::query_progress(&c, "required-1").await.unwrap();
     assert_eq!(p.status, RunStatus::Failed);
-    assert_eq!((p.steps[2].status, p.steps[2].attempt), (StepStatus::Failed, 1));
+    assert_eq!(
+        (p.steps[2].status, p.steps[2].attempt),
+        (StepStatus::Failed, 1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,15 +203,27 @@ async fn a_hung_activity_is_caught_by_its_heartbeat_timeout_and_retried() {
     let _worker = InProcessWorker::start(&[q.to_owned()]);
     let c = client().await;
     let j = journal(q);
-    runs::start(&c, &tp.pipeline, json!({"journal": j}), "hang-1").await.unwrap();
+    runs::start(&c, &tp.pipeline, json!({"journal": j}), "hang-1")
+        .await
+        .unwrap();
     let out = runs::wait(&c, "hang-1").await.unwrap();
     assert_eq!(out["attempt"], 2);
     let entries = read_journal(&j);
-    let first: Vec<_> = entries.iter().filter(|e| e.attempt == 1).map(|e| e.event.as_str()).collect();
-    assert!(first.contains(&"hang") && !first.contains(&"end"), "attempt 1 hung: {first:?}");
+    let first: Vec<_> = entries
+        .iter()
+        .filter(|e| e.attempt == 1)
+        .map(|e| e.event.as_str())
+        .collect();
+    assert!(
+        first.contains(&"hang") && !first.contains(&"end"),
+        "attempt 1 hung: {first:?}"
+    );
     assert_eq!(events(&entries, "stuck", "end").len(), 1);
     let p = runs::query_progress(&c, "hang-1").await.unwrap();
-    assert_eq!((p.steps[0].status, p.steps[0].attempt), (StepStatus::Completed, 2));
+    assert_eq!(
+        (p.steps[0].status, p.steps[0].attempt),
+        (StepStatus::Completed, 2)
+    );
 }
 
 /// A worker process, killed with SIGKILL when dropped if still running.
@@ -170,7 +262,9 @@ async fn a_killed_worker_is_replaced_and_no_completed_activity_runs_again() {
     let c = client().await;
     let j = journal(q);
     let mut first = WorkerProcess::spawn(q);
-    runs::start(&c, &tp.pipeline, json!({"journal": j}), "kill-1").await.unwrap();
+    runs::start(&c, &tp.pipeline, json!({"journal": j}), "kill-1")
+        .await
+        .unwrap();
     wait_for("the slow step to start", Duration::from_secs(60), || {
         let j = j.clone();
         async move { (!events(&read_journal(&j), "slow", "start").is_empty()).then_some(()) }
@@ -180,15 +274,29 @@ async fn a_killed_worker_is_replaced_and_no_completed_activity_runs_again() {
     first.kill();
 
     let second = WorkerProcess::spawn(q);
-    let out = tokio::time::timeout(Duration::from_secs(120), runs::wait(&c, "kill-1")).await.expect("run finishes").unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(120), runs::wait(&c, "kill-1"))
+        .await
+        .expect("run finishes")
+        .unwrap();
     assert_eq!(out["items"], json!([10, 20, 30]));
 
     let entries = read_journal(&j);
     for key in ["first", "item0", "item1", "item2", "last"] {
-        assert_eq!(events(&entries, key, "start").len(), 1, "{key} ran exactly once");
+        assert_eq!(
+            events(&entries, key, "start").len(),
+            1,
+            "{key} ran exactly once"
+        );
     }
-    let slow: Vec<(u32, u32)> = events(&entries, "slow", "start").iter().map(|e| (e.attempt, e.pid)).collect();
-    assert_eq!(slow, [(1, killed), (2, second.pid())], "the interrupted step ran again, on the new worker only");
+    let slow: Vec<(u32, u32)> = events(&entries, "slow", "start")
+        .iter()
+        .map(|e| (e.attempt, e.pid))
+        .collect();
+    assert_eq!(
+        slow,
+        [(1, killed), (2, second.pid())],
+        "the interrupted step ran again, on the new worker only"
+    );
     assert_eq!(events(&entries, "last", "start")[0].pid, second.pid());
 }
 
@@ -202,7 +310,14 @@ async fn a_reset_to_an_earlier_workflow_task_runs_the_rest_again() {
     let _worker = InProcessWorker::start(&[q.to_owned()]);
     let c = client().await;
     let j = journal(q);
-    runs::start(&c, &tp.pipeline, json!({"journal": j, "slow_ms": 300}), "reset-1").await.unwrap();
+    runs::start(
+        &c,
+        &tp.pipeline,
+        json!({"journal": j, "slow_ms": 300}),
+        "reset-1",
+    )
+    .await
+    .unwrap();
     let before = runs::wait(&c, "reset-1").await.unwrap();
 
     // The workflow task completed right after `first` completed.
@@ -212,13 +327,36 @@ async fn a_reset_to_an_earlier_workflow_task_runs_the_rest_again() {
         .into_events()
         .await
         .unwrap();
-    let kind = |e: &temporalio_common::protos::temporal::api::history::v1::HistoryEvent| EventType::try_from(e.event_type).unwrap();
-    let first_done = events_.iter().position(|e| kind(e) == EventType::ActivityTaskCompleted).unwrap();
-    let reset_to = events_[first_done..].iter().find(|e| kind(e) == EventType::WorkflowTaskCompleted).unwrap().event_id;
+    let kind = |e: &temporalio_common::protos::temporal::api::history::v1::HistoryEvent| {
+        EventType::try_from(e.event_type).unwrap()
+    };
+    let first_done = events_
+        .iter()
+        .position(|e| kind(e) == EventType::ActivityTaskCompleted)
+        .unwrap();
+    let reset_to = events_[first_done..]
+        .iter()
+        .find(|e| kind(e) == EventType::WorkflowTaskCompleted)
+        .unwrap()
+        .event_id;
 
     let status = std::process::Command::new(reflow_tests::temporal_cli())
-        .args(["workflow", "reset", "--address", &reflow_tests::server().address, "--namespace", "default"])
-        .args(["--workflow-id", "reset-1", "--event-id", &reset_to.to_string(), "--reason", "engine test"])
+        .args([
+            "workflow",
+            "reset",
+            "--address",
+            &reflow_tests::server().address,
+            "--namespace",
+            "default",
+        ])
+        .args([
+            "--workflow-id",
+            "reset-1",
+            "--event-id",
+            &reset_to.to_string(),
+            "--reason",
+            "engine test",
+        ])
         .status()
         .unwrap();
     assert!(status.success());
@@ -227,15 +365,29 @@ async fn a_reset_to_an_earlier_workflow_task_runs_the_rest_again() {
         let (c, j) = (c.clone(), j.clone());
         async move {
             let p = runs::query_progress(&c, "reset-1").await.ok()?;
-            (p.status == RunStatus::Completed && events(&read_journal(&j), "last", "start").len() == 2).then_some(())
+            (p.status == RunStatus::Completed
+                && events(&read_journal(&j), "last", "start").len() == 2)
+                .then_some(())
         }
     })
     .await;
-    assert_eq!(runs::wait(&c, "reset-1").await.unwrap(), before, "the new run produced the same result");
+    assert_eq!(
+        runs::wait(&c, "reset-1").await.unwrap(),
+        before,
+        "the new run produced the same result"
+    );
     let entries = read_journal(&j);
-    assert_eq!(events(&entries, "first", "start").len(), 1, "steps before the reset point are not re-run");
+    assert_eq!(
+        events(&entries, "first", "start").len(),
+        1,
+        "steps before the reset point are not re-run"
+    );
     for key in ["item0", "slow", "last"] {
-        assert_eq!(events(&entries, key, "start").len(), 2, "{key} ran again after the reset");
+        assert_eq!(
+            events(&entries, key, "start").len(),
+            2,
+            "{key} ran again after the reset"
+        );
     }
 }
 
@@ -253,11 +405,17 @@ async fn editing_a_definition_does_not_change_a_run_that_already_started() {
     std::fs::write(&file, &v1).unwrap();
     let catalog = reflow_tests::registry();
     let p1 = runs::load_pipeline(&file, catalog.catalog()).unwrap();
-    runs::start(&c, &p1, json!({"journal": j}), "pinned-1").await.unwrap();
-    wait_for("the first run to be in its first step", Duration::from_secs(30), || {
-        let j = j.clone();
-        async move { (!events(&read_journal(&j), "first-1", "start").is_empty()).then_some(()) }
-    })
+    runs::start(&c, &p1, json!({"journal": j}), "pinned-1")
+        .await
+        .unwrap();
+    wait_for(
+        "the first run to be in its first step",
+        Duration::from_secs(30),
+        || {
+            let j = j.clone();
+            async move { (!events(&read_journal(&j), "first-1", "start").is_empty()).then_some(()) }
+        },
+    )
     .await;
 
     // Edit the file while run 1 is in flight: new version, new output, one more step.
@@ -268,13 +426,24 @@ async fn editing_a_definition_does_not_change_a_run_that_already_started() {
     std::fs::write(&file, &v2).unwrap();
     let p2 = runs::load_pipeline(&file, catalog.catalog()).unwrap();
     assert_ne!(p1.hash, p2.hash);
-    runs::start(&c, &p2, json!({"journal": j}), "pinned-2").await.unwrap();
+    runs::start(&c, &p2, json!({"journal": j}), "pinned-2")
+        .await
+        .unwrap();
 
     assert_eq!(runs::wait(&c, "pinned-1").await.unwrap(), Value::from("v1"));
     assert_eq!(runs::wait(&c, "pinned-2").await.unwrap(), Value::from("v2"));
-    let (t1, t2) = (runs::query_progress(&c, "pinned-1").await.unwrap(), runs::query_progress(&c, "pinned-2").await.unwrap());
-    assert_eq!((t1.version, t1.steps.len(), t1.pipeline_hash.as_str()), (1, 2, p1.hash.as_str()));
-    assert_eq!((t2.version, t2.steps.len(), t2.pipeline_hash.as_str()), (2, 3, p2.hash.as_str()));
+    let (t1, t2) = (
+        runs::query_progress(&c, "pinned-1").await.unwrap(),
+        runs::query_progress(&c, "pinned-2").await.unwrap(),
+    );
+    assert_eq!(
+        (t1.version, t1.steps.len(), t1.pipeline_hash.as_str()),
+        (1, 2, p1.hash.as_str())
+    );
+    assert_eq!(
+        (t2.version, t2.steps.len(), t2.pipeline_hash.as_str()),
+        (2, 3, p2.hash.as_str())
+    );
     let memo = c
         .get_workflow_handle::<temporalio_client::UntypedWorkflow>("pinned-1")
         .describe(temporalio_client::WorkflowDescribeOptions::default())
@@ -283,6 +452,13 @@ async fn editing_a_definition_does_not_change_a_run_that_already_started() {
         .memo()
         .get::<String>("pipeline_hash")
         .unwrap();
-    assert_eq!(memo.as_deref(), Some(p1.hash.as_str()), "the memo carries the pinned definition's hash");
-    assert!(events(&read_journal(&j), "third", "start").len() == 1, "only the new run has the new step");
+    assert_eq!(
+        memo.as_deref(),
+        Some(p1.hash.as_str()),
+        "the memo carries the pinned definition's hash"
+    );
+    assert!(
+        events(&read_journal(&j), "third", "start").len() == 1,
+        "only the new run has the new step"
+    );
 }

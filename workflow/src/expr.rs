@@ -127,8 +127,7 @@ pub fn parse_single(s: &str) -> Result<Path, ExprError> {
         [Piece::Expr(p)] => Ok(p.clone()),
         _ => Err(ExprError::Syntax {
             text: s.to_owned(),
-            reason: "expected exactly one `${…}` expression, e.g. `${get_recording.tracks}`"
-                .into(),
+            reason: "expected exactly one `${…}` expression, e.g. `${get_recording.tracks}`".into(),
         }),
     }
 }
@@ -201,10 +200,12 @@ fn render_str(s: &str, scope: &Scope) -> Result<Value, ExprError> {
 /// Evaluate one path. A field of `null` is `null` (so the output of a skipped or failed
 /// optional step can be read through); a missing field of an object is an error.
 pub fn eval(path: &Path, scope: &Scope) -> Result<Value, ExprError> {
-    let mut cur = scope.get(&path.root).ok_or_else(|| ExprError::UnknownRoot {
-        expr: path.text.clone(),
-        root: path.root.clone(),
-    })?;
+    let mut cur = scope
+        .get(&path.root)
+        .ok_or_else(|| ExprError::UnknownRoot {
+            expr: path.text.clone(),
+            root: path.root.clone(),
+        })?;
     for seg in &path.segments {
         cur = match (cur, seg) {
             (Value::Null, _) => return Ok(Value::Null),
@@ -362,7 +363,10 @@ mod tests {
 
     fn scope() -> Scope {
         let mut s = Scope::new();
-        s.insert("input".into(), json!({"id": "r1", "tracks": [{"k": "a"}, {"k": "b"}]}));
+        s.insert(
+            "input".into(),
+            json!({"id": "r1", "tracks": [{"k": "a"}, {"k": "b"}]}),
+        );
         s.insert("index".into(), json!(3));
         s.insert("skipped".into(), Value::Null);
         s
@@ -393,7 +397,10 @@ mod tests {
 
     #[test]
     fn null_reads_through() {
-        assert_eq!(render(&json!("${skipped.a.b}"), &scope()).unwrap(), Value::Null);
+        assert_eq!(
+            render(&json!("${skipped.a.b}"), &scope()).unwrap(),
+            Value::Null
+        );
     }
 
     #[test]
@@ -402,7 +409,10 @@ mod tests {
         assert!(references(&json!("${input")).is_err());
         assert!(parse_single("input.tracks").is_err());
         let refs = references(&json!({"a": ["${x.y}", "z ${w}"]})).unwrap();
-        assert_eq!(refs.iter().map(|p| p.root.as_str()).collect::<Vec<_>>(), ["x", "w"]);
+        assert_eq!(
+            refs.iter().map(|p| p.root.as_str()).collect::<Vec<_>>(),
+            ["x", "w"]
+        );
     }
 
     #[test]

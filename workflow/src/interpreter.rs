@@ -15,11 +15,15 @@ use std::time::Duration;
 use futures::future::select_all;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use temporalio_workflow::common::protos::temporal::api::failure::v1::{Failure, failure::FailureInfo};
-use temporalio_workflow::common::{ActivityCloseTimeouts, RetryPolicy, UntypedActivity, UntypedWorkflow};
+use temporalio_workflow::common::protos::temporal::api::failure::v1::{
+    Failure, failure::FailureInfo,
+};
+use temporalio_workflow::common::{
+    ActivityCloseTimeouts, RetryPolicy, UntypedActivity, UntypedWorkflow,
+};
 use temporalio_workflow::{
-    ActivityOptions, ChildWorkflowOptions, ParentClosePolicy, WorkflowContext, WorkflowIdReusePolicy,
-    WorkflowResult, common::error::ApplicationFailure,
+    ActivityOptions, ChildWorkflowOptions, ParentClosePolicy, WorkflowContext,
+    WorkflowIdReusePolicy, WorkflowResult, common::error::ApplicationFailure,
 };
 
 use crate::expr::{self, Scope};
@@ -64,7 +68,10 @@ struct StepFailure {
 
 impl StepFailure {
     fn new(kind: &str, message: impl Into<String>) -> Self {
-        StepFailure { kind: kind.to_owned(), message: message.into() }
+        StepFailure {
+            kind: kind.to_owned(),
+            message: message.into(),
+        }
     }
     fn text(&self) -> String {
         // A child's own step failure already names its step and cause.
@@ -89,24 +96,35 @@ enum State {
 }
 
 /// Run the graph `input.graph` of `input.pipeline` and return its output.
-pub async fn run<W: Interpreted>(ctx: &mut WorkflowContext<W>, input: RunInput) -> WorkflowResult<Value> {
+pub async fn run<W: Interpreted>(
+    ctx: &mut WorkflowContext<W>,
+    input: RunInput,
+) -> WorkflowResult<Value> {
     let pipeline = input.pipeline;
-    let graph_name = input.graph.clone().unwrap_or_else(|| pipeline.main.name.clone());
+    let graph_name = input
+        .graph
+        .clone()
+        .unwrap_or_else(|| pipeline.main.name.clone());
     let Some(graph) = pipeline.graph(&graph_name).cloned() else {
-        return Err(ApplicationFailure::builder(format!("pipeline {:?} has no graph {graph_name:?}", pipeline.name))
-            .type_name(INVALID_INPUT.to_owned())
-            .non_retryable(true)
-            .build()
-            .into());
+        return Err(ApplicationFailure::builder(format!(
+            "pipeline {:?} has no graph {graph_name:?}",
+            pipeline.name
+        ))
+        .type_name(INVALID_INPUT.to_owned())
+        .non_retryable(true)
+        .build()
+        .into());
     };
     let args = match resolve_inputs(&graph, input.input) {
         Ok(a) => a,
         Err(msg) => {
-            return Err(ApplicationFailure::builder(format!("{graph_name}: invalid input: {msg}"))
-                .type_name(INVALID_INPUT.to_owned())
-                .non_retryable(true)
-                .build()
-                .into());
+            return Err(
+                ApplicationFailure::builder(format!("{graph_name}: invalid input: {msg}"))
+                    .type_name(INVALID_INPUT.to_owned())
+                    .non_retryable(true)
+                    .build()
+                    .into(),
+            );
         }
     };
     ctx.state_mut(|w| {
@@ -163,7 +181,13 @@ pub async fn run<W: Interpreted>(ctx: &mut WorkflowContext<W>, input: RunInput) 
                     }
                 }
                 states[i] = State::Running;
-                let fut = run_step(ctx.clone(), pipeline.clone(), graph.name.clone(), step.clone(), scope.clone());
+                let fut = run_step(
+                    ctx.clone(),
+                    pipeline.clone(),
+                    graph.name.clone(),
+                    step.clone(),
+                    scope.clone(),
+                );
                 running.push(Box::pin(async move { (i, fut.await) }));
             }
         }
@@ -207,11 +231,15 @@ pub async fn run<W: Interpreted>(ctx: &mut WorkflowContext<W>, input: RunInput) 
                             }
                         }
                     });
-                    return Err(ApplicationFailure::builder(format!("step {:?} failed: {}", step.id, failure.text()))
-                        .type_name(STEP_FAILED.to_owned())
-                        .non_retryable(true)
-                        .build()
-                        .into());
+                    return Err(ApplicationFailure::builder(format!(
+                        "step {:?} failed: {}",
+                        step.id,
+                        failure.text()
+                    ))
+                    .type_name(STEP_FAILED.to_owned())
+                    .non_retryable(true)
+                    .build()
+                    .into());
                 }
             }
         }
@@ -233,7 +261,12 @@ fn needs_met(graph: &Graph, states: &[State], step: &Step) -> bool {
             .steps
             .iter()
             .position(|s| &s.id == n)
-            .is_some_and(|j| matches!(states[j], State::Done(_) | State::Skipped | State::FailedOptional))
+            .is_some_and(|j| {
+                matches!(
+                    states[j],
+                    State::Done(_) | State::Skipped | State::FailedOptional
+                )
+            })
     })
 }
 
@@ -262,7 +295,8 @@ fn initial_row(step: &Step) -> StepRow {
 }
 
 fn now<W>(ctx: &WorkflowContext<W>) -> Option<String> {
-    ctx.workflow_time().map(|t| humantime::format_rfc3339_millis(t).to_string())
+    ctx.workflow_time()
+        .map(|t| humantime::format_rfc3339_millis(t).to_string())
 }
 
 /// Check the input against the declared inputs and apply defaults.
@@ -270,7 +304,12 @@ fn resolve_inputs(graph: &Graph, input: Value) -> Result<Value, String> {
     let mut map = match input {
         Value::Object(m) => m,
         Value::Null => serde_json::Map::new(),
-        other => return Err(format!("expected an object of named inputs, got a {}", expr::kind(&other))),
+        other => {
+            return Err(format!(
+                "expected an object of named inputs, got a {}",
+                expr::kind(&other)
+            ));
+        }
     };
     let mut problems = Vec::new();
     for (name, spec) in &graph.inputs {
@@ -285,13 +324,19 @@ fn resolve_inputs(graph: &Graph, input: Value) -> Result<Value, String> {
                     map.insert(name.clone(), Value::Null);
                 }
             }
-            Some(v) if !spec.kind.accepts(v) => {
-                problems.push(format!("{name:?} must be {:?}, got a {}", spec.kind, expr::kind(v)))
-            }
+            Some(v) if !spec.kind.accepts(v) => problems.push(format!(
+                "{name:?} must be {:?}, got a {}",
+                spec.kind,
+                expr::kind(v)
+            )),
             Some(_) => {}
         }
     }
-    if problems.is_empty() { Ok(Value::Object(map)) } else { Err(problems.join("; ")) }
+    if problems.is_empty() {
+        Ok(Value::Object(map))
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 /// Run one step (all of its fan-out members) and return its output.
@@ -313,7 +358,8 @@ async fn run_step<W: Interpreted>(
         });
         return run_member(&ctx, &pipeline, &graph, &step, member).await;
     };
-    let items = expr::render_array(for_each, &scope).map_err(|e| StepFailure::new(INVALID_INPUT, format!("for_each: {e}")))?;
+    let items = expr::render_array(for_each, &scope)
+        .map_err(|e| StepFailure::new(INVALID_INPUT, format!("for_each: {e}")))?;
     let count = items.len();
     ctx.state_mut(|w| {
         if let Some(r) = w.progress_mut().row_mut(&step.id, None) {
@@ -341,18 +387,28 @@ async fn run_step<W: Interpreted>(
             let mut member_scope = scope.clone();
             member_scope.insert("item".into(), item);
             member_scope.insert("index".into(), json!(i));
-            let member = Member { index: Some(i), scope: member_scope };
+            let member = Member {
+                index: Some(i),
+                scope: member_scope,
+            };
             let (ctx, pipeline, graph, step) = (&ctx, &pipeline, &graph, &step);
-            in_flight.push(Box::pin(async move { (i, run_member(ctx, pipeline, graph, step, member).await) }));
+            in_flight.push(Box::pin(async move {
+                (i, run_member(ctx, pipeline, graph, step, member).await)
+            }));
         }
         if in_flight.is_empty() {
             break;
         }
         let ((i, result), _, rest) = select_all(in_flight).await;
         in_flight = rest;
-        outputs[i] = Some(result.map_err(|f| StepFailure { message: format!("item {i}: {}", f.message), ..f })?);
+        outputs[i] = Some(result.map_err(|f| StepFailure {
+            message: format!("item {i}: {}", f.message),
+            ..f
+        })?);
     }
-    Ok(Value::Array(outputs.into_iter().map(Option::unwrap_or_default).collect()))
+    Ok(Value::Array(
+        outputs.into_iter().map(Option::unwrap_or_default).collect(),
+    ))
 }
 
 struct Member {
@@ -368,7 +424,8 @@ async fn run_member<W: Interpreted>(
     step: &Step,
     member: Member,
 ) -> Result<Value, StepFailure> {
-    let input = expr::render(&step.with, &member.scope).map_err(|e| StepFailure::new(INVALID_INPUT, format!("with: {e}")))?;
+    let input = expr::render(&step.with, &member.scope)
+        .map_err(|e| StepFailure::new(INVALID_INPUT, format!("with: {e}")))?;
     let index = member.index;
     let update = |f: &dyn Fn(&mut StepRow)| {
         ctx.state_mut(|w| {
@@ -384,7 +441,9 @@ async fn run_member<W: Interpreted>(
                 (Some(t), _) => match expr::render(&Value::String(t.clone()), &member.scope) {
                     Ok(Value::String(s)) => s,
                     Ok(other) => other.to_string(),
-                    Err(e) => return Err(StepFailure::new(INVALID_INPUT, format!("activity_id: {e}"))),
+                    Err(e) => {
+                        return Err(StepFailure::new(INVALID_INPUT, format!("activity_id: {e}")));
+                    }
                 },
                 (None, Some(i)) => format!("{}_{i}", step.id),
                 (None, None) => step.id.clone(),
@@ -396,13 +455,19 @@ async fn run_member<W: Interpreted>(
                 r.started_at = started.clone();
             });
             let opts = activity_options(step, activity_id);
-            ctx.execute_activity(UntypedActivity::new(name.clone()), payload::to_raw(&input), opts)
-                .await
-                .map_err(|e| match e.failure() {
-                    Some(f) => describe(f),
-                    None => StepFailure::new("PayloadError", e.to_string()),
-                })
-                .and_then(|raw| payload::from_raw(&raw).map_err(|e| StepFailure::new("PayloadError", e)))
+            ctx.execute_activity(
+                UntypedActivity::new(name.clone()),
+                payload::to_raw(&input),
+                opts,
+            )
+            .await
+            .map_err(|e| match e.failure() {
+                Some(f) => describe(f),
+                None => StepFailure::new("PayloadError", e.to_string()),
+            })
+            .and_then(|raw| {
+                payload::from_raw(&raw).map_err(|e| StepFailure::new("PayloadError", e))
+            })
         }
         Run::Child(child) => {
             let pattern = step.child_id.clone().unwrap_or_else(|| match index {
@@ -420,9 +485,16 @@ async fn run_member<W: Interpreted>(
                 r.started_at = started.clone();
             });
             let Some(child_graph) = pipeline.graph(child) else {
-                return Err(StepFailure::new(INVALID_INPUT, format!("{graph}: no child pipeline {child:?}")));
+                return Err(StepFailure::new(
+                    INVALID_INPUT,
+                    format!("{graph}: no child pipeline {child:?}"),
+                ));
             };
-            let child_input = RunInput { pipeline: pipeline.clone(), graph: Some(child.clone()), input };
+            let child_input = RunInput {
+                pipeline: pipeline.clone(),
+                graph: Some(child.clone()),
+                input,
+            };
             let opts = ChildWorkflowOptions::builder()
                 .workflow_id(child_id.clone())
                 .task_queue(child_graph.task_queue.clone())
@@ -433,7 +505,14 @@ async fn run_member<W: Interpreted>(
                     None => step.id.clone(),
                 })
                 .build();
-            match ctx.start_child_workflow(UntypedWorkflow::new(child.clone()), payload::to_raw(&child_input), opts).await {
+            match ctx
+                .start_child_workflow(
+                    UntypedWorkflow::new(child.clone()),
+                    payload::to_raw(&child_input),
+                    opts,
+                )
+                .await
+            {
                 Err(e) => Err(match e.failure() {
                     Some(f) => describe(f),
                     None => StepFailure::new("ChildStartFailed", e.to_string()),
@@ -445,9 +524,14 @@ async fn run_member<W: Interpreted>(
                         Some(f) => describe(f),
                         None => StepFailure::new("PayloadError", e.to_string()),
                     })
-                    .and_then(|raw| payload::from_raw(&raw).map_err(|e| StepFailure::new("PayloadError", e))),
+                    .and_then(|raw| {
+                        payload::from_raw(&raw).map_err(|e| StepFailure::new("PayloadError", e))
+                    }),
             }
-            .map_err(|f| StepFailure { message: format!("child {child_id}: {}", f.message), ..f })
+            .map_err(|f| StepFailure {
+                message: format!("child {child_id}: {}", f.message),
+                ..f
+            })
         }
     };
     let finished = now(ctx);
@@ -469,7 +553,10 @@ async fn run_member<W: Interpreted>(
 pub fn activity_options(step: &Step, activity_id: String) -> ActivityOptions {
     let o = &step.options;
     let close = match (o.schedule_to_close(), o.start_to_close()) {
-        (Some(s), Some(t)) => ActivityCloseTimeouts::ScheduleAndStartToClose { schedule_to_close: s, start_to_close: t },
+        (Some(s), Some(t)) => ActivityCloseTimeouts::ScheduleAndStartToClose {
+            schedule_to_close: s,
+            start_to_close: t,
+        },
         (Some(s), None) => ActivityCloseTimeouts::ScheduleToClose(s),
         (None, Some(t)) => ActivityCloseTimeouts::StartToClose(t),
         // Validation forbids this; a minute keeps a hand-written input from hanging forever.
@@ -510,5 +597,8 @@ fn describe(f: &Failure) -> StepFailure {
         Some(FailureInfo::TerminatedFailureInfo(_)) => "Terminated".into(),
         _ => String::new(),
     };
-    StepFailure { kind, message: root.message.clone() }
+    StepFailure {
+        kind,
+        message: root.message.clone(),
+    }
 }

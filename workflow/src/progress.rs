@@ -27,7 +27,10 @@ pub enum StepStatus {
 impl StepStatus {
     /// Whether the step will not change any more.
     pub fn is_terminal(self) -> bool {
-        matches!(self, StepStatus::Completed | StepStatus::Failed | StepStatus::Skipped)
+        matches!(
+            self,
+            StepStatus::Completed | StepStatus::Failed | StepStatus::Skipped
+        )
     }
 }
 
@@ -135,7 +138,9 @@ impl Progress {
 
     /// Every row, members included, depth first.
     pub fn all_rows(&self) -> impl Iterator<Item = &StepRow> {
-        self.steps.iter().flat_map(|r| std::iter::once(r).chain(r.members.iter()))
+        self.steps
+            .iter()
+            .flat_map(|r| std::iter::once(r).chain(r.members.iter()))
     }
 }
 
@@ -178,11 +183,25 @@ mod tests {
     fn attempt_reports_reach_members_and_never_go_back() {
         let mut parent = row("fan", "none");
         parent.members = vec![row("fan[0]", "fan_0"), row("fan[1]", "fan_1")];
-        let mut p = Progress { steps: vec![row("a", "a"), parent], ..Default::default() };
-        p.record_attempt(&AttemptReport { activity_id: "fan_1".into(), attempt: 2, error: Some("boom".into()) });
+        let mut p = Progress {
+            steps: vec![row("a", "a"), parent],
+            ..Default::default()
+        };
+        p.record_attempt(&AttemptReport {
+            activity_id: "fan_1".into(),
+            attempt: 2,
+            error: Some("boom".into()),
+        });
         assert_eq!(p.steps[1].members[1].attempt, 2);
-        assert_eq!(p.steps[1].members[1].error.as_deref(), Some("attempt 2: boom"));
-        p.record_attempt(&AttemptReport { activity_id: "fan_1".into(), attempt: 1, error: None });
+        assert_eq!(
+            p.steps[1].members[1].error.as_deref(),
+            Some("attempt 2: boom")
+        );
+        p.record_attempt(&AttemptReport {
+            activity_id: "fan_1".into(),
+            attempt: 1,
+            error: None,
+        });
         assert_eq!(p.steps[1].members[1].attempt, 2);
         assert_eq!(p.steps[0].attempt, 1);
     }

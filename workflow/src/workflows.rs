@@ -90,4 +90,9 @@ crate::pipeline_workflow!(
 );
 
 /// Names of the workflow types this crate declares.
-pub const WORKFLOW_TYPES: &[&str] = &["DiarizationPipeline", "TrackProcessing", "DirectoryDigest", "FileDigest"];
+pub const WORKFLOW_TYPES: &[&str] = &[
+    "DiarizationPipeline",
+    "TrackProcessing",
+    "DirectoryDigest",
+    "FileDigest",
+];

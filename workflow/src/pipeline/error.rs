@@ -42,7 +42,9 @@ pub enum Problem {
         suggestion: Option<String>,
     },
     /// An expression reads a step that is not upstream.
-    #[error("{field}: `${{{expr}}}` reads step {root:?}, which this step does not need (add it to `needs`)")]
+    #[error(
+        "{field}: `${{{expr}}}` reads step {root:?}, which this step does not need (add it to `needs`)"
+    )]
     RefNotUpstream {
         /// Which field.
         field: &'static str,
@@ -52,7 +54,9 @@ pub enum Problem {
         root: String,
     },
     /// `${input.x}` where `x` is not declared.
-    #[error("{field}: `${{{expr}}}` reads input {name:?}, which is not declared in `inputs` (declared: {declared})")]
+    #[error(
+        "{field}: `${{{expr}}}` reads input {name:?}, which is not declared in `inputs` (declared: {declared})"
+    )]
     UndeclaredInput {
         /// Which field.
         field: &'static str,
@@ -107,7 +111,9 @@ pub enum Problem {
         suggestion: Option<String>,
     },
     /// A pipeline name that no workflow type of the worker carries.
-    #[error("no workflow type {name:?} is registered on the worker, so the Temporal UI could not show this pipeline under its name (registered: {known})")]
+    #[error(
+        "no workflow type {name:?} is registered on the worker, so the Temporal UI could not show this pipeline under its name (registered: {known})"
+    )]
     UnknownWorkflowType {
         /// The name.
         name: String,
@@ -121,10 +127,14 @@ pub enum Problem {
         chain: Vec<String>,
     },
     /// Neither timeout is set for an activity step.
-    #[error("no timeout: set `start_to_close` (or `schedule_to_close`) on the step or in `defaults`")]
+    #[error(
+        "no timeout: set `start_to_close` (or `schedule_to_close`) on the step or in `defaults`"
+    )]
     NoTimeout,
     /// Heartbeat timeout above start-to-close.
-    #[error("heartbeat {heartbeat} is longer than start_to_close {start_to_close}: the attempt would time out before a missed heartbeat is noticed")]
+    #[error(
+        "heartbeat {heartbeat} is longer than start_to_close {start_to_close}: the attempt would time out before a missed heartbeat is noticed"
+    )]
     HeartbeatTooLong {
         /// Heartbeat as written.
         heartbeat: String,
@@ -132,13 +142,17 @@ pub enum Problem {
         start_to_close: String,
     },
     /// Activity timeouts on a child step.
-    #[error("`{field}` applies to activities; a child step's activities take theirs from the child pipeline")]
+    #[error(
+        "`{field}` applies to activities; a child step's activities take theirs from the child pipeline"
+    )]
     TimeoutOnChild {
         /// The field.
         field: &'static str,
     },
     /// A duration does not parse.
-    #[error("{field}: {value:?} is not a duration (write e.g. `90s`, `5m`, `1h 30m` or a number of seconds)")]
+    #[error(
+        "{field}: {value:?} is not a duration (write e.g. `90s`, `5m`, `1h 30m` or a number of seconds)"
+    )]
     BadDuration {
         /// The field.
         field: &'static str,
@@ -157,7 +171,9 @@ pub enum Problem {
         known: String,
     },
     /// The activity publishes an event the step does not declare.
-    #[error("activity {activity:?} publishes {event:?}, which the step does not declare in `emits`")]
+    #[error(
+        "activity {activity:?} publishes {event:?}, which the step does not declare in `emits`"
+    )]
     UndeclaredEvent {
         /// The activity.
         activity: String,

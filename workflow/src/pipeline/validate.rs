@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use super::error::{PipelineError, Problem, ValidationReport};
 use super::raw::{RawChild, RawDuration, RawInput, RawOptions, RawPipeline, RawRetry, RawStep};
-use super::{DEFAULT_TASK_QUEUE, Graph, InputKind, InputSpec, Pipeline, Retry, Run, Step, StepOptions};
+use super::{
+    DEFAULT_TASK_QUEUE, Graph, InputKind, InputSpec, Pipeline, Retry, Run, Step, StepOptions,
+};
 use crate::catalog::Catalog;
 use crate::expr::{self, Path};
 
@@ -19,9 +21,7 @@ pub fn parse_and_validate(
     catalog: &Catalog,
 ) -> Result<Pipeline, ValidationReport> {
     let raw: RawPipeline = serde_yaml_ng::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map_or((0, 0), |l| (l.line(), l.column()));
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         ValidationReport {
             file: file.to_owned(),
             errors: vec![PipelineError::Syntax {
@@ -45,15 +45,26 @@ pub fn validate(raw: &RawPipeline, catalog: &Catalog) -> Result<Pipeline, Vec<Pi
         problem,
     };
     if !is_ident(&raw.name) {
-        errs.push(pipeline_err(None, Problem::BadId { id: raw.name.clone() }));
+        errs.push(pipeline_err(
+            None,
+            Problem::BadId {
+                id: raw.name.clone(),
+            },
+        ));
     }
     if raw.version == 0 {
-        errs.push(pipeline_err(None, Problem::Invalid("version must be 1 or more".into())));
+        errs.push(pipeline_err(
+            None,
+            Problem::Invalid("version must be 1 or more".into()),
+        ));
     }
     if raw.children.contains_key(&raw.name) {
         errs.push(pipeline_err(
             None,
-            Problem::Invalid(format!("child pipeline {:?} has the main pipeline's name", raw.name)),
+            Problem::Invalid(format!(
+                "child pipeline {:?} has the main pipeline's name",
+                raw.name
+            )),
         ));
     }
     for name in std::iter::once(&raw.name).chain(raw.children.keys()) {
@@ -68,9 +79,16 @@ pub fn validate(raw: &RawPipeline, catalog: &Catalog) -> Result<Pipeline, Vec<Pi
         }
     }
 
-    let top_queue = raw.task_queue.clone().unwrap_or_else(|| DEFAULT_TASK_QUEUE.to_owned());
+    let top_queue = raw
+        .task_queue
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TASK_QUEUE.to_owned());
     let child_names: Vec<&str> = raw.children.keys().map(String::as_str).collect();
-    let ctx = Ctx { catalog, child_names: &child_names, children: &raw.children };
+    let ctx = Ctx {
+        catalog,
+        child_names: &child_names,
+        children: &raw.children,
+    };
 
     let main = ctx.graph(
         None,
@@ -85,7 +103,10 @@ pub fn validate(raw: &RawPipeline, catalog: &Catalog) -> Result<Pipeline, Vec<Pi
     );
     let mut children = BTreeMap::new();
     for (name, child) in &raw.children {
-        let queue = child.task_queue.clone().unwrap_or_else(|| top_queue.clone());
+        let queue = child
+            .task_queue
+            .clone()
+            .unwrap_or_else(|| top_queue.clone());
         let g = ctx.graph(
             Some(name),
             name,
@@ -188,18 +209,35 @@ impl Ctx<'_> {
                 if !first_seen.contains_key(n.as_str()) {
                     errs.push(in_step(
                         &s.id,
-                        Problem::UnknownNeed { need: n.clone(), suggestion: closest(n, &ids) },
+                        Problem::UnknownNeed {
+                            need: n.clone(),
+                            suggestion: closest(n, &ids),
+                        },
                     ));
                 } else if n == &s.id {
-                    errs.push(in_step(&s.id, Problem::Cycle { chain: vec![n.clone(), n.clone()] }));
+                    errs.push(in_step(
+                        &s.id,
+                        Problem::Cycle {
+                            chain: vec![n.clone(), n.clone()],
+                        },
+                    ));
                 }
             }
         }
         let cycle = find_cycle(steps);
         if let Some(chain) = &cycle {
-            errs.push(in_step(&chain[0], Problem::Cycle { chain: chain.clone() }));
+            errs.push(in_step(
+                &chain[0],
+                Problem::Cycle {
+                    chain: chain.clone(),
+                },
+            ));
         }
-        let ancestors = if cycle.is_none() { ancestors(steps) } else { BTreeMap::new() };
+        let ancestors = if cycle.is_none() {
+            ancestors(steps)
+        } else {
+            BTreeMap::new()
+        };
 
         let mut out_steps = Vec::new();
         for s in steps {
@@ -252,27 +290,42 @@ impl Ctx<'_> {
             }
             let is_child = matches!(run, Run::Child(_));
             if s.for_each.is_none() && s.concurrency.is_some() {
-                problems.push(Problem::Misplaced { field: "concurrency", reason: "needs `for_each`" });
+                problems.push(Problem::Misplaced {
+                    field: "concurrency",
+                    reason: "needs `for_each`",
+                });
             }
             if s.concurrency == Some(0) {
-                problems.push(Problem::Misplaced { field: "concurrency", reason: "must be 1 or more" });
+                problems.push(Problem::Misplaced {
+                    field: "concurrency",
+                    reason: "must be 1 or more",
+                });
             }
             if !is_child && s.child_id.is_some() {
-                problems.push(Problem::Misplaced { field: "child_id", reason: "only applies to `child:` steps" });
+                problems.push(Problem::Misplaced {
+                    field: "child_id",
+                    reason: "only applies to `child:` steps",
+                });
             }
             if is_child && s.activity_id.is_some() {
-                problems.push(Problem::Misplaced { field: "activity_id", reason: "only applies to `activity:` steps" });
+                problems.push(Problem::Misplaced {
+                    field: "activity_id",
+                    reason: "only applies to `activity:` steps",
+                });
             }
 
             // Expressions.
             let upstream = ancestors.get(s.id.as_str());
             let fan_out = s.for_each.is_some();
-            let mut check = |field: &'static str, paths: Result<Vec<Path>, expr::ExprError>, item_ok: bool| {
+            let mut check = |field: &'static str,
+                             paths: Result<Vec<Path>, expr::ExprError>,
+                             item_ok: bool| {
                 match paths {
                     Err(source) => problems.push(Problem::Expr { field, source }),
                     Ok(paths) => {
                         for p in paths {
-                            if let Some(pr) = check_ref(field, &p, &ids, upstream, inputs, item_ok) {
+                            if let Some(pr) = check_ref(field, &p, &ids, upstream, inputs, item_ok)
+                            {
                                 problems.push(pr);
                             }
                         }
@@ -289,20 +342,29 @@ impl Ctx<'_> {
                 check("when", expr::parse_single(w).map(|p| vec![p]), false);
             }
             if let Some(a) = &s.activity_id {
-                check("activity_id", expr::references(&Value::String(a.clone())), fan_out);
+                check(
+                    "activity_id",
+                    expr::references(&Value::String(a.clone())),
+                    fan_out,
+                );
             }
-            if is_child {
-                if let (Some(c), Some(Value::Object(w))) = (&s.child, &s.with) {
-                    if let Some(child) = self.children.get(c) {
-                        if let Some(p) = check_child_inputs(w, &child.inputs) {
-                            problems.push(p);
-                        }
-                    }
-                }
+            if is_child
+                && let (Some(c), Some(Value::Object(w))) = (&s.child, &s.with)
+                && let Some(child) = self.children.get(c)
+                && let Some(p) = check_child_inputs(w, &child.inputs)
+            {
+                problems.push(p);
             }
 
             // Options.
-            let options = merge_options(defaults, child_defaults, &s.options(), queue, is_child, &mut problems);
+            let options = merge_options(
+                defaults,
+                child_defaults,
+                &s.options(),
+                queue,
+                is_child,
+                &mut problems,
+            );
             for p in problems {
                 errs.push(in_step(&s.id, p));
             }
@@ -327,12 +389,18 @@ impl Ctx<'_> {
             match expr::references(o) {
                 Err(source) => errs.push(PipelineError::InPipeline {
                     graph: graph.map(str::to_owned),
-                    problem: Problem::Expr { field: "output", source },
+                    problem: Problem::Expr {
+                        field: "output",
+                        source,
+                    },
                 }),
                 Ok(paths) => {
                     for p in paths {
                         if let Some(pr) = check_ref("output", &p, &ids, Some(&all), inputs, false) {
-                            errs.push(PipelineError::InPipeline { graph: graph.map(str::to_owned), problem: pr });
+                            errs.push(PipelineError::InPipeline {
+                                graph: graph.map(str::to_owned),
+                                problem: pr,
+                            });
                         }
                     }
                 }
@@ -359,16 +427,21 @@ fn check_ref(
 ) -> Option<Problem> {
     match p.root.as_str() {
         "input" => match p.segments.first() {
-            Some(expr::Segment::Field(name)) if !inputs.contains_key(name) => Some(Problem::UndeclaredInput {
-                field,
-                expr: p.text.clone(),
-                name: name.clone(),
-                declared: list(inputs.keys().map(String::as_str)),
-            }),
+            Some(expr::Segment::Field(name)) if !inputs.contains_key(name) => {
+                Some(Problem::UndeclaredInput {
+                    field,
+                    expr: p.text.clone(),
+                    name: name.clone(),
+                    declared: list(inputs.keys().map(String::as_str)),
+                })
+            }
             _ => None,
         },
         "workflow" => None,
-        "item" | "index" => (!item_ok).then(|| Problem::ItemOutsideFanOut { field, expr: p.text.clone() }),
+        "item" | "index" => (!item_ok).then(|| Problem::ItemOutsideFanOut {
+            field,
+            expr: p.text.clone(),
+        }),
         root if !ids.contains(&root) => Some(Problem::UnknownRef {
             field,
             expr: p.text.clone(),
@@ -387,19 +460,34 @@ fn check_ref(
     }
 }
 
-fn check_child_inputs(with: &serde_json::Map<String, Value>, inputs: &BTreeMap<String, RawInput>) -> Option<Problem> {
+fn check_child_inputs(
+    with: &serde_json::Map<String, Value>,
+    inputs: &BTreeMap<String, RawInput>,
+) -> Option<Problem> {
     let missing: Vec<&str> = inputs
         .iter()
-        .filter(|(n, i)| i.required.unwrap_or(true) && i.default.is_none() && !with.contains_key(*n))
+        .filter(|(n, i)| {
+            i.required.unwrap_or(true) && i.default.is_none() && !with.contains_key(*n)
+        })
         .map(|(n, _)| n.as_str())
         .collect();
-    let unknown: Vec<&str> = with.keys().filter(|k| !inputs.contains_key(*k)).map(String::as_str).collect();
+    let unknown: Vec<&str> = with
+        .keys()
+        .filter(|k| !inputs.contains_key(*k))
+        .map(String::as_str)
+        .collect();
     let mut parts = Vec::new();
     if !missing.is_empty() {
-        parts.push(format!("the child's required inputs {} are missing", list(missing.into_iter())));
+        parts.push(format!(
+            "the child's required inputs {} are missing",
+            list(missing.into_iter())
+        ));
     }
     if !unknown.is_empty() {
-        parts.push(format!("{} are not inputs of the child", list(unknown.into_iter())));
+        parts.push(format!(
+            "{} are not inputs of the child",
+            list(unknown.into_iter())
+        ));
     }
     (!parts.is_empty()).then(|| Problem::ChildInputs(parts.join("; ")))
 }
@@ -419,12 +507,16 @@ fn input_spec(i: &RawInput) -> Result<InputSpec, String> {
             ));
         }
     };
-    if let Some(d) = &i.default {
-        if !kind.accepts(d) {
-            return Err(format!("default {d} is not of type {kind:?}"));
-        }
+    if let Some(d) = &i.default
+        && !kind.accepts(d)
+    {
+        return Err(format!("default {d} is not of type {kind:?}"));
     }
-    Ok(InputSpec { kind, required: i.required.unwrap_or(true) && i.default.is_none(), default: i.default.clone() })
+    Ok(InputSpec {
+        kind,
+        required: i.required.unwrap_or(true) && i.default.is_none(),
+        default: i.default.clone(),
+    })
 }
 
 fn duration(field: &'static str, d: &RawDuration, problems: &mut Vec<Problem>) -> Option<u64> {
@@ -435,7 +527,10 @@ fn duration(field: &'static str, d: &RawDuration, problems: &mut Vec<Problem>) -
     match parsed {
         Some(d) if !d.is_zero() => Some(d.as_millis() as u64),
         _ => {
-            problems.push(Problem::BadDuration { field, value: show(d) });
+            problems.push(Problem::BadDuration {
+                field,
+                value: show(d),
+            });
             None
         }
     }
@@ -469,13 +564,22 @@ fn merge_options(
         }
     }
     // Layers, most specific last.
-    let layers: Vec<&RawOptions> = std::iter::once(defaults).chain(child_defaults).chain(std::iter::once(step)).collect();
-    let pick = |f: fn(&RawOptions) -> Option<&RawDuration>| layers.iter().rev().find_map(|l| f(l)).cloned();
+    let layers: Vec<&RawOptions> = std::iter::once(defaults)
+        .chain(child_defaults)
+        .chain(std::iter::once(step))
+        .collect();
+    let pick = |f: fn(&RawOptions) -> Option<&RawDuration>| {
+        layers.iter().rev().find_map(|l| f(l)).cloned()
+    };
     let s2c = pick(|o| o.schedule_to_close.as_ref());
     let stc = pick(|o| o.start_to_close.as_ref());
     let hb = pick(|o| o.heartbeat.as_ref());
-    let s2c_ms = s2c.as_ref().and_then(|d| duration("schedule_to_close", d, problems));
-    let stc_ms = stc.as_ref().and_then(|d| duration("start_to_close", d, problems));
+    let s2c_ms = s2c
+        .as_ref()
+        .and_then(|d| duration("schedule_to_close", d, problems));
+    let stc_ms = stc
+        .as_ref()
+        .and_then(|d| duration("start_to_close", d, problems));
     let hb_ms = hb.as_ref().and_then(|d| duration("heartbeat", d, problems));
     if !is_child {
         if s2c.is_none() && stc.is_none() {
@@ -483,11 +587,14 @@ fn merge_options(
         }
         if let (Some(h), Some(hb)) = (hb_ms, &hb) {
             for (limit, raw) in [(stc_ms, &stc), (s2c_ms, &s2c)] {
-                if let (Some(l), Some(raw)) = (limit, raw) {
-                    if h > l {
-                        problems.push(Problem::HeartbeatTooLong { heartbeat: show(hb), start_to_close: show(raw) });
-                        break;
-                    }
+                if let (Some(l), Some(raw)) = (limit, raw)
+                    && h > l
+                {
+                    problems.push(Problem::HeartbeatTooLong {
+                        heartbeat: show(hb),
+                        start_to_close: show(raw),
+                    });
+                    break;
                 }
             }
         }
@@ -497,15 +604,24 @@ fn merge_options(
         apply_retry(&mut retry, r, problems);
     }
     if retry.backoff_coefficient < 1.0 {
-        problems.push(Problem::BadRetry(format!("backoff_coefficient {} must be 1.0 or more", retry.backoff_coefficient)));
+        problems.push(Problem::BadRetry(format!(
+            "backoff_coefficient {} must be 1.0 or more",
+            retry.backoff_coefficient
+        )));
     }
-    if let Some(max) = retry.maximum_interval_ms {
-        if max < retry.initial_interval_ms {
-            problems.push(Problem::BadRetry("maximum_interval is shorter than initial_interval".into()));
-        }
+    if let Some(max) = retry.maximum_interval_ms
+        && max < retry.initial_interval_ms
+    {
+        problems.push(Problem::BadRetry(
+            "maximum_interval is shorter than initial_interval".into(),
+        ));
     }
     StepOptions {
-        task_queue: layers.iter().rev().find_map(|l| l.task_queue.clone()).unwrap_or_else(|| queue.to_owned()),
+        task_queue: layers
+            .iter()
+            .rev()
+            .find_map(|l| l.task_queue.clone())
+            .unwrap_or_else(|| queue.to_owned()),
         schedule_to_close_ms: s2c_ms,
         start_to_close_ms: stc_ms,
         heartbeat_ms: hb_ms,
@@ -514,10 +630,10 @@ fn merge_options(
 }
 
 fn apply_retry(retry: &mut Retry, r: &RawRetry, problems: &mut Vec<Problem>) {
-    if let Some(d) = &r.initial_interval {
-        if let Some(ms) = duration("retry.initial_interval", d, problems) {
-            retry.initial_interval_ms = ms;
-        }
+    if let Some(d) = &r.initial_interval
+        && let Some(ms) = duration("retry.initial_interval", d, problems)
+    {
+        retry.initial_interval_ms = ms;
     }
     if let Some(c) = r.backoff_coefficient {
         retry.backoff_coefficient = c;
@@ -556,7 +672,8 @@ fn find_cycle(steps: &[RawStep]) -> Option<Vec<String>> {
             match marks.get(n) {
                 Some(Mark::Open) if n != id => {
                     let start = stack.iter().position(|s| *s == n).unwrap_or(0);
-                    let mut chain: Vec<String> = stack[start..].iter().map(|s| (*s).to_owned()).collect();
+                    let mut chain: Vec<String> =
+                        stack[start..].iter().map(|s| (*s).to_owned()).collect();
                     chain.push(n.to_owned());
                     return Some(chain);
                 }
@@ -573,10 +690,10 @@ fn find_cycle(steps: &[RawStep]) -> Option<Vec<String>> {
         None
     }
     for s in steps {
-        if marks.get(s.id.as_str()) == Some(&Mark::Fresh) {
-            if let Some(c) = visit(&s.id, &by_id, &mut marks, &mut Vec::new()) {
-                return Some(c);
-            }
+        if marks.get(s.id.as_str()) == Some(&Mark::Fresh)
+            && let Some(c) = visit(&s.id, &by_id, &mut marks, &mut Vec::new())
+        {
+            return Some(c);
         }
     }
     None
@@ -622,7 +739,11 @@ fn child_cycle(raw: &RawPipeline) -> Option<Vec<String>> {
             chain.push(name.to_owned());
             return Some(chain);
         }
-        let steps = if name == raw.name { &raw.steps } else { &raw.children.get(name)?.steps };
+        let steps = if name == raw.name {
+            &raw.steps
+        } else {
+            &raw.children.get(name)?.steps
+        };
         path.push(name);
         for c in uses(steps) {
             if let Some(chain) = go(c, raw, path) {
@@ -652,5 +773,9 @@ fn closest(name: &str, candidates: &[&str]) -> Option<String> {
 
 fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
     let v: Vec<&str> = names.collect();
-    if v.is_empty() { "none".into() } else { v.join(", ") }
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
 }

