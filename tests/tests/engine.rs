@@ -57,8 +57,9 @@ async fn independent_steps_and_fan_out_members_run_concurrently_with_outputs_in_
     let first_start = members.iter().map(|m| m.0).fold(f64::MAX, f64::min);
     assert!(first_start >= l1.max(r1), "fan-out waited for its needs");
 
-    let tree = runs::progress_tree(&c, id).await.unwrap();
-    let fan = &tree.progress.steps[2];
+    // The parent's `progress` query includes each child's own table, as the child reported it.
+    let progress = runs::query_progress(&c, id).await.unwrap();
+    let fan = &progress.steps[2];
     assert_eq!(fan.members.len(), 8);
     let child_ids: Vec<_> = fan
         .members
@@ -66,16 +67,62 @@ async fn independent_steps_and_fan_out_members_run_concurrently_with_outputs_in_
         .map(|m| m.child_workflow_id.clone().unwrap())
         .collect();
     assert_eq!(child_ids[3], "parallel-1-item-3");
-    assert_eq!(
-        tree.children.len(),
-        8,
-        "every child answers the progress query"
-    );
+    for m in &fan.members {
+        let child = m.child.as_ref().expect("the child reported its table");
+        assert_eq!(
+            (child.pipeline.as_str(), child.status),
+            ("EngineChild", RunStatus::Completed)
+        );
+        let work = &child.steps[0];
+        assert_eq!(
+            (work.id.as_str(), work.status, work.attempt),
+            ("work", StepStatus::Completed, 1)
+        );
+    }
+    let text = runs::render(id, &progress);
     assert!(
-        tree.children
-            .iter()
-            .all(|c| c.progress.pipeline == "EngineChild"
-                && c.progress.status == RunStatus::Completed)
+        text.contains("  fan[7]") && text.contains("    work"),
+        "{text}"
+    );
+
+    // What the Web UI shows: the pipeline's own names as workflow types, children linked to
+    // their parent, activities under their step's activity name and id.
+    use temporalio_client::{
+        UntypedWorkflow, WorkflowDescribeOptions, WorkflowFetchHistoryOptions,
+    };
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+    let parent = c
+        .get_workflow_handle::<UntypedWorkflow>(id)
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(parent.workflow_type(), "EngineTest");
+    let child = c.get_workflow_handle::<UntypedWorkflow>("parallel-1-item-3");
+    let described = child
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (described.workflow_type(), described.parent_id()),
+        ("EngineChild", Some(id))
+    );
+    let scheduled: Vec<(String, String)> = child
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.attributes {
+            Some(Attributes::ActivityTaskScheduledEventAttributes(a)) => Some((
+                a.activity_type.map(|t| t.name).unwrap_or_default(),
+                a.activity_id,
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        scheduled,
+        [("test_sleep".to_owned(), "work_item3".to_owned())]
     );
 }
 

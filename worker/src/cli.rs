@@ -151,11 +151,11 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
         }
         Command::Status { workflow_id, json } => {
             let client = connect(&settings).await?;
-            let tree = runs::progress_tree(&client, &workflow_id).await?;
+            let progress = runs::query_progress(&client, &workflow_id).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&tree)?);
+                println!("{}", serde_json::to_string_pretty(&progress)?);
             } else {
-                print!("{}", runs::render(&tree));
+                print!("{}", runs::render(&workflow_id, &progress));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -336,8 +336,8 @@ async fn demo(
             let out = async {
                 runs::start(&client, &pipeline, input, &id).await?;
                 let out = runs::wait(&client, &id).await?;
-                let tree = runs::progress_tree(&client, &id).await?;
-                Ok::<_, runs::RunError>((out, tree))
+                let progress = runs::query_progress(&client, &id).await?;
+                Ok::<_, runs::RunError>((out, progress))
             }
             .await;
             if !keep || out.is_err() {
@@ -351,8 +351,8 @@ async fn demo(
         s.stop().await;
     }
     worker?;
-    let (out, tree) = job?;
-    print!("{}", runs::render(&tree));
+    let (out, progress) = job?;
+    print!("{}", runs::render(&id, &progress));
     println!("{}", serde_json::to_string_pretty(&out)?);
     eprintln!(
         "report written to {}; `reflow dev` shows this run ({id}) in the Web UI at http://127.0.0.1:8233",

@@ -103,6 +103,7 @@ pub async fn start(
         pipeline: pipeline.clone(),
         graph: None,
         input,
+        parent: None,
     };
     let handle = client
         .start_workflow(
@@ -138,38 +139,6 @@ pub async fn wait(client: &Client, workflow_id: &str) -> Result<Value, RunError>
     })
 }
 
-/// A progress table with the tables of the child workflows its rows started.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProgressTree {
-    /// Workflow id.
-    pub workflow_id: String,
-    /// Its table.
-    pub progress: Progress,
-    /// Children, keyed by the row that started them, in row order.
-    pub children: Vec<ProgressTree>,
-}
-
-/// Query `workflow_id`'s `progress`, then its children's, recursively.
-pub async fn progress_tree(client: &Client, workflow_id: &str) -> Result<ProgressTree, RunError> {
-    let progress = query_progress(client, workflow_id).await?;
-    let mut children = Vec::new();
-    let child_ids: Vec<String> = progress
-        .all_rows()
-        .filter_map(|r| r.child_workflow_id.clone())
-        .collect();
-    for id in child_ids {
-        // A child that has not started yet has nothing to show.
-        if let Ok(t) = Box::pin(progress_tree(client, &id)).await {
-            children.push(t);
-        }
-    }
-    Ok(ProgressTree {
-        workflow_id: workflow_id.to_owned(),
-        progress,
-        children,
-    })
-}
-
 /// Query one workflow's `progress`.
 pub async fn query_progress(client: &Client, workflow_id: &str) -> Result<Progress, RunError> {
     let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id);
@@ -190,25 +159,18 @@ pub async fn query_progress(client: &Client, workflow_id: &str) -> Result<Progre
     serde_json::from_value(value).map_err(|e| err(e.to_string()))
 }
 
-/// Render a tree as an aligned text table, children indented under their rows.
-pub fn render(tree: &ProgressTree) -> String {
-    let mut lines = vec![[
-        "STEP".to_owned(),
-        "STATUS".to_owned(),
-        "ATTEMPT".to_owned(),
-        "STARTED".to_owned(),
-        "FINISHED".to_owned(),
-        "ERROR".to_owned(),
-    ]];
-    let mut header = format!(
-        "{} — {} v{} ({}) — {:?}\n",
-        tree.workflow_id,
-        tree.progress.pipeline,
-        tree.progress.version,
-        tree.progress.pipeline_hash.get(..12).unwrap_or(""),
-        tree.progress.status
+/// Render a run's table (child tables nested under the rows that started them) as text.
+pub fn render(workflow_id: &str, progress: &Progress) -> String {
+    let mut lines =
+        vec![["STEP", "STATUS", "ATTEMPT", "STARTED", "FINISHED", "ERROR"].map(str::to_owned)];
+    rows(progress, 0, &mut lines);
+    let mut out = format!(
+        "{workflow_id} — {} v{} ({}) — {:?}\n",
+        progress.pipeline,
+        progress.version,
+        progress.pipeline_hash.get(..12).unwrap_or(""),
+        progress.status
     );
-    rows(tree, 0, &mut lines);
     let widths: Vec<usize> = (0..5)
         .map(|c| {
             lines
@@ -224,17 +186,16 @@ pub fn render(tree: &ProgressTree) -> String {
             line.push_str(&format!("{:<w$}  ", l[c], w = *w));
         }
         line.push_str(&l[5]);
-        header.push_str(line.trim_end());
-        header.push('\n');
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
-    header
+    out
 }
 
-fn rows(tree: &ProgressTree, depth: usize, out: &mut Vec<[String; 6]>) {
-    let indent = "  ".repeat(depth);
-    let row = |r: &StepRow, extra: &str| {
+fn rows(progress: &Progress, depth: usize, out: &mut Vec<[String; 6]>) {
+    let line = |r: &StepRow, depth: usize| {
         [
-            format!("{indent}{extra}{}", r.id),
+            format!("{}{}", "  ".repeat(depth), r.id),
             format!("{:?}", r.status).to_lowercase(),
             match (r.attempt, r.max_attempts) {
                 (0, _) => String::new(),
@@ -246,20 +207,15 @@ fn rows(tree: &ProgressTree, depth: usize, out: &mut Vec<[String; 6]>) {
             r.error.clone().unwrap_or_default(),
         ]
     };
-    for r in &tree.progress.steps {
-        out.push(row(r, ""));
-        for m in std::iter::once(r).chain(r.members.iter()) {
-            if !std::ptr::eq(m, r) {
-                out.push(row(m, "  "));
-            }
-            if let Some(child) = m
-                .child_workflow_id
-                .as_ref()
-                .and_then(|id| tree.children.iter().find(|c| &c.workflow_id == id))
-            {
-                let mut sub = Vec::new();
-                rows(child, depth + 2, &mut sub);
-                out.extend(sub);
+    for r in &progress.steps {
+        out.push(line(r, depth));
+        if let Some(child) = &r.child {
+            rows(child, depth + 1, out);
+        }
+        for m in &r.members {
+            out.push(line(m, depth + 1));
+            if let Some(child) = &m.child {
+                rows(child, depth + 2, out);
             }
         }
     }

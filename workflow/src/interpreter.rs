@@ -22,14 +22,15 @@ use temporalio_workflow::common::{
     ActivityCloseTimeouts, RetryPolicy, UntypedActivity, UntypedWorkflow,
 };
 use temporalio_workflow::{
-    ActivityOptions, ChildWorkflowOptions, ParentClosePolicy, WorkflowContext,
-    WorkflowIdReusePolicy, WorkflowResult, common::error::ApplicationFailure,
+    ActivityOptions, ChildWorkflowOptions, ParentClosePolicy, SignalWorkflowOptions,
+    WorkflowContext, WorkflowIdReusePolicy, WorkflowResult, common::error::ApplicationFailure,
 };
 
 use crate::expr::{self, Scope};
 use crate::payload;
 use crate::pipeline::{Graph, Pipeline, Run, Step};
-use crate::progress::{Progress, RunStatus, StepRow, StepStatus};
+use crate::progress::{ChildProgress, Progress, RunStatus, StepRow, StepStatus};
+use crate::workflows::ChildProgressSignal;
 
 /// Input of every pipeline workflow: the pinned definition, which graph of it to run, and
 /// the graph's input.
@@ -42,6 +43,9 @@ pub struct RunInput {
     pub graph: Option<String>,
     /// The graph's input (declared inputs by name).
     pub input: Value,
+    /// Workflow id of the parent, for a child: it reports its table there.
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 /// Workflow state the interpreter needs: the progress table the `progress` query returns.
@@ -95,9 +99,69 @@ enum State {
     FailedOptional,
 }
 
-/// Run the graph `input.graph` of `input.pipeline` and return its output.
+/// Run the graph `input.graph` of `input.pipeline` and return its output. A child also
+/// reports its progress table to its parent whenever it changes (one signal per change, sent
+/// one at a time, the latest state winning), so the parent's `progress` query includes it.
 pub async fn run<W: Interpreted>(
-    ctx: &mut WorkflowContext<W>,
+    ctx: &WorkflowContext<W>,
+    input: RunInput,
+) -> WorkflowResult<Value> {
+    let parent = input.parent.clone();
+    let main = async {
+        let result = run_graph(ctx, input).await;
+        ctx.state_mut(|w| w.progress_mut().finished = true);
+        result
+    };
+    match parent {
+        None => main.await,
+        Some(parent) => {
+            futures::future::join(main, report_to_parent(ctx, parent))
+                .await
+                .0
+        }
+    }
+}
+
+async fn report_to_parent<W: Interpreted>(ctx: &WorkflowContext<W>, parent: String) {
+    let me = ctx.workflow_id().to_owned();
+    let mut sent = 0;
+    loop {
+        if ctx
+            .wait_condition(|w| w.progress().revision != sent || w.progress().finished)
+            .await
+            .is_err()
+        {
+            return; // cancelled
+        }
+        let (progress, revision, finished) = ctx.state(|w| {
+            (
+                w.progress().clone(),
+                w.progress().revision,
+                w.progress().finished,
+            )
+        });
+        if revision != sent {
+            let report = ChildProgress {
+                workflow_id: me.clone(),
+                progress,
+            };
+            let signal = ctx.external_workflow(parent.clone(), None).signal(
+                ChildProgressSignal,
+                report,
+                SignalWorkflowOptions::default(),
+            );
+            // A parent that is gone cannot be told; the child's own table stays queryable.
+            let _ = signal.await;
+            sent = revision;
+        }
+        if finished && ctx.state(|w| w.progress().revision) == sent {
+            return;
+        }
+    }
+}
+
+async fn run_graph<W: Interpreted>(
+    ctx: &WorkflowContext<W>,
     input: RunInput,
 ) -> WorkflowResult<Value> {
     let pipeline = input.pipeline;
@@ -128,12 +192,15 @@ pub async fn run<W: Interpreted>(
         }
     };
     ctx.state_mut(|w| {
-        *w.progress_mut() = Progress {
+        let p = w.progress_mut();
+        *p = Progress {
             pipeline: graph.name.clone(),
             version: pipeline.version,
             pipeline_hash: pipeline.hash.clone(),
             status: RunStatus::Running,
             steps: graph.steps.iter().map(initial_row).collect(),
+            revision: p.revision,
+            finished: false,
         }
     });
 
@@ -291,6 +358,7 @@ fn initial_row(step: &Step) -> StepRow {
         finished_at: None,
         error: None,
         members: Vec::new(),
+        child: None,
     }
 }
 
@@ -494,6 +562,7 @@ async fn run_member<W: Interpreted>(
                 pipeline: pipeline.clone(),
                 graph: Some(child.clone()),
                 input,
+                parent: Some(ctx.workflow_id().to_owned()),
             };
             let opts = ChildWorkflowOptions::builder()
                 .workflow_id(child_id.clone())

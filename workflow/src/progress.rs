@@ -68,6 +68,9 @@ pub struct StepRow {
     /// Fan-out members, in item order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<StepRow>,
+    /// The table of the child workflow this row started, as the child last reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<Box<Progress>>,
 }
 
 /// Overall state of the run.
@@ -96,6 +99,21 @@ pub struct Progress {
     pub status: RunStatus,
     /// Rows, in declared order.
     pub steps: Vec<StepRow>,
+    /// Bumped on every change; a child reports its table to its parent when it moves.
+    #[serde(skip)]
+    pub revision: u64,
+    /// Set when the interpreter returned (successfully or not).
+    #[serde(skip)]
+    pub finished: bool,
+}
+
+/// A child workflow's table, signalled to its parent on every change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChildProgress {
+    /// The child's workflow id.
+    pub workflow_id: String,
+    /// Its table.
+    pub progress: Progress,
 }
 
 /// What the activity interceptor reports when an attempt starts or fails.
@@ -124,6 +142,7 @@ impl Progress {
     /// than what the row shows, or for rows already terminal, are ignored (signals may
     /// arrive after the activity closed).
     pub fn record_attempt(&mut self, report: &AttemptReport) {
+        self.revision += 1;
         for row in self.steps.iter_mut() {
             if apply(row, report) {
                 return;
@@ -132,6 +151,25 @@ impl Progress {
                 if apply(m, report) {
                     return;
                 }
+            }
+        }
+    }
+
+    /// Store a child's table in the row (step or member) that started it.
+    pub fn record_child(&mut self, report: ChildProgress) {
+        self.revision += 1;
+        let id = Some(report.workflow_id.as_str());
+        for row in self.steps.iter_mut() {
+            let target = if row.child_workflow_id.as_deref() == id {
+                Some(row)
+            } else {
+                row.members
+                    .iter_mut()
+                    .find(|m| m.child_workflow_id.as_deref() == id)
+            };
+            if let Some(r) = target {
+                r.child = Some(Box::new(report.progress));
+                return;
             }
         }
     }
@@ -176,6 +214,7 @@ mod tests {
             finished_at: None,
             error: None,
             members: vec![],
+            child: None,
         }
     }
 

@@ -30,6 +30,8 @@ macro_rules! pipeline_workflow {
                 &self.progress
             }
             fn progress_mut(&mut self) -> &mut $crate::progress::Progress {
+                // Every change is a new revision, which a child reports to its parent.
+                self.progress.revision += 1;
                 &mut self.progress
             }
         }
@@ -63,6 +65,16 @@ macro_rules! pipeline_workflow {
             ) {
                 self.progress.record_attempt(&report);
             }
+
+            /// A child workflow's table changed (sent by the child's interpreter).
+            #[signal]
+            pub fn child_progress(
+                &mut self,
+                _ctx: &mut ::temporalio_workflow::SyncWorkflowContext<Self>,
+                report: $crate::progress::ChildProgress,
+            ) {
+                self.progress.record_child(report);
+            }
         }
     };
 }
@@ -71,6 +83,19 @@ macro_rules! pipeline_workflow {
 pub const PROGRESS_QUERY: &str = "progress";
 /// Name of the signal carrying [`crate::progress::AttemptReport`]s.
 pub const STEP_ATTEMPT_SIGNAL: &str = "step_attempt";
+/// Name of the signal carrying [`crate::progress::ChildProgress`] from a child to its parent.
+pub const CHILD_PROGRESS_SIGNAL: &str = "child_progress";
+
+/// The `child_progress` signal, addressed to a parent of any pipeline workflow type.
+pub struct ChildProgressSignal;
+
+impl temporalio_workflow::common::SignalDefinition for ChildProgressSignal {
+    type Workflow = temporalio_workflow::common::UntypedWorkflow;
+    type Input = crate::progress::ChildProgress;
+    fn name(&self) -> &str {
+        CHILD_PROGRESS_SIGNAL
+    }
+}
 
 crate::pipeline_workflow!(
     /// The meeting pipeline (`pipelines/diarization.yaml`).
