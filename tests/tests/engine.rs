@@ -13,6 +13,21 @@ use serde_json::{Value, json};
 use workflow::StepStatus;
 use workflow::progress::RunStatus;
 
+/// A test's queue, its pipeline bound to that queue, a worker serving it, and a client.
+async fn started(
+    queue: &'static str,
+    file: &str,
+) -> (
+    &'static str,
+    TestPipeline,
+    InProcessWorker,
+    temporalio_client::Client,
+) {
+    let tp = TestPipeline::load(file, queue);
+    let worker = InProcessWorker::start(&[queue.to_owned()]);
+    (queue, tp, worker, client().await)
+}
+
 fn interval(entries: &[reflow_tests::Entry], key: &str) -> (f64, f64) {
     let start = events(entries, key, "start");
     let end = events(entries, key, "end");
@@ -23,10 +38,7 @@ fn interval(entries: &[reflow_tests::Entry], key: &str) -> (f64, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn independent_steps_and_fan_out_members_run_concurrently_with_outputs_in_item_order() {
-    let q = "parallel";
-    let tp = TestPipeline::load("parallel.yaml", q);
-    let _worker = InProcessWorker::start(&[q.to_owned()]);
-    let c = client().await;
+    let (q, tp, _worker, c) = started("parallel", "parallel.yaml").await;
     let j = journal(q);
     let items: Vec<String> = (0..8).map(|i| format!("item{i}")).collect();
     let id = "parallel-1";
@@ -128,10 +140,7 @@ async fn independent_steps_and_fan_out_members_run_concurrently_with_outputs_in_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_failing_twice_succeeds_on_attempt_3_and_progress_shows_the_retry() {
-    let q = "retry";
-    let tp = TestPipeline::load("retry.yaml", q);
-    let _worker = InProcessWorker::start(&[q.to_owned()]);
-    let c = client().await;
+    let (q, tp, _worker, c) = started("retry", "retry.yaml").await;
     let j = journal(q);
     let id = "retry-1";
     runs::start(&c, &tp.pipeline, json!({"journal": j}), id)
@@ -178,10 +187,7 @@ async fn a_step_failing_twice_succeeds_on_attempt_3_and_progress_shows_the_retry
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_retryable_errors_fail_on_attempt_1_and_optional_failures_do_not_fail_the_run() {
-    let q = "failures";
-    let tp = TestPipeline::load("failures.yaml", q);
-    let _worker = InProcessWorker::start(&[q.to_owned()]);
-    let c = client().await;
+    let (_, tp, _worker, c) = started("failures", "failures.yaml").await;
 
     // Optional step fails; the run completes, and the step that needs it still runs.
     let j = journal("failures-optional");
@@ -245,10 +251,7 @@ async fn non_retryable_errors_fail_on_attempt_1_and_optional_failures_do_not_fai
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_activity_is_caught_by_its_heartbeat_timeout_and_retried() {
-    let q = "hang";
-    let tp = TestPipeline::load("hang.yaml", q);
-    let _worker = InProcessWorker::start(&[q.to_owned()]);
-    let c = client().await;
+    let (q, tp, _worker, c) = started("hang", "hang.yaml").await;
     let j = journal(q);
     runs::start(&c, &tp.pipeline, json!({"journal": j}), "hang-1")
         .await
@@ -352,10 +355,7 @@ async fn a_reset_to_an_earlier_workflow_task_runs_the_rest_again() {
     use temporalio_client::{UntypedWorkflow, WorkflowFetchHistoryOptions};
     use temporalio_common::protos::temporal::api::enums::v1::EventType;
 
-    let q = "reset";
-    let tp = TestPipeline::load("chain.yaml", q);
-    let _worker = InProcessWorker::start(&[q.to_owned()]);
-    let c = client().await;
+    let (q, tp, _worker, c) = started("reset", "chain.yaml").await;
     let j = journal(q);
     runs::start(
         &c,

@@ -529,13 +529,8 @@ async fn run_member<W: Interpreted>(
                 opts,
             )
             .await
-            .map_err(|e| match e.failure() {
-                Some(f) => describe(f),
-                None => StepFailure::new("PayloadError", e.to_string()),
-            })
-            .and_then(|raw| {
-                payload::from_raw(&raw).map_err(|e| StepFailure::new("PayloadError", e))
-            })
+            .map_err(|e| failed(e.failure(), "PayloadError", &e))
+            .and_then(decode)
         }
         Run::Child(child) => {
             let pattern = step.child_id.clone().unwrap_or_else(|| match index {
@@ -582,20 +577,12 @@ async fn run_member<W: Interpreted>(
                 )
                 .await
             {
-                Err(e) => Err(match e.failure() {
-                    Some(f) => describe(f),
-                    None => StepFailure::new("ChildStartFailed", e.to_string()),
-                }),
+                Err(e) => Err(failed(e.failure(), "ChildStartFailed", &e)),
                 Ok(started) => started
                     .result()
                     .await
-                    .map_err(|e| match e.failure() {
-                        Some(f) => describe(f),
-                        None => StepFailure::new("PayloadError", e.to_string()),
-                    })
-                    .and_then(|raw| {
-                        payload::from_raw(&raw).map_err(|e| StepFailure::new("PayloadError", e))
-                    }),
+                    .map_err(|e| failed(e.failure(), "PayloadError", &e))
+                    .and_then(decode),
             }
             .map_err(|f| StepFailure {
                 message: format!("child {child_id}: {}", f.message),
@@ -646,6 +633,19 @@ pub fn activity_options(step: &Step, activity_id: String) -> ActivityOptions {
         .retry_policy(retry)
         .summary(step.id.clone())
         .build()
+}
+
+/// A failed activity or child: its Temporal failure if there is one, else `fallback` and the
+/// error's text (payload conversion, start refused).
+fn failed(failure: Option<&Failure>, fallback: &str, e: &dyn std::fmt::Display) -> StepFailure {
+    failure.map_or_else(|| StepFailure::new(fallback, e.to_string()), describe)
+}
+
+/// A step's JSON output from its raw payload.
+fn decode(
+    raw: temporalio_workflow::common::data_converters::RawValue,
+) -> Result<Value, StepFailure> {
+    payload::from_raw(&raw).map_err(|e| StepFailure::new("PayloadError", e))
 }
 
 /// The root cause of a Temporal failure, as a type and a message.
