@@ -236,3 +236,45 @@ pub fn events<'a>(entries: &'a [Entry], key: &str, event: &str) -> Vec<&'a Entry
         .filter(|e| e.key == key && e.event == event)
         .collect()
 }
+
+/// Replay the closed runs `ids` against this build's workflow code (a determinism check), and
+/// when `REFLOW_RECORD_HISTORIES` is set, store their histories as fixtures for `tests/replay.rs`.
+pub async fn replay_live(client: &Client, ids: &[&str]) {
+    use temporalio_client::{UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowHistory};
+    let record = std::env::var_os("REFLOW_RECORD_HISTORIES").is_some();
+    for id in ids {
+        let json = client
+            .get_workflow_handle::<UntypedWorkflow>(*id)
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .to_json()
+            .await
+            .expect("history");
+        replay(WorkflowHistory::from_json(&json).expect("history JSON"))
+            .await
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        if record {
+            std::fs::write(histories_dir().join(format!("{id}.json")), &json)
+                .expect("write fixture");
+        }
+    }
+}
+
+/// Where recorded histories live.
+pub fn histories_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/histories")
+}
+
+/// Replay one history with the test and built-in workflow types.
+pub async fn replay(history: temporalio_client::WorkflowHistory) -> Result<(), String> {
+    use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
+    let options = WorkflowReplayerOptions::new()
+        .register_workflow::<workflows::EngineTest>()
+        .and_then(|o| o.register_workflow::<workflows::EngineChild>())
+        .map_err(|e| e.to_string())?
+        .build();
+    let replayer = WorkflowReplayer::new(options).map_err(|e| e.to_string())?;
+    replayer
+        .replay_workflow(history)
+        .await
+        .map_err(|e| e.to_string())
+}

@@ -132,9 +132,67 @@ async fn independent_steps_and_fan_out_members_run_concurrently_with_outputs_in_
             _ => None,
         })
         .collect();
+    reflow_tests::replay_live(&c, &[id, "parallel-1-item-3"]).await;
     assert_eq!(
         scheduled,
         [("test_sleep".to_owned(), "work_item3".to_owned())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_with_a_concurrency_cap_never_has_more_members_in_flight() {
+    let (q, tp, _worker, c) = started("capped", "capped.yaml").await;
+    let j = journal(q);
+    let items: Vec<String> = (0..6).map(|i| format!("m{i}")).collect();
+    runs::start(
+        &c,
+        &tp.pipeline,
+        json!({"journal": j, "items": items}),
+        "capped-1",
+    )
+    .await
+    .unwrap();
+    let out = runs::wait(&c, "capped-1").await.unwrap();
+    let keys: Vec<&str> = out
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, items, "outputs in item order");
+
+    // Sweep the journal: +1 at each start, -1 at each end; the peak is the concurrency.
+    let entries = read_journal(&j);
+    let mut edges: Vec<(f64, i32)> = entries
+        .iter()
+        .filter_map(|e| match e.event.as_str() {
+            "start" => Some((e.t_ms, 1)),
+            "end" => Some((e.t_ms, -1)),
+            _ => None,
+        })
+        .collect();
+    edges.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let peak = edges
+        .iter()
+        .scan(0, |n, (_, d)| {
+            *n += d;
+            Some(*n)
+        })
+        .max()
+        .unwrap();
+    assert_eq!(
+        peak, 2,
+        "two members at a time, and the cap was used: {edges:?}"
+    );
+    let starts: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.event == "start")
+        .map(|e| e.key.as_str())
+        .collect();
+    assert_eq!(starts.len(), 6);
+    assert!(
+        starts[..2].iter().all(|k| ["m0", "m1"].contains(k)),
+        "members start in item order: {starts:?}"
     );
 }
 
@@ -167,6 +225,7 @@ async fn a_step_failing_twice_succeeds_on_attempt_3_and_progress_shows_the_retry
 
     let out = runs::wait(&c, id).await.unwrap();
     assert_eq!(out["attempt"], 3);
+    reflow_tests::replay_live(&c, &[id]).await;
     let entries = read_journal(&j);
     let starts: Vec<f64> = events(&entries, "flaky", "start")
         .iter()
@@ -241,6 +300,7 @@ async fn non_retryable_errors_fail_on_attempt_1_and_optional_failures_do_not_fai
         "{err}"
     );
     assert_eq!(events(&read_journal(&j), "boom", "start").len(), 1);
+    reflow_tests::replay_live(&c, &["optional-1", "required-1"]).await;
     let p = runs::query_progress(&c, "required-1").await.unwrap();
     assert_eq!(p.status, RunStatus::Failed);
     assert_eq!(
@@ -348,6 +408,7 @@ async fn a_killed_worker_is_replaced_and_no_completed_activity_runs_again() {
         "the interrupted step ran again, on the new worker only"
     );
     assert_eq!(events(&entries, "last", "start")[0].pid, second.pid());
+    reflow_tests::replay_live(&c, &["kill-1"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,8 +78,14 @@ impl Settings {
                 })?
             }
         };
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        Ok(Settings {
+        Ok(Settings::resolve(raw, |k| {
+            std::env::var(k).ok().filter(|v| !v.is_empty())
+        }))
+    }
+
+    /// Resolve a parsed file against an environment lookup (the process env in [`Self::load`]).
+    pub fn resolve(raw: RawSettings, env: impl Fn(&str) -> Option<String>) -> Settings {
+        Settings {
             temporal_address: env("TEMPORAL_ADDRESS").or(raw.temporal_address),
             namespace: env("TEMPORAL_NAMESPACE")
                 .or(raw.temporal_namespace)
@@ -96,7 +102,43 @@ impl Settings {
                 .map(PathBuf::from)
                 .or(raw.pipelines_dir)
                 .unwrap_or_else(|| "pipelines".into()),
-        })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_wins_over_the_file_and_the_file_over_defaults() {
+        let raw: RawSettings =
+            toml::from_str("temporal_address = \"tmp:7233\"\ndata_dir = \"/var/lib/reflow\"\n")
+                .unwrap();
+        let s = Settings::resolve(raw, |k| {
+            (k == "TEMPORAL_NAMESPACE").then(|| "meetings".to_owned())
+        });
+        assert_eq!(s.temporal_address.as_deref(), Some("tmp:7233"));
+        assert_eq!(s.namespace, "meetings");
+        assert_eq!(s.data_dir, PathBuf::from("/var/lib/reflow"));
+        assert_eq!(s.pipelines_dir, PathBuf::from("pipelines"));
+        let raw: RawSettings = toml::from_str("temporal_address = \"tmp:7233\"").unwrap();
+        let s = Settings::resolve(raw, |k| {
+            (k == "TEMPORAL_ADDRESS").then(|| "prod:7233".to_owned())
+        });
+        assert_eq!(s.temporal_address.as_deref(), Some("prod:7233"));
+    }
+
+    #[test]
+    fn a_misspelled_key_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("reflow.toml");
+        std::fs::write(&f, "temporal_adress = \"x\"\n").unwrap();
+        let e = Settings::load(Some(&f)).unwrap_err().to_string();
+        assert!(
+            e.contains("reflow.toml") && e.contains("temporal_adress"),
+            "{e}"
+        );
     }
 }
 
