@@ -106,6 +106,16 @@ impl Settings {
     }
 }
 
+/// `.venv/bin/temporal` (what `just setup` installs), else `temporal` on `PATH`.
+fn find_temporal_cli() -> PathBuf {
+    let venv = Path::new(".venv/bin/temporal");
+    if venv.exists() {
+        venv.to_owned()
+    } else {
+        PathBuf::from("temporal")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,15 +149,5 @@ mod tests {
             e.contains("reflow.toml") && e.contains("temporal_adress"),
             "{e}"
         );
-    }
-}
-
-/// `.venv/bin/temporal` (what `just setup` installs), else `temporal` on `PATH`.
-fn find_temporal_cli() -> PathBuf {
-    let venv = Path::new(".venv/bin/temporal");
-    if venv.exists() {
-        venv.to_owned()
-    } else {
-        PathBuf::from("temporal")
     }
 }
