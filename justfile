@@ -4,6 +4,7 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 temporal_version := "1.9.1"
+s3s_version := "0.14.1"
 venv := justfile_directory() / ".venv"
 
 # List recipes.
@@ -21,6 +22,16 @@ setup:
     fi
     "{{venv}}/bin/temporal" --version
 
+# Also install the services the tests run for real: an S3-compatible server (s3s-fs).
+setup-test: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! s3s-fs --version 2>/dev/null | grep -q "{{s3s_version}}"; then
+        # 0.14.1 is the last release that builds on this toolchain (plain install picks 0.17).
+        cargo install --locked s3s-fs --version "{{s3s_version}}" --features binary --quiet
+    fi
+    s3s-fs --version
+
 # Run the example pipeline end to end on the embedded default (local Temporal dev server).
 demo *args: setup
     TEMPORAL_CLI="{{venv}}/bin/temporal" cargo run --quiet -p reflow-worker -- demo {{args}}
@@ -29,8 +40,9 @@ demo *args: setup
 dev *args: setup
     TEMPORAL_CLI="{{venv}}/bin/temporal" cargo run --quiet -p reflow-worker -- dev {{args}}
 
-# Every test: unit, validation goldens, CLI, and the engine tests against a real Temporal server.
-test *args: setup
+# Every test: unit, validation goldens, CLI, storage on a real S3 server, and the engine tests
+# against a real Temporal server.
+test *args: setup-test
     TEMPORAL_CLI="{{venv}}/bin/temporal" cargo test --workspace --all-targets {{args}}
 
 # Formatting and lints, as CI checks them.
