@@ -22,10 +22,16 @@ setup:
     fi
     "{{venv}}/bin/temporal" --version
 
-# Also install the services the tests run for real: an S3-compatible server (s3s-fs).
+# Also install what the tests run for real: an S3-compatible server (s3s-fs) and ffmpeg
+# (it makes the test recordings in every format).
 setup-test: setup
     #!/usr/bin/env bash
     set -euo pipefail
+    if ! command -v ffmpeg >/dev/null; then
+        sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg
+    fi
     if ! s3s-fs --version 2>/dev/null | grep -q "{{s3s_version}}"; then
         # 0.14.1 is the last release that builds on this toolchain (plain install picks 0.17).
         cargo install --locked s3s-fs --version "{{s3s_version}}" --features binary --quiet

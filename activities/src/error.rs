@@ -22,6 +22,9 @@ pub enum ActivityFailure {
     /// Permission refused (never retried).
     #[error("{0}")]
     AccessDenied(String),
+    /// Input audio that cannot be decoded (never retried).
+    #[error("{0}")]
+    AudioDecode(String),
     /// A transient I/O failure (retried).
     #[error("{context}: {source}")]
     Io {
@@ -47,6 +50,7 @@ impl ActivityFailure {
             ActivityFailure::InvalidInput(_) => "InvalidInput",
             ActivityFailure::NotFound(_) => "NotFound",
             ActivityFailure::AccessDenied(_) => "AccessDenied",
+            ActivityFailure::AudioDecode(_) => "AudioDecodeError",
             ActivityFailure::Io { .. } => "IoError",
             ActivityFailure::Transient(_) => "Transient",
             ActivityFailure::Cancelled => "Cancelled",
@@ -61,6 +65,7 @@ impl ActivityFailure {
                 | ActivityFailure::InvalidInput(_)
                 | ActivityFailure::NotFound(_)
                 | ActivityFailure::AccessDenied(_)
+                | ActivityFailure::AudioDecode(_)
         )
     }
 

@@ -9,6 +9,7 @@
 //! [`checkpoint`] keeps step results there by input hash, so no retry pays twice.
 
 pub mod attempts;
+pub mod audio;
 pub mod checkpoint;
 pub mod error;
 pub mod files;
