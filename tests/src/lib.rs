@@ -36,14 +36,16 @@ pub fn registry() -> Registry {
         .workflow_type("EngineChild");
     Registry::builtin().with(
         catalog,
-        std::sync::Arc::new(|o: &mut temporalio_sdk::WorkerOptions| {
-            o.register_activities(activities::TestActivities);
-            o.register_workflow::<workflows::EngineTest>()
-                .map_err(|e| e.to_string())?;
-            o.register_workflow::<workflows::EngineChild>()
-                .map_err(|e| e.to_string())?;
-            Ok(())
-        }),
+        std::sync::Arc::new(
+            |o: &mut temporalio_sdk::WorkerOptions, _: &reflow::registry::Services| {
+                o.register_activities(activities::TestActivities);
+                o.register_workflow::<workflows::EngineTest>()
+                    .map_err(|e| e.to_string())?;
+                o.register_workflow::<workflows::EngineChild>()
+                    .map_err(|e| e.to_string())?;
+                Ok(())
+            },
+        ),
     )
 }
 
@@ -125,6 +127,36 @@ pub async fn client() -> Client {
         .expect("connect to the dev server")
 }
 
+/// The object store every in-process worker of this test binary uses: a directory.
+pub fn storage() -> ::activities::storage::Storage {
+    static STORE: OnceLock<::activities::storage::Storage> = OnceLock::new();
+    STORE
+        .get_or_init(|| {
+            let dir = tempfile::Builder::new()
+                .prefix("reflow-storage-")
+                .tempdir()
+                .expect("temp dir")
+                .keep();
+            let url = url::Url::from_directory_path(&dir)
+                .expect("absolute")
+                .to_string();
+            ::activities::storage::Storage::open(&::activities::storage::StorageConfig {
+                url,
+                ..Default::default()
+            })
+            .expect("file store")
+        })
+        .clone()
+}
+
+/// Services of in-process workers: the shared [`storage`] and a scratch directory.
+pub fn services() -> reflow::registry::Services {
+    reflow::registry::Services {
+        storage: storage(),
+        scratch: std::env::temp_dir().join("reflow-scratch"),
+    }
+}
+
 /// A worker running reflow's wiring on its own thread; stopped (drained) on drop.
 pub struct InProcessWorker {
     shutdown: Shutdown,
@@ -148,7 +180,7 @@ impl InProcessWorker {
                     reflow::temporal::connect(&address, "default", Duration::from_secs(20))
                         .await
                         .expect("connect");
-                reflow::worker::run_workers(client, &registry(), &queues, s)
+                reflow::worker::run_workers(client, &registry(), &services(), &queues, s)
                     .await
                     .expect("workers run");
             });

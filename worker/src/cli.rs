@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
-use crate::registry::Registry;
+use crate::registry::{Registry, Services};
 use crate::runs;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
@@ -169,7 +169,8 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             let shutdown = Shutdown::default();
             shutdown.on_signals();
             tracing::info!(queues = ?queues, "serving");
-            run_workers(client, &registry, &queues, shutdown).await?;
+            let services = Services::from_settings(&settings)?;
+            run_workers(client, &registry, &services, &queues, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Dev {
@@ -186,7 +187,8 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             let shutdown = Shutdown::default();
             shutdown.on_signals();
             eprintln!("worker serving {}; Ctrl-C to stop", queues.join(", "));
-            let result = run_workers(client, &registry, &queues, shutdown).await;
+            let services = Services::from_settings(&settings)?;
+            let result = run_workers(client, &registry, &services, &queues, shutdown).await;
             if let Some(s) = server {
                 s.stop().await;
             }
@@ -346,7 +348,11 @@ async fn demo(
             out
         }
     };
-    let (worker, job) = futures::join!(run_workers(client, registry, &queues, shutdown), job);
+    let services = Services::from_settings(settings)?;
+    let (worker, job) = futures::join!(
+        run_workers(client, registry, &services, &queues, shutdown),
+        job
+    );
     if let Some(s) = server {
         s.stop().await;
     }

@@ -4,15 +4,38 @@
 //! list what `reflow validate` accepts, so a pipeline that validates names only things the
 //! worker can run. Tests extend the built-in registry with their own activities and types.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use activities::audio::activities::AudioActivities;
 use activities::files::FileActivities;
+use activities::storage::{Storage, StorageConfig, StorageError};
 use temporalio_sdk::WorkerOptions;
 use workflow::Catalog;
 use workflow::workflows::{DiarizationPipeline, DirectoryDigest, FileDigest, TrackProcessing};
 
+/// What activities need from the process: the object store and a scratch directory.
+#[derive(Clone, Debug)]
+pub struct Services {
+    /// The transcript bucket (or directory).
+    pub storage: Storage,
+    /// Local scratch space for files being decoded or encoded.
+    pub scratch: PathBuf,
+}
+
+impl Services {
+    /// Open the storage the settings name.
+    pub fn from_settings(settings: &crate::settings::Settings) -> Result<Services, StorageError> {
+        Ok(Services {
+            storage: Storage::open(&StorageConfig::from_env(&settings.storage_url()?))?,
+            scratch: settings.data_dir.join("scratch"),
+        })
+    }
+}
+
 /// Registers activities and workflow types on a worker's options.
-pub type Registration = Arc<dyn Fn(&mut WorkerOptions) -> Result<(), String> + Send + Sync>;
+pub type Registration =
+    Arc<dyn Fn(&mut WorkerOptions, &Services) -> Result<(), String> + Send + Sync>;
 
 /// What a worker runs: registrations plus the matching catalog.
 #[derive(Clone)]
@@ -36,14 +59,19 @@ impl Registry {
             .activity(FileActivities::list_files.name(), &[])
             .activity(FileActivities::digest_file.name(), &[])
             .activity(FileActivities::write_report.name(), &[])
+            .activity(AudioActivities::generate_waveform.name(), &[])
             .workflow_type("DiarizationPipeline")
             .workflow_type("TrackProcessing")
             .workflow_type("DirectoryDigest")
             .workflow_type("FileDigest");
         Registry::empty().with(
             catalog,
-            Arc::new(|o: &mut WorkerOptions| {
+            Arc::new(|o: &mut WorkerOptions, services: &Services| {
                 o.register_activities(FileActivities);
+                o.register_activities(AudioActivities::new(
+                    services.storage.clone(),
+                    services.scratch.clone(),
+                ));
                 o.register_workflow::<DiarizationPipeline>()
                     .map_err(|e| e.to_string())?;
                 o.register_workflow::<TrackProcessing>()
@@ -70,8 +98,10 @@ impl Registry {
     }
 
     /// Apply every registration to `options`.
-    pub fn register(&self, options: &mut WorkerOptions) -> Result<(), String> {
-        self.registrations.iter().try_for_each(|r| r(options))
+    pub fn register(&self, options: &mut WorkerOptions, services: &Services) -> Result<(), String> {
+        self.registrations
+            .iter()
+            .try_for_each(|r| r(options, services))
     }
 }
 

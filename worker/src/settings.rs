@@ -42,6 +42,9 @@ pub struct RawSettings {
     pub temporal_cli: Option<PathBuf>,
     /// Directory of pipeline files (`REFLOW_PIPELINES`, default `pipelines`).
     pub pipelines_dir: Option<PathBuf>,
+    /// Object storage of transcripts (`REFLOW_STORAGE_URL`): `s3://bucket/prefix` or
+    /// `file:///dir` (default `file://<data_dir>/storage`).
+    pub storage_url: Option<String>,
 }
 
 /// Resolved settings.
@@ -57,6 +60,8 @@ pub struct Settings {
     pub temporal_cli: PathBuf,
     /// Pipeline files.
     pub pipelines_dir: PathBuf,
+    /// Object storage URL, if set (else a directory under the data dir).
+    pub storage: Option<String>,
 }
 
 impl Settings {
@@ -102,7 +107,25 @@ impl Settings {
                 .map(PathBuf::from)
                 .or(raw.pipelines_dir)
                 .unwrap_or_else(|| "pipelines".into()),
+            storage: env("REFLOW_STORAGE_URL").or(raw.storage_url),
         }
+    }
+
+    /// The object storage URL: the configured one, or `file://<data_dir>/storage`.
+    pub fn storage_url(&self) -> Result<String, activities::storage::StorageError> {
+        if let Some(u) = &self.storage {
+            return Ok(u.clone());
+        }
+        let dir = std::path::absolute(self.data_dir.join("storage"))
+            .map_err(|e| activities::storage::StorageError::Config(format!("data dir: {e}")))?;
+        url::Url::from_directory_path(&dir)
+            .map(String::from)
+            .map_err(|()| {
+                activities::storage::StorageError::Config(format!(
+                    "{} is not an absolute path",
+                    dir.display()
+                ))
+            })
     }
 }
 

@@ -11,7 +11,7 @@ use activities::attempts::AttemptReporter;
 use temporalio_client::Client;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions, runtime::RuntimeOptions};
 
-use crate::registry::Registry;
+use crate::registry::{Registry, Services};
 use crate::shutdown::Shutdown;
 
 /// Errors running workers.
@@ -50,6 +50,7 @@ pub const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 pub async fn run_workers(
     client: Client,
     registry: &Registry,
+    services: &Services,
     queues: &[String],
     shutdown: Shutdown,
 ) -> Result<(), WorkerError> {
@@ -69,7 +70,7 @@ pub async fn run_workers(
             .activity_inbound_interceptor(AttemptReporter::new(client.clone()))
             .graceful_shutdown_period(GRACE)
             .build();
-        registry.register(&mut options).map_err(build)?;
+        registry.register(&mut options, services).map_err(build)?;
         let worker =
             Worker::new(&runtime, client.clone(), options).map_err(|e| build(e.to_string()))?;
         workers.push((queue.clone(), worker));

@@ -5,6 +5,7 @@
 //! computes the 255-peak waveform of pipeline.md §4.6. Decoding is CPU work: activities run it
 //! on a blocking thread.
 
+pub mod activities;
 pub mod decode;
 pub mod waveform;
 
