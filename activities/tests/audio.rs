@@ -163,3 +163,116 @@ fn truncated_files_keep_what_decodes_and_empty_streams_are_silence() {
     assert_eq!(stats.frames, 0);
     assert_eq!(waveform_of_file(&silent, "zero").unwrap(), vec![0; 255]);
 }
+
+fn tone(dir: &Path, name: &str, spec: &str, codec: &[&str]) -> PathBuf {
+    let path = dir.join(name);
+    let mut args = vec!["-f", "lavfi", "-i", spec];
+    args.extend_from_slice(codec);
+    args.push(path.to_str().unwrap());
+    ffmpeg(&args);
+    path
+}
+
+/// Peak of the first channel over [from_s, to_s) of a decoded file.
+fn peak_between(path: &Path, from_s: f64, to_s: f64) -> f32 {
+    let mut frame = 0u64;
+    let mut peak = 0f32;
+    decode_file(path, "mix", |s, ch, rate| {
+        for f in s.chunks(ch) {
+            let t = frame as f64 / f64::from(rate);
+            if t >= from_s && t < to_s {
+                peak = peak.max(f[0].abs());
+            }
+            frame += 1;
+        }
+    })
+    .unwrap();
+    peak
+}
+
+#[test]
+fn the_mix_sums_tracks_of_any_rate_and_lasts_as_long_as_the_longest() {
+    use activities::audio::mix::mix_to_mp3;
+    let dir = tempfile::tempdir().unwrap();
+    // 2 s at 48 kHz mono WAV, and 3 s at 44.1 kHz stereo FLAC (resampled and downmixed), the
+    // same tone in phase: their sum peaks at 0.5 only if resampling kept them aligned.
+    let a = tone(
+        dir.path(),
+        "a.wav",
+        "sine=frequency=440:sample_rate=48000:duration=2,volume=2",
+        &["-c:a", "pcm_s16le"],
+    );
+    let b = tone(
+        dir.path(),
+        "b.flac",
+        "sine=frequency=440:sample_rate=44100:duration=3,volume=2",
+        &["-ac", "2", "-c:a", "flac"],
+    );
+    // Each input's own peak, mono (ffmpeg's mono→stereo upmix lowers b by 3 dB).
+    let mono_peak = |p: &Path| {
+        let mut peak = 0f32;
+        decode_file(p, "in", |s, ch, _| {
+            for f in s.chunks(ch) {
+                peak = peak.max((f.iter().sum::<f32>() / ch as f32).abs());
+            }
+        })
+        .unwrap();
+        peak
+    };
+    let (pa, pb) = (mono_peak(&a), mono_peak(&b));
+    let out = dir.path().join("audio.mp3");
+    let mut last_progress = 0;
+    let stats = mix_to_mp3(&[(a, "t/a".into()), (b, "t/b".into())], &out, |ms| {
+        last_progress = ms
+    })
+    .unwrap();
+    assert!((stats.duration_ms() as i64 - 3000).abs() <= 25, "{stats:?}");
+    assert_eq!(last_progress, stats.duration_ms());
+    assert!(
+        (stats.peak_in - (pa + pb)).abs() < 0.005,
+        "in-phase tones add up exactly: {stats:?} vs {pa} + {pb}"
+    );
+    assert_eq!(
+        stats.peak_in, stats.peak_out,
+        "no limiting at speech levels"
+    );
+
+    let decoded = decode_file(&out, "mix", |_, _, _| {}).unwrap();
+    assert_eq!((decoded.sample_rate, decoded.channels), (48_000, 2));
+    assert!(
+        (decoded.frames as f64 / 48_000.0 - 3.0).abs() < 0.06,
+        "{decoded:?}"
+    );
+    assert!(
+        (peak_between(&out, 0.2, 1.8) - (pa + pb)).abs() < 0.05,
+        "both tracks sum while both play"
+    );
+    assert!(
+        (peak_between(&out, 2.2, 2.9) - pb).abs() < 0.03,
+        "the longer track alone at the end"
+    );
+}
+
+#[test]
+fn the_limiter_keeps_a_loud_sum_from_clipping() {
+    use activities::audio::mix::mix_to_mp3;
+    let dir = tempfile::tempdir().unwrap();
+    let loud = tone(
+        dir.path(),
+        "loud.wav",
+        "sine=frequency=440:sample_rate=48000:duration=1,volume=6.4",
+        &["-c:a", "pcm_f32le"],
+    );
+    let tracks: Vec<(PathBuf, String)> = (0..4).map(|i| (loud.clone(), format!("t/{i}"))).collect();
+    let out = dir.path().join("audio.mp3");
+    let stats = mix_to_mp3(&tracks, &out, |_| {}).unwrap();
+    assert!(
+        stats.peak_in > 3.0,
+        "four loud speakers exceed full scale: {stats:?}"
+    );
+    assert!(
+        stats.peak_out < 1.0,
+        "the encoder never sees a clipped sample: {stats:?}"
+    );
+    assert!(peak_between(&out, 0.1, 0.9) < 1.02, "the MP3 does not clip");
+}

@@ -9,9 +9,9 @@
 use std::path::Path;
 
 use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::{CODEC_TYPE_NULL, DecoderOptions};
+use symphonia::core::codecs::{CODEC_TYPE_NULL, Decoder, DecoderOptions};
 use symphonia::core::errors::Error as SymphoniaError;
-use symphonia::core::formats::FormatOptions;
+use symphonia::core::formats::{FormatOptions, FormatReader};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
@@ -31,6 +31,153 @@ pub struct DecodeStats {
     pub skipped_packets: u64,
 }
 
+/// A pull decoder over one file: each call to [`AudioReader::next_chunk`] decodes the next
+/// packet of the first audio track.
+pub struct AudioReader {
+    name: String,
+    format: Box<dyn FormatReader>,
+    decoder: Box<dyn Decoder>,
+    track_id: u32,
+    buffer: Option<SampleBuffer<f32>>,
+    stats: DecodeStats,
+    last_error: Option<String>,
+    done: bool,
+}
+
+impl AudioReader {
+    /// Open `path`, named `source_name` in errors (the track's object key).
+    pub fn open(path: &Path, source_name: &str) -> Result<Self, AudioError> {
+        let file = std::fs::File::open(path).map_err(|e| AudioError::Read {
+            source_name: source_name.to_owned(),
+            message: e.to_string(),
+        })?;
+        if file.metadata().map(|m| m.len() == 0).unwrap_or(false) {
+            return Err(AudioError::Unsupported {
+                source_name: source_name.to_owned(),
+                message: "the file is empty".into(),
+            });
+        }
+        let mss = MediaSourceStream::new(Box::new(file), Default::default());
+        let mut hint = Hint::new();
+        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+            hint.with_extension(ext);
+        }
+        let probed = symphonia::default::get_probe()
+            .format(
+                &hint,
+                mss,
+                &FormatOptions {
+                    enable_gapless: true,
+                    ..Default::default()
+                },
+                &MetadataOptions::default(),
+            )
+            .map_err(|e| AudioError::Unsupported {
+                source_name: source_name.to_owned(),
+                message: e.to_string(),
+            })?;
+        let format = probed.format;
+        let track = format
+            .tracks()
+            .iter()
+            .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+            .ok_or_else(|| AudioError::Unsupported {
+                source_name: source_name.to_owned(),
+                message: "no audio track".into(),
+            })?;
+        let decoder = symphonia::default::get_codecs()
+            .make(&track.codec_params, &DecoderOptions::default())
+            .map_err(|e| AudioError::Unsupported {
+                source_name: source_name.to_owned(),
+                message: e.to_string(),
+            })?;
+        let stats = DecodeStats {
+            sample_rate: track.codec_params.sample_rate.unwrap_or(0),
+            channels: track.codec_params.channels.map_or(0, |c| c.count()),
+            ..Default::default()
+        };
+        Ok(AudioReader {
+            name: source_name.to_owned(),
+            track_id: track.id,
+            format,
+            decoder,
+            buffer: None,
+            stats,
+            last_error: None,
+            done: false,
+        })
+    }
+
+    /// What was decoded so far (rate and channels are known after opening).
+    pub fn stats(&self) -> DecodeStats {
+        self.stats
+    }
+
+    /// The next packet's interleaved samples with their channel count and rate; `None` at
+    /// the end of the stream.
+    pub fn next_chunk(&mut self) -> Result<Option<(&[f32], usize, u32)>, AudioError> {
+        while !self.done {
+            let packet = match self.format.next_packet() {
+                Ok(p) => p,
+                Err(SymphoniaError::IoError(e))
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
+                    break;
+                }
+                Err(SymphoniaError::ResetRequired) => break,
+                Err(e) => {
+                    // A truncated or damaged container: keep what decoded so far, if anything.
+                    self.last_error = Some(e.to_string());
+                    break;
+                }
+            };
+            if packet.track_id() != self.track_id {
+                continue;
+            }
+            match self.decoder.decode(&packet) {
+                Ok(decoded) => {
+                    let spec = *decoded.spec();
+                    let frames = decoded.frames();
+                    if frames == 0 {
+                        continue;
+                    }
+                    let needed = decoded.capacity() * spec.channels.count();
+                    if self.buffer.as_ref().is_none_or(|b| b.capacity() < needed) {
+                        self.buffer = Some(SampleBuffer::new(decoded.capacity() as u64, spec));
+                    }
+                    let buf = self.buffer.as_mut().expect("just set");
+                    buf.copy_interleaved_ref(decoded);
+                    self.stats.sample_rate = spec.rate;
+                    self.stats.channels = spec.channels.count();
+                    self.stats.frames += frames as u64;
+                    let samples = self.buffer.as_ref().expect("just set").samples();
+                    return Ok(Some((samples, self.stats.channels, self.stats.sample_rate)));
+                }
+                Err(SymphoniaError::DecodeError(e)) => {
+                    self.stats.skipped_packets += 1;
+                    self.last_error = Some(e.to_owned());
+                }
+                Err(e) => {
+                    return Err(AudioError::Corrupt {
+                        source_name: self.name.clone(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        self.done = true;
+        if self.stats.frames == 0
+            && let Some(message) = self.last_error.take()
+        {
+            return Err(AudioError::Corrupt {
+                source_name: self.name.clone(),
+                message,
+            });
+        }
+        Ok(None)
+    }
+}
+
 /// Decode `path` (named `source_name` in errors), calling `on_chunk(samples, channels, rate)`
 /// with interleaved samples for every decoded packet.
 pub fn decode_file(
@@ -38,110 +185,9 @@ pub fn decode_file(
     source_name: &str,
     mut on_chunk: impl FnMut(&[f32], usize, u32),
 ) -> Result<DecodeStats, AudioError> {
-    let file = std::fs::File::open(path).map_err(|e| AudioError::Read {
-        source_name: source_name.to_owned(),
-        message: e.to_string(),
-    })?;
-    if file.metadata().map(|m| m.len() == 0).unwrap_or(false) {
-        return Err(AudioError::Unsupported {
-            source_name: source_name.to_owned(),
-            message: "the file is empty".into(),
-        });
+    let mut reader = AudioReader::open(path, source_name)?;
+    while let Some((samples, channels, rate)) = reader.next_chunk()? {
+        on_chunk(samples, channels, rate);
     }
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
-    let mut hint = Hint::new();
-    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-        hint.with_extension(ext);
-    }
-    let probed = symphonia::default::get_probe()
-        .format(
-            &hint,
-            mss,
-            &FormatOptions {
-                enable_gapless: true,
-                ..Default::default()
-            },
-            &MetadataOptions::default(),
-        )
-        .map_err(|e| AudioError::Unsupported {
-            source_name: source_name.to_owned(),
-            message: e.to_string(),
-        })?;
-    let mut format = probed.format;
-    let track = format
-        .tracks()
-        .iter()
-        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
-        .ok_or_else(|| AudioError::Unsupported {
-            source_name: source_name.to_owned(),
-            message: "no audio track".into(),
-        })?;
-    let track_id = track.id;
-    let mut decoder = symphonia::default::get_codecs()
-        .make(&track.codec_params, &DecoderOptions::default())
-        .map_err(|e| AudioError::Unsupported {
-            source_name: source_name.to_owned(),
-            message: e.to_string(),
-        })?;
-    let mut stats = DecodeStats {
-        sample_rate: track.codec_params.sample_rate.unwrap_or(0),
-        channels: track.codec_params.channels.map_or(0, |c| c.count()),
-        ..Default::default()
-    };
-    let mut buffer: Option<SampleBuffer<f32>> = None;
-    let mut last_error = None;
-    loop {
-        let packet = match format.next_packet() {
-            Ok(p) => p,
-            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                break;
-            }
-            Err(SymphoniaError::ResetRequired) => break,
-            Err(e) => {
-                // A truncated or damaged container: keep what decoded so far if anything did.
-                last_error = Some(e.to_string());
-                break;
-            }
-        };
-        if packet.track_id() != track_id {
-            continue;
-        }
-        match decoder.decode(&packet) {
-            Ok(decoded) => {
-                let spec = *decoded.spec();
-                let frames = decoded.frames();
-                if frames == 0 {
-                    continue;
-                }
-                let buf = match &mut buffer {
-                    Some(b) if b.capacity() >= decoded.capacity() * spec.channels.count() => b,
-                    _ => buffer.insert(SampleBuffer::new(decoded.capacity() as u64, spec)),
-                };
-                buf.copy_interleaved_ref(decoded);
-                stats.sample_rate = spec.rate;
-                stats.channels = spec.channels.count();
-                stats.frames += frames as u64;
-                on_chunk(buf.samples(), stats.channels, stats.sample_rate);
-            }
-            Err(SymphoniaError::DecodeError(e)) => {
-                stats.skipped_packets += 1;
-                last_error = Some(e.to_owned());
-            }
-            Err(e) => {
-                return Err(AudioError::Corrupt {
-                    source_name: source_name.to_owned(),
-                    message: e.to_string(),
-                });
-            }
-        }
-    }
-    if stats.frames == 0
-        && let Some(message) = last_error
-    {
-        return Err(AudioError::Corrupt {
-            source_name: source_name.to_owned(),
-            message,
-        });
-    }
-    Ok(stats)
+    Ok(reader.stats())
 }

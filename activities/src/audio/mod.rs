@@ -7,6 +7,8 @@
 
 pub mod activities;
 pub mod decode;
+pub mod limiter;
+pub mod mix;
 pub mod waveform;
 
 /// Why audio could not be decoded: a problem of the input, never retried.
@@ -28,6 +30,12 @@ pub enum AudioError {
         /// What the probe said.
         message: String,
     },
+    /// The result could not be encoded or written (local disk): retried.
+    #[error("writing {message}")]
+    Output {
+        /// What failed.
+        message: String,
+    },
     /// The stream is corrupt beyond what decoding can skip.
     #[error("{source_name}: corrupt audio: {message}")]
     Corrupt {
@@ -42,7 +50,9 @@ impl From<AudioError> for crate::ActivityFailure {
     fn from(e: AudioError) -> Self {
         match e {
             // A file that cannot be read locally is an I/O fault a retry may fix.
-            AudioError::Read { .. } => crate::ActivityFailure::Transient(e.to_string()),
+            AudioError::Read { .. } | AudioError::Output { .. } => {
+                crate::ActivityFailure::Transient(e.to_string())
+            }
             _ => crate::ActivityFailure::AudioDecode(e.to_string()),
         }
     }
