@@ -31,6 +31,9 @@ pub struct DecodeStats {
     pub skipped_packets: u64,
 }
 
+/// One decoded packet: interleaved samples, channel count, sample rate.
+pub type Chunk<'a> = (&'a [f32], usize, u32);
+
 /// A pull decoder over one file: each call to [`AudioReader::next_chunk`] decodes the next
 /// packet of the first audio track.
 pub struct AudioReader {
@@ -115,7 +118,7 @@ impl AudioReader {
 
     /// The next packet's interleaved samples with their channel count and rate; `None` at
     /// the end of the stream.
-    pub fn next_chunk(&mut self) -> Result<Option<(&[f32], usize, u32)>, AudioError> {
+    pub fn next_chunk(&mut self) -> Result<Option<Chunk<'_>>, AudioError> {
         while !self.done {
             let packet = match self.format.next_packet() {
                 Ok(p) => p,
