@@ -112,3 +112,81 @@ async fn generate_waveform_stores_255_peaks_and_a_second_run_does_no_decoding() 
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixdown_then_waveform_on_stored_tracks_and_a_rerun_pays_nothing() {
+    let q = "mixdown";
+    let tp = TestPipeline::load("mix.yaml", q);
+    let _worker = InProcessWorker::start(&[q.to_owned()]);
+    let c = client().await;
+    let store = storage();
+
+    // Track 0: 1 s of tone; track 1: 0.5 s of silence, then 1.5 s of another tone (44.1 kHz).
+    let dir = tempfile::tempdir().unwrap();
+    let specs = [
+        (
+            "sine=frequency=300:sample_rate=48000:duration=1,volume=2",
+            "t0.wav",
+        ),
+        (
+            "sine=frequency=500:sample_rate=44100:duration=1.5,volume=2,adelay=500:all=1,apad=pad_dur=0",
+            "t1.flac",
+        ),
+    ];
+    let mut keys = Vec::new();
+    for (i, (spec, name)) in specs.iter().enumerate() {
+        let path = dir.path().join(name);
+        let ok = Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                spec,
+            ])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let ext = path.extension().unwrap().to_str().unwrap().to_owned();
+        let key = format!("t-mix/pipeline/padded_{i}.{ext}");
+        store.put_file(&key, &path).await.unwrap();
+        keys.push(key);
+    }
+
+    let input = json!({"transcript_id": "t-mix", "padded_keys": keys});
+    runs::start(&c, &tp.pipeline, input.clone(), "mix-1")
+        .await
+        .unwrap();
+    let out = runs::wait(&c, "mix-1").await.unwrap();
+    assert_eq!(out["mix"]["audio_key"], "t-mix/audio.mp3");
+    let ms = out["mix"]["duration_ms"].as_u64().unwrap();
+    assert!(
+        (1990..=2010).contains(&ms),
+        "the mix is as long as the longest track: {ms}"
+    );
+    let mp3 = store.get("t-mix/audio.mp3").await.unwrap();
+    assert_eq!(out["mix"]["size_bytes"].as_u64(), Some(mp3.len() as u64));
+    assert!(
+        mp3[0] == 0xFF && mp3[1] & 0xE0 == 0xE0,
+        "an MPEG audio frame starts the file"
+    );
+    let peaks: Vec<u8> =
+        serde_json::from_slice(&store.get("t-mix/audio.json").await.unwrap()).unwrap();
+    assert_eq!(peaks.len(), 255);
+    assert!(
+        peaks.iter().all(|p| *p > 50),
+        "sound everywhere: one track or the other plays: {peaks:?}"
+    );
+
+    // The tracks are gone (finalize deletes them), yet a re-run with the same input succeeds:
+    // both steps come from their checkpoints.
+    for k in &keys {
+        store.delete(k).await.unwrap();
+    }
+    runs::start(&c, &tp.pipeline, input, "mix-2").await.unwrap();
+    assert_eq!(runs::wait(&c, "mix-2").await.unwrap(), out);
+}

@@ -60,6 +60,7 @@ impl Registry {
             .activity(FileActivities::digest_file.name(), &[])
             .activity(FileActivities::write_report.name(), &[])
             .activity(AudioActivities::generate_waveform.name(), &[])
+            .activity(AudioActivities::mixdown_tracks.name(), &[])
             .workflow_type("DiarizationPipeline")
             .workflow_type("TrackProcessing")
             .workflow_type("DirectoryDigest")

@@ -181,6 +181,21 @@ impl AudioReader {
     }
 }
 
+/// The duration a file's container announces, in ms (without decoding), if it says.
+pub fn announced_ms(path: &Path) -> Option<u64> {
+    let reader = AudioReader::open(path, "probe").ok()?;
+    let track = reader
+        .format
+        .tracks()
+        .iter()
+        .find(|t| t.id == reader.track_id)?;
+    let (frames, rate) = (
+        track.codec_params.n_frames?,
+        track.codec_params.sample_rate?,
+    );
+    Some(frames * 1000 / u64::from(rate))
+}
+
 /// Decode `path` (named `source_name` in errors), calling `on_chunk(samples, channels, rate)`
 /// with interleaved samples for every decoded packet.
 pub fn decode_file(

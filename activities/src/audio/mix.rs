@@ -180,6 +180,9 @@ pub fn mix_to_mp3(
         .and_then(|b| b.with_sample_rate(MIX_RATE))
         .and_then(|b| b.with_brate(Bitrate::Kbps128))
         .and_then(|b| b.with_quality(Quality::Good))
+        // The LAME/Xing tag records the encoder delay and padding: decoders that honour it
+        // (symphonia's gapless mode, ffmpeg, browsers) start the audio at t = 0 exactly.
+        .and_then(|b| b.with_to_write_vbr_tag(true))
         .and_then(|b| b.build())
         .map_err(|e| output_err(&e))?;
     let file = std::fs::File::create(out).map_err(|e| output_err(&e))?;
@@ -234,5 +237,15 @@ pub fn mix_to_mp3(
     writer.write_all(&mp3).map_err(|e| output_err(&e))?;
     stats.bytes += mp3.len() as u64;
     writer.flush().map_err(|e| output_err(&e))?;
+    // The tag frame was reserved as the first frame; fill it in now that the totals are known.
+    let mut tag = Vec::with_capacity(4096);
+    if encoder.lame_tag_encode_to_vec(&mut tag).is_some() {
+        use std::io::Seek;
+        let file = writer.get_mut();
+        file.seek(std::io::SeekFrom::Start(encoder.id3v2_tag_size() as u64))
+            .map_err(|e| output_err(&e))?;
+        file.write_all(&tag).map_err(|e| output_err(&e))?;
+        file.flush().map_err(|e| output_err(&e))?;
+    }
     Ok(stats)
 }
