@@ -258,16 +258,23 @@ impl S3Store {
         Ok(parts)
     }
 
-    pub(super) async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
-        let out = self
-            .client
+    async fn get_object(
+        &self,
+        key: &str,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, StorageError> {
+        self.client
             .get_object()
             .bucket(&self.bucket)
             .key(self.full(key))
             .send()
             .await
-            .map_err(|e| self.classify("get", key, e))?;
-        let data = out
+            .map_err(|e| self.classify("get", key, e))
+    }
+
+    pub(super) async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        let data = self
+            .get_object(key)
+            .await?
             .body
             .collect()
             .await
@@ -281,15 +288,7 @@ impl S3Store {
     }
 
     pub(super) async fn reader(&self, key: &str) -> Result<ObjectReader, StorageError> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full(key))
-            .send()
-            .await
-            .map_err(|e| self.classify("get", key, e))?;
-        Ok(Box::new(out.body.into_async_read()))
+        Ok(Box::new(self.get_object(key).await?.body.into_async_read()))
     }
 
     pub(super) async fn exists(&self, key: &str) -> Result<bool, StorageError> {
