@@ -59,3 +59,17 @@ lint:
 # Check the pipelines of this repository against the worker's registry.
 validate:
     cargo run --quiet -p reflow-worker -- validate pipelines/
+
+# Audio benchmark (mixdown + waveform vs ffmpeg, 10 and 60 minute meetings) → bench/results/audio.md.
+bench-audio:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v bc >/dev/null; then
+        sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg espeak-ng bc time
+    fi
+    bash bench/audio.sh
+
+# Every benchmark.
+bench: bench-audio
