@@ -69,7 +69,15 @@ done
         printf '| %s | %s | %.2f | %.1f |\n' "${label#*_} min" "${label%_*}" "$secs" "$(echo "$rss / 1024" | bc -l)"
     done
     echo
-    get() { for r in "${rows[@]}"; do read -r l s k <<< "$r"; [ "$l" = "$1" ] && echo "$2" | sed "s/S/$s/;s/K/$k/"; done; }
+    get() { # label, S (seconds) or K (peak RSS kB)
+        local r l s k
+        for r in "${rows[@]}"; do
+            read -r l s k <<< "$r"
+            if [ "$l" = "$1" ]; then
+                if [ "$2" = S ]; then echo "$s"; else echo "$k"; fi
+            fi
+        done
+    }
     rt=$(get reflow_60 S); ft=$(get ffmpeg_60 S); r60=$(get reflow_60 K); r10=$(get reflow_10 K)
     printf 'time_ratio_vs_ffmpeg: %.3f\n' "$(echo "$rt / $ft" | bc -l)"
     printf 'rss_ratio_60_vs_10: %.3f\n' "$(echo "$r60 / $r10" | bc -l)"
