@@ -22,15 +22,15 @@ setup:
     fi
     "{{venv}}/bin/temporal" --version
 
-# Also install what the tests run for real: an S3-compatible server (s3s-fs) and ffmpeg
-# (it makes the test recordings in every format).
+# Also install what the build and the tests need: libopus (Opus decoding, through pkg-config),
+# ffmpeg (it makes the test recordings in every format) and s3s-fs (a real S3-compatible server).
 setup-test: setup
     #!/usr/bin/env bash
     set -euo pipefail
-    if ! command -v ffmpeg >/dev/null; then
+    if ! command -v ffmpeg >/dev/null || ! pkg-config --exists opus 2>/dev/null; then
         sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
         $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg libopus-dev pkg-config
     fi
     if ! s3s-fs --version 2>/dev/null | grep -q "{{s3s_version}}"; then
         # 0.14.1 is the last release that builds on this toolchain (plain install picks 0.17).

@@ -47,13 +47,16 @@ fn encoded(dir: &Path, name: &str, codec: &[&str]) -> PathBuf {
 #[test]
 fn every_supported_format_decodes_to_the_same_signal() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, &[&str]); 6] = [
+    let cases: [(&str, &[&str]); 8] = [
         ("tone.wav", &["-c:a", "pcm_s16le"]),
         ("tone.flac", &["-c:a", "flac"]),
         ("tone.mp3", &["-c:a", "libmp3lame", "-b:a", "128k"]),
         ("tone.ogg", &["-c:a", "libvorbis"]),
         ("tone.webm", &["-c:a", "libvorbis"]),
         ("tone.mka", &["-c:a", "flac"]),
+        // What Daily delivers: Opus in WebM (decoded by libopus).
+        ("tone-opus.webm", &["-c:a", "libopus", "-b:a", "64k"]),
+        ("tone.opus", &["-c:a", "libopus"]),
     ];
     for (name, codec) in cases {
         let path = encoded(dir.path(), name, codec);

@@ -88,7 +88,7 @@ impl AudioReader {
                 source_name: source_name.to_owned(),
                 message: "no audio track".into(),
             })?;
-        let decoder = symphonia::default::get_codecs()
+        let decoder = super::opus::codecs()
             .make(&track.codec_params, &DecoderOptions::default())
             .map_err(|e| AudioError::Unsupported {
                 source_name: source_name.to_owned(),

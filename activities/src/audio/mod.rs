@@ -1,6 +1,7 @@
 //! Audio: decoding (symphonia), and what the pipeline computes from decoded audio.
 //!
-//! [`decode`] streams any supported file (WAV, FLAC, MP3, OGG/Vorbis, WebM/Matroska) as
+//! [`decode`] streams any supported file (WAV, FLAC, MP3, OGG/Vorbis, WebM/Matroska with
+//! Vorbis, FLAC or Opus — the last through libopus, [`opus`]) as
 //! interleaved `f32` chunks, so memory stays constant whatever the length. [`waveform`]
 //! computes the 255-peak waveform of pipeline.md §4.6. Decoding is CPU work: activities run it
 //! on a blocking thread.
@@ -9,6 +10,7 @@ pub mod activities;
 pub mod decode;
 pub mod limiter;
 pub mod mix;
+pub mod opus;
 pub mod waveform;
 
 /// Why audio could not be decoded: a problem of the input, never retried.
