@@ -148,6 +148,12 @@ fn truncated_files_keep_what_decodes_and_empty_streams_are_silence() {
     let stats = decode_file(&cut, "cut", |_, _, _| {}).unwrap();
     let secs = stats.frames as f64 / 48_000.0;
     assert!(secs > 1.0 && secs < 2.0, "about half decodes: {secs}");
+    // Its tag still announces the full length: the waveform must notice and use the real count.
+    let mut total = 0u64;
+    decode_file(&cut, "cut", |s, _, _| total += s.len() as u64).unwrap();
+    let mut reference = activities::audio::waveform::PeakMeter::new(total);
+    decode_file(&cut, "cut", |s, _, _| reference.feed(s)).unwrap();
+    assert_eq!(waveform_of_file(&cut, "cut").unwrap(), reference.finish());
 
     // A valid file with zero audio frames: silence, not a crash.
     let silent = dir.path().join("zero.wav");

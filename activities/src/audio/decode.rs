@@ -181,6 +181,19 @@ impl AudioReader {
     }
 }
 
+/// The number of interleaved samples a file's container announces (frames × channels),
+/// without decoding, if it says.
+pub fn announced_samples(path: &Path) -> Option<u64> {
+    let reader = AudioReader::open(path, "probe").ok()?;
+    let track = reader
+        .format
+        .tracks()
+        .iter()
+        .find(|t| t.id == reader.track_id)?;
+    let channels = track.codec_params.channels?.count() as u64;
+    Some(track.codec_params.n_frames? * channels)
+}
+
 /// The duration a file's container announces, in ms (without decoding), if it says.
 pub fn announced_ms(path: &Path) -> Option<u64> {
     let reader = AudioReader::open(path, "probe").ok()?;

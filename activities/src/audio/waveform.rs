@@ -2,9 +2,9 @@
 //!
 //! With `S` interleaved samples, segment `k` covers `[⌊k·S/255⌋, ⌊(k+1)·S/255⌋)` and its peak
 //! is the largest `|sample|` in it; peaks are scaled by `128 / max(peak)` and floored (all
-//! zeros for silence). `S` must be known before the first segment closes, so the file is
-//! decoded twice (count, then peaks): memory stays constant, and decoding MP3 is far cheaper
-//! than encoding it.
+//! zeros for silence). `S` must be known before the first segment closes: it is taken from
+//! the container when it announces the length (checked against the decoded count afterwards),
+//! otherwise the file is decoded twice (count, then peaks). Memory stays constant.
 
 use std::path::Path;
 
@@ -74,6 +74,19 @@ impl PeakMeter {
 
 /// The waveform of an audio file (two decoding passes).
 pub fn waveform_of_file(path: &Path, source_name: &str) -> Result<Vec<u8>, AudioError> {
+    // One pass when the container announces its length (our MP3s carry a LAME/Xing tag);
+    // the count is checked against what was decoded, and a mismatch falls back to counting.
+    if let Some(announced) = super::decode::announced_samples(path) {
+        let mut meter = PeakMeter::new(announced);
+        let mut decoded = 0u64;
+        decode_file(path, source_name, |s, _, _| {
+            decoded += s.len() as u64;
+            meter.feed(s);
+        })?;
+        if decoded == announced {
+            return Ok(meter.finish());
+        }
+    }
     let mut total = 0u64;
     decode_file(path, source_name, |s, _, _| total += s.len() as u64)?;
     let mut meter = PeakMeter::new(total);
