@@ -232,6 +232,16 @@ impl TestPipeline {
     }
 }
 
+/// A test's queue, its pipeline bound to that queue, a worker serving it, and a client.
+pub async fn started(
+    queue: &'static str,
+    file: &str,
+) -> (&'static str, TestPipeline, InProcessWorker, Client) {
+    let tp = TestPipeline::load(file, queue);
+    let worker = InProcessWorker::start(&[queue.to_owned()]);
+    (queue, tp, worker, client().await)
+}
+
 /// Wait (bounded) until `check` returns `Some`, polling every 100 ms.
 pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
 where

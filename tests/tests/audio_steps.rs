@@ -4,15 +4,12 @@ use std::process::Command;
 
 use bytes::Bytes;
 use reflow::runs;
-use reflow_tests::{InProcessWorker, TestPipeline, client, storage};
+use reflow_tests::{started, storage};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generate_waveform_stores_255_peaks_and_a_second_run_does_no_decoding() {
-    let q = "waveform";
-    let tp = TestPipeline::load("waveform.yaml", q);
-    let _worker = InProcessWorker::start(&[q.to_owned()]);
-    let c = client().await;
+    let (_, tp, _worker, c) = started("waveform", "waveform.yaml").await;
     let store = storage();
 
     // 2 s of tone then 1 s of silence, as the mixdown would have stored it.
@@ -115,10 +112,7 @@ async fn generate_waveform_stores_255_peaks_and_a_second_run_does_no_decoding() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixdown_then_waveform_on_stored_tracks_and_a_rerun_pays_nothing() {
-    let q = "mixdown";
-    let tp = TestPipeline::load("mix.yaml", q);
-    let _worker = InProcessWorker::start(&[q.to_owned()]);
-    let c = client().await;
+    let (_, tp, _worker, c) = started("mixdown", "mix.yaml").await;
     let store = storage();
 
     // Track 0: 1 s of tone; track 1: 0.5 s of silence, then 1.5 s of another tone (44.1 kHz).

@@ -7,26 +7,11 @@ use std::time::Duration;
 
 use reflow::runs;
 use reflow_tests::{
-    InProcessWorker, TestPipeline, client, events, journal, read_journal, wait_for,
+    InProcessWorker, TestPipeline, client, events, journal, read_journal, started, wait_for,
 };
 use serde_json::{Value, json};
 use workflow::StepStatus;
 use workflow::progress::RunStatus;
-
-/// A test's queue, its pipeline bound to that queue, a worker serving it, and a client.
-async fn started(
-    queue: &'static str,
-    file: &str,
-) -> (
-    &'static str,
-    TestPipeline,
-    InProcessWorker,
-    temporalio_client::Client,
-) {
-    let tp = TestPipeline::load(file, queue);
-    let worker = InProcessWorker::start(&[queue.to_owned()]);
-    (queue, tp, worker, client().await)
-}
 
 fn interval(entries: &[reflow_tests::Entry], key: &str) -> (f64, f64) {
     let start = events(entries, key, "start");

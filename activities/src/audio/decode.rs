@@ -181,32 +181,26 @@ impl AudioReader {
     }
 }
 
-/// The number of interleaved samples a file's container announces (frames × channels),
-/// without decoding, if it says.
-pub fn announced_samples(path: &Path) -> Option<u64> {
+/// What a file's container announces without decoding: (frames, channels, sample rate).
+fn announced(path: &Path) -> Option<(u64, u64, u32)> {
     let reader = AudioReader::open(path, "probe").ok()?;
     let track = reader
         .format
         .tracks()
         .iter()
         .find(|t| t.id == reader.track_id)?;
-    let channels = track.codec_params.channels?.count() as u64;
-    Some(track.codec_params.n_frames? * channels)
+    let p = &track.codec_params;
+    Some((p.n_frames?, p.channels?.count() as u64, p.sample_rate?))
 }
 
-/// The duration a file's container announces, in ms (without decoding), if it says.
+/// The number of interleaved samples a file's container announces (frames × channels).
+pub fn announced_samples(path: &Path) -> Option<u64> {
+    announced(path).map(|(frames, channels, _)| frames * channels)
+}
+
+/// The duration a file's container announces, in ms.
 pub fn announced_ms(path: &Path) -> Option<u64> {
-    let reader = AudioReader::open(path, "probe").ok()?;
-    let track = reader
-        .format
-        .tracks()
-        .iter()
-        .find(|t| t.id == reader.track_id)?;
-    let (frames, rate) = (
-        track.codec_params.n_frames?,
-        track.codec_params.sample_rate?,
-    );
-    Some(frames * 1000 / u64::from(rate))
+    announced(path).map(|(frames, _, rate)| frames * 1000 / u64::from(rate))
 }
 
 /// Decode `path` (named `source_name` in errors), calling `on_chunk(samples, channels, rate)`
