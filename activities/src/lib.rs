@@ -11,6 +11,7 @@
 pub mod attempts;
 pub mod audio;
 pub mod checkpoint;
+pub mod daily;
 pub mod error;
 pub mod files;
 pub mod storage;

@@ -3,25 +3,14 @@
 //! tone at half scale, then 1 s of silence.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+mod media;
 
 use activities::ActivityFailure;
 use activities::audio::AudioError;
 use activities::audio::decode::decode_file;
 use activities::audio::waveform::waveform_of_file;
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg is installed (just setup-test)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use media::{ffmpeg, peak_between, tone};
 
 /// The reference signal encoded as `name` (extension picks the container).
 fn encoded(dir: &Path, name: &str, codec: &[&str]) -> PathBuf {
@@ -171,32 +160,6 @@ fn truncated_files_keep_what_decodes_and_empty_streams_are_silence() {
     let stats = decode_file(&silent, "zero", |_, _, _| {}).unwrap();
     assert_eq!(stats.frames, 0);
     assert_eq!(waveform_of_file(&silent, "zero").unwrap(), vec![0; 255]);
-}
-
-fn tone(dir: &Path, name: &str, spec: &str, codec: &[&str]) -> PathBuf {
-    let path = dir.join(name);
-    let mut args = vec!["-f", "lavfi", "-i", spec];
-    args.extend_from_slice(codec);
-    args.push(path.to_str().unwrap());
-    ffmpeg(&args);
-    path
-}
-
-/// Peak of the first channel over [from_s, to_s) of a decoded file.
-fn peak_between(path: &Path, from_s: f64, to_s: f64) -> f32 {
-    let mut frame = 0u64;
-    let mut peak = 0f32;
-    decode_file(path, "mix", |s, ch, rate| {
-        for f in s.chunks(ch) {
-            let t = frame as f64 / f64::from(rate);
-            if t >= from_s && t < to_s {
-                peak = peak.max(f[0].abs());
-            }
-            frame += 1;
-        }
-    })
-    .unwrap();
-    peak
 }
 
 #[test]

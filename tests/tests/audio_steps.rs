@@ -184,3 +184,135 @@ async fn mixdown_then_waveform_on_stored_tracks_and_a_rerun_pays_nothing() {
     runs::start(&c, &tp.pipeline, input, "mix-2").await.unwrap();
     assert_eq!(runs::wait(&c, "mix-2").await.unwrap(), out);
 }
+
+/// A tone as Daily would deliver it: Opus in WebM, its first block at `offset` s.
+fn daily_track(
+    dir: &std::path::Path,
+    name: &str,
+    spec: &str,
+    extra: &[&str],
+) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let ok = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            spec,
+        ])
+        .args(extra)
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_tracks_are_padded_mixed_and_drawn_with_a_per_run_mixdown_timeout() {
+    let (_, tp, _worker, c) = started("tracks", "tracks.yaml").await;
+    let store = storage();
+    let dir = tempfile::tempdir().unwrap();
+    let room = "acme/standup-20260110042117";
+    let rec = 1_768_018_896_877u64;
+    let opus = ["-c:a", "libopus", "-b:a", "64k"];
+    // Track 0 starts with the recording; track 1's WebM starts at 1.5 s (its filename says
+    // 1.7 s: metadata wins); track 2 is Ogg/Opus, so only its filename (2.25 s) places it.
+    let t0 = daily_track(
+        dir.path(),
+        "t0.webm",
+        "sine=frequency=300:sample_rate=48000:duration=1,volume=2",
+        &opus,
+    );
+    let mut late = opus.to_vec();
+    late.extend(["-output_ts_offset", "1.5"]);
+    let t1 = daily_track(
+        dir.path(),
+        "t1.webm",
+        "sine=frequency=500:sample_rate=48000:duration=1,volume=2",
+        &late,
+    );
+    let t2 = daily_track(
+        dir.path(),
+        "t2.ogg",
+        "sine=frequency=700:sample_rate=48000:duration=1,volume=2",
+        &opus,
+    );
+    let participants = [
+        "890c0eae-1d2f-4c3b-9a8e-0f1e2d3c4b5a",
+        "11111111-2222-4333-8444-555555555555",
+        "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
+    ];
+    let mut tracks = Vec::new();
+    for (i, (path, start)) in [(t0, 0u64), (t1, 1_700), (t2, 2_250)].iter().enumerate() {
+        let key = format!("{room}/{rec}-{}-cam-audio-{}", participants[i], rec + start);
+        store.put_file(&key, path).await.unwrap();
+        tracks.push(json!({"s3_key": key}));
+    }
+    let input = json!({"transcript_id": "t-daily", "tracks": tracks, "duration_s": 7200});
+    runs::start(&c, &tp.pipeline, input.clone(), "tracks-1")
+        .await
+        .unwrap();
+    let out = runs::wait(&c, "tracks-1").await.unwrap();
+
+    let pads = out["pad"].as_array().unwrap();
+    let offsets: Vec<(u64, &str)> = pads
+        .iter()
+        .map(|p| {
+            (
+                p["offset_ms"].as_u64().unwrap(),
+                p["offset_source"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(offsets[0].1, "container");
+    assert!(offsets[0].0 < 20, "{offsets:?}");
+    assert_eq!(
+        offsets[1].1, "container",
+        "WebM metadata wins over the filename"
+    );
+    assert!((offsets[1].0 as i64 - 1500).abs() < 20, "{offsets:?}");
+    assert_eq!(offsets[2], (2250, "filename"));
+    for (i, p) in pads.iter().enumerate() {
+        let key = format!("t-daily/pipeline/padded_{i}.webm");
+        assert_eq!(p["padded_key"], key.as_str());
+        let bytes = store.get(&key).await.unwrap();
+        assert_eq!(p["size_bytes"].as_u64(), Some(bytes.len() as u64));
+        assert_eq!(&bytes[..4], &[0x1A, 0x45, 0xDF, 0xA3], "a WebM file");
+    }
+    // The mix runs until the last track ends: 2.25 s + 1 s.
+    let ms = out["mix"]["duration_ms"].as_u64().unwrap();
+    assert!((3200..=3300).contains(&ms), "mix length {ms} ms");
+    let peaks: Vec<u8> =
+        serde_json::from_slice(&store.get("t-daily/audio.json").await.unwrap()).unwrap();
+    assert_eq!(peaks.len(), 255);
+    // 0–1 s track 0, 1.5–2.5 s track 1, 2.25–3.25 s track 2: a pause from 1.0 to 1.5 s.
+    let at = |s: f64| peaks[(s / (ms as f64 / 1000.0) * 255.0) as usize];
+    assert!(at(0.5) > 40 && at(2.0) > 40 && at(3.0) > 40, "{peaks:?}");
+    assert!(at(1.25) < 5, "the pause stays silent: {peaks:?}");
+
+    // Mixdown's budget came from the formula: max(720, 300 + 60·3 + 7200/10) = 1200 s.
+    let scheduled = reflow_tests::scheduled_activities(&c, "tracks-1").await;
+    assert!(
+        scheduled.contains(&("mixdown_tracks".into(), 1200)),
+        "{scheduled:?}"
+    );
+    assert!(
+        scheduled.contains(&("pad_track".into(), 720)),
+        "{scheduled:?}"
+    );
+
+    // The raw tracks are gone (consent cleanup, say), yet a re-run returns the same result:
+    // every step answers from its checkpoint without decoding anything.
+    for t in &tracks {
+        store.delete(t["s3_key"].as_str().unwrap()).await.unwrap();
+    }
+    runs::start(&c, &tp.pipeline, input, "tracks-2")
+        .await
+        .unwrap();
+    assert_eq!(runs::wait(&c, "tracks-2").await.unwrap(), out);
+}

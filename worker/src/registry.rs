@@ -19,6 +19,8 @@ use workflow::workflows::{DiarizationPipeline, DirectoryDigest, FileDigest, Trac
 pub struct Services {
     /// The transcript bucket (or directory).
     pub storage: Storage,
+    /// Daily's raw tracks (the recordings bucket).
+    pub recordings: Storage,
     /// Local scratch space for files being decoded or encoded.
     pub scratch: PathBuf,
 }
@@ -26,8 +28,14 @@ pub struct Services {
 impl Services {
     /// Open the storage the settings name.
     pub fn from_settings(settings: &crate::settings::Settings) -> Result<Services, StorageError> {
+        let transcripts = StorageConfig::from_env(&settings.storage_url()?);
+        let recordings = match StorageConfig::daily_from_env(&transcripts) {
+            Some(daily) => daily,
+            None => StorageConfig::from_env(&settings.recordings_url()?),
+        };
         Ok(Services {
-            storage: Storage::open(&StorageConfig::from_env(&settings.storage_url()?))?,
+            storage: Storage::open(&transcripts)?,
+            recordings: Storage::open(&recordings)?,
             scratch: settings.data_dir.join("scratch"),
         })
     }
@@ -59,6 +67,7 @@ impl Registry {
             .activity(FileActivities::list_files.name(), &[])
             .activity(FileActivities::digest_file.name(), &[])
             .activity(FileActivities::write_report.name(), &[])
+            .activity(AudioActivities::pad_track.name(), &[])
             .activity(AudioActivities::generate_waveform.name(), &[])
             .activity(AudioActivities::mixdown_tracks.name(), &[])
             .workflow_type("DiarizationPipeline")
@@ -71,6 +80,7 @@ impl Registry {
                 o.register_activities(FileActivities);
                 o.register_activities(AudioActivities::new(
                     services.storage.clone(),
+                    services.recordings.clone(),
                     services.scratch.clone(),
                 ));
                 o.register_workflow::<DiarizationPipeline>()

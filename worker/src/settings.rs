@@ -45,6 +45,9 @@ pub struct RawSettings {
     /// Object storage of transcripts (`REFLOW_STORAGE_URL`): `s3://bucket/prefix` or
     /// `file:///dir` (default `file://<data_dir>/storage`).
     pub storage_url: Option<String>,
+    /// Where Daily's raw tracks are read from when `DAILYCO_STORAGE_AWS_BUCKET_NAME` is not set
+    /// (`REFLOW_RECORDINGS_URL`; default `file://<data_dir>/recordings`).
+    pub recordings_url: Option<String>,
 }
 
 /// Resolved settings.
@@ -62,6 +65,8 @@ pub struct Settings {
     pub pipelines_dir: PathBuf,
     /// Object storage URL, if set (else a directory under the data dir).
     pub storage: Option<String>,
+    /// Raw-track storage URL, if set.
+    pub recordings: Option<String>,
 }
 
 impl Settings {
@@ -108,15 +113,30 @@ impl Settings {
                 .or(raw.pipelines_dir)
                 .unwrap_or_else(|| "pipelines".into()),
             storage: env("REFLOW_STORAGE_URL").or(raw.storage_url),
+            recordings: env("REFLOW_RECORDINGS_URL").or(raw.recordings_url),
         }
     }
 
     /// The object storage URL: the configured one, or `file://<data_dir>/storage`.
     pub fn storage_url(&self) -> Result<String, activities::storage::StorageError> {
-        if let Some(u) = &self.storage {
-            return Ok(u.clone());
+        self.url_or_data_dir(self.storage.as_deref(), "storage")
+    }
+
+    /// The raw-track storage URL (when no Daily bucket is configured): the configured one, or
+    /// `file://<data_dir>/recordings`.
+    pub fn recordings_url(&self) -> Result<String, activities::storage::StorageError> {
+        self.url_or_data_dir(self.recordings.as_deref(), "recordings")
+    }
+
+    fn url_or_data_dir(
+        &self,
+        configured: Option<&str>,
+        dir: &str,
+    ) -> Result<String, activities::storage::StorageError> {
+        if let Some(u) = configured {
+            return Ok(u.to_owned());
         }
-        let dir = std::path::absolute(self.data_dir.join("storage"))
+        let dir = std::path::absolute(self.data_dir.join(dir))
             .map_err(|e| activities::storage::StorageError::Config(format!("data dir: {e}")))?;
         url::Url::from_directory_path(&dir)
             .map(String::from)

@@ -22,6 +22,9 @@ pub enum Segment {
     Field(String),
     /// `.3` or `[3]`
     Index(usize),
+    /// `[*]`: the rest of the path applied to every item of an array, giving an array
+    /// (`${pad[*].padded_key}`).
+    Each,
 }
 
 /// A parsed `${…}` expression.
@@ -200,15 +203,26 @@ fn render_str(s: &str, scope: &Scope) -> Result<Value, ExprError> {
 /// Evaluate one path. A field of `null` is `null` (so the output of a skipped or failed
 /// optional step can be read through); a missing field of an object is an error.
 pub fn eval(path: &Path, scope: &Scope) -> Result<Value, ExprError> {
-    let mut cur = scope
+    let root = scope
         .get(&path.root)
         .ok_or_else(|| ExprError::UnknownRoot {
             expr: path.text.clone(),
             root: path.root.clone(),
         })?;
-    for seg in &path.segments {
+    walk(path, root, &path.segments)
+}
+
+fn walk(path: &Path, mut cur: &Value, segments: &[Segment]) -> Result<Value, ExprError> {
+    for (n, seg) in segments.iter().enumerate() {
         cur = match (cur, seg) {
             (Value::Null, _) => return Ok(Value::Null),
+            (Value::Array(items), Segment::Each) => {
+                return items
+                    .iter()
+                    .map(|item| walk(path, item, &segments[n + 1..]))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Value::Array);
+            }
             (Value::Object(map), Segment::Field(f)) => {
                 map.get(f).ok_or_else(|| ExprError::MissingField {
                     expr: path.text.clone(),
@@ -237,6 +251,7 @@ pub fn eval(path: &Path, scope: &Scope) -> Result<Value, ExprError> {
                     segment: match seg {
                         Segment::Field(f) => f.clone(),
                         Segment::Index(i) => i.to_string(),
+                        Segment::Each => "[*]".into(),
                     },
                     kind: kind(other),
                 });
@@ -334,16 +349,20 @@ fn parse_path(text: &str) -> Result<Path, ExprError> {
                     .find(']')
                     .map(|n| pos + n)
                     .ok_or_else(|| err("`[` without `]`"))?;
-                let idx = text[pos + 1..close]
-                    .trim()
-                    .parse::<usize>()
-                    .map_err(|_| err("`[…]` must hold a non-negative integer"))?;
-                segments.push(Segment::Index(idx));
+                let inner = text[pos + 1..close].trim();
+                if inner == "*" {
+                    segments.push(Segment::Each);
+                } else {
+                    let idx = inner
+                        .parse::<usize>()
+                        .map_err(|_| err("`[…]` must hold a non-negative integer or `*`"))?;
+                    segments.push(Segment::Index(idx));
+                }
                 pos = close + 1;
             }
             _ => {
                 return Err(err(
-                    "only paths are allowed: names joined by `.`, and `[n]` indexes",
+                    "only paths are allowed: names joined by `.`, `[n]` indexes and `[*]`",
                 ));
             }
         }
@@ -413,6 +432,24 @@ mod tests {
             refs.iter().map(|p| p.root.as_str()).collect::<Vec<_>>(),
             ["x", "w"]
         );
+    }
+
+    #[test]
+    fn each_maps_the_rest_of_the_path_over_an_array() {
+        let v = render(&json!("${input.tracks[*].k}"), &scope()).unwrap();
+        assert_eq!(v, json!(["a", "b"]));
+        assert_eq!(
+            render(&json!("${input.tracks[*]}"), &scope()).unwrap(),
+            json!([{"k": "a"}, {"k": "b"}])
+        );
+        let e = render(&json!("${input.id[*]}"), &scope())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[*]") && e.contains("string"), "{e}");
+        let e = render(&json!("${input.tracks[*].nope}"), &scope())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope"), "{e}");
     }
 
     #[test]

@@ -522,7 +522,13 @@ async fn run_member<W: Interpreted>(
                 r.activity_id = Some(activity_id.clone());
                 r.started_at = started.clone();
             });
-            let opts = activity_options(step, activity_id);
+            let start_to_close = match step.options.start_to_close_formula.as_deref() {
+                None => None,
+                Some(text) => Some(computed_timeout(text, &member.scope).map_err(|e| {
+                    StepFailure::new(INVALID_INPUT, format!("start_to_close: {e}"))
+                })?),
+            };
+            let opts = activity_options(step, activity_id, start_to_close);
             ctx.execute_activity(
                 UntypedActivity::new(name.clone()),
                 payload::to_raw(&input),
@@ -605,10 +611,21 @@ async fn run_member<W: Interpreted>(
     result
 }
 
-/// The activity options a step declares.
-pub fn activity_options(step: &Step, activity_id: String) -> ActivityOptions {
+/// A formula's start-to-close for this member (at least one second).
+fn computed_timeout(text: &str, scope: &Scope) -> Result<Duration, expr::ExprError> {
+    let seconds = crate::formula::Formula::parse(text)?.seconds(scope)?;
+    Ok(Duration::from_secs_f64(seconds.max(1.0)))
+}
+
+/// The activity options a step declares; `start_to_close` is the step's formula evaluated for
+/// this run, when it has one.
+pub fn activity_options(
+    step: &Step,
+    activity_id: String,
+    start_to_close: Option<Duration>,
+) -> ActivityOptions {
     let o = &step.options;
-    let close = match (o.schedule_to_close(), o.start_to_close()) {
+    let close = match (o.schedule_to_close(), start_to_close.or(o.start_to_close())) {
         (Some(s), Some(t)) => ActivityCloseTimeouts::ScheduleAndStartToClose {
             schedule_to_close: s,
             start_to_close: t,

@@ -14,6 +14,7 @@
 
 pub mod catalog;
 pub mod expr;
+pub mod formula;
 pub mod interpreter;
 pub mod payload;
 pub mod pipeline;

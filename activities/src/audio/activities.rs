@@ -1,5 +1,7 @@
-//! The audio activities registered on the worker (`generate_waveform`; padding and mixdown
-//! follow), over the shared storage and checkpoint store.
+//! The audio activities registered on the worker — `pad_track` (§4.3.1), `mixdown_tracks`
+//! (§4.5), `generate_waveform` (§4.6) — over the shared storage and checkpoint store. Each
+//! downloads its inputs to a scratch file, does the CPU work on a blocking thread while
+//! heartbeating its progress, uploads the result, and checkpoints its output by input hash.
 
 // `#[activities]` generates one undocumented marker constant per activity.
 #![allow(missing_docs)]
@@ -75,21 +77,134 @@ pub struct MixProgress {
     pub total_ms: u64,
 }
 
+/// Input of `pad_track` (one Daily raw track).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PadInput {
+    /// The transcript.
+    pub transcript_id: String,
+    /// The track's position `i` in the workflow input.
+    pub track_index: usize,
+    /// Daily's bucket (S3 recordings stores switch to it; directory stores ignore it).
+    #[serde(default)]
+    pub bucket_name: Option<String>,
+    /// The raw track's key in the recordings bucket.
+    pub s3_key: String,
+}
+
+/// Output of `pad_track`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PadOutput {
+    /// `{transcript_id}/pipeline/padded_{i}.webm`.
+    pub padded_key: String,
+    /// Silence prepended, ms.
+    pub offset_ms: u64,
+    /// Where the offset came from.
+    pub offset_source: super::pad::OffsetSource,
+    /// Length of the padded track, ms.
+    pub duration_ms: u64,
+    /// Size of the padded track.
+    pub size_bytes: u64,
+}
+
+/// Heartbeat details of `pad_track`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PadProgress {
+    /// Milliseconds of the raw track decoded so far.
+    pub decoded_ms: u64,
+    /// Length of the raw track, as its container announces it (0 if unknown: Daily's live
+    /// WebM files usually announce none).
+    pub total_ms: u64,
+}
+
 /// Audio activities.
 pub struct AudioActivities {
     storage: Storage,
+    recordings: Storage,
     checkpoints: Checkpoints,
     scratch: PathBuf,
 }
 
 impl AudioActivities {
-    /// Activities over `storage`, with local scratch files under `scratch`.
-    pub fn new(storage: Storage, scratch: PathBuf) -> Self {
+    /// Activities writing to `storage` (transcripts) and reading raw tracks from `recordings`
+    /// (Daily's bucket), with local scratch files under `scratch`.
+    pub fn new(storage: Storage, recordings: Storage, scratch: PathBuf) -> Self {
         AudioActivities {
             checkpoints: Checkpoints::new(storage.clone()),
             storage,
+            recordings,
             scratch,
         }
+    }
+
+    /// A fresh scratch directory, removed when dropped.
+    async fn scratch_dir(&self, prefix: &str) -> Result<tempfile::TempDir, ActivityFailure> {
+        let io = |e| ActivityFailure::io(self.scratch.display().to_string(), e);
+        tokio::fs::create_dir_all(&self.scratch).await.map_err(io)?;
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&self.scratch)
+            .map_err(io)
+    }
+
+    async fn pad(
+        &self,
+        ctx: &ActivityContext,
+        input: &PadInput,
+    ) -> Result<PadOutput, ActivityFailure> {
+        let tid = &input.transcript_id;
+        let source = self.recordings.in_bucket(input.bucket_name.as_deref());
+        let objects = |o: &PadOutput| vec![o.padded_key.clone()];
+        let config = serde_json::json!({
+            "encoder": "opus-64k-mono-48k-webm",
+            "gap_tolerance_s": super::mono::GAP_TOLERANCE_S,
+            "recordings": source.url(),
+        });
+        let work = || async {
+            let dir = self.scratch_dir("pad-").await?;
+            let raw = dir.path().join("raw");
+            source.download(&input.s3_key, &raw).await?;
+            let total_ms = super::decode::announced_ms(&raw).unwrap_or(0);
+            let filename_offset =
+                crate::daily::TrackKey::parse(&input.s3_key).map(|k| k.offset_s());
+            let out = dir.path().join("padded.webm");
+            let decoded = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let (progress, path, name) = (decoded.clone(), out.clone(), input.s3_key.clone());
+            let stats = with_heartbeats_from(
+                ctx,
+                move || {
+                    super::pad::pad_to_webm(&raw, &name, filename_offset, &path, |ms| {
+                        progress.store(ms, std::sync::atomic::Ordering::Relaxed)
+                    })
+                },
+                move || PadProgress {
+                    decoded_ms: decoded.load(std::sync::atomic::Ordering::Relaxed),
+                    total_ms,
+                },
+            )
+            .await??;
+            tracing::info!(
+                track = input.track_index,
+                offset_ms = stats.offset_ms,
+                offset_source = ?stats.offset_source,
+                gaps = stats.gaps.gaps,
+                filled_ms = stats.gaps.filled_frames * 1000 / u64::from(stats.source_rate.max(1)),
+                "padded"
+            );
+            let key = keys::padded_track(tid, input.track_index);
+            let size = self.storage.put_file(&key, &out).await?;
+            Ok(PadOutput {
+                padded_key: key,
+                offset_ms: stats.offset_ms,
+                offset_source: stats.offset_source,
+                duration_ms: stats.duration_ms(),
+                size_bytes: size,
+            })
+        };
+        let (out, _) = self
+            .checkpoints
+            .checkpointed(tid, "pad_track", input, &config, objects, work)
+            .await?;
+        Ok(out)
     }
 
     async fn waveform(
@@ -102,15 +217,9 @@ impl AudioActivities {
         let config = serde_json::json!({"algorithm": "peaks-255-v1"});
         let work = || async {
             let mp3 = keys::audio_mp3(tid);
-            tokio::fs::create_dir_all(&self.scratch)
-                .await
-                .map_err(|e| ActivityFailure::io(self.scratch.display().to_string(), e))?;
-            let local = tempfile::Builder::new()
-                .suffix(".mp3")
-                .tempfile_in(&self.scratch)
-                .map_err(|e| ActivityFailure::io(self.scratch.display().to_string(), e))?;
-            self.storage.download(&mp3, local.path()).await?;
-            let path = local.path().to_owned();
+            let dir = self.scratch_dir("waveform-").await?;
+            let path = dir.path().join("audio.mp3");
+            self.storage.download(&mp3, &path).await?;
             let peaks =
                 with_heartbeats(ctx, "decoding", move || waveform_of_file(&path, &mp3)).await??;
             let key = keys::waveform(tid);
@@ -145,13 +254,7 @@ impl AudioActivities {
         let config =
             serde_json::json!({"encoder": "lame-128k-cbr-48k-stereo", "limiter": "soft-0.891"});
         let work = || async {
-            tokio::fs::create_dir_all(&self.scratch)
-                .await
-                .map_err(|e| ActivityFailure::io(self.scratch.display().to_string(), e))?;
-            let dir = tempfile::Builder::new()
-                .prefix("mixdown-")
-                .tempdir_in(&self.scratch)
-                .map_err(|e| ActivityFailure::io(self.scratch.display().to_string(), e))?;
+            let dir = self.scratch_dir("mixdown-").await?;
             let mut tracks = Vec::new();
             for (i, key) in input.padded_keys.iter().enumerate() {
                 let ext = std::path::Path::new(key)
@@ -201,6 +304,19 @@ impl AudioActivities {
 
 #[activities]
 impl AudioActivities {
+    /// Pad one raw track to recording t = 0 into `{transcript_id}/pipeline/padded_{i}.webm`
+    /// (pipeline.md §4.3.1).
+    #[activity(name = "pad_track")]
+    pub async fn pad_track(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: PadInput,
+    ) -> Result<PadOutput, ActivityError> {
+        self.pad(&ctx, &input)
+            .await
+            .map_err(ActivityFailure::into_activity_error)
+    }
+
     /// Mix the padded tracks into `{transcript_id}/audio.mp3` (pipeline.md §4.5).
     #[activity(name = "mixdown_tracks")]
     pub async fn mixdown_tracks(

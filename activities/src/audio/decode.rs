@@ -15,6 +15,7 @@ use symphonia::core::formats::{FormatOptions, FormatReader};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
+use symphonia::core::units::TimeBase;
 
 use super::AudioError;
 
@@ -45,7 +46,14 @@ pub struct AudioReader {
     stats: DecodeStats,
     last_error: Option<String>,
     done: bool,
+    matroska: bool,
+    time_base: Option<TimeBase>,
+    pre_skip: u64,
+    last_ts: Option<u64>,
 }
+
+/// The EBML magic every Matroska/WebM file starts with.
+const EBML_MAGIC: [u8; 4] = [0x1A, 0x45, 0xDF, 0xA3];
 
 impl AudioReader {
     /// Open `path`, named `source_name` in errors (the track's object key).
@@ -59,6 +67,21 @@ impl AudioReader {
                 source_name: source_name.to_owned(),
                 message: "the file is empty".into(),
             });
+        }
+        let mut magic = [0u8; 4];
+        let matroska = {
+            use std::io::Read;
+            let mut f = &file;
+            f.read_exact(&mut magic).is_ok() && magic == EBML_MAGIC
+        };
+        {
+            use std::io::Seek;
+            let mut f = &file;
+            f.seek(std::io::SeekFrom::Start(0))
+                .map_err(|e| AudioError::Read {
+                    source_name: source_name.to_owned(),
+                    message: e.to_string(),
+                })?;
         }
         let mss = MediaSourceStream::new(Box::new(file), Default::default());
         let mut hint = Hint::new();
@@ -99,9 +122,19 @@ impl AudioReader {
             channels: track.codec_params.channels.map_or(0, |c| c.count()),
             ..Default::default()
         };
+        let pre_skip = match track.codec_params.codec {
+            symphonia::core::codecs::CODEC_TYPE_OPUS => {
+                super::opus::pre_skip(track.codec_params.extra_data.as_deref()) as u64
+            }
+            _ => 0,
+        };
         Ok(AudioReader {
             name: source_name.to_owned(),
             track_id: track.id,
+            matroska,
+            time_base: track.codec_params.time_base,
+            pre_skip,
+            last_ts: None,
             format,
             decoder,
             buffer: None,
@@ -114,6 +147,26 @@ impl AudioReader {
     /// What was decoded so far (rate and channels are known after opening).
     pub fn stats(&self) -> DecodeStats {
         self.stats
+    }
+
+    /// Whether the file is Matroska/WebM, whose block timestamps are absolute (Daily's raw
+    /// tracks: the first block's timestamp is the track's start in the recording).
+    pub fn is_matroska(&self) -> bool {
+        self.matroska
+    }
+
+    /// Priming frames the decoder drops at the start (Opus pre-skip; 0 for other codecs).
+    pub fn pre_skip(&self) -> u64 {
+        self.pre_skip
+    }
+
+    /// The container timestamp, in seconds, of the packet whose samples
+    /// [`AudioReader::next_chunk`] returned last (`None` before the first, or without a time
+    /// base).
+    pub fn packet_time(&self) -> Option<f64> {
+        let tb = self.time_base?;
+        let ts = self.last_ts?;
+        Some(ts as f64 * f64::from(tb.numer) / f64::from(tb.denom))
     }
 
     /// The next packet's interleaved samples with their channel count and rate; `None` at
@@ -153,6 +206,7 @@ impl AudioReader {
                     self.stats.sample_rate = spec.rate;
                     self.stats.channels = spec.channels.count();
                     self.stats.frames += frames as u64;
+                    self.last_ts = Some(packet.ts());
                     let samples = self.buffer.as_ref().expect("just set").samples();
                     return Ok(Some((samples, self.stats.channels, self.stats.sample_rate)));
                 }

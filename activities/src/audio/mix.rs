@@ -5,19 +5,17 @@
 //! The mix lasts as long as the longest track; shorter tracks contribute silence. There is no
 //! gain normalisation (Reflector's `amix normalize=0`); the limiter keeps the sum from clipping.
 
-use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use mp3lame_encoder::{Bitrate, Builder, DualPcm, FlushNoGap, Quality};
-use rubato::{FftFixedIn, Resampler};
 
 use super::AudioError;
-use super::decode::AudioReader;
 use super::limiter::soft_limit;
+use super::mono::MonoStream;
 
 /// Rate of the mix.
-pub const MIX_RATE: u32 = 48_000;
+pub const MIX_RATE: u32 = super::mono::RATE;
 /// Frames mixed per block (100 ms).
 pub const BLOCK: usize = 4_800;
 
@@ -41,125 +39,6 @@ impl MixStats {
     }
 }
 
-/// One track as a 48 kHz mono sample queue, refilled on demand.
-struct MonoStream {
-    reader: AudioReader,
-    resampler: Option<FftFixedIn<f32>>,
-    pending: Vec<f32>,
-    queue: VecDeque<f32>,
-    /// Resampler output frames still to drop (its delay).
-    skip: usize,
-    /// Input frames seen and output frames emitted, to cut the resampler's tail exactly.
-    frames_in: u64,
-    frames_out: u64,
-    rate: u32,
-    eof: bool,
-    name: String,
-}
-
-impl MonoStream {
-    fn open(path: &Path, name: &str) -> Result<Self, AudioError> {
-        let reader = AudioReader::open(path, name)?;
-        Ok(MonoStream {
-            reader,
-            resampler: None,
-            pending: Vec::new(),
-            queue: VecDeque::with_capacity(BLOCK * 2),
-            skip: 0,
-            frames_in: 0,
-            frames_out: 0,
-            rate: 0,
-            eof: false,
-            name: name.to_owned(),
-        })
-    }
-
-    /// Pull packets until `want` frames are queued or the track ends.
-    fn fill(&mut self, want: usize) -> Result<(), AudioError> {
-        while self.queue.len() < want && !self.eof {
-            let Some((samples, channels, rate)) = self.reader.next_chunk()? else {
-                self.eof = true;
-                self.flush_resampler()?;
-                break;
-            };
-            let channels = channels.max(1);
-            if self.rate == 0 {
-                self.rate = rate;
-                if rate != MIX_RATE {
-                    let r = FftFixedIn::<f32>::new(rate as usize, MIX_RATE as usize, 1024, 2, 1)
-                        .map_err(|e| resample_err(&self.name, rate, e))?;
-                    self.skip = r.output_delay();
-                    self.resampler = Some(r);
-                }
-            }
-            // Downmix to mono: the mean of the channels.
-            let mono = samples
-                .chunks(channels)
-                .map(|f| f.iter().sum::<f32>() / channels as f32);
-            self.frames_in += (samples.len() / channels) as u64;
-            if self.resampler.is_none() {
-                self.queue.extend(mono);
-                continue;
-            }
-            self.pending.extend(mono);
-            loop {
-                let r = self.resampler.as_mut().expect("set above");
-                let need = r.input_frames_next();
-                if self.pending.len() < need {
-                    break;
-                }
-                let out = r
-                    .process(&[&self.pending[..need]], None)
-                    .map_err(|e| resample_err(&self.name, self.rate, e))?;
-                self.pending.drain(..need);
-                self.emit(&out[0]);
-            }
-        }
-        Ok(())
-    }
-
-    fn flush_resampler(&mut self) -> Result<(), AudioError> {
-        let Some(mut r) = self.resampler.take() else {
-            return Ok(());
-        };
-        if !self.pending.is_empty() {
-            let out = r
-                .process_partial(Some(&[&self.pending[..]]), None)
-                .map_err(|e| resample_err(&self.name, self.rate, e))?;
-            self.pending.clear();
-            self.emit(&out[0]);
-        }
-        // Push zeros through until the delayed tail is out.
-        for _ in 0..4 {
-            let out = r
-                .process_partial::<&[f32]>(None, None)
-                .map_err(|e| resample_err(&self.name, self.rate, e))?;
-            self.emit(&out[0]);
-        }
-        Ok(())
-    }
-
-    fn emit(&mut self, out: &[f32]) {
-        let expected = self.frames_in * u64::from(MIX_RATE) / u64::from(self.rate.max(1));
-        let skip = self.skip.min(out.len());
-        self.skip -= skip;
-        for &s in &out[skip..] {
-            if self.frames_out >= expected && self.eof {
-                break;
-            }
-            self.queue.push_back(s);
-            self.frames_out += 1;
-        }
-    }
-}
-
-fn resample_err(name: &str, rate: u32, e: impl std::fmt::Display) -> AudioError {
-    AudioError::Corrupt {
-        source_name: name.to_owned(),
-        message: format!("resampling from {rate} Hz: {e}"),
-    }
-}
-
 /// Mix `tracks` (local files, each with the name errors use) into an MP3 at `out`. `progress`
 /// is called after every block with the mixed length in ms.
 pub fn mix_to_mp3(
@@ -172,7 +51,7 @@ pub fn mix_to_mp3(
     };
     let mut streams = tracks
         .iter()
-        .map(|(p, n)| MonoStream::open(p, n))
+        .map(|(p, n)| MonoStream::open(p, n, false))
         .collect::<Result<Vec<_>, _>>()?;
     let mut encoder = Builder::new()
         .ok_or_else(|| output_err(&"LAME could not start"))?

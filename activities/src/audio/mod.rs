@@ -10,7 +10,9 @@ pub mod activities;
 pub mod decode;
 pub mod limiter;
 pub mod mix;
+pub mod mono;
 pub mod opus;
+pub mod pad;
 pub mod waveform;
 
 /// Why audio could not be decoded: a problem of the input, never retried.

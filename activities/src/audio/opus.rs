@@ -48,7 +48,7 @@ pub struct OpusDecoder {
 }
 
 /// The pre-skip of an `OpusHead` (RFC 7845 §5.1), if the header is one.
-fn pre_skip(extra: Option<&[u8]>) -> usize {
+pub(crate) fn pre_skip(extra: Option<&[u8]>) -> usize {
     match extra {
         Some(h) if h.len() >= 12 && &h[..8] == b"OpusHead" => {
             usize::from(u16::from_le_bytes([h[10], h[11]]))

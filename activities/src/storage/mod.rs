@@ -121,6 +121,27 @@ impl StorageConfig {
     }
 }
 
+impl StorageConfig {
+    /// The Daily recordings bucket (daily.md §1): `DAILYCO_STORAGE_AWS_BUCKET_NAME`, with
+    /// `DAILYCO_STORAGE_AWS_{REGION,ACCESS_KEY_ID,SECRET_ACCESS_KEY,ENDPOINT_URL}` falling back
+    /// to the transcript store's settings (`transcripts`); `None` when no bucket is named.
+    pub fn daily_from_env(transcripts: &StorageConfig) -> Option<StorageConfig> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let bucket = env("DAILYCO_STORAGE_AWS_BUCKET_NAME")?;
+        Some(StorageConfig {
+            url: format!("s3://{bucket}"),
+            endpoint: env("DAILYCO_STORAGE_AWS_ENDPOINT_URL").or(transcripts.endpoint.clone()),
+            region: env("DAILYCO_STORAGE_AWS_REGION").or(transcripts.region.clone()),
+            access_key_id: env("DAILYCO_STORAGE_AWS_ACCESS_KEY_ID")
+                .or(transcripts.access_key_id.clone()),
+            secret_access_key: env("DAILYCO_STORAGE_AWS_SECRET_ACCESS_KEY")
+                .or(transcripts.secret_access_key.clone()),
+            session_token: transcripts.session_token.clone(),
+            path_style: transcripts.path_style,
+        })
+    }
+}
+
 /// A store: S3-compatible or a local directory.
 #[derive(Clone, Debug)]
 pub enum Storage {
@@ -164,6 +185,18 @@ impl Storage {
     /// name it.
     pub fn url(&self) -> &str {
         dispatch!(self, s => s.url())
+    }
+
+    /// The store holding `bucket` (Daily names the bucket of each recording): for S3 the same
+    /// service and credentials on that bucket, unless it is this store's own; a directory
+    /// store has no buckets and is returned as is.
+    pub fn in_bucket(&self, bucket: Option<&str>) -> Storage {
+        match (self, bucket) {
+            (Storage::S3(s), Some(b)) if !b.is_empty() && b != s.bucket() => {
+                Storage::S3(s.in_bucket(b))
+            }
+            _ => self.clone(),
+        }
     }
 
     /// Write `bytes` to `key`, replacing what was there.

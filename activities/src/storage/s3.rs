@@ -94,6 +94,20 @@ impl S3Store {
         &self.url
     }
 
+    /// The same service and credentials, another bucket (no prefix).
+    pub(super) fn in_bucket(&self, bucket: &str) -> S3Store {
+        S3Store {
+            client: self.client.clone(),
+            bucket: bucket.to_owned(),
+            prefix: String::new(),
+            url: format!("s3://{bucket}"),
+        }
+    }
+
+    pub(super) fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
     fn full(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }

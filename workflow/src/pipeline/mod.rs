@@ -193,6 +193,9 @@ pub struct StepOptions {
     pub schedule_to_close_ms: Option<u64>,
     /// Start-to-close timeout in ms.
     pub start_to_close_ms: Option<u64>,
+    /// Start-to-close computed per run ([`crate::formula`]); wins over `start_to_close_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_to_close_formula: Option<String>,
     /// Heartbeat timeout in ms.
     pub heartbeat_ms: Option<u64>,
     /// Retry policy.

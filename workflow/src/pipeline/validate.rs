@@ -365,6 +365,19 @@ impl Ctx<'_> {
                 is_child,
                 &mut problems,
             );
+            if let Some(f) = options
+                .start_to_close_formula
+                .as_deref()
+                .and_then(|t| crate::formula::Formula::parse(t).ok())
+            {
+                for p in f.references() {
+                    if let Some(pr) =
+                        check_ref("start_to_close", &p, &ids, upstream, inputs, fan_out)
+                    {
+                        problems.push(pr);
+                    }
+                }
+            }
             for p in problems {
                 errs.push(in_step(&s.id, p));
             }
@@ -577,8 +590,21 @@ fn merge_options(
     let s2c_ms = s2c
         .as_ref()
         .and_then(|d| duration("schedule_to_close", d, problems));
+    let stc_formula = match &stc {
+        Some(RawDuration::Text(t)) if crate::formula::is_formula(t) => {
+            if let Err(source) = crate::formula::Formula::parse(t) {
+                problems.push(Problem::Expr {
+                    field: "start_to_close",
+                    source,
+                });
+            }
+            Some(t.clone())
+        }
+        _ => None,
+    };
     let stc_ms = stc
         .as_ref()
+        .filter(|_| stc_formula.is_none())
         .and_then(|d| duration("start_to_close", d, problems));
     let hb_ms = hb.as_ref().and_then(|d| duration("heartbeat", d, problems));
     if !is_child {
@@ -624,6 +650,7 @@ fn merge_options(
             .unwrap_or_else(|| queue.to_owned()),
         schedule_to_close_ms: s2c_ms,
         start_to_close_ms: stc_ms,
+        start_to_close_formula: stc_formula,
         heartbeat_ms: hb_ms,
         retry,
     }

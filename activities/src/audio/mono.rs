@@ -1,0 +1,232 @@
+//! One audio file as a stream of 48 kHz mono samples, pulled block by block.
+//!
+//! Channels are averaged to mono and any other rate is resampled with rubato, so memory is one
+//! packet plus one resampler block whatever the file's length. With gap filling on (padding of
+//! Daily tracks, pipeline.md §4.3.1 step 4) the container's packet timestamps are
+//! authoritative: a packet that starts later than the running position gets silence in front
+//! of it, one that starts earlier loses its overlapping samples — what `aresample async=1`
+//! does. Differences within [`GAP_TOLERANCE_S`] are timestamp rounding and left alone.
+
+use std::collections::VecDeque;
+use std::path::Path;
+
+use rubato::{FftFixedIn, Resampler};
+
+use super::AudioError;
+use super::decode::AudioReader;
+
+/// Rate of everything downstream of decoding (padding, mixdown).
+pub const RATE: u32 = 48_000;
+
+/// Timestamp jitter ignored by gap filling: WebM stores milliseconds, so a 20 ms Opus packet's
+/// timestamp is off by up to 1 ms; 2 ms leaves room for rounding on both sides.
+pub const GAP_TOLERANCE_S: f64 = 0.002;
+
+/// What gap filling did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GapStats {
+    /// Source frames of silence inserted where packets were missing.
+    pub filled_frames: u64,
+    /// Source frames dropped where packets overlapped.
+    pub dropped_frames: u64,
+    /// Number of gaps filled.
+    pub gaps: u64,
+}
+
+/// One track as a 48 kHz mono sample queue, refilled on demand.
+pub struct MonoStream {
+    reader: AudioReader,
+    resampler: Option<FftFixedIn<f32>>,
+    pending: Vec<f32>,
+    /// Samples ready to be taken.
+    pub queue: VecDeque<f32>,
+    /// Resampler output frames still to drop (its delay).
+    skip: usize,
+    /// Source frames handed on (after gap filling) and 48 kHz frames emitted, to cut the
+    /// resampler's tail exactly.
+    frames_in: u64,
+    frames_out: u64,
+    rate: u32,
+    eof: bool,
+    name: String,
+    gap_fill: bool,
+    first_time: Option<f64>,
+    gaps: GapStats,
+}
+
+impl MonoStream {
+    /// Open `path` (named `name` in errors); `gap_fill` turns on timestamp-driven gap filling.
+    pub fn open(path: &Path, name: &str, gap_fill: bool) -> Result<Self, AudioError> {
+        let reader = AudioReader::open(path, name)?;
+        Ok(MonoStream {
+            reader,
+            resampler: None,
+            pending: Vec::new(),
+            queue: VecDeque::with_capacity(9_600),
+            skip: 0,
+            frames_in: 0,
+            frames_out: 0,
+            rate: 0,
+            eof: false,
+            name: name.to_owned(),
+            gap_fill,
+            first_time: None,
+            gaps: GapStats::default(),
+        })
+    }
+
+    /// The decoder underneath (container facts: Matroska or not, pre-skip).
+    pub fn reader(&self) -> &AudioReader {
+        &self.reader
+    }
+
+    /// Container time of the first decoded packet, once one was decoded.
+    pub fn first_packet_time(&self) -> Option<f64> {
+        self.first_time
+    }
+
+    /// What gap filling did so far.
+    pub fn gaps(&self) -> GapStats {
+        self.gaps
+    }
+
+    /// The source's sample rate (0 before the first packet).
+    pub fn source_rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// Source frames decoded so far, including inserted silence.
+    pub fn source_frames(&self) -> u64 {
+        self.frames_in
+    }
+
+    /// Whether the source is exhausted (the queue may still hold samples).
+    pub fn ended(&self) -> bool {
+        self.eof
+    }
+
+    /// Pull packets until `want` frames are queued or the track ends.
+    pub fn fill(&mut self, want: usize) -> Result<(), AudioError> {
+        let mut mono: Vec<f32> = Vec::new();
+        while self.queue.len() < want && !self.eof {
+            let Some((samples, channels, rate)) = self.reader.next_chunk()? else {
+                self.eof = true;
+                self.flush_resampler()?;
+                break;
+            };
+            let channels = channels.max(1);
+            if self.rate == 0 {
+                self.rate = rate;
+                if rate != RATE {
+                    let r = FftFixedIn::<f32>::new(rate as usize, RATE as usize, 1024, 2, 1)
+                        .map_err(|e| resample_err(&self.name, rate, e))?;
+                    self.skip = r.output_delay();
+                    self.resampler = Some(r);
+                }
+            }
+            // Downmix to mono: the mean of the channels.
+            mono.clear();
+            mono.extend(
+                samples
+                    .chunks(channels)
+                    .map(|f| f.iter().sum::<f32>() / channels as f32),
+            );
+            let time = self.reader.packet_time();
+            let mut start = 0;
+            if self.first_time.is_none() {
+                self.first_time = time;
+            } else if self.gap_fill
+                && let (Some(t), Some(t0)) = (time, self.first_time)
+            {
+                // Where this packet belongs, in source frames since the first real sample:
+                // the first packet's own decoded output started `pre_skip` frames late.
+                let expected = (t - t0) * f64::from(rate) - self.reader.pre_skip() as f64;
+                let diff = expected - self.frames_in as f64;
+                let tolerance = GAP_TOLERANCE_S * f64::from(rate);
+                if diff > tolerance {
+                    let n = diff.round() as u64;
+                    self.gaps.filled_frames += n;
+                    self.gaps.gaps += 1;
+                    self.push_source(std::iter::repeat_n(0.0, n as usize))?;
+                } else if diff < -tolerance {
+                    let n = ((-diff).round() as usize).min(mono.len());
+                    self.gaps.dropped_frames += n as u64;
+                    start = n;
+                }
+            }
+            let chunk = std::mem::take(&mut mono);
+            self.push_source(chunk[start..].iter().copied())?;
+            mono = chunk;
+        }
+        Ok(())
+    }
+
+    /// Hand source-rate mono frames on: straight to the queue, or through the resampler.
+    fn push_source(&mut self, frames: impl Iterator<Item = f32>) -> Result<(), AudioError> {
+        if self.resampler.is_none() {
+            let before = self.queue.len();
+            self.queue.extend(frames);
+            let n = (self.queue.len() - before) as u64;
+            self.frames_in += n;
+            self.frames_out += n;
+            return Ok(());
+        }
+        let before = self.pending.len();
+        self.pending.extend(frames);
+        self.frames_in += (self.pending.len() - before) as u64;
+        loop {
+            let r = self.resampler.as_mut().expect("checked above");
+            let need = r.input_frames_next();
+            if self.pending.len() < need {
+                break;
+            }
+            let out = r
+                .process(&[&self.pending[..need]], None)
+                .map_err(|e| resample_err(&self.name, self.rate, e))?;
+            self.pending.drain(..need);
+            self.emit(&out[0]);
+        }
+        Ok(())
+    }
+
+    fn flush_resampler(&mut self) -> Result<(), AudioError> {
+        let Some(mut r) = self.resampler.take() else {
+            return Ok(());
+        };
+        if !self.pending.is_empty() {
+            let out = r
+                .process_partial(Some(&[&self.pending[..]]), None)
+                .map_err(|e| resample_err(&self.name, self.rate, e))?;
+            self.pending.clear();
+            self.emit(&out[0]);
+        }
+        // Push zeros through until the delayed tail is out.
+        for _ in 0..4 {
+            let out = r
+                .process_partial::<&[f32]>(None, None)
+                .map_err(|e| resample_err(&self.name, self.rate, e))?;
+            self.emit(&out[0]);
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, out: &[f32]) {
+        let expected = self.frames_in * u64::from(RATE) / u64::from(self.rate.max(1));
+        let skip = self.skip.min(out.len());
+        self.skip -= skip;
+        for &s in &out[skip..] {
+            if self.frames_out >= expected && self.eof {
+                break;
+            }
+            self.queue.push_back(s);
+            self.frames_out += 1;
+        }
+    }
+}
+
+fn resample_err(name: &str, rate: u32, e: impl std::fmt::Display) -> AudioError {
+    AudioError::Corrupt {
+        source_name: name.to_owned(),
+        message: format!("resampling from {rate} Hz: {e}"),
+    }
+}
