@@ -25,6 +25,9 @@ pub enum ActivityFailure {
     /// Input audio that cannot be decoded (never retried).
     #[error("{0}")]
     AudioDecode(String),
+    /// An activity published an event it does not declare: a bug (never retried).
+    #[error("{0}")]
+    UndeclaredEvent(String),
     /// A transient I/O failure (retried).
     #[error("{context}: {source}")]
     Io {
@@ -51,6 +54,7 @@ impl ActivityFailure {
             ActivityFailure::NotFound(_) => "NotFound",
             ActivityFailure::AccessDenied(_) => "AccessDenied",
             ActivityFailure::AudioDecode(_) => "AudioDecodeError",
+            ActivityFailure::UndeclaredEvent(_) => "UndeclaredEvent",
             ActivityFailure::Io { .. } => "IoError",
             ActivityFailure::Transient(_) => "Transient",
             ActivityFailure::Cancelled => "Cancelled",
@@ -66,6 +70,7 @@ impl ActivityFailure {
                 | ActivityFailure::NotFound(_)
                 | ActivityFailure::AccessDenied(_)
                 | ActivityFailure::AudioDecode(_)
+                | ActivityFailure::UndeclaredEvent(_)
         )
     }
 

@@ -12,7 +12,9 @@ pub mod attempts;
 pub mod audio;
 pub mod checkpoint;
 pub mod daily;
+pub mod db;
 pub mod error;
+pub mod events;
 pub mod files;
 pub mod storage;
 

@@ -145,7 +145,7 @@ impl OpusWebm {
         let err = |what: &str, e: &dyn std::fmt::Display| AudioError::Output {
             message: format!("{path}: {what}: {e}"),
         };
-        let mut encoder = opus::Encoder::new(RATE, opus::Channels::Mono, opus::Application::Voip)
+        let mut encoder = opus::Encoder::new(RATE, opus::Channels::Mono, opus::Application::Audio)
             .map_err(|e| err("opus encoder", &e))?;
         encoder
             .set_bitrate(opus::Bitrate::Bits(PADDED_BITRATE))

@@ -1,0 +1,155 @@
+//! The transcript event log (`transcript_event`): append-only, ordered by `seq` per
+//! transcript. WebSockets replay it on connect (events-and-api.md §2).
+
+use serde_json::Value;
+
+use super::{Db, DbError, now};
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StoredEvent {
+    /// The transcript.
+    pub transcript_id: String,
+    /// Position in the transcript's log (1, 2, …); 0 for events that are not stored
+    /// (`PIPELINE_PROGRESS`).
+    pub seq: i64,
+    /// `STATUS`, `DURATION`, …
+    pub event: String,
+    /// The event's `data`.
+    pub data: Value,
+}
+
+impl StoredEvent {
+    /// Reflector's envelope: `{"event": NAME, "data": {...}}`.
+    pub fn envelope(&self) -> Value {
+        serde_json::json!({"event": self.event, "data": self.data})
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    transcript_id: String,
+    seq: i64,
+    event: String,
+    data: String,
+}
+
+impl TryFrom<Row> for StoredEvent {
+    type Error = DbError;
+    fn try_from(r: Row) -> Result<Self, DbError> {
+        let data = serde_json::from_str(&r.data).map_err(|e| DbError::Corrupt {
+            what: format!(
+                "event {} #{} of transcript {}",
+                r.event, r.seq, r.transcript_id
+            ),
+            message: e.to_string(),
+        })?;
+        Ok(StoredEvent {
+            transcript_id: r.transcript_id,
+            seq: r.seq,
+            event: r.event,
+            data,
+        })
+    }
+}
+
+impl Db {
+    /// Append an event to a transcript's log; returns it with its `seq`.
+    pub async fn append_event(
+        &self,
+        transcript_id: &str,
+        event: &str,
+        data: &Value,
+    ) -> Result<StoredEvent, DbError> {
+        let text = data.to_string();
+        // One statement, so SQLite appends atomically; PostgreSQL may race another appender
+        // for the same seq, which the primary key refuses: take the next one.
+        let mut tries = 0;
+        loop {
+            let r = sqlx::query_scalar::<_, i64>(
+                "INSERT INTO transcript_event (transcript_id, seq, event, data, created_at) \
+                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM transcript_event \
+                 WHERE transcript_id = $1 RETURNING seq",
+            )
+            .bind(transcript_id)
+            .bind(event)
+            .bind(&text)
+            .bind(now())
+            .fetch_one(self.pool())
+            .await
+            .map_err(DbError::query("append event"));
+            match r {
+                Ok(seq) => {
+                    return Ok(StoredEvent {
+                        transcript_id: transcript_id.to_owned(),
+                        seq,
+                        event: event.to_owned(),
+                        data: data.clone(),
+                    });
+                }
+                Err(e) if e.is_unique_violation() && tries < 10 => tries += 1,
+                Err(DbError::Query {
+                    source: sqlx::Error::Database(d),
+                    ..
+                }) if d.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {
+                    return Err(DbError::NotFound {
+                        what: "transcript",
+                        id: transcript_id.to_owned(),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A transcript's events in order, from `after` (exclusive; 0 for all).
+    pub async fn events(
+        &self,
+        transcript_id: &str,
+        after: i64,
+    ) -> Result<Vec<StoredEvent>, DbError> {
+        sqlx::query_as::<_, Row>(
+            "SELECT transcript_id, seq, event, data FROM transcript_event \
+             WHERE transcript_id = $1 AND seq > $2 ORDER BY seq",
+        )
+        .bind(transcript_id)
+        .bind(after)
+        .fetch_all(self.pool())
+        .await
+        .map_err(DbError::query("read events"))?
+        .into_iter()
+        .map(StoredEvent::try_from)
+        .collect()
+    }
+
+    /// One event by position.
+    pub async fn event(
+        &self,
+        transcript_id: &str,
+        seq: i64,
+    ) -> Result<Option<StoredEvent>, DbError> {
+        sqlx::query_as::<_, Row>(
+            "SELECT transcript_id, seq, event, data FROM transcript_event \
+             WHERE transcript_id = $1 AND seq = $2",
+        )
+        .bind(transcript_id)
+        .bind(seq)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(DbError::query("read event"))?
+        .map(StoredEvent::try_from)
+        .transpose()
+    }
+
+    /// Forget a transcript's events (a clean re-run, pipeline.md §4.2).
+    pub async fn clear_events(&self, transcript_id: &str) -> Result<u64, DbError> {
+        Ok(
+            sqlx::query("DELETE FROM transcript_event WHERE transcript_id = $1")
+                .bind(transcript_id)
+                .execute(self.pool())
+                .await
+                .map_err(DbError::query("clear events"))?
+                .rows_affected(),
+        )
+    }
+}

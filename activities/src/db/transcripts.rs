@@ -1,0 +1,286 @@
+//! Transcript rows: what the pipeline reads and updates, and what the REST API serves.
+//!
+//! Every update bumps `change_seq`. Status changes follow pipeline.md §5: `error` is never set
+//! after `ended`, and a resumed run moves `error` back to `processing`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Db, DbError, now};
+
+/// Transcript statuses (the enum Reflector stores).
+pub const STATUSES: [&str; 6] = [
+    "idle",
+    "uploaded",
+    "recording",
+    "processing",
+    "error",
+    "ended",
+];
+
+/// A `transcript` row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Transcript {
+    /// uuid4 text.
+    pub id: String,
+    /// Free name.
+    pub name: String,
+    /// One of [`STATUSES`].
+    pub status: String,
+    /// Locked transcripts are not reprocessed.
+    pub locked: bool,
+    /// Milliseconds.
+    pub duration: Option<f64>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Generated title.
+    pub title: Option<String>,
+    /// Recap.
+    pub short_summary: Option<String>,
+    /// Long summary (Markdown).
+    pub long_summary: Option<String>,
+    /// `{decisions, next_steps}` as JSON text.
+    pub action_items: Option<String>,
+    /// Topics as JSON text.
+    pub topics: String,
+    /// Participants as JSON text.
+    pub participants: String,
+    /// WebVTT of all topics.
+    pub webvtt: Option<String>,
+    /// Spoken language (`None`: detect).
+    pub source_language: Option<String>,
+    /// Target language.
+    pub target_language: Option<String>,
+    /// Reviewed by a person.
+    pub reviewed: bool,
+    /// `local` or `storage`.
+    pub audio_location: String,
+    /// Audio deleted for privacy.
+    pub audio_deleted: bool,
+    /// Owner.
+    pub user_id: Option<String>,
+    /// `private`, `semi-private` or `public`.
+    pub share_mode: String,
+    /// Meeting.
+    pub meeting_id: Option<String>,
+    /// Daily recording id.
+    pub recording_id: Option<String>,
+    /// Room.
+    pub room_id: Option<String>,
+    /// `room`, `live` or `file`.
+    pub source_kind: String,
+    /// Zulip message posted for it.
+    pub zulip_message_id: Option<i64>,
+    /// Soft deletion time.
+    pub deleted_at: Option<String>,
+    /// Bumped on every update.
+    pub change_seq: i64,
+    /// Temporal workflow id of its pipeline.
+    pub workflow_id: Option<String>,
+    /// Temporal run id.
+    pub workflow_run_id: Option<String>,
+    /// Why the last run failed.
+    pub error: Option<String>,
+}
+
+impl Transcript {
+    /// The topics column parsed.
+    pub fn topics_json(&self) -> Result<Value, DbError> {
+        parse(&self.id, "topics", &self.topics)
+    }
+
+    /// The participants column parsed.
+    pub fn participants_json(&self) -> Result<Value, DbError> {
+        parse(&self.id, "participants", &self.participants)
+    }
+}
+
+fn parse(id: &str, column: &str, text: &str) -> Result<Value, DbError> {
+    serde_json::from_str(text).map_err(|e| DbError::Corrupt {
+        what: format!("transcript {id} {column}"),
+        message: e.to_string(),
+    })
+}
+
+/// What a new transcript starts with.
+#[derive(Debug, Clone, Default)]
+pub struct NewTranscript {
+    /// Its id (the caller picks: a uuid4).
+    pub id: String,
+    /// Owner.
+    pub user_id: Option<String>,
+    /// Room.
+    pub room_id: Option<String>,
+    /// Meeting.
+    pub meeting_id: Option<String>,
+    /// Daily recording.
+    pub recording_id: Option<String>,
+    /// `private` when `None`.
+    pub share_mode: Option<String>,
+    /// `en` when `None`.
+    pub source_language: Option<String>,
+}
+
+const COLUMNS: &str = "id, name, status, locked, duration, created_at, title, short_summary, \
+    long_summary, action_items, topics, participants, webvtt, source_language, target_language, \
+    reviewed, audio_location, audio_deleted, user_id, share_mode, meeting_id, recording_id, \
+    room_id, source_kind, zulip_message_id, deleted_at, change_seq, workflow_id, \
+    workflow_run_id, error";
+
+impl Db {
+    /// Insert a transcript in status `idle`.
+    pub async fn create_transcript(&self, t: &NewTranscript) -> Result<Transcript, DbError> {
+        sqlx::query(
+            "INSERT INTO transcript (id, created_at, user_id, room_id, meeting_id, recording_id, \
+             share_mode, source_language) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&t.id)
+        .bind(now())
+        .bind(&t.user_id)
+        .bind(&t.room_id)
+        .bind(&t.meeting_id)
+        .bind(&t.recording_id)
+        .bind(t.share_mode.clone().unwrap_or_else(|| "private".into()))
+        .bind(t.source_language.clone().unwrap_or_else(|| "en".into()))
+        .execute(self.pool())
+        .await
+        .map_err(DbError::query("create transcript"))?;
+        self.transcript(&t.id).await
+    }
+
+    /// A transcript by id (soft-deleted ones included).
+    pub async fn find_transcript(&self, id: &str) -> Result<Option<Transcript>, DbError> {
+        sqlx::query_as::<_, Transcript>(&format!("SELECT {COLUMNS} FROM transcript WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(DbError::query("read transcript"))
+    }
+
+    /// A transcript that must exist.
+    pub async fn transcript(&self, id: &str) -> Result<Transcript, DbError> {
+        self.find_transcript(id)
+            .await?
+            .ok_or_else(|| DbError::NotFound {
+                what: "transcript",
+                id: id.to_owned(),
+            })
+    }
+
+    /// Set the status; `true` if it changed. `error` is never set on an `ended` transcript.
+    pub async fn set_transcript_status(&self, id: &str, status: &str) -> Result<bool, DbError> {
+        if !STATUSES.contains(&status) {
+            return Err(DbError::Corrupt {
+                what: format!("transcript {id} status"),
+                message: format!("{status:?} is not one of {STATUSES:?}"),
+            });
+        }
+        let guard = if status == "error" {
+            " AND status <> 'ended'"
+        } else {
+            ""
+        };
+        let done = sqlx::query(&format!(
+            "UPDATE transcript SET status = $1, change_seq = change_seq + 1 \
+             WHERE id = $2 AND status <> $1{guard}"
+        ))
+        .bind(status)
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .map_err(DbError::query("set transcript status"))?;
+        if done.rows_affected() == 0 {
+            // Unchanged, or unknown: tell the two apart.
+            self.transcript(id).await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Set `duration` (ms) unless one is already set; `true` if it was set now.
+    pub async fn set_duration_if_unset(&self, id: &str, ms: f64) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE transcript SET duration = $1, change_seq = change_seq + 1 \
+             WHERE id = $2 AND duration IS NULL",
+        )
+        .bind(ms)
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .map_err(DbError::query("set transcript duration"))?;
+        if done.rows_affected() == 0 {
+            self.transcript(id).await?;
+        }
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Set `duration` (ms), replacing any value (Daily's duration is the master).
+    pub async fn set_duration(&self, id: &str, ms: f64) -> Result<(), DbError> {
+        self.update_one(id, "set transcript duration", "duration = $1", ms)
+            .await
+    }
+
+    /// Set `audio_location` (`local` or `storage`).
+    pub async fn set_audio_location(&self, id: &str, location: &str) -> Result<(), DbError> {
+        self.update_one(
+            id,
+            "set audio location",
+            "audio_location = $1",
+            location.to_owned(),
+        )
+        .await
+    }
+
+    /// Record the Temporal execution processing the transcript.
+    pub async fn set_workflow(
+        &self,
+        id: &str,
+        workflow_id: &str,
+        run_id: &str,
+    ) -> Result<(), DbError> {
+        let done = sqlx::query(
+            "UPDATE transcript SET workflow_id = $1, workflow_run_id = $2, \
+             change_seq = change_seq + 1 WHERE id = $3",
+        )
+        .bind(workflow_id)
+        .bind(run_id)
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .map_err(DbError::query("set transcript workflow"))?;
+        if done.rows_affected() == 0 {
+            return Err(DbError::NotFound {
+                what: "transcript",
+                id: id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn update_one<T>(
+        &self,
+        id: &str,
+        what: &'static str,
+        set: &str,
+        value: T,
+    ) -> Result<(), DbError>
+    where
+        T: for<'q> sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any> + Send,
+    {
+        let done = sqlx::query(&format!(
+            "UPDATE transcript SET {set}, change_seq = change_seq + 1 WHERE id = $2"
+        ))
+        .bind(value)
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .map_err(DbError::query(what))?;
+        if done.rows_affected() == 0 {
+            return Err(DbError::NotFound {
+                what: "transcript",
+                id: id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
