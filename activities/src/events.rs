@@ -264,10 +264,13 @@ impl Events {
     }
 
     async fn notify(&self, payload: String) {
+        let crate::db::Pool::Postgres(pool) = self.db.pool() else {
+            return;
+        };
         if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(PG_CHANNEL)
             .bind(&payload)
-            .execute(self.db.pool())
+            .execute(pool)
             .await
             .map_err(DbError::query("notify"))
         {

@@ -66,7 +66,7 @@ impl Db {
         // for the same seq, which the primary key refuses: take the next one.
         let mut tries = 0;
         loop {
-            let r = sqlx::query_scalar::<_, i64>(
+            let r = crate::on_pool!(self, |pool| sqlx::query_scalar::<_, i64>(
                 "INSERT INTO transcript_event (transcript_id, seq, event, data, created_at) \
                  SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM transcript_event \
                  WHERE transcript_id = $1 RETURNING seq",
@@ -75,8 +75,8 @@ impl Db {
             .bind(event)
             .bind(&text)
             .bind(now())
-            .fetch_one(self.pool())
-            .await
+            .fetch_one(pool)
+            .await)
             .map_err(DbError::query("append event"));
             match r {
                 Ok(seq) => {
@@ -108,14 +108,14 @@ impl Db {
         transcript_id: &str,
         after: i64,
     ) -> Result<Vec<StoredEvent>, DbError> {
-        sqlx::query_as::<_, Row>(
+        crate::on_pool!(self, |pool| sqlx::query_as::<_, Row>(
             "SELECT transcript_id, seq, event, data FROM transcript_event \
              WHERE transcript_id = $1 AND seq > $2 ORDER BY seq",
         )
         .bind(transcript_id)
         .bind(after)
-        .fetch_all(self.pool())
-        .await
+        .fetch_all(pool)
+        .await)
         .map_err(DbError::query("read events"))?
         .into_iter()
         .map(StoredEvent::try_from)
@@ -128,14 +128,14 @@ impl Db {
         transcript_id: &str,
         seq: i64,
     ) -> Result<Option<StoredEvent>, DbError> {
-        sqlx::query_as::<_, Row>(
+        crate::on_pool!(self, |pool| sqlx::query_as::<_, Row>(
             "SELECT transcript_id, seq, event, data FROM transcript_event \
              WHERE transcript_id = $1 AND seq = $2",
         )
         .bind(transcript_id)
         .bind(seq)
-        .fetch_optional(self.pool())
-        .await
+        .fetch_optional(pool)
+        .await)
         .map_err(DbError::query("read event"))?
         .map(StoredEvent::try_from)
         .transpose()
@@ -143,13 +143,13 @@ impl Db {
 
     /// Forget a transcript's events (a clean re-run, pipeline.md §4.2).
     pub async fn clear_events(&self, transcript_id: &str) -> Result<u64, DbError> {
-        Ok(
-            sqlx::query("DELETE FROM transcript_event WHERE transcript_id = $1")
-                .bind(transcript_id)
-                .execute(self.pool())
-                .await
-                .map_err(DbError::query("clear events"))?
-                .rows_affected(),
+        Ok(crate::on_pool!(self, |pool| sqlx::query(
+            "DELETE FROM transcript_event WHERE transcript_id = $1"
         )
+        .bind(transcript_id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(DbError::query("clear events"))?)
     }
 }

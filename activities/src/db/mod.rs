@@ -1,8 +1,9 @@
 //! The database: sqlx over SQLite (the embedded default, a file under the data dir) or
 //! PostgreSQL (production), chosen by URL, with one set of migrations for both.
 //!
-//! Both backends go through sqlx's `Any` driver, so every query is written once: `$n`
-//! placeholders, and only types both engines share (text, 64-bit integers, doubles, booleans).
+//! Every query is written once (`$n` placeholders, which SQLite also reads; only types both
+//! engines share: text, 64-bit integers, doubles, booleans) and run on whichever pool the URL
+//! chose through [`on_pool!`], which type-checks the query against both drivers.
 //! Times are RFC 3339 UTC text ([`now`]); JSON documents are text. Tables follow Reflector's
 //! (events-and-api.md §6) plus reflow's additions: the event log ([`events`]), the latest
 //! progress per step, and one row per activity attempt.
@@ -12,8 +13,8 @@ pub mod transcripts;
 
 use std::time::SystemTime;
 
-use sqlx::AnyPool;
-use sqlx::any::AnyPoolOptions;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use crate::error::ActivityFailure;
 
@@ -97,11 +98,30 @@ pub enum Backend {
     Postgres,
 }
 
+/// The pool of one engine.
+#[derive(Clone, Debug)]
+pub enum Pool {
+    /// SQLite.
+    Sqlite(SqlitePool),
+    /// PostgreSQL.
+    Postgres(PgPool),
+}
+
+/// Run `$body` with `$pool` bound to the concrete pool (the body is compiled once per engine).
+#[macro_export]
+macro_rules! on_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db.pool() {
+            $crate::db::Pool::Sqlite($pool) => $body,
+            $crate::db::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
 /// A connection pool to reflow's database.
 #[derive(Clone, Debug)]
 pub struct Db {
-    pool: AnyPool,
-    backend: Backend,
+    pool: Pool,
     url: String,
 }
 
@@ -110,69 +130,70 @@ impl Db {
     /// `postgres://user@host:port/db`) and bring the schema up to date. A SQLite file and its
     /// directory are created when missing.
     pub async fn connect(url: &str) -> Result<Db, DbError> {
-        sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
+        let unavailable =
+            |e: &dyn std::fmt::Display| DbError::Unavailable(format!("{}: {e}", redact(url)));
+        let pool = if url.starts_with("sqlite:") {
+            let options: SqliteConnectOptions = url
+                .parse()
+                .map_err(|e| DbError::Config(format!("{}: {e}", redact(url))))?;
+            let path = options.get_filename().to_owned();
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    DbError::Config(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            let options = options
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .foreign_keys(true)
+                .busy_timeout(std::time::Duration::from_secs(10));
+            Pool::Sqlite(
+                SqlitePoolOptions::new()
+                    // One writer at a time is all SQLite allows anyway.
+                    .max_connections(4)
+                    .acquire_timeout(std::time::Duration::from_secs(10))
+                    .connect_with(options)
+                    .await
+                    .map_err(|e| unavailable(&e))?,
+            )
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Backend::Postgres
+            Pool::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(10)
+                    .acquire_timeout(std::time::Duration::from_secs(10))
+                    .connect(url)
+                    .await
+                    .map_err(|e| unavailable(&e))?,
+            )
         } else {
             return Err(DbError::Config(format!(
                 "{} is not a database URL; use sqlite:///path/reflow.db or postgres://user@host/db",
                 redact(url)
             )));
         };
-        let mut full = url.to_owned();
-        if backend == Backend::Sqlite && !url.contains(":memory:") {
-            if let Some(path) = url
-                .strip_prefix("sqlite://")
-                .map(|p| p.split('?').next().unwrap_or(p))
-                .filter(|p| !p.is_empty())
-                && let Some(dir) = std::path::Path::new(path).parent()
-            {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    DbError::Config(format!("cannot create {}: {e}", dir.display()))
-                })?;
-            }
-            if !url.contains("mode=") {
-                full.push_str(if url.contains('?') {
-                    "&mode=rwc"
-                } else {
-                    "?mode=rwc"
-                });
-            }
-        }
-        let pool = AnyPoolOptions::new()
-            // One writer at a time is all SQLite allows anyway.
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
-            .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect(&full)
-            .await
-            .map_err(|e| DbError::Unavailable(format!("{}: {e}", redact(url))))?;
-        if backend == Backend::Sqlite {
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
-                .await
-                .map_err(DbError::query("enable WAL"))?;
-        }
-        MIGRATOR
-            .run(&pool)
-            .await
+        let migrated = match &pool {
+            Pool::Sqlite(p) => MIGRATOR.run(p).await,
+            Pool::Postgres(p) => MIGRATOR.run(p).await,
+        };
+        migrated
             .map_err(|e| DbError::Unavailable(format!("migrations on {}: {e}", redact(url))))?;
         Ok(Db {
             pool,
-            backend,
             url: redact(url),
         })
     }
 
-    /// The pool, for queries.
-    pub fn pool(&self) -> &AnyPool {
+    /// The pool, for queries (see [`on_pool!`]).
+    pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
     /// The engine.
     pub fn backend(&self) -> Backend {
-        self.backend
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
     }
 
     /// The URL without its password, for messages.

@@ -130,7 +130,7 @@ const COLUMNS: &str = "id, name, status, locked, duration, created_at, title, sh
 impl Db {
     /// Insert a transcript in status `idle`.
     pub async fn create_transcript(&self, t: &NewTranscript) -> Result<Transcript, DbError> {
-        sqlx::query(
+        crate::on_pool!(self, |pool| sqlx::query(
             "INSERT INTO transcript (id, created_at, user_id, room_id, meeting_id, recording_id, \
              share_mode, source_language) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -142,19 +142,22 @@ impl Db {
         .bind(&t.recording_id)
         .bind(t.share_mode.clone().unwrap_or_else(|| "private".into()))
         .bind(t.source_language.clone().unwrap_or_else(|| "en".into()))
-        .execute(self.pool())
+        .execute(pool)
         .await
+        .map(|r| r.rows_affected()))
         .map_err(DbError::query("create transcript"))?;
         self.transcript(&t.id).await
     }
 
     /// A transcript by id (soft-deleted ones included).
     pub async fn find_transcript(&self, id: &str) -> Result<Option<Transcript>, DbError> {
-        sqlx::query_as::<_, Transcript>(&format!("SELECT {COLUMNS} FROM transcript WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(DbError::query("read transcript"))
+        crate::on_pool!(self, |pool| sqlx::query_as::<_, Transcript>(&format!(
+            "SELECT {COLUMNS} FROM transcript WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(pool)
+        .await)
+        .map_err(DbError::query("read transcript"))
     }
 
     /// A transcript that must exist.
@@ -180,16 +183,17 @@ impl Db {
         } else {
             ""
         };
-        let done = sqlx::query(&format!(
+        let done = crate::on_pool!(self, |pool| sqlx::query(&format!(
             "UPDATE transcript SET status = $1, change_seq = change_seq + 1 \
              WHERE id = $2 AND status <> $1{guard}"
         ))
         .bind(status)
         .bind(id)
-        .execute(self.pool())
+        .execute(pool)
         .await
+        .map(|r| r.rows_affected()))
         .map_err(DbError::query("set transcript status"))?;
-        if done.rows_affected() == 0 {
+        if done == 0 {
             // Unchanged, or unknown: tell the two apart.
             self.transcript(id).await?;
             return Ok(false);
@@ -199,24 +203,25 @@ impl Db {
 
     /// Set `duration` (ms) unless one is already set; `true` if it was set now.
     pub async fn set_duration_if_unset(&self, id: &str, ms: f64) -> Result<bool, DbError> {
-        let done = sqlx::query(
+        let done = crate::on_pool!(self, |pool| sqlx::query(
             "UPDATE transcript SET duration = $1, change_seq = change_seq + 1 \
              WHERE id = $2 AND duration IS NULL",
         )
         .bind(ms)
         .bind(id)
-        .execute(self.pool())
+        .execute(pool)
         .await
+        .map(|r| r.rows_affected()))
         .map_err(DbError::query("set transcript duration"))?;
-        if done.rows_affected() == 0 {
+        if done == 0 {
             self.transcript(id).await?;
         }
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 
     /// Set `duration` (ms), replacing any value (Daily's duration is the master).
     pub async fn set_duration(&self, id: &str, ms: f64) -> Result<(), DbError> {
-        self.update_one(id, "set transcript duration", "duration = $1", ms)
+        self.update_one(id, "set transcript duration", "duration = $2", ms)
             .await
     }
 
@@ -238,17 +243,18 @@ impl Db {
         workflow_id: &str,
         run_id: &str,
     ) -> Result<(), DbError> {
-        let done = sqlx::query(
+        let done = crate::on_pool!(self, |pool| sqlx::query(
             "UPDATE transcript SET workflow_id = $1, workflow_run_id = $2, \
              change_seq = change_seq + 1 WHERE id = $3",
         )
         .bind(workflow_id)
         .bind(run_id)
         .bind(id)
-        .execute(self.pool())
+        .execute(pool)
         .await
+        .map(|r| r.rows_affected()))
         .map_err(DbError::query("set transcript workflow"))?;
-        if done.rows_affected() == 0 {
+        if done == 0 {
             return Err(DbError::NotFound {
                 what: "transcript",
                 id: id.to_owned(),
@@ -257,30 +263,63 @@ impl Db {
         Ok(())
     }
 
-    async fn update_one<T>(
+    async fn update_one(
         &self,
         id: &str,
         what: &'static str,
         set: &str,
-        value: T,
-    ) -> Result<(), DbError>
-    where
-        T: for<'q> sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any> + Send,
-    {
-        let done = sqlx::query(&format!(
-            "UPDATE transcript SET {set}, change_seq = change_seq + 1 WHERE id = $2"
+        value: impl Into<Bind>,
+    ) -> Result<(), DbError> {
+        let value = value.into();
+        let done = crate::on_pool!(self, |pool| sqlx::query(&format!(
+            "UPDATE transcript SET {set}, change_seq = change_seq + 1 WHERE id = $3"
         ))
-        .bind(value)
+        .bind(value.text())
+        .bind(value.number())
         .bind(id)
-        .execute(self.pool())
+        .execute(pool)
         .await
+        .map(|r| r.rows_affected()))
         .map_err(DbError::query(what))?;
-        if done.rows_affected() == 0 {
+        if done == 0 {
             return Err(DbError::NotFound {
                 what: "transcript",
                 id: id.to_owned(),
             });
         }
         Ok(())
+    }
+}
+
+/// A value for [`Db::update_one`]: text binds `$1`, numbers bind `$2`.
+enum Bind {
+    Text(String),
+    Number(f64),
+}
+
+impl Bind {
+    fn text(&self) -> Option<String> {
+        match self {
+            Bind::Text(t) => Some(t.clone()),
+            Bind::Number(_) => None,
+        }
+    }
+    fn number(&self) -> Option<f64> {
+        match self {
+            Bind::Number(n) => Some(*n),
+            Bind::Text(_) => None,
+        }
+    }
+}
+
+impl From<String> for Bind {
+    fn from(t: String) -> Self {
+        Bind::Text(t)
+    }
+}
+
+impl From<f64> for Bind {
+    fn from(n: f64) -> Self {
+        Bind::Number(n)
     }
 }

@@ -1,0 +1,232 @@
+//! The database and event publishing, one suite run on SQLite (a file) and on a PostgreSQL
+//! server of the test's own.
+
+mod common;
+
+use std::time::Duration;
+
+use activities::ActivityFailure;
+use activities::db::transcripts::NewTranscript;
+use activities::db::{Backend, Db, DbError};
+use activities::events::{Emits, EventHub, Events, Message};
+use serde_json::json;
+
+async fn connect(url: &str) -> Db {
+    // A fresh server may still be starting up for a moment after it listens.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match Db::connect(url).await {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("waiting for the database: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+fn transcript(id: &str, user: Option<&str>) -> NewTranscript {
+    NewTranscript {
+        id: id.into(),
+        user_id: user.map(Into::into),
+        ..Default::default()
+    }
+}
+
+async fn rows_and_status_rules(db: &Db) {
+    let t = db.create_transcript(&transcript("t1", None)).await.unwrap();
+    assert_eq!(
+        (t.status.as_str(), t.share_mode.as_str()),
+        ("idle", "private")
+    );
+    assert_eq!(t.topics_json().unwrap(), json!([]));
+    let seq0 = t.change_seq;
+
+    assert!(db.set_transcript_status("t1", "processing").await.unwrap());
+    assert!(
+        !db.set_transcript_status("t1", "processing").await.unwrap(),
+        "no change, no event"
+    );
+    // A resumed run moves error back to processing; error is never set after ended.
+    assert!(db.set_transcript_status("t1", "error").await.unwrap());
+    assert!(db.set_transcript_status("t1", "processing").await.unwrap());
+    assert!(db.set_transcript_status("t1", "ended").await.unwrap());
+    assert!(!db.set_transcript_status("t1", "error").await.unwrap());
+    assert_eq!(db.transcript("t1").await.unwrap().status, "ended");
+    assert!(db.set_transcript_status("t1", "bogus").await.is_err());
+    assert!(matches!(
+        db.set_transcript_status("nope", "processing").await,
+        Err(DbError::NotFound { .. })
+    ));
+
+    // Daily's duration is the master; the mix length only fills a gap.
+    assert!(db.set_duration_if_unset("t1", 2000.0).await.unwrap());
+    assert!(!db.set_duration_if_unset("t1", 9999.0).await.unwrap());
+    db.set_duration("t1", 1834000.0).await.unwrap();
+    db.set_audio_location("t1", "storage").await.unwrap();
+    db.set_workflow("t1", "diarization-r1", "run-1")
+        .await
+        .unwrap();
+    let t = db.transcript("t1").await.unwrap();
+    assert_eq!(t.duration, Some(1834000.0));
+    assert_eq!(t.audio_location, "storage");
+    assert_eq!(t.workflow_id.as_deref(), Some("diarization-r1"));
+    assert!(t.change_seq > seq0, "every update bumps change_seq");
+}
+
+async fn event_log(db: &Db) {
+    db.create_transcript(&transcript("t2", None)).await.unwrap();
+    for (i, name) in ["STATUS", "DURATION", "WAVEFORM"].iter().enumerate() {
+        let e = db.append_event("t2", name, &json!({"n": i})).await.unwrap();
+        assert_eq!(e.seq, i as i64 + 1);
+    }
+    let all = db.events("t2", 0).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
+        ["STATUS", "DURATION", "WAVEFORM"]
+    );
+    assert_eq!(all[1].data, json!({"n": 1}));
+    assert_eq!(db.events("t2", 2).await.unwrap().len(), 1);
+
+    // Concurrent appenders (TOPIC and WAVEFORM interleave) each get their own position.
+    let appends = (0..20).map(|i| {
+        let db = db.clone();
+        tokio::spawn(async move { db.append_event("t2", "TOPIC", &json!({"i": i})).await })
+    });
+    let mut seqs: Vec<i64> = futures::future::join_all(appends)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap().seq)
+        .collect();
+    seqs.sort();
+    assert_eq!(seqs, (4..24).collect::<Vec<_>>());
+
+    assert!(matches!(
+        db.append_event("ghost", "STATUS", &json!({})).await,
+        Err(DbError::NotFound { .. })
+    ));
+    assert_eq!(db.clear_events("t2").await.unwrap(), 23);
+    assert!(db.events("t2", 0).await.unwrap().is_empty());
+}
+
+async fn publishing(db: &Db, url: &str) {
+    let hub = EventHub::default();
+    if db.backend() == Backend::Postgres {
+        tokio::spawn(hub.clone().listen_postgres(db.clone(), url.to_owned()));
+        tokio::time::sleep(Duration::from_millis(500)).await; // LISTEN is in place
+    }
+    let mut rx = hub.subscribe();
+    let emits = Emits::new([
+        ("generate_waveform", &["WAVEFORM", "PIPELINE_PROGRESS"][..]),
+        ("get_recording", &["STATUS"][..]),
+    ]);
+    let events = Events::new(db.clone(), hub.clone(), emits);
+    db.create_transcript(&transcript("t3", Some("u-7")))
+        .await
+        .unwrap();
+
+    events
+        .publish(
+            "generate_waveform",
+            "t3",
+            "WAVEFORM",
+            json!({"waveform": [1, 2, 3]}),
+        )
+        .await
+        .unwrap();
+    events
+        .publish(
+            "generate_waveform",
+            "t3",
+            "PIPELINE_PROGRESS",
+            json!({"step_index": 5}),
+        )
+        .await
+        .unwrap();
+    events
+        .publish(
+            "get_recording",
+            "t3",
+            "STATUS",
+            json!({"value": "processing"}),
+        )
+        .await
+        .unwrap();
+    // An event the activity does not declare is a bug: refused, never retried, not stored.
+    let err = events
+        .publish(
+            "generate_waveform",
+            "t3",
+            "FINAL_TITLE",
+            json!({"title": "x"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ActivityFailure::UndeclaredEvent(_)),
+        "{err:?}"
+    );
+    assert!(err.is_non_retryable());
+    assert!(err.to_string().contains("FINAL_TITLE"), "{err}");
+
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a broadcast within 5 s")
+            .unwrap();
+        got.push((*m).clone());
+    }
+    let names: Vec<String> = got
+        .iter()
+        .map(|m| match m {
+            Message::Transcript(e) => format!("ts:{}:{}:{}", e.transcript_id, e.event, e.seq),
+            Message::User { user_id, envelope } => {
+                assert_eq!(envelope["data"], json!({"id": "t3", "value": "processing"}));
+                format!("user:{user_id}:{}", envelope["event"])
+            }
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "ts:t3:WAVEFORM:1",
+            "ts:t3:PIPELINE_PROGRESS:0",
+            r#"user:u-7:"TRANSCRIPT_STATUS""#,
+            "ts:t3:STATUS:2",
+        ]
+    );
+    // PIPELINE_PROGRESS is broadcast, not stored.
+    let stored: Vec<String> = db
+        .events("t3", 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(stored, ["WAVEFORM", "STATUS"]);
+}
+
+async fn suite(url: &str) {
+    let db = connect(url).await;
+    rows_and_status_rules(&db).await;
+    event_log(&db).await;
+    publishing(&db, url).await;
+    // Migrations are idempotent: a second process connecting finds the schema current.
+    connect(url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_and_events_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/state/reflow.db", dir.path().display());
+    suite(&url).await;
+    assert!(dir.path().join("state/reflow.db").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_and_events_on_postgres() {
+    let pg = common::PgServer::start();
+    suite(&pg.url).await;
+}
