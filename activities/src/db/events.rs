@@ -143,13 +143,13 @@ impl Db {
 
     /// Forget a transcript's events (a clean re-run, pipeline.md §4.2).
     pub async fn clear_events(&self, transcript_id: &str) -> Result<u64, DbError> {
-        Ok(crate::on_pool!(self, |pool| sqlx::query(
+        crate::on_pool!(self, |pool| sqlx::query(
             "DELETE FROM transcript_event WHERE transcript_id = $1"
         )
         .bind(transcript_id)
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))
-        .map_err(DbError::query("clear events"))?)
+        .map_err(DbError::query("clear events"))
     }
 }
