@@ -159,6 +159,15 @@ impl Emits {
         )
     }
 
+    /// Add what `activity` may publish.
+    pub fn with(mut self, activity: &str, events: impl IntoIterator<Item = String>) -> Self {
+        self.0
+            .entry(activity.to_owned())
+            .or_default()
+            .extend(events);
+        self
+    }
+
     /// Whether `activity` may publish `event`.
     pub fn allows(&self, activity: &str, event: &str) -> bool {
         self.0.get(activity).is_some_and(|e| e.contains(event))

@@ -149,12 +149,60 @@ pub fn storage() -> ::activities::storage::Storage {
         .clone()
 }
 
-/// Services of in-process workers: the shared [`storage`] and a scratch directory.
+/// The database every in-process worker of this test binary uses: a SQLite file (SQLite's
+/// connections live on their own threads, so the pool serves any test's runtime).
+pub fn db() -> ::activities::db::Db {
+    static DB: OnceLock<::activities::db::Db> = OnceLock::new();
+    DB.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("reflow-db-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        let url = format!("sqlite://{}/reflow.db", dir.display());
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(::activities::db::Db::connect(&url))
+                .expect("test database")
+        })
+        .join()
+        .expect("database thread")
+    })
+    .clone()
+}
+
+/// The event fan-out of this test binary (SQLite: in process).
+pub fn hub() -> ::activities::events::EventHub {
+    static HUB: OnceLock<::activities::events::EventHub> = OnceLock::new();
+    HUB.get_or_init(Default::default).clone()
+}
+
+/// A transcript row for a test (activities that update transcripts or publish events need
+/// one); an existing row is left as it is.
+pub async fn transcript(id: &str) -> ::activities::db::transcripts::Transcript {
+    let db = db();
+    if let Some(t) = db.find_transcript(id).await.expect("read transcript") {
+        return t;
+    }
+    db.create_transcript(&::activities::db::transcripts::NewTranscript {
+        id: id.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("create transcript")
+}
+
+/// Services of in-process workers: the shared [`storage`], [`db`] and [`hub`], and a scratch
+/// directory.
 pub fn services() -> reflow::registry::Services {
     reflow::registry::Services {
         storage: storage(),
         recordings: storage(),
         scratch: std::env::temp_dir().join("reflow-scratch"),
+        events: ::activities::events::Events::new(db(), hub(), registry().emits()),
     }
 }
 

@@ -34,6 +34,8 @@ async fn generate_waveform_stores_255_peaks_and_a_second_run_does_no_decoding() 
         .unwrap();
     assert!(made.success());
     store.put_file("t-wave/audio.mp3", &mp3).await.unwrap();
+    reflow_tests::transcript("t-wave").await;
+    reflow_tests::transcript("t-bad").await;
 
     runs::start(
         &c,
@@ -54,6 +56,13 @@ async fn generate_waveform_stores_255_peaks_and_a_second_run_does_no_decoding() 
     assert_eq!(peaks.iter().max(), Some(&128));
     assert!(peaks[..160].iter().all(|p| *p >= 120), "{peaks:?}");
     assert!(peaks[180..].iter().all(|p| *p <= 2), "{peaks:?}");
+    // The frontend got the same peaks as a WAVEFORM event, stored for replay.
+    let events = reflow_tests::db().events("t-wave", 0).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].envelope(),
+        json!({"event": "WAVEFORM", "data": {"waveform": peaks}})
+    );
 
     // The source is gone, yet a re-run succeeds: the result came from the checkpoint, so
     // nothing was downloaded or decoded.
@@ -67,6 +76,12 @@ async fn generate_waveform_stores_255_peaks_and_a_second_run_does_no_decoding() 
     .await
     .unwrap();
     assert_eq!(runs::wait(&c, "waveform-2").await.unwrap(), out);
+    let events = reflow_tests::db().events("t-wave", 0).await.unwrap();
+    assert_eq!(
+        events.len(),
+        2,
+        "a checkpointed re-run still tells the frontend"
+    );
 
     // Without the object the checkpoint names, the step must recompute, and now fails on its
     // first attempt, naming the missing source.
@@ -151,6 +166,7 @@ async fn mixdown_then_waveform_on_stored_tracks_and_a_rerun_pays_nothing() {
         keys.push(key);
     }
 
+    reflow_tests::transcript("t-mix").await;
     let input = json!({"transcript_id": "t-mix", "padded_keys": keys});
     runs::start(&c, &tp.pipeline, input.clone(), "mix-1")
         .await
@@ -162,6 +178,15 @@ async fn mixdown_then_waveform_on_stored_tracks_and_a_rerun_pays_nothing() {
         (1990..=2010).contains(&ms),
         "the mix is as long as the longest track: {ms}"
     );
+    // Without a duration from Daily, the mix length is the transcript's duration.
+    let t = reflow_tests::db().transcript("t-mix").await.unwrap();
+    assert_eq!(t.duration, Some(ms as f64));
+    let events = reflow_tests::db().events("t-mix", 0).await.unwrap();
+    assert_eq!(
+        events[0].envelope(),
+        json!({"event": "DURATION", "data": {"duration": ms as f64}})
+    );
+    assert_eq!(events[1].event, "WAVEFORM");
     let mp3 = store.get("t-mix/audio.mp3").await.unwrap();
     assert_eq!(out["mix"]["size_bytes"].as_u64(), Some(mp3.len() as u64));
     assert!(
@@ -253,6 +278,9 @@ async fn daily_tracks_are_padded_mixed_and_drawn_with_a_per_run_mixdown_timeout(
         store.put_file(&key, path).await.unwrap();
         tracks.push(json!({"s3_key": key}));
     }
+    let db = reflow_tests::db();
+    reflow_tests::transcript("t-daily").await;
+    db.set_duration("t-daily", 7_200_000.0).await.unwrap(); // Daily's duration: the master
     let input = json!({"transcript_id": "t-daily", "tracks": tracks, "duration_s": 7200});
     runs::start(&c, &tp.pipeline, input.clone(), "tracks-1")
         .await
@@ -294,6 +322,24 @@ async fn daily_tracks_are_padded_mixed_and_drawn_with_a_per_run_mixdown_timeout(
     let at = |s: f64| peaks[(s / (ms as f64 / 1000.0) * 255.0) as usize];
     assert!(at(0.5) > 40 && at(2.0) > 40 && at(3.0) > 40, "{peaks:?}");
     assert!(at(1.25) < 5, "the pause stays silent: {peaks:?}");
+
+    let t = db.transcript("t-daily").await.unwrap();
+    assert_eq!(
+        (t.duration, t.audio_location.as_str()),
+        (Some(7_200_000.0), "storage")
+    );
+    let names: Vec<String> = db
+        .events("t-daily", 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        names,
+        ["WAVEFORM"],
+        "Daily's duration stands: no DURATION from the mix"
+    );
 
     // Mixdown's budget came from the formula: max(720, 300 + 60·3 + 7200/10) = 1200 s.
     let scheduled = reflow_tests::scheduled_activities(&c, "tracks-1").await;

@@ -169,7 +169,7 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             let shutdown = Shutdown::default();
             shutdown.on_signals();
             tracing::info!(queues = ?queues, "serving");
-            let services = Services::from_settings(&settings)?;
+            let services = Services::from_settings(&settings, &registry).await?;
             run_workers(client, &registry, &services, &queues, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -187,7 +187,7 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             let shutdown = Shutdown::default();
             shutdown.on_signals();
             eprintln!("worker serving {}; Ctrl-C to stop", queues.join(", "));
-            let services = Services::from_settings(&settings)?;
+            let services = Services::from_settings(&settings, &registry).await?;
             let result = run_workers(client, &registry, &services, &queues, shutdown).await;
             if let Some(s) = server {
                 s.stop().await;
@@ -348,7 +348,7 @@ async fn demo(
             out
         }
     };
-    let services = Services::from_settings(settings)?;
+    let services = Services::from_settings(settings, registry).await?;
     let (worker, job) = futures::join!(
         run_workers(client, registry, &services, &queues, shutdown),
         job

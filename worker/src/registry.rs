@@ -7,14 +7,17 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use activities::audio::activities::AudioActivities;
+use activities::audio::activities::{self as audio, AudioActivities};
+use activities::db::{Db, DbError};
+use activities::events::{Emits, EventHub, Events};
 use activities::files::FileActivities;
 use activities::storage::{Storage, StorageConfig, StorageError};
 use temporalio_sdk::WorkerOptions;
 use workflow::Catalog;
 use workflow::workflows::{DiarizationPipeline, DirectoryDigest, FileDigest, TrackProcessing};
 
-/// What activities need from the process: the object store and a scratch directory.
+/// What activities need from the process: storage, the database, the event hub and a
+/// scratch directory.
 #[derive(Clone, Debug)]
 pub struct Services {
     /// The transcript bucket (or directory).
@@ -23,21 +26,45 @@ pub struct Services {
     pub recordings: Storage,
     /// Local scratch space for files being decoded or encoded.
     pub scratch: PathBuf,
+    /// Where transcripts and events live, with the fan-out sockets listen to.
+    pub events: Events,
+}
+
+/// Why the services could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    /// Object storage.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The database.
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 impl Services {
-    /// Open the storage the settings name.
-    pub fn from_settings(settings: &crate::settings::Settings) -> Result<Services, StorageError> {
+    /// Open the storage and database the settings name; events may be published as the
+    /// registry's catalog declares.
+    pub async fn from_settings(
+        settings: &crate::settings::Settings,
+        registry: &Registry,
+    ) -> Result<Services, ServicesError> {
         let transcripts = StorageConfig::from_env(&settings.storage_url()?);
         let recordings = match StorageConfig::daily_from_env(&transcripts) {
             Some(daily) => daily,
             None => StorageConfig::from_env(&settings.recordings_url()?),
         };
+        let db = Db::connect(&settings.database_url()?).await?;
         Ok(Services {
             storage: Storage::open(&transcripts)?,
             recordings: Storage::open(&recordings)?,
             scratch: settings.data_dir.join("scratch"),
+            events: Events::new(db, EventHub::default(), registry.emits()),
         })
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        self.events.db()
     }
 }
 
@@ -67,9 +94,9 @@ impl Registry {
             .activity(FileActivities::list_files.name(), &[])
             .activity(FileActivities::digest_file.name(), &[])
             .activity(FileActivities::write_report.name(), &[])
-            .activity(AudioActivities::pad_track.name(), &[])
-            .activity(AudioActivities::generate_waveform.name(), &[])
-            .activity(AudioActivities::mixdown_tracks.name(), &[])
+            .activity(AudioActivities::pad_track.name(), audio::EMITS[0].1)
+            .activity(AudioActivities::mixdown_tracks.name(), audio::EMITS[1].1)
+            .activity(AudioActivities::generate_waveform.name(), audio::EMITS[2].1)
             .workflow_type("DiarizationPipeline")
             .workflow_type("TrackProcessing")
             .workflow_type("DirectoryDigest")
@@ -82,6 +109,7 @@ impl Registry {
                     services.storage.clone(),
                     services.recordings.clone(),
                     services.scratch.clone(),
+                    services.events.clone(),
                 ));
                 o.register_workflow::<DiarizationPipeline>()
                     .map_err(|e| e.to_string())?;
@@ -94,6 +122,20 @@ impl Registry {
                 Ok(())
             }),
         )
+    }
+
+    /// Which events each activity may publish, from the catalog.
+    pub fn emits(&self) -> Emits {
+        self.catalog
+            .activity_names()
+            .fold(Emits::default(), |e, name| {
+                let declared = self
+                    .catalog
+                    .get_activity(name)
+                    .map(|a| a.emits.clone())
+                    .unwrap_or_default();
+                e.with(name, declared)
+            })
     }
 
     /// Add a registration and what it makes known.

@@ -48,6 +48,9 @@ pub struct RawSettings {
     /// Where Daily's raw tracks are read from when `DAILYCO_STORAGE_AWS_BUCKET_NAME` is not set
     /// (`REFLOW_RECORDINGS_URL`; default `file://<data_dir>/recordings`).
     pub recordings_url: Option<String>,
+    /// The database (`DATABASE_URL`): `postgres://…` or `sqlite:///path` (default
+    /// `sqlite://<data_dir>/reflow.db`).
+    pub database_url: Option<String>,
 }
 
 /// Resolved settings.
@@ -67,6 +70,8 @@ pub struct Settings {
     pub storage: Option<String>,
     /// Raw-track storage URL, if set.
     pub recordings: Option<String>,
+    /// Database URL, if set.
+    pub database: Option<String>,
 }
 
 impl Settings {
@@ -114,6 +119,7 @@ impl Settings {
                 .unwrap_or_else(|| "pipelines".into()),
             storage: env("REFLOW_STORAGE_URL").or(raw.storage_url),
             recordings: env("REFLOW_RECORDINGS_URL").or(raw.recordings_url),
+            database: env("DATABASE_URL").or(raw.database_url),
         }
     }
 
@@ -126,6 +132,16 @@ impl Settings {
     /// `file://<data_dir>/recordings`.
     pub fn recordings_url(&self) -> Result<String, activities::storage::StorageError> {
         self.url_or_data_dir(self.recordings.as_deref(), "recordings")
+    }
+
+    /// The database URL: the configured one, or `sqlite://<data_dir>/reflow.db`.
+    pub fn database_url(&self) -> Result<String, activities::storage::StorageError> {
+        if let Some(u) = &self.database {
+            return Ok(u.clone());
+        }
+        let path = std::path::absolute(self.data_dir.join("reflow.db"))
+            .map_err(|e| activities::storage::StorageError::Config(format!("data dir: {e}")))?;
+        Ok(format!("sqlite://{}", path.display()))
     }
 
     fn url_or_data_dir(

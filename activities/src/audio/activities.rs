@@ -18,6 +18,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use super::waveform::waveform_of_file;
 use crate::checkpoint::Checkpoints;
 use crate::error::ActivityFailure;
+use crate::events::Events;
 use crate::storage::{Storage, keys};
 
 /// How often a long CPU step heartbeats while it works.
@@ -122,17 +123,27 @@ pub struct AudioActivities {
     recordings: Storage,
     checkpoints: Checkpoints,
     scratch: PathBuf,
+    events: Events,
 }
+
+/// Events each audio activity publishes (the catalog's `emits`).
+pub const EMITS: [(&str, &[&str]); 3] = [
+    ("pad_track", &[]),
+    ("mixdown_tracks", &["DURATION"]),
+    ("generate_waveform", &["WAVEFORM"]),
+];
 
 impl AudioActivities {
     /// Activities writing to `storage` (transcripts) and reading raw tracks from `recordings`
-    /// (Daily's bucket), with local scratch files under `scratch`.
-    pub fn new(storage: Storage, recordings: Storage, scratch: PathBuf) -> Self {
+    /// (Daily's bucket), with local scratch files under `scratch`, updating transcripts and
+    /// publishing through `events`.
+    pub fn new(storage: Storage, recordings: Storage, scratch: PathBuf, events: Events) -> Self {
         AudioActivities {
             checkpoints: Checkpoints::new(storage.clone()),
             storage,
             recordings,
             scratch,
+            events,
         }
     }
 
@@ -234,6 +245,18 @@ impl AudioActivities {
             .checkpoints
             .checkpointed(tid, "generate_waveform", input, &config, objects, work)
             .await?;
+        // Published on every run, checkpointed or not: a re-run starts from an empty log.
+        let peaks: serde_json::Value =
+            serde_json::from_slice(&self.storage.get(&out.waveform_key).await?)
+                .map_err(|e| ActivityFailure::InvalidInput(format!("{}: {e}", out.waveform_key)))?;
+        self.events
+            .publish(
+                "generate_waveform",
+                tid,
+                "WAVEFORM",
+                serde_json::json!({ "waveform": peaks }),
+            )
+            .await?;
         Ok(out)
     }
 }
@@ -298,6 +321,20 @@ impl AudioActivities {
             .checkpoints
             .checkpointed(tid, "mixdown_tracks", input, &config, objects, work)
             .await?;
+        let db = self.events.db();
+        db.set_audio_location(tid, "storage").await?;
+        // Daily's duration is the master; the mix length only fills in when Daily had none.
+        let ms = out.duration_ms as f64;
+        if db.set_duration_if_unset(tid, ms).await? {
+            self.events
+                .publish(
+                    "mixdown_tracks",
+                    tid,
+                    "DURATION",
+                    serde_json::json!({ "duration": ms }),
+                )
+                .await?;
+        }
         Ok(out)
     }
 }
