@@ -17,5 +17,6 @@ pub mod error;
 pub mod events;
 pub mod files;
 pub mod storage;
+pub mod transcript;
 
 pub use error::ActivityFailure;

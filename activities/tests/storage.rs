@@ -25,6 +25,23 @@ async fn suite(store: &Storage, big: &std::path::Path) {
     assert!(store.exists(&key).await.unwrap());
     assert!(!store.exists("t1/nothing.json").await.unwrap());
 
+    // Sizes and byte ranges (the audio endpoint's Range requests).
+    let audio = keys::audio_mp3("t1");
+    store
+        .put(&audio, Bytes::from_static(b"0123456789"))
+        .await
+        .unwrap();
+    assert_eq!(store.size(&audio).await.unwrap(), Some(10));
+    assert_eq!(store.size("t1/none.mp3").await.unwrap(), None);
+    let mut part = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(
+        &mut store.range_reader(&audio, 2, 5).await.unwrap(),
+        &mut part,
+    )
+    .await
+    .unwrap();
+    assert_eq!(part, b"2345");
+
     // Missing objects: a typed, non-retryable NotFound naming the key.
     let e = store.get("t1/nothing.json").await.unwrap_err();
     assert!(matches!(e, StorageError::NotFound { .. }), "{e}");

@@ -103,6 +103,31 @@ impl FileStore {
         Ok(Box::new(tokio::io::BufReader::with_capacity(256 * 1024, f)))
     }
 
+    pub(super) async fn range_reader(
+        &self,
+        key: &str,
+        first: u64,
+        last: u64,
+    ) -> Result<ObjectReader, StorageError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let mut f = tokio::fs::File::open(self.path(key))
+            .await
+            .map_err(|e| self.err("open", key, e))?;
+        f.seek(std::io::SeekFrom::Start(first))
+            .await
+            .map_err(|e| self.err("seek", key, e))?;
+        Ok(Box::new(f.take(last + 1 - first)))
+    }
+
+    pub(super) async fn size(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        match tokio::fs::metadata(self.path(key)).await {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err("stat", key, e)),
+        }
+    }
+
     pub(super) async fn exists(&self, key: &str) -> Result<bool, StorageError> {
         match tokio::fs::metadata(self.path(key)).await {
             Ok(m) => Ok(m.is_file()),

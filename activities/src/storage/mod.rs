@@ -242,6 +242,23 @@ impl Storage {
         Ok(n)
     }
 
+    /// Stream bytes `first..=last` of an object (HTTP range requests).
+    pub async fn range_reader(
+        &self,
+        key: &str,
+        first: u64,
+        last: u64,
+    ) -> Result<ObjectReader, StorageError> {
+        keys::check(key)?;
+        dispatch!(self, s => s.range_reader(key, first, last).await)
+    }
+
+    /// An object's size, or `None` when it does not exist.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        keys::check(key)?;
+        dispatch!(self, s => s.size(key).await)
+    }
+
     /// Whether an object exists.
     pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
         keys::check(key)?;

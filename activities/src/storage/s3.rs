@@ -276,10 +276,19 @@ impl S3Store {
         &self,
         key: &str,
     ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, StorageError> {
+        self.get_object_range(key, None).await
+    }
+
+    async fn get_object_range(
+        &self,
+        key: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, StorageError> {
         self.client
             .get_object()
             .bucket(&self.bucket)
             .key(self.full(key))
+            .set_range(range.map(|(a, b)| format!("bytes={a}-{b}")))
             .send()
             .await
             .map_err(|e| self.classify("get", key, e))
@@ -303,6 +312,33 @@ impl S3Store {
 
     pub(super) async fn reader(&self, key: &str) -> Result<ObjectReader, StorageError> {
         Ok(Box::new(self.get_object(key).await?.body.into_async_read()))
+    }
+
+    pub(super) async fn range_reader(
+        &self,
+        key: &str,
+        first: u64,
+        last: u64,
+    ) -> Result<ObjectReader, StorageError> {
+        let out = self.get_object_range(key, Some((first, last))).await?;
+        Ok(Box::new(out.body.into_async_read()))
+    }
+
+    pub(super) async fn size(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+        {
+            Ok(h) => Ok(Some(h.content_length().unwrap_or(0).max(0) as u64)),
+            Err(e) => match self.classify("stat", key, e) {
+                StorageError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
     }
 
     pub(super) async fn exists(&self, key: &str) -> Result<bool, StorageError> {
