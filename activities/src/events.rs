@@ -71,10 +71,13 @@ impl EventHub {
 
     /// Feed this hub from PostgreSQL notifications until the connection cannot be kept;
     /// reconnects with backoff. Spawned by API processes on PostgreSQL.
-    pub async fn listen_postgres(self, db: Db, url: String) {
+    pub async fn listen_postgres(self, db: Db) {
+        let crate::db::Pool::Postgres(pool) = db.pool().clone() else {
+            return;
+        };
         let mut delay = std::time::Duration::from_millis(200);
         loop {
-            match sqlx::postgres::PgListener::connect(&url).await {
+            match sqlx::postgres::PgListener::connect_with(&pool).await {
                 Err(e) => tracing::warn!(error = %e, "event listener cannot connect"),
                 Ok(mut listener) => {
                     if let Err(e) = listener.listen(PG_CHANNEL).await {
@@ -190,6 +193,11 @@ impl Events {
             hub,
             emits: Arc::new(emits),
         }
+    }
+
+    /// The fan-out sockets subscribe to.
+    pub fn hub(&self) -> &EventHub {
+        &self.hub
     }
 
     /// The database events are stored in.

@@ -8,6 +8,9 @@
 //!   its own, so tests sharing one server never pick up each other's tasks.
 
 pub mod activities;
+pub mod postgres;
+
+pub use postgres::PgServer;
 pub mod workflows;
 
 use std::path::{Path, PathBuf};

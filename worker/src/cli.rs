@@ -81,6 +81,9 @@ pub enum Command {
         /// Directory of pipeline files whose queues to serve.
         #[arg(long, env = "REFLOW_PIPELINES")]
         pipelines: Option<PathBuf>,
+        /// Also serve the HTTP API (REST, WebSocket) on this address.
+        #[arg(long, env = "REFLOW_HTTP")]
+        http: Option<std::net::SocketAddr>,
     },
     /// Start a local Temporal dev server (unless TEMPORAL_ADDRESS is set) and a worker.
     Dev {
@@ -93,6 +96,9 @@ pub enum Command {
         /// Directory of pipeline files whose queues to serve.
         #[arg(long, env = "REFLOW_PIPELINES")]
         pipelines: Option<PathBuf>,
+        /// Address of the HTTP API (REST, WebSocket, progress page).
+        #[arg(long, env = "REFLOW_HTTP", default_value = "127.0.0.1:1250")]
+        http: std::net::SocketAddr,
     },
     /// Run the example pipeline end to end on the embedded default and print its table.
     Demo {
@@ -159,7 +165,11 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Worker { queues, pipelines } => {
+        Command::Worker {
+            queues,
+            pipelines,
+            http,
+        } => {
             let queues = queues_to_serve(
                 queues,
                 pipelines.as_deref().unwrap_or(&settings.pipelines_dir),
@@ -170,13 +180,20 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             shutdown.on_signals();
             tracing::info!(queues = ?queues, "serving");
             let services = Services::from_settings(&settings, &registry).await?;
-            run_workers(client, &registry, &services, &queues, shutdown).await?;
+            let api = serve_api(http, &services, &shutdown);
+            let (workers, api) = futures::join!(
+                run_workers(client, &registry, &services, &queues, shutdown.clone()),
+                api
+            );
+            workers?;
+            api?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Dev {
             port,
             ui_port,
             pipelines,
+            http,
         } => {
             let queues = queues_to_serve(
                 Vec::new(),
@@ -188,7 +205,12 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             shutdown.on_signals();
             eprintln!("worker serving {}; Ctrl-C to stop", queues.join(", "));
             let services = Services::from_settings(&settings, &registry).await?;
-            let result = run_workers(client, &registry, &services, &queues, shutdown).await;
+            let api = serve_api(Some(http), &services, &shutdown);
+            let (result, api) = futures::join!(
+                run_workers(client, &registry, &services, &queues, shutdown.clone()),
+                api
+            );
+            api?;
             if let Some(s) = server {
                 s.stop().await;
             }
@@ -365,4 +387,35 @@ async fn demo(
         report.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serve the HTTP API on `addr` (if any) until `shutdown`.
+async fn serve_api(
+    addr: Option<std::net::SocketAddr>,
+    services: &Services,
+    shutdown: &Shutdown,
+) -> std::io::Result<()> {
+    let Some(addr) = addr else {
+        return Ok(());
+    };
+    let state = crate::http::ApiState {
+        events: services.events.clone(),
+        storage: services.storage.clone(),
+        api_token: std::env::var("REFLOW_API_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+    };
+    let db = services.db().clone();
+    if db.backend() == activities::db::Backend::Postgres {
+        // Events published by workers in other processes arrive by NOTIFY.
+        tokio::spawn(services.events.hub().clone().listen_postgres(db));
+    }
+    let stop = shutdown.clone();
+    crate::http::serve(
+        addr,
+        state,
+        |bound| eprintln!("HTTP API on http://{bound}"),
+        async move { stop.wait().await },
+    )
+    .await
 }

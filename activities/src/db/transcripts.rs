@@ -160,6 +160,17 @@ impl Db {
         .map_err(DbError::query("read transcript"))
     }
 
+    /// A room's name.
+    pub async fn room_name(&self, room_id: &str) -> Result<Option<String>, DbError> {
+        crate::on_pool!(self, |pool| sqlx::query_scalar::<_, String>(
+            "SELECT name FROM room WHERE id = $1"
+        )
+        .bind(room_id)
+        .fetch_optional(pool)
+        .await)
+        .map_err(DbError::query("read room"))
+    }
+
     /// A transcript that must exist.
     pub async fn transcript(&self, id: &str) -> Result<Transcript, DbError> {
         self.find_transcript(id)
@@ -234,6 +245,73 @@ impl Db {
             location.to_owned(),
         )
         .await
+    }
+
+    /// Replace the topics, and the WebVTT rebuilt from them (events-and-api.md §6).
+    pub async fn set_topics(
+        &self,
+        id: &str,
+        topics: &[crate::transcript::Topic],
+    ) -> Result<(), DbError> {
+        let json = serde_json::to_string(topics).expect("topics serialize");
+        let vtt = crate::transcript::stored_webvtt(topics);
+        let done = crate::on_pool!(self, |pool| sqlx::query(
+            "UPDATE transcript SET topics = $1, webvtt = $2, change_seq = change_seq + 1 WHERE id = $3"
+        )
+        .bind(&json)
+        .bind(&vtt)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(DbError::query("set topics"))?;
+        if done == 0 {
+            return Err(DbError::NotFound {
+                what: "transcript",
+                id: id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Replace the participants.
+    pub async fn set_participants(
+        &self,
+        id: &str,
+        participants: &[crate::transcript::Participant],
+    ) -> Result<(), DbError> {
+        let json = serde_json::to_string(participants).expect("participants serialize");
+        self.update_one(id, "set participants", "participants = $1", json)
+            .await
+    }
+
+    /// Mark the audio deleted (consent cleanup) or not.
+    pub async fn set_audio_deleted(&self, id: &str, deleted: bool) -> Result<(), DbError> {
+        let done =
+            crate::on_pool!(self, |pool| {
+                sqlx::query(
+            "UPDATE transcript SET audio_deleted = $1, change_seq = change_seq + 1 WHERE id = $2"
+        )
+        .bind(deleted)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+            })
+            .map_err(DbError::query("set audio_deleted"))?;
+        if done == 0 {
+            return Err(DbError::NotFound {
+                what: "transcript",
+                id: id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Set the share mode (`private`, `semi-private`, `public`).
+    pub async fn set_share_mode(&self, id: &str, mode: &str) -> Result<(), DbError> {
+        self.update_one(id, "set share mode", "share_mode = $1", mode.to_owned())
+            .await
     }
 
     /// Record the Temporal execution processing the transcript.

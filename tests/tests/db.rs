@@ -1,8 +1,6 @@
 //! The database and event publishing, one suite run on SQLite (a file) and on a PostgreSQL
 //! server of the test's own.
 
-mod common;
-
 use std::time::Duration;
 
 use activities::ActivityFailure;
@@ -10,21 +8,6 @@ use activities::db::transcripts::NewTranscript;
 use activities::db::{Backend, Db, DbError};
 use activities::events::{Emits, EventHub, Events, Message};
 use serde_json::json;
-
-async fn connect(url: &str) -> Db {
-    // A fresh server may still be starting up for a moment after it listens.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        match Db::connect(url).await {
-            Ok(db) => return db,
-            Err(e) if std::time::Instant::now() < deadline => {
-                eprintln!("waiting for the database: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-}
 
 fn transcript(id: &str, user: Option<&str>) -> NewTranscript {
     NewTranscript {
@@ -110,10 +93,10 @@ async fn event_log(db: &Db) {
     assert!(db.events("t2", 0).await.unwrap().is_empty());
 }
 
-async fn publishing(db: &Db, url: &str) {
+async fn publishing(db: &Db) {
     let hub = EventHub::default();
     if db.backend() == Backend::Postgres {
-        tokio::spawn(hub.clone().listen_postgres(db.clone(), url.to_owned()));
+        tokio::spawn(hub.clone().listen_postgres(db.clone()));
         tokio::time::sleep(Duration::from_millis(500)).await; // LISTEN is in place
     }
     let mut rx = hub.subscribe();
@@ -209,12 +192,12 @@ async fn publishing(db: &Db, url: &str) {
 }
 
 async fn suite(url: &str) {
-    let db = connect(url).await;
+    let db = reflow_tests::postgres::connect(url).await;
     rows_and_status_rules(&db).await;
     event_log(&db).await;
-    publishing(&db, url).await;
+    publishing(&db).await;
     // Migrations are idempotent: a second process connecting finds the schema current.
-    connect(url).await;
+    reflow_tests::postgres::connect(url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,6 +210,6 @@ async fn database_and_events_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_and_events_on_postgres() {
-    let pg = common::PgServer::start();
+    let pg = reflow_tests::PgServer::start();
     suite(&pg.url).await;
 }

@@ -1,0 +1,125 @@
+//! The HTTP API the frontend speaks (events-and-api.md): Reflector-compatible REST under
+//! `/v1/transcripts/…`, the transcript WebSocket, served by `reflow worker --http` and
+//! `reflow dev`.
+//!
+//! Handlers read the database and the object store; they never talk to a worker. Errors are
+//! `{"detail": "<message>"}` with the status the spec gives.
+
+pub mod transcripts;
+pub mod ws;
+
+use std::net::SocketAddr;
+
+use activities::events::Events;
+use activities::storage::Storage;
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct ApiState {
+    /// The database and the event fan-out.
+    pub events: Events,
+    /// The transcript bucket.
+    pub storage: Storage,
+    /// Operator token (`REFLOW_API_TOKEN`): when set, private transcripts need it.
+    pub api_token: Option<String>,
+}
+
+/// An API error: a status and Reflector's `{"detail": …}` body.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Human text.
+    pub detail: String,
+}
+
+impl ApiError {
+    /// `status` with `detail`.
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            detail: detail.into(),
+        }
+    }
+
+    /// 404 with `detail`.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({"detail": self.detail}))).into_response()
+    }
+}
+
+impl From<activities::db::DbError> for ApiError {
+    fn from(e: activities::db::DbError) -> Self {
+        tracing::error!(error = %e, "database");
+        match e {
+            activities::db::DbError::NotFound { .. } => ApiError::not_found(e.to_string()),
+            _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+        }
+    }
+}
+
+impl From<activities::storage::StorageError> for ApiError {
+    fn from(e: activities::storage::StorageError) -> Self {
+        tracing::error!(error = %e, "storage");
+        match e {
+            activities::storage::StorageError::NotFound { .. } => ApiError::not_found("Not found"),
+            _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable"),
+        }
+    }
+}
+
+impl ApiState {
+    /// Whether the request may read a transcript shared as `share_mode` (§5.1): open when no
+    /// token is configured; public transcripts for anyone; the rest with the operator token.
+    pub fn may_read(&self, headers: &HeaderMap, share_mode: &str) -> bool {
+        let Some(token) = &self.api_token else {
+            return true;
+        };
+        if share_mode == "public" {
+            return true;
+        }
+        headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Every route.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .merge(transcripts::routes())
+        .merge(ws::routes())
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serve `router(state)` on `addr` until `shutdown` resolves; returns the bound address
+/// through `bound` (port 0 picks a free one).
+pub async fn serve(
+    addr: SocketAddr,
+    state: ApiState,
+    bound: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    bound(listener.local_addr()?);
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,278 @@
+//! `GET /v1/transcripts/{id}` and its sub-resources (events-and-api.md §5.2–§5.4), and the
+//! audio with HTTP range requests.
+
+use activities::db::transcripts::Transcript;
+use activities::storage::keys;
+use activities::transcript::{Participant, Topic, render};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiState};
+
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/v1/transcripts/{id}", get(transcript))
+        .route("/v1/transcripts/{id}/topics", get(topics))
+        .route(
+            "/v1/transcripts/{id}/topics/with-words",
+            get(topics_with_words),
+        )
+        .route(
+            "/v1/transcripts/{id}/topics/{topic_id}/words-per-speaker",
+            get(words_per_speaker),
+        )
+        .route("/v1/transcripts/{id}/participants", get(participants))
+        .route("/v1/transcripts/{id}/audio/waveform", get(waveform))
+        .route("/v1/transcripts/{id}/audio/mp3", get(audio).head(audio))
+}
+
+/// A readable, not soft-deleted transcript, or the error to answer.
+pub(super) async fn readable(
+    state: &ApiState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<Transcript, ApiError> {
+    let t = state
+        .events
+        .db()
+        .find_transcript(id)
+        .await?
+        .filter(|t| t.deleted_at.is_none())
+        .ok_or_else(|| ApiError::not_found("Transcript not found"))?;
+    if !state.may_read(headers, &t.share_mode) {
+        // Private transcripts are invisible, not forbidden (no existence leak).
+        return Err(ApiError::not_found("Transcript not found"));
+    }
+    Ok(t)
+}
+
+fn parsed<T: serde::de::DeserializeOwned>(
+    t: &Transcript,
+    what: &str,
+    text: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_str(text).map_err(|e| {
+        tracing::error!(transcript = %t.id, column = what, error = %e, "unreadable column");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("transcript {what} unreadable"),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+struct FormatQuery {
+    transcript_format: Option<String>,
+}
+
+async fn transcript(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<FormatQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let t = readable(&state, &headers, &id).await?;
+    let topics: Vec<Topic> = parsed(&t, "topics", &t.topics)?;
+    let people: Vec<Participant> = parsed(&t, "participants", &t.participants)?;
+    let format = q.transcript_format.unwrap_or_else(|| "text".into());
+    let text = render(&format, &topics, &people)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let action_items: Value = match &t.action_items {
+        Some(a) => parsed(&t, "action_items", a)?,
+        None => Value::Null,
+    };
+    let room_name = match &t.room_id {
+        Some(r) => state.events.db().room_name(r).await?,
+        None => None,
+    };
+    Ok(axum::Json(json!({
+        "id": t.id, "user_id": t.user_id, "name": t.name, "status": t.status,
+        "locked": t.locked, "duration": t.duration, "title": t.title,
+        "short_summary": t.short_summary, "long_summary": t.long_summary,
+        "action_items": action_items, "created_at": t.created_at, "share_mode": t.share_mode,
+        "source_language": t.source_language, "target_language": t.target_language,
+        "reviewed": t.reviewed, "meeting_id": t.meeting_id, "source_kind": t.source_kind,
+        "room_id": t.room_id, "room_name": room_name, "audio_deleted": t.audio_deleted,
+        "change_seq": t.change_seq, "has_cloud_video": false, "cloud_video_duration": null,
+        "participants": people, "transcript_format": format, "transcript": text,
+    })))
+}
+
+async fn topics(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    topic_list(&state, &headers, &id, false).await
+}
+
+async fn topics_with_words(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    topic_list(&state, &headers, &id, true).await
+}
+
+async fn topic_list(
+    state: &ApiState,
+    headers: &HeaderMap,
+    id: &str,
+    with_words: bool,
+) -> Result<axum::Json<Value>, ApiError> {
+    let t = readable(state, headers, id).await?;
+    let topics: Vec<Topic> = parsed(&t, "topics", &t.topics)?;
+    Ok(axum::Json(Value::Array(
+        topics.iter().map(|tp| tp.to_rest(with_words)).collect(),
+    )))
+}
+
+async fn words_per_speaker(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path((id, topic_id)): Path<(String, String)>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let t = readable(&state, &headers, &id).await?;
+    let topics: Vec<Topic> = parsed(&t, "topics", &t.topics)?;
+    let topic = topics
+        .iter()
+        .find(|tp| tp.id == topic_id)
+        .ok_or_else(|| ApiError::not_found("Topic not found"))?;
+    let mut v = topic.to_rest(false);
+    v["words_per_speaker"] = Value::Array(topic.words_per_speaker());
+    Ok(axum::Json(v))
+}
+
+async fn participants(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let t = readable(&state, &headers, &id).await?;
+    let people: Vec<Participant> = parsed(&t, "participants", &t.participants)?;
+    Ok(axum::Json(json!(people)))
+}
+
+async fn waveform(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let t = readable(&state, &headers, &id).await?;
+    let key = keys::waveform(&t.id);
+    if state.storage.size(&key).await?.is_none() {
+        return Err(ApiError::not_found("Waveform not found"));
+    }
+    let peaks: Value = serde_json::from_slice(&state.storage.get(&key).await?).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("waveform unreadable: {e}"),
+        )
+    })?;
+    Ok(axum::Json(json!({"data": peaks})))
+}
+
+/// A parsed `Range: bytes=…` header against an object of `size` bytes: the inclusive range, or
+/// `Err(())` when it cannot be satisfied.
+fn byte_range(header: &str, size: u64) -> Result<(u64, u64), ()> {
+    let spec = header.trim().strip_prefix("bytes=").ok_or(())?;
+    // Several ranges are answered with the first one.
+    let first = spec.split(',').next().ok_or(())?.trim();
+    let (a, b) = first.split_once('-').ok_or(())?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            (size.saturating_sub(n), size.saturating_sub(1))
+        }
+        (s, "") => (s.parse().map_err(|_| ())?, size.saturating_sub(1)),
+        (s, e) => {
+            let e: u64 = e.parse().map_err(|_| ())?;
+            (s.parse().map_err(|_| ())?, e.min(size.saturating_sub(1)))
+        }
+    };
+    if size == 0 || start > end || start >= size {
+        return Err(());
+    }
+    Ok((start, end))
+}
+
+async fn audio(
+    State(state): State<ApiState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let t = readable(&state, &headers, &id).await?;
+    if t.audio_deleted {
+        return Err(ApiError::not_found(
+            "Audio unavailable due to privacy settings",
+        ));
+    }
+    let key = keys::audio_mp3(&t.id);
+    let size = state
+        .storage
+        .size(&key)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Audio not found"))?;
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|r| byte_range(r, size));
+    let (status, first, last) = match range {
+        None => (StatusCode::OK, 0, size.saturating_sub(1)),
+        Some(Ok((a, b))) => (StatusCode::PARTIAL_CONTENT, a, b),
+        Some(Err(())) => {
+            return Ok((
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+            )
+                .into_response());
+        }
+    };
+    let length = if size == 0 { 0 } else { last - first + 1 };
+    let mut response = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "audio/mpeg")
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_LENGTH, length);
+    if status == StatusCode::PARTIAL_CONTENT {
+        response = response.header(
+            header::CONTENT_RANGE,
+            format!("bytes {first}-{last}/{size}"),
+        );
+    }
+    let body = if method == Method::HEAD || length == 0 {
+        Body::empty()
+    } else {
+        let reader = state.storage.range_reader(&key, first, last).await?;
+        Body::from_stream(tokio_util::io::ReaderStream::new(reader))
+    };
+    response
+        .body(body)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_range;
+
+    #[test]
+    fn range_headers() {
+        assert_eq!(byte_range("bytes=0-99", 1000), Ok((0, 99)));
+        assert_eq!(byte_range("bytes=900-", 1000), Ok((900, 999)));
+        assert_eq!(byte_range("bytes=-100", 1000), Ok((900, 999)));
+        assert_eq!(byte_range("bytes=990-2000", 1000), Ok((990, 999)));
+        assert_eq!(byte_range("bytes=1000-", 1000), Err(()));
+        assert_eq!(byte_range("bytes=5-2", 1000), Err(()));
+        assert_eq!(byte_range("items=0-1", 1000), Err(()));
+    }
+}

@@ -1,0 +1,104 @@
+//! `GET /v1/transcripts/{id}/events`: the transcript's WebSocket (events-and-api.md §2).
+//!
+//! On connect the socket subscribes to the live fan-out first, then replays the stored log
+//! (except `TRANSCRIPT` and `STATUS`), then streams live events, skipping any it already
+//! replayed (by `seq`). A socket that falls behind the fan-out re-reads the log from its last
+//! position, so nothing is lost. Client messages are ignored; the server pings every 30 s and
+//! never closes first.
+
+use std::time::Duration;
+
+use activities::events::Message;
+use axum::Router;
+use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::transcripts::readable;
+use super::{ApiError, ApiState};
+
+/// Events the on-connect replay leaves out (Reflector's rule).
+pub const NOT_REPLAYED: [&str; 2] = ["TRANSCRIPT", "STATUS"];
+/// Server ping interval.
+pub const PING_EVERY: Duration = Duration::from_secs(30);
+
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new().route("/v1/transcripts/{id}/events", get(upgrade))
+}
+
+async fn upgrade(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let t = readable(&state, &headers, &id).await?;
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        if let Err(e) = stream(state, t.id.clone(), socket).await {
+            tracing::debug!(transcript = %t.id, error = %e, "socket closed");
+        }
+    }))
+}
+
+async fn send(socket: &mut WebSocket, envelope: serde_json::Value) -> Result<(), axum::Error> {
+    socket
+        .send(ws::Message::Text(envelope.to_string().into()))
+        .await
+}
+
+async fn stream(state: ApiState, id: String, mut socket: WebSocket) -> Result<(), axum::Error> {
+    let mut rx = state.events.hub().subscribe();
+    let db = state.events.db();
+    let mut last = 0;
+    let replay = |after: i64| {
+        let db = db.clone();
+        let id = id.clone();
+        async move { db.events(&id, after).await }
+    };
+    match replay(0).await {
+        Ok(events) => {
+            for e in events {
+                last = e.seq;
+                if !NOT_REPLAYED.contains(&e.event.as_str()) {
+                    send(&mut socket, e.envelope()).await?;
+                }
+            }
+        }
+        Err(e) => tracing::warn!(transcript = %id, error = %e, "replay failed"),
+    }
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Ok(m) => {
+                    if let Message::Transcript(e) = &*m
+                        && e.transcript_id == id
+                        && (e.seq == 0 || e.seq > last)
+                    {
+                        last = last.max(e.seq);
+                        send(&mut socket, e.envelope()).await?;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(transcript = %id, skipped = n, "socket fell behind; re-reading the log");
+                    if let Ok(events) = replay(last).await {
+                        for e in events {
+                            last = e.seq;
+                            send(&mut socket, e.envelope()).await?;
+                        }
+                    }
+                }
+                Err(RecvError::Closed) => return Ok(()),
+            },
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(ws::Message::Close(_))) => return Ok(()),
+                Some(Ok(_)) => {} // client messages are ignored
+            },
+            _ = ping.tick() => socket.send(ws::Message::Ping(Vec::new().into())).await?,
+        }
+    }
+}
