@@ -23,7 +23,9 @@ setup:
     "{{venv}}/bin/temporal" --version
 
 # Also install what the build and the tests need: libopus (Opus decoding, through pkg-config),
-# ffmpeg (it makes the test recordings in every format) and s3s-fs (a real S3-compatible server).
+# ffmpeg (it makes the test recordings in every format), s3s-fs (a real S3-compatible server)
+# and PostgreSQL's server binaries (tests start their own servers; as root they run as the
+# `postgres` user).
 setup-test: setup
     #!/usr/bin/env bash
     set -euo pipefail
@@ -31,6 +33,14 @@ setup-test: setup
         sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg libopus-dev pkg-config
+    fi
+    if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+        sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql
+    fi
+    if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+        useradd --system --no-create-home postgres
     fi
     if ! s3s-fs --version 2>/dev/null | grep -q "{{s3s_version}}"; then
         # 0.14.1 is the last release that builds on this toolchain (plain install picks 0.17).

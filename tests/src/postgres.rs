@@ -21,7 +21,27 @@ impl Drop for PgServer {
     }
 }
 
+/// A PostgreSQL server program: on `PATH`, else Debian's `/usr/lib/postgresql/*/bin`.
+fn pg_program(name: &str) -> String {
+    let on_path = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if on_path {
+        return name.to_owned();
+    }
+    std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("bin").join(name))
+        .find(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| name.to_owned())
+}
+
 fn as_postgres_user(program: &str) -> Command {
+    let program = &pg_program(program);
     let root = std::process::Command::new("id")
         .arg("-u")
         .output()
