@@ -99,6 +99,7 @@ CREATE TABLE pipeline_progress (
     transcript_id TEXT,
     current_step TEXT NOT NULL,
     step_status TEXT NOT NULL,
+    total_steps BIGINT NOT NULL,
     attempt BIGINT NOT NULL DEFAULT 1,
     max_attempts BIGINT NOT NULL DEFAULT 0,
     started_at TEXT,

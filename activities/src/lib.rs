@@ -16,6 +16,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod files;
+pub mod progress;
 pub mod storage;
 pub mod transcript;
 

@@ -201,7 +201,11 @@ async fn rest(addr: &str) {
     assert_eq!(part.headers()["content-range"], "bytes 100-199/10000");
     let body = part.bytes().await.unwrap();
     assert_eq!(body.len(), 100);
-    assert_eq!((body[0], body[99]), (100, 199), "bytes 100..=199 of the object");
+    assert_eq!(
+        (body[0], body[99]),
+        (100, 199),
+        "bytes 100..=199 of the object"
+    );
     let tail = http
         .get(format!("{base}/t-api/audio/mp3"))
         .header("Range", "bytes=-10")

@@ -329,6 +329,10 @@ impl WorkerProcess {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_reflow-test-worker"))
             .args(["worker", "--queues", queue])
             .env("TEMPORAL_ADDRESS", &reflow_tests::server().address)
+            .env(
+                "REFLOW_DATA_DIR",
+                std::env::temp_dir().join(format!("reflow-worker-{queue}")),
+            )
             .env("RUST_LOG", "warn")
             .stdin(std::process::Stdio::null())
             .spawn()

@@ -11,6 +11,7 @@ use activities::audio::activities::{self as audio, AudioActivities};
 use activities::db::{Db, DbError};
 use activities::events::{Emits, EventHub, Events};
 use activities::files::FileActivities;
+use activities::progress::{self, ProgressActivities};
 use activities::storage::{Storage, StorageConfig, StorageError};
 use temporalio_sdk::WorkerOptions;
 use workflow::Catalog;
@@ -94,6 +95,7 @@ impl Registry {
             .activity(FileActivities::list_files.name(), &[])
             .activity(FileActivities::digest_file.name(), &[])
             .activity(FileActivities::write_report.name(), &[])
+            .activity(ProgressActivities::report_progress.name(), progress::EMITS)
             .activity(AudioActivities::pad_track.name(), audio::EMITS[0].1)
             .activity(AudioActivities::mixdown_tracks.name(), audio::EMITS[1].1)
             .activity(AudioActivities::generate_waveform.name(), audio::EMITS[2].1)
@@ -105,6 +107,7 @@ impl Registry {
             catalog,
             Arc::new(|o: &mut WorkerOptions, services: &Services| {
                 o.register_activities(FileActivities);
+                o.register_activities(ProgressActivities::new(services.events.clone()));
                 o.register_activities(AudioActivities::new(
                     services.storage.clone(),
                     services.recordings.clone(),

@@ -22,14 +22,15 @@ use temporalio_workflow::common::{
     ActivityCloseTimeouts, RetryPolicy, UntypedActivity, UntypedWorkflow,
 };
 use temporalio_workflow::{
-    ActivityOptions, ChildWorkflowOptions, ParentClosePolicy, SignalWorkflowOptions,
-    WorkflowContext, WorkflowIdReusePolicy, WorkflowResult, common::error::ApplicationFailure,
+    ActivityOptions, ChildWorkflowOptions, LocalActivityOptions, ParentClosePolicy,
+    SignalWorkflowOptions, WorkflowContext, WorkflowIdReusePolicy, WorkflowResult,
+    common::error::ApplicationFailure,
 };
 
 use crate::expr::{self, Scope};
 use crate::payload;
 use crate::pipeline::{Graph, Pipeline, Run, Step};
-use crate::progress::{ChildProgress, Progress, RunStatus, StepRow, StepStatus};
+use crate::progress::{ChildProgress, Progress, RunStatus, StepRow, StepState, StepStatus};
 use crate::workflows::ChildProgressSignal;
 
 /// Input of every pipeline workflow: the pinned definition, which graph of it to run, and
@@ -107,17 +108,120 @@ pub async fn run<W: Interpreted>(
     input: RunInput,
 ) -> WorkflowResult<Value> {
     let parent = input.parent.clone();
+    // The main graph of a pipeline with a `progress:` section tells the frontend.
+    let frontend = match (&parent, &input.pipeline.progress) {
+        (None, Some(spec))
+            if input
+                .graph
+                .as_deref()
+                .is_none_or(|g| g == input.pipeline.name) =>
+        {
+            let mut scope = Scope::new();
+            scope.insert("input".into(), input.input.clone());
+            match expr::render(&Value::String(spec.transcript_id.clone()), &scope) {
+                Ok(Value::String(t)) if !t.is_empty() => Some((spec.clone(), t)),
+                _ => None, // the input check below reports a missing input
+            }
+        }
+        _ => None,
+    };
     let main = async {
         let result = run_graph(ctx, input).await;
         ctx.state_mut(|w| w.progress_mut().finished = true);
         result
     };
-    match parent {
-        None => main.await,
-        Some(parent) => {
+    match (parent, frontend) {
+        (Some(parent), _) => {
             futures::future::join(main, report_to_parent(ctx, parent))
                 .await
                 .0
+        }
+        (None, Some((spec, transcript))) => {
+            futures::future::join(main, report_to_frontend(ctx, spec, transcript))
+                .await
+                .0
+        }
+        (None, None) => main.await,
+    }
+}
+
+/// Activity type of the progress reporter (a local activity: no task queue round trip, and
+/// the order of reports is the workflow's).
+pub const REPORT_PROGRESS: &str = "report_progress";
+
+/// What [`REPORT_PROGRESS`] receives: the states that changed since the last report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProgressReport {
+    /// The run's workflow id.
+    pub workflow_id: String,
+    /// The transcript whose channel gets the events.
+    pub transcript_id: String,
+    /// `total_steps`.
+    pub total_steps: u32,
+    /// Changed states, by `step_index`.
+    pub states: Vec<StepState>,
+}
+
+/// Report `PIPELINE_PROGRESS` states whenever the table changes: each index's aggregate
+/// (members and children included) is recomputed, and the ones that differ from the last
+/// report are sent, in index order. A failed report is dropped: progress is advisory and the
+/// next change re-sends the state.
+async fn report_to_frontend<W: Interpreted>(
+    ctx: &WorkflowContext<W>,
+    spec: crate::pipeline::ProgressSpec,
+    transcript_id: String,
+) {
+    let mut sent: Vec<StepState> = Vec::new();
+    let mut seen = u64::MAX;
+    loop {
+        if ctx
+            .wait_condition(|w| w.progress().revision != seen || w.progress().finished)
+            .await
+            .is_err()
+        {
+            return; // cancelled
+        }
+        let (progress, revision, finished) = ctx.state(|w| {
+            (
+                w.progress().clone(),
+                w.progress().revision,
+                w.progress().finished,
+            )
+        });
+        seen = revision;
+        let states = crate::progress::step_states(&progress, &spec.steps);
+        let changed: Vec<StepState> = states
+            .iter()
+            .filter(|s| !sent.contains(s))
+            .cloned()
+            .collect();
+        if !changed.is_empty() {
+            let report = ProgressReport {
+                workflow_id: ctx.workflow_id().to_owned(),
+                transcript_id: transcript_id.clone(),
+                total_steps: spec.total_steps,
+                states: changed,
+            };
+            let options = LocalActivityOptions::builder()
+                .schedule_to_close_timeout(Duration::from_secs(30))
+                .retry_policy(
+                    RetryPolicy::builder()
+                        .initial_interval(Duration::from_millis(200))
+                        .maximum_attempts(3)
+                        .build(),
+                )
+                .build();
+            let _ = ctx
+                .execute_local_activity(
+                    UntypedActivity::new(REPORT_PROGRESS.to_owned()),
+                    payload::to_raw(&serde_json::to_value(&report).unwrap_or(Value::Null)),
+                    options,
+                )
+                .await;
+            sent = states;
+        }
+        if finished && ctx.state(|w| w.progress().revision) == seen {
+            return;
         }
     }
 }

@@ -182,6 +182,119 @@ impl Progress {
     }
 }
 
+/// One `PIPELINE_PROGRESS` state (events-and-api.md §4): the aggregate of every activity
+/// reported under one `step_index`, in this run and its children.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepState {
+    /// `step_index`.
+    pub step_index: u32,
+    /// The activity type the state is about (the running, failed or last one).
+    pub current_step: String,
+    /// `pending`, `in_progress`, `completed` or `failed`.
+    pub step_status: String,
+    /// Highest attempt among the members (at least 1).
+    pub attempt: u32,
+    /// The members' `maximum_attempts` (0 = unlimited).
+    pub max_attempts: u32,
+    /// Workflow time the earliest member started, RFC 3339.
+    pub started_at: Option<String>,
+    /// `"2/4 done"`, the retried failure, the final error, or `"skipped"`.
+    pub message: Option<String>,
+}
+
+/// Every activity row of a table and of its children's tables, depth first.
+fn activity_rows<'a>(p: &'a Progress, out: &mut Vec<&'a StepRow>) {
+    for row in &p.steps {
+        let rows: Vec<&StepRow> = if row.members.is_empty() {
+            vec![row]
+        } else {
+            row.members.iter().collect()
+        };
+        for r in rows {
+            match &r.child {
+                Some(child) => activity_rows(child, out),
+                None if r.child_workflow_id.is_none() => out.push(r),
+                None => {}
+            }
+        }
+    }
+}
+
+/// The `PIPELINE_PROGRESS` state of every index named in `indexes` (activity type →
+/// `step_index`), sorted by index. An index none of whose activities has a row yet (a child
+/// not started) is `pending`.
+pub fn step_states(
+    progress: &Progress,
+    indexes: &std::collections::BTreeMap<String, u32>,
+) -> Vec<StepState> {
+    let mut rows = Vec::new();
+    activity_rows(progress, &mut rows);
+    let mut wanted: Vec<u32> = indexes.values().copied().collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    wanted
+        .into_iter()
+        .map(|index| {
+            let members: Vec<&StepRow> = rows
+                .iter()
+                .copied()
+                .filter(|r| indexes.get(&r.runs) == Some(&index))
+                .collect();
+            let first_name = indexes
+                .iter()
+                .find(|(_, i)| **i == index)
+                .map(|(a, _)| a.clone())
+                .unwrap_or_default();
+            aggregate(index, first_name, &members)
+        })
+        .collect()
+}
+
+fn aggregate(index: u32, default_name: String, members: &[&StepRow]) -> StepState {
+    let failed = members.iter().find(|r| r.status == StepStatus::Failed);
+    let running = members.iter().find(|r| r.status == StepStatus::Running);
+    let done = members
+        .iter()
+        .filter(|r| matches!(r.status, StepStatus::Completed | StepStatus::Skipped))
+        .count();
+    let all_skipped =
+        !members.is_empty() && members.iter().all(|r| r.status == StepStatus::Skipped);
+    let (status, current) = if let Some(f) = failed {
+        ("failed", Some(*f))
+    } else if !members.is_empty() && done == members.len() {
+        ("completed", members.last().copied())
+    } else if let Some(r) = running {
+        ("in_progress", Some(*r))
+    } else if done > 0 {
+        ("in_progress", members.last().copied())
+    } else {
+        ("pending", None)
+    };
+    let retried = running.and_then(|r| r.error.clone());
+    let message = match status {
+        "failed" => failed.and_then(|f| f.error.clone()),
+        "completed" if all_skipped => Some("skipped".to_owned()),
+        "in_progress" => {
+            let count = (members.len() > 1).then(|| format!("{done}/{} done", members.len()));
+            match (retried, count) {
+                (Some(e), Some(c)) => Some(format!("{e}; retrying; {c}")),
+                (Some(e), None) => Some(format!("{e}; retrying")),
+                (None, c) => c,
+            }
+        }
+        _ => None,
+    };
+    StepState {
+        step_index: index,
+        current_step: current.map(|r| r.runs.clone()).unwrap_or(default_name),
+        step_status: status.to_owned(),
+        attempt: members.iter().map(|r| r.attempt).max().unwrap_or(0).max(1),
+        max_attempts: members.iter().map(|r| r.max_attempts).max().unwrap_or(0),
+        started_at: members.iter().filter_map(|r| r.started_at.clone()).min(),
+        message,
+    }
+}
+
 fn apply(row: &mut StepRow, report: &AttemptReport) -> bool {
     if row.activity_id.as_deref() != Some(report.activity_id.as_str()) {
         return false;
@@ -216,6 +329,66 @@ mod tests {
             members: vec![],
             child: None,
         }
+    }
+
+    #[test]
+    fn step_states_aggregate_members_children_and_retries() {
+        let mut pad = row("pad", "none");
+        pad.child_workflow_id = None;
+        // Two children, each running pad_track; one done, one retrying.
+        let child = |status, attempt, error: Option<&str>| {
+            let mut r = row("pad_track", "pad_track");
+            r.runs = "pad_track".into();
+            r.status = status;
+            r.attempt = attempt;
+            r.error = error.map(Into::into);
+            r.started_at = Some(format!("2026-01-01T00:00:0{attempt}Z"));
+            let mut m = row("tracks[0]", "unused");
+            m.activity_id = None;
+            m.child_workflow_id = Some("c".into());
+            m.child = Some(Box::new(Progress {
+                steps: vec![r],
+                ..Default::default()
+            }));
+            m
+        };
+        pad.members = vec![
+            child(StepStatus::Completed, 1, None),
+            child(StepStatus::Running, 2, Some("attempt 1: 503 from ASR")),
+        ];
+        let mut mix = row("mix", "mix");
+        mix.runs = "mixdown_tracks".into();
+        mix.status = StepStatus::Pending;
+        let p = Progress {
+            steps: vec![pad, mix],
+            ..Default::default()
+        };
+        let indexes = [
+            ("pad_track".to_owned(), 3),
+            ("mixdown_tracks".to_owned(), 4),
+            ("finalize".to_owned(), 10),
+        ]
+        .into_iter()
+        .collect();
+        let s = step_states(&p, &indexes);
+        assert_eq!(s.len(), 3);
+        assert_eq!(
+            (s[0].step_index, s[0].step_status.as_str(), s[0].attempt),
+            (3, "in_progress", 2)
+        );
+        assert_eq!(
+            s[0].message.as_deref(),
+            Some("attempt 1: 503 from ASR; retrying; 1/2 done")
+        );
+        assert_eq!(s[0].started_at.as_deref(), Some("2026-01-01T00:00:01Z"));
+        assert_eq!(
+            (s[1].step_status.as_str(), s[1].current_step.as_str()),
+            ("pending", "mixdown_tracks")
+        );
+        assert_eq!(
+            (s[2].step_status.as_str(), s[2].current_step.as_str()),
+            ("pending", "finalize")
+        );
     }
 
     #[test]

@@ -287,9 +287,8 @@ impl Db {
 
     /// Mark the audio deleted (consent cleanup) or not.
     pub async fn set_audio_deleted(&self, id: &str, deleted: bool) -> Result<(), DbError> {
-        let done =
-            crate::on_pool!(self, |pool| {
-                sqlx::query(
+        let done = crate::on_pool!(self, |pool| {
+            sqlx::query(
             "UPDATE transcript SET audio_deleted = $1, change_seq = change_seq + 1 WHERE id = $2"
         )
         .bind(deleted)
@@ -297,8 +296,8 @@ impl Db {
         .execute(pool)
         .await
         .map(|r| r.rows_affected())
-            })
-            .map_err(DbError::query("set audio_deleted"))?;
+        })
+        .map_err(DbError::query("set audio_deleted"))?;
         if done == 0 {
             return Err(DbError::NotFound {
                 what: "transcript",

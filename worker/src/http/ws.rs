@@ -1,7 +1,8 @@
 //! `GET /v1/transcripts/{id}/events`: the transcript's WebSocket (events-and-api.md §2).
 //!
 //! On connect the socket subscribes to the live fan-out first, then replays the stored log
-//! (except `TRANSCRIPT` and `STATUS`), then streams live events, skipping any it already
+//! (except `TRANSCRIPT` and `STATUS`), then sends the latest `PIPELINE_PROGRESS` of every step
+//! of the transcript's run, then streams live events, skipping any it already
 //! replayed (by `seq`). A socket that falls behind the fan-out re-reads the log from its last
 //! position, so nothing is lost. Client messages are ignored; the server pings every 30 s and
 //! never closes first.
@@ -68,6 +69,19 @@ async fn stream(state: ApiState, id: String, mut socket: WebSocket) -> Result<()
             }
         }
         Err(e) => tracing::warn!(transcript = %id, error = %e, "replay failed"),
+    }
+    // reflow extension: the latest state of every step of the transcript's run.
+    match db.progress_events(&id).await {
+        Ok(states) => {
+            for data in states {
+                send(
+                    &mut socket,
+                    serde_json::json!({"event": "PIPELINE_PROGRESS", "data": data}),
+                )
+                .await?;
+            }
+        }
+        Err(e) => tracing::warn!(transcript = %id, error = %e, "progress catch-up failed"),
     }
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;

@@ -40,6 +40,20 @@ pub struct Pipeline {
     pub main: Graph,
     /// Child pipelines by workflow type.
     pub children: BTreeMap<String, Graph>,
+    /// Frontend progress reporting, if declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<ProgressSpec>,
+}
+
+/// Validated `progress:` section (see [`raw::RawProgress`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressSpec {
+    /// Template naming the transcript.
+    pub transcript_id: String,
+    /// `total_steps`.
+    pub total_steps: u32,
+    /// Activity type → `step_index`.
+    pub steps: BTreeMap<String, u32>,
 }
 
 impl Pipeline {

@@ -40,6 +40,22 @@ pub struct RawPipeline {
     /// Named sub-pipelines (key = workflow type), started by steps with `child:`.
     #[serde(default)]
     pub children: BTreeMap<String, RawChild>,
+    /// Frontend progress reporting (`PIPELINE_PROGRESS`), if the pipeline does it.
+    #[serde(default)]
+    pub progress: Option<RawProgress>,
+}
+
+/// `progress:` — which transcript's channel gets `PIPELINE_PROGRESS`, and under which
+/// `step_index` each activity type (in this pipeline or its children) is reported.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProgress {
+    /// Template naming the transcript (`${input.transcript_id}`).
+    pub transcript_id: String,
+    /// `total_steps` of every report.
+    pub total_steps: u32,
+    /// Activity type → `step_index` (1..=total_steps).
+    pub steps: BTreeMap<String, u32>,
 }
 
 /// A sub-pipeline run as a child workflow.

@@ -123,6 +123,11 @@ pub fn validate(raw: &RawPipeline, catalog: &Catalog) -> Result<Pipeline, Vec<Pi
     if let Some(chain) = child_cycle(raw) {
         errs.push(pipeline_err(None, Problem::ChildCycle { chain }));
     }
+    if let Some(p) = &raw.progress {
+        for problem in check_progress(p, raw, catalog) {
+            errs.push(pipeline_err(None, problem));
+        }
+    }
 
     if !errs.is_empty() {
         return Err(errs);
@@ -134,9 +139,75 @@ pub fn validate(raw: &RawPipeline, catalog: &Catalog) -> Result<Pipeline, Vec<Pi
         hash: String::new(),
         main,
         children,
+        progress: raw
+            .progress
+            .as_ref()
+            .map(|p| crate::pipeline::ProgressSpec {
+                transcript_id: p.transcript_id.clone(),
+                total_steps: p.total_steps,
+                steps: p.steps.clone(),
+            }),
     };
     pipeline.hash = pipeline.compute_hash();
     Ok(pipeline)
+}
+
+/// `progress:` names activity types some step runs, indexes within `total_steps`, and a
+/// transcript template that reads only inputs.
+fn check_progress(
+    p: &super::raw::RawProgress,
+    raw: &RawPipeline,
+    catalog: &Catalog,
+) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let used: BTreeSet<&str> = raw
+        .steps
+        .iter()
+        .chain(raw.children.values().flat_map(|c| c.steps.iter()))
+        .filter_map(|s| s.activity.as_deref())
+        .collect();
+    if p.total_steps == 0 {
+        out.push(Problem::Invalid(
+            "progress: total_steps must be 1 or more".into(),
+        ));
+    }
+    for (activity, index) in &p.steps {
+        if !used.contains(activity.as_str()) {
+            let known: Vec<&str> = used.iter().copied().collect();
+            out.push(Problem::Invalid(format!(
+                "progress: no step runs activity {activity:?}{}",
+                closest(activity, &known)
+                    .map(|s| format!(" (did you mean {s:?}?)"))
+                    .unwrap_or_default()
+            )));
+        } else if catalog.get_activity(activity).is_none() {
+            out.push(Problem::Invalid(format!(
+                "progress: unknown activity {activity:?}"
+            )));
+        }
+        if *index == 0 || *index > p.total_steps {
+            out.push(Problem::Invalid(format!(
+                "progress: step_index {index} of {activity:?} is outside 1..={}",
+                p.total_steps
+            )));
+        }
+    }
+    match expr::references(&Value::String(p.transcript_id.clone())) {
+        Err(e) => out.push(Problem::Invalid(format!("progress: transcript_id: {e}"))),
+        Ok(paths) => {
+            for path in paths {
+                let ok = path.root == "input"
+                    && matches!(path.segments.first(), Some(expr::Segment::Field(f)) if raw.inputs.contains_key(f));
+                if !ok {
+                    out.push(Problem::Invalid(format!(
+                        "progress: transcript_id `${{{}}}` must read a declared input",
+                        path.text
+                    )));
+                }
+            }
+        }
+    }
+    out
 }
 
 struct Ctx<'a> {
