@@ -8,6 +8,13 @@
 //! signal that cannot be delivered is logged and never fails the activity. Attempt 1 starts
 //! are not reported (the workflow already shows attempt 1 when it schedules), so a run
 //! without failures costs no extra history events.
+//!
+//! With a database, every attempt of a pipeline activity also gets a `step_attempt` row
+//! (events-and-api.md §6): `started` when it begins, then `completed`, `failed`,
+//! `non_retryable` or `cancelled` with its failure — the one record of attempts Temporal's
+//! history does not keep, which the status API builds its task rows from. Local activities
+//! (progress reporting) are internal and not recorded. A row that cannot be written is logged
+//! and never fails the activity.
 
 use futures::FutureExt;
 use temporalio_client::{Client, UntypedSignal, UntypedWorkflow, WorkflowSignalOptions};
@@ -23,12 +30,25 @@ use workflow::workflows::STEP_ATTEMPT_SIGNAL;
 #[derive(Clone)]
 pub struct AttemptReporter {
     client: Client,
+    db: Option<crate::db::Db>,
+    identity: String,
 }
 
 impl AttemptReporter {
     /// Report through `client` (the worker's own connection).
     pub fn new(client: Client) -> Self {
-        AttemptReporter { client }
+        AttemptReporter {
+            client,
+            db: None,
+            identity: String::new(),
+        }
+    }
+
+    /// Also record every attempt in `db`'s `step_attempt` table, as worker `identity`.
+    pub fn recording(mut self, db: crate::db::Db, identity: impl Into<String>) -> Self {
+        self.db = Some(db);
+        self.identity = identity.into();
+        self
     }
 
     async fn report(&self, workflow_id: &str, report: AttemptReport) {
@@ -58,6 +78,23 @@ impl ActivityInboundInterceptor for AttemptReporter {
         let workflow_id = info.workflow_id.clone().unwrap_or_default();
         let activity_id = info.activity_id.clone();
         let attempt = info.attempt;
+        let record = (!info.is_local && !workflow_id.is_empty())
+            .then(|| self.db.clone())
+            .flatten()
+            .map(|db| {
+                (
+                    db,
+                    crate::db::attempts::Attempt {
+                        workflow_id: workflow_id.clone(),
+                        run_id: info.workflow_run_id.clone().unwrap_or_default(),
+                        activity_id: activity_id.clone(),
+                        attempt: i64::from(attempt),
+                        activity_type: info.activity_type.clone(),
+                        task_queue: info.task_queue.clone(),
+                        worker_identity: self.identity.clone(),
+                    },
+                )
+            });
         let span = tracing::info_span!(
             "activity",
             workflow_id = %workflow_id,
@@ -79,7 +116,33 @@ impl ActivityInboundInterceptor for AttemptReporter {
                 .await;
             }
             tracing::debug!("attempt started");
+            if let Some((db, a)) = &record
+                && let Err(e) = db.attempt_started(a).await
+            {
+                tracing::warn!(error = %e, "step_attempt row not written");
+            }
             let result = next.run(input).await;
+            if let Some((db, a)) = &record {
+                let (status, failure) = match &result {
+                    Ok(_) => ("completed", None),
+                    Err(ActivityError::Cancelled { .. }) => ("cancelled", None),
+                    Err(ActivityError::Application(f)) => (
+                        if f.is_non_retryable() {
+                            "non_retryable"
+                        } else {
+                            "failed"
+                        },
+                        Some((
+                            f.type_name().unwrap_or("").to_owned(),
+                            f.source_error().to_string(),
+                        )),
+                    ),
+                    Err(other) => ("failed", Some((String::new(), format!("{other:?}")))),
+                };
+                if let Err(e) = db.attempt_ended(a, status, failure).await {
+                    tracing::warn!(error = %e, "step_attempt row not updated");
+                }
+            }
             match &result {
                 Ok(_) => tracing::debug!("attempt completed"),
                 Err(ActivityError::Cancelled { .. }) => tracing::info!("attempt cancelled"),

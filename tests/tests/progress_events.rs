@@ -1,6 +1,7 @@
 //! `PIPELINE_PROGRESS` from a real run: the workflow reports each step's state through the
 //! `report_progress` local activity; the frontend sees in_progress → (retry) → completed per
-//! step index, fan-outs counted, pending only in the stored catch-up.
+//! step index, fan-outs counted, pending only in the stored catch-up; every attempt recorded
+//! in `step_attempt`.
 
 use std::time::Duration;
 
@@ -134,4 +135,36 @@ async fn a_run_with_a_retried_step_reports_every_transition_in_order() {
         [(1, "completed"), (2, "completed"), (3, "completed")]
     );
     assert_eq!(stored[1]["attempt"], 2);
+
+    // Every attempt has its step_attempt row (the status API's source); the local progress
+    // reports are internal and not among them.
+    let attempts = reflow_tests::db().attempts("progress-1").await.unwrap();
+    let rows: Vec<(&str, i64, &str)> = attempts
+        .iter()
+        .map(|a| (a.activity_id.as_str(), a.attempt, a.status.as_str()))
+        .collect();
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.0 == "flaky")
+            .copied()
+            .collect::<Vec<_>>(),
+        [("flaky", 1, "failed"), ("flaky", 2, "completed")]
+    );
+    assert!(rows.contains(&("first", 1, "completed")) && rows.contains(&("fan_1", 1, "completed")));
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.activity_type != "report_progress")
+    );
+    let failed = attempts.iter().find(|a| a.status == "failed").unwrap();
+    assert!(
+        failed.failure_message.is_some() && failed.ended_at.is_some(),
+        "{failed:?}"
+    );
+    assert!(
+        failed
+            .worker_identity
+            .as_deref()
+            .is_some_and(|w| w.contains('@'))
+    );
 }

@@ -67,7 +67,9 @@ pub async fn run_workers(
             message,
         };
         let mut options = WorkerOptions::new(queue.clone())
-            .activity_inbound_interceptor(AttemptReporter::new(client.clone()))
+            .activity_inbound_interceptor(
+                AttemptReporter::new(client.clone()).recording(services.db().clone(), identity()),
+            )
             .graceful_shutdown_period(GRACE)
             .build();
         registry.register(&mut options, services).map_err(build)?;
@@ -110,4 +112,12 @@ pub async fn run_workers(
         }
     };
     results.into_iter().collect()
+}
+
+/// This worker's identity as the status API shows it: `pid@host`.
+fn identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{}@{host}", std::process::id())
 }

@@ -8,6 +8,7 @@
 //! (events-and-api.md §6) plus reflow's additions: the event log ([`events`]), the latest
 //! progress per step, and one row per activity attempt.
 
+pub mod attempts;
 pub mod events;
 pub mod transcripts;
 

@@ -1,0 +1,115 @@
+//! `step_attempt`: one row per activity attempt, written by the worker's activity interceptor
+//! ([`crate::attempts`]). Temporal keeps only an activity's last attempt; this table keeps all
+//! of them, for the status API's task rows.
+
+use super::{Db, DbError, now};
+
+/// The identity of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// Owning workflow.
+    pub workflow_id: String,
+    /// Its run.
+    pub run_id: String,
+    /// Activity id (`pad_track_2`).
+    pub activity_id: String,
+    /// 1-based.
+    pub attempt: i64,
+    /// Activity type.
+    pub activity_type: String,
+    /// Queue it ran on.
+    pub task_queue: String,
+    /// The worker that ran it.
+    pub worker_identity: String,
+}
+
+/// A stored attempt.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct AttemptRow {
+    /// Activity id.
+    pub activity_id: String,
+    /// 1-based.
+    pub attempt: i64,
+    /// Activity type.
+    pub activity_type: String,
+    /// Queue.
+    pub task_queue: String,
+    /// `started`, `completed`, `failed`, `non_retryable`, `cancelled` or `skipped`.
+    pub status: String,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339, once ended.
+    pub ended_at: Option<String>,
+    /// Failure type.
+    pub failure_type: Option<String>,
+    /// Failure message.
+    pub failure_message: Option<String>,
+    /// Worker identity.
+    pub worker_identity: Option<String>,
+}
+
+impl Db {
+    /// Record that an attempt started (a re-delivered start overwrites the row).
+    pub async fn attempt_started(&self, a: &Attempt) -> Result<(), DbError> {
+        crate::on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO step_attempt (workflow_id, run_id, activity_id, attempt, activity_type, \
+             task_queue, status, started_at, worker_identity) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'started', $7, $8) \
+             ON CONFLICT (workflow_id, run_id, activity_id, attempt) DO UPDATE SET \
+             status = 'started', started_at = $7, ended_at = NULL, failure_type = NULL, \
+             failure_message = NULL, worker_identity = $8"
+        )
+        .bind(&a.workflow_id)
+        .bind(&a.run_id)
+        .bind(&a.activity_id)
+        .bind(a.attempt)
+        .bind(&a.activity_type)
+        .bind(&a.task_queue)
+        .bind(now())
+        .bind(&a.worker_identity)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(DbError::query("record attempt start"))
+    }
+
+    /// Record how an attempt ended.
+    pub async fn attempt_ended(
+        &self,
+        a: &Attempt,
+        status: &str,
+        failure: Option<(String, String)>,
+    ) -> Result<(), DbError> {
+        let (kind, message) = failure.unzip();
+        crate::on_pool!(self, |pool| sqlx::query(
+            "UPDATE step_attempt SET status = $1, ended_at = $2, failure_type = $3, \
+             failure_message = $4 WHERE workflow_id = $5 AND run_id = $6 AND activity_id = $7 \
+             AND attempt = $8"
+        )
+        .bind(status)
+        .bind(now())
+        .bind(kind)
+        .bind(message)
+        .bind(&a.workflow_id)
+        .bind(&a.run_id)
+        .bind(&a.activity_id)
+        .bind(a.attempt)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(DbError::query("record attempt end"))
+    }
+
+    /// Every recorded attempt of a workflow (all runs), by activity id then attempt.
+    pub async fn attempts(&self, workflow_id: &str) -> Result<Vec<AttemptRow>, DbError> {
+        crate::on_pool!(self, |pool| sqlx::query_as::<_, AttemptRow>(
+            "SELECT activity_id, attempt, activity_type, task_queue, status, started_at, \
+             ended_at, failure_type, failure_message, worker_identity FROM step_attempt \
+             WHERE workflow_id = $1 ORDER BY started_at, activity_id, attempt"
+        )
+        .bind(workflow_id)
+        .fetch_all(pool)
+        .await)
+        .map_err(DbError::query("read attempts"))
+    }
+}
