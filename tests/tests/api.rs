@@ -90,6 +90,7 @@ async fn start(db: Db, store: Storage, token: Option<&str>) -> (String, Events) 
         events: events.clone(),
         storage: store,
         api_token: token.map(Into::into),
+        temporal: None,
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(serve(

@@ -180,7 +180,8 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             shutdown.on_signals();
             tracing::info!(queues = ?queues, "serving");
             let services = Services::from_settings(&settings, &registry).await?;
-            let api = serve_api(http, &services, &shutdown);
+            let api_client = client.clone();
+            let api = serve_api(http, &services, &api_client, &shutdown);
             let (workers, api) = futures::join!(
                 run_workers(client, &registry, &services, &queues, shutdown.clone()),
                 api
@@ -205,7 +206,8 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             shutdown.on_signals();
             eprintln!("worker serving {}; Ctrl-C to stop", queues.join(", "));
             let services = Services::from_settings(&settings, &registry).await?;
-            let api = serve_api(Some(http), &services, &shutdown);
+            let api_client = client.clone();
+            let api = serve_api(Some(http), &services, &api_client, &shutdown);
             let (result, api) = futures::join!(
                 run_workers(client, &registry, &services, &queues, shutdown.clone()),
                 api
@@ -393,6 +395,7 @@ async fn demo(
 async fn serve_api(
     addr: Option<std::net::SocketAddr>,
     services: &Services,
+    client: &temporalio_client::Client,
     shutdown: &Shutdown,
 ) -> std::io::Result<()> {
     let Some(addr) = addr else {
@@ -404,6 +407,7 @@ async fn serve_api(
         api_token: std::env::var("REFLOW_API_TOKEN")
             .ok()
             .filter(|t| !t.is_empty()),
+        temporal: Some(client.clone()),
     };
     let db = services.db().clone();
     if db.backend() == activities::db::Backend::Postgres {

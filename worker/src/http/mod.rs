@@ -1,10 +1,11 @@
 //! The HTTP API the frontend speaks (events-and-api.md): Reflector-compatible REST under
-//! `/v1/transcripts/…`, the transcript WebSocket, served by `reflow worker --http` and
-//! `reflow dev`.
+//! `/v1/transcripts/…`, the transcript WebSocket, and the Conductor-compatible status shim
+//! under `/api/workflow/…` ([`conductor`]); served by `reflow worker --http` and `reflow dev`.
 //!
 //! Handlers read the database and the object store; they never talk to a worker. Errors are
 //! `{"detail": "<message>"}` with the status the spec gives.
 
+pub mod conductor;
 pub mod transcripts;
 pub mod ws;
 
@@ -26,6 +27,8 @@ pub struct ApiState {
     pub storage: Storage,
     /// Operator token (`REFLOW_API_TOKEN`): when set, private transcripts need it.
     pub api_token: Option<String>,
+    /// Temporal, for the status API (`None`: those endpoints answer 503).
+    pub temporal: Option<temporalio_client::Client>,
 }
 
 /// An API error: a status and Reflector's `{"detail": …}` body.
@@ -104,6 +107,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(transcripts::routes())
+        .merge(conductor::routes())
         .merge(ws::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -1,0 +1,352 @@
+//! The Conductor-compatible status API over real runs: a completed run with a retried step and
+//! an activity fan-out, a failed run with an optional failure, a child fan-out flattened under
+//! FORK/JOIN, a running run, an unknown id; every field name and enum checked against
+//! conductor-status.md.
+
+use std::collections::BTreeSet;
+
+use reflow::http::{ApiState, serve};
+use reflow::runs;
+use reflow_tests::{journal, started};
+use serde_json::{Value, json};
+
+const WORKFLOW_FIELDS: [&str; 21] = [
+    "workflowId",
+    "workflowName",
+    "workflowVersion",
+    "status",
+    "createTime",
+    "startTime",
+    "updateTime",
+    "endTime",
+    "input",
+    "output",
+    "tasks",
+    "failedReferenceTaskNames",
+    "failedTaskNames",
+    "priority",
+    "variables",
+    "taskToDomain",
+    "lastRetriedTime",
+    "workflowDefinition",
+    "correlationId",
+    "reasonForIncompletion",
+    "parentWorkflowId",
+];
+const TASK_FIELDS: [&str; 30] = [
+    "taskId",
+    "taskType",
+    "taskDefName",
+    "referenceTaskName",
+    "status",
+    "seq",
+    "retryCount",
+    "retried",
+    "executed",
+    "scheduledTime",
+    "startTime",
+    "endTime",
+    "updateTime",
+    "firstStartTime",
+    "queueWaitTime",
+    "startDelayInSeconds",
+    "callbackAfterSeconds",
+    "pollCount",
+    "responseTimeoutSeconds",
+    "inputData",
+    "outputData",
+    "workflowInstanceId",
+    "workflowType",
+    "workflowTask",
+    "callbackFromWorker",
+    "loopOverTask",
+    "workflowPriority",
+    "iteration",
+    "rateLimitPerFrequency",
+    "rateLimitFrequencyInSeconds",
+];
+const TASK_STATUSES: [&str; 9] = [
+    "SCHEDULED",
+    "IN_PROGRESS",
+    "COMPLETED",
+    "COMPLETED_WITH_ERRORS",
+    "FAILED",
+    "FAILED_WITH_TERMINAL_ERROR",
+    "TIMED_OUT",
+    "CANCELED",
+    "SKIPPED",
+];
+
+async fn api() -> String {
+    let state = ApiState {
+        events: reflow_tests::services().events,
+        storage: reflow_tests::storage(),
+        api_token: None,
+        temporal: Some(reflow_tests::client().await),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(serve(
+        "127.0.0.1:0".parse().unwrap(),
+        state,
+        move |a| tx.send(a).unwrap(),
+        std::future::pending(),
+    ));
+    format!("http://127.0.0.1:{}/api/workflow", rx.await.unwrap().port())
+}
+
+async fn get(url: String) -> (u16, Value) {
+    let r = reqwest::get(url).await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Field names and enums of a Workflow JSON, per the spec; optional fields may be absent.
+fn check_shape(w: &Value) {
+    let known: BTreeSet<&str> = WORKFLOW_FIELDS.into_iter().collect();
+    for k in w.as_object().unwrap().keys() {
+        assert!(known.contains(k.as_str()), "unexpected workflow field {k}");
+    }
+    for k in &WORKFLOW_FIELDS[..19] {
+        if *k != "correlationId" {
+            assert!(w.get(*k).is_some(), "workflow field {k} missing");
+        }
+    }
+    assert!(
+        [
+            "RUNNING",
+            "COMPLETED",
+            "FAILED",
+            "TIMED_OUT",
+            "TERMINATED",
+            "PAUSED"
+        ]
+        .contains(&w["status"].as_str().unwrap())
+    );
+    for (i, t) in w["tasks"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(t["seq"], i + 1);
+        let keys: BTreeSet<&str> = t.as_object().unwrap().keys().map(String::as_str).collect();
+        for k in TASK_FIELDS {
+            assert!(keys.contains(k), "task field {k} missing in {t}");
+        }
+        let extra = [
+            "retriedTaskId",
+            "workerId",
+            "reasonForIncompletion",
+            "correlationId",
+        ];
+        for k in keys {
+            assert!(
+                TASK_FIELDS.contains(&k) || extra.contains(&k),
+                "unexpected task field {k}"
+            );
+        }
+        assert!(
+            TASK_STATUSES.contains(&t["status"].as_str().unwrap()),
+            "{t}"
+        );
+        assert!(
+            t["scheduledTime"].as_i64().unwrap() > 1_600_000_000_000,
+            "epoch ms: {t}"
+        );
+        for k in [
+            "name",
+            "taskReferenceName",
+            "type",
+            "inputParameters",
+            "optional",
+            "retryCount",
+        ] {
+            assert!(t["workflowTask"].get(k).is_some(), "workflowTask.{k}");
+        }
+    }
+}
+
+fn refs(w: &Value) -> Vec<(String, String, i64)> {
+    w["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["referenceTaskName"].as_str().unwrap().to_owned(),
+                t["status"].as_str().unwrap().to_owned(),
+                t["retryCount"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_run_with_a_retry_and_a_fan_out() {
+    let (q, tp, _worker, c) = started("conductor-ok", "progress.yaml").await;
+    reflow_tests::transcript("t-conductor").await;
+    let base = api().await;
+    runs::start(
+        &c,
+        &tp.pipeline,
+        json!({"journal": journal(q), "transcript_id": "t-conductor"}),
+        "cond-ok",
+    )
+    .await
+    .unwrap();
+    runs::wait(&c, "cond-ok").await.unwrap();
+
+    let (s, w) = get(format!("{base}/cond-ok?includeTasks=true")).await;
+    assert_eq!(s, 200, "{w}");
+    check_shape(&w);
+    assert_eq!(
+        (w["status"].as_str(), w["correlationId"].as_str()),
+        (Some("COMPLETED"), Some("t-conductor"))
+    );
+    assert!(w["endTime"].as_i64().unwrap() >= w["startTime"].as_i64().unwrap());
+    assert_eq!(w["input"]["transcript_id"], "t-conductor");
+    assert!(
+        w["input"]["pipeline_hash"]
+            .as_str()
+            .is_some_and(|h| h.len() == 64)
+    );
+    assert!(
+        w["input"].get("pipeline").is_none(),
+        "the definition is not echoed"
+    );
+    assert_eq!(
+        refs(&w),
+        [
+            ("first", "COMPLETED", 0),
+            ("flaky", "FAILED", 0),
+            ("flaky", "COMPLETED", 1),
+            ("fork_fan", "COMPLETED", 0),
+            ("fan_0", "COMPLETED", 0),
+            ("fan_1", "COMPLETED", 0),
+            ("join_fan", "COMPLETED", 0),
+        ]
+        .map(|(a, b, n)| (a.to_owned(), b.to_owned(), n))
+    );
+    let tasks = w["tasks"].as_array().unwrap();
+    assert_eq!(tasks[1]["retried"], true);
+    assert_eq!(
+        tasks[2]["retriedTaskId"], tasks[1]["taskId"],
+        "a retry points at the row it replaced"
+    );
+    assert!(
+        tasks[1]["reasonForIncompletion"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty())
+    );
+    assert_eq!(
+        tasks[3]["inputData"]["forkedTasks"],
+        json!(["fan_0", "fan_1"])
+    );
+    assert_eq!(tasks[6]["inputData"]["joinOn"], json!(["fan_0", "fan_1"]));
+    assert_eq!(w["failedReferenceTaskNames"], json!([]));
+    // Stable ids across polls.
+    let (_, again) = get(format!("{base}/cond-ok")).await;
+    assert_eq!(again["tasks"][2]["taskId"], tasks[2]["taskId"]);
+    let (_, none) = get(format!("{base}/cond-ok?includeTasks=false")).await;
+    assert_eq!(none["tasks"], json!([]));
+
+    let (_, st) = get(format!("{base}/cond-ok/status")).await;
+    assert_eq!(
+        st,
+        json!({"workflowId": "cond-ok", "correlationId": "t-conductor", "status": "COMPLETED"})
+    );
+    let (_, st) = get(format!(
+        "{base}/cond-ok/status?includeOutput=true&includeVariables=true"
+    ))
+    .await;
+    assert!(st.get("output").is_some() && st["variables"] == json!({}));
+
+    let (s, e) = get(format!("{base}/no-such-run")).await;
+    assert_eq!(
+        (s, e["status"].as_i64(), e["message"].as_str()),
+        (
+            404,
+            Some(404),
+            Some("No such workflow found by id: no-such-run")
+        )
+    );
+    assert_eq!(e["retryable"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_run_names_its_step_and_optional_failures_complete_with_errors() {
+    let (q, tp, _worker, c) = started("conductor-fail", "failures.yaml").await;
+    let base = api().await;
+    runs::start(
+        &c,
+        &tp.pipeline,
+        json!({"journal": journal(q), "fail_required": true}),
+        "cond-fail",
+    )
+    .await
+    .unwrap();
+    assert!(runs::wait(&c, "cond-fail").await.is_err());
+    let (_, w) = get(format!("{base}/cond-fail")).await;
+    check_shape(&w);
+    assert_eq!(w["status"], "FAILED");
+    assert!(
+        w["reasonForIncompletion"]
+            .as_str()
+            .unwrap()
+            .contains(r#"step "boom" failed"#),
+        "{w}"
+    );
+    let r = refs(&w);
+    assert!(
+        r.contains(&("broken".into(), "COMPLETED_WITH_ERRORS".into(), 0)),
+        "{r:?}"
+    );
+    assert!(r.contains(&("after".into(), "COMPLETED".into(), 0)));
+    assert!(
+        r.contains(&("boom".into(), "FAILED_WITH_TERMINAL_ERROR".into(), 0)),
+        "{r:?}"
+    );
+    assert_eq!(w["failedReferenceTaskNames"], json!(["boom"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_fan_outs_are_flattened_under_fork_and_join() {
+    let (q, tp, _worker, c) = started("conductor-child", "parallel.yaml").await;
+    let base = api().await;
+    runs::start(
+        &c,
+        &tp.pipeline,
+        json!({"journal": journal(q), "items": ["a", "b"]}),
+        "cond-child",
+    )
+    .await
+    .unwrap();
+    // While it runs, the shim shows a RUNNING workflow.
+    let (_, w) = get(format!("{base}/cond-child")).await;
+    assert_eq!(w["status"], "RUNNING");
+    check_shape(&w);
+    runs::wait(&c, "cond-child").await.unwrap();
+    let (_, w) = get(format!("{base}/cond-child")).await;
+    check_shape(&w);
+    let r: Vec<String> = refs(&w).into_iter().map(|r| r.0).collect();
+    // Members in scheduled order (the children run concurrently), between FORK and JOIN.
+    assert_eq!(
+        (r[2].as_str(), r[5].as_str()),
+        ("fork_test_sleep", "join_test_sleep"),
+        "{r:?}"
+    );
+    let members: BTreeSet<&str> = r[3..5].iter().map(String::as_str).collect();
+    assert_eq!(members, BTreeSet::from(["work_a", "work_b"]));
+    let tasks = w["tasks"].as_array().unwrap();
+    let member = tasks
+        .iter()
+        .find(|t| t["referenceTaskName"] == "work_a")
+        .unwrap();
+    assert_eq!(member["workflowInstanceId"], "cond-child-item-0");
+    assert_eq!(
+        member["inputData"]["track_workflow_id"],
+        "cond-child-item-0"
+    );
+    assert_eq!(tasks[5]["status"], "COMPLETED");
+    assert_eq!(
+        tasks[5]["outputData"]["work_b"]["key"], "b",
+        "JOIN maps refs to outputs"
+    );
+    let (_, child) = get(format!("{base}/cond-child-item-1")).await;
+    assert_eq!(child["parentWorkflowId"], "cond-child");
+    assert_eq!(child["workflowName"], "EngineChild");
+}

@@ -1,0 +1,1008 @@
+//! The Conductor-compatible status shim (conductor-status.md): `GET /api/workflow/{id}`,
+//! `GET /api/workflow/{id}/status`, computed from Temporal and the `step_attempt` table.
+//!
+//! Sources, per run: describe-workflow (status, times, pending activities with their attempt,
+//! heartbeat and backoff), the history (scheduled activities with their options and input,
+//! the close of each, child workflows), and `step_attempt` (one row per attempt, which
+//! Temporal does not keep). Each attempt becomes a task row; a fan-out becomes a FORK row, its
+//! members and a JOIN row; activities of child workflows are listed flattened under the fan-out
+//! that started them. Refs are the activity ids the pipeline gave (`pad_track_2`); fan-out refs
+//! are `fork_{name}` / `join_{name}`, where `name` is the fan-out step's id, or the activity
+//! type for activities of child workflows. The local progress reporter is internal and not
+//! listed.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions, WorkflowFetchHistoryOptions};
+use workflow::interpreter::REPORT_PROGRESS;
+use workflow::pipeline::{Pipeline, Run};
+
+use super::ApiState;
+use activities::db::attempts::AttemptRow;
+
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/workflow/{id}", get(workflow_json))
+        .route("/api/workflow/{id}/status", get(status_json))
+}
+
+/// Conductor's error body.
+#[derive(Debug)]
+pub struct ConductorError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ConductorError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ConductorError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ConductorError {
+    fn into_response(self) -> Response {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        (
+            self.status,
+            axum::Json(
+                json!({"status": self.status.as_u16(), "message": self.message,
+                              "instance": host, "retryable": self.status.is_server_error()}),
+            ),
+        )
+            .into_response()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WorkflowQuery {
+    include_tasks: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusQuery {
+    include_output: Option<bool>,
+    include_variables: Option<bool>,
+}
+
+fn authorized(state: &ApiState, headers: &HeaderMap) -> Result<(), ConductorError> {
+    // Runs are an operator's view: with a token configured, only the operator sees them.
+    if state.may_read(headers, "private") {
+        Ok(())
+    } else {
+        Err(ConductorError::new(
+            StatusCode::UNAUTHORIZED,
+            "operator token required",
+        ))
+    }
+}
+
+async fn workflow_json(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<WorkflowQuery>,
+) -> Result<axum::Json<Value>, ConductorError> {
+    authorized(&state, &headers)?;
+    let exec = Execution::load(&state, &id, 0).await?;
+    Ok(axum::Json(
+        exec.workflow(&state, q.include_tasks.unwrap_or(true))
+            .await?,
+    ))
+}
+
+async fn status_json(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<StatusQuery>,
+) -> Result<axum::Json<Value>, ConductorError> {
+    authorized(&state, &headers)?;
+    let exec = Execution::load(&state, &id, 0).await?;
+    let mut out = Map::new();
+    out.insert("workflowId".into(), json!(exec.workflow_id));
+    if let Some(c) = exec.correlation_id() {
+        out.insert("correlationId".into(), json!(c));
+    }
+    if q.include_output.unwrap_or(false) {
+        out.insert("output".into(), exec.output());
+    }
+    if q.include_variables.unwrap_or(false) {
+        out.insert("variables".into(), json!({}));
+    }
+    out.insert("status".into(), json!(exec.conductor_status()));
+    Ok(axum::Json(Value::Object(out)))
+}
+
+/// Epoch ms of an RFC 3339 time (0 when absent or unreadable).
+fn ms(t: Option<&str>) -> i64 {
+    t.and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A `WorkflowExecution` field (`workflowId`/`runId`; serialized in camel case).
+fn execution_field<'a>(execution: &'a Value, camel: &str, snake: &str) -> Option<&'a str> {
+    execution[camel]
+        .as_str()
+        .or_else(|| execution[snake].as_str())
+        .filter(|s| !s.is_empty())
+}
+
+/// Seconds of a protobuf JSON duration (`"10.000000000s"`).
+fn secs(d: &Value) -> i64 {
+    d.as_str()
+        .and_then(|s| s.trim_end_matches('s').parse::<f64>().ok())
+        .map_or(0, |s| s.round() as i64)
+}
+
+/// The JSON value of the first payload of `payloads` (`{"payloads": [{"data": base64}]}`).
+fn payload(payloads: &Value) -> Value {
+    payloads["payloads"][0]["data"]
+        .as_str()
+        .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// The root cause of a failure JSON: `(type, message)`.
+fn failure(f: &Value) -> (String, String) {
+    let mut root = f;
+    while !root["cause"].is_null() {
+        root = &root["cause"];
+    }
+    let kind = root["failure_info"]["ApplicationFailureInfo"]["type"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| {
+            root["failure_info"]["TimeoutFailureInfo"]["timeout_type"]
+                .as_i64()
+                .map(|t| format!("timeout: {}", timeout_name(t)))
+        })
+        .unwrap_or_default();
+    (
+        kind,
+        root["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+fn timeout_name(t: i64) -> &'static str {
+    match t {
+        1 => "START_TO_CLOSE",
+        2 => "SCHEDULE_TO_START",
+        3 => "SCHEDULE_TO_CLOSE",
+        4 => "HEARTBEAT",
+        _ => "UNSPECIFIED",
+    }
+}
+
+/// How an activity closed, from history.
+#[derive(Debug, Clone)]
+enum Close {
+    Completed {
+        at: i64,
+        result: Value,
+    },
+    Failed {
+        at: i64,
+        kind: String,
+        message: String,
+        non_retryable: bool,
+    },
+    TimedOut {
+        at: i64,
+        kind: String,
+    },
+    Canceled {
+        at: i64,
+    },
+}
+
+/// One scheduled activity of a run.
+#[derive(Debug, Clone)]
+struct Act {
+    activity_id: String,
+    activity_type: String,
+    scheduled: i64,
+    input: Value,
+    response_timeout: i64,
+    max_attempts: i64,
+    started: Option<(i64, i64, String)>,
+    close: Option<Close>,
+}
+
+/// One Temporal run, as far as the shim needs it.
+struct Execution {
+    workflow_id: String,
+    run_id: String,
+    workflow_type: String,
+    /// Temporal `WorkflowExecutionStatus` number.
+    status: i64,
+    start: i64,
+    close: i64,
+    update: i64,
+    input: Value,
+    result: Value,
+    reason: Option<String>,
+    parent_id: Option<String>,
+    acts: Vec<Act>,
+    pending: Vec<Value>,
+    /// Child workflows started, in order.
+    children: Vec<String>,
+}
+
+impl Execution {
+    async fn load(state: &ApiState, id: &str, depth: usize) -> Result<Execution, ConductorError> {
+        let client = state.temporal.as_ref().ok_or_else(|| {
+            ConductorError::new(StatusCode::SERVICE_UNAVAILABLE, "no Temporal connection")
+        })?;
+        let handle = client.get_workflow_handle::<UntypedWorkflow>(id);
+        let not_found = |e: &dyn std::fmt::Display| {
+            let text = e.to_string();
+            if text.to_lowercase().contains("not found") {
+                ConductorError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("No such workflow found by id: {id}"),
+                )
+            } else {
+                ConductorError::new(StatusCode::SERVICE_UNAVAILABLE, text)
+            }
+        };
+        let desc = handle
+            .describe(WorkflowDescribeOptions::default())
+            .await
+            .map_err(|e| not_found(&e))?;
+        let desc = serde_json::to_value(&desc.raw_description).unwrap_or(Value::Null);
+        let history = handle
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .to_json()
+            .await
+            .map_err(|e| not_found(&e))?;
+        let history: Value = serde_json::from_slice(&history).unwrap_or(Value::Null);
+        let info = &desc["workflow_execution_info"];
+        let mut exec = Execution {
+            workflow_id: id.to_owned(),
+            run_id: info["execution"]["run_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            workflow_type: info["type"]["name"].as_str().unwrap_or_default().to_owned(),
+            status: info["status"].as_i64().unwrap_or(0),
+            start: ms(info["start_time"].as_str()),
+            close: ms(info["close_time"].as_str()),
+            update: 0,
+            input: Value::Null,
+            result: Value::Null,
+            reason: None,
+            parent_id: execution_field(&info["parent_execution"], "workflowId", "workflow_id")
+                .map(str::to_owned),
+            acts: Vec::new(),
+            pending: desc["pending_activities"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+            children: Vec::new(),
+        };
+        let mut by_event: BTreeMap<i64, usize> = BTreeMap::new();
+        for e in history["events"].as_array().into_iter().flatten() {
+            let at = ms(e["event_time"].as_str());
+            exec.update = exec.update.max(at);
+            let Some((kind, a)) = e["attributes"].as_object().and_then(|m| m.iter().next()) else {
+                continue;
+            };
+            let scheduled = a["scheduled_event_id"]
+                .as_i64()
+                .and_then(|s| by_event.get(&s).copied());
+            match kind.as_str() {
+                "WorkflowExecutionStartedEventAttributes" => {
+                    exec.input = payload(&a["input"]);
+                    if let Some(p) = execution_field(
+                        &a["parent_workflow_execution"],
+                        "workflowId",
+                        "workflow_id",
+                    ) {
+                        exec.parent_id = Some(p.to_owned());
+                    }
+                }
+                "WorkflowExecutionCompletedEventAttributes" => exec.result = payload(&a["result"]),
+                "WorkflowExecutionFailedEventAttributes" => {
+                    let (_, message) = failure(&a["failure"]);
+                    exec.reason = Some(message);
+                }
+                "WorkflowExecutionTerminatedEventAttributes" => {
+                    exec.reason = a["reason"].as_str().map(str::to_owned);
+                }
+                "WorkflowExecutionCanceledEventAttributes" => {
+                    exec.reason = Some("canceled: the run was canceled".into());
+                }
+                "ActivityTaskScheduledEventAttributes" => {
+                    let activity_type = a["activity_type"]["name"].as_str().unwrap_or_default();
+                    if activity_type == REPORT_PROGRESS {
+                        continue;
+                    }
+                    let heartbeat = secs(&a["heartbeat_timeout"]);
+                    by_event.insert(e["event_id"].as_i64().unwrap_or(0), exec.acts.len());
+                    exec.acts.push(Act {
+                        activity_id: a["activity_id"].as_str().unwrap_or_default().to_owned(),
+                        activity_type: activity_type.to_owned(),
+                        scheduled: at,
+                        input: payload(&a["input"]),
+                        response_timeout: if heartbeat > 0 {
+                            heartbeat
+                        } else {
+                            secs(&a["start_to_close_timeout"])
+                        },
+                        max_attempts: a["retry_policy"]["maximum_attempts"].as_i64().unwrap_or(0),
+                        started: None,
+                        close: None,
+                    });
+                }
+                "ActivityTaskStartedEventAttributes" => {
+                    if let Some(i) = scheduled {
+                        exec.acts[i].started = Some((
+                            at,
+                            a["attempt"].as_i64().unwrap_or(1),
+                            a["identity"].as_str().unwrap_or_default().to_owned(),
+                        ));
+                    }
+                }
+                "ActivityTaskCompletedEventAttributes" => {
+                    if let Some(i) = scheduled {
+                        exec.acts[i].close = Some(Close::Completed {
+                            at,
+                            result: payload(&a["result"]),
+                        });
+                    }
+                }
+                "ActivityTaskFailedEventAttributes" => {
+                    if let Some(i) = scheduled {
+                        let (kind, message) = failure(&a["failure"]);
+                        // RetryState NON_RETRYABLE_FAILURE = 2.
+                        exec.acts[i].close = Some(Close::Failed {
+                            at,
+                            kind,
+                            message,
+                            non_retryable: a["retry_state"].as_i64() == Some(2),
+                        });
+                    }
+                }
+                "ActivityTaskTimedOutEventAttributes" => {
+                    if let Some(i) = scheduled {
+                        let (kind, _) = failure(&a["failure"]);
+                        exec.acts[i].close = Some(Close::TimedOut { at, kind });
+                    }
+                }
+                "ActivityTaskCanceledEventAttributes" => {
+                    if let Some(i) = scheduled {
+                        exec.acts[i].close = Some(Close::Canceled { at });
+                    }
+                }
+                "StartChildWorkflowExecutionInitiatedEventAttributes" => {
+                    if let Some(w) = a["workflow_id"].as_str() {
+                        exec.children.push(w.to_owned());
+                    }
+                }
+                _ => {}
+            }
+        }
+        let _ = depth;
+        Ok(exec)
+    }
+
+    fn pipeline(&self) -> Option<Pipeline> {
+        serde_json::from_value(self.input["pipeline"].clone()).ok()
+    }
+
+    fn correlation_id(&self) -> Option<String> {
+        self.input["input"]["transcript_id"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.status != 1
+    }
+
+    fn conductor_status(&self) -> &'static str {
+        match self.status {
+            1 if !self.pending.is_empty()
+                && self
+                    .pending
+                    .iter()
+                    .all(|p| p["paused"].as_bool() == Some(true)) =>
+            {
+                "PAUSED"
+            }
+            1 => "RUNNING",
+            2 => "COMPLETED",
+            3 => "FAILED",
+            7 => "TIMED_OUT",
+            4 | 5 => "TERMINATED",
+            _ => "RUNNING",
+        }
+    }
+
+    fn output(&self) -> Value {
+        match (&self.result, self.status) {
+            (Value::Object(_), 2) => self.result.clone(),
+            (Value::Null, _) => json!({}),
+            (v, 2) => json!({ "result": v }),
+            _ => json!({}),
+        }
+    }
+
+    /// Whether the pinned definition marks the step running `activity_id` optional.
+    fn optional(&self, pipeline: Option<&Pipeline>, act: &Act) -> bool {
+        let Some(p) = pipeline else { return false };
+        let graph = p.graph(&self.workflow_type).unwrap_or(&p.main);
+        // The step with that id, else the fan-out it is a member of, else the only step of
+        // that activity type (an `activity_id` template).
+        let steps = &graph.steps;
+        steps
+            .iter()
+            .find(|s| s.id == act.activity_id)
+            .or_else(|| {
+                steps.iter().find(|s| {
+                    s.for_each.is_some() && act.activity_id.starts_with(&format!("{}_", s.id))
+                })
+            })
+            .or_else(|| {
+                let mut of_type = steps
+                    .iter()
+                    .filter(|s| matches!(&s.run, Run::Activity(a) if *a == act.activity_type));
+                match (of_type.next(), of_type.next()) {
+                    (Some(s), None) => Some(s),
+                    _ => None,
+                }
+            })
+            .is_some_and(|s| s.optional)
+    }
+
+    /// Task rows of this run's activities (children not included), one per attempt.
+    fn activity_rows(&self, pipeline: Option<&Pipeline>, attempts: &[AttemptRow]) -> Vec<Value> {
+        let mut out = Vec::new();
+        for act in &self.acts {
+            let pending = self
+                .pending
+                .iter()
+                .find(|p| p["activity_id"].as_str() == Some(act.activity_id.as_str()));
+            let recorded: Vec<&AttemptRow> = attempts
+                .iter()
+                .filter(|a| a.activity_id == act.activity_id)
+                .collect();
+            let last = act
+                .started
+                .as_ref()
+                .map(|s| s.1)
+                .or_else(|| pending.and_then(|p| p["attempt"].as_i64()))
+                .unwrap_or(1)
+                .max(recorded.iter().map(|a| a.attempt).max().unwrap_or(1));
+            let optional = self.optional(pipeline, act);
+            let mut previous: Option<String> = None;
+            for attempt in 1..=last {
+                let db = recorded.iter().find(|a| a.attempt == attempt);
+                let reference = &act.activity_id;
+                let task_id = uuid::Uuid::new_v5(
+                    &uuid::Uuid::NAMESPACE_OID,
+                    format!("{}/{reference}/{attempt}", self.run_id).as_bytes(),
+                )
+                .simple()
+                .to_string();
+                let mut row = Map::new();
+                let start = db.map_or(0, |a| ms(Some(&a.started_at)));
+                let end = db
+                    .and_then(|a| a.ended_at.as_deref())
+                    .map_or(0, |t| ms(Some(t)));
+                let (mut status, mut reason, mut output) = match db.map(|a| a.status.as_str()) {
+                    Some("completed") => ("COMPLETED", None, json!({})),
+                    Some("non_retryable") => {
+                        ("FAILED_WITH_TERMINAL_ERROR", failure_text(db), json!({}))
+                    }
+                    Some("failed") => ("FAILED", failure_text(db), json!({})),
+                    Some("cancelled") => ("CANCELED", None, json!({})),
+                    Some("skipped") => ("SKIPPED", None, json!({})),
+                    Some(_) if attempt < last => (
+                        "TIMED_OUT",
+                        Some("timeout: worker lost or timed out".to_owned()),
+                        json!({}),
+                    ),
+                    Some(_) => ("IN_PROGRESS", None, json!({})),
+                    None if attempt < last => (
+                        "FAILED",
+                        Some("attempt details not recorded".to_owned()),
+                        json!({}),
+                    ),
+                    None => ("SCHEDULED", None, json!({})),
+                };
+                let (mut start, mut end, mut worker) =
+                    (start, end, db.and_then(|a| a.worker_identity.clone()));
+                let mut delay = 0;
+                if attempt == last {
+                    match (&act.close, pending) {
+                        (Some(Close::Completed { at, result }), _) => {
+                            status = "COMPLETED";
+                            reason = None;
+                            output = if result.is_object() {
+                                result.clone()
+                            } else {
+                                json!({"result": result})
+                            };
+                            end = *at;
+                        }
+                        (
+                            Some(Close::Failed {
+                                at,
+                                kind,
+                                message,
+                                non_retryable,
+                            }),
+                            _,
+                        ) => {
+                            status = if optional {
+                                "COMPLETED_WITH_ERRORS"
+                            } else if *non_retryable {
+                                "FAILED_WITH_TERMINAL_ERROR"
+                            } else {
+                                "FAILED"
+                            };
+                            reason = Some(if kind.is_empty() {
+                                message.clone()
+                            } else {
+                                format!("{kind}: {message}")
+                            });
+                            end = *at;
+                        }
+                        (Some(Close::TimedOut { at, kind }), _) => {
+                            status = if optional {
+                                "COMPLETED_WITH_ERRORS"
+                            } else {
+                                "TIMED_OUT"
+                            };
+                            reason = Some(kind.clone());
+                            end = *at;
+                        }
+                        (Some(Close::Canceled { at }), _) => {
+                            status = "CANCELED";
+                            end = *at;
+                        }
+                        (None, Some(p)) => {
+                            // PendingActivityState: 1 SCHEDULED, 2 STARTED, 3 CANCEL_REQUESTED,
+                            // 4 PAUSED, 5 PAUSE_REQUESTED.
+                            let state = p["state"].as_i64().unwrap_or(1);
+                            status = if matches!(state, 2 | 3) {
+                                "IN_PROGRESS"
+                            } else {
+                                "SCHEDULED"
+                            };
+                            if status == "IN_PROGRESS" {
+                                start = ms(p["last_started_time"].as_str()).max(start);
+                                output = json!({"heartbeat": payload(&p["heartbeat_details"])});
+                            } else {
+                                let next = ms(p["next_attempt_schedule_time"].as_str());
+                                if next > 0 {
+                                    delay = ((next - now_ms()) / 1000).max(0);
+                                }
+                            }
+                            if matches!(state, 4 | 5) {
+                                reason = Some("paused: activity paused".into());
+                            }
+                            if let Some(w) =
+                                p["last_worker_identity"].as_str().filter(|w| !w.is_empty())
+                            {
+                                worker = Some(w.to_owned());
+                            }
+                        }
+                        (None, None) if self.is_closed() => {
+                            status = "CANCELED";
+                        }
+                        (None, None) => {}
+                    }
+                    if let Some((at, _, identity)) = &act.started {
+                        if start == 0 {
+                            start = *at;
+                        }
+                        if worker.is_none() && !identity.is_empty() {
+                            worker = Some(identity.clone());
+                        }
+                    }
+                }
+                let scheduled = if attempt == 1 {
+                    act.scheduled
+                } else {
+                    start.max(act.scheduled)
+                };
+                let terminal = !matches!(status, "SCHEDULED" | "IN_PROGRESS");
+                row.insert("taskType".into(), json!(act.activity_type));
+                row.insert("taskDefName".into(), json!(act.activity_type));
+                row.insert("referenceTaskName".into(), json!(reference));
+                row.insert("taskId".into(), json!(task_id));
+                row.insert("status".into(), json!(status));
+                row.insert("retryCount".into(), json!(attempt - 1));
+                if let Some(p) = &previous {
+                    row.insert("retriedTaskId".into(), json!(p));
+                }
+                row.insert("retried".into(), json!(attempt < last));
+                row.insert("executed".into(), json!(terminal));
+                row.insert("scheduledTime".into(), json!(scheduled));
+                row.insert("startTime".into(), json!(start));
+                row.insert("endTime".into(), json!(if terminal { end } else { 0 }));
+                row.insert("updateTime".into(), json!(end.max(start).max(scheduled)));
+                row.insert("firstStartTime".into(), json!(act.scheduled));
+                row.insert(
+                    "queueWaitTime".into(),
+                    json!(if start > 0 {
+                        (start - scheduled).max(0)
+                    } else {
+                        0
+                    }),
+                );
+                row.insert("startDelayInSeconds".into(), json!(delay));
+                row.insert("callbackAfterSeconds".into(), json!(delay));
+                row.insert("pollCount".into(), json!(i64::from(start > 0)));
+                row.insert("responseTimeoutSeconds".into(), json!(act.response_timeout));
+                if let Some(w) = worker {
+                    row.insert("workerId".into(), json!(w));
+                }
+                row.insert(
+                    "inputData".into(),
+                    if act.input.is_object() {
+                        act.input.clone()
+                    } else {
+                        json!({"input": act.input})
+                    },
+                );
+                row.insert("outputData".into(), output);
+                if let Some(r) = reason {
+                    row.insert("reasonForIncompletion".into(), json!(r));
+                }
+                row.insert("workflowInstanceId".into(), json!(self.workflow_id));
+                row.insert("workflowType".into(), json!(self.workflow_type));
+                if let Some(c) = self.correlation_id() {
+                    row.insert("correlationId".into(), json!(c));
+                }
+                row.insert(
+                    "workflowTask".into(),
+                    json!({"name": act.activity_type, "taskReferenceName": reference, "type": "SIMPLE",
+                           "inputParameters": {}, "optional": optional,
+                           "retryCount": (act.max_attempts - 1).max(0)}),
+                );
+                for (k, v) in [
+                    ("callbackFromWorker", json!(true)),
+                    ("loopOverTask", json!(false)),
+                    ("workflowPriority", json!(0)),
+                    ("iteration", json!(0)),
+                    ("rateLimitPerFrequency", json!(0)),
+                    ("rateLimitFrequencyInSeconds", json!(0)),
+                ] {
+                    row.insert(k.into(), v);
+                }
+                previous = Some(task_id);
+                out.push(Value::Object(row));
+            }
+        }
+        out
+    }
+
+    /// The Workflow JSON (§2).
+    async fn workflow(
+        &self,
+        state: &ApiState,
+        include_tasks: bool,
+    ) -> Result<Value, ConductorError> {
+        let pipeline = self.pipeline();
+        let tasks = if include_tasks {
+            self.tasks(state, pipeline.as_ref()).await?
+        } else {
+            Vec::new()
+        };
+        let failed: Vec<&Value> = latest_per_ref(&tasks)
+            .into_iter()
+            .filter(|t| {
+                matches!(
+                    t["status"].as_str(),
+                    Some("FAILED" | "FAILED_WITH_TERMINAL_ERROR" | "TIMED_OUT")
+                )
+            })
+            .collect();
+        let mut input = self.input["input"].clone();
+        if let (Value::Object(m), Some(p)) = (&mut input, &pipeline) {
+            m.insert("pipeline_hash".into(), json!(p.hash));
+        }
+        let mut w = Map::new();
+        w.insert("workflowId".into(), json!(self.workflow_id));
+        w.insert("workflowName".into(), json!(self.workflow_type));
+        w.insert(
+            "workflowVersion".into(),
+            json!(pipeline.as_ref().map_or(1, |p| p.version)),
+        );
+        if let Some(c) = self.correlation_id() {
+            w.insert("correlationId".into(), json!(c));
+        }
+        w.insert("status".into(), json!(self.conductor_status()));
+        w.insert("createTime".into(), json!(self.start));
+        w.insert("startTime".into(), json!(self.start));
+        w.insert("updateTime".into(), json!(self.update));
+        w.insert("endTime".into(), json!(self.close));
+        w.insert(
+            "input".into(),
+            if input.is_object() { input } else { json!({}) },
+        );
+        w.insert("output".into(), self.output());
+        if let Some(r) = &self.reason {
+            w.insert("reasonForIncompletion".into(), json!(r));
+        }
+        w.insert(
+            "failedReferenceTaskNames".into(),
+            json!(
+                failed
+                    .iter()
+                    .map(|t| t["referenceTaskName"].clone())
+                    .collect::<Vec<_>>()
+            ),
+        );
+        w.insert(
+            "failedTaskNames".into(),
+            json!(
+                failed
+                    .iter()
+                    .map(|t| t["taskDefName"].clone())
+                    .collect::<Vec<_>>()
+            ),
+        );
+        if let Some(p) = &self.parent_id {
+            w.insert("parentWorkflowId".into(), json!(p));
+        }
+        w.insert("priority".into(), json!(0));
+        w.insert("variables".into(), json!({}));
+        w.insert("taskToDomain".into(), json!({}));
+        w.insert("lastRetriedTime".into(), json!(0));
+        w.insert(
+            "workflowDefinition".into(),
+            definition(pipeline.as_ref(), &self.workflow_type),
+        );
+        w.insert("tasks".into(), Value::Array(tasks));
+        Ok(Value::Object(w))
+    }
+
+    /// Every task row: this run's activities, and the activities of its children flattened
+    /// under FORK/JOIN rows, ordered by scheduled time with `seq` set.
+    async fn tasks(
+        &self,
+        state: &ApiState,
+        pipeline: Option<&Pipeline>,
+    ) -> Result<Vec<Value>, ConductorError> {
+        let db = state.events.db();
+        let attempts = db.attempts(&self.workflow_id).await.unwrap_or_default();
+        let mut rows = self.activity_rows(pipeline, &attempts);
+        // Activity fan-outs of this run: members are `{step}_{i}` of a step with for_each.
+        let mut groups: Vec<(String, Vec<Value>)> = Vec::new();
+        if let Some(p) = pipeline {
+            let graph = p.graph(&self.workflow_type).unwrap_or(&p.main);
+            for step in graph.steps.iter().filter(|s| s.for_each.is_some()) {
+                if let Run::Activity(_) = step.run {
+                    let prefix = format!("{}_", step.id);
+                    let (members, rest): (Vec<Value>, Vec<Value>) =
+                        rows.into_iter().partition(|r| {
+                            r["referenceTaskName"]
+                                .as_str()
+                                .is_some_and(|n| n.starts_with(&prefix))
+                        });
+                    rows = rest;
+                    if !members.is_empty() {
+                        groups.push((step.id.clone(), members));
+                    }
+                }
+            }
+        }
+        // Children: their activity rows, grouped by activity type.
+        let mut by_type: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for child in &self.children {
+            let Ok(exec) = Execution::load(state, child, 1).await else {
+                continue;
+            };
+            let child_attempts = db.attempts(child).await.unwrap_or_default();
+            let child_pipeline = exec.pipeline();
+            for mut r in exec.activity_rows(child_pipeline.as_ref(), &child_attempts) {
+                if let Value::Object(input) = &mut r["inputData"] {
+                    input.insert("track_workflow_id".into(), json!(child));
+                }
+                let t = r["taskDefName"].as_str().unwrap_or_default().to_owned();
+                by_type.entry(t).or_default().push(r);
+            }
+        }
+        groups.extend(by_type);
+        // Units: a plain row, or FORK + members + JOIN, ordered by their first scheduled time.
+        let mut units: Vec<(i64, Vec<Value>)> = rows
+            .into_iter()
+            .map(|r| (r["scheduledTime"].as_i64().unwrap_or(0), vec![r]))
+            .collect();
+        for (name, mut members) in groups {
+            members.sort_by_key(|m| {
+                (
+                    m["scheduledTime"].as_i64().unwrap_or(0),
+                    m["retryCount"].as_i64().unwrap_or(0),
+                )
+            });
+            let first = members[0]["scheduledTime"].as_i64().unwrap_or(0);
+            let refs: Vec<Value> = distinct_refs(&members);
+            let latest = latest_per_ref(&members);
+            let all_terminal = latest
+                .iter()
+                .all(|m| !matches!(m["status"].as_str(), Some("SCHEDULED" | "IN_PROGRESS")));
+            let all_ok = latest.iter().all(|m| {
+                matches!(
+                    m["status"].as_str(),
+                    Some("COMPLETED" | "COMPLETED_WITH_ERRORS" | "SKIPPED")
+                )
+            });
+            let join_status = if !all_terminal {
+                if self.is_closed() {
+                    "CANCELED"
+                } else {
+                    "IN_PROGRESS"
+                }
+            } else if all_ok {
+                "COMPLETED"
+            } else {
+                "FAILED"
+            };
+            let end = latest
+                .iter()
+                .filter_map(|m| m["endTime"].as_i64())
+                .max()
+                .unwrap_or(0);
+            let output: Map<String, Value> = latest
+                .iter()
+                .map(|m| {
+                    (
+                        m["referenceTaskName"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                        m["outputData"].clone(),
+                    )
+                })
+                .collect();
+            let fork = synthetic(
+                self,
+                "FORK",
+                &format!("fork_{name}"),
+                "COMPLETED",
+                first,
+                first,
+                json!({"forkedTasks": refs, "forkedTaskDefs": latest.iter().map(|m| m["workflowTask"].clone()).collect::<Vec<_>>()}),
+                json!({}),
+            );
+            let join = synthetic(
+                self,
+                "JOIN",
+                &format!("join_{name}"),
+                join_status,
+                first,
+                if join_status == "IN_PROGRESS" { 0 } else { end },
+                json!({"joinOn": refs}),
+                Value::Object(output),
+            );
+            let mut unit = vec![fork];
+            unit.extend(members);
+            unit.push(join);
+            units.push((first, unit));
+        }
+        units.sort_by_key(|u| u.0);
+        let mut tasks: Vec<Value> = units.into_iter().flat_map(|u| u.1).collect();
+        for (i, t) in tasks.iter_mut().enumerate() {
+            t["seq"] = json!(i + 1);
+        }
+        Ok(tasks)
+    }
+}
+
+fn failure_text(a: Option<&&AttemptRow>) -> Option<String> {
+    let a = a?;
+    match (&a.failure_type, &a.failure_message) {
+        (Some(t), Some(m)) if !t.is_empty() => Some(format!("{t}: {m}")),
+        (_, Some(m)) => Some(m.clone()),
+        _ => None,
+    }
+}
+
+/// The last row (highest retryCount) of every ref, in first-seen order.
+fn latest_per_ref(rows: &[Value]) -> Vec<&Value> {
+    let mut latest: Vec<&Value> = Vec::new();
+    for r in rows {
+        let name = &r["referenceTaskName"];
+        match latest.iter_mut().find(|l| &l["referenceTaskName"] == name) {
+            Some(l) if l["retryCount"].as_i64() < r["retryCount"].as_i64() => *l = r,
+            Some(_) => {}
+            None => latest.push(r),
+        }
+    }
+    latest
+}
+
+fn distinct_refs(rows: &[Value]) -> Vec<Value> {
+    let mut refs: Vec<Value> = Vec::new();
+    for r in rows {
+        if !refs.contains(&r["referenceTaskName"]) {
+            refs.push(r["referenceTaskName"].clone());
+        }
+    }
+    refs
+}
+
+#[allow(clippy::too_many_arguments)]
+fn synthetic(
+    exec: &Execution,
+    kind: &str,
+    reference: &str,
+    status: &str,
+    scheduled: i64,
+    end: i64,
+    input: Value,
+    output: Value,
+) -> Value {
+    let task_id = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("{}/{reference}/1", exec.run_id).as_bytes(),
+    )
+    .simple()
+    .to_string();
+    json!({
+        "taskType": kind, "taskDefName": kind, "referenceTaskName": reference, "taskId": task_id,
+        "status": status, "retryCount": 0, "retried": false,
+        "executed": !matches!(status, "IN_PROGRESS" | "SCHEDULED"),
+        "scheduledTime": scheduled, "startTime": scheduled, "endTime": end,
+        "updateTime": end.max(scheduled), "firstStartTime": scheduled, "queueWaitTime": 0,
+        "startDelayInSeconds": 0, "callbackAfterSeconds": 0, "pollCount": 0,
+        "responseTimeoutSeconds": 0, "inputData": input, "outputData": output,
+        "workflowInstanceId": exec.workflow_id, "workflowType": exec.workflow_type,
+        "workflowTask": {"name": kind, "taskReferenceName": reference, "type": kind,
+                         "inputParameters": {}, "optional": false, "retryCount": 0},
+        "callbackFromWorker": true, "loopOverTask": false, "workflowPriority": 0, "iteration": 0,
+        "rateLimitPerFrequency": 0, "rateLimitFrequencyInSeconds": 0,
+    })
+}
+
+/// `workflowDefinition` from the pinned pipeline.
+fn definition(pipeline: Option<&Pipeline>, workflow_type: &str) -> Value {
+    let Some(p) = pipeline else {
+        return json!({"name": workflow_type, "version": 1, "schemaVersion": 2, "timeoutSeconds": 0, "tasks": []});
+    };
+    let graph = p.graph(workflow_type).unwrap_or(&p.main);
+    let tasks: Vec<Value> = graph
+        .steps
+        .iter()
+        .map(|s| {
+            let (name, kind) = match &s.run {
+                Run::Activity(a) if s.for_each.is_some() => (a.clone(), "FORK_JOIN_DYNAMIC"),
+                Run::Activity(a) => (a.clone(), "SIMPLE"),
+                Run::Child(c) if s.for_each.is_some() => (c.clone(), "FORK_JOIN_DYNAMIC"),
+                Run::Child(c) => (c.clone(), "SUB_WORKFLOW"),
+            };
+            json!({"name": name, "taskReferenceName": s.id, "type": kind, "inputParameters": {},
+                   "optional": s.optional, "retryCount": (i64::from(s.options.retry.maximum_attempts) - 1).max(0)})
+        })
+        .collect();
+    json!({"name": graph.name, "version": p.version, "schemaVersion": 2, "timeoutSeconds": 0, "tasks": tasks})
+}
