@@ -72,6 +72,9 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Show live progress bars until the run ends, then the table.
+        #[arg(long, conflicts_with = "json")]
+        follow: bool,
     },
     /// Serve task queues until Ctrl-C / SIGTERM.
     Worker {
@@ -155,9 +158,17 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { workflow_id, json } => {
+        Command::Status {
+            workflow_id,
+            json,
+            follow,
+        } => {
             let client = connect(&settings).await?;
-            let progress = runs::query_progress(&client, &workflow_id).await?;
+            let progress = if follow {
+                crate::follow::follow(&client, &workflow_id).await?
+            } else {
+                runs::query_progress(&client, &workflow_id).await?
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&progress)?);
             } else {
