@@ -131,6 +131,24 @@ impl TestActivities {
         ))
     }
 
+    /// Fail non-retryably until the file `{journal}.{key}.open` exists (an operator fixing
+    /// what was broken), then succeed.
+    #[activity(name = "test_gate")]
+    pub async fn gate(ctx: ActivityContext, probe: Probe) -> Result<Value, ActivityError> {
+        record(&ctx, &probe, "start");
+        if !gate_path(&probe).exists() {
+            record(&ctx, &probe, "fail");
+            return Err(ActivityError::application(
+                ApplicationFailure::builder(format!("{} is closed", probe.key))
+                    .type_name("GateClosed".to_owned())
+                    .non_retryable(true)
+                    .build(),
+            ));
+        }
+        record(&ctx, &probe, "end");
+        Ok(serde_json::json!({"key": probe.key}))
+    }
+
     /// Heartbeat for `ms`; then, on attempt 1, hang without heartbeating; later attempts
     /// return at once.
     #[activity(name = "test_hang")]
@@ -174,4 +192,9 @@ async fn beat_for(ctx: &ActivityContext, probe: &Probe) -> Result<(), ActivityEr
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
+}
+
+/// The file that opens `test_gate` for a probe.
+pub fn gate_path(probe: &Probe) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("{}.{}.open", probe.journal, probe.key))
 }

@@ -35,6 +35,7 @@ pub fn registry() -> Registry {
         .activity(T::hang.name(), &[])
         .activity(T::beat.name(), &[])
         .activity(T::echo.name(), &[])
+        .activity(T::gate.name(), &[])
         .workflow_type("EngineTest")
         .workflow_type("EngineChild");
     Registry::builtin().with(

@@ -350,3 +350,71 @@ async fn child_fan_outs_are_flattened_under_fork_and_join() {
     assert_eq!(child["parentWorkflowId"], "cond-child");
     assert_eq!(child["workflowName"], "EngineChild");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_resets_to_the_failed_step_without_redoing_completed_ones() {
+    let (q, tp, _worker, c) = started("conductor-retry", "gate.yaml").await;
+    let base = api().await;
+    let j = journal(q);
+    runs::start(&c, &tp.pipeline, json!({"journal": j}), "cond-retry")
+        .await
+        .unwrap();
+    assert!(
+        runs::wait(&c, "cond-retry").await.is_err(),
+        "the gate is closed"
+    );
+    let (_, w) = get(format!("{base}/cond-retry")).await;
+    assert_eq!(w["failedReferenceTaskNames"], json!(["gate"]));
+    let http = reqwest::Client::new();
+
+    // The operator fixes the cause, then asks Conductor-style for a retry.
+    std::fs::write(
+        reflow_tests::activities::gate_path(&reflow_tests::Probe {
+            journal: j.display().to_string(),
+            key: "gate".into(),
+            ..Default::default()
+        }),
+        b"",
+    )
+    .unwrap();
+    let r = http
+        .post(format!("{base}/cond-retry/retry"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    let out = reflow_tests::wait_for(
+        "the retried run to complete",
+        std::time::Duration::from_secs(30),
+        || async { runs::wait(&c, "cond-retry").await.ok() },
+    )
+    .await;
+    assert_eq!(out, json!({"key": "gate"}));
+
+    // Completed steps were not executed again; the gate ran twice (failed, then passed).
+    let entries = reflow_tests::read_journal(&j);
+    assert_eq!(
+        reflow_tests::events(&entries, "first", "start").len(),
+        1,
+        "{entries:?}"
+    );
+    assert_eq!(reflow_tests::events(&entries, "second", "start").len(), 1);
+    assert_eq!(reflow_tests::events(&entries, "gate", "start").len(), 2);
+    let (_, w) = get(format!("{base}/cond-retry")).await;
+    assert_eq!(w["status"], "COMPLETED");
+    // A completed run with nothing failed has nothing to retry.
+    let r = http
+        .post(format!("{base}/cond-retry/retry"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["message"], "There are no retryable tasks");
+    let r = http
+        .post(format!("{base}/nope/retry"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -1,5 +1,7 @@
 //! The Conductor-compatible status shim (conductor-status.md): `GET /api/workflow/{id}`,
-//! `GET /api/workflow/{id}/status`, computed from Temporal and the `step_attempt` table.
+//! `GET /api/workflow/{id}/status`, computed from Temporal and the `step_attempt` table, and
+//! `POST /api/workflow/{id}/retry`, a Temporal reset to just before the earliest failed step
+//! (completed steps answer from their checkpoints, so nothing paid is redone).
 //!
 //! Sources, per run: describe-workflow (status, times, pending activities with their attempt,
 //! heartbeat and backoff), the history (scheduled activities with their options and input,
@@ -32,6 +34,7 @@ pub(super) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/api/workflow/{id}", get(workflow_json))
         .route("/api/workflow/{id}/status", get(status_json))
+        .route("/api/workflow/{id}/retry", axum::routing::post(retry))
 }
 
 /// Conductor's error body.
@@ -126,6 +129,80 @@ async fn status_json(
     }
     out.insert("status".into(), json!(exec.conductor_status()));
     Ok(axum::Json(Value::Object(out)))
+}
+
+/// `POST /api/workflow/{id}/retry` (conductor-status.md §4): reset the latest run to the
+/// workflow task before its earliest failed step (for a completed run, its earliest step that
+/// completed with errors); 204, or 409 when there is nothing to retry.
+async fn retry(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ConductorError> {
+    authorized(&state, &headers)?;
+    let exec = Execution::load(&state, &id, 0).await?;
+    let pipeline = exec.pipeline();
+    let failed = |a: &&Act| {
+        let optional = exec.optional(pipeline.as_ref(), a);
+        matches!(a.close, Some(Close::Failed { .. } | Close::TimedOut { .. }))
+            && (optional == (exec.status == 2))
+    };
+    let target = match exec.status {
+        1 => {
+            return Err(ConductorError::new(
+                StatusCode::CONFLICT,
+                "Workflow is still running. status=RUNNING",
+            ));
+        }
+        2 => exec
+            .acts
+            .iter()
+            .find(failed)
+            .map(|a| a.reset_point)
+            .ok_or_else(|| {
+                ConductorError::new(StatusCode::CONFLICT, "There are no retryable tasks")
+            })?,
+        _ => exec
+            .acts
+            .iter()
+            .find(failed)
+            .map(|a| a.reset_point)
+            .or(exec.failed_child_reset_point)
+            .unwrap_or(exec.first_task_completed),
+    };
+    if target <= 0 {
+        return Err(ConductorError::new(
+            StatusCode::CONFLICT,
+            "There are no retryable tasks",
+        ));
+    }
+    let client = state.temporal.as_ref().ok_or_else(|| {
+        ConductorError::new(StatusCode::SERVICE_UNAVAILABLE, "no Temporal connection")
+    })?;
+    let request = temporalio_common::protos::temporal::api::workflowservice::v1::ResetWorkflowExecutionRequest {
+        namespace: temporalio_client::NamespacedClient::namespace(client),
+        workflow_execution: Some(temporalio_common::protos::temporal::api::common::v1::WorkflowExecution {
+            workflow_id: id.clone(),
+            run_id: exec.run_id.clone(),
+        }),
+        reason: "conductor-retry".into(),
+        workflow_task_finish_event_id: target,
+        request_id: uuid::Uuid::new_v4().to_string(),
+        ..Default::default()
+    };
+    client
+        .connection()
+        .workflow_service()
+        .reset_workflow_execution(tonic::Request::new(request))
+        .await
+        .map_err(|e| {
+            ConductorError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("reset refused: {}", e.message()),
+            )
+        })?;
+    tracing::info!(workflow_id = %id, event = target, "run reset for a retry");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Epoch ms of an RFC 3339 time (0 when absent or unreadable).
@@ -229,6 +306,8 @@ struct Act {
     max_attempts: i64,
     started: Option<(i64, i64, String)>,
     close: Option<Close>,
+    /// The `WorkflowTaskCompleted` event that scheduled it (a reset point).
+    reset_point: i64,
 }
 
 /// One Temporal run, as far as the shim needs it.
@@ -249,6 +328,11 @@ struct Execution {
     pending: Vec<Value>,
     /// Child workflows started, in order.
     children: Vec<String>,
+    /// Reset point before the earliest child that failed, if any.
+    failed_child_reset_point: Option<i64>,
+    /// The first `WorkflowTaskCompleted` event (reset point of a run that failed before any
+    /// step).
+    first_task_completed: i64,
 }
 
 impl Execution {
@@ -302,8 +386,12 @@ impl Execution {
                 .cloned()
                 .unwrap_or_default(),
             children: Vec::new(),
+            failed_child_reset_point: None,
+            first_task_completed: 0,
         };
         let mut by_event: BTreeMap<i64, usize> = BTreeMap::new();
+        // Child initiations: event id → its reset point.
+        let mut child_points: BTreeMap<i64, i64> = BTreeMap::new();
         for e in history["events"].as_array().into_iter().flatten() {
             let at = ms(e["event_time"].as_str());
             exec.update = exec.update.max(at);
@@ -355,6 +443,7 @@ impl Execution {
                         max_attempts: a["retry_policy"]["maximum_attempts"].as_i64().unwrap_or(0),
                         started: None,
                         close: None,
+                        reset_point: a["workflow_task_completed_event_id"].as_i64().unwrap_or(0),
                     });
                 }
                 "ActivityTaskStartedEventAttributes" => {
@@ -401,6 +490,23 @@ impl Execution {
                     if let Some(w) = a["workflow_id"].as_str() {
                         exec.children.push(w.to_owned());
                     }
+                    child_points.insert(
+                        e["event_id"].as_i64().unwrap_or(0),
+                        a["workflow_task_completed_event_id"].as_i64().unwrap_or(0),
+                    );
+                }
+                "ChildWorkflowExecutionFailedEventAttributes"
+                | "ChildWorkflowExecutionTimedOutEventAttributes"
+                | "StartChildWorkflowExecutionFailedEventAttributes" => {
+                    let point = a["initiated_event_id"]
+                        .as_i64()
+                        .and_then(|i| child_points.get(&i).copied());
+                    if exec.failed_child_reset_point.is_none() {
+                        exec.failed_child_reset_point = point;
+                    }
+                }
+                "WorkflowTaskCompletedEventAttributes" if exec.first_task_completed == 0 => {
+                    exec.first_task_completed = e["event_id"].as_i64().unwrap_or(0);
                 }
                 _ => {}
             }
