@@ -24,8 +24,8 @@ setup:
 
 # Also install what the build and the tests need: libopus (Opus decoding, through pkg-config),
 # ffmpeg (it makes the test recordings in every format), s3s-fs (a real S3-compatible server)
-# and PostgreSQL's server binaries (tests start their own servers; as root they run as the
-# `postgres` user).
+# PostgreSQL's server binaries (tests start their own servers; as root they run as the
+# `postgres` user), and Chromium with playwright-core for the progress page test.
 setup-test: setup
     #!/usr/bin/env bash
     set -euo pipefail
@@ -41,6 +41,16 @@ setup-test: setup
     fi
     if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
         useradd --system --no-create-home postgres
+    fi
+    # The progress page test drives Debian's Chromium through playwright-core (npm), never a
+    # browser a test tool downloads.
+    if ! command -v chromium >/dev/null || ! command -v node >/dev/null; then
+        sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium nodejs npm
+    fi
+    if [ ! -d tests/browser/node_modules/playwright-core ]; then
+        PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/browser --no-audit --no-fund --silent
     fi
     if ! s3s-fs --version 2>/dev/null | grep -q "{{s3s_version}}"; then
         # 0.14.1 is the last release that builds on this toolchain (plain install picks 0.17).

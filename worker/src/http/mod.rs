@@ -6,6 +6,7 @@
 //! `{"detail": "<message>"}` with the status the spec gives.
 
 pub mod conductor;
+pub mod page;
 pub mod transcripts;
 pub mod ws;
 
@@ -108,6 +109,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(transcripts::routes())
         .merge(conductor::routes())
+        .merge(page::routes())
         .merge(ws::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
