@@ -402,3 +402,18 @@ pub async fn replay(history: temporalio_client::WorkflowHistory) -> Result<(), S
         .await
         .map_err(|e| e.to_string())
 }
+
+/// Serve the HTTP API with `state` on a free loopback port for the rest of the test; returns
+/// `host:port`.
+pub async fn serve_api(state: reflow::http::ApiState) -> String {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(reflow::http::serve(
+        "127.0.0.1:0".parse().expect("address"),
+        state,
+        move |a| {
+            let _ = tx.send(a);
+        },
+        std::future::pending(),
+    ));
+    format!("127.0.0.1:{}", rx.await.expect("server bound").port())
+}

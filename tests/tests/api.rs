@@ -11,7 +11,7 @@ use activities::storage::Storage;
 use activities::transcript::{Participant, Topic, Word};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use reflow::http::{ApiState, serve};
+use reflow::http::ApiState;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -92,14 +92,7 @@ async fn start(db: Db, store: Storage, token: Option<&str>) -> (String, Events) 
         api_token: token.map(Into::into),
         temporal: None,
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(serve(
-        "127.0.0.1:0".parse().unwrap(),
-        state,
-        move |a| tx.send(a).unwrap(),
-        std::future::pending(),
-    ));
-    (format!("127.0.0.1:{}", rx.await.unwrap().port()), events)
+    (reflow_tests::serve_api(state).await, events)
 }
 
 async fn get(http: &reqwest::Client, url: String) -> (u16, Value) {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use reflow::http::{ApiState, serve};
+use reflow::http::ApiState;
 use reflow::runs;
 use reflow_tests::{journal, started};
 use serde_json::{Value, json};
@@ -84,14 +84,10 @@ async fn api() -> String {
         api_token: None,
         temporal: Some(reflow_tests::client().await),
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(serve(
-        "127.0.0.1:0".parse().unwrap(),
-        state,
-        move |a| tx.send(a).unwrap(),
-        std::future::pending(),
-    ));
-    format!("http://127.0.0.1:{}/api/workflow", rx.await.unwrap().port())
+    format!(
+        "http://{}/api/workflow",
+        reflow_tests::serve_api(state).await
+    )
 }
 
 async fn get(url: String) -> (u16, Value) {

@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use activities::db::transcripts::NewTranscript;
 use activities::events::{Emits, EventHub, Events};
-use reflow::http::{ApiState, serve};
+use reflow::http::ApiState;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use workflow::progress::StepState;
@@ -89,14 +89,7 @@ async fn the_progress_page_shows_replayed_and_live_state() {
         api_token: None,
         temporal: None,
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(serve(
-        "127.0.0.1:0".parse().unwrap(),
-        api,
-        move |a| tx.send(a).unwrap(),
-        std::future::pending(),
-    ));
-    let addr = rx.await.unwrap();
+    let addr = reflow_tests::serve_api(api).await;
     let page = format!("http://{addr}/transcripts/t-page");
     assert_eq!(
         reqwest::get(format!("http://{addr}/transcripts/nope"))

@@ -129,11 +129,7 @@ impl FileStore {
     }
 
     pub(super) async fn exists(&self, key: &str) -> Result<bool, StorageError> {
-        match tokio::fs::metadata(self.path(key)).await {
-            Ok(m) => Ok(m.is_file()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(self.err("stat", key, e)),
-        }
+        Ok(self.size(key).await?.is_some())
     }
 
     pub(super) async fn delete(&self, key: &str) -> Result<(), StorageError> {

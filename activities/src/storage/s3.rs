@@ -342,20 +342,7 @@ impl S3Store {
     }
 
     pub(super) async fn exists(&self, key: &str) -> Result<bool, StorageError> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(self.full(key))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) => match self.classify("stat", key, e) {
-                StorageError::NotFound { .. } => Ok(false),
-                other => Err(other),
-            },
-        }
+        Ok(self.size(key).await?.is_some())
     }
 
     pub(super) async fn delete(&self, key: &str) -> Result<(), StorageError> {
