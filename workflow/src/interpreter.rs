@@ -171,37 +171,25 @@ async fn report_to_frontend<W: Interpreted>(
     spec: crate::pipeline::ProgressSpec,
     transcript_id: String,
 ) {
-    let mut sent: Vec<StepState> = Vec::new();
-    let mut seen = u64::MAX;
-    loop {
-        if ctx
-            .wait_condition(|w| w.progress().revision != seen || w.progress().finished)
-            .await
-            .is_err()
-        {
-            return; // cancelled
-        }
-        let (progress, revision, finished) = ctx.state(|w| {
-            (
-                w.progress().clone(),
-                w.progress().revision,
-                w.progress().finished,
-            )
-        });
-        seen = revision;
+    let sent = std::cell::RefCell::new(Vec::<StepState>::new());
+    on_each_revision(ctx, u64::MAX, |progress| {
         let states = crate::progress::step_states(&progress, &spec.steps);
         let changed: Vec<StepState> = states
             .iter()
-            .filter(|s| !sent.contains(s))
+            .filter(|s| !sent.borrow().contains(s))
             .cloned()
             .collect();
-        if !changed.is_empty() {
-            let report = ProgressReport {
-                workflow_id: ctx.workflow_id().to_owned(),
-                transcript_id: transcript_id.clone(),
-                total_steps: spec.total_steps,
-                states: changed,
-            };
+        *sent.borrow_mut() = states;
+        let report = ProgressReport {
+            workflow_id: ctx.workflow_id().to_owned(),
+            transcript_id: transcript_id.clone(),
+            total_steps: spec.total_steps,
+            states: changed,
+        };
+        async move {
+            if report.states.is_empty() {
+                return;
+            }
             let options = LocalActivityOptions::builder()
                 .schedule_to_close_timeout(Duration::from_secs(30))
                 .retry_policy(
@@ -218,47 +206,57 @@ async fn report_to_frontend<W: Interpreted>(
                     options,
                 )
                 .await;
-            sent = states;
         }
-        if finished && ctx.state(|w| w.progress().revision) == seen {
-            return;
-        }
-    }
+    })
+    .await;
 }
 
 async fn report_to_parent<W: Interpreted>(ctx: &WorkflowContext<W>, parent: String) {
     let me = ctx.workflow_id().to_owned();
-    let mut sent = 0;
-    loop {
-        if ctx
-            .wait_condition(|w| w.progress().revision != sent || w.progress().finished)
-            .await
-            .is_err()
-        {
-            return; // cancelled
-        }
-        let (progress, revision, finished) = ctx.state(|w| {
-            (
-                w.progress().clone(),
-                w.progress().revision,
-                w.progress().finished,
-            )
-        });
-        if revision != sent {
-            let report = ChildProgress {
-                workflow_id: me.clone(),
-                progress,
-            };
-            let signal = ctx.external_workflow(parent.clone(), None).signal(
+    on_each_revision(ctx, 0, |progress| {
+        let report = ChildProgress {
+            workflow_id: me.clone(),
+            progress,
+        };
+        let parent = parent.clone();
+        async move {
+            let handle = ctx.external_workflow(parent, None);
+            let signal = handle.signal(
                 ChildProgressSignal,
                 report,
                 SignalWorkflowOptions::default(),
             );
             // A parent that is gone cannot be told; the child's own table stays queryable.
             let _ = signal.await;
-            sent = revision;
         }
-        if finished && ctx.state(|w| w.progress().revision) == sent {
+    })
+    .await;
+}
+
+/// Call `act` with the table each time its revision moves past the last one acted on
+/// (starting from `initial`), one call at a time, until the run finished and its final
+/// revision was handled (or the workflow is cancelled).
+async fn on_each_revision<W, F, Fut>(ctx: &WorkflowContext<W>, initial: u64, mut act: F)
+where
+    W: Interpreted,
+    F: FnMut(Progress) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut seen = initial;
+    loop {
+        if ctx
+            .wait_condition(|w| w.progress().revision != seen || w.progress().finished)
+            .await
+            .is_err()
+        {
+            return; // cancelled
+        }
+        let (progress, revision) = ctx.state(|w| (w.progress().clone(), w.progress().revision));
+        if revision != seen {
+            act(progress).await;
+            seen = revision;
+        }
+        if ctx.state(|w| w.progress().finished && w.progress().revision == seen) {
             return;
         }
     }
