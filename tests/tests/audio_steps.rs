@@ -144,22 +144,7 @@ async fn mixdown_then_waveform_on_stored_tracks_and_a_rerun_pays_nothing() {
     ];
     let mut keys = Vec::new();
     for (i, (spec, name)) in specs.iter().enumerate() {
-        let path = dir.path().join(name);
-        let ok = Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                spec,
-            ])
-            .arg(&path)
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        let path = lavfi_file(dir.path(), name, spec, &[]);
         let ext = path.extension().unwrap().to_str().unwrap().to_owned();
         let key = format!("t-mix/pipeline/padded_{i}.{ext}");
         store.put_file(&key, &path).await.unwrap();
@@ -210,13 +195,8 @@ async fn mixdown_then_waveform_on_stored_tracks_and_a_rerun_pays_nothing() {
     assert_eq!(runs::wait(&c, "mix-2").await.unwrap(), out);
 }
 
-/// A tone as Daily would deliver it: Opus in WebM, its first block at `offset` s.
-fn daily_track(
-    dir: &std::path::Path,
-    name: &str,
-    spec: &str,
-    extra: &[&str],
-) -> std::path::PathBuf {
+/// The lavfi source `spec` encoded by ffmpeg (with `extra` options) as `dir/name`.
+fn lavfi_file(dir: &std::path::Path, name: &str, spec: &str, extra: &[&str]) -> std::path::PathBuf {
     let path = dir.join(name);
     let ok = Command::new("ffmpeg")
         .args([
@@ -247,7 +227,7 @@ async fn daily_tracks_are_padded_mixed_and_drawn_with_a_per_run_mixdown_timeout(
     let opus = ["-c:a", "libopus", "-b:a", "64k"];
     // Track 0 starts with the recording; track 1's WebM starts at 1.5 s (its filename says
     // 1.7 s: metadata wins); track 2 is Ogg/Opus, so only its filename (2.25 s) places it.
-    let t0 = daily_track(
+    let t0 = lavfi_file(
         dir.path(),
         "t0.webm",
         "sine=frequency=300:sample_rate=48000:duration=1,volume=2",
@@ -255,13 +235,13 @@ async fn daily_tracks_are_padded_mixed_and_drawn_with_a_per_run_mixdown_timeout(
     );
     let mut late = opus.to_vec();
     late.extend(["-output_ts_offset", "1.5"]);
-    let t1 = daily_track(
+    let t1 = lavfi_file(
         dir.path(),
         "t1.webm",
         "sine=frequency=500:sample_rate=48000:duration=1,volume=2",
         &late,
     );
-    let t2 = daily_track(
+    let t2 = lavfi_file(
         dir.path(),
         "t2.ogg",
         "sine=frequency=700:sample_rate=48000:duration=1,volume=2",
