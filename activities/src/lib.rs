@@ -8,6 +8,7 @@
 //! [`storage`] is the object store every step reads and writes (S3 or a directory), and
 //! [`checkpoint`] keeps step results there by input hash, so no retry pays twice.
 
+pub mod asr;
 pub mod attempts;
 pub mod audio;
 pub mod checkpoint;
@@ -16,8 +17,10 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod files;
+pub mod http;
 pub mod progress;
 pub mod storage;
 pub mod transcript;
+pub mod usage;
 
 pub use error::ActivityFailure;

@@ -1,0 +1,203 @@
+//! The `embedded` transcription backend: a padded track decoded and resampled to 16 kHz on
+//! the fly ([`TrackPcm`]) and fed to the in-process Whisper model ([`super::whisper`]).
+//!
+//! Memory stays at about one 30 s window whatever the track's length. The model is loaded
+//! once per worker process, on first use, and shared by every activity slot.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rubato::{FftFixedIn, Resampler};
+use tokio::sync::OnceCell;
+
+use super::mel::SAMPLE_RATE;
+use super::whisper::{DecodeStats, Pcm16k, RawWord, WhisperError, WhisperModel};
+use crate::audio::mono::{MonoStream, RATE};
+
+/// Which model and how many threads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddedConfig {
+    /// The CTranslate2 model directory.
+    pub model_dir: PathBuf,
+    /// CTranslate2 intra-op threads (0 = its default, one per core).
+    pub threads: usize,
+}
+
+/// The backend: configuration plus the lazily loaded model.
+pub struct EmbeddedAsr {
+    config: EmbeddedConfig,
+    model: OnceCell<Arc<WhisperModel>>,
+}
+
+impl EmbeddedAsr {
+    /// A backend that loads `config.model_dir` on first use.
+    pub fn new(config: EmbeddedConfig) -> Self {
+        EmbeddedAsr {
+            config,
+            model: OnceCell::new(),
+        }
+    }
+
+    /// The model's name (its directory name).
+    pub fn model_name(&self) -> String {
+        self.config
+            .model_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The loaded model (loading it now if this is the first call).
+    pub async fn model(&self) -> Result<Arc<WhisperModel>, WhisperError> {
+        self.model
+            .get_or_try_init(|| async {
+                let (dir, threads) = (self.config.model_dir.clone(), self.config.threads);
+                tokio::task::spawn_blocking(move || WhisperModel::load(&dir, threads).map(Arc::new))
+                    .await
+                    .map_err(|e| WhisperError::Inference(format!("model loading stopped: {e}")))?
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// Transcribe the audio file at `path` (named `name` in errors) with `model`; blocking.
+/// `on_progress(done_s)` reports the audio seconds covered.
+pub fn transcribe_file(
+    model: &WhisperModel,
+    path: &Path,
+    name: &str,
+    language: Option<&str>,
+    on_progress: impl FnMut(f64),
+) -> Result<(Vec<RawWord>, DecodeStats), TranscribeFileError> {
+    let mut pcm = TrackPcm::open(path, name)?;
+    model
+        .transcribe(&mut pcm, language, on_progress)
+        .map_err(|e| match pcm.take_error() {
+            Some(audio) => audio.into(),
+            None => e.into(),
+        })
+}
+
+/// Why a file could not be transcribed.
+#[derive(Debug, thiserror::Error)]
+pub enum TranscribeFileError {
+    /// The audio did not decode.
+    #[error(transparent)]
+    Audio(#[from] crate::audio::AudioError),
+    /// The model failed.
+    #[error(transparent)]
+    Whisper(#[from] WhisperError),
+}
+
+/// A file as a 16 kHz mono stream: decoded to 48 kHz mono by [`MonoStream`] (any format,
+/// any rate), then downsampled 3:1 by rubato. Keeps only the samples at or after the last
+/// window asked for.
+pub struct TrackPcm {
+    stream: MonoStream,
+    resampler: FftFixedIn<f32>,
+    /// 16 kHz samples; `buffer[0]` is sample `base`.
+    buffer: Vec<f32>,
+    base: usize,
+    /// Resampler delay still to drop, and the exact output length once the input ended.
+    skip: usize,
+    frames_in: u64,
+    frames_out: u64,
+    done: bool,
+    error: Option<crate::audio::AudioError>,
+}
+
+impl TrackPcm {
+    /// Open `path` (named `name` in errors).
+    pub fn open(path: &Path, name: &str) -> Result<Self, crate::audio::AudioError> {
+        let stream = MonoStream::open(path, name, false)?;
+        let resampler = FftFixedIn::<f32>::new(RATE as usize, SAMPLE_RATE, 1024, 2, 1)
+            .expect("48 kHz → 16 kHz is a valid resampling ratio");
+        Ok(TrackPcm {
+            skip: resampler.output_delay(),
+            stream,
+            resampler,
+            buffer: Vec::new(),
+            base: 0,
+            frames_in: 0,
+            frames_out: 0,
+            done: false,
+            error: None,
+        })
+    }
+
+    /// Decode and resample until `end` (16 kHz samples) is buffered or the audio ends.
+    fn fill_to(&mut self, end: usize) -> Result<(), crate::audio::AudioError> {
+        while self.base + self.buffer.len() < end && !self.done {
+            let need = self.resampler.input_frames_next();
+            self.stream.fill(need)?;
+            let take = need.min(self.stream.queue.len());
+            let input: Vec<f32> = self.stream.queue.drain(..take).collect();
+            self.frames_in += take as u64;
+            let out = if take == need {
+                self.resampler.process(&[&input], None)
+            } else {
+                self.done = true;
+                self.resampler.process_partial(Some(&[&input]), None)
+            }
+            .expect("buffers sized by the resampler");
+            self.push(&out[0]);
+            if self.done {
+                // Flush the resampler's delay so the tail is not lost, then cut to length.
+                while self.frames_out < self.expected_out() {
+                    let out = self
+                        .resampler
+                        .process_partial::<&[f32]>(None, None)
+                        .expect("flushing the resampler");
+                    if out[0].is_empty() {
+                        break;
+                    }
+                    self.push(&out[0]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn expected_out(&self) -> u64 {
+        self.frames_in * SAMPLE_RATE as u64 / u64::from(RATE)
+    }
+
+    fn push(&mut self, samples: &[f32]) {
+        let drop = self.skip.min(samples.len());
+        self.skip -= drop;
+        let mut samples = &samples[drop..];
+        if self.done {
+            let room = self.expected_out().saturating_sub(self.frames_out) as usize;
+            samples = &samples[..samples.len().min(room)];
+        }
+        self.frames_out += samples.len() as u64;
+        self.buffer.extend_from_slice(samples);
+    }
+}
+
+impl Pcm16k for TrackPcm {
+    fn window(&mut self, start: usize, len: usize) -> Result<&[f32], WhisperError> {
+        if start > self.base {
+            let drop = (start - self.base).min(self.buffer.len());
+            self.buffer.drain(..drop);
+            self.base += drop;
+        }
+        if let Err(e) = self.fill_to(start + len) {
+            // Kept for the caller: decoding errors are the input's fault, not the model's.
+            let message = e.to_string();
+            self.error = Some(e);
+            return Err(WhisperError::Inference(message));
+        }
+        let from = start.saturating_sub(self.base).min(self.buffer.len());
+        let to = (start + len).saturating_sub(self.base).min(self.buffer.len());
+        Ok(&self.buffer[from..to])
+    }
+}
+
+impl TrackPcm {
+    /// The decoding error behind a failed [`Pcm16k::window`], if that is what failed.
+    pub fn take_error(&mut self) -> Option<crate::audio::AudioError> {
+        self.error.take()
+    }
+}

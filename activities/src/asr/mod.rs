@@ -1,0 +1,492 @@
+//! Transcription: `transcribe_track` (pipeline.md §4.3.2) and `merge_transcripts` (§4.4).
+//!
+//! The backend is chosen by configuration ([`AsrConfig::from_env`]): `embedded` (default; an
+//! in-process Whisper model on CPU, [`whisper`]), `gpu-url` or `openai` (HTTP, [`remote`]).
+//! Whatever the backend, a track's words are normalised the same way (text trimmed and
+//! prefixed with one space, the track's speaker, sorted by start), written to
+//! `{transcript_id}/pipeline/words_{i}.json`, and only the key and the count cross the
+//! workflow boundary. Both activities are checkpointed: a retry, reset or re-run never pays
+//! for the same transcription twice.
+
+// `#[activities]` generates one undocumented marker constant per activity.
+#![allow(missing_docs)]
+
+pub mod embedded;
+pub mod mel;
+pub mod remote;
+pub mod whisper;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+use crate::audio::activities::with_heartbeats_from;
+use crate::checkpoint::{Checkpoints, Origin};
+use crate::error::ActivityFailure;
+use crate::storage::{Storage, keys};
+use crate::transcript::Word;
+use crate::usage::{Usage, ledger};
+use embedded::{EmbeddedAsr, EmbeddedConfig, TranscribeFileError};
+use remote::{Api, RemoteAsr};
+
+/// Heartbeat period while a transcription runs (below the 900 s heartbeat timeout / 4 and
+/// the 30 s of §6.2).
+pub const WAIT_HEARTBEAT: Duration = Duration::from_secs(10);
+/// Margin between the HTTP timeout and `transcribe_track`'s start-to-close (§4.3.2).
+pub const HTTP_MARGIN: Duration = Duration::from_secs(60);
+/// Version of reflow's Whisper front end; part of the checkpoint hash.
+const EMBEDDED_FRONT_END: &str = "reflow-whisper-1";
+
+/// The configured backend.
+#[derive(Debug, Clone)]
+pub enum AsrConfig {
+    /// In-process Whisper.
+    Embedded(EmbeddedConfig),
+    /// An HTTP service.
+    Remote(RemoteAsr),
+}
+
+impl AsrConfig {
+    /// From the environment: `TRANSCRIPT_BACKEND` (`embedded` | `gpu-url` | `openai`),
+    /// `TRANSCRIPT_URL`, `TRANSCRIPT_MODAL_API_KEY` (or `TRANSCRIPT_API_KEY`),
+    /// `TRANSCRIPT_MODEL`, `TRANSCRIPT_FILE_TIMEOUT` (seconds); for `embedded`,
+    /// `TRANSCRIPT_MODEL` is `base` (default), `tiny.en` or a model directory, found under
+    /// `REFLOW_MODELS_DIR` (default `$REFLOW_CACHE_DIR/models`, `~/.cache/reflow/models`),
+    /// with `WHISPER_THREADS` threads.
+    pub fn from_env() -> Result<Self, ActivityFailure> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let backend = var("TRANSCRIPT_BACKEND").unwrap_or_else(|| "embedded".into());
+        let model = var("TRANSCRIPT_MODEL");
+        match backend.as_str() {
+            "embedded" => Ok(AsrConfig::Embedded(EmbeddedConfig {
+                model_dir: embedded_model_dir(model.as_deref().unwrap_or("base")),
+                threads: match var("WHISPER_THREADS") {
+                    Some(t) => t.parse().map_err(|_| {
+                        ActivityFailure::Config(format!("WHISPER_THREADS={t} is not a number"))
+                    })?,
+                    None => 0,
+                },
+            })),
+            "gpu-url" | "openai" => {
+                let url = var("TRANSCRIPT_URL").ok_or_else(|| {
+                    ActivityFailure::Config(format!("TRANSCRIPT_URL is required by the {backend} backend"))
+                })?;
+                let timeout = match var("TRANSCRIPT_FILE_TIMEOUT") {
+                    Some(t) => Some(Duration::from_secs_f64(t.parse().map_err(|_| {
+                        ActivityFailure::Config(format!("TRANSCRIPT_FILE_TIMEOUT={t} is not a number of seconds"))
+                    })?)),
+                    None => None,
+                };
+                Ok(AsrConfig::Remote(RemoteAsr {
+                    api: if backend == "openai" { Api::OpenAi } else { Api::GpuUrl },
+                    url: url.trim_end_matches('/').to_owned(),
+                    api_key: var("TRANSCRIPT_MODAL_API_KEY").or_else(|| var("TRANSCRIPT_API_KEY")),
+                    model,
+                    timeout,
+                }))
+            }
+            other => Err(ActivityFailure::Config(format!(
+                "TRANSCRIPT_BACKEND={other}: expected embedded, gpu-url or openai"
+            ))),
+        }
+    }
+
+    /// What about the backend changes its output (never secrets): part of the checkpoint hash.
+    fn identity(&self) -> serde_json::Value {
+        match self {
+            AsrConfig::Embedded(c) => serde_json::json!({
+                "backend": "embedded",
+                "model": c.model_dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "front_end": EMBEDDED_FRONT_END,
+            }),
+            AsrConfig::Remote(r) => serde_json::json!({
+                "backend": match r.api { Api::GpuUrl => "gpu-url", Api::OpenAi => "openai" },
+                "url": r.url,
+                "model": r.model,
+            }),
+        }
+    }
+}
+
+/// The directory of an embedded model named `name` (`base`, `tiny.en`, or a path).
+pub fn embedded_model_dir(name: &str) -> PathBuf {
+    let path = PathBuf::from(name);
+    if path.components().count() > 1 || path.is_absolute() {
+        return path;
+    }
+    models_dir().join(format!("whisper-{name}"))
+}
+
+/// Where `just setup` installs the embedded models.
+pub fn models_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("REFLOW_MODELS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let cache = std::env::var_os("REFLOW_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/reflow")))
+        .unwrap_or_else(|| PathBuf::from(".cache/reflow"));
+    cache.join("models")
+}
+
+fn default_language() -> Option<String> {
+    Some("en".into())
+}
+
+/// Input of `transcribe_track`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TranscribeInput {
+    /// The transcript.
+    pub transcript_id: String,
+    /// The track's position `i` (also its speaker).
+    pub track_index: usize,
+    /// `{transcript_id}/pipeline/padded_{i}.webm`.
+    pub padded_key: String,
+    /// The transcript's source language; `en` when absent, auto-detected when null.
+    #[serde(default = "default_language")]
+    pub language: Option<String>,
+}
+
+/// Output of `transcribe_track`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TranscribeOutput {
+    /// `{transcript_id}/pipeline/words_{i}.json`.
+    pub words_key: String,
+    /// Words recognised (0 for a silent track).
+    pub word_count: usize,
+    /// What the transcription cost.
+    pub usage: Usage,
+}
+
+/// Input of `merge_transcripts`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MergeInput {
+    /// The transcript.
+    pub transcript_id: String,
+    /// The per-track word files, in track order.
+    pub words_keys: Vec<String>,
+}
+
+/// Output of `merge_transcripts`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MergeOutput {
+    /// `{transcript_id}/pipeline/words.json`.
+    pub words_key: String,
+    /// Words in the meeting.
+    pub word_count: usize,
+    /// End of the last word, seconds (0 without words).
+    pub last_end_s: f64,
+}
+
+/// Heartbeat details of an embedded transcription.
+#[derive(Debug, Clone, Serialize)]
+pub struct TranscribeProgress {
+    /// `"transcribing"`.
+    pub phase: &'static str,
+    /// Audio seconds covered.
+    pub done_s: u64,
+}
+
+enum Backend {
+    Embedded(EmbeddedAsr),
+    Remote(RemoteAsr),
+}
+
+/// The transcription activities.
+pub struct AsrActivities {
+    storage: Storage,
+    checkpoints: Checkpoints,
+    scratch: PathBuf,
+    config: AsrConfig,
+    backend: Backend,
+}
+
+impl AsrActivities {
+    /// Activities reading and writing `storage`, with scratch files under `scratch`.
+    pub fn new(storage: Storage, scratch: PathBuf, config: AsrConfig) -> Self {
+        let backend = match &config {
+            AsrConfig::Embedded(c) => Backend::Embedded(EmbeddedAsr::new(c.clone())),
+            AsrConfig::Remote(r) => Backend::Remote(r.clone()),
+        };
+        AsrActivities {
+            checkpoints: Checkpoints::new(storage.clone()),
+            storage,
+            scratch,
+            config,
+            backend,
+        }
+    }
+
+    async fn transcribe(
+        &self,
+        ctx: &ActivityContext,
+        input: &TranscribeInput,
+    ) -> Result<TranscribeOutput, ActivityFailure> {
+        let tid = &input.transcript_id;
+        let objects = |o: &TranscribeOutput| vec![o.words_key.clone()];
+        let work = || async {
+            let started = Instant::now();
+            let language = input.language.as_deref();
+            let (raw, mut usage) = match &self.backend {
+                Backend::Remote(remote) => {
+                    let s2c = ctx.info().deadline.zip(ctx.info().started_time).and_then(|(d, s)| d.duration_since(s).ok());
+                    let timeout = crate::http::ceiling(s2c, HTTP_MARGIN, remote.timeout);
+                    let words = remote
+                        .transcribe(ctx, &self.storage, &input.padded_key, input.track_index, language, timeout)
+                        .await?;
+                    let backend = match remote.api {
+                        Api::GpuUrl => "gpu-url",
+                        Api::OpenAi => "openai",
+                    };
+                    let usage = Usage {
+                        backend: format!("{backend}:{}", remote.model.as_deref().unwrap_or("default")),
+                        calls: 1,
+                        ..Usage::default()
+                    };
+                    (words, usage)
+                }
+                Backend::Embedded(asr) => self.embedded(ctx, asr, input, language).await?,
+            };
+            usage.backend_ms = started.elapsed().as_millis() as u64;
+            if usage.audio_s == 0.0 {
+                usage.audio_s = raw.iter().map(|w| w.end).fold(0.0, f64::max);
+            }
+            let mut words: Vec<Word> = raw
+                .into_iter()
+                .filter(|w| !w.word.trim().is_empty())
+                .map(|w| Word {
+                    text: format!(" {}", w.word.trim()),
+                    start: w.start,
+                    end: w.end.max(w.start),
+                    speaker: input.track_index as i64,
+                })
+                .collect();
+            words.sort_by(|a, b| a.start.total_cmp(&b.start));
+            let key = keys::track_words(tid, input.track_index);
+            let body = serde_json::to_vec(&words).expect("words serialize");
+            self.storage.put(&key, Bytes::from(body)).await?;
+            ledger().asr("transcribe_track", &usage);
+            tracing::info!(
+                track = input.track_index,
+                words = words.len(),
+                audio_s = usage.audio_s,
+                backend_ms = usage.backend_ms,
+                backend = %usage.backend,
+                "transcribed"
+            );
+            Ok(TranscribeOutput {
+                words_key: key,
+                word_count: words.len(),
+                usage,
+            })
+        };
+        let (mut out, origin) = self
+            .checkpoints
+            .checkpointed(tid, "transcribe_track", input, &self.config.identity(), objects, work)
+            .await?;
+        if origin == Origin::Stored {
+            ledger().checkpoint_hit();
+            out.usage.from_checkpoint = true;
+        }
+        Ok(out)
+    }
+
+    async fn embedded(
+        &self,
+        ctx: &ActivityContext,
+        asr: &EmbeddedAsr,
+        input: &TranscribeInput,
+        language: Option<&str>,
+    ) -> Result<(Vec<whisper::RawWord>, Usage), ActivityFailure> {
+        let model = asr.model().await.map_err(|e| match e {
+            whisper::WhisperError::Model { .. } => ActivityFailure::Config(e.to_string()),
+            other => ActivityFailure::Transient(other.to_string()),
+        })?;
+        tokio::fs::create_dir_all(&self.scratch)
+            .await
+            .map_err(|e| ActivityFailure::io(self.scratch.display().to_string(), e))?;
+        let dir = tempfile::Builder::new()
+            .prefix("asr-")
+            .tempdir_in(&self.scratch)
+            .map_err(|e| ActivityFailure::io(self.scratch.display().to_string(), e))?;
+        let path = dir.path().join("track.webm");
+        self.storage.download(&input.padded_key, &path).await?;
+        let done = Arc::new(AtomicU64::new(0));
+        let (progress, name, language) =
+            (done.clone(), input.padded_key.clone(), language.map(str::to_owned));
+        let (words, stats) = with_heartbeats_from(
+            ctx,
+            move || {
+                embedded::transcribe_file(&model, &path, &name, language.as_deref(), |s| {
+                    progress.store(s as u64, Ordering::Relaxed)
+                })
+            },
+            move || TranscribeProgress {
+                phase: "transcribing",
+                done_s: done.load(Ordering::Relaxed),
+            },
+        )
+        .await?
+        .map_err(|e| match e {
+            TranscribeFileError::Audio(a) => ActivityFailure::from(a),
+            TranscribeFileError::Whisper(w) => ActivityFailure::Transient(w.to_string()),
+        })?;
+        let usage = Usage {
+            backend: format!("embedded:{}", asr.model_name()),
+            calls: stats.windows as u64,
+            ..Usage::default()
+        };
+        Ok((words, usage))
+    }
+
+    async fn merge(&self, input: &MergeInput) -> Result<MergeOutput, ActivityFailure> {
+        let tid = &input.transcript_id;
+        let objects = |o: &MergeOutput| vec![o.words_key.clone()];
+        let work = || async {
+            let mut all: Vec<Word> = Vec::new();
+            for key in &input.words_keys {
+                let bytes = self.storage.get(key).await?;
+                let words: Vec<Word> = serde_json::from_slice(&bytes).map_err(|e| {
+                    ActivityFailure::InvalidInput(format!("merge_transcripts: {key} is not a word list: {e}"))
+                })?;
+                all.extend(words);
+            }
+            let words = merge_words(all).map_err(ActivityFailure::InvalidInput)?;
+            let key = keys::merged_words(tid);
+            let body = serde_json::to_vec(&words).expect("words serialize");
+            self.storage.put(&key, Bytes::from(body)).await?;
+            Ok(MergeOutput {
+                words_key: key,
+                word_count: words.len(),
+                last_end_s: words.iter().map(|w| w.end).fold(0.0, f64::max),
+            })
+        };
+        let (out, _) = self
+            .checkpoints
+            .checkpointed(tid, "merge_transcripts", input, &serde_json::json!({"sort": "stable-start-v1"}), objects, work)
+            .await?;
+        Ok(out)
+    }
+}
+
+/// Words of all tracks (concatenated in track order) sorted by start, stably: ties keep track
+/// order, then within-track order. Fails if the result's starts ever decrease (a NaN start).
+pub fn merge_words(mut words: Vec<Word>) -> Result<Vec<Word>, String> {
+    words.sort_by(|a, b| a.start.total_cmp(&b.start));
+    if let Some(w) = words.windows(2).find(|w| !(w[0].start <= w[1].start)) {
+        return Err(format!(
+            "merge_transcripts: word starts decrease after sorting ({} then {}); a start is not a number",
+            w[0].start, w[1].start
+        ));
+    }
+    Ok(words)
+}
+
+#[activities]
+impl AsrActivities {
+    /// Transcribe one padded track into `{transcript_id}/pipeline/words_{i}.json`.
+    #[activity(name = "transcribe_track")]
+    pub async fn transcribe_track(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: TranscribeInput,
+    ) -> Result<TranscribeOutput, ActivityError> {
+        self.transcribe(&ctx, &input)
+            .await
+            .map_err(ActivityFailure::into_activity_error)
+    }
+
+    /// Merge the tracks' words into `{transcript_id}/pipeline/words.json`.
+    #[activity(name = "merge_transcripts")]
+    pub async fn merge_transcripts(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: MergeInput,
+    ) -> Result<MergeOutput, ActivityError> {
+        self.merge(&input)
+            .await
+            .map_err(ActivityFailure::into_activity_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(text: &str, start: f64, speaker: i64) -> Word {
+        Word {
+            text: format!(" {text}"),
+            start,
+            end: start + 0.2,
+            speaker,
+        }
+    }
+
+    #[test]
+    fn merge_is_stable_on_ties() {
+        let merged = merge_words(vec![
+            w("a0", 1.0, 0),
+            w("a1", 2.0, 0),
+            w("a2", 2.0, 0),
+            w("b0", 0.5, 1),
+            w("b1", 2.0, 1),
+        ])
+        .unwrap();
+        let order: Vec<&str> = merged.iter().map(|w| w.text.trim()).collect();
+        assert_eq!(order, ["b0", "a0", "a1", "a2", "b1"]);
+    }
+
+    #[test]
+    fn a_nan_start_is_refused() {
+        let err = merge_words(vec![w("a", 1.0, 0), w("b", f64::NAN, 1), w("c", 0.5, 0)]).unwrap_err();
+        assert!(err.contains("merge_transcripts"), "{err}");
+    }
+}
+
+/// Word error rate of `hypothesis` against `reference`: word-level edit distance divided by
+/// the reference's length, after lowercasing and dropping punctuation (how ASR is scored).
+pub fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
+    let norm = |s: &str| -> Vec<String> {
+        s.split_whitespace()
+            .map(|w| {
+                w.chars()
+                    .filter(|c| c.is_alphanumeric() || *c == '\'')
+                    .flat_map(char::to_lowercase)
+                    .collect::<String>()
+            })
+            .filter(|w| !w.is_empty())
+            .collect()
+    };
+    let (r, h) = (norm(reference), norm(hypothesis));
+    if r.is_empty() {
+        return if h.is_empty() { 0.0 } else { 1.0 };
+    }
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for (i, rw) in r.iter().enumerate() {
+        let mut cur = vec![i + 1; h.len() + 1];
+        for (j, hw) in h.iter().enumerate() {
+            let sub = prev[j] + usize::from(rw != hw);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[h.len()] as f64 / r.len() as f64
+}
+
+#[cfg(test)]
+mod wer_tests {
+    use super::word_error_rate;
+
+    #[test]
+    fn wer_counts_substitutions_insertions_and_deletions() {
+        assert_eq!(word_error_rate("The cat sat.", "the cat sat"), 0.0);
+        assert_eq!(word_error_rate("the cat sat on the mat", "the bat sat on mat"), 2.0 / 6.0);
+        assert_eq!(word_error_rate("a b", "a b c d"), 1.0);
+    }
+}

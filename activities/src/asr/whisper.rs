@@ -1,0 +1,380 @@
+//! Embedded Whisper on CPU: CTranslate2's low-level `sys::Whisper` (`encode`, `generate`,
+//! `align`) with reflow's own front end.
+//!
+//! Audio arrives as 16 kHz mono samples and is transcribed one 30 s window at a time (a seek
+//! loop, as OpenAI's `transcribe` does): each window is turned into log-mel features
+//! ([`super::mel`]), encoded once, decoded with timestamp tokens (beam 5), and the decoder
+//! resumes at the last complete segment's end timestamp, so a sentence cut by the window edge
+//! is decoded whole in the next window. Word times come from `align` (cross-attention DTW over
+//! 20 ms encoder frames), grouped into words at leading spaces. Stretches of digital silence —
+//! padded tracks start with the speaker's join offset — are skipped without running the model,
+//! and windows the model itself calls no-speech are dropped, which is where Whisper would
+//! otherwise hallucinate.
+//!
+//! The prompt depends on the model: `<|startoftranscript|>` alone for English-only (`.en`)
+//! models, `<|startoftranscript|><|{lang}|><|transcribe|>` for multilingual ones (language
+//! detected by the model when none is given).
+
+use std::path::{Path, PathBuf};
+
+use ct2rs::sys::{ComputeType, Config, StorageView, Whisper as Ct2Whisper, WhisperOptions};
+use tokenizers::Tokenizer;
+
+use super::mel::{FRAMES, HOP, LogMel, SAMPLE_RATE, WINDOW_SAMPLES};
+
+/// Seconds per timestamp token and per encoder frame.
+const TIME_PRECISION: f64 = 0.02;
+/// Mel frames per encoder frame.
+const INPUT_STRIDE: usize = 2;
+/// A window is silence when no 10 ms frame's peak reaches this level (−54 dBFS).
+const SILENCE_PEAK: f32 = 0.002;
+/// Leading silence longer than this is skipped before decoding a window (mel frames).
+const SKIP_SILENCE_FRAMES: usize = 100;
+/// Frames kept in front of speech after a skip, so the first word's onset is not cut.
+const SPEECH_MARGIN_FRAMES: usize = 20;
+/// Whisper's no-speech rule: drop a window when the no-speech probability is above this and
+/// the mean token log-probability below [`LOGPROB_THRESHOLD`].
+const NO_SPEECH_THRESHOLD: f32 = 0.6;
+const LOGPROB_THRESHOLD: f32 = -1.0;
+
+/// Why the embedded model could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum WhisperError {
+    /// The model directory is missing or incomplete.
+    #[error("Whisper model at {path}: {cause}")]
+    Model {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        cause: String,
+    },
+    /// CTranslate2 failed while running the model.
+    #[error("Whisper inference failed: {0}")]
+    Inference(String),
+}
+
+/// A recognised word, times in seconds from the start of the audio given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawWord {
+    /// The word as the model wrote it (trimmed).
+    pub word: String,
+    /// Start, seconds.
+    pub start: f64,
+    /// End, seconds.
+    pub end: f64,
+}
+
+/// A loaded model (thread-safe; CTranslate2 queues concurrent calls).
+pub struct WhisperModel {
+    model: Ct2Whisper,
+    tokenizer: Tokenizer,
+    mel: LogMel,
+    english_only: bool,
+    sot: u32,
+    eot: u32,
+    timestamp_begin: u32,
+    name: String,
+}
+
+/// What one transcription did, for accounting and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DecodeStats {
+    /// Windows decoded by the model.
+    pub windows: usize,
+    /// Windows skipped as silence (never reached the model) or dropped as no-speech.
+    pub skipped: usize,
+}
+
+impl WhisperModel {
+    /// Load the CTranslate2 model in `dir` (`model.bin`, `config.json`, `tokenizer.json`) with
+    /// `threads` intra-op threads (0 = CTranslate2's default).
+    pub fn load(dir: &Path, threads: usize) -> Result<Self, WhisperError> {
+        let model_err = |cause: String| WhisperError::Model {
+            path: dir.to_owned(),
+            cause,
+        };
+        for file in ["model.bin", "config.json", "tokenizer.json"] {
+            if !dir.join(file).is_file() {
+                return Err(model_err(format!(
+                    "{file} is missing (run `just setup` to install the embedded models)"
+                )));
+            }
+        }
+        let tokenizer =
+            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| model_err(e.to_string()))?;
+        // int8 weights: the fastest on CPU, and what the accuracy figures were measured with.
+        let config = Config {
+            compute_type: ComputeType::INT8,
+            num_threads_per_replica: threads,
+            ..Config::default()
+        };
+        let model = Ct2Whisper::new(dir, config).map_err(|e| model_err(e.to_string()))?;
+        let id = |token: &str| {
+            tokenizer
+                .token_to_id(token)
+                .ok_or_else(|| model_err(format!("the tokenizer has no {token}")))
+        };
+        let english_only = !model.is_multilingual();
+        Ok(WhisperModel {
+            mel: LogMel::new(model.n_mels()),
+            sot: id("<|startoftranscript|>")?,
+            eot: id("<|endoftext|>")?,
+            // Timestamp tokens follow `<|notimestamps|>`; some tokenizer.json files omit them.
+            timestamp_begin: match tokenizer.token_to_id("<|0.00|>") {
+                Some(t) => t,
+                None => id("<|notimestamps|>")? + 1,
+            },
+            english_only,
+            name: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            model,
+            tokenizer,
+        })
+    }
+
+    /// The model's directory name (`whisper-base`, `whisper-tiny.en`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Transcribe the 16 kHz mono audio `source` yields. `language` is an ISO code such as
+    /// `en`; `None` lets a multilingual model detect it per window. `on_window(done_s)` is
+    /// called after every window with the audio seconds covered so far.
+    pub fn transcribe(
+        &self,
+        source: &mut dyn Pcm16k,
+        language: Option<&str>,
+        mut on_window: impl FnMut(f64),
+    ) -> Result<(Vec<RawWord>, DecodeStats), WhisperError> {
+        let mut stats = DecodeStats::default();
+        let mut words = Vec::new();
+        let mut seek = 0usize; // mel frames
+        loop {
+            let window = source.window(seek * HOP, WINDOW_SAMPLES)?;
+            let content = window.len() / HOP;
+            if content == 0 {
+                break;
+            }
+            let offset = seek as f64 * HOP as f64 / SAMPLE_RATE as f64;
+            let advance = match first_sound(window) {
+                None => {
+                    stats.skipped += 1;
+                    content
+                }
+                Some(speech) if speech > SKIP_SILENCE_FRAMES => speech - SPEECH_MARGIN_FRAMES,
+                Some(_) => {
+                    let (found, advance, spoke) = self.window(window, content, language)?;
+                    if spoke {
+                        stats.windows += 1;
+                    } else {
+                        stats.skipped += 1;
+                    }
+                    words.extend(found.into_iter().map(|w| RawWord {
+                        start: w.start + offset,
+                        end: w.end + offset,
+                        word: w.word,
+                    }));
+                    advance
+                }
+            };
+            seek += advance.max(1);
+            on_window(seek as f64 * HOP as f64 / SAMPLE_RATE as f64);
+        }
+        Ok((words, stats))
+    }
+
+    /// Decode one window; `content` = mel frames of real audio in it. Returns the words
+    /// (window-relative), how many frames to advance, and whether the model heard speech.
+    fn window(
+        &self,
+        window: &[f32],
+        content: usize,
+        language: Option<&str>,
+    ) -> Result<(Vec<RawWord>, usize, bool), WhisperError> {
+        let mut features = self.mel.window(window);
+        let view = StorageView::new(
+            &[1, self.mel.n_mels(), FRAMES],
+            &mut features,
+            Default::default(),
+        )
+        .map_err(infer)?;
+        let encoded = self.model.encode(&view, false).map_err(infer)?;
+
+        let prompt = self.prompt(&encoded, language)?;
+        let options = WhisperOptions {
+            return_scores: true,
+            return_no_speech_prob: true,
+            ..WhisperOptions::default()
+        };
+        let result = self
+            .model
+            .generate(&encoded, &[prompt.clone()], &options)
+            .map_err(infer)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| WhisperError::Inference("no result for the window".into()))?;
+        let tokens: Vec<u32> = result
+            .sequences_ids
+            .first()
+            .map(|s| s.iter().map(|&t| t as u32).filter(|&t| t != self.eot).collect())
+            .unwrap_or_default();
+        let score = result.scores.first().copied().unwrap_or(0.0);
+        if result.no_speech_prob > NO_SPEECH_THRESHOLD && score < LOGPROB_THRESHOLD {
+            return Ok((Vec::new(), content, false));
+        }
+
+        // Where to resume: after the last complete segment (two consecutive timestamps), unless
+        // the window ends on a single timestamp (everything up to its end was transcribed).
+        let is_ts = |t: u32| t >= self.timestamp_begin;
+        let single_ending =
+            tokens.len() >= 2 && is_ts(tokens[tokens.len() - 1]) && !is_ts(tokens[tokens.len() - 2]);
+        let last_pair = (1..tokens.len())
+            .rev()
+            .find(|&i| is_ts(tokens[i]) && is_ts(tokens[i - 1]));
+        let (kept, advance) = match last_pair {
+            Some(i) if !single_ending => {
+                let frames = (tokens[i - 1] - self.timestamp_begin) as usize * INPUT_STRIDE;
+                (&tokens[..i], frames.min(content))
+            }
+            _ => (&tokens[..], content),
+        };
+        let text: Vec<u32> = kept.iter().copied().filter(|&t| !is_ts(t)).collect();
+        if text.is_empty() {
+            return Ok((Vec::new(), advance, true));
+        }
+        let words = self.align(&encoded, &prompt, &text, content, advance)?;
+        Ok((words, advance, true))
+    }
+
+    /// Token ids of the decoder prompt for this model and language.
+    fn prompt(&self, encoded: &StorageView, language: Option<&str>) -> Result<Vec<String>, WhisperError> {
+        let mut prompt = vec!["<|startoftranscript|>".to_owned()];
+        if self.english_only {
+            return Ok(prompt);
+        }
+        let language = match language {
+            Some(l) => format!("<|{l}|>"),
+            None => self
+                .model
+                .detect_language(encoded)
+                .map_err(infer)?
+                .first()
+                .and_then(|r| r.first())
+                .map(|d| d.language.clone())
+                .unwrap_or_else(|| "<|en|>".to_owned()),
+        };
+        if self.tokenizer.token_to_id(&language).is_none() {
+            return Err(WhisperError::Inference(format!(
+                "language {language} is not supported by {}",
+                self.name
+            )));
+        }
+        prompt.push(language);
+        prompt.push("<|transcribe|>".to_owned());
+        Ok(prompt)
+    }
+
+    /// Word times for `text` tokens by DTW over the decoder's alignment heads; words end at
+    /// the window's `limit` frames at most.
+    fn align(
+        &self,
+        encoded: &StorageView,
+        prompt: &[String],
+        text: &[u32],
+        content: usize,
+        limit: usize,
+    ) -> Result<Vec<RawWord>, WhisperError> {
+        let start: Vec<usize> = prompt
+            .iter()
+            .map(|t| self.tokenizer.token_to_id(t).unwrap_or(self.sot) as usize)
+            .collect();
+        let tokens: Vec<usize> = text.iter().map(|&t| t as usize).collect();
+        let aligned = self
+            .model
+            .align(encoded, &start, &[tokens], &[content], 7)
+            .map_err(infer)?;
+        let Some(alignment) = aligned.into_iter().next() else {
+            return Ok(Vec::new());
+        };
+        // The time of each text token: the encoder frame where the DTW path first reaches it.
+        let mut token_time = vec![None::<f64>; text.len() + 1];
+        for pair in &alignment.alignments {
+            let i = pair.token_x as usize;
+            if i < token_time.len() && token_time[i].is_none() {
+                token_time[i] = Some(pair.frame_x as f64 * TIME_PRECISION);
+            }
+        }
+        let limit_s = limit as f64 * HOP as f64 / SAMPLE_RATE as f64;
+        let mut last = 0.0f64;
+        let times: Vec<f64> = token_time
+            .into_iter()
+            .map(|t| {
+                last = t.unwrap_or(last).max(last);
+                last.min(limit_s)
+            })
+            .collect();
+
+        let mut words = Vec::new();
+        for (first, end) in self.word_spans(text) {
+            let word = self
+                .tokenizer
+                .decode(&text[first..end], false)
+                .map_err(infer)?;
+            let word = word.trim().to_owned();
+            if word.is_empty() {
+                continue;
+            }
+            words.push(RawWord {
+                word,
+                start: times[first],
+                end: times[end].max(times[first]),
+            });
+        }
+        Ok(words)
+    }
+
+    /// Token ranges of words: a word starts at a token with a leading space; punctuation-only
+    /// tokens stay with the word before them.
+    fn word_spans(&self, text: &[u32]) -> Vec<(usize, usize)> {
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        for (i, &t) in text.iter().enumerate() {
+            let piece = self.tokenizer.decode(&[t], false).unwrap_or_default();
+            let punctuation = !piece.trim().is_empty()
+                && piece.trim().chars().all(|c| c.is_ascii_punctuation());
+            let starts_word = piece.starts_with(' ') && !punctuation;
+            match spans.last_mut() {
+                Some(span) if !starts_word => span.1 = i + 1,
+                _ => spans.push((i, i + 1)),
+            }
+        }
+        spans
+    }
+}
+
+/// 16 kHz mono audio read window by window, front to back.
+pub trait Pcm16k {
+    /// Samples `[start, start + len)`, fewer at the end of the audio (none past it). `start`
+    /// never decreases between calls, so a streaming source may drop what lies before it.
+    fn window(&mut self, start: usize, len: usize) -> Result<&[f32], WhisperError>;
+}
+
+impl Pcm16k for &[f32] {
+    fn window(&mut self, start: usize, len: usize) -> Result<&[f32], WhisperError> {
+        let start = start.min(self.len());
+        Ok(&self[start..(start + len).min(self.len())])
+    }
+}
+
+/// The first 10 ms frame of `window` whose peak reaches [`SILENCE_PEAK`], if any.
+fn first_sound(window: &[f32]) -> Option<usize> {
+    window
+        .chunks(HOP)
+        .position(|frame| frame.iter().any(|x| x.abs() >= SILENCE_PEAK))
+}
+
+/// ct2rs reports errors as `anyhow::Error`; their text is kept.
+fn infer(e: impl std::fmt::Display) -> WhisperError {
+    WhisperError::Inference(e.to_string())
+}
