@@ -96,5 +96,17 @@ bench-audio:
     fi
     bash bench/audio.sh
 
+# Embedded ASR benchmark (tiny.en and base: realtime factor and WER on a synthesized minute)
+# → bench/results/asr.md.
+bench-asr: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null; then
+        sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg espeak-ng
+    fi
+    bash bench/asr.sh
+
 # Every benchmark.
-bench: bench-audio
+bench: bench-audio bench-asr

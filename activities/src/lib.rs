@@ -18,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod files;
 pub mod http;
+pub mod llm;
 pub mod progress;
 pub mod storage;
 pub mod transcript;

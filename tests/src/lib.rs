@@ -8,7 +8,9 @@
 //!   its own, so tests sharing one server never pick up each other's tasks.
 
 pub mod activities;
+pub mod media;
 pub mod postgres;
+pub mod standins;
 
 pub use postgres::PgServer;
 pub mod workflows;
@@ -199,15 +201,51 @@ pub async fn transcript(id: &str) -> ::activities::db::transcripts::Transcript {
     .expect("create transcript")
 }
 
-/// Services of in-process workers: the shared [`storage`], [`db`] and [`hub`], and a scratch
-/// directory.
+/// Services of in-process workers: the shared [`storage`], [`db`] and [`hub`], a scratch
+/// directory, and the embedded backends ([`transcriber`], [`llm`]).
 pub fn services() -> reflow::registry::Services {
     reflow::registry::Services {
         storage: storage(),
         recordings: storage(),
         scratch: std::env::temp_dir().join("reflow-scratch"),
         events: ::activities::events::Events::new(db(), hub(), registry().emits()),
+        transcriber: transcriber(),
+        llm: llm(),
     }
+}
+
+/// The embedded transcription backend of this test binary: Whisper tiny.en on 2 threads
+/// (loaded once, on first use).
+pub fn transcriber() -> std::sync::Arc<::activities::asr::Transcriber> {
+    use ::activities::asr::{AsrConfig, Transcriber, embedded::EmbeddedConfig, embedded_model_dir};
+    static T: OnceLock<std::sync::Arc<Transcriber>> = OnceLock::new();
+    T.get_or_init(|| {
+        std::sync::Arc::new(Transcriber::new(AsrConfig::Embedded(EmbeddedConfig {
+            model_dir: embedded_model_dir("tiny.en"),
+            threads: 2,
+        })))
+    })
+    .clone()
+}
+
+/// The embedded LLM of this test binary (SmolLM2, loaded once, on first use).
+pub fn llm() -> std::sync::Arc<::activities::llm::Llm> {
+    use ::activities::llm::{Llm, LlmBackend, LlmConfig};
+    static L: OnceLock<std::sync::Arc<Llm>> = OnceLock::new();
+    L.get_or_init(|| {
+        std::sync::Arc::new(Llm::new(LlmConfig {
+            backend: LlmBackend::Embedded {
+                model_path: ::activities::asr::models_dir()
+                    .join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+                threads: 2,
+            },
+            context_window: 16_000,
+            parse_max_retries: 1,
+            rate_limit_per_second: 10,
+            timeout: None,
+        }))
+    })
+    .clone()
 }
 
 /// A worker running reflow's wiring on its own thread; stopped (drained) on drop.
@@ -219,6 +257,11 @@ pub struct InProcessWorker {
 impl InProcessWorker {
     /// Serve `queues` against the shared server with the test registry.
     pub fn start(queues: &[String]) -> Self {
+        Self::start_with(queues, services())
+    }
+
+    /// Serve `queues` with the test registry over `services` (other backends, say).
+    pub fn start_with(queues: &[String], services: reflow::registry::Services) -> Self {
         let shutdown = Shutdown::default();
         let (s, queues) = (shutdown.clone(), queues.to_vec());
         let address = server().address.clone();
@@ -233,7 +276,7 @@ impl InProcessWorker {
                     reflow::temporal::connect(&address, "default", Duration::from_secs(20))
                         .await
                         .expect("connect");
-                reflow::worker::run_workers(client, &registry(), &services(), &queues, s)
+                reflow::worker::run_workers(client, &registry(), &services, &queues, s)
                     .await
                     .expect("workers run");
             });

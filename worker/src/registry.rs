@@ -7,7 +7,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use activities::asr::{AsrActivities, AsrConfig, Transcriber};
 use activities::audio::activities::{self as audio, AudioActivities};
+use activities::llm::steps::{self as summary, SummaryActivities};
+use activities::llm::{Llm, LlmConfig};
 use activities::db::{Db, DbError};
 use activities::events::{Emits, EventHub, Events};
 use activities::files::FileActivities;
@@ -29,6 +32,10 @@ pub struct Services {
     pub scratch: PathBuf,
     /// Where transcripts and events live, with the fan-out sockets listen to.
     pub events: Events,
+    /// The transcription backend (`TRANSCRIPT_*`).
+    pub transcriber: Arc<Transcriber>,
+    /// The LLM backend (`LLM_*`).
+    pub llm: Arc<Llm>,
 }
 
 /// Why the services could not be opened.
@@ -40,6 +47,9 @@ pub enum ServicesError {
     /// The database.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// Transcription or LLM configuration.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl Services {
@@ -60,6 +70,12 @@ impl Services {
             recordings: Storage::open(&recordings)?,
             scratch: settings.data_dir.join("scratch"),
             events: Events::new(db, EventHub::default(), registry.emits()),
+            transcriber: Arc::new(Transcriber::new(
+                AsrConfig::from_env().map_err(|e| ServicesError::Config(e.to_string()))?,
+            )),
+            llm: Arc::new(Llm::new(
+                LlmConfig::from_env().map_err(|e| ServicesError::Config(e.to_string()))?,
+            )),
         })
     }
 
@@ -99,6 +115,16 @@ impl Registry {
             .activity(AudioActivities::pad_track.name(), audio::EMITS[0].1)
             .activity(AudioActivities::mixdown_tracks.name(), audio::EMITS[1].1)
             .activity(AudioActivities::generate_waveform.name(), audio::EMITS[2].1)
+            .activity(AsrActivities::transcribe_track.name(), &[])
+            .activity(AsrActivities::merge_transcripts.name(), &[])
+            .activity(SummaryActivities::detect_topics.name(), summary::EMITS[0].1)
+            .activity(SummaryActivities::detect_chunk_topic.name(), summary::EMITS[1].1)
+            .activity(SummaryActivities::save_topics.name(), summary::EMITS[2].1)
+            .activity(SummaryActivities::generate_title.name(), summary::EMITS[3].1)
+            .activity(SummaryActivities::extract_subjects.name(), summary::EMITS[4].1)
+            .activity(SummaryActivities::generate_detailed_summary.name(), summary::EMITS[5].1)
+            .activity(SummaryActivities::generate_recap.name(), summary::EMITS[6].1)
+            .activity(SummaryActivities::identify_action_items.name(), summary::EMITS[7].1)
             .workflow_type("DiarizationPipeline")
             .workflow_type("TrackProcessing")
             .workflow_type("DirectoryDigest")
@@ -113,6 +139,16 @@ impl Registry {
                     services.recordings.clone(),
                     services.scratch.clone(),
                     services.events.clone(),
+                ));
+                o.register_activities(AsrActivities::new(
+                    services.storage.clone(),
+                    services.scratch.clone(),
+                    services.transcriber.clone(),
+                ));
+                o.register_activities(SummaryActivities::new(
+                    services.storage.clone(),
+                    services.events.clone(),
+                    services.llm.clone(),
                 ));
                 o.register_workflow::<DiarizationPipeline>()
                     .map_err(|e| e.to_string())?;

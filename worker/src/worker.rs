@@ -43,6 +43,9 @@ pub const GRACE: Duration = Duration::from_secs(10);
 /// How long after the grace period the process waits for activities that ignore cancellation.
 pub const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 
+/// The task queue of the LLM steps (pipeline.md §1).
+pub const LLM_QUEUE: &str = "reflow-llm";
+
 /// Run one worker per queue until `shutdown` fires; returns when all have drained.
 ///
 /// `Worker::run` is not `Send`, so this future must be awaited on the caller's task (not
@@ -66,7 +69,12 @@ pub async fn run_workers(
             queue: queue.clone(),
             message,
         };
+        // The LLM queue carries the deployment's LLM rate limit server-side too (§6.4); the
+        // client's token bucket covers activities that make several calls.
+        let llm_rate = (queue == LLM_QUEUE)
+            .then(|| f64::from(services.llm.config().rate_limit_per_second));
         let mut options = WorkerOptions::new(queue.clone())
+            .maybe_max_task_queue_activities_per_second(llm_rate)
             .activity_inbound_interceptor(
                 AttemptReporter::new(client.clone()).recording(services.db().clone(), identity()),
             )

@@ -198,28 +198,51 @@ enum Backend {
     Remote(RemoteAsr),
 }
 
+/// The configured backend, shared by every worker of the process (the embedded model is
+/// loaded once).
+pub struct Transcriber {
+    config: AsrConfig,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Transcriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transcriber").field("backend", &self.config.identity()).finish()
+    }
+}
+
+impl Transcriber {
+    /// The backend `config` describes (nothing is loaded yet).
+    pub fn new(config: AsrConfig) -> Self {
+        let backend = match &config {
+            AsrConfig::Embedded(c) => Backend::Embedded(EmbeddedAsr::new(c.clone())),
+            AsrConfig::Remote(r) => Backend::Remote(r.clone()),
+        };
+        Transcriber { config, backend }
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &AsrConfig {
+        &self.config
+    }
+}
+
 /// The transcription activities.
 pub struct AsrActivities {
     storage: Storage,
     checkpoints: Checkpoints,
     scratch: PathBuf,
-    config: AsrConfig,
-    backend: Backend,
+    transcriber: Arc<Transcriber>,
 }
 
 impl AsrActivities {
     /// Activities reading and writing `storage`, with scratch files under `scratch`.
-    pub fn new(storage: Storage, scratch: PathBuf, config: AsrConfig) -> Self {
-        let backend = match &config {
-            AsrConfig::Embedded(c) => Backend::Embedded(EmbeddedAsr::new(c.clone())),
-            AsrConfig::Remote(r) => Backend::Remote(r.clone()),
-        };
+    pub fn new(storage: Storage, scratch: PathBuf, transcriber: Arc<Transcriber>) -> Self {
         AsrActivities {
             checkpoints: Checkpoints::new(storage.clone()),
             storage,
             scratch,
-            config,
-            backend,
+            transcriber,
         }
     }
 
@@ -233,7 +256,7 @@ impl AsrActivities {
         let work = || async {
             let started = Instant::now();
             let language = input.language.as_deref();
-            let (raw, mut usage) = match &self.backend {
+            let (raw, mut usage) = match &self.transcriber.backend {
                 Backend::Remote(remote) => {
                     let s2c = ctx.info().deadline.zip(ctx.info().started_time).and_then(|(d, s)| d.duration_since(s).ok());
                     let timeout = crate::http::ceiling(s2c, HTTP_MARGIN, remote.timeout);
@@ -288,7 +311,7 @@ impl AsrActivities {
         };
         let (mut out, origin) = self
             .checkpoints
-            .checkpointed(tid, "transcribe_track", input, &self.config.identity(), objects, work)
+            .checkpointed(tid, "transcribe_track", input, &self.transcriber.config.identity(), objects, work)
             .await?;
         if origin == Origin::Stored {
             ledger().checkpoint_hit();

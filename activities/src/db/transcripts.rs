@@ -313,6 +313,36 @@ impl Db {
             .await
     }
 
+    /// Save a generated title unless one is already set (user edits win, pipeline.md §4.8);
+    /// returns the title now stored.
+    pub async fn set_title_if_empty(&self, id: &str, title: &str) -> Result<String, DbError> {
+        crate::on_pool!(self, |pool| sqlx::query(
+            "UPDATE transcript SET title = $1, change_seq = change_seq + 1 \
+             WHERE id = $2 AND (title IS NULL OR title = '')"
+        )
+        .bind(title)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(DbError::query("set title"))?;
+        Ok(self.transcript(id).await?.title.unwrap_or_default())
+    }
+
+    /// Save the recap and the long summary (pipeline.md §4.11).
+    pub async fn set_summaries(&self, id: &str, short: &str, long: &str) -> Result<(), DbError> {
+        self.update_one(id, "set short summary", "short_summary = $1", short.to_owned())
+            .await?;
+        self.update_one(id, "set long summary", "long_summary = $1", long.to_owned())
+            .await
+    }
+
+    /// Save the action items (`{decisions, next_steps}`, pipeline.md §4.12).
+    pub async fn set_action_items(&self, id: &str, items: &Value) -> Result<(), DbError> {
+        self.update_one(id, "set action items", "action_items = $1", items.to_string())
+            .await
+    }
+
     /// Record the Temporal execution processing the transcript.
     pub async fn set_workflow(
         &self,

@@ -1,0 +1,453 @@
+//! LLM calls for the summary steps (pipeline.md §4.7–§4.12, §6.4).
+//!
+//! Two backends, chosen by `LLM_BACKEND`:
+//! - `openai`: OpenAI-compatible `POST {LLM_URL}/chat/completions`, bearer `LLM_API_KEY`,
+//!   model `LLM_MODEL`; structured steps send `response_format: {"type": "json_object"}` with
+//!   the schema in the system message. A token bucket (`LLM_RATE_LIMIT_PER_SECOND`, default
+//!   10/s) sits in front of every request, because one activity may make several calls.
+//! - `embedded` (default): SmolLM2-135M-Instruct in process ([`smollm`]). It is weak, so every
+//!   step guards its output and falls back to an extractive method ([`extractive`]) — see
+//!   [`steps`]; the result records which method produced it.
+//!
+//! Common to both ([`Llm`]): prompts longer than the context window (`LLM_CONTEXT_WINDOW`
+//! tokens, estimated as characters/4) are split into fitting parts, the instruction runs on
+//! each, then once more over the partial answers; a structured reply is parsed and validated
+//! and, when invalid, re-asked with the error appended, up to `LLM_PARSE_MAX_RETRIES` (3)
+//! times, then fails as `LlmParseError`. HTTP timeouts stay 30 s below start-to-close.
+
+pub mod extractive;
+pub mod smollm;
+pub mod steps;
+
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use temporalio_sdk::activities::ActivityContext;
+use tokio::sync::OnceCell;
+
+use crate::error::ActivityFailure;
+use crate::http;
+use crate::usage::{Usage, ledger};
+use smollm::ChatModel;
+
+/// Margin between an LLM HTTP timeout and the step's start-to-close (300 → 270 s).
+pub const HTTP_MARGIN: Duration = Duration::from_secs(30);
+/// Heartbeat period while a call is in flight.
+pub const WAIT_HEARTBEAT: Duration = Duration::from_secs(10);
+/// Tokens kept free for the answer when fitting a prompt into the context window.
+const ANSWER_RESERVE: usize = 1_000;
+/// Longest answer asked of the embedded model, tokens.
+const EMBEDDED_MAX_TOKENS: usize = 256;
+
+/// The configured backend.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LlmBackend {
+    /// An OpenAI-compatible service.
+    OpenAi {
+        /// `LLM_URL` (no trailing slash), e.g. `https://api.openai.com/v1`.
+        url: String,
+        /// `LLM_API_KEY`.
+        api_key: Option<String>,
+        /// `LLM_MODEL`.
+        model: String,
+    },
+    /// The in-process model.
+    Embedded {
+        /// The GGUF file.
+        model_path: PathBuf,
+        /// Generation threads (`LLM_THREADS`, 0 = one per core).
+        threads: usize,
+    },
+}
+
+/// LLM configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmConfig {
+    /// Which backend.
+    pub backend: LlmBackend,
+    /// Context window, tokens (`LLM_CONTEXT_WINDOW`, default 16000).
+    pub context_window: usize,
+    /// Re-asks of an invalid structured reply (`LLM_PARSE_MAX_RETRIES`, default 3).
+    pub parse_max_retries: u32,
+    /// Requests per second per process (`LLM_RATE_LIMIT_PER_SECOND`, default 10).
+    pub rate_limit_per_second: u32,
+    /// `LLM_TIMEOUT` seconds, capped below start-to-close.
+    pub timeout: Option<Duration>,
+}
+
+impl LlmConfig {
+    /// From the environment (see the module docs for the variables).
+    pub fn from_env() -> Result<Self, ActivityFailure> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        fn number<T: std::str::FromStr>(k: &str, v: Option<String>, default: T) -> Result<T, ActivityFailure> {
+            match v {
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| ActivityFailure::Config(format!("{k}={v} is not a number"))),
+                None => Ok(default),
+            }
+        }
+        let backend = match var("LLM_BACKEND").as_deref().unwrap_or("embedded") {
+            "embedded" => LlmBackend::Embedded {
+                model_path: var("LLM_MODEL").map(PathBuf::from).unwrap_or_else(|| {
+                    crate::asr::models_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+                }),
+                threads: number("LLM_THREADS", var("LLM_THREADS"), 0)?,
+            },
+            "openai" => LlmBackend::OpenAi {
+                url: var("LLM_URL")
+                    .ok_or_else(|| ActivityFailure::Config("LLM_URL is required by the openai backend".into()))?
+                    .trim_end_matches('/')
+                    .to_owned(),
+                api_key: var("LLM_API_KEY"),
+                model: var("LLM_MODEL")
+                    .ok_or_else(|| ActivityFailure::Config("LLM_MODEL is required by the openai backend".into()))?,
+            },
+            other => {
+                return Err(ActivityFailure::Config(format!(
+                    "LLM_BACKEND={other}: expected embedded or openai"
+                )));
+            }
+        };
+        Ok(LlmConfig {
+            backend,
+            context_window: number("LLM_CONTEXT_WINDOW", var("LLM_CONTEXT_WINDOW"), 16_000)?,
+            parse_max_retries: number("LLM_PARSE_MAX_RETRIES", var("LLM_PARSE_MAX_RETRIES"), 3)?,
+            rate_limit_per_second: number("LLM_RATE_LIMIT_PER_SECOND", var("LLM_RATE_LIMIT_PER_SECOND"), 10)?,
+            timeout: number::<f64>("LLM_TIMEOUT", var("LLM_TIMEOUT"), 0.0)
+                .map(|s| (s > 0.0).then(|| Duration::from_secs_f64(s)))?,
+        })
+    }
+
+    /// The backend's name for usage records and checkpoint hashes (`openai:gpt-4o-mini`,
+    /// `embedded:SmolLM2-135M-Instruct.Q4_1`).
+    pub fn backend_name(&self) -> String {
+        match &self.backend {
+            LlmBackend::OpenAi { model, .. } => format!("openai:{model}"),
+            LlmBackend::Embedded { model_path, .. } => format!(
+                "embedded:{}",
+                model_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+            ),
+        }
+    }
+
+    /// What changes the answers (never secrets): part of every LLM checkpoint hash.
+    pub fn identity(&self) -> Value {
+        match &self.backend {
+            LlmBackend::OpenAi { url, model, .. } => json!({"backend": "openai", "url": url, "model": model}),
+            LlmBackend::Embedded { .. } => json!({"backend": self.backend_name()}),
+        }
+    }
+}
+
+/// A chat message.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: &'static str,
+    /// Text.
+    pub content: String,
+}
+
+impl Message {
+    /// A system message.
+    pub fn system(content: impl Into<String>) -> Self {
+        Message { role: "system", content: content.into() }
+    }
+    /// A user message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Message { role: "user", content: content.into() }
+    }
+    /// An assistant message.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Message { role: "assistant", content: content.into() }
+    }
+}
+
+/// The LLM client shared by the summary activities.
+pub struct Llm {
+    config: LlmConfig,
+    limiter: DefaultDirectRateLimiter,
+    embedded: OnceCell<Arc<ChatModel>>,
+}
+
+impl std::fmt::Debug for Llm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Llm").field("backend", &self.config.identity()).finish()
+    }
+}
+
+impl Llm {
+    /// A client for `config`; the embedded model loads on first use.
+    pub fn new(config: LlmConfig) -> Self {
+        let rate = NonZeroU32::new(config.rate_limit_per_second.max(1)).expect("at least 1");
+        Llm {
+            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(rate)),
+            config,
+            embedded: OnceCell::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LlmConfig {
+        &self.config
+    }
+
+    /// Whether this is the embedded (guarded, with extractive fallback) backend.
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.config.backend, LlmBackend::Embedded { .. })
+    }
+
+    async fn model(&self) -> Result<Arc<ChatModel>, ActivityFailure> {
+        let LlmBackend::Embedded { model_path, threads } = &self.config.backend else {
+            unreachable!("model() is only called for the embedded backend");
+        };
+        self.embedded
+            .get_or_try_init(|| async {
+                let (path, threads) = (model_path.clone(), *threads);
+                tokio::task::spawn_blocking(move || ChatModel::load(&path, threads).map(Arc::new))
+                    .await
+                    .map_err(|e| ActivityFailure::Transient(format!("model loading stopped: {e}")))?
+                    .map_err(|e| match e {
+                        smollm::SmolError::Model { .. } => ActivityFailure::Config(e.to_string()),
+                        other => ActivityFailure::Transient(other.to_string()),
+                    })
+            })
+            .await
+            .cloned()
+    }
+
+    /// Context window in tokens for this backend (the embedded model's own is smaller).
+    async fn window(&self) -> Result<usize, ActivityFailure> {
+        Ok(if self.is_embedded() {
+            self.model().await?.context_tokens().min(self.config.context_window)
+        } else {
+            self.config.context_window
+        })
+    }
+
+    /// One request: `messages` → the reply's text. `step` names the caller in errors and in
+    /// the usage ledger.
+    pub async fn call(
+        &self,
+        ctx: &ActivityContext,
+        step: &str,
+        messages: &[Message],
+        temperature: f64,
+        json_mode: bool,
+    ) -> Result<(String, Usage), ActivityFailure> {
+        let started = Instant::now();
+        let mut usage = Usage { backend: self.config.backend_name(), calls: 1, ..Usage::default() };
+        let text = match &self.config.backend {
+            LlmBackend::OpenAi { url, api_key, model } => {
+                self.limiter.until_ready().await;
+                let s2c = ctx.info().deadline.zip(ctx.info().started_time).and_then(|(d, s)| d.duration_since(s).ok());
+                let client = http::client(http::ceiling(s2c, HTTP_MARGIN, self.config.timeout));
+                let mut body = json!({"model": model, "messages": messages, "temperature": temperature});
+                if json_mode {
+                    body["response_format"] = json!({"type": "json_object"});
+                }
+                let what = format!("{step}: {url}/chat/completions");
+                let mut request = client.post(format!("{url}/chat/completions")).json(&body);
+                if let Some(k) = api_key {
+                    request = request.bearer_auth(k);
+                }
+                let call = async {
+                    let response = request.send().await.map_err(|e| http::transport(&what, e))?;
+                    let response = http::check(&what, response).await?;
+                    response.json::<Value>().await.map_err(|e| http::transport(&what, e))
+                };
+                let reply = http::while_waiting(ctx, WAIT_HEARTBEAT, call).await?;
+                usage.prompt_tokens = reply["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+                usage.completion_tokens = reply["usage"]["completion_tokens"].as_u64().unwrap_or(0);
+                reply["choices"][0]["message"]["content"]
+                    .as_str()
+                    .ok_or_else(|| ActivityFailure::ResponseShape(format!("{what}: no choices[0].message.content")))?
+                    .to_owned()
+            }
+            LlmBackend::Embedded { .. } => {
+                let model = self.model().await?;
+                let turns: Vec<(String, String)> =
+                    messages.iter().map(|m| (m.role.to_owned(), m.content.clone())).collect();
+                let work = tokio::task::spawn_blocking(move || model.chat(&turns, temperature, EMBEDDED_MAX_TOKENS));
+                let generated = http::while_waiting(ctx, WAIT_HEARTBEAT, work)
+                    .await
+                    .map_err(|e| ActivityFailure::Transient(format!("{step}: generation stopped: {e}")))?
+                    .map_err(|e| ActivityFailure::Transient(format!("{step}: {e}")))?;
+                usage.prompt_tokens = generated.prompt_tokens as u64;
+                usage.completion_tokens = generated.completion_tokens as u64;
+                generated.text
+            }
+        };
+        usage.backend_ms = started.elapsed().as_millis() as u64;
+        ledger().llm(step, &usage);
+        Ok((text, usage))
+    }
+
+    /// A plain-text answer to `instruction` over `input`; an input too long for the context
+    /// window is split, answered part by part, and the partial answers answered once more.
+    pub async fn text(
+        &self,
+        ctx: &ActivityContext,
+        step: &str,
+        instruction: &str,
+        input: &str,
+        temperature: f64,
+    ) -> Result<(String, Usage), ActivityFailure> {
+        let mut usage = Usage::default();
+        let input = self.condense(ctx, step, instruction, input, temperature, &mut usage).await?;
+        let (answer, u) = self
+            .call(ctx, step, &[Message::system(instruction), Message::user(input)], temperature, false)
+            .await?;
+        usage.add(&u);
+        Ok((answer, usage))
+    }
+
+    /// A structured answer: JSON parsed as `T` and checked by `validate`; an invalid reply is
+    /// re-asked with the error, up to `LLM_PARSE_MAX_RETRIES` times, then `LlmParseError`.
+    /// `schema` describes the expected JSON in the system message.
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        ctx: &ActivityContext,
+        step: &str,
+        instruction: &str,
+        schema: &str,
+        input: &str,
+        temperature: f64,
+        validate: impl Fn(&T) -> Result<(), String>,
+    ) -> Result<(T, Usage), ActivityFailure> {
+        let system = format!(
+            "{instruction}\n\nAnswer with a single JSON object and nothing else, of this shape:\n{schema}"
+        );
+        let mut usage = Usage::default();
+        let input = self.condense(ctx, step, &system, input, temperature, &mut usage).await?;
+        let mut messages = vec![Message::system(system), Message::user(input)];
+        let mut last_error = String::new();
+        for attempt in 0..=self.config.parse_max_retries {
+            let (reply, u) = self.call(ctx, step, &messages, temperature, true).await?;
+            usage.add(&u);
+            match parse_json::<T>(&reply).and_then(|v| validate(&v).map(|()| v)) {
+                Ok(v) => return Ok((v, usage)),
+                Err(e) => {
+                    tracing::info!(step, attempt, error = %e, "LLM reply invalid; asking again");
+                    last_error = e.clone();
+                    messages.push(Message::assistant(reply));
+                    messages.push(Message::user(format!(
+                        "That answer is invalid: {e}. Reply again with only the corrected JSON object."
+                    )));
+                }
+            }
+        }
+        Err(ActivityFailure::LlmParse(format!(
+            "{step}: the LLM's answer is still invalid after {} re-asks: {last_error}",
+            self.config.parse_max_retries
+        )))
+    }
+
+    /// `input` as it will be sent: unchanged when it fits the context window with
+    /// `instruction`; otherwise split on line boundaries into fitting parts, each answered
+    /// with `instruction`, and the partial answers joined (and condensed again if needed).
+    async fn condense(
+        &self,
+        ctx: &ActivityContext,
+        step: &str,
+        instruction: &str,
+        input: &str,
+        temperature: f64,
+        usage: &mut Usage,
+    ) -> Result<String, ActivityFailure> {
+        let window = self.window().await?;
+        let budget_chars = window.saturating_sub(ANSWER_RESERVE).max(256) * 4;
+        let mut input = input.to_owned();
+        for _round in 0..4 {
+            if instruction.len() + input.len() <= budget_chars {
+                return Ok(input);
+            }
+            let parts = split_to_fit(&input, budget_chars.saturating_sub(instruction.len()).max(1024));
+            tracing::info!(step, parts = parts.len(), chars = input.len(), "input exceeds the context window; splitting");
+            let mut partials = Vec::new();
+            for (i, part) in parts.iter().enumerate() {
+                let (answer, u) = self
+                    .call(ctx, step, &[Message::system(instruction), Message::user(part.clone())], temperature, false)
+                    .await?;
+                usage.add(&u);
+                partials.push(format!("Part {}:\n{answer}", i + 1));
+            }
+            input = format!(
+                "The input was too long and was processed in parts; these are the answers for each part, in order:\n\n{}",
+                partials.join("\n\n")
+            );
+        }
+        Ok(input)
+    }
+}
+
+/// Split `text` into pieces of at most `max_chars`, on line boundaries where possible.
+pub fn split_to_fit(text: &str, max_chars: usize) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    for line in text.split_inclusive('\n') {
+        let mut line = line;
+        while line.len() > max_chars {
+            // A single over-long line: cut at a char boundary near the limit.
+            let mut cut = max_chars;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            if !current.is_empty() {
+                parts.push(std::mem::take(&mut current));
+            }
+            parts.push(line[..cut].to_owned());
+            line = &line[cut..];
+        }
+        if current.len() + line.len() > max_chars && !current.is_empty() {
+            parts.push(std::mem::take(&mut current));
+        }
+        current.push_str(line);
+    }
+    if !current.trim().is_empty() {
+        parts.push(current);
+    }
+    parts
+}
+
+/// The JSON object in `reply` (code fences and chatter around it tolerated) as `T`.
+pub fn parse_json<T: DeserializeOwned>(reply: &str) -> Result<T, String> {
+    let start = reply.find('{').ok_or("the answer contains no JSON object")?;
+    let end = reply.rfind('}').ok_or("the JSON object is not closed")?;
+    if end < start {
+        return Err("the JSON object is not closed".into());
+    }
+    serde_json::from_str(&reply[start..=end]).map_err(|e| format!("not the expected JSON: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitting_keeps_every_character_in_order() {
+        let text: String = (0..200).map(|i| format!("line {i} of the meeting\n")).collect();
+        let parts = split_to_fit(&text, 500);
+        assert!(parts.len() > 1);
+        assert!(parts.iter().all(|p| p.len() <= 500));
+        assert_eq!(parts.concat(), text);
+    }
+
+    #[test]
+    fn json_is_found_inside_fences() {
+        #[derive(serde::Deserialize)]
+        struct T {
+            title: String,
+        }
+        let t: T = parse_json("Sure!\n```json\n{\"title\": \"Budget review\"}\n```").unwrap();
+        assert_eq!(t.title, "Budget review");
+        assert!(parse_json::<T>("no json here").is_err());
+    }
+}

@@ -1,0 +1,243 @@
+//! The embedded LLM runtime: a GGUF llama-family chat model (SmolLM2-135M-Instruct, the only
+//! instruction-tuned weights shipped in a registry package) on candle's quantized llama, in
+//! process, CPU only.
+//!
+//! The tokenizer is rebuilt from the GGUF metadata (byte-level BPE: `tokenizer.ggml.tokens`
+//! and `.merges`, with the ChatML markers as special tokens), so the model file is all that is
+//! needed. Generation is seeded from the prompt, so the same prompt always gives the same
+//! text — checkpoints and tests stay reproducible. One generation runs at a time per process
+//! (the KV cache lives in the weights) on a dedicated thread pool of `threads` threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use candle_transformers::models::quantized_llama::ModelWeights;
+use sha2::{Digest, Sha256};
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::{AddedToken, Tokenizer};
+
+/// Why the embedded LLM failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SmolError {
+    /// The model file is missing or not a usable GGUF chat model.
+    #[error("embedded LLM model {path}: {cause}")]
+    Model {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        cause: String,
+    },
+    /// Inference failed.
+    #[error("embedded LLM inference failed: {0}")]
+    Inference(String),
+}
+
+/// One generation's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    /// The assistant's text.
+    pub text: String,
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Generated tokens.
+    pub completion_tokens: usize,
+}
+
+/// A loaded chat model.
+pub struct ChatModel {
+    weights: Mutex<ModelWeights>,
+    tokenizer: Tokenizer,
+    stop: Vec<u32>,
+    context: usize,
+    pool: rayon::ThreadPool,
+}
+
+impl ChatModel {
+    /// Load the GGUF file at `path`, generating on `threads` threads (0 = one per core).
+    pub fn load(path: &Path, threads: usize) -> Result<Self, SmolError> {
+        let model_err = |cause: String| SmolError::Model {
+            path: path.to_owned(),
+            cause,
+        };
+        let mut file = std::fs::File::open(path).map_err(|e| {
+            model_err(format!("{e} (run `just setup` to install the embedded models)"))
+        })?;
+        let content = gguf_file::Content::read(&mut file).map_err(|e| model_err(e.to_string()))?;
+        let tokenizer = tokenizer_from_gguf(&content).map_err(model_err)?;
+        let context = content
+            .metadata
+            .get("llama.context_length")
+            .and_then(|v| v.to_u32().ok())
+            .unwrap_or(2048) as usize;
+        let weights = ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
+            .map_err(|e| model_err(e.to_string()))?;
+        let stop = ["<|im_end|>", "<|endoftext|>"]
+            .iter()
+            .filter_map(|t| tokenizer.token_to_id(t))
+            .collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("reflow-llm-{i}"))
+            .build()
+            .map_err(|e| model_err(e.to_string()))?;
+        Ok(ChatModel {
+            weights: Mutex::new(weights),
+            tokenizer,
+            stop,
+            context,
+            pool,
+        })
+    }
+
+    /// The model's context length, tokens.
+    pub fn context_tokens(&self) -> usize {
+        self.context
+    }
+
+    /// Tokens in `text`.
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.tokenizer
+            .encode(text, false)
+            .map(|e| e.len())
+            .unwrap_or(text.len() / 4)
+    }
+
+    /// Generate the assistant's next reply to `messages` (`(role, content)` pairs, rendered
+    /// as ChatML), at most `max_tokens` tokens, sampling at `temperature` (0 = greedy).
+    /// Blocking.
+    pub fn chat(
+        &self,
+        messages: &[(String, String)],
+        temperature: f64,
+        max_tokens: usize,
+    ) -> Result<Generated, SmolError> {
+        let mut prompt = String::new();
+        for (role, content) in messages {
+            prompt.push_str(&format!("<|im_start|>{role}\n{content}<|im_end|>\n"));
+        }
+        prompt.push_str("<|im_start|>assistant\n");
+        let infer = |e: candle_core::Error| SmolError::Inference(e.to_string());
+        let mut tokens = self
+            .tokenizer
+            .encode(prompt.as_str(), false)
+            .map_err(|e| SmolError::Inference(e.to_string()))?
+            .get_ids()
+            .to_vec();
+        // Keep the end of an over-long prompt (the instruction and the assistant marker are
+        // there) and leave room for the answer.
+        let budget = self.context.saturating_sub(max_tokens).max(64);
+        if tokens.len() > budget {
+            tokens.drain(..tokens.len() - budget);
+        }
+        let prompt_tokens = tokens.len();
+        let seed = u64::from_le_bytes(
+            Sha256::digest(prompt.as_bytes())[..8]
+                .try_into()
+                .expect("8 bytes"),
+        );
+        let sampling = if temperature <= 0.0 {
+            Sampling::ArgMax
+        } else {
+            Sampling::TopKThenTopP {
+                k: 40,
+                p: 0.9,
+                temperature,
+            }
+        };
+        let mut sampler = LogitsProcessor::from_sampling(seed, sampling);
+        self.pool.install(|| {
+            let mut weights = self
+                .weights
+                .lock()
+                .map_err(|_| SmolError::Inference("model lock poisoned".into()))?;
+            let mut generated: Vec<u32> = Vec::new();
+            let mut input = tokens.clone();
+            let mut position = 0;
+            for _ in 0..max_tokens {
+                let x = Tensor::new(input.as_slice(), &Device::Cpu)
+                    .and_then(|t| t.unsqueeze(0))
+                    .map_err(infer)?;
+                let logits = weights
+                    .forward(&x, position)
+                    .and_then(|l| l.squeeze(0))
+                    .map_err(infer)?;
+                position += input.len();
+                let recent = &generated[generated.len().saturating_sub(64)..];
+                let logits =
+                    candle_transformers::utils::apply_repeat_penalty(&logits, 1.15, recent)
+                        .map_err(infer)?;
+                let next = sampler.sample(&logits).map_err(infer)?;
+                if self.stop.contains(&next) || position >= self.context {
+                    break;
+                }
+                generated.push(next);
+                input = vec![next];
+            }
+            let text = self
+                .tokenizer
+                .decode(&generated, true)
+                .map_err(|e| SmolError::Inference(e.to_string()))?;
+            Ok(Generated {
+                text: text.trim().to_owned(),
+                prompt_tokens,
+                completion_tokens: generated.len(),
+            })
+        })
+    }
+}
+
+/// A byte-level BPE tokenizer from the GGUF's `tokenizer.ggml.*` metadata.
+fn tokenizer_from_gguf(content: &gguf_file::Content) -> Result<Tokenizer, String> {
+    let get = |k: &str| {
+        content
+            .metadata
+            .get(k)
+            .ok_or_else(|| format!("the GGUF has no {k}"))
+    };
+    let model = get("tokenizer.ggml.model")?
+        .to_string()
+        .map_err(|e| e.to_string())?;
+    if model != "gpt2" {
+        return Err(format!("tokenizer model {model:?} is not byte-level BPE (gpt2)"));
+    }
+    let tokens: Vec<String> = get("tokenizer.ggml.tokens")?
+        .to_vec()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|v| v.to_string().cloned().map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    let merges: Vec<(String, String)> = get("tokenizer.ggml.merges")?
+        .to_vec()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|v| {
+            let m = v.to_string().map_err(|e| e.to_string())?;
+            m.split_once(' ')
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .ok_or_else(|| format!("bad merge {m:?}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let vocab: tokenizers::models::bpe::Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut tokenizer = Tokenizer::new(bpe);
+    tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, true, false)));
+    tokenizer.with_decoder(Some(ByteLevel::default()));
+    let specials: Vec<AddedToken> = tokens
+        .iter()
+        .filter(|t| t.starts_with("<|") && t.ends_with("|>"))
+        .map(|t| AddedToken::from(t.clone(), true))
+        .collect();
+    tokenizer.add_special_tokens(&specials);
+    Ok(tokenizer)
+}
