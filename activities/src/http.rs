@@ -13,7 +13,11 @@ use crate::error::ActivityFailure;
 
 /// Margin kept between an HTTP timeout and the activity's start-to-close (pipeline.md §6.1:
 /// transcription 1800 → 1740 s, LLM 300 → 270 s).
-pub fn ceiling(start_to_close: Option<Duration>, margin: Duration, configured: Option<Duration>) -> Duration {
+pub fn ceiling(
+    start_to_close: Option<Duration>,
+    margin: Duration,
+    configured: Option<Duration>,
+) -> Duration {
     let cap = start_to_close
         .map(|s| s.saturating_sub(margin).max(Duration::from_secs(1)))
         .unwrap_or(Duration::from_secs(270));
@@ -85,7 +89,11 @@ pub struct Waiting {
 
 /// Drive `call`, heartbeating `{phase: "waiting", elapsed_s}` every `every` until it ends
 /// (pipeline.md §6.2: at least every min(30 s, heartbeat/4)).
-pub async fn while_waiting<T>(ctx: &ActivityContext, every: Duration, call: impl Future<Output = T>) -> T {
+pub async fn while_waiting<T>(
+    ctx: &ActivityContext,
+    every: Duration,
+    call: impl Future<Output = T>,
+) -> T {
     let started = Instant::now();
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await;
@@ -110,14 +118,25 @@ mod tests {
     #[test]
     fn the_ceiling_stays_below_start_to_close() {
         let m = Duration::from_secs(60);
-        assert_eq!(ceiling(Some(Duration::from_secs(1800)), m, None), Duration::from_secs(1740));
         assert_eq!(
-            ceiling(Some(Duration::from_secs(1800)), m, Some(Duration::from_secs(3600))),
+            ceiling(Some(Duration::from_secs(1800)), m, None),
+            Duration::from_secs(1740)
+        );
+        assert_eq!(
+            ceiling(
+                Some(Duration::from_secs(1800)),
+                m,
+                Some(Duration::from_secs(3600))
+            ),
             Duration::from_secs(1740),
             "a configured timeout is capped"
         );
         assert_eq!(
-            ceiling(Some(Duration::from_secs(1800)), m, Some(Duration::from_secs(90))),
+            ceiling(
+                Some(Duration::from_secs(1800)),
+                m,
+                Some(Duration::from_secs(90))
+            ),
             Duration::from_secs(90)
         );
     }

@@ -26,11 +26,16 @@ fn speak(dir: &Path, name: &str, voice: &str, text: &str) -> (PathBuf, f64) {
 }
 
 fn model(name: &str) -> WhisperModel {
-    WhisperModel::load(&embedded_model_dir(name), 2).expect("the embedded models are installed (just setup)")
+    WhisperModel::load(&embedded_model_dir(name), 2)
+        .expect("the embedded models are installed (just setup)")
 }
 
 fn text(words: &[RawWord]) -> String {
-    words.iter().map(|w| w.word.as_str()).collect::<Vec<_>>().join(" ")
+    words
+        .iter()
+        .map(|w| w.word.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 const SENTENCE: &str = "The quarterly budget review is scheduled for next Tuesday morning, \
@@ -43,9 +48,16 @@ fn base_recognises_a_sentence_spoken_late_in_the_track() {
     // A padded track: 7.5 s of silence, then the sentence (as pad_track writes it).
     let padded = dir.path().join("padded.webm");
     media::ffmpeg(&[
-        "-i", speech.to_str().unwrap(),
-        "-af", "adelay=7500:all=1,aresample=48000",
-        "-ac", "1", "-c:a", "libopus", "-b:a", "64k",
+        "-i",
+        speech.to_str().unwrap(),
+        "-af",
+        "adelay=7500:all=1,aresample=48000",
+        "-ac",
+        "1",
+        "-c:a",
+        "libopus",
+        "-b:a",
+        "64k",
         padded.to_str().unwrap(),
     ]);
     let model = model("base");
@@ -62,7 +74,11 @@ fn base_recognises_a_sentence_spoken_late_in_the_track() {
     }
     // Words are in order and the first one starts near the onset.
     assert!(words.windows(2).all(|p| p[0].start <= p[1].start));
-    assert!((words[0].start - 7.5).abs() < 1.0, "first word at {}", words[0].start);
+    assert!(
+        (words[0].start - 7.5).abs() < 1.0,
+        "first word at {}",
+        words[0].start
+    );
 }
 
 /// About 34 s of speech in four sentences, so at least one sentence straddles the 30 s edge.
@@ -87,24 +103,45 @@ fn tiny_en_transcribes_across_the_window_boundary() {
     let list = dir.path().join("list.txt");
     std::fs::write(
         &list,
-        inputs.iter().map(|p| format!("file '{}'\n", p.display())).collect::<String>(),
+        inputs
+            .iter()
+            .map(|p| format!("file '{}'\n", p.display()))
+            .collect::<String>(),
     )
     .unwrap();
     let long = dir.path().join("long.wav");
-    media::ffmpeg(&["-f", "concat", "-safe", "0", "-i", list.to_str().unwrap(), long.to_str().unwrap()]);
+    media::ffmpeg(&[
+        "-f",
+        "concat",
+        "-safe",
+        "0",
+        "-i",
+        list.to_str().unwrap(),
+        long.to_str().unwrap(),
+    ]);
     let total = media::decoded_seconds(&long);
-    assert!(total > 33.0, "the test audio must cross 30 s (it is {total:.1} s)");
+    assert!(
+        total > 33.0,
+        "the test audio must cross 30 s (it is {total:.1} s)"
+    );
 
     let model = model("tiny.en");
     let mut progress = Vec::new();
-    let (words, stats) = transcribe_file(&model, &long, "long", Some("en"), |s| progress.push(s)).unwrap();
+    let (words, stats) =
+        transcribe_file(&model, &long, "long", Some("en"), |s| progress.push(s)).unwrap();
     let reference = LONG.join(" ");
     let wer = word_error_rate(&reference, &text(&words));
     assert!(wer < 0.25, "WER {wer:.2}: {}", text(&words));
-    assert!(stats.windows >= 2, "more than one window decoded: {stats:?}");
+    assert!(
+        stats.windows >= 2,
+        "more than one window decoded: {stats:?}"
+    );
     // Words on both sides of the boundary, in order, inside the audio.
     assert!(words.iter().any(|w| w.start < 28.0) && words.iter().any(|w| w.start > 31.0));
-    assert!(words.windows(2).all(|p| p[0].start <= p[1].start), "ordered");
+    assert!(
+        words.windows(2).all(|p| p[0].start <= p[1].start),
+        "ordered"
+    );
     assert!(words.iter().all(|w| w.end <= total + 0.3));
     // No word is lost or doubled at the seam: the words around 30 s read as the reference.
     let seam: Vec<&str> = words
@@ -114,5 +151,8 @@ fn tiny_en_transcribes_across_the_window_boundary() {
         .collect();
     assert!(seam.len() >= 15, "words around the boundary: {seam:?}");
     // Progress reached the end.
-    assert!((progress.last().copied().unwrap_or(0.0) - total).abs() < 1.0, "{progress:?}");
+    assert!(
+        (progress.last().copied().unwrap_or(0.0) - total).abs() < 1.0,
+        "{progress:?}"
+    );
 }

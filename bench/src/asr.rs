@@ -18,16 +18,24 @@ fn main() -> Result<()> {
         anyhow::bail!("usage: asr-bench AUDIO REFERENCE_TEXT_FILE MODEL...");
     };
     let reference = std::fs::read_to_string(reference).context("reading the reference text")?;
-    let threads = std::env::var("WHISPER_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(0);
+    let threads = std::env::var("WHISPER_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
     for name in models {
         let loading = Instant::now();
         let model = WhisperModel::load(&embedded_model_dir(name), threads)?;
         let load_s = loading.elapsed().as_secs_f64();
         let started = Instant::now();
         let mut duration = 0.0;
-        let (words, stats) = transcribe_file(&model, audio.as_ref(), audio, Some("en"), |s| duration = s)?;
+        let (words, stats) =
+            transcribe_file(&model, audio.as_ref(), audio, Some("en"), |s| duration = s)?;
         let wall = started.elapsed().as_secs_f64();
-        let text = words.iter().map(|w| w.word.as_str()).collect::<Vec<_>>().join(" ");
+        let text = words
+            .iter()
+            .map(|w| w.word.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
         println!(
             "{}",
             serde_json::json!({

@@ -11,12 +11,22 @@ pub fn ffmpeg(args: &[&str]) {
         .args(args)
         .output()
         .expect("ffmpeg is installed (just setup-test)");
-    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `text` spoken by espeak-ng's `voice`, starting `delay_ms` into the track, as a padded
 /// track (`dir/name.webm`). Returns the path and the spoken span (start, end) in seconds.
-pub fn speech_track(dir: &Path, name: &str, voice: &str, text: &str, delay_ms: u64) -> (PathBuf, (f64, f64)) {
+pub fn speech_track(
+    dir: &Path,
+    name: &str,
+    voice: &str,
+    text: &str,
+    delay_ms: u64,
+) -> (PathBuf, (f64, f64)) {
     let wav = dir.join(format!("{name}.wav"));
     let status = Command::new("espeak-ng")
         .args(["-v", voice, "-s", "150", "-w"])
@@ -29,7 +39,16 @@ pub fn speech_track(dir: &Path, name: &str, voice: &str, text: &str, delay_ms: u
     let out = dir.join(format!("{name}.webm"));
     let filter = format!("adelay={delay_ms}:all=1,aresample=48000");
     ffmpeg(&[
-        "-i", wav.to_str().unwrap(), "-af", &filter, "-ac", "1", "-c:a", "libopus", "-b:a", "64k",
+        "-i",
+        wav.to_str().unwrap(),
+        "-af",
+        &filter,
+        "-ac",
+        "1",
+        "-c:a",
+        "libopus",
+        "-b:a",
+        "64k",
         out.to_str().unwrap(),
     ]);
     let start = delay_ms as f64 / 1000.0;
@@ -40,16 +59,38 @@ pub fn speech_track(dir: &Path, name: &str, voice: &str, text: &str, delay_ms: u
 pub fn tone_track(dir: &Path, name: &str, seconds: u32) -> PathBuf {
     let out = dir.join(format!("{name}.webm"));
     let spec = format!("sine=frequency=220:sample_rate=48000:duration={seconds}");
-    ffmpeg(&["-f", "lavfi", "-i", &spec, "-ac", "1", "-c:a", "libopus", "-b:a", "64k", out.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &spec,
+        "-ac",
+        "1",
+        "-c:a",
+        "libopus",
+        "-b:a",
+        "64k",
+        out.to_str().unwrap(),
+    ]);
     out
 }
 
 /// Duration of an audio file by ffprobe, seconds.
 pub fn seconds(path: &Path) -> f64 {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe is installed (just setup-test)");
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a duration")
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a duration")
 }

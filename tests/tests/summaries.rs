@@ -26,7 +26,12 @@ pub fn meeting_words(n: usize) -> Vec<Word> {
     let mut s = 0;
     while words.len() < n {
         for token in sentences[s % sentences.len()].split_whitespace() {
-            words.push(Word { text: format!(" {token}"), start: t, end: t + 0.3, speaker: (s % 2) as i64 });
+            words.push(Word {
+                text: format!(" {token}"),
+                start: t,
+                end: t + 0.3,
+                speaker: (s % 2) as i64,
+            });
             t += 0.4;
         }
         s += 1;
@@ -37,7 +42,10 @@ pub fn meeting_words(n: usize) -> Vec<Word> {
 
 fn chat_reply(r: &Recorded) -> Reply {
     let body = r.json.clone().unwrap_or_default();
-    let system = body["messages"][0]["content"].as_str().unwrap_or("").to_owned();
+    let system = body["messages"][0]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
     let content = if system.contains("main topic of the excerpt") {
         json!({"Title": "Budget review for the quarter", "Summary": "The team discussed the budget and hiring."}).to_string()
     } else if system.contains("main subjects") {
@@ -72,7 +80,11 @@ async fn the_llm_chain_runs_on_an_openai_compatible_service_and_never_pays_twice
     let queue = "llm-openai";
     let mut services = reflow_tests::services();
     services.llm = Arc::new(Llm::new(LlmConfig {
-        backend: LlmBackend::OpenAi { url: llm.url.clone(), api_key: Some("llm-key".into()), model: "gpt-test".into() },
+        backend: LlmBackend::OpenAi {
+            url: llm.url.clone(),
+            api_key: Some("llm-key".into()),
+            model: "gpt-test".into(),
+        },
         context_window: 16_000,
         parse_max_retries: 3,
         rate_limit_per_second: 10,
@@ -84,17 +96,34 @@ async fn the_llm_chain_runs_on_an_openai_compatible_service_and_never_pays_twice
     let tid = "5d3c1e0a-7f7b-4d5e-9c61-2f9a1b7e4c10";
     reflow_tests::transcript(tid).await;
     let people = vec![
-        Participant { id: "p-ana".into(), speaker: 0, name: "Ana Lima".into(), user_id: None, email: None },
-        Participant { id: "p-ben".into(), speaker: 1, name: "Ben".into(), user_id: None, email: None },
+        Participant {
+            id: "p-ana".into(),
+            speaker: 0,
+            name: "Ana Lima".into(),
+            user_id: None,
+            email: None,
+        },
+        Participant {
+            id: "p-ben".into(),
+            speaker: 1,
+            name: "Ben".into(),
+            user_id: None,
+            email: None,
+        },
     ];
     db().set_participants(tid, &people).await.unwrap();
     let words = meeting_words(900);
     let key = format!("{tid}/pipeline/words.json");
-    storage().put(&key, serde_json::to_vec(&words).unwrap().into()).await.unwrap();
+    storage()
+        .put(&key, serde_json::to_vec(&words).unwrap().into())
+        .await
+        .unwrap();
 
     let c = client().await;
     let input = json!({"transcript_id": tid, "words_key": key});
-    runs::start(&c, &tp.pipeline, input.clone(), "llm-chain-1").await.unwrap();
+    runs::start(&c, &tp.pipeline, input.clone(), "llm-chain-1")
+        .await
+        .unwrap();
     let out = runs::wait(&c, "llm-chain-1").await.unwrap();
 
     // 900 words, no duration → chunks of 375: K = 3.
@@ -109,7 +138,11 @@ async fn the_llm_chain_runs_on_an_openai_compatible_service_and_never_pays_twice
         assert_eq!(body["model"], "gpt-test");
         let system = body["messages"][0]["content"].as_str().unwrap();
         let structured = system.contains("single JSON object");
-        assert_eq!(body.get("response_format").is_some(), structured, "{system}");
+        assert_eq!(
+            body.get("response_format").is_some(),
+            structured,
+            "{system}"
+        );
         if structured {
             assert_eq!(body["response_format"], json!({"type": "json_object"}));
         }
@@ -117,19 +150,54 @@ async fn the_llm_chain_runs_on_an_openai_compatible_service_and_never_pays_twice
     // The re-ask carries the broken answer and the validation error.
     let reask = requests
         .iter()
-        .find(|r| r.json.as_ref().unwrap()["messages"].as_array().unwrap().len() == 4)
+        .find(|r| {
+            r.json.as_ref().unwrap()["messages"]
+                .as_array()
+                .unwrap()
+                .len()
+                == 4
+        })
         .expect("one request re-asks");
-    let messages = reask.json.as_ref().unwrap()["messages"].as_array().unwrap().clone();
+    let messages = reask.json.as_ref().unwrap()["messages"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(messages[2]["role"], "assistant");
-    assert!(messages[3]["content"].as_str().unwrap().contains("invalid"), "{messages:?}");
+    assert!(
+        messages[3]["content"].as_str().unwrap().contains("invalid"),
+        "{messages:?}"
+    );
     // Chunk temperature 0.9, title 0.5 (§4.7, §4.8).
     let temperature = |needle: &str| {
-        requests.iter().find(|r| r.json.as_ref().unwrap()["messages"][0]["content"].as_str().unwrap().contains(needle)).unwrap().json.as_ref().unwrap()["temperature"].clone()
+        requests
+            .iter()
+            .find(|r| {
+                r.json.as_ref().unwrap()["messages"][0]["content"]
+                    .as_str()
+                    .unwrap()
+                    .contains(needle)
+            })
+            .unwrap()
+            .json
+            .as_ref()
+            .unwrap()["temperature"]
+            .clone()
     };
     assert_eq!(temperature("main topic of the excerpt"), json!(0.9));
     assert_eq!(temperature("single-line title"), json!(0.5));
     // Every summary prompt names the participants.
-    assert!(requests.iter().filter(|r| r.json.as_ref().unwrap()["messages"][0]["content"].as_str().unwrap().contains("detailed analysis")).all(|r| r.json.as_ref().unwrap()["messages"][0]["content"].as_str().unwrap().contains("Ana Lima, Ben")));
+    assert!(
+        requests
+            .iter()
+            .filter(|r| r.json.as_ref().unwrap()["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .contains("detailed analysis"))
+            .all(|r| r.json.as_ref().unwrap()["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .contains("Ana Lima, Ben"))
+    );
 
     // What the transcript now holds.
     let t = db().transcript(tid).await.unwrap();
@@ -138,41 +206,154 @@ async fn the_llm_chain_runs_on_an_openai_compatible_service_and_never_pays_twice
     assert_eq!(topics[0]["title"], "Budget review for the quarter");
     assert_eq!(topics[1]["timestamp"], json!(words[375].start));
     assert_eq!(topics[2]["words"].as_array().unwrap().len(), 150);
-    assert_eq!(t.title.as_deref(), Some("Quarterly Budget and Hiring Plans"), "cleaned (§4.8)");
-    assert_eq!(t.short_summary.as_deref(), Some("The team reviewed the budget and the hiring plan."), "no \"During the meeting\" opening");
+    assert_eq!(
+        t.title.as_deref(),
+        Some("Quarterly Budget and Hiring Plans"),
+        "cleaned (§4.8)"
+    );
+    assert_eq!(
+        t.short_summary.as_deref(),
+        Some("The team reviewed the budget and the hiring plan."),
+        "no \"During the meeting\" opening"
+    );
     assert_eq!(
         t.long_summary.as_deref(),
-        Some("# Quick recap\n\nThe team reviewed the budget and the hiring plan.\n\n# Summary\n\n**Quarterly budget**\nQuarterly budget: Ana and Ben agreed on the next steps.\n\n**Hiring plan**\nHiring plan: Ana and Ben agreed on the next steps.\n\n")
+        Some(
+            "# Quick recap\n\nThe team reviewed the budget and the hiring plan.\n\n# Summary\n\n**Quarterly budget**\nQuarterly budget: Ana and Ben agreed on the next steps.\n\n**Hiring plan**\nHiring plan: Ana and Ben agreed on the next steps.\n\n"
+        )
     );
     let items: Value = serde_json::from_str(t.action_items.as_deref().unwrap()).unwrap();
-    assert_eq!(items["decisions"][0]["decided_by_participant_id"], "p-ana", "case-insensitive match");
-    assert_eq!(items["next_steps"][0]["assigned_to_participant_id"], "p-ben");
-    assert_eq!(items["next_steps"][1]["assigned_to_participant_id"], Value::Null, "no such participant");
-    let summary_input = String::from_utf8(storage().get(&format!("{tid}/pipeline/summary_input.md")).await.unwrap().to_vec()).unwrap();
-    assert!(summary_input.starts_with("Ana Lima: The quarterly budget review"), "{summary_input}");
+    assert_eq!(
+        items["decisions"][0]["decided_by_participant_id"], "p-ana",
+        "case-insensitive match"
+    );
+    assert_eq!(
+        items["next_steps"][0]["assigned_to_participant_id"],
+        "p-ben"
+    );
+    assert_eq!(
+        items["next_steps"][1]["assigned_to_participant_id"],
+        Value::Null,
+        "no such participant"
+    );
+    let summary_input = String::from_utf8(
+        storage()
+            .get(&format!("{tid}/pipeline/summary_input.md"))
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        summary_input.starts_with("Ana Lima: The quarterly budget review"),
+        "{summary_input}"
+    );
     assert!(summary_input.ends_with("# Participants\n\n- Ana Lima\n- Ben\n"));
 
     // The events the frontend sees, in the spec's shapes.
     let events = db().events(tid, 0).await.unwrap();
     let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(names.iter().filter(|n| **n == "TOPIC").count(), 3);
-    for name in ["FINAL_TITLE", "FINAL_SHORT_SUMMARY", "FINAL_LONG_SUMMARY", "ACTION_ITEMS"] {
+    for name in [
+        "FINAL_TITLE",
+        "FINAL_SHORT_SUMMARY",
+        "FINAL_LONG_SUMMARY",
+        "ACTION_ITEMS",
+    ] {
         assert!(names.contains(&name), "{name} missing from {names:?}");
     }
-    let short = names.iter().position(|n| *n == "FINAL_SHORT_SUMMARY").unwrap();
-    assert!(short < names.iter().position(|n| *n == "FINAL_LONG_SUMMARY").unwrap());
+    let short = names
+        .iter()
+        .position(|n| *n == "FINAL_SHORT_SUMMARY")
+        .unwrap();
+    assert!(
+        short
+            < names
+                .iter()
+                .position(|n| *n == "FINAL_LONG_SUMMARY")
+                .unwrap()
+    );
     let title = events.iter().find(|e| e.event == "FINAL_TITLE").unwrap();
-    assert_eq!(title.envelope()["data"], json!({"title": "Quarterly Budget and Hiring Plans"}));
+    assert_eq!(
+        title.envelope()["data"],
+        json!({"title": "Quarterly Budget and Hiring Plans"})
+    );
 
     // Usage is accounted per step.
-    assert_eq!(out["chunk_topics"][0]["usage"]["backend"], "openai:gpt-test");
-    assert!(out["chunk_topics"].as_array().unwrap().iter().all(|t| t["usage"]["prompt_tokens"].as_u64().unwrap() >= 100));
+    assert_eq!(
+        out["chunk_topics"][0]["usage"]["backend"],
+        "openai:gpt-test"
+    );
+    assert!(
+        out["chunk_topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["usage"]["prompt_tokens"].as_u64().unwrap() >= 100)
+    );
 
     // A second run of every step hits its checkpoint: no call reaches the service.
-    runs::start(&c, &tp.pipeline, input, "llm-chain-2").await.unwrap();
+    runs::start(&c, &tp.pipeline, input, "llm-chain-2")
+        .await
+        .unwrap();
     let again = runs::wait(&c, "llm-chain-2").await.unwrap();
     assert_eq!(llm.count(), requests.len(), "no new LLM call");
     assert_eq!(again["title"]["title"], out["title"]["title"]);
     assert_eq!(again["recap"]["usage"]["from_checkpoint"], true);
     assert_eq!(db().transcript(tid).await.unwrap().title, t.title);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_stays_invalid_fails_the_step_as_llm_parse_error_without_retrying() {
+    let llm =
+        StandIn::start(|_| Reply::Json(completion("Sure! Here is your topic: budget.", 20))).await;
+    let queue = "llm-garbage";
+    let mut services = reflow_tests::services();
+    services.llm = Arc::new(Llm::new(LlmConfig {
+        backend: LlmBackend::OpenAi {
+            url: llm.url.clone(),
+            api_key: None,
+            model: "gpt-test".into(),
+        },
+        context_window: 16_000,
+        parse_max_retries: 3,
+        rate_limit_per_second: 10,
+        timeout: None,
+    }));
+    let _w = InProcessWorker::start_with(&[queue.to_owned()], services);
+    let tp = TestPipeline::load("summary.yaml", queue);
+    let tid = "0b6a9c7e-2d41-4f3a-8e5b-7c9d1e2f3a4b";
+    reflow_tests::transcript(tid).await;
+    let key = format!("{tid}/pipeline/words.json");
+    storage()
+        .put(
+            &key,
+            serde_json::to_vec(&meeting_words(100)).unwrap().into(),
+        )
+        .await
+        .unwrap();
+
+    let c = client().await;
+    runs::start(
+        &c,
+        &tp.pipeline,
+        json!({"transcript_id": tid, "words_key": key}),
+        "llm-garbage-1",
+    )
+    .await
+    .unwrap();
+    let err = runs::wait(&c, "llm-garbage-1")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("LlmParseError") && err.contains("chunk_topics"),
+        "{err}"
+    );
+    // One chunk: the question and 3 re-asks, then no activity retry (non-retryable).
+    assert_eq!(llm.count(), 4);
+    assert!(
+        llm.requests().iter().all(|r| r.bearer.is_none()),
+        "no key configured, no header"
+    );
 }

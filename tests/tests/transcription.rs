@@ -48,9 +48,14 @@ async fn tracks(tid: &str) -> Vec<String> {
 
 async fn run(tp: &TestPipeline, tid: &str, keys: &[String], id: &str) -> Result<Value, String> {
     let c = client().await;
-    runs::start(&c, &tp.pipeline, json!({"transcript_id": tid, "padded_keys": keys}), id)
-        .await
-        .unwrap();
+    runs::start(
+        &c,
+        &tp.pipeline,
+        json!({"transcript_id": tid, "padded_keys": keys}),
+        id,
+    )
+    .await
+    .unwrap();
     runs::wait(&c, id).await.map_err(|e| e.to_string())
 }
 
@@ -61,7 +66,12 @@ async fn words(key: &str) -> Vec<Word> {
 /// Track 0 says "hello world", track 1 "good morning", interleaved in time.
 fn by_track(r: &reflow_tests::standins::Recorded, file_name: Option<&str>) -> Reply {
     let track1 = file_name.is_some_and(|f| f.contains("padded_1"))
-        || r.json.as_ref().is_some_and(|j| j["audio_file_url"].as_str().unwrap_or("").contains("padded_1"));
+        || r.json.as_ref().is_some_and(|j| {
+            j["audio_file_url"]
+                .as_str()
+                .unwrap_or("")
+                .contains("padded_1")
+        });
     Reply::Json(if track1 {
         transcription(&[("good", 0.4, 0.7), ("morning.", 1.2, 1.6)])
     } else {
@@ -86,27 +96,53 @@ async fn gpu_url_backend_sends_a_presigned_url_and_the_words_are_normalised_and_
         let body = r.json.as_ref().expect("a JSON body");
         assert_eq!(body["language"], "en");
         assert_eq!(body["batch"], true);
-        assert!(body.get("timestamp_offset").is_none(), "reflow sends no offset");
+        assert!(
+            body.get("timestamp_offset").is_none(),
+            "reflow sends no offset"
+        );
         // The URL was made inside the activity and reads the padded track itself.
         let url = body["audio_file_url"].as_str().unwrap();
         let path = url::Url::parse(url).unwrap().to_file_path().unwrap();
-        let key = keys.iter().find(|k| url.ends_with(k.as_str())).expect("the URL names a padded track");
-        assert_eq!(std::fs::read(path).unwrap(), storage().get(key).await.unwrap().to_vec());
+        let key = keys
+            .iter()
+            .find(|k| url.ends_with(k.as_str()))
+            .expect("the URL names a padded track");
+        assert_eq!(
+            std::fs::read(path).unwrap(),
+            storage().get(key).await.unwrap().to_vec()
+        );
     }
     // Words: trimmed, one leading space, the track's speaker, sorted by start.
     assert_eq!(
         words("t-gpu/pipeline/words_0.json").await,
         vec![
-            Word { text: " hello".into(), start: 0.1, end: 0.3, speaker: 0 },
-            Word { text: " world".into(), start: 1.0, end: 1.1, speaker: 0 },
+            Word {
+                text: " hello".into(),
+                start: 0.1,
+                end: 0.3,
+                speaker: 0
+            },
+            Word {
+                text: " world".into(),
+                start: 1.0,
+                end: 1.1,
+                speaker: 0
+            },
         ]
     );
     assert_eq!(out["transcribe"][1]["word_count"], 2);
     assert_eq!(out["transcribe"][1]["usage"]["calls"], 1);
     // Merged: a stable sort by start across tracks.
-    let merged: Vec<String> = words("t-gpu/pipeline/words.json").await.iter().map(|w| w.text.clone()).collect();
+    let merged: Vec<String> = words("t-gpu/pipeline/words.json")
+        .await
+        .iter()
+        .map(|w| w.text.clone())
+        .collect();
     assert_eq!(merged, [" hello", " good", " world", " morning."]);
-    assert_eq!(out["merge"], json!({"words_key": "t-gpu/pipeline/words.json", "word_count": 4, "last_end_s": 1.6}));
+    assert_eq!(
+        out["merge"],
+        json!({"words_key": "t-gpu/pipeline/words.json", "word_count": 4, "last_end_s": 1.6})
+    );
 
     // A second run pays nothing: both tracks come from their checkpoints.
     let again = run(&tp, "t-gpu", &keys, "asr-gpu-2").await.unwrap();
@@ -143,13 +179,24 @@ async fn openai_backend_uploads_the_track_as_multipart() {
         assert_eq!(bytes, &storage().get(&keys[i]).await.unwrap().to_vec());
     }
     let w1 = words("t-oai/pipeline/words_1.json").await;
-    assert_eq!(w1[0], Word { text: " good".into(), start: 0.4, end: 0.7, speaker: 1 });
+    assert_eq!(
+        w1[0],
+        Word {
+            text: " good".into(),
+            start: 0.4,
+            end: 0.7,
+            speaker: 1
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_is_retried_after_the_retry_after_delay() {
     let asr = StandIn::start(|r| by_track(r, None)).await;
-    asr.then(Reply::Status { code: 429, retry_after: Some(2) });
+    asr.then(Reply::Status {
+        code: 429,
+        retry_after: Some(2),
+    });
     let queue = "asr-429";
     let _w = worker(queue, backend(Api::GpuUrl, &asr.url, None));
     let tp = TestPipeline::load("transcribe.yaml", queue);
@@ -172,16 +219,44 @@ async fn client_errors_and_bad_responses_fail_on_the_first_attempt() {
     let keys = tracks("t-4xx").await;
 
     for (reply, id, class) in [
-        (Reply::Status { code: 401, retry_after: None }, "asr-401", "AccessDenied"),
-        (Reply::Status { code: 404, retry_after: None }, "asr-404", "NotFound"),
-        (Reply::Status { code: 400, retry_after: None }, "asr-400", "HttpClientError"),
-        (Reply::Json(json!({"text": "no words here"})), "asr-shape", "ResponseShapeError"),
+        (
+            Reply::Status {
+                code: 401,
+                retry_after: None,
+            },
+            "asr-401",
+            "AccessDenied",
+        ),
+        (
+            Reply::Status {
+                code: 404,
+                retry_after: None,
+            },
+            "asr-404",
+            "NotFound",
+        ),
+        (
+            Reply::Status {
+                code: 400,
+                retry_after: None,
+            },
+            "asr-400",
+            "HttpClientError",
+        ),
+        (
+            Reply::Json(json!({"text": "no words here"})),
+            "asr-shape",
+            "ResponseShapeError",
+        ),
     ] {
         let before = asr.count();
         asr.then(reply);
         let err = run(&tp, "t-4xx", &keys[..1], id).await.unwrap_err();
         assert!(err.contains(class), "{id}: {err}");
-        assert!(err.contains("transcribe"), "the error names the step: {err}");
+        assert!(
+            err.contains("transcribe"),
+            "the error names the step: {err}"
+        );
         assert_eq!(asr.count() - before, 1, "{id}: not retried");
     }
 }
@@ -191,7 +266,10 @@ async fn a_hung_call_is_cut_by_the_http_timeout_and_retried() {
     let asr = StandIn::start(|r| by_track(r, None)).await;
     asr.then(Reply::Hang(Duration::from_secs(30)));
     let queue = "asr-hang";
-    let _w = worker(queue, backend(Api::GpuUrl, &asr.url, Some(Duration::from_secs(1))));
+    let _w = worker(
+        queue,
+        backend(Api::GpuUrl, &asr.url, Some(Duration::from_secs(1))),
+    );
     let tp = TestPipeline::load("transcribe.yaml", queue);
     let keys = tracks("t-hang").await;
 

@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use activities::asr::{AsrActivities, AsrConfig, Transcriber};
 use activities::audio::activities::{self as audio, AudioActivities};
-use activities::llm::steps::{self as summary, SummaryActivities};
-use activities::llm::{Llm, LlmConfig};
 use activities::db::{Db, DbError};
 use activities::events::{Emits, EventHub, Events};
 use activities::files::FileActivities;
+use activities::llm::steps::{self as summary, SummaryActivities};
+use activities::llm::{Llm, LlmConfig};
 use activities::progress::{self, ProgressActivities};
 use activities::storage::{Storage, StorageConfig, StorageError};
 use temporalio_sdk::WorkerOptions;
@@ -118,13 +118,31 @@ impl Registry {
             .activity(AsrActivities::transcribe_track.name(), &[])
             .activity(AsrActivities::merge_transcripts.name(), &[])
             .activity(SummaryActivities::detect_topics.name(), summary::EMITS[0].1)
-            .activity(SummaryActivities::detect_chunk_topic.name(), summary::EMITS[1].1)
+            .activity(
+                SummaryActivities::detect_chunk_topic.name(),
+                summary::EMITS[1].1,
+            )
             .activity(SummaryActivities::save_topics.name(), summary::EMITS[2].1)
-            .activity(SummaryActivities::generate_title.name(), summary::EMITS[3].1)
-            .activity(SummaryActivities::extract_subjects.name(), summary::EMITS[4].1)
-            .activity(SummaryActivities::generate_detailed_summary.name(), summary::EMITS[5].1)
-            .activity(SummaryActivities::generate_recap.name(), summary::EMITS[6].1)
-            .activity(SummaryActivities::identify_action_items.name(), summary::EMITS[7].1)
+            .activity(
+                SummaryActivities::generate_title.name(),
+                summary::EMITS[3].1,
+            )
+            .activity(
+                SummaryActivities::extract_subjects.name(),
+                summary::EMITS[4].1,
+            )
+            .activity(
+                SummaryActivities::generate_detailed_summary.name(),
+                summary::EMITS[5].1,
+            )
+            .activity(
+                SummaryActivities::generate_recap.name(),
+                summary::EMITS[6].1,
+            )
+            .activity(
+                SummaryActivities::identify_action_items.name(),
+                summary::EMITS[7].1,
+            )
             .workflow_type("DiarizationPipeline")
             .workflow_type("TrackProcessing")
             .workflow_type("DirectoryDigest")

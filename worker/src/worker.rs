@@ -71,8 +71,8 @@ pub async fn run_workers(
         };
         // The LLM queue carries the deployment's LLM rate limit server-side too (§6.4); the
         // client's token bucket covers activities that make several calls.
-        let llm_rate = (queue == LLM_QUEUE)
-            .then(|| f64::from(services.llm.config().rate_limit_per_second));
+        let llm_rate =
+            (queue == LLM_QUEUE).then(|| f64::from(services.llm.config().rate_limit_per_second));
         let mut options = WorkerOptions::new(queue.clone())
             .maybe_max_task_queue_activities_per_second(llm_rate)
             .activity_inbound_interceptor(

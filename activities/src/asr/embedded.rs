@@ -190,7 +190,9 @@ impl Pcm16k for TrackPcm {
             return Err(WhisperError::Inference(message));
         }
         let from = start.saturating_sub(self.base).min(self.buffer.len());
-        let to = (start + len).saturating_sub(self.base).min(self.buffer.len());
+        let to = (start + len)
+            .saturating_sub(self.base)
+            .min(self.buffer.len());
         Ok(&self.buffer[from..to])
     }
 }

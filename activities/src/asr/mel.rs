@@ -174,6 +174,9 @@ mod tests {
         let floor = feats.iter().copied().fold(f32::INFINITY, f32::min);
         assert!((feats[14 * FRAMES + 2000] - floor).abs() < 1e-6);
         let max = feats.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        assert!((max - floor - 2.0).abs() < 1e-4, "clamped to max − 8 (÷4 = 2)");
+        assert!(
+            (max - floor - 2.0).abs() < 1e-4,
+            "clamped to max − 8 (÷4 = 2)"
+        );
     }
 }

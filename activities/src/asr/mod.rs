@@ -75,16 +75,24 @@ impl AsrConfig {
             })),
             "gpu-url" | "openai" => {
                 let url = var("TRANSCRIPT_URL").ok_or_else(|| {
-                    ActivityFailure::Config(format!("TRANSCRIPT_URL is required by the {backend} backend"))
+                    ActivityFailure::Config(format!(
+                        "TRANSCRIPT_URL is required by the {backend} backend"
+                    ))
                 })?;
                 let timeout = match var("TRANSCRIPT_FILE_TIMEOUT") {
                     Some(t) => Some(Duration::from_secs_f64(t.parse().map_err(|_| {
-                        ActivityFailure::Config(format!("TRANSCRIPT_FILE_TIMEOUT={t} is not a number of seconds"))
+                        ActivityFailure::Config(format!(
+                            "TRANSCRIPT_FILE_TIMEOUT={t} is not a number of seconds"
+                        ))
                     })?)),
                     None => None,
                 };
                 Ok(AsrConfig::Remote(RemoteAsr {
-                    api: if backend == "openai" { Api::OpenAi } else { Api::GpuUrl },
+                    api: if backend == "openai" {
+                        Api::OpenAi
+                    } else {
+                        Api::GpuUrl
+                    },
                     url: url.trim_end_matches('/').to_owned(),
                     api_key: var("TRANSCRIPT_MODAL_API_KEY").or_else(|| var("TRANSCRIPT_API_KEY")),
                     model,
@@ -207,7 +215,9 @@ pub struct Transcriber {
 
 impl std::fmt::Debug for Transcriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transcriber").field("backend", &self.config.identity()).finish()
+        f.debug_struct("Transcriber")
+            .field("backend", &self.config.identity())
+            .finish()
     }
 }
 
@@ -258,17 +268,31 @@ impl AsrActivities {
             let language = input.language.as_deref();
             let (raw, mut usage) = match &self.transcriber.backend {
                 Backend::Remote(remote) => {
-                    let s2c = ctx.info().deadline.zip(ctx.info().started_time).and_then(|(d, s)| d.duration_since(s).ok());
+                    let s2c = ctx
+                        .info()
+                        .deadline
+                        .zip(ctx.info().started_time)
+                        .and_then(|(d, s)| d.duration_since(s).ok());
                     let timeout = crate::http::ceiling(s2c, HTTP_MARGIN, remote.timeout);
                     let words = remote
-                        .transcribe(ctx, &self.storage, &input.padded_key, input.track_index, language, timeout)
+                        .transcribe(
+                            ctx,
+                            &self.storage,
+                            &input.padded_key,
+                            input.track_index,
+                            language,
+                            timeout,
+                        )
                         .await?;
                     let backend = match remote.api {
                         Api::GpuUrl => "gpu-url",
                         Api::OpenAi => "openai",
                     };
                     let usage = Usage {
-                        backend: format!("{backend}:{}", remote.model.as_deref().unwrap_or("default")),
+                        backend: format!(
+                            "{backend}:{}",
+                            remote.model.as_deref().unwrap_or("default")
+                        ),
                         calls: 1,
                         ..Usage::default()
                     };
@@ -311,7 +335,14 @@ impl AsrActivities {
         };
         let (mut out, origin) = self
             .checkpoints
-            .checkpointed(tid, "transcribe_track", input, &self.transcriber.config.identity(), objects, work)
+            .checkpointed(
+                tid,
+                "transcribe_track",
+                input,
+                &self.transcriber.config.identity(),
+                objects,
+                work,
+            )
             .await?;
         if origin == Origin::Stored {
             ledger().checkpoint_hit();
@@ -341,8 +372,11 @@ impl AsrActivities {
         let path = dir.path().join("track.webm");
         self.storage.download(&input.padded_key, &path).await?;
         let done = Arc::new(AtomicU64::new(0));
-        let (progress, name, language) =
-            (done.clone(), input.padded_key.clone(), language.map(str::to_owned));
+        let (progress, name, language) = (
+            done.clone(),
+            input.padded_key.clone(),
+            language.map(str::to_owned),
+        );
         let (words, stats) = with_heartbeats_from(
             ctx,
             move || {
@@ -376,7 +410,9 @@ impl AsrActivities {
             for key in &input.words_keys {
                 let bytes = self.storage.get(key).await?;
                 let words: Vec<Word> = serde_json::from_slice(&bytes).map_err(|e| {
-                    ActivityFailure::InvalidInput(format!("merge_transcripts: {key} is not a word list: {e}"))
+                    ActivityFailure::InvalidInput(format!(
+                        "merge_transcripts: {key} is not a word list: {e}"
+                    ))
                 })?;
                 all.extend(words);
             }
@@ -392,7 +428,14 @@ impl AsrActivities {
         };
         let (out, _) = self
             .checkpoints
-            .checkpointed(tid, "merge_transcripts", input, &serde_json::json!({"sort": "stable-start-v1"}), objects, work)
+            .checkpointed(
+                tid,
+                "merge_transcripts",
+                input,
+                &serde_json::json!({"sort": "stable-start-v1"}),
+                objects,
+                work,
+            )
             .await?;
         Ok(out)
     }
@@ -402,7 +445,11 @@ impl AsrActivities {
 /// order, then within-track order. Fails if the result's starts ever decrease (a NaN start).
 pub fn merge_words(mut words: Vec<Word>) -> Result<Vec<Word>, String> {
     words.sort_by(|a, b| a.start.total_cmp(&b.start));
-    if let Some(w) = words.windows(2).find(|w| !(w[0].start <= w[1].start)) {
+    let ordered = |a: f64, b: f64| {
+        a.partial_cmp(&b)
+            .is_some_and(|o| o != std::cmp::Ordering::Greater)
+    };
+    if let Some(w) = words.windows(2).find(|w| !ordered(w[0].start, w[1].start)) {
         return Err(format!(
             "merge_transcripts: word starts decrease after sorting ({} then {}); a start is not a number",
             w[0].start, w[1].start
@@ -467,7 +514,8 @@ mod tests {
 
     #[test]
     fn a_nan_start_is_refused() {
-        let err = merge_words(vec![w("a", 1.0, 0), w("b", f64::NAN, 1), w("c", 0.5, 0)]).unwrap_err();
+        let err =
+            merge_words(vec![w("a", 1.0, 0), w("b", f64::NAN, 1), w("c", 0.5, 0)]).unwrap_err();
         assert!(err.contains("merge_transcripts"), "{err}");
     }
 }
@@ -509,7 +557,10 @@ mod wer_tests {
     #[test]
     fn wer_counts_substitutions_insertions_and_deletions() {
         assert_eq!(word_error_rate("The cat sat.", "the cat sat"), 0.0);
-        assert_eq!(word_error_rate("the cat sat on the mat", "the bat sat on mat"), 2.0 / 6.0);
+        assert_eq!(
+            word_error_rate("the cat sat on the mat", "the bat sat on mat"),
+            2.0 / 6.0
+        );
         assert_eq!(word_error_rate("a b", "a b c d"), 1.0);
     }
 }

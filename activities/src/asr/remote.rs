@@ -88,7 +88,9 @@ impl RemoteAsr {
             }
             Api::OpenAi => {
                 let model = self.model.clone().ok_or_else(|| {
-                    ActivityFailure::Config("TRANSCRIPT_MODEL is required by the openai backend".into())
+                    ActivityFailure::Config(
+                        "TRANSCRIPT_MODEL is required by the openai backend".into(),
+                    )
                 })?;
                 let bytes = storage.get(key).await?;
                 let file = reqwest::multipart::Part::bytes(bytes.to_vec())
@@ -112,11 +114,18 @@ impl RemoteAsr {
             None => request,
         };
         let call = async {
-            let response = request.send().await.map_err(|e| http::transport(&what, e))?;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| http::transport(&what, e))?;
             let response = http::check(&what, response).await?;
-            let body = response.bytes().await.map_err(|e| http::transport(&what, e))?;
-            serde_json::from_slice::<Response>(&body)
-                .map_err(|e| ActivityFailure::ResponseShape(format!("{what}: not a transcription: {e}")))
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| http::transport(&what, e))?;
+            serde_json::from_slice::<Response>(&body).map_err(|e| {
+                ActivityFailure::ResponseShape(format!("{what}: not a transcription: {e}"))
+            })
         };
         let parsed = http::while_waiting(ctx, super::WAIT_HEARTBEAT, call).await?;
         let words = parsed.words.ok_or_else(|| {

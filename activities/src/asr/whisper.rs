@@ -29,9 +29,9 @@ const INPUT_STRIDE: usize = 2;
 /// A window is silence when no 10 ms frame's peak reaches this level (−54 dBFS).
 const SILENCE_PEAK: f32 = 0.002;
 /// Leading silence longer than this is skipped before decoding a window (mel frames).
-const SKIP_SILENCE_FRAMES: usize = 100;
+const SKIP_SILENCE_FRAMES: usize = 50;
 /// Frames kept in front of speech after a skip, so the first word's onset is not cut.
-const SPEECH_MARGIN_FRAMES: usize = 20;
+const SPEECH_MARGIN_FRAMES: usize = 10;
 /// Whisper's no-speech rule: drop a window when the no-speech probability is above this and
 /// the mean token log-probability below [`LOGPROB_THRESHOLD`].
 const NO_SPEECH_THRESHOLD: f32 = 0.6;
@@ -100,8 +100,8 @@ impl WhisperModel {
                 )));
             }
         }
-        let tokenizer =
-            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| model_err(e.to_string()))?;
+        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
+            .map_err(|e| model_err(e.to_string()))?;
         // int8 weights: the fastest on CPU, and what the accuracy figures were measured with.
         let config = Config {
             compute_type: ComputeType::INT8,
@@ -164,17 +164,23 @@ impl WhisperModel {
                     content
                 }
                 Some(speech) if speech > SKIP_SILENCE_FRAMES => speech - SPEECH_MARGIN_FRAMES,
-                Some(_) => {
+                Some(speech) => {
                     let (found, advance, spoke) = self.window(window, content, language)?;
                     if spoke {
                         stats.windows += 1;
                     } else {
                         stats.skipped += 1;
                     }
-                    words.extend(found.into_iter().map(|w| RawWord {
-                        start: w.start + offset,
-                        end: w.end + offset,
-                        word: w.word,
+                    // DTW tends to pull the first word towards the window's start; nothing is
+                    // said before the first sound.
+                    let onset = speech as f64 * HOP as f64 / SAMPLE_RATE as f64;
+                    words.extend(found.into_iter().map(|w| {
+                        let start = w.start.max(onset);
+                        RawWord {
+                            start: start + offset,
+                            end: w.end.max(start) + offset,
+                            word: w.word,
+                        }
                     }));
                     advance
                 }
@@ -210,7 +216,7 @@ impl WhisperModel {
         };
         let result = self
             .model
-            .generate(&encoded, &[prompt.clone()], &options)
+            .generate(&encoded, std::slice::from_ref(&prompt), &options)
             .map_err(infer)?
             .into_iter()
             .next()
@@ -218,7 +224,12 @@ impl WhisperModel {
         let tokens: Vec<u32> = result
             .sequences_ids
             .first()
-            .map(|s| s.iter().map(|&t| t as u32).filter(|&t| t != self.eot).collect())
+            .map(|s| {
+                s.iter()
+                    .map(|&t| t as u32)
+                    .filter(|&t| t != self.eot)
+                    .collect()
+            })
             .unwrap_or_default();
         let score = result.scores.first().copied().unwrap_or(0.0);
         if result.no_speech_prob > NO_SPEECH_THRESHOLD && score < LOGPROB_THRESHOLD {
@@ -228,8 +239,9 @@ impl WhisperModel {
         // Where to resume: after the last complete segment (two consecutive timestamps), unless
         // the window ends on a single timestamp (everything up to its end was transcribed).
         let is_ts = |t: u32| t >= self.timestamp_begin;
-        let single_ending =
-            tokens.len() >= 2 && is_ts(tokens[tokens.len() - 1]) && !is_ts(tokens[tokens.len() - 2]);
+        let single_ending = tokens.len() >= 2
+            && is_ts(tokens[tokens.len() - 1])
+            && !is_ts(tokens[tokens.len() - 2]);
         let last_pair = (1..tokens.len())
             .rev()
             .find(|&i| is_ts(tokens[i]) && is_ts(tokens[i - 1]));
@@ -249,7 +261,11 @@ impl WhisperModel {
     }
 
     /// Token ids of the decoder prompt for this model and language.
-    fn prompt(&self, encoded: &StorageView, language: Option<&str>) -> Result<Vec<String>, WhisperError> {
+    fn prompt(
+        &self,
+        encoded: &StorageView,
+        language: Option<&str>,
+    ) -> Result<Vec<String>, WhisperError> {
         let mut prompt = vec!["<|startoftranscript|>".to_owned()];
         if self.english_only {
             return Ok(prompt);
@@ -341,8 +357,8 @@ impl WhisperModel {
         let mut spans: Vec<(usize, usize)> = Vec::new();
         for (i, &t) in text.iter().enumerate() {
             let piece = self.tokenizer.decode(&[t], false).unwrap_or_default();
-            let punctuation = !piece.trim().is_empty()
-                && piece.trim().chars().all(|c| c.is_ascii_punctuation());
+            let punctuation =
+                !piece.trim().is_empty() && piece.trim().chars().all(|c| c.is_ascii_punctuation());
             let starts_word = piece.starts_with(' ') && !punctuation;
             match spans.last_mut() {
                 Some(span) if !starts_word => span.1 = i + 1,

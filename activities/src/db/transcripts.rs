@@ -331,16 +331,26 @@ impl Db {
 
     /// Save the recap and the long summary (pipeline.md §4.11).
     pub async fn set_summaries(&self, id: &str, short: &str, long: &str) -> Result<(), DbError> {
-        self.update_one(id, "set short summary", "short_summary = $1", short.to_owned())
-            .await?;
+        self.update_one(
+            id,
+            "set short summary",
+            "short_summary = $1",
+            short.to_owned(),
+        )
+        .await?;
         self.update_one(id, "set long summary", "long_summary = $1", long.to_owned())
             .await
     }
 
     /// Save the action items (`{decisions, next_steps}`, pipeline.md §4.12).
     pub async fn set_action_items(&self, id: &str, items: &Value) -> Result<(), DbError> {
-        self.update_one(id, "set action items", "action_items = $1", items.to_string())
-            .await
+        self.update_one(
+            id,
+            "set action items",
+            "action_items = $1",
+            items.to_string(),
+        )
+        .await
     }
 
     /// Record the Temporal execution processing the transcript.

@@ -14,21 +14,179 @@
 use std::collections::HashMap;
 
 const STOP_WORDS: &[&str] = &[
-    "a", "about", "above", "after", "again", "all", "also", "am", "an", "and", "any", "are", "as",
-    "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by",
-    "can", "could", "did", "do", "does", "doing", "done", "down", "during", "each", "else",
-    "even", "every", "everyone", "few", "first", "for", "from", "further", "get", "go", "going",
-    "good", "got", "had", "has", "have", "having", "he", "her", "here", "hers", "him", "his",
-    "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "know", "let", "like",
-    "look", "lot", "make", "may", "me", "might", "more", "most", "much", "must", "my", "need",
-    "next", "no", "nor", "not", "now", "of", "off", "ok", "okay", "on", "once", "one", "only",
-    "or", "other", "our", "ours", "out", "over", "own", "really", "right", "said", "same", "say",
-    "see", "she", "should", "so", "some", "somebody", "something", "such", "sure", "take",
-    "than", "thank", "thanks", "that", "the", "their", "them", "then", "there", "these", "they",
-    "thing", "things", "think", "this", "those", "through", "to", "too", "under", "until", "up",
-    "us", "very", "want", "was", "we", "well", "were", "what", "when", "where", "which", "while",
-    "who", "whom", "why", "will", "with", "would", "yeah", "yes", "you", "your", "yours",
-    "finally", "then", "today", "week", "last", "new", "since", "mostly", "per", "yet",
+    "a",
+    "about",
+    "above",
+    "after",
+    "again",
+    "all",
+    "also",
+    "am",
+    "an",
+    "and",
+    "any",
+    "are",
+    "as",
+    "at",
+    "be",
+    "because",
+    "been",
+    "before",
+    "being",
+    "below",
+    "between",
+    "both",
+    "but",
+    "by",
+    "can",
+    "could",
+    "did",
+    "do",
+    "does",
+    "doing",
+    "done",
+    "down",
+    "during",
+    "each",
+    "else",
+    "even",
+    "every",
+    "everyone",
+    "few",
+    "first",
+    "for",
+    "from",
+    "further",
+    "get",
+    "go",
+    "going",
+    "good",
+    "got",
+    "had",
+    "has",
+    "have",
+    "having",
+    "he",
+    "her",
+    "here",
+    "hers",
+    "him",
+    "his",
+    "how",
+    "i",
+    "if",
+    "in",
+    "into",
+    "is",
+    "it",
+    "its",
+    "itself",
+    "just",
+    "know",
+    "let",
+    "like",
+    "look",
+    "lot",
+    "make",
+    "may",
+    "me",
+    "might",
+    "more",
+    "most",
+    "much",
+    "must",
+    "my",
+    "need",
+    "next",
+    "no",
+    "nor",
+    "not",
+    "now",
+    "of",
+    "off",
+    "ok",
+    "okay",
+    "on",
+    "once",
+    "one",
+    "only",
+    "or",
+    "other",
+    "our",
+    "ours",
+    "out",
+    "over",
+    "own",
+    "really",
+    "right",
+    "said",
+    "same",
+    "say",
+    "see",
+    "she",
+    "should",
+    "so",
+    "some",
+    "somebody",
+    "something",
+    "such",
+    "sure",
+    "take",
+    "than",
+    "thank",
+    "thanks",
+    "that",
+    "the",
+    "their",
+    "them",
+    "then",
+    "there",
+    "these",
+    "they",
+    "thing",
+    "things",
+    "think",
+    "this",
+    "those",
+    "through",
+    "to",
+    "too",
+    "under",
+    "until",
+    "up",
+    "us",
+    "very",
+    "want",
+    "was",
+    "we",
+    "well",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "whom",
+    "why",
+    "will",
+    "with",
+    "would",
+    "yeah",
+    "yes",
+    "you",
+    "your",
+    "yours",
+    "finally",
+    "then",
+    "today",
+    "week",
+    "last",
+    "new",
+    "since",
+    "mostly",
+    "per",
+    "yet",
 ];
 
 fn is_stop(word: &str) -> bool {
@@ -58,7 +216,11 @@ pub fn key_phrases(text: &str, max_words: usize) -> Vec<Phrase> {
     for token in text.split_whitespace() {
         let word = normalise(token);
         let breaks_after = token.ends_with(['.', ',', ';', ':', '?', '!', '…']);
-        if word.is_empty() || is_stop(&word) || word.chars().all(|c| c.is_numeric()) || word.len() < 3 {
+        if word.is_empty()
+            || is_stop(&word)
+            || word.chars().all(|c| c.is_numeric())
+            || word.len() < 3
+        {
             if !current.is_empty() {
                 candidates.push(std::mem::take(&mut current));
             }
@@ -86,7 +248,11 @@ pub fn key_phrases(text: &str, max_words: usize) -> Vec<Phrase> {
     }
     let mut phrases: Vec<Phrase> = Vec::new();
     for phrase in candidates {
-        let key = phrase.iter().map(|w| normalise(w)).collect::<Vec<_>>().join(" ");
+        let key = phrase
+            .iter()
+            .map(|w| normalise(w))
+            .collect::<Vec<_>>()
+            .join(" ");
         let score: f64 = phrase
             .iter()
             .map(|w| {
@@ -97,7 +263,10 @@ pub fn key_phrases(text: &str, max_words: usize) -> Vec<Phrase> {
         // A repeated phrase gains half its score per repetition.
         match phrases.iter_mut().find(|p| p.text.to_lowercase() == key) {
             Some(p) => p.score += score / 2.0,
-            None => phrases.push(Phrase { text: phrase.join(" "), score }),
+            None => phrases.push(Phrase {
+                text: phrase.join(" "),
+                score,
+            }),
         }
     }
     phrases.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -221,13 +390,16 @@ pub fn summary(text: &str, n: usize) -> String {
         .enumerate()
         .filter(|(_, s)| without_speaker(s).split_whitespace().count() >= 5)
         .map(|(i, s)| {
-            let words: Vec<String> = without_speaker(s).split_whitespace().map(normalise).collect();
+            let words: Vec<String> = without_speaker(s)
+                .split_whitespace()
+                .map(normalise)
+                .collect();
             let total: f64 = words.iter().filter_map(|w| frequency.get(w)).sum();
             (i, total / (words.len() as f64).sqrt())
         })
         .collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let mut chosen: Vec<usize> = scored.iter().take(n).map(|(i, _)| *i).collect();
+    let mut chosen: Vec<usize> = distinct(&all, scored.iter().map(|(i, _)| *i), n);
     chosen.sort_unstable();
     chosen
         .iter()
@@ -248,19 +420,31 @@ pub fn about(text: &str, subject: &str, n: usize) -> String {
         .enumerate()
         .map(|(i, s)| {
             let lower = s.to_lowercase();
-            (i, keys.iter().filter(|k| lower.contains(k.as_str())).count())
+            (
+                i,
+                keys.iter().filter(|k| lower.contains(k.as_str())).count(),
+            )
         })
         .filter(|(_, n)| *n > 0)
         .collect();
     hits.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let all = sentences(text);
-    let mut chosen: Vec<usize> = hits.iter().take(n).map(|(i, _)| *i).collect();
+    let mut chosen: Vec<usize> = distinct(&all, hits.iter().map(|(i, _)| *i), n);
     chosen.sort_unstable();
     chosen
         .iter()
         .map(|&i| without_speaker(&all[i]).to_owned())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The first `n` of `ranked` whose sentences (without speaker labels, case-insensitive) differ.
+fn distinct(all: &[String], ranked: impl Iterator<Item = usize>, n: usize) -> Vec<usize> {
+    let mut seen = std::collections::HashSet::new();
+    ranked
+        .filter(|&i| seen.insert(without_speaker(&all[i]).to_lowercase()))
+        .take(n)
+        .collect()
 }
 
 /// A commitment or decision found in the text.
@@ -272,10 +456,30 @@ pub struct Cue {
     pub speaker: Option<String>,
 }
 
-const DECISION_CUES: &[&str] = &["decided", "agreed", "we will go with", "approved", "settled on", "the decision"];
+const DECISION_CUES: &[&str] = &[
+    "decided",
+    "agreed",
+    "we will go with",
+    "approved",
+    "settled on",
+    "the decision",
+];
 const TASK_CUES: &[&str] = &[
-    " will ", "i'll ", "we'll ", "need to ", "needs to ", "should ", "going to ", "has to ",
-    "have to ", "must ", "volunteer", "action item", "follow up", "by friday", "by monday",
+    " will ",
+    "i'll ",
+    "we'll ",
+    "need to ",
+    "needs to ",
+    "should ",
+    "going to ",
+    "has to ",
+    "have to ",
+    "must ",
+    "volunteer",
+    "action item",
+    "follow up",
+    "by friday",
+    "by monday",
 ];
 
 /// Decisions and next steps: sentences with decision or commitment cues, with the speaker
@@ -285,12 +489,17 @@ pub fn action_cues(text: &str) -> (Vec<Cue>, Vec<Cue>) {
     let mut tasks = Vec::new();
     for line in text.lines() {
         let (speaker, body) = match line.split_once(": ") {
-            Some((name, rest)) if name.split_whitespace().count() <= 3 => (Some(name.trim().to_owned()), rest),
+            Some((name, rest)) if name.split_whitespace().count() <= 3 => {
+                (Some(name.trim().to_owned()), rest)
+            }
             _ => (None, line),
         };
         for s in sentences(body) {
             let lower = format!(" {} ", s.to_lowercase());
-            let cue = Cue { sentence: s.clone(), speaker: speaker.clone() };
+            let cue = Cue {
+                sentence: s.clone(),
+                speaker: speaker.clone(),
+            };
             if DECISION_CUES.iter().any(|c| lower.contains(c)) {
                 decisions.push(cue);
             } else if TASK_CUES.iter().any(|c| lower.contains(c)) {
@@ -313,14 +522,20 @@ mod tests {
     fn titles_come_from_repeated_phrases() {
         let t = title(TEXT, 10);
         assert!(t.split_whitespace().count() <= 10, "{t}");
-        assert!(t.contains("Budget Review") || t.contains("Hiring Plan"), "{t}");
+        assert!(
+            t.contains("Budget Review") || t.contains("Hiring Plan"),
+            "{t}"
+        );
     }
 
     #[test]
     fn summaries_are_sentences_of_the_input() {
         let s = summary(TEXT, 2);
         for sentence in sentences(&s) {
-            assert!(TEXT.contains(&sentence), "{sentence:?} is not from the input");
+            assert!(
+                TEXT.contains(&sentence),
+                "{sentence:?} is not from the input"
+            );
         }
         assert!(!s.contains("Ana:"), "speaker labels are removed: {s}");
     }
@@ -330,6 +545,11 @@ mod tests {
         let (decisions, tasks) = action_cues(TEXT);
         assert_eq!(decisions.len(), 1);
         assert_eq!(decisions[0].speaker.as_deref(), Some("Ana"));
-        assert!(tasks.iter().any(|t| t.sentence.contains("send the hiring plan") && t.speaker.as_deref() == Some("Ben")));
+        assert!(
+            tasks
+                .iter()
+                .any(|t| t.sentence.contains("send the hiring plan")
+                    && t.speaker.as_deref() == Some("Ben"))
+        );
     }
 }

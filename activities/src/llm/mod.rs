@@ -41,8 +41,16 @@ pub const HTTP_MARGIN: Duration = Duration::from_secs(30);
 pub const WAIT_HEARTBEAT: Duration = Duration::from_secs(10);
 /// Tokens kept free for the answer when fitting a prompt into the context window.
 const ANSWER_RESERVE: usize = 1_000;
-/// Longest answer asked of the embedded model, tokens.
-const EMBEDDED_MAX_TOKENS: usize = 256;
+/// Longest answer asked of the embedded model per step, tokens: a title is a line, a topic a
+/// small JSON object (generation is the slow part on CPU; nothing longer is ever kept).
+fn embedded_max_tokens(step: &str) -> usize {
+    match step {
+        "generate_title" => 32,
+        "extract_subjects" => 96,
+        "detect_chunk_topic" | "generate_recap" => 128,
+        _ => 192,
+    }
+}
 
 /// The configured backend.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,7 +92,11 @@ impl LlmConfig {
     /// From the environment (see the module docs for the variables).
     pub fn from_env() -> Result<Self, ActivityFailure> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        fn number<T: std::str::FromStr>(k: &str, v: Option<String>, default: T) -> Result<T, ActivityFailure> {
+        fn number<T: std::str::FromStr>(
+            k: &str,
+            v: Option<String>,
+            default: T,
+        ) -> Result<T, ActivityFailure> {
             match v {
                 Some(v) => v
                     .trim()
@@ -96,18 +108,22 @@ impl LlmConfig {
         let backend = match var("LLM_BACKEND").as_deref().unwrap_or("embedded") {
             "embedded" => LlmBackend::Embedded {
                 model_path: var("LLM_MODEL").map(PathBuf::from).unwrap_or_else(|| {
-                    crate::asr::models_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+                    crate::asr::models_dir()
+                        .join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
                 }),
                 threads: number("LLM_THREADS", var("LLM_THREADS"), 0)?,
             },
             "openai" => LlmBackend::OpenAi {
                 url: var("LLM_URL")
-                    .ok_or_else(|| ActivityFailure::Config("LLM_URL is required by the openai backend".into()))?
+                    .ok_or_else(|| {
+                        ActivityFailure::Config("LLM_URL is required by the openai backend".into())
+                    })?
                     .trim_end_matches('/')
                     .to_owned(),
                 api_key: var("LLM_API_KEY"),
-                model: var("LLM_MODEL")
-                    .ok_or_else(|| ActivityFailure::Config("LLM_MODEL is required by the openai backend".into()))?,
+                model: var("LLM_MODEL").ok_or_else(|| {
+                    ActivityFailure::Config("LLM_MODEL is required by the openai backend".into())
+                })?,
             },
             other => {
                 return Err(ActivityFailure::Config(format!(
@@ -119,7 +135,11 @@ impl LlmConfig {
             backend,
             context_window: number("LLM_CONTEXT_WINDOW", var("LLM_CONTEXT_WINDOW"), 16_000)?,
             parse_max_retries: number("LLM_PARSE_MAX_RETRIES", var("LLM_PARSE_MAX_RETRIES"), 3)?,
-            rate_limit_per_second: number("LLM_RATE_LIMIT_PER_SECOND", var("LLM_RATE_LIMIT_PER_SECOND"), 10)?,
+            rate_limit_per_second: number(
+                "LLM_RATE_LIMIT_PER_SECOND",
+                var("LLM_RATE_LIMIT_PER_SECOND"),
+                10,
+            )?,
             timeout: number::<f64>("LLM_TIMEOUT", var("LLM_TIMEOUT"), 0.0)
                 .map(|s| (s > 0.0).then(|| Duration::from_secs_f64(s)))?,
         })
@@ -132,7 +152,10 @@ impl LlmConfig {
             LlmBackend::OpenAi { model, .. } => format!("openai:{model}"),
             LlmBackend::Embedded { model_path, .. } => format!(
                 "embedded:{}",
-                model_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+                model_path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
             ),
         }
     }
@@ -140,7 +163,9 @@ impl LlmConfig {
     /// What changes the answers (never secrets): part of every LLM checkpoint hash.
     pub fn identity(&self) -> Value {
         match &self.backend {
-            LlmBackend::OpenAi { url, model, .. } => json!({"backend": "openai", "url": url, "model": model}),
+            LlmBackend::OpenAi { url, model, .. } => {
+                json!({"backend": "openai", "url": url, "model": model})
+            }
             LlmBackend::Embedded { .. } => json!({"backend": self.backend_name()}),
         }
     }
@@ -158,15 +183,24 @@ pub struct Message {
 impl Message {
     /// A system message.
     pub fn system(content: impl Into<String>) -> Self {
-        Message { role: "system", content: content.into() }
+        Message {
+            role: "system",
+            content: content.into(),
+        }
     }
     /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
-        Message { role: "user", content: content.into() }
+        Message {
+            role: "user",
+            content: content.into(),
+        }
     }
     /// An assistant message.
     pub fn assistant(content: impl Into<String>) -> Self {
-        Message { role: "assistant", content: content.into() }
+        Message {
+            role: "assistant",
+            content: content.into(),
+        }
     }
 }
 
@@ -179,7 +213,9 @@ pub struct Llm {
 
 impl std::fmt::Debug for Llm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Llm").field("backend", &self.config.identity()).finish()
+        f.debug_struct("Llm")
+            .field("backend", &self.config.identity())
+            .finish()
     }
 }
 
@@ -205,7 +241,11 @@ impl Llm {
     }
 
     async fn model(&self) -> Result<Arc<ChatModel>, ActivityFailure> {
-        let LlmBackend::Embedded { model_path, threads } = &self.config.backend else {
+        let LlmBackend::Embedded {
+            model_path,
+            threads,
+        } = &self.config.backend
+        else {
             unreachable!("model() is only called for the embedded backend");
         };
         self.embedded
@@ -226,7 +266,10 @@ impl Llm {
     /// Context window in tokens for this backend (the embedded model's own is smaller).
     async fn window(&self) -> Result<usize, ActivityFailure> {
         Ok(if self.is_embedded() {
-            self.model().await?.context_tokens().min(self.config.context_window)
+            self.model()
+                .await?
+                .context_tokens()
+                .min(self.config.context_window)
         } else {
             self.config.context_window
         })
@@ -243,13 +286,26 @@ impl Llm {
         json_mode: bool,
     ) -> Result<(String, Usage), ActivityFailure> {
         let started = Instant::now();
-        let mut usage = Usage { backend: self.config.backend_name(), calls: 1, ..Usage::default() };
+        let mut usage = Usage {
+            backend: self.config.backend_name(),
+            calls: 1,
+            ..Usage::default()
+        };
         let text = match &self.config.backend {
-            LlmBackend::OpenAi { url, api_key, model } => {
+            LlmBackend::OpenAi {
+                url,
+                api_key,
+                model,
+            } => {
                 self.limiter.until_ready().await;
-                let s2c = ctx.info().deadline.zip(ctx.info().started_time).and_then(|(d, s)| d.duration_since(s).ok());
+                let s2c = ctx
+                    .info()
+                    .deadline
+                    .zip(ctx.info().started_time)
+                    .and_then(|(d, s)| d.duration_since(s).ok());
                 let client = http::client(http::ceiling(s2c, HTTP_MARGIN, self.config.timeout));
-                let mut body = json!({"model": model, "messages": messages, "temperature": temperature});
+                let mut body =
+                    json!({"model": model, "messages": messages, "temperature": temperature});
                 if json_mode {
                     body["response_format"] = json!({"type": "json_object"});
                 }
@@ -259,26 +315,43 @@ impl Llm {
                     request = request.bearer_auth(k);
                 }
                 let call = async {
-                    let response = request.send().await.map_err(|e| http::transport(&what, e))?;
+                    let response = request
+                        .send()
+                        .await
+                        .map_err(|e| http::transport(&what, e))?;
                     let response = http::check(&what, response).await?;
-                    response.json::<Value>().await.map_err(|e| http::transport(&what, e))
+                    response
+                        .json::<Value>()
+                        .await
+                        .map_err(|e| http::transport(&what, e))
                 };
                 let reply = http::while_waiting(ctx, WAIT_HEARTBEAT, call).await?;
                 usage.prompt_tokens = reply["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
                 usage.completion_tokens = reply["usage"]["completion_tokens"].as_u64().unwrap_or(0);
                 reply["choices"][0]["message"]["content"]
                     .as_str()
-                    .ok_or_else(|| ActivityFailure::ResponseShape(format!("{what}: no choices[0].message.content")))?
+                    .ok_or_else(|| {
+                        ActivityFailure::ResponseShape(format!(
+                            "{what}: no choices[0].message.content"
+                        ))
+                    })?
                     .to_owned()
             }
             LlmBackend::Embedded { .. } => {
                 let model = self.model().await?;
-                let turns: Vec<(String, String)> =
-                    messages.iter().map(|m| (m.role.to_owned(), m.content.clone())).collect();
-                let work = tokio::task::spawn_blocking(move || model.chat(&turns, temperature, EMBEDDED_MAX_TOKENS));
+                let max_tokens = embedded_max_tokens(step);
+                let turns: Vec<(String, String)> = messages
+                    .iter()
+                    .map(|m| (m.role.to_owned(), m.content.clone()))
+                    .collect();
+                let work = tokio::task::spawn_blocking(move || {
+                    model.chat(&turns, temperature, max_tokens)
+                });
                 let generated = http::while_waiting(ctx, WAIT_HEARTBEAT, work)
                     .await
-                    .map_err(|e| ActivityFailure::Transient(format!("{step}: generation stopped: {e}")))?
+                    .map_err(|e| {
+                        ActivityFailure::Transient(format!("{step}: generation stopped: {e}"))
+                    })?
                     .map_err(|e| ActivityFailure::Transient(format!("{step}: {e}")))?;
                 usage.prompt_tokens = generated.prompt_tokens as u64;
                 usage.completion_tokens = generated.completion_tokens as u64;
@@ -301,17 +374,29 @@ impl Llm {
         temperature: f64,
     ) -> Result<(String, Usage), ActivityFailure> {
         let mut usage = Usage::default();
-        let input = self.condense(ctx, step, instruction, input, temperature, &mut usage).await?;
+        let input = self
+            .condense(ctx, step, instruction, input, temperature, &mut usage)
+            .await?;
         let (answer, u) = self
-            .call(ctx, step, &[Message::system(instruction), Message::user(input)], temperature, false)
+            .call(
+                ctx,
+                step,
+                &[Message::system(instruction), Message::user(input)],
+                temperature,
+                false,
+            )
             .await?;
         usage.add(&u);
         Ok((answer, usage))
     }
 
     /// A structured answer: JSON parsed as `T` and checked by `validate`; an invalid reply is
-    /// re-asked with the error, up to `LLM_PARSE_MAX_RETRIES` times, then `LlmParseError`.
-    /// `schema` describes the expected JSON in the system message.
+    /// re-asked with the error, up to `LLM_PARSE_MAX_RETRIES` times (once for the embedded
+    /// model, which rarely repairs its own output). `schema` describes the expected JSON in the
+    /// system message. The inner `Err` is the last validation error when every answer was
+    /// invalid ([`Llm::parse_failure`] turns it into `LlmParseError`); the usage counts every
+    /// call made either way.
+    #[allow(clippy::too_many_arguments)]
     pub async fn json<T: DeserializeOwned>(
         &self,
         ctx: &ActivityContext,
@@ -321,19 +406,26 @@ impl Llm {
         input: &str,
         temperature: f64,
         validate: impl Fn(&T) -> Result<(), String>,
-    ) -> Result<(T, Usage), ActivityFailure> {
+    ) -> Result<(Result<T, String>, Usage), ActivityFailure> {
         let system = format!(
             "{instruction}\n\nAnswer with a single JSON object and nothing else, of this shape:\n{schema}"
         );
         let mut usage = Usage::default();
-        let input = self.condense(ctx, step, &system, input, temperature, &mut usage).await?;
+        let input = self
+            .condense(ctx, step, &system, input, temperature, &mut usage)
+            .await?;
         let mut messages = vec![Message::system(system), Message::user(input)];
         let mut last_error = String::new();
-        for attempt in 0..=self.config.parse_max_retries {
+        let retries = if self.is_embedded() {
+            self.config.parse_max_retries.min(1)
+        } else {
+            self.config.parse_max_retries
+        };
+        for attempt in 0..=retries {
             let (reply, u) = self.call(ctx, step, &messages, temperature, true).await?;
             usage.add(&u);
             match parse_json::<T>(&reply).and_then(|v| validate(&v).map(|()| v)) {
-                Ok(v) => return Ok((v, usage)),
+                Ok(v) => return Ok((Ok(v), usage)),
                 Err(e) => {
                     tracing::info!(step, attempt, error = %e, "LLM reply invalid; asking again");
                     last_error = e.clone();
@@ -344,10 +436,15 @@ impl Llm {
                 }
             }
         }
-        Err(ActivityFailure::LlmParse(format!(
-            "{step}: the LLM's answer is still invalid after {} re-asks: {last_error}",
+        Ok((Err(last_error), usage))
+    }
+
+    /// The `LlmParseError` for a structured answer that stayed invalid.
+    pub fn parse_failure(&self, step: &str, error: &str) -> ActivityFailure {
+        ActivityFailure::LlmParse(format!(
+            "{step}: the LLM's answer is still invalid after {} re-asks: {error}",
             self.config.parse_max_retries
-        )))
+        ))
     }
 
     /// `input` as it will be sent: unchanged when it fits the context window with
@@ -369,12 +466,26 @@ impl Llm {
             if instruction.len() + input.len() <= budget_chars {
                 return Ok(input);
             }
-            let parts = split_to_fit(&input, budget_chars.saturating_sub(instruction.len()).max(1024));
-            tracing::info!(step, parts = parts.len(), chars = input.len(), "input exceeds the context window; splitting");
+            let parts = split_to_fit(
+                &input,
+                budget_chars.saturating_sub(instruction.len()).max(1024),
+            );
+            tracing::info!(
+                step,
+                parts = parts.len(),
+                chars = input.len(),
+                "input exceeds the context window; splitting"
+            );
             let mut partials = Vec::new();
             for (i, part) in parts.iter().enumerate() {
                 let (answer, u) = self
-                    .call(ctx, step, &[Message::system(instruction), Message::user(part.clone())], temperature, false)
+                    .call(
+                        ctx,
+                        step,
+                        &[Message::system(instruction), Message::user(part.clone())],
+                        temperature,
+                        false,
+                    )
                     .await?;
                 usage.add(&u);
                 partials.push(format!("Part {}:\n{answer}", i + 1));
@@ -419,7 +530,9 @@ pub fn split_to_fit(text: &str, max_chars: usize) -> Vec<String> {
 
 /// The JSON object in `reply` (code fences and chatter around it tolerated) as `T`.
 pub fn parse_json<T: DeserializeOwned>(reply: &str) -> Result<T, String> {
-    let start = reply.find('{').ok_or("the answer contains no JSON object")?;
+    let start = reply
+        .find('{')
+        .ok_or("the answer contains no JSON object")?;
     let end = reply.rfind('}').ok_or("the JSON object is not closed")?;
     if end < start {
         return Err("the JSON object is not closed".into());
@@ -433,7 +546,9 @@ mod tests {
 
     #[test]
     fn splitting_keeps_every_character_in_order() {
-        let text: String = (0..200).map(|i| format!("line {i} of the meeting\n")).collect();
+        let text: String = (0..200)
+            .map(|i| format!("line {i} of the meeting\n"))
+            .collect();
         let parts = split_to_fit(&text, 500);
         assert!(parts.len() > 1);
         assert!(parts.iter().all(|p| p.len() <= 500));

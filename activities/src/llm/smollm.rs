@@ -64,7 +64,9 @@ impl ChatModel {
             cause,
         };
         let mut file = std::fs::File::open(path).map_err(|e| {
-            model_err(format!("{e} (run `just setup` to install the embedded models)"))
+            model_err(format!(
+                "{e} (run `just setup` to install the embedded models)"
+            ))
         })?;
         let content = gguf_file::Content::read(&mut file).map_err(|e| model_err(e.to_string()))?;
         let tokenizer = tokenizer_from_gguf(&content).map_err(model_err)?;
@@ -202,7 +204,9 @@ fn tokenizer_from_gguf(content: &gguf_file::Content) -> Result<Tokenizer, String
         .to_string()
         .map_err(|e| e.to_string())?;
     if model != "gpt2" {
-        return Err(format!("tokenizer model {model:?} is not byte-level BPE (gpt2)"));
+        return Err(format!(
+            "tokenizer model {model:?} is not byte-level BPE (gpt2)"
+        ));
     }
     let tokens: Vec<String> = get("tokenizer.ggml.tokens")?
         .to_vec()

@@ -50,7 +50,10 @@ pub const EMITS: [(&str, &[&str]); 8] = [
     ("generate_title", &["FINAL_TITLE"]),
     ("extract_subjects", &[]),
     ("generate_detailed_summary", &[]),
-    ("generate_recap", &["FINAL_SHORT_SUMMARY", "FINAL_LONG_SUMMARY"]),
+    (
+        "generate_recap",
+        &["FINAL_SHORT_SUMMARY", "FINAL_LONG_SUMMARY"],
+    ),
     ("identify_action_items", &["ACTION_ITEMS"]),
 ];
 
@@ -328,8 +331,14 @@ pub fn words_text(words: &[Word]) -> String {
 /// The title cleaning of §4.8: first non-empty line; whitespace, quotes, markdown markers and
 /// a leading `Title:` stripped; no trailing period; spaces collapsed.
 pub fn clean_title(raw: &str) -> String {
-    let line = raw.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    let mut t = line.trim_start_matches(['#', '*', '-', '>', ' ']).to_owned();
+    let line = raw
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let mut t = line
+        .trim_start_matches(['#', '*', '-', '>', ' '])
+        .to_owned();
     if t.len() >= 6 && t[..6].eq_ignore_ascii_case("title:") {
         t = t[6..].to_owned();
     }
@@ -435,7 +444,10 @@ fn content_words(text: &str) -> Vec<String> {
             let w: String = w
                 .trim_matches(|c: char| !c.is_alphanumeric())
                 .to_lowercase();
-            w.strip_suffix('s').filter(|s| s.len() > 3).map(str::to_owned).unwrap_or(w)
+            w.strip_suffix('s')
+                .filter(|s| s.len() > 3)
+                .map(str::to_owned)
+                .unwrap_or(w)
         })
         .filter(|w| w.len() > 3)
         .collect()
@@ -455,7 +467,10 @@ pub fn grounded(output: &str, source: &str) -> f64 {
 pub fn echoes(output: &str, source: &str, run: usize) -> bool {
     let norm = |s: &str| -> Vec<String> {
         s.split_whitespace()
-            .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
+            .map(|w| {
+                w.trim_matches(|c: char| !c.is_alphanumeric())
+                    .to_lowercase()
+            })
             .filter(|w| !w.is_empty())
             .collect()
     };
@@ -476,7 +491,9 @@ fn title_ok(title: &str, source: &str) -> bool {
 /// A summary the embedded model may keep: 40–600 characters, mostly words of the input,
 /// not a copy of it.
 fn summary_ok(summary: &str, source: &str) -> bool {
-    (40..=600).contains(&summary.len()) && grounded(summary, source) >= 0.6 && !echoes(summary, source, 12)
+    (40..=600).contains(&summary.len())
+        && grounded(summary, source) >= 0.6
+        && !echoes(summary, source, 12)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -540,13 +557,20 @@ impl SummaryActivities {
 
     async fn participants(&self, tid: &str) -> Result<Vec<Participant>, ActivityFailure> {
         let t = self.events.db().transcript(tid).await?;
-        serde_json::from_str(&t.participants)
-            .map_err(|e| ActivityFailure::InvalidInput(format!("transcript {tid} participants: {e}")))
+        serde_json::from_str(&t.participants).map_err(|e| {
+            ActivityFailure::InvalidInput(format!("transcript {tid} participants: {e}"))
+        })
     }
 
     /// Run `work` through the checkpoint store; a stored result counts as a checkpoint hit
     /// and its usage is marked as not spent now.
-    async fn checkpointed<I, O, F, Fut>(&self, tid: &str, step: &str, input: &I, work: F) -> Result<O, ActivityFailure>
+    async fn checkpointed<I, O, F, Fut>(
+        &self,
+        tid: &str,
+        step: &str,
+        input: &I,
+        work: F,
+    ) -> Result<O, ActivityFailure>
     where
         I: Serialize,
         O: Serialize + serde::de::DeserializeOwned + HasUsage,
@@ -570,7 +594,13 @@ impl SummaryActivities {
         let tid = &input.transcript_id;
         let duration_s = match input.duration_s {
             Some(d) => Some(d),
-            None => self.events.db().find_transcript(tid).await?.and_then(|t| t.duration).map(|ms| ms / 1000.0),
+            None => self
+                .events
+                .db()
+                .find_transcript(tid)
+                .await?
+                .and_then(|t| t.duration)
+                .map(|ms| ms / 1000.0),
         };
         let fixed = match input.chunking.as_deref() {
             None | Some("duration") => false,
@@ -593,7 +623,11 @@ impl SummaryActivities {
         })
     }
 
-    async fn chunk_topic(&self, ctx: &ActivityContext, input: &ChunkInput) -> Result<ChunkTopic, ActivityFailure> {
+    async fn chunk_topic(
+        &self,
+        ctx: &ActivityContext,
+        input: &ChunkInput,
+    ) -> Result<ChunkTopic, ActivityFailure> {
         let tid = &input.transcript_id;
         self.checkpointed(tid, "detect_chunk_topic", input, || async {
             let words = self.words(&input.words_key).await?;
@@ -618,8 +652,9 @@ impl SummaryActivities {
                 Ok(())
             };
             let answer = self.llm.json::<TopicAnswer>(ctx, "detect_chunk_topic", instruction, schema, &text, 0.9, validate).await;
+            let (answer, usage) = answer?;
             let (title, summary, method, usage) = match answer {
-                Ok((a, usage)) => {
+                Ok(a) => {
                     let (title, summary) = (clean_title(&a.title), a.summary.trim().to_owned());
                     if !self.llm.is_embedded() || (title_ok(&title, &text) && summary_ok(&summary, &text)) {
                         (title, summary, Method::Llm, usage)
@@ -628,11 +663,11 @@ impl SummaryActivities {
                         (extractive::title(&text, 8), extractive::summary(&text, 2), Method::Extractive, usage)
                     }
                 }
-                Err(ActivityFailure::LlmParse(e)) if self.llm.is_embedded() => {
+                Err(e) if self.llm.is_embedded() => {
                     tracing::info!(chunk = input.chunk_index, error = %e, "embedded answer unparseable; using the extractive topic");
-                    (extractive::title(&text, 8), extractive::summary(&text, 2), Method::Extractive, Usage::default())
+                    (extractive::title(&text, 8), extractive::summary(&text, 2), Method::Extractive, usage)
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(self.llm.parse_failure("detect_chunk_topic", &e)),
             };
             Ok(ChunkTopic { chunk_index: input.chunk_index, title, summary, method, usage })
         })
@@ -644,11 +679,21 @@ impl SummaryActivities {
         let words = self.words(&input.words_key).await?;
         let mut topics = Vec::new();
         for chunk in &input.chunks {
-            let found = input.topics.iter().find(|t| t.chunk_index == chunk.chunk_index).ok_or_else(|| {
-                ActivityFailure::InvalidInput(format!("save_topics: no topic for chunk {}", chunk.chunk_index))
-            })?;
+            let found = input
+                .topics
+                .iter()
+                .find(|t| t.chunk_index == chunk.chunk_index)
+                .ok_or_else(|| {
+                    ActivityFailure::InvalidInput(format!(
+                        "save_topics: no topic for chunk {}",
+                        chunk.chunk_index
+                    ))
+                })?;
             let slice = words.get(chunk.word_start..chunk.word_end).ok_or_else(|| {
-                ActivityFailure::InvalidInput(format!("save_topics: chunk {} is outside the words", chunk.chunk_index))
+                ActivityFailure::InvalidInput(format!(
+                    "save_topics: chunk {} is outside the words",
+                    chunk.chunk_index
+                ))
             })?;
             let id = uuid::Uuid::new_v5(
                 &uuid::Uuid::parse_str(tid).unwrap_or(uuid::Uuid::NAMESPACE_OID),
@@ -667,12 +712,20 @@ impl SummaryActivities {
         self.events.db().set_topics(tid, &topics).await?;
         for t in &topics {
             let data = serde_json::to_value(t).expect("a topic serializes");
-            self.events.publish("save_topics", tid, "TOPIC", data).await?;
+            self.events
+                .publish("save_topics", tid, "TOPIC", data)
+                .await?;
         }
-        Ok(SaveTopicsOutput { topic_count: topics.len() })
+        Ok(SaveTopicsOutput {
+            topic_count: topics.len(),
+        })
     }
 
-    async fn title(&self, ctx: &ActivityContext, input: &TranscriptInput) -> Result<TitleOutput, ActivityFailure> {
+    async fn title(
+        &self,
+        ctx: &ActivityContext,
+        input: &TranscriptInput,
+    ) -> Result<TitleOutput, ActivityFailure> {
         let tid = &input.transcript_id;
         let topics = self.topics(tid).await?;
         let out = self
@@ -698,12 +751,23 @@ impl SummaryActivities {
             .await?;
         if !out.title.is_empty() {
             let stored = self.events.db().set_title_if_empty(tid, &out.title).await?;
-            self.events.publish("generate_title", tid, "FINAL_TITLE", json!({"title": stored})).await?;
+            self.events
+                .publish(
+                    "generate_title",
+                    tid,
+                    "FINAL_TITLE",
+                    json!({"title": stored}),
+                )
+                .await?;
         }
         Ok(out)
     }
 
-    async fn subjects(&self, ctx: &ActivityContext, input: &TranscriptInput) -> Result<SubjectsOutput, ActivityFailure> {
+    async fn subjects(
+        &self,
+        ctx: &ActivityContext,
+        input: &TranscriptInput,
+    ) -> Result<SubjectsOutput, ActivityFailure> {
         let tid = &input.transcript_id;
         let topics = self.topics(tid).await?;
         let participants = self.participants(tid).await?;
@@ -724,30 +788,59 @@ impl SummaryActivities {
                 }
                 Ok(())
             };
-            let answer = self.llm.json::<SubjectsAnswer>(ctx, "extract_subjects", &instruction, schema, &text, 0.4, validate).await;
+            let answer = self
+                .llm
+                .json::<SubjectsAnswer>(
+                    ctx,
+                    "extract_subjects",
+                    &instruction,
+                    schema,
+                    &text,
+                    0.4,
+                    validate,
+                )
+                .await;
             let fallback = || extractive::subjects(&text, 4);
+            let (answer, usage) = answer?;
             let (subjects, method, usage) = match answer {
-                Ok((a, usage)) => {
-                    let subjects: Vec<String> = a.subjects.iter().map(|s| clean_title(s)).take(MAX_SUBJECTS).collect();
+                Ok(a) => {
+                    let subjects: Vec<String> = a
+                        .subjects
+                        .iter()
+                        .map(|s| clean_title(s))
+                        .take(MAX_SUBJECTS)
+                        .collect();
                     let ok = !subjects.is_empty()
-                        && subjects.iter().all(|s| s.split_whitespace().count() <= 8 && grounded(s, &text) >= 0.5);
+                        && subjects.iter().all(|s| {
+                            s.split_whitespace().count() <= 8 && grounded(s, &text) >= 0.5
+                        });
                     if !self.llm.is_embedded() || ok {
                         (subjects, Method::Llm, usage)
                     } else {
                         (fallback(), Method::Extractive, usage)
                     }
                 }
-                Err(ActivityFailure::LlmParse(_)) if self.llm.is_embedded() => (fallback(), Method::Extractive, Usage::default()),
-                Err(e) => return Err(e),
+                Err(_) if self.llm.is_embedded() => (fallback(), Method::Extractive, usage),
+                Err(e) => return Err(self.llm.parse_failure("extract_subjects", &e)),
             };
-            Ok(SubjectsOutput { summary_input_key: key.clone(), subjects, method, usage })
+            Ok(SubjectsOutput {
+                summary_input_key: key.clone(),
+                subjects,
+                method,
+                usage,
+            })
         })
         .await
     }
 
-    async fn detailed(&self, ctx: &ActivityContext, input: &SubjectInput) -> Result<SubjectSummary, ActivityFailure> {
+    async fn detailed(
+        &self,
+        ctx: &ActivityContext,
+        input: &SubjectInput,
+    ) -> Result<SubjectSummary, ActivityFailure> {
         let tid = &input.transcript_id;
-        let text = String::from_utf8_lossy(&self.storage.get(&input.summary_input_key).await?).into_owned();
+        let text = String::from_utf8_lossy(&self.storage.get(&input.summary_input_key).await?)
+            .into_owned();
         let digest = hex::encode(sha2::Sha256::digest(text.as_bytes()));
         let participants = self.participants(tid).await?;
         self.checkpointed(tid, "generate_detailed_summary", &(input, &digest), || async {
@@ -780,13 +873,23 @@ impl SummaryActivities {
         .await
     }
 
-    async fn recap(&self, ctx: &ActivityContext, input: &RecapInput) -> Result<RecapOutput, ActivityFailure> {
+    async fn recap(
+        &self,
+        ctx: &ActivityContext,
+        input: &RecapInput,
+    ) -> Result<RecapOutput, ActivityFailure> {
         let tid = &input.transcript_id;
         let mut paragraphs = Vec::new();
         for i in 0..input.subjects.len() {
-            let p = input.summaries.iter().find(|s| s.subject_index == i).ok_or_else(|| {
-                ActivityFailure::InvalidInput(format!("generate_recap: no paragraph for subject {i}"))
-            })?;
+            let p = input
+                .summaries
+                .iter()
+                .find(|s| s.subject_index == i)
+                .ok_or_else(|| {
+                    ActivityFailure::InvalidInput(format!(
+                        "generate_recap: no paragraph for subject {i}"
+                    ))
+                })?;
             paragraphs.push(p.paragraph.clone());
         }
         let blocks = input
@@ -820,8 +923,22 @@ impl SummaryActivities {
         };
         let long = long_summary(&recap, &input.subjects, &paragraphs);
         self.events.db().set_summaries(tid, &recap, &long).await?;
-        self.events.publish("generate_recap", tid, "FINAL_SHORT_SUMMARY", json!({"short_summary": recap})).await?;
-        self.events.publish("generate_recap", tid, "FINAL_LONG_SUMMARY", json!({"long_summary": long})).await?;
+        self.events
+            .publish(
+                "generate_recap",
+                tid,
+                "FINAL_SHORT_SUMMARY",
+                json!({"short_summary": recap}),
+            )
+            .await?;
+        self.events
+            .publish(
+                "generate_recap",
+                tid,
+                "FINAL_LONG_SUMMARY",
+                json!({"long_summary": long}),
+            )
+            .await?;
         Ok(RecapOutput {
             short_summary_chars: recap.chars().count(),
             long_summary_chars: long.chars().count(),
@@ -830,9 +947,14 @@ impl SummaryActivities {
         })
     }
 
-    async fn action_items(&self, ctx: &ActivityContext, input: &ActionItemsInput) -> Result<ActionItemsOutput, ActivityFailure> {
+    async fn action_items(
+        &self,
+        ctx: &ActivityContext,
+        input: &ActionItemsInput,
+    ) -> Result<ActionItemsOutput, ActivityFailure> {
         let tid = &input.transcript_id;
-        let text = String::from_utf8_lossy(&self.storage.get(&input.summary_input_key).await?).into_owned();
+        let text = String::from_utf8_lossy(&self.storage.get(&input.summary_input_key).await?)
+            .into_owned();
         let digest = hex::encode(sha2::Sha256::digest(text.as_bytes()));
         let participants = self.participants(tid).await?;
         let out = self
@@ -855,8 +977,9 @@ impl SummaryActivities {
                     Ok(())
                 };
                 let answer = self.llm.json::<ActionAnswer>(ctx, "identify_action_items", &instruction, schema, &text, 0.4, validate).await;
+                let (answer, usage) = answer?;
                 let (decisions, next_steps, method, usage) = match answer {
-                    Ok((a, usage)) => {
+                    Ok(a) => {
                         let grounded_all = a.decisions.iter().map(|d| d["decision"].as_str().unwrap_or(""))
                             .chain(a.next_steps.iter().map(|t| t["task"].as_str().unwrap_or("")))
                             .all(|s| grounded(s, &text) >= 0.6);
@@ -867,11 +990,11 @@ impl SummaryActivities {
                             (d, n, Method::Extractive, usage)
                         }
                     }
-                    Err(ActivityFailure::LlmParse(_)) if self.llm.is_embedded() => {
+                    Err(_) if self.llm.is_embedded() => {
                         let (d, n) = extracted_actions(&text);
-                        (d, n, Method::Extractive, Usage::default())
+                        (d, n, Method::Extractive, usage)
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(self.llm.parse_failure("identify_action_items", &e)),
                 };
                 let decisions: Vec<Value> = decisions
                     .into_iter()
@@ -904,9 +1027,17 @@ impl SummaryActivities {
                 })
             })
             .await?;
-        self.events.db().set_action_items(tid, &out.action_items).await?;
         self.events
-            .publish("identify_action_items", tid, "ACTION_ITEMS", json!({"action_items": out.action_items}))
+            .db()
+            .set_action_items(tid, &out.action_items)
+            .await?;
+        self.events
+            .publish(
+                "identify_action_items",
+                tid,
+                "ACTION_ITEMS",
+                json!({"action_items": out.action_items}),
+            )
             .await?;
         Ok(out)
     }
@@ -928,7 +1059,14 @@ trait HasUsage {
 macro_rules! has_usage {
     ($($t:ty),*) => {$(impl HasUsage for $t { fn usage_mut(&mut self) -> Option<&mut Usage> { Some(&mut self.usage) } })*};
 }
-has_usage!(ChunkTopic, TitleOutput, SubjectsOutput, SubjectSummary, RecapResult, ActionItemsOutput);
+has_usage!(
+    ChunkTopic,
+    TitleOutput,
+    SubjectsOutput,
+    SubjectSummary,
+    RecapResult,
+    ActionItemsOutput
+);
 
 fn topic_titles(topics: &[Topic]) -> Vec<String> {
     topics.iter().map(|t| t.title.clone()).collect()
@@ -970,50 +1108,98 @@ use sha2::Digest as _;
 impl SummaryActivities {
     /// Plan the topic chunks of the merged words (§4.7 step 1).
     #[activity(name = "detect_topics")]
-    pub async fn detect_topics(self: Arc<Self>, _ctx: ActivityContext, input: PlanInput) -> Result<PlanOutput, ActivityError> {
-        self.plan(&input).await.map_err(ActivityFailure::into_activity_error)
+    pub async fn detect_topics(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: PlanInput,
+    ) -> Result<PlanOutput, ActivityError> {
+        self.plan(&input)
+            .await
+            .map_err(ActivityFailure::into_activity_error)
     }
 
     /// Title and summary of one chunk (§4.7 step 2).
     #[activity(name = "detect_chunk_topic")]
-    pub async fn detect_chunk_topic(self: Arc<Self>, ctx: ActivityContext, input: ChunkInput) -> Result<ChunkTopic, ActivityError> {
-        self.chunk_topic(&ctx, &input).await.map_err(ActivityFailure::into_activity_error)
+    pub async fn detect_chunk_topic(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: ChunkInput,
+    ) -> Result<ChunkTopic, ActivityError> {
+        self.chunk_topic(&ctx, &input)
+            .await
+            .map_err(ActivityFailure::into_activity_error)
     }
 
     /// Persist the topics, rebuild the WebVTT, emit TOPIC × K (§4.7 step 3).
     #[activity(name = "save_topics")]
-    pub async fn save_topics(self: Arc<Self>, _ctx: ActivityContext, input: SaveTopicsInput) -> Result<SaveTopicsOutput, ActivityError> {
-        self.save(&input).await.map_err(ActivityFailure::into_activity_error)
+    pub async fn save_topics(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: SaveTopicsInput,
+    ) -> Result<SaveTopicsOutput, ActivityError> {
+        self.save(&input)
+            .await
+            .map_err(ActivityFailure::into_activity_error)
     }
 
     /// The meeting's title (§4.8).
     #[activity(name = "generate_title")]
-    pub async fn generate_title(self: Arc<Self>, ctx: ActivityContext, input: TranscriptInput) -> Result<TitleOutput, ActivityError> {
-        self.title(&ctx, &input).await.map_err(ActivityFailure::into_activity_error)
+    pub async fn generate_title(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: TranscriptInput,
+    ) -> Result<TitleOutput, ActivityError> {
+        self.title(&ctx, &input)
+            .await
+            .map_err(ActivityFailure::into_activity_error)
     }
 
     /// The summary input and the main subjects (§4.9).
     #[activity(name = "extract_subjects")]
-    pub async fn extract_subjects(self: Arc<Self>, ctx: ActivityContext, input: TranscriptInput) -> Result<SubjectsOutput, ActivityError> {
-        self.subjects(&ctx, &input).await.map_err(ActivityFailure::into_activity_error)
+    pub async fn extract_subjects(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: TranscriptInput,
+    ) -> Result<SubjectsOutput, ActivityError> {
+        self.subjects(&ctx, &input)
+            .await
+            .map_err(ActivityFailure::into_activity_error)
     }
 
     /// One subject's paragraph (§4.10).
     #[activity(name = "generate_detailed_summary")]
-    pub async fn generate_detailed_summary(self: Arc<Self>, ctx: ActivityContext, input: SubjectInput) -> Result<SubjectSummary, ActivityError> {
-        self.detailed(&ctx, &input).await.map_err(ActivityFailure::into_activity_error)
+    pub async fn generate_detailed_summary(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: SubjectInput,
+    ) -> Result<SubjectSummary, ActivityError> {
+        self.detailed(&ctx, &input)
+            .await
+            .map_err(ActivityFailure::into_activity_error)
     }
 
     /// The recap and the long summary (§4.11).
     #[activity(name = "generate_recap")]
-    pub async fn generate_recap(self: Arc<Self>, ctx: ActivityContext, input: RecapInput) -> Result<RecapOutput, ActivityError> {
-        self.recap(&ctx, &input).await.map_err(ActivityFailure::into_activity_error)
+    pub async fn generate_recap(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: RecapInput,
+    ) -> Result<RecapOutput, ActivityError> {
+        self.recap(&ctx, &input)
+            .await
+            .map_err(ActivityFailure::into_activity_error)
     }
 
     /// Decisions and next steps (§4.12).
     #[activity(name = "identify_action_items")]
-    pub async fn identify_action_items(self: Arc<Self>, ctx: ActivityContext, input: ActionItemsInput) -> Result<ActionItemsOutput, ActivityError> {
-        self.action_items(&ctx, &input).await.map_err(ActivityFailure::into_activity_error)
+    pub async fn identify_action_items(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: ActionItemsInput,
+    ) -> Result<ActionItemsOutput, ActivityError> {
+        self.action_items(&ctx, &input)
+            .await
+            .map_err(ActivityFailure::into_activity_error)
     }
 }
 
@@ -1022,7 +1208,12 @@ mod tests {
     use super::*;
 
     fn word(text: &str, start: f64, speaker: i64) -> Word {
-        Word { text: format!(" {text}"), start, end: start + 0.3, speaker }
+        Word {
+            text: format!(" {text}"),
+            start,
+            end: start + 0.3,
+            speaker,
+        }
     }
 
     #[test]
@@ -1050,26 +1241,56 @@ mod tests {
 
     #[test]
     fn titles_are_cleaned() {
-        assert_eq!(clean_title("\n  **Title: \"Q3 Budget  Review.\"**\nmore"), "Q3 Budget Review");
-        assert_eq!(clean_title("# Hiring plan for support"), "Hiring plan for support");
+        assert_eq!(
+            clean_title("\n  **Title: \"Q3 Budget  Review.\"**\nmore"),
+            "Q3 Budget Review"
+        );
+        assert_eq!(
+            clean_title("# Hiring plan for support"),
+            "Hiring plan for support"
+        );
     }
 
     #[test]
     fn the_summary_input_names_speakers_and_lists_participants() {
         let topic = Topic {
-            id: "t".into(), title: "x".into(), summary: "y".into(), timestamp: 0.0, duration: None,
+            id: "t".into(),
+            title: "x".into(),
+            summary: "y".into(),
+            timestamp: 0.0,
+            duration: None,
             transcript: String::new(),
-            words: vec![word("Hello", 0.0, 0), word("there.", 0.5, 0), word("Hi", 1.0, 1)],
+            words: vec![
+                word("Hello", 0.0, 0),
+                word("there.", 0.5, 0),
+                word("Hi", 1.0, 1),
+            ],
         };
-        let people = vec![Participant { id: "p1".into(), speaker: 1, name: "Ben".into(), user_id: None, email: None }];
+        let people = vec![Participant {
+            id: "p1".into(),
+            speaker: 1,
+            name: "Ben".into(),
+            user_id: None,
+            email: None,
+        }];
         let text = summary_input(&[topic], &people);
-        assert_eq!(text, "Speaker 0: Hello there.\nBen: Hi\n\n# Participants\n\n- Ben\n");
+        assert_eq!(
+            text,
+            "Speaker 0: Hello there.\nBen: Hi\n\n# Participants\n\n- Ben\n"
+        );
     }
 
     #[test]
     fn the_long_summary_has_two_sections() {
-        let long = long_summary("All good.", &["Budget".into(), "Hiring".into()], &["Cut 5%.".into(), "Two roles.".into()]);
-        assert_eq!(long, "# Quick recap\n\nAll good.\n\n# Summary\n\n**Budget**\nCut 5%.\n\n**Hiring**\nTwo roles.\n\n");
+        let long = long_summary(
+            "All good.",
+            &["Budget".into(), "Hiring".into()],
+            &["Cut 5%.".into(), "Two roles.".into()],
+        );
+        assert_eq!(
+            long,
+            "# Quick recap\n\nAll good.\n\n# Summary\n\n**Budget**\nCut 5%.\n\n**Hiring**\nTwo roles.\n\n"
+        );
     }
 
     #[test]
@@ -1077,14 +1298,27 @@ mod tests {
         let source = "the quarterly budget review covers hiring plans for the support team and travel spending";
         assert!(grounded("Quarterly budget review", source) > 0.9);
         assert!(grounded("Launch of the Mars rocket programme", source) < 0.3);
-        assert!(echoes("covers hiring plans for the support team", source, 6));
+        assert!(echoes(
+            "covers hiring plans for the support team",
+            source,
+            6
+        ));
         assert!(!echoes("Budget review and hiring", source, 6));
-        assert_eq!(strip_opening("During the meeting, the team agreed."), "The team agreed.");
+        assert_eq!(
+            strip_opening("During the meeting, the team agreed."),
+            "The team agreed."
+        );
     }
 
     #[test]
     fn names_map_to_participants_case_insensitively() {
-        let people = vec![Participant { id: "p1".into(), speaker: 0, name: "Ana Lima".into(), user_id: None, email: None }];
+        let people = vec![Participant {
+            id: "p1".into(),
+            speaker: 0,
+            name: "Ana Lima".into(),
+            user_id: None,
+            email: None,
+        }];
         assert_eq!(participant_id(&people, Some("ana lima")), json!("p1"));
         assert_eq!(participant_id(&people, Some("Ana")), Value::Null);
         assert_eq!(participant_id(&people, None), Value::Null);
