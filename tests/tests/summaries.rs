@@ -357,3 +357,120 @@ async fn an_answer_that_stays_invalid_fails_the_step_as_llm_parse_error_without_
         "no key configured, no header"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_inputs_are_split_to_fit_the_context_window_and_calls_respect_the_rate_limit() {
+    let llm = StandIn::start(|r| {
+        let system = r.json.as_ref().unwrap()["messages"][0]["content"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if r.json.as_ref().unwrap().get("response_format").is_none()
+            && system.contains("main topic")
+        {
+            // A part of the split input, answered as text.
+            return Reply::Json(completion(
+                "This part is about the budget review and hiring.",
+                50,
+            ));
+        }
+        chat_reply(r)
+    })
+    .await;
+    let queue = "llm-split";
+    let mut services = reflow_tests::services();
+    services.llm = Arc::new(Llm::new(LlmConfig {
+        backend: LlmBackend::OpenAi {
+            url: llm.url.clone(),
+            api_key: None,
+            model: "gpt-test".into(),
+        },
+        // 1600 tokens less the answer's 1000-token reserve = 600 tokens ≈ 2400 characters for
+        // instruction + input: a 375-word chunk (≈ 2300 characters) with its instruction does
+        // not fit.
+        context_window: 1_600,
+        parse_max_retries: 3,
+        rate_limit_per_second: 2,
+        timeout: None,
+    }));
+    let _w = InProcessWorker::start_with(&[queue.to_owned()], services);
+    let tp = TestPipeline::load("summary.yaml", queue);
+    let tid = "3e2d1c0b-9a8f-4e7d-b6c5-a4b3c2d1e0f9";
+    reflow_tests::transcript(tid).await;
+    let key = format!("{tid}/pipeline/words.json");
+    storage()
+        .put(
+            &key,
+            serde_json::to_vec(&meeting_words(375)).unwrap().into(),
+        )
+        .await
+        .unwrap();
+
+    let c = client().await;
+    runs::start(
+        &c,
+        &tp.pipeline,
+        json!({"transcript_id": tid, "words_key": key}),
+        "llm-split-1",
+    )
+    .await
+    .unwrap();
+    let out = runs::wait(&c, "llm-split-1").await.unwrap();
+    assert_eq!(out["plan"]["chunk_count"], 1);
+
+    let requests = llm.requests();
+    let user = |r: &Recorded| {
+        r.json.as_ref().unwrap()["messages"][1]["content"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let topic_calls: Vec<&Recorded> = requests
+        .iter()
+        .filter(|r| {
+            r.json.as_ref().unwrap()["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .contains("main topic")
+        })
+        .collect();
+    // The chunk went out in parts (plain text), then once more over the partial answers.
+    let parts = topic_calls
+        .iter()
+        .filter(|r| r.json.as_ref().unwrap().get("response_format").is_none())
+        .count();
+    assert!(parts >= 2, "{parts} parts");
+    for r in &topic_calls {
+        let system = r.json.as_ref().unwrap()["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .len();
+        assert!(
+            system + user(r).len() <= 2_400,
+            "every prompt fits: {} characters",
+            system + user(r).len()
+        );
+    }
+    let last = topic_calls.last().unwrap();
+    assert!(
+        user(last).contains("processed in parts") && user(last).contains("Part 2:"),
+        "{}",
+        user(last)
+    );
+    assert_eq!(
+        out["chunk_topics"][0]["title"],
+        "Budget review for the quarter"
+    );
+    assert_eq!(out["chunk_topics"][0]["usage"]["calls"], json!(parts + 1));
+
+    // At most 2 calls per second: any three consecutive requests span at least ~1 s.
+    let mut times: Vec<_> = requests.iter().map(|r| r.at).collect();
+    times.sort();
+    for w in times.windows(3) {
+        let span = w[2] - w[0];
+        assert!(
+            span >= std::time::Duration::from_millis(900),
+            "3 calls within {span:?}"
+        );
+    }
+}

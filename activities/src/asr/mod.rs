@@ -404,12 +404,21 @@ impl AsrActivities {
 
     async fn merge(&self, input: &MergeInput) -> Result<MergeOutput, ActivityFailure> {
         let tid = &input.transcript_id;
+        // The inputs' contents are part of the key: a track transcribed again (another model)
+        // under the same key must not be merged from a stale checkpoint.
+        let mut files = Vec::new();
+        let mut digest = <sha2::Sha256 as sha2::Digest>::new();
+        for key in &input.words_keys {
+            let bytes = self.storage.get(key).await?;
+            sha2::Digest::update(&mut digest, &bytes);
+            files.push((key, bytes));
+        }
+        let digest = hex::encode(sha2::Digest::finalize(digest));
         let objects = |o: &MergeOutput| vec![o.words_key.clone()];
         let work = || async {
             let mut all: Vec<Word> = Vec::new();
-            for key in &input.words_keys {
-                let bytes = self.storage.get(key).await?;
-                let words: Vec<Word> = serde_json::from_slice(&bytes).map_err(|e| {
+            for (key, bytes) in &files {
+                let words: Vec<Word> = serde_json::from_slice(bytes).map_err(|e| {
                     ActivityFailure::InvalidInput(format!(
                         "merge_transcripts: {key} is not a word list: {e}"
                     ))
@@ -431,7 +440,7 @@ impl AsrActivities {
             .checkpointed(
                 tid,
                 "merge_transcripts",
-                input,
+                &(input, &digest),
                 &serde_json::json!({"sort": "stable-start-v1"}),
                 objects,
                 work,

@@ -224,7 +224,11 @@ impl Llm {
     pub fn new(config: LlmConfig) -> Self {
         let rate = NonZeroU32::new(config.rate_limit_per_second.max(1)).expect("at least 1");
         Llm {
-            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(rate)),
+            // No burst: requests are spaced 1/rate apart, so no 1-second window ever holds more
+            // than `rate` of them (the provider's limit is per window, not on average).
+            limiter: RateLimiter::direct(
+                Quota::per_second(rate).allow_burst(NonZeroU32::new(1).expect("1")),
+            ),
             config,
             embedded: OnceCell::new(),
         }

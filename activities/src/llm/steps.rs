@@ -611,16 +611,37 @@ impl SummaryActivities {
                 )));
             }
         };
-        let words = self.words(&input.words_key).await?;
-        let size = chunk_words(words.len(), duration_s, fixed);
-        let chunks = plan_chunks(&words, size);
-        Ok(PlanOutput {
-            words_key: input.words_key.clone(),
-            word_count: words.len(),
-            chunk_words: size,
-            chunk_count: chunks.len(),
-            chunks,
-        })
+        let bytes = self.storage.get(&input.words_key).await?;
+        let digest = hex::encode(sha2::Sha256::digest(&bytes));
+        let key = (input, duration_s, &digest);
+        let (out, _) = self
+            .checkpoints
+            .checkpointed(
+                tid,
+                "detect_topics",
+                &key,
+                &json!({"chunking": "v1"}),
+                |_: &PlanOutput| Vec::new(),
+                || async {
+                    let words: Vec<Word> = serde_json::from_slice(&bytes).map_err(|e| {
+                        ActivityFailure::InvalidInput(format!(
+                            "{} is not a word list: {e}",
+                            input.words_key
+                        ))
+                    })?;
+                    let size = chunk_words(words.len(), duration_s, fixed);
+                    let chunks = plan_chunks(&words, size);
+                    Ok(PlanOutput {
+                        words_key: input.words_key.clone(),
+                        word_count: words.len(),
+                        chunk_words: size,
+                        chunk_count: chunks.len(),
+                        chunks,
+                    })
+                },
+            )
+            .await?;
+        Ok(out)
     }
 
     async fn chunk_topic(
@@ -629,15 +650,21 @@ impl SummaryActivities {
         input: &ChunkInput,
     ) -> Result<ChunkTopic, ActivityFailure> {
         let tid = &input.transcript_id;
-        self.checkpointed(tid, "detect_chunk_topic", input, || async {
-            let words = self.words(&input.words_key).await?;
-            let slice = words.get(input.word_start..input.word_end).ok_or_else(|| {
-                ActivityFailure::InvalidInput(format!(
-                    "detect_chunk_topic {}: words {}..{} outside the {} words of {}",
-                    input.chunk_index, input.word_start, input.word_end, words.len(), input.words_key
-                ))
-            })?;
-            let text = words_text(slice);
+        let words = self.words(&input.words_key).await?;
+        let slice = words.get(input.word_start..input.word_end).ok_or_else(|| {
+            ActivityFailure::InvalidInput(format!(
+                "detect_chunk_topic {}: words {}..{} outside the {} words of {}",
+                input.chunk_index,
+                input.word_start,
+                input.word_end,
+                words.len(),
+                input.words_key
+            ))
+        })?;
+        let text = words_text(slice);
+        // The chunk's text is part of the key: new words under the same key are a new question.
+        let digest = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+        self.checkpointed(tid, "detect_chunk_topic", &(input, &digest), || async {
             let instruction = "You read an excerpt of a meeting transcript. Find the main topic \
                 of the excerpt and ignore small talk. Give it a specific, descriptive, professional \
                 title, and a summary of at most two sentences on what was discussed or decided.";
