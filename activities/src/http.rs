@@ -24,6 +24,14 @@ pub fn ceiling(
     configured.map_or(cap, |c| c.min(cap))
 }
 
+/// The running attempt's start-to-close timeout (its deadline less its start), if it has one.
+pub fn start_to_close(ctx: &ActivityContext) -> Option<Duration> {
+    let info = ctx.info();
+    info.deadline
+        .zip(info.started_time)
+        .and_then(|(deadline, started)| deadline.duration_since(started).ok())
+}
+
 /// A client with `timeout` on every request (connect included).
 pub fn client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()

@@ -40,6 +40,29 @@ pub fn meeting_words(n: usize) -> Vec<Word> {
     words
 }
 
+/// A worker on `queue` whose LLM is the stand-in `llm` (OpenAI API, model `gpt-test`).
+fn worker(
+    queue: &str,
+    llm: &StandIn,
+    api_key: Option<&str>,
+    context_window: usize,
+    rate: u32,
+) -> InProcessWorker {
+    let mut services = reflow_tests::services();
+    services.llm = Arc::new(Llm::new(LlmConfig {
+        backend: LlmBackend::OpenAi {
+            url: llm.url.clone(),
+            api_key: api_key.map(str::to_owned),
+            model: "gpt-test".into(),
+        },
+        context_window,
+        parse_max_retries: 3,
+        rate_limit_per_second: rate,
+        timeout: None,
+    }));
+    InProcessWorker::start_with(&[queue.to_owned()], services)
+}
+
 fn chat_reply(r: &Recorded) -> Reply {
     let body = r.json.clone().unwrap_or_default();
     let system = body["messages"][0]["content"]
@@ -78,19 +101,7 @@ async fn the_llm_chain_runs_on_an_openai_compatible_service_and_never_pays_twice
     // The first answer (a chunk topic) is cut off: invalid JSON, to be re-asked.
     llm.then(Reply::Json(completion("{\"title\": \"Budget rev", 100)));
     let queue = "llm-openai";
-    let mut services = reflow_tests::services();
-    services.llm = Arc::new(Llm::new(LlmConfig {
-        backend: LlmBackend::OpenAi {
-            url: llm.url.clone(),
-            api_key: Some("llm-key".into()),
-            model: "gpt-test".into(),
-        },
-        context_window: 16_000,
-        parse_max_retries: 3,
-        rate_limit_per_second: 10,
-        timeout: None,
-    }));
-    let _w = InProcessWorker::start_with(&[queue.to_owned()], services);
+    let _w = worker(queue, &llm, Some("llm-key"), 16_000, 10);
     let tp = TestPipeline::load("summary.yaml", queue);
 
     let tid = "5d3c1e0a-7f7b-4d5e-9c61-2f9a1b7e4c10";
@@ -308,19 +319,7 @@ async fn an_answer_that_stays_invalid_fails_the_step_as_llm_parse_error_without_
     let llm =
         StandIn::start(|_| Reply::Json(completion("Sure! Here is your topic: budget.", 20))).await;
     let queue = "llm-garbage";
-    let mut services = reflow_tests::services();
-    services.llm = Arc::new(Llm::new(LlmConfig {
-        backend: LlmBackend::OpenAi {
-            url: llm.url.clone(),
-            api_key: None,
-            model: "gpt-test".into(),
-        },
-        context_window: 16_000,
-        parse_max_retries: 3,
-        rate_limit_per_second: 10,
-        timeout: None,
-    }));
-    let _w = InProcessWorker::start_with(&[queue.to_owned()], services);
+    let _w = worker(queue, &llm, None, 16_000, 10);
     let tp = TestPipeline::load("summary.yaml", queue);
     let tid = "0b6a9c7e-2d41-4f3a-8e5b-7c9d1e2f3a4b";
     reflow_tests::transcript(tid).await;
@@ -378,22 +377,10 @@ async fn long_inputs_are_split_to_fit_the_context_window_and_calls_respect_the_r
     })
     .await;
     let queue = "llm-split";
-    let mut services = reflow_tests::services();
-    services.llm = Arc::new(Llm::new(LlmConfig {
-        backend: LlmBackend::OpenAi {
-            url: llm.url.clone(),
-            api_key: None,
-            model: "gpt-test".into(),
-        },
-        // 1600 tokens less the answer's 1000-token reserve = 600 tokens ≈ 2400 characters for
-        // instruction + input: a 375-word chunk (≈ 2300 characters) with its instruction does
-        // not fit.
-        context_window: 1_600,
-        parse_max_retries: 3,
-        rate_limit_per_second: 2,
-        timeout: None,
-    }));
-    let _w = InProcessWorker::start_with(&[queue.to_owned()], services);
+    // 1600 tokens less the answer's 1000-token reserve = 600 tokens ≈ 2400 characters for
+    // instruction + input: a 375-word chunk (≈ 2300 characters) with its instruction does
+    // not fit. At most 2 calls per second.
+    let _w = worker(queue, &llm, None, 1_600, 2);
     let tp = TestPipeline::load("summary.yaml", queue);
     let tid = "3e2d1c0b-9a8f-4e7d-b6c5-a4b3c2d1e0f9";
     reflow_tests::transcript(tid).await;

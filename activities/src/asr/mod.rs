@@ -268,11 +268,7 @@ impl AsrActivities {
             let language = input.language.as_deref();
             let (raw, mut usage) = match &self.transcriber.backend {
                 Backend::Remote(remote) => {
-                    let s2c = ctx
-                        .info()
-                        .deadline
-                        .zip(ctx.info().started_time)
-                        .and_then(|(d, s)| d.duration_since(s).ok());
+                    let s2c = crate::http::start_to_close(ctx);
                     let timeout = crate::http::ceiling(s2c, HTTP_MARGIN, remote.timeout);
                     let words = remote
                         .transcribe(

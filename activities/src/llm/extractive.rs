@@ -291,19 +291,10 @@ pub fn title(text: &str, max_words: usize) -> String {
     if words.is_empty() {
         return "Meeting".into();
     }
+    // Title case, except the joining "and".
     words
         .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            if i > 0 && w == "and" {
-                return w.clone();
-            }
-            let mut c = w.chars();
-            match c.next() {
-                Some(f) => f.to_uppercase().chain(c).collect(),
-                None => String::new(),
-            }
-        })
+        .map(|w| if w == "and" { w.clone() } else { title_case(w) })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -330,17 +321,21 @@ pub fn subjects(text: &str, n: usize) -> Vec<String> {
     out
 }
 
-fn title_case(s: &str) -> String {
+/// Each word with its first letter upper-cased (the rest kept).
+pub fn title_case(s: &str) -> String {
     s.split_whitespace()
-        .map(|w| {
-            let mut c = w.chars();
-            match c.next() {
-                Some(f) => f.to_uppercase().chain(c).collect(),
-                None => String::new(),
-            }
-        })
+        .map(capitalised)
         .collect::<Vec<String>>()
         .join(" ")
+}
+
+/// `word` with its first letter upper-cased.
+pub fn capitalised(word: &str) -> String {
+    let mut c = word.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 /// Sentences of `text` (split after `.`, `?`, `!`, `…` and at line ends), trimmed.

@@ -302,11 +302,7 @@ impl Llm {
                 model,
             } => {
                 self.limiter.until_ready().await;
-                let s2c = ctx
-                    .info()
-                    .deadline
-                    .zip(ctx.info().started_time)
-                    .and_then(|(d, s)| d.duration_since(s).ok());
+                let s2c = http::start_to_close(ctx);
                 let client = http::client(http::ceiling(s2c, HTTP_MARGIN, self.config.timeout));
                 let mut body =
                     json!({"model": model, "messages": messages, "temperature": temperature});

@@ -1104,12 +1104,7 @@ fn strip_opening(recap: &str) -> String {
     let lower = recap.to_lowercase();
     for opening in ["during the meeting,", "during the meeting"] {
         if lower.starts_with(opening) {
-            let rest = recap[opening.len()..].trim_start();
-            let mut c = rest.chars();
-            return match c.next() {
-                Some(f) => f.to_uppercase().chain(c).collect(),
-                None => String::new(),
-            };
+            return extractive::capitalised(recap[opening.len()..].trim_start());
         }
     }
     recap.to_owned()
