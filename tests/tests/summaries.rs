@@ -303,6 +303,31 @@ async fn the_llm_chain_runs_on_an_openai_compatible_service_and_never_pays_twice
             .all(|t| t["usage"]["prompt_tokens"].as_u64().unwrap() >= 100)
     );
 
+    // `reflow cost`: the run's spending, per step, adds up to what the service saw.
+    let costs = reflow::cost::cost(&c, "llm-chain-1").await.unwrap();
+    let calls: u64 = costs.iter().map(|s| s.spent.calls).sum();
+    assert_eq!(calls as usize, requests.len());
+    let prompt: u64 = costs.iter().map(|s| s.spent.prompt_tokens).sum();
+    assert_eq!(
+        prompt,
+        100 * requests.len() as u64,
+        "the stand-in bills 100 prompt tokens a call"
+    );
+    let topics_cost = costs
+        .iter()
+        .find(|s| s.step == "detect_chunk_topic")
+        .unwrap();
+    assert_eq!(
+        (topics_cost.results, topics_cost.spent.calls),
+        (3, 4),
+        "3 chunks, one re-ask"
+    );
+    let table = reflow::cost::render("llm-chain-1", &costs);
+    assert!(
+        table.contains("generate_detailed_summary") && table.contains("total"),
+        "{table}"
+    );
+
     // A second run of every step hits its checkpoint: no call reaches the service.
     runs::start(&c, &tp.pipeline, input, "llm-chain-2")
         .await
@@ -312,6 +337,13 @@ async fn the_llm_chain_runs_on_an_openai_compatible_service_and_never_pays_twice
     assert_eq!(again["title"]["title"], out["title"]["title"]);
     assert_eq!(again["recap"]["usage"]["from_checkpoint"], true);
     assert_eq!(db().transcript(tid).await.unwrap().title, t.title);
+    let costs = reflow::cost::cost(&c, "llm-chain-2").await.unwrap();
+    assert!(
+        costs
+            .iter()
+            .all(|s| s.spent.calls == 0 && s.from_checkpoint == s.results),
+        "{costs:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,6 +76,14 @@ pub enum Command {
         #[arg(long, conflicts_with = "json")]
         follow: bool,
     },
+    /// What a run spent on transcription and LLM calls, per step (children included).
+    Cost {
+        /// Workflow id.
+        workflow_id: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve task queues until Ctrl-C / SIGTERM.
     Worker {
         /// Serve only these queues (comma-separated). Default: every queue the pipelines use.
@@ -173,6 +181,16 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&progress)?);
             } else {
                 print!("{}", runs::render(&workflow_id, &progress));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cost { workflow_id, json } => {
+            let client = connect(&settings).await?;
+            let costs = crate::cost::cost(&client, &workflow_id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&costs)?);
+            } else {
+                print!("{}", crate::cost::render(&workflow_id, &costs));
             }
             Ok(ExitCode::SUCCESS)
         }

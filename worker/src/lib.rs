@@ -5,6 +5,7 @@
 //! holds their test activities, so they exercise exactly this wiring.
 
 pub mod cli;
+pub mod cost;
 pub mod follow;
 pub mod http;
 pub mod registry;

@@ -234,7 +234,7 @@ fn secs(d: &Value) -> i64 {
 }
 
 /// The JSON value of the first payload of `payloads` (`{"payloads": [{"data": base64}]}`).
-fn payload(payloads: &Value) -> Value {
+pub(crate) fn payload(payloads: &Value) -> Value {
     payloads["payloads"][0]["data"]
         .as_str()
         .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
