@@ -493,3 +493,45 @@ async fn long_inputs_are_split_to_fit_the_context_window_and_calls_respect_the_r
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_meeting_has_no_topics_and_skips_every_llm_step() {
+    let llm = StandIn::start(chat_reply).await;
+    let queue = "llm-silent";
+    let _w = worker(queue, &llm, None, 16_000, 10);
+    let tp = TestPipeline::load("summary.yaml", queue);
+    let tid = "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d";
+    reflow_tests::transcript(tid).await;
+    let key = format!("{tid}/pipeline/words.json");
+    storage().put(&key, b"[]".to_vec().into()).await.unwrap();
+
+    let c = client().await;
+    runs::start(
+        &c,
+        &tp.pipeline,
+        json!({"transcript_id": tid, "words_key": key}),
+        "llm-silent-1",
+    )
+    .await
+    .unwrap();
+    let out = runs::wait(&c, "llm-silent-1").await.unwrap();
+    assert_eq!(out["plan"]["chunk_count"], 0);
+    assert_eq!(out["chunk_topics"], json!([]));
+    for step in ["title", "subjects", "subject_summaries", "recap", "actions"] {
+        assert_eq!(out[step], Value::Null, "{step} is skipped");
+    }
+    assert_eq!(llm.count(), 0, "no LLM call for a silent meeting");
+    let progress = runs::query_progress(&c, "llm-silent-1").await.unwrap();
+    let status = |id: &str| {
+        serde_json::to_value(&progress).unwrap()["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(status("title"), "skipped");
+    assert_eq!(status("recap"), "skipped");
+    assert_eq!(db().transcript(tid).await.unwrap().title, None);
+}
