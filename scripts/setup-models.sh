@@ -5,6 +5,12 @@
 # Idempotent: a complete install (marked by its `.ok` file) is left alone.
 set -euo pipefail
 
+if ! command -v unzip >/dev/null; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq unzip
+fi
+
 cache="${REFLOW_CACHE_DIR:-$HOME/.cache/reflow}"
 pip="${PIP:-$(dirname "$0")/../.venv/bin/pip}"
 downloads="$cache/downloads"
