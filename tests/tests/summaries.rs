@@ -63,6 +63,28 @@ fn worker(
     InProcessWorker::start_with(&[queue.to_owned()], services)
 }
 
+/// Run the summary chain of `queue` as workflow `id` over `words`, stored as transcript
+/// `tid`'s merged words; the run's output or its failure.
+async fn summarise(queue: &str, tid: &str, words: &[Word], id: &str) -> Result<Value, String> {
+    let tp = TestPipeline::load("summary.yaml", queue);
+    reflow_tests::transcript(tid).await;
+    let key = format!("{tid}/pipeline/words.json");
+    storage()
+        .put(&key, serde_json::to_vec(words).unwrap().into())
+        .await
+        .unwrap();
+    let c = client().await;
+    runs::start(
+        &c,
+        &tp.pipeline,
+        json!({"transcript_id": tid, "words_key": key}),
+        id,
+    )
+    .await
+    .unwrap();
+    runs::wait(&c, id).await.map_err(|e| e.to_string())
+}
+
 fn chat_reply(r: &Recorded) -> Reply {
     let body = r.json.clone().unwrap_or_default();
     let system = body["messages"][0]["content"]
@@ -352,31 +374,10 @@ async fn an_answer_that_stays_invalid_fails_the_step_as_llm_parse_error_without_
         StandIn::start(|_| Reply::Json(completion("Sure! Here is your topic: budget.", 20))).await;
     let queue = "llm-garbage";
     let _w = worker(queue, &llm, None, 16_000, 10);
-    let tp = TestPipeline::load("summary.yaml", queue);
     let tid = "0b6a9c7e-2d41-4f3a-8e5b-7c9d1e2f3a4b";
-    reflow_tests::transcript(tid).await;
-    let key = format!("{tid}/pipeline/words.json");
-    storage()
-        .put(
-            &key,
-            serde_json::to_vec(&meeting_words(100)).unwrap().into(),
-        )
+    let err = summarise(queue, tid, &meeting_words(100), "llm-garbage-1")
         .await
-        .unwrap();
-
-    let c = client().await;
-    runs::start(
-        &c,
-        &tp.pipeline,
-        json!({"transcript_id": tid, "words_key": key}),
-        "llm-garbage-1",
-    )
-    .await
-    .unwrap();
-    let err = runs::wait(&c, "llm-garbage-1")
-        .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
     assert!(
         err.contains("LlmParseError") && err.contains("chunk_topics"),
         "{err}"
@@ -413,28 +414,10 @@ async fn long_inputs_are_split_to_fit_the_context_window_and_calls_respect_the_r
     // instruction + input: a 375-word chunk (≈ 2300 characters) with its instruction does
     // not fit. At most 2 calls per second.
     let _w = worker(queue, &llm, None, 1_600, 2);
-    let tp = TestPipeline::load("summary.yaml", queue);
     let tid = "3e2d1c0b-9a8f-4e7d-b6c5-a4b3c2d1e0f9";
-    reflow_tests::transcript(tid).await;
-    let key = format!("{tid}/pipeline/words.json");
-    storage()
-        .put(
-            &key,
-            serde_json::to_vec(&meeting_words(375)).unwrap().into(),
-        )
+    let out = summarise(queue, tid, &meeting_words(375), "llm-split-1")
         .await
         .unwrap();
-
-    let c = client().await;
-    runs::start(
-        &c,
-        &tp.pipeline,
-        json!({"transcript_id": tid, "words_key": key}),
-        "llm-split-1",
-    )
-    .await
-    .unwrap();
-    let out = runs::wait(&c, "llm-split-1").await.unwrap();
     assert_eq!(out["plan"]["chunk_count"], 1);
 
     let requests = llm.requests();
@@ -499,29 +482,19 @@ async fn a_silent_meeting_has_no_topics_and_skips_every_llm_step() {
     let llm = StandIn::start(chat_reply).await;
     let queue = "llm-silent";
     let _w = worker(queue, &llm, None, 16_000, 10);
-    let tp = TestPipeline::load("summary.yaml", queue);
     let tid = "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d";
-    reflow_tests::transcript(tid).await;
-    let key = format!("{tid}/pipeline/words.json");
-    storage().put(&key, b"[]".to_vec().into()).await.unwrap();
-
-    let c = client().await;
-    runs::start(
-        &c,
-        &tp.pipeline,
-        json!({"transcript_id": tid, "words_key": key}),
-        "llm-silent-1",
-    )
-    .await
-    .unwrap();
-    let out = runs::wait(&c, "llm-silent-1").await.unwrap();
+    let out = summarise(queue, tid, &Vec::<Word>::new(), "llm-silent-1")
+        .await
+        .unwrap();
     assert_eq!(out["plan"]["chunk_count"], 0);
     assert_eq!(out["chunk_topics"], json!([]));
     for step in ["title", "subjects", "subject_summaries", "recap", "actions"] {
         assert_eq!(out[step], Value::Null, "{step} is skipped");
     }
     assert_eq!(llm.count(), 0, "no LLM call for a silent meeting");
-    let progress = runs::query_progress(&c, "llm-silent-1").await.unwrap();
+    let progress = runs::query_progress(&client().await, "llm-silent-1")
+        .await
+        .unwrap();
     let status = |id: &str| {
         serde_json::to_value(&progress).unwrap()["steps"]
             .as_array()

@@ -394,13 +394,7 @@ pub fn summary(text: &str, n: usize) -> String {
         })
         .collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let mut chosen: Vec<usize> = distinct(&all, scored.iter().map(|(i, _)| *i), n);
-    chosen.sort_unstable();
-    chosen
-        .iter()
-        .map(|&i| without_speaker(&all[i]).to_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
+    in_order(&all, scored.iter().map(|(i, _)| *i), n)
 }
 
 /// Sentences of `text` mentioning `subject`'s words (case-insensitive), best first.
@@ -410,21 +404,25 @@ pub fn about(text: &str, subject: &str, n: usize) -> String {
         .map(normalise)
         .filter(|w| !w.is_empty() && !is_stop(w))
         .collect();
-    let mut hits: Vec<(usize, usize)> = sentences(text)
+    let all = sentences(text);
+    let mut hits: Vec<(usize, usize)> = all
         .iter()
         .enumerate()
         .map(|(i, s)| {
             let lower = s.to_lowercase();
-            (
-                i,
-                keys.iter().filter(|k| lower.contains(k.as_str())).count(),
-            )
+            let found = keys.iter().filter(|k| lower.contains(k.as_str())).count();
+            (i, found)
         })
         .filter(|(_, n)| *n > 0)
         .collect();
     hits.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let all = sentences(text);
-    let mut chosen: Vec<usize> = distinct(&all, hits.iter().map(|(i, _)| *i), n);
+    in_order(&all, hits.iter().map(|(i, _)| *i), n)
+}
+
+/// The first `n` distinct sentences of `ranked`, put back in their original order and joined
+/// (speaker labels removed).
+fn in_order(all: &[String], ranked: impl Iterator<Item = usize>, n: usize) -> String {
+    let mut chosen = distinct(all, ranked, n);
     chosen.sort_unstable();
     chosen
         .iter()
