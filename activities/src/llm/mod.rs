@@ -340,12 +340,20 @@ impl Llm {
             LlmBackend::Embedded { .. } => {
                 let model = self.model().await?;
                 let max_tokens = embedded_max_tokens(step);
+                // Stop 10 s before the attempt's deadline: a timed-out attempt's generation
+                // would otherwise keep the model from every later caller (retries included).
+                let deadline = ctx.info().deadline.map(|d| {
+                    let left = d
+                        .duration_since(std::time::SystemTime::now())
+                        .unwrap_or_default();
+                    Instant::now() + left.saturating_sub(Duration::from_secs(10))
+                });
                 let turns: Vec<(String, String)> = messages
                     .iter()
                     .map(|m| (m.role.to_owned(), m.content.clone()))
                     .collect();
                 let work = tokio::task::spawn_blocking(move || {
-                    model.chat(&turns, temperature, max_tokens)
+                    model.chat(&turns, temperature, max_tokens, deadline)
                 });
                 let generated = http::while_waiting(ctx, WAIT_HEARTBEAT, work)
                     .await

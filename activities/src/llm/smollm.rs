@@ -34,6 +34,9 @@ pub enum SmolError {
     /// Inference failed.
     #[error("embedded LLM inference failed: {0}")]
     Inference(String),
+    /// The attempt's deadline came before the answer was complete.
+    #[error("embedded LLM stopped at the attempt's deadline")]
+    Deadline,
 }
 
 /// One generation's result.
@@ -110,13 +113,16 @@ impl ChatModel {
 
     /// Generate the assistant's next reply to `messages` (`(role, content)` pairs, rendered
     /// as ChatML), at most `max_tokens` tokens, sampling at `temperature` (0 = greedy).
-    /// Blocking.
+    /// Blocking; stops with [`SmolError::Deadline`] once `deadline` passes (also while waiting
+    /// for the model), so an abandoned attempt never keeps the model from the next one.
     pub fn chat(
         &self,
         messages: &[(String, String)],
         temperature: f64,
         max_tokens: usize,
+        deadline: Option<std::time::Instant>,
     ) -> Result<Generated, SmolError> {
+        let late = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
         let mut prompt = String::new();
         for (role, content) in messages {
             prompt.push_str(&format!("<|im_start|>{role}\n{content}<|im_end|>\n"));
@@ -159,7 +165,13 @@ impl ChatModel {
             let mut generated: Vec<u32> = Vec::new();
             let mut input = tokens.clone();
             let mut position = 0;
+            if late() {
+                return Err(SmolError::Deadline);
+            }
             for _ in 0..max_tokens {
+                if late() {
+                    return Err(SmolError::Deadline);
+                }
                 let x = Tensor::new(input.as_slice(), &Device::Cpu)
                     .and_then(|t| t.unsqueeze(0))
                     .map_err(infer)?;
