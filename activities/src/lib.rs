@@ -18,10 +18,13 @@ pub mod error;
 pub mod events;
 pub mod files;
 pub mod http;
+pub mod lifecycle;
 pub mod llm;
 pub mod progress;
 pub mod storage;
 pub mod transcript;
 pub mod usage;
+pub mod webhook;
+pub mod zulip;
 
 pub use error::ActivityFailure;

@@ -211,6 +211,9 @@ pub fn services() -> reflow::registry::Services {
         events: ::activities::events::Events::new(db(), hub(), registry().emits()),
         transcriber: transcriber(),
         llm: llm(),
+        daily: Default::default(),
+        zulip: Default::default(),
+        webhook_private_hosts: Vec::new(),
     }
 }
 

@@ -9,7 +9,12 @@ use std::sync::Arc;
 
 use activities::asr::{AsrActivities, AsrConfig, Transcriber};
 use activities::audio::activities::{self as audio, AudioActivities};
+use activities::daily::activities::{self as daily, DailyActivities};
+use activities::daily::client::DailyConfig;
 use activities::db::{Db, DbError};
+use activities::lifecycle::{self, LifecycleActivities};
+use activities::webhook::WebhookActivities;
+use activities::zulip::{ZulipActivities, ZulipConfig};
 use activities::events::{Emits, EventHub, Events};
 use activities::files::FileActivities;
 use activities::llm::steps::{self as summary, SummaryActivities};
@@ -36,6 +41,13 @@ pub struct Services {
     pub transcriber: Arc<Transcriber>,
     /// The LLM backend (`LLM_*`).
     pub llm: Arc<Llm>,
+    /// Daily's API (`DAILY_*`).
+    pub daily: DailyConfig,
+    /// Zulip (`ZULIP_*`, `UI_BASE_URL`).
+    pub zulip: ZulipConfig,
+    /// Hosts customer webhooks may reach at private addresses
+    /// (`REFLOW_WEBHOOK_ALLOWED_PRIVATE_HOSTS`).
+    pub webhook_private_hosts: Vec<String>,
 }
 
 /// Why the services could not be opened.
@@ -76,6 +88,9 @@ impl Services {
             llm: Arc::new(Llm::new(
                 LlmConfig::from_env().map_err(|e| ServicesError::Config(e.to_string()))?,
             )),
+            daily: DailyConfig::from_env(),
+            zulip: ZulipConfig::from_env(),
+            webhook_private_hosts: activities::webhook::allowed_private_hosts(),
         })
     }
 
@@ -143,6 +158,13 @@ impl Registry {
                 SummaryActivities::identify_action_items.name(),
                 summary::EMITS[7].1,
             )
+            .activity(DailyActivities::get_recording.name(), daily::EMITS[0].1)
+            .activity(DailyActivities::get_participants.name(), daily::EMITS[1].1)
+            .activity(LifecycleActivities::finalize.name(), lifecycle::EMITS[0].1)
+            .activity(LifecycleActivities::cleanup_consent.name(), lifecycle::EMITS[1].1)
+            .activity(LifecycleActivities::mark_failed.name(), lifecycle::EMITS[2].1)
+            .activity(ZulipActivities::post_zulip.name(), &[])
+            .activity(WebhookActivities::send_webhook.name(), &[])
             .workflow_type("DiarizationPipeline")
             .workflow_type("TrackProcessing")
             .workflow_type("DirectoryDigest")
@@ -167,6 +189,23 @@ impl Registry {
                     services.storage.clone(),
                     services.events.clone(),
                     services.llm.clone(),
+                ));
+                o.register_activities(DailyActivities::new(
+                    services.daily.clone(),
+                    services.events.clone(),
+                ));
+                o.register_activities(LifecycleActivities::new(
+                    services.storage.clone(),
+                    services.recordings.clone(),
+                    services.events.clone(),
+                ));
+                o.register_activities(ZulipActivities::new(
+                    services.zulip.clone(),
+                    services.events.clone(),
+                ));
+                o.register_activities(WebhookActivities::new(
+                    services.events.clone(),
+                    services.webhook_private_hosts.clone(),
                 ));
                 o.register_workflow::<DiarizationPipeline>()
                     .map_err(|e| e.to_string())?;

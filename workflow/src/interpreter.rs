@@ -400,6 +400,29 @@ async fn run_graph<W: Interpreted>(
                             }
                         }
                     });
+                    if graph.name == pipeline.main.name
+                        && let Some(hook) = &pipeline.on_failure
+                    {
+                        // Every other step in flight is abandoned (dropping its future cancels
+                        // it); the hook records the failure where users look (`mark_failed`).
+                        drop(running);
+                        let mut scope = scope.clone();
+                        scope.insert(
+                            "failure".into(),
+                            json!({"step": step.id, "type": failure.kind, "message": failure.message}),
+                        );
+                        let hooked = run_step(
+                            ctx.clone(),
+                            pipeline.clone(),
+                            graph.name.clone(),
+                            hook.clone(),
+                            scope,
+                        )
+                        .await;
+                        if let Err(e) = hooked {
+                            tracing::error!(workflow_id = ctx.workflow_id(), step = %hook.id, error = %e.text(), "on_failure step failed");
+                        }
+                    }
                     return Err(ApplicationFailure::builder(format!(
                         "step {:?} failed: {}",
                         step.id,

@@ -152,8 +152,12 @@ fn default_language() -> Option<String> {
 pub struct TranscribeInput {
     /// The transcript.
     pub transcript_id: String,
-    /// The track's position `i` (also its speaker).
+    /// The track's position `i`.
     pub track_index: usize,
+    /// The speaker its words get (`get_participants`: the participant's first track);
+    /// `track_index` when absent.
+    #[serde(default)]
+    pub speaker: Option<i64>,
     /// `{transcript_id}/pipeline/padded_{i}.webm`.
     pub padded_key: String,
     /// The transcript's source language; `en` when absent, auto-detected when null.
@@ -307,7 +311,7 @@ impl AsrActivities {
                     text: format!(" {}", w.word.trim()),
                     start: w.start,
                     end: w.end.max(w.start),
-                    speaker: input.track_index as i64,
+                    speaker: input.speaker.unwrap_or(input.track_index as i64),
                 })
                 .collect();
             words.sort_by(|a, b| a.start.total_cmp(&b.start));

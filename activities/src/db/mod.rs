@@ -10,6 +10,7 @@
 
 pub mod attempts;
 pub mod events;
+pub mod meetings;
 pub mod transcripts;
 
 use std::time::SystemTime;

@@ -43,6 +43,10 @@ pub struct Pipeline {
     /// Frontend progress reporting, if declared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<ProgressSpec>,
+    /// Run when a non-optional step of the main graph fails for good (see
+    /// [`raw::RawPipeline::on_failure`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<Step>,
 }
 
 /// Validated `progress:` section (see [`raw::RawProgress`]).

@@ -43,6 +43,11 @@ pub struct RawPipeline {
     /// Frontend progress reporting (`PIPELINE_PROGRESS`), if the pipeline does it.
     #[serde(default)]
     pub progress: Option<RawProgress>,
+    /// A step run once when a non-optional step of the main pipeline fails for good, before
+    /// the run fails (pipeline.md §5: `mark_failed`). Its expressions may read `input`,
+    /// `workflow` and `failure` (`step`, `type`, `message`); it has no `needs`, no `for_each`.
+    #[serde(default)]
+    pub on_failure: Option<RawStep>,
 }
 
 /// `progress:` — which transcript's channel gets `PIPELINE_PROGRESS`, and under which

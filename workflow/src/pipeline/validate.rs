@@ -88,6 +88,7 @@ pub fn validate(raw: &RawPipeline, catalog: &Catalog) -> Result<Pipeline, Vec<Pi
         catalog,
         child_names: &child_names,
         children: &raw.children,
+        extra_roots: &[],
     };
 
     let main = ctx.graph(
@@ -120,6 +121,33 @@ pub fn validate(raw: &RawPipeline, catalog: &Catalog) -> Result<Pipeline, Vec<Pi
         );
         children.insert(name.clone(), g);
     }
+    let on_failure = raw.on_failure.as_ref().and_then(|step| {
+        let hook = "on_failure";
+        if !step.needs.is_empty() || step.for_each.is_some() || step.child.is_some() {
+            errs.push(pipeline_err(
+                Some(hook),
+                Problem::Invalid(
+                    "on_failure is one activity: no `needs`, `for_each` or `child`".into(),
+                ),
+            ));
+        }
+        let failure_ctx = Ctx {
+            extra_roots: &["failure"],
+            ..ctx
+        };
+        let g = failure_ctx.graph(
+            Some(hook),
+            hook,
+            &top_queue,
+            &raw.inputs,
+            &raw.defaults,
+            None,
+            std::slice::from_ref(step),
+            None,
+            &mut errs,
+        );
+        g.steps.into_iter().next()
+    });
     if let Some(chain) = child_cycle(raw) {
         errs.push(pipeline_err(None, Problem::ChildCycle { chain }));
     }
@@ -147,6 +175,7 @@ pub fn validate(raw: &RawPipeline, catalog: &Catalog) -> Result<Pipeline, Vec<Pi
                 total_steps: p.total_steps,
                 steps: p.steps.clone(),
             }),
+        on_failure,
     };
     pipeline.hash = pipeline.compute_hash();
     Ok(pipeline)
@@ -210,10 +239,14 @@ fn check_progress(
     out
 }
 
+#[derive(Clone, Copy)]
 struct Ctx<'a> {
     catalog: &'a Catalog,
     child_names: &'a [&'a str],
     children: &'a BTreeMap<String, RawChild>,
+    /// Expression roots allowed besides inputs, steps and `workflow` (`failure` in
+    /// `on_failure`).
+    extra_roots: &'a [&'a str],
 }
 
 impl Ctx<'_> {
@@ -395,6 +428,9 @@ impl Ctx<'_> {
                     Err(source) => problems.push(Problem::Expr { field, source }),
                     Ok(paths) => {
                         for p in paths {
+                            if self.extra_roots.contains(&p.root.as_str()) {
+                                continue;
+                            }
                             if let Some(pr) = check_ref(field, &p, &ids, upstream, inputs, item_ok)
                             {
                                 problems.push(pr);

@@ -1,8 +1,13 @@
-//! Daily.co contracts (daily.md): raw-track keys and where the recordings bucket is.
+//! Daily.co contracts (daily.md): raw-track keys, the REST client ([`client`]), webhook
+//! signatures ([`signature`]) and the Daily steps of the pipeline ([`activities`]).
 //!
 //! A raw audio track's key is `{domain}/{room}/{recording_start_ms}-{participant}-cam-audio-{track_start_ms}`
 //! (daily.md §5); [`TrackKey::parse`] reads it, and [`TrackKey::offset_s`] is the filename
 //! offset padding falls back to when the WebM carries none.
+
+pub mod activities;
+pub mod client;
+pub mod signature;
 
 /// The parts of a Daily raw-track key's basename.
 #[derive(Debug, Clone, PartialEq, Eq)]

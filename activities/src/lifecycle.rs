@@ -1,0 +1,270 @@
+//! The transcript's lifecycle steps (pipeline.md §4.13, §4.14, §5): `finalize` (padded tracks
+//! deleted, TRANSCRIPT, status `ended`), `cleanup_consent` (raw tracks and audio deleted when
+//! anyone denied consent) and `mark_failed` (the pipeline's `on_failure`: status `error`, never
+//! after `ended`), plus the `processing` transition `get_recording` makes.
+
+// `#[activities]` generates one undocumented marker constant per activity.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+use crate::daily::activities::TrackRef;
+use crate::error::ActivityFailure;
+use crate::events::Events;
+use crate::storage::{Storage, keys};
+
+/// Events each lifecycle activity publishes (the catalog's `emits`).
+pub const EMITS: [(&str, &[&str]); 3] = [
+    ("finalize", &["TRANSCRIPT", "STATUS"]),
+    ("cleanup_consent", &[]),
+    ("mark_failed", &["STATUS"]),
+];
+
+/// Move the transcript to `processing` (from `idle`, or back from `error` when a run resumes)
+/// and publish STATUS if it changed. An `ended` transcript being re-run goes back to
+/// `processing` too: its events were cleared and are being produced again.
+pub async fn processing(
+    events: &Events,
+    activity: &str,
+    transcript_id: &str,
+) -> Result<(), ActivityFailure> {
+    if events
+        .db()
+        .set_transcript_status(transcript_id, "processing")
+        .await?
+    {
+        events
+            .publish(activity, transcript_id, "STATUS", json!({"status": "processing"}))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Input of `finalize`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinalizeInput {
+    /// The transcript.
+    pub transcript_id: String,
+    /// The padded tracks to delete.
+    pub padded_keys: Vec<String>,
+}
+
+/// Output of `finalize`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinalizeOutput {
+    /// Always `ended`.
+    pub status: String,
+    /// Padded tracks deleted.
+    pub deleted: usize,
+}
+
+/// Input of `cleanup_consent`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsentInput {
+    /// The transcript.
+    pub transcript_id: String,
+    /// Daily's bucket.
+    #[serde(default)]
+    pub bucket_name: Option<String>,
+    /// The workflow input's tracks (the input wins over the recording row).
+    pub tracks: Vec<TrackRef>,
+}
+
+/// Output of `cleanup_consent`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsentOutput {
+    /// Someone denied consent.
+    pub denied: bool,
+    /// Objects deleted (raw tracks, then the MP3).
+    pub deleted: Vec<String>,
+    /// `transcript.audio_deleted` was set.
+    pub audio_deleted: bool,
+}
+
+/// Input of `mark_failed`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailedInput {
+    /// The transcript.
+    pub transcript_id: String,
+    /// The step that failed for good.
+    pub step: String,
+    /// Its failure type.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// Its failure message.
+    pub message: String,
+}
+
+/// Output of `mark_failed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedOutput {
+    /// The status now stored (`error`, or `ended` when the transcript had already ended).
+    pub status: String,
+}
+
+/// Lifecycle activities.
+pub struct LifecycleActivities {
+    storage: Storage,
+    recordings: Storage,
+    events: Events,
+}
+
+impl LifecycleActivities {
+    /// Activities over the transcript bucket, Daily's bucket and the event log.
+    pub fn new(storage: Storage, recordings: Storage, events: Events) -> Self {
+        LifecycleActivities {
+            storage,
+            recordings,
+            events,
+        }
+    }
+
+    async fn finalize_run(&self, input: &FinalizeInput) -> Result<FinalizeOutput, ActivityFailure> {
+        let tid = &input.transcript_id;
+        let db = self.events.db();
+        db.transcript(tid).await?;
+        for key in &input.padded_keys {
+            if !key.starts_with(&format!("{tid}/pipeline/")) {
+                return Err(ActivityFailure::InvalidInput(format!(
+                    "finalize {tid}: {key:?} is not one of this transcript's pipeline objects"
+                )));
+            }
+            self.storage.delete(key).await?;
+        }
+        self.events
+            .publish("finalize", tid, "TRANSCRIPT", json!({"text": "", "translation": null}))
+            .await?;
+        db.set_error(tid, None).await?;
+        db.set_transcript_status(tid, "ended").await?;
+        // Published on every run: a re-run starts from an empty log.
+        self.events
+            .publish("finalize", tid, "STATUS", json!({"status": "ended"}))
+            .await?;
+        Ok(FinalizeOutput {
+            status: "ended".into(),
+            deleted: input.padded_keys.len(),
+        })
+    }
+
+    async fn consent(&self, input: &ConsentInput) -> Result<ConsentOutput, ActivityFailure> {
+        let tid = &input.transcript_id;
+        let db = self.events.db();
+        let t = db.transcript(tid).await?;
+        let nothing = ConsentOutput {
+            denied: false,
+            deleted: Vec::new(),
+            audio_deleted: t.audio_deleted,
+        };
+        let Some(meeting) = &t.meeting_id else {
+            return Ok(nothing);
+        };
+        if !db.consent_denied(meeting).await? {
+            return Ok(nothing);
+        }
+        let keys: Vec<String> = input.tracks.iter().map(|t| t.s3_key.clone()).collect();
+        if let Some(rid) = &t.recording_id
+            && let Some(row) = db.recording(rid).await?
+            && row.keys() != keys
+        {
+            tracing::warn!(transcript_id = %tid, recording_id = %rid, "recording.track_keys differ from the workflow input; deleting the input's tracks");
+        }
+        let bucket = self.recordings.in_bucket(input.bucket_name.as_deref());
+        let mut deleted = Vec::new();
+        let mut failed = Vec::new();
+        for key in &keys {
+            match bucket.delete(key).await {
+                Ok(()) => deleted.push(key.clone()),
+                Err(e) => failed.push(format!("{key}: {e}")),
+            }
+        }
+        if t.audio_location == "storage" {
+            let mp3 = keys::audio_mp3(tid);
+            match self.storage.delete(&mp3).await {
+                Ok(()) => deleted.push(mp3),
+                Err(e) => failed.push(format!("{mp3}: {e}")),
+            }
+        }
+        if !failed.is_empty() {
+            // Retried; `audio_deleted` stays false until every delete succeeded.
+            return Err(ActivityFailure::Transient(format!(
+                "cleanup_consent {tid}: {} of {} deletions failed: {}",
+                failed.len(),
+                failed.len() + deleted.len(),
+                failed.join("; ")
+            )));
+        }
+        db.set_audio_deleted(tid, true).await?;
+        tracing::info!(transcript_id = %tid, objects = deleted.len(), "consent denied: audio deleted");
+        Ok(ConsentOutput {
+            denied: true,
+            deleted,
+            audio_deleted: true,
+        })
+    }
+
+    async fn failed(&self, input: &FailedInput) -> Result<FailedOutput, ActivityFailure> {
+        let tid = &input.transcript_id;
+        let db = self.events.db();
+        let cause = match &input.kind {
+            Some(k) if !k.is_empty() && k != "StepFailed" => format!("{k}: {}", input.message),
+            _ => input.message.clone(),
+        };
+        let text = format!("step {:?} failed: {cause}", input.step);
+        let changed = db.set_transcript_status(tid, "error").await?;
+        let status = db.transcript(tid).await?.status;
+        if status == "error" {
+            db.set_error(tid, Some(&text)).await?;
+        }
+        if changed {
+            self.events
+                .publish("mark_failed", tid, "STATUS", json!({"status": "error"}))
+                .await?;
+        }
+        tracing::error!(transcript_id = %tid, step = %input.step, error = %cause, status = %status, "pipeline failed");
+        Ok(FailedOutput { status })
+    }
+}
+
+#[activities]
+impl LifecycleActivities {
+    /// Delete the padded tracks, publish TRANSCRIPT and set the status `ended` (§4.13).
+    #[activity(name = "finalize")]
+    pub async fn finalize(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: FinalizeInput,
+    ) -> Result<FinalizeOutput, ActivityError> {
+        self.finalize_run(&input)
+            .await
+            .map_err(ActivityFailure::into_activity_error)
+    }
+
+    /// Delete the raw tracks and the audio if anyone denied consent (§4.14).
+    #[activity(name = "cleanup_consent")]
+    pub async fn cleanup_consent(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: ConsentInput,
+    ) -> Result<ConsentOutput, ActivityError> {
+        self.consent(&input)
+            .await
+            .map_err(ActivityFailure::into_activity_error)
+    }
+
+    /// Set the status `error` (never after `ended`) with the failed step named (§5).
+    #[activity(name = "mark_failed")]
+    pub async fn mark_failed(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: FailedInput,
+    ) -> Result<FailedOutput, ActivityError> {
+        self.failed(&input)
+            .await
+            .map_err(ActivityFailure::into_activity_error)
+    }
+}
