@@ -91,6 +91,8 @@ async fn start(db: Db, store: Storage, token: Option<&str>) -> (String, Events) 
         storage: store,
         api_token: token.map(Into::into),
         temporal: None,
+        intake: None,
+        daily_webhook_secret: None,
     };
     (reflow_tests::serve_api(state).await, events)
 }

@@ -83,6 +83,8 @@ async fn api() -> String {
         storage: reflow_tests::storage(),
         api_token: None,
         temporal: Some(reflow_tests::client().await),
+        intake: None,
+        daily_webhook_secret: None,
     };
     format!(
         "http://{}/api/workflow",

@@ -88,6 +88,8 @@ async fn the_progress_page_shows_replayed_and_live_state() {
         storage,
         api_token: None,
         temporal: None,
+        intake: None,
+        daily_webhook_secret: None,
     };
     let addr = reflow_tests::serve_api(api).await;
     let page = format!("http://{addr}/transcripts/t-page");

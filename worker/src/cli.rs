@@ -210,7 +210,9 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             tracing::info!(queues = ?queues, "serving");
             let services = Services::from_settings(&settings, &registry).await?;
             let api_client = client.clone();
-            let api = serve_api(http, &services, &api_client, &shutdown);
+            let dir = pipelines.as_deref().unwrap_or(&settings.pipelines_dir);
+            let intake = intake_for(dir, &registry, &services, &client)?;
+            let api = serve_api(http, &services, &api_client, intake, &shutdown);
             let (workers, api) = futures::join!(
                 run_workers(client, &registry, &services, &queues, shutdown.clone()),
                 api
@@ -236,7 +238,9 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             eprintln!("worker serving {}; Ctrl-C to stop", queues.join(", "));
             let services = Services::from_settings(&settings, &registry).await?;
             let api_client = client.clone();
-            let api = serve_api(Some(http), &services, &api_client, &shutdown);
+            let dir = pipelines.as_deref().unwrap_or(&settings.pipelines_dir);
+            let intake = intake_for(dir, &registry, &services, &client)?;
+            let api = serve_api(Some(http), &services, &api_client, intake, &shutdown);
             let (result, api) = futures::join!(
                 run_workers(client, &registry, &services, &queues, shutdown.clone()),
                 api
@@ -420,11 +424,30 @@ async fn demo(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Daily intake with the DiarizationPipeline of `dir` (or the built-in copy).
+fn intake_for(
+    dir: &Path,
+    registry: &Registry,
+    services: &Services,
+    client: &temporalio_client::Client,
+) -> anyhow::Result<Option<std::sync::Arc<crate::intake::Intake>>> {
+    let pipeline = crate::intake::load_pipeline(Some(dir), registry.catalog())?;
+    Ok(Some(std::sync::Arc::new(crate::intake::Intake {
+        db: services.db().clone(),
+        client: client.clone(),
+        pipeline,
+        bucket_name: std::env::var("DAILYCO_STORAGE_AWS_BUCKET_NAME")
+            .ok()
+            .filter(|b| !b.is_empty()),
+    })))
+}
+
 /// Serve the HTTP API on `addr` (if any) until `shutdown`.
 async fn serve_api(
     addr: Option<std::net::SocketAddr>,
     services: &Services,
     client: &temporalio_client::Client,
+    intake: Option<std::sync::Arc<crate::intake::Intake>>,
     shutdown: &Shutdown,
 ) -> std::io::Result<()> {
     let Some(addr) = addr else {
@@ -437,6 +460,8 @@ async fn serve_api(
             .ok()
             .filter(|t| !t.is_empty()),
         temporal: Some(client.clone()),
+        intake,
+        daily_webhook_secret: services.daily.webhook_secret.clone(),
     };
     let db = services.db().clone();
     if db.backend() == activities::db::Backend::Postgres {

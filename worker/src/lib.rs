@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cost;
 pub mod follow;
 pub mod http;
+pub mod intake;
 pub mod registry;
 pub mod runs;
 pub mod settings;

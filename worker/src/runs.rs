@@ -45,6 +45,15 @@ pub enum RunError {
         /// Why.
         message: String,
     },
+    /// A run with this workflow id exists (or existed, under a reuse policy that forbids
+    /// another).
+    #[error("workflow {workflow_id} already started")]
+    AlreadyStarted {
+        /// The workflow.
+        workflow_id: String,
+        /// The existing run, when the server says.
+        run_id: Option<String>,
+    },
     /// The run ended unsuccessfully.
     #[error("workflow {workflow_id} {message}")]
     Failed {
@@ -77,19 +86,39 @@ pub struct StartedRun {
     pub run_id: Option<String>,
 }
 
-/// Start `pipeline` with `input` as workflow `workflow_id`.
+/// Start `pipeline` with `input` as workflow `workflow_id` (a failed or terminated run of the
+/// same id may be replaced; a running one may not).
 pub async fn start(
     client: &Client,
     pipeline: &Pipeline,
     input: Value,
     workflow_id: &str,
 ) -> Result<StartedRun, RunError> {
+    start_with(
+        client,
+        pipeline,
+        input,
+        workflow_id,
+        WorkflowIdReusePolicy::AllowDuplicateFailedOnly,
+    )
+    .await
+}
+
+/// [`start`] with an explicit id-reuse policy; a workflow id in use answers
+/// [`RunError::AlreadyStarted`].
+pub async fn start_with(
+    client: &Client,
+    pipeline: &Pipeline,
+    input: Value,
+    workflow_id: &str,
+    reuse: WorkflowIdReusePolicy,
+) -> Result<StartedRun, RunError> {
     let mut memo = MemoValues::new();
     memo.insert("pipeline", pipeline.name.clone());
     memo.insert("pipeline_version", pipeline.version);
     memo.insert("pipeline_hash", pipeline.hash.clone());
     let opts = WorkflowStartOptions::new(pipeline.main.task_queue.clone(), workflow_id.to_owned())
-        .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
+        .id_reuse_policy(reuse)
         .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
         .memo(memo)
         .static_summary(format!(
@@ -112,10 +141,18 @@ pub async fn start(
             opts,
         )
         .await
-        .map_err(|e| RunError::Temporal {
-            action: "start",
-            workflow_id: workflow_id.to_owned(),
-            message: chain(&e),
+        .map_err(|e| match e {
+            temporalio_client::errors::WorkflowStartError::AlreadyStarted { run_id, .. } => {
+                RunError::AlreadyStarted {
+                    workflow_id: workflow_id.to_owned(),
+                    run_id,
+                }
+            }
+            e => RunError::Temporal {
+                action: "start",
+                workflow_id: workflow_id.to_owned(),
+                message: chain(&e),
+            },
         })?;
     Ok(StartedRun {
         workflow_id: workflow_id.to_owned(),

@@ -6,6 +6,7 @@
 //! `{"detail": "<message>"}` with the status the spec gives.
 
 pub mod conductor;
+pub mod daily;
 pub mod page;
 pub mod transcripts;
 pub mod ws;
@@ -30,6 +31,10 @@ pub struct ApiState {
     pub api_token: Option<String>,
     /// Temporal, for the status API (`None`: those endpoints answer 503).
     pub temporal: Option<temporalio_client::Client>,
+    /// Daily intake (`None`: webhooks are answered `deferred`).
+    pub intake: Option<std::sync::Arc<crate::intake::Intake>>,
+    /// `DAILY_WEBHOOK_SECRET` (base64): without it every signed webhook is refused.
+    pub daily_webhook_secret: Option<String>,
 }
 
 /// An API error: a status and Reflector's `{"detail": …}` body.
@@ -109,6 +114,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(transcripts::routes())
         .merge(conductor::routes())
+        .merge(daily::routes())
         .merge(page::routes())
         .merge(ws::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())

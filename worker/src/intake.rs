@@ -1,0 +1,313 @@
+//! Daily intake (daily.md §6): the one routine the webhook, the poll and a manual start share.
+//!
+//! It filters the raw-track keys, matches the meeting (by time, within ±168 h) and the room
+//! (the Daily room name minus its timestamp), writes the `recording` and `transcript` rows
+//! (unique keys make that idempotent) and starts `DiarizationPipeline` as
+//! `diarization-{recording_id}` with id reuse rejected: webhook redelivery, a webhook racing
+//! the poll, or two API replicas can never run the same recording twice. A run already
+//! started counts as success.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use activities::daily::TrackKey;
+use activities::db::meetings::RecordingRow;
+use activities::db::transcripts::NewTranscript;
+use activities::db::{Db, DbError};
+use serde::Serialize;
+use serde_json::json;
+use temporalio_client::{Client, WorkflowIdReusePolicy};
+use workflow::{Catalog, Pipeline};
+
+use crate::runs::{self, RunError};
+
+/// The pipeline shipped with the binary (`pipelines/diarization.yaml` at build time).
+pub const DIARIZATION_YAML: &str = include_str!("../../pipelines/diarization.yaml");
+
+/// How far a meeting's start may be from the recording's (daily.md §6 step 3).
+pub const MATCH_WINDOW: Duration = Duration::from_secs(168 * 3600);
+
+/// Why intake could not finish (the webhook answers `deferred`; polling retries).
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The database.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Temporal.
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// A recording Daily says is ready.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    /// Daily's recording id.
+    pub recording_id: String,
+    /// `{room}-{YYYYMMDDHHMMSS}`.
+    pub room_name: String,
+    /// Epoch seconds.
+    pub start_ts: i64,
+    /// Audio track keys, in the order received.
+    pub track_keys: Vec<String>,
+}
+
+/// What intake did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// A run was started.
+    Started {
+        /// The transcript.
+        transcript_id: String,
+        /// `diarization-{recording_id}`.
+        workflow_id: String,
+        /// The new run.
+        run_id: Option<String>,
+    },
+    /// A run of this recording already exists; nothing new started.
+    AlreadyStarted {
+        /// The transcript.
+        transcript_id: String,
+        /// `diarization-{recording_id}`.
+        workflow_id: String,
+    },
+    /// No key matched the raw-track pattern.
+    NoTracks,
+    /// No meeting of that room within ±168 h (polling retries).
+    NoMeeting,
+    /// No room of that name.
+    NoRoom,
+}
+
+/// The workflow id of a Daily recording's pipeline.
+pub fn workflow_id(recording_id: &str) -> String {
+    format!("diarization-{recording_id}")
+}
+
+/// Load the DiarizationPipeline from `dir/diarization.yaml` if it exists, else the copy built
+/// into the binary.
+pub fn load_pipeline(dir: Option<&Path>, catalog: &Catalog) -> Result<Pipeline, RunError> {
+    if let Some(path) = dir.map(|d| d.join("diarization.yaml")).filter(|p| p.exists()) {
+        return runs::load_pipeline(&path, catalog);
+    }
+    Ok(workflow::parse_and_validate(
+        "pipelines/diarization.yaml (built in)",
+        DIARIZATION_YAML,
+        catalog,
+    )?)
+}
+
+/// The intake routine with what it needs.
+#[derive(Clone)]
+pub struct Intake {
+    /// Rows.
+    pub db: Db,
+    /// Where runs start.
+    pub client: Client,
+    /// The definition runs are pinned to.
+    pub pipeline: Pipeline,
+    /// Daily's bucket name (`DAILYCO_STORAGE_AWS_BUCKET_NAME`).
+    pub bucket_name: Option<String>,
+}
+
+impl std::fmt::Debug for Intake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intake")
+            .field("pipeline", &self.pipeline.name)
+            .field("hash", &self.pipeline.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Intake {
+    /// Intake one recording (daily.md §6).
+    pub async fn intake(&self, d: &Discovered) -> Result<Outcome, IntakeError> {
+        let keys: Vec<String> = d
+            .track_keys
+            .iter()
+            .filter(|k| TrackKey::parse(k).is_some())
+            .cloned()
+            .collect();
+        if keys.is_empty() {
+            tracing::info!(recording_id = %d.recording_id, "no cam-audio tracks; ignored");
+            return Ok(Outcome::NoTracks);
+        }
+        let recorded_at = recorded_at(&keys[0]).unwrap_or_else(activities::db::now);
+        let existing = self.db.recording(&d.recording_id).await?;
+        let meeting_id = match existing.as_ref().and_then(|r| r.meeting_id.clone()) {
+            Some(m) => Some(m),
+            None => self.match_meeting(&d.room_name, d.start_ts).await?,
+        };
+        let Some(meeting_id) = meeting_id else {
+            tracing::warn!(recording_id = %d.recording_id, room_name = %d.room_name, "no meeting matches the recording yet; polling will retry");
+            return Ok(Outcome::NoMeeting);
+        };
+        let room_prefix = d
+            .room_name
+            .rsplit_once('-')
+            .map_or(d.room_name.as_str(), |(r, _)| r);
+        let Some(room) = self.db.room_by_name(room_prefix).await? else {
+            tracing::error!(recording_id = %d.recording_id, room = %room_prefix, "no room of that name; ignored");
+            return Ok(Outcome::NoRoom);
+        };
+        let bucket = self.bucket_name.clone().unwrap_or_default();
+        let object_key = keys[0].rsplit_once('/').map(|(dir, _)| dir.to_owned());
+        self.db
+            .upsert_recording(&RecordingRow {
+                id: d.recording_id.clone(),
+                bucket_name: bucket.clone(),
+                object_key,
+                recorded_at: Some(recorded_at),
+                status: "pending".into(),
+                meeting_id: Some(meeting_id.clone()),
+                track_keys: Some(json!(keys).to_string()),
+            })
+            .await?;
+        let transcript = match self.db.transcript_id_of_recording(&d.recording_id).await? {
+            Some(t) => self.db.transcript(&t).await?,
+            None => {
+                let new = NewTranscript {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    user_id: room.user_id.clone(),
+                    room_id: Some(room.id.clone()),
+                    meeting_id: Some(meeting_id.clone()),
+                    recording_id: Some(d.recording_id.clone()),
+                    share_mode: Some("public".into()),
+                    source_language: Some("en".into()),
+                };
+                match self.db.create_transcript(&new).await {
+                    Ok(t) => t,
+                    // A concurrent intake created it first (recording_id is unique).
+                    Err(e) if e.is_unique_violation() => {
+                        let id = self
+                            .db
+                            .transcript_id_of_recording(&d.recording_id)
+                            .await?
+                            .ok_or(e)?;
+                        self.db.transcript(&id).await?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let workflow_id = workflow_id(&d.recording_id);
+        let input = json!({
+            "recording_id": d.recording_id,
+            "transcript_id": transcript.id,
+            "room_id": room.id,
+            "bucket_name": (!bucket.is_empty()).then_some(bucket),
+            "source_platform": "daily",
+            "tracks": keys.iter().map(|k| json!({"s3_key": k})).collect::<Vec<_>>(),
+            "language": transcript.source_language.clone().unwrap_or_else(|| "en".into()),
+        });
+        match runs::start_with(
+            &self.client,
+            &self.pipeline,
+            input,
+            &workflow_id,
+            WorkflowIdReusePolicy::RejectDuplicate,
+        )
+        .await
+        {
+            Ok(run) => {
+                if let Some(run_id) = &run.run_id {
+                    self.db
+                        .set_workflow(&transcript.id, &workflow_id, run_id)
+                        .await?;
+                }
+                tracing::info!(recording_id = %d.recording_id, transcript_id = %transcript.id, workflow_id = %workflow_id, "pipeline started");
+                Ok(Outcome::Started {
+                    transcript_id: transcript.id,
+                    workflow_id,
+                    run_id: run.run_id,
+                })
+            }
+            Err(RunError::AlreadyStarted { run_id, .. }) => {
+                if transcript.workflow_run_id.is_none()
+                    && let Some(run_id) = run_id
+                {
+                    self.db
+                        .set_workflow(&transcript.id, &workflow_id, &run_id)
+                        .await?;
+                }
+                tracing::info!(recording_id = %d.recording_id, workflow_id = %workflow_id, "already started; nothing new");
+                Ok(Outcome::AlreadyStarted {
+                    transcript_id: transcript.id,
+                    workflow_id,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The meeting of `room_name` whose start is closest to `start_ts` within
+    /// [`MATCH_WINDOW`] (ties: smallest id).
+    async fn match_meeting(&self, room_name: &str, start_ts: i64) -> Result<Option<String>, DbError> {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(start_ts.max(0) as u64);
+        let mut best: Option<(Duration, String)> = None;
+        for m in self.db.meetings_in(room_name).await? {
+            let Some(start) = m
+                .start_date
+                .as_deref()
+                .and_then(|s| humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).ok())
+            else {
+                continue;
+            };
+            let gap = at
+                .duration_since(start)
+                .or_else(|_| start.duration_since(at))
+                .unwrap_or_default();
+            if gap > MATCH_WINDOW {
+                continue;
+            }
+            // Meetings come sorted by id, so a strict `<` keeps the smallest id on ties.
+            if best.as_ref().is_none_or(|(g, _)| gap < *g) {
+                best = Some((gap, m.id));
+            }
+        }
+        Ok(best.map(|(_, id)| id))
+    }
+}
+
+/// The trailing `YYYYMMDDHHMMSS` of the key's parent folder, as RFC 3339 UTC.
+pub fn recorded_at(key: &str) -> Option<String> {
+    let folder = key.rsplit('/').nth(1)?;
+    let stamp = folder.rsplit('-').next()?;
+    if stamp.len() != 14 || !stamp.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let text = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &stamp[0..4],
+        &stamp[4..6],
+        &stamp[6..8],
+        &stamp[8..10],
+        &stamp[10..12],
+        &stamp[12..14]
+    );
+    humantime::parse_rfc3339(&text).ok()?;
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_folder_timestamp_is_the_recording_time() {
+        assert_eq!(
+            recorded_at("acme/standup-20260110042117/1768018896877-890c0eae-1d2f-4c3b-9a8e-0f1e2d3c4b5a-cam-audio-1768018914565")
+                .as_deref(),
+            Some("2026-01-10T04:21:17Z")
+        );
+        assert_eq!(recorded_at("acme/standup/x"), None);
+        assert_eq!(recorded_at("acme/standup-20261399999999/x"), None);
+    }
+
+    #[test]
+    fn the_built_in_pipeline_validates() {
+        let p = load_pipeline(None, crate::registry::Registry::builtin().catalog()).unwrap();
+        assert_eq!(p.name, "DiarizationPipeline");
+        assert!(p.on_failure.is_some());
+    }
+}
