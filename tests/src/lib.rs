@@ -4,12 +4,17 @@
 //! - [`server`] starts `temporal server start-dev` once per test binary on free ports.
 //! - [`registry`] is reflow's built-in registry plus the test activities and workflow types.
 //! - [`InProcessWorker`] runs `reflow::worker::run_workers` on its own thread.
+//! - [`s3::S3Server`] is a real S3-compatible server (s3s-fs); [`daily::DailyStandIn`] and
+//!   [`standins`] stand in for the HTTP services reflow cannot reach from here.
 //! - [`TestPipeline`] loads a YAML file from `tests/pipelines/`, giving it a task queue of
 //!   its own, so tests sharing one server never pick up each other's tasks.
 
 pub mod activities;
+pub mod daily;
 pub mod media;
 pub mod postgres;
+#[path = "../../activities/tests/common/s3.rs"]
+pub mod s3;
 pub mod standins;
 
 pub use postgres::PgServer;

@@ -1,6 +1,7 @@
 //! Local stand-ins for the HTTP services reflow calls but cannot reach from here — an
-//! OpenAI-compatible `chat/completions` endpoint and the two transcription APIs (Reflector's GPU
-//! `v1/audio/transcriptions-from-url`, OpenAI's `v1/audio/transcriptions` upload). Each is a real
+//! OpenAI-compatible `chat/completions` endpoint, the two transcription APIs (Reflector's GPU
+//! `v1/audio/transcriptions-from-url`, OpenAI's `v1/audio/transcriptions` upload), Zulip's
+//! messages API and a customer webhook receiver (Daily has its own, [`crate::daily`]). Each is a real
 //! HTTP server on a loopback port that implements the documented request and response shapes,
 //! records every request it receives (path, bearer token, JSON body or multipart fields and
 //! file), and answers from a script: queued replies first, then a default reply computed from
@@ -20,8 +21,16 @@ use serde_json::{Value, json};
 /// One request as the stand-in saw it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// HTTP method.
+    pub method: String,
     /// Request path.
     pub path: String,
+    /// Every header.
+    pub headers: HeaderMap,
+    /// The raw body (empty for multipart requests, which are parsed into `fields`/`file`).
+    pub body: Vec<u8>,
+    /// `application/x-www-form-urlencoded` fields.
+    pub form: BTreeMap<String, String>,
     /// The bearer token, if one was sent.
     pub bearer: Option<String>,
     /// A JSON body.
@@ -102,6 +111,7 @@ impl StandIn {
 }
 
 async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Response {
+    let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let headers: HeaderMap = request.headers().clone();
     let bearer = headers
@@ -115,7 +125,11 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Res
         .unwrap_or("")
         .to_owned();
     let mut recorded = Recorded {
+        method,
         path,
+        headers,
+        body: Vec::new(),
+        form: BTreeMap::new(),
         bearer,
         json: None,
         fields: BTreeMap::new(),
@@ -143,6 +157,10 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Res
     } else {
         let body = Bytes::from_request(request, &()).await.unwrap_or_default();
         recorded.json = serde_json::from_slice(&body).ok();
+        if content_type.starts_with("application/x-www-form-urlencoded") {
+            recorded.form = url::form_urlencoded::parse(&body).into_owned().collect();
+        }
+        recorded.body = body.to_vec();
     }
     let reply = {
         let mut inner = inner.lock().unwrap();
@@ -194,4 +212,70 @@ pub fn completion(content: &str, prompt_tokens: u64) -> Value {
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": (content.len() / 4) as u64,
                   "total_tokens": prompt_tokens + (content.len() / 4) as u64},
     })
+}
+
+/// A Zulip stand-in (messages API): `POST /api/v1/messages` creates a message and answers its
+/// `id`; `PATCH /api/v1/messages/{id}` updates a known one, or answers 400 "Invalid
+/// message(s)" like Zulip does for an unknown id. Requests without the bot's basic auth get 401.
+pub async fn zulip(bot_email: &str, api_key: &str) -> StandIn {
+    use base64::Engine;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{bot_email}:{api_key}"))
+    );
+    let messages = Arc::new(Mutex::new(Vec::<i64>::new()));
+    StandIn::start(move |r| {
+        let auth = r.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if auth != Some(expected.as_str()) {
+            return Reply::Status { code: 401, retry_after: None };
+        }
+        let mut known = messages.lock().unwrap();
+        match (r.method.as_str(), r.path.strip_prefix("/api/v1/messages")) {
+            ("POST", Some("")) if r.form.get("type").map(String::as_str) == Some("stream") => {
+                let id = 1000 + known.len() as i64;
+                known.push(id);
+                Reply::Json(json!({"result": "success", "msg": "", "id": id}))
+            }
+            ("PATCH", Some(rest)) => match rest.trim_start_matches('/').parse::<i64>() {
+                Ok(id) if known.contains(&id) => Reply::Json(json!({"result": "success", "msg": ""})),
+                _ => Reply::Status { code: 400, retry_after: None },
+            },
+            _ => Reply::Status { code: 404, retry_after: None },
+        }
+    })
+    .await
+}
+
+/// A customer webhook receiver that verifies `X-Webhook-Signature: t=…,v1=…` with `secret`
+/// (401 when it does not match) and accepts everything else with 200.
+pub async fn webhook_receiver(secret: &str) -> StandIn {
+    let secret = secret.to_owned();
+    StandIn::start(move |r| {
+        if signature_ok(&secret, r) {
+            Reply::Json(json!({"received": true}))
+        } else {
+            Reply::Status { code: 401, retry_after: None }
+        }
+    })
+    .await
+}
+
+/// Whether a recorded request carries a valid customer-webhook signature for `secret`.
+pub fn signature_ok(secret: &str, r: &Recorded) -> bool {
+    let Some(sig) = r.headers.get("x-webhook-signature").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mut t = None;
+    let mut v1 = None;
+    for part in sig.split(',') {
+        match part.split_once('=') {
+            Some(("t", x)) => t = x.parse::<u64>().ok(),
+            Some(("v1", x)) => v1 = Some(x.to_owned()),
+            _ => {}
+        }
+    }
+    match (t, v1) {
+        (Some(t), Some(v1)) => ::activities::webhook::signature(secret, t, &r.body) == v1,
+        _ => false,
+    }
 }
