@@ -191,15 +191,7 @@ impl Intake {
             }
         };
         let workflow_id = workflow_id(&d.recording_id);
-        let input = json!({
-            "recording_id": d.recording_id,
-            "transcript_id": transcript.id,
-            "room_id": room.id,
-            "bucket_name": (!bucket.is_empty()).then_some(bucket),
-            "source_platform": "daily",
-            "tracks": keys.iter().map(|k| json!({"s3_key": k})).collect::<Vec<_>>(),
-            "language": transcript.source_language.clone().unwrap_or_else(|| "en".into()),
-        });
+        let input = pipeline_input(&transcript, &d.recording_id, &room.id, &bucket, &keys);
         match runs::start_with(
             &self.client,
             &self.pipeline,
@@ -267,6 +259,25 @@ impl Intake {
         }
         Ok(best.map(|(_, id)| id))
     }
+}
+
+/// The DiarizationPipeline input for a Daily recording's transcript (pipeline.md §2).
+pub fn pipeline_input(
+    transcript: &activities::db::transcripts::Transcript,
+    recording_id: &str,
+    room_id: &str,
+    bucket: &str,
+    keys: &[String],
+) -> serde_json::Value {
+    json!({
+        "recording_id": recording_id,
+        "transcript_id": transcript.id,
+        "room_id": room_id,
+        "bucket_name": (!bucket.is_empty()).then_some(bucket),
+        "source_platform": "daily",
+        "tracks": keys.iter().map(|k| json!({"s3_key": k})).collect::<Vec<_>>(),
+        "language": transcript.source_language.clone().unwrap_or_else(|| "en".into()),
+    })
 }
 
 /// The trailing `YYYYMMDDHHMMSS` of the key's parent folder, as RFC 3339 UTC.

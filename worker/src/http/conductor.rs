@@ -40,12 +40,12 @@ pub(super) fn routes() -> Router<ApiState> {
 /// Conductor's error body.
 #[derive(Debug)]
 pub struct ConductorError {
-    status: StatusCode,
-    message: String,
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
 }
 
 impl ConductorError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ConductorError {
             status,
             message: message.into(),
@@ -140,7 +140,15 @@ async fn retry(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ConductorError> {
     authorized(&state, &headers)?;
-    let exec = Execution::load(&state, &id, 0).await?;
+    retry_run(&state, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Resume the latest run of `id` from just before its earliest failed step (a Temporal reset;
+/// completed steps are not run again). Returns the new run's id. 409 while it runs, or when
+/// nothing failed.
+pub(crate) async fn retry_run(state: &ApiState, id: &str) -> Result<String, ConductorError> {
+    let exec = Execution::load(state, id, 0).await?;
     let pipeline = exec.pipeline();
     let failed = |a: &&Act| {
         let optional = exec.optional(pipeline.as_ref(), a);
@@ -182,7 +190,7 @@ async fn retry(
     let request = temporalio_common::protos::temporal::api::workflowservice::v1::ResetWorkflowExecutionRequest {
         namespace: temporalio_client::NamespacedClient::namespace(client),
         workflow_execution: Some(temporalio_common::protos::temporal::api::common::v1::WorkflowExecution {
-            workflow_id: id.clone(),
+            workflow_id: id.to_owned(),
             run_id: exec.run_id.clone(),
         }),
         reason: "conductor-retry".into(),
@@ -190,7 +198,7 @@ async fn retry(
         request_id: uuid::Uuid::new_v4().to_string(),
         ..Default::default()
     };
-    client
+    let reset = client
         .connection()
         .workflow_service()
         .reset_workflow_execution(tonic::Request::new(request))
@@ -201,8 +209,9 @@ async fn retry(
                 format!("reset refused: {}", e.message()),
             )
         })?;
-    tracing::info!(workflow_id = %id, event = target, "run reset for a retry");
-    Ok(StatusCode::NO_CONTENT)
+    let run_id = reset.into_inner().run_id;
+    tracing::info!(workflow_id = %id, event = target, run_id = %run_id, "run reset for a retry");
+    Ok(run_id)
 }
 
 /// Epoch ms of an RFC 3339 time (0 when absent or unreadable).

@@ -105,6 +105,21 @@ impl ApiState {
     }
 }
 
+impl ApiState {
+    /// Whether the request may change things (start runs): open when no token is
+    /// configured, otherwise the operator token.
+    pub fn may_write(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.api_token else {
+            return true;
+        };
+        headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -30,6 +30,119 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/v1/transcripts/{id}/participants", get(participants))
         .route("/v1/transcripts/{id}/audio/waveform", get(waveform))
         .route("/v1/transcripts/{id}/audio/mp3", get(audio).head(audio))
+        .route(
+            "/v1/transcripts/{id}/process",
+            axum::routing::post(process),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+struct ProcessQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+/// `POST /v1/transcripts/{id}/process` (events-and-api.md §5.5): resume a failed run from its
+/// failed step, or start a new run of the recording (terminating a running one with `force`).
+async fn process(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ProcessQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    if !state.may_write(&headers) {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Not authenticated"));
+    }
+    let db = state.events.db();
+    let t = db
+        .find_transcript(&id)
+        .await?
+        .filter(|t| t.deleted_at.is_none())
+        .ok_or_else(|| ApiError::not_found("Transcript not found"))?;
+    if t.locked {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "Transcript is locked"));
+    }
+    let Some(recording_id) = t.recording_id.clone() else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Transcript has no recording to process",
+        ));
+    };
+    let (Some(intake), Some(client)) = (&state.intake, &state.temporal) else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no Temporal connection",
+        ));
+    };
+    let workflow_id = t
+        .workflow_id
+        .clone()
+        .unwrap_or_else(|| crate::intake::workflow_id(&recording_id));
+    let handle = client.get_workflow_handle::<temporalio_client::UntypedWorkflow>(&workflow_id);
+    let status = handle
+        .describe(temporalio_client::WorkflowDescribeOptions::default())
+        .await
+        .ok()
+        .and_then(|d| d.raw_description.workflow_execution_info.map(|i| i.status));
+    // Temporal's WorkflowExecutionStatus: 1 running, 3 failed, 4 canceled, 5 terminated,
+    // 7 timed out.
+    match status {
+        Some(1) if !q.force => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "Processing already in progress",
+            ));
+        }
+        Some(1) => {
+            handle
+                .terminate(
+                    temporalio_client::WorkflowTerminateOptions::builder()
+                        .reason("reprocess requested")
+                        .build(),
+                )
+                .await
+                .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        }
+        Some(3 | 4 | 5 | 7) => {
+            let run_id = super::conductor::retry_run(&state, &workflow_id)
+                .await
+                .map_err(|e| ApiError::new(e.status, e.message))?;
+            return Ok(axum::Json(json!({
+                "status": "retrying", "workflow_id": workflow_id, "run_id": run_id,
+            })));
+        }
+        _ => {}
+    }
+    let row = db
+        .recording(&recording_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Recording not found"))?;
+    let input = crate::intake::pipeline_input(
+        &t,
+        &recording_id,
+        t.room_id.as_deref().unwrap_or_default(),
+        &row.bucket_name,
+        &row.keys(),
+    );
+    let run = crate::runs::start_with(
+        client,
+        &intake.pipeline,
+        input,
+        &workflow_id,
+        temporalio_client::WorkflowIdReusePolicy::AllowDuplicate,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::runs::RunError::AlreadyStarted { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "Processing already in progress",
+        ),
+        e => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    })?;
+    let run_id = run.run_id.unwrap_or_default();
+    db.set_workflow(&t.id, &workflow_id, &run_id).await?;
+    tracing::info!(transcript_id = %t.id, workflow_id = %workflow_id, run_id = %run_id, "reprocessing");
+    Ok(axum::Json(json!({"status": "ok", "workflow_id": workflow_id, "run_id": run_id})))
 }
 
 /// A readable, not soft-deleted transcript, or the error to answer.
