@@ -39,7 +39,7 @@ pub async fn processing(
         .await?
     {
         events
-            .publish(activity, transcript_id, "STATUS", json!({"status": "processing"}))
+            .publish(activity, transcript_id, "STATUS", json!({"value": "processing"}))
             .await?;
     }
     Ok(())
@@ -140,11 +140,12 @@ impl LifecycleActivities {
             .publish("finalize", tid, "TRANSCRIPT", json!({"text": "", "translation": null}))
             .await?;
         db.set_error(tid, None).await?;
-        db.set_transcript_status(tid, "ended").await?;
-        // Published on every run: a re-run starts from an empty log.
-        self.events
-            .publish("finalize", tid, "STATUS", json!({"status": "ended"}))
-            .await?;
+        // STATUS only on change (a retried finalize finds the transcript already ended).
+        if db.set_transcript_status(tid, "ended").await? {
+            self.events
+                .publish("finalize", tid, "STATUS", json!({"value": "ended"}))
+                .await?;
+        }
         Ok(FinalizeOutput {
             status: "ended".into(),
             deleted: input.padded_keys.len(),
@@ -222,7 +223,7 @@ impl LifecycleActivities {
         }
         if changed {
             self.events
-                .publish("mark_failed", tid, "STATUS", json!({"status": "error"}))
+                .publish("mark_failed", tid, "STATUS", json!({"value": "error"}))
                 .await?;
         }
         tracing::error!(transcript_id = %tid, step = %input.step, error = %cause, status = %status, "pipeline failed");

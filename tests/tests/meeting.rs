@@ -218,16 +218,23 @@ async fn room_and_meeting(f: &Fixture, rec_s: u64) {
     .unwrap();
 }
 
-/// Every event of a transcript's socket until the server closes it (after STATUS ended).
+/// Every event of a transcript's socket until STATUS ended.
 async fn collect_events(api: String, transcript_id: String) -> Vec<Value> {
     let (mut ws, _) =
         tokio_tungstenite::connect_async(format!("ws://{api}/v1/transcripts/{transcript_id}/events"))
             .await
             .expect("websocket");
-    let mut out = Vec::new();
+    let mut out: Vec<Value> = Vec::new();
     while let Some(Ok(m)) = ws.next().await {
         if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
-            out.push(serde_json::from_str(&t).unwrap());
+            let event: Value = serde_json::from_str(&t).unwrap();
+            // Reflector's frontend closes on STATUS ended; the server never closes first.
+            let ended = event["event"] == "STATUS" && event["data"]["value"] == "ended";
+            out.push(event);
+            if ended {
+                let _ = ws.close(None).await;
+                break;
+            }
         }
     }
     out
@@ -372,10 +379,10 @@ async fn a_signed_daily_webhook_becomes_a_finished_transcript() {
     }
     assert_eq!(out["tracks"].as_array().unwrap().len(), 3);
 
-    // The socket saw the pipeline's events, TRANSCRIPT then STATUS ended last, and closed.
+    // The socket saw the pipeline's events, TRANSCRIPT then STATUS ended last.
     let seen = tokio::time::timeout(Duration::from_secs(30), events)
         .await
-        .expect("the socket closes after STATUS ended")
+        .expect("STATUS ended arrives on the socket")
         .unwrap();
     let names: Vec<&str> = seen.iter().filter_map(|e| e["event"].as_str()).collect();
     for expected in [
@@ -385,7 +392,7 @@ async fn a_signed_daily_webhook_becomes_a_finished_transcript() {
         assert!(names.contains(&expected), "{expected} missing from {names:?}");
     }
     let last_status = seen.iter().rev().find(|e| e["event"] == "STATUS").unwrap();
-    assert_eq!(last_status["data"]["status"], "ended");
+    assert_eq!(last_status["data"]["value"], "ended");
     let pos = |n: &str| names.iter().rposition(|x| *x == n).unwrap();
     assert!(pos("TRANSCRIPT") < pos("STATUS"), "{names:?}");
 
@@ -496,7 +503,7 @@ async fn unknown_recording_ends_in_error(f: &Fixture, rec_s: u64) {
     assert!(why.contains("get_recording") && why.contains("NotFound"), "{why}");
     let stored = db().events(&transcript_id, 0).await.unwrap();
     assert!(
-        stored.iter().any(|e| e.event == "STATUS" && e.data["status"] == "error"),
+        stored.iter().any(|e| e.event == "STATUS" && e.data["value"] == "error"),
         "{stored:?}"
     );
 }

@@ -62,44 +62,38 @@ impl Db {
         data: &Value,
     ) -> Result<StoredEvent, DbError> {
         let text = data.to_string();
-        // One statement, so SQLite appends atomically; PostgreSQL may race another appender
-        // for the same seq, which the primary key refuses: take the next one.
-        let mut tries = 0;
-        loop {
-            let r = crate::on_pool!(self, |pool| sqlx::query_scalar::<_, i64>(
-                "INSERT INTO transcript_event (transcript_id, seq, event, data, created_at) \
-                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM transcript_event \
-                 WHERE transcript_id = $1 RETURNING seq",
-            )
-            .bind(transcript_id)
-            .bind(event)
-            .bind(&text)
-            .bind(now())
-            .fetch_one(pool)
-            .await)
-            .map_err(DbError::query("append event"));
-            match r {
-                Ok(seq) => {
-                    return Ok(StoredEvent {
-                        transcript_id: transcript_id.to_owned(),
-                        seq,
-                        event: event.to_owned(),
-                        data: data.clone(),
-                    });
-                }
-                Err(e) if e.is_unique_violation() && tries < 10 => tries += 1,
-                Err(DbError::Query {
-                    source: sqlx::Error::Database(d),
-                    ..
-                }) if d.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {
-                    return Err(DbError::NotFound {
-                        what: "transcript",
-                        id: transcript_id.to_owned(),
-                    });
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        // The position comes from the transcript's own counter, so it is never reused, not
+        // even after `clear_events`; the row update also serialises concurrent appenders.
+        let seq = crate::on_pool!(self, |pool| sqlx::query_scalar::<_, i64>(
+            "UPDATE transcript SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq",
+        )
+        .bind(transcript_id)
+        .fetch_optional(pool)
+        .await)
+        .map_err(DbError::query("append event"))?
+        .ok_or_else(|| DbError::NotFound {
+            what: "transcript",
+            id: transcript_id.to_owned(),
+        })?;
+        crate::on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO transcript_event (transcript_id, seq, event, data, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(transcript_id)
+        .bind(seq)
+        .bind(event)
+        .bind(&text)
+        .bind(now())
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(DbError::query("append event"))?;
+        Ok(StoredEvent {
+            transcript_id: transcript_id.to_owned(),
+            seq,
+            event: event.to_owned(),
+            data: data.clone(),
+        })
     }
 
     /// A transcript's events in order, from `after` (exclusive; 0 for all).
