@@ -6,6 +6,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 temporal_version := "1.9.1"
 s3s_version := "0.14.1"
 venv := justfile_directory() / ".venv"
+data := env_var_or_default("REFLOW_DATA_DIR", justfile_directory() / ".data")
 
 # List recipes.
 default:
@@ -24,21 +25,33 @@ setup:
     fi
     "{{venv}}/bin/temporal" --version
     PIP="{{venv}}/bin/pip" bash scripts/setup-models.sh
+    if ! pkg-config --exists opus 2>/dev/null; then
+        # libopus (Opus decoding and encoding, found through pkg-config) to build reflow.
+        sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libopus-dev pkg-config
+    fi
+
+# What the demo and the tests use to make recordings: ffmpeg (every format), espeak-ng and sox
+# (real synthesized speech).
+setup-media: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null \
+        || ! command -v sox >/dev/null || ! command -v soxi >/dev/null; then
+        sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg espeak-ng sox
+    fi
 
 # Also install what the build and the tests need: libopus (Opus decoding, through pkg-config),
 # ffmpeg (it makes the test recordings in every format), espeak-ng and sox (real speech for
 # the transcription tests), s3s-fs (a real S3-compatible server)
 # PostgreSQL's server binaries (tests start their own servers; as root they run as the
 # `postgres` user), and Chromium with playwright-core for the progress page test.
-setup-test: setup
+setup-test: setup-media
     #!/usr/bin/env bash
     set -euo pipefail
-    if ! command -v ffmpeg >/dev/null || ! pkg-config --exists opus 2>/dev/null \
-        || ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then
-        sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg libopus-dev pkg-config espeak-ng sox
-    fi
     if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
         sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
         $sudo apt-get update -qq
@@ -63,8 +76,17 @@ setup-test: setup
     fi
     s3s-fs --version
 
-# Run the example pipeline end to end on the embedded default (local Temporal dev server).
-demo *args: setup
+# The one-command demo: synthesize a 3-speaker meeting (espeak-ng, three voices, staggered
+# joins, ~3 minutes on clear topics) and transcribe it with `reflow process` on the embedded
+# default — Temporal dev server, SQLite, local storage, CPU Whisper and LLM — with live step
+# progress, the progress page and the Temporal Web UI. `just demo --keep` keeps them up.
+demo *args: setup-media
+    python3 scripts/demo-meeting.py "{{data}}/demo-meeting"
+    TEMPORAL_CLI="{{venv}}/bin/temporal" cargo run --quiet -p reflow-worker -- process "{{data}}/demo-meeting" {{args}}
+
+# The example pipeline (checksum a directory, one child workflow per file) on the embedded
+# default.
+demo-digest *args: setup
     TEMPORAL_CLI="{{venv}}/bin/temporal" cargo run --quiet -p reflow-worker -- demo {{args}}
 
 # Local Temporal dev server (Web UI on http://127.0.0.1:8233) plus a worker, until Ctrl-C.

@@ -5,7 +5,7 @@
 mod media;
 
 use activities::audio::AudioError;
-use activities::audio::pad::{OffsetSource, PadStats, pad_to_webm};
+use activities::audio::pad::{OffsetSource, PadStats, pad_to_webm, pad_to_webm_at};
 use media::{decoded_seconds, ffprobe_start_time, onset, peak_between, tone};
 
 /// A 440 Hz tone at half scale, `secs` long, as Opus in WebM, its timestamps shifted by
@@ -208,4 +208,18 @@ fn a_silent_track_pads_to_silence_and_junk_fails_naming_the_track() {
             .contains("acme/room/1768018896877-x-cam-audio-1"),
         "{err}"
     );
+}
+
+#[test]
+fn a_local_source_s_declared_offset_wins_over_the_container() {
+    // An exported file starts at 0 whatever the meeting; recording.json says 2.5 s.
+    let dir = tempfile::tempdir().unwrap();
+    let track = opus_webm(dir.path(), "export.webm", 1.0, 0.0, "PTS");
+    let out = dir.path().join("padded.webm");
+    let stats = pad_to_webm_at(&track, "local/x/export.webm", Some(2.5), None, &out, |_| {})
+        .expect("padding succeeds");
+    assert_eq!(stats.offset_source, OffsetSource::Declared);
+    assert_eq!(stats.offset_ms, 2500);
+    let sound = onset(&out, 0.1).expect("the tone is there");
+    assert!((sound - 2.5).abs() < 0.05, "tone starts at {sound} s");
 }

@@ -219,6 +219,7 @@ pub fn services() -> reflow::registry::Services {
         daily: Default::default(),
         zulip: Default::default(),
         webhook_private_hosts: Vec::new(),
+        intake: None,
     }
 }
 

@@ -160,9 +160,8 @@ async fn fixture() -> Fixture {
         },
         // The receiver listens on loopback: allowed explicitly, as the SSRF guard requires.
         webhook_private_hosts: vec!["127.0.0.1".into()],
+        intake: None,
     };
-    let queues: Vec<String> = QUEUES.iter().map(|q| q.to_string()).collect();
-    let worker = InProcessWorker::start_with(&queues, services);
     let client = client().await;
     let intake = Arc::new(Intake {
         db: db(),
@@ -170,6 +169,12 @@ async fn fixture() -> Fixture {
         pipeline: intake::load_pipeline(None, registry().catalog()).unwrap(),
         bucket_name: Some("daily-recordings".into()),
     });
+    let services = reflow::registry::Services {
+        intake: Some(intake.clone()),
+        ..services
+    };
+    let queues: Vec<String> = QUEUES.iter().map(|q| q.to_string()).collect();
+    let worker = InProcessWorker::start_with(&queues, services);
     let api = serve_api(reflow::http::ApiState {
         events,
         storage: storage.clone(),
@@ -304,26 +309,39 @@ async fn a_signed_daily_webhook_becomes_a_finished_transcript() {
     let workflow_id = intake::workflow_id(recording_id);
     let events = tokio::spawn(collect_events(f.api.clone(), tid.clone()));
 
-    // Redelivery racing the poll path: both answered, nothing new started.
+    // Redelivery racing the polling backup (the `PollDailyRecordings` pipeline the schedule
+    // starts): both answered, nothing new started. The poll also sees a cloud recording and
+    // one still in progress (both skipped) and a raw-tracks one whose meeting does not exist
+    // yet (left for the next poll).
+    f.daily.add_recording(json!({"id": "cloud-1", "room_name": ROOM_NAME, "start_ts": rec_s, "status": "finished", "duration": 30, "s3key": "acme/cloud.mp4", "tracks": []}));
+    f.daily.add_recording(json!({"id": "busy-1", "room_name": ROOM_NAME, "start_ts": rec_s, "status": "in-progress", "duration": null, "tracks": tracks.clone()}));
+    let early_key = format!("acme/later-20260110042117/{rec_ms}-{}-cam-audio-{rec_ms}", SPEAKERS[0].id);
+    f.daily.add_recording(json!({"id": "early-1", "room_name": "later-20260110042117", "start_ts": rec_s, "status": "finished", "duration": 30, "tracks": [{"type": "audio", "s3Key": early_key, "size": 1}]}));
+    let poll = workflow::parse_and_validate(
+        "daily-poll.yaml",
+        reflow::gitops::DAILY_POLL_YAML,
+        registry().catalog(),
+    )
+    .unwrap();
+    runs::start(&f.client, &poll, json!({}), "daily-poll-test").await.unwrap();
+    let (again, polled) = tokio::join!(
+        f.daily.send_webhook(&hook, DAILY_SECRET, &body, false),
+        runs::wait(&f.client, "daily-poll-test")
+    );
+    assert_eq!(again, (200, json!({"status": "ok"})));
+    let polled = polled.unwrap();
+    assert_eq!(polled["seen"], 4, "{polled}");
+    assert_eq!(polled["started"], json!([]), "{polled}");
+    assert_eq!(polled["waiting"], json!(["early-1"]), "{polled}");
+    // The intake routine itself, called again for the same recording: already started.
     let discovered = Discovered {
         recording_id: recording_id.into(),
         room_name: ROOM_NAME.into(),
         start_ts: rec_s as i64,
-        track_keys: recording["tracks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| t["type"] == "audio")
-            .map(|t| t["s3Key"].as_str().unwrap().to_owned())
-            .collect(),
+        track_keys: vec![tracks[0]["s3Key"].as_str().unwrap().to_owned()],
     };
-    let (again, polled) = tokio::join!(
-        f.daily.send_webhook(&hook, DAILY_SECRET, &body, false),
-        f.intake.intake(&discovered)
-    );
-    assert_eq!(again, (200, json!({"status": "ok"})));
     assert_eq!(
-        polled.unwrap(),
+        f.intake.intake(&discovered).await.unwrap(),
         Outcome::AlreadyStarted {
             transcript_id: tid.clone(),
             workflow_id: workflow_id.clone()
@@ -434,7 +452,9 @@ async fn a_signed_daily_webhook_becomes_a_finished_transcript() {
 }
 
 /// `POST /v1/transcripts/{id}/process` after the run ended: a new run of the same workflow
-/// id; the Zulip message is updated in place, and the webhook carries a new event id.
+/// id; the Zulip message is updated in place, and the webhook carries a new event id. A
+/// participant denied consent meanwhile: this run's cleanup deletes the raw tracks and the
+/// MP3, and the audio endpoint then answers 404.
 async fn reprocess_updates_the_zulip_message(
     f: &Fixture,
     tid: &str,
@@ -442,6 +462,9 @@ async fn reprocess_updates_the_zulip_message(
     first_payload: &Value,
 ) {
     let http = reqwest::Client::new();
+    let mp3 = format!("http://{}/v1/transcripts/{tid}/audio/mp3", f.api);
+    assert_eq!(http.get(&mp3).send().await.unwrap().status(), 200);
+    db().add_consent("m-standup", Some("u-Ben"), false).await.unwrap();
     let answer: Value = http
         .post(format!("http://{}/v1/transcripts/{tid}/process", f.api))
         .send()
@@ -470,6 +493,18 @@ async fn reprocess_updates_the_zulip_message(
     assert_eq!(hooks.len(), 2);
     let second = hooks[1].json.clone().unwrap();
     assert_ne!(second["event_id"], first_payload["event_id"], "a reprocess is a new event");
+
+    assert!(t.audio_deleted, "consent denied: audio deleted");
+    assert!(!f.storage.exists(&format!("{tid}/audio.mp3")).await.unwrap());
+    let daily_bucket = f._s3.storage("s3://daily-recordings");
+    let row = db().recording(t.recording_id.as_deref().unwrap()).await.unwrap().unwrap();
+    for key in row.keys() {
+        assert!(!daily_bucket.exists(&key).await.unwrap(), "{key} deleted");
+    }
+    let answer = http.get(&mp3).send().await.unwrap();
+    assert_eq!(answer.status(), 404);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["detail"], "Audio unavailable due to privacy settings");
 }
 
 /// A recording Daily does not know: `get_recording` fails for good (NotFound), `mark_failed`

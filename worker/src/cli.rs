@@ -111,6 +111,35 @@ pub enum Command {
         #[arg(long, env = "REFLOW_HTTP", default_value = "127.0.0.1:1250")]
         http: std::net::SocketAddr,
     },
+    /// Transcribe a meeting: run the meeting pipeline on a directory of per-speaker audio
+    /// files (embedded default: dev server, SQLite, local storage, CPU models), with live
+    /// progress, then print the title, summary and topics and write the transcript.
+    Process {
+        /// Directory of per-speaker audio files (and an optional recording.json).
+        dir: PathBuf,
+        /// Address of the progress page and API (a free port if it is taken).
+        #[arg(long, env = "REFLOW_HTTP", default_value = "127.0.0.1:1250")]
+        http: std::net::SocketAddr,
+        /// Where to write transcript.txt, transcript.vtt and summary.md
+        /// (default: <dir>/reflow-output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Keep serving afterwards (progress page, Web UI) until Ctrl-C.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Show what `apply` would change in the cluster (schedules), without changing it.
+    Plan {
+        /// Directory of pipeline files (for the pipelines schedules start).
+        #[arg(long, env = "REFLOW_PIPELINES")]
+        pipelines: Option<PathBuf>,
+    },
+    /// Make the cluster match what the repository declares (idempotent).
+    Apply {
+        /// Directory of pipeline files (for the pipelines schedules start).
+        #[arg(long, env = "REFLOW_PIPELINES")]
+        pipelines: Option<PathBuf>,
+    },
     /// Run the example pipeline end to end on the embedded default and print its table.
     Demo {
         /// Directory whose files the example pipeline checksums (default: the current one).
@@ -208,10 +237,11 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             let shutdown = Shutdown::default();
             shutdown.on_signals();
             tracing::info!(queues = ?queues, "serving");
-            let services = Services::from_settings(&settings, &registry).await?;
+            let mut services = Services::from_settings(&settings, &registry).await?;
             let api_client = client.clone();
             let dir = pipelines.as_deref().unwrap_or(&settings.pipelines_dir);
             let intake = intake_for(dir, &registry, &services, &client)?;
+            services.intake = intake.clone();
             let api = serve_api(http, &services, &api_client, intake, &shutdown);
             let (workers, api) = futures::join!(
                 run_workers(client, &registry, &services, &queues, shutdown.clone()),
@@ -236,10 +266,11 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             let shutdown = Shutdown::default();
             shutdown.on_signals();
             eprintln!("worker serving {}; Ctrl-C to stop", queues.join(", "));
-            let services = Services::from_settings(&settings, &registry).await?;
+            let mut services = Services::from_settings(&settings, &registry).await?;
             let api_client = client.clone();
             let dir = pipelines.as_deref().unwrap_or(&settings.pipelines_dir);
             let intake = intake_for(dir, &registry, &services, &client)?;
+            services.intake = intake.clone();
             let api = serve_api(Some(http), &services, &api_client, intake, &shutdown);
             let (result, api) = futures::join!(
                 run_workers(client, &registry, &services, &queues, shutdown.clone()),
@@ -252,6 +283,44 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             result?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plan { pipelines } => {
+            let dir = pipelines.unwrap_or_else(|| settings.pipelines_dir.clone());
+            let desired = crate::gitops::Desired::from_env(Some(&dir), registry.catalog())?;
+            let client = connect(&settings).await?;
+            let changes = crate::gitops::plan(&client, &desired).await?;
+            for c in &changes {
+                println!("{c}");
+            }
+            let n = changes.iter().filter(|c| c.is_change()).count();
+            println!(
+                "{}",
+                if n == 0 {
+                    "no changes: the cluster matches the repository".to_owned()
+                } else {
+                    format!("{n} change(s) to apply")
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Apply { pipelines } => {
+            let dir = pipelines.unwrap_or_else(|| settings.pipelines_dir.clone());
+            let desired = crate::gitops::Desired::from_env(Some(&dir), registry.catalog())?;
+            let client = connect(&settings).await?;
+            let changes = crate::gitops::apply(&client, &desired).await?;
+            for c in &changes {
+                println!("{c}");
+            }
+            if !changes.iter().any(crate::gitops::Change::is_change) {
+                println!("nothing to change: the cluster already matches the repository");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Process {
+            dir,
+            http,
+            out,
+            keep,
+        } => process_dir(&settings, &registry, &dir, http, out, keep).await,
         Command::Demo { dir, keep } => demo(&settings, &registry, dir, keep).await,
     }
 }
@@ -421,6 +490,118 @@ async fn demo(
         "report written to {}; `reflow dev` shows this run ({id}) in the Web UI at http://127.0.0.1:8233",
         report.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `reflow process <dir>` (see [`crate::local`]).
+async fn process_dir(
+    settings: &Settings,
+    registry: &Registry,
+    dir: &Path,
+    http: std::net::SocketAddr,
+    out: Option<PathBuf>,
+    keep: bool,
+) -> anyhow::Result<ExitCode> {
+    let dir = std::path::absolute(dir)?;
+    let pipeline = crate::intake::load_pipeline(Some(&settings.pipelines_dir), registry.catalog())?;
+    let (tracks, duration_s) = crate::local::scan(&dir)?;
+    let ui_port = std::net::TcpListener::bind("127.0.0.1:8233")
+        .is_ok()
+        .then_some(8233);
+    let port = if std::net::TcpListener::bind("127.0.0.1:7233").is_ok() {
+        7233
+    } else {
+        0
+    };
+    let http = if std::net::TcpListener::bind(http).is_ok() {
+        http
+    } else {
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+    };
+    let (client, server) = connect_or_start(settings, port, ui_port).await?;
+    let shutdown = Shutdown::default();
+    shutdown.on_signals();
+    let mut services = Services::from_settings(settings, registry).await?;
+    let intake = intake_for(&settings.pipelines_dir, registry, &services, &client)?;
+    services.intake = intake.clone();
+    let recording_id = format!("local-{}", uuid::Uuid::new_v4().simple());
+    let transcript_id = uuid::Uuid::new_v4().to_string();
+    let workflow_id = format!("process-{recording_id}");
+    let input = crate::local::prepare(
+        &tracks,
+        duration_s,
+        &recording_id,
+        &transcript_id,
+        &services.recordings,
+        services.db(),
+    )
+    .await?;
+    eprintln!(
+        "{} track(s) from {}: {}",
+        tracks.len(),
+        dir.display(),
+        tracks
+            .iter()
+            .map(|t| t.name.clone().unwrap_or_else(|| t.path.display().to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let queues = pipeline.task_queues();
+    let job = {
+        let (client, shutdown, id) = (client.clone(), shutdown.clone(), workflow_id.clone());
+        async move {
+            let result = async {
+                runs::start(&client, &pipeline, input, &id).await?;
+                if let Some(port) = ui_port {
+                    eprintln!(
+                        "Temporal Web UI: http://127.0.0.1:{port}/namespaces/default/workflows/{id}"
+                    );
+                }
+                crate::follow::follow(&client, &id).await?;
+                runs::wait(&client, &id).await
+            }
+            .await;
+            if !keep || result.is_err() {
+                shutdown.trigger();
+            } else {
+                eprintln!("still serving (--keep); Ctrl-C to stop");
+            }
+            result
+        }
+    };
+    let state = crate::http::ApiState {
+        events: services.events.clone(),
+        storage: services.storage.clone(),
+        api_token: None,
+        temporal: Some(client.clone()),
+        intake,
+        daily_webhook_secret: None,
+    };
+    let page = {
+        let (stop, tid) = (shutdown.clone(), transcript_id.clone());
+        crate::http::serve(
+            http,
+            state,
+            move |bound| eprintln!("progress page: http://{bound}/transcripts/{tid}"),
+            async move { stop.wait().await },
+        )
+    };
+    let (worker, page, job) = futures::join!(
+        run_workers(client, registry, &services, &queues, shutdown),
+        page,
+        job
+    );
+    if let Some(s) = server {
+        s.stop().await;
+    }
+    worker?;
+    page?;
+    job?;
+    let t = services.db().transcript(&transcript_id).await?;
+    let out = out.unwrap_or_else(|| dir.join("reflow-output"));
+    let written = crate::local::write_outputs(&t, &out)?;
+    print!("{}", crate::local::summary(&t)?);
+    println!("transcript: {}", written.display());
     Ok(ExitCode::SUCCESS)
 }
 

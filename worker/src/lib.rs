@@ -7,8 +7,11 @@
 pub mod cli;
 pub mod cost;
 pub mod follow;
+pub mod gitops;
 pub mod http;
 pub mod intake;
+pub mod local;
+pub mod poll;
 pub mod registry;
 pub mod runs;
 pub mod settings;

@@ -23,7 +23,11 @@ use activities::progress::{self, ProgressActivities};
 use activities::storage::{Storage, StorageConfig, StorageError};
 use temporalio_sdk::WorkerOptions;
 use workflow::Catalog;
-use workflow::workflows::{DiarizationPipeline, DirectoryDigest, FileDigest, TrackProcessing};
+use workflow::workflows::{
+    DiarizationPipeline, DirectoryDigest, FileDigest, PollDailyRecordings, TrackProcessing,
+};
+
+use crate::poll::PollActivities;
 
 /// What activities need from the process: storage, the database, the event hub and a
 /// scratch directory.
@@ -48,6 +52,8 @@ pub struct Services {
     /// Hosts customer webhooks may reach at private addresses
     /// (`REFLOW_WEBHOOK_ALLOWED_PRIVATE_HOSTS`).
     pub webhook_private_hosts: Vec<String>,
+    /// Daily intake, for the poll activity (set once a Temporal client exists).
+    pub intake: Option<Arc<crate::intake::Intake>>,
 }
 
 /// Why the services could not be opened.
@@ -91,6 +97,7 @@ impl Services {
             daily: DailyConfig::from_env(),
             zulip: ZulipConfig::from_env(),
             webhook_private_hosts: activities::webhook::allowed_private_hosts(),
+            intake: None,
         })
     }
 
@@ -165,8 +172,10 @@ impl Registry {
             .activity(LifecycleActivities::mark_failed.name(), lifecycle::EMITS[2].1)
             .activity(ZulipActivities::post_zulip.name(), &[])
             .activity(WebhookActivities::send_webhook.name(), &[])
+            .activity(PollActivities::poll_daily_recordings.name(), &[])
             .workflow_type("DiarizationPipeline")
             .workflow_type("TrackProcessing")
+            .workflow_type("PollDailyRecordings")
             .workflow_type("DirectoryDigest")
             .workflow_type("FileDigest");
         Registry::empty().with(
@@ -210,6 +219,12 @@ impl Registry {
                 o.register_workflow::<DiarizationPipeline>()
                     .map_err(|e| e.to_string())?;
                 o.register_workflow::<TrackProcessing>()
+                    .map_err(|e| e.to_string())?;
+                o.register_activities(PollActivities::new(
+                    services.daily.clone(),
+                    services.intake.clone(),
+                ));
+                o.register_workflow::<PollDailyRecordings>()
                     .map_err(|e| e.to_string())?;
                 o.register_workflow::<DirectoryDigest>()
                     .map_err(|e| e.to_string())?;

@@ -106,6 +106,11 @@ crate::pipeline_workflow!(
     pub TrackProcessing
 );
 crate::pipeline_workflow!(
+    /// The Daily polling backup (`pipelines/daily-poll.yaml`), started by the `daily-poll`
+    /// schedule.
+    pub PollDailyRecordings
+);
+crate::pipeline_workflow!(
     /// The example pipeline (`pipelines/digest.yaml`): checksum every file of a directory.
     pub DirectoryDigest
 );
@@ -118,6 +123,7 @@ crate::pipeline_workflow!(
 pub const WORKFLOW_TYPES: &[&str] = &[
     "DiarizationPipeline",
     "TrackProcessing",
+    "PollDailyRecordings",
     "DirectoryDigest",
     "FileDigest",
 ];

@@ -90,6 +90,10 @@ pub struct PadInput {
     pub bucket_name: Option<String>,
     /// The raw track's key in the recordings bucket.
     pub s3_key: String,
+    /// A local source's declared offset in seconds (`recording.json`); wins over the
+    /// container's and the filename's.
+    #[serde(default)]
+    pub offset_s: Option<f64>,
 }
 
 /// Output of `pad_track`.
@@ -177,13 +181,14 @@ impl AudioActivities {
             let total_ms = super::decode::announced_ms(&raw).unwrap_or(0);
             let filename_offset =
                 crate::daily::TrackKey::parse(&input.s3_key).map(|k| k.offset_s());
+            let declared = input.offset_s;
             let out = dir.path().join("padded.webm");
             let decoded = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let (progress, path, name) = (decoded.clone(), out.clone(), input.s3_key.clone());
             let stats = with_heartbeats_from(
                 ctx,
                 move || {
-                    super::pad::pad_to_webm(&raw, &name, filename_offset, &path, |ms| {
+                    super::pad::pad_to_webm_at(&raw, &name, declared, filename_offset, &path, |ms| {
                         progress.store(ms, std::sync::atomic::Ordering::Relaxed)
                     })
                 },

@@ -34,6 +34,8 @@ pub enum OffsetSource {
     Container,
     /// The Daily filename's timestamps.
     Filename,
+    /// Declared by a local source (`recording.json`): wins over the container.
+    Declared,
     /// Neither was available: the track starts with the recording.
     None,
 }
@@ -68,6 +70,19 @@ pub fn pad_to_webm(
     source_name: &str,
     filename_offset_s: Option<f64>,
     out: &Path,
+    progress: impl FnMut(u64),
+) -> Result<PadStats, AudioError> {
+    pad_to_webm_at(input, source_name, None, filename_offset_s, out, progress)
+}
+
+/// [`pad_to_webm`] with an offset a local source declares (`recording.json`), which wins
+/// over the container's: a file exported from an editor starts at 0 whatever the meeting.
+pub fn pad_to_webm_at(
+    input: &Path,
+    source_name: &str,
+    declared_offset_s: Option<f64>,
+    filename_offset_s: Option<f64>,
+    out: &Path,
     mut progress: impl FnMut(u64),
 ) -> Result<PadStats, AudioError> {
     let mut stream = MonoStream::open(input, source_name, true)?;
@@ -76,7 +91,9 @@ pub fn pad_to_webm(
     let container = stream
         .first_packet_time()
         .filter(|t| stream.reader().is_matroska() && t.is_finite() && *t >= 0.0);
+    let declared = declared_offset_s.filter(|t| t.is_finite() && *t >= 0.0);
     let (offset_s, offset_source) = match (container, filename_offset_s) {
+        _ if declared.is_some() => (declared.unwrap_or_default(), OffsetSource::Declared),
         (Some(t), _) => (t, OffsetSource::Container),
         (None, Some(t)) if t.is_finite() && t >= 0.0 => (t, OffsetSource::Filename),
         _ => (0.0, OffsetSource::None),

@@ -66,6 +66,9 @@ pub struct TrackRef {
     /// A local source's speaker name (Daily tracks get theirs from the participants API).
     #[serde(default)]
     pub name: Option<String>,
+    /// A local source's offset in seconds (Daily tracks carry theirs in the file).
+    #[serde(default)]
+    pub offset_s: Option<f64>,
 }
 
 /// Input of `get_participants`.
@@ -101,6 +104,8 @@ pub struct SpeakerTrack {
     pub s3_key: String,
     /// Speaker number.
     pub speaker: i64,
+    /// A local source's declared offset, seconds.
+    pub offset_s: Option<f64>,
 }
 
 /// Daily activities.
@@ -206,6 +211,7 @@ impl DailyActivities {
                 .map(|(t, s)| SpeakerTrack {
                     s3_key: t.s3_key.clone(),
                     speaker: *s,
+                    offset_s: t.offset_s,
                 })
                 .collect(),
             speakers,

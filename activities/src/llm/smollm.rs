@@ -157,11 +157,16 @@ impl ChatModel {
             }
         };
         let mut sampler = LogitsProcessor::from_sampling(seed, sampling);
-        self.pool.install(|| {
-            let mut weights = self
-                .weights
-                .lock()
-                .map_err(|_| SmolError::Inference("model lock poisoned".into()))?;
+        // The model is locked before entering the pool, never inside it: a pool thread that
+        // waits inside a parallel kernel may steal another queued `install`, and that job
+        // blocking on the lock its own stack holds would deadlock the pool (seen with five
+        // concurrent LLM steps).
+        let mut guard = self
+            .weights
+            .lock()
+            .map_err(|_| SmolError::Inference("model lock poisoned".into()))?;
+        let weights: &mut ModelWeights = &mut guard;
+        self.pool.install(move || {
             let mut generated: Vec<u32> = Vec::new();
             let mut input = tokens.clone();
             let mut position = 0;

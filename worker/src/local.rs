@@ -1,0 +1,284 @@
+//! `reflow process <dir>`: the meeting pipeline on a directory of per-speaker audio files —
+//! the embedded default main job.
+//!
+//! Every audio file of the directory is one track (any format the decoder reads: WebM/Opus,
+//! Ogg, WAV, FLAC, MP3). Offsets and names come from, in order: an optional
+//! `recording.json` (`{"tracks": [{"file", "name", "offset_s"}], "duration_s"}`), a
+//! Daily-style file name (`{rec_ms}-{participant}-cam-audio-{track_ms}`, offset from the name),
+//! or the file's stem as the speaker's name and offset 0 (WebM files may still carry theirs).
+//! The files are copied into the recordings store, a transcript row is created, and
+//! `DiarizationPipeline` runs with `source_platform: "local"` (no Daily API).
+
+use std::path::{Path, PathBuf};
+
+use activities::daily::TrackKey;
+use activities::db::transcripts::NewTranscript;
+use activities::storage::Storage;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Extensions taken as audio tracks.
+pub const AUDIO: [&str; 8] = ["webm", "ogg", "opus", "wav", "flac", "mp3", "mka", "oga"];
+
+/// Why a directory cannot be processed.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// Reading the directory or a file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `recording.json` is not what it should be.
+    #[error("{path}: {message}")]
+    Manifest {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// Nothing to process.
+    #[error("{0}: no audio files ({exts})", exts = AUDIO.join(", "))]
+    Empty(String),
+    /// Storage or database.
+    #[error("{0}")]
+    Store(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    #[serde(default)]
+    tracks: Vec<ManifestTrack>,
+    #[serde(default)]
+    duration_s: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestTrack {
+    file: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    offset_s: Option<f64>,
+}
+
+/// One track of a local source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalTrack {
+    /// The file.
+    pub path: PathBuf,
+    /// Speaker name.
+    pub name: Option<String>,
+    /// Offset in seconds, when declared.
+    pub offset_s: Option<f64>,
+}
+
+/// The tracks of `dir` and the declared duration.
+pub fn scan(dir: &Path) -> Result<(Vec<LocalTrack>, Option<f64>), LocalError> {
+    let io = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| LocalError::Io { path, source }
+    };
+    let manifest_path = dir.join("recording.json");
+    let manifest: Manifest = if manifest_path.exists() {
+        let text = std::fs::read_to_string(&manifest_path).map_err(io(&manifest_path))?;
+        serde_json::from_str(&text).map_err(|e| LocalError::Manifest {
+            path: manifest_path.display().to_string(),
+            message: e.to_string(),
+        })?
+    } else {
+        Manifest::default()
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            TrackKey::parse(name).is_some()
+                || p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| AUDIO.contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    files.sort();
+    if !manifest.tracks.is_empty() {
+        // The manifest's order and names win; every file it names must exist.
+        let mut tracks = Vec::new();
+        for t in &manifest.tracks {
+            let path = dir.join(&t.file);
+            if !path.is_file() {
+                return Err(LocalError::Manifest {
+                    path: manifest_path.display().to_string(),
+                    message: format!("track {:?} does not exist", t.file),
+                });
+            }
+            tracks.push(LocalTrack {
+                path,
+                name: t.name.clone(),
+                offset_s: t.offset_s,
+            });
+        }
+        return Ok((tracks, manifest.duration_s));
+    }
+    if files.is_empty() {
+        return Err(LocalError::Empty(dir.display().to_string()));
+    }
+    let tracks = files
+        .into_iter()
+        .map(|path| {
+            let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let daily = TrackKey::parse(file);
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .map(str::to_owned);
+            LocalTrack {
+                name: if daily.is_some() { None } else { stem },
+                offset_s: daily.map(|k| k.offset_s()),
+                path,
+            }
+        })
+        .collect();
+    Ok((tracks, manifest.duration_s))
+}
+
+/// Copy the tracks into `recordings` under `local/{recording_id}/`, create the transcript
+/// and return the pipeline input.
+pub async fn prepare(
+    tracks: &[LocalTrack],
+    duration_s: Option<f64>,
+    recording_id: &str,
+    transcript_id: &str,
+    recordings: &Storage,
+    db: &activities::db::Db,
+) -> Result<Value, LocalError> {
+    let mut inputs = Vec::new();
+    for t in tracks {
+        let file = t.path.file_name().and_then(|n| n.to_str()).unwrap_or("track");
+        let key = format!("local/{recording_id}/{file}");
+        recordings
+            .put_file(&key, &t.path)
+            .await
+            .map_err(|e| LocalError::Store(e.to_string()))?;
+        inputs.push(json!({"s3_key": key, "name": t.name, "offset_s": t.offset_s}));
+    }
+    db.create_transcript(&NewTranscript {
+        id: transcript_id.to_owned(),
+        share_mode: Some("public".into()),
+        source_language: Some("en".into()),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| LocalError::Store(e.to_string()))?;
+    Ok(json!({
+        "recording_id": recording_id,
+        "transcript_id": transcript_id,
+        "source_platform": "local",
+        "tracks": inputs,
+        "language": "en",
+        "duration_s": duration_s,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_offsets_come_from_the_manifest_then_daily_names_then_stems() {
+        let dir = tempfile::tempdir().unwrap();
+        let daily = "1768018896877-890c0eae-1d2f-4c3b-9a8e-0f1e2d3c4b5a-cam-audio-1768018898877";
+        for f in ["ana.wav", "ben.ogg", daily, "notes.txt"] {
+            std::fs::write(dir.path().join(f), b"x").unwrap();
+        }
+        let (tracks, duration) = scan(dir.path()).unwrap();
+        let seen: Vec<(Option<&str>, Option<f64>)> = tracks
+            .iter()
+            .map(|t| (t.name.as_deref(), t.offset_s))
+            .collect();
+        assert_eq!(seen, [(None, Some(2.0)), (Some("ana"), None), (Some("ben"), None)]);
+        assert_eq!(duration, None);
+
+        std::fs::write(
+            dir.path().join("recording.json"),
+            r#"{"tracks": [{"file": "ben.ogg", "name": "Ben", "offset_s": 1.5}], "duration_s": 60}"#,
+        )
+        .unwrap();
+        let (tracks, duration) = scan(dir.path()).unwrap();
+        assert_eq!(tracks.len(), 1);
+        assert_eq!((tracks[0].name.as_deref(), tracks[0].offset_s), (Some("Ben"), Some(1.5)));
+        assert_eq!(duration, Some(60.0));
+
+        std::fs::write(dir.path().join("recording.json"), r#"{"tracks": [{"file": "gone.wav"}]}"#)
+            .unwrap();
+        let e = scan(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("recording.json") && e.contains("gone.wav"), "{e}");
+        let empty = tempfile::tempdir().unwrap();
+        assert!(scan(empty.path()).unwrap_err().to_string().contains("no audio files"));
+    }
+}
+
+/// Title, summary and topics of a finished transcript, for the terminal.
+pub fn summary(t: &activities::db::transcripts::Transcript) -> Result<String, LocalError> {
+    let topics: Vec<activities::transcript::Topic> =
+        serde_json::from_str(&t.topics).map_err(|e| LocalError::Store(e.to_string()))?;
+    let mut out = format!(
+        "\n{}\n\n{}\n\nTopics:\n",
+        t.title.as_deref().unwrap_or("(no title)"),
+        t.short_summary.as_deref().unwrap_or("(no summary)")
+    );
+    for topic in &topics {
+        out.push_str(&format!(
+            "  [{}] {}\n",
+            activities::zulip::clock(topic.timestamp),
+            topic.title
+        ));
+    }
+    out.push('\n');
+    Ok(out)
+}
+
+/// Write `transcript.txt` (speaker-labelled, timestamped), `transcript.vtt` and `summary.md`
+/// into `out`; returns the text transcript's path.
+pub fn write_outputs(
+    t: &activities::db::transcripts::Transcript,
+    out: &Path,
+) -> Result<PathBuf, LocalError> {
+    let parse = |what: &str, text: &str| -> Result<Value, LocalError> {
+        serde_json::from_str(text).map_err(|e| LocalError::Store(format!("{what}: {e}")))
+    };
+    let topics: Vec<activities::transcript::Topic> =
+        serde_json::from_value(parse("topics", &t.topics)?)
+            .map_err(|e| LocalError::Store(e.to_string()))?;
+    let people: Vec<activities::transcript::Participant> =
+        serde_json::from_value(parse("participants", &t.participants)?)
+            .map_err(|e| LocalError::Store(e.to_string()))?;
+    let render = |format: &str| {
+        activities::transcript::render(format, &topics, &people)
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .map_err(|e| LocalError::Store(e.to_string()))
+    };
+    let io = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| LocalError::Io { path, source }
+    };
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let text = out.join("transcript.txt");
+    std::fs::write(&text, render("text-timestamped")? + "\n").map_err(io(&text))?;
+    let vtt = out.join("transcript.vtt");
+    std::fs::write(&vtt, render("webvtt-named")?).map_err(io(&vtt))?;
+    let md = out.join("summary.md");
+    let body = format!(
+        "# {}\n\n{}\n",
+        t.title.as_deref().unwrap_or("Untitled meeting"),
+        t.long_summary.as_deref().unwrap_or("")
+    );
+    std::fs::write(&md, body).map_err(io(&md))?;
+    Ok(text)
+}
