@@ -75,7 +75,12 @@ async fn seed(db: &Db, store: &Storage) {
         .unwrap();
 }
 
-async fn start(db: Db, store: Storage, token: Option<&str>) -> (String, Events) {
+async fn start(
+    db: Db,
+    store: Storage,
+    token: Option<&str>,
+    secret: Option<&str>,
+) -> (String, Events) {
     let hub = EventHub::default();
     if db.backend() == activities::db::Backend::Postgres {
         tokio::spawn(hub.clone().listen_postgres(db.clone()));
@@ -84,12 +89,16 @@ async fn start(db: Db, store: Storage, token: Option<&str>) -> (String, Events) 
     let events = Events::new(
         db,
         hub,
-        Emits::new([("save_topics", &["TOPIC", "PIPELINE_PROGRESS"][..])]),
+        Emits::new([
+            ("save_topics", &["TOPIC", "PIPELINE_PROGRESS"][..]),
+            ("get_recording", &["STATUS"][..]),
+        ]),
     );
     let state = ApiState {
         events: events.clone(),
         storage: store,
         api_token: token.map(Into::into),
+        secret_key: secret.map(Into::into),
         temporal: None,
         intake: None,
         daily_webhook_secret: None,
@@ -231,7 +240,7 @@ async fn rest(addr: &str) {
 }
 
 async fn privacy_and_access(db: &Db, store: &Storage) {
-    let (addr, _) = start(db.clone(), store.clone(), Some(TOKEN)).await;
+    let (addr, _) = start(db.clone(), store.clone(), Some(TOKEN), None).await;
     let http = reqwest::Client::new();
     let url = format!("http://{addr}/v1/transcripts/t-api");
     assert_eq!(
@@ -242,7 +251,7 @@ async fn privacy_and_access(db: &Db, store: &Storage) {
     let r = http.get(&url).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let r = http.get(&url).bearer_auth("wrong").send().await.unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(r.status(), 401, "an invalid token is refused, not ignored");
     db.set_share_mode("t-api", "public").await.unwrap();
     assert_eq!(
         get(&http, url.clone()).await.0,
@@ -367,10 +376,97 @@ async fn suite(url: &str) {
     })
     .unwrap();
     seed(&db, &store).await;
-    let (addr, events) = start(db.clone(), store.clone(), None).await;
+    let (addr, events) = start(db.clone(), store.clone(), None, None).await;
     rest(&addr).await;
     websocket(&addr, &db, &events).await;
     privacy_and_access(&db, &store).await;
+    users_and_links(&db, &store).await;
+}
+
+/// `SECRET_KEY` set: users' JWTs see their own private transcripts, shareable audio links
+/// carry a JWT for the transcript, and the user socket delivers the user's channel (4401
+/// without a valid token).
+async fn users_and_links(db: &Db, store: &Storage) {
+    use reflow::http::auth::sign;
+    const SECRET: &str = "jwt-secret";
+    let hour = Duration::from_secs(3600);
+    db.create_transcript(&NewTranscript {
+        id: "t-owned".into(),
+        user_id: Some("u-7".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    store
+        .put("t-owned/audio.mp3", Bytes::from(vec![1u8; 1000]))
+        .await
+        .unwrap();
+    let (addr, events) = start(db.clone(), store.clone(), Some(TOKEN), Some(SECRET)).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{addr}/v1/transcripts/t-owned");
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let owner = sign(SECRET, "u-7", hour);
+    assert_eq!(status(http.get(&url).bearer_auth(&owner).send().await.unwrap()), 200);
+    let stranger = sign(SECRET, "u-8", hour);
+    assert_eq!(status(http.get(&url).bearer_auth(&stranger).send().await.unwrap()), 404);
+    assert_eq!(status(http.get(&url).bearer_auth(TOKEN).send().await.unwrap()), 200, "operator");
+    let forged = sign("another-secret", "u-7", hour);
+    assert_eq!(status(http.get(&url).bearer_auth(&forged).send().await.unwrap()), 401);
+    assert_eq!(status(http.get(&url).send().await.unwrap()), 404);
+
+    // Shareable audio link: a JWT whose subject is the transcript.
+    let link = sign(SECRET, "t-owned", hour);
+    let r = http.get(format!("{url}/audio/mp3?token={link}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), 1000);
+    let other = sign(SECRET, "t-api", hour);
+    assert_eq!(
+        status(http.get(format!("{url}/audio/mp3?token={other}")).send().await.unwrap()),
+        404,
+        "a link is for one transcript"
+    );
+
+    // The user socket: TRANSCRIPT_STATUS of the user's transcripts.
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/v1/events").into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        format!("bearer, {owner}").parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await; // subscribed
+    events
+        .publish("get_recording", "t-owned", "STATUS", json!({"value": "processing"}))
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("an event within 5 s")
+        .unwrap()
+        .unwrap();
+    let v: Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+    assert_eq!(
+        v,
+        json!({"event": "TRANSCRIPT_STATUS", "data": {"value": "processing", "id": "t-owned"}})
+    );
+    // No token: closed with 4401.
+    let mut request = format!("ws://{addr}/v1/events").into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        format!("bearer, {forged}").parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("a close within 5 s")
+        .unwrap()
+        .unwrap();
+    match m {
+        tokio_tungstenite::tungstenite::Message::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), 4401);
+        }
+        other => panic!("expected a 4401 close, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

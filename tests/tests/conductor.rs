@@ -82,6 +82,7 @@ async fn api() -> String {
         events: reflow_tests::services().events,
         storage: reflow_tests::storage(),
         api_token: None,
+        secret_key: None,
         temporal: Some(reflow_tests::client().await),
         intake: None,
         daily_webhook_secret: None,

@@ -179,6 +179,7 @@ async fn fixture() -> Fixture {
         events,
         storage: storage.clone(),
         api_token: None,
+        secret_key: None,
         temporal: Some(client.clone()),
         intake: Some(intake.clone()),
         daily_webhook_secret: Some(DAILY_SECRET.into()),

@@ -87,6 +87,7 @@ async fn the_progress_page_shows_replayed_and_live_state() {
         events: events.clone(),
         storage,
         api_token: None,
+        secret_key: None,
         temporal: None,
         intake: None,
         daily_webhook_secret: None,

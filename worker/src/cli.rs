@@ -573,6 +573,7 @@ async fn process_dir(
         events: services.events.clone(),
         storage: services.storage.clone(),
         api_token: None,
+        secret_key: None,
         temporal: Some(client.clone()),
         intake,
         daily_webhook_secret: None,
@@ -640,6 +641,7 @@ async fn serve_api(
         api_token: std::env::var("REFLOW_API_TOKEN")
             .ok()
             .filter(|t| !t.is_empty()),
+        secret_key: std::env::var("SECRET_KEY").ok().filter(|t| !t.is_empty()),
         temporal: Some(client.clone()),
         intake,
         daily_webhook_secret: services.daily.webhook_secret.clone(),

@@ -21,8 +21,17 @@ pub mod worker;
 
 /// Install the tracing subscriber (`RUST_LOG`, default `info`), once per process.
 pub fn init_tracing() {
+    init_tracing_with("info");
+}
+
+/// Install the tracing subscriber with `level` as the default for reflow's own logs when
+/// `RUST_LOG` is unset (`reflow process` uses `warn`, so its progress bars stay readable).
+pub fn init_tracing_with(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,temporalio_sdk_core=warn,temporalio_sdk=warn")
+        tracing_subscriber::EnvFilter::new(format!(
+            "{level},temporalio_sdk_core=warn,temporalio_sdk=warn,symphonia_format_mkv=warn,\
+             symphonia_core=warn,symphonia_bundle_mp3=warn"
+        ))
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -8,8 +8,12 @@ use reflow::registry::Registry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    reflow::init_tracing();
-    match run(Cli::parse(), Registry::builtin()).await {
+    let cli = Cli::parse();
+    match cli.command {
+        reflow::cli::Command::Process { .. } => reflow::init_tracing_with("warn"),
+        _ => reflow::init_tracing(),
+    }
+    match run(cli, Registry::builtin()).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

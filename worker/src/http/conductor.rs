@@ -83,8 +83,17 @@ struct StatusQuery {
 }
 
 fn authorized(state: &ApiState, headers: &HeaderMap) -> Result<(), ConductorError> {
-    // Runs are an operator's view: with a token configured, only the operator sees them.
-    if state.may_read(headers, "private") {
+    // Runs are an operator's view: with an operator token configured only it sees them;
+    // with only SECRET_KEY, any signed-in user does.
+    let caller = state
+        .caller(headers)
+        .map_err(|e| ConductorError::new(e.status, e.detail))?;
+    let allowed = match caller {
+        super::auth::Caller::Open | super::auth::Caller::Operator => true,
+        super::auth::Caller::User(_) => state.api_token.is_none(),
+        super::auth::Caller::Anonymous => false,
+    };
+    if allowed {
         Ok(())
     } else {
         Err(ConductorError::new(

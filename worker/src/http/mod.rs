@@ -5,6 +5,7 @@
 //! Handlers read the database and the object store; they never talk to a worker. Errors are
 //! `{"detail": "<message>"}` with the status the spec gives.
 
+pub mod auth;
 pub mod conductor;
 pub mod daily;
 pub mod page;
@@ -16,7 +17,7 @@ use std::net::SocketAddr;
 use activities::events::Events;
 use activities::storage::Storage;
 use axum::Router;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -27,8 +28,10 @@ pub struct ApiState {
     pub events: Events,
     /// The transcript bucket.
     pub storage: Storage,
-    /// Operator token (`REFLOW_API_TOKEN`): when set, private transcripts need it.
+    /// Operator token (`REFLOW_API_TOKEN`): sees everything.
     pub api_token: Option<String>,
+    /// `SECRET_KEY`: users' JWTs (HS256) and shareable audio links are signed with it.
+    pub secret_key: Option<String>,
     /// Temporal, for the status API (`None`: those endpoints answer 503).
     pub temporal: Option<temporalio_client::Client>,
     /// Daily intake (`None`: webhooks are answered `deferred`).
@@ -85,43 +88,6 @@ impl From<activities::storage::StorageError> for ApiError {
             _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable"),
         }
     }
-}
-
-impl ApiState {
-    /// Whether the request may read a transcript shared as `share_mode` (§5.1): open when no
-    /// token is configured; public transcripts for anyone; the rest with the operator token.
-    pub fn may_read(&self, headers: &HeaderMap, share_mode: &str) -> bool {
-        let Some(token) = &self.api_token else {
-            return true;
-        };
-        if share_mode == "public" {
-            return true;
-        }
-        headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
-    }
-}
-
-impl ApiState {
-    /// Whether the request may change things (start runs): open when no token is
-    /// configured, otherwise the operator token.
-    pub fn may_write(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = &self.api_token else {
-            return true;
-        };
-        headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Every route.

@@ -50,15 +50,14 @@ async fn process(
     Path(id): Path<String>,
     Query(q): Query<ProcessQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    if !state.may_write(&headers) {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Not authenticated"));
+    let t = readable(&state, &headers, &id).await?;
+    if !state.may_write(&state.caller(&headers)?, &t) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Only the owner may process this transcript",
+        ));
     }
     let db = state.events.db();
-    let t = db
-        .find_transcript(&id)
-        .await?
-        .filter(|t| t.deleted_at.is_none())
-        .ok_or_else(|| ApiError::not_found("Transcript not found"))?;
     if t.locked {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "Transcript is locked"));
     }
@@ -151,6 +150,7 @@ pub(super) async fn readable(
     headers: &HeaderMap,
     id: &str,
 ) -> Result<Transcript, ApiError> {
+    let caller = state.caller(headers)?;
     let t = state
         .events
         .db()
@@ -158,7 +158,7 @@ pub(super) async fn readable(
         .await?
         .filter(|t| t.deleted_at.is_none())
         .ok_or_else(|| ApiError::not_found("Transcript not found"))?;
-    if !state.may_read(headers, &t.share_mode) {
+    if !state.may_read(&caller, &t) {
         // Private transcripts are invisible, not forbidden (no existence leak).
         return Err(ApiError::not_found("Transcript not found"));
     }
@@ -318,13 +318,34 @@ fn byte_range(header: &str, size: u64) -> Result<(u64, u64), ()> {
     Ok((start, end))
 }
 
+#[derive(Debug, Deserialize)]
+struct AudioQuery {
+    /// A shareable link's JWT (`sub` = the transcript id).
+    token: Option<String>,
+}
+
 async fn audio(
     State(state): State<ApiState>,
     method: Method,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(q): Query<AudioQuery>,
 ) -> Result<Response, ApiError> {
-    let t = readable(&state, &headers, &id).await?;
+    let linked = q
+        .token
+        .as_deref()
+        .is_some_and(|token| state.audio_link_ok(token, &id));
+    let t = if linked {
+        state
+            .events
+            .db()
+            .find_transcript(&id)
+            .await?
+            .filter(|t| t.deleted_at.is_none())
+            .ok_or_else(|| ApiError::not_found("Transcript not found"))?
+    } else {
+        readable(&state, &headers, &id).await?
+    };
     if t.audio_deleted {
         return Err(ApiError::not_found(
             "Audio unavailable due to privacy settings",

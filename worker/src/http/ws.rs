@@ -27,7 +27,79 @@ pub const NOT_REPLAYED: [&str; 2] = ["TRANSCRIPT", "STATUS"];
 pub const PING_EVERY: Duration = Duration::from_secs(30);
 
 pub(super) fn routes() -> Router<ApiState> {
-    Router::new().route("/v1/transcripts/{id}/events", get(upgrade))
+    Router::new()
+        .route("/v1/transcripts/{id}/events", get(upgrade))
+        .route("/v1/events", get(user_upgrade))
+}
+
+/// Close code for a user socket without a valid token (§2).
+pub const UNAUTHORIZED_CLOSE: u16 = 4401;
+
+/// `GET /v1/events`: the user's channel (`user:{user_id}`): `TRANSCRIPT_STATUS`,
+/// `TRANSCRIPT_FINAL_TITLE`, `TRANSCRIPT_DURATION` of the user's transcripts. The token comes
+/// in the subprotocol list `["bearer", "<JWT>"]`; without a valid one the socket is closed
+/// with 4401.
+async fn user_upgrade(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let offered: Vec<String> = headers
+        .get(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(',').map(|p| p.trim().to_owned()).collect())
+        .unwrap_or_default();
+    let user = match offered.as_slice() {
+        [bearer, token] if bearer == "bearer" => state
+            .secret_key
+            .as_deref()
+            .and_then(|k| super::auth::subject(k, token)),
+        _ => None,
+    };
+    upgrade
+        .protocols(["bearer"])
+        .on_upgrade(move |mut socket| async move {
+            let Some(user) = user else {
+                let _ = socket
+                    .send(ws::Message::Close(Some(ws::CloseFrame {
+                        code: UNAUTHORIZED_CLOSE,
+                        reason: "unauthorized".into(),
+                    })))
+                    .await;
+                return;
+            };
+            if let Err(e) = user_stream(state, &user, socket).await {
+                tracing::debug!(user = %user, error = %e, "user socket closed");
+            }
+        })
+}
+
+async fn user_stream(state: ApiState, user: &str, mut socket: WebSocket) -> Result<(), axum::Error> {
+    let mut rx = state.events.hub().subscribe();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Ok(m) => {
+                    if let Message::User { user_id, envelope } = &*m
+                        && user_id == user
+                    {
+                        send(&mut socket, envelope.clone()).await?;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(user = %user, skipped = n, "user socket fell behind");
+                }
+                Err(RecvError::Closed) => return Ok(()),
+            },
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(ws::Message::Close(_))) => return Ok(()),
+                Some(Ok(_)) => {}
+            },
+            _ = ping.tick() => socket.send(ws::Message::Ping(Vec::new().into())).await?,
+        }
+    }
 }
 
 async fn upgrade(
