@@ -39,7 +39,12 @@ pub async fn processing(
         .await?
     {
         events
-            .publish(activity, transcript_id, "STATUS", json!({"value": "processing"}))
+            .publish(
+                activity,
+                transcript_id,
+                "STATUS",
+                json!({"value": "processing"}),
+            )
             .await?;
     }
     Ok(())
@@ -137,7 +142,12 @@ impl LifecycleActivities {
             self.storage.delete(key).await?;
         }
         self.events
-            .publish("finalize", tid, "TRANSCRIPT", json!({"text": "", "translation": null}))
+            .publish(
+                "finalize",
+                tid,
+                "TRANSCRIPT",
+                json!({"text": "", "translation": null}),
+            )
             .await?;
         db.set_error(tid, None).await?;
         // STATUS only on change (a retried finalize finds the transcript already ended).

@@ -116,7 +116,10 @@ pub async fn guard(url: &str, allowed: &[String]) -> Result<(String, SocketAddr)
     let refuse = |why: String| ActivityFailure::Config(format!("webhook URL {url:?}: {why}"));
     let parsed = url::Url::parse(url).map_err(|e| refuse(e.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(refuse(format!("scheme {:?} is not http(s)", parsed.scheme())));
+        return Err(refuse(format!(
+            "scheme {:?} is not http(s)",
+            parsed.scheme()
+        )));
     }
     let host = parsed
         .host_str()
@@ -194,8 +197,10 @@ impl WebhookActivities {
         let first_attempt = info.scheduled_time.unwrap_or_else(SystemTime::now);
         let timestamp = humantime::format_rfc3339_seconds(first_attempt).to_string();
 
-        let participants: Vec<Participant> = serde_json::from_str(&t.participants)
-            .map_err(|e| ActivityFailure::InvalidInput(format!("transcript {tid} participants: {e}")))?;
+        let participants: Vec<Participant> =
+            serde_json::from_str(&t.participants).map_err(|e| {
+                ActivityFailure::InvalidInput(format!("transcript {tid} participants: {e}"))
+            })?;
         let topics: Vec<Topic> = serde_json::from_str(&t.topics)
             .map_err(|e| ActivityFailure::InvalidInput(format!("transcript {tid} topics: {e}")))?;
         let action_items: Value = t
@@ -254,7 +259,10 @@ impl WebhookActivities {
             .header("Content-Type", "application/json")
             .header("User-Agent", "Reflector-Webhook/1.0")
             .header("X-Webhook-Event", "transcript.completed")
-            .header("X-Webhook-Retry", info.attempt.saturating_sub(1).to_string());
+            .header(
+                "X-Webhook-Retry",
+                info.attempt.saturating_sub(1).to_string(),
+            );
         if let Some(secret) = room.webhook_secret.as_deref().filter(|s| !s.is_empty()) {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -288,9 +296,10 @@ impl WebhookActivities {
                 "{what}: HTTP {status}: the receiver refused the delivery"
             )));
         }
-        Err(http::check(&what, response).await.err().unwrap_or_else(|| {
-            ActivityFailure::Transient(format!("{what}: HTTP {status}"))
-        }))
+        Err(http::check(&what, response)
+            .await
+            .err()
+            .unwrap_or_else(|| ActivityFailure::Transient(format!("{what}: HTTP {status}"))))
     }
 }
 
@@ -333,8 +342,17 @@ mod tests {
     #[test]
     fn private_addresses_are_recognised() {
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0",
-            "100.64.0.1", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }

@@ -130,7 +130,10 @@ impl ZulipActivities {
         let (true, Some(stream)) = (room.zulip_auto_post, room.zulip_stream.clone()) else {
             return skipped("the room does not post to Zulip");
         };
-        let topic = room.zulip_topic.clone().unwrap_or_else(|| room.name.clone());
+        let topic = room
+            .zulip_topic
+            .clone()
+            .unwrap_or_else(|| room.name.clone());
         let content = message(&t, &self.config.ui_base_url)?;
         let client = http::client(TIMEOUT);
         let api = self.config.api(realm);

@@ -93,7 +93,9 @@ impl DailyStandIn {
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("Daily stand-in serves");
+            axum::serve(listener, app)
+                .await
+                .expect("Daily stand-in serves");
         });
         DailyStandIn { url, state }
     }
@@ -208,8 +210,10 @@ async fn gate(state: &Shared, headers: &HeaderMap, line: String) -> Option<Respo
         let mut s = state.lock().unwrap();
         s.requests.push(line.clone());
         let want = format!("Bearer {}", s.token);
-        let authorised =
-            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(&want);
+        let authorised = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            == Some(&want);
         let path = line.split_once(' ').map_or("", |(_, p)| p);
         let fault = s
             .faults
@@ -224,7 +228,13 @@ async fn gate(state: &Shared, headers: &HeaderMap, line: String) -> Option<Respo
         (fault, authorised)
     };
     if !authorised {
-        return Some((StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "authentication-error"}))).into_response());
+        return Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error": "authentication-error"})),
+            )
+                .into_response(),
+        );
     }
     let fault = fault?;
     if let Some(ms) = fault.delay_ms {
@@ -261,7 +271,11 @@ async fn one_recording(
     let s = state.lock().unwrap();
     match s.recordings.iter().find(|r| r["id"] == id.as_str()) {
         Some(r) => axum::Json(r.clone()).into_response(),
-        None => (StatusCode::NOT_FOUND, axum::Json(json!({"error": "not-found"}))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "not-found"})),
+        )
+            .into_response(),
     }
 }
 
@@ -305,7 +319,11 @@ async fn participants(
     }
     let s = state.lock().unwrap();
     let Some(all) = s.participants.get(&id) else {
-        return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "not-found"}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "not-found"})),
+        )
+            .into_response();
     };
     let from = match &q.joined_after {
         Some(after) => all
@@ -316,7 +334,11 @@ async fn participants(
     };
     if from >= all.len() {
         // Daily answers 404 once the pages are exhausted.
-        return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "not-found"}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "not-found"})),
+        )
+            .into_response();
     }
     let data: Vec<Value> = all[from..]
         .iter()
@@ -342,7 +364,10 @@ async fn webhook(
     .into_response()
 }
 
-async fn add_recording(State(state): State<Shared>, axum::Json(r): axum::Json<Value>) -> StatusCode {
+async fn add_recording(
+    State(state): State<Shared>,
+    axum::Json(r): axum::Json<Value>,
+) -> StatusCode {
     state.lock().unwrap().recordings.insert(0, r);
     StatusCode::CREATED
 }

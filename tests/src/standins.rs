@@ -225,9 +225,15 @@ pub async fn zulip(bot_email: &str, api_key: &str) -> StandIn {
     );
     let messages = Arc::new(Mutex::new(Vec::<i64>::new()));
     StandIn::start(move |r| {
-        let auth = r.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let auth = r
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         if auth != Some(expected.as_str()) {
-            return Reply::Status { code: 401, retry_after: None };
+            return Reply::Status {
+                code: 401,
+                retry_after: None,
+            };
         }
         let mut known = messages.lock().unwrap();
         match (r.method.as_str(), r.path.strip_prefix("/api/v1/messages")) {
@@ -237,10 +243,18 @@ pub async fn zulip(bot_email: &str, api_key: &str) -> StandIn {
                 Reply::Json(json!({"result": "success", "msg": "", "id": id}))
             }
             ("PATCH", Some(rest)) => match rest.trim_start_matches('/').parse::<i64>() {
-                Ok(id) if known.contains(&id) => Reply::Json(json!({"result": "success", "msg": ""})),
-                _ => Reply::Status { code: 400, retry_after: None },
+                Ok(id) if known.contains(&id) => {
+                    Reply::Json(json!({"result": "success", "msg": ""}))
+                }
+                _ => Reply::Status {
+                    code: 400,
+                    retry_after: None,
+                },
             },
-            _ => Reply::Status { code: 404, retry_after: None },
+            _ => Reply::Status {
+                code: 404,
+                retry_after: None,
+            },
         }
     })
     .await
@@ -254,7 +268,10 @@ pub async fn webhook_receiver(secret: &str) -> StandIn {
         if signature_ok(&secret, r) {
             Reply::Json(json!({"received": true}))
         } else {
-            Reply::Status { code: 401, retry_after: None }
+            Reply::Status {
+                code: 401,
+                retry_after: None,
+            }
         }
     })
     .await
@@ -262,7 +279,11 @@ pub async fn webhook_receiver(secret: &str) -> StandIn {
 
 /// Whether a recorded request carries a valid customer-webhook signature for `secret`.
 pub fn signature_ok(secret: &str, r: &Recorded) -> bool {
-    let Some(sig) = r.headers.get("x-webhook-signature").and_then(|v| v.to_str().ok()) else {
+    let Some(sig) = r
+        .headers
+        .get("x-webhook-signature")
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let mut t = None;

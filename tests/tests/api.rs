@@ -406,29 +406,53 @@ async fn users_and_links(db: &Db, store: &Storage) {
     let url = format!("http://{addr}/v1/transcripts/t-owned");
     let status = |r: reqwest::Response| r.status().as_u16();
     let owner = sign(SECRET, "u-7", hour);
-    assert_eq!(status(http.get(&url).bearer_auth(&owner).send().await.unwrap()), 200);
+    assert_eq!(
+        status(http.get(&url).bearer_auth(&owner).send().await.unwrap()),
+        200
+    );
     let stranger = sign(SECRET, "u-8", hour);
-    assert_eq!(status(http.get(&url).bearer_auth(&stranger).send().await.unwrap()), 404);
-    assert_eq!(status(http.get(&url).bearer_auth(TOKEN).send().await.unwrap()), 200, "operator");
+    assert_eq!(
+        status(http.get(&url).bearer_auth(&stranger).send().await.unwrap()),
+        404
+    );
+    assert_eq!(
+        status(http.get(&url).bearer_auth(TOKEN).send().await.unwrap()),
+        200,
+        "operator"
+    );
     let forged = sign("another-secret", "u-7", hour);
-    assert_eq!(status(http.get(&url).bearer_auth(&forged).send().await.unwrap()), 401);
+    assert_eq!(
+        status(http.get(&url).bearer_auth(&forged).send().await.unwrap()),
+        401
+    );
     assert_eq!(status(http.get(&url).send().await.unwrap()), 404);
 
     // Shareable audio link: a JWT whose subject is the transcript.
     let link = sign(SECRET, "t-owned", hour);
-    let r = http.get(format!("{url}/audio/mp3?token={link}")).send().await.unwrap();
+    let r = http
+        .get(format!("{url}/audio/mp3?token={link}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().len(), 1000);
     let other = sign(SECRET, "t-api", hour);
     assert_eq!(
-        status(http.get(format!("{url}/audio/mp3?token={other}")).send().await.unwrap()),
+        status(
+            http.get(format!("{url}/audio/mp3?token={other}"))
+                .send()
+                .await
+                .unwrap()
+        ),
         404,
         "a link is for one transcript"
     );
 
     // The user socket: TRANSCRIPT_STATUS of the user's transcripts.
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = format!("ws://{addr}/v1/events").into_client_request().unwrap();
+    let mut request = format!("ws://{addr}/v1/events")
+        .into_client_request()
+        .unwrap();
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
         format!("bearer, {owner}").parse().unwrap(),
@@ -436,7 +460,12 @@ async fn users_and_links(db: &Db, store: &Storage) {
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await; // subscribed
     events
-        .publish("get_recording", "t-owned", "STATUS", json!({"value": "processing"}))
+        .publish(
+            "get_recording",
+            "t-owned",
+            "STATUS",
+            json!({"value": "processing"}),
+        )
         .await
         .unwrap();
     let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
@@ -450,7 +479,9 @@ async fn users_and_links(db: &Db, store: &Storage) {
         json!({"event": "TRANSCRIPT_STATUS", "data": {"value": "processing", "id": "t-owned"}})
     );
     // No token: closed with 4401.
-    let mut request = format!("ws://{addr}/v1/events").into_client_request().unwrap();
+    let mut request = format!("ws://{addr}/v1/events")
+        .into_client_request()
+        .unwrap();
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
         format!("bearer, {forged}").parse().unwrap(),

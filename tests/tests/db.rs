@@ -93,7 +93,10 @@ async fn event_log(db: &Db) {
     assert!(db.events("t2", 0).await.unwrap().is_empty());
     // A re-run's log continues the positions: a live socket that already sent seq 1..23
     // must not skip the re-run's first events as duplicates.
-    let next = db.append_event("t2", "DURATION", &json!({"duration": 1.0})).await.unwrap();
+    let next = db
+        .append_event("t2", "DURATION", &json!({"duration": 1.0}))
+        .await
+        .unwrap();
     assert_eq!(next.seq, 24);
 }
 

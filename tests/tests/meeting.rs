@@ -25,7 +25,7 @@ use reflow_tests::daily::{DailyStandIn, ready_to_download};
 use reflow_tests::media::{ffmpeg, seconds};
 use reflow_tests::s3::S3Server;
 use reflow_tests::standins::{self, StandIn};
-use reflow_tests::{InProcessWorker, client, db, hub, registry, serve_api, transcriber, llm};
+use reflow_tests::{InProcessWorker, client, db, hub, llm, registry, serve_api, transcriber};
 use serde_json::{Value, json};
 use temporalio_client::WorkflowCountOptions;
 
@@ -226,10 +226,11 @@ async fn room_and_meeting(f: &Fixture, rec_s: u64) {
 
 /// Every event of a transcript's socket until STATUS ended.
 async fn collect_events(api: String, transcript_id: String) -> Vec<Value> {
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://{api}/v1/transcripts/{transcript_id}/events"))
-            .await
-            .expect("websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{api}/v1/transcripts/{transcript_id}/events"
+    ))
+    .await
+    .expect("websocket");
     let mut out: Vec<Value> = Vec::new();
     while let Some(Ok(m)) = ws.next().await {
         if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
@@ -299,9 +300,15 @@ async fn a_signed_daily_webhook_becomes_a_finished_transcript() {
 
     // The real delivery: a fast 200, rows written, the run started.
     let started = std::time::Instant::now();
-    let (status, answer) = f.daily.send_webhook(&hook, DAILY_SECRET, &body, false).await;
+    let (status, answer) = f
+        .daily
+        .send_webhook(&hook, DAILY_SECRET, &body, false)
+        .await;
     assert_eq!((status, answer), (200, json!({"status": "ok"})));
-    assert!(started.elapsed() < Duration::from_secs(1), "the webhook answers within 1 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the webhook answers within 1 s"
+    );
     let tid = db()
         .transcript_id_of_recording(recording_id)
         .await
@@ -316,7 +323,10 @@ async fn a_signed_daily_webhook_becomes_a_finished_transcript() {
     // yet (left for the next poll).
     f.daily.add_recording(json!({"id": "cloud-1", "room_name": ROOM_NAME, "start_ts": rec_s, "status": "finished", "duration": 30, "s3key": "acme/cloud.mp4", "tracks": []}));
     f.daily.add_recording(json!({"id": "busy-1", "room_name": ROOM_NAME, "start_ts": rec_s, "status": "in-progress", "duration": null, "tracks": tracks.clone()}));
-    let early_key = format!("acme/later-20260110042117/{rec_ms}-{}-cam-audio-{rec_ms}", SPEAKERS[0].id);
+    let early_key = format!(
+        "acme/later-20260110042117/{rec_ms}-{}-cam-audio-{rec_ms}",
+        SPEAKERS[0].id
+    );
     f.daily.add_recording(json!({"id": "early-1", "room_name": "later-20260110042117", "start_ts": rec_s, "status": "finished", "duration": 30, "tracks": [{"type": "audio", "s3Key": early_key, "size": 1}]}));
     let poll = workflow::parse_and_validate(
         "daily-poll.yaml",
@@ -324,7 +334,9 @@ async fn a_signed_daily_webhook_becomes_a_finished_transcript() {
         registry().catalog(),
     )
     .unwrap();
-    runs::start(&f.client, &poll, json!({}), "daily-poll-test").await.unwrap();
+    runs::start(&f.client, &poll, json!({}), "daily-poll-test")
+        .await
+        .unwrap();
     let (again, polled) = tokio::join!(
         f.daily.send_webhook(&hook, DAILY_SECRET, &body, false),
         runs::wait(&f.client, "daily-poll-test")
@@ -355,27 +367,49 @@ async fn a_signed_daily_webhook_becomes_a_finished_transcript() {
     assert_eq!(t.room_id.as_deref(), Some("r-standup"));
     assert_eq!(t.meeting_id.as_deref(), Some("m-standup"));
     assert_eq!(t.share_mode, "public");
-    assert_eq!(t.duration, Some(last_end.ceil() * 1000.0), "Daily's duration is the master");
+    assert_eq!(
+        t.duration,
+        Some(last_end.ceil() * 1000.0),
+        "Daily's duration is the master"
+    );
 
     // Participants named from Daily, one speaker per track.
     let people: Vec<Participant> = serde_json::from_str(&t.participants).unwrap();
-    let names: Vec<(&str, i64)> = people.iter().map(|p| (p.name.as_str(), p.speaker)).collect();
+    let names: Vec<(&str, i64)> = people
+        .iter()
+        .map(|p| (p.name.as_str(), p.speaker))
+        .collect();
     assert_eq!(names, [("Ana", 0), ("Ben", 1), ("Chloe", 2)]);
 
     // Every speaker's words, recognised, starting at their offset (±0.5 s).
-    let words: Vec<Word> =
-        serde_json::from_slice(&f.storage.get(&format!("{tid}/pipeline/words.json")).await.unwrap())
-            .unwrap();
-    assert!(words.windows(2).all(|w| w[0].start <= w[1].start), "merged in time order");
+    let words: Vec<Word> = serde_json::from_slice(
+        &f.storage
+            .get(&format!("{tid}/pipeline/words.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        words.windows(2).all(|w| w[0].start <= w[1].start),
+        "merged in time order"
+    );
     for (i, s) in SPEAKERS.iter().enumerate() {
         let mine: Vec<&Word> = words.iter().filter(|w| w.speaker == i as i64).collect();
         assert!(!mine.is_empty(), "{} has words", s.name);
         let first = mine[0].start;
         let offset = s.offset_ms as f64 / 1000.0;
-        assert!((first - offset).abs() <= 0.5, "{}: first word at {first:.2} s, offset {offset} s", s.name);
+        assert!(
+            (first - offset).abs() <= 0.5,
+            "{}: first word at {first:.2} s, offset {offset} s",
+            s.name
+        );
         let text: String = mine.iter().map(|w| w.text.to_lowercase()).collect();
         for k in s.keywords {
-            assert!(text.contains(k), "{} said {k:?}; recognised {text:?}", s.name);
+            assert!(
+                text.contains(k),
+                "{} said {k:?}; recognised {text:?}",
+                s.name
+            );
         }
     }
 
@@ -384,17 +418,30 @@ async fn a_signed_daily_webhook_becomes_a_finished_transcript() {
     assert!(!topics.is_empty());
     assert!(t.title.as_deref().is_some_and(|x| !x.is_empty()), "{t:?}");
     assert!(t.short_summary.as_deref().is_some_and(|x| !x.is_empty()));
-    assert!(t.long_summary.as_deref().is_some_and(|x| x.starts_with("# Quick recap")));
+    assert!(
+        t.long_summary
+            .as_deref()
+            .is_some_and(|x| x.starts_with("# Quick recap"))
+    );
     let items: Value = serde_json::from_str(t.action_items.as_deref().unwrap()).unwrap();
-    assert!(items["decisions"].is_array() && items["next_steps"].is_array(), "{items}");
+    assert!(
+        items["decisions"].is_array() && items["next_steps"].is_array(),
+        "{items}"
+    );
 
     // Audio: the MP3 and the waveform stored; the padded tracks deleted by finalize.
     assert!(f.storage.exists(&format!("{tid}/audio.mp3")).await.unwrap());
     let peaks: Vec<u8> =
-        serde_json::from_slice(&f.storage.get(&format!("{tid}/audio.json")).await.unwrap()).unwrap();
+        serde_json::from_slice(&f.storage.get(&format!("{tid}/audio.json")).await.unwrap())
+            .unwrap();
     assert_eq!(peaks.len(), 255);
     for i in 0..3 {
-        assert!(!f.storage.exists(&format!("{tid}/pipeline/padded_{i}.webm")).await.unwrap());
+        assert!(
+            !f.storage
+                .exists(&format!("{tid}/pipeline/padded_{i}.webm"))
+                .await
+                .unwrap()
+        );
     }
     assert_eq!(out["tracks"].as_array().unwrap().len(), 3);
 
@@ -405,10 +452,21 @@ async fn a_signed_daily_webhook_becomes_a_finished_transcript() {
         .unwrap();
     let names: Vec<&str> = seen.iter().filter_map(|e| e["event"].as_str()).collect();
     for expected in [
-        "DURATION", "TOPIC", "FINAL_TITLE", "FINAL_SHORT_SUMMARY", "FINAL_LONG_SUMMARY",
-        "ACTION_ITEMS", "WAVEFORM", "TRANSCRIPT", "STATUS", "PIPELINE_PROGRESS",
+        "DURATION",
+        "TOPIC",
+        "FINAL_TITLE",
+        "FINAL_SHORT_SUMMARY",
+        "FINAL_LONG_SUMMARY",
+        "ACTION_ITEMS",
+        "WAVEFORM",
+        "TRANSCRIPT",
+        "STATUS",
+        "PIPELINE_PROGRESS",
     ] {
-        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
     }
     let last_status = seen.iter().rev().find(|e| e["event"] == "STATUS").unwrap();
     assert_eq!(last_status["data"]["value"], "ended");
@@ -416,7 +474,12 @@ async fn a_signed_daily_webhook_becomes_a_finished_transcript() {
     assert!(pos("TRANSCRIPT") < pos("STATUS"), "{names:?}");
 
     // One Zulip post, one signed webhook.
-    let posts: Vec<_> = f.zulip.requests().into_iter().filter(|r| r.method == "POST").collect();
+    let posts: Vec<_> = f
+        .zulip
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
     assert_eq!(posts.len(), 1, "one Zulip message");
     assert_eq!(posts[0].form["to"], "meetings");
     assert_eq!(posts[0].form["topic"], "standup");
@@ -431,19 +494,39 @@ async fn a_signed_daily_webhook_becomes_a_finished_transcript() {
     assert_eq!(payload["event"], "transcript.completed");
     assert_eq!(payload["transcript"]["id"], tid.as_str());
     assert_eq!(payload["transcript"]["status"], "ended");
-    assert_eq!(payload["transcript"]["participants"].as_array().unwrap().len(), 3);
-    assert_eq!(payload["room"], json!({"id": "r-standup", "name": "standup"}));
+    assert_eq!(
+        payload["transcript"]["participants"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        payload["room"],
+        json!({"id": "r-standup", "name": "standup"})
+    );
     assert_eq!(payload["event_id"].as_str().unwrap().len(), 32);
 
     // Daily was asked for the recording and the participants (pages until the 404).
     let asked = f.daily.requests();
-    assert!(asked.iter().any(|r| r == &format!("GET /v1/recordings/{recording_id}")));
-    assert!(asked.iter().any(|r| r.starts_with("GET /v1/meetings/sess-standup/participants")));
+    assert!(
+        asked
+            .iter()
+            .any(|r| r == &format!("GET /v1/recordings/{recording_id}"))
+    );
+    assert!(
+        asked
+            .iter()
+            .any(|r| r.starts_with("GET /v1/meetings/sess-standup/participants"))
+    );
 
     // Still exactly one run of this recording.
     let runs_of = f
         .client
-        .count_workflows(format!("WorkflowId = '{workflow_id}'"), WorkflowCountOptions::default())
+        .count_workflows(
+            format!("WorkflowId = '{workflow_id}'"),
+            WorkflowCountOptions::default(),
+        )
         .await
         .unwrap();
     assert_eq!(runs_of.count(), 1, "duplicates started nothing");
@@ -465,7 +548,9 @@ async fn reprocess_updates_the_zulip_message(
     let http = reqwest::Client::new();
     let mp3 = format!("http://{}/v1/transcripts/{tid}/audio/mp3", f.api);
     assert_eq!(http.get(&mp3).send().await.unwrap().status(), 200);
-    db().add_consent("m-standup", Some("u-Ben"), false).await.unwrap();
+    db().add_consent("m-standup", Some("u-Ben"), false)
+        .await
+        .unwrap();
     let answer: Value = http
         .post(format!("http://{}/v1/transcripts/{tid}/process", f.api))
         .send()
@@ -493,12 +578,19 @@ async fn reprocess_updates_the_zulip_message(
     let hooks = f.receiver.requests();
     assert_eq!(hooks.len(), 2);
     let second = hooks[1].json.clone().unwrap();
-    assert_ne!(second["event_id"], first_payload["event_id"], "a reprocess is a new event");
+    assert_ne!(
+        second["event_id"], first_payload["event_id"],
+        "a reprocess is a new event"
+    );
 
     assert!(t.audio_deleted, "consent denied: audio deleted");
     assert!(!f.storage.exists(&format!("{tid}/audio.mp3")).await.unwrap());
     let daily_bucket = f._s3.storage("s3://daily-recordings");
-    let row = db().recording(t.recording_id.as_deref().unwrap()).await.unwrap().unwrap();
+    let row = db()
+        .recording(t.recording_id.as_deref().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     for key in row.keys() {
         assert!(!daily_bucket.exists(&key).await.unwrap(), "{key} deleted");
     }
@@ -528,7 +620,12 @@ async fn unknown_recording_ends_in_error(f: &Fixture, rec_s: u64) {
         })
         .await
         .unwrap();
-    let Outcome::Started { transcript_id, workflow_id, .. } = outcome else {
+    let Outcome::Started {
+        transcript_id,
+        workflow_id,
+        ..
+    } = outcome
+    else {
         panic!("{outcome:?}")
     };
     let err = runs::wait(&f.client, &workflow_id).await.unwrap_err();
@@ -536,10 +633,15 @@ async fn unknown_recording_ends_in_error(f: &Fixture, rec_s: u64) {
     let t = db().transcript(&transcript_id).await.unwrap();
     assert_eq!(t.status, "error");
     let why = t.error.unwrap_or_default();
-    assert!(why.contains("get_recording") && why.contains("NotFound"), "{why}");
+    assert!(
+        why.contains("get_recording") && why.contains("NotFound"),
+        "{why}"
+    );
     let stored = db().events(&transcript_id, 0).await.unwrap();
     assert!(
-        stored.iter().any(|e| e.event == "STATUS" && e.data["value"] == "error"),
+        stored
+            .iter()
+            .any(|e| e.event == "STATUS" && e.data["value"] == "error"),
         "{stored:?}"
     );
 }

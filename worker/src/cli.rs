@@ -542,7 +542,10 @@ async fn process_dir(
         dir.display(),
         tracks
             .iter()
-            .map(|t| t.name.clone().unwrap_or_else(|| t.path.display().to_string()))
+            .map(|t| t
+                .name
+                .clone()
+                .unwrap_or_else(|| t.path.display().to_string()))
             .collect::<Vec<_>>()
             .join(", ")
     );

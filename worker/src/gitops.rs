@@ -62,10 +62,7 @@ pub struct Desired {
 }
 
 /// The Daily poll interval (daily.md §4).
-pub fn poll_interval(
-    override_s: Option<u64>,
-    webhook_secret: bool,
-) -> Duration {
+pub fn poll_interval(override_s: Option<u64>, webhook_secret: bool) -> Duration {
     match override_s.filter(|s| *s > 0) {
         Some(s) => Duration::from_secs(s),
         None if webhook_secret => Duration::from_secs(180),
@@ -79,7 +76,10 @@ impl Desired {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let mut d = Desired::default();
         if var("DAILY_API_KEY").is_some() {
-            let pipeline = match dir.map(|d| d.join("daily-poll.yaml")).filter(|p| p.exists()) {
+            let pipeline = match dir
+                .map(|d| d.join("daily-poll.yaml"))
+                .filter(|p| p.exists())
+            {
                 Some(path) => runs::load_pipeline(&path, catalog)?,
                 None => workflow::parse_and_validate(
                     "pipelines/daily-poll.yaml (built in)",
@@ -276,7 +276,11 @@ pub async fn apply(client: &Client, desired: &Desired) -> Result<Vec<Change>, Gi
     for c in &changes {
         match c {
             Change::Create { id, .. } => {
-                let s = desired.schedules.iter().find(|s| &s.id == id).expect("planned");
+                let s = desired
+                    .schedules
+                    .iter()
+                    .find(|s| &s.id == id)
+                    .expect("planned");
                 client
                     .create_schedule(
                         id.clone(),

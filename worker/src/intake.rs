@@ -87,7 +87,10 @@ pub fn workflow_id(recording_id: &str) -> String {
 /// Load the DiarizationPipeline from `dir/diarization.yaml` if it exists, else the copy built
 /// into the binary.
 pub fn load_pipeline(dir: Option<&Path>, catalog: &Catalog) -> Result<Pipeline, RunError> {
-    if let Some(path) = dir.map(|d| d.join("diarization.yaml")).filter(|p| p.exists()) {
+    if let Some(path) = dir
+        .map(|d| d.join("diarization.yaml"))
+        .filter(|p| p.exists())
+    {
         return runs::load_pipeline(&path, catalog);
     }
     Ok(workflow::parse_and_validate(
@@ -234,7 +237,11 @@ impl Intake {
 
     /// The meeting of `room_name` whose start is closest to `start_ts` within
     /// [`MATCH_WINDOW`] (ties: smallest id).
-    async fn match_meeting(&self, room_name: &str, start_ts: i64) -> Result<Option<String>, DbError> {
+    async fn match_meeting(
+        &self,
+        room_name: &str,
+        start_ts: i64,
+    ) -> Result<Option<String>, DbError> {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(start_ts.max(0) as u64);
         let mut best: Option<(Duration, String)> = None;
         for m in self.db.meetings_in(room_name).await? {

@@ -134,10 +134,7 @@ pub fn scan(dir: &Path) -> Result<(Vec<LocalTrack>, Option<f64>), LocalError> {
         .map(|path| {
             let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let daily = TrackKey::parse(file);
-            let stem = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .map(str::to_owned);
+            let stem = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned);
             LocalTrack {
                 name: if daily.is_some() { None } else { stem },
                 offset_s: daily.map(|k| k.offset_s()),
@@ -160,7 +157,11 @@ pub async fn prepare(
 ) -> Result<Value, LocalError> {
     let mut inputs = Vec::new();
     for t in tracks {
-        let file = t.path.file_name().and_then(|n| n.to_str()).unwrap_or("track");
+        let file = t
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("track");
         let key = format!("local/{recording_id}/{file}");
         recordings
             .put_file(&key, &t.path)
@@ -184,44 +185,6 @@ pub async fn prepare(
         "language": "en",
         "duration_s": duration_s,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_and_offsets_come_from_the_manifest_then_daily_names_then_stems() {
-        let dir = tempfile::tempdir().unwrap();
-        let daily = "1768018896877-890c0eae-1d2f-4c3b-9a8e-0f1e2d3c4b5a-cam-audio-1768018898877";
-        for f in ["ana.wav", "ben.ogg", daily, "notes.txt"] {
-            std::fs::write(dir.path().join(f), b"x").unwrap();
-        }
-        let (tracks, duration) = scan(dir.path()).unwrap();
-        let seen: Vec<(Option<&str>, Option<f64>)> = tracks
-            .iter()
-            .map(|t| (t.name.as_deref(), t.offset_s))
-            .collect();
-        assert_eq!(seen, [(None, Some(2.0)), (Some("ana"), None), (Some("ben"), None)]);
-        assert_eq!(duration, None);
-
-        std::fs::write(
-            dir.path().join("recording.json"),
-            r#"{"tracks": [{"file": "ben.ogg", "name": "Ben", "offset_s": 1.5}], "duration_s": 60}"#,
-        )
-        .unwrap();
-        let (tracks, duration) = scan(dir.path()).unwrap();
-        assert_eq!(tracks.len(), 1);
-        assert_eq!((tracks[0].name.as_deref(), tracks[0].offset_s), (Some("Ben"), Some(1.5)));
-        assert_eq!(duration, Some(60.0));
-
-        std::fs::write(dir.path().join("recording.json"), r#"{"tracks": [{"file": "gone.wav"}]}"#)
-            .unwrap();
-        let e = scan(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("recording.json") && e.contains("gone.wav"), "{e}");
-        let empty = tempfile::tempdir().unwrap();
-        assert!(scan(empty.path()).unwrap_err().to_string().contains("no audio files"));
-    }
 }
 
 /// Title, summary and topics of a finished transcript, for the terminal.
@@ -281,4 +244,59 @@ pub fn write_outputs(
     );
     std::fs::write(&md, body).map_err(io(&md))?;
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_offsets_come_from_the_manifest_then_daily_names_then_stems() {
+        let dir = tempfile::tempdir().unwrap();
+        let daily = "1768018896877-890c0eae-1d2f-4c3b-9a8e-0f1e2d3c4b5a-cam-audio-1768018898877";
+        for f in ["ana.wav", "ben.ogg", daily, "notes.txt"] {
+            std::fs::write(dir.path().join(f), b"x").unwrap();
+        }
+        let (tracks, duration) = scan(dir.path()).unwrap();
+        let seen: Vec<(Option<&str>, Option<f64>)> = tracks
+            .iter()
+            .map(|t| (t.name.as_deref(), t.offset_s))
+            .collect();
+        assert_eq!(
+            seen,
+            [(None, Some(2.0)), (Some("ana"), None), (Some("ben"), None)]
+        );
+        assert_eq!(duration, None);
+
+        std::fs::write(
+            dir.path().join("recording.json"),
+            r#"{"tracks": [{"file": "ben.ogg", "name": "Ben", "offset_s": 1.5}], "duration_s": 60}"#,
+        )
+        .unwrap();
+        let (tracks, duration) = scan(dir.path()).unwrap();
+        assert_eq!(tracks.len(), 1);
+        assert_eq!(
+            (tracks[0].name.as_deref(), tracks[0].offset_s),
+            (Some("Ben"), Some(1.5))
+        );
+        assert_eq!(duration, Some(60.0));
+
+        std::fs::write(
+            dir.path().join("recording.json"),
+            r#"{"tracks": [{"file": "gone.wav"}]}"#,
+        )
+        .unwrap();
+        let e = scan(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("recording.json") && e.contains("gone.wav"),
+            "{e}"
+        );
+        let empty = tempfile::tempdir().unwrap();
+        assert!(
+            scan(empty.path())
+                .unwrap_err()
+                .to_string()
+                .contains("no audio files")
+        );
+    }
 }

@@ -122,7 +122,12 @@ impl PollActivities {
             }
             out.webhook = Some((w.state, w.failed_count));
         }
-        tracing::info!(seen = out.seen, started = out.started.len(), waiting = out.waiting.len(), "Daily polled");
+        tracing::info!(
+            seen = out.seen,
+            started = out.started.len(),
+            waiting = out.waiting.len(),
+            "Daily polled"
+        );
         Ok(out)
     }
 }

@@ -12,15 +12,15 @@ use activities::audio::activities::{self as audio, AudioActivities};
 use activities::daily::activities::{self as daily, DailyActivities};
 use activities::daily::client::DailyConfig;
 use activities::db::{Db, DbError};
-use activities::lifecycle::{self, LifecycleActivities};
-use activities::webhook::WebhookActivities;
-use activities::zulip::{ZulipActivities, ZulipConfig};
 use activities::events::{Emits, EventHub, Events};
 use activities::files::FileActivities;
+use activities::lifecycle::{self, LifecycleActivities};
 use activities::llm::steps::{self as summary, SummaryActivities};
 use activities::llm::{Llm, LlmConfig};
 use activities::progress::{self, ProgressActivities};
 use activities::storage::{Storage, StorageConfig, StorageError};
+use activities::webhook::WebhookActivities;
+use activities::zulip::{ZulipActivities, ZulipConfig};
 use temporalio_sdk::WorkerOptions;
 use workflow::Catalog;
 use workflow::workflows::{
@@ -168,8 +168,14 @@ impl Registry {
             .activity(DailyActivities::get_recording.name(), daily::EMITS[0].1)
             .activity(DailyActivities::get_participants.name(), daily::EMITS[1].1)
             .activity(LifecycleActivities::finalize.name(), lifecycle::EMITS[0].1)
-            .activity(LifecycleActivities::cleanup_consent.name(), lifecycle::EMITS[1].1)
-            .activity(LifecycleActivities::mark_failed.name(), lifecycle::EMITS[2].1)
+            .activity(
+                LifecycleActivities::cleanup_consent.name(),
+                lifecycle::EMITS[1].1,
+            )
+            .activity(
+                LifecycleActivities::mark_failed.name(),
+                lifecycle::EMITS[2].1,
+            )
             .activity(ZulipActivities::post_zulip.name(), &[])
             .activity(WebhookActivities::send_webhook.name(), &[])
             .activity(PollActivities::poll_daily_recordings.name(), &[])

@@ -188,9 +188,14 @@ impl AudioActivities {
             let stats = with_heartbeats_from(
                 ctx,
                 move || {
-                    super::pad::pad_to_webm_at(&raw, &name, declared, filename_offset, &path, |ms| {
-                        progress.store(ms, std::sync::atomic::Ordering::Relaxed)
-                    })
+                    super::pad::pad_to_webm_at(
+                        &raw,
+                        &name,
+                        declared,
+                        filename_offset,
+                        &path,
+                        |ms| progress.store(ms, std::sync::atomic::Ordering::Relaxed),
+                    )
                 },
                 move || PadProgress {
                     decoded_ms: decoded.load(std::sync::atomic::Ordering::Relaxed),

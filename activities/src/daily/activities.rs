@@ -158,19 +158,24 @@ impl DailyActivities {
             let ms = s * 1000.0;
             db.set_duration(tid, ms).await?;
             self.events
-                .publish("get_participants", tid, "DURATION", json!({ "duration": ms }))
+                .publish(
+                    "get_participants",
+                    tid,
+                    "DURATION",
+                    json!({ "duration": ms }),
+                )
                 .await?;
         }
-        let names: BTreeMap<String, (Option<String>, Option<String>)> =
-            match &input.mtg_session_id {
-                Some(session) => DailyClient::new(&self.config)?
-                    .participants(session)
-                    .await?
-                    .into_iter()
-                    .map(|p| (p.participant_id, (p.user_name, p.user_id)))
-                    .collect(),
-                None => BTreeMap::new(),
-            };
+        let names: BTreeMap<String, (Option<String>, Option<String>)> = match &input.mtg_session_id
+        {
+            Some(session) => DailyClient::new(&self.config)?
+                .participants(session)
+                .await?
+                .into_iter()
+                .map(|p| (p.participant_id, (p.user_name, p.user_id)))
+                .collect(),
+            None => BTreeMap::new(),
+        };
         let mut people: Vec<Participant> = Vec::new();
         let mut speakers = Vec::with_capacity(input.tracks.len());
         for (i, track) in input.tracks.iter().enumerate() {

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ActivityFailure;
 use crate::http;
@@ -179,7 +179,10 @@ impl DailyClient {
             .await
             .map_err(|e| http::transport(what, e))?;
         let response = http::check(what, response).await?;
-        let body = response.bytes().await.map_err(|e| http::transport(what, e))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| http::transport(what, e))?;
         serde_json::from_slice(&body)
             .map_err(|e| ActivityFailure::ResponseShape(format!("{what}: {e}")))
     }

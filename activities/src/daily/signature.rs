@@ -24,8 +24,10 @@ pub fn verify(
     let (Some(secret), Some(timestamp), Some(signature)) = (secret, timestamp, signature) else {
         return false;
     };
-    let (Some(mac), Ok(given)) = (mac(secret, timestamp, body), STANDARD.decode(signature.trim()))
-    else {
+    let (Some(mac), Ok(given)) = (
+        mac(secret, timestamp, body),
+        STANDARD.decode(signature.trim()),
+    ) else {
         return false;
     };
     mac.verify_slice(&given).is_ok()
@@ -63,7 +65,17 @@ mod tests {
         assert!(!verify(None, Some("1700000000"), Some(&sig), body));
         assert!(!verify(Some(SECRET), None, Some(&sig), body));
         assert!(!verify(Some(SECRET), Some("1700000000"), None, body));
-        assert!(!verify(Some("not base64!"), Some("1700000000"), Some(&sig), body));
-        assert!(!verify(Some(SECRET), Some("1700000000"), Some("garbage"), body));
+        assert!(!verify(
+            Some("not base64!"),
+            Some("1700000000"),
+            Some(&sig),
+            body
+        ));
+        assert!(!verify(
+            Some(SECRET),
+            Some("1700000000"),
+            Some("garbage"),
+            body
+        ));
     }
 }

@@ -222,12 +222,14 @@ impl Db {
 
     /// Whether anyone denied consent in `meeting_id` (pipeline.md §4.14).
     pub async fn consent_denied(&self, meeting_id: &str) -> Result<bool, DbError> {
-        let n = crate::on_pool!(self, |pool| sqlx::query_scalar::<_, i64>(
+        let n = crate::on_pool!(self, |pool| {
+            sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM meeting_consent WHERE meeting_id = $1 AND consent_given = FALSE"
         )
         .bind(meeting_id)
         .fetch_one(pool)
-        .await)
+        .await
+        })
         .map_err(DbError::query("read consents"))?;
         Ok(n > 0)
     }
@@ -272,10 +274,12 @@ impl Db {
             .map(|_| ()))
             .map_err(DbError::query("update recording"))?;
         }
-        self.recording(&r.id).await?.ok_or_else(|| DbError::NotFound {
-            what: "recording",
-            id: r.id.clone(),
-        })
+        self.recording(&r.id)
+            .await?
+            .ok_or_else(|| DbError::NotFound {
+                what: "recording",
+                id: r.id.clone(),
+            })
     }
 
     /// The transcript of a Daily recording, if one exists.

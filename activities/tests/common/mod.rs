@@ -5,7 +5,7 @@
 
 mod s3;
 
-pub use s3::{KEY, S3Server, SECRET};
+pub use s3::S3Server;
 
 use activities::storage::{Storage, StorageConfig};
 
@@ -26,6 +26,7 @@ pub fn file_storage() -> (Storage, tempfile::TempDir) {
 /// GET a URL over plain HTTP/1.0 (presigned URLs of the local server); returns status and body.
 pub fn http_get(url: &str) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};
+    use std::net::TcpStream;
     let u = url::Url::parse(url).unwrap();
     let mut s = TcpStream::connect((u.host_str().unwrap(), u.port().unwrap())).unwrap();
     let path = match u.query() {

@@ -113,4 +113,3 @@ impl S3Server {
         Storage::open(&self.config(url)).unwrap()
     }
 }
-

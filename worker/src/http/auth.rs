@@ -66,8 +66,7 @@ pub fn subject(secret: &str, token: &str) -> Option<String> {
 
 fn eq(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0

@@ -30,10 +30,7 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/v1/transcripts/{id}/participants", get(participants))
         .route("/v1/transcripts/{id}/audio/waveform", get(waveform))
         .route("/v1/transcripts/{id}/audio/mp3", get(audio).head(audio))
-        .route(
-            "/v1/transcripts/{id}/process",
-            axum::routing::post(process),
-        )
+        .route("/v1/transcripts/{id}/process", axum::routing::post(process))
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,16 +129,17 @@ async fn process(
     )
     .await
     .map_err(|e| match e {
-        crate::runs::RunError::AlreadyStarted { .. } => ApiError::new(
-            StatusCode::CONFLICT,
-            "Processing already in progress",
-        ),
+        crate::runs::RunError::AlreadyStarted { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "Processing already in progress")
+        }
         e => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     })?;
     let run_id = run.run_id.unwrap_or_default();
     db.set_workflow(&t.id, &workflow_id, &run_id).await?;
     tracing::info!(transcript_id = %t.id, workflow_id = %workflow_id, run_id = %run_id, "reprocessing");
-    Ok(axum::Json(json!({"status": "ok", "workflow_id": workflow_id, "run_id": run_id})))
+    Ok(axum::Json(
+        json!({"status": "ok", "workflow_id": workflow_id, "run_id": run_id}),
+    ))
 }
 
 /// A readable, not soft-deleted transcript, or the error to answer.

@@ -74,7 +74,11 @@ async fn user_upgrade(
         })
 }
 
-async fn user_stream(state: ApiState, user: &str, mut socket: WebSocket) -> Result<(), axum::Error> {
+async fn user_stream(
+    state: ApiState,
+    user: &str,
+    mut socket: WebSocket,
+) -> Result<(), axum::Error> {
     let mut rx = state.events.hub().subscribe();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
