@@ -205,6 +205,17 @@ impl Events {
         &self.db
     }
 
+    /// Publish `event` for `transcript_id` on behalf of reflow itself rather than a step (the
+    /// API's retry moves a transcript back to `processing`); no `emits` check applies.
+    pub async fn announce(
+        &self,
+        transcript_id: &str,
+        event: &str,
+        data: Value,
+    ) -> Result<(), ActivityFailure> {
+        self.deliver(transcript_id, event, data).await
+    }
+
     /// Publish `event` for `transcript_id` from an activity of type `activity`.
     pub async fn publish(
         &self,
@@ -218,6 +229,15 @@ impl Events {
                 "activity {activity:?} published {event:?}, which it does not declare in `emits`"
             )));
         }
+        self.deliver(transcript_id, event, data).await
+    }
+
+    async fn deliver(
+        &self,
+        transcript_id: &str,
+        event: &str,
+        data: Value,
+    ) -> Result<(), ActivityFailure> {
         let stored = if UNSTORED.contains(&event) {
             StoredEvent {
                 transcript_id: transcript_id.to_owned(),

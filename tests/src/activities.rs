@@ -149,6 +149,23 @@ impl TestActivities {
         Ok(serde_json::json!({"key": probe.key}))
     }
 
+    /// Fail retryably until the file `{journal}.{key}.open` exists, then succeed (a step that
+    /// waits out its retry backoff until someone fixes the cause).
+    #[activity(name = "test_latch")]
+    pub async fn latch(ctx: ActivityContext, probe: Probe) -> Result<Value, ActivityError> {
+        record(&ctx, &probe, "start");
+        if !gate_path(&probe).exists() {
+            record(&ctx, &probe, "fail");
+            return Err(ActivityError::application(
+                ApplicationFailure::builder(format!("{} is not ready", probe.key))
+                    .type_name("NotReady".to_owned())
+                    .build(),
+            ));
+        }
+        record(&ctx, &probe, "end");
+        Ok(serde_json::json!({"key": probe.key, "attempt": ctx.info().attempt}))
+    }
+
     /// Heartbeat for `ms`; then, on attempt 1, hang without heartbeating; later attempts
     /// return at once.
     #[activity(name = "test_hang")]

@@ -43,6 +43,7 @@ pub fn registry() -> Registry {
         .activity(T::beat.name(), &[])
         .activity(T::echo.name(), &[])
         .activity(T::gate.name(), &[])
+        .activity(T::latch.name(), &[])
         .workflow_type("EngineTest")
         .workflow_type("EngineChild");
     Registry::builtin().with(
@@ -109,17 +110,28 @@ pub fn server() -> &'static ServerInfo {
                     .build()
                     .expect("runtime");
                 rt.block_on(async move {
-                    match DevServer::start(opts).await {
-                        Ok(server) => {
-                            tx.send(Ok(server.address.clone())).ok();
-                            // Keep the server (and this thread) alive until the process exits.
-                            std::future::pending::<()>().await;
-                            drop(server);
-                        }
-                        Err(e) => {
-                            tx.send(Err(e.to_string())).ok();
+                    // Free ports are picked, not reserved: another process may take one (or
+                    // one of the internal ports next to it) before the server binds. Such a
+                    // start fails at once; try again on fresh ports.
+                    let mut last = String::new();
+                    for attempt in 1..=3 {
+                        let mut opts = opts.clone();
+                        opts.db_file = opts
+                            .db_file
+                            .map(|f| f.with_file_name(format!("temporal-{attempt}.db")));
+                        match DevServer::start(opts).await {
+                            Ok(server) => {
+                                tx.send(Ok(server.address.clone())).ok();
+                                // Keep the server (and this thread) alive until the process
+                                // exits.
+                                std::future::pending::<()>().await;
+                                drop(server);
+                                return;
+                            }
+                            Err(e) => last = e.to_string(),
                         }
                     }
+                    tx.send(Err(last)).ok();
                 });
             })
             .expect("spawn server thread");

@@ -417,3 +417,59 @@ async fn retry_resets_to_the_failed_step_without_redoing_completed_ones() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_of_a_running_run_resets_the_step_waiting_in_backoff() {
+    let (q, tp, _worker, c) = started("conductor-backoff", "backoff.yaml").await;
+    let base = api().await;
+    let j = journal(q);
+    runs::start(&c, &tp.pipeline, json!({"journal": j}), "cond-backoff")
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    // Attempt 1 failed; the next one is an hour away.
+    reflow_tests::wait_for(
+        "the first failure",
+        std::time::Duration::from_secs(20),
+        || {
+            let j = j.clone();
+            async move {
+                reflow_tests::read_journal(&j)
+                    .iter()
+                    .any(|e| e.event == "fail")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    std::fs::write(
+        reflow_tests::activities::gate_path(&reflow_tests::Probe {
+            journal: j.display().to_string(),
+            key: "latch".into(),
+            ..Default::default()
+        }),
+        b"",
+    )
+    .unwrap();
+    let r = http
+        .post(format!("{base}/cond-backoff/retry"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    let out = reflow_tests::wait_for(
+        "the reset step to succeed (not in an hour)",
+        std::time::Duration::from_secs(30),
+        || async { runs::wait(&c, "cond-backoff").await.ok() },
+    )
+    .await;
+    assert_eq!(out["key"], "latch");
+    assert_eq!(out["attempt"], 1, "the reset put the attempt back to 1");
+    // Nothing left to retry now.
+    let r = http
+        .post(format!("{base}/cond-backoff/retry"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use activities::attempts::AttemptReporter;
 use temporalio_client::Client;
+use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions, runtime::RuntimeOptions};
 
 use crate::registry::{Registry, Services};
@@ -46,6 +47,27 @@ pub const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 /// The task queue of the LLM steps (pipeline.md §1).
 pub const LLM_QUEUE: &str = "reflow-llm";
 
+/// Activity slots per worker of each queue (pipeline.md §1): light bookkeeping 50, audio one
+/// per CPU core, mixdown 1 (one mix at a time per machine), transcription 8, LLM 10; other
+/// queues 100. `REFLOW_ACTIVITY_SLOTS` overrides, e.g. `reflow-asr=2,reflow-audio=4`.
+pub fn activity_slots(queue: &str, overrides: Option<&str>) -> usize {
+    let declared = overrides.and_then(|o| {
+        o.split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| k.trim() == queue)
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+            .filter(|n| *n > 0)
+    });
+    declared.unwrap_or(match queue {
+        "reflow" => 50,
+        "reflow-audio" => std::thread::available_parallelism().map_or(2, usize::from),
+        "reflow-mixdown" => 1,
+        "reflow-asr" => 8,
+        LLM_QUEUE => 10,
+        _ => 100,
+    })
+}
+
 /// Run one worker per queue until `shutdown` fires; returns when all have drained.
 ///
 /// `Worker::run` is not `Send`, so this future must be awaited on the caller's task (not
@@ -73,7 +95,18 @@ pub async fn run_workers(
         // client's token bucket covers activities that make several calls.
         let llm_rate =
             (queue == LLM_QUEUE).then(|| f64::from(services.llm.config().rate_limit_per_second));
+        let slots = activity_slots(
+            queue,
+            std::env::var("REFLOW_ACTIVITY_SLOTS").ok().as_deref(),
+        );
+        let tuner = TunerHolder::builder()
+            .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(100))
+            .activity_task_slot_supplier(FixedSizeSlotSupplier::new(slots))
+            .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(100))
+            .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(100))
+            .build();
         let mut options = WorkerOptions::new(queue.clone())
+            .tuner(tuner)
             .maybe_max_task_queue_activities_per_second(llm_rate)
             .activity_inbound_interceptor(
                 AttemptReporter::new(client.clone()).recording(services.db().clone(), identity()),
@@ -128,4 +161,28 @@ fn identity() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "localhost".into());
     format!("{}@{host}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::activity_slots;
+
+    #[test]
+    fn queues_get_the_spec_slots_unless_overridden() {
+        assert_eq!(activity_slots("reflow", None), 50);
+        assert_eq!(activity_slots("reflow-mixdown", None), 1);
+        assert_eq!(activity_slots("reflow-asr", None), 8);
+        assert_eq!(activity_slots("reflow-llm", None), 10);
+        assert!(activity_slots("reflow-audio", None) >= 1);
+        assert_eq!(
+            activity_slots("reflow-asr", Some("reflow-asr=2, reflow-audio=4")),
+            2
+        );
+        assert_eq!(activity_slots("reflow-mixdown", Some("reflow-asr=2")), 1);
+        assert_eq!(
+            activity_slots("reflow-asr", Some("reflow-asr=0")),
+            8,
+            "0 is ignored"
+        );
+    }
 }

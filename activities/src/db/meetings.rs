@@ -309,6 +309,34 @@ impl Db {
         .map_err(DbError::query("set zulip message id"))
     }
 
+    /// The transcript a pipeline run belongs to.
+    pub async fn transcript_of_workflow(
+        &self,
+        workflow_id: &str,
+    ) -> Result<Option<String>, DbError> {
+        crate::on_pool!(self, |pool| sqlx::query_scalar::<_, String>(
+            "SELECT id FROM transcript WHERE workflow_id = $1"
+        )
+        .bind(workflow_id)
+        .fetch_optional(pool)
+        .await)
+        .map_err(DbError::query("read transcript of workflow"))
+    }
+
+    /// `error` → `processing` (a retried run resumes, pipeline.md §5); `true` if it changed.
+    pub async fn resume_from_error(&self, transcript_id: &str) -> Result<bool, DbError> {
+        let n = crate::on_pool!(self, |pool| sqlx::query(
+            "UPDATE transcript SET status = 'processing', error = NULL, \
+             change_seq = change_seq + 1 WHERE id = $1 AND status = 'error'"
+        )
+        .bind(transcript_id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(DbError::query("resume transcript"))?;
+        Ok(n == 1)
+    }
+
     /// Set `error` (why the run failed; `None` clears it).
     pub async fn set_error(&self, transcript_id: &str, error: Option<&str>) -> Result<(), DbError> {
         crate::on_pool!(self, |pool| sqlx::query(

@@ -166,10 +166,16 @@ pub(crate) async fn retry_run(state: &ApiState, id: &str) -> Result<String, Cond
     };
     let target = match exec.status {
         1 => {
-            return Err(ConductorError::new(
-                StatusCode::CONFLICT,
-                "Workflow is still running. status=RUNNING",
-            ));
+            // A step waiting out its retry backoff (or paused): `temporal activity reset`.
+            let reset = reset_waiting_activities(state, &exec).await?;
+            if reset == 0 {
+                return Err(ConductorError::new(
+                    StatusCode::CONFLICT,
+                    "Workflow is still running. status=RUNNING",
+                ));
+            }
+            resume_transcript(state, id).await;
+            return Ok(exec.run_id.clone());
         }
         2 => exec
             .acts
@@ -220,7 +226,107 @@ pub(crate) async fn retry_run(state: &ApiState, id: &str) -> Result<String, Cond
         })?;
     let run_id = reset.into_inner().run_id;
     tracing::info!(workflow_id = %id, event = target, run_id = %run_id, "run reset for a retry");
+    resume_transcript(state, id).await;
     Ok(run_id)
+}
+
+/// Reset every activity of the run (and of its running children) that waits in retry backoff
+/// or is paused: attempt back to 1, scheduled now, unpaused. Returns how many.
+async fn reset_waiting_activities(
+    state: &ApiState,
+    exec: &Execution,
+) -> Result<usize, ConductorError> {
+    use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
+    use temporalio_common::protos::temporal::api::workflowservice::v1::{
+        ResetActivityRequest, reset_activity_request,
+    };
+    let client = state.temporal.as_ref().ok_or_else(|| {
+        ConductorError::new(StatusCode::SERVICE_UNAVAILABLE, "no Temporal connection")
+    })?;
+    let waiting = |pending: &[Value]| -> Vec<String> {
+        pending
+            .iter()
+            .filter(|p| {
+                let backoff = p["state"].as_i64() == Some(1) && p["attempt"].as_i64() > Some(1);
+                backoff || p["paused"].as_bool() == Some(true)
+            })
+            .filter_map(|p| p["activity_id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut targets: Vec<(String, String, String)> = waiting(&exec.pending)
+        .into_iter()
+        .map(|a| (exec.workflow_id.clone(), exec.run_id.clone(), a))
+        .collect();
+    for child in &exec.children {
+        let handle = client.get_workflow_handle::<UntypedWorkflow>(child);
+        let Ok(desc) = handle.describe(WorkflowDescribeOptions::default()).await else {
+            continue;
+        };
+        let desc = serde_json::to_value(&desc.raw_description).unwrap_or(Value::Null);
+        if desc["workflow_execution_info"]["status"].as_i64() != Some(1) {
+            continue;
+        }
+        let run = desc["workflow_execution_info"]["execution"]["run_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let pending = desc["pending_activities"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        targets.extend(
+            waiting(&pending)
+                .into_iter()
+                .map(|a| (child.clone(), run.clone(), a)),
+        );
+    }
+    for (workflow_id, run_id, activity_id) in &targets {
+        let request = ResetActivityRequest {
+            namespace: temporalio_client::NamespacedClient::namespace(client),
+            execution: Some(WorkflowExecution {
+                workflow_id: workflow_id.clone(),
+                run_id: run_id.clone(),
+            }),
+            identity: "reflow-conductor-retry".into(),
+            reset_heartbeat: true,
+            activity: Some(reset_activity_request::Activity::Id(activity_id.clone())),
+            ..Default::default()
+        };
+        client
+            .connection()
+            .workflow_service()
+            .reset_activity(tonic::Request::new(request))
+            .await
+            .map_err(|e| {
+                ConductorError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("activity reset refused: {}", e.message()),
+                )
+            })?;
+        tracing::info!(workflow_id = %workflow_id, activity_id = %activity_id, "activity reset for a retry");
+    }
+    Ok(targets.len())
+}
+
+/// After a retry, a transcript in `error` is `processing` again (pipeline.md §5), with STATUS.
+async fn resume_transcript(state: &ApiState, workflow_id: &str) {
+    let db = state.events.db();
+    let Ok(Some(tid)) = db.transcript_of_workflow(workflow_id).await else {
+        return;
+    };
+    match db.resume_from_error(&tid).await {
+        Ok(true) => {
+            if let Err(e) = state
+                .events
+                .announce(&tid, "STATUS", serde_json::json!({"value": "processing"}))
+                .await
+            {
+                tracing::warn!(transcript_id = %tid, error = %e, "STATUS not published");
+            }
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(transcript_id = %tid, error = %e, "status not resumed"),
+    }
 }
 
 /// Epoch ms of an RFC 3339 time (0 when absent or unreadable).
