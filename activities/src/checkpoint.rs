@@ -6,7 +6,8 @@
 //! `{scope}/pipeline/checkpoints/{step}-{hash}.json` (`scope` is the transcript id); if it is
 //! there, and every object the stored result names still exists, the result is returned and
 //! the work is not done. Otherwise the work runs and its result is stored. Canonical means
-//! object keys sorted at every level, so field order never changes a hash.
+//! object keys sorted at every level, so field order never changes a hash. A reprocess starts
+//! a new generation (`{scope}/pipeline/checkpoints/epoch`), which enters every hash after it.
 
 use std::future::Future;
 
@@ -135,6 +136,25 @@ impl Checkpoints {
         Ok(self.storage.put(&slot.key, Bytes::from(body)).await?)
     }
 
+    /// The checkpoint generation of `scope`, if a reprocess started one.
+    pub async fn epoch(&self, scope: &str) -> Result<Option<String>, ActivityFailure> {
+        match self.storage.get(&keys::checkpoint_epoch(scope)).await {
+            Ok(b) => Ok(Some(String::from_utf8_lossy(&b).trim().to_owned())),
+            Err(crate::storage::StorageError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Start a new checkpoint generation for `scope`: from now on no step reuses a result
+    /// computed before (a reprocess wants new results; a resume keeps the generation).
+    pub async fn new_epoch(&self, scope: &str) -> Result<String, ActivityFailure> {
+        let epoch = uuid::Uuid::new_v4().simple().to_string();
+        self.storage
+            .put(&keys::checkpoint_epoch(scope), Bytes::from(epoch.clone()))
+            .await?;
+        Ok(epoch)
+    }
+
     /// Return the stored result of `step` for `input` under `config`, or run `work`, store its
     /// result and return it. `objects` lists the object keys a result names; a stored result
     /// whose objects are gone is recomputed.
@@ -154,7 +174,11 @@ impl Checkpoints {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<O, ActivityFailure>>,
     {
-        let slot = self.slot(scope, step, input, config)?;
+        let slot = match self.epoch(scope).await? {
+            // A reprocess started a new generation: earlier results are not reused.
+            Some(epoch) => self.slot(scope, step, input, &(config, epoch))?,
+            None => self.slot(scope, step, input, config)?,
+        };
         if let Some(found) = self.load(&slot, &objects).await? {
             tracing::info!(step, key = %slot.key, "result taken from checkpoint");
             return Ok((found, Origin::Stored));

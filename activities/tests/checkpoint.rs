@@ -99,6 +99,27 @@ async fn suite(store: Storage) {
         store.list("t1/pipeline/checkpoints/").await.unwrap().len(),
         3
     );
+
+    // A reprocess starts a new generation: the same input is computed again, once.
+    cp.new_epoch("t1").await.unwrap();
+    let before = runs.load(Ordering::SeqCst);
+    let (_, origin) = cp
+        .checkpointed("t1", "pad_track", &input, &config, objects, pad(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        (origin, runs.load(Ordering::SeqCst)),
+        (Origin::Computed, before + 1)
+    );
+    let (_, origin) = cp
+        .checkpointed("t1", "pad_track", &input, &config, objects, pad(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        origin,
+        Origin::Stored,
+        "a resume within the generation reuses it"
+    );
 }
 
 #[tokio::test]

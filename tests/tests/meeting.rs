@@ -616,7 +616,7 @@ async fn unknown_recording_ends_in_error(f: &Fixture, rec_s: u64) {
             recording_id: recording_id.into(),
             room_name: ROOM_NAME.into(),
             start_ts: rec_s as i64,
-            track_keys: vec![key],
+            track_keys: vec![key.clone()],
         })
         .await
         .unwrap();
@@ -644,4 +644,58 @@ async fn unknown_recording_ends_in_error(f: &Fixture, rec_s: u64) {
             .any(|e| e.event == "STATUS" && e.data["value"] == "error"),
         "{stored:?}"
     );
+
+    // The operator fixes the cause (Daily now knows the recording; its one track is silent,
+    // so no words and no LLM steps) and retries: the run resumes from the failed step, the
+    // transcript is `processing` again at once, and it ends.
+    let dir = tempfile::tempdir().unwrap();
+    let silent = dir.path().join("silent.webm");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=48000:cl=mono",
+        "-t",
+        "3",
+        "-c:a",
+        "libopus",
+        "-b:a",
+        "64k",
+        silent.to_str().unwrap(),
+    ]);
+    f._s3
+        .storage("s3://daily-recordings")
+        .put_file(&key, &silent)
+        .await
+        .unwrap();
+    f.daily.add_recording(json!({
+        "id": recording_id, "room_name": ROOM_NAME, "start_ts": rec_s, "status": "finished",
+        "duration": 3, "tracks": [{"type": "audio", "s3Key": key, "size": 1}],
+    }));
+    let answer: Value = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/transcripts/{transcript_id}/process",
+            f.api
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "retrying", "{answer}");
+    let t = db().transcript(&transcript_id).await.unwrap();
+    assert_ne!(
+        t.status, "error",
+        "a retry moves the transcript out of error"
+    );
+    let out = reflow_tests::wait_for(
+        "the resumed run to end",
+        Duration::from_secs(120),
+        || async { runs::wait(&f.client, &workflow_id).await.ok() },
+    )
+    .await;
+    assert_eq!(out["topics"], 0, "a silent track: no topics");
+    let t = db().transcript(&transcript_id).await.unwrap();
+    assert_eq!((t.status.as_str(), t.error.as_deref()), ("ended", None));
 }

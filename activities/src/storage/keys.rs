@@ -32,6 +32,12 @@ pub fn summary_input(transcript_id: &str) -> String {
     format!("{transcript_id}/pipeline/summary_input.md")
 }
 
+/// `{scope}/pipeline/checkpoints/epoch`: the checkpoint generation of a transcript; a new
+/// value (a reprocess) makes every earlier checkpoint unreachable.
+pub fn checkpoint_epoch(scope: &str) -> String {
+    format!("{scope}/pipeline/checkpoints/epoch")
+}
+
 /// `{scope}/pipeline/checkpoints/{step}-{hash}.json`: a step's stored result.
 pub fn checkpoint(scope: &str, step: &str, hash: &str) -> String {
     format!("{scope}/pipeline/checkpoints/{step}-{hash}.json")

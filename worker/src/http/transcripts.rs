@@ -113,6 +113,11 @@ async fn process(
         .recording(&recording_id)
         .await?
         .ok_or_else(|| ApiError::not_found("Recording not found"))?;
+    // A new run wants new results: a new checkpoint generation (a resume keeps it).
+    activities::checkpoint::Checkpoints::new(state.storage.clone())
+        .new_epoch(&t.id)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let input = crate::intake::pipeline_input(
         &t,
         &recording_id,
