@@ -482,18 +482,37 @@ pub fn echoes(output: &str, source: &str, run: usize) -> bool {
     out.windows(run).any(|w| source_runs.contains(w))
 }
 
-/// A title the embedded model may keep: 2–10 words, mostly from the input, not an echo.
+/// Whether `output` says the same run of `run` words twice (a small model's stutter).
+pub fn repeats(output: &str, run: usize) -> bool {
+    let words: Vec<String> = output
+        .split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut seen: HashSet<&[String]> = HashSet::new();
+    words.windows(run).any(|w| !seen.insert(w))
+}
+
+/// A title the embedded model may keep: 2–10 words, mostly from the input, not an echo, no
+/// word said twice in a row of three.
 fn title_ok(title: &str, source: &str) -> bool {
     let n = title.split_whitespace().count();
-    (2..=10).contains(&n) && grounded(title, source) >= 0.5 && !echoes(title, source, 6)
+    (2..=10).contains(&n)
+        && grounded(title, source) >= 0.5
+        && !echoes(title, source, 6)
+        && !repeats(title, 3)
 }
 
 /// A summary the embedded model may keep: 40–600 characters, mostly words of the input,
-/// not a copy of it.
+/// not a copy of it, not repeating itself.
 fn summary_ok(summary: &str, source: &str) -> bool {
     (40..=600).contains(&summary.len())
         && grounded(summary, source) >= 0.6
         && !echoes(summary, source, 12)
+        && !repeats(summary, 4)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1326,6 +1345,14 @@ mod tests {
             6
         ));
         assert!(!echoes("Budget review and hiring", source, 6));
+        assert!(repeats(
+            "a fix for slow search is planned. slow search is planned for next month.",
+            4
+        ));
+        assert!(!repeats(
+            "Slow search gets an incremental index next month.",
+            4
+        ));
         assert_eq!(
             strip_opening("During the meeting, the team agreed."),
             "The team agreed."
