@@ -18,6 +18,39 @@ pub fn ffmpeg(args: &[&str]) {
     );
 }
 
+/// `text` spoken by espeak-ng's `voice` at 150 words per minute, as `dir/name.wav`.
+pub fn espeak(dir: &Path, name: &str, voice: &str, text: &str) -> PathBuf {
+    let wav = dir.join(format!("{name}.wav"));
+    let status = Command::new("espeak-ng")
+        .args(["-v", voice, "-s", "150", "-w"])
+        .arg(&wav)
+        .arg(text)
+        .status()
+        .expect("espeak-ng is installed (just setup-test)");
+    assert!(status.success());
+    wav
+}
+
+/// `input` as 48 kHz mono Opus (64 kbps) in WebM at `out`, through the audio filter
+/// `filter`, with `extra` output options (e.g. `-output_ts_offset`).
+pub fn opus_webm(input: &Path, out: &Path, filter: &str, extra: &[&str]) {
+    let mut args = vec![
+        "-i",
+        input.to_str().unwrap(),
+        "-af",
+        filter,
+        "-ac",
+        "1",
+        "-c:a",
+        "libopus",
+        "-b:a",
+        "64k",
+    ];
+    args.extend_from_slice(extra);
+    args.push(out.to_str().unwrap());
+    ffmpeg(&args);
+}
+
 /// `text` spoken by espeak-ng's `voice`, starting `delay_ms` into the track, as a padded
 /// track (`dir/name.webm`). Returns the path and the spoken span (start, end) in seconds.
 pub fn speech_track(
@@ -27,30 +60,11 @@ pub fn speech_track(
     text: &str,
     delay_ms: u64,
 ) -> (PathBuf, (f64, f64)) {
-    let wav = dir.join(format!("{name}.wav"));
-    let status = Command::new("espeak-ng")
-        .args(["-v", voice, "-s", "150", "-w"])
-        .arg(&wav)
-        .arg(text)
-        .status()
-        .expect("espeak-ng is installed (just setup-test)");
-    assert!(status.success());
+    let wav = espeak(dir, name, voice, text);
     let spoken = seconds(&wav);
     let out = dir.join(format!("{name}.webm"));
     let filter = format!("adelay={delay_ms}:all=1,aresample=48000");
-    ffmpeg(&[
-        "-i",
-        wav.to_str().unwrap(),
-        "-af",
-        &filter,
-        "-ac",
-        "1",
-        "-c:a",
-        "libopus",
-        "-b:a",
-        "64k",
-        out.to_str().unwrap(),
-    ]);
+    opus_webm(&wav, &out, &filter, &[]);
     let start = delay_ms as f64 / 1000.0;
     (out, (start, start + spoken))
 }

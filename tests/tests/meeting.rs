@@ -22,7 +22,7 @@ use futures::StreamExt;
 use reflow::intake::{self, Discovered, Intake, Outcome};
 use reflow::runs;
 use reflow_tests::daily::{DailyStandIn, ready_to_download};
-use reflow_tests::media::{ffmpeg, seconds};
+use reflow_tests::media::{espeak, ffmpeg, opus_webm, seconds};
 use reflow_tests::s3::S3Server;
 use reflow_tests::standins::{self, StandIn};
 use reflow_tests::{InProcessWorker, client, db, hub, llm, registry, serve_api, transcriber};
@@ -85,31 +85,15 @@ const SPEAKERS: [Speaker; 3] = [
 /// offset (as Daily's do), and its key in the Daily layout (the filename's track start is
 /// ≈200 ms later than the metadata, as with real tracks).
 fn raw_track(dir: &Path, s: &Speaker, rec_ms: u64) -> (PathBuf, String) {
-    let wav = dir.join(format!("{}.wav", s.name));
-    let ok = std::process::Command::new("espeak-ng")
-        .args(["-v", s.voice, "-s", "150", "-w"])
-        .arg(&wav)
-        .arg(s.text)
-        .status()
-        .expect("espeak-ng is installed (just setup-test)");
-    assert!(ok.success());
+    let wav = espeak(dir, s.name, s.voice, s.text);
     let webm = dir.join(format!("{}.webm", s.name));
     let offset = format!("{:.3}", s.offset_ms as f64 / 1000.0);
-    ffmpeg(&[
-        "-i",
-        wav.to_str().unwrap(),
-        "-af",
+    opus_webm(
+        &wav,
+        &webm,
         "aresample=48000",
-        "-ac",
-        "1",
-        "-c:a",
-        "libopus",
-        "-b:a",
-        "64k",
-        "-output_ts_offset",
-        &offset,
-        webm.to_str().unwrap(),
-    ]);
+        &["-output_ts_offset", &offset],
+    );
     let key = format!(
         "acme/{ROOM_NAME}/{rec_ms}-{}-cam-audio-{}",
         s.id,
@@ -535,6 +519,21 @@ async fn a_signed_daily_webhook_becomes_a_finished_transcript() {
     unknown_recording_ends_in_error(&f, rec_s).await;
 }
 
+/// `POST /v1/transcripts/{id}/process`, answered with JSON.
+async fn process(f: &Fixture, transcript_id: &str) -> Value {
+    reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/transcripts/{transcript_id}/process",
+            f.api
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// `POST /v1/transcripts/{id}/process` after the run ended: a new run of the same workflow
 /// id; the Zulip message is updated in place, and the webhook carries a new event id. A
 /// participant denied consent meanwhile: this run's cleanup deletes the raw tracks and the
@@ -551,14 +550,7 @@ async fn reprocess_updates_the_zulip_message(
     db().add_consent("m-standup", Some("u-Ben"), false)
         .await
         .unwrap();
-    let answer: Value = http
-        .post(format!("http://{}/v1/transcripts/{tid}/process", f.api))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = process(f, tid).await;
     assert_eq!(answer["status"], "ok", "{answer}");
     assert_eq!(answer["workflow_id"], workflow_id);
     runs::wait(&f.client, workflow_id).await.unwrap();
@@ -672,17 +664,7 @@ async fn unknown_recording_ends_in_error(f: &Fixture, rec_s: u64) {
         "id": recording_id, "room_name": ROOM_NAME, "start_ts": rec_s, "status": "finished",
         "duration": 3, "tracks": [{"type": "audio", "s3Key": key, "size": 1}],
     }));
-    let answer: Value = reqwest::Client::new()
-        .post(format!(
-            "http://{}/v1/transcripts/{transcript_id}/process",
-            f.api
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = process(f, &transcript_id).await;
     assert_eq!(answer["status"], "retrying", "{answer}");
     let t = db().transcript(&transcript_id).await.unwrap();
     assert_ne!(
