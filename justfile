@@ -57,6 +57,12 @@ setup-test: setup-media
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql
     fi
+    if ! command -v promtool >/dev/null; then
+        # promtool checks and unit-tests the alert rules (dashboards/alerts/).
+        sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus
+    fi
     if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
         useradd --system --no-create-home postgres
     fi

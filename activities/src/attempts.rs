@@ -78,6 +78,12 @@ impl ActivityInboundInterceptor for AttemptReporter {
         let workflow_id = info.workflow_id.clone().unwrap_or_default();
         let activity_id = info.activity_id.clone();
         let attempt = info.attempt;
+        let is_local = info.is_local;
+        let labels = crate::metrics::StepLabels {
+            pipeline: info.workflow_type.clone().unwrap_or_default(),
+            step: info.activity_type.clone(),
+            queue: info.task_queue.clone(),
+        };
         let record = (!info.is_local && !workflow_id.is_empty())
             .then(|| self.db.clone())
             .flatten()
@@ -121,7 +127,21 @@ impl ActivityInboundInterceptor for AttemptReporter {
             {
                 tracing::warn!(error = %e, "step_attempt row not written");
             }
-            let result = next.run(input).await;
+            let started = std::time::Instant::now();
+            let result = crate::metrics::in_step(labels.clone(), next.run(input)).await;
+            if !is_local {
+                crate::metrics::attempt(
+                    &labels,
+                    match &result {
+                        Ok(_) => crate::metrics::Outcome::Success,
+                        Err(ActivityError::Application(f)) if !f.is_non_retryable() => {
+                            crate::metrics::Outcome::RetryableFailure
+                        }
+                        Err(_) => crate::metrics::Outcome::NonRetryableFailure,
+                    },
+                    started.elapsed(),
+                );
+            }
             if let Some((db, a)) = &record {
                 let (status, failure) = match &result {
                     Ok(_) => ("completed", None),

@@ -20,6 +20,7 @@ pub mod files;
 pub mod http;
 pub mod lifecycle;
 pub mod llm;
+pub mod metrics;
 pub mod progress;
 pub mod storage;
 pub mod transcript;

@@ -152,6 +152,7 @@ impl LifecycleActivities {
         db.set_error(tid, None).await?;
         // STATUS only on change (a retried finalize finds the transcript already ended).
         if db.set_transcript_status(tid, "ended").await? {
+            crate::metrics::pipeline_run(&crate::metrics::current().pipeline, "ended");
             self.events
                 .publish("finalize", tid, "STATUS", json!({"value": "ended"}))
                 .await?;
@@ -232,6 +233,7 @@ impl LifecycleActivities {
             db.set_error(tid, Some(&text)).await?;
         }
         if changed {
+            crate::metrics::pipeline_run(&crate::metrics::current().pipeline, "error");
             self.events
                 .publish("mark_failed", tid, "STATUS", json!({"value": "error"}))
                 .await?;

@@ -108,6 +108,7 @@ impl Ledger {
         self.asr_calls.fetch_add(usage.calls, Ordering::Relaxed);
         self.asr_audio_ms
             .fetch_add((usage.audio_s * 1000.0) as u64, Ordering::Relaxed);
+        crate::metrics::asr_audio(&usage.backend, usage.audio_s);
         self.step(step, usage.calls);
     }
 
@@ -118,12 +119,15 @@ impl Ledger {
             .fetch_add(usage.prompt_tokens, Ordering::Relaxed);
         self.llm_completion_tokens
             .fetch_add(usage.completion_tokens, Ordering::Relaxed);
+        crate::metrics::llm_requests("2xx", usage.calls);
+        crate::metrics::llm_tokens(usage.prompt_tokens, usage.completion_tokens);
         self.step(step, usage.calls);
     }
 
     /// Record a result served from a checkpoint.
     pub fn checkpoint_hit(&self) {
         self.checkpoint_hits.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::checkpoint_hit();
     }
 
     fn step(&self, step: &str, calls: u64) {

@@ -312,9 +312,12 @@ impl WebhookActivities {
         ctx: ActivityContext,
         input: WebhookInput,
     ) -> Result<WebhookOutput, ActivityError> {
-        self.send(&ctx, &input)
-            .await
-            .map_err(ActivityFailure::into_activity_error)
+        let result = self.send(&ctx, &input).await;
+        crate::metrics::notification(
+            "webhook",
+            crate::metrics::notification_outcome(&ctx, &result),
+        );
+        result.map_err(ActivityFailure::into_activity_error)
     }
 }
 

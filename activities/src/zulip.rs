@@ -244,12 +244,12 @@ impl ZulipActivities {
     #[activity(name = "post_zulip")]
     pub async fn post_zulip(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         input: ZulipInput,
     ) -> Result<ZulipOutput, ActivityError> {
-        self.post(&input)
-            .await
-            .map_err(ActivityFailure::into_activity_error)
+        let result = self.post(&input).await;
+        crate::metrics::notification("zulip", crate::metrics::notification_outcome(&ctx, &result));
+        result.map_err(ActivityFailure::into_activity_error)
     }
 }
 

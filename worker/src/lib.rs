@@ -11,6 +11,7 @@ pub mod gitops;
 pub mod http;
 pub mod intake;
 pub mod local;
+pub mod metrics;
 pub mod poll;
 pub mod registry;
 pub mod runs;

@@ -117,6 +117,7 @@ impl PollActivities {
         }
         if let Some(uuid) = &self.daily.webhook_uuid {
             let w = daily.webhook(uuid).await?;
+            activities::metrics::daily_webhook_state(w.state != "ACTIVE", w.failed_count);
             if w.state != "ACTIVE" {
                 tracing::error!(webhook = %uuid, state = %w.state, failed_count = w.failed_count, "Daily webhook is not active: recreate it (polling covers the gap)");
             }

@@ -79,8 +79,11 @@ pub async fn run_workers(
     queues: &[String],
     shutdown: Shutdown,
 ) -> Result<(), WorkerError> {
+    // Make sure reflow's recorder exists before the first step records into it.
+    crate::metrics::reflow_handle();
     let runtime = Runtime::from_current_tokio(
         RuntimeOptions::builder()
+            .telemetry_options(crate::metrics::telemetry())
             .build()
             .map_err(|e| WorkerError::Runtime(e.to_string()))?,
     )

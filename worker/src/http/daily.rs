@@ -29,6 +29,7 @@ fn reply(status: StatusCode, body: Value) -> Response {
 async fn webhook(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
     // Daily's test ping, sent when a webhook is created, is accepted signed or not.
     if serde_json::from_slice::<Value>(&body).ok() == Some(json!({"test": "test"})) {
+        activities::metrics::daily_webhook("test");
         return reply(StatusCode::OK, json!({"status": "ok"}));
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -39,12 +40,14 @@ async fn webhook(State(state): State<ApiState>, headers: HeaderMap, body: Bytes)
         &body,
     ) {
         tracing::warn!("Daily webhook with a bad or missing signature refused");
+        activities::metrics::daily_webhook("bad_signature");
         return reply(
             StatusCode::UNAUTHORIZED,
             json!({"detail": "Invalid webhook signature"}),
         );
     }
     let Ok(event) = serde_json::from_slice::<Value>(&body) else {
+        activities::metrics::daily_webhook("bad_payload");
         return reply(
             StatusCode::UNPROCESSABLE_ENTITY,
             json!({"detail": "Invalid JSON"}),
@@ -54,12 +57,16 @@ async fn webhook(State(state): State<ApiState>, headers: HeaderMap, body: Bytes)
         event.get("type").and_then(Value::as_str),
         event.get("payload").filter(|p| p.is_object()),
     ) else {
+        activities::metrics::daily_webhook("bad_payload");
         return reply(
             StatusCode::UNPROCESSABLE_ENTITY,
             json!({"detail": "Invalid event format"}),
         );
     };
-    let ok = || reply(StatusCode::OK, json!({"status": "ok"}));
+    let ok = || {
+        activities::metrics::daily_webhook("ok");
+        reply(StatusCode::OK, json!({"status": "ok"}))
+    };
     match kind {
         "recording.ready-to-download" => ready(&state, payload).await,
         "recording.started" => {
@@ -73,6 +80,7 @@ async fn webhook(State(state): State<ApiState>, headers: HeaderMap, body: Bytes)
         "participant.joined" | "participant.left" => ok(),
         other => {
             tracing::debug!(event = other, "Daily event ignored");
+            activities::metrics::daily_webhook("ignored");
             reply(StatusCode::OK, json!({"status": "ignored"}))
         }
     }
@@ -88,9 +96,11 @@ async fn ready(state: &ApiState, payload: &Value) -> Response {
     let kind = s("type");
     if kind.as_deref() == Some("cloud") || (kind.is_none() && tracks.is_empty()) {
         tracing::info!(recording_id = ?s("recording_id"), "cloud recording: not transcribed");
+        activities::metrics::daily_webhook("ok");
         return reply(StatusCode::OK, json!({"status": "ok"}));
     }
     let (Some(recording_id), Some(room_name)) = (s("recording_id"), s("room_name")) else {
+        activities::metrics::daily_webhook("bad_payload");
         return reply(
             StatusCode::UNPROCESSABLE_ENTITY,
             json!({"detail": "Invalid event format"}),
@@ -107,6 +117,7 @@ async fn ready(state: &ApiState, payload: &Value) -> Response {
         .collect();
     let Some(intake) = &state.intake else {
         tracing::error!(%recording_id, "no intake configured (Temporal unreachable?); deferred to polling");
+        activities::metrics::daily_webhook("deferred");
         return reply(StatusCode::OK, json!({"status": "deferred"}));
     };
     let discovered = Discovered {
@@ -118,10 +129,12 @@ async fn ready(state: &ApiState, payload: &Value) -> Response {
     match intake.intake(&discovered).await {
         Ok(outcome) => {
             tracing::info!(%recording_id, ?outcome, "Daily recording taken in");
+            activities::metrics::daily_webhook("ok");
             reply(StatusCode::OK, json!({"status": "ok"}))
         }
         Err(e) => {
             tracing::error!(%recording_id, error = %e, "intake failed; deferred to polling");
+            activities::metrics::daily_webhook("deferred");
             reply(StatusCode::OK, json!({"status": "deferred"}))
         }
     }

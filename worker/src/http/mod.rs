@@ -96,10 +96,22 @@ pub fn router(state: ApiState) -> Router {
         .merge(transcripts::routes())
         .merge(conductor::routes())
         .merge(daily::routes())
+        .route("/metrics", axum::routing::get(metrics))
         .merge(page::routes())
         .merge(ws::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// `GET /metrics`: SDK Core's and reflow's metrics, Prometheus text format.
+async fn metrics() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render().await,
+    )
 }
 
 /// Serve `router(state)` on `addr` until `shutdown` resolves; returns the bound address

@@ -1,0 +1,168 @@
+//! reflow's own metrics (observability.md §4), recorded through the `metrics` facade: seconds,
+//! counters ending in `_total`, `step` = the activity type (a fan-out member's `_{i}` is not
+//! part of it). Without an installed recorder (unit tests, tools) every call is a no-op.
+//!
+//! The activity interceptor ([`crate::attempts`]) runs every attempt inside [`in_step`], so
+//! code deep in a step (checkpoints, the LLM client) can label what it records with the
+//! pipeline and step without passing them around.
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Buckets of every `*_duration_seconds` histogram (observability.md §4).
+pub const STEP_BUCKETS: [f64; 17] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0,
+    1800.0, 3600.0,
+];
+
+/// The pipeline and step an attempt belongs to.
+#[derive(Debug, Clone, Default)]
+pub struct StepLabels {
+    /// The workflow type running the step (the pipeline or child pipeline name).
+    pub pipeline: String,
+    /// The activity type.
+    pub step: String,
+    /// Its task queue.
+    pub queue: String,
+}
+
+tokio::task_local! {
+    static STEP: StepLabels;
+}
+
+/// Run `fut` with `labels` as the current step.
+pub async fn in_step<F: Future>(labels: StepLabels, fut: F) -> F::Output {
+    STEP.scope(labels, fut).await
+}
+
+/// The current step's labels (empty outside an attempt).
+pub fn current() -> StepLabels {
+    STEP.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It returned a result.
+    Success,
+    /// It failed and Temporal retries it.
+    RetryableFailure,
+    /// It failed for good (or was cancelled).
+    NonRetryableFailure,
+}
+
+/// One attempt of a step: `reflow_step_duration_seconds` and `reflow_step_attempts_total`.
+pub fn attempt(labels: &StepLabels, outcome: Outcome, took: Duration) {
+    let success = outcome == Outcome::Success;
+    metrics::histogram!(
+        "reflow_step_duration_seconds",
+        "pipeline" => labels.pipeline.clone(),
+        "step" => labels.step.clone(),
+        "queue" => labels.queue.clone(),
+        "outcome" => if success { "success" } else { "failure" },
+    )
+    .record(took.as_secs_f64());
+    metrics::counter!(
+        "reflow_step_attempts_total",
+        "pipeline" => labels.pipeline.clone(),
+        "step" => labels.step.clone(),
+        "outcome" => match outcome {
+            Outcome::Success => "success",
+            Outcome::RetryableFailure => "retryable_failure",
+            Outcome::NonRetryableFailure => "non_retryable_failure",
+        },
+    )
+    .increment(1);
+}
+
+/// A step result served from its checkpoint (no work paid twice).
+pub fn checkpoint_hit() {
+    let l = current();
+    metrics::counter!("reflow_checkpoint_hits_total", "pipeline" => l.pipeline, "step" => l.step)
+        .increment(1);
+}
+
+/// `n` LLM calls and their `status` class (`2xx`, `4xx`, `429`, `5xx`, `error`).
+pub fn llm_requests(status: &'static str, n: u64) {
+    let l = current();
+    metrics::counter!("reflow_llm_requests_total", "step" => l.step, "status" => status)
+        .increment(n);
+}
+
+/// Tokens an LLM call used.
+pub fn llm_tokens(prompt: u64, completion: u64) {
+    let l = current();
+    metrics::counter!("reflow_llm_tokens_total", "step" => l.step.clone(), "kind" => "prompt")
+        .increment(prompt);
+    metrics::counter!("reflow_llm_tokens_total", "step" => l.step, "kind" => "completion")
+        .increment(completion);
+}
+
+/// Audio sent to a transcription backend (whole seconds, rounded per call).
+pub fn asr_audio(backend: &str, seconds: f64) {
+    metrics::counter!("reflow_asr_audio_seconds_total", "backend" => backend.to_owned())
+        .increment(seconds.max(0.0).round() as u64);
+}
+
+/// A finished pipeline run (`ended` or `error`).
+pub fn pipeline_run(pipeline: &str, outcome: &'static str) {
+    metrics::counter!(
+        "reflow_pipeline_runs_total",
+        "pipeline" => pipeline.to_owned(),
+        "outcome" => outcome,
+    )
+    .increment(1);
+}
+
+/// A Daily webhook delivery and what became of it.
+pub fn daily_webhook(result: &'static str) {
+    metrics::counter!("reflow_daily_webhook_requests_total", "result" => result).increment(1);
+}
+
+/// Daily's breaker state for our webhook.
+pub fn daily_webhook_state(failed: bool, failed_count: u64) {
+    metrics::gauge!("reflow_daily_webhook_failed").set(if failed { 1.0 } else { 0.0 });
+    metrics::gauge!("reflow_daily_webhook_failed_count").set(failed_count as f64);
+}
+
+/// An outgoing notification (`zulip`, `webhook`) and its outcome (`delivered`, `retry`,
+/// `rejected`, `gave_up`).
+pub fn notification(target: &'static str, outcome: &'static str) {
+    metrics::counter!("reflow_notifications_total", "target" => target, "outcome" => outcome)
+        .increment(1);
+}
+
+/// The `reflow_notifications_total` outcome of a notification attempt: `delivered`, `skipped`
+/// (not configured), `rejected` (non-retryable), `gave_up` (the last attempt failed) or
+/// `retry`.
+pub fn notification_outcome<T: serde::Serialize>(
+    ctx: &temporalio_sdk::activities::ActivityContext,
+    result: &Result<T, crate::ActivityFailure>,
+) -> &'static str {
+    match result {
+        Ok(out) => {
+            let skipped = serde_json::to_value(out)
+                .ok()
+                .and_then(|v| {
+                    v.get("action")
+                        .and_then(|a| a.as_str())
+                        .map(|a| a == "skipped")
+                })
+                .unwrap_or(false);
+            if skipped { "skipped" } else { "delivered" }
+        }
+        Err(e) if e.is_non_retryable() => "rejected",
+        Err(_) => {
+            let info = ctx.info();
+            let max = info
+                .retry_policy
+                .as_ref()
+                .map_or(0, |p| p.maximum_attempts());
+            if max > 0 && info.attempt >= max {
+                "gave_up"
+            } else {
+                "retry"
+            }
+        }
+    }
+}
