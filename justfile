@@ -95,6 +95,10 @@ demo *args: setup-media
 demo-digest *args: setup
     TEMPORAL_CLI="{{venv}}/bin/temporal" cargo run --quiet -p reflow-worker -- demo {{args}}
 
+# Regenerate the per-step latency alerts from the pipelines' timeouts.
+alerts:
+    cargo run --quiet -p reflow-worker -- alerts --pipelines pipelines > dashboards/alerts/steps.rules.yml
+
 # Local Temporal dev server (Web UI on http://127.0.0.1:8233) plus a worker, until Ctrl-C.
 dev *args: setup
     TEMPORAL_CLI="{{venv}}/bin/temporal" cargo run --quiet -p reflow-worker -- dev {{args}}

@@ -44,3 +44,21 @@ fn alert_rules_are_valid_and_pass_their_unit_tests() {
     let tested = promtool(&["test", "rules"], &tests, &dir.join("tests"));
     assert!(tested.contains("SUCCESS"), "{tested}");
 }
+
+#[test]
+fn step_latency_rules_are_generated_from_the_current_pipelines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let registry = reflow::registry::Registry::builtin();
+    let pipelines: Vec<_> = reflow::cli::pipeline_files(&root.join("pipelines"))
+        .unwrap()
+        .iter()
+        .map(|f| reflow::runs::load_pipeline(f, registry.catalog()).unwrap())
+        .collect();
+    let generated = reflow::alerts::rules(&reflow::alerts::budgets(&pipelines));
+    let committed =
+        std::fs::read_to_string(root.join("dashboards/alerts/steps.rules.yml")).unwrap();
+    assert_eq!(
+        committed, generated,
+        "dashboards/alerts/steps.rules.yml is stale: run `just alerts`"
+    );
+}

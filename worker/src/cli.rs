@@ -128,6 +128,13 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Print the per-step latency alert rules generated from the pipelines' timeouts
+    /// (`just alerts` writes them to dashboards/alerts/steps.rules.yml).
+    Alerts {
+        /// Directory of pipeline files.
+        #[arg(long, env = "REFLOW_PIPELINES")]
+        pipelines: Option<PathBuf>,
+    },
     /// Show what `apply` would change in the cluster (schedules), without changing it.
     Plan {
         /// Directory of pipeline files (for the pipelines schedules start).
@@ -281,6 +288,15 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
                 s.stop().await;
             }
             result?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Alerts { pipelines } => {
+            let dir = pipelines.unwrap_or_else(|| settings.pipelines_dir.clone());
+            let mut all = Vec::new();
+            for f in pipeline_files(&dir)? {
+                all.push(runs::load_pipeline(&f, registry.catalog())?);
+            }
+            print!("{}", crate::alerts::rules(&crate::alerts::budgets(&all)));
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan { pipelines } => {

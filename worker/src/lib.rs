@@ -4,6 +4,7 @@
 //! [`registry::Registry`]; integration tests call the same function with a registry that also
 //! holds their test activities, so they exercise exactly this wiring.
 
+pub mod alerts;
 pub mod cli;
 pub mod cost;
 pub mod follow;
