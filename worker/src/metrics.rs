@@ -143,7 +143,9 @@ pub async fn render() -> String {
     let mut out = String::new();
     if let Some(core) = core_exporter() {
         let url = format!("http://{}/metrics", core.addr);
-        match reqwest::get(&url).await {
+        // Loopback, but a scrape must never hang on it: Prometheus' own timeout is 10 s.
+        let client = activities::http::client(std::time::Duration::from_secs(2));
+        match client.get(&url).send().await {
             Ok(r) => out.push_str(&r.text().await.unwrap_or_default()),
             Err(e) => tracing::warn!(error = %e, "SDK Core metrics not readable"),
         }
