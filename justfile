@@ -68,10 +68,16 @@ setup-test: setup-media
     fi
     # The progress page test drives Debian's Chromium through playwright-core (npm), never a
     # browser a test tool downloads.
-    if ! command -v chromium >/dev/null || ! command -v node >/dev/null; then
+    # Only what is missing: a machine with its own Node.js (not Debian's) would conflict with
+    # Debian's npm.
+    missing=""
+    command -v chromium >/dev/null || missing="chromium"
+    command -v node >/dev/null || missing="$missing nodejs"
+    command -v npm >/dev/null || missing="$missing npm"
+    if [ -n "$missing" ]; then
         sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
         $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium nodejs npm
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing
     fi
     if [ ! -d tests/browser/node_modules/playwright-core ]; then
         PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/browser --no-audit --no-fund --silent

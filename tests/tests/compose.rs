@@ -71,14 +71,11 @@ fn the_compose_stack_is_complete_and_consistent() {
         );
     }
     let namespace = s(&service("temporal-create-namespace")["command"][0]);
-    for sa in [
-        "RecordingId",
-        "TranscriptId",
-        "PipelineName",
-        "PipelineHash",
-        "CurrentStep",
-    ] {
-        assert!(namespace.contains(sa), "search attribute {sa} created");
+    for (name, kind) in workflow::search::ALL {
+        assert!(
+            namespace.contains(&format!(" {name}={kind}")),
+            "search attribute {name} created as {kind}"
+        );
     }
 
     // Every task queue the repository's pipelines use is served by a reflow worker.

@@ -84,6 +84,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The event id for `temporal workflow reset --event-id` that re-runs a run from a step
+    /// (default: its earliest failed step).
+    ResetPoint {
+        /// Workflow id.
+        workflow_id: String,
+        /// Step id (fan-out members included), activity id or child workflow id.
+        #[arg(long)]
+        step: Option<String>,
+    },
     /// Serve task queues until Ctrl-C / SIGTERM.
     Worker {
         /// Serve only these queues (comma-separated). Default: every queue the pipelines use.
@@ -230,6 +239,16 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::ResetPoint { workflow_id, step } => {
+            let client = connect(&settings).await?;
+            let point = crate::reset::reset_point(&client, &workflow_id, step.as_deref()).await?;
+            eprintln!(
+                "reset to event {} re-runs {} and what follows",
+                point.event_id, point.step
+            );
+            println!("{}", point.event_id);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Worker {
             queues,
             pipelines,
@@ -241,6 +260,16 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
                 &registry,
             )?;
             let client = connect(&settings).await?;
+            // Runs set reflow's search attributes in their first workflow task; without them
+            // registered every run would be stuck, so refuse to start instead.
+            let missing = crate::gitops::missing_search_attributes(&client).await?;
+            if !missing.is_empty() {
+                anyhow::bail!(
+                    "namespace {:?} lacks reflow's search attributes {}: run `reflow apply` first",
+                    settings.namespace,
+                    missing.join(", ")
+                );
+            }
             let shutdown = Shutdown::default();
             shutdown.on_signals();
             tracing::info!(queues = ?queues, "serving");

@@ -2,10 +2,16 @@
 //! with what the cluster has, and the changes that make them equal. Idempotent: a second
 //! `apply` finds nothing to change and says so.
 //!
-//! Declared today: the `daily-poll` schedule (daily.md §4) — present exactly when
-//! `DAILY_API_KEY` is set, every `REFLOW_DAILY_POLL_INTERVAL` seconds, else 180 s with a
-//! webhook secret and 15 s without, overlap SKIP, starting `PollDailyRecordings` pinned to the
-//! repository's `pipelines/daily-poll.yaml` (its hash is compared).
+//! Declared:
+//! - the namespace (`TEMPORAL_NAMESPACE`, default `default`) and its retention
+//!   (`REFLOW_NAMESPACE_RETENTION_DAYS`, default 30): registered when missing, updated when the
+//!   retention differs;
+//! - reflow's custom search attributes ([`workflow::search::ALL`]), added when missing (a
+//!   registered one of another type is reported, never removed: that would lose data);
+//! - the `daily-poll` schedule (daily.md §4) — present exactly when `DAILY_API_KEY` is set,
+//!   every `REFLOW_DAILY_POLL_INTERVAL` seconds, else 180 s with a webhook secret and 15 s
+//!   without, overlap SKIP, starting `PollDailyRecordings` pinned to the repository's
+//!   `pipelines/daily-poll.yaml` (its hash is compared).
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,6 +23,15 @@ use temporalio_client::schedules::{
 };
 use temporalio_client::{Client, UntypedWorkflow};
 use workflow::{Catalog, Pipeline, RunInput, payload};
+
+use temporalio_common::protos::temporal::api::enums::v1::IndexedValueType;
+use temporalio_common::protos::temporal::api::namespace::v1::NamespaceConfig;
+use temporalio_common::protos::temporal::api::operatorservice::v1::{
+    AddSearchAttributesRequest, ListSearchAttributesRequest,
+};
+use temporalio_common::protos::temporal::api::workflowservice::v1::{
+    DescribeNamespaceRequest, RegisterNamespaceRequest, UpdateNamespaceRequest,
+};
 
 use crate::runs::{self, RunError};
 
@@ -32,13 +47,55 @@ pub enum GitOpsError {
     #[error(transparent)]
     Pipeline(#[from] RunError),
     /// Temporal refused a call.
-    #[error("schedule {id}: {message}")]
+    #[error("{kind} {id}: {message}")]
     Temporal {
-        /// The schedule.
+        /// What kind of object.
+        kind: Kind,
+        /// The object.
         id: String,
         /// Why.
         message: String,
     },
+    /// The cluster has something the repository cannot reconcile automatically.
+    #[error("{kind} {id}: {message}")]
+    Conflict {
+        /// What kind of object.
+        kind: Kind,
+        /// The object.
+        id: String,
+        /// What differs, and what to do.
+        message: String,
+    },
+}
+
+/// What a change is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A Temporal namespace.
+    Namespace,
+    /// A custom search attribute of the namespace.
+    SearchAttribute,
+    /// A schedule.
+    Schedule,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Namespace => "namespace",
+            Kind::SearchAttribute => "search attribute",
+            Kind::Schedule => "schedule",
+        })
+    }
+}
+
+/// The namespace the repository declares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredNamespace {
+    /// Its name.
+    pub name: String,
+    /// How long closed runs' histories are kept.
+    pub retention: Duration,
 }
 
 /// A schedule the repository declares.
@@ -55,6 +112,10 @@ pub struct DesiredSchedule {
 /// Everything the repository declares.
 #[derive(Debug, Clone, Default)]
 pub struct Desired {
+    /// The namespace, when declared (absent: the namespace is left alone).
+    pub namespace: Option<DesiredNamespace>,
+    /// Custom search attributes (name, `Keyword` | `Int` | …) the namespace must have.
+    pub search_attributes: Vec<(String, String)>,
     /// Schedules by id; ids listed in `absent` must not exist.
     pub schedules: Vec<DesiredSchedule>,
     /// Schedule ids that must not exist (e.g. the poll without a Daily API key).
@@ -74,7 +135,20 @@ impl Desired {
     /// What the environment and the pipeline directory declare.
     pub fn from_env(dir: Option<&Path>, catalog: &Catalog) -> Result<Desired, GitOpsError> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let mut d = Desired::default();
+        let mut d = Desired {
+            namespace: Some(DesiredNamespace {
+                name: var("TEMPORAL_NAMESPACE").unwrap_or_else(|| "default".into()),
+                retention: Duration::from_secs(
+                    86_400
+                        * var("REFLOW_NAMESPACE_RETENTION_DAYS")
+                            .and_then(|s| s.parse::<u64>().ok())
+                            .filter(|d| *d > 0)
+                            .unwrap_or(30),
+                ),
+            }),
+            search_attributes: reflow_search_attributes(),
+            ..Desired::default()
+        };
         if var("DAILY_API_KEY").is_some() {
             let pipeline = match dir
                 .map(|d| d.join("daily-poll.yaml"))
@@ -103,33 +177,49 @@ impl Desired {
     }
 }
 
+/// reflow's search attributes, as `Desired::search_attributes` takes them.
+pub fn reflow_search_attributes() -> Vec<(String, String)> {
+    workflow::search::ALL
+        .iter()
+        .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
+        .collect()
+}
+
 /// One difference between the repository and the cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    /// Create the schedule.
+    /// Create the object.
     Create {
-        /// Schedule id.
+        /// What kind.
+        kind: Kind,
+        /// Its id.
         id: String,
         /// What it will be.
         summary: String,
     },
-    /// Update the schedule.
+    /// Update the object.
     Update {
-        /// Schedule id.
+        /// What kind.
+        kind: Kind,
+        /// Its id.
         id: String,
         /// Each difference, `field: old → new`.
         diffs: Vec<String>,
     },
-    /// Delete the schedule.
+    /// Delete the object.
     Delete {
-        /// Schedule id.
+        /// What kind.
+        kind: Kind,
+        /// Its id.
         id: String,
         /// Why.
         reason: String,
     },
     /// Nothing to do.
     Unchanged {
-        /// Schedule id.
+        /// What kind.
+        kind: Kind,
+        /// Its id.
         id: String,
     },
 }
@@ -139,17 +229,37 @@ impl Change {
     pub fn is_change(&self) -> bool {
         !matches!(self, Change::Unchanged { .. })
     }
+
+    /// What it is about.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Change::Create { kind, .. }
+            | Change::Update { kind, .. }
+            | Change::Delete { kind, .. }
+            | Change::Unchanged { kind, .. } => *kind,
+        }
+    }
+
+    /// The object's id.
+    pub fn id(&self) -> &str {
+        match self {
+            Change::Create { id, .. }
+            | Change::Update { id, .. }
+            | Change::Delete { id, .. }
+            | Change::Unchanged { id, .. } => id,
+        }
+    }
 }
 
 impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Change::Create { id, summary } => write!(f, "+ schedule {id}: create ({summary})"),
-            Change::Update { id, diffs } => {
-                write!(f, "~ schedule {id}: update ({})", diffs.join("; "))
+            Change::Create { kind, id, summary } => write!(f, "+ {kind} {id}: create ({summary})"),
+            Change::Update { kind, id, diffs } => {
+                write!(f, "~ {kind} {id}: update ({})", diffs.join("; "))
             }
-            Change::Delete { id, reason } => write!(f, "- schedule {id}: delete ({reason})"),
-            Change::Unchanged { id } => write!(f, "  schedule {id}: unchanged"),
+            Change::Delete { kind, id, reason } => write!(f, "- {kind} {id}: delete ({reason})"),
+            Change::Unchanged { kind, id } => write!(f, "  {kind} {id}: unchanged"),
         }
     }
 }
@@ -176,6 +286,7 @@ async fn current(client: &Client, id: &str) -> Result<Option<(u64, String)>, Git
         }
         Err(e) => {
             return Err(GitOpsError::Temporal {
+                kind: Kind::Schedule,
                 id: id.into(),
                 message: e.to_string(),
             });
@@ -208,9 +319,17 @@ async fn current(client: &Client, id: &str) -> Result<Option<(u64, String)>, Git
 /// The changes that make the cluster match `desired`.
 pub async fn plan(client: &Client, desired: &Desired) -> Result<Vec<Change>, GitOpsError> {
     let mut out = Vec::new();
+    let mut namespace_exists = true;
+    if let Some(ns) = &desired.namespace {
+        let change = plan_namespace(client, ns).await?;
+        namespace_exists = !matches!(change, Change::Create { .. });
+        out.push(change);
+    }
+    out.extend(plan_search_attributes(client, desired, namespace_exists).await?);
     for s in &desired.schedules {
         out.push(match current(client, &s.id).await? {
             None => Change::Create {
+                kind: Kind::Schedule,
                 id: s.id.clone(),
                 summary: summary(s),
             },
@@ -227,9 +346,13 @@ pub async fn plan(client: &Client, desired: &Desired) -> Result<Vec<Change>, Git
                     ));
                 }
                 if diffs.is_empty() {
-                    Change::Unchanged { id: s.id.clone() }
+                    Change::Unchanged {
+                        kind: Kind::Schedule,
+                        id: s.id.clone(),
+                    }
                 } else {
                     Change::Update {
+                        kind: Kind::Schedule,
                         id: s.id.clone(),
                         diffs,
                     }
@@ -240,6 +363,7 @@ pub async fn plan(client: &Client, desired: &Desired) -> Result<Vec<Change>, Git
     for id in &desired.absent {
         if current(client, id).await?.is_some() {
             out.push(Change::Delete {
+                kind: Kind::Schedule,
                 id: id.clone(),
                 reason: "not declared (DAILY_API_KEY unset)".into(),
             });
@@ -254,6 +378,7 @@ fn action(s: &DesiredSchedule) -> ScheduleAction {
         graph: None,
         input: serde_json::json!({}),
         parent: None,
+        search_attributes: Default::default(),
     };
     ScheduleAction::start_workflow(
         UntypedWorkflow::new(s.pipeline.name.clone()),
@@ -269,13 +394,41 @@ pub async fn apply(client: &Client, desired: &Desired) -> Result<Vec<Change>, Gi
     let err = |id: &str| {
         let id = id.to_owned();
         move |e: temporalio_client::schedules::ScheduleError| GitOpsError::Temporal {
+            kind: Kind::Schedule,
             id,
             message: e.to_string(),
         }
     };
+    // The namespace first (attributes and schedules live in it), then the attributes in one
+    // call.
+    if let Some(ns) = &desired.namespace {
+        match changes.iter().find(|c| c.kind() == Kind::Namespace) {
+            Some(Change::Create { .. }) => register_namespace(client, ns).await?,
+            Some(Change::Update { .. }) => update_namespace(client, ns).await?,
+            _ => {}
+        }
+    }
+    let new_attributes: Vec<&str> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Create {
+                kind: Kind::SearchAttribute,
+                id,
+                ..
+            } => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    if !new_attributes.is_empty() {
+        add_search_attributes(client, desired, &new_attributes).await?;
+    }
     for c in &changes {
         match c {
-            Change::Create { id, .. } => {
+            Change::Create {
+                kind: Kind::Schedule,
+                id,
+                ..
+            } => {
                 let s = desired
                     .schedules
                     .iter()
@@ -293,7 +446,11 @@ pub async fn apply(client: &Client, desired: &Desired) -> Result<Vec<Change>, Gi
                     .await
                     .map_err(err(id))?;
             }
-            Change::Update { id, .. } => {
+            Change::Update {
+                kind: Kind::Schedule,
+                id,
+                ..
+            } => {
                 let s = desired
                     .schedules
                     .iter()
@@ -314,17 +471,264 @@ pub async fn apply(client: &Client, desired: &Desired) -> Result<Vec<Change>, Gi
                     .await
                     .map_err(err(id))?;
             }
-            Change::Delete { id, .. } => {
+            Change::Delete {
+                kind: Kind::Schedule,
+                id,
+                ..
+            } => {
                 client
                     .get_schedule_handle(id.clone())
                     .delete(DeleteScheduleOptions::default())
                     .await
                     .map_err(err(id))?;
             }
-            Change::Unchanged { .. } => {}
+            _ => {}
         }
     }
     Ok(changes)
+}
+
+fn days(d: Duration) -> String {
+    let s = d.as_secs();
+    if s % 86_400 == 0 {
+        format!("{}d", s / 86_400)
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn rpc_error(kind: Kind, id: &str) -> impl Fn(tonic::Status) -> GitOpsError + '_ {
+    move |e| GitOpsError::Temporal {
+        kind,
+        id: id.to_owned(),
+        message: format!("{:?}: {}", e.code(), e.message()),
+    }
+}
+
+/// The namespace's retention, `None` when it does not exist.
+async fn namespace_retention(client: &Client, name: &str) -> Result<Option<Duration>, GitOpsError> {
+    let request = DescribeNamespaceRequest {
+        namespace: name.to_owned(),
+        ..Default::default()
+    };
+    match client
+        .connection()
+        .workflow_service()
+        .describe_namespace(tonic::Request::new(request))
+        .await
+    {
+        Ok(r) => Ok(Some(
+            r.into_inner()
+                .config
+                .and_then(|c| c.workflow_execution_retention_ttl)
+                .map_or(Duration::ZERO, |d| {
+                    Duration::from_secs(d.seconds.max(0) as u64)
+                }),
+        )),
+        Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+        Err(s) => Err(rpc_error(Kind::Namespace, name)(s)),
+    }
+}
+
+async fn plan_namespace(client: &Client, ns: &DesiredNamespace) -> Result<Change, GitOpsError> {
+    Ok(match namespace_retention(client, &ns.name).await? {
+        None => Change::Create {
+            kind: Kind::Namespace,
+            id: ns.name.clone(),
+            summary: format!("retention {}", days(ns.retention)),
+        },
+        Some(r) if r.as_secs() != ns.retention.as_secs() => Change::Update {
+            kind: Kind::Namespace,
+            id: ns.name.clone(),
+            diffs: vec![format!(
+                "retention: {} → {}",
+                days(r),
+                days(ns.retention)
+            )],
+        },
+        Some(_) => Change::Unchanged {
+            kind: Kind::Namespace,
+            id: ns.name.clone(),
+        },
+    })
+}
+
+
+async fn register_namespace(client: &Client, ns: &DesiredNamespace) -> Result<(), GitOpsError> {
+    let request = RegisterNamespaceRequest {
+        namespace: ns.name.clone(),
+        description: "reflow".into(),
+        workflow_execution_retention_period: ns.retention.try_into().ok(),
+        ..Default::default()
+    };
+    client
+        .connection()
+        .workflow_service()
+        .register_namespace(tonic::Request::new(request))
+        .await
+        .map_err(rpc_error(Kind::Namespace, &ns.name))?;
+    // A new namespace takes a moment to reach every frontend's cache.
+    for _ in 0..50 {
+        if namespace_retention(client, &ns.name).await?.is_some() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+async fn update_namespace(client: &Client, ns: &DesiredNamespace) -> Result<(), GitOpsError> {
+    let request = UpdateNamespaceRequest {
+        namespace: ns.name.clone(),
+        config: Some(NamespaceConfig {
+            workflow_execution_retention_ttl: ns.retention.try_into().ok(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    client
+        .connection()
+        .workflow_service()
+        .update_namespace(tonic::Request::new(request))
+        .await
+        .map_err(rpc_error(Kind::Namespace, &ns.name))?;
+    Ok(())
+}
+
+/// The namespace's custom search attributes by name, with their type names.
+pub async fn search_attributes(
+    client: &Client,
+    namespace: &str,
+) -> Result<std::collections::BTreeMap<String, String>, GitOpsError> {
+    let request = ListSearchAttributesRequest {
+        namespace: namespace.to_owned(),
+    };
+    let listed = client
+        .connection()
+        .operator_service()
+        .list_search_attributes(tonic::Request::new(request))
+        .await
+        .map_err(rpc_error(Kind::SearchAttribute, namespace))?
+        .into_inner();
+    Ok(listed
+        .custom_attributes
+        .into_iter()
+        .map(|(name, t)| {
+            let t = IndexedValueType::try_from(t).map_or_else(
+                |_| format!("type {t}"),
+                |t| {
+                    t.as_str_name()
+                        .trim_start_matches("INDEXED_VALUE_TYPE_")
+                        .to_owned()
+                },
+            );
+            (name, t)
+        })
+        .collect())
+}
+
+fn indexed_type(name: &str) -> Option<IndexedValueType> {
+    IndexedValueType::from_str_name(&format!(
+        "INDEXED_VALUE_TYPE_{}",
+        name.to_ascii_uppercase().replace("KEYWORDLIST", "KEYWORD_LIST")
+    ))
+}
+
+async fn plan_search_attributes(
+    client: &Client,
+    desired: &Desired,
+    namespace_exists: bool,
+) -> Result<Vec<Change>, GitOpsError> {
+    let namespace = namespace_of(client, desired);
+    let have = if namespace_exists && !desired.search_attributes.is_empty() {
+        search_attributes(client, &namespace).await?
+    } else {
+        Default::default()
+    };
+    let mut out = Vec::new();
+    for (name, kind) in &desired.search_attributes {
+        match have.get(name) {
+            None => out.push(Change::Create {
+                kind: Kind::SearchAttribute,
+                id: name.clone(),
+                summary: kind.clone(),
+            }),
+            Some(t) if !t.eq_ignore_ascii_case(&kind.replace('_', "")) && !t.replace('_', "").eq_ignore_ascii_case(kind) => {
+                return Err(GitOpsError::Conflict {
+                    kind: Kind::SearchAttribute,
+                    id: name.clone(),
+                    message: format!(
+                        "registered as {t}, declared {kind}; a registered attribute's type cannot change (remove it with `temporal operator search-attribute remove --name {name}` if no run needs it)"
+                    ),
+                });
+            }
+            Some(_) => out.push(Change::Unchanged {
+                kind: Kind::SearchAttribute,
+                id: name.clone(),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+fn namespace_of(client: &Client, desired: &Desired) -> String {
+    desired
+        .namespace
+        .as_ref()
+        .map_or_else(|| temporalio_client::NamespacedClient::namespace(client), |n| n.name.clone())
+}
+
+async fn add_search_attributes(
+    client: &Client,
+    desired: &Desired,
+    names: &[&str],
+) -> Result<(), GitOpsError> {
+    let namespace = namespace_of(client, desired);
+    let mut map = std::collections::HashMap::new();
+    for (name, kind) in &desired.search_attributes {
+        if names.contains(&name.as_str()) {
+            let t = indexed_type(kind).ok_or_else(|| GitOpsError::Conflict {
+                kind: Kind::SearchAttribute,
+                id: name.clone(),
+                message: format!("unknown type {kind:?} (Keyword, Text, Int, Double, Bool, Datetime, KeywordList)"),
+            })?;
+            map.insert(name.clone(), t as i32);
+        }
+    }
+    // A namespace registered a moment ago reaches the operator service's cache later (the
+    // server refreshes it every few seconds): wait for it, up to a minute.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let request = AddSearchAttributesRequest {
+            search_attributes: map.clone(),
+            namespace: namespace.clone(),
+        };
+        match client
+            .connection()
+            .operator_service()
+            .add_search_attributes(tonic::Request::new(request))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(s) if s.code() == tonic::Code::NotFound && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(s) => return Err(rpc_error(Kind::SearchAttribute, &namespace)(s)),
+        }
+    }
+}
+
+/// Whether every reflow search attribute is registered in the client's namespace; the missing
+/// ones otherwise. A worker checks this at start: a run's first workflow task would fail
+/// without them.
+pub async fn missing_search_attributes(client: &Client) -> Result<Vec<String>, GitOpsError> {
+    let namespace = temporalio_client::NamespacedClient::namespace(client);
+    let have = search_attributes(client, &namespace).await?;
+    Ok(workflow::search::ALL
+        .iter()
+        .filter(|(n, _)| !have.contains_key(*n))
+        .map(|(n, _)| (*n).to_owned())
+        .collect())
 }
 
 #[cfg(test)]

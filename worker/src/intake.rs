@@ -194,7 +194,13 @@ impl Intake {
             }
         };
         let workflow_id = workflow_id(&d.recording_id);
-        let input = pipeline_input(&transcript, &d.recording_id, &room.id, &bucket, &keys);
+        let input = pipeline_input(
+            &transcript,
+            &d.recording_id,
+            (&room.id, Some(room.name.as_str())),
+            &bucket,
+            &keys,
+        );
         match runs::start_with(
             &self.client,
             &self.pipeline,
@@ -272,7 +278,7 @@ impl Intake {
 pub fn pipeline_input(
     transcript: &activities::db::transcripts::Transcript,
     recording_id: &str,
-    room_id: &str,
+    (room_id, room_name): (&str, Option<&str>),
     bucket: &str,
     keys: &[String],
 ) -> serde_json::Value {
@@ -280,6 +286,7 @@ pub fn pipeline_input(
         "recording_id": recording_id,
         "transcript_id": transcript.id,
         "room_id": room_id,
+        "room_name": room_name,
         "bucket_name": (!bucket.is_empty()).then_some(bucket),
         "source_platform": "daily",
         "tracks": keys.iter().map(|k| json!({"s3_key": k})).collect::<Vec<_>>(),

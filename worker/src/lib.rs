@@ -15,6 +15,7 @@ pub mod local;
 pub mod metrics;
 pub mod poll;
 pub mod registry;
+pub mod reset;
 pub mod runs;
 pub mod settings;
 pub mod shutdown;

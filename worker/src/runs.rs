@@ -133,6 +133,7 @@ pub async fn start_with(
         graph: None,
         input,
         parent: None,
+        search_attributes: Default::default(),
     };
     let handle = client
         .start_workflow(

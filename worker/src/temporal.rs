@@ -141,6 +141,10 @@ impl DevServer {
             "--dynamic-config-value",
             "frontend.enableUpdateWorkflowExecution=true",
         ]);
+        // reflow's search attributes (observability.md §6), so runs can be found at once.
+        for (name, kind) in workflow::search::ALL {
+            cmd.args(["--search-attribute", &format!("{name}={kind}")]);
+        }
         match opts.ui_port {
             Some(ui) => {
                 cmd.args([

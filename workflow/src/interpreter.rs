@@ -8,6 +8,7 @@
 //! declared (then item) order, and `select_all`, which polls in a fixed order; no clocks but
 //! `ctx.workflow_time()`, no maps but `BTreeMap`.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -28,6 +29,7 @@ use temporalio_workflow::{
 };
 
 use crate::expr::{self, Scope};
+use crate::search;
 use crate::payload;
 use crate::pipeline::{Graph, Pipeline, Run, Step};
 use crate::progress::{ChildProgress, Progress, RunStatus, StepRow, StepState, StepStatus};
@@ -47,7 +49,20 @@ pub struct RunInput {
     /// Workflow id of the parent, for a child: it reports its table there.
     #[serde(default)]
     pub parent: Option<String>,
+    /// The declared search attributes' values, as the parent rendered them (a child carries
+    /// its parent's `RecordingId`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub search_attributes: BTreeMap<String, String>,
 }
+
+/// Patch marking runs that set search attributes, a memo and `CurrentStep` (histories from
+/// before it replay without them).
+pub const SEARCH_ATTRIBUTES_PATCH: &str = "reflow-search-attributes-1";
+
+/// Scope key of the rendered search attributes (not an identifier, so no step can shadow it).
+const SA_SCOPE: &str = "$search_attributes";
+/// Scope key of a fan-out's member count.
+const COUNT_SCOPE: &str = "$count";
 
 /// Workflow state the interpreter needs: the progress table the `progress` query returns.
 pub trait Interpreted: 'static {
@@ -281,6 +296,8 @@ async fn run_graph<W: Interpreted>(
         .build()
         .into());
     };
+    let is_child = input.parent.is_some();
+    let inherited = input.search_attributes;
     let args = match resolve_inputs(&graph, input.input) {
         Ok(a) => a,
         Err(msg) => {
@@ -313,6 +330,19 @@ async fn run_graph<W: Interpreted>(
         json!({"id": ctx.workflow_id(), "pipeline": pipeline.name, "graph": graph.name,
                "version": pipeline.version, "hash": pipeline.hash}),
     );
+
+    // Search attributes and memo, so the run can be found (observability.md §6).
+    let tagged = ctx.patched(SEARCH_ATTRIBUTES_PATCH);
+    let declared = if is_child {
+        inherited
+    } else {
+        render_search_attributes(&pipeline, &scope)
+    };
+    if tagged {
+        tag_run(ctx, &pipeline, &declared);
+    }
+    scope.insert(SA_SCOPE.into(), json!(declared));
+    let mut current_step = String::new();
 
     let mut states: Vec<State> = vec![State::Pending; graph.steps.len()];
     let mut running: Vec<LocalFuture<'static, (usize, Result<Value, StepFailure>)>> = Vec::new();
@@ -363,6 +393,20 @@ async fn run_graph<W: Interpreted>(
         if running.is_empty() {
             break;
         }
+        if tagged {
+            let now_running: Vec<&str> = graph
+                .steps
+                .iter()
+                .zip(&states)
+                .filter(|(_, s)| **s == State::Running)
+                .map(|(s, _)| s.id.as_str())
+                .collect();
+            let now_running = now_running.join(",");
+            if now_running != current_step {
+                ctx.upsert_search_attributes([search::CURRENT_STEP.value_set(now_running.clone())]);
+                current_step = now_running;
+            }
+        }
         let ((i, result), _, rest) = select_all(running).await;
         running = rest;
         let step = &graph.steps[i];
@@ -391,6 +435,9 @@ async fn run_graph<W: Interpreted>(
                     scope.insert(step.id.clone(), Value::Null);
                     states[i] = State::FailedOptional;
                 } else {
+                    if tagged {
+                        ctx.upsert_search_attributes([search::CURRENT_STEP.value_set(step.id.clone())]);
+                    }
                     ctx.state_mut(|w| {
                         let p = w.progress_mut();
                         p.status = RunStatus::Failed;
@@ -443,8 +490,70 @@ async fn run_graph<W: Interpreted>(
             .non_retryable(true)
             .build()
     })?;
+    if tagged {
+        ctx.upsert_search_attributes([search::CURRENT_STEP.value_unset()]);
+    }
     ctx.state_mut(|w| w.progress_mut().status = RunStatus::Completed);
     Ok(output)
+}
+
+/// The pipeline's declared search attributes rendered for this run; one that renders to
+/// nothing (an absent optional input) or fails to render is left out.
+fn render_search_attributes(pipeline: &Pipeline, scope: &Scope) -> BTreeMap<String, String> {
+    pipeline
+        .search_attributes
+        .iter()
+        .filter_map(|(name, template)| {
+            match expr::render(&Value::String(template.clone()), scope) {
+                Ok(Value::String(s)) if !s.is_empty() => Some((name.clone(), s)),
+                Ok(Value::Null) | Ok(Value::String(_)) | Err(_) => None,
+                Ok(other) => Some((name.clone(), other.to_string())),
+            }
+        })
+        .collect()
+}
+
+/// Set the run's search attributes (declared ones, pipeline name, version, hash) and memo.
+fn tag_run<W>(ctx: &WorkflowContext<W>, pipeline: &Pipeline, declared: &BTreeMap<String, String>) {
+    let mut updates = vec![
+        search::PIPELINE_NAME.value_set(pipeline.name.clone()),
+        search::PIPELINE_VERSION.value_set(i64::from(pipeline.version)),
+        search::PIPELINE_HASH.value_set(pipeline.hash.clone()),
+    ];
+    updates.extend(
+        declared
+            .iter()
+            .filter_map(|(k, v)| search::declarable(k).map(|key| key.value_set(v.clone()))),
+    );
+    ctx.upsert_search_attributes(updates);
+    let memo = [
+        ("pipeline", json!(pipeline.name)),
+        ("pipeline_version", json!(pipeline.version)),
+        ("pipeline_hash", json!(pipeline.hash)),
+    ];
+    if let Err(e) = ctx.upsert_memo(memo.map(|(k, v)| (k, Some(temporalio_workflow::common::MemoValue::new(v))))) {
+        tracing::warn!(workflow_id = ctx.workflow_id(), error = %e, "memo not set");
+    }
+}
+
+/// The Web UI label of a step's activity or child: its `summary:` template rendered for this
+/// member, else the step id (with `i/N` for a fan-out member).
+fn summary_of(step: &Step, scope: &Scope, index: Option<usize>) -> String {
+    let default = || match index {
+        Some(i) => match scope.get(COUNT_SCOPE).and_then(Value::as_u64) {
+            Some(n) => format!("{} {}/{n}", step.id, i + 1),
+            None => format!("{} {}", step.id, i + 1),
+        },
+        None => step.id.clone(),
+    };
+    match &step.summary {
+        None => default(),
+        Some(t) => match expr::render(&Value::String(t.clone()), scope) {
+            Ok(Value::String(s)) if !s.trim().is_empty() => s,
+            Ok(Value::String(_)) | Ok(Value::Null) | Err(_) => default(),
+            Ok(other) => other.to_string(),
+        },
+    }
 }
 
 fn needs_met(graph: &Graph, states: &[State], step: &Step) -> bool {
@@ -580,6 +689,7 @@ async fn run_step<W: Interpreted>(
             let mut member_scope = scope.clone();
             member_scope.insert("item".into(), item);
             member_scope.insert("index".into(), json!(i));
+            member_scope.insert(COUNT_SCOPE.into(), json!(count));
             let member = Member {
                 index: Some(i),
                 scope: member_scope,
@@ -653,7 +763,8 @@ async fn run_member<W: Interpreted>(
                     StepFailure::new(INVALID_INPUT, format!("start_to_close: {e}"))
                 })?),
             };
-            let opts = activity_options(step, activity_id, start_to_close);
+            let mut opts = activity_options(step, activity_id, start_to_close);
+            opts.summary = Some(summary_of(step, &member.scope, index));
             ctx.execute_activity(
                 UntypedActivity::new(name.clone()),
                 payload::to_raw(&input),
@@ -689,16 +800,18 @@ async fn run_member<W: Interpreted>(
                 graph: Some(child.clone()),
                 input,
                 parent: Some(ctx.workflow_id().to_owned()),
+                search_attributes: member
+                    .scope
+                    .get(SA_SCOPE)
+                    .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    .unwrap_or_default(),
             };
             let opts = ChildWorkflowOptions::builder()
                 .workflow_id(child_id.clone())
                 .task_queue(child_graph.task_queue.clone())
                 .parent_close_policy(ParentClosePolicy::Terminate)
                 .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicate)
-                .static_summary(match index {
-                    Some(i) => format!("{} item {i}", step.id),
-                    None => step.id.clone(),
-                })
+                .static_summary(summary_of(step, &member.scope, index))
                 .build();
             match ctx
                 .start_child_workflow(

@@ -19,6 +19,7 @@ pub mod interpreter;
 pub mod payload;
 pub mod pipeline;
 pub mod progress;
+pub mod search;
 pub mod workflows;
 
 pub use catalog::Catalog;

@@ -104,6 +104,9 @@ pub struct SpeakerTrack {
     pub s3_key: String,
     /// Speaker number.
     pub speaker: i64,
+    /// The speaker's name (`Speaker {i}` when the participant is unknown).
+    #[serde(default)]
+    pub name: String,
     /// A local source's declared offset, seconds.
     pub offset_s: Option<f64>,
 }
@@ -178,6 +181,7 @@ impl DailyActivities {
         };
         let mut people: Vec<Participant> = Vec::new();
         let mut speakers = Vec::with_capacity(input.tracks.len());
+        let mut track_names = Vec::with_capacity(input.tracks.len());
         for (i, track) in input.tracks.iter().enumerate() {
             let id = match (TrackKey::parse(&track.s3_key), &track.name) {
                 (Some(k), _) => k.participant_id,
@@ -185,12 +189,14 @@ impl DailyActivities {
                 (None, None) => {
                     tracing::warn!(track = i, key = %track.s3_key, "track key names no participant; its words keep speaker {i}");
                     speakers.push(i as i64);
+                    track_names.push(format!("Speaker {i}"));
                     continue;
                 }
             };
             // One speaker per participant: the index of their first track.
             if let Some(p) = people.iter().find(|p| p.id == id) {
                 speakers.push(p.speaker);
+                track_names.push(p.name.clone());
                 continue;
             }
             let (user_name, user_id) = names.get(&id).cloned().unwrap_or_default();
@@ -198,6 +204,7 @@ impl DailyActivities {
                 .filter(|n| !n.trim().is_empty())
                 .or_else(|| track.name.clone())
                 .unwrap_or_else(|| format!("Speaker {i}"));
+            track_names.push(name.clone());
             people.push(Participant {
                 id,
                 speaker: i as i64,
@@ -212,10 +219,11 @@ impl DailyActivities {
             tracks: input
                 .tracks
                 .iter()
-                .zip(&speakers)
-                .map(|(t, s)| SpeakerTrack {
+                .zip(speakers.iter().zip(track_names))
+                .map(|(t, (s, name))| SpeakerTrack {
                     s3_key: t.s3_key.clone(),
                     speaker: *s,
+                    name,
                     offset_s: t.offset_s,
                 })
                 .collect(),

@@ -118,10 +118,14 @@ async fn process(
         .new_epoch(&t.id)
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let room_name = match &t.room_id {
+        Some(r) => state.events.db().room_name(r).await?,
+        None => None,
+    };
     let input = crate::intake::pipeline_input(
         &t,
         &recording_id,
-        t.room_id.as_deref().unwrap_or_default(),
+        (t.room_id.as_deref().unwrap_or_default(), room_name.as_deref()),
         &row.bucket_name,
         &row.keys(),
     );

@@ -47,6 +47,9 @@ pub struct Pipeline {
     /// [`raw::RawPipeline::on_failure`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<Step>,
+    /// Declared search attributes (name → template over the main inputs).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub search_attributes: BTreeMap<String, String>,
 }
 
 /// Validated `progress:` section (see [`raw::RawProgress`]).
@@ -200,6 +203,9 @@ pub struct Step {
     pub emits: Vec<String>,
     /// Queue, timeouts, retry policy.
     pub options: StepOptions,
+    /// Web UI label template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 /// Activity options of a step, every default applied.

@@ -48,6 +48,12 @@ pub struct RawPipeline {
     /// `workflow` and `failure` (`step`, `type`, `message`); it has no `needs`, no `for_each`.
     #[serde(default)]
     pub on_failure: Option<RawStep>,
+    /// Search attributes every run (and its children) carries, by name: templates over the
+    /// main pipeline's inputs, e.g. `RecordingId: ${input.recording_id}`. Only the names
+    /// [`crate::search::DECLARABLE`] lists; the pipeline's name, version, hash and current
+    /// step are set by the interpreter.
+    #[serde(default)]
+    pub search_attributes: BTreeMap<String, String>,
 }
 
 /// `progress:` — which transcript's channel gets `PIPELINE_PROGRESS`, and under which
@@ -215,6 +221,11 @@ pub struct RawStep {
     /// Retry policy; unset fields fall back to the defaults' policy.
     #[serde(default)]
     pub retry: Option<RawRetry>,
+    /// The label the Temporal Web UI shows for the activity or child (a string template, e.g.
+    /// `transcribe track ${input.track_index} (${input.name})`). Default: the step id, with
+    /// `i/N` for fan-out members.
+    #[serde(default)]
+    pub summary: Option<String>,
 }
 
 impl RawStep {

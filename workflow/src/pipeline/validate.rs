@@ -156,6 +156,9 @@ pub fn validate(raw: &RawPipeline, catalog: &Catalog) -> Result<Pipeline, Vec<Pi
             errs.push(pipeline_err(None, problem));
         }
     }
+    for problem in check_search_attributes(raw) {
+        errs.push(pipeline_err(None, problem));
+    }
 
     if !errs.is_empty() {
         return Err(errs);
@@ -176,6 +179,7 @@ pub fn validate(raw: &RawPipeline, catalog: &Catalog) -> Result<Pipeline, Vec<Pi
                 steps: p.steps.clone(),
             }),
         on_failure,
+        search_attributes: raw.search_attributes.clone(),
     };
     pipeline.hash = pipeline.compute_hash();
     Ok(pipeline)
@@ -455,6 +459,13 @@ impl Ctx<'_> {
                     fan_out,
                 );
             }
+            if let Some(a) = &s.summary {
+                check(
+                    "summary",
+                    expr::references(&Value::String(a.clone())),
+                    fan_out,
+                );
+            }
             if is_child
                 && let (Some(c), Some(Value::Object(w))) = (&s.child, &s.with)
                 && let Some(child) = self.children.get(c)
@@ -501,6 +512,7 @@ impl Ctx<'_> {
                 optional: s.optional,
                 emits: s.emits.clone(),
                 options,
+                summary: s.summary.clone(),
             });
         }
 
@@ -535,6 +547,46 @@ impl Ctx<'_> {
             output: output.cloned().unwrap_or(Value::Null),
         }
     }
+}
+
+/// `search_attributes:` names attributes a pipeline may set, with templates that read only
+/// the main pipeline's declared inputs.
+fn check_search_attributes(raw: &RawPipeline) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for (name, template) in &raw.search_attributes {
+        if crate::search::declarable(name).is_none() {
+            let names: Vec<&str> = crate::search::DECLARABLE.iter().map(|k| k.name()).collect();
+            out.push(Problem::Invalid(format!(
+                "search_attributes: {name:?} is not one a pipeline sets (known: {}{})",
+                list(names.iter().copied()),
+                closest(name, &names)
+                    .map(|c| format!("; did you mean {c:?}?"))
+                    .unwrap_or_default()
+            )));
+            continue;
+        }
+        match expr::references(&Value::String(template.clone())) {
+            Err(source) => out.push(Problem::Expr {
+                field: "search_attributes",
+                source,
+            }),
+            Ok(paths) => {
+                for p in paths {
+                    if p.root != "input" && p.root != "workflow" {
+                        out.push(Problem::Invalid(format!(
+                            "search_attributes: {name}: `${{{}}}` must read a declared input",
+                            p.text
+                        )));
+                    } else if let Some(pr) =
+                        check_ref("search_attributes", &p, &[], None, &raw.inputs, false)
+                    {
+                        out.push(pr);
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 fn check_ref(
