@@ -83,6 +83,7 @@ impl ActivityInboundInterceptor for AttemptReporter {
             pipeline: info.workflow_type.clone().unwrap_or_default(),
             step: info.activity_type.clone(),
             queue: info.task_queue.clone(),
+            written: Default::default(),
         };
         let record = (!info.is_local && !workflow_id.is_empty())
             .then(|| self.db.clone())
@@ -159,7 +160,10 @@ impl ActivityInboundInterceptor for AttemptReporter {
                     ),
                     Err(other) => ("failed", Some((String::new(), format!("{other:?}")))),
                 };
-                if let Err(e) = db.attempt_ended(a, status, failure).await {
+                if let Err(e) = db
+                    .attempt_ended(a, status, failure, labels.bytes_written())
+                    .await
+                {
                     tracing::warn!(error = %e, "step_attempt row not updated");
                 }
             }

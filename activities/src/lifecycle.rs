@@ -53,6 +53,9 @@ pub async fn processing(
 /// Input of `finalize`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FinalizeInput {
+    /// When the run started (RFC 3339, `${workflow.started_at}`), for the pipeline duration.
+    #[serde(default)]
+    pub started_at: Option<String>,
     /// The transcript.
     pub transcript_id: String,
     /// The padded tracks to delete.
@@ -94,6 +97,9 @@ pub struct ConsentOutput {
 /// Input of `mark_failed`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailedInput {
+    /// When the run started (RFC 3339), for the pipeline duration.
+    #[serde(default)]
+    pub started_at: Option<String>,
     /// The transcript.
     pub transcript_id: String,
     /// The step that failed for good.
@@ -117,6 +123,12 @@ pub struct LifecycleActivities {
     storage: Storage,
     recordings: Storage,
     events: Events,
+}
+
+/// Time since `started_at` (RFC 3339), when given and in the past.
+fn since(started_at: Option<&str>) -> Option<std::time::Duration> {
+    let t = humantime::parse_rfc3339_weak(started_at?).ok()?;
+    std::time::SystemTime::now().duration_since(t).ok()
 }
 
 impl LifecycleActivities {
@@ -152,7 +164,11 @@ impl LifecycleActivities {
         db.set_error(tid, None).await?;
         // STATUS only on change (a retried finalize finds the transcript already ended).
         if db.set_transcript_status(tid, "ended").await? {
-            crate::metrics::pipeline_run(&crate::metrics::current().pipeline, "ended");
+            crate::metrics::pipeline_run(
+                &crate::metrics::current().pipeline,
+                "ended",
+                since(input.started_at.as_deref()),
+            );
             self.events
                 .publish("finalize", tid, "STATUS", json!({"value": "ended"}))
                 .await?;
@@ -233,7 +249,11 @@ impl LifecycleActivities {
             db.set_error(tid, Some(&text)).await?;
         }
         if changed {
-            crate::metrics::pipeline_run(&crate::metrics::current().pipeline, "error");
+            crate::metrics::pipeline_run(
+                &crate::metrics::current().pipeline,
+                "error",
+                since(input.started_at.as_deref()),
+            );
             self.events
                 .publish("mark_failed", tid, "STATUS", json!({"value": "error"}))
                 .await?;

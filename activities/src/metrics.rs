@@ -7,6 +7,8 @@
 //! pipeline and step without passing them around.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Buckets of every `*_duration_seconds` histogram (observability.md §4).
@@ -24,6 +26,15 @@ pub struct StepLabels {
     pub step: String,
     /// Its task queue.
     pub queue: String,
+    /// Bytes this attempt wrote to object storage (read by the activity interceptor).
+    pub written: Arc<AtomicU64>,
+}
+
+impl StepLabels {
+    /// Bytes written to storage so far in this attempt.
+    pub fn bytes_written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
 }
 
 tokio::task_local! {
@@ -104,14 +115,67 @@ pub fn asr_audio(backend: &str, seconds: f64) {
         .increment(seconds.max(0.0).round() as u64);
 }
 
-/// A finished pipeline run (`ended` or `error`).
-pub fn pipeline_run(pipeline: &str, outcome: &'static str) {
+/// A finished pipeline run (`ended` or `error`), `took` from the workflow's start when known.
+pub fn pipeline_run(pipeline: &str, outcome: &'static str, took: Option<Duration>) {
     metrics::counter!(
         "reflow_pipeline_runs_total",
         "pipeline" => pipeline.to_owned(),
         "outcome" => outcome,
     )
     .increment(1);
+    if let Some(took) = took {
+        metrics::histogram!(
+            "reflow_pipeline_duration_seconds",
+            "pipeline" => pipeline.to_owned(),
+            "outcome" => outcome,
+        )
+        .record(took.as_secs_f64());
+    }
+}
+
+/// Object traffic: `bytes` read or written (`direction`) in the store `bucket` (its bucket
+/// name, `file` for a directory store), labelled with the current step; writes also count
+/// towards the attempt's [`StepLabels::bytes_written`].
+pub fn storage_bytes(bucket: &str, direction: &'static str, bytes: u64) {
+    let l = current();
+    if direction == "write" {
+        l.written.fetch_add(bytes, Ordering::Relaxed);
+    }
+    metrics::counter!(
+        "reflow_storage_bytes_total",
+        "bucket" => bucket.to_owned(),
+        "direction" => direction,
+        "step" => l.step,
+    )
+    .increment(bytes);
+}
+
+/// Create every series an alert or dashboard reads before anything happens, at zero: a
+/// counter that appears with its first increment hides that increment from `increase()`
+/// (the first error of a pipeline would never fire `ReflowPipelineErrors`).
+pub fn describe(pipelines: &[&str]) {
+    for p in pipelines {
+        for outcome in ["ended", "error"] {
+            metrics::counter!("reflow_pipeline_runs_total", "pipeline" => p.to_string(), "outcome" => outcome)
+                .absolute(0);
+        }
+    }
+    for result in [
+        "ok",
+        "test",
+        "ignored",
+        "deferred",
+        "bad_signature",
+        "bad_payload",
+    ] {
+        metrics::counter!("reflow_daily_webhook_requests_total", "result" => result).absolute(0);
+    }
+    for target in ["zulip", "webhook"] {
+        for outcome in ["delivered", "retry", "rejected", "gave_up", "skipped"] {
+            metrics::counter!("reflow_notifications_total", "target" => target, "outcome" => outcome)
+                .absolute(0);
+        }
+    }
 }
 
 /// A Daily webhook delivery and what became of it.

@@ -326,7 +326,7 @@ async fn the_llm_chain_runs_on_an_openai_compatible_service_and_never_pays_twice
     );
 
     // `reflow cost`: the run's spending, per step, adds up to what the service saw.
-    let costs = reflow::cost::cost(&c, "llm-chain-1").await.unwrap();
+    let costs = reflow::cost::cost(&c, Some(&reflow_tests::db()), "llm-chain-1").await.unwrap();
     let calls: u64 = costs.iter().map(|s| s.spent.calls).sum();
     assert_eq!(calls as usize, requests.len());
     let prompt: u64 = costs.iter().map(|s| s.spent.prompt_tokens).sum();
@@ -344,6 +344,11 @@ async fn the_llm_chain_runs_on_an_openai_compatible_service_and_never_pays_twice
         (3, 4),
         "3 chunks, one re-ask"
     );
+    assert!(topics_cost.time_s > 0.0, "step time from the history");
+    assert!(
+        costs.iter().map(|s| s.bytes_written).sum::<u64>() > 0,
+        "what the steps stored is counted: {costs:?}"
+    );
     let table = reflow::cost::render("llm-chain-1", &costs);
     assert!(
         table.contains("generate_detailed_summary") && table.contains("total"),
@@ -359,7 +364,7 @@ async fn the_llm_chain_runs_on_an_openai_compatible_service_and_never_pays_twice
     assert_eq!(again["title"]["title"], out["title"]["title"]);
     assert_eq!(again["recap"]["usage"]["from_checkpoint"], true);
     assert_eq!(db().transcript(tid).await.unwrap().title, t.title);
-    let costs = reflow::cost::cost(&c, "llm-chain-2").await.unwrap();
+    let costs = reflow::cost::cost(&c, Some(&reflow_tests::db()), "llm-chain-2").await.unwrap();
     assert!(
         costs
             .iter()

@@ -231,7 +231,12 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
         }
         Command::Cost { workflow_id, json } => {
             let client = connect(&settings).await?;
-            let costs = crate::cost::cost(&client, &workflow_id).await?;
+            // Bytes written come from the step_attempt table, when the database is there.
+            let db = match settings.database_url() {
+                Ok(url) => activities::db::Db::connect(&url).await.ok(),
+                Err(_) => None,
+            };
+            let costs = crate::cost::cost(&client, db.as_ref(), &workflow_id).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&costs)?);
             } else {

@@ -1,9 +1,11 @@
-//! `reflow cost <workflow-id>`: what a run spent on transcription and LLM calls.
+//! `reflow cost <workflow-id>`: a run's time and spending per step.
 //!
 //! Every paid step returns a `usage` object in its result (activities::usage::Usage). This
-//! reads the run's history — and its children's, recursively — and adds up the usage of every
-//! completed activity per activity type: calls, audio seconds, prompt and completion tokens,
-//! backend time, and how many results came from a checkpoint (they cost nothing this time).
+//! reads the run's history — and its children's, recursively — and adds up per activity type:
+//! the time its activities took (scheduled → closed, retries and backoff included), the usage
+//! of every completed one (calls, audio seconds, prompt and completion tokens, backend time),
+//! how many results came from a checkpoint (they cost nothing this time), and — from the
+//! `step_attempt` table, when a database is given — the bytes its attempts wrote to storage.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +25,10 @@ pub struct StepCost {
     pub from_checkpoint: u64,
     /// Spent on this run (checkpoint hits excluded).
     pub spent: Usage,
+    /// Seconds its activities took, scheduled to closed (summed over fan-out members).
+    pub time_s: f64,
+    /// Bytes its attempts wrote to object storage.
+    pub bytes_written: u64,
 }
 
 /// Why the cost could not be read.
@@ -36,10 +42,16 @@ pub struct CostError {
 }
 
 /// The run's spending per activity type (children included), in type order.
-pub async fn cost(client: &Client, workflow_id: &str) -> Result<Vec<StepCost>, CostError> {
+pub async fn cost(
+    client: &Client,
+    db: Option<&activities::db::Db>,
+    workflow_id: &str,
+) -> Result<Vec<StepCost>, CostError> {
     let mut steps: BTreeMap<String, StepCost> = BTreeMap::new();
     let mut pending = vec![workflow_id.to_owned()];
+    let mut visited = Vec::new();
     while let Some(id) = pending.pop() {
+        visited.push(id.clone());
         let history = client
             .get_workflow_handle::<UntypedWorkflow>(&id)
             .fetch_history(WorkflowFetchHistoryOptions::default())
@@ -50,18 +62,38 @@ pub async fn cost(client: &Client, workflow_id: &str) -> Result<Vec<StepCost>, C
                 message: e.to_string(),
             })?;
         let history: Value = serde_json::from_slice(&history).unwrap_or(Value::Null);
-        let mut types: BTreeMap<i64, String> = BTreeMap::new();
+        let mut types: BTreeMap<i64, (String, Option<std::time::SystemTime>)> = BTreeMap::new();
         for e in history["events"].as_array().into_iter().flatten() {
             let Some((kind, a)) = e["attributes"].as_object().and_then(|m| m.iter().next()) else {
                 continue;
             };
+            let at = e["event_time"]
+                .as_str()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+            if let "ActivityTaskCompletedEventAttributes"
+            | "ActivityTaskFailedEventAttributes"
+            | "ActivityTaskTimedOutEventAttributes"
+            | "ActivityTaskCanceledEventAttributes" = kind.as_str()
+                && let Some((step, Some(scheduled))) =
+                    a["scheduled_event_id"].as_i64().and_then(|s| types.get(&s))
+                && let Some(took) = at.and_then(|t| t.duration_since(*scheduled).ok())
+            {
+                steps
+                    .entry(step.clone())
+                    .or_insert_with(|| StepCost {
+                        step: step.clone(),
+                        ..StepCost::default()
+                    })
+                    .time_s += took.as_secs_f64();
+            }
             match kind.as_str() {
                 "ActivityTaskScheduledEventAttributes" => {
                     let name = a["activity_type"]["name"].as_str().unwrap_or_default();
-                    types.insert(e["event_id"].as_i64().unwrap_or(0), name.to_owned());
+                    types.insert(e["event_id"].as_i64().unwrap_or(0), (name.to_owned(), at));
                 }
                 "ActivityTaskCompletedEventAttributes" => {
-                    let Some(step) = a["scheduled_event_id"].as_i64().and_then(|s| types.get(&s))
+                    let Some((step, _)) =
+                        a["scheduled_event_id"].as_i64().and_then(|s| types.get(&s))
                     else {
                         continue;
                     };
@@ -93,40 +125,78 @@ pub async fn cost(client: &Client, workflow_id: &str) -> Result<Vec<StepCost>, C
             }
         }
     }
+    if let Some(db) = db {
+        let written = db.bytes_written(&visited).await.map_err(|e| CostError {
+            workflow_id: workflow_id.to_owned(),
+            message: e.to_string(),
+        })?;
+        for (step, n) in written {
+            if n > 0 {
+                steps
+                    .entry(step.clone())
+                    .or_insert_with(|| StepCost {
+                        step,
+                        ..StepCost::default()
+                    })
+                    .bytes_written += n as u64;
+            }
+        }
+    }
     Ok(steps.into_values().collect())
 }
 
 /// A table of `costs`, with a total line.
 pub fn render(workflow_id: &str, costs: &[StepCost]) -> String {
     let mut out = format!(
-        "{workflow_id}\n{:<28} {:>7} {:>6} {:>6} {:>9} {:>10} {:>11} {:>10}\n",
-        "step", "results", "cached", "calls", "audio s", "prompt tk", "complete tk", "backend s"
+        "{workflow_id}\n{:<28} {:>8} {:>7} {:>6} {:>6} {:>9} {:>10} {:>11} {:>10} {:>10}\n",
+        "step",
+        "time s",
+        "results",
+        "cached",
+        "calls",
+        "audio s",
+        "prompt tk",
+        "complete tk",
+        "backend s",
+        "written"
     );
-    let mut total = Usage::default();
+    let mut total = StepCost {
+        step: "total".into(),
+        ..StepCost::default()
+    };
     for c in costs {
-        total.add(&c.spent);
-        out.push_str(&format!(
-            "{:<28} {:>7} {:>6} {:>6} {:>9.1} {:>10} {:>11} {:>10.1}\n",
-            c.step,
-            c.results,
-            c.from_checkpoint,
-            c.spent.calls,
-            c.spent.audio_s,
-            c.spent.prompt_tokens,
-            c.spent.completion_tokens,
-            c.spent.backend_ms as f64 / 1000.0
-        ));
+        total.spent.add(&c.spent);
+        total.time_s += c.time_s;
+        total.results += c.results;
+        total.from_checkpoint += c.from_checkpoint;
+        total.bytes_written += c.bytes_written;
+        out.push_str(&row(c));
     }
-    out.push_str(&format!(
-        "{:<28} {:>7} {:>6} {:>6} {:>9.1} {:>10} {:>11} {:>10.1}\n",
-        "total",
-        costs.iter().map(|c| c.results).sum::<u64>(),
-        costs.iter().map(|c| c.from_checkpoint).sum::<u64>(),
-        total.calls,
-        total.audio_s,
-        total.prompt_tokens,
-        total.completion_tokens,
-        total.backend_ms as f64 / 1000.0
-    ));
+    out.push_str(&row(&total));
     out
+}
+
+fn row(c: &StepCost) -> String {
+    format!(
+        "{:<28} {:>8.1} {:>7} {:>6} {:>6} {:>9.1} {:>10} {:>11} {:>10.1} {:>10}\n",
+        c.step,
+        c.time_s,
+        c.results,
+        c.from_checkpoint,
+        c.spent.calls,
+        c.spent.audio_s,
+        c.spent.prompt_tokens,
+        c.spent.completion_tokens,
+        c.spent.backend_ms as f64 / 1000.0,
+        bytes(c.bytes_written)
+    )
+}
+
+/// `n` bytes in B / kB / MB.
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1} kB", n as f64 / 1e3),
+        n => format!("{n} B"),
+    }
 }

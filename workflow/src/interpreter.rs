@@ -25,6 +25,7 @@ use temporalio_workflow::common::{
 use temporalio_workflow::{
     ActivityOptions, ChildWorkflowOptions, LocalActivityOptions, ParentClosePolicy,
     SignalWorkflowOptions, WorkflowContext, WorkflowIdReusePolicy, WorkflowResult,
+    WorkflowTermination,
     common::error::ApplicationFailure,
 };
 
@@ -328,7 +329,9 @@ async fn run_graph<W: Interpreted>(
     scope.insert(
         "workflow".into(),
         json!({"id": ctx.workflow_id(), "pipeline": pipeline.name, "graph": graph.name,
-               "version": pipeline.version, "hash": pipeline.hash}),
+               "version": pipeline.version, "hash": pipeline.hash,
+               // The first workflow task's time: the run's start, within a task's latency.
+               "started_at": now(ctx)}),
     );
 
     // Search attributes and memo, so the run can be found (observability.md §6).
@@ -430,7 +433,8 @@ async fn run_graph<W: Interpreted>(
                         r.error = Some(failure.text());
                     }
                 });
-                if step.optional {
+                let cancelled = ctx.cancellation_token().is_cancelled();
+                if step.optional && !cancelled {
                     tracing::warn!(workflow_id = ctx.workflow_id(), step = %step.id, error = %failure.text(), "optional step failed; the run goes on");
                     scope.insert(step.id.clone(), Value::Null);
                     states[i] = State::FailedOptional;
@@ -470,6 +474,10 @@ async fn run_graph<W: Interpreted>(
                             tracing::error!(workflow_id = ctx.workflow_id(), step = %hook.id, error = %e.text(), "on_failure step failed");
                         }
                     }
+                    if cancelled {
+                        // `temporal workflow cancel`: the run ends Canceled, not Failed.
+                        return Err(WorkflowTermination::cancelled());
+                    }
                     return Err(ApplicationFailure::builder(format!(
                         "step {:?} failed: {}",
                         step.id,
@@ -491,7 +499,8 @@ async fn run_graph<W: Interpreted>(
             .build()
     })?;
     if tagged {
-        ctx.upsert_search_attributes([search::CURRENT_STEP.value_unset()]);
+        // The SDK encodes an unset as an empty payload, which the server refuses: set "".
+        ctx.upsert_search_attributes([search::CURRENT_STEP.value_set(String::new())]);
     }
     ctx.state_mut(|w| w.progress_mut().status = RunStatus::Completed);
     Ok(output)

@@ -79,12 +79,13 @@ impl Db {
         a: &Attempt,
         status: &str,
         failure: Option<(String, String)>,
+        bytes_written: u64,
     ) -> Result<(), DbError> {
         let (kind, message) = failure.unzip();
         crate::on_pool!(self, |pool| sqlx::query(
             "UPDATE step_attempt SET status = $1, ended_at = $2, failure_type = $3, \
-             failure_message = $4 WHERE workflow_id = $5 AND run_id = $6 AND activity_id = $7 \
-             AND attempt = $8"
+             failure_message = $4, bytes_written = $9 WHERE workflow_id = $5 AND run_id = $6 \
+             AND activity_id = $7 AND attempt = $8"
         )
         .bind(status)
         .bind(now())
@@ -94,10 +95,36 @@ impl Db {
         .bind(&a.run_id)
         .bind(&a.activity_id)
         .bind(a.attempt)
+        .bind(bytes_written as i64)
         .execute(pool)
         .await
         .map(|_| ()))
         .map_err(DbError::query("record attempt end"))
+    }
+
+    /// Bytes written to storage per activity type by every attempt of these workflows.
+    pub async fn bytes_written(
+        &self,
+        workflow_ids: &[String],
+    ) -> Result<Vec<(String, i64)>, DbError> {
+        let mut out: Vec<(String, i64)> = Vec::new();
+        for id in workflow_ids {
+            let rows = crate::on_pool!(self, |pool| sqlx::query_as::<_, (String, i64)>(
+                "SELECT activity_type, CAST(SUM(bytes_written) AS BIGINT) FROM step_attempt \
+                 WHERE workflow_id = $1 GROUP BY activity_type"
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await)
+            .map_err(DbError::query("sum bytes written"))?;
+            for (t, n) in rows {
+                match out.iter_mut().find(|(k, _)| *k == t) {
+                    Some((_, m)) => *m += n,
+                    None => out.push((t, n)),
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every recorded attempt of a workflow (all runs), by activity id then attempt.

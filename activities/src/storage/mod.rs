@@ -199,22 +199,37 @@ impl Storage {
         }
     }
 
+    /// The bucket name metrics label this store's traffic with (`file` for a directory).
+    pub fn bucket_label(&self) -> &str {
+        match self {
+            Storage::S3(s) => s.bucket(),
+            Storage::File(_) => "file",
+        }
+    }
+
     /// Write `bytes` to `key`, replacing what was there.
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
         keys::check(key)?;
-        dispatch!(self, s => s.put(key, bytes).await)
+        let n = bytes.len() as u64;
+        dispatch!(self, s => s.put(key, bytes).await)?;
+        crate::metrics::storage_bytes(self.bucket_label(), "write", n);
+        Ok(())
     }
 
     /// Upload a local file to `key`, streaming (in parts when large).
     pub async fn put_file(&self, key: &str, path: &Path) -> Result<u64, StorageError> {
         keys::check(key)?;
-        dispatch!(self, s => s.put_file(key, path).await)
+        let n = dispatch!(self, s => s.put_file(key, path).await)?;
+        crate::metrics::storage_bytes(self.bucket_label(), "write", n);
+        Ok(n)
     }
 
     /// Read a whole object (for small objects: JSON, word lists).
     pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
         keys::check(key)?;
-        dispatch!(self, s => s.get(key).await)
+        let bytes = dispatch!(self, s => s.get(key).await)?;
+        crate::metrics::storage_bytes(self.bucket_label(), "read", bytes.len() as u64);
+        Ok(bytes)
     }
 
     /// Stream an object.
@@ -239,6 +254,7 @@ impl Storage {
         tokio::io::AsyncWriteExt::flush(&mut file)
             .await
             .map_err(transient)?;
+        crate::metrics::storage_bytes(self.bucket_label(), "read", n);
         Ok(n)
     }
 
