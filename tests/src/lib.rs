@@ -55,6 +55,8 @@ pub fn registry() -> Registry {
                     .map_err(|e| e.to_string())?;
                 o.register_workflow::<workflows::EngineChild>()
                     .map_err(|e| e.to_string())?;
+                o.register_workflow::<workflows::TaskFailsOnce>()
+                    .map_err(|e| e.to_string())?;
                 Ok(())
             },
         ),

@@ -154,5 +154,13 @@ fn the_compose_stack_is_complete_and_consistent() {
         s(&grafana["providers"][0]["options"]["path"]),
         "/var/lib/grafana/dashboards"
     );
-    assert!(root().join("dashboards/reflow.json").exists());
+    for d in ["pipeline", "worker"] {
+        let path = root().join(format!("dashboards/{d}.json"));
+        let dash: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(
+            dash["panels"].as_array().is_some_and(|p| p.len() >= 5),
+            "{d}: a Grafana dashboard with panels"
+        );
+    }
 }

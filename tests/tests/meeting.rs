@@ -134,7 +134,8 @@ async fn fixture() -> Fixture {
             api_key: Some(DAILY_KEY.into()),
             api_url: daily.api_url(),
             webhook_secret: Some(DAILY_SECRET.into()),
-            webhook_uuid: None,
+            // The poll reads the webhook's state (the breaker gauges).
+            webhook_uuid: Some("wh-meeting".into()),
         },
         zulip: ZulipConfig {
             realm: Some(zulip.url.clone()),
@@ -517,6 +518,90 @@ async fn a_signed_daily_webhook_becomes_a_finished_transcript() {
 
     reprocess_updates_the_zulip_message(&f, &tid, &workflow_id, &payload).await;
     unknown_recording_ends_in_error(&f, rec_s).await;
+    every_metric_the_dashboards_and_alerts_read_is_exported(&f).await;
+}
+
+/// Every `temporal_*` / `reflow_*` name in `dashboards/*.json` and `dashboards/alerts/*.yml`,
+/// histograms by their `_bucket` series.
+fn metric_names_in_dashboards() -> std::collections::BTreeSet<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
+    let mut files = Vec::new();
+    for dir in [root.clone(), root.join("alerts")] {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "json" || x == "yml") {
+                files.push(p);
+            }
+        }
+    }
+    assert!(files.len() >= 3, "dashboards and rule files: {files:?}");
+    let mut names = std::collections::BTreeSet::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let rest = &text[i..];
+            let boundary =
+                i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+            if boundary && (rest.starts_with("temporal_") || rest.starts_with("reflow_")) {
+                let n: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                i += n.len();
+                names.insert(n);
+            } else {
+                i += rest.chars().next().map_or(1, char::len_utf8);
+            }
+        }
+    }
+    names
+}
+
+/// The coverage check (observability issue): after the meeting pipeline ran end to end, the
+/// worker's one scrape target exports every metric a dashboard panel or an alert rule reads.
+async fn every_metric_the_dashboards_and_alerts_read_is_exported(f: &Fixture) {
+    // SDK Core exports the workflow-task failure counter from the first failure on.
+    let id = "meeting-task-fails-once";
+    f.client
+        .start_workflow(
+            temporalio_client::UntypedWorkflow::new("TaskFailsOnce"),
+            workflow::payload::to_raw(&json!({})),
+            temporalio_client::WorkflowStartOptions::new(QUEUES[0], id).build(),
+        )
+        .await
+        .unwrap();
+    reflow::runs::wait(&f.client, id).await.unwrap();
+
+    let text = reqwest::get(format!("http://{}/metrics", f.api))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let exported = |name: &str| {
+        text.lines().any(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+    };
+    let names = metric_names_in_dashboards();
+    assert!(names.len() >= 15, "{names:?}");
+    let missing: Vec<&String> = names.iter().filter(|n| !exported(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "named in dashboards/ but not exported after a pipeline run: {missing:?}"
+    );
+    // Cost attribution: storage bytes per step, and the run's duration.
+    assert!(
+        text.contains("reflow_storage_bytes_total{"),
+        "storage bytes"
+    );
+    assert!(
+        text.contains("reflow_pipeline_duration_seconds_bucket{"),
+        "pipeline duration"
+    );
 }
 
 /// `POST /v1/transcripts/{id}/process`, answered with JSON.

@@ -15,10 +15,9 @@ use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions};
 
 /// The command block tagged `name` in the runbook.
 fn block(name: &str) -> String {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/runbook.md"),
-    )
-    .expect("docs/runbook.md");
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/runbook.md"))
+            .expect("docs/runbook.md");
     let tag = format!("<!-- tested: {name} -->");
     let after = text
         .split_once(&tag)
@@ -52,8 +51,11 @@ fn bin_dir() -> PathBuf {
 
 fn which(name: &Path) -> PathBuf {
     std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.exists()))
-        .flatten()
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|p| p.exists())
+        })
         .unwrap_or_else(|| name.to_owned())
 }
 
@@ -160,16 +162,28 @@ async fn every_runbook_command_does_what_the_runbook_says() {
     let mut v = vars.to_vec();
     v.push(("STEP", "gate"));
     let listed = run_until(&bin, "failed-runs", &v, id).await;
-    assert_eq!(listed.matches(id).count(), 2, "both queries list it:\n{listed}");
+    assert_eq!(
+        listed.matches(id).count(),
+        2,
+        "both queries list it:\n{listed}"
+    );
     let described = run(&bin, "describe", &vars).await;
-    assert!(described.contains(r#"step \"gate\" failed"#) || described.contains(r#"step "gate" failed"#), "{described}");
+    assert!(
+        described.contains(r#"step \"gate\" failed"#)
+            || described.contains(r#"step "gate" failed"#),
+        "{described}"
+    );
 
     // Resume from the failed step once it is fixed: first and latch are not run again.
     std::fs::write(format!("{}.gate.open", j.display()), "").unwrap();
     run(&bin, "workflow-reset", &vars).await;
     wait_status(&c, id, "Completed").await;
     assert_eq!(count(&j, "first", "start"), 1, "first kept");
-    assert_eq!(count(&j, "latch", "start"), 2, "latch kept (its two attempts)");
+    assert_eq!(
+        count(&j, "latch", "start"),
+        2,
+        "latch kept (its two attempts)"
+    );
     assert_eq!(count(&j, "gate", "end"), 1);
 
     // Re-run from the latch: it and the gate run again, first does not.

@@ -326,7 +326,9 @@ async fn the_llm_chain_runs_on_an_openai_compatible_service_and_never_pays_twice
     );
 
     // `reflow cost`: the run's spending, per step, adds up to what the service saw.
-    let costs = reflow::cost::cost(&c, Some(&reflow_tests::db()), "llm-chain-1").await.unwrap();
+    let costs = reflow::cost::cost(&c, Some(&reflow_tests::db()), "llm-chain-1")
+        .await
+        .unwrap();
     let calls: u64 = costs.iter().map(|s| s.spent.calls).sum();
     assert_eq!(calls as usize, requests.len());
     let prompt: u64 = costs.iter().map(|s| s.spent.prompt_tokens).sum();
@@ -364,7 +366,9 @@ async fn the_llm_chain_runs_on_an_openai_compatible_service_and_never_pays_twice
     assert_eq!(again["title"]["title"], out["title"]["title"]);
     assert_eq!(again["recap"]["usage"]["from_checkpoint"], true);
     assert_eq!(db().transcript(tid).await.unwrap().title, t.title);
-    let costs = reflow::cost::cost(&c, Some(&reflow_tests::db()), "llm-chain-2").await.unwrap();
+    let costs = reflow::cost::cost(&c, Some(&reflow_tests::db()), "llm-chain-2")
+        .await
+        .unwrap();
     assert!(
         costs
             .iter()

@@ -490,7 +490,7 @@ pub async fn apply(client: &Client, desired: &Desired) -> Result<Vec<Change>, Gi
 
 fn days(d: Duration) -> String {
     let s = d.as_secs();
-    if s % 86_400 == 0 {
+    if s.is_multiple_of(86_400) {
         format!("{}d", s / 86_400)
     } else {
         format!("{s}s")
@@ -540,11 +540,7 @@ async fn plan_namespace(client: &Client, ns: &DesiredNamespace) -> Result<Change
         Some(r) if r.as_secs() != ns.retention.as_secs() => Change::Update {
             kind: Kind::Namespace,
             id: ns.name.clone(),
-            diffs: vec![format!(
-                "retention: {} → {}",
-                days(r),
-                days(ns.retention)
-            )],
+            diffs: vec![format!("retention: {} → {}", days(r), days(ns.retention))],
         },
         Some(_) => Change::Unchanged {
             kind: Kind::Namespace,
@@ -552,7 +548,6 @@ async fn plan_namespace(client: &Client, ns: &DesiredNamespace) -> Result<Change
         },
     })
 }
-
 
 async fn register_namespace(client: &Client, ns: &DesiredNamespace) -> Result<(), GitOpsError> {
     let request = RegisterNamespaceRequest {
@@ -630,7 +625,8 @@ pub async fn search_attributes(
 fn indexed_type(name: &str) -> Option<IndexedValueType> {
     IndexedValueType::from_str_name(&format!(
         "INDEXED_VALUE_TYPE_{}",
-        name.to_ascii_uppercase().replace("KEYWORDLIST", "KEYWORD_LIST")
+        name.to_ascii_uppercase()
+            .replace("KEYWORDLIST", "KEYWORD_LIST")
     ))
 }
 
@@ -653,7 +649,8 @@ async fn plan_search_attributes(
                 id: name.clone(),
                 summary: kind.clone(),
             }),
-            Some(t) if !t.eq_ignore_ascii_case(&kind.replace('_', "")) && !t.replace('_', "").eq_ignore_ascii_case(kind) => {
+            // The server says `KEYWORD_LIST` where the declaration says `KeywordList`.
+            Some(t) if !t.replace('_', "").eq_ignore_ascii_case(kind) => {
                 return Err(GitOpsError::Conflict {
                     kind: Kind::SearchAttribute,
                     id: name.clone(),
@@ -672,10 +669,10 @@ async fn plan_search_attributes(
 }
 
 fn namespace_of(client: &Client, desired: &Desired) -> String {
-    desired
-        .namespace
-        .as_ref()
-        .map_or_else(|| temporalio_client::NamespacedClient::namespace(client), |n| n.name.clone())
+    desired.namespace.as_ref().map_or_else(
+        || temporalio_client::NamespacedClient::namespace(client),
+        |n| n.name.clone(),
+    )
 }
 
 async fn add_search_attributes(

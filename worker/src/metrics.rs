@@ -60,6 +60,8 @@ pub fn reflow_handle() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; reflow_* metrics go there");
         }
+        // Series alerts read with increase() exist at zero from the start.
+        activities::metrics::describe(workflow::workflows::WORKFLOW_TYPES);
         handle
     })
 }

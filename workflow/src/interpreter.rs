@@ -25,15 +25,14 @@ use temporalio_workflow::common::{
 use temporalio_workflow::{
     ActivityOptions, ChildWorkflowOptions, LocalActivityOptions, ParentClosePolicy,
     SignalWorkflowOptions, WorkflowContext, WorkflowIdReusePolicy, WorkflowResult,
-    WorkflowTermination,
-    common::error::ApplicationFailure,
+    WorkflowTermination, common::error::ApplicationFailure,
 };
 
 use crate::expr::{self, Scope};
-use crate::search;
 use crate::payload;
 use crate::pipeline::{Graph, Pipeline, Run, Step};
 use crate::progress::{ChildProgress, Progress, RunStatus, StepRow, StepState, StepStatus};
+use crate::search;
 use crate::workflows::ChildProgressSignal;
 
 /// Input of every pipeline workflow: the pinned definition, which graph of it to run, and
@@ -440,7 +439,9 @@ async fn run_graph<W: Interpreted>(
                     states[i] = State::FailedOptional;
                 } else {
                     if tagged {
-                        ctx.upsert_search_attributes([search::CURRENT_STEP.value_set(step.id.clone())]);
+                        ctx.upsert_search_attributes([
+                            search::CURRENT_STEP.value_set(step.id.clone())
+                        ]);
                     }
                     ctx.state_mut(|w| {
                         let p = w.progress_mut();
@@ -540,7 +541,9 @@ fn tag_run<W>(ctx: &WorkflowContext<W>, pipeline: &Pipeline, declared: &BTreeMap
         ("pipeline_version", json!(pipeline.version)),
         ("pipeline_hash", json!(pipeline.hash)),
     ];
-    if let Err(e) = ctx.upsert_memo(memo.map(|(k, v)| (k, Some(temporalio_workflow::common::MemoValue::new(v))))) {
+    if let Err(e) = ctx
+        .upsert_memo(memo.map(|(k, v)| (k, Some(temporalio_workflow::common::MemoValue::new(v)))))
+    {
         tracing::warn!(workflow_id = ctx.workflow_id(), error = %e, "memo not set");
     }
 }

@@ -125,7 +125,10 @@ async fn process(
     let input = crate::intake::pipeline_input(
         &t,
         &recording_id,
-        (t.room_id.as_deref().unwrap_or_default(), room_name.as_deref()),
+        (
+            t.room_id.as_deref().unwrap_or_default(),
+            room_name.as_deref(),
+        ),
         &row.bucket_name,
         &row.keys(),
     );
