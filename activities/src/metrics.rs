@@ -150,6 +150,19 @@ pub fn storage_bytes(bucket: &str, direction: &'static str, bytes: u64) {
     .increment(bytes);
 }
 
+/// The meeting pipeline's checkpointed (paid) steps: workflow type and activity type.
+pub const CHECKPOINTED_STEPS: &[(&str, &str)] = &[
+    ("TrackProcessing", "transcribe_track"),
+    ("DiarizationPipeline", "merge_transcripts"),
+    ("DiarizationPipeline", "detect_topics"),
+    ("DiarizationPipeline", "detect_chunk_topic"),
+    ("DiarizationPipeline", "generate_title"),
+    ("DiarizationPipeline", "extract_subjects"),
+    ("DiarizationPipeline", "generate_detailed_summary"),
+    ("DiarizationPipeline", "generate_recap"),
+    ("DiarizationPipeline", "identify_action_items"),
+];
+
 /// Create every series an alert or dashboard reads before anything happens, at zero: a
 /// counter that appears with its first increment hides that increment from `increase()`
 /// (the first error of a pipeline would never fire `ReflowPipelineErrors`).
@@ -159,6 +172,11 @@ pub fn describe(pipelines: &[&str]) {
             metrics::counter!("reflow_pipeline_runs_total", "pipeline" => p.to_string(), "outcome" => outcome)
                 .absolute(0);
         }
+    }
+    // The paid steps, whose checkpoint hits prove nothing was paid twice.
+    for (pipeline, step) in CHECKPOINTED_STEPS {
+        metrics::counter!("reflow_checkpoint_hits_total", "pipeline" => *pipeline, "step" => *step)
+            .absolute(0);
     }
     for result in [
         "ok",
