@@ -451,6 +451,29 @@ async fn retry_of_a_running_run_resets_the_step_waiting_in_backoff() {
         b"",
     )
     .unwrap();
+    // The failure is journalled before the server hears of it: wait until the server shows
+    // the step waiting for attempt 2 (before that, 409 "still running" is the right answer).
+    reflow_tests::wait_for(
+        "attempt 2 scheduled",
+        std::time::Duration::from_secs(20),
+        || {
+            let c = c.clone();
+            async move {
+                let d = c
+                    .get_workflow_handle::<temporalio_client::UntypedWorkflow>("cond-backoff")
+                    .describe(temporalio_client::WorkflowDescribeOptions::default())
+                    .await
+                    .ok()?;
+                let raw = serde_json::to_value(&d.raw_description).ok()?;
+                raw["pending_activities"]
+                    .as_array()?
+                    .iter()
+                    .any(|p| p["attempt"].as_i64() > Some(1))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
     let r = http
         .post(format!("{base}/cond-backoff/retry"))
         .send()
