@@ -233,8 +233,17 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             let client = connect(&settings).await?;
             // Bytes written come from the step_attempt table, when the database is there.
             let db = match settings.database_url() {
-                Ok(url) => activities::db::Db::connect(&url).await.ok(),
-                Err(_) => None,
+                Ok(url) => match activities::db::Db::connect(&url).await {
+                    Ok(db) => Some(db),
+                    Err(e) => {
+                        eprintln!("bytes written are not shown: {e}");
+                        None
+                    }
+                },
+                Err(e) => {
+                    eprintln!("bytes written are not shown: {e}");
+                    None
+                }
             };
             let costs = crate::cost::cost(&client, db.as_ref(), &workflow_id).await?;
             if json {

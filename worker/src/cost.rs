@@ -11,8 +11,7 @@ use std::collections::BTreeMap;
 
 use activities::usage::Usage;
 use serde::Serialize;
-use serde_json::Value;
-use temporalio_client::{Client, UntypedWorkflow, WorkflowFetchHistoryOptions};
+use temporalio_client::Client;
 
 /// Spending of one activity type in a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -52,28 +51,19 @@ pub async fn cost(
     let mut visited = Vec::new();
     while let Some(id) = pending.pop() {
         visited.push(id.clone());
-        let history = client
-            .get_workflow_handle::<UntypedWorkflow>(&id)
-            .fetch_history(WorkflowFetchHistoryOptions::default())
-            .to_json()
+        let history = crate::history::fetch(client, &id)
             .await
-            .map_err(|e| CostError {
+            .map_err(|message| CostError {
                 workflow_id: id.clone(),
-                message: e.to_string(),
+                message,
             })?;
-        let history: Value = serde_json::from_slice(&history).unwrap_or(Value::Null);
         let mut types: BTreeMap<i64, (String, Option<std::time::SystemTime>)> = BTreeMap::new();
-        for e in history["events"].as_array().into_iter().flatten() {
-            let Some((kind, a)) = e["attributes"].as_object().and_then(|m| m.iter().next()) else {
-                continue;
-            };
-            let at = e["event_time"]
-                .as_str()
-                .and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+        for e in crate::history::events(&history) {
+            let (kind, a, at) = (e.kind, e.attrs, e.at());
             if let "ActivityTaskCompletedEventAttributes"
             | "ActivityTaskFailedEventAttributes"
             | "ActivityTaskTimedOutEventAttributes"
-            | "ActivityTaskCanceledEventAttributes" = kind.as_str()
+            | "ActivityTaskCanceledEventAttributes" = kind
                 && let Some((step, Some(scheduled))) =
                     a["scheduled_event_id"].as_i64().and_then(|s| types.get(&s))
                 && let Some(took) = at.and_then(|t| t.duration_since(*scheduled).ok())
@@ -86,10 +76,10 @@ pub async fn cost(
                     })
                     .time_s += took.as_secs_f64();
             }
-            match kind.as_str() {
+            match kind {
                 "ActivityTaskScheduledEventAttributes" => {
                     let name = a["activity_type"]["name"].as_str().unwrap_or_default();
-                    types.insert(e["event_id"].as_i64().unwrap_or(0), (name.to_owned(), at));
+                    types.insert(e.id, (name.to_owned(), at));
                 }
                 "ActivityTaskCompletedEventAttributes" => {
                     let Some((step, _)) =

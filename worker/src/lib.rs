@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cost;
 pub mod follow;
 pub mod gitops;
+pub mod history;
 pub mod http;
 pub mod intake;
 pub mod local;

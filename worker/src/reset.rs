@@ -8,7 +8,7 @@
 //! reset hit reflow's checkpoints, so completed paid work is never paid twice.
 
 use serde_json::Value;
-use temporalio_client::{Client, UntypedWorkflow, WorkflowFetchHistoryOptions};
+use temporalio_client::Client;
 
 /// Why no reset point was found.
 #[derive(Debug, thiserror::Error)]
@@ -47,16 +47,12 @@ pub async fn reset_point(
     workflow_id: &str,
     step: Option<&str>,
 ) -> Result<ResetPoint, ResetPointError> {
-    let history = client
-        .get_workflow_handle::<UntypedWorkflow>(workflow_id)
-        .fetch_history(WorkflowFetchHistoryOptions::default())
-        .to_json()
+    let history = crate::history::fetch(client, workflow_id)
         .await
-        .map_err(|e| ResetPointError::History {
+        .map_err(|message| ResetPointError::History {
             workflow_id: workflow_id.to_owned(),
-            message: e.to_string(),
+            message,
         })?;
-    let history: Value = serde_json::from_slice(&history).unwrap_or(Value::Null);
     find(&history, step).ok_or_else(|| ResetPointError::NotFound {
         workflow_id: workflow_id.to_owned(),
         message: match step {
@@ -80,16 +76,10 @@ fn is_step(id: &str, step: &str) -> bool {
 pub fn find(history: &Value, step: Option<&str>) -> Option<ResetPoint> {
     // scheduled event id → (step id, its workflow task)
     let mut scheduled: Vec<(i64, String, i64)> = Vec::new();
-    for e in history["events"].as_array().into_iter().flatten() {
-        let id = e["event_id"]
-            .as_i64()
-            .or_else(|| e["eventId"].as_str().and_then(|s| s.parse().ok()))
-            .unwrap_or(0);
-        let Some((kind, a)) = e["attributes"].as_object().and_then(|m| m.iter().next()) else {
-            continue;
-        };
+    for e in crate::history::events(history) {
+        let (id, kind, a) = (e.id, e.kind, e.attrs);
         let task = a["workflow_task_completed_event_id"].as_i64().unwrap_or(0);
-        match kind.as_str() {
+        match kind {
             "ActivityTaskScheduledEventAttributes" => {
                 let act = a["activity_id"].as_str().unwrap_or_default().to_owned();
                 if step.is_some_and(|s| is_step(&act, s)) {

@@ -775,8 +775,8 @@ async fn run_member<W: Interpreted>(
                     StepFailure::new(INVALID_INPUT, format!("start_to_close: {e}"))
                 })?),
             };
-            let mut opts = activity_options(step, activity_id, start_to_close);
-            opts.summary = Some(summary_of(step, &member.scope, index));
+            let summary = summary_of(step, &member.scope, index);
+            let opts = activity_options(step, activity_id, start_to_close, summary);
             ctx.execute_activity(
                 UntypedActivity::new(name.clone()),
                 payload::to_raw(&input),
@@ -868,11 +868,12 @@ fn computed_timeout(text: &str, scope: &Scope) -> Result<Duration, expr::ExprErr
 }
 
 /// The activity options a step declares; `start_to_close` is the step's formula evaluated for
-/// this run, when it has one.
+/// this run, when it has one; `summary` is the Web UI label.
 pub fn activity_options(
     step: &Step,
     activity_id: String,
     start_to_close: Option<Duration>,
+    summary: String,
 ) -> ActivityOptions {
     let o = &step.options;
     let close = match (o.schedule_to_close(), start_to_close.or(o.start_to_close())) {
@@ -898,7 +899,7 @@ pub fn activity_options(
         .task_queue(o.task_queue.clone())
         .maybe_heartbeat_timeout(o.heartbeat())
         .retry_policy(retry)
-        .summary(step.id.clone())
+        .summary(summary)
         .build()
 }
 

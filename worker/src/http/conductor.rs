@@ -516,16 +516,14 @@ impl Execution {
         let mut by_event: BTreeMap<i64, usize> = BTreeMap::new();
         // Child initiations: event id → its reset point.
         let mut child_points: BTreeMap<i64, i64> = BTreeMap::new();
-        for e in history["events"].as_array().into_iter().flatten() {
-            let at = ms(e["event_time"].as_str());
+        for e in crate::history::events(&history) {
+            let at = ms(e.time);
             exec.update = exec.update.max(at);
-            let Some((kind, a)) = e["attributes"].as_object().and_then(|m| m.iter().next()) else {
-                continue;
-            };
+            let (kind, a) = (e.kind, e.attrs);
             let scheduled = a["scheduled_event_id"]
                 .as_i64()
                 .and_then(|s| by_event.get(&s).copied());
-            match kind.as_str() {
+            match kind {
                 "WorkflowExecutionStartedEventAttributes" => {
                     exec.input = payload(&a["input"]);
                     if let Some(p) = execution_field(
@@ -553,7 +551,7 @@ impl Execution {
                         continue;
                     }
                     let heartbeat = secs(&a["heartbeat_timeout"]);
-                    by_event.insert(e["event_id"].as_i64().unwrap_or(0), exec.acts.len());
+                    by_event.insert(e.id, exec.acts.len());
                     exec.acts.push(Act {
                         activity_id: a["activity_id"].as_str().unwrap_or_default().to_owned(),
                         activity_type: activity_type.to_owned(),
@@ -615,7 +613,7 @@ impl Execution {
                         exec.children.push(w.to_owned());
                     }
                     child_points.insert(
-                        e["event_id"].as_i64().unwrap_or(0),
+                        e.id,
                         a["workflow_task_completed_event_id"].as_i64().unwrap_or(0),
                     );
                 }
@@ -630,7 +628,7 @@ impl Execution {
                     }
                 }
                 "WorkflowTaskCompletedEventAttributes" if exec.first_task_completed == 0 => {
-                    exec.first_task_completed = e["event_id"].as_i64().unwrap_or(0);
+                    exec.first_task_completed = e.id;
                 }
                 _ => {}
             }
