@@ -84,6 +84,15 @@ impl ActivityInboundInterceptor for AttemptReporter {
             step: info.activity_type.clone(),
             queue: info.task_queue.clone(),
             written: Default::default(),
+            origin: if workflow_id.is_empty() || is_local {
+                String::new()
+            } else {
+                format!(
+                    "{workflow_id}/{}/{activity_id}",
+                    info.workflow_run_id.as_deref().unwrap_or("")
+                )
+            },
+            published: Default::default(),
         };
         let record = (!info.is_local && !workflow_id.is_empty())
             .then(|| self.db.clone())

@@ -7,6 +7,11 @@
 //! attempt non-retryably with `UndeclaredEvent`. A failed broadcast is logged and never fails
 //! the activity.
 //!
+//! Exactly once in the log: every event an activity publishes carries its origin (workflow,
+//! run, activity id and its position among the activity's events), the same in every attempt,
+//! so a retried activity (a killed worker, a lost completion) does not store or broadcast what
+//! an earlier attempt already did. The API's own announcements have no origin.
+//!
 //! Delivery across processes: with PostgreSQL, the publisher sends
 //! `NOTIFY reflow_events, '{"transcript_id", "seq"}'` (NOTIFY caps payloads at 8000 bytes) and
 //! every API process's listener ([`EventHub::listen_postgres`]) reads the row and fans it out;
@@ -246,7 +251,19 @@ impl Events {
                 data,
             }
         } else {
-            self.db.append_event(transcript_id, event, &data).await?
+            let origin = crate::metrics::current().next_event_origin();
+            match self
+                .db
+                .append_event_once(transcript_id, origin.as_deref(), event, &data)
+                .await?
+            {
+                Some(stored) => stored,
+                None => {
+                    // A retry of an attempt that got this far: its subscribers saw it then.
+                    tracing::debug!(event, origin, "event already published by an earlier attempt");
+                    return Ok(());
+                }
+            }
         };
         if USER_ECHOED.contains(&stored.event.as_str()) {
             match self.db.find_transcript(transcript_id).await {

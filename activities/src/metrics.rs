@@ -28,9 +28,24 @@ pub struct StepLabels {
     pub queue: String,
     /// Bytes this attempt wrote to object storage (read by the activity interceptor).
     pub written: Arc<AtomicU64>,
+    /// `{workflow_id}/{run_id}/{activity_id}`: the same for every attempt of one activity, so
+    /// the events a retry publishes again are recognised ([`crate::events`]); empty outside a
+    /// workflow's activity.
+    pub origin: String,
+    /// Events this attempt has published so far.
+    pub published: Arc<AtomicU64>,
 }
 
 impl StepLabels {
+    /// The origin of the next event this attempt publishes (`{origin}#{n}`, n = 0, 1, …), or
+    /// `None` outside a workflow's activity.
+    pub fn next_event_origin(&self) -> Option<String> {
+        (!self.origin.is_empty()).then(|| {
+            let n = self.published.fetch_add(1, Ordering::Relaxed);
+            format!("{}#{n}", self.origin)
+        })
+    }
+
     /// Bytes written to storage so far in this attempt.
     pub fn bytes_written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)

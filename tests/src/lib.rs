@@ -12,6 +12,7 @@
 pub mod activities;
 pub mod daily;
 pub mod media;
+pub mod meetings;
 pub mod postgres;
 #[path = "../../activities/tests/common/s3.rs"]
 pub mod s3;

@@ -25,6 +25,8 @@ pub struct Recorded {
     pub method: String,
     /// Request path.
     pub path: String,
+    /// The query string, if any.
+    pub query: Option<String>,
     /// Every header.
     pub headers: HeaderMap,
     /// The raw body (empty for multipart requests, which are parsed into `fields`/`file`).
@@ -57,11 +59,37 @@ pub enum Reply {
     },
     /// Sleep this long, then answer 503 (the client should have given up before).
     Hang(Duration),
+    /// Start a 200 answer and cut the connection after its first byte (a connection reset
+    /// mid-response).
+    Reset,
+    /// Wait this long, then answer the other reply (a slow service).
+    After(Duration, Box<Reply>),
+    /// The default reply, computed from the request (for scripts: `After(d, Default)`).
+    Default,
+    /// Pass the request on to the upstream server of a [`StandIn::proxy`] and answer what it
+    /// answers.
+    Forward,
+}
+
+impl Reply {
+    /// An error status without `Retry-After`.
+    pub fn status(code: u16) -> Reply {
+        Reply::Status {
+            code,
+            retry_after: None,
+        }
+    }
+
+    /// The default reply, `d` late.
+    pub fn slow(d: Duration) -> Reply {
+        Reply::After(d, Box::new(Reply::Default))
+    }
 }
 
 type Default = Box<dyn Fn(&Recorded) -> Reply + Send + Sync>;
 
 struct Inner {
+    upstream: Option<String>,
     requests: Vec<Recorded>,
     script: VecDeque<Reply>,
     default: Default,
@@ -78,7 +106,21 @@ pub struct StandIn {
 impl StandIn {
     /// Serve on a free loopback port, answering with `default` when no reply is queued.
     pub async fn start(default: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+        Self::serve(None, default).await
+    }
+
+    /// A fault-injecting proxy in front of `upstream` (`http://host:port`, e.g. the S3
+    /// server): every request is forwarded unless a queued reply says otherwise.
+    pub async fn proxy(upstream: &str) -> Self {
+        Self::serve(Some(upstream.trim_end_matches('/').to_owned()), |_| Reply::Forward).await
+    }
+
+    async fn serve(
+        upstream: Option<String>,
+        default: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let inner = Arc::new(Mutex::new(Inner {
+            upstream,
             requests: Vec::new(),
             script: VecDeque::new(),
             default: Box::new(default),
@@ -113,6 +155,7 @@ impl StandIn {
 async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Response {
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
     let headers: HeaderMap = request.headers().clone();
     let bearer = headers
         .get(header::AUTHORIZATION)
@@ -127,6 +170,7 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Res
     let mut recorded = Recorded {
         method,
         path,
+        query,
         headers,
         body: Vec::new(),
         form: BTreeMap::new(),
@@ -162,7 +206,7 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Res
         }
         recorded.body = body.to_vec();
     }
-    let reply = {
+    let mut reply = {
         let mut inner = inner.lock().unwrap();
         inner.requests.push(recorded.clone());
         match inner.script.pop_front() {
@@ -170,6 +214,65 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Res
             None => (inner.default)(&recorded),
         }
     };
+    loop {
+        reply = match reply {
+            Reply::After(d, then) => {
+                tokio::time::sleep(d).await;
+                *then
+            }
+            Reply::Default => (inner.lock().unwrap().default)(&recorded),
+            Reply::Forward => {
+                let upstream = inner.lock().unwrap().upstream.clone();
+                break forward(upstream.as_deref(), &recorded).await;
+            }
+            Reply::Hang(d) => {
+                tokio::time::sleep(d).await;
+                break (StatusCode::SERVICE_UNAVAILABLE, "stand-in hung").into_response();
+            }
+            other => break respond(other),
+        }
+    }
+}
+
+/// Send `r` on to `upstream` unchanged (its `Host` header included, so signatures such as
+/// SigV4 still verify) and relay the answer.
+async fn forward(upstream: Option<&str>, r: &Recorded) -> Response {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let Some(upstream) = upstream else {
+        return (StatusCode::BAD_GATEWAY, "no upstream").into_response();
+    };
+    let client = CLIENT.get_or_init(reqwest::Client::new);
+    let url = match &r.query {
+        Some(q) => format!("{upstream}{}?{q}", r.path),
+        None => format!("{upstream}{}", r.path),
+    };
+    let method = reqwest::Method::from_bytes(r.method.as_bytes()).expect("a method");
+    let mut headers = r.headers.clone();
+    for hop in [header::CONNECTION, header::TRANSFER_ENCODING] {
+        headers.remove(hop);
+    }
+    let sent = client
+        .request(method, url)
+        .headers(headers)
+        .body(r.body.clone())
+        .send()
+        .await;
+    match sent {
+        Ok(answer) => {
+            let status = answer.status();
+            let mut headers = answer.headers().clone();
+            headers.remove(header::TRANSFER_ENCODING);
+            headers.remove(header::CONNECTION);
+            let body = answer.bytes().await.unwrap_or_default();
+            let mut response = (status, body).into_response();
+            *response.headers_mut() = headers;
+            response
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
+
+fn respond(reply: Reply) -> Response {
     match reply {
         Reply::Json(v) => axum::Json(v).into_response(),
         Reply::Status { code, retry_after } => {
@@ -185,9 +288,28 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Res
             }
             response
         }
-        Reply::Hang(d) => {
-            tokio::time::sleep(d).await;
-            (StatusCode::SERVICE_UNAVAILABLE, "stand-in hung").into_response()
+        Reply::Hang(_) => unreachable!("resolved by the handler"),
+        Reply::Reset => {
+            let body = futures::stream::iter([
+                Ok(Bytes::from_static(b"{")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "stand-in cuts the connection",
+                )),
+            ]);
+            let mut response = axum::body::Body::from_stream(body).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                "application/json".parse().expect("header"),
+            );
+            response.headers_mut().insert(
+                header::CONTENT_LENGTH,
+                "4096".parse().expect("header"),
+            );
+            response
+        }
+        Reply::After(..) | Reply::Default | Reply::Forward => {
+            unreachable!("resolved by the handler")
         }
     }
 }

@@ -61,6 +61,36 @@ impl Db {
         event: &str,
         data: &Value,
     ) -> Result<StoredEvent, DbError> {
+        Ok(self
+            .append_event_once(transcript_id, None, event, data)
+            .await?
+            .expect("an event without an origin is always appended"))
+    }
+
+    /// Append an event published by `origin` (an attempt's `{workflow_id}/{run_id}/
+    /// {activity_id}#{n}`, the same for every attempt of one activity); `None` when that
+    /// origin's event is already in the log (a retried activity publishing again), which is
+    /// left as it is.
+    pub async fn append_event_once(
+        &self,
+        transcript_id: &str,
+        origin: Option<&str>,
+        event: &str,
+        data: &Value,
+    ) -> Result<Option<StoredEvent>, DbError> {
+        if let Some(origin) = origin {
+            let seen = crate::on_pool!(self, |pool| sqlx::query_scalar::<_, i64>(
+                "SELECT seq FROM transcript_event WHERE transcript_id = $1 AND origin = $2",
+            )
+            .bind(transcript_id)
+            .bind(origin)
+            .fetch_optional(pool)
+            .await)
+            .map_err(DbError::query("append event"))?;
+            if seen.is_some() {
+                return Ok(None);
+            }
+        }
         let text = data.to_string();
         // The position comes from the transcript's own counter, so it is never reused, not
         // even after `clear_events`; the row update also serialises concurrent appenders.
@@ -75,25 +105,28 @@ impl Db {
             what: "transcript",
             id: transcript_id.to_owned(),
         })?;
-        crate::on_pool!(self, |pool| sqlx::query(
-            "INSERT INTO transcript_event (transcript_id, seq, event, data, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+        // Two attempts racing (one abandoned by a timeout) meet at the unique index: the
+        // second insert does nothing, and the position it took stays unused.
+        let inserted = crate::on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO transcript_event (transcript_id, seq, event, data, created_at, origin) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         )
         .bind(transcript_id)
         .bind(seq)
         .bind(event)
         .bind(&text)
         .bind(now())
+        .bind(origin)
         .execute(pool)
         .await
-        .map(|_| ()))
+        .map(|r| r.rows_affected()))
         .map_err(DbError::query("append event"))?;
-        Ok(StoredEvent {
+        Ok((inserted == 1).then(|| StoredEvent {
             transcript_id: transcript_id.to_owned(),
             seq,
             event: event.to_owned(),
             data: data.clone(),
-        })
+        }))
     }
 
     /// A transcript's events in order, from `after` (exclusive; 0 for all).

@@ -1,0 +1,627 @@
+//! Synthesized Daily meetings on the whole production path, for the reliability suites (chaos,
+//! faults, load) and the pipeline benchmarks: real speech tracks (espeak-ng, WebM/Opus) in a
+//! real S3-compatible server, a Daily stand-in that knows the recordings, signed webhooks into
+//! reflow's own HTTP API, and fast stand-in backends that count every call.
+//!
+//! - [`Backends`]: the transcription stand-in (Reflector's `gpu-url` API, a fixed latency,
+//!   words that name the track they came from), the LLM stand-in (OpenAI's chat completions;
+//!   every answer carries a short hash of its prompt, so the prompts of one transcript never
+//!   equal another's and a repeated call is visible at the backend), Zulip, the customer's
+//!   webhook receiver and Daily.
+//! - [`Stack`]: S3 (optionally behind a fault-injecting proxy), the database, reflow's HTTP
+//!   API with Daily intake, and the settings of a worker, in process or as a separate
+//!   `reflow worker` process ([`Stack::worker_env`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use activities::daily::client::DailyConfig;
+use activities::db::Db;
+use activities::db::meetings::NewRoom;
+use activities::events::{EventHub, Events};
+use activities::storage::Storage;
+use activities::zulip::ZulipConfig;
+use futures::StreamExt;
+use reflow::intake::{self, Intake};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::daily::{DailyStandIn, ready_to_download};
+use crate::s3::S3Server;
+use crate::standins::{self, Recorded, Reply, StandIn, completion};
+
+/// Daily's API key as the stand-in expects it.
+pub const DAILY_KEY: &str = "daily-test-key";
+/// Daily's webhook secret (base64).
+pub const DAILY_SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// The rooms' customer webhook secret.
+pub const HOOK_SECRET: &str = "whsec-test";
+/// Zulip's bot.
+pub const ZULIP_BOT: (&str, &str) = ("bot@zulip.test", "zulip-key");
+/// The queues of the meeting pipeline.
+pub const QUEUES: [&str; 5] = [
+    "reflow",
+    "reflow-audio",
+    "reflow-mixdown",
+    "reflow-asr",
+    "reflow-llm",
+];
+
+const LINES: [&str; 4] = [
+    "Good morning. Let us review the release plan for Monday.",
+    "The budget for the campaign is ready and I will send it on Friday.",
+    "We should hire two engineers for the mobile team next month.",
+    "I will schedule the interviews and share the notes afterwards.",
+];
+const VOICES: [&str; 4] = ["en-us", "en-gb", "en+f3", "en+m3"];
+
+/// One synthesized speaker track (WebM/Opus, its speech starting at `offset_s`).
+#[derive(Debug, Clone)]
+pub struct Voice {
+    /// The file.
+    pub path: PathBuf,
+    /// Where its speech starts in the recording.
+    pub offset_s: f64,
+    /// Its length, offset included.
+    pub end_s: f64,
+}
+
+/// `n` speaker tracks under `dir` (voices and lines cycle; track `i` starts at `1.5 * i` s).
+/// Made once and uploaded under every meeting's keys.
+pub fn voices(dir: &Path, n: usize) -> Vec<Voice> {
+    (0..n)
+        .map(|i| {
+            let wav = crate::media::espeak(
+                dir,
+                &format!("voice{i}"),
+                VOICES[i % VOICES.len()],
+                LINES[i % LINES.len()],
+            );
+            let path = dir.join(format!("voice{i}.webm"));
+            let offset_s = 1.5 * i as f64;
+            crate::media::opus_webm(
+                &wav,
+                &path,
+                "aresample=48000",
+                &["-output_ts_offset", &format!("{offset_s:.3}")],
+            );
+            let end_s = offset_s + crate::media::seconds(&path);
+            Voice {
+                path,
+                offset_s,
+                end_s,
+            }
+        })
+        .collect()
+}
+
+/// The meeting pipeline (`pipelines/diarization.yaml`) with every start-to-close 90 s
+/// and every heartbeat at most 15 s: with fast stand-in backends, a killed worker's or a hung
+/// call's activity is retried within a minute and a half instead of the production values' (up to
+/// 30 minutes). Everything else is the production definition.
+pub fn short_timeouts() -> workflow::Pipeline {
+    let text = intake::DIARIZATION_YAML;
+    let text: String = text
+        .lines()
+        .map(|l| {
+            let trimmed = l.trim_start();
+            let indent = &l[..l.len() - trimmed.len()];
+            if trimmed.starts_with("start_to_close:") {
+                format!("{indent}start_to_close: 90s")
+            } else if trimmed.starts_with("heartbeat:") {
+                format!("{indent}heartbeat: 15s")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    workflow::parse_and_validate("diarization.yaml", &text, crate::registry().catalog())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The stand-in backends of a run and what they were asked.
+#[derive(Clone)]
+pub struct Backends {
+    /// Transcription (`gpu-url`).
+    pub asr: StandIn,
+    /// OpenAI-compatible chat completions.
+    pub llm: StandIn,
+    /// Zulip's messages API.
+    pub zulip: StandIn,
+    /// The customer's webhook receiver.
+    pub receiver: StandIn,
+    /// Daily's REST API.
+    pub daily: DailyStandIn,
+}
+
+/// The words the transcription stand-in answers for the padded track at `key`
+/// (`{transcript}/pipeline/padded_{i}.webm`): they name the transcript and the track, so
+/// every transcript's prompts differ.
+pub fn asr_words(key: &str) -> Value {
+    let tag = short_hash(key.split('/').next().unwrap_or(key));
+    let track = key
+        .rsplit('_')
+        .next()
+        .and_then(|t| t.split('.').next())
+        .unwrap_or("0");
+    let offset = 1.5 * track.parse::<f64>().unwrap_or(0.0);
+    let text = format!(
+        "meeting {tag} track {track} we reviewed the release plan and the budget and agreed on the next steps"
+    );
+    let words: Vec<(&str, f64, f64)> = text
+        .split(' ')
+        .enumerate()
+        .map(|(n, w)| (w, offset + 0.4 * n as f64, offset + 0.4 * n as f64 + 0.3))
+        .collect();
+    standins::transcription(&words)
+}
+
+/// The storage key a `gpu-url` request asks to transcribe (the presigned URL's path, less the
+/// bucket).
+pub fn asr_key(r: &Recorded) -> Option<String> {
+    let url = r.json.as_ref()?["audio_file_url"].as_str()?;
+    let url = url::Url::parse(url).ok()?;
+    let path = url.path().trim_start_matches('/');
+    Some(path.split_once('/').map_or(path, |(_, k)| k).to_owned())
+}
+
+fn short_hash(s: &str) -> String {
+    let h = Sha256::digest(s.as_bytes());
+    h.iter().take(3).map(|b| format!("{b:02x}")).collect()
+}
+
+/// What identifies an LLM call: a hash of its messages.
+pub fn llm_key(r: &Recorded) -> String {
+    let messages = r.json.as_ref().map(|b| b["messages"].to_string());
+    short_hash(&messages.unwrap_or_default())
+}
+
+/// The LLM stand-in's answer to `r`: the shapes reflow's prompts ask for, each naming the hash
+/// of its prompt (so the prompts built from it are unique too).
+pub fn tagged_chat_reply(r: &Recorded) -> Reply {
+    let body = r.json.clone().unwrap_or_default();
+    let system = body["messages"][0]["content"].as_str().unwrap_or("");
+    let tag = llm_key(r);
+    let content = if system.contains("main topic of the excerpt") {
+        json!({"Title": format!("Release plan {tag}"), "Summary": format!("The team reviewed the plan ({tag}).")}).to_string()
+    } else if system.contains("main subjects") {
+        json!({"subjects": [format!("Release {tag}"), format!("Budget {tag}")]}).to_string()
+    } else if system.contains("decisions made") {
+        json!({
+            "decisions": [{"decision": format!("Ship on Monday ({tag})"), "rationale": null, "decided_by": null}],
+            "next_steps": [{"task": format!("Send the budget ({tag})"), "assigned_to": null, "deadline": "Friday", "context": null}]
+        })
+        .to_string()
+    } else if system.contains("single-line title") {
+        format!("Release planning {tag}")
+    } else if system.contains("detailed analysis") {
+        format!("A detailed analysis of the release and the budget ({tag}).")
+    } else if system.contains("Condense") {
+        format!("The team agreed on the release ({tag}).")
+    } else if system.contains("recapping") {
+        format!("During the meeting, the team reviewed the plan ({tag}).")
+    } else {
+        format!("An answer ({tag}).")
+    };
+    Reply::Json(completion(&content, 100))
+}
+
+impl Backends {
+    /// Start every stand-in; the transcription stand-in answers after `asr_latency`.
+    pub async fn start(asr_latency: Duration) -> Self {
+        let asr = StandIn::start(move |r| match asr_key(r) {
+            Some(key) => Reply::After(asr_latency, Box::new(Reply::Json(asr_words(&key)))),
+            None => Reply::status(400),
+        })
+        .await;
+        Backends {
+            asr,
+            llm: StandIn::start(tagged_chat_reply).await,
+            zulip: standins::zulip(ZULIP_BOT.0, ZULIP_BOT.1).await,
+            receiver: standins::webhook_receiver(HOOK_SECRET).await,
+            daily: DailyStandIn::start(DAILY_KEY).await,
+        }
+    }
+
+    /// When each track was sent to transcription, by storage key.
+    pub fn asr_calls(&self) -> BTreeMap<String, Vec<Instant>> {
+        let mut out: BTreeMap<String, Vec<Instant>> = BTreeMap::new();
+        for r in self.asr.requests() {
+            if let Some(k) = asr_key(&r) {
+                out.entry(k).or_default().push(r.at);
+            }
+        }
+        out
+    }
+
+    /// When each distinct prompt was sent to the LLM.
+    pub fn llm_calls(&self) -> BTreeMap<String, Vec<Instant>> {
+        let mut out: BTreeMap<String, Vec<Instant>> = BTreeMap::new();
+        for r in self.llm.requests() {
+            out.entry(llm_key(&r)).or_default().push(r.at);
+        }
+        out
+    }
+
+    /// Zulip messages posted (not updates), by the transcript link in their content.
+    pub fn zulip_posts(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for r in self.zulip.requests() {
+            if r.method != "POST" {
+                continue;
+            }
+            let content = r.form.get("content").cloned().unwrap_or_default();
+            let tid = content
+                .split("/transcripts/")
+                .nth(1)
+                .map(|t| t.chars().take_while(|c| *c != ')' && *c != ' ').collect())
+                .unwrap_or_default();
+            *out.entry(tid).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// Signed webhook deliveries the receiver accepted, by transcript: the distinct
+    /// `event_id`s and the number of requests.
+    pub fn webhooks(&self) -> BTreeMap<String, (std::collections::BTreeSet<String>, usize)> {
+        let mut out: BTreeMap<String, (std::collections::BTreeSet<String>, usize)> =
+            BTreeMap::new();
+        for r in self.receiver.requests() {
+            if !standins::signature_ok(HOOK_SECRET, &r) {
+                continue;
+            }
+            let body = r.json.clone().unwrap_or_default();
+            let tid = body["transcript"]["id"].as_str().unwrap_or("").to_owned();
+            let e = out.entry(tid).or_default();
+            e.0.insert(body["event_id"].as_str().unwrap_or("").to_owned());
+            e.1 += 1;
+        }
+        out
+    }
+}
+
+/// One meeting handed to Daily.
+#[derive(Debug, Clone)]
+pub struct Meeting {
+    /// Daily's recording id.
+    pub recording_id: String,
+    /// The signed `recording.ready-to-download` body.
+    pub webhook: String,
+    /// The workflow intake starts.
+    pub workflow_id: String,
+}
+
+/// S3, the database, reflow's API with Daily intake, and the backends.
+pub struct Stack {
+    /// The S3 server.
+    pub s3: S3Server,
+    /// What reflow talks to for S3: the server, or a fault proxy in front of it.
+    pub s3_endpoint: String,
+    /// The fault proxy, when asked for.
+    pub s3_proxy: Option<StandIn>,
+    /// The backends.
+    pub backends: Backends,
+    /// The database.
+    pub db: Db,
+    /// Its URL.
+    pub db_url: String,
+    /// Event publishing of this process (the API's).
+    pub events: Events,
+    /// Transcripts' store.
+    pub storage: Storage,
+    /// Daily's bucket.
+    pub recordings: Storage,
+    /// reflow's HTTP API, `host:port`.
+    pub api: String,
+    /// Daily intake.
+    pub intake: Arc<Intake>,
+    /// A client of the Temporal server.
+    pub client: temporalio_client::Client,
+}
+
+impl Stack {
+    /// Start S3 (behind a fault proxy when `proxy`), serve the API over `db`, and use
+    /// `backends`; Daily intake starts `pipeline`.
+    pub async fn start(
+        db_url: &str,
+        client: temporalio_client::Client,
+        backends: Backends,
+        proxy: bool,
+        pipeline: workflow::Pipeline,
+    ) -> Stack {
+        let s3 = S3Server::start("transcripts");
+        s3.add_bucket("daily-recordings");
+        let s3_proxy = if proxy {
+            Some(StandIn::proxy(&s3.endpoint).await)
+        } else {
+            None
+        };
+        let s3_endpoint = s3_proxy
+            .as_ref()
+            .map_or_else(|| s3.endpoint.clone(), |p| p.url.clone());
+        let open = |url: &str| {
+            let mut c = s3.config(url);
+            c.endpoint = Some(s3_endpoint.clone());
+            Storage::open(&c).expect("S3 store")
+        };
+        let storage = open("s3://transcripts");
+        let recordings = open("s3://daily-recordings");
+        let db = crate::postgres::connect(db_url).await;
+        let hub = EventHub::default();
+        if db.backend() == activities::db::Backend::Postgres {
+            tokio::spawn(hub.clone().listen_postgres(db.clone()));
+        }
+        let events = Events::new(db.clone(), hub, crate::registry().emits());
+        let intake = Arc::new(Intake {
+            db: db.clone(),
+            client: client.clone(),
+            pipeline,
+            bucket_name: Some("daily-recordings".into()),
+        });
+        let api = crate::serve_api(reflow::http::ApiState {
+            events: events.clone(),
+            storage: storage.clone(),
+            api_token: None,
+            secret_key: None,
+            temporal: Some(client.clone()),
+            intake: Some(intake.clone()),
+            daily_webhook_secret: Some(DAILY_SECRET.into()),
+        })
+        .await;
+        Stack {
+            s3,
+            s3_endpoint,
+            s3_proxy,
+            backends,
+            db,
+            db_url: db_url.to_owned(),
+            events,
+            storage,
+            recordings,
+            api,
+            intake,
+            client,
+        }
+    }
+
+    /// The environment of a `reflow worker` process using this stack against `temporal`.
+    pub fn worker_env(&self, temporal: &str, data_dir: &Path) -> Vec<(String, String)> {
+        let b = &self.backends;
+        [
+            ("TEMPORAL_ADDRESS", temporal.to_owned()),
+            ("REFLOW_DATA_DIR", data_dir.display().to_string()),
+            ("DATABASE_URL", self.db_url.clone()),
+            ("REFLOW_STORAGE_URL", "s3://transcripts".into()),
+            ("DAILYCO_STORAGE_AWS_BUCKET_NAME", "daily-recordings".into()),
+            ("AWS_ENDPOINT_URL", self.s3_endpoint.clone()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", crate::s3::KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", crate::s3::SECRET.into()),
+            ("S3_PATH_STYLE", "true".into()),
+            ("TRANSCRIPT_BACKEND", "gpu-url".into()),
+            ("TRANSCRIPT_URL", b.asr.url.clone()),
+            ("LLM_BACKEND", "openai".into()),
+            ("LLM_URL", b.llm.url.clone()),
+            ("LLM_MODEL", "gpt-test".into()),
+            ("LLM_RATE_LIMIT_PER_SECOND", "1000".into()),
+            ("DAILY_API_KEY", DAILY_KEY.into()),
+            ("DAILY_API_URL", b.daily.api_url()),
+            ("DAILY_WEBHOOK_SECRET", DAILY_SECRET.into()),
+            ("ZULIP_REALM", b.zulip.url.clone()),
+            ("ZULIP_BOT_EMAIL", ZULIP_BOT.0.into()),
+            ("ZULIP_API_KEY", ZULIP_BOT.1.into()),
+            ("REFLOW_WEBHOOK_ALLOWED_PRIVATE_HOSTS", "127.0.0.1".into()),
+            ("RUST_LOG", "warn".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// Services of an in-process worker using this stack (`llm_rate`: calls per second).
+    pub fn services(&self, llm_rate: u32) -> reflow::registry::Services {
+        use activities::asr::remote::{Api, RemoteAsr};
+        use activities::asr::{AsrConfig, Transcriber};
+        use activities::llm::{Llm, LlmBackend, LlmConfig};
+        let b = &self.backends;
+        reflow::registry::Services {
+            storage: self.storage.clone(),
+            recordings: self.recordings.clone(),
+            scratch: std::env::temp_dir().join("reflow-scratch"),
+            events: self.events.clone(),
+            transcriber: Arc::new(Transcriber::new(AsrConfig::Remote(RemoteAsr {
+                api: Api::GpuUrl,
+                url: b.asr.url.clone(),
+                api_key: None,
+                model: None,
+                timeout: None,
+            }))),
+            llm: Arc::new(Llm::new(LlmConfig {
+                backend: LlmBackend::OpenAi {
+                    url: b.llm.url.clone(),
+                    api_key: None,
+                    model: "gpt-test".into(),
+                },
+                context_window: 16_000,
+                parse_max_retries: 3,
+                rate_limit_per_second: llm_rate,
+                timeout: None,
+            })),
+            daily: DailyConfig {
+                api_key: Some(DAILY_KEY.into()),
+                api_url: b.daily.api_url(),
+                webhook_secret: Some(DAILY_SECRET.into()),
+                webhook_uuid: None,
+            },
+            zulip: ZulipConfig {
+                realm: Some(b.zulip.url.clone()),
+                bot_email: ZULIP_BOT.0.into(),
+                api_key: ZULIP_BOT.1.into(),
+                ui_base_url: "http://reflow.test".into(),
+            },
+            webhook_private_hosts: vec!["127.0.0.1".into()],
+            intake: Some(self.intake.clone()),
+        }
+    }
+
+    /// Meeting `i` of room `{prefix}{i}`: its room and calendar meeting, `voices` uploaded as
+    /// its raw tracks, the recording and participants known to Daily.
+    pub async fn meeting(&self, prefix: &str, i: usize, voices: &[Voice]) -> Meeting {
+        let room_name = format!("{prefix}{i}-20260110042117");
+        let rec_s = 1_768_018_896u64 + i as u64;
+        let rec_ms = rec_s * 1000 + 877;
+        let recording_id = format!("{prefix}-rec-{i:04}");
+        let room = self
+            .db
+            .create_room(&NewRoom {
+                id: format!("room-{prefix}-{i}"),
+                name: format!("{prefix}{i}"),
+                user_id: Some("u-7".into()),
+                zulip_stream: Some("meetings".into()),
+                zulip_topic: Some(format!("{prefix}{i}")),
+                webhook_url: Some(format!("{}/hooks/reflow", self.backends.receiver.url)),
+                webhook_secret: Some(HOOK_SECRET.into()),
+            })
+            .await
+            .expect("room");
+        let start = std::time::UNIX_EPOCH + Duration::from_secs(rec_s - 120);
+        self.db
+            .create_meeting(
+                &format!("m-{prefix}-{i}"),
+                &room,
+                &room_name,
+                &humantime::format_rfc3339_seconds(start).to_string(),
+            )
+            .await
+            .expect("meeting");
+        let mut tracks = Vec::new();
+        let mut participants = Vec::new();
+        let mut end = 0.0f64;
+        for (n, v) in voices.iter().enumerate() {
+            let pid = format!("{:08x}-0000-4000-8000-{:012x}", i, n);
+            let key = format!(
+                "acme/{room_name}/{rec_ms}-{pid}-cam-audio-{}",
+                rec_ms + (v.offset_s * 1000.0) as u64 + 200
+            );
+            let size = self
+                .recordings
+                .put_file(&key, &v.path)
+                .await
+                .expect("upload a track");
+            tracks.push(json!({"type": "audio", "s3Key": key, "size": size}));
+            participants.push(json!({"participant_id": pid, "user_id": format!("u-{n}"), "user_name": format!("Speaker {n}"), "join_time": rec_s, "duration": 60}));
+            end = end.max(v.end_s);
+        }
+        let session = format!("sess-{prefix}-{i}");
+        let recording = json!({
+            "id": recording_id, "room_name": room_name, "start_ts": rec_s, "status": "finished",
+            "duration": end.ceil(), "mtgSessionId": session, "s3key": null, "tracks": tracks,
+        });
+        self.backends.daily.add_recording(recording.clone());
+        self.backends.daily.add_participants(&session, participants);
+        Meeting {
+            workflow_id: intake::workflow_id(&recording_id),
+            recording_id,
+            webhook: ready_to_download(&recording),
+        }
+    }
+
+    /// Deliver `m`'s webhook as Daily does, retrying (as Daily would) until reflow accepts it
+    /// (a Temporal server down for a moment answers 5xx); the transcript id.
+    pub async fn deliver(&self, m: &Meeting) -> String {
+        let hook = format!("http://{}/v1/daily/webhook", self.api);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, answer) = self
+                .backends
+                .daily
+                .send_webhook(&hook, DAILY_SECRET, &m.webhook, false)
+                .await;
+            if status == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the webhook of {} is refused: {status} {answer}",
+                m.recording_id
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        self.db
+            .transcript_id_of_recording(&m.recording_id)
+            .await
+            .expect("read the recording")
+            .expect("intake created the transcript")
+    }
+
+    /// A transcript's events as a WebSocket client connecting now receives them (the replay of
+    /// the log, then live ones), until `STATUS ended` or `error`.
+    pub async fn replay(&self, transcript_id: &str) -> Vec<Value> {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+            "ws://{}/v1/transcripts/{transcript_id}/events",
+            self.api
+        ))
+        .await
+        .expect("websocket");
+        let mut out = Vec::new();
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await
+        {
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                let event: Value = serde_json::from_str(&t).expect("JSON event");
+                let last = event["event"] == "STATUS"
+                    && matches!(event["data"]["value"].as_str(), Some("ended" | "error"));
+                out.push(event);
+                if last {
+                    break;
+                }
+            }
+        }
+        let _ = ws.close(None).await;
+        out
+    }
+}
+
+/// A `reflow worker` process (the test registry's build of it), SIGKILLed when dropped.
+pub struct WorkerProcess {
+    child: std::process::Child,
+}
+
+impl WorkerProcess {
+    /// Start `binary worker --queues …` with `env`, its log appended to `log`.
+    pub fn spawn(binary: &Path, queues: &[&str], env: &[(String, String)], log: &Path) -> Self {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("worker log");
+        let child = std::process::Command::new(binary)
+            .args(["worker", "--queues", &queues.join(",")])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn the worker");
+        WorkerProcess { child }
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no drain, no goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,281 @@
+//! Chaos (issue: reliability suites): meetings synthesized with espeak-ng go through the whole
+//! production path — signed Daily webhooks into reflow's API, `DiarizationPipeline` on a
+//! separate `reflow worker` process, PostgreSQL, a real S3 server — while the worker is
+//! SIGKILLed at random moments and restarted, and the Temporal dev server is restarted once
+//! on the same SQLite file. Then every transcript must be `ended`; no transcription or LLM
+//! call may be repeated unless a kill fell between the two calls (the result could not have
+//! been recorded); exactly one Zulip message and one webhook event per transcript; the
+//! WebSocket replay of every transcript has each event once.
+//!
+//! Sized by `REFLOW_CHAOS_PIPELINES` (default 4), `REFLOW_CHAOS_KILLS` (default 2) and
+//! `REFLOW_CHAOS_SEED` (default: the clock, printed); `just chaos` runs 10 pipelines and 5
+//! kills and writes `REFLOW_CHAOS_RESULTS` (bench/results/chaos.md).
+//!
+//! The run uses the production pipeline with its timeouts shortened (every start-to-close
+//! 90 s, every heartbeat 15 s, with fast stand-in backends): a killed worker's activities are
+//! only retried once their timeout expires, and the production values (up to 30 minutes)
+//! would make the suite wait for nothing.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use reflow::temporal::{DevServer, DevServerOptions};
+use reflow_tests::meetings::{Backends, QUEUES, Stack, WorkerProcess, short_timeouts, voices};
+use serde_json::Value;
+
+/// A small deterministic generator (xorshift64*), so a failing run can be repeated by seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
+        let span = (hi - lo).as_millis() as u64;
+        lo + Duration::from_millis(self.next() % span.max(1))
+    }
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn start_server(opts: &DevServerOptions) -> DevServer {
+    let mut last = String::new();
+    for _ in 0..20 {
+        match DevServer::start(opts.clone()).await {
+            Ok(s) => return s,
+            // The old process may still hold the port for a moment.
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("the dev server does not start again: {last}");
+}
+
+/// Whether a kill fell between every two consecutive calls of one input.
+fn repeats_without_a_kill(
+    calls: &BTreeMap<String, Vec<Instant>>,
+    kills: &[Instant],
+) -> Vec<String> {
+    let mut bad = Vec::new();
+    for (key, at) in calls {
+        for pair in at.windows(2) {
+            if !kills.iter().any(|k| *k > pair[0] && *k < pair[1]) {
+                bad.push(format!(
+                    "{key}: called again {:?} later with no kill in between",
+                    pair[1] - pair[0]
+                ));
+            }
+        }
+    }
+    bad
+}
+
+/// Stored events (the replay carries no `PIPELINE_PROGRESS`) seen twice.
+fn duplicates(events: &[Value]) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    events
+        .iter()
+        .map(Value::to_string)
+        .filter(|e| !seen.insert(e.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_workers_and_a_restarted_server_lose_and_repeat_nothing() {
+    let pipelines = env_number("REFLOW_CHAOS_PIPELINES", 4) as usize;
+    let kills_wanted = env_number("REFLOW_CHAOS_KILLS", 2) as usize;
+    let seed = env_number(
+        "REFLOW_CHAOS_SEED",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+    );
+    eprintln!(
+        "chaos: {pipelines} pipelines, {kills_wanted} kills, REFLOW_CHAOS_SEED={seed}"
+    );
+    let mut rng = Rng(seed | 1);
+
+    let dir = tempfile::Builder::new()
+        .prefix("reflow-chaos-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let opts = DevServerOptions {
+        cli: reflow_tests::temporal_cli(),
+        port: reflow::temporal::free_port().unwrap(),
+        ui_port: None,
+        db_file: Some(dir.join("temporal.db")),
+        log_file: dir.join("temporal.log"),
+    };
+    let mut server = Some(start_server(&opts).await);
+    let address = server.as_ref().unwrap().address.clone();
+    let client = reflow::temporal::connect(&address, "default", Duration::from_secs(20))
+        .await
+        .expect("connect");
+    let pg = reflow_tests::PgServer::start();
+    let backends = Backends::start(Duration::from_secs(2)).await;
+    let stack = Stack::start(
+        &pg.url,
+        client.clone(),
+        backends.clone(),
+        false,
+        short_timeouts(),
+    )
+    .await;
+
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_reflow-test-worker"));
+    let env = stack.worker_env(&address, &dir.join("worker"));
+    let log = dir.join("worker.log");
+    eprintln!("chaos: logs in {}", dir.display());
+    let mut worker = WorkerProcess::spawn(&binary, &QUEUES, &env, &log);
+
+    let tracks = voices(&dir, 2);
+    let mut meetings = Vec::new();
+    for i in 0..pipelines {
+        meetings.push(stack.meeting("chaos", i, &tracks).await);
+    }
+    let mut transcripts = Vec::new();
+    for m in &meetings {
+        transcripts.push(stack.deliver(m).await);
+    }
+
+    // Chaos while runs are in flight: `kills_wanted` SIGKILLs at random moments, and one
+    // server restart at a random place among them.
+    let restart_after = (rng.next() % (kills_wanted as u64 + 1)) as usize;
+    let mut kills = Vec::new();
+    let mut restarted = false;
+    let all_closed = |c: temporalio_client::Client| async move {
+        c.count_workflows(
+            "WorkflowType = 'DiarizationPipeline' AND ExecutionStatus = 'Running'",
+            temporalio_client::WorkflowCountOptions::default(),
+        )
+        .await
+        .map(|n| n.count())
+    };
+    while kills.len() < kills_wanted || !restarted {
+        if kills.len() == restart_after && !restarted {
+            tokio::time::sleep(rng.between(Duration::from_secs(1), Duration::from_secs(5))).await;
+            eprintln!("chaos: restarting the Temporal server");
+            server.take().unwrap().stop().await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            server = Some(start_server(&opts).await);
+            restarted = true;
+            continue;
+        }
+        tokio::time::sleep(rng.between(Duration::from_secs(2), Duration::from_secs(6))).await;
+        match all_closed(client.clone()).await {
+            Ok(0) => {
+                eprintln!("chaos: every run closed before kill {}", kills.len() + 1);
+                break;
+            }
+            Ok(n) => eprintln!("chaos: {n} runs open"),
+            Err(e) => eprintln!("chaos: cannot count the open runs: {e}"),
+        }
+        eprintln!("chaos: SIGKILL worker {}", worker.pid());
+        worker.kill();
+        kills.push(Instant::now());
+        tokio::time::sleep(rng.between(Duration::ZERO, Duration::from_secs(3))).await;
+        worker = WorkerProcess::spawn(&binary, &QUEUES, &env, &log);
+    }
+
+    // Every run ends.
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut outcomes = Vec::new();
+    for (m, tid) in meetings.iter().zip(&transcripts) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let out = tokio::time::timeout(left, reflow::runs::wait(&client, &m.workflow_id)).await;
+        let status = stack
+            .db
+            .transcript(tid)
+            .await
+            .map(|t| t.status)
+            .unwrap_or_default();
+        outcomes.push((m.workflow_id.clone(), status, format!("{out:?}")));
+    }
+    let completed = outcomes.iter().filter(|o| o.1 == "ended").count();
+    let asr = backends.asr_calls();
+    let llm = backends.llm_calls();
+    let asr_repeats = repeats_without_a_kill(&asr, &kills);
+    let llm_repeats = repeats_without_a_kill(&llm, &kills);
+    let zulip = backends.zulip_posts();
+    let hooks = backends.webhooks();
+    let mut replay_problems = Vec::new();
+    for tid in &transcripts {
+        let events = stack.replay(tid).await;
+        let dups = duplicates(&events);
+        if !dups.is_empty() {
+            replay_problems.push(format!("{tid}: duplicated {dups:?}"));
+        }
+        let count = |n: &str| events.iter().filter(|e| e["event"] == n).count();
+        for once in [
+            "FINAL_TITLE",
+            "FINAL_SHORT_SUMMARY",
+            "FINAL_LONG_SUMMARY",
+            "ACTION_ITEMS",
+            "WAVEFORM",
+        ] {
+            if count(once) != 1 {
+                replay_problems.push(format!("{tid}: {once} × {}", count(once)));
+            }
+        }
+        let t = stack.db.transcript(tid).await.unwrap();
+        let topics: Vec<Value> = serde_json::from_str(&t.topics).unwrap_or_default();
+        if count("TOPIC") != topics.len() || topics.is_empty() {
+            replay_problems.push(format!(
+                "{tid}: {} TOPIC events for {} topics",
+                count("TOPIC"),
+                topics.len()
+            ));
+        }
+        let last = events.iter().rev().find(|e| e["event"] == "STATUS");
+        if last.map(|e| e["data"]["value"].clone()) != Some("ended".into()) {
+            replay_problems.push(format!("{tid}: last STATUS {last:?}"));
+        }
+    }
+    let report = format!(
+        "chaos_completed: {completed}/{pipelines}\n\
+         worker_kills: {}\nserver_restarts: {}\nseed: {seed}\n\
+         asr_calls: {} for {} tracks\nllm_calls: {} for {} prompts\n\
+         repeated_without_kill: {}\nzulip_posts: {}\nwebhook_requests: {} ({} distinct events)\n",
+        kills.len(),
+        u8::from(restarted),
+        asr.values().map(Vec::len).sum::<usize>(),
+        asr.len(),
+        llm.values().map(Vec::len).sum::<usize>(),
+        llm.len(),
+        asr_repeats.len() + llm_repeats.len(),
+        zulip.values().sum::<usize>(),
+        hooks.values().map(|h| h.1).sum::<usize>(),
+        hooks.values().map(|h| h.0.len()).sum::<usize>(),
+    );
+    eprintln!("{report}");
+    if let Ok(path) = std::env::var("REFLOW_CHAOS_RESULTS") {
+        std::fs::write(&path, &report).expect("write the chaos results");
+    }
+
+    assert_eq!(completed, pipelines, "every run ends: {outcomes:#?}");
+    assert!(restarted, "the server was restarted");
+    assert!(asr_repeats.is_empty(), "transcription repeated: {asr_repeats:#?}");
+    assert!(llm_repeats.is_empty(), "LLM calls repeated: {llm_repeats:#?}");
+    assert_eq!(asr.len(), 2 * pipelines, "every track transcribed");
+    for tid in &transcripts {
+        assert_eq!(zulip.get(tid), Some(&1), "one Zulip message for {tid}: {zulip:?}");
+        let h = hooks.get(tid).map(|h| h.0.len());
+        assert_eq!(h, Some(1), "one webhook event for {tid}: {hooks:?}");
+    }
+    assert!(replay_problems.is_empty(), "{replay_problems:#?}");
+    drop(worker);
+    if let Some(s) = server {
+        s.stop().await;
+    }
+}
