@@ -148,3 +148,9 @@ bench-asr: setup
 
 # Every benchmark.
 bench: bench-audio bench-asr
+
+# Chaos: 10 synthesized meetings through a separate worker process SIGKILLed 5 times and a
+# restarted Temporal server (tests/tests/chaos.rs) → bench/results/chaos.md.
+chaos: setup-test
+    REFLOW_CHAOS_PIPELINES=10 REFLOW_CHAOS_KILLS=5 REFLOW_CHAOS_RESULTS="{{justfile_directory()}}/bench/results/chaos.md" \
+        TEMPORAL_CLI="{{venv}}/bin/temporal" cargo test -p reflow-tests --test chaos -- --ignored --nocapture

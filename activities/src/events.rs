@@ -260,7 +260,11 @@ impl Events {
                 Some(stored) => stored,
                 None => {
                     // A retry of an attempt that got this far: its subscribers saw it then.
-                    tracing::debug!(event, origin, "event already published by an earlier attempt");
+                    tracing::debug!(
+                        event,
+                        origin,
+                        "event already published by an earlier attempt"
+                    );
                     return Ok(());
                 }
             }

@@ -97,6 +97,14 @@ pub fn voices(dir: &Path, n: usize) -> Vec<Voice> {
         .collect()
 }
 
+/// Tests of one binary share its dev server, and every [`Stack`]'s worker serves the
+/// pipeline's fixed queues: hold this for the whole test so two tests never take each other's
+/// tasks (which would read another test's storage).
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 /// The meeting pipeline (`pipelines/diarization.yaml`) with every start-to-close 90 s
 /// and every heartbeat at most 15 s: with fast stand-in backends, a killed worker's or a hung
 /// call's activity is retried within a minute and a half instead of the production values' (up to
@@ -567,8 +575,7 @@ impl Stack {
         .await
         .expect("websocket");
         let mut out = Vec::new();
-        while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await
-        {
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
             if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
                 let event: Value = serde_json::from_str(&t).expect("JSON event");
                 let last = event["event"] == "STATUS"

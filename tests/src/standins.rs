@@ -112,7 +112,10 @@ impl StandIn {
     /// A fault-injecting proxy in front of `upstream` (`http://host:port`, e.g. the S3
     /// server): every request is forwarded unless a queued reply says otherwise.
     pub async fn proxy(upstream: &str) -> Self {
-        Self::serve(Some(upstream.trim_end_matches('/').to_owned()), |_| Reply::Forward).await
+        Self::serve(Some(upstream.trim_end_matches('/').to_owned()), |_| {
+            Reply::Forward
+        })
+        .await
     }
 
     async fn serve(
@@ -302,10 +305,9 @@ fn respond(reply: Reply) -> Response {
                 header::CONTENT_TYPE,
                 "application/json".parse().expect("header"),
             );
-            response.headers_mut().insert(
-                header::CONTENT_LENGTH,
-                "4096".parse().expect("header"),
-            );
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, "4096".parse().expect("header"));
             response
         }
         Reply::After(..) | Reply::Default | Reply::Forward => {

@@ -47,17 +47,20 @@ async fn failed_with(stack: &Stack, tid: &str, workflow_id: &str, step: &str, ca
     let t = stack.db.transcript(tid).await.unwrap();
     assert_eq!(t.status, "error", "{t:?}");
     let why = t.error.clone().unwrap_or_default();
-    assert!(why.contains(step) && why.contains(cause), "transcript error: {why}");
+    assert!(
+        why.contains(step) && why.contains(cause),
+        "transcript error: {why}"
+    );
     let progress = stack.db.progress_events(tid).await.unwrap();
     let failed: Vec<&Value> = progress
         .iter()
         .filter(|p| p["step_status"] == "failed")
         .collect();
     assert!(
-        failed.iter().any(|p| p["current_step"]
-            .as_str()
-            .is_some_and(|s| s.contains(step))
-            && p["message"].as_str().is_some_and(|m| m.contains(cause))),
+        failed.iter().any(
+            |p| p["current_step"].as_str().is_some_and(|s| s.contains(step))
+                && p["message"].as_str().is_some_and(|m| m.contains(cause))
+        ),
         "a failed progress state names {step} and {cause}: {progress:#?}"
     );
     let json = conductor(stack, workflow_id).await;
@@ -77,6 +80,7 @@ async fn failed_with(stack: &Stack, tid: &str, workflow_id: &str, step: &str, ca
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn transient_faults_everywhere_are_retried_and_the_meeting_ends() {
+    let _one = reflow_tests::meetings::exclusive().await;
     let (stack, _worker) = stack(true).await;
     let b = &stack.backends;
     let dir = tempfile::tempdir().unwrap();
@@ -134,12 +138,25 @@ async fn transient_faults_everywhere_are_retried_and_the_meeting_ends() {
     let t = stack.db.transcript(&tid).await.unwrap();
     assert_eq!((t.status.as_str(), t.error.as_deref()), ("ended", None));
     assert_eq!(out["tracks"].as_array().map(Vec::len), Some(2));
-    assert!(t.title.as_deref().is_some_and(|x| x.contains("Release")), "{t:?}");
+    assert!(
+        t.title.as_deref().is_some_and(|x| x.contains("Release")),
+        "{t:?}"
+    );
 
     // Every fault was met, and then answered properly.
     let daily = b.daily.requests();
-    assert!(daily.iter().filter(|r| r.contains("/v1/recordings/")).count() >= 2, "{daily:?}");
-    assert!(daily.iter().filter(|r| r.contains("/participants")).count() >= 2, "{daily:?}");
+    assert!(
+        daily
+            .iter()
+            .filter(|r| r.contains("/v1/recordings/"))
+            .count()
+            >= 2,
+        "{daily:?}"
+    );
+    assert!(
+        daily.iter().filter(|r| r.contains("/participants")).count() >= 2,
+        "{daily:?}"
+    );
     assert!(s3.count() > 3);
     let asr = b.asr_calls();
     assert_eq!(asr.len(), 2, "two tracks");
@@ -164,6 +181,7 @@ async fn transient_faults_everywhere_are_retried_and_the_meeting_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn permanent_errors_fail_fast_with_the_step_and_the_cause() {
+    let _one = reflow_tests::meetings::exclusive().await;
     let (stack, _worker) = stack(false).await;
     let b = &stack.backends;
     let dir = tempfile::tempdir().unwrap();
@@ -184,7 +202,11 @@ async fn permanent_errors_fail_fast_with_the_step_and_the_cause() {
 
     // A track that is not audio at all.
     let junk = dir.path().join("junk.webm");
-    std::fs::write(&junk, b"this is a text file, not a WebM recording\n".repeat(50)).unwrap();
+    std::fs::write(
+        &junk,
+        b"this is a text file, not a WebM recording\n".repeat(50),
+    )
+    .unwrap();
     let mut bad = tracks.clone();
     bad[0].path = junk;
     let m = stack.meeting("junk", 0, &bad).await;
@@ -198,7 +220,10 @@ async fn permanent_errors_fail_fast_with_the_step_and_the_cause() {
     // The LLM answers garbage to every re-ask of a chunk's topic.
     let m = stack.meeting("garbage", 0, &tracks).await;
     for _ in 0..4 {
-        b.llm.then(Reply::Json(completion("Sure! The topic is the budget.", 10)));
+        b.llm.then(Reply::Json(completion(
+            "Sure! The topic is the budget.",
+            10,
+        )));
     }
     let before = b.llm.count();
     let tid = stack.deliver(&m).await;
@@ -206,6 +231,17 @@ async fn permanent_errors_fail_fast_with_the_step_and_the_cause() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("detect_chunk_topic"), "{err}");
-    assert_eq!(b.llm.count() - before, 4, "the question and 3 re-asks, no activity retry");
-    failed_with(&stack, &tid, &m.workflow_id, "detect_chunk_topic", "LlmParseError").await;
+    assert_eq!(
+        b.llm.count() - before,
+        4,
+        "the question and 3 re-asks, no activity retry"
+    );
+    failed_with(
+        &stack,
+        &tid,
+        &m.workflow_id,
+        "detect_chunk_topic",
+        "LlmParseError",
+    )
+    .await;
 }

@@ -88,8 +88,10 @@ impl AudioReader {
         if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
             hint.with_extension(ext);
         }
-        let probed = symphonia::default::get_probe()
-            .format(
+        // symphonia's MKV reader panics on some damaged headers (a truncated EBML header):
+        // that is bad input, not a crash.
+        let probed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            symphonia::default::get_probe().format(
                 &hint,
                 mss,
                 &FormatOptions {
@@ -98,10 +100,15 @@ impl AudioReader {
                 },
                 &MetadataOptions::default(),
             )
-            .map_err(|e| AudioError::Unsupported {
-                source_name: source_name.to_owned(),
-                message: e.to_string(),
-            })?;
+        }))
+        .map_err(|_| AudioError::Unsupported {
+            source_name: source_name.to_owned(),
+            message: "the container is damaged (its header cannot be read)".into(),
+        })?
+        .map_err(|e| AudioError::Unsupported {
+            source_name: source_name.to_owned(),
+            message: e.to_string(),
+        })?;
         let format = probed.format;
         let track = format
             .tracks()
@@ -173,7 +180,15 @@ impl AudioReader {
     /// the end of the stream.
     pub fn next_chunk(&mut self) -> Result<Option<Chunk<'_>>, AudioError> {
         while !self.done {
-            let packet = match self.format.next_packet() {
+            let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.format.next_packet()
+            }))
+            .unwrap_or_else(|_| {
+                Err(SymphoniaError::DecodeError(
+                    "the container is damaged (the demuxer gave up)",
+                ))
+            });
+            let packet = match next {
                 Ok(p) => p,
                 Err(SymphoniaError::IoError(e))
                     if e.kind() == std::io::ErrorKind::UnexpectedEof =>
