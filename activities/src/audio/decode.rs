@@ -183,11 +183,9 @@ impl AudioReader {
             let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.format.next_packet()
             }))
-            .unwrap_or_else(|_| {
-                Err(SymphoniaError::DecodeError(
-                    "the container is damaged (the demuxer gave up)",
-                ))
-            });
+            .unwrap_or(Err(SymphoniaError::DecodeError(
+                "the container is damaged (the demuxer gave up)",
+            )));
             let packet = match next {
                 Ok(p) => p,
                 Err(SymphoniaError::IoError(e))

@@ -107,9 +107,8 @@ impl Db {
         })?;
         // Two attempts racing (one abandoned by a timeout) meet at the unique index: the
         // second insert does nothing, and the position it took stays unused.
-        let inserted =
-            crate::on_pool!(self, |pool| {
-                sqlx::query(
+        let inserted = crate::on_pool!(self, |pool| {
+            sqlx::query(
             "INSERT INTO transcript_event (transcript_id, seq, event, data, created_at, origin) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         )
@@ -122,8 +121,8 @@ impl Db {
         .execute(pool)
         .await
         .map(|r| r.rows_affected())
-            })
-            .map_err(DbError::query("append event"))?;
+        })
+        .map_err(DbError::query("append event"))?;
         Ok((inserted == 1).then(|| StoredEvent {
             transcript_id: transcript_id.to_owned(),
             seq,
