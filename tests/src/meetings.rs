@@ -591,6 +591,30 @@ impl Stack {
     }
 }
 
+/// A [`Stack`] on a fresh SQLite database (behind an S3 fault proxy when `proxy`), with an
+/// in-process worker serving the meeting pipeline's queues; `asr_latency` as in
+/// [`Backends::start`]. Hold [`exclusive`] while it runs.
+pub async fn in_process(asr_latency: Duration, proxy: bool) -> (Stack, crate::InProcessWorker) {
+    let dir = tempfile::Builder::new()
+        .prefix("reflow-stack-db-")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
+    let db_url = format!("sqlite://{}/reflow.db", dir.display());
+    let backends = Backends::start(asr_latency).await;
+    let stack = Stack::start(
+        &db_url,
+        crate::client().await,
+        backends,
+        proxy,
+        short_timeouts(),
+    )
+    .await;
+    let queues: Vec<String> = QUEUES.iter().map(|q| q.to_string()).collect();
+    let worker = crate::InProcessWorker::start_with(&queues, stack.services(100));
+    (stack, worker)
+}
+
 /// A `reflow worker` process (the test registry's build of it), SIGKILLed when dropped.
 pub struct WorkerProcess {
     child: std::process::Child,

@@ -6,22 +6,12 @@
 
 use std::time::Duration;
 
-use reflow_tests::meetings::{Backends, DAILY_SECRET, QUEUES, Stack, short_timeouts, voices};
-use reflow_tests::{InProcessWorker, client};
+use reflow_tests::InProcessWorker;
+use reflow_tests::meetings::{DAILY_SECRET, Stack, voices};
 use serde_json::{Value, json};
 
-async fn stack() -> (Stack, InProcessWorker) {
-    let dir = tempfile::Builder::new()
-        .prefix("reflow-bad-db-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    let db_url = format!("sqlite://{}/reflow.db", dir.display());
-    let backends = Backends::start(Duration::from_millis(10)).await;
-    let stack = Stack::start(&db_url, client().await, backends, false, short_timeouts()).await;
-    let queues: Vec<String> = QUEUES.iter().map(|q| q.to_string()).collect();
-    let worker = InProcessWorker::start_with(&queues, stack.services(100));
-    (stack, worker)
+async fn stack(proxy: bool) -> (Stack, InProcessWorker) {
+    reflow_tests::meetings::in_process(Duration::from_millis(10), proxy).await
 }
 
 /// POST `body` to the Daily webhook with the given headers; status and JSON answer.
@@ -51,7 +41,7 @@ fn signed(body: &[u8], ts: &str) -> Vec<(&'static str, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_webhooks_are_refused_and_change_nothing() {
     let _one = reflow_tests::meetings::exclusive().await;
-    let (stack, _worker) = stack().await;
+    let (stack, _worker) = stack(false).await;
     let dir = tempfile::tempdir().unwrap();
     let tracks = voices(dir.path(), 1);
     let m = stack.meeting("hooks", 0, &tracks).await;
@@ -153,7 +143,7 @@ async fn bad_webhooks_are_refused_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_tracks_fail_their_meeting_with_the_step_and_lose_nothing() {
     let _one = reflow_tests::meetings::exclusive().await;
-    let (stack, _worker) = stack().await;
+    let (stack, _worker) = stack(false).await;
     let dir = tempfile::tempdir().unwrap();
     let good = voices(dir.path(), 1);
     let real = std::fs::read(&good[0].path).unwrap();

@@ -12,24 +12,14 @@
 
 use std::time::{Duration, Instant};
 
+use reflow_tests::InProcessWorker;
 use reflow_tests::daily::Fault;
-use reflow_tests::meetings::{Backends, QUEUES, Stack, short_timeouts, voices};
+use reflow_tests::meetings::{Stack, voices};
 use reflow_tests::standins::{Reply, completion};
-use reflow_tests::{InProcessWorker, client};
 use serde_json::Value;
 
 async fn stack(proxy: bool) -> (Stack, InProcessWorker) {
-    let dir = tempfile::Builder::new()
-        .prefix("reflow-faults-db-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    let db_url = format!("sqlite://{}/reflow.db", dir.display());
-    let backends = Backends::start(Duration::from_millis(50)).await;
-    let stack = Stack::start(&db_url, client().await, backends, proxy, short_timeouts()).await;
-    let queues: Vec<String> = QUEUES.iter().map(|q| q.to_string()).collect();
-    let worker = InProcessWorker::start_with(&queues, stack.services(100));
-    (stack, worker)
+    reflow_tests::meetings::in_process(Duration::from_millis(50), proxy).await
 }
 
 async fn conductor(stack: &Stack, workflow_id: &str) -> Value {
