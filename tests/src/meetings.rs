@@ -254,11 +254,12 @@ impl Backends {
         out
     }
 
-    /// Zulip messages posted (not updates), by the transcript link in their content.
+    /// Zulip messages posted and accepted (not updates, not refused attempts), by the transcript
+    /// link in their content.
     pub fn zulip_posts(&self) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
         for r in self.zulip.requests() {
-            if r.method != "POST" {
+            if r.method != "POST" || r.answered != Some(200) {
                 continue;
             }
             let content = r.form.get("content").cloned().unwrap_or_default();

@@ -43,6 +43,9 @@ pub struct Recorded {
     pub file: Option<(String, Vec<u8>)>,
     /// When it arrived.
     pub at: Instant,
+    /// The status the stand-in answered, once it has; `None` while it is still answering, and
+    /// for a connection it cut ([`Reply::Reset`]).
+    pub answered: Option<u16>,
 }
 
 /// What to answer.
@@ -182,6 +185,7 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Res
         fields: BTreeMap::new(),
         file: None,
         at: Instant::now(),
+        answered: None,
     };
     if content_type.starts_with("multipart/form-data") {
         let mut form = match Multipart::from_request(request, &()).await {
@@ -209,15 +213,17 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Res
         }
         recorded.body = body.to_vec();
     }
-    let mut reply = {
+    let (index, mut reply) = {
         let mut inner = inner.lock().unwrap();
         inner.requests.push(recorded.clone());
-        match inner.script.pop_front() {
+        let index = inner.requests.len() - 1;
+        let reply = match inner.script.pop_front() {
             Some(r) => r,
             None => (inner.default)(&recorded),
-        }
+        };
+        (index, reply)
     };
-    loop {
+    let (response, cut) = loop {
         reply = match reply {
             Reply::After(d, then) => {
                 tokio::time::sleep(d).await;
@@ -226,15 +232,21 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Res
             Reply::Default => (inner.lock().unwrap().default)(&recorded),
             Reply::Forward => {
                 let upstream = inner.lock().unwrap().upstream.clone();
-                break forward(upstream.as_deref(), &recorded).await;
+                break (forward(upstream.as_deref(), &recorded).await, false);
             }
             Reply::Hang(d) => {
                 tokio::time::sleep(d).await;
-                break (StatusCode::SERVICE_UNAVAILABLE, "stand-in hung").into_response();
+                let hung = (StatusCode::SERVICE_UNAVAILABLE, "stand-in hung").into_response();
+                break (hung, false);
             }
-            other => break respond(other),
+            Reply::Reset => break (respond(Reply::Reset), true),
+            other => break (respond(other), false),
         }
+    };
+    if !cut {
+        inner.lock().unwrap().requests[index].answered = Some(response.status().as_u16());
     }
+    response
 }
 
 /// Send `r` on to `upstream` unchanged (its `Host` header included, so signatures such as

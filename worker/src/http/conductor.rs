@@ -367,18 +367,25 @@ pub(crate) fn payload(payloads: &Value) -> Value {
 }
 
 /// The root cause of a failure JSON: `(type, message)`.
+/// The root cause of a failure in history: its type (or `timeout: KIND`) and message.
+/// Failures are in protobuf JSON (`applicationFailureInfo`, `timeoutType:
+/// "TIMEOUT_TYPE_HEARTBEAT"`), the rest of the history event in serde's snake case.
 fn failure(f: &Value) -> (String, String) {
     let mut root = f;
     while !root["cause"].is_null() {
         root = &root["cause"];
     }
-    let kind = root["failure_info"]["ApplicationFailureInfo"]["type"]
+    let kind = root["applicationFailureInfo"]["type"]
         .as_str()
+        .filter(|t| !t.is_empty())
         .map(str::to_owned)
         .or_else(|| {
-            root["failure_info"]["TimeoutFailureInfo"]["timeout_type"]
-                .as_i64()
-                .map(|t| format!("timeout: {}", timeout_name(t)))
+            let t = &root["timeoutFailureInfo"]["timeoutType"];
+            let name = match t.as_str() {
+                Some(s) => s.trim_start_matches("TIMEOUT_TYPE_").to_owned(),
+                None => timeout_name(t.as_i64()?).to_owned(),
+            };
+            Some(format!("timeout: {name}"))
         })
         .unwrap_or_default();
     (
