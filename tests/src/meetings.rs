@@ -566,9 +566,11 @@ impl Stack {
             .expect("intake created the transcript")
     }
 
-    /// A transcript's events as a WebSocket client connecting now receives them (the replay of
-    /// the log, then live ones), until `STATUS ended` or `error`.
-    pub async fn replay(&self, transcript_id: &str) -> Vec<Value> {
+    /// A transcript's events as a WebSocket client connecting now receives them: the replay of
+    /// the log (which leaves out `TRANSCRIPT` and `STATUS`, Reflector's rule) and the latest
+    /// progress, then live events until `STATUS ended`/`error` or until `quiet` passes without
+    /// one (the server's pings do not count).
+    pub async fn replay(&self, transcript_id: &str, quiet: Duration) -> Vec<Value> {
         let (mut ws, _) = tokio_tungstenite::connect_async(format!(
             "ws://{}/v1/transcripts/{transcript_id}/events",
             self.api
@@ -576,7 +578,8 @@ impl Stack {
         .await
         .expect("websocket");
         let mut out = Vec::new();
-        while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+        let mut until = tokio::time::Instant::now() + quiet;
+        while let Ok(Some(Ok(m))) = tokio::time::timeout_at(until, ws.next()).await {
             if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
                 let event: Value = serde_json::from_str(&t).expect("JSON event");
                 let last = event["event"] == "STATUS"
@@ -585,6 +588,7 @@ impl Stack {
                 if last {
                     break;
                 }
+                until = tokio::time::Instant::now() + quiet;
             }
         }
         let _ = ws.close(None).await;
