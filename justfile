@@ -146,8 +146,15 @@ bench-asr: setup
     fi
     bash bench/asr.sh
 
+# Pipeline benchmarks on a dev server the benchmark starts: fan-out ratio T(8 tracks)/T(1),
+# orchestration overhead per step against in-process calls, and 50 meetings at once on one
+# worker → bench/results/pipeline.md and bench/results/load.md.
+bench-pipeline *args: setup-test
+    cargo build --release --quiet -p reflow-bench --bin pipeline-bench
+    TEMPORAL_CLI="{{venv}}/bin/temporal" "${CARGO_TARGET_DIR:-target}/release/pipeline-bench" --results bench/results {{args}}
+
 # Every benchmark.
-bench: bench-audio bench-asr
+bench: bench-audio bench-asr bench-pipeline
 
 # Chaos: 10 synthesized meetings through a separate worker process SIGKILLed 5 times and a
 # restarted Temporal server (tests/tests/chaos.rs) → bench/results/chaos.md.

@@ -223,3 +223,25 @@ fn a_local_source_s_declared_offset_wins_over_the_container() {
     let sound = onset(&out, 0.1).expect("the tone is there");
     assert!((sound - 2.5).abs() < 0.05, "tone starts at {sound} s");
 }
+
+#[test]
+fn timestamps_that_carry_a_track_past_a_day_are_corrupt_not_hours_of_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    // A track whose first block says it started 28 hours into the recording.
+    let late = opus_webm(dir.path(), "late-by-a-day.webm", 1.0, 100_000.0, "PTS");
+    let out = dir.path().join("late-padded.webm");
+    let err = pad_to_webm(&late, "acme/room/late", None, &out, |_| {}).unwrap_err();
+    assert!(
+        matches!(&err, AudioError::Corrupt { message, .. } if message.contains("corrupt timestamps")),
+        "{err}"
+    );
+    // A track whose timestamps jump by 30 hours after its first second.
+    let jump = opus_webm(dir.path(), "jump.webm", 3.0, 0.0, "PTS+gte(T,1)*108000/TB");
+    let out = dir.path().join("jump-padded.webm");
+    let err = pad_to_webm(&jump, "acme/room/jump", None, &out, |_| {}).unwrap_err();
+    assert!(
+        matches!(&err, AudioError::Corrupt { message, .. } if message.contains("gap of")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("acme/room/jump"), "{err}");
+}

@@ -661,3 +661,96 @@ impl Drop for WorkerProcess {
         self.kill();
     }
 }
+
+/// One activity execution as the server recorded it (the last attempt's start to its close).
+#[derive(Debug, Clone)]
+pub struct ActivitySpan {
+    /// Its task queue.
+    pub queue: String,
+    /// Activity type.
+    pub activity: String,
+    /// When the last attempt started.
+    pub started: std::time::SystemTime,
+    /// When it closed.
+    pub closed: std::time::SystemTime,
+}
+
+/// Every closed activity of `workflow_ids` and of all their child workflows, from history.
+pub async fn activity_spans(
+    client: &temporalio_client::Client,
+    workflow_ids: &[String],
+) -> Vec<ActivitySpan> {
+    let mut todo: Vec<String> = workflow_ids.to_vec();
+    let mut spans = Vec::new();
+    while let Some(id) = todo.pop() {
+        let history = reflow::history::fetch(client, &id)
+            .await
+            .unwrap_or_else(|e| panic!("history of {id}: {e}"));
+        let mut scheduled: BTreeMap<i64, (String, String)> = BTreeMap::new();
+        let mut started: BTreeMap<i64, std::time::SystemTime> = BTreeMap::new();
+        for e in reflow::history::events(&history) {
+            let a = e.attrs;
+            let of = a["scheduled_event_id"].as_i64().unwrap_or(0);
+            match e.kind {
+                "ActivityTaskScheduledEventAttributes" => {
+                    scheduled.insert(
+                        e.id,
+                        (
+                            a["task_queue"]["name"].as_str().unwrap_or("").to_owned(),
+                            a["activity_type"]["name"].as_str().unwrap_or("").to_owned(),
+                        ),
+                    );
+                }
+                "ActivityTaskStartedEventAttributes" => {
+                    if let Some(t) = e.at() {
+                        started.insert(of, t);
+                    }
+                }
+                "ActivityTaskCompletedEventAttributes"
+                | "ActivityTaskFailedEventAttributes"
+                | "ActivityTaskTimedOutEventAttributes" => {
+                    if let (Some((queue, activity)), Some(start), Some(closed)) =
+                        (scheduled.get(&of), started.get(&of), e.at())
+                    {
+                        spans.push(ActivitySpan {
+                            queue: queue.clone(),
+                            activity: activity.clone(),
+                            started: *start,
+                            closed,
+                        });
+                    }
+                }
+                "StartChildWorkflowExecutionInitiatedEventAttributes" => {
+                    if let Some(child) = a["workflow_id"].as_str() {
+                        todo.push(child.to_owned());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    spans
+}
+
+/// The most activities that ran at one moment, per task queue (the worker's slots in use).
+pub fn peak_concurrency(spans: &[ActivitySpan]) -> BTreeMap<String, usize> {
+    let mut by_queue: BTreeMap<String, Vec<(std::time::SystemTime, i32)>> = BTreeMap::new();
+    for s in spans {
+        let edges = by_queue.entry(s.queue.clone()).or_default();
+        edges.push((s.started, 1));
+        edges.push((s.closed, -1));
+    }
+    by_queue
+        .into_iter()
+        .map(|(queue, mut edges)| {
+            // A close and a start at the same instant: the close first.
+            edges.sort();
+            let (mut now, mut peak) = (0i32, 0i32);
+            for (_, d) in edges {
+                now += d;
+                peak = peak.max(now);
+            }
+            (queue, peak as usize)
+        })
+        .collect()
+}

@@ -221,6 +221,93 @@ async fn bad_tracks_fail_their_meeting_with_the_step_and_lose_nothing() {
     assert_eq!(stack.db.transcript(&tid).await.unwrap().status, "ended");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn zero_tracks_64_tracks_and_a_track_a_day_late() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    let (stack, _worker) = stack(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = voices(dir.path(), 1);
+
+    // A raw-tracks recording without a single track: acknowledged, nothing started.
+    let m = stack.meeting("notracks", 0, &[]).await;
+    let hook = format!("http://{}/v1/daily/webhook", stack.api);
+    let (status, _) = stack
+        .backends
+        .daily
+        .send_webhook(&hook, DAILY_SECRET, &m.webhook, false)
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        stack
+            .db
+            .transcript_id_of_recording(&m.recording_id)
+            .await
+            .unwrap(),
+        None,
+        "no transcript for a recording without tracks"
+    );
+    assert!(
+        reflow::history::fetch(&stack.client, &m.workflow_id)
+            .await
+            .is_err(),
+        "no run for a recording without tracks"
+    );
+
+    // 64 participants: one child workflow per track, every track transcribed once.
+    let many: Vec<_> = (0..64).map(|_| good[0].clone()).collect();
+    let m = stack.meeting("manytracks", 0, &many).await;
+    let before = stack.backends.asr_calls().len();
+    let tid = stack.deliver(&m).await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(600),
+        reflow::runs::wait(&stack.client, &m.workflow_id),
+    )
+    .await
+    .expect("the run ends")
+    .unwrap_or_else(|e| panic!("64 tracks: {e}"));
+    assert_eq!(out["tracks"].as_array().map(Vec::len), Some(64), "{out}");
+    assert_eq!(stack.backends.asr_calls().len() - before, 64);
+    let t = stack.db.transcript(&tid).await.unwrap();
+    assert_eq!(t.status, "ended", "{:?}", t.error);
+
+    // A track whose first block is 28 hours into the recording: corrupt timestamps, refused
+    // before a day of silence is written.
+    let wav = reflow_tests::media::espeak(dir.path(), "late", "en-us", "I joined very late.");
+    let late = dir.path().join("late.webm");
+    reflow_tests::media::opus_webm(
+        &wav,
+        &late,
+        "aresample=48000",
+        &["-output_ts_offset", "100000"],
+    );
+    let mut tracks = good.clone();
+    tracks.push(reflow_tests::meetings::Voice {
+        path: late,
+        offset_s: 100_000.0,
+        end_s: 100_002.0,
+    });
+    let m = stack.meeting("daylate", 0, &tracks).await;
+    let tid = stack.deliver(&m).await;
+    let err = tokio::time::timeout(
+        Duration::from_secs(300),
+        reflow::runs::wait(&stack.client, &m.workflow_id),
+    )
+    .await
+    .expect("the run ends")
+    .unwrap_err();
+    assert!(err.to_string().contains("pad_track"), "{err}");
+    let t = stack.db.transcript(&tid).await.unwrap();
+    assert_eq!(t.status, "error");
+    let why = t.error.unwrap_or_default();
+    assert!(
+        why.contains("pad_track")
+            && why.contains("AudioDecodeError")
+            && why.contains("corrupt timestamps"),
+        "{why}"
+    );
+}
+
 #[test]
 fn path_traversal_keys_are_refused_by_storage() {
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -5,7 +5,10 @@
 //! Daily tracks, pipeline.md §4.3.1 step 4) the container's packet timestamps are
 //! authoritative: a packet that starts later than the running position gets silence in front
 //! of it, one that starts earlier loses its overlapping samples — what `aresample async=1`
-//! does. Differences within [`GAP_TOLERANCE_S`] are timestamp rounding and left alone.
+//! does. Differences within [`GAP_TOLERANCE_S`] are timestamp rounding and left alone. The
+//! silence of a gap is handed out block by block as it is pulled (a participant muted for an
+//! hour costs no memory), and a gap that would carry the track past [`MAX_TRACK_S`] is taken
+//! as corrupt timestamps: [`AudioError::Corrupt`].
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -21,6 +24,14 @@ pub const RATE: u32 = 48_000;
 /// Timestamp jitter ignored by gap filling: WebM stores milliseconds, so a 20 ms Opus packet's
 /// timestamp is off by up to 1 ms; 2 ms leaves room for rounding on both sides.
 pub const GAP_TOLERANCE_S: f64 = 0.002;
+
+/// The longest track reflow accepts, offset and gaps included (reflow decision: no meeting
+/// lasts a day; a track that would is corrupt timestamps, and padding it would write hours of
+/// silence for nothing).
+pub const MAX_TRACK_S: f64 = 86_400.0;
+
+/// Silence handed on per step while a gap is filled, in source frames.
+const SILENCE_BLOCK: u64 = 4_800;
 
 /// What gap filling did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,6 +63,9 @@ pub struct MonoStream {
     gap_fill: bool,
     first_time: Option<f64>,
     gaps: GapStats,
+    /// Source frames of gap silence still to hand on, then the packet that came after it.
+    silence_due: u64,
+    held: Option<(Vec<f32>, usize)>,
 }
 
 impl MonoStream {
@@ -72,6 +86,8 @@ impl MonoStream {
             gap_fill,
             first_time: None,
             gaps: GapStats::default(),
+            silence_due: 0,
+            held: None,
         })
     }
 
@@ -109,6 +125,17 @@ impl MonoStream {
     pub fn fill(&mut self, want: usize) -> Result<(), AudioError> {
         let mut mono: Vec<f32> = Vec::new();
         while self.queue.len() < want && !self.eof {
+            if self.silence_due > 0 {
+                let n = self.silence_due.min(SILENCE_BLOCK);
+                self.silence_due -= n;
+                self.push_source(std::iter::repeat_n(0.0, n as usize))?;
+                continue;
+            }
+            if let Some((chunk, start)) = self.held.take() {
+                self.push_source(chunk[start..].iter().copied())?;
+                mono = chunk;
+                continue;
+            }
             let Some((samples, channels, rate)) = self.reader.next_chunk()? else {
                 self.eof = true;
                 self.flush_resampler()?;
@@ -144,10 +171,24 @@ impl MonoStream {
                 let diff = expected - self.frames_in as f64;
                 let tolerance = GAP_TOLERANCE_S * f64::from(rate);
                 if diff > tolerance {
+                    if expected > MAX_TRACK_S * f64::from(rate) {
+                        return Err(AudioError::Corrupt {
+                            source_name: self.name.clone(),
+                            message: format!(
+                                "a packet at {:.0} s after a gap of {:.0} s: the track would \
+                                 last over {} h (corrupt timestamps)",
+                                t - t0,
+                                diff / f64::from(rate),
+                                MAX_TRACK_S / 3600.0
+                            ),
+                        });
+                    }
                     let n = diff.round() as u64;
                     self.gaps.filled_frames += n;
                     self.gaps.gaps += 1;
-                    self.push_source(std::iter::repeat_n(0.0, n as usize))?;
+                    self.silence_due = n;
+                    self.held = Some((std::mem::take(&mut mono), 0));
+                    continue;
                 } else if diff < -tolerance {
                     let n = ((-diff).round() as usize).min(mono.len());
                     self.gaps.dropped_frames += n as u64;

@@ -98,6 +98,17 @@ pub fn pad_to_webm_at(
         (None, Some(t)) if t.is_finite() && t >= 0.0 => (t, OffsetSource::Filename),
         _ => (0.0, OffsetSource::None),
     };
+    if offset_s > super::mono::MAX_TRACK_S {
+        return Err(AudioError::Corrupt {
+            source_name: source_name.to_owned(),
+            message: format!(
+                "the track would start {offset_s:.0} s ({:?}) after the recording, over {} h \
+                 (corrupt timestamps)",
+                offset_source,
+                super::mono::MAX_TRACK_S / 3600.0
+            ),
+        });
+    }
     let offset_ms = (offset_s * 1000.0).floor() as u64;
 
     let mut encoder = OpusWebm::create(out)?;

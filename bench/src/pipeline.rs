@@ -1,0 +1,348 @@
+//! Pipeline benchmarks (`just bench-pipeline`): each prints a ratio measured side by side in
+//! one invocation, against a Temporal dev server this process starts.
+//!
+//! - **Fan-out**: the meeting pipeline (`DiarizationPipeline`, signed Daily webhook in, the
+//!   whole production path on an in-process worker) on 1 and on 8 synthesized speaker
+//!   tracks, with a transcription stand-in of fixed latency; `fanout_ratio_8_vs_1` = median
+//!   T(8) / median T(1), alternating the two so drift hits both.
+//! - **Orchestration overhead**: a chain of `N` `digest_file` steps (the production activity,
+//!   on a small file) through the interpreter on Temporal, against the same activity called
+//!   `N` times in-process with the SDK's `ActivityEnvironment` (no server);
+//!   `overhead_ms_per_step` = (median T(Temporal) − median T(in-process)) / N.
+//! - **Load**: `L` meetings (2 tracks each) delivered at once to one worker; every run must
+//!   end; wall time against one meeting alone, and the peak of concurrently running
+//!   activities per task queue against its slots (from the runs' histories).
+//!
+//! Writes `bench/results/pipeline.md` and `bench/results/load.md` (the machine and the date
+//! included). Needs what `just setup-test` installs (the `temporal` CLI, espeak-ng, ffmpeg).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use activities::files::{DigestInput, FileActivities};
+use anyhow::{Context, bail};
+use reflow_tests::meetings::{self, Meeting, Stack};
+use serde_json::json;
+use temporalio_sdk::testing::ActivityEnvironment;
+
+/// The transcription stand-in's latency in the fan-out benchmark: a track's GPU
+/// transcription, shortened.
+const FANOUT_ASR: Duration = Duration::from_secs(5);
+/// The transcription stand-in's latency under load.
+const LOAD_ASR: Duration = Duration::from_millis(500);
+/// Steps of the overhead chain.
+const CHAIN: usize = 20;
+/// The overhead chain's queue (its own worker).
+const CHAIN_QUEUE: &str = "bench-overhead";
+
+struct Args {
+    reps: usize,
+    load: usize,
+    results: PathBuf,
+    only: Option<String>,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        reps: 3,
+        load: 50,
+        results: PathBuf::from("bench/results"),
+        only: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--reps" => a.reps = value()?.parse()?,
+            "--load" => a.load = value()?.parse()?,
+            "--results" => a.results = value()?.into(),
+            "--only" => a.only = Some(value()?),
+            other => bail!(
+                "unknown argument {other} (--reps N, --load N, --results DIR, --only fanout|overhead|load)"
+            ),
+        }
+    }
+    Ok(a)
+}
+
+fn median(xs: &[Duration]) -> Duration {
+    let mut v = xs.to_vec();
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!(
+        "{}, {} cores ({cpu}), {}",
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+        std::thread::available_parallelism().map_or(0, usize::from),
+        std::env::consts::ARCH,
+    )
+}
+
+/// Deliver `m` and wait for its run; the time from the webhook to the run's end.
+async fn one_meeting(stack: &Stack, m: &Meeting) -> anyhow::Result<Duration> {
+    let t0 = Instant::now();
+    stack.deliver(m).await;
+    reflow::runs::wait(&stack.client, &m.workflow_id)
+        .await
+        .with_context(|| format!("run {}", m.workflow_id))?;
+    Ok(t0.elapsed())
+}
+
+async fn fanout(reps: usize, work: &Path) -> anyhow::Result<(String, f64)> {
+    let (stack, _worker) = meetings::in_process(FANOUT_ASR, false).await;
+    let voices = meetings::voices(work, 8);
+    // Warm-up (connections, the SQLite file, first workflow tasks): not counted.
+    let m = stack.meeting("warm", 0, &voices[..1]).await;
+    one_meeting(&stack, &m).await?;
+    let (mut one, mut eight) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        let m = stack.meeting("fanone", rep, &voices[..1]).await;
+        one.push(one_meeting(&stack, &m).await?);
+        let m = stack.meeting("faneight", rep, &voices).await;
+        eight.push(one_meeting(&stack, &m).await?);
+        eprintln!(
+            "fan-out rep {rep}: 1 track {:?}, 8 tracks {:?}",
+            one[rep], eight[rep]
+        );
+    }
+    let ratio = median(&eight).as_secs_f64() / median(&one).as_secs_f64();
+    let list = |v: &[Duration]| v.iter().map(|d| secs(*d)).collect::<Vec<_>>().join(", ");
+    let text = format!(
+        "## Fan-out: 8 tracks against 1\n\n\
+         The meeting pipeline from a signed Daily webhook to the run's end (padding, mixdown,\n\
+         waveform, transcription of each track in its child workflow, topics, title, summaries,\n\
+         Zulip, webhook) on an in-process worker with the production slots (8 transcription,\n\
+         one audio slot per core, one mixdown). Transcription stand-in: a fixed {:.1} s per\n\
+         track; LLM stand-in: immediate. Tracks are espeak-ng speech, Opus in WebM, track i\n\
+         starting at 1.5·i s. {reps} repetitions, 1 and 8 alternating, after one warm-up run.\n\n\
+         | tracks | runs (s) | median (s) |\n|---|---|---|\n\
+         | 1 | {} | {} |\n| 8 | {} | {} |\n\n\
+         fanout_ratio_8_vs_1: {ratio:.3}\n",
+        FANOUT_ASR.as_secs_f64(),
+        list(&one),
+        secs(median(&one)),
+        list(&eight),
+        secs(median(&eight)),
+    );
+    Ok((text, ratio))
+}
+
+fn chain_pipeline(steps: usize) -> workflow::Pipeline {
+    let mut yaml = format!(
+        "name: EngineTest\nversion: 1\ntask_queue: {CHAIN_QUEUE}\n\
+         inputs:\n  path: {{type: string}}\n\
+         defaults:\n  start_to_close: 60s\nsteps:\n"
+    );
+    for i in 1..=steps {
+        yaml.push_str(&format!(
+            "  - id: s{i}\n    activity: digest_file\n    with:\n      path: ${{input.path}}\n"
+        ));
+        if i > 1 {
+            yaml.push_str(&format!("    needs: [s{}]\n", i - 1));
+        }
+    }
+    yaml.push_str(&format!("output: ${{s{steps}.sha256}}\n"));
+    workflow::parse_and_validate("chain.yaml", &yaml, reflow_tests::registry().catalog())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn overhead(reps: usize, work: &Path) -> anyhow::Result<(String, f64)> {
+    let file = work.join("chain-input.bin");
+    std::fs::write(&file, vec![7u8; 64 * 1024])?;
+    let path = file.display().to_string();
+    let client = reflow_tests::client().await;
+    let _worker = reflow_tests::InProcessWorker::start(&[CHAIN_QUEUE.to_owned()]);
+    let env = ActivityEnvironment::builder().build();
+    let (short, long) = (chain_pipeline(1), chain_pipeline(CHAIN));
+    let run = |p: &workflow::Pipeline, id: String| {
+        let (client, p, path) = (client.clone(), p.clone(), path.clone());
+        async move {
+            let t0 = Instant::now();
+            reflow::runs::start(&client, &p, json!({ "path": path }), &id).await?;
+            let out = reflow::runs::wait(&client, &id).await?;
+            anyhow::ensure!(out.is_string(), "the chain answers a digest: {out}");
+            anyhow::Ok(t0.elapsed())
+        }
+    };
+    let direct = |n: usize| {
+        let (env, path) = (&env, path.clone());
+        async move {
+            let t0 = Instant::now();
+            for _ in 0..n {
+                let input = DigestInput { path: path.clone() };
+                env.run(FileActivities::digest_file, input)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            anyhow::Ok(t0.elapsed())
+        }
+    };
+    run(&short, "chain-warm".into()).await?;
+    direct(CHAIN).await?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let (mut t1, mut tn, mut d) = (Vec::new(), Vec::new(), Vec::new());
+    for rep in 0..reps.max(3) {
+        t1.push(run(&short, format!("chain1-{stamp}-{rep}")).await?);
+        tn.push(run(&long, format!("chain{CHAIN}-{stamp}-{rep}")).await?);
+        d.push(direct(CHAIN).await?);
+    }
+    let (t1, tn, d) = (median(&t1), median(&tn), median(&d));
+    let per_step = (tn.as_secs_f64() - d.as_secs_f64()) * 1000.0 / CHAIN as f64;
+    let marginal = (tn.as_secs_f64() - t1.as_secs_f64()) * 1000.0 / (CHAIN - 1) as f64
+        - d.as_secs_f64() * 1000.0 / CHAIN as f64;
+    let text = format!(
+        "## Orchestration overhead per step\n\n\
+         A chain of {CHAIN} `digest_file` steps (each needs the previous; a 64 KiB file) through\n\
+         the interpreter workflow on the dev server, against the same activity called {CHAIN}\n\
+         times in-process through the SDK's `ActivityEnvironment` (no server). Medians of\n\
+         {} runs each; the run time includes starting the workflow and reading its result.\n\n\
+         | run | median (ms) |\n|---|---|\n\
+         | Temporal, 1 step | {:.1} |\n| Temporal, {CHAIN} steps | {:.1} |\n\
+         | in-process, {CHAIN} calls | {:.1} |\n\n\
+         Per step, all included: ({:.1} − {:.1}) / {CHAIN}. Marginal (one more step in a\n\
+         running chain): {marginal:.1} ms.\n\n\
+         overhead_ms_per_step: {per_step:.1}\n",
+        reps.max(3),
+        t1.as_secs_f64() * 1000.0,
+        tn.as_secs_f64() * 1000.0,
+        d.as_secs_f64() * 1000.0,
+        tn.as_secs_f64() * 1000.0,
+        d.as_secs_f64() * 1000.0,
+    );
+    Ok((text, per_step))
+}
+
+async fn load(n: usize, work: &Path) -> anyhow::Result<String> {
+    let (stack, _worker) = meetings::in_process(LOAD_ASR, false).await;
+    let voices = meetings::voices(work, 2);
+    let m = stack.meeting("loadwarm", 0, &voices).await;
+    one_meeting(&stack, &m).await?;
+    let m = stack.meeting("loadsingle", 0, &voices).await;
+    let single = one_meeting(&stack, &m).await?;
+    let mut all = Vec::new();
+    for i in 0..n {
+        all.push(stack.meeting("load", i, &voices).await);
+    }
+    let t0 = Instant::now();
+    let runs = all.iter().map(|m| async {
+        stack.deliver(m).await;
+        let r = reflow::runs::wait(&stack.client, &m.workflow_id).await;
+        (m.workflow_id.clone(), r, t0.elapsed())
+    });
+    let done = futures::future::join_all(runs).await;
+    let wall = t0.elapsed();
+    let failed: Vec<String> = done
+        .iter()
+        .filter_map(|(id, r, _)| r.as_ref().err().map(|e| format!("{id}: {e}")))
+        .collect();
+    let ended = done.len() - failed.len();
+    let ids: Vec<String> = all.iter().map(|m| m.workflow_id.clone()).collect();
+    let spans = meetings::activity_spans(&stack.client, &ids).await;
+    let peaks = meetings::peak_concurrency(&spans);
+    let mut rows = String::new();
+    for (queue, peak) in &peaks {
+        let slots = reflow::worker::activity_slots(queue, None);
+        let busy: f64 = spans
+            .iter()
+            .filter(|s| &s.queue == queue)
+            .map(|s| {
+                s.closed
+                    .duration_since(s.started)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+            })
+            .sum();
+        let activities = spans.iter().filter(|s| &s.queue == queue).count();
+        rows.push_str(&format!(
+            "| {queue} | {activities} | {slots} | {peak} | {:.0} % |\n",
+            100.0 * busy / (wall.as_secs_f64() * slots as f64)
+        ));
+    }
+    let mut finish: Vec<Duration> = done.iter().map(|d| d.2).collect();
+    finish.sort();
+    let text = format!(
+        "# Load: {n} meetings at once on one worker\n\n\
+         Generated by `just bench-pipeline` ({}).\n\
+         {n} synthesized 2-track meetings (signed Daily webhooks → `DiarizationPipeline`, the\n\
+         whole production path, SQLite and a directory store as embedded) delivered at once to\n\
+         one in-process worker with the production slots; transcription stand-in {} ms per\n\
+         track, LLM stand-in immediate. Peak = most activities of the queue running at one\n\
+         moment (from the runs' histories); busy = activity time / (wall × slots).\n\n\
+         load_completed: {ended}/{n}\n\
+         load_wall_s: {}\nsingle_run_s: {}\n\
+         load_wall_vs_single: {:.2}\n\
+         first_run_done_s: {}\nmedian_run_done_s: {}\n\n\
+         | queue | activities | slots | peak | busy |\n|---|---|---|---|---|\n{rows}\n{}",
+        machine(),
+        LOAD_ASR.as_millis(),
+        secs(wall),
+        secs(single),
+        wall.as_secs_f64() / single.as_secs_f64(),
+        secs(finish[0]),
+        secs(finish[finish.len() / 2]),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!("Failed runs:\n\n{}\n", failed.join("\n"))
+        }
+    );
+    if !failed.is_empty() {
+        eprintln!("{text}");
+        bail!("{} of {n} runs failed", failed.len());
+    }
+    Ok(text)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() -> anyhow::Result<()> {
+    let a = args()?;
+    std::fs::create_dir_all(&a.results)?;
+    let work = tempfile::Builder::new().prefix("reflow-bench-").tempdir()?;
+    let want = |s: &str| a.only.as_deref().is_none_or(|o| o == s);
+    let mut sections = Vec::new();
+    if want("fanout") {
+        let (text, ratio) = fanout(a.reps, work.path()).await?;
+        eprintln!("fanout_ratio_8_vs_1: {ratio:.3}");
+        sections.push(text);
+    }
+    if want("overhead") {
+        let (text, per_step) = overhead(a.reps, work.path()).await?;
+        eprintln!("overhead_ms_per_step: {per_step:.1}");
+        sections.push(text);
+    }
+    if !sections.is_empty() {
+        let text = format!(
+            "# Pipeline benchmarks: fan-out and orchestration overhead\n\n\
+             Generated by `just bench-pipeline` ({}), release build, Temporal dev server\n\
+             (`temporal server start-dev`, SQLite) started by the benchmark.\n\n{}",
+            machine(),
+            sections.join("\n")
+        );
+        std::fs::write(a.results.join("pipeline.md"), &text)?;
+        println!("{text}");
+    }
+    if want("load") {
+        let text = load(a.load, work.path()).await?;
+        std::fs::write(a.results.join("load.md"), &text)?;
+        println!("{text}");
+    }
+    // The dev server and the in-process workers are torn down with the process.
+    std::process::exit(0);
+}
