@@ -105,10 +105,12 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
-/// The meeting pipeline (`pipelines/diarization.yaml`) with every start-to-close 90 s
-/// and every heartbeat at most 15 s: with fast stand-in backends, a killed worker's or a hung
-/// call's activity is retried within a minute and a half instead of the production values' (up to
-/// 30 minutes). Everything else is the production definition.
+/// The meeting pipeline (`pipelines/diarization.yaml`) with every start-to-close 90 s, every
+/// heartbeat at most 15 s and every retry starting 1 s after a failure: with fast stand-in
+/// backends, a killed worker's or a hung call's activity is retried within a minute and a half
+/// instead of the production values' (up to 30 minutes), and a failed webhook delivery after 1 s
+/// instead of a minute. Everything else (attempts, backoff coefficients, queues, the graph) is
+/// the production definition.
 pub fn short_timeouts() -> workflow::Pipeline {
     let text = intake::DIARIZATION_YAML;
     let text: String = text
@@ -120,6 +122,8 @@ pub fn short_timeouts() -> workflow::Pipeline {
                 format!("{indent}start_to_close: 90s")
             } else if trimmed.starts_with("heartbeat:") {
                 format!("{indent}heartbeat: 15s")
+            } else if trimmed.starts_with("initial_interval:") {
+                format!("{indent}initial_interval: 1s")
             } else {
                 l.to_owned()
             }

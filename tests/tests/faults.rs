@@ -6,9 +6,10 @@
 //!
 //! - Transient faults are retried with backoff and the meeting ends, each fault seen by its
 //!   stand-in, nothing paid twice once a result was recorded.
-//! - Permanent errors fail fast — a 401 from transcription, a track that is not audio, LLM
-//!   output that stays unparsable after its re-asks — with the step and the cause in the
-//!   transcript's status, its `PIPELINE_PROGRESS` state and the Conductor JSON.
+//! - Permanent errors fail fast — a 401 from transcription, a 404 from Daily, a 403 from the
+//!   LLM, a track that is not audio, LLM output that stays unparsable after its re-asks — with
+//!   the step and the cause in the transcript's status, its `PIPELINE_PROGRESS` state and the
+//!   Conductor JSON.
 
 use std::time::{Duration, Instant};
 
@@ -114,7 +115,7 @@ async fn transient_faults_everywhere_are_retried_and_the_meeting_ends() {
     b.receiver.then(Reply::Reset);
     b.receiver.then(Reply::Status {
         code: 429,
-        retry_after: Some(1),
+        retry_after: Some(3),
     });
 
     let started = Instant::now();
@@ -166,9 +167,11 @@ async fn transient_faults_everywhere_are_retried_and_the_meeting_ends() {
     let hooks = b.webhooks();
     assert_eq!(hooks.get(&tid).map(|h| h.0.len()), Some(1), "{hooks:?}");
     assert_eq!(b.receiver.count(), 3, "a reset, a 429, then the delivery");
-    // The 429 with Retry-After: 1 was honoured, not hammered.
+    // The 429's Retry-After: 3 was honoured: the retry policy alone would have waited 2 s
+    // (1 s, doubled) after the second failure.
     let hook_times: Vec<Instant> = b.receiver.requests().iter().map(|r| r.at).collect();
-    assert!(hook_times[2] - hook_times[1] >= Duration::from_secs(1));
+    let waited = hook_times[2] - hook_times[1];
+    assert!(waited >= Duration::from_secs(3), "retried after {waited:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -191,6 +194,46 @@ async fn permanent_errors_fail_fast_with_the_step_and_the_cause() {
     assert!(err.to_string().contains("transcribe"), "{err}");
     assert_eq!(b.asr.count(), 1, "a 401 is not retried");
     failed_with(&stack, &tid, &m.workflow_id, "transcribe", "AccessDenied").await;
+
+    // Daily does not know the recording: no retry.
+    let m = stack.meeting("unknown", 0, &tracks).await;
+    b.daily.fault(Fault {
+        path_prefix: format!("/v1/recordings/{}", m.recording_id),
+        status: Some(404),
+        ..Default::default()
+    });
+    let tid = stack.deliver(&m).await;
+    let err = reflow::runs::wait(&stack.client, &m.workflow_id)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("get_recording"), "{err}");
+    let asked = b
+        .daily
+        .requests()
+        .iter()
+        .filter(|r| r.contains(&m.recording_id))
+        .count();
+    assert_eq!(asked, 1, "a 404 is not retried");
+    failed_with(&stack, &tid, &m.workflow_id, "get_recording", "NotFound").await;
+
+    // The LLM service forbids our key: the first LLM step fails without a retry.
+    let m = stack.meeting("forbidden", 0, &tracks).await;
+    b.llm.then(Reply::status(403));
+    let before = b.llm.count();
+    let tid = stack.deliver(&m).await;
+    let err = reflow::runs::wait(&stack.client, &m.workflow_id)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("detect_chunk_topic"), "{err}");
+    assert_eq!(b.llm.count() - before, 1, "a 403 is not retried");
+    failed_with(
+        &stack,
+        &tid,
+        &m.workflow_id,
+        "detect_chunk_topic",
+        "AccessDenied",
+    )
+    .await;
 
     // A track that is not audio at all.
     let junk = dir.path().join("junk.webm");
