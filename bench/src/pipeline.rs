@@ -96,10 +96,8 @@ fn machine() -> String {
 /// Deliver `m` and wait for its run; the time from the webhook to the run's end.
 async fn one_meeting(stack: &Stack, m: &Meeting) -> anyhow::Result<Duration> {
     let t0 = Instant::now();
-    stack.deliver(m).await;
-    reflow::runs::wait(&stack.client, &m.workflow_id)
-        .await
-        .with_context(|| format!("run {}", m.workflow_id))?;
+    let (_, out) = stack.run(m).await;
+    out.with_context(|| format!("run {}", m.workflow_id))?;
     Ok(t0.elapsed())
 }
 
@@ -242,8 +240,7 @@ async fn load(n: usize, work: &Path) -> anyhow::Result<String> {
     }
     let t0 = Instant::now();
     let runs = all.iter().map(|m| async {
-        stack.deliver(m).await;
-        let r = reflow::runs::wait(&stack.client, &m.workflow_id).await;
+        let (_, r) = stack.run(m).await;
         (m.workflow_id.clone(), r, t0.elapsed())
     });
     let done = futures::future::join_all(runs).await;

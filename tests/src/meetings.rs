@@ -570,6 +570,19 @@ impl Stack {
             .expect("intake created the transcript")
     }
 
+    /// Deliver `m` and wait (10 minutes at most, then panic) for its run to close: the
+    /// transcript id and the run's result.
+    pub async fn run(&self, m: &Meeting) -> (String, Result<Value, reflow::runs::RunError>) {
+        let tid = self.deliver(m).await;
+        let out = tokio::time::timeout(
+            Duration::from_secs(600),
+            reflow::runs::wait(&self.client, &m.workflow_id),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{} does not close within 10 minutes", m.workflow_id));
+        (tid, out)
+    }
+
     /// A transcript's events as a WebSocket client connecting now receives them: the replay of
     /// the log (which leaves out `TRANSCRIPT` and `STATUS`, Reflector's rule) and the latest
     /// progress, then live events until `STATUS ended`/`error` or until `quiet` passes without

@@ -214,10 +214,8 @@ async fn bad_tracks_fail_their_meeting_with_the_step_and_lose_nothing() {
 
     // The worker still serves: a good meeting after the bad ones ends.
     let m = stack.meeting("badtrack", 99, &good).await;
-    let tid = stack.deliver(&m).await;
-    reflow::runs::wait(&stack.client, &m.workflow_id)
-        .await
-        .unwrap();
+    let (tid, out) = stack.run(&m).await;
+    out.unwrap();
     assert_eq!(stack.db.transcript(&tid).await.unwrap().status, "ended");
 }
 
@@ -258,14 +256,8 @@ async fn zero_tracks_64_tracks_and_a_track_a_day_late() {
     let many: Vec<_> = (0..64).map(|_| good[0].clone()).collect();
     let m = stack.meeting("manytracks", 0, &many).await;
     let before = stack.backends.asr_calls().len();
-    let tid = stack.deliver(&m).await;
-    let out = tokio::time::timeout(
-        Duration::from_secs(600),
-        reflow::runs::wait(&stack.client, &m.workflow_id),
-    )
-    .await
-    .expect("the run ends")
-    .unwrap_or_else(|e| panic!("64 tracks: {e}"));
+    let (tid, out) = stack.run(&m).await;
+    let out = out.unwrap_or_else(|e| panic!("64 tracks: {e}"));
     assert_eq!(out["tracks"].as_array().map(Vec::len), Some(64), "{out}");
     assert_eq!(stack.backends.asr_calls().len() - before, 64);
     let t = stack.db.transcript(&tid).await.unwrap();
@@ -288,14 +280,8 @@ async fn zero_tracks_64_tracks_and_a_track_a_day_late() {
         end_s: 100_002.0,
     });
     let m = stack.meeting("daylate", 0, &tracks).await;
-    let tid = stack.deliver(&m).await;
-    let err = tokio::time::timeout(
-        Duration::from_secs(300),
-        reflow::runs::wait(&stack.client, &m.workflow_id),
-    )
-    .await
-    .expect("the run ends")
-    .unwrap_err();
+    let (tid, out) = stack.run(&m).await;
+    let err = out.unwrap_err();
     assert!(err.to_string().contains("pad_track"), "{err}");
     let t = stack.db.transcript(&tid).await.unwrap();
     assert_eq!(t.status, "error");

@@ -119,14 +119,8 @@ async fn transient_faults_everywhere_are_retried_and_the_meeting_ends() {
     });
 
     let started = Instant::now();
-    let tid = stack.deliver(&m).await;
-    let out = tokio::time::timeout(
-        Duration::from_secs(600),
-        reflow::runs::wait(&stack.client, &m.workflow_id),
-    )
-    .await
-    .expect("the run ends")
-    .unwrap_or_else(|e| panic!("the run fails: {e}"));
+    let (tid, out) = stack.run(&m).await;
+    let out = out.unwrap_or_else(|e| panic!("the run fails: {e}"));
     eprintln!("faulty meeting ended in {:?}", started.elapsed());
     let t = stack.db.transcript(&tid).await.unwrap();
     assert_eq!((t.status.as_str(), t.error.as_deref()), ("ended", None));
@@ -186,10 +180,8 @@ async fn permanent_errors_fail_fast_with_the_step_and_the_cause() {
     let m = stack.meeting("denied", 0, &tracks).await;
     b.asr.then(Reply::status(401));
     let started = Instant::now();
-    let tid = stack.deliver(&m).await;
-    let err = reflow::runs::wait(&stack.client, &m.workflow_id)
-        .await
-        .unwrap_err();
+    let (tid, out) = stack.run(&m).await;
+    let err = out.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(60), "fails fast");
     assert!(err.to_string().contains("transcribe"), "{err}");
     assert_eq!(b.asr.count(), 1, "a 401 is not retried");
@@ -202,10 +194,8 @@ async fn permanent_errors_fail_fast_with_the_step_and_the_cause() {
         status: Some(404),
         ..Default::default()
     });
-    let tid = stack.deliver(&m).await;
-    let err = reflow::runs::wait(&stack.client, &m.workflow_id)
-        .await
-        .unwrap_err();
+    let (tid, out) = stack.run(&m).await;
+    let err = out.unwrap_err();
     assert!(err.to_string().contains("get_recording"), "{err}");
     let asked = b
         .daily
@@ -220,10 +210,8 @@ async fn permanent_errors_fail_fast_with_the_step_and_the_cause() {
     let m = stack.meeting("forbidden", 0, &tracks).await;
     b.llm.then(Reply::status(403));
     let before = b.llm.count();
-    let tid = stack.deliver(&m).await;
-    let err = reflow::runs::wait(&stack.client, &m.workflow_id)
-        .await
-        .unwrap_err();
+    let (tid, out) = stack.run(&m).await;
+    let err = out.unwrap_err();
     assert!(err.to_string().contains("detect_chunk_topic"), "{err}");
     assert_eq!(b.llm.count() - before, 1, "a 403 is not retried");
     failed_with(
@@ -245,10 +233,8 @@ async fn permanent_errors_fail_fast_with_the_step_and_the_cause() {
     let mut bad = tracks.clone();
     bad[0].path = junk;
     let m = stack.meeting("junk", 0, &bad).await;
-    let tid = stack.deliver(&m).await;
-    let err = reflow::runs::wait(&stack.client, &m.workflow_id)
-        .await
-        .unwrap_err();
+    let (tid, out) = stack.run(&m).await;
+    let err = out.unwrap_err();
     assert!(err.to_string().contains("pad_track"), "{err}");
     failed_with(
         &stack,
@@ -268,10 +254,8 @@ async fn permanent_errors_fail_fast_with_the_step_and_the_cause() {
         )));
     }
     let before = b.llm.count();
-    let tid = stack.deliver(&m).await;
-    let err = reflow::runs::wait(&stack.client, &m.workflow_id)
-        .await
-        .unwrap_err();
+    let (tid, out) = stack.run(&m).await;
+    let err = out.unwrap_err();
     assert!(err.to_string().contains("detect_chunk_topic"), "{err}");
     assert_eq!(
         b.llm.count() - before,

@@ -24,20 +24,14 @@ async fn concurrent_meetings_all_end_within_the_slots() {
         all.push(stack.meeting("load", i, &tracks).await);
     }
     let runs = all.iter().map(|m| async {
-        let tid = stack.deliver(m).await;
-        let out = tokio::time::timeout(
-            Duration::from_secs(600),
-            reflow::runs::wait(&stack.client, &m.workflow_id),
-        )
-        .await;
+        let (tid, out) = stack.run(m).await;
         (m.workflow_id.clone(), tid, out)
     });
     let done = futures::future::join_all(runs).await;
     let mut failed = Vec::new();
     for (id, tid, out) in &done {
-        match out {
-            Ok(Ok(_)) => {}
-            other => failed.push(format!("{id}: {other:?}")),
+        if let Err(e) = out {
+            failed.push(format!("{id}: {e}"));
         }
         let t = stack.db.transcript(tid).await.unwrap();
         if t.status != "ended" || t.title.is_none() || t.long_summary.is_none() {
