@@ -650,7 +650,10 @@ impl WorkerProcess {
             .append(true)
             .open(log)
             .expect("worker log");
-        let child = std::process::Command::new(binary)
+        // `setpriv --pdeathsig`: a test killed mid-run takes its worker with it.
+        let child = std::process::Command::new("setpriv")
+            .arg("--pdeathsig=SIGKILL")
+            .arg(binary)
             .args(["worker", "--queues", &queues.join(",")])
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())

@@ -53,7 +53,10 @@ impl S3Server {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(s3s_fs())
+        // `setpriv --pdeathsig`: a test process killed mid-run takes its server with it.
+        let child = Command::new("setpriv")
+            .arg("--pdeathsig=SIGKILL")
+            .arg(s3s_fs())
             .args([
                 "--host",
                 "127.0.0.1",
