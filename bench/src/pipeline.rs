@@ -16,6 +16,7 @@
 //! Writes `bench/results/pipeline.md` and `bench/results/load.md` (the machine and the date
 //! included). Needs what `just setup-test` installs (the `temporal` CLI, espeak-ng, ffmpeg).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -101,41 +102,92 @@ async fn one_meeting(stack: &Stack, m: &Meeting) -> anyhow::Result<Duration> {
     Ok(t0.elapsed())
 }
 
+/// The fan-out phase of runs (first `pad_track` start to last `transcribe_track` close) and
+/// the longest execution of each activity type, from the runs' histories.
+async fn phases(stack: &Stack, ids: &[String]) -> (Vec<Duration>, BTreeMap<String, Duration>) {
+    let mut phase = Vec::new();
+    let mut longest: BTreeMap<String, Duration> = BTreeMap::new();
+    for id in ids {
+        let spans = meetings::activity_spans(&stack.client, std::slice::from_ref(id)).await;
+        let first = spans
+            .iter()
+            .filter(|s| s.activity == "pad_track")
+            .map(|s| s.started)
+            .min();
+        let last = spans
+            .iter()
+            .filter(|s| s.activity == "transcribe_track")
+            .map(|s| s.closed)
+            .max();
+        if let (Some(a), Some(b)) = (first, last) {
+            phase.push(b.duration_since(a).unwrap_or_default());
+        }
+        for s in &spans {
+            let d = s.closed.duration_since(s.started).unwrap_or_default();
+            let e = longest.entry(s.activity.clone()).or_default();
+            *e = (*e).max(d);
+        }
+    }
+    (phase, longest)
+}
+
 async fn fanout(reps: usize, work: &Path) -> anyhow::Result<(String, f64)> {
     let (stack, _worker) = meetings::in_process(FANOUT_ASR, false).await;
-    let voices = meetings::voices(work, 8);
+    // One speaker's track, and 8 participants of a meeting as long: every track covers the
+    // whole meeting, as Daily's do.
+    let one_voice = meetings::voices(work, 1);
+    let eight_voices: Vec<_> = (0..8).map(|_| one_voice[0].clone()).collect();
     // Warm-up (connections, the SQLite file, first workflow tasks): not counted.
-    let m = stack.meeting("warm", 0, &voices[..1]).await;
+    let m = stack.meeting("warm", 0, &one_voice).await;
     one_meeting(&stack, &m).await?;
     let (mut one, mut eight) = (Vec::new(), Vec::new());
+    let (mut one_ids, mut eight_ids) = (Vec::new(), Vec::new());
     for rep in 0..reps {
-        let m = stack.meeting("fanone", rep, &voices[..1]).await;
+        let m = stack.meeting("fanone", rep, &one_voice).await;
         one.push(one_meeting(&stack, &m).await?);
-        let m = stack.meeting("faneight", rep, &voices).await;
+        one_ids.push(m.workflow_id.clone());
+        let m = stack.meeting("faneight", rep, &eight_voices).await;
         eight.push(one_meeting(&stack, &m).await?);
+        eight_ids.push(m.workflow_id.clone());
         eprintln!(
             "fan-out rep {rep}: 1 track {:?}, 8 tracks {:?}",
             one[rep], eight[rep]
         );
     }
     let ratio = median(&eight).as_secs_f64() / median(&one).as_secs_f64();
+    let (one_phase, one_longest) = phases(&stack, &one_ids).await;
+    let (eight_phase, eight_longest) = phases(&stack, &eight_ids).await;
+    let phase_ratio = median(&eight_phase).as_secs_f64() / median(&one_phase).as_secs_f64();
     let list = |v: &[Duration]| v.iter().map(|d| secs(*d)).collect::<Vec<_>>().join(", ");
+    let mut steps = String::new();
+    for (activity, d1) in &one_longest {
+        let d8 = eight_longest.get(activity).copied().unwrap_or_default();
+        steps.push_str(&format!("| {activity} | {} | {} |\n", secs(*d1), secs(d8)));
+    }
     let text = format!(
         "## Fan-out: 8 tracks against 1\n\n\
          The meeting pipeline from a signed Daily webhook to the run's end (padding, mixdown,\n\
          waveform, transcription of each track in its child workflow, topics, title, summaries,\n\
          Zulip, webhook) on an in-process worker with the production slots (8 transcription,\n\
          one audio slot per core, one mixdown). Transcription stand-in: a fixed {:.1} s per\n\
-         track; LLM stand-in: immediate. Tracks are espeak-ng speech, Opus in WebM, track i\n\
-         starting at 1.5·i s. {reps} repetitions, 1 and 8 alternating, after one warm-up run.\n\n\
-         | tracks | runs (s) | median (s) |\n|---|---|---|\n\
-         | 1 | {} | {} |\n| 8 | {} | {} |\n\n\
+         track; LLM stand-in: immediate. One espeak-ng speaker (Opus in WebM, {:.1} s) against\n\
+         8 participants of a meeting as long (each track covers the meeting, as Daily's do).\n\
+         {reps} repetitions, 1 and 8 alternating, after one warm-up run.\n\n\
+         | tracks | runs (s) | median (s) | fan-out phase, median (s) |\n|---|---|---|---|\n\
+         | 1 | {} | {} | {} |\n| 8 | {} | {} | {} |\n\n\
+         Fan-out phase: first `pad_track` start to last `transcribe_track` close. Longest\n\
+         execution of each activity (s), from the runs' histories:\n\n\
+         | activity | 1 track | 8 tracks |\n|---|---|---|\n{steps}\n\
+         fanout_phase_ratio_8_vs_1: {phase_ratio:.3}\n\
          fanout_ratio_8_vs_1: {ratio:.3}\n",
         FANOUT_ASR.as_secs_f64(),
+        one_voice[0].end_s,
         list(&one),
         secs(median(&one)),
+        secs(median(&one_phase)),
         list(&eight),
         secs(median(&eight)),
+        secs(median(&eight_phase)),
     );
     Ok((text, ratio))
 }

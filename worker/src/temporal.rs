@@ -165,6 +165,17 @@ impl DevServer {
                     .map_err(|e| fail(format!("{}: {e}", dir.display())))?;
             }
             cmd.arg("--db-filename").arg(db);
+            // Write-ahead log, synced at checkpoints rather than at every commit: a crash
+            // keeps the file consistent, and a power cut can lose only the last moments
+            // (the embedded default is one machine; production runs a Temporal cluster).
+            // Every workflow and activity task is a commit: FULL sync was most of the
+            // per-step latency (bench/results/pipeline.md).
+            cmd.args([
+                "--sqlite-pragma",
+                "journal_mode=wal",
+                "--sqlite-pragma",
+                "synchronous=normal",
+            ]);
         }
         cmd.stdin(Stdio::null())
             .stdout(log)

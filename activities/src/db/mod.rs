@@ -16,7 +16,9 @@ pub mod transcripts;
 use std::time::SystemTime;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::error::ActivityFailure;
 
@@ -147,6 +149,9 @@ impl Db {
             let options = options
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
+                // WAL's own recommendation: synced at checkpoints, not at every commit (still
+                // consistent after a crash; every attempt row is a commit).
+                .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(std::time::Duration::from_secs(10));
             Pool::Sqlite(
