@@ -362,6 +362,10 @@ async fn load(n: usize, work: &Path) -> anyhow::Result<String> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() -> anyhow::Result<()> {
     let a = args()?;
+    // Logs only on request (`RUST_LOG=...`): they would slow what is being measured.
+    if std::env::var_os("RUST_LOG").is_some() {
+        reflow::init_tracing();
+    }
     std::fs::create_dir_all(&a.results)?;
     let work = tempfile::Builder::new().prefix("reflow-bench-").tempdir()?;
     let want = |s: &str| a.only.as_deref().is_none_or(|o| o == s);

@@ -164,3 +164,24 @@ fn the_compose_stack_is_complete_and_consistent() {
         );
     }
 }
+
+/// The cluster gets the dynamic config the embedded dev server runs with (the transfer-queue
+/// read ceiling that otherwise holds every step to 50 ms), with the same values.
+#[test]
+fn the_cluster_lifts_the_same_queue_ceilings_as_the_dev_server() {
+    let config = yaml(&root().join("temporal-compose/dynamicconfig/development-sql.yaml"));
+    for setting in reflow::temporal::DEV_SERVER_DYNAMIC_CONFIG {
+        let (key, value) = setting.split_once('=').expect("KEY=VALUE");
+        let values = config[key]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("development-sql.yaml does not set {key}"));
+        let set = values
+            .iter()
+            .map(|v| match &v["value"] {
+                Value::Number(n) => n.to_string(),
+                other => s(other).to_owned(),
+            })
+            .collect::<Vec<_>>();
+        assert_eq!(set, [value], "{key} in development-sql.yaml");
+    }
+}

@@ -90,6 +90,18 @@ pub struct DevServerOptions {
     pub log_file: PathBuf,
 }
 
+/// Dynamic config the embedded dev server starts with, beyond its defaults.
+///
+/// The dev server has one history shard, and a shard reads its transfer queue at most
+/// `history.transferProcessorMaxPollRPS` times a second (default 20). Every step of every run
+/// passes through that queue (an activity's completion becomes a workflow task there), so
+/// once the limiter's burst was spent the whole server ran one step per 50 ms: a chain of
+/// steps went from ~20 ms a step to 50 ms after two seconds, and 50 meetings at once shared
+/// the same 20 reads a second. Reads wake on new tasks and are batched, so a higher ceiling
+/// costs queries only when there is work (bench/results/pipeline.md).
+/// `temporal-compose/dynamicconfig/development-sql.yaml` sets the same for a cluster.
+pub const DEV_SERVER_DYNAMIC_CONFIG: &[&str] = &["history.transferProcessorMaxPollRPS=1000"];
+
 /// A running `temporal server start-dev`.
 pub struct DevServer {
     child: tokio::process::Child,
@@ -141,6 +153,9 @@ impl DevServer {
             "--dynamic-config-value",
             "frontend.enableUpdateWorkflowExecution=true",
         ]);
+        for value in DEV_SERVER_DYNAMIC_CONFIG {
+            cmd.args(["--dynamic-config-value", value]);
+        }
         // reflow's search attributes (observability.md §6), so runs can be found at once.
         for (name, kind) in workflow::search::ALL {
             cmd.args(["--search-attribute", &format!("{name}={kind}")]);
