@@ -98,6 +98,32 @@ async fn event_log(db: &Db) {
         .await
         .unwrap();
     assert_eq!(next.seq, 24);
+
+    // Attempts of one step racing (one abandoned by a timeout, its retry already running):
+    // each origin is stored once, and the positions a losing attempt took are given back, so
+    // the log a socket replays has no holes.
+    let racers = (0..24).map(|i| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let origin = format!("wf/run/step_{}", i % 6);
+            db.append_event_once("t2", Some(&origin), "TOPIC", &json!({"i": i}))
+                .await
+        })
+    });
+    let stored = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .filter_map(|r| r.unwrap().unwrap())
+        .count();
+    assert_eq!(stored, 6, "one event per origin");
+    let seqs: Vec<i64> = db
+        .events("t2", 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, (24..=30).collect::<Vec<_>>(), "no holes");
 }
 
 async fn publishing(db: &Db) {

@@ -94,35 +94,48 @@ impl Db {
         let text = data.to_string();
         // The position comes from the transcript's own counter, so it is never reused, not
         // even after `clear_events`; the row update also serialises concurrent appenders.
-        let seq = crate::on_pool!(self, |pool| sqlx::query_scalar::<_, i64>(
-            "UPDATE transcript SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq",
-        )
-        .bind(transcript_id)
-        .fetch_optional(pool)
+        // Counter and row commit together: a worker killed between them, or a racing attempt
+        // whose insert meets the unique index (one abandoned by a timeout), gives its
+        // position back, so a replay's positions have no holes.
+        let appended = crate::on_pool!(self, |pool| async {
+            let mut tx = pool.begin().await?;
+            let seq = sqlx::query_scalar::<_, i64>(
+                "UPDATE transcript SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq",
+            )
+            .bind(transcript_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(seq) = seq else {
+                return Ok(None);
+            };
+            let inserted = sqlx::query(
+                "INSERT INTO transcript_event (transcript_id, seq, event, data, created_at, origin) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(transcript_id)
+            .bind(seq)
+            .bind(event)
+            .bind(&text)
+            .bind(now())
+            .bind(origin)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
+            }
+            Ok::<_, sqlx::Error>(Some((seq, inserted)))
+        }
         .await)
-        .map_err(DbError::query("append event"))?
-        .ok_or_else(|| DbError::NotFound {
-            what: "transcript",
-            id: transcript_id.to_owned(),
-        })?;
-        // Two attempts racing (one abandoned by a timeout) meet at the unique index: the
-        // second insert does nothing, and the position it took stays unused.
-        let inserted = crate::on_pool!(self, |pool| {
-            sqlx::query(
-            "INSERT INTO transcript_event (transcript_id, seq, event, data, created_at, origin) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        )
-        .bind(transcript_id)
-        .bind(seq)
-        .bind(event)
-        .bind(&text)
-        .bind(now())
-        .bind(origin)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected())
-        })
         .map_err(DbError::query("append event"))?;
+        let Some((seq, inserted)) = appended else {
+            return Err(DbError::NotFound {
+                what: "transcript",
+                id: transcript_id.to_owned(),
+            });
+        };
         Ok((inserted == 1).then(|| StoredEvent {
             transcript_id: transcript_id.to_owned(),
             seq,
