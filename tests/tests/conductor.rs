@@ -1,6 +1,6 @@
 //! The Conductor-compatible status API over real runs: a completed run with a retried step and
 //! an activity fan-out, a failed run with an optional failure, a child fan-out flattened under
-//! FORK/JOIN, a running run, an unknown id; every field name and enum checked against
+//! FORK/JOIN, an attempt cut by its heartbeat timeout, a running run, an unknown id; every field name and enum checked against
 //! conductor-status.md.
 
 use std::collections::BTreeSet;
@@ -495,4 +495,43 @@ async fn retry_of_a_running_run_resets_the_step_waiting_in_backoff() {
         .await
         .unwrap();
     assert_eq!(r.status(), 409);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_cut_by_its_heartbeat_timeout_is_timed_out_by_heartbeat() {
+    let (q, tp, _worker, c) = started("conductor-hang", "hang.yaml").await;
+    let base = api().await;
+    runs::start(
+        &c,
+        &tp.pipeline,
+        json!({"journal": journal(q)}),
+        "cond-hang",
+    )
+    .await
+    .unwrap();
+    runs::wait(&c, "cond-hang").await.unwrap();
+    let (_, w) = get(format!("{base}/cond-hang")).await;
+    check_shape(&w);
+    assert_eq!(w["status"], "COMPLETED");
+    let rows: Vec<(i64, &str, &str)> = w["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["referenceTaskName"] == "stuck")
+        .map(|t| {
+            (
+                t["retryCount"].as_i64().unwrap(),
+                t["status"].as_str().unwrap(),
+                t["reasonForIncompletion"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    // The hung first attempt never reported an end; Temporal's record of why it ended
+    // (the heartbeat timeout) names it.
+    assert_eq!(
+        rows,
+        [(0, "TIMED_OUT", "timeout: HEARTBEAT"), (1, "COMPLETED", "")],
+        "{}",
+        w["tasks"]
+    );
 }

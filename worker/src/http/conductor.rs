@@ -436,6 +436,8 @@ struct Act {
     response_timeout: i64,
     max_attempts: i64,
     started: Option<(i64, i64, String)>,
+    /// The previous attempt's failure (`{type}`, message), from `ActivityTaskStarted`.
+    last_failure: Option<(String, String)>,
     close: Option<Close>,
     /// The `WorkflowTaskCompleted` event that scheduled it (a reset point).
     reset_point: i64,
@@ -571,6 +573,7 @@ impl Execution {
                         },
                         max_attempts: a["retry_policy"]["maximum_attempts"].as_i64().unwrap_or(0),
                         started: None,
+                        last_failure: None,
                         close: None,
                         reset_point: a["workflow_task_completed_event_id"].as_i64().unwrap_or(0),
                     });
@@ -582,6 +585,8 @@ impl Execution {
                             a["attempt"].as_i64().unwrap_or(1),
                             a["identity"].as_str().unwrap_or_default().to_owned(),
                         ));
+                        let last = &a["last_failure"];
+                        exec.acts[i].last_failure = (last.is_object()).then(|| failure(last));
                     }
                 }
                 "ActivityTaskCompletedEventAttributes" => {
@@ -757,6 +762,17 @@ impl Execution {
                     Some("failed") => ("FAILED", failure_text(db), json!({})),
                     Some("cancelled") => ("CANCELED", None, json!({})),
                     Some("skipped") => ("SKIPPED", None, json!({})),
+                    // The attempt just before the last one: Temporal kept its failure.
+                    Some(_) | None if attempt + 1 == last && act.last_failure.is_some() => {
+                        let (kind, message) = act.last_failure.clone().unwrap_or_default();
+                        if kind.starts_with("timeout: ") {
+                            ("TIMED_OUT", Some(kind), json!({}))
+                        } else if kind.is_empty() {
+                            ("FAILED", Some(message), json!({}))
+                        } else {
+                            ("FAILED", Some(format!("{kind}: {message}")), json!({}))
+                        }
+                    }
                     Some(_) if attempt < last => (
                         "TIMED_OUT",
                         Some("timeout: worker lost or timed out".to_owned()),
