@@ -248,11 +248,29 @@ async fn overhead(reps: usize, work: &Path) -> anyhow::Result<(String, f64)> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis();
     let (mut t1, mut tn, mut d) = (Vec::new(), Vec::new(), Vec::new());
+    let server = server_pid();
+    let (mut server_cpu, mut own_cpu) = (Duration::ZERO, Duration::ZERO);
     for rep in 0..reps.max(3) {
         t1.push(run(&short, format!("chain1-{stamp}-{rep}")).await?);
+        let (s0, o0) = (server.map(cpu_time), cpu_time("self"));
         tn.push(run(&long, format!("chain{CHAIN}-{stamp}-{rep}")).await?);
+        if let Some((s0, s1)) = s0.zip(server.map(cpu_time)) {
+            server_cpu += s1.saturating_sub(s0);
+        }
+        own_cpu += cpu_time("self").saturating_sub(o0);
         d.push(direct(CHAIN).await?);
     }
+    let steps = (CHAIN * reps.max(3)) as f64;
+    let cpu_line = match server {
+        Some(_) => format!(
+            "CPU per step during the {CHAIN}-step runs: Temporal dev server {:.1} ms, this\n\
+             process (worker, client) {:.1} ms, on {}.\n\n",
+            server_cpu.as_secs_f64() * 1000.0 / steps,
+            own_cpu.as_secs_f64() * 1000.0 / steps,
+            machine()
+        ),
+        None => String::new(),
+    };
     let (t1, tn, d) = (median(&t1), median(&tn), median(&d));
     let per_step = (tn.as_secs_f64() - d.as_secs_f64()) * 1000.0 / CHAIN as f64;
     let marginal = (tn.as_secs_f64() - t1.as_secs_f64()) * 1000.0 / (CHAIN - 1) as f64
@@ -268,7 +286,7 @@ async fn overhead(reps: usize, work: &Path) -> anyhow::Result<(String, f64)> {
          | in-process, {CHAIN} calls | {:.1} |\n\n\
          Per step, all included: ({:.1} − {:.1}) / {CHAIN}. Marginal (one more step in a\n\
          running chain): {marginal:.1} ms.\n\n\
-         overhead_ms_per_step: {per_step:.1}\n",
+         {cpu_line}overhead_ms_per_step: {per_step:.1}\n",
         reps.max(3),
         t1.as_secs_f64() * 1000.0,
         tn.as_secs_f64() * 1000.0,
@@ -277,6 +295,40 @@ async fn overhead(reps: usize, work: &Path) -> anyhow::Result<(String, f64)> {
         d.as_secs_f64() * 1000.0,
     );
     Ok((text, per_step))
+}
+
+/// The pid of the benchmark's Temporal dev server (a `temporal server start-dev` serving
+/// [`reflow_tests::server`]'s port), if `/proc` shows it.
+fn server_pid() -> Option<u32> {
+    let port = reflow_tests::server()
+        .address
+        .rsplit(':')
+        .next()?
+        .to_owned();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        let serves = args
+            .windows(2)
+            .any(|w| w[0] == b"--port" && w[1] == port.as_bytes());
+        (serves && args.iter().any(|a| *a == b"start-dev")).then_some(pid)
+    })
+}
+
+/// User plus system CPU time of process `pid` (`"self"` for this one), from `/proc/PID/stat`
+/// (in clock ticks of 1/100 s, USER_HZ on Linux).
+fn cpu_time(pid: impl std::fmt::Display) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at "state" (field 3).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    Duration::from_millis(fields.iter().sum::<u64>() * 10)
 }
 
 async fn load(n: usize, work: &Path) -> anyhow::Result<String> {
