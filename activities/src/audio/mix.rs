@@ -4,9 +4,14 @@
 //!
 //! The mix lasts as long as the longest track; shorter tracks contribute silence. There is no
 //! gain normalisation (Reflector's `amix normalize=0`); the limiter keeps the sum from clipping.
+//!
+//! Each track decodes on its own thread, a few blocks ahead of the mix (a bounded channel per
+//! track), while this thread sums, limits and runs LAME: decoding is most of the work and the
+//! one `reflow-mixdown` slot then has every core.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, sync_channel};
 
 use mp3lame_encoder::{Bitrate, Builder, DualPcm, FlushNoGap, Quality};
 
@@ -18,6 +23,8 @@ use super::mono::MonoStream;
 pub const MIX_RATE: u32 = super::mono::RATE;
 /// Frames mixed per block (100 ms).
 pub const BLOCK: usize = 4_800;
+/// Blocks a track's decoder may run ahead of the mix.
+const AHEAD: usize = 8;
 
 /// What a mixdown produced.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -49,10 +56,53 @@ pub fn mix_to_mp3(
     let output_err = |e: &dyn std::fmt::Display| AudioError::Output {
         message: format!("{}: {e}", out.display()),
     };
-    let mut streams = tracks
+    let streams = tracks
         .iter()
         .map(|(p, n)| MonoStream::open(p, n, false))
         .collect::<Result<Vec<_>, _>>()?;
+    std::thread::scope(|scope| {
+        let decoded = streams
+            .into_iter()
+            .map(|stream| {
+                let (tx, rx) = sync_channel(AHEAD);
+                std::thread::Builder::new()
+                    .name("mixdown-decode".into())
+                    .spawn_scoped(scope, move || decode_blocks(stream, |b| tx.send(b).is_ok()))
+                    .map(|_| rx)
+                    .map_err(|e| output_err(&format!("decoder thread: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        encode_mix(decoded, out, &mut progress)
+    })
+}
+
+/// Decode `stream` into blocks of [`BLOCK`] frames (the last one shorter, none empty) and hand
+/// each to `send` until the track ends, `send` refuses (the mix stopped) or decoding fails.
+fn decode_blocks(
+    mut stream: MonoStream,
+    mut send: impl FnMut(Result<Vec<f32>, AudioError>) -> bool,
+) {
+    loop {
+        let block = stream.fill(BLOCK).map(|()| {
+            let n = stream.queue.len().min(BLOCK);
+            stream.queue.drain(..n).collect::<Vec<f32>>()
+        });
+        let last = !matches!(&block, Ok(b) if !b.is_empty());
+        if matches!(&block, Ok(b) if b.is_empty()) || !send(block) || last {
+            return;
+        }
+    }
+}
+
+/// Sum the tracks' blocks as they arrive, limit, and encode the MP3 at `out`.
+fn encode_mix(
+    mut tracks: Vec<Receiver<Result<Vec<f32>, AudioError>>>,
+    out: &Path,
+    progress: &mut impl FnMut(u64),
+) -> Result<MixStats, AudioError> {
+    let output_err = |e: &dyn std::fmt::Display| AudioError::Output {
+        message: format!("{}: {e}", out.display()),
+    };
     let mut encoder = Builder::new()
         .ok_or_else(|| output_err(&"LAME could not start"))?
         .with_num_channels(2)
@@ -70,23 +120,24 @@ pub fn mix_to_mp3(
     let mut mix = vec![0f32; BLOCK];
     let mut mp3 = Vec::with_capacity(mp3lame_encoder::max_required_buffer_size(BLOCK));
     loop {
-        for s in &mut streams {
-            s.fill(BLOCK)?;
-        }
-        let n = streams
-            .iter()
-            .map(|s| s.queue.len().min(BLOCK))
-            .max()
-            .unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        mix[..n].fill(0.0);
-        for s in &mut streams {
-            let take = s.queue.len().min(n);
-            for (m, v) in mix[..take].iter_mut().zip(s.queue.drain(..take)) {
+        let mut n = 0;
+        let mut live = Vec::with_capacity(tracks.len());
+        for rx in tracks.drain(..) {
+            // A closed channel is a track that ended.
+            let Ok(block) = rx.recv() else { continue };
+            let block = block?;
+            if n == 0 {
+                mix.fill(0.0);
+            }
+            n = n.max(block.len());
+            for (m, v) in mix.iter_mut().zip(&block) {
                 *m += v;
             }
+            live.push(rx);
+        }
+        tracks = live;
+        if n == 0 {
+            break;
         }
         for m in &mut mix[..n] {
             stats.peak_in = stats.peak_in.max(m.abs());
