@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -23,6 +24,8 @@ use crate::storage::{Storage, keys};
 
 /// How often a long CPU step heartbeats while it works.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// Padded tracks a mixdown downloads at once.
+const PARALLEL_DOWNLOADS: usize = 8;
 
 /// Input of `generate_waveform`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -288,16 +291,23 @@ impl AudioActivities {
             serde_json::json!({"encoder": "lame-128k-cbr-48k-stereo", "limiter": "soft-0.891"});
         let work = || async {
             let dir = self.scratch_dir("mixdown-").await?;
-            let mut tracks = Vec::new();
-            for (i, key) in input.padded_keys.iter().enumerate() {
-                let ext = std::path::Path::new(key)
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .unwrap_or("bin");
-                let local = dir.path().join(format!("track_{i}.{ext}"));
-                self.storage.download(key, &local).await?;
-                tracks.push((local, key.clone()));
-            }
+            // Fetched side by side (in order): a meeting's tracks are independent objects.
+            let tracks: Vec<(PathBuf, String)> =
+                futures::stream::iter(input.padded_keys.iter().cloned().enumerate())
+                    .map(|(i, key)| {
+                        let ext = std::path::Path::new(&key)
+                            .extension()
+                            .and_then(|e| e.to_str())
+                            .unwrap_or("bin");
+                        let local = dir.path().join(format!("track_{i}.{ext}"));
+                        async move {
+                            self.storage.download(&key, &local).await?;
+                            Ok::<_, ActivityFailure>((local, key))
+                        }
+                    })
+                    .buffered(PARALLEL_DOWNLOADS)
+                    .try_collect()
+                    .await?;
             let total_ms = tracks
                 .iter()
                 .filter_map(|(p, _)| super::decode::announced_ms(p))
