@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -42,6 +43,8 @@ pub const WAIT_HEARTBEAT: Duration = Duration::from_secs(10);
 pub const HTTP_MARGIN: Duration = Duration::from_secs(60);
 /// Version of reflow's Whisper front end; part of the checkpoint hash.
 const EMBEDDED_FRONT_END: &str = "reflow-whisper-1";
+/// Word lists `merge_transcripts` reads at once.
+const PARALLEL_READS: usize = 8;
 
 /// The configured backend.
 #[derive(Debug, Clone)]
@@ -406,12 +409,18 @@ impl AsrActivities {
         let tid = &input.transcript_id;
         // The inputs' contents are part of the key: a track transcribed again (another model)
         // under the same key must not be merged from a stale checkpoint.
-        let mut files = Vec::new();
+        // Fetched side by side, kept in track order.
+        let files: Vec<(String, Bytes)> = futures::stream::iter(input.words_keys.clone())
+            .map(|key| async move {
+                let bytes = self.storage.get(&key).await?;
+                Ok::<_, ActivityFailure>((key, bytes))
+            })
+            .buffered(PARALLEL_READS)
+            .try_collect()
+            .await?;
         let mut digest = <sha2::Sha256 as sha2::Digest>::new();
-        for key in &input.words_keys {
-            let bytes = self.storage.get(key).await?;
-            sha2::Digest::update(&mut digest, &bytes);
-            files.push((key, bytes));
+        for (_, bytes) in &files {
+            sha2::Digest::update(&mut digest, bytes);
         }
         let digest = hex::encode(sha2::Digest::finalize(digest));
         let objects = |o: &MergeOutput| vec![o.words_key.clone()];

@@ -5,13 +5,13 @@
 //! The mix lasts as long as the longest track; shorter tracks contribute silence. There is no
 //! gain normalisation (Reflector's `amix normalize=0`); the limiter keeps the sum from clipping.
 //!
-//! Each track decodes on its own thread, a few blocks ahead of the mix (a bounded channel per
-//! track), while this thread sums, limits and runs LAME: decoding is most of the work and the
-//! one `reflow-mixdown` slot then has every core.
+//! The tracks decode on one thread per core, each track a few blocks ahead of the mix (a
+//! bounded channel per track), while the calling thread sums, limits and runs LAME: decoding
+//! is most of the work, and the one `reflow-mixdown` slot then has every core.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use mp3lame_encoder::{Bitrate, Builder, DualPcm, FlushNoGap, Quality};
 
@@ -60,43 +60,60 @@ pub fn mix_to_mp3(
         .iter()
         .map(|(p, n)| MonoStream::open(p, n, false))
         .collect::<Result<Vec<_>, _>>()?;
+    // One decoder thread per core at most (the mix thread runs LAME), each taking its share
+    // of the tracks in turn: more runnable threads than cores would only crowd out the
+    // worker's other tasks.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(streams.len())
+        .max(1);
+    let mut shares: Vec<Vec<(MonoStream, SyncSender<Block>)>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    let mut decoded = Vec::with_capacity(streams.len());
+    for (i, stream) in streams.into_iter().enumerate() {
+        let (tx, rx) = sync_channel(AHEAD);
+        shares[i % threads].push((stream, tx));
+        decoded.push(rx);
+    }
     std::thread::scope(|scope| {
-        let decoded = streams
-            .into_iter()
-            .map(|stream| {
-                let (tx, rx) = sync_channel(AHEAD);
-                std::thread::Builder::new()
-                    .name("mixdown-decode".into())
-                    .spawn_scoped(scope, move || decode_blocks(stream, |b| tx.send(b).is_ok()))
-                    .map(|_| rx)
-                    .map_err(|e| output_err(&format!("decoder thread: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        for share in shares {
+            std::thread::Builder::new()
+                .name("mixdown-decode".into())
+                .spawn_scoped(scope, move || decode_share(share))
+                .map_err(|e| output_err(&format!("decoder thread: {e}")))?;
+        }
         encode_mix(decoded, out, &mut progress)
     })
 }
 
-/// Decode `stream` into blocks of [`BLOCK`] frames (the last one shorter, none empty) and hand
-/// each to `send` until the track ends, `send` refuses (the mix stopped) or decoding fails.
-fn decode_blocks(
-    mut stream: MonoStream,
-    mut send: impl FnMut(Result<Vec<f32>, AudioError>) -> bool,
-) {
-    loop {
-        let block = stream.fill(BLOCK).map(|()| {
-            let n = stream.queue.len().min(BLOCK);
-            stream.queue.drain(..n).collect::<Vec<f32>>()
+/// A track's next [`BLOCK`] frames (the last one shorter), or the error that ended it.
+type Block = Result<Vec<f32>, AudioError>;
+
+/// Decode the tracks of `share` a block at a time, in turn, into their channels, until each
+/// has ended, failed, or lost its reader (the mix stopped). Round-robin keeps every track
+/// within [`AHEAD`] blocks of the mix, so one full channel never starves another track.
+fn decode_share(mut share: Vec<(MonoStream, SyncSender<Block>)>) {
+    while !share.is_empty() {
+        share.retain_mut(|(stream, tx)| {
+            let block = stream.fill(BLOCK).map(|()| {
+                let n = stream.queue.len().min(BLOCK);
+                stream.queue.drain(..n).collect::<Vec<f32>>()
+            });
+            match block {
+                Ok(b) if b.is_empty() => false,
+                Ok(b) => tx.send(Ok(b)).is_ok(),
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    false
+                }
+            }
         });
-        let last = !matches!(&block, Ok(b) if !b.is_empty());
-        if matches!(&block, Ok(b) if b.is_empty()) || !send(block) || last {
-            return;
-        }
     }
 }
 
 /// Sum the tracks' blocks as they arrive, limit, and encode the MP3 at `out`.
 fn encode_mix(
-    mut tracks: Vec<Receiver<Result<Vec<f32>, AudioError>>>,
+    mut tracks: Vec<Receiver<Block>>,
     out: &Path,
     progress: &mut impl FnMut(u64),
 ) -> Result<MixStats, AudioError> {

@@ -366,7 +366,6 @@ pub(crate) fn payload(payloads: &Value) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// The root cause of a failure JSON: `(type, message)`.
 /// The root cause of a failure in history: its type (or `timeout: KIND`) and message.
 /// Failures are in protobuf JSON (`applicationFailureInfo`, `timeoutType:
 /// "TIMEOUT_TYPE_HEARTBEAT"`), the rest of the history event in serde's snake case.
@@ -767,10 +766,8 @@ impl Execution {
                         let (kind, message) = act.last_failure.clone().unwrap_or_default();
                         if kind.starts_with("timeout: ") {
                             ("TIMED_OUT", Some(kind), json!({}))
-                        } else if kind.is_empty() {
-                            ("FAILED", Some(message), json!({}))
                         } else {
-                            ("FAILED", Some(format!("{kind}: {message}")), json!({}))
+                            ("FAILED", Some(reason_text(&kind, &message)), json!({}))
                         }
                     }
                     Some(_) if attempt < last => (
@@ -817,11 +814,7 @@ impl Execution {
                             } else {
                                 "FAILED"
                             };
-                            reason = Some(if kind.is_empty() {
-                                message.clone()
-                            } else {
-                                format!("{kind}: {message}")
-                            });
+                            reason = Some(reason_text(kind, message));
                             end = *at;
                         }
                         (Some(Close::TimedOut { at, kind }), _) => {
@@ -1169,12 +1162,23 @@ impl Execution {
     }
 }
 
+/// A recorded attempt's failure as a `reasonForIncompletion`.
 fn failure_text(a: Option<&&AttemptRow>) -> Option<String> {
     let a = a?;
-    match (&a.failure_type, &a.failure_message) {
-        (Some(t), Some(m)) if !t.is_empty() => Some(format!("{t}: {m}")),
-        (_, Some(m)) => Some(m.clone()),
-        _ => None,
+    let message = a.failure_message.as_deref()?;
+    Some(reason_text(
+        a.failure_type.as_deref().unwrap_or_default(),
+        message,
+    ))
+}
+
+/// `reasonForIncompletion` of a failure: `{type}: {message}`, the bare message when the
+/// failure has no type.
+fn reason_text(kind: &str, message: &str) -> String {
+    if kind.is_empty() {
+        message.to_owned()
+    } else {
+        format!("{kind}: {message}")
     }
 }
 
