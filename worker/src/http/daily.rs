@@ -17,9 +17,18 @@ use serde_json::{Value, json};
 use super::ApiState;
 use crate::intake::Discovered;
 
+/// Largest webhook body accepted (axum's default extractor limit, 2 MiB). A larger declared
+/// `Content-Length` is answered 413 at once, before any of the body is read.
+const WEBHOOK_BODY_LIMIT: usize = 2 << 20;
+
 /// The routes of this module.
 pub fn routes() -> Router<ApiState> {
-    Router::new().route("/v1/daily/webhook", post(webhook))
+    Router::new().route(
+        "/v1/daily/webhook",
+        post(webhook).layer(tower_http::limit::RequestBodyLimitLayer::new(
+            WEBHOOK_BODY_LIMIT,
+        )),
+    )
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
