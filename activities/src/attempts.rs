@@ -12,8 +12,9 @@
 //! With a database, every attempt of a pipeline activity also gets a `step_attempt` row
 //! (events-and-api.md §6): `started` when it begins, then `completed`, `failed`,
 //! `non_retryable` or `cancelled` with its failure — the one record of attempts Temporal's
-//! history does not keep, which the status API builds its task rows from. Local activities
-//! (progress reporting) are internal and not recorded. A row that cannot be written is logged
+//! history does not keep, which the status API builds its task rows from. Steps declared
+//! `local: true` run as local activities and are recorded like any other; the progress
+//! reporter (the interpreter's own local activity) is internal and is not. A row that cannot be written is logged
 //! and never fails the activity.
 
 use futures::FutureExt;
@@ -78,13 +79,15 @@ impl ActivityInboundInterceptor for AttemptReporter {
         let workflow_id = info.workflow_id.clone().unwrap_or_default();
         let activity_id = info.activity_id.clone();
         let attempt = info.attempt;
-        let is_local = info.is_local;
+        // The interpreter's progress reports are bookkeeping, not steps.
+        let internal =
+            info.is_local && info.activity_type == workflow::interpreter::REPORT_PROGRESS;
         let labels = crate::metrics::StepLabels {
             pipeline: info.workflow_type.clone().unwrap_or_default(),
             step: info.activity_type.clone(),
             queue: info.task_queue.clone(),
             written: Default::default(),
-            origin: if workflow_id.is_empty() || is_local {
+            origin: if workflow_id.is_empty() || internal {
                 String::new()
             } else {
                 format!(
@@ -94,7 +97,7 @@ impl ActivityInboundInterceptor for AttemptReporter {
             },
             published: Default::default(),
         };
-        let record = (!info.is_local && !workflow_id.is_empty())
+        let record = (!internal && !workflow_id.is_empty())
             .then(|| self.db.clone())
             .flatten()
             .map(|db| {
@@ -139,7 +142,7 @@ impl ActivityInboundInterceptor for AttemptReporter {
             }
             let started = std::time::Instant::now();
             let result = crate::metrics::in_step(labels.clone(), next.run(input)).await;
-            if !is_local {
+            if !internal {
                 crate::metrics::attempt(
                     &labels,
                     match &result {

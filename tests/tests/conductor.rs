@@ -535,3 +535,68 @@ async fn an_attempt_cut_by_its_heartbeat_timeout_is_timed_out_by_heartbeat() {
         w["tasks"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_steps_are_tasks_with_their_attempts_input_output_and_failure() {
+    let (q, tp, _worker, c) = started("conductor-local", "local.yaml").await;
+    let base = api().await;
+    runs::start(
+        &c,
+        &tp.pipeline,
+        json!({"journal": journal(q)}),
+        "cond-local",
+    )
+    .await
+    .unwrap();
+    runs::wait(&c, "cond-local").await.unwrap();
+    let (_, w) = get(format!("{base}/cond-local")).await;
+    check_shape(&w);
+    assert_eq!(w["status"], "COMPLETED");
+    assert_eq!(
+        refs(&w),
+        [
+            ("first".into(), "COMPLETED".into(), 0),
+            ("flaky".into(), "FAILED".into(), 0),
+            ("flaky".into(), "FAILED".into(), 1),
+            ("flaky".into(), "COMPLETED".into(), 2),
+            ("broken".into(), "COMPLETED_WITH_ERRORS".into(), 0),
+            ("queued".into(), "COMPLETED".into(), 0),
+        ]
+    );
+    let tasks = w["tasks"].as_array().unwrap();
+    let first = &tasks[0];
+    assert_eq!(
+        first["inputData"]["key"], "first",
+        "the marker keeps the input"
+    );
+    assert_eq!(first["outputData"]["result"], "one");
+    assert_eq!(first["responseTimeoutSeconds"], 30);
+    assert_eq!(
+        first["workflowTask"]["retryCount"], 4,
+        "5 attempts declared"
+    );
+    assert!(
+        tasks[1]["reasonForIncompletion"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Flaky: flaky failure on attempt 1"),
+        "{}",
+        tasks[1]
+    );
+    assert_eq!(tasks[3]["outputData"]["attempt"], 3);
+    assert_eq!(
+        tasks[4]["reasonForIncompletion"],
+        "TestFatal: broken cannot work"
+    );
+    for t in tasks {
+        let (s, e) = (
+            t["startTime"].as_i64().unwrap(),
+            t["endTime"].as_i64().unwrap(),
+        );
+        assert!(
+            s > 0 && e >= s,
+            "times of {}: {s}..{e}",
+            t["referenceTaskName"]
+        );
+    }
+}

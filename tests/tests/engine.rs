@@ -559,3 +559,69 @@ async fn editing_a_definition_does_not_change_a_run_that_already_started() {
         "only the new run has the new step"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_steps_run_inside_the_workflow_task_with_retries_and_failures_like_queued_ones() {
+    let (q, tp, _worker, c) = started("local", "local.yaml").await;
+    let j = journal(q);
+    let id = "local-1";
+    runs::start(&c, &tp.pipeline, json!({"journal": j}), id)
+        .await
+        .unwrap();
+    let out = runs::wait(&c, id).await.unwrap();
+    assert_eq!(out["first"], "one");
+    assert_eq!(out["flaky"]["attempt"], 3, "retried until it succeeded");
+    assert_eq!(
+        out["broken"],
+        Value::Null,
+        "the optional failure gives null"
+    );
+    assert_eq!(
+        out["queued"], "one",
+        "a queued step reads a local step's output"
+    );
+
+    let entries = read_journal(&j);
+    assert_eq!(events(&entries, "flaky", "start").len(), 3);
+    assert_eq!(
+        events(&entries, "broken", "start").len(),
+        1,
+        "a non-retryable failure is not retried"
+    );
+
+    // Local steps leave markers, not scheduled activities; the queued one is scheduled.
+    let history = reflow::history::fetch(&c, id).await.unwrap();
+    let mut scheduled = Vec::new();
+    let mut markers = Vec::new();
+    for e in reflow::history::events(&history) {
+        match e.kind {
+            "ActivityTaskScheduledEventAttributes" => {
+                scheduled.push(e.attrs["activity_id"].as_str().unwrap_or("").to_owned());
+            }
+            "MarkerRecordedEventAttributes" if e.attrs["marker_name"] == "core_local_activity" => {
+                markers.push(e.attrs.clone());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(scheduled, ["queued"]);
+    assert_eq!(markers.len(), 3, "one marker per local step: {markers:#?}");
+
+    let p = runs::query_progress(&c, id).await.unwrap();
+    let rows: Vec<_> = p.steps.iter().map(|r| (r.id.as_str(), r.status)).collect();
+    assert_eq!(
+        rows,
+        [
+            ("first", StepStatus::Completed),
+            ("flaky", StepStatus::Completed),
+            ("broken", StepStatus::Failed),
+            ("queued", StepStatus::Completed),
+        ]
+    );
+    assert_eq!(
+        p.steps[2].error.as_deref(),
+        Some("TestFatal: broken cannot work"),
+        "the failed local step names its cause"
+    );
+    reflow_tests::replay_live(&c, &[id]).await;
+}

@@ -776,15 +776,17 @@ async fn run_member<W: Interpreted>(
                 })?),
             };
             let summary = summary_of(step, &member.scope, index);
-            let opts = activity_options(step, activity_id, start_to_close, summary);
-            ctx.execute_activity(
-                UntypedActivity::new(name.clone()),
-                payload::to_raw(&input),
-                opts,
-            )
-            .await
-            .map_err(|e| failed(e.failure(), "PayloadError", &e))
-            .and_then(decode)
+            let activity = UntypedActivity::new(name.clone());
+            let raw = payload::to_raw(&input);
+            let done = if step.local {
+                let opts = local_activity_options(step, activity_id, start_to_close, summary);
+                ctx.execute_local_activity(activity, raw, opts).await
+            } else {
+                let opts = activity_options(step, activity_id, start_to_close, summary);
+                ctx.execute_activity(activity, raw, opts).await
+            };
+            done.map_err(|e| failed(e.failure(), "PayloadError", &e))
+                .and_then(decode)
         }
         Run::Child(child) => {
             let pattern = step.child_id.clone().unwrap_or_else(|| match index {
@@ -886,20 +888,50 @@ pub fn activity_options(
         // Validation forbids this; a minute keeps a hand-written input from hanging forever.
         (None, None) => ActivityCloseTimeouts::StartToClose(Duration::from_secs(60)),
     };
-    let r = &o.retry;
-    let retry = RetryPolicy::builder()
-        .initial_interval(Duration::from_millis(r.initial_interval_ms))
-        .backoff_coefficient(r.backoff_coefficient)
-        .maybe_maximum_interval(r.maximum_interval_ms.map(Duration::from_millis))
-        .maximum_attempts(r.maximum_attempts)
-        .non_retryable_error_types(r.non_retryable_error_types.clone())
-        .build();
+    let retry = retry_policy(&o.retry);
     ActivityOptions::with_close_timeouts(close)
         .activity_id(activity_id)
         .task_queue(o.task_queue.clone())
         .maybe_heartbeat_timeout(o.heartbeat())
         .retry_policy(retry)
         .summary(summary)
+        .build()
+}
+
+/// The local-activity options of a `local: true` step: the same timeouts and retry policy
+/// as [`activity_options`] (no queue, no heartbeat: validation forbids both). The input is
+/// kept in the marker, so history (and the Conductor shim) shows what the step received.
+pub fn local_activity_options(
+    step: &Step,
+    activity_id: String,
+    start_to_close: Option<Duration>,
+    summary: String,
+) -> LocalActivityOptions {
+    let o = &step.options;
+    let (schedule_to_close, start_to_close) =
+        match (o.schedule_to_close(), start_to_close.or(o.start_to_close())) {
+            // Validation forbids neither; a minute keeps a hand-written input from hanging.
+            (None, None) => (None, Some(Duration::from_secs(60))),
+            pair => pair,
+        };
+    LocalActivityOptions::builder()
+        .activity_id(activity_id)
+        .retry_policy(retry_policy(&o.retry))
+        .maybe_schedule_to_close_timeout(schedule_to_close)
+        .maybe_start_to_close_timeout(start_to_close)
+        .include_arguments_in_marker(true)
+        .summary(summary)
+        .build()
+}
+
+/// A step's retry policy as Temporal's.
+fn retry_policy(r: &crate::pipeline::Retry) -> RetryPolicy {
+    RetryPolicy::builder()
+        .initial_interval(Duration::from_millis(r.initial_interval_ms))
+        .backoff_coefficient(r.backoff_coefficient)
+        .maybe_maximum_interval(r.maximum_interval_ms.map(Duration::from_millis))
+        .maximum_attempts(r.maximum_attempts)
+        .non_retryable_error_types(r.non_retryable_error_types.clone())
         .build()
 }
 

@@ -5,13 +5,15 @@
 //!
 //! Sources, per run: describe-workflow (status, times, pending activities with their attempt,
 //! heartbeat and backoff), the history (scheduled activities with their options and input,
-//! the close of each, child workflows), and `step_attempt` (one row per attempt, which
+//! the close of each, child workflows; `local: true` steps from their local-activity markers,
+//! which carry the input, the last attempt and the result or failure), and `step_attempt` (one row per attempt, which
 //! Temporal does not keep). Each attempt becomes a task row; a fan-out becomes a FORK row, its
 //! members and a JOIN row; activities of child workflows are listed flattened under the fan-out
 //! that started them. Refs are the activity ids the pipeline gave (`pad_track_2`); fan-out refs
 //! are `fork_{name}` / `join_{name}`, where `name` is the fan-out step's id, or the activity
-//! type for activities of child workflows. The local progress reporter is internal and not
-//! listed.
+//! type for activities of child workflows. A local step is listed once it finished (a marker is
+//! written then); while it runs, its `step_attempt` row is all there is. The local progress
+//! reporter is internal and not listed.
 
 use std::collections::BTreeMap;
 
@@ -25,7 +27,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions, WorkflowFetchHistoryOptions};
 use workflow::interpreter::REPORT_PROGRESS;
-use workflow::pipeline::{Pipeline, Run};
+use workflow::pipeline::{Pipeline, Run, Step};
 
 use super::ApiState;
 use activities::db::attempts::AttemptRow;
@@ -440,6 +442,72 @@ struct Act {
     close: Option<Close>,
     /// The `WorkflowTaskCompleted` event that scheduled it (a reset point).
     reset_point: i64,
+    /// A `local: true` step (a local activity marker, not a scheduled activity).
+    local: bool,
+}
+
+/// The marker Temporal's Core SDK records for a finished local activity.
+const LOCAL_ACTIVITY_MARKER: &str = "core_local_activity";
+
+/// A `local: true` step from its history marker, recorded at `at` when the activity finished
+/// (its last attempt, its input and its result or failure are in the marker; its attempts'
+/// times are in `step_attempt`). `None` for other markers and for the progress reporter.
+fn local_act(a: &Value, at: i64) -> Option<Act> {
+    if a["marker_name"].as_str() != Some(LOCAL_ACTIVITY_MARKER) {
+        return None;
+    }
+    let details = &a["details"];
+    let data = payload(&details["data"]);
+    let activity_type = data["activity_type"].as_str()?.to_owned();
+    if activity_type == REPORT_PROGRESS {
+        return None;
+    }
+    let stamp = |t: &Value| {
+        t["seconds"].as_i64().map_or(0, |s| {
+            s * 1000 + t["nanos"].as_i64().unwrap_or(0) / 1_000_000
+        })
+    };
+    let scheduled = match stamp(&data["original_schedule_time"]) {
+        0 => at,
+        t => t.min(at),
+    };
+    let close = if a["failure"].is_object() {
+        let (kind, message) = failure(&a["failure"]);
+        if kind.starts_with("timeout: ") {
+            Close::TimedOut { at, kind }
+        } else {
+            Close::Failed {
+                at,
+                kind,
+                message,
+                non_retryable: a["failure"]["applicationFailureInfo"]["nonRetryable"]
+                    .as_bool()
+                    .unwrap_or(false),
+            }
+        }
+    } else {
+        Close::Completed {
+            at,
+            result: payload(&details["result"]),
+        }
+    };
+    Some(Act {
+        activity_id: data["activity_id"].as_str().unwrap_or_default().to_owned(),
+        activity_type,
+        scheduled,
+        input: payload(&details["input"]),
+        response_timeout: 0,
+        max_attempts: 0,
+        started: Some((
+            scheduled,
+            data["attempt"].as_i64().unwrap_or(1),
+            String::new(),
+        )),
+        last_failure: None,
+        close: Some(close),
+        reset_point: a["workflow_task_completed_event_id"].as_i64().unwrap_or(0),
+        local: true,
+    })
 }
 
 /// One Temporal run, as far as the shim needs it.
@@ -575,6 +643,7 @@ impl Execution {
                         last_failure: None,
                         close: None,
                         reset_point: a["workflow_task_completed_event_id"].as_i64().unwrap_or(0),
+                        local: false,
                     });
                 }
                 "ActivityTaskStartedEventAttributes" => {
@@ -619,6 +688,11 @@ impl Execution {
                         exec.acts[i].close = Some(Close::Canceled { at });
                     }
                 }
+                "MarkerRecordedEventAttributes" => {
+                    if let Some(act) = local_act(a, at) {
+                        exec.acts.push(act);
+                    }
+                }
                 "StartChildWorkflowExecutionInitiatedEventAttributes" => {
                     if let Some(w) = a["workflow_id"].as_str() {
                         exec.children.push(w.to_owned());
@@ -645,6 +719,28 @@ impl Execution {
             }
         }
         let _ = depth;
+        // A local step's timeout and attempts are in the pinned definition, not in history.
+        if let Some(p) = exec.pipeline() {
+            let filled: Vec<(usize, i64, i64)> = exec
+                .acts
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| a.local)
+                .filter_map(|(i, a)| {
+                    let s = exec.step_of(Some(&p), a)?;
+                    let timeout = s
+                        .options
+                        .start_to_close_ms
+                        .or(s.options.schedule_to_close_ms)
+                        .map_or(0, |t| (t / 1000) as i64);
+                    Some((i, timeout, i64::from(s.options.retry.maximum_attempts)))
+                })
+                .collect();
+            for (i, timeout, attempts) in filled {
+                exec.acts[i].response_timeout = timeout;
+                exec.acts[i].max_attempts = attempts;
+            }
+        }
         Ok(exec)
     }
 
@@ -693,7 +789,12 @@ impl Execution {
 
     /// Whether the pinned definition marks the step running `activity_id` optional.
     fn optional(&self, pipeline: Option<&Pipeline>, act: &Act) -> bool {
-        let Some(p) = pipeline else { return false };
+        self.step_of(pipeline, act).is_some_and(|s| s.optional)
+    }
+
+    /// The declared step `act` ran for.
+    fn step_of<'p>(&self, pipeline: Option<&'p Pipeline>, act: &Act) -> Option<&'p Step> {
+        let p = pipeline?;
         let graph = p.graph(&self.workflow_type).unwrap_or(&p.main);
         // The step with that id, else the fan-out it is a member of, else the only step of
         // that activity type (an `activity_id` template).
@@ -715,7 +816,6 @@ impl Execution {
                     _ => None,
                 }
             })
-            .is_some_and(|s| s.optional)
     }
 
     /// Task rows of this run's activities (children not included), one per attempt.

@@ -201,6 +201,10 @@ pub struct Step {
     pub optional: bool,
     /// Events the step may publish.
     pub emits: Vec<String>,
+    /// Runs as a local activity (in the workflow task, no task queue dispatch). Left out of
+    /// the serialized form when false, so definitions without it keep their hash.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local: bool,
     /// Queue, timeouts, retry policy.
     pub options: StepOptions,
     /// Web UI label template.

@@ -206,6 +206,12 @@ pub struct RawStep {
     /// Frontend event names the step may publish.
     #[serde(default)]
     pub emits: Vec<String>,
+    /// Run the activity as a Temporal *local activity*: inside the workflow task, on the
+    /// worker running the workflow, with no task queue round trip (a few ms instead of a
+    /// dispatch through the server). For short activities only (seconds, no heartbeats):
+    /// not allowed with `heartbeat`, a `task_queue` other than the workflow's, or `child:`.
+    #[serde(default)]
+    pub local: bool,
     /// Task queue of the activity (children: of the child workflow).
     #[serde(default)]
     pub task_queue: Option<String>,

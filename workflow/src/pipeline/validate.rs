@@ -496,6 +496,34 @@ impl Ctx<'_> {
                     }
                 }
             }
+            // A local step runs in the workflow's task on the workflow's worker: it takes no
+            // queue and cannot heartbeat. What it inherits from `defaults` is dropped; what it
+            // declares itself is an error.
+            let mut options = options;
+            if s.local {
+                if is_child {
+                    problems.push(Problem::Misplaced {
+                        field: "local",
+                        reason: "only applies to `activity:` steps",
+                    });
+                }
+                if s.heartbeat.is_some() {
+                    problems.push(Problem::Misplaced {
+                        field: "local",
+                        reason: "steps cannot heartbeat (a local activity has no heartbeat); \
+                                 drop `heartbeat` or `local`",
+                    });
+                }
+                if s.task_queue.as_deref().is_some_and(|q| q != queue) {
+                    problems.push(Problem::Misplaced {
+                        field: "local",
+                        reason: "steps run on the workflow's own worker, so they take no \
+                                 `task_queue`; drop `task_queue` or `local`",
+                    });
+                }
+                options.heartbeat_ms = None;
+                options.task_queue = queue.to_owned();
+            }
             for p in problems {
                 errs.push(in_step(&s.id, p));
             }
@@ -511,6 +539,7 @@ impl Ctx<'_> {
                 when: s.when.clone(),
                 optional: s.optional,
                 emits: s.emits.clone(),
+                local: s.local,
                 options,
                 summary: s.summary.clone(),
             });
