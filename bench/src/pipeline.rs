@@ -8,7 +8,8 @@
 //! - **Orchestration overhead**: a chain of `N` `digest_file` steps (the production activity,
 //!   on a small file) through the interpreter on Temporal, against the same activity called
 //!   `N` times in-process with the SDK's `ActivityEnvironment` (no server);
-//!   `overhead_ms_per_step` = (median T(Temporal) − median T(in-process)) / N.
+//!   `overhead_ms_per_step` = (median T(Temporal) − median T(in-process)) / N, and
+//!   `overhead_ms_per_step_local` for the same chain with `local: true` steps.
 //! - **Load**: `L` meetings (2 tracks each) delivered at once to one worker; every run must
 //!   end; wall time against one meeting alone, and the peak of concurrently running
 //!   activities per task queue against its slots (from the runs' histories).
@@ -45,7 +46,7 @@ struct Args {
 
 fn args() -> anyhow::Result<Args> {
     let mut a = Args {
-        reps: 3,
+        reps: 5,
         load: 50,
         results: PathBuf::from("bench/results"),
         only: None,
@@ -192,7 +193,9 @@ async fn fanout(reps: usize, work: &Path) -> anyhow::Result<(String, f64)> {
     Ok((text, ratio))
 }
 
-fn chain_pipeline(steps: usize) -> workflow::Pipeline {
+/// A chain of `steps` `digest_file` steps, each needing the previous; `local` makes every
+/// step a Temporal local activity (`local: true`).
+fn chain_pipeline(steps: usize, local: bool) -> workflow::Pipeline {
     let mut yaml = format!(
         "name: EngineTest\nversion: 1\ntask_queue: {CHAIN_QUEUE}\n\
          inputs:\n  path: {{type: string}}\n\
@@ -202,6 +205,9 @@ fn chain_pipeline(steps: usize) -> workflow::Pipeline {
         yaml.push_str(&format!(
             "  - id: s{i}\n    activity: digest_file\n    with:\n      path: ${{input.path}}\n"
         ));
+        if local {
+            yaml.push_str("    local: true\n");
+        }
         if i > 1 {
             yaml.push_str(&format!("    needs: [s{}]\n", i - 1));
         }
@@ -211,14 +217,22 @@ fn chain_pipeline(steps: usize) -> workflow::Pipeline {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn overhead(reps: usize, work: &Path) -> anyhow::Result<(String, f64)> {
+/// Figures of the overhead benchmark, for the summary.
+struct Overhead {
+    text: String,
+    per_step: f64,
+    per_step_local: f64,
+}
+
+async fn overhead(reps: usize, work: &Path) -> anyhow::Result<Overhead> {
     let file = work.join("chain-input.bin");
     std::fs::write(&file, vec![7u8; 64 * 1024])?;
     let path = file.display().to_string();
     let client = reflow_tests::client().await;
     let _worker = reflow_tests::InProcessWorker::start(&[CHAIN_QUEUE.to_owned()]);
     let env = ActivityEnvironment::builder().build();
-    let (short, long) = (chain_pipeline(1), chain_pipeline(CHAIN));
+    let (short, long) = (chain_pipeline(1, false), chain_pipeline(CHAIN, false));
+    let long_local = chain_pipeline(CHAIN, true);
     let run = |p: &workflow::Pipeline, id: String| {
         let (client, p, path) = (client.clone(), p.clone(), path.clone());
         async move {
@@ -242,15 +256,17 @@ async fn overhead(reps: usize, work: &Path) -> anyhow::Result<(String, f64)> {
             anyhow::Ok(t0.elapsed())
         }
     };
-    run(&short, "chain-warm".into()).await?;
-    direct(CHAIN).await?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis();
-    let (mut t1, mut tn, mut d) = (Vec::new(), Vec::new(), Vec::new());
+    run(&short, format!("chain-warm-{stamp}")).await?;
+    run(&long_local, format!("chain-warm-local-{stamp}")).await?;
+    direct(CHAIN).await?;
+    let (mut t1, mut tn, mut tl, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let server = server_pid();
     let (mut server_cpu, mut own_cpu) = (Duration::ZERO, Duration::ZERO);
-    for rep in 0..reps.max(3) {
+    let reps = reps.max(3);
+    for rep in 0..reps {
         t1.push(run(&short, format!("chain1-{stamp}-{rep}")).await?);
         let (s0, o0) = (server.map(cpu_time), cpu_time("self"));
         tn.push(run(&long, format!("chain{CHAIN}-{stamp}-{rep}")).await?);
@@ -258,43 +274,54 @@ async fn overhead(reps: usize, work: &Path) -> anyhow::Result<(String, f64)> {
             server_cpu += s1.saturating_sub(s0);
         }
         own_cpu += cpu_time("self").saturating_sub(o0);
+        tl.push(run(&long_local, format!("chain{CHAIN}-local-{stamp}-{rep}")).await?);
         d.push(direct(CHAIN).await?);
     }
-    let steps = (CHAIN * reps.max(3)) as f64;
+    let steps = (CHAIN * reps) as f64;
     let cpu_line = match server {
         Some(_) => format!(
-            "CPU per step during the {CHAIN}-step runs: Temporal dev server {:.1} ms, this\n\
-             process (worker, client) {:.1} ms, on {}.\n\n",
+            "CPU per step during the queued {CHAIN}-step runs: Temporal dev server {:.1} ms,\n\
+             this process (worker, client) {:.1} ms, on {}.\n\n",
             server_cpu.as_secs_f64() * 1000.0 / steps,
             own_cpu.as_secs_f64() * 1000.0 / steps,
             machine()
         ),
         None => String::new(),
     };
-    let (t1, tn, d) = (median(&t1), median(&tn), median(&d));
-    let per_step = (tn.as_secs_f64() - d.as_secs_f64()) * 1000.0 / CHAIN as f64;
-    let marginal = (tn.as_secs_f64() - t1.as_secs_f64()) * 1000.0 / (CHAIN - 1) as f64
-        - d.as_secs_f64() * 1000.0 / CHAIN as f64;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (t1, tn, tl, d) = (
+        ms(median(&t1)),
+        ms(median(&tn)),
+        ms(median(&tl)),
+        ms(median(&d)),
+    );
+    let per_step = (tn - d) / CHAIN as f64;
+    let per_step_local = (tl - d) / CHAIN as f64;
+    let marginal = (tn - t1) / (CHAIN - 1) as f64 - d / CHAIN as f64;
     let text = format!(
         "## Orchestration overhead per step\n\n\
          A chain of {CHAIN} `digest_file` steps (each needs the previous; a 64 KiB file) through\n\
          the interpreter workflow on the dev server, against the same activity called {CHAIN}\n\
-         times in-process through the SDK's `ActivityEnvironment` (no server). Medians of\n\
-         {} runs each; the run time includes starting the workflow and reading its result.\n\n\
+         times in-process through the SDK's `ActivityEnvironment` (no server). The chain runs\n\
+         twice: as queued activities (the default: each step scheduled on the task queue, with\n\
+         eager dispatch to the worker that completed the workflow task when it has a free slot),\n\
+         and with `local: true` on every step (local activities: run inside the workflow task,\n\
+         their results recorded as markers). Medians of {reps} runs each, the variants\n\
+         interleaved; a run's time includes starting the workflow and reading its result.\n\n\
          | run | median (ms) |\n|---|---|\n\
-         | Temporal, 1 step | {:.1} |\n| Temporal, {CHAIN} steps | {:.1} |\n\
-         | in-process, {CHAIN} calls | {:.1} |\n\n\
-         Per step, all included: ({:.1} − {:.1}) / {CHAIN}. Marginal (one more step in a\n\
-         running chain): {marginal:.1} ms.\n\n\
-         {cpu_line}overhead_ms_per_step: {per_step:.1}\n",
-        reps.max(3),
-        t1.as_secs_f64() * 1000.0,
-        tn.as_secs_f64() * 1000.0,
-        d.as_secs_f64() * 1000.0,
-        tn.as_secs_f64() * 1000.0,
-        d.as_secs_f64() * 1000.0,
+         | Temporal, 1 step | {t1:.1} |\n| Temporal, {CHAIN} steps | {tn:.1} |\n\
+         | Temporal, {CHAIN} local steps | {tl:.1} |\n\
+         | in-process, {CHAIN} calls | {d:.1} |\n\n\
+         Per step, all included: ({tn:.1} − {d:.1}) / {CHAIN} queued, ({tl:.1} − {d:.1}) / {CHAIN}\n\
+         local. Marginal queued step (one more step in a running chain): {marginal:.1} ms.\n\n\
+         {cpu_line}overhead_ms_per_step: {per_step:.1}\n\
+         overhead_ms_per_step_local: {per_step_local:.1}\n",
     );
-    Ok((text, per_step))
+    Ok(Overhead {
+        text,
+        per_step,
+        per_step_local,
+    })
 }
 
 /// The pid of the benchmark's Temporal dev server (a `temporal server start-dev` serving
@@ -428,9 +455,12 @@ async fn main() -> anyhow::Result<()> {
         sections.push(text);
     }
     if want("overhead") {
-        let (text, per_step) = overhead(a.reps, work.path()).await?;
-        eprintln!("overhead_ms_per_step: {per_step:.1}");
-        sections.push(text);
+        let o = overhead(a.reps, work.path()).await?;
+        eprintln!(
+            "overhead_ms_per_step: {:.1} (local steps: {:.1})",
+            o.per_step, o.per_step_local
+        );
+        sections.push(o.text);
     }
     if !sections.is_empty() {
         let text = format!(

@@ -166,7 +166,8 @@ fn the_compose_stack_is_complete_and_consistent() {
 }
 
 /// The cluster gets the dynamic config the embedded dev server runs with (the transfer-queue
-/// read ceiling that otherwise holds every step to 50 ms), with the same values.
+/// read ceiling that otherwise holds every step to 50 ms, eager activity dispatch), with the
+/// same values.
 #[test]
 fn the_cluster_lifts_the_same_queue_ceilings_as_the_dev_server() {
     let config = yaml(&root().join("temporal-compose/dynamicconfig/development-sql.yaml"));
@@ -179,6 +180,7 @@ fn the_cluster_lifts_the_same_queue_ceilings_as_the_dev_server() {
             .iter()
             .map(|v| match &v["value"] {
                 Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
                 other => s(other).to_owned(),
             })
             .collect::<Vec<_>>();

@@ -99,8 +99,17 @@ pub struct DevServerOptions {
 /// steps went from ~20 ms a step to 50 ms after two seconds, and 50 meetings at once shared
 /// the same 20 reads a second. Reads wake on new tasks and are batched, so a higher ceiling
 /// costs queries only when there is work (bench/results/pipeline.md).
+///
+/// `system.enableActivityEagerExecution` (default off) lets the server hand an activity
+/// scheduled on the workflow's own task queue straight back to the worker that completed
+/// the workflow task, when that worker has a free slot (the SDK asks for it by default):
+/// no activity task poll, no matching round trip. Other activities are dispatched as before.
+///
 /// `temporal-compose/dynamicconfig/development-sql.yaml` sets the same for a cluster.
-pub const DEV_SERVER_DYNAMIC_CONFIG: &[&str] = &["history.transferProcessorMaxPollRPS=1000"];
+pub const DEV_SERVER_DYNAMIC_CONFIG: &[&str] = &[
+    "history.transferProcessorMaxPollRPS=1000",
+    "system.enableActivityEagerExecution=true",
+];
 
 /// A running `temporal server start-dev`.
 pub struct DevServer {
