@@ -66,7 +66,7 @@ const ASR_LATENCY: Duration = Duration::from_secs(3);
 /// How long after a stand-in answered its result may still be unrecorded (the activity
 /// parsing the answer and writing its checkpoint); a kill later than that cannot excuse a
 /// repeated call.
-const RECORDING: Duration = Duration::from_secs(1);
+const RECORDING: Duration = Duration::from_secs(2);
 
 /// Repeated calls of one input that no kill explains: each call after the first needs a kill
 /// while the call before it was in flight (sent, not answered for `answer`) or its result was
