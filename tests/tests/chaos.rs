@@ -4,8 +4,9 @@
 //! SIGKILLed at random moments and restarted, and the Temporal dev server is restarted once
 //! on the same SQLite file. Then every transcript must be `ended`; no transcription or LLM
 //! call may be repeated unless a kill fell while the earlier call was in flight or its answer
-//! being recorded (a kill after that found the result checkpointed); exactly one Zulip message and one webhook event per transcript; the
-//! WebSocket replay of every transcript has each event once.
+//! was being recorded (a kill after that found the result checkpointed); exactly one Zulip
+//! message and one webhook event per transcript; the WebSocket replay of every transcript has
+//! each event once.
 //!
 //! Sized by `REFLOW_CHAOS_PIPELINES` (default 4), `REFLOW_CHAOS_KILLS` (default 2) and
 //! `REFLOW_CHAOS_SEED` (default: the clock, printed); `just chaos` runs 10 pipelines and 5
