@@ -82,6 +82,27 @@ impl ActivityFailure {
         }
     }
 
+    /// What a viewer who is not the operator is told of a failure of type `type_name` (the
+    /// failure's own text can hold URLs with tokens and upstream answers; this never does).
+    pub fn public_message(type_name: &str) -> &'static str {
+        match type_name {
+            "ConfigError" => "the step is not configured correctly",
+            "InvalidInput" => "the step's input is invalid",
+            "NotFound" => "a file or record the step needs does not exist",
+            "AccessDenied" => "a service refused access",
+            "AudioDecodeError" => "an audio track cannot be decoded",
+            "UndeclaredEvent" => "internal error",
+            "HttpClientError" => "a service refused the request",
+            "ResponseShapeError" => "a service answered in an unexpected form",
+            "LlmParseError" => "the language model's answer could not be read",
+            "RateLimited" => "a service asked to slow down",
+            "IoError" => "a storage or file operation failed",
+            "Transient" => "a temporary failure",
+            "Cancelled" => "cancelled",
+            _ => "the step failed",
+        }
+    }
+
     /// Whether a retry can never succeed.
     pub fn is_non_retryable(&self) -> bool {
         matches!(

@@ -3,7 +3,9 @@
 //!
 //! Small and real: `reflow demo` runs it end to end through the same interpreter, child
 //! workflows, heartbeats and retries as the meeting pipeline. Payloads carry paths and
-//! digests, never file contents.
+//! digests, never file contents. `write_report` writes only inside the worker's data
+//! directory (an absolute path elsewhere, a `..` segment or a symlink out of it is refused),
+//! and production workers do not register these activities at all.
 
 // `#[activities]` generates one undocumented marker constant per activity.
 #![allow(missing_docs)]
@@ -92,8 +94,17 @@ pub struct DigestProgress {
     pub total_bytes: u64,
 }
 
-/// File-system activities.
-pub struct FileActivities;
+/// File-system activities; files are written under `root` only.
+pub struct FileActivities {
+    root: PathBuf,
+}
+
+impl FileActivities {
+    /// Activities that write inside `root` (the worker's data directory).
+    pub fn new(root: PathBuf) -> Self {
+        FileActivities { root }
+    }
+}
 
 const CHUNK: usize = 1 << 20;
 
@@ -121,13 +132,15 @@ impl FileActivities {
             .map_err(ActivityFailure::into_activity_error)
     }
 
-    /// Write the digests as a JSON report, atomically (temp file + rename).
+    /// Write the digests as a JSON report inside the data directory, atomically (temp file +
+    /// rename).
     #[activity(name = "write_report")]
     pub async fn write_report(
+        self: std::sync::Arc<Self>,
         _ctx: ActivityContext,
         input: ReportInput,
     ) -> Result<ReportOutput, ActivityError> {
-        write(&input)
+        write(&self.root, &input)
             .await
             .map_err(ActivityFailure::into_activity_error)
     }
@@ -214,17 +227,66 @@ async fn list(input: &ListFilesInput) -> Result<ListFilesOutput, ActivityFailure
     Ok(ListFilesOutput { files })
 }
 
-async fn write(input: &ReportInput) -> Result<ReportOutput, ActivityFailure> {
-    let path = PathBuf::from(&input.path);
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .ok_or_else(|| {
-            ActivityFailure::InvalidInput(format!("report path {:?} has no directory", input.path))
-        })?;
+/// `path` if it names a file inside `root`: absolute, no `.`/`..` segment, its directory
+/// (created if missing) resolving inside `root` once symlinks are followed, and not itself a
+/// symlink.
+async fn confined(root: &Path, path: &str) -> Result<PathBuf, ActivityFailure> {
+    let refuse = |why: &str| {
+        ActivityFailure::AccessDenied(format!(
+            "report path {path:?} {why}: files are written inside the data directory {} only",
+            root.display()
+        ))
+    };
+    let p = PathBuf::from(path);
+    if !p.is_absolute() {
+        return Err(refuse("is not absolute"));
+    }
+    if p.components().any(|c| {
+        !matches!(
+            c,
+            std::path::Component::RootDir | std::path::Component::Normal(_)
+        )
+    }) {
+        return Err(refuse("has a `.` or `..` segment"));
+    }
+    let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+        return Err(refuse("names no file"));
+    };
+    tokio::fs::create_dir_all(root)
+        .await
+        .map_err(|e| ActivityFailure::io(root.display().to_string(), e))?;
+    let root = tokio::fs::canonicalize(root)
+        .await
+        .map_err(|e| ActivityFailure::io(root.display().to_string(), e))?;
+    // Refuse before creating anything outside the root.
+    if !parent.starts_with(&root)
+        && !tokio::fs::canonicalize(parent)
+            .await
+            .is_ok_and(|real| real.starts_with(&root))
+    {
+        return Err(refuse("is outside the data directory"));
+    }
     tokio::fs::create_dir_all(parent)
         .await
         .map_err(|e| ActivityFailure::io(parent.display().to_string(), e))?;
+    let real_parent = tokio::fs::canonicalize(parent)
+        .await
+        .map_err(|e| ActivityFailure::io(parent.display().to_string(), e))?;
+    if !real_parent.starts_with(&root) {
+        return Err(refuse("leads outside the data directory through a symlink"));
+    }
+    let target = real_parent.join(name);
+    if tokio::fs::symlink_metadata(&target)
+        .await
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        return Err(refuse("is a symlink"));
+    }
+    Ok(target)
+}
+
+async fn write(root: &Path, input: &ReportInput) -> Result<ReportOutput, ActivityFailure> {
+    let path = confined(root, &input.path).await?;
     let body = serde_json::to_vec_pretty(&serde_json::json!({ "files": input.digests }))
         .map_err(|e| ActivityFailure::InvalidInput(e.to_string()))?;
     let tmp = path.with_extension("tmp");
@@ -244,6 +306,41 @@ async fn write(input: &ReportInput) -> Result<ReportOutput, ActivityFailure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn reports_are_written_inside_the_data_directory_only() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let input = |path: String| ReportInput {
+            path,
+            digests: Vec::new(),
+        };
+        let inside = root.path().join("reports/r.json");
+        write(root.path(), &input(inside.display().to_string()))
+            .await
+            .unwrap();
+        assert!(inside.exists());
+        let evil = outside.path().join("evil.json");
+        let e = write(root.path(), &input(evil.display().to_string()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.type_name(), "AccessDenied", "{e}");
+        assert!(!evil.exists());
+        let dotdot = format!("{}/../evil.json", root.path().display());
+        assert!(write(root.path(), &input(dotdot)).await.is_err());
+        assert!(
+            write(root.path(), &input("relative.json".into()))
+                .await
+                .is_err()
+        );
+        std::os::unix::fs::symlink(outside.path(), root.path().join("link")).unwrap();
+        let through = root.path().join("link/evil.json");
+        let e = write(root.path(), &input(through.display().to_string()))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert!(!outside.path().join("evil.json").exists());
+    }
 
     #[tokio::test]
     async fn lists_sorted_and_filtered() {

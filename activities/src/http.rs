@@ -80,7 +80,7 @@ pub fn transport(what: &str, e: reqwest::Error) -> ActivityFailure {
 }
 
 /// The `Retry-After` header in seconds (the HTTP-date form is not used by the backends).
-fn retry_after(response: &Response) -> Option<Duration> {
+pub fn retry_after(response: &Response) -> Option<Duration> {
     let value = response.headers().get(reqwest::header::RETRY_AFTER)?;
     let secs: f64 = value.to_str().ok()?.trim().parse().ok()?;
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))

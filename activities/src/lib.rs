@@ -22,6 +22,7 @@ pub mod lifecycle;
 pub mod llm;
 pub mod metrics;
 pub mod progress;
+pub mod redacted;
 pub mod storage;
 pub mod transcript;
 pub mod usage;

@@ -3,9 +3,12 @@
 //! the same on every attempt, retry and reset of a run.
 //!
 //! The SSRF guard resolves the URL's host and refuses loopback, private, link-local and
-//! other non-public addresses unless the host is listed in
-//! `REFLOW_WEBHOOK_ALLOWED_PRIVATE_HOSTS`; the request is then pinned to the checked address,
-//! so a DNS answer cannot change between the check and the connection.
+//! other non-public addresses (every IANA special-purpose range, and IPv6 prefixes that embed
+//! one) unless the host is listed in `REFLOW_WEBHOOK_ALLOWED_PRIVATE_HOSTS`; the request is
+//! then pinned to the checked address, so a DNS answer cannot change between the check and the
+//! connection. Redirects are never followed (a 3xx is a refused delivery: a public host must
+//! not bounce the request to an internal one), proxy variables are ignored, and failure texts
+//! name the URL without its query or credentials and never carry the receiver's body.
 
 // `#[activities]` generates one undocumented marker constant per activity.
 #![allow(missing_docs)]
@@ -72,7 +75,11 @@ pub fn event_id(transcript_id: &str, first_run_id: &str) -> String {
 }
 
 /// Whether an address is one a customer URL must not reach: loopback, private, link-local,
-/// unspecified, carrier-grade NAT, unique-local or multicast.
+/// unspecified, "this network", carrier-grade NAT, IETF protocol assignments, documentation,
+/// benchmarking (198.18.0.0/15), reserved (240.0.0.0/4), broadcast and multicast; for IPv6 the
+/// same plus unique-local, site-local, discard-only, documentation, and every prefix that
+/// embeds an IPv4 address (mapped, compatible, NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4
+/// 2002::/16, Teredo 2001::/32), which is judged by the address it embeds or refused.
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -83,20 +90,59 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || v4.is_unspecified()
                 || v4.is_broadcast()
                 || v4.is_multicast()
-                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || v4.is_documentation()
                 || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || (o[0] == 198 && (o[1] == 18 || o[1] == 19))
+                || o[0] >= 240
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_private(IpAddr::V4(v4));
             }
             let s = v6.segments();
+            let embedded = || {
+                let [a, b] = s[6].to_be_bytes();
+                let [c, d] = s[7].to_be_bytes();
+                IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d))
+            };
+            // IPv4-compatible (::a.b.c.d, deprecated; :: and ::1 are themselves refused):
+            // judged by the embedded address.
+            if s[..6] == [0; 6] {
+                return (s[6] == 0 && s[7] <= 1) || is_private(embedded());
+            }
+            // NAT64: the well-known prefix 64:ff9b::/96 by the embedded address; the local-use
+            // prefix 64:ff9b:1::/48 translates to anything, so it is refused.
+            if s[0] == 0x64 && s[1] == 0xff9b {
+                return s[2] != 0 || s[3] != 0 || s[4] != 0 || s[5] != 0 || is_private(embedded());
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link local
+                || (s[0] & 0xffc0) == 0xfec0 // site local (deprecated)
+                || (s[0] == 0x100 && s[1..4] == [0, 0, 0]) // discard-only 100::/64
+                || (s[0] == 0x2001 && s[1] == 0xdb8) // documentation
+                || s[0] == 0x2002 // 6to4: embeds an IPv4 address
+                || (s[0] == 0x2001 && s[1] < 0x200) // IETF protocol assignments, Teredo
         }
+    }
+}
+
+/// `url` as failure texts may show it: scheme, host, port and path, without credentials,
+/// query or fragment (a customer URL's query often carries its token).
+pub fn display_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "<unparsable URL>".to_owned(),
     }
 }
 
@@ -113,7 +159,8 @@ pub fn allowed_private_hosts() -> Vec<String> {
 
 /// Resolve `url`'s host and check it against the guard; the address to connect to.
 pub async fn guard(url: &str, allowed: &[String]) -> Result<(String, SocketAddr), ActivityFailure> {
-    let refuse = |why: String| ActivityFailure::Config(format!("webhook URL {url:?}: {why}"));
+    let shown = display_url(url);
+    let refuse = |why: String| ActivityFailure::Config(format!("webhook URL {shown}: {why}"));
     let parsed = url::Url::parse(url).map_err(|e| refuse(e.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(refuse(format!(
@@ -132,11 +179,11 @@ pub async fn guard(url: &str, allowed: &[String]) -> Result<(String, SocketAddr)
         .ok_or_else(|| refuse("no port".into()))?;
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
         .await
-        .map_err(|e| ActivityFailure::Transient(format!("webhook URL {url:?}: resolve: {e}")))?
+        .map_err(|e| ActivityFailure::Transient(format!("webhook URL {shown}: resolve: {e}")))?
         .collect();
     let first = *addrs
         .first()
-        .ok_or_else(|| ActivityFailure::Transient(format!("webhook URL {url:?}: no address")))?;
+        .ok_or_else(|| ActivityFailure::Transient(format!("webhook URL {shown}: no address")))?;
     if !allowed.contains(&host)
         && let Some(bad) = addrs.iter().find(|a| is_private(a.ip()))
     {
@@ -252,6 +299,10 @@ impl WebhookActivities {
             .timeout(TIMEOUT)
             .connect_timeout(Duration::from_secs(10))
             .resolve(&host, addr)
+            // The guard checked this host only: a redirect would reach an unchecked one.
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment would connect on our behalf, past the pinning.
+            .no_proxy()
             .build()
             .map_err(|e| ActivityFailure::Config(format!("webhook client: {e}")))?;
         let mut request = client
@@ -273,7 +324,7 @@ impl WebhookActivities {
                 format!("t={now},v1={}", signature(secret, now, &body)),
             );
         }
-        let what = format!("webhook POST {url}");
+        let what = format!("webhook POST {}", display_url(&url));
         let response = request
             .body(body)
             .send()
@@ -289,17 +340,27 @@ impl WebhookActivities {
                 reason: None,
             });
         }
+        // The receiver's body is never quoted: a failure text is shown to the room's viewers,
+        // and an answer from an unexpected host must not travel back through it.
         let code = status.as_u16();
+        if status.is_redirection() {
+            return Err(ActivityFailure::HttpClient(format!(
+                "{what}: HTTP {status}: redirects are not followed; configure the final URL"
+            )));
+        }
         if status.is_client_error() && code != 408 && code != 429 {
             // The receiver refuses this delivery; retrying will not change its mind.
             return Err(ActivityFailure::HttpClient(format!(
                 "{what}: HTTP {status}: the receiver refused the delivery"
             )));
         }
-        Err(http::check(&what, response)
-            .await
-            .err()
-            .unwrap_or_else(|| ActivityFailure::Transient(format!("{what}: HTTP {status}"))))
+        if code == 429 {
+            return Err(ActivityFailure::RateLimited {
+                message: format!("{what}: HTTP {status}"),
+                retry_after: http::retry_after(&response),
+            });
+        }
+        Err(ActivityFailure::Transient(format!("{what}: HTTP {status}")))
     }
 }
 
@@ -356,10 +417,34 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:127.0.0.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "240.0.0.1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.0.8",
+            "192.0.2.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::808:808",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "2002:a9fe:a9fe::1",
+            "2001:0:4136:e378::1",
+            "ff02::1",
+            "fec0::1",
+            "2001:db8::1",
+            "100::1",
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+            "::8.8.8.8",
+        ] {
             assert!(!is_private(ip.parse().unwrap()), "{ip}");
         }
     }
@@ -375,5 +460,14 @@ mod tests {
         assert_eq!(host, "127.0.0.1");
         assert_eq!(addr.port(), 9);
         assert!(guard("file:///etc/passwd", &[]).await.is_err());
+    }
+
+    #[test]
+    fn failure_texts_show_urls_without_their_secrets() {
+        assert_eq!(
+            display_url("https://user:pw@hooks.example.com:8443/in?token=s3cret#frag"),
+            "https://hooks.example.com:8443/in"
+        );
+        assert_eq!(display_url("not a url"), "<unparsable URL>");
     }
 }

@@ -26,7 +26,7 @@ use crate::transcript::Topic;
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Zulip configuration (`ZULIP_*`, `UI_BASE_URL`).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ZulipConfig {
     /// `ZULIP_REALM`: a host, or a base URL.
     pub realm: Option<String>,
@@ -36,6 +36,17 @@ pub struct ZulipConfig {
     pub api_key: String,
     /// `UI_BASE_URL`: where transcripts are viewed.
     pub ui_base_url: String,
+}
+
+impl std::fmt::Debug for ZulipConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZulipConfig")
+            .field("realm", &self.realm)
+            .field("bot_email", &self.bot_email)
+            .field("api_key", &crate::redacted::RedactedStr(&self.api_key))
+            .field("ui_base_url", &self.ui_base_url)
+            .finish()
+    }
 }
 
 impl ZulipConfig {

@@ -228,6 +228,7 @@ pub fn services() -> reflow::registry::Services {
         storage: storage(),
         recordings: storage(),
         scratch: std::env::temp_dir().join("reflow-scratch"),
+        data_dir: std::env::temp_dir().join("reflow-data"),
         events: ::activities::events::Events::new(db(), hub(), registry().emits()),
         transcriber: transcriber(),
         llm: llm(),
@@ -286,6 +287,15 @@ impl InProcessWorker {
 
     /// Serve `queues` with the test registry over `services` (other backends, say).
     pub fn start_with(queues: &[String], services: reflow::registry::Services) -> Self {
+        Self::start_with_converter(queues, services, Default::default())
+    }
+
+    /// [`Self::start_with`], the worker's client using `converter` (a payload codec).
+    pub fn start_with_converter(
+        queues: &[String],
+        services: reflow::registry::Services,
+        converter: temporalio_common::data_converters::DataConverter,
+    ) -> Self {
         let shutdown = Shutdown::default();
         let (s, queues) = (shutdown.clone(), queues.to_vec());
         let address = server().address.clone();
@@ -296,10 +306,14 @@ impl InProcessWorker {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let client =
-                    reflow::temporal::connect(&address, "default", Duration::from_secs(20))
-                        .await
-                        .expect("connect");
+                let client = reflow::temporal::connect_with(
+                    &address,
+                    "default",
+                    Duration::from_secs(20),
+                    converter,
+                )
+                .await
+                .expect("connect");
                 reflow::worker::run_workers(client, &registry(), &services, &queues, s)
                     .await
                     .expect("workers run");

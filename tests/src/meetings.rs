@@ -382,6 +382,8 @@ impl Stack {
             temporal: Some(client.clone()),
             intake: Some(intake.clone()),
             daily_webhook_secret: Some(DAILY_SECRET.into()),
+            open_on_public_address: false,
+            codec: None,
         })
         .await;
         Stack {
@@ -444,6 +446,7 @@ impl Stack {
             storage: self.storage.clone(),
             recordings: self.recordings.clone(),
             scratch: std::env::temp_dir().join("reflow-scratch"),
+            data_dir: std::env::temp_dir().join("reflow-data"),
             events: self.events.clone(),
             transcriber: Arc::new(Transcriber::new(AsrConfig::Remote(RemoteAsr {
                 api: Api::GpuUrl,

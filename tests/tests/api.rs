@@ -102,6 +102,8 @@ async fn start(
         temporal: None,
         intake: None,
         daily_webhook_secret: None,
+        open_on_public_address: false,
+        codec: None,
     };
     (reflow_tests::serve_api(state).await, events)
 }
@@ -387,7 +389,7 @@ async fn suite(url: &str) {
 /// carry a JWT for the transcript, and the user socket delivers the user's channel (4401
 /// without a valid token).
 async fn users_and_links(db: &Db, store: &Storage) {
-    use reflow::http::auth::sign;
+    use reflow::http::auth::{sign, sign_audio_link};
     const SECRET: &str = "jwt-secret";
     let hour = Duration::from_secs(3600);
     db.create_transcript(&NewTranscript {
@@ -428,7 +430,7 @@ async fn users_and_links(db: &Db, store: &Storage) {
     assert_eq!(status(http.get(&url).send().await.unwrap()), 404);
 
     // Shareable audio link: a JWT whose subject is the transcript.
-    let link = sign(SECRET, "t-owned", hour);
+    let link = sign_audio_link(SECRET, "t-owned", hour);
     let r = http
         .get(format!("{url}/audio/mp3?token={link}"))
         .send()
@@ -436,7 +438,7 @@ async fn users_and_links(db: &Db, store: &Storage) {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().len(), 1000);
-    let other = sign(SECRET, "t-api", hour);
+    let other = sign_audio_link(SECRET, "t-api", hour);
     assert_eq!(
         status(
             http.get(format!("{url}/audio/mp3?token={other}"))

@@ -96,7 +96,37 @@ fn the_compose_stack_is_complete_and_consistent() {
             "temporal:7233",
             "{name:?}"
         );
+        // Secrets come from the operator's env file, which must exist: the API binds
+        // 0.0.0.0 and refuses to serve it without credentials.
+        assert_eq!(s(&svc["env_file"][0]["path"]), "reflow.env", "{name:?}");
+        assert_eq!(
+            svc["env_file"][0]["required"].as_bool(),
+            Some(true),
+            "{name:?}"
+        );
+        for secret in [
+            "REFLOW_API_TOKEN",
+            "SECRET_KEY",
+            "DAILY_API_KEY",
+            "LLM_API_KEY",
+        ] {
+            assert!(
+                svc["environment"].get(secret).is_none(),
+                "{name:?} sets {secret} in the compose file"
+            );
+        }
     }
+    let example = std::fs::read_to_string(dir.join("reflow.env.example")).unwrap();
+    for secret in ["REFLOW_API_TOKEN=", "SECRET_KEY=", "REFLOW_CODEC_KEYS="] {
+        assert!(
+            example.contains(secret),
+            "reflow.env.example lacks {secret}"
+        );
+    }
+    assert_eq!(
+        s(&service("temporal-ui")["environment"]["TEMPORAL_CODEC_ENDPOINT"]),
+        "http://localhost:8000/codec"
+    );
     let catalog = reflow::registry::Registry::builtin();
     for file in reflow::cli::pipeline_files(&root().join("pipelines")).unwrap() {
         let p = reflow::runs::load_pipeline(&file, catalog.catalog()).unwrap();

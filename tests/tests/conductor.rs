@@ -86,6 +86,8 @@ async fn api() -> String {
         temporal: Some(reflow_tests::client().await),
         intake: None,
         daily_webhook_secret: None,
+        open_on_public_address: false,
+        codec: None,
     };
     format!(
         "http://{}/api/workflow",

@@ -127,6 +127,7 @@ async fn fixture() -> Fixture {
         storage: storage.clone(),
         recordings,
         scratch: std::env::temp_dir().join("reflow-scratch"),
+        data_dir: std::env::temp_dir().join("reflow-data"),
         events: events.clone(),
         transcriber: transcriber(),
         llm: llm(),
@@ -168,6 +169,8 @@ async fn fixture() -> Fixture {
         temporal: Some(client.clone()),
         intake: Some(intake.clone()),
         daily_webhook_secret: Some(DAILY_SECRET.into()),
+        open_on_public_address: false,
+        codec: None,
     })
     .await;
     Fixture {

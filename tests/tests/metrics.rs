@@ -38,6 +38,8 @@ async fn metrics_carry_core_and_reflow_series_after_a_retried_step() {
         temporal: None,
         intake: None,
         daily_webhook_secret: None,
+        open_on_public_address: false,
+        codec: None,
     })
     .await;
     let r = reqwest::get(format!("http://{api}/metrics")).await.unwrap();

@@ -91,6 +91,8 @@ async fn the_progress_page_shows_replayed_and_live_state() {
         temporal: None,
         intake: None,
         daily_webhook_secret: None,
+        open_on_public_address: false,
+        codec: None,
     };
     let addr = reflow_tests::serve_api(api).await;
     let page = format!("http://{addr}/transcripts/t-page");

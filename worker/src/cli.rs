@@ -104,6 +104,10 @@ pub enum Command {
         /// Also serve the HTTP API (REST, WebSocket) on this address.
         #[arg(long, env = "REFLOW_HTTP")]
         http: Option<std::net::SocketAddr>,
+        /// Also register the example pipeline's activities (they read any directory and
+        /// write inside the data directory); production workers leave them out.
+        #[arg(long, env = "REFLOW_EXAMPLES")]
+        examples: bool,
     },
     /// Start a local Temporal dev server (unless TEMPORAL_ADDRESS is set) and a worker.
     Dev {
@@ -267,7 +271,18 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             queues,
             pipelines,
             http,
+            examples,
         } => {
+            let registry = if examples {
+                registry
+            } else {
+                registry.without_examples()
+            };
+            if let Some(addr) = http {
+                // Before anything else: a refused bind must not wait for Temporal first.
+                let api = api_access();
+                crate::http::open_mode_check(addr, api.0.is_some() || api.1.is_some(), api.2)?;
+            }
             let queues = queues_to_serve(
                 queues,
                 pipelines.as_deref().unwrap_or(&settings.pipelines_dir),
@@ -292,7 +307,14 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             let dir = pipelines.as_deref().unwrap_or(&settings.pipelines_dir);
             let intake = intake_for(dir, &registry, &services, &client)?;
             services.intake = intake.clone();
-            let api = serve_api(http, &services, &api_client, intake, &shutdown);
+            let api = serve_api(
+                http,
+                &services,
+                &api_client,
+                intake,
+                settings.codec()?,
+                &shutdown,
+            );
             let (workers, api) = futures::join!(
                 run_workers(client, &registry, &services, &queues, shutdown.clone()),
                 api
@@ -307,6 +329,8 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             pipelines,
             http,
         } => {
+            let api = api_access();
+            crate::http::open_mode_check(http, api.0.is_some() || api.1.is_some(), api.2)?;
             let queues = queues_to_serve(
                 Vec::new(),
                 pipelines.as_deref().unwrap_or(&settings.pipelines_dir),
@@ -321,7 +345,14 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             let dir = pipelines.as_deref().unwrap_or(&settings.pipelines_dir);
             let intake = intake_for(dir, &registry, &services, &client)?;
             services.intake = intake.clone();
-            let api = serve_api(Some(http), &services, &api_client, intake, &shutdown);
+            let api = serve_api(
+                Some(http),
+                &services,
+                &api_client,
+                intake,
+                settings.codec()?,
+                &shutdown,
+            );
             let (result, api) = futures::join!(
                 run_workers(client, &registry, &services, &queues, shutdown.clone()),
                 api
@@ -459,7 +490,13 @@ async fn connect(settings: &Settings) -> anyhow::Result<temporalio_client::Clien
             "TEMPORAL_ADDRESS is not set: point it at a Temporal frontend, or run `reflow dev` for a local server"
         );
     };
-    Ok(temporal::connect(address, &settings.namespace, Duration::from_secs(10)).await?)
+    Ok(temporal::connect_with(
+        address,
+        &settings.namespace,
+        Duration::from_secs(10),
+        settings.data_converter()?,
+    )
+    .await?)
 }
 
 async fn connect_or_start(
@@ -483,10 +520,11 @@ async fn connect_or_start(
             .map(|u| format!(", Web UI {u}"))
             .unwrap_or_default()
     );
-    let client = temporal::connect(
+    let client = temporal::connect_with(
         &server.address,
         &settings.namespace,
         Duration::from_secs(20),
+        settings.data_converter()?,
     )
     .await?;
     Ok((client, Some(server)))
@@ -639,6 +677,8 @@ async fn process_dir(
         temporal: Some(client.clone()),
         intake,
         daily_webhook_secret: None,
+        open_on_public_address: false,
+        codec: None,
     };
     let page = {
         let (stop, tid) = (shutdown.clone(), transcript_id.clone());
@@ -686,27 +726,40 @@ fn intake_for(
     })))
 }
 
+/// The API's credentials and opt-out from the environment: `REFLOW_API_TOKEN`, `SECRET_KEY`,
+/// `REFLOW_ALLOW_OPEN_API`.
+fn api_access() -> (Option<String>, Option<String>, bool) {
+    let var = |k: &str| std::env::var(k).ok().filter(|t| !t.is_empty());
+    (
+        var("REFLOW_API_TOKEN"),
+        var("SECRET_KEY"),
+        var("REFLOW_ALLOW_OPEN_API").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
+    )
+}
+
 /// Serve the HTTP API on `addr` (if any) until `shutdown`.
 async fn serve_api(
     addr: Option<std::net::SocketAddr>,
     services: &Services,
     client: &temporalio_client::Client,
     intake: Option<std::sync::Arc<crate::intake::Intake>>,
+    codec: Option<crate::codec::PayloadEncryption>,
     shutdown: &Shutdown,
-) -> std::io::Result<()> {
+) -> Result<(), crate::http::ServeError> {
     let Some(addr) = addr else {
         return Ok(());
     };
+    let (api_token, secret_key, open_on_public_address) = api_access();
     let state = crate::http::ApiState {
         events: services.events.clone(),
         storage: services.storage.clone(),
-        api_token: std::env::var("REFLOW_API_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty()),
-        secret_key: std::env::var("SECRET_KEY").ok().filter(|t| !t.is_empty()),
+        api_token,
+        secret_key,
         temporal: Some(client.clone()),
         intake,
         daily_webhook_secret: services.daily.webhook_secret.clone(),
+        open_on_public_address,
+        codec: codec.map(std::sync::Arc::new),
     };
     let db = services.db().clone();
     if db.backend() == activities::db::Backend::Postgres {

@@ -1,8 +1,12 @@
 //! A run's history as JSON, and its events as (id, time, kind, attributes): what `reflow cost`,
-//! `reflow reset-point` and the Conductor status API read.
+//! `reflow reset-point` and the Conductor status API read. Payloads come decoded with the
+//! client's codec ([`crate::codec`]), so readers see the same JSON with encryption on or off.
 
 use serde_json::Value;
-use temporalio_client::{Client, UntypedWorkflow, WorkflowFetchHistoryOptions};
+use temporalio_client::{Client, NamespacedClient, UntypedWorkflow, WorkflowFetchHistoryOptions};
+use temporalio_common::data_converters::SerializationContextData;
+use temporalio_common::payload_visitor::decode_payloads;
+use temporalio_common::protos::temporal::api::history::v1::History;
 
 /// One history event.
 #[derive(Debug, Clone, Copy)]
@@ -25,15 +29,21 @@ impl Event<'_> {
     }
 }
 
-/// The latest run's history of `workflow_id`, in Temporal's JSON form.
+/// The latest run's history of `workflow_id`, in Temporal's JSON form, payloads decoded.
 pub async fn fetch(client: &Client, workflow_id: &str) -> Result<Value, String> {
-    let bytes = client
+    let mut events = client
         .get_workflow_handle::<UntypedWorkflow>(workflow_id)
         .fetch_history(WorkflowFetchHistoryOptions::default())
-        .to_json()
+        .into_events()
         .await
         .map_err(|e| e.to_string())?;
-    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    let codec = client.data_converter().codec();
+    for event in &mut events {
+        decode_payloads(event, codec, &SerializationContextData::None)
+            .await
+            .map_err(|e| format!("decoding history payloads: {e}"))?;
+    }
+    serde_json::to_value(History { events }).map_err(|e| e.to_string())
 }
 
 /// The events of a history, in order (events without attributes are skipped).

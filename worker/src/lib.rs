@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod cli;
+pub mod codec;
 pub mod cost;
 pub mod follow;
 pub mod gitops;

@@ -39,6 +39,8 @@ pub struct Services {
     pub recordings: Storage,
     /// Local scratch space for files being decoded or encoded.
     pub scratch: PathBuf,
+    /// The data directory: the only place an activity writes a file a pipeline names.
+    pub data_dir: PathBuf,
     /// Where transcripts and events live, with the fan-out sockets listen to.
     pub events: Events,
     /// The transcription backend (`TRANSCRIPT_*`).
@@ -87,6 +89,8 @@ impl Services {
             storage: Storage::open(&transcripts)?,
             recordings: Storage::open(&recordings)?,
             scratch: settings.data_dir.join("scratch"),
+            data_dir: std::path::absolute(&settings.data_dir)
+                .unwrap_or_else(|_| settings.data_dir.clone()),
             events: Events::new(db, EventHub::default(), registry.emits()),
             transcriber: Arc::new(Transcriber::new(
                 AsrConfig::from_env().map_err(|e| ServicesError::Config(e.to_string()))?,
@@ -114,8 +118,15 @@ pub type Registration =
 /// What a worker runs: registrations plus the matching catalog.
 #[derive(Clone)]
 pub struct Registry {
-    registrations: Vec<Registration>,
+    registrations: Vec<(Registration, Kind)>,
     catalog: Catalog,
+}
+
+/// Whether a registration belongs to the production pipelines or to the example pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Production,
+    Example,
 }
 
 impl Registry {
@@ -127,12 +138,40 @@ impl Registry {
         }
     }
 
-    /// reflow's built-in activities and workflow types.
+    /// reflow's built-in activities and workflow types: the production pipelines' and the
+    /// example pipeline's ([`Self::examples`]); a production worker drops the latter with
+    /// [`Self::without_examples`].
     pub fn builtin() -> Self {
+        Self::production().merge(Self::examples())
+    }
+
+    /// The example pipeline (`pipelines/digest.yaml`): it lists, reads and writes files the
+    /// run names, so only `reflow demo`, `reflow dev` and `reflow worker --examples` register
+    /// it, and `write_report` writes inside the data directory only.
+    pub fn examples() -> Self {
         let catalog = Catalog::new()
             .activity(FileActivities::list_files.name(), &[])
             .activity(FileActivities::digest_file.name(), &[])
             .activity(FileActivities::write_report.name(), &[])
+            .workflow_type("DirectoryDigest")
+            .workflow_type("FileDigest");
+        let registration: Registration = Arc::new(|o: &mut WorkerOptions, services: &Services| {
+            o.register_activities(FileActivities::new(services.data_dir.clone()));
+            o.register_workflow::<DirectoryDigest>()
+                .map_err(|e| e.to_string())?;
+            o.register_workflow::<FileDigest>()
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        });
+        Registry {
+            registrations: vec![(registration, Kind::Example)],
+            catalog,
+        }
+    }
+
+    /// The production pipelines' activities and workflow types (meeting, Daily poll).
+    pub fn production() -> Self {
+        let catalog = Catalog::new()
             .activity(ProgressActivities::report_progress.name(), progress::EMITS)
             .activity(AudioActivities::pad_track.name(), audio::EMITS[0].1)
             .activity(AudioActivities::mixdown_tracks.name(), audio::EMITS[1].1)
@@ -181,13 +220,10 @@ impl Registry {
             .activity(PollActivities::poll_daily_recordings.name(), &[])
             .workflow_type("DiarizationPipeline")
             .workflow_type("TrackProcessing")
-            .workflow_type("PollDailyRecordings")
-            .workflow_type("DirectoryDigest")
-            .workflow_type("FileDigest");
+            .workflow_type("PollDailyRecordings");
         Registry::empty().with(
             catalog,
             Arc::new(|o: &mut WorkerOptions, services: &Services| {
-                o.register_activities(FileActivities);
                 o.register_activities(ProgressActivities::new(services.events.clone()));
                 o.register_activities(AudioActivities::new(
                     services.storage.clone(),
@@ -232,13 +268,31 @@ impl Registry {
                 ));
                 o.register_workflow::<PollDailyRecordings>()
                     .map_err(|e| e.to_string())?;
-                o.register_workflow::<DirectoryDigest>()
-                    .map_err(|e| e.to_string())?;
-                o.register_workflow::<FileDigest>()
-                    .map_err(|e| e.to_string())?;
                 Ok(())
             }),
         )
+    }
+
+    /// Both registries' registrations and catalogs.
+    pub fn merge(mut self, other: Registry) -> Self {
+        self.catalog = self.catalog.merge(other.catalog);
+        self.registrations.extend(other.registrations);
+        self
+    }
+
+    /// The same catalog (pipelines still validate) without the example pipeline's
+    /// registrations: what a production worker runs.
+    pub fn without_examples(mut self) -> Self {
+        self.registrations
+            .retain(|(_, kind)| *kind == Kind::Production);
+        self
+    }
+
+    /// Whether the example pipeline's activities would be registered.
+    pub fn registers_examples(&self) -> bool {
+        self.registrations
+            .iter()
+            .any(|(_, kind)| *kind == Kind::Example)
     }
 
     /// Which events each activity may publish, from the catalog.
@@ -258,7 +312,7 @@ impl Registry {
     /// Add a registration and what it makes known.
     pub fn with(mut self, catalog: Catalog, registration: Registration) -> Self {
         self.catalog = self.catalog.merge(catalog);
-        self.registrations.push(registration);
+        self.registrations.push((registration, Kind::Production));
         self
     }
 
@@ -271,7 +325,7 @@ impl Registry {
     pub fn register(&self, options: &mut WorkerOptions, services: &Services) -> Result<(), String> {
         self.registrations
             .iter()
-            .try_for_each(|r| r(options, services))
+            .try_for_each(|(r, _)| r(options, services))
     }
 }
 
@@ -288,5 +342,19 @@ mod tests {
                 "{t} is declared but not registered"
             );
         }
+    }
+
+    #[test]
+    fn a_production_worker_registers_no_example_activity_but_validates_the_example() {
+        let production = Registry::builtin().without_examples();
+        assert!(!production.registers_examples());
+        assert!(Registry::builtin().registers_examples());
+        assert!(production.catalog().get_activity("write_report").is_some());
+        assert!(
+            Registry::production()
+                .catalog()
+                .get_activity("write_report")
+                .is_none()
+        );
     }
 }

@@ -51,10 +51,15 @@ pub struct RawSettings {
     /// The database (`DATABASE_URL`): `postgres://…` or `sqlite:///path` (default
     /// `sqlite://<data_dir>/reflow.db`).
     pub database_url: Option<String>,
+    /// Payload encryption keys (`REFLOW_CODEC_KEYS`): `id:base64-of-32-bytes`, comma-separated,
+    /// newest first (see [`crate::codec`]). Unset: payloads travel in clear.
+    pub codec_keys: Option<String>,
+    /// Compress payloads before encrypting them (`REFLOW_CODEC_COMPRESS`).
+    pub codec_compress: Option<bool>,
 }
 
 /// Resolved settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// Temporal frontend URL; `None` means "start a dev server" (only `reflow dev`/`demo`).
     pub temporal_address: Option<String>,
@@ -72,6 +77,10 @@ pub struct Settings {
     pub recordings: Option<String>,
     /// Database URL, if set.
     pub database: Option<String>,
+    /// Payload encryption keys, if set (never printed: see the `Debug` impl).
+    pub codec_keys: Option<String>,
+    /// Compress before encrypting.
+    pub codec_compress: bool,
 }
 
 impl Settings {
@@ -120,7 +129,33 @@ impl Settings {
             storage: env("REFLOW_STORAGE_URL").or(raw.storage_url),
             recordings: env("REFLOW_RECORDINGS_URL").or(raw.recordings_url),
             database: env("DATABASE_URL").or(raw.database_url),
+            codec_keys: env("REFLOW_CODEC_KEYS").or(raw.codec_keys),
+            codec_compress: env("REFLOW_CODEC_COMPRESS")
+                .map(|v| matches!(v.as_str(), "1" | "true" | "yes"))
+                .or(raw.codec_compress)
+                .unwrap_or(false),
         }
+    }
+
+    /// The payload codec the keys describe (`None` without keys).
+    pub fn codec(
+        &self,
+    ) -> Result<Option<crate::codec::PayloadEncryption>, crate::codec::CodecError> {
+        self.codec_keys
+            .as_deref()
+            .map(|k| crate::codec::PayloadEncryption::from_spec(k, self.codec_compress))
+            .transpose()
+    }
+
+    /// The data converter of every client this process makes: the SDK's, with the payload
+    /// codec when keys are configured.
+    pub fn data_converter(
+        &self,
+    ) -> Result<temporalio_common::data_converters::DataConverter, crate::codec::CodecError> {
+        Ok(self
+            .codec()?
+            .map(|c| c.data_converter())
+            .unwrap_or_default())
     }
 
     /// The object storage URL: the configured one, or `file://<data_dir>/storage`.
@@ -162,6 +197,26 @@ impl Settings {
                     dir.display()
                 ))
             })
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("temporal_address", &self.temporal_address)
+            .field("namespace", &self.namespace)
+            .field("data_dir", &self.data_dir)
+            .field("temporal_cli", &self.temporal_cli)
+            .field("pipelines_dir", &self.pipelines_dir)
+            .field("storage", &self.storage)
+            .field("recordings", &self.recordings)
+            .field("database", &self.database.as_ref().map(|_| "<set>"))
+            .field(
+                "codec_keys",
+                &activities::redacted::Redacted(&self.codec_keys),
+            )
+            .field("codec_compress", &self.codec_compress)
+            .finish()
     }
 }
 

@@ -12,6 +12,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
+use temporalio_common::data_converters::DataConverter;
 
 /// Errors connecting to or starting Temporal.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,17 @@ pub async fn connect(
     namespace: &str,
     patience: Duration,
 ) -> Result<Client, TemporalError> {
+    connect_with(address, namespace, patience, DataConverter::default()).await
+}
+
+/// [`connect`] with `converter` (the payload codec, [`crate::codec`]) for everything the
+/// client and the workers built on it send and receive.
+pub async fn connect_with(
+    address: &str,
+    namespace: &str,
+    patience: Duration,
+    converter: DataConverter,
+) -> Result<Client, TemporalError> {
     let url = if address.contains("://") {
         address.to_owned()
     } else {
@@ -58,11 +70,13 @@ pub async fn connect(
             .build();
         match Connection::connect(opts).await {
             Ok(conn) => {
-                return Client::new(conn, ClientOptions::new(namespace.to_owned()).build())
-                    .map_err(|e| TemporalError::Connect {
-                        address: address.to_owned(),
-                        message: e.to_string(),
-                    });
+                let options = ClientOptions::new(namespace.to_owned())
+                    .data_converter(converter)
+                    .build();
+                return Client::new(conn, options).map_err(|e| TemporalError::Connect {
+                    address: address.to_owned(),
+                    message: e.to_string(),
+                });
             }
             Err(e) if Instant::now() >= deadline => {
                 return Err(TemporalError::Connect {

@@ -34,7 +34,7 @@ pub enum Api {
 }
 
 /// One HTTP backend.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RemoteAsr {
     /// Which API.
     pub api: Api,
@@ -46,6 +46,18 @@ pub struct RemoteAsr {
     pub model: Option<String>,
     /// `TRANSCRIPT_FILE_TIMEOUT`, capped below start-to-close.
     pub timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for RemoteAsr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteAsr")
+            .field("api", &self.api)
+            .field("url", &self.url)
+            .field("api_key", &crate::redacted::Redacted(&self.api_key))
+            .field("model", &self.model)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 #[derive(Deserialize)]

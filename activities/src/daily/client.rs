@@ -20,7 +20,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 pub const PAGE: usize = 100;
 
 /// Daily configuration (`DAILY_*`).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct DailyConfig {
     /// `DAILY_API_KEY`; without it nothing can be processed (`ConfigError`).
     pub api_key: Option<String>,
@@ -30,6 +30,18 @@ pub struct DailyConfig {
     pub webhook_secret: Option<String>,
     /// `DAILY_WEBHOOK_UUID`.
     pub webhook_uuid: Option<String>,
+}
+
+impl std::fmt::Debug for DailyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redacted::Redacted;
+        f.debug_struct("DailyConfig")
+            .field("api_key", &Redacted(&self.api_key))
+            .field("api_url", &self.api_url)
+            .field("webhook_secret", &Redacted(&self.webhook_secret))
+            .field("webhook_uuid", &self.webhook_uuid)
+            .finish()
+    }
 }
 
 impl DailyConfig {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{Db, DbError, now};
 
 /// A `room` row.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Room {
     /// Id.
     pub id: String,
@@ -30,6 +30,25 @@ pub struct Room {
     pub platform: String,
     /// RFC 3339.
     pub created_at: String,
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redacted::{Redacted, RedactedUrl};
+        f.debug_struct("Room")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("user_id", &self.user_id)
+            .field("zulip_auto_post", &self.zulip_auto_post)
+            .field("zulip_stream", &self.zulip_stream)
+            .field("zulip_topic", &self.zulip_topic)
+            .field("webhook_url", &RedactedUrl(&self.webhook_url))
+            .field("webhook_secret", &Redacted(&self.webhook_secret))
+            .field("skip_consent", &self.skip_consent)
+            .field("platform", &self.platform)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
 }
 
 /// A `meeting` row.
@@ -79,7 +98,7 @@ impl RecordingRow {
 }
 
 /// What a new room holds.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct NewRoom {
     /// Id.
     pub id: String,
@@ -95,6 +114,21 @@ pub struct NewRoom {
     pub webhook_url: Option<String>,
     /// Its secret; generated when a URL is set without one.
     pub webhook_secret: Option<String>,
+}
+
+impl std::fmt::Debug for NewRoom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redacted::{Redacted, RedactedUrl};
+        f.debug_struct("NewRoom")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("user_id", &self.user_id)
+            .field("zulip_stream", &self.zulip_stream)
+            .field("zulip_topic", &self.zulip_topic)
+            .field("webhook_url", &RedactedUrl(&self.webhook_url))
+            .field("webhook_secret", &Redacted(&self.webhook_secret))
+            .finish()
+    }
 }
 
 const ROOM: &str = "id, name, user_id, zulip_auto_post, zulip_stream, zulip_topic, webhook_url, \
@@ -131,6 +165,19 @@ impl Db {
             what: "room",
             id: r.id.clone(),
         })
+    }
+
+    /// Point a room's customer webhook at `url` (the secret is kept).
+    pub async fn set_room_webhook_url(&self, room_id: &str, url: &str) -> Result<(), DbError> {
+        crate::on_pool!(self, |pool| sqlx::query(
+            "UPDATE room SET webhook_url = $1 WHERE id = $2"
+        )
+        .bind(url)
+        .bind(room_id)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(DbError::query("set room webhook"))
     }
 
     /// A room by id.

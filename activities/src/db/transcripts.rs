@@ -160,6 +160,34 @@ impl Db {
         .map_err(DbError::query("read transcript"))
     }
 
+    /// The transcript a run belongs to: the one whose `workflow_id` is `workflow_id`, or, for a
+    /// track child (`{parent}-track-{i}`), its parent's.
+    pub async fn transcript_of_run(
+        &self,
+        workflow_id: &str,
+    ) -> Result<Option<Transcript>, DbError> {
+        let parent = workflow_id
+            .rsplit_once("-track-")
+            .filter(|(_, i)| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+            .map(|(p, _)| p);
+        for id in std::iter::once(workflow_id).chain(parent) {
+            let found =
+                crate::on_pool!(self, |pool| {
+                    sqlx::query_as::<_, Transcript>(&format!(
+                "SELECT {COLUMNS} FROM transcript WHERE workflow_id = $1 ORDER BY created_at DESC"
+            ))
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+                })
+                .map_err(DbError::query("read transcript by workflow"))?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
     /// A room's name.
     pub async fn room_name(&self, room_id: &str) -> Result<Option<String>, DbError> {
         crate::on_pool!(self, |pool| sqlx::query_scalar::<_, String>(

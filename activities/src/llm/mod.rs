@@ -53,7 +53,7 @@ fn embedded_max_tokens(step: &str) -> usize {
 }
 
 /// The configured backend.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum LlmBackend {
     /// An OpenAI-compatible service.
     OpenAi {
@@ -71,6 +71,31 @@ pub enum LlmBackend {
         /// Generation threads (`LLM_THREADS`, 0 = one per core).
         threads: usize,
     },
+}
+
+impl std::fmt::Debug for LlmBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LlmBackend::OpenAi {
+                url,
+                api_key,
+                model,
+            } => f
+                .debug_struct("OpenAi")
+                .field("url", url)
+                .field("api_key", &crate::redacted::Redacted(api_key))
+                .field("model", model)
+                .finish(),
+            LlmBackend::Embedded {
+                model_path,
+                threads,
+            } => f
+                .debug_struct("Embedded")
+                .field("model_path", model_path)
+                .field("threads", threads)
+                .finish(),
+        }
+    }
 }
 
 /// LLM configuration.

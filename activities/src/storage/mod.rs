@@ -86,7 +86,7 @@ impl From<StorageError> for ActivityFailure {
 }
 
 /// How to reach a store: its URL plus what an S3 client needs.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct StorageConfig {
     /// `s3://bucket[/prefix]` or `file:///absolute/dir`.
     pub url: String,
@@ -102,6 +102,21 @@ pub struct StorageConfig {
     pub session_token: Option<String>,
     /// Path-style addressing (`endpoint/bucket/key`); default: on when an endpoint is set.
     pub path_style: Option<bool>,
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redacted::Redacted;
+        f.debug_struct("StorageConfig")
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &Redacted(&self.secret_access_key))
+            .field("session_token", &Redacted(&self.session_token))
+            .field("path_style", &self.path_style)
+            .finish()
+    }
 }
 
 impl StorageConfig {

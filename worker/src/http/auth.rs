@@ -2,7 +2,10 @@
 //! signed with `SECRET_KEY`), the operator (`REFLOW_API_TOKEN`), or anonymous. With neither
 //! secret configured (embedded/dev mode) everything is open. Public transcripts are readable by
 //! anyone; others by their owner or the operator. Shareable audio links carry `?token=`, a JWT
-//! whose `sub` is the transcript id.
+//! whose `sub` is the transcript id and whose `aud` is [`AUDIO_LINK_AUDIENCE`]: such a token
+//! opens that transcript's audio and nothing else (as a bearer token it is refused), and a
+//! user's token (no such audience) is never taken for an audio link. Runs (the Conductor
+//! routes) are the operator's and the owner's: see [`ApiState::run_access`].
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState};
 
+/// The audience of a shareable audio link's token.
+pub const AUDIO_LINK_AUDIENCE: &str = "reflow:audio-link";
+
 /// The claims reflow reads.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -20,6 +26,29 @@ pub struct Claims {
     pub sub: String,
     /// Expiry, epoch seconds.
     pub exp: u64,
+    /// Audience: [`AUDIO_LINK_AUDIENCE`] for audio links, absent (or an identity provider's
+    /// own) for users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Audience>,
+}
+
+/// `aud`: one string or a list (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Audience {
+    /// One audience.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn contains(&self, aud: &str) -> bool {
+        match self {
+            Audience::One(a) => a == aud,
+            Audience::Many(all) => all.iter().any(|a| a == aud),
+        }
+    }
 }
 
 /// The caller of a request.
@@ -35,8 +64,7 @@ pub enum Caller {
     Anonymous,
 }
 
-/// A JWT for `sub` valid for `ttl`, signed with `secret` (HS256).
-pub fn sign(secret: &str, sub: &str, ttl: Duration) -> String {
+fn encode(secret: &str, sub: &str, ttl: Duration, aud: Option<&str>) -> String {
     let exp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| (d + ttl).as_secs());
@@ -45,23 +73,58 @@ pub fn sign(secret: &str, sub: &str, ttl: Duration) -> String {
         &Claims {
             sub: sub.to_owned(),
             exp,
+            aud: aud.map(|a| Audience::One(a.to_owned())),
         },
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .expect("HS256 signing cannot fail")
 }
 
-/// The `sub` of a valid, unexpired HS256 JWT signed with `secret`.
-pub fn subject(secret: &str, token: &str) -> Option<String> {
+/// A user's JWT for `sub` valid for `ttl`, signed with `secret` (HS256).
+pub fn sign(secret: &str, sub: &str, ttl: Duration) -> String {
+    encode(secret, sub, ttl, None)
+}
+
+/// A shareable audio link's token for transcript `transcript_id`, valid for `ttl`.
+pub fn sign_audio_link(secret: &str, transcript_id: &str, ttl: Duration) -> String {
+    encode(secret, transcript_id, ttl, Some(AUDIO_LINK_AUDIENCE))
+}
+
+/// The claims of a valid, unexpired HS256 JWT signed with `secret` (audience not checked).
+fn claims(secret: &str, token: &str) -> Option<Claims> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "sub"]);
+    // Checked by the callers: a user's token must not carry the link audience, a link must.
+    validation.validate_aud = false;
     jsonwebtoken::decode::<Claims>(
         token,
         &DecodingKey::from_secret(secret.as_bytes()),
         &validation,
     )
     .ok()
-    .map(|d| d.claims.sub)
+    .map(|d| d.claims)
+}
+
+/// The user id of a valid, unexpired user JWT signed with `secret` (audio links refused).
+pub fn subject(secret: &str, token: &str) -> Option<String> {
+    claims(secret, token)
+        .filter(|c| {
+            !c.aud
+                .as_ref()
+                .is_some_and(|a| a.contains(AUDIO_LINK_AUDIENCE))
+        })
+        .map(|c| c.sub)
+}
+
+/// The transcript id of a valid, unexpired audio link token signed with `secret`.
+pub fn audio_link_subject(secret: &str, token: &str) -> Option<String> {
+    claims(secret, token)
+        .filter(|c| {
+            c.aud
+                .as_ref()
+                .is_some_and(|a| a.contains(AUDIO_LINK_AUDIENCE))
+        })
+        .map(|c| c.sub)
 }
 
 fn eq(a: &str, b: &str) -> bool {
@@ -127,8 +190,44 @@ impl ApiState {
     pub fn audio_link_ok(&self, token: &str, id: &str) -> bool {
         self.secret_key
             .as_deref()
-            .and_then(|k| subject(k, token))
+            .and_then(|k| audio_link_subject(k, token))
             .is_some_and(|sub| sub == id)
+    }
+
+    /// Whether `caller` may see run `workflow_id` (the Conductor routes): the operator (and
+    /// everyone in open mode) any run; a user the runs of transcripts they own. Anonymous
+    /// callers are told to authenticate (401); a user asking for another's run is told it does
+    /// not exist (404), like a private transcript, so that ids cannot be probed.
+    pub async fn run_access(&self, caller: &Caller, workflow_id: &str) -> Result<(), ApiError> {
+        match caller {
+            Caller::Open | Caller::Operator => Ok(()),
+            Caller::Anonymous => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication required",
+            )),
+            Caller::User(u) => {
+                let owned = self
+                    .events
+                    .db()
+                    .transcript_of_run(workflow_id)
+                    .await?
+                    .filter(|t| t.deleted_at.is_none())
+                    .is_some_and(|t| t.user_id.as_deref() == Some(u.as_str()));
+                if owned {
+                    Ok(())
+                } else {
+                    Err(ApiError::not_found(format!(
+                        "No such workflow found by id: {workflow_id}"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Whether `caller` sees failure texts in full (the operator, and everyone in open mode);
+    /// everyone else gets them redacted ([`super::redact`]).
+    pub fn sees_full_failures(caller: &Caller) -> bool {
+        matches!(caller, Caller::Open | Caller::Operator)
     }
 }
 
@@ -147,10 +246,26 @@ mod tests {
             &Claims {
                 sub: "u-7".into(),
                 exp: 1_000,
+                aud: None,
             },
             &EncodingKey::from_secret(b"s3cret"),
         )
         .unwrap();
         assert_eq!(subject("s3cret", &expired), None);
+    }
+
+    #[test]
+    fn audio_links_and_user_tokens_are_not_interchangeable() {
+        let hour = Duration::from_secs(3600);
+        let link = sign_audio_link("s3cret", "t-1", hour);
+        assert_eq!(subject("s3cret", &link), None, "a link is no user token");
+        assert_eq!(audio_link_subject("s3cret", &link).as_deref(), Some("t-1"));
+        let user = sign("s3cret", "t-1", hour);
+        assert_eq!(
+            audio_link_subject("s3cret", &user),
+            None,
+            "a user token is no link"
+        );
+        assert_eq!(subject("s3cret", &user).as_deref(), Some("t-1"));
     }
 }

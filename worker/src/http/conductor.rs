@@ -25,11 +25,12 @@ use axum::routing::get;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions, WorkflowFetchHistoryOptions};
+use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions};
 use workflow::interpreter::REPORT_PROGRESS;
 use workflow::pipeline::{Pipeline, Run, Step};
 
 use super::ApiState;
+use super::auth::Caller;
 use activities::db::attempts::AttemptRow;
 
 pub(super) fn routes() -> Router<ApiState> {
@@ -57,9 +58,7 @@ impl ConductorError {
 
 impl IntoResponse for ConductorError {
     fn into_response(self) -> Response {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_default();
+        let host = instance();
         (
             self.status,
             axum::Json(
@@ -69,6 +68,16 @@ impl IntoResponse for ConductorError {
         )
             .into_response()
     }
+}
+
+/// Conductor's `instance`: this host's name, read once.
+fn instance() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default()
+    })
 }
 
 #[derive(Deserialize)]
@@ -84,25 +93,17 @@ struct StatusQuery {
     include_variables: Option<bool>,
 }
 
-fn authorized(state: &ApiState, headers: &HeaderMap) -> Result<(), ConductorError> {
-    // Runs are an operator's view: with an operator token configured only it sees them;
-    // with only SECRET_KEY, any signed-in user does.
-    let caller = state
-        .caller(headers)
-        .map_err(|e| ConductorError::new(e.status, e.detail))?;
-    let allowed = match caller {
-        super::auth::Caller::Open | super::auth::Caller::Operator => true,
-        super::auth::Caller::User(_) => state.api_token.is_none(),
-        super::auth::Caller::Anonymous => false,
-    };
-    if allowed {
-        Ok(())
-    } else {
-        Err(ConductorError::new(
-            StatusCode::UNAUTHORIZED,
-            "operator token required",
-        ))
-    }
+/// Who is asking for run `id`, if they may see it (events-and-api.md §5.1: the operator or the
+/// owner of the run's transcript; a share-link token is no bearer token).
+async fn authorized(
+    state: &ApiState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<Caller, ConductorError> {
+    let to_conductor = |e: super::ApiError| ConductorError::new(e.status, e.detail);
+    let caller = state.caller(headers).map_err(to_conductor)?;
+    state.run_access(&caller, id).await.map_err(to_conductor)?;
+    Ok(caller)
 }
 
 async fn workflow_json(
@@ -111,12 +112,15 @@ async fn workflow_json(
     Path(id): Path<String>,
     Query(q): Query<WorkflowQuery>,
 ) -> Result<axum::Json<Value>, ConductorError> {
-    authorized(&state, &headers)?;
+    let caller = authorized(&state, &headers, &id).await?;
     let exec = Execution::load(&state, &id, 0).await?;
-    Ok(axum::Json(
-        exec.workflow(&state, q.include_tasks.unwrap_or(true))
-            .await?,
-    ))
+    let mut json = exec
+        .workflow(&state, q.include_tasks.unwrap_or(true))
+        .await?;
+    if !ApiState::sees_full_failures(&caller) {
+        super::redact::conductor_json(&mut json);
+    }
+    Ok(axum::Json(json))
 }
 
 async fn status_json(
@@ -125,7 +129,7 @@ async fn status_json(
     Path(id): Path<String>,
     Query(q): Query<StatusQuery>,
 ) -> Result<axum::Json<Value>, ConductorError> {
-    authorized(&state, &headers)?;
+    authorized(&state, &headers, &id).await?;
     let exec = Execution::load(&state, &id, 0).await?;
     let mut out = Map::new();
     out.insert("workflowId".into(), json!(exec.workflow_id));
@@ -150,7 +154,7 @@ async fn retry(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ConductorError> {
-    authorized(&state, &headers)?;
+    authorized(&state, &headers, &id).await?;
     retry_run(&state, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -549,20 +553,26 @@ impl Execution {
                     format!("No such workflow found by id: {id}"),
                 )
             } else {
-                ConductorError::new(StatusCode::SERVICE_UNAVAILABLE, text)
+                tracing::warn!(workflow_id = %id, error = %text, "reading the run from Temporal");
+                ConductorError::new(StatusCode::SERVICE_UNAVAILABLE, "Temporal unavailable")
             }
         };
         let desc = handle
             .describe(WorkflowDescribeOptions::default())
             .await
             .map_err(|e| not_found(&e))?;
-        let desc = serde_json::to_value(&desc.raw_description).unwrap_or(Value::Null);
-        let history = handle
-            .fetch_history(WorkflowFetchHistoryOptions::default())
-            .to_json()
+        let mut raw = desc.raw_description;
+        // Pending activities' heartbeat details are payloads too.
+        let _ = temporalio_common::payload_visitor::decode_payloads(
+            &mut raw,
+            temporalio_client::NamespacedClient::data_converter(client).codec(),
+            &temporalio_common::data_converters::SerializationContextData::None,
+        )
+        .await;
+        let desc = serde_json::to_value(&raw).unwrap_or(Value::Null);
+        let history = crate::history::fetch(client, id)
             .await
             .map_err(|e| not_found(&e))?;
-        let history: Value = serde_json::from_slice(&history).unwrap_or(Value::Null);
         let info = &desc["workflow_execution_info"];
         let mut exec = Execution {
             workflow_id: id.to_owned(),

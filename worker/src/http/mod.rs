@@ -6,9 +6,12 @@
 //! `{"detail": "<message>"}` with the status the spec gives.
 
 pub mod auth;
+pub mod codec;
 pub mod conductor;
 pub mod daily;
+pub mod limits;
 pub mod page;
+pub mod redact;
 pub mod transcripts;
 pub mod ws;
 
@@ -22,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 /// What every handler can reach.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ApiState {
     /// The database and the event fan-out.
     pub events: Events,
@@ -38,6 +41,52 @@ pub struct ApiState {
     pub intake: Option<std::sync::Arc<crate::intake::Intake>>,
     /// `DAILY_WEBHOOK_SECRET` (base64): without it every signed webhook is refused.
     pub daily_webhook_secret: Option<String>,
+    /// `REFLOW_ALLOW_OPEN_API`: serve without credentials on a non-loopback address (logged
+    /// as a warning). Without it, [`serve`] refuses such an address.
+    pub open_on_public_address: bool,
+    /// The payload codec served on `/codec/*` for the Web UI and the CLI (`None`: 404).
+    pub codec: Option<std::sync::Arc<crate::codec::PayloadEncryption>>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use activities::redacted::Redacted;
+        f.debug_struct("ApiState")
+            .field("events", &self.events)
+            .field("storage", &self.storage)
+            .field("api_token", &Redacted(&self.api_token))
+            .field("secret_key", &Redacted(&self.secret_key))
+            .field("temporal", &self.temporal.is_some())
+            .field("intake", &self.intake.is_some())
+            .field(
+                "daily_webhook_secret",
+                &Redacted(&self.daily_webhook_secret),
+            )
+            .field("open_on_public_address", &self.open_on_public_address)
+            .field("codec", &self.codec)
+            .finish()
+    }
+}
+
+/// Why the API could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Open mode (no credentials) on an address other hosts reach.
+    #[error(
+        "refusing to serve the HTTP API on {0} without credentials: every transcript, run and \
+         retry would be open to anyone who reaches it. Set REFLOW_API_TOKEN (operator) and/or \
+         SECRET_KEY (users' JWTs), bind a loopback address (127.0.0.1), or set \
+         REFLOW_ALLOW_OPEN_API=1 if something in front of reflow authenticates every request"
+    )]
+    OpenOnPublicAddress(SocketAddr),
+    /// Binding or serving failed.
+    #[error("HTTP API on {addr}: {source}")]
+    Io {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// An API error: a status and Reflector's `{"detail": …}` body.
@@ -96,6 +145,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(transcripts::routes())
         .merge(conductor::routes())
         .merge(daily::routes())
+        .merge(codec::routes())
         .route("/metrics", axum::routing::get(metrics))
         .merge(page::routes())
         .merge(ws::routes())
@@ -114,17 +164,36 @@ async fn metrics() -> impl IntoResponse {
     )
 }
 
+/// Refuse open mode (`credentials` false) on a non-loopback `addr` unless `allowed`
+/// (`REFLOW_ALLOW_OPEN_API`, logged as a warning).
+pub fn open_mode_check(
+    addr: SocketAddr,
+    credentials: bool,
+    allowed: bool,
+) -> Result<(), ServeError> {
+    if !credentials && !addr.ip().is_loopback() {
+        if !allowed {
+            return Err(ServeError::OpenOnPublicAddress(addr));
+        }
+        tracing::warn!(%addr, "serving the HTTP API without credentials on a non-loopback address (REFLOW_ALLOW_OPEN_API)");
+    }
+    Ok(())
+}
+
 /// Serve `router(state)` on `addr` until `shutdown` resolves; returns the bound address
-/// through `bound` (port 0 picks a free one).
+/// through `bound` (port 0 picks a free one). Open mode (neither credential configured) is for
+/// loopback addresses only, unless `state.open_on_public_address` says otherwise.
 pub async fn serve(
     addr: SocketAddr,
     state: ApiState,
     bound: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    bound(listener.local_addr()?);
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+) -> Result<(), ServeError> {
+    open_mode_check(addr, state.auth_configured(), state.open_on_public_address)?;
+    let io = |source| ServeError::Io { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(io)?;
+    bound(listener.local_addr().map_err(io)?);
+    limits::serve(listener, router(state), shutdown)
         .await
+        .map_err(io)
 }

@@ -30,6 +30,10 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/v1/transcripts/{id}/participants", get(participants))
         .route("/v1/transcripts/{id}/audio/waveform", get(waveform))
         .route("/v1/transcripts/{id}/audio/mp3", get(audio).head(audio))
+        .route(
+            "/v1/transcripts/{id}/audio/link",
+            axum::routing::post(audio_link),
+        )
         .route("/v1/transcripts/{id}/process", axum::routing::post(process))
 }
 
@@ -400,9 +404,40 @@ async fn audio(
         let reader = state.storage.range_reader(&key, first, last).await?;
         Body::from_stream(tokio_util::io::ReaderStream::new(reader))
     };
-    response
-        .body(body)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    response.body(body).map_err(|e| {
+        tracing::error!(error = %e, "audio response");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    })
+}
+
+/// How long a shareable audio link is valid.
+pub const AUDIO_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// `POST /v1/transcripts/{id}/audio/link`: a shareable link to the transcript's audio (owner or
+/// operator; needs `SECRET_KEY`). The token opens this transcript's audio and nothing else.
+async fn audio_link(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let t = readable(&state, &headers, &id).await?;
+    if !state.may_write(&state.caller(&headers)?, &t) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Only the owner may share this transcript's audio",
+        ));
+    }
+    let Some(secret) = state.secret_key.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audio links need SECRET_KEY",
+        ));
+    };
+    let token = super::auth::sign_audio_link(secret, &t.id, AUDIO_LINK_TTL);
+    Ok(axum::Json(json!({
+        "url": format!("/v1/transcripts/{}/audio/mp3?token={token}", t.id),
+        "expires_in": AUDIO_LINK_TTL.as_secs(),
+    })))
 }
 
 #[cfg(test)]

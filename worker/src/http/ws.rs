@@ -57,6 +57,8 @@ async fn user_upgrade(
         _ => None,
     };
     upgrade
+        .max_message_size(super::limits::WS_MAX_MESSAGE)
+        .max_frame_size(super::limits::WS_MAX_FRAME)
         .protocols(["bearer"])
         .on_upgrade(move |mut socket| async move {
             let Some(user) = user else {
@@ -113,8 +115,12 @@ async fn upgrade(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let t = readable(&state, &headers, &id).await?;
+    let full = ApiState::sees_full_failures(&state.caller(&headers)?);
+    let upgrade = upgrade
+        .max_message_size(super::limits::WS_MAX_MESSAGE)
+        .max_frame_size(super::limits::WS_MAX_FRAME);
     Ok(upgrade.on_upgrade(move |socket| async move {
-        if let Err(e) = stream(state, t.id.clone(), socket).await {
+        if let Err(e) = stream(state, t.id.clone(), full, socket).await {
             tracing::debug!(transcript = %t.id, error = %e, "socket closed");
         }
     }))
@@ -126,7 +132,20 @@ async fn send(socket: &mut WebSocket, envelope: serde_json::Value) -> Result<(),
         .await
 }
 
-async fn stream(state: ApiState, id: String, mut socket: WebSocket) -> Result<(), axum::Error> {
+/// The transcript's events; `full`: failure texts as they are (the operator), else redacted.
+async fn stream(
+    state: ApiState,
+    id: String,
+    full: bool,
+    mut socket: WebSocket,
+) -> Result<(), axum::Error> {
+    let view = |envelope: serde_json::Value| {
+        if full {
+            envelope
+        } else {
+            super::redact::progress_envelope(envelope)
+        }
+    };
     let mut rx = state.events.hub().subscribe();
     let db = state.events.db();
     let mut last = 0;
@@ -140,7 +159,7 @@ async fn stream(state: ApiState, id: String, mut socket: WebSocket) -> Result<()
             for e in events {
                 last = e.seq;
                 if !NOT_REPLAYED.contains(&e.event.as_str()) {
-                    send(&mut socket, e.envelope()).await?;
+                    send(&mut socket, view(e.envelope())).await?;
                 }
             }
         }
@@ -152,7 +171,7 @@ async fn stream(state: ApiState, id: String, mut socket: WebSocket) -> Result<()
             for data in states {
                 send(
                     &mut socket,
-                    serde_json::json!({"event": "PIPELINE_PROGRESS", "data": data}),
+                    view(serde_json::json!({"event": "PIPELINE_PROGRESS", "data": data})),
                 )
                 .await?;
             }
@@ -170,7 +189,7 @@ async fn stream(state: ApiState, id: String, mut socket: WebSocket) -> Result<()
                         && (e.seq == 0 || e.seq > last)
                     {
                         last = last.max(e.seq);
-                        send(&mut socket, e.envelope()).await?;
+                        send(&mut socket, view(e.envelope())).await?;
                     }
                 }
                 Err(RecvError::Lagged(n)) => {
@@ -178,7 +197,7 @@ async fn stream(state: ApiState, id: String, mut socket: WebSocket) -> Result<()
                     if let Ok(events) = replay(last).await {
                         for e in events {
                             last = e.seq;
-                            send(&mut socket, e.envelope()).await?;
+                            send(&mut socket, view(e.envelope())).await?;
                         }
                     }
                 }
