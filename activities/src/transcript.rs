@@ -3,7 +3,11 @@
 //!
 //! A segment is a run of consecutive words of one speaker, split after a word ending in
 //! `.`, `?`, `!` or `…`, or once it reaches 1000 characters; segments are then sorted by
-//! start. Names come from the participants (`speaker` → `name`), else `Speaker {n}`.
+//! start (Reflector's shape, for the REST API and the stored WebVTT). The conversation view
+//! (`reflow process`'s `transcript.txt` / `transcript.vtt`) uses [`utterances`] instead: each
+//! speaker's words in their own order, a pause of a second ending an utterance, so speech that
+//! overlaps another speaker's stays whole. Names come from the participants (`speaker` →
+//! `name`), else `Speaker {n}`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -146,6 +150,46 @@ pub fn segments(words: &[Word]) -> Vec<Segment> {
     out
 }
 
+/// A pause this long (seconds, end of a word to start of the next) ends an utterance.
+pub const UTTERANCE_PAUSE_S: f64 = 1.0;
+
+/// Each speaker's words grouped into utterances (a pause of [`UTTERANCE_PAUSE_S`] or
+/// [`MAX_SEGMENT_CHARS`] ends one), ordered by start. Word times are kept as they are.
+pub fn utterances(words: &[Word]) -> Vec<Segment> {
+    let mut by_speaker: std::collections::BTreeMap<i64, Vec<&Word>> = Default::default();
+    for w in words {
+        by_speaker.entry(w.speaker).or_default().push(w);
+    }
+    let mut out: Vec<Segment> = Vec::new();
+    for (speaker, mut said) in by_speaker {
+        said.sort_by(|a, b| a.start.total_cmp(&b.start));
+        let mut open: Option<Segment> = None;
+        for w in said {
+            let continues = open.as_ref().is_some_and(|s| {
+                w.start - s.end < UTTERANCE_PAUSE_S && s.text.len() < MAX_SEGMENT_CHARS
+            });
+            if !continues {
+                out.extend(open.take());
+            }
+            let s = open.get_or_insert_with(|| Segment {
+                text: String::new(),
+                start: w.start,
+                end: w.end,
+                speaker,
+            });
+            s.text.push_str(&w.text);
+            s.end = s.end.max(w.end);
+        }
+        out.extend(open);
+    }
+    for s in &mut out {
+        s.text = s.text.trim().to_owned();
+    }
+    out.retain(|s| !s.text.is_empty());
+    out.sort_by(|a, b| a.start.total_cmp(&b.start));
+    out
+}
+
 /// The name shown for `speaker`.
 pub fn speaker_name(participants: &[Participant], speaker: i64) -> String {
     participants
@@ -202,11 +246,30 @@ pub fn render(
     topics: &[Topic],
     participants: &[Participant],
 ) -> Result<Value, UnknownFormat> {
-    let words: Vec<Word> = topics
+    render_segments(format, &segments(&all_words(topics)), participants)
+}
+
+/// `format` of the conversation view ([`utterances`]): what `reflow process` writes.
+pub fn render_conversation(
+    format: &str,
+    topics: &[Topic],
+    participants: &[Participant],
+) -> Result<Value, UnknownFormat> {
+    render_segments(format, &utterances(&all_words(topics)), participants)
+}
+
+fn all_words(topics: &[Topic]) -> Vec<Word> {
+    topics
         .iter()
         .flat_map(|t| t.words.iter().cloned())
-        .collect();
-    let segs = segments(&words);
+        .collect()
+}
+
+fn render_segments(
+    format: &str,
+    segs: &[Segment],
+    participants: &[Participant],
+) -> Result<Value, UnknownFormat> {
     let name = |s: i64| speaker_name(participants, s);
     Ok(match format {
         "text" => Value::String(
@@ -230,7 +293,7 @@ pub fn render(
                 .collect::<Vec<_>>()
                 .join("\n"),
         ),
-        "webvtt-named" => Value::String(webvtt(&segs, name)),
+        "webvtt-named" => Value::String(webvtt(segs, name)),
         "json" => Value::Array(
             segs.iter()
                 .map(|s| {
@@ -285,6 +348,47 @@ mod tests {
             [("Hello everyone.", 0), ("Next point", 0), ("Hi Ana!", 1)]
         );
         assert_eq!((s[0].start, s[0].end), (0.5, 1.4));
+    }
+
+    #[test]
+    fn utterances_keep_overlapping_speech_whole_and_split_on_pauses() {
+        // Chloe talks over Ben: merged by time, their words interleave.
+        let words = vec![
+            w(" on", 10.0, 2),
+            w(" No,", 10.2, 1),
+            w(" the", 10.4, 2),
+            w(" wait.", 10.6, 1),
+            w(" settings", 10.8, 2),
+            w(" page.", 11.2, 2),
+            // Ben again after a 1.5 s pause: a new utterance.
+            w(" Right.", 12.5, 1),
+        ];
+        let s = utterances(&words);
+        let texts: Vec<(&str, i64)> = s.iter().map(|s| (s.text.as_str(), s.speaker)).collect();
+        assert_eq!(
+            texts,
+            [
+                ("on the settings page.", 2),
+                ("No, wait.", 1),
+                ("Right.", 1)
+            ]
+        );
+        assert_eq!((s[0].start, s[0].end), (10.0, 11.6));
+        // The REST shape is unchanged: runs of consecutive words.
+        assert!(segments(&words).len() > 3);
+        let people = [Participant {
+            id: "p".into(),
+            speaker: 1,
+            name: "Ben".into(),
+            user_id: None,
+            email: None,
+        }];
+        assert_eq!(
+            render_conversation("text-timestamped", &[topic(words)], &people).unwrap(),
+            json!(
+                "[00:10] Speaker 2: on the settings page.\n[00:10] Ben: No, wait.\n[00:12] Ben: Right."
+            )
+        );
     }
 
     #[test]

@@ -100,6 +100,11 @@ fn the_compose_stack_is_complete_and_consistent() {
         // 0.0.0.0 and refuses to serve it without credentials.
         assert_eq!(s(&svc["env_file"][0]["path"]), "reflow.env", "{name:?}");
         assert_eq!(
+            s(&svc["environment"]["REFLOW_CODEC_REQUIRED"]),
+            "true",
+            "{name:?}"
+        );
+        assert_eq!(
             svc["env_file"][0]["required"].as_bool(),
             Some(true),
             "{name:?}"

@@ -601,9 +601,13 @@ async fn every_metric_the_dashboards_and_alerts_read_is_exported(f: &Fixture) {
         text.contains("reflow_storage_bytes_total{"),
         "storage bytes"
     );
+    // The duration of a run that ended (finalize gets `started_at`), not only of failed ones.
     assert!(
-        text.contains("reflow_pipeline_duration_seconds_bucket{"),
-        "pipeline duration"
+        text.lines().any(
+            |l| l.starts_with("reflow_pipeline_duration_seconds_bucket{")
+                && l.contains("outcome=\"ended\"")
+        ),
+        "pipeline duration of an ended run"
     );
 }
 

@@ -3,14 +3,16 @@
 //! `pipelines/diarization.yaml` with stand-in backends, and shows it refused.
 //!
 //! - a customer webhook that redirects to an internal (metadata) address is not followed and
-//!   nothing of the internal answer reaches the failure text;
+//!   nothing of the internal answer reaches the failure text; a worker whose environment names
+//!   a proxy delivers webhooks directly;
 //! - every run route and transcript route against anonymous, another user, the owner, the
 //!   operator and a share-link token;
 //! - open mode (no credentials) on a non-loopback address refuses to start;
 //! - a webhook URL with a token in its query failing while an anonymous viewer watches the
 //!   transcript's socket: the viewer gets the step, the type and a safe message only;
 //! - `write_report` asked to write outside the data directory;
-//! - a client that never finishes its request head, and an oversized WebSocket message;
+//! - a client that never finishes its request head, one whose body stalls, and an oversized
+//!   WebSocket message;
 //! - with the payload codec on, the raw history of a completed meeting holds none of its
 //!   participants' names or its title, the Web UI's codec request and `temporal workflow show
 //!   --codec-endpoint` decode it, and a run started before a key rotation completes after it.
@@ -97,6 +99,73 @@ async fn a_webhook_redirect_to_an_internal_address_is_not_followed() {
     assert_eq!(hook["step_status"], "failed", "{hook}");
     assert!(message.contains("redirects are not followed"), "{message}");
     assert!(!message.contains("INTERNAL-SECRET"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_webhook_ignores_the_proxy_environment() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    let dir = tempfile::Builder::new()
+        .prefix("reflow-proxy-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let db_url = format!("sqlite://{}/reflow.db", dir.display());
+    let stack = Stack::start(
+        &db_url,
+        reflow_tests::client().await,
+        Backends::start(Duration::from_millis(50)).await,
+        false,
+        short_timeouts(),
+    )
+    .await;
+    // A proxy that would see (and could answer) whatever a client sends through it.
+    let proxy = reflow_tests::standins::StandIn::start(|_| Reply::status(502)).await;
+    let mut env = stack.worker_env(&reflow_tests::server().address, &dir.join("worker"));
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ] {
+        env.push((var.into(), proxy.url.clone()));
+    }
+    // The backends on 127.0.0.1 are reached directly; the customer's host, `localhost`, would
+    // go through the proxy with a client that reads the environment.
+    env.push(("NO_PROXY".into(), "127.0.0.1".into()));
+    env.push(("no_proxy".into(), "127.0.0.1".into()));
+    env.push((
+        "REFLOW_WEBHOOK_ALLOWED_PRIVATE_HOSTS".into(),
+        "127.0.0.1,localhost".into(),
+    ));
+    let _worker = reflow_tests::meetings::WorkerProcess::spawn(
+        std::path::Path::new(env!("CARGO_BIN_EXE_reflow-test-worker")),
+        &QUEUES,
+        &env,
+        &dir.join("worker.log"),
+    );
+    let tracks = tempfile::tempdir().unwrap();
+    let m = stack.meeting("proxy", 0, &voices(tracks.path(), 1)).await;
+    let receiver = stack
+        .backends
+        .receiver
+        .url
+        .replace("127.0.0.1", "localhost");
+    stack
+        .db
+        .set_room_webhook_url("room-proxy-0", &format!("{receiver}/hooks/reflow"))
+        .await
+        .unwrap();
+    let (tid, out) = stack.run(&m).await;
+    out.unwrap();
+    assert_eq!(proxy.count(), 0, "a request went through the proxy");
+    let hooks = stack.backends.webhooks();
+    assert_eq!(
+        hooks.get(&tid).map(|h| h.0.len()),
+        Some(1),
+        "delivered directly: {hooks:?}"
+    );
 }
 
 /// Status of `request` sent with `token` as bearer (if any).
@@ -473,6 +542,30 @@ async fn slow_clients_and_oversized_socket_messages_are_cut_off() {
     assert!(
         waited <= reflow::http::limits::HEADER_READ_TIMEOUT + Duration::from_secs(5),
         "closed after {waited:?}"
+    );
+    // A body that stops arriving: the request fails once the body has been silent for the
+    // body timeout, and the connection is given back.
+    let mut stalled = tokio::net::TcpStream::connect(&api).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /v1/daily/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 1000\r\n\r\n{\"type\": ",
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        reflow::http::limits::BODY_READ_TIMEOUT + Duration::from_secs(10),
+        stalled.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "a stalled body held the connection");
+    assert!(started.elapsed() >= reflow::http::limits::BODY_READ_TIMEOUT - Duration::from_secs(1));
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || !answer.starts_with("HTTP/1.1 200"),
+        "a stalled body was accepted: {answer}"
     );
     // Meanwhile the server answers others.
     let ok = reqwest::get(format!("http://{api}/v1/transcripts/t-pub"))

@@ -207,8 +207,9 @@ pub fn summary(t: &activities::db::transcripts::Transcript) -> Result<String, Lo
     Ok(out)
 }
 
-/// Write `transcript.txt` (speaker-labelled, timestamped), `transcript.vtt` and `summary.md`
-/// into `out`; returns the text transcript's path.
+/// Write `transcript.txt` (speaker-labelled, timestamped), `transcript.vtt` (both in the
+/// conversation view: each speaker's utterances, ordered by start) and `summary.md` into
+/// `out`; returns the text transcript's path.
 pub fn write_outputs(
     t: &activities::db::transcripts::Transcript,
     out: &Path,
@@ -223,7 +224,7 @@ pub fn write_outputs(
         serde_json::from_value(parse("participants", &t.participants)?)
             .map_err(|e| LocalError::Store(e.to_string()))?;
     let render = |format: &str| {
-        activities::transcript::render(format, &topics, &people)
+        activities::transcript::render_conversation(format, &topics, &people)
             .map(|v| v.as_str().unwrap_or_default().to_owned())
             .map_err(|e| LocalError::Store(e.to_string()))
     };

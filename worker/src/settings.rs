@@ -56,6 +56,9 @@ pub struct RawSettings {
     pub codec_keys: Option<String>,
     /// Compress payloads before encrypting them (`REFLOW_CODEC_COMPRESS`).
     pub codec_compress: Option<bool>,
+    /// Refuse to run without payload encryption (`REFLOW_CODEC_REQUIRED`; the compose stack
+    /// sets it).
+    pub codec_required: Option<bool>,
 }
 
 /// Resolved settings.
@@ -81,6 +84,8 @@ pub struct Settings {
     pub codec_keys: Option<String>,
     /// Compress before encrypting.
     pub codec_compress: bool,
+    /// Keys must be configured.
+    pub codec_required: bool,
 }
 
 impl Settings {
@@ -134,6 +139,10 @@ impl Settings {
                 .map(|v| matches!(v.as_str(), "1" | "true" | "yes"))
                 .or(raw.codec_compress)
                 .unwrap_or(false),
+            codec_required: env("REFLOW_CODEC_REQUIRED")
+                .map(|v| matches!(v.as_str(), "1" | "true" | "yes"))
+                .or(raw.codec_required)
+                .unwrap_or(false),
         }
     }
 
@@ -141,6 +150,11 @@ impl Settings {
     pub fn codec(
         &self,
     ) -> Result<Option<crate::codec::PayloadEncryption>, crate::codec::CodecError> {
+        if self.codec_required && self.codec_keys.is_none() {
+            return Err(crate::codec::CodecError::Keys(
+                "not set, and REFLOW_CODEC_REQUIRED says payloads must be encrypted".into(),
+            ));
+        }
         self.codec_keys
             .as_deref()
             .map(|k| crate::codec::PayloadEncryption::from_spec(k, self.codec_compress))
@@ -216,6 +230,7 @@ impl std::fmt::Debug for Settings {
                 &activities::redacted::Redacted(&self.codec_keys),
             )
             .field("codec_compress", &self.codec_compress)
+            .field("codec_required", &self.codec_required)
             .finish()
     }
 }
@@ -251,6 +266,24 @@ mod tests {
             (k == "TEMPORAL_ADDRESS").then(|| "prod:7233".to_owned())
         });
         assert_eq!(s.temporal_address.as_deref(), Some("prod:7233"));
+    }
+
+    #[test]
+    fn a_required_codec_without_keys_is_an_error_and_keys_never_print() {
+        let s = Settings::resolve(RawSettings::default(), |k| {
+            (k == "REFLOW_CODEC_REQUIRED").then(|| "true".to_owned())
+        });
+        let e = s.data_converter().unwrap_err().to_string();
+        assert!(
+            e.contains("REFLOW_CODEC_KEYS") && e.contains("REFLOW_CODEC_REQUIRED"),
+            "{e}"
+        );
+        let key = "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        let s = Settings::resolve(RawSettings::default(), |k| {
+            (k == "REFLOW_CODEC_KEYS").then(|| key.to_owned())
+        });
+        assert_eq!(s.codec().unwrap().unwrap().current_key(), "k1");
+        assert!(!format!("{s:?}").contains("AQEB"));
     }
 
     #[test]

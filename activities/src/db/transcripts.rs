@@ -171,16 +171,15 @@ impl Db {
             .filter(|(_, i)| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
             .map(|(p, _)| p);
         for id in std::iter::once(workflow_id).chain(parent) {
-            let found =
-                crate::on_pool!(self, |pool| {
-                    sqlx::query_as::<_, Transcript>(&format!(
+            let found = crate::on_pool!(self, |pool| {
+                sqlx::query_as::<_, Transcript>(&format!(
                 "SELECT {COLUMNS} FROM transcript WHERE workflow_id = $1 ORDER BY created_at DESC"
             ))
             .bind(id)
             .fetch_optional(pool)
             .await
-                })
-                .map_err(DbError::query("read transcript by workflow"))?;
+            })
+            .map_err(DbError::query("read transcript by workflow"))?;
             if found.is_some() {
                 return Ok(found);
             }

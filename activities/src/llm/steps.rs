@@ -453,7 +453,8 @@ fn content_words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Share of `output`'s content words that occur in `source` (1.0 without content words).
+/// Share of `output`'s content words that occur in `source`; 0.0 when `output` has none (an
+/// answer like "OK." or "..." says nothing of the meeting, so it must fail every guard).
 pub fn grounded(output: &str, source: &str) -> f64 {
     let source: HashSet<String> = content_words(source).into_iter().collect();
     let words = content_words(output);
@@ -1339,6 +1340,9 @@ mod tests {
         let source = "the quarterly budget review covers hiring plans for the support team and travel spending";
         assert!(grounded("Quarterly budget review", source) > 0.9);
         assert!(grounded("Launch of the Mars rocket programme", source) < 0.3);
+        // Nothing of the meeting in it: not grounded (the doc and the guards rely on 0.0).
+        assert_eq!(grounded("OK.", source), 0.0);
+        assert_eq!(grounded("", source), 0.0);
         assert!(echoes(
             "covers hiring plans for the support team",
             source,
