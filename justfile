@@ -91,10 +91,11 @@ setup-test: setup-media
 # The one-command demo: synthesize a 3-speaker meeting (espeak-ng, three voices, staggered
 # joins, ~3 minutes on clear topics) and transcribe it with `reflow process` on the embedded
 # default — Temporal dev server, SQLite, local storage, CPU Whisper and LLM — with live step
-# progress, the progress page and the Temporal Web UI. `just demo --keep` keeps them up.
+# progress, the progress page and the Temporal Web UI. `just demo --keep` keeps them up. The
+# build's progress is shown (a first build takes minutes; nothing is hidden behind --quiet).
 demo *args: setup-media
     python3 scripts/demo-meeting.py "{{data}}/demo-meeting"
-    TEMPORAL_CLI="{{venv}}/bin/temporal" cargo run --quiet -p reflow-worker -- process "{{data}}/demo-meeting" {{args}}
+    TEMPORAL_CLI="{{venv}}/bin/temporal" cargo run -p reflow-worker -- process "{{data}}/demo-meeting" {{args}}
 
 # The example pipeline (checksum a directory, one child workflow per file) on the embedded
 # default.
