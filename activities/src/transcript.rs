@@ -120,34 +120,11 @@ impl Topic {
 
 /// Split words into segments (module docs), sorted by start.
 pub fn segments(words: &[Word]) -> Vec<Segment> {
-    let mut out: Vec<Segment> = Vec::new();
-    let mut open: Option<Segment> = None;
-    for w in words {
-        let continues = open
-            .as_ref()
-            .is_some_and(|s| s.speaker == w.speaker && s.text.len() < MAX_SEGMENT_CHARS);
-        if !continues && let Some(s) = open.take() {
-            out.push(s);
-        }
-        let s = open.get_or_insert_with(|| Segment {
-            text: String::new(),
-            start: w.start,
-            end: w.end,
-            speaker: w.speaker,
-        });
-        s.text.push_str(&w.text);
-        s.end = w.end;
-        if w.text.trim_end().ends_with(['.', '?', '!', '…']) {
-            out.extend(open.take());
-        }
-    }
-    out.extend(open);
-    for s in &mut out {
-        s.text = s.text.trim().to_owned();
-    }
-    out.retain(|s| !s.text.is_empty());
-    out.sort_by(|a, b| a.start.total_cmp(&b.start));
-    out
+    group(
+        words.iter(),
+        |s, w| s.speaker == w.speaker,
+        |w| w.text.trim_end().ends_with(['.', '?', '!', '…']),
+    )
 }
 
 /// A pause this long (seconds, end of a word to start of the next) ends an utterance.
@@ -160,28 +137,48 @@ pub fn utterances(words: &[Word]) -> Vec<Segment> {
     for w in words {
         by_speaker.entry(w.speaker).or_default().push(w);
     }
-    let mut out: Vec<Segment> = Vec::new();
-    for (speaker, mut said) in by_speaker {
+    let mut in_turn: Vec<&Word> = Vec::with_capacity(words.len());
+    for said in by_speaker.values_mut() {
         said.sort_by(|a, b| a.start.total_cmp(&b.start));
-        let mut open: Option<Segment> = None;
-        for w in said {
-            let continues = open.as_ref().is_some_and(|s| {
-                w.start - s.end < UTTERANCE_PAUSE_S && s.text.len() < MAX_SEGMENT_CHARS
-            });
-            if !continues {
-                out.extend(open.take());
-            }
-            let s = open.get_or_insert_with(|| Segment {
-                text: String::new(),
-                start: w.start,
-                end: w.end,
-                speaker,
-            });
-            s.text.push_str(&w.text);
-            s.end = s.end.max(w.end);
-        }
-        out.extend(open);
+        in_turn.extend(said.iter().copied());
     }
+    group(
+        in_turn.into_iter(),
+        |s, w| s.speaker == w.speaker && w.start - s.end < UTTERANCE_PAUSE_S,
+        |_| false,
+    )
+}
+
+/// Words in order into segments: a word joins the open segment while `continues` says so and
+/// the text is under [`MAX_SEGMENT_CHARS`]; a word for which `closes` holds ends its segment.
+/// Texts trimmed, empty ones dropped, sorted by start.
+fn group<'a>(
+    words: impl Iterator<Item = &'a Word>,
+    continues: impl Fn(&Segment, &Word) -> bool,
+    closes: impl Fn(&Word) -> bool,
+) -> Vec<Segment> {
+    let mut out: Vec<Segment> = Vec::new();
+    let mut open: Option<Segment> = None;
+    for w in words {
+        let joins = open
+            .as_ref()
+            .is_some_and(|s| continues(s, w) && s.text.len() < MAX_SEGMENT_CHARS);
+        if !joins {
+            out.extend(open.take());
+        }
+        let s = open.get_or_insert_with(|| Segment {
+            text: String::new(),
+            start: w.start,
+            end: w.end,
+            speaker: w.speaker,
+        });
+        s.text.push_str(&w.text);
+        s.end = s.end.max(w.end);
+        if closes(w) {
+            out.extend(open.take());
+        }
+    }
+    out.extend(open);
     for s in &mut out {
         s.text = s.text.trim().to_owned();
     }
