@@ -37,15 +37,12 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// An API over `stack`'s database and events with credentials (and `codec`, if any).
 async fn guarded_api(stack: &Stack, codec: Option<PayloadEncryption>) -> String {
     reflow_tests::serve_api(ApiState {
-        events: stack.events.clone(),
-        storage: stack.storage.clone(),
         api_token: Some(OPERATOR.into()),
         secret_key: Some(SECRET.into()),
         temporal: Some(stack.client.clone()),
         intake: Some(stack.intake.clone()),
-        daily_webhook_secret: None,
-        open_on_public_address: false,
         codec: codec.map(std::sync::Arc::new),
+        ..ApiState::new(stack.events.clone(), stack.storage.clone())
     })
     .await
 }
@@ -315,15 +312,12 @@ async fn open_mode_refuses_a_non_loopback_address() {
     // The library: the same refusal; credentials, loopback or the opt-out let it serve.
     let db = temp_db().await;
     let state = |token: Option<&str>, open: bool| ApiState {
-        events: activities::events::Events::new(db.clone(), Default::default(), Default::default()),
-        storage: reflow_tests::storage(),
         api_token: token.map(Into::into),
-        secret_key: None,
-        temporal: None,
-        intake: None,
-        daily_webhook_secret: None,
         open_on_public_address: open,
-        codec: None,
+        ..ApiState::new(
+            activities::events::Events::new(db.clone(), Default::default(), Default::default()),
+            reflow_tests::storage(),
+        )
     };
     let public = "0.0.0.0:0".parse().unwrap();
     let e = reflow::http::serve(public, state(None, false), |_| {}, async {})
@@ -517,15 +511,11 @@ async fn slow_clients_and_oversized_socket_messages_are_cut_off() {
     .await
     .unwrap();
     let api = reflow_tests::serve_api(ApiState {
-        events: activities::events::Events::new(db, Default::default(), Default::default()),
-        storage: reflow_tests::storage(),
         api_token: Some(OPERATOR.into()),
-        secret_key: None,
-        temporal: None,
-        intake: None,
-        daily_webhook_secret: None,
-        open_on_public_address: false,
-        codec: None,
+        ..ApiState::new(
+            activities::events::Events::new(db, Default::default(), Default::default()),
+            reflow_tests::storage(),
+        )
     })
     .await;
 
@@ -880,55 +870,34 @@ async fn meeting_content_is_encrypted_in_history_and_keys_rotate_mid_run() {
         .unwrap();
     assert_eq!(forged.status(), 401);
 
-    // The operator's CLI through the same endpoint.
-    let show = std::process::Command::new(reflow_tests::temporal_cli())
-        .args([
-            "workflow",
-            "show",
-            "--address",
-            &address,
+    // The operator's CLI through the same endpoint, and without it.
+    let endpoint = format!("http://{api}/codec");
+    let auth = format!("Bearer {OPERATOR}");
+    let show = |codec: bool| {
+        let mut cmd = std::process::Command::new(reflow_tests::temporal_cli());
+        cmd.args(["workflow", "show", "--address", &address]).args([
             "--workflow-id",
             &m.workflow_id,
-        ])
-        .args([
-            "--codec-endpoint",
-            &format!("http://{api}/codec"),
-            "--codec-auth",
-            &format!("Bearer {OPERATOR}"),
-        ])
-        .args(["--output", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        show.status.success(),
-        "{}",
-        String::from_utf8_lossy(&show.stderr)
-    );
-    let names_in = |stdout: &[u8]| {
-        let v: Value = serde_json::from_slice(stdout).expect("JSON from the CLI");
+            "--output",
+            "json",
+        ]);
+        if codec {
+            cmd.args(["--codec-endpoint", &endpoint, "--codec-auth", &auth]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("JSON from the CLI");
         let mut all = Vec::new();
         payloads(&v, false, &mut all);
         all.iter()
             .any(|(_, _, d, _)| String::from_utf8_lossy(d).contains(secrets[0].as_str()))
     };
-    assert!(names_in(&show.stdout), "the CLI shows decoded payloads");
-    let plain_show = std::process::Command::new(reflow_tests::temporal_cli())
-        .args([
-            "workflow",
-            "show",
-            "--address",
-            &address,
-            "--workflow-id",
-            &m.workflow_id,
-        ])
-        .args(["--output", "json"])
-        .output()
-        .unwrap();
-    assert!(plain_show.status.success());
-    assert!(
-        !names_in(&plain_show.stdout),
-        "names in clear without the codec"
-    );
+    assert!(show(true), "the CLI shows decoded payloads");
+    assert!(!show(false), "names in clear without the codec");
 }
 
 async fn raw_history(client: &temporalio_client::Client, id: &str) -> String {

@@ -563,12 +563,16 @@ impl Execution {
             .map_err(|e| not_found(&e))?;
         let mut raw = desc.raw_description;
         // Pending activities' heartbeat details are payloads too.
-        let _ = temporalio_common::payload_visitor::decode_payloads(
+        if let Err(e) = temporalio_common::payload_visitor::decode_payloads(
             &mut raw,
             temporalio_client::NamespacedClient::data_converter(client).codec(),
             &temporalio_common::data_converters::SerializationContextData::None,
         )
-        .await;
+        .await
+        {
+            // Heartbeat details stay sealed; the rest of the view is still right.
+            tracing::warn!(workflow_id = %id, error = %e, "decoding pending activities");
+        }
         let desc = serde_json::to_value(&raw).unwrap_or(Value::Null);
         let history = crate::history::fetch(client, id)
             .await

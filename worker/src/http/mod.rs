@@ -68,6 +68,24 @@ impl std::fmt::Debug for ApiState {
     }
 }
 
+impl ApiState {
+    /// Open mode over `events` and `storage`: no credentials, no Temporal, no intake, no codec
+    /// (fill in what a caller needs with struct update syntax).
+    pub fn new(events: Events, storage: Storage) -> Self {
+        ApiState {
+            events,
+            storage,
+            api_token: None,
+            secret_key: None,
+            temporal: None,
+            intake: None,
+            daily_webhook_secret: None,
+            open_on_public_address: false,
+            codec: None,
+        }
+    }
+}
+
 /// Why the API could not be served.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
