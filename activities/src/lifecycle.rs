@@ -69,6 +69,15 @@ pub struct FinalizeOutput {
     pub status: String,
     /// Padded tracks deleted.
     pub deleted: usize,
+    /// The transcript's title, as the run left it.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Its short summary (the recap).
+    #[serde(default)]
+    pub summary: Option<String>,
+    /// Its duration, ms (Reflector's `transcript.duration`).
+    #[serde(default)]
+    pub duration: Option<f64>,
 }
 
 /// Input of `cleanup_consent`.
@@ -144,7 +153,7 @@ impl LifecycleActivities {
     async fn finalize_run(&self, input: &FinalizeInput) -> Result<FinalizeOutput, ActivityFailure> {
         let tid = &input.transcript_id;
         let db = self.events.db();
-        db.transcript(tid).await?;
+        let transcript = db.transcript(tid).await?;
         for key in &input.padded_keys {
             if !key.starts_with(&format!("{tid}/pipeline/")) {
                 return Err(ActivityFailure::InvalidInput(format!(
@@ -176,6 +185,9 @@ impl LifecycleActivities {
         Ok(FinalizeOutput {
             status: "ended".into(),
             deleted: input.padded_keys.len(),
+            title: transcript.title,
+            summary: transcript.short_summary,
+            duration: transcript.duration,
         })
     }
 

@@ -218,7 +218,7 @@ impl WebhookActivities {
         let t = db.transcript(tid).await?;
         let skipped = |reason: &str| {
             Ok(WebhookOutput {
-                action: "skipped".into(),
+                action: workflow::progress::SKIPPED_ACTION.into(),
                 event_id: None,
                 status: None,
                 reason: Some(reason.into()),

@@ -123,7 +123,7 @@ impl ZulipActivities {
         let t = db.transcript(tid).await?;
         let skipped = |reason: &str| {
             Ok(ZulipOutput {
-                action: "skipped".into(),
+                action: workflow::progress::SKIPPED_ACTION.into(),
                 message_id: None,
                 reason: Some(reason.into()),
             })

@@ -705,52 +705,24 @@ pub async fn activity_spans(
 ) -> Vec<ActivitySpan> {
     let mut todo: Vec<String> = workflow_ids.to_vec();
     let mut spans = Vec::new();
+    let at = |ms: i64| std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     while let Some(id) = todo.pop() {
-        let history = reflow::history::fetch(client, &id)
+        let run = reflow::history::load(client, &id)
             .await
             .unwrap_or_else(|e| panic!("history of {id}: {e}"));
-        let mut scheduled: BTreeMap<i64, (String, String)> = BTreeMap::new();
-        let mut started: BTreeMap<i64, std::time::SystemTime> = BTreeMap::new();
-        for e in reflow::history::events(&history) {
-            let a = e.attrs;
-            let of = a["scheduled_event_id"].as_i64().unwrap_or(0);
-            match e.kind {
-                "ActivityTaskScheduledEventAttributes" => {
-                    scheduled.insert(
-                        e.id,
-                        (
-                            a["task_queue"]["name"].as_str().unwrap_or("").to_owned(),
-                            a["activity_type"]["name"].as_str().unwrap_or("").to_owned(),
-                        ),
-                    );
-                }
-                "ActivityTaskStartedEventAttributes" => {
-                    if let Some(t) = e.at() {
-                        started.insert(of, t);
-                    }
-                }
-                "ActivityTaskCompletedEventAttributes"
-                | "ActivityTaskFailedEventAttributes"
-                | "ActivityTaskTimedOutEventAttributes" => {
-                    if let (Some((queue, activity)), Some(start), Some(closed)) =
-                        (scheduled.get(&of), started.get(&of), e.at())
-                    {
-                        spans.push(ActivitySpan {
-                            queue: queue.clone(),
-                            activity: activity.clone(),
-                            started: *start,
-                            closed,
-                        });
-                    }
-                }
-                "StartChildWorkflowExecutionInitiatedEventAttributes" => {
-                    if let Some(child) = a["workflow_id"].as_str() {
-                        todo.push(child.to_owned());
-                    }
-                }
-                _ => {}
+        for s in run.steps.iter().filter(|s| !s.local) {
+            if let (Some(start), Some(close)) = (&s.started, &s.close)
+                && !matches!(close, reflow::history::Close::Canceled { .. })
+            {
+                spans.push(ActivitySpan {
+                    queue: s.task_queue.clone(),
+                    activity: s.activity_type.clone(),
+                    started: at(start.at_ms),
+                    closed: at(close.at_ms()),
+                });
             }
         }
+        todo.extend(run.children.iter().map(|c| c.workflow_id.clone()));
     }
     spans
 }

@@ -590,20 +590,14 @@ async fn local_steps_run_inside_the_workflow_task_with_retries_and_failures_like
     );
 
     // Local steps leave markers, not scheduled activities; the queued one is scheduled.
-    let history = reflow::history::fetch(&c, id).await.unwrap();
-    let mut scheduled = Vec::new();
-    let mut markers = Vec::new();
-    for e in reflow::history::events(&history) {
-        match e.kind {
-            "ActivityTaskScheduledEventAttributes" => {
-                scheduled.push(e.attrs["activity_id"].as_str().unwrap_or("").to_owned());
-            }
-            "MarkerRecordedEventAttributes" if e.attrs["marker_name"] == "core_local_activity" => {
-                markers.push(e.attrs.clone());
-            }
-            _ => {}
-        }
-    }
+    let run = reflow::history::load(&c, id).await.unwrap();
+    let scheduled: Vec<&str> = run
+        .steps
+        .iter()
+        .filter(|s| !s.local)
+        .map(|s| s.activity_id.as_str())
+        .collect();
+    let markers: Vec<&reflow::history::Step> = run.steps.iter().filter(|s| s.local).collect();
     assert_eq!(scheduled, ["queued"]);
     assert_eq!(markers.len(), 3, "one marker per local step: {markers:#?}");
 

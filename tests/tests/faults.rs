@@ -124,7 +124,10 @@ async fn transient_faults_everywhere_are_retried_and_the_meeting_ends() {
     eprintln!("faulty meeting ended in {:?}", started.elapsed());
     let t = stack.db.transcript(&tid).await.unwrap();
     assert_eq!((t.status.as_str(), t.error.as_deref()), ("ended", None));
-    assert_eq!(out["tracks"].as_array().map(Vec::len), Some(2));
+    assert!(
+        out["word_count"].as_u64() > Some(20),
+        "both tracks' words: {out}"
+    );
     assert!(
         t.title.as_deref().is_some_and(|x| x.contains("Release")),
         "{t:?}"

@@ -431,7 +431,23 @@ async fn a_signed_daily_webhook_becomes_a_finished_transcript() {
                 .unwrap()
         );
     }
-    assert_eq!(out["tracks"].as_array().unwrap().len(), 3);
+    // The run's result is the Conductor view's `output` (conductor-status.md §2).
+    assert_eq!(
+        out.as_object().unwrap().keys().collect::<Vec<_>>(),
+        [
+            "transcript_id",
+            "title",
+            "summary",
+            "duration",
+            "word_count"
+        ],
+        "{out}"
+    );
+    assert_eq!(out["transcript_id"], tid.as_str());
+    assert_eq!(out["title"].as_str(), t.title.as_deref());
+    assert_eq!(out["summary"].as_str(), t.short_summary.as_deref());
+    assert_eq!(out["duration"].as_f64(), t.duration);
+    assert!(out["word_count"].as_u64().unwrap() > 50, "{out}");
 
     // The socket saw the pipeline's events, TRANSCRIPT then STATUS ended last.
     let seen = tokio::time::timeout(Duration::from_secs(30), events)
@@ -769,7 +785,8 @@ async fn unknown_recording_ends_in_error(f: &Fixture, rec_s: u64) {
         || async { runs::wait(&f.client, &workflow_id).await.ok() },
     )
     .await;
-    assert_eq!(out["topics"], 0, "a silent track: no topics");
+    assert_eq!(out["word_count"], 0, "a silent track: no words");
+    assert_eq!(out["title"], Value::Null, "no words, no title: {out}");
     let t = db().transcript(&transcript_id).await.unwrap();
     assert_eq!((t.status.as_str(), t.error.as_deref()), ("ended", None));
 }

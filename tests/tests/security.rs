@@ -744,15 +744,11 @@ async fn meeting_content_is_encrypted_in_history_and_keys_rotate_mid_run() {
         }
     }
     // The history as reflow reads it (codec on) has them.
-    let decoded = reflow::history::fetch(&reader, &m.workflow_id)
+    let decoded = reflow::history::load(&reader, &m.workflow_id)
         .await
         .unwrap();
-    let mut opened = Vec::new();
-    payloads(&decoded, false, &mut opened);
     assert!(
-        opened
-            .iter()
-            .any(|(_, _, d, _)| String::from_utf8_lossy(d).contains(secrets[0].as_str())),
+        format!("{decoded:?}").contains(secrets[0].as_str()),
         "the decoded history names the participants"
     );
 

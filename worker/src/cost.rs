@@ -13,6 +13,9 @@ use activities::usage::Usage;
 use serde::Serialize;
 use temporalio_client::Client;
 
+use crate::history::Close;
+use crate::history::run::ChildOutcome;
+
 /// Spending of one activity type in a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StepCost {
@@ -51,69 +54,40 @@ pub async fn cost(
     let mut visited = Vec::new();
     while let Some(id) = pending.pop() {
         visited.push(id.clone());
-        let history = crate::history::fetch(client, &id)
+        let run = crate::history::load(client, &id)
             .await
-            .map_err(|message| CostError {
+            .map_err(|e| CostError {
                 workflow_id: id.clone(),
-                message,
+                message: e.to_string(),
             })?;
-        let mut types: BTreeMap<i64, (String, Option<std::time::SystemTime>)> = BTreeMap::new();
-        for e in crate::history::events(&history) {
-            let (kind, a, at) = (e.kind, e.attrs, e.at());
-            if let "ActivityTaskCompletedEventAttributes"
-            | "ActivityTaskFailedEventAttributes"
-            | "ActivityTaskTimedOutEventAttributes"
-            | "ActivityTaskCanceledEventAttributes" = kind
-                && let Some((step, Some(scheduled))) =
-                    a["scheduled_event_id"].as_i64().and_then(|s| types.get(&s))
-                && let Some(took) = at.and_then(|t| t.duration_since(*scheduled).ok())
-            {
-                steps
-                    .entry(step.clone())
-                    .or_insert_with(|| StepCost {
-                        step: step.clone(),
-                        ..StepCost::default()
-                    })
-                    .time_s += took.as_secs_f64();
-            }
-            match kind {
-                "ActivityTaskScheduledEventAttributes" => {
-                    let name = a["activity_type"]["name"].as_str().unwrap_or_default();
-                    types.insert(e.id, (name.to_owned(), at));
-                }
-                "ActivityTaskCompletedEventAttributes" => {
-                    let Some((step, _)) =
-                        a["scheduled_event_id"].as_i64().and_then(|s| types.get(&s))
-                    else {
-                        continue;
-                    };
-                    let result = crate::http::conductor::payload(&a["result"]);
-                    let Ok(usage) = serde_json::from_value::<Usage>(result["usage"].clone()) else {
-                        continue;
-                    };
-                    let entry = steps.entry(step.clone()).or_insert_with(|| StepCost {
-                        step: step.clone(),
-                        ..StepCost::default()
-                    });
-                    entry.results += 1;
-                    if usage.from_checkpoint {
-                        entry.from_checkpoint += 1;
-                    } else {
-                        entry.spent.add(&usage);
-                    }
-                }
-                "ChildWorkflowExecutionStartedEventAttributes" => {
-                    let execution = &a["workflow_execution"];
-                    if let Some(child) = execution["workflowId"]
-                        .as_str()
-                        .or(execution["workflow_id"].as_str())
-                    {
-                        pending.push(child.to_owned());
-                    }
-                }
-                _ => {}
+        for s in &run.steps {
+            let Some(close) = &s.close else { continue };
+            let entry = steps
+                .entry(s.activity_type.clone())
+                .or_insert_with(|| StepCost {
+                    step: s.activity_type.clone(),
+                    ..StepCost::default()
+                });
+            entry.time_s += (close.at_ms() - s.scheduled_ms).max(0) as f64 / 1000.0;
+            let Close::Completed { result, .. } = close else {
+                continue;
+            };
+            let Ok(usage) = serde_json::from_value::<Usage>(result["usage"].clone()) else {
+                continue;
+            };
+            entry.results += 1;
+            if usage.from_checkpoint {
+                entry.from_checkpoint += 1;
+            } else {
+                entry.spent.add(&usage);
             }
         }
+        pending.extend(
+            run.children
+                .iter()
+                .filter(|c| !matches!(c.outcome, Some(ChildOutcome::StartFailed(_))))
+                .map(|c| c.workflow_id.clone()),
+        );
     }
     if let Some(db) = db {
         let written = db.bytes_written(&visited).await.map_err(|e| CostError {

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod poll;
 pub mod registry;
 pub mod reset;
+pub mod retry;
 pub mod runs;
 pub mod settings;
 pub mod shutdown;

@@ -7,8 +7,10 @@
 //! Without `--step`, the step is the earliest one that failed or timed out. Steps re-run after a
 //! reset hit reflow's checkpoints, so completed paid work is never paid twice.
 
-use serde_json::Value;
 use temporalio_client::Client;
+
+use crate::history::run::ChildOutcome;
+use crate::history::{Close, Run};
 
 /// Why no reset point was found.
 #[derive(Debug, thiserror::Error)]
@@ -47,13 +49,13 @@ pub async fn reset_point(
     workflow_id: &str,
     step: Option<&str>,
 ) -> Result<ResetPoint, ResetPointError> {
-    let history = crate::history::fetch(client, workflow_id)
+    let run = crate::history::load(client, workflow_id)
         .await
-        .map_err(|message| ResetPointError::History {
+        .map_err(|e| ResetPointError::History {
             workflow_id: workflow_id.to_owned(),
-            message,
+            message: e.to_string(),
         })?;
-    find(&history, step).ok_or_else(|| ResetPointError::NotFound {
+    find(&run, step).ok_or_else(|| ResetPointError::NotFound {
         workflow_id: workflow_id.to_owned(),
         message: match step {
             Some(s) => format!("no step {s:?} was scheduled"),
@@ -72,56 +74,36 @@ fn is_step(id: &str, step: &str) -> bool {
             .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty())
 }
 
-/// [`reset_point`] on a history in Temporal's JSON form.
-pub fn find(history: &Value, step: Option<&str>) -> Option<ResetPoint> {
-    // scheduled event id → (step id, its workflow task)
-    let mut scheduled: Vec<(i64, String, i64)> = Vec::new();
-    for e in crate::history::events(history) {
-        let (id, kind, a) = (e.id, e.kind, e.attrs);
-        let task = a["workflow_task_completed_event_id"].as_i64().unwrap_or(0);
-        match kind {
-            "ActivityTaskScheduledEventAttributes" => {
-                let act = a["activity_id"].as_str().unwrap_or_default().to_owned();
-                if step.is_some_and(|s| is_step(&act, s)) {
-                    return Some(ResetPoint {
-                        event_id: task,
-                        step: act,
-                    });
-                }
-                scheduled.push((id, act, task));
-            }
-            "StartChildWorkflowExecutionInitiatedEventAttributes" => {
-                let child = a["workflow_id"].as_str().unwrap_or_default().to_owned();
-                if step == Some(child.as_str()) {
-                    return Some(ResetPoint {
-                        event_id: task,
-                        step: child,
-                    });
-                }
-                scheduled.push((id, child, task));
-            }
-            "ActivityTaskFailedEventAttributes"
-            | "ActivityTaskTimedOutEventAttributes"
-            | "ChildWorkflowExecutionFailedEventAttributes"
-            | "ChildWorkflowExecutionTimedOutEventAttributes"
-                if step.is_none() =>
-            {
-                let key = if kind.starts_with("Activity") {
-                    a["scheduled_event_id"].as_i64()
-                } else {
-                    a["initiated_event_id"].as_i64()
-                };
-                if let Some((_, s, task)) = scheduled.iter().find(|(e, _, _)| Some(*e) == key) {
-                    return Some(ResetPoint {
-                        event_id: *task,
-                        step: s.clone(),
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
-    None
+/// [`reset_point`] on a loaded run: the first step scheduled that matches `step`, or the
+/// earliest-scheduled step or child that failed.
+pub fn find(run: &Run, step: Option<&str>) -> Option<ResetPoint> {
+    // (workflow task that scheduled it, its id), in history order.
+    let mut scheduled: Vec<(i64, &str, bool)> = run
+        .steps
+        .iter()
+        .map(|s| {
+            let failed = s.close.as_ref().is_some_and(Close::is_failure);
+            (s.scheduled_by, s.activity_id.as_str(), failed)
+        })
+        .chain(run.children.iter().map(|c| {
+            let failed = matches!(
+                c.outcome,
+                Some(
+                    ChildOutcome::Failed(_) | ChildOutcome::TimedOut | ChildOutcome::StartFailed(_)
+                )
+            );
+            (c.scheduled_by, c.workflow_id.as_str(), failed)
+        }))
+        .collect();
+    scheduled.sort_by_key(|s| s.0);
+    let found = match step {
+        Some(step) => scheduled.iter().find(|(_, id, _)| is_step(id, step)),
+        None => scheduled.iter().find(|(_, _, failed)| *failed),
+    }?;
+    Some(ResetPoint {
+        event_id: found.0,
+        step: found.1.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -137,23 +119,43 @@ mod tests {
         assert!(!is_step("transcribe_track", "transcribe"));
     }
 
+    fn run(steps: &[(&str, i64, bool)]) -> Run {
+        let described = Default::default();
+        let mut run = Run::new("w", &[], &described);
+        for (id, task, failed) in steps {
+            run.steps.push(crate::history::Step {
+                activity_id: (*id).into(),
+                activity_type: "t".into(),
+                task_queue: String::new(),
+                scheduled_ms: 0,
+                input: serde_json::Value::Null,
+                start_to_close_s: 0,
+                heartbeat_s: 0,
+                max_attempts: 0,
+                started: None,
+                close: failed.then(|| Close::TimedOut {
+                    at_ms: 1,
+                    failure: Default::default(),
+                }),
+                scheduled_by: *task,
+                local: false,
+            });
+        }
+        run
+    }
+
     #[test]
     fn the_point_is_the_task_that_scheduled_the_step_or_the_first_failure() {
-        let h = serde_json::json!({"events": [
-            {"event_id": 4, "attributes": {"WorkflowTaskCompletedEventAttributes": {}}},
-            {"event_id": 5, "attributes": {"ActivityTaskScheduledEventAttributes": {"activity_id": "a", "workflow_task_completed_event_id": 4}}},
-            {"event_id": 9, "attributes": {"WorkflowTaskCompletedEventAttributes": {}}},
-            {"event_id": 10, "attributes": {"ActivityTaskScheduledEventAttributes": {"activity_id": "b_0", "workflow_task_completed_event_id": 9}}},
-            {"event_id": 12, "attributes": {"ActivityTaskFailedEventAttributes": {"scheduled_event_id": 10}}},
-        ]});
-        assert_eq!(find(&h, Some("a")).unwrap().event_id, 4);
+        let r = run(&[("a", 4, false), ("b_0", 9, true), ("c_1", 12, true)]);
+        assert_eq!(find(&r, Some("a")).unwrap().event_id, 4);
         assert_eq!(
-            find(&h, None).unwrap(),
+            find(&r, None).unwrap(),
             ResetPoint {
                 event_id: 9,
                 step: "b_0".into()
             }
         );
-        assert!(find(&h, Some("c")).is_none());
+        assert_eq!(find(&r, Some("c")).unwrap().event_id, 12);
+        assert!(find(&r, Some("d")).is_none());
     }
 }

@@ -415,9 +415,10 @@ async fn run_graph<W: Interpreted>(
         let now = now(ctx);
         match result {
             Ok(value) => {
+                let status = crate::progress::completed(&value);
                 ctx.state_mut(|w| {
                     if let Some(r) = w.progress_mut().row_mut(&step.id, None) {
-                        r.status = StepStatus::Completed;
+                        r.status = status;
                         r.finished_at = now;
                     }
                 });
@@ -850,8 +851,8 @@ async fn run_member<W: Interpreted>(
     };
     let finished = now(ctx);
     match &result {
-        Ok(_) => update(&|r| {
-            r.status = StepStatus::Completed;
+        Ok(value) => update(&|r| {
+            r.status = crate::progress::completed(value);
             r.finished_at = finished.clone();
         }),
         Err(f) => update(&|r| {

@@ -24,6 +24,26 @@ pub enum StepStatus {
     Skipped,
 }
 
+/// The `action` of a step result that says the step had nothing to do (Zulip or the
+/// customer's webhook not configured): `{"action": "skipped", "reason": …}`.
+pub const SKIPPED_ACTION: &str = "skipped";
+
+/// Why a step with result `result` did nothing, if it says so ([`SKIPPED_ACTION`]): progress
+/// reports such a step as skipped, the Conductor view as a SKIPPED row.
+pub fn skipped_reason(result: &serde_json::Value) -> Option<&str> {
+    (result["action"] == SKIPPED_ACTION)
+        .then(|| result["reason"].as_str().unwrap_or("nothing to do"))
+}
+
+/// The status of a step that completed with `result`.
+pub fn completed(result: &serde_json::Value) -> StepStatus {
+    if skipped_reason(result).is_some() {
+        StepStatus::Skipped
+    } else {
+        StepStatus::Completed
+    }
+}
+
 impl StepStatus {
     /// Whether the step will not change any more.
     pub fn is_terminal(self) -> bool {

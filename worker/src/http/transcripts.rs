@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
 
 use super::{ApiError, ApiState};
 
@@ -83,17 +84,16 @@ async fn process(
         .describe(temporalio_client::WorkflowDescribeOptions::default())
         .await
         .ok()
-        .and_then(|d| d.raw_description.workflow_execution_info.map(|i| i.status));
-    // Temporal's WorkflowExecutionStatus: 1 running, 3 failed, 4 canceled, 5 terminated,
-    // 7 timed out.
+        .and_then(|d| d.raw_description.workflow_execution_info)
+        .and_then(|i| WorkflowExecutionStatus::try_from(i.status).ok());
     match status {
-        Some(1) if !q.force => {
+        Some(WorkflowExecutionStatus::Running) if !q.force => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "Processing already in progress",
             ));
         }
-        Some(1) => {
+        Some(WorkflowExecutionStatus::Running) => {
             handle
                 .terminate(
                     temporalio_client::WorkflowTerminateOptions::builder()
@@ -103,10 +103,18 @@ async fn process(
                 .await
                 .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         }
-        Some(3 | 4 | 5 | 7) => {
-            let run_id = super::conductor::retry_run(&state, &workflow_id)
+        Some(
+            WorkflowExecutionStatus::Failed
+            | WorkflowExecutionStatus::Canceled
+            | WorkflowExecutionStatus::Terminated
+            | WorkflowExecutionStatus::TimedOut,
+        ) => {
+            let run_id = crate::retry::retry_run(client, &state.events, &workflow_id)
                 .await
-                .map_err(|e| ApiError::new(e.status, e.message))?;
+                .map_err(|e| {
+                    let e = super::conductor::ConductorError::from(e);
+                    ApiError::new(e.status, e.message)
+                })?;
             return Ok(axum::Json(json!({
                 "status": "retrying", "workflow_id": workflow_id, "run_id": run_id,
             })));

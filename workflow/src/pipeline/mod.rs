@@ -210,6 +210,20 @@ pub struct Step {
     /// Web UI label template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
+    /// FORK and JOIN refs of the step's members in the Conductor view (left out of the
+    /// serialized form when unset, so definitions without it keep their hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conductor: Option<raw::RawForkJoin>,
+}
+
+impl Step {
+    /// The refs of the FORK and JOIN rows around this step's members.
+    pub fn fork_join(&self) -> (String, String) {
+        match &self.conductor {
+            Some(c) => (c.fork.clone(), c.join.clone()),
+            None => (format!("fork_{}", self.id), format!("join_{}", self.id)),
+        }
+    }
 }
 
 /// Activity options of a step, every default applied.

@@ -232,6 +232,22 @@ pub struct RawStep {
     /// `i/N` for fan-out members.
     #[serde(default)]
     pub summary: Option<String>,
+    /// The refs of the FORK and JOIN rows the Conductor status view draws around this step's
+    /// members (conductor-status.md §3.2), e.g. `{fork: fork_transcription, join:
+    /// join_transcription}`. For a fan-out step, or a step of a child pipeline started by one
+    /// (its members are the children's activities). Default: `fork_{id}` / `join_{id}`.
+    #[serde(default)]
+    pub conductor: Option<RawForkJoin>,
+}
+
+/// `conductor:` of a step: the refs of its FORK and JOIN rows.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForkJoin {
+    /// Ref of the FORK row.
+    pub fork: String,
+    /// Ref of the JOIN row.
+    pub join: String,
 }
 
 impl RawStep {

@@ -422,6 +422,27 @@ impl Ctx<'_> {
                 });
             }
 
+            if let Some(c) = &s.conductor {
+                if is_child || (s.for_each.is_none() && graph.is_none()) {
+                    problems.push(Problem::Misplaced {
+                        field: "conductor",
+                        reason: "only applies to fan-out `activity:` steps and to the steps of \
+                                 a child pipeline",
+                    });
+                }
+                for r in [&c.fork, &c.join] {
+                    let valid = !r.is_empty()
+                        && r.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                    if !valid || ids.contains(&r.as_str()) || c.fork == c.join {
+                        problems.push(Problem::Misplaced {
+                            field: "conductor",
+                            reason: "refs are distinct snake_case names that are no step's id",
+                        });
+                    }
+                }
+            }
+
             // Expressions.
             let upstream = ancestors.get(s.id.as_str());
             let fan_out = s.for_each.is_some();
@@ -542,6 +563,7 @@ impl Ctx<'_> {
                 local: s.local,
                 options,
                 summary: s.summary.clone(),
+                conductor: s.conductor.clone(),
             });
         }
 

@@ -1,0 +1,663 @@
+//! The Conductor view of `pipelines/diarization.yaml` itself (conductor-status.md, field by
+//! field), on meetings that go through the whole production path: a signed Daily webhook, the
+//! production definition with shortened timeouts, stand-in backends.
+//!
+//! - a completed 3-track meeting: every ref the spec's fork/join table names, members
+//!   `{step}_{i}` also inside the track children, JOINs over all members, the workflow output
+//!   `{transcript_id, title, summary, duration, word_count}`, the child's own view;
+//! - a track whose transcription fails once: two rows, `retriedTaskId` linked, the JOIN
+//!   `IN_PROGRESS` while the retry waits;
+//! - a transcription refused for good: the FAILED task, `reasonForIncompletion`,
+//!   `failedReferenceTaskNames` (also with `includeTasks=false`), no internal `mark_failed`;
+//! - a silent meeting without Zulip: the LLM steps skipped by `when:` and the Zulip post
+//!   skipped for missing configuration are SKIPPED rows, and PIPELINE_PROGRESS agrees.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use reflow_tests::meetings::{Stack, voices};
+use reflow_tests::standins::Reply;
+use serde_json::Value;
+
+async fn get(stack: &Stack, path: &str) -> Value {
+    reqwest::get(format!("http://{}/api/workflow/{path}", stack.api))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn tasks(w: &Value) -> Vec<Value> {
+    w["tasks"].as_array().cloned().unwrap_or_default()
+}
+
+fn refs(w: &Value) -> Vec<String> {
+    tasks(w)
+        .iter()
+        .map(|t| t["referenceTaskName"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn rows_of<'a>(tasks: &'a [Value], reference: &str) -> Vec<&'a Value> {
+    tasks
+        .iter()
+        .filter(|t| t["referenceTaskName"] == reference)
+        .collect()
+}
+
+/// The FORK, members and JOIN of a fan-out: FORK right before its first member, JOIN right
+/// after its last, `forkedTasks` = `joinOn` = `members` (in order); the JOIN's status.
+fn fan_out(w: &Value, fork: &str, join: &str, members: &[String]) -> String {
+    let refs = refs(w);
+    let tasks = tasks(w);
+    let at = |r: &str| {
+        refs.iter()
+            .position(|x| x == r)
+            .unwrap_or_else(|| panic!("no row {r} in {refs:?}"))
+    };
+    let positions: Vec<usize> = refs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| members.contains(r))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!positions.is_empty(), "no member of {fork}: {refs:?}");
+    assert_eq!(
+        at(fork) + 1,
+        positions[0],
+        "{fork} right before its first member: {refs:?}"
+    );
+    assert_eq!(
+        at(join),
+        positions.last().unwrap() + 1,
+        "{join} right after its last member: {refs:?}"
+    );
+    let f = &tasks[at(fork)];
+    let j = &tasks[at(join)];
+    assert_eq!(
+        (f["taskType"].as_str(), f["status"].as_str()),
+        (Some("FORK"), Some("COMPLETED"))
+    );
+    assert_eq!(f["taskDefName"], "FORK");
+    assert_eq!(j["taskType"], "JOIN");
+    assert_eq!(
+        f["inputData"]["forkedTasks"],
+        serde_json::json!(members),
+        "{f}"
+    );
+    assert_eq!(
+        f["inputData"]["forkedTaskDefs"].as_array().map(Vec::len),
+        Some(members.len())
+    );
+    assert_eq!(j["inputData"]["joinOn"], serde_json::json!(members), "{j}");
+    let first = members
+        .iter()
+        .flat_map(|m| rows_of(&tasks, m))
+        .filter_map(|r| r["scheduledTime"].as_i64())
+        .min();
+    assert_eq!(
+        f["scheduledTime"].as_i64(),
+        first,
+        "a FORK's time is its first member's"
+    );
+    j["status"].as_str().unwrap().to_owned()
+}
+
+fn indexed(step: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{step}_{i}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_completed_three_track_meeting_reads_as_the_spec_draws_it() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    let (stack, _worker) =
+        reflow_tests::meetings::in_process(Duration::from_millis(50), false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = stack.meeting("conductor", 0, &voices(dir.path(), 3)).await;
+    let (tid, out) = stack.run(&m).await;
+    out.unwrap_or_else(|e| panic!("the meeting fails: {e}"));
+    let wf = &m.workflow_id;
+    let w = get(&stack, wf).await;
+    let t = stack.db.transcript(&tid).await.unwrap();
+
+    // The workflow (§2).
+    assert_eq!(w["workflowId"], wf.as_str());
+    assert_eq!(w["workflowName"], "DiarizationPipeline");
+    assert_eq!(w["workflowVersion"], 1);
+    assert_eq!(w["correlationId"], tid.as_str());
+    assert_eq!(w["status"], "COMPLETED");
+    assert!(w["endTime"].as_i64() >= w["startTime"].as_i64() && w["startTime"].as_i64() > Some(0));
+    assert_eq!(w["createTime"], w["startTime"]);
+    assert_eq!(w["input"]["recording_id"], m.recording_id.as_str());
+    assert!(
+        w["input"]["pipeline_hash"]
+            .as_str()
+            .is_some_and(|h| h.len() >= 16),
+        "{}",
+        w["input"]
+    );
+    assert!(
+        w["input"].get("pipeline").is_none(),
+        "the definition is not repeated in input"
+    );
+    let output = &w["output"];
+    assert_eq!(
+        output.as_object().unwrap().keys().collect::<Vec<_>>(),
+        [
+            "transcript_id",
+            "title",
+            "summary",
+            "duration",
+            "word_count"
+        ],
+        "{output}"
+    );
+    assert_eq!(output["transcript_id"], tid.as_str());
+    assert_eq!(output["title"].as_str(), t.title.as_deref());
+    assert!(
+        output["title"]
+            .as_str()
+            .is_some_and(|x| x.contains("Release")),
+        "{output}"
+    );
+    assert_eq!(output["summary"].as_str(), t.short_summary.as_deref());
+    assert!(output["word_count"].as_u64() > Some(30), "{output}");
+    assert_eq!(w["failedReferenceTaskNames"], serde_json::json!([]));
+    assert_eq!(w["failedTaskNames"], serde_json::json!([]));
+    assert!(w.get("reasonForIncompletion").is_none());
+    assert!(w.get("parentWorkflowId").is_none());
+    assert_eq!(w["lastRetriedTime"], 0);
+    assert_eq!(
+        (w["priority"].clone(), w["variables"].clone()),
+        (0.into(), serde_json::json!({}))
+    );
+
+    // The rows (§3): the spec's refs, every member indexed, nothing internal.
+    let refs = refs(&w);
+    let simple = [
+        "get_recording",
+        "get_participants",
+        "merge_transcripts",
+        "mixdown_tracks",
+        "generate_waveform",
+        "detect_topics",
+        "save_topics",
+        "generate_title",
+        "extract_subjects",
+        "generate_recap",
+        "identify_action_items",
+        "finalize",
+        "cleanup_consent",
+        "post_zulip",
+        "send_webhook",
+    ];
+    let chunks: Vec<String> = refs
+        .iter()
+        .filter(|r| r.starts_with("detect_chunk_topic_"))
+        .cloned()
+        .collect();
+    let subjects: Vec<String> = refs
+        .iter()
+        .filter(|r| r.starts_with("generate_detailed_summary_"))
+        .cloned()
+        .collect();
+    assert_eq!(chunks, indexed("detect_chunk_topic", chunks.len()));
+    assert_eq!(
+        subjects,
+        indexed("generate_detailed_summary", 2),
+        "two subjects from the stand-in"
+    );
+    let mut expected: BTreeSet<String> = simple.iter().map(|s| s.to_string()).collect();
+    expected.extend(indexed("pad_track", 3));
+    expected.extend(indexed("transcribe_track", 3));
+    expected.extend(chunks.iter().cloned());
+    expected.extend(subjects.iter().cloned());
+    for r in [
+        "fork_track_padding",
+        "join_padding",
+        "fork_transcription",
+        "join_transcription",
+        "fork_topic_chunks",
+        "join_topic_chunks",
+        "fork_subjects",
+        "join_subjects",
+    ] {
+        expected.insert(r.to_owned());
+    }
+    assert_eq!(
+        refs.iter().cloned().collect::<BTreeSet<_>>(),
+        expected,
+        "{refs:?}"
+    );
+    assert_eq!(refs.len(), expected.len(), "one row per ref: {refs:?}");
+    assert_eq!(&refs[..2], ["get_recording", "get_participants"]);
+    assert_eq!(
+        fan_out(
+            &w,
+            "fork_track_padding",
+            "join_padding",
+            &indexed("pad_track", 3)
+        ),
+        "COMPLETED"
+    );
+    assert_eq!(
+        fan_out(
+            &w,
+            "fork_transcription",
+            "join_transcription",
+            &indexed("transcribe_track", 3)
+        ),
+        "COMPLETED"
+    );
+    assert_eq!(
+        fan_out(&w, "fork_topic_chunks", "join_topic_chunks", &chunks),
+        "COMPLETED"
+    );
+    assert_eq!(
+        fan_out(&w, "fork_subjects", "join_subjects", &subjects),
+        "COMPLETED"
+    );
+
+    let tasks = tasks(&w);
+    let mut last_time = 0;
+    for (i, t) in tasks.iter().enumerate() {
+        let r = t["referenceTaskName"].as_str().unwrap();
+        assert_eq!(t["seq"], i + 1);
+        assert_eq!(t["status"], "COMPLETED", "{t}");
+        assert_eq!(
+            (t["retryCount"].clone(), t["retried"].clone()),
+            (0.into(), false.into()),
+            "{r}"
+        );
+        assert_eq!(t["executed"], true);
+        assert_eq!(
+            t["workflowType"],
+            if r.starts_with("pad_track") || r.starts_with("transcribe_track") {
+                "TrackProcessing"
+            } else {
+                "DiarizationPipeline"
+            }
+        );
+        assert_eq!(t["correlationId"], tid.as_str(), "{r}");
+        if t["taskType"] == "JOIN" {
+            continue;
+        }
+        // Sorted by scheduled time (a JOIN sits after its last member instead).
+        let scheduled = t["scheduledTime"].as_i64().unwrap();
+        assert!(scheduled >= last_time, "{r} out of order: {refs:?}");
+        last_time = scheduled;
+        if t["taskType"] == "FORK" {
+            continue;
+        }
+        let start = t["startTime"].as_i64().unwrap();
+        assert!(
+            start >= scheduled && t["endTime"].as_i64().unwrap() >= start,
+            "{t}"
+        );
+        assert_eq!(t["firstStartTime"], start, "attempt 1 starts the step: {r}");
+        assert_eq!(t["queueWaitTime"], start - scheduled);
+        assert_eq!(t["pollCount"], 1);
+        assert!(t["workerId"].as_str().is_some_and(|w| !w.is_empty()), "{r}");
+        assert!(t["responseTimeoutSeconds"].as_i64() > Some(0), "{r}");
+        assert_eq!(t["workflowTask"]["taskReferenceName"], r);
+        assert_eq!(t["workflowTask"]["type"], "SIMPLE");
+        assert_eq!(t["taskType"], t["taskDefName"]);
+        assert!(
+            t["outputData"].is_object() && t["inputData"].is_object(),
+            "{r}"
+        );
+    }
+    // Members carry their track's child and its index; the activity type is the step's.
+    for i in 0..3 {
+        for step in ["pad_track", "transcribe_track"] {
+            let row = rows_of(&tasks, &format!("{step}_{i}"))[0];
+            assert_eq!(row["taskType"], step);
+            assert_eq!(row["inputData"]["track_index"], i);
+            assert_eq!(
+                row["inputData"]["track_workflow_id"],
+                format!("{wf}-track-{i}")
+            );
+            assert_eq!(row["workflowInstanceId"], format!("{wf}-track-{i}"));
+        }
+    }
+    let webhook = rows_of(&tasks, "send_webhook")[0];
+    assert_eq!(webhook["workflowTask"]["retryCount"], 30, "31 attempts");
+    assert_eq!(webhook["workflowTask"]["optional"], true);
+    assert_eq!(webhook["outputData"]["action"], "delivered");
+    let join = rows_of(&tasks, "join_transcription")[0];
+    for i in 0..3 {
+        assert!(
+            join["outputData"][format!("transcribe_track_{i}")]["words_key"].is_string(),
+            "{join}"
+        );
+    }
+    let def: Vec<&str> = w["workflowDefinition"]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["taskReferenceName"].as_str().unwrap())
+        .collect();
+    for r in [
+        "get_recording",
+        "fork_track_padding",
+        "join_padding",
+        "fork_transcription",
+        "join_transcription",
+        "fork_subjects",
+        "send_webhook",
+    ] {
+        assert!(def.contains(&r), "{r} in the definition: {def:?}");
+    }
+    assert!(!def.contains(&"mark_failed") && !refs.contains(&"mark_failed".to_owned()));
+
+    // A track child shows the same two rows, with its parent.
+    let child = get(&stack, &format!("{wf}-track-1")).await;
+    assert_eq!(child["workflowName"], "TrackProcessing");
+    assert_eq!(child["parentWorkflowId"], wf.as_str());
+    assert_eq!(child["correlationId"], tid.as_str());
+    assert_eq!(child["status"], "COMPLETED");
+    assert_eq!(refs_of(&child), ["pad_track_1", "transcribe_track_1"]);
+    for row in tasks_of(&child) {
+        let mut mine = row.clone();
+        let mut parents = rows_of(&tasks, row["referenceTaskName"].as_str().unwrap())[0].clone();
+        mine["seq"] = 0.into();
+        parents["seq"] = 0.into();
+        parents["inputData"]
+            .as_object_mut()
+            .unwrap()
+            .remove("track_workflow_id");
+        assert_eq!(mine, parents);
+    }
+
+    // The status route.
+    let s = get(&stack, &format!("{wf}/status?includeOutput=true")).await;
+    assert_eq!(s["status"], "COMPLETED");
+    assert_eq!(s["output"], *output);
+    assert!(s.get("variables").is_none());
+
+    // PIPELINE_PROGRESS of the same run: every one of the 13 steps completed.
+    let progress = stack.db.progress_events(&tid).await.unwrap();
+    let done: Vec<i64> = progress
+        .iter()
+        .filter(|p| p["step_status"] == "completed")
+        .map(|p| p["step_index"].as_i64().unwrap())
+        .collect();
+    assert_eq!(done, (1..=13).collect::<Vec<_>>(), "{progress:#?}");
+}
+
+fn refs_of(w: &Value) -> Vec<String> {
+    refs(w)
+}
+
+fn tasks_of(w: &Value) -> Vec<Value> {
+    tasks(w)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_track_failing_once_reads_as_two_rows_and_the_join_waits_for_it() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    // Transcriptions take 3 s, so the other tracks still run while the failed one retries.
+    let (stack, _worker) = reflow_tests::meetings::in_process(Duration::from_secs(3), false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = stack
+        .meeting("conductor-retry", 0, &voices(dir.path(), 3))
+        .await;
+    stack.backends.asr.then(Reply::status(503));
+    let tid = stack.deliver(&m).await;
+    let wf = m.workflow_id.clone();
+
+    // Watch the view while the meeting runs.
+    let mut waited = 0;
+    let mut finished = false;
+    for _ in 0..600 {
+        let w = get(&stack, &wf).await;
+        let tasks = tasks(&w);
+        let failed_first = tasks.iter().any(|t| {
+            t["referenceTaskName"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("transcribe_track_"))
+                && t["status"] == "FAILED"
+                && t["retryCount"] == 0
+        });
+        let join = rows_of(&tasks, "join_transcription")
+            .first()
+            .map(|j| j["status"].clone());
+        let members_done = (0..3).all(|i| {
+            rows_of(&tasks, &format!("transcribe_track_{i}"))
+                .last()
+                .is_some_and(|r| r["status"] == "COMPLETED")
+        });
+        if let Some(join) = &join {
+            if !members_done {
+                assert_eq!(join, "IN_PROGRESS", "a member still runs: {tasks:#?}");
+            }
+            if failed_first && !members_done {
+                waited += 1;
+            }
+        }
+        if w["status"] != "RUNNING" {
+            finished = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(finished, "the meeting ends");
+    assert!(
+        waited > 0,
+        "the view showed the failed attempt while the JOIN waited"
+    );
+
+    let w = get(&stack, &wf).await;
+    assert_eq!(w["status"], "COMPLETED", "{}", w["reasonForIncompletion"]);
+    assert_eq!(w["failedReferenceTaskNames"], serde_json::json!([]));
+    let tasks = tasks(&w);
+    let retried: Vec<String> = (0..3)
+        .map(|i| format!("transcribe_track_{i}"))
+        .filter(|r| rows_of(&tasks, r).len() == 2)
+        .collect();
+    assert_eq!(retried.len(), 1, "one track was retried: {:?}", refs(&w));
+    let rows = rows_of(&tasks, &retried[0]);
+    let (first, second) = (rows[0], rows[1]);
+    assert_eq!(first["status"], "FAILED", "{first}");
+    assert_eq!(first["retried"], true);
+    assert_eq!(first["retryCount"], 0);
+    assert!(
+        first["reasonForIncompletion"]
+            .as_str()
+            .is_some_and(|r| r.contains("503")),
+        "{first}"
+    );
+    assert!(first["endTime"].as_i64() > Some(0));
+    assert_eq!(second["status"], "COMPLETED");
+    assert_eq!(second["retryCount"], 1);
+    assert_eq!(second["retried"], false);
+    assert_eq!(second["retriedTaskId"], first["taskId"]);
+    assert_ne!(second["taskId"], first["taskId"]);
+    assert_eq!(
+        second["firstStartTime"], first["startTime"],
+        "the step first started with attempt 1"
+    );
+    assert!(second["scheduledTime"].as_i64() >= first["endTime"].as_i64());
+    assert_eq!(
+        fan_out(
+            &w,
+            "fork_transcription",
+            "join_transcription",
+            &indexed("transcribe_track", 3)
+        ),
+        "COMPLETED"
+    );
+    let t = stack.db.transcript(&tid).await.unwrap();
+    assert_eq!(t.status, "ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transcription_refused_for_good_names_the_failed_task() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    let (stack, _worker) = reflow_tests::meetings::in_process(Duration::from_secs(2), false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = stack
+        .meeting("conductor-fail", 0, &voices(dir.path(), 3))
+        .await;
+    stack.backends.asr.then(Reply::status(401));
+    let (tid, out) = stack.run(&m).await;
+    assert!(out.is_err(), "the meeting fails");
+    let wf = &m.workflow_id;
+    let w = get(&stack, wf).await;
+    let tasks = tasks(&w);
+    assert_eq!(w["status"], "FAILED");
+    let failed: Vec<&Value> = tasks
+        .iter()
+        .filter(|t| t["status"] == "FAILED_WITH_TERMINAL_ERROR")
+        .collect();
+    assert_eq!(failed.len(), 1, "{tasks:#?}");
+    let task = failed[0];
+    let reference = task["referenceTaskName"].as_str().unwrap();
+    assert!(reference.starts_with("transcribe_track_"), "{reference}");
+    let reason = task["reasonForIncompletion"].as_str().unwrap();
+    assert!(reason.contains("401"), "{reason}");
+    assert_eq!(
+        w["failedReferenceTaskNames"],
+        serde_json::json!([reference])
+    );
+    assert_eq!(
+        w["failedTaskNames"],
+        serde_json::json!(["transcribe_track"])
+    );
+    assert_eq!(
+        w["reasonForIncompletion"],
+        format!("step {reference} failed: {reason}")
+    );
+    assert_eq!(
+        fan_out(
+            &w,
+            "fork_transcription",
+            "join_transcription",
+            &indexed("transcribe_track", 3)
+        ),
+        "FAILED"
+    );
+    // The other tracks finished or were cancelled with the run; nothing after the fan-out ran;
+    // the failure hook is internal.
+    for t in &tasks {
+        let r = t["referenceTaskName"].as_str().unwrap();
+        if r.starts_with("transcribe_track_") && r != reference {
+            assert!(
+                matches!(t["status"].as_str(), Some("COMPLETED" | "CANCELED")),
+                "{t}"
+            );
+        }
+        assert!(
+            t["status"].as_str() != Some("IN_PROGRESS")
+                && t["status"].as_str() != Some("SCHEDULED"),
+            "{t}"
+        );
+    }
+    let refs = refs(&w);
+    for r in ["merge_transcripts", "finalize", "mark_failed"] {
+        assert!(!refs.contains(&r.to_owned()), "{r}: {refs:?}");
+    }
+    let bare = get(&stack, &format!("{wf}?includeTasks=false")).await;
+    assert_eq!(bare["tasks"], serde_json::json!([]));
+    assert_eq!(
+        bare["failedReferenceTaskNames"],
+        w["failedReferenceTaskNames"]
+    );
+    assert_eq!(bare["reasonForIncompletion"], w["reasonForIncompletion"]);
+    // The transcript says the same.
+    let t = stack.db.transcript(&tid).await.unwrap();
+    assert_eq!(t.status, "error");
+    assert!(t.error.unwrap_or_default().contains("401"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn skipped_steps_are_skipped_rows_and_progress_agrees() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    let dir = tempfile::Builder::new()
+        .prefix("reflow-skip-db-")
+        .tempdir()
+        .unwrap();
+    let db_url = format!("sqlite://{}/reflow.db", dir.path().display());
+    let backends = reflow_tests::meetings::Backends::start(Duration::from_millis(50)).await;
+    let stack = Stack::start(
+        &db_url,
+        reflow_tests::client().await,
+        backends,
+        false,
+        reflow_tests::meetings::short_timeouts(),
+    )
+    .await;
+    // No Zulip realm: `post_zulip` has nothing to do.
+    let mut services = stack.services(100);
+    services.zulip.realm = None;
+    let queues: Vec<String> = reflow_tests::meetings::QUEUES
+        .iter()
+        .map(|q| q.to_string())
+        .collect();
+    let _worker = reflow_tests::InProcessWorker::start_with(&queues, services);
+    // Both tracks are silent: no words, so no topics and no LLM step.
+    for _ in 0..2 {
+        stack
+            .backends
+            .asr
+            .then(Reply::Json(reflow_tests::standins::transcription(&[])));
+    }
+    let tracks = tempfile::tempdir().unwrap();
+    let m = stack
+        .meeting("conductor-skip", 0, &voices(tracks.path(), 2))
+        .await;
+    let (tid, out) = stack.run(&m).await;
+    let out = out.unwrap_or_else(|e| panic!("the meeting fails: {e}"));
+    assert_eq!(out["word_count"], 0, "{out}");
+    let w = get(&stack, &m.workflow_id).await;
+    assert_eq!(w["status"], "COMPLETED");
+    let tasks = tasks(&w);
+    for step in [
+        "detect_chunk_topic",
+        "generate_title",
+        "extract_subjects",
+        "generate_detailed_summary",
+        "generate_recap",
+        "identify_action_items",
+    ] {
+        let rows = rows_of(&tasks, step);
+        assert_eq!(rows.len(), 1, "{step}: {:?}", refs(&w));
+        assert_eq!(rows[0]["status"], "SKIPPED", "{}", rows[0]);
+        assert_eq!(rows[0]["executed"], true);
+        assert!(
+            rows[0]["reasonForIncompletion"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("skipped: ")),
+            "{}",
+            rows[0]
+        );
+    }
+    let zulip = rows_of(&tasks, "post_zulip");
+    assert_eq!(zulip[0]["status"], "SKIPPED", "{}", zulip[0]);
+    assert_eq!(
+        zulip[0]["reasonForIncompletion"],
+        "skipped: ZULIP_REALM is not set"
+    );
+    assert_eq!(rows_of(&tasks, "send_webhook")[0]["status"], "COMPLETED");
+    assert_eq!(w["failedReferenceTaskNames"], serde_json::json!([]));
+    // Sorted: a skipped step sits where it was decided, after what it needed.
+    let refs = refs(&w);
+    let at = |r: &str| refs.iter().position(|x| x == r).unwrap();
+    assert!(
+        at("save_topics") < at("generate_title") && at("generate_title") < at("finalize"),
+        "{refs:?}"
+    );
+
+    // PIPELINE_PROGRESS: the skipped steps report `completed` with `skipped` (events-and-api.md
+    // §4): topics (8, nothing to do), title and summaries (9), Zulip (12).
+    let progress = stack.db.progress_events(&tid).await.unwrap();
+    for index in [9, 12] {
+        let p = progress
+            .iter()
+            .find(|p| p["step_index"] == index)
+            .unwrap_or_else(|| panic!("step {index}: {progress:#?}"));
+        assert_eq!(p["step_status"], "completed", "{p}");
+        assert_eq!(p["message"], "skipped", "{p}");
+    }
+}

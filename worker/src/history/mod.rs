@@ -1,0 +1,88 @@
+//! One typed view of a Temporal run, read from its protobuf history and its description: what
+//! the Conductor status API, `reflow cost`, `reflow reset-point` and the REST retry read.
+//!
+//! [`load`] fetches the latest run of a workflow id (history and describe, payloads decoded
+//! with the client's codec, [`crate::codec`], so readers see the same JSON with encryption on
+//! or off) and builds a [`Run`]: its status as Temporal's enum, times, input and result, every
+//! step it scheduled ([`run::Step`], activities and `local: true` steps from their markers)
+//! with how it closed, its child workflows, and its pending activities. Nothing here matches
+//! error text or compares enum numbers.
+
+pub mod run;
+
+pub use run::{Child, Close, Failure, Pending, Run, Started, Step};
+
+use temporalio_client::{
+    Client, NamespacedClient, UntypedWorkflow, WorkflowDescribeOptions,
+    WorkflowFetchHistoryOptions, errors::WorkflowInteractionError,
+};
+use temporalio_common::data_converters::SerializationContextData;
+use temporalio_common::payload_visitor::decode_payloads;
+
+/// Why a run could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// Temporal knows no workflow with that id.
+    #[error("no workflow {0}")]
+    NotFound(String),
+    /// Temporal could not be asked.
+    #[error("reading {workflow_id} from Temporal: {source}")]
+    Temporal {
+        /// The workflow.
+        workflow_id: String,
+        /// What the client said.
+        #[source]
+        source: WorkflowInteractionError,
+    },
+    /// A payload could not be decoded (a codec key is missing).
+    #[error("decoding the payloads of {workflow_id}: {message}")]
+    Decode {
+        /// The workflow.
+        workflow_id: String,
+        /// What the codec said.
+        message: String,
+    },
+}
+
+impl HistoryError {
+    fn of(workflow_id: &str, e: WorkflowInteractionError) -> Self {
+        match e {
+            WorkflowInteractionError::NotFound(_) => HistoryError::NotFound(workflow_id.into()),
+            source => HistoryError::Temporal {
+                workflow_id: workflow_id.into(),
+                source,
+            },
+        }
+    }
+}
+
+/// The latest run of `workflow_id`: its history and its description, payloads decoded.
+pub async fn load(client: &Client, workflow_id: &str) -> Result<Run, HistoryError> {
+    let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id);
+    let (described, events) = tokio::join!(
+        handle.describe(WorkflowDescribeOptions::default()),
+        handle
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .into_events()
+    );
+    let mut described = described
+        .map_err(|e| HistoryError::of(workflow_id, e))?
+        .raw_description;
+    let mut events = events.map_err(|e| HistoryError::of(workflow_id, e))?;
+    let codec = client.data_converter().codec();
+    let decode_failed = |e: &dyn std::fmt::Display| HistoryError::Decode {
+        workflow_id: workflow_id.into(),
+        message: e.to_string(),
+    };
+    for event in &mut events {
+        decode_payloads(event, codec, &SerializationContextData::None)
+            .await
+            .map_err(|e| decode_failed(&e))?;
+    }
+    // Heartbeat details of pending activities are payloads too; without them the view is
+    // still right, so a failure here is logged, not returned.
+    if let Err(e) = decode_payloads(&mut described, codec, &SerializationContextData::None).await {
+        tracing::warn!(workflow_id, error = %e, "decoding pending activities");
+    }
+    Ok(Run::new(workflow_id, &events, &described))
+}

@@ -1,0 +1,216 @@
+//! The Conductor-compatible status shim (conductor-status.md): `GET /api/workflow/{id}`,
+//! `GET /api/workflow/{id}/status` and `POST /api/workflow/{id}/retry`.
+//!
+//! A run is read once as a typed [`crate::history::Run`] (with its children, loaded
+//! concurrently, and the `step_attempt` rows of each), turned into the typed Workflow JSON of
+//! [`model`] by [`view`] (rows per attempt in [`rows`]), and redacted for callers who are not
+//! the operator. Retries are [`crate::retry`]'s. Errors answer in Conductor's body
+//! ([`ConductorError`]), never with internal error text.
+
+pub mod model;
+pub mod rows;
+pub mod view;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::ApiState;
+use super::auth::Caller;
+use crate::history::HistoryError;
+use crate::retry::RetryError;
+use view::Loaded;
+
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/workflow/{id}", get(workflow_json))
+        .route("/api/workflow/{id}/status", get(status_json))
+        .route("/api/workflow/{id}/retry", post(retry))
+}
+
+/// Conductor's error body: `{status, message, instance, retryable}`.
+#[derive(Debug)]
+pub struct ConductorError {
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
+}
+
+impl ConductorError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ConductorError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn unavailable() -> Self {
+        ConductorError::new(StatusCode::SERVICE_UNAVAILABLE, "Temporal unavailable")
+    }
+}
+
+impl From<HistoryError> for ConductorError {
+    fn from(e: HistoryError) -> Self {
+        match e {
+            HistoryError::NotFound(id) => ConductorError::new(
+                StatusCode::NOT_FOUND,
+                format!("No such workflow found by id: {id}"),
+            ),
+            other => {
+                tracing::warn!(error = %other, "reading a run from Temporal");
+                ConductorError::unavailable()
+            }
+        }
+    }
+}
+
+impl From<RetryError> for ConductorError {
+    fn from(e: RetryError) -> Self {
+        let status = match &e {
+            RetryError::NotFound(_) => StatusCode::NOT_FOUND,
+            RetryError::StillRunning | RetryError::NothingToRetry => StatusCode::CONFLICT,
+            RetryError::Temporal(why) => {
+                tracing::warn!(error = %why, "retry refused");
+                return ConductorError::unavailable();
+            }
+        };
+        ConductorError::new(status, e.to_string())
+    }
+}
+
+impl IntoResponse for ConductorError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            axum::Json(json!({
+                "status": self.status.as_u16(), "message": self.message,
+                "instance": instance(), "retryable": self.status.is_server_error(),
+            })),
+        )
+            .into_response()
+    }
+}
+
+/// Conductor's `instance`: this host's name, read once.
+fn instance() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default()
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WorkflowQuery {
+    include_tasks: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusQuery {
+    include_output: Option<bool>,
+    include_variables: Option<bool>,
+}
+
+/// Who is asking for run `id`, if they may see it (events-and-api.md §5.1: the operator or the
+/// owner of the run's transcript; a share-link token is no bearer token).
+async fn authorized(
+    state: &ApiState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<Caller, ConductorError> {
+    let to_conductor = |e: super::ApiError| ConductorError::new(e.status, e.detail);
+    let caller = state.caller(headers).map_err(to_conductor)?;
+    state.run_access(&caller, id).await.map_err(to_conductor)?;
+    Ok(caller)
+}
+
+fn client(state: &ApiState) -> Result<&temporalio_client::Client, ConductorError> {
+    state
+        .temporal
+        .as_ref()
+        .ok_or_else(ConductorError::unavailable)
+}
+
+/// The latest run of `id` with its `step_attempt` rows.
+async fn load(state: &ApiState, id: &str) -> Result<Loaded, ConductorError> {
+    let (run, attempts) = tokio::join!(
+        crate::history::load(client(state)?, id),
+        state.events.db().attempts(id)
+    );
+    let attempts = attempts.unwrap_or_else(|e| {
+        tracing::warn!(workflow_id = %id, error = %e, "step_attempt rows not read");
+        Vec::new()
+    });
+    Ok(Loaded {
+        run: run?,
+        attempts,
+    })
+}
+
+async fn workflow_json(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<WorkflowQuery>,
+) -> Result<axum::Json<Value>, ConductorError> {
+    let caller = authorized(&state, &headers, &id).await?;
+    let main = load(&state, &id).await?;
+    // Children at once (a meeting has one per track); one that cannot be read is left out.
+    let children: Vec<Loaded> = futures::future::join_all(
+        main.run
+            .children
+            .iter()
+            .map(|c| load(&state, &c.workflow_id)),
+    )
+    .await
+    .into_iter()
+    .filter_map(Result::ok)
+    .collect();
+    let workflow = view::workflow(&main, &children, q.include_tasks.unwrap_or(true));
+    let mut json = serde_json::to_value(&workflow).map_err(|e| {
+        tracing::error!(error = %e, "serializing the Conductor view");
+        ConductorError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    })?;
+    if !ApiState::sees_full_failures(&caller) {
+        super::redact::conductor_json(&mut json);
+    }
+    Ok(axum::Json(json))
+}
+
+async fn status_json(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<StatusQuery>,
+) -> Result<axum::Json<model::StatusBody>, ConductorError> {
+    authorized(&state, &headers, &id).await?;
+    let run = crate::history::load(client(&state)?, &id).await?;
+    Ok(axum::Json(model::StatusBody {
+        workflow_id: run.workflow_id.clone(),
+        correlation_id: view::correlation_id(&run),
+        output: q
+            .include_output
+            .unwrap_or(false)
+            .then(|| view::output(&run)),
+        variables: q.include_variables.unwrap_or(false).then(Map::new),
+        status: view::status(&run),
+    }))
+}
+
+/// `POST /api/workflow/{id}/retry` (conductor-status.md §4): 204, or 409 when there is nothing
+/// to retry.
+async fn retry(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ConductorError> {
+    authorized(&state, &headers, &id).await?;
+    crate::retry::retry_run(client(&state)?, &state.events, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
