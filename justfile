@@ -115,6 +115,13 @@ dev *args: setup
 test *args: setup-test
     TEMPORAL_CLI="{{venv}}/bin/temporal" cargo test --workspace --all-targets {{args}}
 
+# Re-record the histories the replay guard replays (tests/fixtures/histories/): the engine's
+# fixture runs and runs of pipelines/diarization.yaml (completed; a track retried; a track
+# refused for good, then reset by a retry; cancelled). Commit them with a change to the
+# interpreter only when old histories must still replay (see docs/architecture.md).
+record-histories: setup-test
+    REFLOW_RECORD_HISTORIES=1 TEMPORAL_CLI="{{venv}}/bin/temporal" cargo test -p reflow-tests --test engine --test conductor_meeting
+
 # Formatting and lints, as CI checks them.
 lint:
     cargo fmt --all -- --check

@@ -416,22 +416,26 @@ pub fn events<'a>(entries: &'a [Entry], key: &str, event: &str) -> Vec<&'a Entry
 /// Replay the closed runs `ids` against this build's workflow code (a determinism check), and
 /// when `REFLOW_RECORD_HISTORIES` is set, store their histories as fixtures for `tests/replay.rs`.
 pub async fn replay_live(client: &Client, ids: &[&str]) {
-    use temporalio_client::{UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowHistory};
-    let record = std::env::var_os("REFLOW_RECORD_HISTORIES").is_some();
     for id in ids {
-        let json = client
-            .get_workflow_handle::<UntypedWorkflow>(*id)
-            .fetch_history(WorkflowFetchHistoryOptions::default())
-            .to_json()
-            .await
-            .expect("history");
-        replay(WorkflowHistory::from_json(&json).expect("history JSON"))
-            .await
-            .unwrap_or_else(|e| panic!("{id}: {e}"));
-        if record {
-            std::fs::write(histories_dir().join(format!("{id}.json")), &json)
-                .expect("write fixture");
-        }
+        replay_live_as(client, id, id).await;
+    }
+}
+
+/// [`replay_live`] of the latest run of `id`, recorded (with `REFLOW_RECORD_HISTORIES`) as
+/// `{name}.json` (a reset run and the run it replaced keep one id).
+pub async fn replay_live_as(client: &Client, id: &str, name: &str) {
+    use temporalio_client::{UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowHistory};
+    let json = client
+        .get_workflow_handle::<UntypedWorkflow>(id)
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .to_json()
+        .await
+        .expect("history");
+    replay(WorkflowHistory::from_json(&json).expect("history JSON"))
+        .await
+        .unwrap_or_else(|e| panic!("{id}: {e}"));
+    if std::env::var_os("REFLOW_RECORD_HISTORIES").is_some() {
+        std::fs::write(histories_dir().join(format!("{name}.json")), &json).expect("write fixture");
     }
 }
 
@@ -475,6 +479,8 @@ pub async fn replay(history: temporalio_client::WorkflowHistory) -> Result<(), S
     let options = WorkflowReplayerOptions::new()
         .register_workflow::<workflows::EngineTest>()
         .and_then(|o| o.register_workflow::<workflows::EngineChild>())
+        .and_then(|o| o.register_workflow::<workflow::workflows::DiarizationPipeline>())
+        .and_then(|o| o.register_workflow::<workflow::workflows::TrackProcessing>())
         .map_err(|e| e.to_string())?
         .build();
     let replayer = WorkflowReplayer::new(options).map_err(|e| e.to_string())?;

@@ -6,7 +6,8 @@
 //!   `{step}_{i}` also inside the track children, JOINs over all members, the workflow output
 //!   `{transcript_id, title, summary, duration, word_count}`, the child's own view;
 //! - a track whose transcription fails once: two rows, `retriedTaskId` linked, the JOIN
-//!   `IN_PROGRESS` while the retry waits;
+//!   `IN_PROGRESS` while the retry waits; the mix and the waveform done before the last
+//!   transcription (the seed's DAG);
 //! - a transcription refused for good: the FAILED task, `reasonForIncompletion`,
 //!   `failedReferenceTaskNames` (also with `includeTasks=false`), no internal `mark_failed`;
 //! - a silent meeting without Zulip: the LLM steps skipped by `when:` and the Zulip post
@@ -124,7 +125,7 @@ async fn a_completed_three_track_meeting_reads_as_the_spec_draws_it() {
     // The workflow (§2).
     assert_eq!(w["workflowId"], wf.as_str());
     assert_eq!(w["workflowName"], "DiarizationPipeline");
-    assert_eq!(w["workflowVersion"], 1);
+    assert_eq!(w["workflowVersion"], 2);
     assert_eq!(w["correlationId"], tid.as_str());
     assert_eq!(w["status"], "COMPLETED");
     assert!(w["endTime"].as_i64() >= w["startTime"].as_i64() && w["startTime"].as_i64() > Some(0));
@@ -273,7 +274,7 @@ async fn a_completed_three_track_meeting_reads_as_the_spec_draws_it() {
         assert_eq!(t["executed"], true);
         assert_eq!(
             t["workflowType"],
-            if r.starts_with("pad_track") || r.starts_with("transcribe_track") {
+            if r.starts_with("transcribe_track") {
                 "TrackProcessing"
             } else {
                 "DiarizationPipeline"
@@ -308,19 +309,38 @@ async fn a_completed_three_track_meeting_reads_as_the_spec_draws_it() {
             "{r}"
         );
     }
-    // Members carry their track's child and its index; the activity type is the step's.
+    // Padding runs in the run itself; transcription in one child per track, whose rows carry
+    // it. Members are indexed by track; the activity type is the step's.
     for i in 0..3 {
-        for step in ["pad_track", "transcribe_track"] {
-            let row = rows_of(&tasks, &format!("{step}_{i}"))[0];
-            assert_eq!(row["taskType"], step);
-            assert_eq!(row["inputData"]["track_index"], i);
-            assert_eq!(
-                row["inputData"]["track_workflow_id"],
-                format!("{wf}-track-{i}")
-            );
-            assert_eq!(row["workflowInstanceId"], format!("{wf}-track-{i}"));
-        }
+        let pad = rows_of(&tasks, &format!("pad_track_{i}"))[0];
+        assert_eq!(pad["taskType"], "pad_track");
+        assert_eq!(pad["inputData"]["track_index"], i);
+        assert_eq!(pad["workflowInstanceId"], wf.as_str());
+        let row = rows_of(&tasks, &format!("transcribe_track_{i}"))[0];
+        assert_eq!(row["taskType"], "transcribe_track");
+        assert_eq!(row["inputData"]["track_index"], i);
+        assert_eq!(
+            row["inputData"]["padded_key"],
+            pad["outputData"]["padded_key"]
+        );
+        assert_eq!(
+            row["inputData"]["track_workflow_id"],
+            format!("{wf}-track-{i}")
+        );
+        assert_eq!(row["workflowInstanceId"], format!("{wf}-track-{i}"));
     }
+    // The mix needs the padded tracks only (the seed's DAG): it is scheduled after
+    // join_padding, not after the transcriptions.
+    let pads_done = (0..3)
+        .map(|i| {
+            rows_of(&tasks, &format!("pad_track_{i}"))[0]["endTime"]
+                .as_i64()
+                .unwrap()
+        })
+        .max()
+        .unwrap();
+    let mix = rows_of(&tasks, "mixdown_tracks")[0];
+    assert!(mix["scheduledTime"].as_i64().unwrap() >= pads_done);
     let webhook = rows_of(&tasks, "send_webhook")[0];
     assert_eq!(webhook["workflowTask"]["retryCount"], 30, "31 attempts");
     assert_eq!(webhook["workflowTask"]["optional"], true);
@@ -351,13 +371,13 @@ async fn a_completed_three_track_meeting_reads_as_the_spec_draws_it() {
     }
     assert!(!def.contains(&"mark_failed") && !refs.contains(&"mark_failed".to_owned()));
 
-    // A track child shows the same two rows, with its parent.
+    // A track child shows its row, the same as in the parent's view, with its parent.
     let child = get(&stack, &format!("{wf}-track-1")).await;
     assert_eq!(child["workflowName"], "TrackProcessing");
     assert_eq!(child["parentWorkflowId"], wf.as_str());
     assert_eq!(child["correlationId"], tid.as_str());
     assert_eq!(child["status"], "COMPLETED");
-    assert_eq!(refs_of(&child), ["pad_track_1", "transcribe_track_1"]);
+    assert_eq!(refs_of(&child), ["transcribe_track_1"]);
     for row in tasks_of(&child) {
         let mut mine = row.clone();
         let mut parents = rows_of(&tasks, row["referenceTaskName"].as_str().unwrap())[0].clone();
@@ -384,6 +404,10 @@ async fn a_completed_three_track_meeting_reads_as_the_spec_draws_it() {
         .map(|p| p["step_index"].as_i64().unwrap())
         .collect();
     assert_eq!(done, (1..=13).collect::<Vec<_>>(), "{progress:#?}");
+
+    // The replay guard: these histories replay against this build (and are the committed
+    // fixtures, recorded by `just record-histories`).
+    reflow_tests::replay_live(&stack.client, &[wf, &format!("{wf}-track-0")]).await;
 }
 
 fn refs_of(w: &Value) -> Vec<String> {
@@ -490,6 +514,26 @@ async fn a_track_failing_once_reads_as_two_rows_and_the_join_waits_for_it() {
     );
     let t = stack.db.transcript(&tid).await.unwrap();
     assert_eq!(t.status, "ended");
+
+    // The mix and the waveform ran while tracks were still being transcribed (3 s each).
+    let last_transcription = (0..3)
+        .flat_map(|i| rows_of(&tasks, &format!("transcribe_track_{i}")))
+        .filter_map(|r| r["endTime"].as_i64())
+        .max()
+        .unwrap();
+    for step in ["mixdown_tracks", "generate_waveform"] {
+        let row = rows_of(&tasks, step)[0];
+        assert!(
+            row["endTime"].as_i64().unwrap() < last_transcription,
+            "{step} ended before the last transcription: {row}"
+        );
+    }
+    let child = rows_of(&tasks, &retried[0])[0]["workflowInstanceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    reflow_tests::replay_live(&stack.client, &[&wf]).await;
+    reflow_tests::replay_live_as(&stack.client, &child, "diarization-conductor-retry-track").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -569,6 +613,114 @@ async fn a_transcription_refused_for_good_names_the_failed_task() {
     let t = stack.db.transcript(&tid).await.unwrap();
     assert_eq!(t.status, "error");
     assert!(t.error.unwrap_or_default().contains("401"));
+    reflow_tests::replay_live_as(&stack.client, wf, "diarization-conductor-fail-failed").await;
+
+    // A retry (§4) resets the run to before the failed track's child; the rest answers from
+    // checkpoints, the track is transcribed again (the stand-in now accepts), the run ends.
+    // Tracks cut off when the run failed had no result to keep: they are transcribed again too.
+    let cut_off = tasks
+        .iter()
+        .filter(|t| t["taskType"] == "transcribe_track" && t["status"] == "CANCELED")
+        .count();
+    let asked = stack
+        .backends
+        .asr_calls()
+        .values()
+        .map(Vec::len)
+        .sum::<usize>();
+    let answer = reqwest::Client::new()
+        .post(format!("http://{}/api/workflow/{wf}/retry", stack.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204);
+    let out = tokio::time::timeout(
+        Duration::from_secs(300),
+        reflow::runs::wait(&stack.client, wf),
+    )
+    .await
+    .expect("the retried run ends");
+    out.unwrap_or_else(|e| panic!("the retried run fails: {e}"));
+    let w = get(&stack, wf).await;
+    assert_eq!(w["status"], "COMPLETED", "{}", w["reasonForIncompletion"]);
+    assert!(
+        w["lastRetriedTime"].as_i64() > w["startTime"].as_i64(),
+        "{w}"
+    );
+    assert_eq!(w["failedReferenceTaskNames"], serde_json::json!([]));
+    assert_eq!(
+        stack
+            .backends
+            .asr_calls()
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+            - asked,
+        1 + cut_off,
+        "only the refused track (and tracks cut off) are transcribed again"
+    );
+    let t = stack.db.transcript(&tid).await.unwrap();
+    assert_eq!((t.status.as_str(), t.error.as_deref()), ("ended", None));
+    reflow_tests::replay_live_as(&stack.client, wf, "diarization-conductor-fail-reset").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_meeting_is_terminated_with_its_rows_cancelled() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    // Transcriptions take a minute: the run is cancelled while they run.
+    let (stack, _worker) = reflow_tests::meetings::in_process(Duration::from_secs(60), false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = stack
+        .meeting("conductor-cancel", 0, &voices(dir.path(), 2))
+        .await;
+    stack.deliver(&m).await;
+    let wf = m.workflow_id.clone();
+    reflow_tests::wait_for("transcriptions run", Duration::from_secs(60), || async {
+        let w = get(&stack, &wf).await;
+        tasks(&w)
+            .iter()
+            .any(|t| t["taskType"] == "transcribe_track" && t["status"] == "IN_PROGRESS")
+            .then_some(())
+    })
+    .await;
+    stack
+        .client
+        .get_workflow_handle::<temporalio_client::UntypedWorkflow>(&wf)
+        .cancel(temporalio_client::WorkflowCancelOptions::default())
+        .await
+        .unwrap();
+    assert!(reflow::runs::wait(&stack.client, &wf).await.is_err());
+    let w = reflow_tests::wait_for("the rows settle", Duration::from_secs(30), || async {
+        let w = get(&stack, &wf).await;
+        tasks(&w)
+            .iter()
+            .all(|t| !matches!(t["status"].as_str(), Some("IN_PROGRESS" | "SCHEDULED")))
+            .then_some(w)
+    })
+    .await;
+    assert_eq!(w["status"], "TERMINATED");
+    assert!(
+        w["reasonForIncompletion"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("canceled")),
+        "{w}"
+    );
+    let tasks = tasks(&w);
+    for i in 0..2 {
+        let rows = rows_of(&tasks, &format!("transcribe_track_{i}"));
+        assert_eq!(rows.last().unwrap()["status"], "CANCELED", "{rows:?}");
+    }
+    assert_eq!(
+        fan_out(
+            &w,
+            "fork_transcription",
+            "join_transcription",
+            &indexed("transcribe_track", 2)
+        ),
+        "CANCELED"
+    );
+    assert_eq!(w["failedReferenceTaskNames"], serde_json::json!([]));
+    reflow_tests::replay_live(&stack.client, &[&wf]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

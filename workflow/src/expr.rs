@@ -7,7 +7,7 @@
 //!   as a string, each value formatted as plain text (strings unquoted, others as JSON).
 //!
 //! An expression is a path: a root (`input`, `item`, `index`, `workflow`, or a step id)
-//! followed by `.field`, `.0` or `[0]` segments. Nothing else is evaluated, on purpose: the
+//! followed by `.field`, `.0`, `[0]`, `[*]` or (in a fan-out) `[index]` segments. Nothing else is evaluated, on purpose: the
 //! interpreter must stay deterministic and the YAML readable. This module is pure; the
 //! validator uses [`references`] and the interpreter uses [`render`].
 
@@ -25,6 +25,9 @@ pub enum Segment {
     /// `[*]`: the rest of the path applied to every item of an array, giving an array
     /// (`${pad[*].padded_key}`).
     Each,
+    /// `[index]`: the item of a fan-out member's own position (`${pad_track[index]}` in a
+    /// fan-out over the same list: the member's counterpart).
+    CurrentIndex,
 }
 
 /// A parsed `${…}` expression.
@@ -209,17 +212,26 @@ pub fn eval(path: &Path, scope: &Scope) -> Result<Value, ExprError> {
             expr: path.text.clone(),
             root: path.root.clone(),
         })?;
-    walk(path, root, &path.segments)
+    let current = scope
+        .get("index")
+        .and_then(Value::as_u64)
+        .map(|i| i as usize);
+    walk(path, root, &path.segments, current)
 }
 
-fn walk(path: &Path, mut cur: &Value, segments: &[Segment]) -> Result<Value, ExprError> {
+fn walk(
+    path: &Path,
+    mut cur: &Value,
+    segments: &[Segment],
+    current: Option<usize>,
+) -> Result<Value, ExprError> {
     for (n, seg) in segments.iter().enumerate() {
         cur = match (cur, seg) {
             (Value::Null, _) => return Ok(Value::Null),
             (Value::Array(items), Segment::Each) => {
                 return items
                     .iter()
-                    .map(|item| walk(path, item, &segments[n + 1..]))
+                    .map(|item| walk(path, item, &segments[n + 1..], current))
                     .collect::<Result<Vec<_>, _>>()
                     .map(Value::Array);
             }
@@ -245,6 +257,17 @@ fn walk(path: &Path, mut cur: &Value, segments: &[Segment]) -> Result<Value, Exp
                     len: items.len(),
                 })?
             }
+            (Value::Array(items), Segment::CurrentIndex) => {
+                let i = current.ok_or_else(|| ExprError::UnknownRoot {
+                    expr: path.text.clone(),
+                    root: "index".into(),
+                })?;
+                items.get(i).ok_or_else(|| ExprError::OutOfRange {
+                    expr: path.text.clone(),
+                    index: i,
+                    len: items.len(),
+                })?
+            }
             (other, seg) => {
                 return Err(ExprError::WrongType {
                     expr: path.text.clone(),
@@ -252,6 +275,7 @@ fn walk(path: &Path, mut cur: &Value, segments: &[Segment]) -> Result<Value, Exp
                         Segment::Field(f) => f.clone(),
                         Segment::Index(i) => i.to_string(),
                         Segment::Each => "[*]".into(),
+                        Segment::CurrentIndex => "[index]".into(),
                     },
                     kind: kind(other),
                 });
@@ -352,17 +376,19 @@ fn parse_path(text: &str) -> Result<Path, ExprError> {
                 let inner = text[pos + 1..close].trim();
                 if inner == "*" {
                     segments.push(Segment::Each);
+                } else if inner == "index" {
+                    segments.push(Segment::CurrentIndex);
                 } else {
-                    let idx = inner
-                        .parse::<usize>()
-                        .map_err(|_| err("`[…]` must hold a non-negative integer or `*`"))?;
+                    let idx = inner.parse::<usize>().map_err(|_| {
+                        err("`[…]` must hold a non-negative integer, `*` or `index`")
+                    })?;
                     segments.push(Segment::Index(idx));
                 }
                 pos = close + 1;
             }
             _ => {
                 return Err(err(
-                    "only paths are allowed: names joined by `.`, `[n]` indexes and `[*]`",
+                    "only paths are allowed: names joined by `.`, `[n]` indexes, `[*]` and `[index]`",
                 ));
             }
         }
@@ -458,5 +484,31 @@ mod tests {
         assert!(!render_condition("${skipped}", &scope()).unwrap());
         assert_eq!(render_array("${input.tracks}", &scope()).unwrap().len(), 2);
         assert!(render_array("${input.id}", &scope()).is_err());
+    }
+
+    #[test]
+    fn index_picks_the_members_counterpart() {
+        let mut scope = Scope::new();
+        scope.insert("pad".into(), json!([{"key": "a"}, {"key": "b"}]));
+        scope.insert("index".into(), json!(1));
+        assert_eq!(
+            render(&json!("${pad[index].key}"), &scope).unwrap(),
+            json!("b")
+        );
+        scope.insert("index".into(), json!(2));
+        assert!(matches!(
+            render(&json!("${pad[index].key}"), &scope),
+            Err(ExprError::OutOfRange {
+                index: 2,
+                len: 2,
+                ..
+            })
+        ));
+        scope.remove("index");
+        assert!(matches!(
+            render(&json!("${pad[index]}"), &scope),
+            Err(ExprError::UnknownRoot { .. })
+        ));
+        assert!(parse_path("pad[idx]").is_err());
     }
 }

@@ -648,6 +648,12 @@ fn check_ref(
     inputs: &BTreeMap<String, RawInput>,
     item_ok: bool,
 ) -> Option<Problem> {
+    if !item_ok && p.segments.contains(&expr::Segment::CurrentIndex) {
+        return Some(Problem::ItemOutsideFanOut {
+            field,
+            expr: p.text.clone(),
+        });
+    }
     match p.root.as_str() {
         "input" => match p.segments.first() {
             Some(expr::Segment::Field(name)) if !inputs.contains_key(name) => {

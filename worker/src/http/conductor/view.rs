@@ -455,16 +455,12 @@ fn fork_join(owner: &Owner<'_>, g: &Group) -> (Task, Task) {
         .iter()
         .any(|r| !latest.iter().any(|m| m.reference_task_name == *r));
     let all_terminal = !waiting && g.complete && latest.iter().all(|m| m.status.is_terminal());
-    let any_failed = latest
-        .iter()
-        .any(|m| m.status.is_terminal() && !m.status.is_successful());
-    let status = if all_terminal {
-        if latest.iter().all(|m| m.status.is_successful()) {
-            TaskStatus::Completed
-        } else {
-            TaskStatus::Failed
-        }
-    } else if owner.run.is_running() {
+    // A member that failed for good fails the JOIN; members cancelled with the run (and none
+    // failed) cancel it.
+    let any_failed = latest.iter().any(|m| m.status.is_failure());
+    let status = if all_terminal && latest.iter().all(|m| m.status.is_successful()) {
+        TaskStatus::Completed
+    } else if !all_terminal && owner.run.is_running() {
         TaskStatus::InProgress
     } else if any_failed {
         TaskStatus::Failed
