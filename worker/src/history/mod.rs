@@ -86,3 +86,15 @@ pub async fn load(client: &Client, workflow_id: &str) -> Result<Run, HistoryErro
     }
     Ok(Run::new(workflow_id, &events, &described))
 }
+
+/// The size of the latest run of `workflow_id`'s history as the server stores it (protobuf
+/// bytes, payloads as they are on the wire).
+pub async fn stored_bytes(client: &Client, workflow_id: &str) -> Result<usize, HistoryError> {
+    let events = client
+        .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await
+        .map_err(|e| HistoryError::of(workflow_id, e))?;
+    Ok(events.iter().map(prost::Message::encoded_len).sum())
+}
