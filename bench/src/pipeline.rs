@@ -226,10 +226,11 @@ async fn history_size(work: &Path) -> anyhow::Result<(String, f64)> {
         "## History size\n\n\
          A meeting's history as the server stores it (protobuf bytes of every event, payloads\n\
          as sent): the `DiarizationPipeline` run and its `TrackProcessing` children, stand-in\n\
-         backends, one short track copied to every participant.\n\n\
+         backends, one short track copied to every participant. Measured {}.\n\n\
          | tracks | parent (KiB) | children (KiB) | total (KiB) | KiB per track |\n\
          |---|---|---|---|---|\n{rows}\n\
-         history_kb_per_track: {per_track:.1}\n"
+         history_kb_per_track: {per_track:.1}\n",
+        machine()
     );
     Ok((text, per_track))
 }
@@ -240,7 +241,9 @@ fn replace_section(file: &Path, section: &str) -> anyhow::Result<String> {
     let start = old.find("## History size");
     let text = match start {
         Some(i) => {
-            let end = old[i + 3..].find("\n## ").map_or(old.len(), |j| i + 3 + j + 1);
+            let end = old[i + 3..]
+                .find("\n## ")
+                .map_or(old.len(), |j| i + 3 + j + 1);
             format!("{}{section}{}", &old[..i], &old[end..])
         }
         None => format!("{}\n{section}", old.trim_end()),
@@ -522,7 +525,10 @@ async fn main() -> anyhow::Result<()> {
         let (text, per_track) = history_size(work.path()).await?;
         eprintln!("history_kb_per_track: {per_track:.1}");
         if sections.is_empty() {
-            println!("{}", replace_section(&a.results.join("pipeline.md"), &text)?);
+            println!(
+                "{}",
+                replace_section(&a.results.join("pipeline.md"), &text)?
+            );
         } else {
             sections.push(text);
         }

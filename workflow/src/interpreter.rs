@@ -59,6 +59,10 @@ pub struct RunInput {
 /// before it replay without them).
 pub const SEARCH_ATTRIBUTES_PATCH: &str = "reflow-search-attributes-1";
 
+/// Patch marking runs whose children get only their own graph ([`Pipeline::for_child`]);
+/// histories from before it replay with the whole definition in each child's input.
+pub const CHILD_GRAPH_PATCH: &str = "reflow-child-graph-1";
+
 /// Scope key of the rendered search attributes (not an identifier, so no step can shadow it).
 const SA_SCOPE: &str = "$search_attributes";
 /// Scope key of a fan-out's member count.
@@ -810,8 +814,13 @@ async fn run_member<W: Interpreted>(
                     format!("{graph}: no child pipeline {child:?}"),
                 ));
             };
+            let pinned = if ctx.patched(CHILD_GRAPH_PATCH) {
+                pipeline.for_child(child)
+            } else {
+                pipeline.clone()
+            };
             let child_input = RunInput {
-                pipeline: pipeline.clone(),
+                pipeline: pinned,
                 graph: Some(child.clone()),
                 input,
                 parent: Some(ctx.workflow_id().to_owned()),

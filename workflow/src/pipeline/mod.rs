@@ -113,6 +113,36 @@ pub struct Graph {
     pub output: Value,
 }
 
+impl Pipeline {
+    /// What a child workflow running graph `name` is given of this definition: that graph
+    /// (under `children`), the definition's identity (name, version, hash) and its search
+    /// attribute templates; the main graph without steps, inputs or output, no other child, no
+    /// progress section or failure hook. A meeting starts one child per track, and each child's
+    /// input is written to history twice (initiated and started), so this keeps a 64-track
+    /// history small (bench/results/pipeline.md, "History size").
+    pub fn for_child(&self, name: &str) -> Pipeline {
+        let mut main = self.main.clone();
+        main.steps.clear();
+        main.inputs.clear();
+        main.output = Value::Null;
+        Pipeline {
+            name: self.name.clone(),
+            version: self.version,
+            description: None,
+            hash: self.hash.clone(),
+            main,
+            children: self
+                .children
+                .get(name)
+                .map(|g| BTreeMap::from([(name.to_owned(), g.clone())]))
+                .unwrap_or_default(),
+            progress: None,
+            on_failure: None,
+            search_attributes: self.search_attributes.clone(),
+        }
+    }
+}
+
 impl Graph {
     /// The step with this id.
     pub fn step(&self, id: &str) -> Option<&Step> {
@@ -284,5 +314,40 @@ impl Default for Retry {
             maximum_attempts: 0,
             non_retryable_error_types: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_is_given_its_own_graph_and_the_definitions_identity() {
+        let catalog = crate::Catalog::new()
+            .activity("a", &[])
+            .activity("b", &[])
+            .workflow_type("Main")
+            .workflow_type("Kid")
+            .workflow_type("Other");
+        let yaml = "name: Main\nversion: 3\ninputs: {xs: {type: array}}\n\
+            defaults: {start_to_close: 10s}\n\
+            search_attributes: {RecordingId: '${input.xs}'}\n\
+            steps:\n  - {id: first, activity: a}\n\
+              \x20 - {id: each, child: Kid, needs: [first], for_each: '${input.xs}', with: {x: '${item}'}}\n\
+              \x20 - {id: solo, child: Other, needs: [first]}\n\
+            children:\n  Kid: {inputs: {x: {type: string}}, steps: [{id: work, activity: b, with: {x: '${input.x}'}}]}\n\
+              \x20 Other: {steps: [{id: more, activity: b}]}\n";
+        let p = crate::parse_and_validate("t.yaml", yaml, &catalog).unwrap();
+        let kid = p.for_child("Kid");
+        assert_eq!(
+            (kid.name.as_str(), kid.version, kid.hash.as_str()),
+            ("Main", 3, p.hash.as_str())
+        );
+        assert_eq!(kid.graph("Kid"), p.graph("Kid"));
+        assert!(kid.graph("Other").is_none() && kid.main.steps.is_empty());
+        assert_eq!(kid.search_attributes, p.search_attributes);
+        let whole = serde_json::to_string(&p).unwrap().len();
+        let given = serde_json::to_string(&kid).unwrap().len();
+        assert!(given < whole, "{given} < {whole}");
     }
 }
