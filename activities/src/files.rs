@@ -22,7 +22,8 @@ use tokio::io::AsyncReadExt;
 use crate::error::ActivityFailure;
 
 /// Input of `list_files`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListFilesInput {
     /// Directory to list (not recursively).
     pub dir: String,
@@ -32,7 +33,7 @@ pub struct ListFilesInput {
 }
 
 /// One listed file.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ListedFile {
     /// Absolute path.
     pub path: String,
@@ -41,21 +42,22 @@ pub struct ListedFile {
 }
 
 /// Output of `list_files`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ListFilesOutput {
     /// Regular files, sorted by path.
     pub files: Vec<ListedFile>,
 }
 
 /// Input of `digest_file`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DigestInput {
     /// The file.
     pub path: String,
 }
 
 /// Output of `digest_file`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct DigestOutput {
     /// The file.
     pub path: String,
@@ -66,7 +68,8 @@ pub struct DigestOutput {
 }
 
 /// Input of `write_report`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReportInput {
     /// Where to write the report (JSON).
     pub path: String,
@@ -75,7 +78,7 @@ pub struct ReportInput {
 }
 
 /// Output of `write_report`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReportOutput {
     /// Where it was written.
     pub path: String,
@@ -86,7 +89,7 @@ pub struct ReportOutput {
 }
 
 /// Heartbeat details of `digest_file`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DigestProgress {
     /// Bytes hashed so far.
     pub done_bytes: u64,
@@ -104,6 +107,14 @@ impl FileActivities {
     pub fn new(root: PathBuf) -> Self {
         FileActivities { root }
     }
+}
+
+/// The contracts of the file activities (the example pipeline's), for the catalog.
+pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
+    catalog
+        .contract::<ListFilesInput, ListFilesOutput>(FileActivities::list_files.name(), &[])
+        .contract::<DigestInput, DigestOutput>(FileActivities::digest_file.name(), &[])
+        .contract::<ReportInput, ReportOutput>(FileActivities::write_report.name(), &[])
 }
 
 const CHUNK: usize = 1 << 20;

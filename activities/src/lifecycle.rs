@@ -18,12 +18,17 @@ use crate::error::ActivityFailure;
 use crate::events::Events;
 use crate::storage::{Storage, keys};
 
-/// Events each lifecycle activity publishes (the catalog's `emits`).
-pub const EMITS: [(&str, &[&str]); 3] = [
-    ("finalize", &["TRANSCRIPT", "STATUS"]),
-    ("cleanup_consent", &[]),
-    ("mark_failed", &["STATUS"]),
-];
+/// The contracts of the lifecycle activities, for the catalog: input and output types (their
+/// JSON Schemas are what `reflow validate` checks steps against) and the events each publishes.
+pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
+    catalog
+        .contract::<FinalizeInput, FinalizeOutput>(
+            LifecycleActivities::finalize.name(),
+            &["TRANSCRIPT", "STATUS"],
+        )
+        .contract::<ConsentInput, ConsentOutput>(LifecycleActivities::cleanup_consent.name(), &[])
+        .contract::<FailedInput, FailedOutput>(LifecycleActivities::mark_failed.name(), &["STATUS"])
+}
 
 /// Move the transcript to `processing` (from `idle`, or back from `error` when a run resumes)
 /// and publish STATUS if it changed. An `ended` transcript being re-run goes back to
@@ -51,7 +56,8 @@ pub async fn processing(
 }
 
 /// Input of `finalize`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct FinalizeInput {
     /// When the run started (RFC 3339, `${workflow.started_at}`), for the pipeline duration.
     #[serde(default)]
@@ -63,7 +69,7 @@ pub struct FinalizeInput {
 }
 
 /// Output of `finalize`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FinalizeOutput {
     /// Always `ended`.
     pub status: String,
@@ -81,7 +87,8 @@ pub struct FinalizeOutput {
 }
 
 /// Input of `cleanup_consent`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ConsentInput {
     /// The transcript.
     pub transcript_id: String,
@@ -93,7 +100,7 @@ pub struct ConsentInput {
 }
 
 /// Output of `cleanup_consent`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConsentOutput {
     /// Someone denied consent.
     pub denied: bool,
@@ -104,7 +111,8 @@ pub struct ConsentOutput {
 }
 
 /// Input of `mark_failed`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct FailedInput {
     /// When the run started (RFC 3339), for the pipeline duration.
     #[serde(default)]
@@ -121,7 +129,7 @@ pub struct FailedInput {
 }
 
 /// Output of `mark_failed`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FailedOutput {
     /// The status now stored (`error`, or `ended` when the transcript had already ended).
     pub status: String,

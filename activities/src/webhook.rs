@@ -33,14 +33,15 @@ use crate::transcript::{Participant, Topic, segments, speaker_name, webvtt};
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Input of `send_webhook`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WebhookInput {
     /// The transcript.
     pub transcript_id: String,
 }
 
 /// Output of `send_webhook`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WebhookOutput {
     /// `delivered` or `skipped`.
     pub action: String,
@@ -362,6 +363,11 @@ impl WebhookActivities {
         }
         Err(ActivityFailure::Transient(format!("{what}: HTTP {status}")))
     }
+}
+
+/// The contract of `send_webhook`, for the catalog.
+pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
+    catalog.contract::<WebhookInput, WebhookOutput>(WebhookActivities::send_webhook.name(), &[])
 }
 
 #[activities]

@@ -81,14 +81,15 @@ pub fn ui_base_url() -> String {
 }
 
 /// Input of `post_zulip`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ZulipInput {
     /// The transcript.
     pub transcript_id: String,
 }
 
 /// Output of `post_zulip`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ZulipOutput {
     /// `created`, `updated` or `skipped`.
     pub action: String,
@@ -99,7 +100,7 @@ pub struct ZulipOutput {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct ZulipReply {
     #[serde(default)]
     id: Option<i64>,
@@ -247,6 +248,11 @@ pub fn message(t: &Transcript, ui_base_url: &str) -> Result<String, ActivityFail
     }
     out.push_str("```\n\n-----\n");
     Ok(out)
+}
+
+/// The contract of `post_zulip`, for the catalog.
+pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
+    catalog.contract::<ZulipInput, ZulipOutput>(ZulipActivities::post_zulip.name(), &[])
 }
 
 #[activities]

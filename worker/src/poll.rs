@@ -28,11 +28,12 @@ pub const PAGE: usize = 100;
 pub const RECENT: Duration = Duration::from_secs(168 * 3600);
 
 /// Input of `poll_daily_recordings` (nothing: the schedule passes none).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PollInput {}
 
 /// Output of `poll_daily_recordings`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PollOutput {
     /// Recordings listed.
     pub seen: usize,
@@ -44,6 +45,11 @@ pub struct PollOutput {
     pub waiting: Vec<String>,
     /// The webhook's state (`ACTIVE`/`FAILED`) and failed count, when watched.
     pub webhook: Option<(String, u64)>,
+}
+
+/// The contract of `poll_daily_recordings`, for the catalog.
+pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
+    catalog.contract::<PollInput, PollOutput>(PollActivities::poll_daily_recordings.name(), &[])
 }
 
 /// The poll activity.

@@ -150,9 +150,7 @@ impl Registry {
     /// it, and `write_report` writes inside the data directory only.
     pub fn examples() -> Self {
         let catalog = Catalog::new()
-            .activity(FileActivities::list_files.name(), &[])
-            .activity(FileActivities::digest_file.name(), &[])
-            .activity(FileActivities::write_report.name(), &[])
+            .merge(activities::files::contracts(Catalog::new()))
             .workflow_type("DirectoryDigest")
             .workflow_type("FileDigest");
         let registration: Registration = Arc::new(|o: &mut WorkerOptions, services: &Services| {
@@ -171,53 +169,21 @@ impl Registry {
 
     /// The production pipelines' activities and workflow types (meeting, Daily poll).
     pub fn production() -> Self {
-        let catalog = Catalog::new()
+        // Each activity module states its contracts (types and events) next to its types.
+        let modules: [fn(Catalog) -> Catalog; 8] = [
+            audio::contracts,
+            activities::asr::contracts,
+            summary::contracts,
+            daily::contracts,
+            lifecycle::contracts,
+            activities::zulip::contracts,
+            activities::webhook::contracts,
+            crate::poll::contracts,
+        ];
+        let catalog = modules
+            .into_iter()
+            .fold(Catalog::new(), |c, contracts| contracts(c))
             .activity(ProgressActivities::report_progress.name(), progress::EMITS)
-            .activity(AudioActivities::pad_track.name(), audio::EMITS[0].1)
-            .activity(AudioActivities::mixdown_tracks.name(), audio::EMITS[1].1)
-            .activity(AudioActivities::generate_waveform.name(), audio::EMITS[2].1)
-            .activity(AsrActivities::transcribe_track.name(), &[])
-            .activity(AsrActivities::merge_transcripts.name(), &[])
-            .activity(SummaryActivities::detect_topics.name(), summary::EMITS[0].1)
-            .activity(
-                SummaryActivities::detect_chunk_topic.name(),
-                summary::EMITS[1].1,
-            )
-            .activity(SummaryActivities::save_topics.name(), summary::EMITS[2].1)
-            .activity(
-                SummaryActivities::generate_title.name(),
-                summary::EMITS[3].1,
-            )
-            .activity(
-                SummaryActivities::extract_subjects.name(),
-                summary::EMITS[4].1,
-            )
-            .activity(
-                SummaryActivities::generate_detailed_summary.name(),
-                summary::EMITS[5].1,
-            )
-            .activity(
-                SummaryActivities::generate_recap.name(),
-                summary::EMITS[6].1,
-            )
-            .activity(
-                SummaryActivities::identify_action_items.name(),
-                summary::EMITS[7].1,
-            )
-            .activity(DailyActivities::get_recording.name(), daily::EMITS[0].1)
-            .activity(DailyActivities::get_participants.name(), daily::EMITS[1].1)
-            .activity(LifecycleActivities::finalize.name(), lifecycle::EMITS[0].1)
-            .activity(
-                LifecycleActivities::cleanup_consent.name(),
-                lifecycle::EMITS[1].1,
-            )
-            .activity(
-                LifecycleActivities::mark_failed.name(),
-                lifecycle::EMITS[2].1,
-            )
-            .activity(ZulipActivities::post_zulip.name(), &[])
-            .activity(WebhookActivities::send_webhook.name(), &[])
-            .activity(PollActivities::poll_daily_recordings.name(), &[])
             .workflow_type("DiarizationPipeline")
             .workflow_type("TrackProcessing")
             .workflow_type("PollDailyRecordings");
@@ -356,5 +322,34 @@ mod tests {
                 .get_activity("write_report")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn every_activity_a_pipeline_can_name_has_a_contract_whose_input_refuses_unknown_fields() {
+        let registry = Registry::builtin();
+        let catalog = registry.catalog();
+        for name in catalog.activity_names() {
+            let entry = catalog.get_activity(name).unwrap();
+            if name == activities::progress::ProgressActivities::report_progress.name() {
+                continue; // internal: scheduled by the interpreter, never by a step
+            }
+            let (input, output) = (entry.input.as_ref(), entry.output.as_ref());
+            assert!(
+                input.is_some() && output.is_some(),
+                "{name} has no contract"
+            );
+            assert_eq!(
+                input.unwrap()["additionalProperties"],
+                false,
+                "{name}'s input takes unknown fields"
+            );
+        }
+        // And at run time, the input's deserialization says which field.
+        let err = serde_json::from_value::<activities::audio::activities::MixdownInput>(
+            serde_json::json!({"transcript_id": "t", "padded_keys": [], "started_at": "now"}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field `started_at`"), "{err}");
     }
 }

@@ -151,7 +151,8 @@ fn default_language() -> Option<String> {
 }
 
 /// Input of `transcribe_track`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TranscribeInput {
     /// The transcript.
     pub transcript_id: String,
@@ -169,7 +170,7 @@ pub struct TranscribeInput {
 }
 
 /// Output of `transcribe_track`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct TranscribeOutput {
     /// `{transcript_id}/pipeline/words_{i}.json`.
     pub words_key: String,
@@ -180,7 +181,8 @@ pub struct TranscribeOutput {
 }
 
 /// Input of `merge_transcripts`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MergeInput {
     /// The transcript.
     pub transcript_id: String,
@@ -189,7 +191,7 @@ pub struct MergeInput {
 }
 
 /// Output of `merge_transcripts`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct MergeOutput {
     /// `{transcript_id}/pipeline/words.json`.
     pub words_key: String,
@@ -200,7 +202,7 @@ pub struct MergeOutput {
 }
 
 /// Heartbeat details of an embedded transcription.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TranscribeProgress {
     /// `"transcribing"`.
     pub phase: &'static str,
@@ -474,6 +476,14 @@ pub fn merge_words(mut words: Vec<Word>) -> Result<Vec<Word>, String> {
         ));
     }
     Ok(words)
+}
+
+/// The contracts of the transcription activities, for the catalog: input and output types
+/// (their JSON Schemas are what `reflow validate` checks steps against); they publish nothing.
+pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
+    catalog
+        .contract::<TranscribeInput, TranscribeOutput>(AsrActivities::transcribe_track.name(), &[])
+        .contract::<MergeInput, MergeOutput>(AsrActivities::merge_transcripts.name(), &[])
 }
 
 #[activities]

@@ -28,14 +28,15 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 const PARALLEL_DOWNLOADS: usize = 8;
 
 /// Input of `generate_waveform`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WaveformInput {
     /// The transcript whose `audio.mp3` to read.
     pub transcript_id: String,
 }
 
 /// Output of `generate_waveform`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct WaveformOutput {
     /// `{transcript_id}/audio.json`.
     pub waveform_key: String,
@@ -44,7 +45,7 @@ pub struct WaveformOutput {
 }
 
 /// Heartbeat details of a CPU step.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Working {
     /// What it is doing.
     pub phase: &'static str,
@@ -53,7 +54,8 @@ pub struct Working {
 }
 
 /// Input of `mixdown_tracks`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MixdownInput {
     /// The transcript.
     pub transcript_id: String,
@@ -62,7 +64,7 @@ pub struct MixdownInput {
 }
 
 /// Output of `mixdown_tracks`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct MixdownOutput {
     /// `{transcript_id}/audio.mp3`.
     pub audio_key: String,
@@ -73,7 +75,7 @@ pub struct MixdownOutput {
 }
 
 /// Heartbeat details of `mixdown_tracks`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MixProgress {
     /// Milliseconds mixed so far.
     pub mixed_ms: u64,
@@ -82,7 +84,8 @@ pub struct MixProgress {
 }
 
 /// Input of `pad_track` (one Daily raw track).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PadInput {
     /// The transcript.
     pub transcript_id: String,
@@ -100,7 +103,7 @@ pub struct PadInput {
 }
 
 /// Output of `pad_track`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct PadOutput {
     /// `{transcript_id}/pipeline/padded_{i}.webm`.
     pub padded_key: String,
@@ -115,7 +118,7 @@ pub struct PadOutput {
 }
 
 /// Heartbeat details of `pad_track`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PadProgress {
     /// Milliseconds of the raw track decoded so far.
     pub decoded_ms: u64,
@@ -133,12 +136,20 @@ pub struct AudioActivities {
     events: Events,
 }
 
-/// Events each audio activity publishes (the catalog's `emits`).
-pub const EMITS: [(&str, &[&str]); 3] = [
-    ("pad_track", &[]),
-    ("mixdown_tracks", &["DURATION"]),
-    ("generate_waveform", &["WAVEFORM"]),
-];
+/// The contracts of the audio activities, for the catalog: input and output types (their
+/// JSON Schemas are what `reflow validate` checks steps against) and the events each publishes.
+pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
+    catalog
+        .contract::<PadInput, PadOutput>(AudioActivities::pad_track.name(), &[])
+        .contract::<MixdownInput, MixdownOutput>(
+            AudioActivities::mixdown_tracks.name(),
+            &["DURATION"],
+        )
+        .contract::<WaveformInput, WaveformOutput>(
+            AudioActivities::generate_waveform.name(),
+            &["WAVEFORM"],
+        )
+}
 
 impl AudioActivities {
     /// Activities writing to `storage` (transcripts) and reading raw tracks from `recordings`

@@ -34,7 +34,9 @@ const FRAME: usize = 960;
 const MAX_PACKET: usize = 4_000;
 
 /// Where a track's offset came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OffsetSource {
     /// The first audio block's timestamp in the WebM file.

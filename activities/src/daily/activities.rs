@@ -22,14 +22,23 @@ use crate::events::Events;
 use crate::lifecycle;
 use crate::transcript::Participant;
 
-/// Events each Daily activity publishes (the catalog's `emits`).
-pub const EMITS: [(&str, &[&str]); 2] = [
-    ("get_recording", &["STATUS"]),
-    ("get_participants", &["DURATION"]),
-];
+/// The contracts of the Daily activities, for the catalog: input and output types (their
+/// JSON Schemas are what `reflow validate` checks steps against) and the events each publishes.
+pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
+    catalog
+        .contract::<RecordingInput, RecordingOutput>(
+            DailyActivities::get_recording.name(),
+            &["STATUS"],
+        )
+        .contract::<ParticipantsInput, ParticipantsOutput>(
+            DailyActivities::get_participants.name(),
+            &["DURATION"],
+        )
+}
 
 /// Input of `get_recording`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RecordingInput {
     /// The transcript.
     pub transcript_id: String,
@@ -44,7 +53,7 @@ pub struct RecordingInput {
 }
 
 /// Output of `get_recording` (§4.1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RecordingOutput {
     /// Recording id.
     pub id: String,
@@ -59,7 +68,7 @@ pub struct RecordingOutput {
 }
 
 /// One track as the pipeline input lists it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TrackRef {
     /// Key in the recordings bucket.
     pub s3_key: String,
@@ -72,7 +81,8 @@ pub struct TrackRef {
 }
 
 /// Input of `get_participants`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ParticipantsInput {
     /// The transcript.
     pub transcript_id: String,
@@ -87,7 +97,7 @@ pub struct ParticipantsInput {
 }
 
 /// Output of `get_participants`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ParticipantsOutput {
     /// The speaker of each track `i`.
     pub speakers: Vec<i64>,
@@ -98,7 +108,7 @@ pub struct ParticipantsOutput {
 }
 
 /// A track and the speaker its words get.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SpeakerTrack {
     /// Key in the recordings bucket.
     pub s3_key: String,

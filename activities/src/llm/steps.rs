@@ -42,23 +42,29 @@ const FIXED_CHUNK: usize = 300;
 /// Subjects kept (§4.9).
 const MAX_SUBJECTS: usize = 6;
 
-/// Events each summary activity publishes (the catalog's `emits`).
-pub const EMITS: [(&str, &[&str]); 8] = [
-    ("detect_topics", &[]),
-    ("detect_chunk_topic", &[]),
-    ("save_topics", &["TOPIC"]),
-    ("generate_title", &["FINAL_TITLE"]),
-    ("extract_subjects", &[]),
-    ("generate_detailed_summary", &[]),
-    (
-        "generate_recap",
-        &["FINAL_SHORT_SUMMARY", "FINAL_LONG_SUMMARY"],
-    ),
-    ("identify_action_items", &["ACTION_ITEMS"]),
-];
+/// The contracts of the summary activities, for the catalog: input and output types (their
+/// JSON Schemas are what `reflow validate` checks steps against) and the events each publishes.
+pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
+    type S = SummaryActivities;
+    catalog
+        .contract::<PlanInput, PlanOutput>(S::detect_topics.name(), &[])
+        .contract::<ChunkInput, ChunkTopic>(S::detect_chunk_topic.name(), &[])
+        .contract::<SaveTopicsInput, SaveTopicsOutput>(S::save_topics.name(), &["TOPIC"])
+        .contract::<TranscriptInput, TitleOutput>(S::generate_title.name(), &["FINAL_TITLE"])
+        .contract::<TranscriptInput, SubjectsOutput>(S::extract_subjects.name(), &[])
+        .contract::<SubjectInput, SubjectSummary>(S::generate_detailed_summary.name(), &[])
+        .contract::<RecapInput, RecapOutput>(
+            S::generate_recap.name(),
+            &["FINAL_SHORT_SUMMARY", "FINAL_LONG_SUMMARY"],
+        )
+        .contract::<ActionItemsInput, ActionItemsOutput>(
+            S::identify_action_items.name(),
+            &["ACTION_ITEMS"],
+        )
+}
 
 /// Which method produced a result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// The LLM's answer (validated, and guarded for the embedded model).
@@ -74,7 +80,8 @@ pub enum Method {
 // Payloads
 
 /// Input of `detect_topics`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PlanInput {
     /// The transcript.
     pub transcript_id: String,
@@ -89,7 +96,7 @@ pub struct PlanInput {
 }
 
 /// One chunk of the plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChunkPlan {
     /// Position.
     pub chunk_index: usize,
@@ -104,7 +111,7 @@ pub struct ChunkPlan {
 }
 
 /// Output of `detect_topics`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PlanOutput {
     /// The words the chunks index.
     pub words_key: String,
@@ -119,7 +126,8 @@ pub struct PlanOutput {
 }
 
 /// Input of `detect_chunk_topic`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ChunkInput {
     /// The transcript.
     pub transcript_id: String,
@@ -134,7 +142,7 @@ pub struct ChunkInput {
 }
 
 /// Output of `detect_chunk_topic`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChunkTopic {
     /// Chunk position.
     pub chunk_index: usize,
@@ -149,7 +157,8 @@ pub struct ChunkTopic {
 }
 
 /// Input of `save_topics`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SaveTopicsInput {
     /// The transcript.
     pub transcript_id: String,
@@ -162,21 +171,22 @@ pub struct SaveTopicsInput {
 }
 
 /// Output of `save_topics`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SaveTopicsOutput {
     /// Topics saved.
     pub topic_count: usize,
 }
 
 /// Input of the steps that work from the transcript row alone.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TranscriptInput {
     /// The transcript.
     pub transcript_id: String,
 }
 
 /// Output of `generate_title`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TitleOutput {
     /// The generated title (cleaned).
     pub title: String,
@@ -187,7 +197,7 @@ pub struct TitleOutput {
 }
 
 /// Output of `extract_subjects`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SubjectsOutput {
     /// `{transcript_id}/pipeline/summary_input.md`.
     pub summary_input_key: String,
@@ -200,7 +210,8 @@ pub struct SubjectsOutput {
 }
 
 /// Input of `generate_detailed_summary`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SubjectInput {
     /// The transcript.
     pub transcript_id: String,
@@ -213,7 +224,7 @@ pub struct SubjectInput {
 }
 
 /// Output of `generate_detailed_summary`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SubjectSummary {
     /// Position of the subject.
     pub subject_index: usize,
@@ -226,7 +237,8 @@ pub struct SubjectSummary {
 }
 
 /// Input of `generate_recap`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RecapInput {
     /// The transcript.
     pub transcript_id: String,
@@ -237,7 +249,7 @@ pub struct RecapInput {
 }
 
 /// A subject's paragraph, as `generate_recap` needs it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SubjectParagraph {
     /// Position of the subject.
     pub subject_index: usize,
@@ -246,7 +258,7 @@ pub struct SubjectParagraph {
 }
 
 /// Output of `generate_recap`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RecapOutput {
     /// Characters in the recap (the text is on the transcript).
     pub short_summary_chars: usize,
@@ -259,7 +271,8 @@ pub struct RecapOutput {
 }
 
 /// Input of `identify_action_items`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ActionItemsInput {
     /// The transcript.
     pub transcript_id: String,
@@ -268,7 +281,7 @@ pub struct ActionItemsInput {
 }
 
 /// Output of `identify_action_items`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ActionItemsOutput {
     /// Decisions found.
     pub decisions: usize,
@@ -528,7 +541,7 @@ pub struct SummaryActivities {
 }
 
 /// A topic answer as the LLM may spell it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct TopicAnswer {
     #[serde(alias = "Title")]
     title: String,
@@ -536,12 +549,12 @@ struct TopicAnswer {
     summary: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct SubjectsAnswer {
     subjects: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct ActionAnswer {
     #[serde(default)]
     decisions: Vec<Value>,
@@ -1091,7 +1104,7 @@ impl SummaryActivities {
 }
 
 /// The recap's checkpointed part.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 struct RecapResult {
     recap: String,
     method: Method,

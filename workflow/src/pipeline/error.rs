@@ -180,6 +180,52 @@ pub enum Problem {
         /// The event.
         event: String,
     },
+    /// `emits` names an event the activity never publishes.
+    #[error(
+        "emits {event:?}, which activity {activity:?} does not publish (it publishes: {known})"
+    )]
+    EventNotPublished {
+        /// The activity.
+        activity: String,
+        /// The event.
+        event: String,
+        /// What it publishes.
+        known: String,
+    },
+    /// `with` gives a field the activity's input does not have.
+    #[error("with: {key:?} is not an input of activity {activity:?} (its inputs: {known})")]
+    UnknownInputField {
+        /// The activity.
+        activity: String,
+        /// The field given.
+        key: String,
+        /// Its input's fields.
+        known: String,
+    },
+    /// `with` lacks a field the activity's input requires.
+    #[error("with: activity {activity:?} requires {key:?}, which `with` does not give")]
+    MissingInputField {
+        /// The activity.
+        activity: String,
+        /// The missing field.
+        key: String,
+    },
+    /// `${step.field}` where the step's output has no such field.
+    #[error(
+        "{field}: `${{{expr}}}` reads {name:?}, which is not in the output of step {root:?} (it has: {known})"
+    )]
+    UnknownOutputField {
+        /// Which field holds the expression.
+        field: &'static str,
+        /// The expression.
+        expr: String,
+        /// The step read.
+        root: String,
+        /// The field asked for.
+        name: String,
+        /// The output's fields.
+        known: String,
+    },
     /// A fan-out option on a step without `for_each`, or a child option on an activity step.
     #[error("`{field}` {reason}")]
     Misplaced {

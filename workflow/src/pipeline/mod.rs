@@ -319,8 +319,6 @@ impl Default for Retry {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn a_child_is_given_its_own_graph_and_the_definitions_identity() {
         let catalog = crate::Catalog::new()

@@ -11,7 +11,7 @@ use super::raw::{RawChild, RawDuration, RawInput, RawOptions, RawPipeline, RawRe
 use super::{
     DEFAULT_TASK_QUEUE, Graph, InputKind, InputSpec, Pipeline, Retry, Run, Step, StepOptions,
 };
-use crate::catalog::Catalog;
+use crate::catalog::{ActivityEntry, Catalog};
 use crate::expr::{self, Path};
 
 /// Parse YAML text and validate it; `file` names it in messages.
@@ -347,6 +347,27 @@ impl Ctx<'_> {
             BTreeMap::new()
         };
 
+        // What each step's output has, where its contract (or child pipeline) says.
+        let outputs: BTreeMap<&str, BTreeSet<String>> = steps
+            .iter()
+            .filter_map(|s| {
+                let fields = match (&s.activity, &s.child) {
+                    (Some(a), None) => self.catalog.get_activity(a)?.output_fields()?,
+                    (None, Some(c)) => self
+                        .children
+                        .get(c)?
+                        .output
+                        .as_ref()?
+                        .as_object()?
+                        .keys()
+                        .cloned()
+                        .collect(),
+                    _ => return None,
+                };
+                Some((s.id.as_str(), fields))
+            })
+            .collect();
+
         let mut out_steps = Vec::new();
         for s in steps {
             let mut problems = Vec::new();
@@ -370,6 +391,16 @@ impl Ctx<'_> {
                                     });
                                 }
                             }
+                            for e in &s.emits {
+                                if !entry.emits.contains(e) && self.catalog.has_event(e) {
+                                    problems.push(Problem::EventNotPublished {
+                                        activity: a.clone(),
+                                        event: e.clone(),
+                                        known: list(entry.emits.iter().map(String::as_str)),
+                                    });
+                                }
+                            }
+                            problems.extend(check_input(a, entry, s.with.as_ref()));
                         }
                     }
                     Run::Activity(a.clone())
@@ -458,6 +489,8 @@ impl Ctx<'_> {
                             }
                             if let Some(pr) = check_ref(field, &p, &ids, upstream, inputs, item_ok)
                             {
+                                problems.push(pr);
+                            } else if let Some(pr) = check_output_field(field, &p, &outputs) {
                                 problems.push(pr);
                             }
                         }
@@ -638,6 +671,61 @@ fn check_search_attributes(raw: &RawPipeline) -> Vec<Problem> {
         }
     }
     out
+}
+
+/// `with` against the activity's input schema: every key is an input, every required input
+/// is given. A `with` that is not a mapping (one expression) is checked at run time only.
+fn check_input(activity: &str, entry: &ActivityEntry, with: Option<&Value>) -> Vec<Problem> {
+    let Some((all, required)) = entry.input_fields() else {
+        return Vec::new();
+    };
+    let empty = serde_json::Map::new();
+    let given = match with {
+        Some(Value::Object(m)) => m,
+        None | Some(Value::Null) => &empty,
+        Some(_) => return Vec::new(),
+    };
+    let mut out: Vec<Problem> = given
+        .keys()
+        .filter(|k| !all.contains(*k))
+        .map(|k| Problem::UnknownInputField {
+            activity: activity.to_owned(),
+            key: k.clone(),
+            known: list(all.iter().map(String::as_str)),
+        })
+        .collect();
+    out.extend(
+        required
+            .iter()
+            .filter(|k| !given.contains_key(*k))
+            .map(|k| Problem::MissingInputField {
+                activity: activity.to_owned(),
+                key: k.clone(),
+            }),
+    );
+    out
+}
+
+/// `${step.field…}` against what the step's output has (its contract, or its child
+/// pipeline's `output`); fan-out indexes (`[*]`, `[n]`, `[index]`) before the field are
+/// looked through.
+fn check_output_field(
+    field: &'static str,
+    p: &Path,
+    outputs: &BTreeMap<&str, BTreeSet<String>>,
+) -> Option<Problem> {
+    let fields = outputs.get(p.root.as_str())?;
+    let name = p.segments.iter().find_map(|s| match s {
+        expr::Segment::Field(f) => Some(f),
+        _ => None,
+    })?;
+    (!fields.contains(name)).then(|| Problem::UnknownOutputField {
+        field,
+        expr: p.text.clone(),
+        root: p.root.clone(),
+        name: name.clone(),
+        known: list(fields.iter().map(String::as_str)),
+    })
 }
 
 fn check_ref(
