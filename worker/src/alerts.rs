@@ -143,9 +143,10 @@ mod tests {
         );
         assert_eq!(
             b.iter()
-                .find(|b| b.step == "pad_track")
+                .find(|b| b.step == "transcribe_track")
                 .map(|b| b.pipeline.as_str()),
-            Some("TrackProcessing")
+            Some("TrackProcessing"),
+            "a child's step is labelled with the child's workflow type"
         );
     }
 }
