@@ -9,7 +9,6 @@
 //! [`checkpoint`] keeps step results there by input hash, so no retry pays twice.
 
 pub mod asr;
-pub mod attempts;
 pub mod audio;
 pub mod checkpoint;
 pub mod daily;
@@ -17,13 +16,16 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod files;
+pub mod heartbeat;
 pub mod http;
 pub mod lifecycle;
 pub mod llm;
 pub mod metrics;
+pub mod models;
 pub mod progress;
 pub mod redacted;
 pub mod storage;
+pub mod track;
 pub mod transcript;
 pub mod usage;
 pub mod webhook;

@@ -13,10 +13,10 @@ use serde_json::json;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use crate::daily::activities::TrackRef;
 use crate::error::ActivityFailure;
 use crate::events::Events;
 use crate::storage::{Storage, keys};
+use crate::track::TrackRef;
 
 /// The contracts of the lifecycle activities, for the catalog: input and output types (their
 /// JSON Schemas are what `reflow validate` checks steps against) and the events each publishes.

@@ -2,7 +2,7 @@
 //! counters ending in `_total`, `step` = the activity type (a fan-out member's `_{i}` is not
 //! part of it). Without an installed recorder (unit tests, tools) every call is a no-op.
 //!
-//! The activity interceptor ([`crate::attempts`]) runs every attempt inside [`in_step`], so
+//! The worker's activity interceptor (`reflow::attempts`) runs every attempt inside [`in_step`], so
 //! code deep in a step (checkpoints, the LLM client) can label what it records with the
 //! pipeline and step without passing them around.
 

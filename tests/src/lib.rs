@@ -260,7 +260,7 @@ pub fn llm() -> std::sync::Arc<::activities::llm::Llm> {
     L.get_or_init(|| {
         std::sync::Arc::new(Llm::new(LlmConfig {
             backend: LlmBackend::Embedded {
-                model_path: ::activities::asr::models_dir()
+                model_path: ::activities::models::dir()
                     .join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
                 threads: 2,
             },

@@ -1,13 +1,13 @@
 //! Running Temporal workers: one per task queue, all in this process, stopped together.
 //!
 //! Every worker registers the whole [`Registry`]; the task queue decides which work reaches
-//! it. The activity interceptor ([`activities::attempts::AttemptReporter`]) is installed on
+//! it. The activity interceptor ([`crate::attempts::AttemptReporter`]) is installed on
 //! each, so attempts reach the progress table and every activity logs inside a span carrying
 //! `workflow_id`, `run_id`, `step` and `attempt`.
 
 use std::time::Duration;
 
-use activities::attempts::AttemptReporter;
+use crate::attempts::AttemptReporter;
 use temporalio_client::Client;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions, runtime::RuntimeOptions};

@@ -3,7 +3,7 @@
 //! One [`StepRow`] per declared step, in declared order; a fan-out step holds one member row
 //! per item. The interpreter updates it at every transition it sees (scheduled, completed,
 //! failed, skipped); attempt numbers of retries come from the `step_attempt` signal the
-//! worker's activity interceptor sends (`activities::attempts`), because Temporal does not
+//! worker's activity interceptor sends (`reflow::attempts`), because Temporal does not
 //! tell a workflow about an attempt until the activity closes.
 
 use serde::{Deserialize, Serialize};

@@ -27,9 +27,9 @@ use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use crate::audio::activities::with_heartbeats_from;
 use crate::checkpoint::{Checkpoints, Origin};
 use crate::error::ActivityFailure;
+use crate::heartbeat::with_heartbeats_from;
 use crate::storage::{Storage, keys};
 use crate::transcript::Word;
 use crate::usage::{Usage, ledger};
@@ -131,19 +131,7 @@ pub fn embedded_model_dir(name: &str) -> PathBuf {
     if path.components().count() > 1 || path.is_absolute() {
         return path;
     }
-    models_dir().join(format!("whisper-{name}"))
-}
-
-/// Where `just setup` installs the embedded models.
-pub fn models_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("REFLOW_MODELS_DIR") {
-        return PathBuf::from(dir);
-    }
-    let cache = std::env::var_os("REFLOW_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/reflow")))
-        .unwrap_or_else(|| PathBuf::from(".cache/reflow"));
-    cache.join("models")
+    crate::models::dir().join(format!("whisper-{name}"))
 }
 
 fn default_language() -> Option<String> {

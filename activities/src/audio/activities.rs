@@ -8,7 +8,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -20,10 +19,9 @@ use super::waveform::waveform_of_file;
 use crate::checkpoint::Checkpoints;
 use crate::error::ActivityFailure;
 use crate::events::Events;
+use crate::heartbeat::{with_heartbeats, with_heartbeats_from};
 use crate::storage::{Storage, keys};
 
-/// How often a long CPU step heartbeats while it works.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 /// Padded tracks a mixdown downloads at once.
 const PARALLEL_DOWNLOADS: usize = 8;
 
@@ -42,15 +40,6 @@ pub struct WaveformOutput {
     pub waveform_key: String,
     /// Number of peaks stored (always 255).
     pub peaks: usize,
-}
-
-/// Heartbeat details of a CPU step.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Working {
-    /// What it is doing.
-    pub phase: &'static str,
-    /// Seconds since the step started.
-    pub elapsed_s: u64,
 }
 
 /// Input of `mixdown_tracks`.
@@ -407,43 +396,5 @@ impl AudioActivities {
         self.waveform(&ctx, &input)
             .await
             .map_err(ActivityFailure::into_activity_error)
-    }
-}
-
-/// Run CPU work on a blocking thread, heartbeating `{phase, elapsed_s}` every
-/// [`HEARTBEAT_EVERY`] until it ends.
-pub async fn with_heartbeats<T: Send + 'static>(
-    ctx: &ActivityContext,
-    phase: &'static str,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ActivityFailure> {
-    let started = std::time::Instant::now();
-    with_heartbeats_from(ctx, work, move || Working {
-        phase,
-        elapsed_s: started.elapsed().as_secs(),
-    })
-    .await
-}
-
-/// Run CPU work on a blocking thread, heartbeating what `details` reports every
-/// [`HEARTBEAT_EVERY`] until it ends.
-pub async fn with_heartbeats_from<T: Send + 'static, D: Serialize + Send + 'static>(
-    ctx: &ActivityContext,
-    work: impl FnOnce() -> T + Send + 'static,
-    details: impl Fn() -> D,
-) -> Result<T, ActivityFailure> {
-    let mut handle = tokio::task::spawn_blocking(work);
-    let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
-    loop {
-        tokio::select! {
-            done = &mut handle => {
-                return done.map_err(|e| ActivityFailure::Transient(format!("audio work stopped: {e}")));
-            }
-            _ = ticker.tick() => {
-                if let Err(e) = ctx.record_heartbeat(details()).await {
-                    tracing::debug!(error = %e, "heartbeat not recorded");
-                }
-            }
-        }
     }
 }

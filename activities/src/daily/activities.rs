@@ -20,6 +20,7 @@ use super::client::{DailyClient, DailyConfig};
 use crate::error::ActivityFailure;
 use crate::events::Events;
 use crate::lifecycle;
+use crate::track::TrackRef;
 use crate::transcript::Participant;
 
 /// The contracts of the Daily activities, for the catalog: input and output types (their
@@ -65,19 +66,6 @@ pub struct RecordingOutput {
     pub room_name: Option<String>,
     /// Epoch seconds.
     pub start_ts: Option<i64>,
-}
-
-/// One track as the pipeline input lists it.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct TrackRef {
-    /// Key in the recordings bucket.
-    pub s3_key: String,
-    /// A local source's speaker name (Daily tracks get theirs from the participants API).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// A local source's offset in seconds (Daily tracks carry theirs in the file).
-    #[serde(default)]
-    pub offset_s: Option<f64>,
 }
 
 /// Input of `get_participants`.

@@ -133,7 +133,7 @@ impl LlmConfig {
         let backend = match var("LLM_BACKEND").as_deref().unwrap_or("embedded") {
             "embedded" => LlmBackend::Embedded {
                 model_path: var("LLM_MODEL").map(PathBuf::from).unwrap_or_else(|| {
-                    crate::asr::models_dir()
+                    crate::models::dir()
                         .join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
                 }),
                 threads: number("LLM_THREADS", var("LLM_THREADS"), 0)?,

@@ -31,7 +31,7 @@ use workflow::workflows::STEP_ATTEMPT_SIGNAL;
 #[derive(Clone)]
 pub struct AttemptReporter {
     client: Client,
-    db: Option<crate::db::Db>,
+    db: Option<activities::db::Db>,
     identity: String,
 }
 
@@ -46,7 +46,7 @@ impl AttemptReporter {
     }
 
     /// Also record every attempt in `db`'s `step_attempt` table, as worker `identity`.
-    pub fn recording(mut self, db: crate::db::Db, identity: impl Into<String>) -> Self {
+    pub fn recording(mut self, db: activities::db::Db, identity: impl Into<String>) -> Self {
         self.db = Some(db);
         self.identity = identity.into();
         self
@@ -82,7 +82,7 @@ impl ActivityInboundInterceptor for AttemptReporter {
         // The interpreter's progress reports are bookkeeping, not steps.
         let internal =
             info.is_local && info.activity_type == workflow::interpreter::REPORT_PROGRESS;
-        let labels = crate::metrics::StepLabels {
+        let labels = activities::metrics::StepLabels {
             pipeline: info.workflow_type.clone().unwrap_or_default(),
             step: info.activity_type.clone(),
             queue: info.task_queue.clone(),
@@ -103,7 +103,7 @@ impl ActivityInboundInterceptor for AttemptReporter {
             .map(|db| {
                 (
                     db,
-                    crate::db::attempts::Attempt {
+                    activities::db::attempts::Attempt {
                         workflow_id: workflow_id.clone(),
                         run_id: info.workflow_run_id.clone().unwrap_or_default(),
                         activity_id: activity_id.clone(),
@@ -141,16 +141,16 @@ impl ActivityInboundInterceptor for AttemptReporter {
                 tracing::warn!(error = %e, "step_attempt row not written");
             }
             let started = std::time::Instant::now();
-            let result = crate::metrics::in_step(labels.clone(), next.run(input)).await;
+            let result = activities::metrics::in_step(labels.clone(), next.run(input)).await;
             if !internal {
-                crate::metrics::attempt(
+                activities::metrics::attempt(
                     &labels,
                     match &result {
-                        Ok(_) => crate::metrics::Outcome::Success,
+                        Ok(_) => activities::metrics::Outcome::Success,
                         Err(ActivityError::Application(f)) if !f.is_non_retryable() => {
-                            crate::metrics::Outcome::RetryableFailure
+                            activities::metrics::Outcome::RetryableFailure
                         }
-                        Err(_) => crate::metrics::Outcome::NonRetryableFailure,
+                        Err(_) => activities::metrics::Outcome::NonRetryableFailure,
                     },
                     started.elapsed(),
                 );
