@@ -129,6 +129,16 @@ impl ApiError {
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, detail)
     }
+
+    /// 503 `{service} unavailable`: the cause is logged, never sent (a 5xx body carries no
+    /// internal error text).
+    pub fn unavailable(service: &'static str, cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "{service} unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{service} unavailable"),
+        )
+    }
 }
 
 impl IntoResponse for ApiError {

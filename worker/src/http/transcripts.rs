@@ -101,7 +101,7 @@ async fn process(
                         .build(),
                 )
                 .await
-                .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+                .map_err(|e| ApiError::unavailable("Temporal", &e))?;
         }
         Some(
             WorkflowExecutionStatus::Failed
@@ -129,7 +129,7 @@ async fn process(
     activities::checkpoint::Checkpoints::new(state.storage.clone())
         .new_epoch(&t.id)
         .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        .map_err(|e| ApiError::unavailable("storage", &e))?;
     let room_name = match &t.room_id {
         Some(r) => state.events.db().room_name(r).await?,
         None => None,
@@ -156,7 +156,7 @@ async fn process(
         crate::runs::RunError::AlreadyStarted { .. } => {
             ApiError::new(StatusCode::CONFLICT, "Processing already in progress")
         }
-        e => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        e => ApiError::unavailable("Temporal", &e),
     })?;
     let run_id = run.run_id.unwrap_or_default();
     db.set_workflow(&t.id, &workflow_id, &run_id).await?;
