@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
+use crate::app::App;
 use crate::registry::{Registry, Services};
 use crate::runs;
 use crate::settings::Settings;
@@ -280,8 +281,11 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             };
             if let Some(addr) = http {
                 // Before anything else: a refused bind must not wait for Temporal first.
-                let api = api_access();
-                crate::http::open_mode_check(addr, api.0.is_some() || api.1.is_some(), api.2)?;
+                crate::http::open_mode_check(
+                    addr,
+                    settings.api_has_credentials(),
+                    settings.allow_open_api,
+                )?;
             }
             let queues = queues_to_serve(
                 queues,
@@ -302,25 +306,9 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             let shutdown = Shutdown::default();
             shutdown.on_signals();
             tracing::info!(queues = ?queues, "serving");
-            let mut services = Services::from_settings(&settings, &registry).await?;
-            let api_client = client.clone();
             let dir = pipelines.as_deref().unwrap_or(&settings.pipelines_dir);
-            let intake = intake_for(dir, &registry, &services, &client)?;
-            services.intake = intake.clone();
-            let api = serve_api(
-                http,
-                &services,
-                &api_client,
-                intake,
-                settings.codec()?,
-                &shutdown,
-            );
-            let (workers, api) = futures::join!(
-                run_workers(client, &registry, &services, &queues, shutdown.clone()),
-                api
-            );
-            workers?;
-            api?;
+            let app = App::build(&settings, &registry, client, dir).await?;
+            app.run(&registry, &queues, http, &shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Dev {
@@ -329,8 +317,11 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             pipelines,
             http,
         } => {
-            let api = api_access();
-            crate::http::open_mode_check(http, api.0.is_some() || api.1.is_some(), api.2)?;
+            crate::http::open_mode_check(
+                http,
+                settings.api_has_credentials(),
+                settings.allow_open_api,
+            )?;
             let queues = queues_to_serve(
                 Vec::new(),
                 pipelines.as_deref().unwrap_or(&settings.pipelines_dir),
@@ -340,24 +331,9 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             let shutdown = Shutdown::default();
             shutdown.on_signals();
             eprintln!("worker serving {}; Ctrl-C to stop", queues.join(", "));
-            let mut services = Services::from_settings(&settings, &registry).await?;
-            let api_client = client.clone();
             let dir = pipelines.as_deref().unwrap_or(&settings.pipelines_dir);
-            let intake = intake_for(dir, &registry, &services, &client)?;
-            services.intake = intake.clone();
-            let api = serve_api(
-                Some(http),
-                &services,
-                &api_client,
-                intake,
-                settings.codec()?,
-                &shutdown,
-            );
-            let (result, api) = futures::join!(
-                run_workers(client, &registry, &services, &queues, shutdown.clone()),
-                api
-            );
-            api?;
+            let app = App::build(&settings, &registry, client, dir).await?;
+            let result = app.run(&registry, &queues, Some(http), &shutdown).await;
             if let Some(s) = server {
                 s.stop().await;
             }
@@ -618,9 +594,8 @@ async fn process_dir(
     let (client, server) = connect_or_start(settings, port, ui_port).await?;
     let shutdown = Shutdown::default();
     shutdown.on_signals();
-    let mut services = Services::from_settings(settings, registry).await?;
-    let intake = intake_for(&settings.pipelines_dir, registry, &services, &client)?;
-    services.intake = intake.clone();
+    let app = App::build(settings, registry, client.clone(), &settings.pipelines_dir).await?;
+    let services = &app.services;
     let recording_id = format!("local-{}", uuid::Uuid::new_v4().simple());
     let transcript_id = uuid::Uuid::new_v4().to_string();
     let workflow_id = format!("process-{recording_id}");
@@ -669,28 +644,16 @@ async fn process_dir(
             result
         }
     };
-    let state = crate::http::ApiState {
-        events: services.events.clone(),
-        storage: services.storage.clone(),
-        api_token: None,
-        secret_key: None,
-        temporal: Some(client.clone()),
-        intake,
-        daily_webhook_secret: None,
-        open_on_public_address: false,
-        codec: None,
-    };
-    let page = {
-        let (stop, tid) = (shutdown.clone(), transcript_id.clone());
-        crate::http::serve(
-            http,
-            state,
-            move |bound| eprintln!("progress page: http://{bound}/transcripts/{tid}"),
-            async move { stop.wait().await },
-        )
-    };
+    // The progress page: on loopback, without credentials (the run is this user's own).
+    let tid = transcript_id.clone();
+    let page = app.serve_api(
+        Some(http),
+        app.api_state(true),
+        move |bound| eprintln!("progress page: http://{bound}/transcripts/{tid}"),
+        &shutdown,
+    );
     let (worker, page, job) = futures::join!(
-        run_workers(client, registry, &services, &queues, shutdown),
+        run_workers(client, registry, services, &queues, shutdown.clone()),
         page,
         job
     );
@@ -706,72 +669,4 @@ async fn process_dir(
     print!("{}", crate::local::summary(&t)?);
     println!("transcript: {}", written.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// Daily intake with the DiarizationPipeline of `dir` (or the built-in copy).
-fn intake_for(
-    dir: &Path,
-    registry: &Registry,
-    services: &Services,
-    client: &temporalio_client::Client,
-) -> anyhow::Result<Option<std::sync::Arc<crate::intake::Intake>>> {
-    let pipeline = crate::intake::load_pipeline(Some(dir), registry.catalog())?;
-    Ok(Some(std::sync::Arc::new(crate::intake::Intake {
-        db: services.db().clone(),
-        client: client.clone(),
-        pipeline,
-        bucket_name: std::env::var("DAILYCO_STORAGE_AWS_BUCKET_NAME")
-            .ok()
-            .filter(|b| !b.is_empty()),
-    })))
-}
-
-/// The API's credentials and opt-out from the environment: `REFLOW_API_TOKEN`, `SECRET_KEY`,
-/// `REFLOW_ALLOW_OPEN_API`.
-fn api_access() -> (Option<String>, Option<String>, bool) {
-    let var = |k: &str| std::env::var(k).ok().filter(|t| !t.is_empty());
-    (
-        var("REFLOW_API_TOKEN"),
-        var("SECRET_KEY"),
-        var("REFLOW_ALLOW_OPEN_API").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
-    )
-}
-
-/// Serve the HTTP API on `addr` (if any) until `shutdown`.
-async fn serve_api(
-    addr: Option<std::net::SocketAddr>,
-    services: &Services,
-    client: &temporalio_client::Client,
-    intake: Option<std::sync::Arc<crate::intake::Intake>>,
-    codec: Option<crate::codec::PayloadEncryption>,
-    shutdown: &Shutdown,
-) -> Result<(), crate::http::ServeError> {
-    let Some(addr) = addr else {
-        return Ok(());
-    };
-    let (api_token, secret_key, open_on_public_address) = api_access();
-    let state = crate::http::ApiState {
-        events: services.events.clone(),
-        storage: services.storage.clone(),
-        api_token,
-        secret_key,
-        temporal: Some(client.clone()),
-        intake,
-        daily_webhook_secret: services.daily.webhook_secret.clone(),
-        open_on_public_address,
-        codec: codec.map(std::sync::Arc::new),
-    };
-    let db = services.db().clone();
-    if db.backend() == activities::db::Backend::Postgres {
-        // Events published by workers in other processes arrive by NOTIFY.
-        tokio::spawn(services.events.hub().clone().listen_postgres(db));
-    }
-    let stop = shutdown.clone();
-    crate::http::serve(
-        addr,
-        state,
-        |bound| eprintln!("HTTP API on http://{bound}"),
-        async move { stop.wait().await },
-    )
-    .await
 }

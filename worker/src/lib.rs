@@ -5,6 +5,7 @@
 //! holds their test activities, so they exercise exactly this wiring.
 
 pub mod alerts;
+pub mod app;
 pub mod attempts;
 pub mod cli;
 pub mod codec;

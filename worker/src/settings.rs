@@ -59,6 +59,15 @@ pub struct RawSettings {
     /// Refuse to run without payload encryption (`REFLOW_CODEC_REQUIRED`; the compose stack
     /// sets it).
     pub codec_required: Option<bool>,
+    /// The operator's bearer token for the HTTP API (`REFLOW_API_TOKEN`).
+    pub api_token: Option<String>,
+    /// The key users' JWTs are signed with (`SECRET_KEY`).
+    pub secret_key: Option<String>,
+    /// Serve the API without credentials on a public address, because something in front of
+    /// reflow authenticates every request (`REFLOW_ALLOW_OPEN_API`).
+    pub allow_open_api: Option<bool>,
+    /// Daily's recordings bucket (`DAILYCO_STORAGE_AWS_BUCKET_NAME`).
+    pub daily_bucket: Option<String>,
 }
 
 /// Resolved settings.
@@ -86,6 +95,14 @@ pub struct Settings {
     pub codec_compress: bool,
     /// Keys must be configured.
     pub codec_required: bool,
+    /// The operator's API token (never printed).
+    pub api_token: Option<String>,
+    /// The JWT key (never printed).
+    pub secret_key: Option<String>,
+    /// Open API on a public address allowed.
+    pub allow_open_api: bool,
+    /// Daily's recordings bucket.
+    pub daily_bucket: Option<String>,
 }
 
 impl Settings {
@@ -143,7 +160,19 @@ impl Settings {
                 .map(|v| matches!(v.as_str(), "1" | "true" | "yes"))
                 .or(raw.codec_required)
                 .unwrap_or(false),
+            api_token: env("REFLOW_API_TOKEN").or(raw.api_token),
+            secret_key: env("SECRET_KEY").or(raw.secret_key),
+            allow_open_api: env("REFLOW_ALLOW_OPEN_API")
+                .map(|v| matches!(v.as_str(), "1" | "true" | "yes"))
+                .or(raw.allow_open_api)
+                .unwrap_or(false),
+            daily_bucket: env("DAILYCO_STORAGE_AWS_BUCKET_NAME").or(raw.daily_bucket),
         }
+    }
+
+    /// The API has credentials (an operator token or a JWT key).
+    pub fn api_has_credentials(&self) -> bool {
+        self.api_token.is_some() || self.secret_key.is_some()
     }
 
     /// The payload codec the keys describe (`None` without keys).
@@ -231,6 +260,16 @@ impl std::fmt::Debug for Settings {
             )
             .field("codec_compress", &self.codec_compress)
             .field("codec_required", &self.codec_required)
+            .field(
+                "api_token",
+                &activities::redacted::Redacted(&self.api_token),
+            )
+            .field(
+                "secret_key",
+                &activities::redacted::Redacted(&self.secret_key),
+            )
+            .field("allow_open_api", &self.allow_open_api)
+            .field("daily_bucket", &self.daily_bucket)
             .finish()
     }
 }
