@@ -122,6 +122,13 @@ test *args: setup-test
 record-histories: setup-test
     REFLOW_RECORD_HISTORIES=1 TEMPORAL_CLI="{{venv}}/bin/temporal" cargo test -p reflow-tests --test engine --test conductor_meeting
 
+# The inner loop, no servers: formatting, lints, unit tests and the validation goldens.
+check:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets --quiet -- -D warnings
+    cargo test --workspace --lib --quiet
+    cargo test -p reflow-workflow --test validation --quiet
+
 # Formatting and lints, as CI checks them.
 lint:
     cargo fmt --all -- --check

@@ -59,9 +59,10 @@ pub async fn processing(
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FinalizeInput {
-    /// When the run started (RFC 3339, `${workflow.started_at}`), for the pipeline duration.
-    #[serde(default)]
-    pub started_at: Option<String>,
+    /// When the run started (RFC 3339, `${workflow.started_at}`), for the pipeline duration:
+    /// required, so a step that forgets it fails `reflow validate` instead of leaving the
+    /// ended-run duration unrecorded.
+    pub started_at: String,
     /// The transcript.
     pub transcript_id: String,
     /// The padded tracks to delete.
@@ -114,9 +115,9 @@ pub struct ConsentOutput {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailedInput {
-    /// When the run started (RFC 3339), for the pipeline duration.
-    #[serde(default)]
-    pub started_at: Option<String>,
+    /// When the run started (RFC 3339, `${workflow.started_at}`), for the pipeline duration
+    /// (required, as for `finalize`).
+    pub started_at: String,
     /// The transcript.
     pub transcript_id: String,
     /// The step that failed for good.
@@ -184,7 +185,7 @@ impl LifecycleActivities {
             crate::metrics::pipeline_run(
                 &crate::metrics::current().pipeline,
                 "ended",
-                since(input.started_at.as_deref()),
+                since(Some(&input.started_at)),
             );
             self.events
                 .publish("finalize", tid, "STATUS", json!({"value": "ended"}))
@@ -272,7 +273,7 @@ impl LifecycleActivities {
             crate::metrics::pipeline_run(
                 &crate::metrics::current().pipeline,
                 "error",
-                since(input.started_at.as_deref()),
+                since(Some(&input.started_at)),
             );
             self.events
                 .publish("mark_failed", tid, "STATUS", json!({"value": "error"}))

@@ -352,4 +352,35 @@ mod tests {
         .to_string();
         assert!(err.contains("unknown field `started_at`"), "{err}");
     }
+
+    #[test]
+    fn validate_finds_the_contract_bugs_the_production_pipeline_once_had() {
+        // finalize without started_at (the ended-run duration was never recorded) and
+        // mixdown_tracks with a started_at it ignores: both on the real pipeline and catalog.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines/diarization.yaml");
+        let good = std::fs::read_to_string(path).unwrap();
+        let registry = Registry::builtin();
+        workflow::parse_and_validate("diarization.yaml", &good, registry.catalog()).unwrap();
+        let finalize_with = "      padded_keys: ${pad_track[*].padded_key}\n      started_at: ${workflow.started_at}\n";
+        let mixdown_with =
+            "      padded_keys: ${pad_track[*].padded_key}\n\n  - id: generate_waveform";
+        assert!(good.contains(finalize_with) && good.contains(mixdown_with));
+        let broken = good
+            .replace(finalize_with, "      padded_keys: ${pad_track[*].padded_key}\n")
+            .replace(
+                mixdown_with,
+                "      padded_keys: ${pad_track[*].padded_key}\n      started_at: ${workflow.started_at}\n\n  - id: generate_waveform",
+            );
+        let report = workflow::parse_and_validate("diarization.yaml", &broken, registry.catalog())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            report.contains(r#"step "finalize": with: activity "finalize" requires "started_at""#),
+            "{report}"
+        );
+        assert!(
+            report.contains(r#"step "mixdown_tracks": with: "started_at" is not an input"#),
+            "{report}"
+        );
+    }
 }
