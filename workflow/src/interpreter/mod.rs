@@ -11,29 +11,37 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
 
 use futures::future::select_all;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use temporalio_workflow::common::protos::temporal::api::failure::v1::{
-    Failure, failure::FailureInfo,
-};
-use temporalio_workflow::common::{
-    ActivityCloseTimeouts, RetryPolicy, UntypedActivity, UntypedWorkflow,
-};
+use temporalio_workflow::common::{UntypedActivity, UntypedWorkflow};
 use temporalio_workflow::{
-    ActivityOptions, ChildWorkflowOptions, LocalActivityOptions, ParentClosePolicy,
-    SignalWorkflowOptions, WorkflowContext, WorkflowIdReusePolicy, WorkflowResult,
-    WorkflowTermination, common::error::ApplicationFailure,
+    ChildWorkflowOptions, ParentClosePolicy, WorkflowContext, WorkflowIdReusePolicy,
+    WorkflowResult, WorkflowTermination, common::error::ApplicationFailure,
 };
+
+mod failure;
+mod inputs;
+mod options;
+mod report;
+mod tags;
+
+pub use failure::{INVALID_INPUT, STEP_FAILED};
+pub use options::{activity_options, local_activity_options};
+pub use report::{ProgressReport, REPORT_PROGRESS};
+
+use failure::{StepFailure, decode, failed};
+use inputs::{needs_met, resolve_inputs};
+use options::{computed_timeout, summary_of};
+use report::{report_to_frontend, report_to_parent};
+use tags::{render_search_attributes, tag_run};
 
 use crate::expr::{self, Scope};
 use crate::payload;
-use crate::pipeline::{Graph, Pipeline, Run, Step};
-use crate::progress::{ChildProgress, Progress, RunStatus, StepRow, StepState, StepStatus};
+use crate::pipeline::{Pipeline, Run, Step};
+use crate::progress::{Progress, RunStatus, StepRow, StepStatus};
 use crate::search;
-use crate::workflows::ChildProgressSignal;
 
 /// Input of every pipeline workflow: the pinned definition, which graph of it to run, and
 /// the graph's input.
@@ -74,37 +82,6 @@ pub trait Interpreted: 'static {
     fn progress(&self) -> &Progress;
     /// The table, to update.
     fn progress_mut(&mut self) -> &mut Progress;
-}
-
-/// Failure type set on a run that failed because a step failed.
-pub const STEP_FAILED: &str = "StepFailed";
-/// Failure type for input that does not match the declared inputs.
-pub const INVALID_INPUT: &str = "InvalidInput";
-
-/// Why a step failed, as the progress table and the run's failure report it.
-#[derive(Debug, Clone)]
-struct StepFailure {
-    /// Failure type (`NotFound`, `timeout: HEARTBEAT`, …).
-    kind: String,
-    /// Root message.
-    message: String,
-}
-
-impl StepFailure {
-    fn new(kind: &str, message: impl Into<String>) -> Self {
-        StepFailure {
-            kind: kind.to_owned(),
-            message: message.into(),
-        }
-    }
-    fn text(&self) -> String {
-        // A child's own step failure already names its step and cause.
-        if self.kind.is_empty() || self.kind == STEP_FAILED {
-            self.message.clone()
-        } else {
-            format!("{}: {}", self.kind, self.message)
-        }
-    }
 }
 
 type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -161,123 +138,6 @@ pub async fn run<W: Interpreted>(
                 .0
         }
         (None, None) => main.await,
-    }
-}
-
-/// Activity type of the progress reporter (a local activity: no task queue round trip, and
-/// the order of reports is the workflow's).
-pub const REPORT_PROGRESS: &str = "report_progress";
-
-/// What [`REPORT_PROGRESS`] receives: the states that changed since the last report.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProgressReport {
-    /// The run's workflow id.
-    pub workflow_id: String,
-    /// The transcript whose channel gets the events.
-    pub transcript_id: String,
-    /// `total_steps`.
-    pub total_steps: u32,
-    /// Changed states, by `step_index`.
-    pub states: Vec<StepState>,
-}
-
-/// Report `PIPELINE_PROGRESS` states whenever the table changes: each index's aggregate
-/// (members and children included) is recomputed, and the ones that differ from the last
-/// report are sent, in index order. A failed report is dropped: progress is advisory and the
-/// next change re-sends the state.
-async fn report_to_frontend<W: Interpreted>(
-    ctx: &WorkflowContext<W>,
-    spec: crate::pipeline::ProgressSpec,
-    transcript_id: String,
-) {
-    let sent = std::cell::RefCell::new(Vec::<StepState>::new());
-    on_each_revision(ctx, u64::MAX, |progress| {
-        let states = crate::progress::step_states(&progress, &spec.steps);
-        let changed: Vec<StepState> = states
-            .iter()
-            .filter(|s| !sent.borrow().contains(s))
-            .cloned()
-            .collect();
-        *sent.borrow_mut() = states;
-        let report = ProgressReport {
-            workflow_id: ctx.workflow_id().to_owned(),
-            transcript_id: transcript_id.clone(),
-            total_steps: spec.total_steps,
-            states: changed,
-        };
-        async move {
-            if report.states.is_empty() {
-                return;
-            }
-            let options = LocalActivityOptions::builder()
-                .schedule_to_close_timeout(Duration::from_secs(30))
-                .retry_policy(
-                    RetryPolicy::builder()
-                        .initial_interval(Duration::from_millis(200))
-                        .maximum_attempts(3)
-                        .build(),
-                )
-                .build();
-            let _ = ctx
-                .execute_local_activity(
-                    UntypedActivity::new(REPORT_PROGRESS.to_owned()),
-                    payload::to_raw(&serde_json::to_value(&report).unwrap_or(Value::Null)),
-                    options,
-                )
-                .await;
-        }
-    })
-    .await;
-}
-
-async fn report_to_parent<W: Interpreted>(ctx: &WorkflowContext<W>, parent: String) {
-    let me = ctx.workflow_id().to_owned();
-    on_each_revision(ctx, 0, |progress| {
-        let report = ChildProgress {
-            workflow_id: me.clone(),
-            progress,
-        };
-        let parent = parent.clone();
-        async move {
-            let handle = ctx.external_workflow(parent, None);
-            let signal = handle.signal(
-                ChildProgressSignal,
-                report,
-                SignalWorkflowOptions::default(),
-            );
-            // A parent that is gone cannot be told; the child's own table stays queryable.
-            let _ = signal.await;
-        }
-    })
-    .await;
-}
-
-/// Call `act` with the table each time its revision moves past the last one acted on
-/// (starting from `initial`), one call at a time, until the run finished and its final
-/// revision was handled (or the workflow is cancelled).
-async fn on_each_revision<W, F, Fut>(ctx: &WorkflowContext<W>, initial: u64, mut act: F)
-where
-    W: Interpreted,
-    F: FnMut(Progress) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let mut seen = initial;
-    loop {
-        if ctx
-            .wait_condition(|w| w.progress().revision != seen || w.progress().finished)
-            .await
-            .is_err()
-        {
-            return; // cancelled
-        }
-        let (progress, revision) = ctx.state(|w| (w.progress().clone(), w.progress().revision));
-        if revision != seen {
-            act(progress).await;
-            seen = revision;
-        }
-        if ctx.state(|w| w.progress().finished && w.progress().revision == seen) {
-            return;
-        }
     }
 }
 
@@ -439,7 +299,10 @@ async fn run_graph<W: Interpreted>(
                 });
                 let cancelled = ctx.cancellation_token().is_cancelled();
                 if step.optional && !cancelled {
-                    tracing::warn!(workflow_id = ctx.workflow_id(), step = %step.id, error = %failure.text(), "optional step failed; the run goes on");
+                    // Logged once, when it happens: not again when a worker replays the history.
+                    if !ctx.is_replaying() {
+                        tracing::warn!(workflow_id = ctx.workflow_id(), step = %step.id, error = %failure.text(), "optional step failed; the run goes on");
+                    }
                     scope.insert(step.id.clone(), Value::Null);
                     states[i] = State::FailedOptional;
                 } else {
@@ -476,7 +339,9 @@ async fn run_graph<W: Interpreted>(
                             scope,
                         )
                         .await;
-                        if let Err(e) = hooked {
+                        if let Err(e) = hooked
+                            && !ctx.is_replaying()
+                        {
                             tracing::error!(workflow_id = ctx.workflow_id(), step = %hook.id, error = %e.text(), "on_failure step failed");
                         }
                     }
@@ -512,82 +377,6 @@ async fn run_graph<W: Interpreted>(
     Ok(output)
 }
 
-/// The pipeline's declared search attributes rendered for this run; one that renders to
-/// nothing (an absent optional input) or fails to render is left out.
-fn render_search_attributes(pipeline: &Pipeline, scope: &Scope) -> BTreeMap<String, String> {
-    pipeline
-        .search_attributes
-        .iter()
-        .filter_map(|(name, template)| {
-            match expr::render(&Value::String(template.clone()), scope) {
-                Ok(Value::String(s)) if !s.is_empty() => Some((name.clone(), s)),
-                Ok(Value::Null) | Ok(Value::String(_)) | Err(_) => None,
-                Ok(other) => Some((name.clone(), other.to_string())),
-            }
-        })
-        .collect()
-}
-
-/// Set the run's search attributes (declared ones, pipeline name, version, hash) and memo.
-fn tag_run<W>(ctx: &WorkflowContext<W>, pipeline: &Pipeline, declared: &BTreeMap<String, String>) {
-    let mut updates = vec![
-        search::PIPELINE_NAME.value_set(pipeline.name.clone()),
-        search::PIPELINE_VERSION.value_set(i64::from(pipeline.version)),
-        search::PIPELINE_HASH.value_set(pipeline.hash.clone()),
-    ];
-    updates.extend(
-        declared
-            .iter()
-            .filter_map(|(k, v)| search::declarable(k).map(|key| key.value_set(v.clone()))),
-    );
-    ctx.upsert_search_attributes(updates);
-    let memo = [
-        ("pipeline", json!(pipeline.name)),
-        ("pipeline_version", json!(pipeline.version)),
-        ("pipeline_hash", json!(pipeline.hash)),
-    ];
-    if let Err(e) = ctx
-        .upsert_memo(memo.map(|(k, v)| (k, Some(temporalio_workflow::common::MemoValue::new(v)))))
-    {
-        tracing::warn!(workflow_id = ctx.workflow_id(), error = %e, "memo not set");
-    }
-}
-
-/// The Web UI label of a step's activity or child: its `summary:` template rendered for this
-/// member, else the step id (with `i/N` for a fan-out member).
-fn summary_of(step: &Step, scope: &Scope, index: Option<usize>) -> String {
-    let default = || match index {
-        Some(i) => match scope.get(COUNT_SCOPE).and_then(Value::as_u64) {
-            Some(n) => format!("{} {}/{n}", step.id, i + 1),
-            None => format!("{} {}", step.id, i + 1),
-        },
-        None => step.id.clone(),
-    };
-    match &step.summary {
-        None => default(),
-        Some(t) => match expr::render(&Value::String(t.clone()), scope) {
-            Ok(Value::String(s)) if !s.trim().is_empty() => s,
-            Ok(Value::String(_)) | Ok(Value::Null) | Err(_) => default(),
-            Ok(other) => other.to_string(),
-        },
-    }
-}
-
-fn needs_met(graph: &Graph, states: &[State], step: &Step) -> bool {
-    step.needs.iter().all(|n| {
-        graph
-            .steps
-            .iter()
-            .position(|s| &s.id == n)
-            .is_some_and(|j| {
-                matches!(
-                    states[j],
-                    State::Done(_) | State::Skipped | State::FailedOptional
-                )
-            })
-    })
-}
-
 fn initial_row(step: &Step) -> StepRow {
     StepRow {
         id: step.id.clone(),
@@ -616,46 +405,6 @@ fn initial_row(step: &Step) -> StepRow {
 fn now<W>(ctx: &WorkflowContext<W>) -> Option<String> {
     ctx.workflow_time()
         .map(|t| humantime::format_rfc3339_millis(t).to_string())
-}
-
-/// Check the input against the declared inputs and apply defaults.
-fn resolve_inputs(graph: &Graph, input: Value) -> Result<Value, String> {
-    let mut map = match input {
-        Value::Object(m) => m,
-        Value::Null => serde_json::Map::new(),
-        other => {
-            return Err(format!(
-                "expected an object of named inputs, got a {}",
-                expr::kind(&other)
-            ));
-        }
-    };
-    let mut problems = Vec::new();
-    for (name, spec) in &graph.inputs {
-        match map.get(name) {
-            None | Some(Value::Null) => {
-                if let Some(d) = &spec.default {
-                    map.insert(name.clone(), d.clone());
-                } else if spec.required {
-                    problems.push(format!("{name:?} is required"));
-                } else {
-                    // Declared but optional: present as null, so `${input.x}` reads null.
-                    map.insert(name.clone(), Value::Null);
-                }
-            }
-            Some(v) if !spec.kind.accepts(v) => problems.push(format!(
-                "{name:?} must be {:?}, got a {}",
-                spec.kind,
-                expr::kind(v)
-            )),
-            Some(_) => {}
-        }
-    }
-    if problems.is_empty() {
-        Ok(Value::Object(map))
-    } else {
-        Err(problems.join("; "))
-    }
 }
 
 /// Run one step (all of its fan-out members) and return its output.
@@ -871,113 +620,4 @@ async fn run_member<W: Interpreted>(
         }),
     }
     result
-}
-
-/// A formula's start-to-close for this member (at least one second).
-fn computed_timeout(text: &str, scope: &Scope) -> Result<Duration, expr::ExprError> {
-    let seconds = crate::formula::Formula::parse(text)?.seconds(scope)?;
-    Ok(Duration::from_secs_f64(seconds.max(1.0)))
-}
-
-/// The activity options a step declares; `start_to_close` is the step's formula evaluated for
-/// this run, when it has one; `summary` is the Web UI label.
-pub fn activity_options(
-    step: &Step,
-    activity_id: String,
-    start_to_close: Option<Duration>,
-    summary: String,
-) -> ActivityOptions {
-    let o = &step.options;
-    let close = match (o.schedule_to_close(), start_to_close.or(o.start_to_close())) {
-        (Some(s), Some(t)) => ActivityCloseTimeouts::ScheduleAndStartToClose {
-            schedule_to_close: s,
-            start_to_close: t,
-        },
-        (Some(s), None) => ActivityCloseTimeouts::ScheduleToClose(s),
-        (None, Some(t)) => ActivityCloseTimeouts::StartToClose(t),
-        // Validation forbids this; a minute keeps a hand-written input from hanging forever.
-        (None, None) => ActivityCloseTimeouts::StartToClose(Duration::from_secs(60)),
-    };
-    let retry = retry_policy(&o.retry);
-    ActivityOptions::with_close_timeouts(close)
-        .activity_id(activity_id)
-        .task_queue(o.task_queue.clone())
-        .maybe_heartbeat_timeout(o.heartbeat())
-        .retry_policy(retry)
-        .summary(summary)
-        .build()
-}
-
-/// The local-activity options of a `local: true` step: the same timeouts and retry policy
-/// as [`activity_options`] (no queue, no heartbeat: validation forbids both). The input is
-/// kept in the marker, so history (and the Conductor shim) shows what the step received.
-pub fn local_activity_options(
-    step: &Step,
-    activity_id: String,
-    start_to_close: Option<Duration>,
-    summary: String,
-) -> LocalActivityOptions {
-    let o = &step.options;
-    let (schedule_to_close, start_to_close) =
-        match (o.schedule_to_close(), start_to_close.or(o.start_to_close())) {
-            // Validation forbids neither; a minute keeps a hand-written input from hanging.
-            (None, None) => (None, Some(Duration::from_secs(60))),
-            pair => pair,
-        };
-    LocalActivityOptions::builder()
-        .activity_id(activity_id)
-        .retry_policy(retry_policy(&o.retry))
-        .maybe_schedule_to_close_timeout(schedule_to_close)
-        .maybe_start_to_close_timeout(start_to_close)
-        .include_arguments_in_marker(true)
-        .summary(summary)
-        .build()
-}
-
-/// A step's retry policy as Temporal's.
-fn retry_policy(r: &crate::pipeline::Retry) -> RetryPolicy {
-    RetryPolicy::builder()
-        .initial_interval(Duration::from_millis(r.initial_interval_ms))
-        .backoff_coefficient(r.backoff_coefficient)
-        .maybe_maximum_interval(r.maximum_interval_ms.map(Duration::from_millis))
-        .maximum_attempts(r.maximum_attempts)
-        .non_retryable_error_types(r.non_retryable_error_types.clone())
-        .build()
-}
-
-/// A failed activity or child: its Temporal failure if there is one, else `fallback` and the
-/// error's text (payload conversion, start refused).
-fn failed(failure: Option<&Failure>, fallback: &str, e: &dyn std::fmt::Display) -> StepFailure {
-    failure.map_or_else(|| StepFailure::new(fallback, e.to_string()), describe)
-}
-
-/// A step's JSON output from its raw payload.
-fn decode(
-    raw: temporalio_workflow::common::data_converters::RawValue,
-) -> Result<Value, StepFailure> {
-    payload::from_raw(&raw).map_err(|e| StepFailure::new("PayloadError", e))
-}
-
-/// The root cause of a Temporal failure, as a type and a message.
-fn describe(f: &Failure) -> StepFailure {
-    let mut root = f;
-    while let Some(c) = &root.cause {
-        root = c;
-    }
-    let kind = match &root.failure_info {
-        Some(FailureInfo::ApplicationFailureInfo(a)) => a.r#type.clone(),
-        Some(FailureInfo::TimeoutFailureInfo(t)) => {
-            let name = temporalio_workflow::common::protos::temporal::api::enums::v1::TimeoutType::try_from(t.timeout_type)
-                .map(|t| t.as_str_name().trim_start_matches("TIMEOUT_TYPE_").to_owned())
-                .unwrap_or_default();
-            format!("timeout: {name}")
-        }
-        Some(FailureInfo::CanceledFailureInfo(_)) => "Canceled".into(),
-        Some(FailureInfo::TerminatedFailureInfo(_)) => "Terminated".into(),
-        _ => String::new(),
-    };
-    StepFailure {
-        kind,
-        message: root.message.clone(),
-    }
 }

@@ -1,0 +1,133 @@
+//! Progress reporting while a graph runs: the main run of a pipeline with a `progress:`
+//! section sends `PIPELINE_PROGRESS` states through a local activity ([`REPORT_PROGRESS`]); a
+//! child signals its table to its parent. Both act once per change of the table, in order.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use temporalio_workflow::common::{RetryPolicy, UntypedActivity};
+use temporalio_workflow::{LocalActivityOptions, SignalWorkflowOptions, WorkflowContext};
+
+use super::Interpreted;
+use crate::payload;
+use crate::progress::{ChildProgress, Progress, StepState};
+use crate::workflows::ChildProgressSignal;
+
+/// Activity type of the progress reporter (a local activity: no task queue round trip, and
+/// the order of reports is the workflow's).
+pub const REPORT_PROGRESS: &str = "report_progress";
+
+/// What [`REPORT_PROGRESS`] receives: the states that changed since the last report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProgressReport {
+    /// The run's workflow id.
+    pub workflow_id: String,
+    /// The transcript whose channel gets the events.
+    pub transcript_id: String,
+    /// `total_steps`.
+    pub total_steps: u32,
+    /// Changed states, by `step_index`.
+    pub states: Vec<StepState>,
+}
+
+/// Report `PIPELINE_PROGRESS` states whenever the table changes: each index's aggregate
+/// (members and children included) is recomputed, and the ones that differ from the last
+/// report are sent, in index order. A failed report is dropped: progress is advisory and the
+/// next change re-sends the state.
+pub(super) async fn report_to_frontend<W: Interpreted>(
+    ctx: &WorkflowContext<W>,
+    spec: crate::pipeline::ProgressSpec,
+    transcript_id: String,
+) {
+    let sent = std::cell::RefCell::new(Vec::<StepState>::new());
+    on_each_revision(ctx, u64::MAX, |progress| {
+        let states = crate::progress::step_states(&progress, &spec.steps);
+        let changed: Vec<StepState> = states
+            .iter()
+            .filter(|s| !sent.borrow().contains(s))
+            .cloned()
+            .collect();
+        *sent.borrow_mut() = states;
+        let report = ProgressReport {
+            workflow_id: ctx.workflow_id().to_owned(),
+            transcript_id: transcript_id.clone(),
+            total_steps: spec.total_steps,
+            states: changed,
+        };
+        async move {
+            if report.states.is_empty() {
+                return;
+            }
+            let options = LocalActivityOptions::builder()
+                .schedule_to_close_timeout(Duration::from_secs(30))
+                .retry_policy(
+                    RetryPolicy::builder()
+                        .initial_interval(Duration::from_millis(200))
+                        .maximum_attempts(3)
+                        .build(),
+                )
+                .build();
+            let _ = ctx
+                .execute_local_activity(
+                    UntypedActivity::new(REPORT_PROGRESS.to_owned()),
+                    payload::to_raw(&serde_json::to_value(&report).unwrap_or(Value::Null)),
+                    options,
+                )
+                .await;
+        }
+    })
+    .await;
+}
+
+pub(super) async fn report_to_parent<W: Interpreted>(ctx: &WorkflowContext<W>, parent: String) {
+    let me = ctx.workflow_id().to_owned();
+    on_each_revision(ctx, 0, |progress| {
+        let report = ChildProgress {
+            workflow_id: me.clone(),
+            progress,
+        };
+        let parent = parent.clone();
+        async move {
+            let handle = ctx.external_workflow(parent, None);
+            let signal = handle.signal(
+                ChildProgressSignal,
+                report,
+                SignalWorkflowOptions::default(),
+            );
+            // A parent that is gone cannot be told; the child's own table stays queryable.
+            let _ = signal.await;
+        }
+    })
+    .await;
+}
+
+/// Call `act` with the table each time its revision moves past the last one acted on
+/// (starting from `initial`), one call at a time, until the run finished and its final
+/// revision was handled (or the workflow is cancelled).
+async fn on_each_revision<W, F, Fut>(ctx: &WorkflowContext<W>, initial: u64, mut act: F)
+where
+    W: Interpreted,
+    F: FnMut(Progress) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut seen = initial;
+    loop {
+        if ctx
+            .wait_condition(|w| w.progress().revision != seen || w.progress().finished)
+            .await
+            .is_err()
+        {
+            return; // cancelled
+        }
+        let (progress, revision) = ctx.state(|w| (w.progress().clone(), w.progress().revision));
+        if revision != seen {
+            act(progress).await;
+            seen = revision;
+        }
+        if ctx.state(|w| w.progress().finished && w.progress().revision == seen) {
+            return;
+        }
+    }
+}
