@@ -442,29 +442,11 @@ pub async fn replay_live_as(client: &Client, id: &str, name: &str) {
 /// `(activity type, start-to-close in whole seconds)` of every activity a run scheduled, from
 /// its history.
 pub async fn scheduled_activities(client: &Client, id: &str) -> Vec<(String, u64)> {
-    use temporalio_client::{UntypedWorkflow, WorkflowFetchHistoryOptions};
-    let json = client
-        .get_workflow_handle::<UntypedWorkflow>(id)
-        .fetch_history(WorkflowFetchHistoryOptions::default())
-        .to_json()
-        .await
-        .expect("history");
-    let history: serde_json::Value = serde_json::from_slice(&json).expect("history JSON");
-    history["events"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["attributes"].get("ActivityTaskScheduledEventAttributes"))
-        .map(|a| {
-            let secs = a["start_to_close_timeout"]
-                .as_str()
-                .and_then(|t| t.trim_end_matches('s').parse::<f64>().ok())
-                .unwrap_or(0.0);
-            (
-                a["activity_type"]["name"].as_str().unwrap_or("").to_owned(),
-                secs as u64,
-            )
-        })
+    let run = reflow::history::load(client, id).await.expect("history");
+    run.steps
+        .iter()
+        .filter(|s| !s.local)
+        .map(|s| (s.activity_type.clone(), s.start_to_close_s.max(0) as u64))
         .collect()
 }
 

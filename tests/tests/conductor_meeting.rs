@@ -105,17 +105,32 @@ fn fan_out(w: &Value, fork: &str, join: &str, members: &[String]) -> String {
     j["status"].as_str().unwrap().to_owned()
 }
 
+/// A meeting of `tracks` synthesized tracks on an in-process stack whose transcription
+/// stand-in answers after `asr_latency` (hold the guard for the whole test).
+async fn meeting(
+    prefix: &str,
+    tracks: usize,
+    asr_latency: Duration,
+) -> (
+    tokio::sync::MutexGuard<'static, ()>,
+    Stack,
+    reflow_tests::InProcessWorker,
+    reflow_tests::meetings::Meeting,
+) {
+    let one = reflow_tests::meetings::exclusive().await;
+    let (stack, worker) = reflow_tests::meetings::in_process(asr_latency, false).await;
+    let dir = tempfile::tempdir().unwrap().keep();
+    let m = stack.meeting(prefix, 0, &voices(&dir, tracks)).await;
+    (one, stack, worker, m)
+}
+
 fn indexed(step: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{step}_{i}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_completed_three_track_meeting_reads_as_the_spec_draws_it() {
-    let _one = reflow_tests::meetings::exclusive().await;
-    let (stack, _worker) =
-        reflow_tests::meetings::in_process(Duration::from_millis(50), false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let m = stack.meeting("conductor", 0, &voices(dir.path(), 3)).await;
+    let (_one, stack, _worker, m) = meeting("conductor", 3, Duration::from_millis(50)).await;
     let (tid, out) = stack.run(&m).await;
     out.unwrap_or_else(|e| panic!("the meeting fails: {e}"));
     let wf = &m.workflow_id;
@@ -420,13 +435,8 @@ fn tasks_of(w: &Value) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_track_failing_once_reads_as_two_rows_and_the_join_waits_for_it() {
-    let _one = reflow_tests::meetings::exclusive().await;
     // Transcriptions take 3 s, so the other tracks still run while the failed one retries.
-    let (stack, _worker) = reflow_tests::meetings::in_process(Duration::from_secs(3), false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let m = stack
-        .meeting("conductor-retry", 0, &voices(dir.path(), 3))
-        .await;
+    let (_one, stack, _worker, m) = meeting("conductor-retry", 3, Duration::from_secs(3)).await;
     stack.backends.asr.then(Reply::status(503));
     let tid = stack.deliver(&m).await;
     let wf = m.workflow_id.clone();
@@ -538,12 +548,7 @@ async fn a_track_failing_once_reads_as_two_rows_and_the_join_waits_for_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_transcription_refused_for_good_names_the_failed_task() {
-    let _one = reflow_tests::meetings::exclusive().await;
-    let (stack, _worker) = reflow_tests::meetings::in_process(Duration::from_secs(2), false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let m = stack
-        .meeting("conductor-fail", 0, &voices(dir.path(), 3))
-        .await;
+    let (_one, stack, _worker, m) = meeting("conductor-fail", 3, Duration::from_secs(2)).await;
     stack.backends.asr.then(Reply::status(401));
     let (tid, out) = stack.run(&m).await;
     assert!(out.is_err(), "the meeting fails");
@@ -666,13 +671,8 @@ async fn a_transcription_refused_for_good_names_the_failed_task() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancelled_meeting_is_terminated_with_its_rows_cancelled() {
-    let _one = reflow_tests::meetings::exclusive().await;
     // Transcriptions take a minute: the run is cancelled while they run.
-    let (stack, _worker) = reflow_tests::meetings::in_process(Duration::from_secs(60), false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let m = stack
-        .meeting("conductor-cancel", 0, &voices(dir.path(), 2))
-        .await;
+    let (_one, stack, _worker, m) = meeting("conductor-cancel", 2, Duration::from_secs(60)).await;
     stack.deliver(&m).await;
     let wf = m.workflow_id.clone();
     reflow_tests::wait_for("transcriptions run", Duration::from_secs(60), || async {
