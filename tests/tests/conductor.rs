@@ -488,6 +488,12 @@ async fn retry_of_a_running_run_resets_the_step_waiting_in_backoff() {
     .await;
     assert_eq!(out["key"], "latch");
     assert_eq!(out["attempt"], 1, "the reset put the attempt back to 1");
+    let (_, w) = get(format!("{base}/cond-backoff")).await;
+    assert!(
+        w["lastRetriedTime"].as_i64() > w["startTime"].as_i64(),
+        "the accepted retry is recorded: {}",
+        w["lastRetriedTime"]
+    );
     // Nothing left to retry now.
     let r = http
         .post(format!("{base}/cond-backoff/retry"))

@@ -69,6 +69,19 @@ pub async fn retry_run(
             if reset_waiting_activities(client, &run).await? == 0 {
                 return Err(RetryError::StillRunning);
             }
+            // History records when (the Conductor view's lastRetriedTime); a run that cannot
+            // take the signal still had its activities reset.
+            let signal = client
+                .get_workflow_handle::<temporalio_client::UntypedWorkflow>(workflow_id)
+                .signal(
+                    temporalio_client::UntypedSignal::new(workflow::workflows::RETRIED_SIGNAL),
+                    workflow::payload::to_raw(&RESET_REASON),
+                    temporalio_client::WorkflowSignalOptions::default(),
+                )
+                .await;
+            if let Err(e) = signal {
+                tracing::warn!(workflow_id, error = %e, "retry not recorded in history");
+            }
             resume_transcript(events, workflow_id).await;
             return Ok(run.run_id.clone());
         }

@@ -66,6 +66,17 @@ macro_rules! pipeline_workflow {
                 self.progress.record_attempt(&report);
             }
 
+            /// A retry was accepted for this running run (sent by the worker's retry after it
+            /// reset the activities waiting in backoff): history keeps when, which the
+            /// Conductor view shows as `lastRetriedTime`. Nothing else changes.
+            #[signal]
+            pub fn retried(
+                &mut self,
+                _ctx: &mut ::temporalio_workflow::SyncWorkflowContext<Self>,
+                _reason: ::std::string::String,
+            ) {
+            }
+
             /// A child workflow's table changed (sent by the child's interpreter).
             #[signal]
             pub fn child_progress(
@@ -83,6 +94,8 @@ macro_rules! pipeline_workflow {
 pub const PROGRESS_QUERY: &str = "progress";
 /// Name of the signal carrying [`crate::progress::AttemptReport`]s.
 pub const STEP_ATTEMPT_SIGNAL: &str = "step_attempt";
+/// Name of the signal recording that a retry was accepted for a running run.
+pub const RETRIED_SIGNAL: &str = "retried";
 /// Name of the signal carrying [`crate::progress::ChildProgress`] from a child to its parent.
 pub const CHILD_PROGRESS_SIGNAL: &str = "child_progress";
 

@@ -271,8 +271,9 @@ pub struct Run {
     /// The first `WorkflowTaskCompleted` event (the reset point of a run that failed before
     /// any step).
     pub first_task_completed: i64,
-    /// When this run was made by a reset of an earlier one (0: it was not).
-    pub reset_ms: i64,
+    /// When a retry last reset this run, or reset its activities waiting in backoff (0:
+    /// never).
+    pub retried_ms: i64,
 }
 
 /// Epoch ms of a protobuf timestamp.
@@ -326,7 +327,7 @@ impl Run {
             children: Vec::new(),
             pending: described.pending_activities.iter().map(pending).collect(),
             first_task_completed: 0,
-            reset_ms: 0,
+            retried_ms: 0,
         };
         run.read(events);
         for p in &run.pending {
@@ -378,7 +379,12 @@ impl Run {
                 Attributes::WorkflowTaskFailedEventAttributes(a)
                     if a.cause == WorkflowTaskFailedCause::ResetWorkflow as i32 =>
                 {
-                    self.reset_ms = at;
+                    self.retried_ms = at;
+                }
+                Attributes::WorkflowExecutionSignaledEventAttributes(a)
+                    if a.signal_name == workflow::workflows::RETRIED_SIGNAL =>
+                {
+                    self.retried_ms = at;
                 }
                 Attributes::ActivityTaskScheduledEventAttributes(a) => {
                     let activity_type = a

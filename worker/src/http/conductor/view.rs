@@ -129,7 +129,7 @@ pub fn workflow(main: &Loaded, children: &[Loaded], include_tasks: bool) -> Work
         priority: 0,
         variables: Map::new(),
         task_to_domain: Map::new(),
-        last_retried_time: run.reset_ms,
+        last_retried_time: run.retried_ms,
         workflow_definition: definition(pipeline.as_ref(), &run.workflow_type),
         tasks: if include_tasks { tasks } else { Vec::new() },
     }
