@@ -562,7 +562,8 @@ async fn a_transcription_refused_for_good_names_the_failed_task() {
         .collect();
     assert_eq!(failed.len(), 1, "{tasks:#?}");
     let task = failed[0];
-    let reference = task["referenceTaskName"].as_str().unwrap();
+    let reference = task["referenceTaskName"].as_str().unwrap().to_owned();
+    let reference = reference.as_str();
     assert!(reference.starts_with("transcribe_track_"), "{reference}");
     let reason = task["reasonForIncompletion"].as_str().unwrap();
     assert!(reason.contains("401"), "{reason}");
@@ -653,6 +654,20 @@ async fn a_transcription_refused_for_good_names_the_failed_task() {
         "{w}"
     );
     assert_eq!(w["failedReferenceTaskNames"], serde_json::json!([]));
+    // The failed attempt stays in the list; the retried one follows it (§4).
+    let after = tasks_of(&w);
+    let rows = rows_of(&after, reference);
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_eq!(rows[0]["status"], "FAILED_WITH_TERMINAL_ERROR");
+    assert_eq!(rows[0]["retried"], true);
+    assert!(
+        rows[0]["reasonForIncompletion"]
+            .as_str()
+            .is_some_and(|r| r.contains("401"))
+    );
+    assert_eq!(rows[1]["status"], "COMPLETED");
+    assert_eq!(rows[1]["retriedTaskId"], rows[0]["taskId"]);
+    assert_eq!(rows[1]["retryCount"], 1);
     assert_eq!(
         stack
             .backends

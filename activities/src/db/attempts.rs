@@ -26,6 +26,8 @@ pub struct Attempt {
 /// A stored attempt.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
 pub struct AttemptRow {
+    /// The run it belongs to (a reset or a reprocess makes a new run of the workflow id).
+    pub run_id: String,
     /// Activity id.
     pub activity_id: String,
     /// 1-based.
@@ -130,7 +132,7 @@ impl Db {
     /// Every recorded attempt of a workflow (all runs), by activity id then attempt.
     pub async fn attempts(&self, workflow_id: &str) -> Result<Vec<AttemptRow>, DbError> {
         crate::on_pool!(self, |pool| sqlx::query_as::<_, AttemptRow>(
-            "SELECT activity_id, attempt, activity_type, task_queue, status, started_at, \
+            "SELECT run_id, activity_id, attempt, activity_type, task_queue, status, started_at, \
              ended_at, failure_type, failure_message, worker_identity FROM step_attempt \
              WHERE workflow_id = $1 ORDER BY started_at, activity_id, attempt"
         )

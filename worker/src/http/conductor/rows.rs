@@ -99,10 +99,12 @@ pub fn step_rows(
 ) -> Vec<Task> {
     let run = owner.run;
     let pending = run.pending_of(&step.activity_id);
-    let recorded: Vec<&AttemptRow> = attempts
+    // Attempts of earlier runs of this workflow id (a retry resets the run, §4) come first;
+    // this run's rows continue their chain.
+    let (earlier, recorded): (Vec<&AttemptRow>, Vec<&AttemptRow>) = attempts
         .iter()
         .filter(|a| a.activity_id == step.activity_id)
-        .collect();
+        .partition(|a| !a.run_id.is_empty() && a.run_id != run.run_id);
     let last = step
         .started
         .as_ref()
@@ -125,7 +127,8 @@ pub fn step_rows(
             .map_or(0, |t| (t / 1000) as i64),
         _ => 0,
     };
-    let mut rows: Vec<Task> = Vec::new();
+    let mut rows: Vec<Task> = earlier_rows(owner, step, &earlier);
+    let offset = rows.len() as i64;
     for attempt in 1..=last {
         let db = recorded.iter().find(|a| a.attempt == attempt);
         let reference = &step.activity_id;
@@ -283,6 +286,7 @@ pub fn step_rows(
         row.status = status;
         row.executed = terminal;
         row.retried = attempt < last;
+        row.retry_count = offset + attempt - 1;
         row.retried_task_id = rows.last().map(|r| r.task_id.clone());
         row.scheduled_time = scheduled;
         row.start_time = start;
@@ -314,6 +318,56 @@ pub fn step_rows(
         row.workflow_task.kind = "SIMPLE".into();
         row.workflow_task.optional = optional;
         row.workflow_task.retry_count = (max_attempts - 1).max(0);
+        rows.push(row);
+    }
+    rows
+}
+
+/// The rows of a step's attempts in earlier runs that did not complete (a failure a retry
+/// reset the run for, an attempt cut off by the reset), oldest first, each replaced by the
+/// next: a retried step reads as Conductor shows a retry. Attempts that completed are not
+/// repeated (the step's row in this run stands for them).
+fn earlier_rows(owner: &Owner<'_>, step: &Step, earlier: &[&AttemptRow]) -> Vec<Task> {
+    let mut rows: Vec<Task> = Vec::new();
+    for a in earlier.iter().filter(|a| a.status != "completed") {
+        let (status, reason) = match a.status.as_str() {
+            "non_retryable" => (TaskStatus::FailedWithTerminalError, None),
+            "failed" => (TaskStatus::Failed, None),
+            "cancelled" => (TaskStatus::Canceled, None),
+            "skipped" => (TaskStatus::Skipped, None),
+            _ => (
+                TaskStatus::TimedOut,
+                Some("timeout: worker lost or timed out".to_owned()),
+            ),
+        };
+        let mut row = owner.row(&step.activity_type, &step.activity_id, 1, status);
+        row.task_id = task_id(&a.run_id, &step.activity_id, a.attempt);
+        row.retry_count = rows.len() as i64;
+        row.retried = true;
+        row.retried_task_id = rows.last().map(|r| r.task_id.clone());
+        row.start_time = ms(Some(&a.started_at));
+        row.scheduled_time = row.start_time;
+        row.end_time = a
+            .ended_at
+            .as_deref()
+            .map_or(row.start_time, |t| ms(Some(t)));
+        row.update_time = row.end_time;
+        row.first_start_time = rows.first().map_or(row.start_time, |r| r.start_time);
+        row.poll_count = 1;
+        row.worker_id = a.worker_identity.clone();
+        row.input_data = if step.input.is_object() {
+            step.input.clone()
+        } else {
+            json!({ "input": step.input })
+        };
+        row.reason_for_incompletion = reason.or_else(|| {
+            let message = a.failure_message.as_deref()?;
+            Some(reason_text(
+                a.failure_type.as_deref().unwrap_or_default(),
+                message,
+            ))
+        });
+        row.workflow_task.kind = "SIMPLE".into();
         rows.push(row);
     }
     rows
