@@ -1,6 +1,7 @@
 //! [`Run`]: a Temporal run built from its protobuf history events and its description, in
 //! Temporal's own enums (`WorkflowExecutionStatus`, `RetryState`, `TimeoutType`,
 //! `PendingActivityState`). Times are epoch milliseconds, `0` when absent; payloads are JSON.
+//! One concept, one file: the event-by-event reading of a run and the types it fills.
 
 use serde_json::Value;
 use temporalio_common::protos::temporal::api::common::v1::Payloads;
