@@ -9,9 +9,9 @@
 //! `ctx.workflow_time()`, no maps but `BTreeMap`.
 //!
 //! This file is the loop (a graph, a step's members, one member); its parts are modules:
-//! [`failure`] (why a step failed), [`options`] (what Temporal is told about a step),
-//! [`inputs`] (input resolution and readiness), [`report`] (progress to the frontend or the
-//! parent) and [`tags`] (search attributes and memo), each unit-tested without a server.
+//! `failure` (why a step failed), `options` (what Temporal is told about a step),
+//! `inputs` (input resolution and readiness), `report` (progress to the frontend or the
+//! parent) and `tags` (search attributes and memo), each unit-tested without a server.
 
 use std::collections::BTreeMap;
 use std::future::Future;
