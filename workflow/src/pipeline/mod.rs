@@ -8,8 +8,11 @@
 //! run is pinned to the definition it started with; [`Pipeline::hash`] identifies it.
 //! Everything here is pure: no files, no network, no clock.
 
+mod checks;
 pub mod error;
+mod options;
 pub mod raw;
+mod shape;
 mod validate;
 
 use std::collections::BTreeMap;
