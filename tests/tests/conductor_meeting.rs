@@ -11,7 +11,9 @@
 //! - a transcription refused for good: the FAILED task, `reasonForIncompletion`,
 //!   `failedReferenceTaskNames` (also with `includeTasks=false`), no internal `mark_failed`;
 //! - a silent meeting without Zulip: the LLM steps skipped by `when:` and the Zulip post
-//!   skipped for missing configuration are SKIPPED rows, and PIPELINE_PROGRESS agrees.
+//!   skipped for missing configuration are SKIPPED rows, and PIPELINE_PROGRESS agrees;
+//! - a cancelled meeting, one of whose transcriptions an operator paused first: PAUSED with
+//!   the operator's reason, then TERMINATED with its rows and JOIN CANCELED.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -698,6 +700,48 @@ async fn a_cancelled_meeting_is_terminated_with_its_rows_cancelled() {
             .then_some(())
     })
     .await;
+    // An operator pauses track 0's transcription (§5.3): that child, whose only activity it
+    // is, reads PAUSED, and the row names the operator's reason, in both views.
+    {
+        use temporalio_client::NamespacedClient;
+        use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
+        use temporalio_common::protos::temporal::api::workflowservice::v1::{
+            PauseActivityRequest, pause_activity_request,
+        };
+        let request = PauseActivityRequest {
+            namespace: stack.client.namespace(),
+            execution: Some(WorkflowExecution {
+                workflow_id: format!("{wf}-track-0"),
+                run_id: String::new(),
+            }),
+            identity: "operator".into(),
+            activity: Some(pause_activity_request::Activity::Id(
+                "transcribe_track_0".into(),
+            )),
+            reason: "ASR down".into(),
+            ..Default::default()
+        };
+        stack
+            .client
+            .connection()
+            .workflow_service()
+            .pause_activity(tonic::Request::new(request))
+            .await
+            .unwrap();
+    }
+    let child = reflow_tests::wait_for("the pause shows", Duration::from_secs(30), || async {
+        let c = get(&stack, &format!("{wf}-track-0")).await;
+        (c["status"] == "PAUSED").then_some(c)
+    })
+    .await;
+    let row = &tasks(&child)[0];
+    assert_eq!(row["reasonForIncompletion"], "paused: ASR down", "{row}");
+    let parent = get(&stack, &wf).await;
+    assert_eq!(parent["status"], "RUNNING", "track 1 still runs");
+    assert_eq!(
+        rows_of(&tasks(&parent), "transcribe_track_0")[0]["reasonForIncompletion"],
+        "paused: ASR down"
+    );
     stack
         .client
         .get_workflow_handle::<temporalio_client::UntypedWorkflow>(&wf)

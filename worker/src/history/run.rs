@@ -13,6 +13,7 @@ use temporalio_common::protos::temporal::api::failure::v1::{
 };
 use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+use temporalio_common::protos::temporal::api::workflow::v1::pending_activity_info::pause_info::PausedBy;
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionResponse;
 use workflow::interpreter::REPORT_PROGRESS;
 
@@ -221,6 +222,8 @@ pub struct Pending {
     pub worker: String,
     /// Paused by an operator.
     pub paused: bool,
+    /// Why, as the operator (or the pausing rule) said.
+    pub pause_reason: Option<String>,
 }
 
 impl Pending {
@@ -591,6 +594,15 @@ fn pending(
         last_failure: p.last_failure.as_ref().map(Failure::of),
         worker: p.last_worker_identity.clone(),
         paused: p.paused,
+        pause_reason: p
+            .pause_info
+            .as_ref()
+            .and_then(|i| i.paused_by.as_ref())
+            .map(|by| match by {
+                PausedBy::Manual(m) => m.reason.clone(),
+                PausedBy::Rule(r) => r.reason.clone(),
+            })
+            .filter(|r| !r.is_empty()),
     }
 }
 

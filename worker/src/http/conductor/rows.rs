@@ -258,7 +258,10 @@ pub fn step_rows(
                             PendingActivityState::Paused | PendingActivityState::PauseRequested
                         )
                     {
-                        reason = Some("paused: activity paused".into());
+                        reason = Some(format!(
+                            "paused: {}",
+                            p.pause_reason.as_deref().unwrap_or("activity paused")
+                        ));
                     }
                     if !p.worker.is_empty() {
                         worker = Some(p.worker.clone());
