@@ -25,6 +25,7 @@ use workflow::pipeline::{Graph, Pipeline, Run as StepRun, Step as StepDef};
 use super::model::{Definition, Task, TaskStatus, Workflow, WorkflowStatus, WorkflowTask};
 use super::rows::{Owner, step_rows};
 use crate::history::Run;
+use crate::history::run::ChildOutcome;
 use crate::history::run::declared;
 use activities::db::attempts::AttemptRow;
 
@@ -245,7 +246,25 @@ fn tasks(main: &Loaded, children: &[Loaded], pipeline: Option<&Pipeline>) -> Vec
                             }
                         }
                     }
-                    if !found {
+                    if let (false, Some(ChildOutcome::StartFailed(cause)), Some(r)) =
+                        (found, &c.outcome, &expected)
+                    {
+                        // The child never started (§5.2): its members failed for good.
+                        let mut row = owner.row(
+                            &inner_activity(inner),
+                            r,
+                            1,
+                            TaskStatus::FailedWithTerminalError,
+                        );
+                        row.scheduled_time = c.initiated_ms;
+                        row.end_time = c.initiated_ms;
+                        row.update_time = c.initiated_ms;
+                        row.workflow_instance_id = c.workflow_id.clone();
+                        row.reason_for_incompletion = Some(format!("child start failed: {cause}"));
+                        row.workflow_task.kind = "SIMPLE".into();
+                        g.expected.push(r.clone());
+                        g.members.push(row);
+                    } else if !found {
                         // The child has not scheduled it (yet): the JOIN waits for it.
                         g.complete = false;
                         if let Some(r) = expected
@@ -263,6 +282,13 @@ fn tasks(main: &Loaded, children: &[Loaded], pipeline: Option<&Pipeline>) -> Vec
         plain.extend(skipped_rows(&owner, graph, hook, &plain, &groups));
     }
     order(&owner, plain, groups.into_values().collect())
+}
+
+/// The activity type a child pipeline's step runs.
+fn inner_activity(inner: &StepDef) -> String {
+    match &inner.run {
+        StepRun::Activity(a) | StepRun::Child(a) => a.clone(),
+    }
 }
 
 /// The ref a child's member of `inner` will have: its `activity_id` template rendered on the
@@ -556,5 +582,66 @@ fn definition(pipeline: Option<&Pipeline>, workflow_type: &str) -> Definition {
         schema_version: 2,
         timeout_seconds: 0,
         tasks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Child;
+
+    /// A parent run of diarization.yaml whose second track child could not be started.
+    #[test]
+    fn a_track_child_that_could_not_start_fails_its_members_and_the_join() {
+        let registry = crate::registry::Registry::builtin();
+        let pipeline = crate::intake::load_pipeline(None, registry.catalog()).unwrap();
+        let mut run = Run::new("diarization-x", &[], &Default::default());
+        run.status = WorkflowExecutionStatus::Failed;
+        run.workflow_type = "DiarizationPipeline".into();
+        run.run_id = "r1".into();
+        run.input = json!({"pipeline": pipeline, "input": {"transcript_id": "t1"}});
+        for (i, outcome) in [
+            (0, Some(ChildOutcome::Completed)),
+            (
+                1,
+                Some(ChildOutcome::StartFailed("WORKFLOW_ALREADY_EXISTS".into())),
+            ),
+        ] {
+            run.children.push(Child {
+                workflow_id: format!("diarization-x-track-{i}"),
+                workflow_type: "TrackProcessing".into(),
+                input: json!({"input": {"track_index": i}}),
+                initiated_ms: 1000,
+                scheduled_by: 5,
+                outcome,
+            });
+        }
+        let main = Loaded {
+            run,
+            attempts: Vec::new(),
+        };
+        let w = workflow(&main, &[], true);
+        let row = w
+            .tasks
+            .iter()
+            .find(|t| t.reference_task_name == "transcribe_track_1")
+            .expect("a row for the child that never started");
+        assert_eq!(row.status, TaskStatus::FailedWithTerminalError);
+        assert_eq!(
+            row.reason_for_incompletion.as_deref(),
+            Some("child start failed: WORKFLOW_ALREADY_EXISTS")
+        );
+        assert_eq!(row.workflow_instance_id, "diarization-x-track-1");
+        let join = w
+            .tasks
+            .iter()
+            .find(|t| t.reference_task_name == "join_transcription")
+            .unwrap();
+        assert_eq!(join.status, TaskStatus::Failed);
+        assert_eq!(
+            join.input_data["joinOn"],
+            json!(["transcribe_track_0", "transcribe_track_1"])
+        );
+        assert_eq!(w.failed_reference_task_names, ["transcribe_track_1"]);
     }
 }
