@@ -126,6 +126,16 @@ async fn meeting(
     (one, stack, worker, m)
 }
 
+/// The status of the transcription JOIN over `n` tracks (with [`fan_out`]'s checks).
+fn transcriptions(w: &Value, n: usize) -> String {
+    fan_out(
+        w,
+        "fork_transcription",
+        "join_transcription",
+        &indexed("transcribe_track", n),
+    )
+}
+
 fn indexed(step: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{step}_{i}")).collect()
 }
@@ -259,15 +269,7 @@ async fn a_completed_three_track_meeting_reads_as_the_spec_draws_it() {
         ),
         "COMPLETED"
     );
-    assert_eq!(
-        fan_out(
-            &w,
-            "fork_transcription",
-            "join_transcription",
-            &indexed("transcribe_track", 3)
-        ),
-        "COMPLETED"
-    );
+    assert_eq!(transcriptions(&w, 3), "COMPLETED");
     assert_eq!(
         fan_out(&w, "fork_topic_chunks", "join_topic_chunks", &chunks),
         "COMPLETED"
@@ -515,15 +517,7 @@ async fn a_track_failing_once_reads_as_two_rows_and_the_join_waits_for_it() {
         "the step first started with attempt 1"
     );
     assert!(second["scheduledTime"].as_i64() >= first["endTime"].as_i64());
-    assert_eq!(
-        fan_out(
-            &w,
-            "fork_transcription",
-            "join_transcription",
-            &indexed("transcribe_track", 3)
-        ),
-        "COMPLETED"
-    );
+    assert_eq!(transcriptions(&w, 3), "COMPLETED");
     let t = stack.db.transcript(&tid).await.unwrap();
     assert_eq!(t.status, "ended");
 
@@ -581,15 +575,7 @@ async fn a_transcription_refused_for_good_names_the_failed_task() {
         w["reasonForIncompletion"],
         format!("step {reference} failed: {reason}")
     );
-    assert_eq!(
-        fan_out(
-            &w,
-            "fork_transcription",
-            "join_transcription",
-            &indexed("transcribe_track", 3)
-        ),
-        "FAILED"
-    );
+    assert_eq!(transcriptions(&w, 3), "FAILED");
     // The other tracks finished or were cancelled with the run; nothing after the fan-out ran;
     // the failure hook is internal.
     for t in &tasks {
@@ -769,15 +755,7 @@ async fn a_cancelled_meeting_is_terminated_with_its_rows_cancelled() {
         let rows = rows_of(&tasks, &format!("transcribe_track_{i}"));
         assert_eq!(rows.last().unwrap()["status"], "CANCELED", "{rows:?}");
     }
-    assert_eq!(
-        fan_out(
-            &w,
-            "fork_transcription",
-            "join_transcription",
-            &indexed("transcribe_track", 2)
-        ),
-        "CANCELED"
-    );
+    assert_eq!(transcriptions(&w, 2), "CANCELED");
     assert_eq!(w["failedReferenceTaskNames"], serde_json::json!([]));
     reflow_tests::replay_live(&stack.client, &[&wf]).await;
 }
