@@ -79,15 +79,8 @@ const TASK_STATUSES: [&str; 9] = [
 
 async fn api() -> String {
     let state = ApiState {
-        events: reflow_tests::services().events,
-        storage: reflow_tests::storage(),
-        api_token: None,
-        secret_key: None,
         temporal: Some(reflow_tests::client().await),
-        intake: None,
-        daily_webhook_secret: None,
-        open_on_public_address: false,
-        codec: None,
+        ..ApiState::new(reflow_tests::services().events, reflow_tests::storage())
     };
     format!(
         "http://{}/api/workflow",

@@ -30,17 +30,10 @@ async fn metrics_carry_core_and_reflow_series_after_a_retried_step() {
         .unwrap();
     runs::wait(&c, "metrics-1").await.unwrap();
 
-    let api = reflow_tests::serve_api(reflow::http::ApiState {
-        events: Events::new(reflow_tests::db(), EventHub::default(), Emits::default()),
-        storage: reflow_tests::storage(),
-        api_token: None,
-        secret_key: None,
-        temporal: None,
-        intake: None,
-        daily_webhook_secret: None,
-        open_on_public_address: false,
-        codec: None,
-    })
+    let api = reflow_tests::serve_api(reflow::http::ApiState::new(
+        Events::new(reflow_tests::db(), EventHub::default(), Emits::default()),
+        reflow_tests::storage(),
+    ))
     .await;
     let r = reqwest::get(format!("http://{api}/metrics")).await.unwrap();
     assert_eq!(r.status(), 200);

@@ -83,17 +83,7 @@ async fn the_progress_page_shows_replayed_and_live_state() {
         )]),
     );
     let storage = reflow_tests::storage();
-    let api = ApiState {
-        events: events.clone(),
-        storage,
-        api_token: None,
-        secret_key: None,
-        temporal: None,
-        intake: None,
-        daily_webhook_secret: None,
-        open_on_public_address: false,
-        codec: None,
-    };
+    let api = ApiState::new(events.clone(), storage);
     let addr = reflow_tests::serve_api(api).await;
     let page = format!("http://{addr}/transcripts/t-page");
     assert_eq!(
