@@ -11,6 +11,8 @@
 //! - [`Stack`]: S3 (optionally behind a fault-injecting proxy), the database, reflow's HTTP
 //!   API with Daily intake, and the settings of a worker, in process or as a separate
 //!   `reflow worker` process ([`Stack::worker_env`]).
+//!
+//! One concept, one file: a synthesized meeting on the production path, with its stack.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

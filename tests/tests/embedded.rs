@@ -161,7 +161,7 @@ async fn speech_becomes_words_topics_title_and_summaries_without_any_network() {
         (1..=10).contains(&title.split_whitespace().count()),
         "title {title:?}"
     );
-    let grounded = activities::llm::steps::grounded(&title, &transcript_text);
+    let grounded = activities::llm::guard::grounded(&title, &transcript_text);
     assert!(
         grounded >= 0.5,
         "title {title:?} is not about the meeting ({grounded:.2})"

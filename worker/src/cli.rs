@@ -2,6 +2,9 @@
 //!
 //! [`run`] is the whole program after parsing; `main.rs` only prints its error and picks the
 //! exit code. Tests reuse it with a registry that also holds their test activities.
+//!
+//! One concept, one file: the command-line surface (one short function per command; the
+//! services are wired by [`crate::app`], the work is done by the modules each command calls).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

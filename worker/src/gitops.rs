@@ -12,6 +12,8 @@
 //!   every `REFLOW_DAILY_POLL_INTERVAL` seconds, else 180 s with a webhook secret and 15 s
 //!   without, overlap SKIP, starting `PollDailyRecordings` pinned to the repository's
 //!   `pipelines/daily-poll.yaml` (its hash is compared).
+//!
+//! One concept, one file: the reconciliation of what is declared with what the cluster has.
 
 use std::path::Path;
 use std::time::Duration;

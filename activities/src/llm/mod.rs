@@ -6,8 +6,12 @@
 //!   the schema in the system message. A token bucket (`LLM_RATE_LIMIT_PER_SECOND`, default
 //!   10/s) sits in front of every request, because one activity may make several calls.
 //! - `embedded` (default): SmolLM2-135M-Instruct in process ([`smollm`]). It is weak, so every
-//!   step guards its output and falls back to an extractive method ([`extractive`]) — see
-//!   [`steps`]; the result records which method produced it.
+//!   step guards its output and falls back to an extractive method ([`extractive`]) — the
+//!   policy of [`guard`], which the steps of [`steps`] use without knowing the backend; the
+//!   result records which method produced it. The prompts are in [`prompts`].
+//!
+//! One concept, one file: the LLM client (configuration, both backends, splitting, re-asks);
+//! what the steps ask is in [`steps`] and [`prompts`], how answers are judged in [`guard`].
 //!
 //! Common to both ([`Llm`]): prompts longer than the context window (`LLM_CONTEXT_WINDOW`
 //! tokens, estimated as characters/4) are split into fitting parts, the instruction runs on
@@ -16,6 +20,8 @@
 //! times, then fails as `LlmParseError`. HTTP timeouts stay 30 s below start-to-close.
 
 pub mod extractive;
+pub mod guard;
+pub mod prompts;
 pub mod smollm;
 pub mod steps;
 

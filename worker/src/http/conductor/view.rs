@@ -15,6 +15,9 @@
 //!   SKIPPED rows, as are fan-outs with no members.
 //! - Rows are sorted by scheduled time; a FORK goes right before its first member and its JOIN
 //!   right after its last one.
+//!
+//! One concept, one file: assembling the view from a run (the rows are in [`super::rows`], the
+//! JSON types in [`super::model`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,0 +1,216 @@
+//! Decisions and next steps (§4.12): `identify_action_items` lists them from the summary
+//! input, maps names to participant ids, stores them on the transcript and emits
+//! `ACTION_ITEMS`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use temporalio_sdk::activities::ActivityContext;
+
+use super::{Method, SummaryActivities};
+use crate::error::ActivityFailure;
+use crate::llm::guard::grounded;
+use crate::llm::{extractive, prompts};
+use crate::transcript::Participant;
+use crate::usage::Usage;
+
+/// Input of `identify_action_items`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionItemsInput {
+    /// The transcript.
+    pub transcript_id: String,
+    /// The summary input.
+    pub summary_input_key: String,
+}
+
+/// Output of `identify_action_items`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ActionItemsOutput {
+    /// Decisions found.
+    pub decisions: usize,
+    /// Next steps found.
+    pub next_steps: usize,
+    /// What produced them.
+    pub method: Method,
+    /// What it cost.
+    pub usage: Usage,
+    /// The items themselves (small; saved on the transcript as well).
+    pub action_items: Value,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct ActionAnswer {
+    #[serde(default)]
+    decisions: Vec<Value>,
+    #[serde(default)]
+    next_steps: Vec<Value>,
+}
+
+/// Decisions and next steps as lists of JSON objects.
+type Items = (Vec<Value>, Vec<Value>);
+
+/// A participant id for `name`: case-insensitive exact match, else null (§4.12).
+fn participant_id(participants: &[Participant], name: Option<&str>) -> Value {
+    let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
+        return Value::Null;
+    };
+    participants
+        .iter()
+        .find(|p| p.name.trim().eq_ignore_ascii_case(name))
+        .map_or(Value::Null, |p| json!(p.id))
+}
+
+/// The extractive fallback: sentences with decision and task cues, by their speakers.
+fn extracted_actions(text: &str) -> Items {
+    let (decisions, tasks) = extractive::action_cues(text);
+    (
+        decisions
+            .into_iter()
+            .map(|c| json!({"decision": c.sentence, "rationale": null, "decided_by": c.speaker}))
+            .collect(),
+        tasks
+            .into_iter()
+            .map(|c| json!({"task": c.sentence, "assigned_to": c.speaker, "deadline": null, "context": null}))
+            .collect(),
+    )
+}
+
+/// The items in the shape of §4.12, names mapped to participant ids.
+fn with_participant_ids(items: Items, participants: &[Participant]) -> Value {
+    let (decisions, next_steps) = items;
+    let decisions: Vec<Value> = decisions
+        .into_iter()
+        .map(|d| {
+            let by = d["decided_by"].as_str().map(str::to_owned);
+            json!({
+                "decision": d["decision"],
+                "rationale": d.get("rationale").cloned().unwrap_or(Value::Null),
+                "decided_by": by,
+                "decided_by_participant_id": participant_id(participants, by.as_deref()),
+            })
+        })
+        .collect();
+    let next_steps: Vec<Value> = next_steps
+        .into_iter()
+        .map(|t| {
+            let to = t["assigned_to"].as_str().map(str::to_owned);
+            json!({
+                "task": t["task"],
+                "assigned_to": to,
+                "assigned_to_participant_id": participant_id(participants, to.as_deref()),
+                "deadline": t.get("deadline").cloned().unwrap_or(Value::Null),
+                "context": t.get("context").cloned().unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    json!({"decisions": decisions, "next_steps": next_steps})
+}
+
+impl SummaryActivities {
+    pub(super) async fn action_items(
+        &self,
+        ctx: &ActivityContext,
+        input: &ActionItemsInput,
+    ) -> Result<ActionItemsOutput, ActivityFailure> {
+        let tid = &input.transcript_id;
+        let (text, digest) = self.text(&input.summary_input_key).await?;
+        let participants = self.participants(tid).await?;
+        let out = self
+            .checkpointed(tid, "identify_action_items", &(input, &digest), || async {
+                let validate = |a: &ActionAnswer| {
+                    let blank = |v: &Value, field: &str| {
+                        v[field].as_str().is_none_or(|s| s.trim().is_empty())
+                    };
+                    if a.decisions.iter().any(|d| blank(d, "decision")) {
+                        return Err("every decision needs a `decision` text".to_owned());
+                    }
+                    if a.next_steps.iter().any(|t| blank(t, "task")) {
+                        return Err("every next step needs a `task` text".to_owned());
+                    }
+                    Ok(())
+                };
+                let answered = self
+                    .llm
+                    .answer_json(
+                        ctx,
+                        "identify_action_items",
+                        &prompts::action_items(&participants),
+                        prompts::ACTION_ITEMS_SCHEMA,
+                        &text,
+                        0.4,
+                        validate,
+                        |a: ActionAnswer| (a.decisions, a.next_steps),
+                        |(decisions, next_steps): &Items| {
+                            decisions
+                                .iter()
+                                .map(|d| d["decision"].as_str().unwrap_or(""))
+                                .chain(next_steps.iter().map(|t| t["task"].as_str().unwrap_or("")))
+                                .all(|s| grounded(s, &text) >= 0.6)
+                        },
+                        || extracted_actions(&text),
+                    )
+                    .await?;
+                let (decisions, next_steps) = (answered.value.0.len(), answered.value.1.len());
+                Ok(ActionItemsOutput {
+                    decisions,
+                    next_steps,
+                    method: answered.method,
+                    usage: answered.usage,
+                    action_items: with_participant_ids(answered.value, &participants),
+                })
+            })
+            .await?;
+        self.events
+            .db()
+            .set_action_items(tid, &out.action_items)
+            .await?;
+        self.events
+            .publish(
+                "identify_action_items",
+                tid,
+                "ACTION_ITEMS",
+                json!({"action_items": out.action_items}),
+            )
+            .await?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ana() -> Vec<Participant> {
+        vec![Participant {
+            id: "p1".into(),
+            speaker: 0,
+            name: "Ana Lima".into(),
+            user_id: None,
+            email: None,
+        }]
+    }
+
+    #[test]
+    fn names_map_to_participants_case_insensitively() {
+        let people = ana();
+        assert_eq!(participant_id(&people, Some("ana lima")), json!("p1"));
+        assert_eq!(participant_id(&people, Some("Ana")), Value::Null);
+        assert_eq!(participant_id(&people, None), Value::Null);
+    }
+
+    #[test]
+    fn items_carry_participant_ids_and_nulls_for_what_was_not_said() {
+        let items = (
+            vec![json!({"decision": "Ship on the 14th", "decided_by": "ANA LIMA"})],
+            vec![json!({"task": "Hire two engineers", "assigned_to": "Ben"})],
+        );
+        let out = with_participant_ids(items, &ana());
+        assert_eq!(out["decisions"][0]["decided_by_participant_id"], "p1");
+        assert_eq!(out["decisions"][0]["rationale"], Value::Null);
+        assert_eq!(
+            out["next_steps"][0]["assigned_to_participant_id"],
+            Value::Null
+        );
+        assert_eq!(out["next_steps"][0]["deadline"], Value::Null);
+    }
+}

@@ -1,0 +1,264 @@
+//! Subjects and their summaries (§4.9, §4.10): `extract_subjects` writes the summary input
+//! (the topics' words as speaker lines, then the participants) and lists the main subjects;
+//! `generate_detailed_summary` writes one paragraph per subject.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use temporalio_sdk::activities::ActivityContext;
+
+use super::{Method, SummaryActivities, TranscriptInput, digest};
+use crate::error::ActivityFailure;
+use crate::llm::guard::{grounded, summary_ok};
+use crate::llm::{extractive, prompts};
+use crate::storage::keys;
+use crate::transcript::{Participant, Topic};
+use crate::usage::Usage;
+
+/// Subjects kept (§4.9).
+const MAX_SUBJECTS: usize = 6;
+
+/// Output of `extract_subjects`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SubjectsOutput {
+    /// `{transcript_id}/pipeline/summary_input.md`.
+    pub summary_input_key: String,
+    /// At most six subjects.
+    pub subjects: Vec<String>,
+    /// What produced them.
+    pub method: Method,
+    /// What it cost.
+    pub usage: Usage,
+}
+
+/// Input of `generate_detailed_summary`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectInput {
+    /// The transcript.
+    pub transcript_id: String,
+    /// The summary input.
+    pub summary_input_key: String,
+    /// Position of the subject.
+    pub subject_index: usize,
+    /// The subject.
+    pub subject: String,
+}
+
+/// Output of `generate_detailed_summary`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SubjectSummary {
+    /// Position of the subject.
+    pub subject_index: usize,
+    /// One paragraph.
+    pub paragraph: String,
+    /// What produced it.
+    pub method: Method,
+    /// What it cost.
+    pub usage: Usage,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct SubjectsAnswer {
+    subjects: Vec<String>,
+}
+
+/// The summary input of §4.9: per topic, segments split at speaker changes or after a
+/// sentence end once over 120 characters, as `{name}: {text}` lines; then the participants.
+pub fn summary_input(topics: &[Topic], participants: &[Participant]) -> String {
+    let name = |speaker: i64| {
+        participants
+            .iter()
+            .find(|p| p.speaker == speaker)
+            .map(|p| p.name.clone())
+            .unwrap_or_else(|| format!("Speaker {speaker}"))
+    };
+    let mut lines = Vec::new();
+    for topic in topics {
+        let mut current: Option<(i64, String)> = None;
+        for w in &topic.words {
+            let text = w.text.trim();
+            if text.is_empty() {
+                continue;
+            }
+            match &mut current {
+                Some((s, seg)) if *s == w.speaker => {
+                    seg.push(' ');
+                    seg.push_str(text);
+                }
+                _ => {
+                    if let Some((s, seg)) = current.take() {
+                        lines.push(format!("{}: {seg}", name(s)));
+                    }
+                    current = Some((w.speaker, text.to_owned()));
+                }
+            }
+            if let Some((s, seg)) = &current
+                && seg.len() > 120
+                && text.ends_with(['.', ';', ':', '?', '!', '…'])
+            {
+                lines.push(format!("{}: {seg}", name(*s)));
+                current = None;
+            }
+        }
+        if let Some((s, seg)) = current {
+            lines.push(format!("{}: {seg}", name(s)));
+        }
+    }
+    let mut sorted: Vec<&Participant> = participants.iter().collect();
+    sorted.sort_by_key(|p| p.speaker);
+    let mut out = lines.join("\n");
+    out.push_str("\n\n# Participants\n\n");
+    for p in sorted {
+        out.push_str(&format!("- {}\n", p.name));
+    }
+    out
+}
+
+impl SummaryActivities {
+    pub(super) async fn subjects(
+        &self,
+        ctx: &ActivityContext,
+        input: &TranscriptInput,
+    ) -> Result<SubjectsOutput, ActivityFailure> {
+        let tid = &input.transcript_id;
+        let topics = self.topics(tid).await?;
+        let participants = self.participants(tid).await?;
+        let text = summary_input(&topics, &participants);
+        let key = keys::summary_input(tid);
+        self.storage.put(&key, Bytes::from(text.clone())).await?;
+        self.checkpointed(tid, "extract_subjects", &(input, digest(&text)), || async {
+            let validate = |a: &SubjectsAnswer| {
+                if a.subjects.iter().any(|s| s.trim().is_empty()) {
+                    return Err("a subject is empty".to_owned());
+                }
+                Ok(())
+            };
+            let answered = self
+                .llm
+                .answer_json(
+                    ctx,
+                    "extract_subjects",
+                    &prompts::subjects(&participants),
+                    prompts::SUBJECTS_SCHEMA,
+                    &text,
+                    0.4,
+                    validate,
+                    |a: SubjectsAnswer| {
+                        a.subjects
+                            .iter()
+                            .map(|s| super::clean_title(s))
+                            .take(MAX_SUBJECTS)
+                            .collect::<Vec<_>>()
+                    },
+                    |subjects| {
+                        !subjects.is_empty()
+                            && subjects.iter().all(|s| {
+                                s.split_whitespace().count() <= 8 && grounded(s, &text) >= 0.5
+                            })
+                    },
+                    || extractive::subjects(&text, 4),
+                )
+                .await?;
+            Ok(SubjectsOutput {
+                summary_input_key: key.clone(),
+                subjects: answered.value,
+                method: answered.method,
+                usage: answered.usage,
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn detailed(
+        &self,
+        ctx: &ActivityContext,
+        input: &SubjectInput,
+    ) -> Result<SubjectSummary, ActivityFailure> {
+        let tid = &input.transcript_id;
+        let (text, digest) = self.text(&input.summary_input_key).await?;
+        let participants = self.participants(tid).await?;
+        self.checkpointed(
+            tid,
+            "generate_detailed_summary",
+            &(input, &digest),
+            || async {
+                let step = "generate_detailed_summary";
+                let analyse = prompts::analyse_subject(&input.subject, &participants);
+                let (detail, mut usage) = self.llm.text(ctx, step, &analyse, &text, 0.4).await?;
+                let condense = prompts::condense_subject(&input.subject, &participants);
+                let answered = self
+                    .llm
+                    .answer(
+                        ctx,
+                        step,
+                        &condense,
+                        &detail,
+                        0.4,
+                        |p| p.trim().to_owned(),
+                        |p| summary_ok(p, &text),
+                        || {
+                            let extracted = extractive::about(&text, &input.subject, 3);
+                            if extracted.is_empty() {
+                                extractive::summary(&text, 2)
+                            } else {
+                                extracted
+                            }
+                        },
+                    )
+                    .await?;
+                usage.add(&answered.usage);
+                Ok(SubjectSummary {
+                    subject_index: input.subject_index,
+                    paragraph: answered.value,
+                    method: answered.method,
+                    usage,
+                })
+            },
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transcript::Word;
+
+    fn word(text: &str, start: f64, speaker: i64) -> Word {
+        Word {
+            text: format!(" {text}"),
+            start,
+            end: start + 0.3,
+            speaker,
+        }
+    }
+
+    #[test]
+    fn the_summary_input_names_speakers_and_lists_participants() {
+        let topic = Topic {
+            id: "t".into(),
+            title: "x".into(),
+            summary: "y".into(),
+            timestamp: 0.0,
+            duration: None,
+            transcript: String::new(),
+            words: vec![
+                word("Hello", 0.0, 0),
+                word("there.", 0.5, 0),
+                word("Hi", 1.0, 1),
+            ],
+        };
+        let people = vec![Participant {
+            id: "p1".into(),
+            speaker: 1,
+            name: "Ben".into(),
+            user_id: None,
+            email: None,
+        }];
+        let text = summary_input(&[topic], &people);
+        assert_eq!(
+            text,
+            "Speaker 0: Hello there.\nBen: Hi\n\n# Participants\n\n- Ben\n"
+        );
+    }
+}
