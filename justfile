@@ -5,6 +5,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 temporal_version := "1.9.1"
 s3s_version := "0.14.1"
+nextest_version := "0.9.143"
 venv := justfile_directory() / ".venv"
 data := env_var_or_default("REFLOW_DATA_DIR", justfile_directory() / ".data")
 
@@ -82,6 +83,10 @@ setup-test: setup-media
     if [ ! -d tests/browser/node_modules/playwright-core ]; then
         PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/browser --no-audit --no-fund --silent
     fi
+    if ! cargo nextest --version 2>/dev/null | grep -q "{{nextest_version}}"; then
+        # The test runner of `just test` (parallel, one process per test).
+        cargo install --locked cargo-nextest --version "{{nextest_version}}" --quiet
+    fi
     if ! s3s-fs --version 2>/dev/null | grep -q "{{s3s_version}}"; then
         # 0.14.1 is the last release that builds on this toolchain (plain install picks 0.17).
         cargo install --locked s3s-fs --version "{{s3s_version}}" --features binary --quiet
@@ -111,9 +116,11 @@ dev *args: setup
     TEMPORAL_CLI="{{venv}}/bin/temporal" cargo run --quiet -p reflow-worker -- dev {{args}}
 
 # Every test: unit, validation goldens, CLI, storage on a real S3 server, and the engine tests
-# against a real Temporal server.
+# against a real Temporal server; in parallel, each test in its own process (cargo-nextest,
+# settings in .config/nextest.toml). The crates have no doctests (their doc blocks are YAML
+# and text).
 test *args: setup-test
-    TEMPORAL_CLI="{{venv}}/bin/temporal" cargo test --workspace --all-targets {{args}}
+    TEMPORAL_CLI="{{venv}}/bin/temporal" cargo nextest run --workspace {{args}}
 
 # Re-record the histories the replay guard replays (tests/fixtures/histories/): the engine's
 # fixture runs and runs of pipelines/diarization.yaml (completed; a track retried; a track
@@ -168,8 +175,14 @@ bench-pipeline *args: setup-test
     cargo build --release --quiet -p reflow-bench --bin pipeline-bench
     TEMPORAL_CLI="{{venv}}/bin/temporal" "${CARGO_TARGET_DIR:-target}/release/pipeline-bench" --results bench/results {{args}}
 
+# The embedded LLMs side by side on the demo dialogue (load time, prefill and generation
+# speed, facts carried by a title-and-recap answer) → bench/results/llm.md.
+bench-llm *args: setup
+    cargo build --release --quiet -p reflow-bench --bin llm-bench
+    "${CARGO_TARGET_DIR:-target}/release/llm-bench" --results bench/results {{args}}
+
 # Every benchmark.
-bench: bench-audio bench-asr bench-pipeline
+bench: bench-audio bench-asr bench-pipeline bench-llm
 
 # Chaos: 10 synthesized meetings through a separate worker process SIGKILLed 5 times and a
 # restarted Temporal server (tests/tests/chaos.rs) → bench/results/chaos.md.

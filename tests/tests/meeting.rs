@@ -6,8 +6,11 @@
 //! and one signed customer webhook; duplicates and a concurrent poll start nothing; a bad
 //! signature gets 401; a recording Daily does not know ends as `error` with the step named.
 //!
-//! Daily, Zulip and the customer's receiver are local stand-ins (`reflow_tests::daily`,
-//! `reflow_tests::standins`); everything of reflow's own is real.
+//! Daily, Zulip, the customer's receiver and the LLM service are local stand-ins
+//! (`reflow_tests::daily`, `reflow_tests::standins`, the OpenAI-compatible stand-in of
+//! `reflow_tests::meetings`); everything of reflow's own is real, transcription included
+//! (embedded Whisper on the synthesized speech). The embedded LLM's chain (guards, fallback,
+//! the same steps) is `tests/tests/embedded.rs`'s subject.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,7 +28,7 @@ use reflow_tests::daily::{DailyStandIn, ready_to_download};
 use reflow_tests::media::{espeak, ffmpeg, opus_webm, seconds};
 use reflow_tests::s3::S3Server;
 use reflow_tests::standins::{self, StandIn};
-use reflow_tests::{InProcessWorker, client, db, hub, llm, registry, serve_api, transcriber};
+use reflow_tests::{InProcessWorker, client, db, hub, registry, serve_api, transcriber};
 use serde_json::{Value, json};
 use temporalio_client::WorkflowCountOptions;
 
@@ -109,6 +112,7 @@ struct Fixture {
     daily: DailyStandIn,
     zulip: StandIn,
     receiver: StandIn,
+    llm: StandIn,
     api: String,
     intake: Arc<Intake>,
     client: temporalio_client::Client,
@@ -122,6 +126,7 @@ async fn fixture() -> Fixture {
     let daily = DailyStandIn::start(DAILY_KEY).await;
     let zulip = standins::zulip("bot@zulip.test", "zulip-key").await;
     let receiver = standins::webhook_receiver(HOOK_SECRET).await;
+    let llm = StandIn::start(reflow_tests::meetings::tagged_chat_reply).await;
     let events = activities::events::Events::new(db(), hub(), registry().emits());
     let services = reflow::registry::Services {
         storage: storage.clone(),
@@ -130,7 +135,17 @@ async fn fixture() -> Fixture {
         data_dir: std::env::temp_dir().join("reflow-data"),
         events: events.clone(),
         transcriber: transcriber(),
-        llm: llm(),
+        llm: Arc::new(activities::llm::Llm::new(activities::llm::LlmConfig {
+            backend: activities::llm::LlmBackend::OpenAi {
+                url: llm.url.clone(),
+                api_key: None,
+                model: "gpt-test".into(),
+            },
+            context_window: 16_000,
+            parse_max_retries: 3,
+            rate_limit_per_second: 50,
+            timeout: None,
+        })),
         daily: DailyConfig {
             api_key: Some(DAILY_KEY.into()),
             api_url: daily.api_url(),
@@ -180,6 +195,7 @@ async fn fixture() -> Fixture {
         daily,
         zulip,
         receiver,
+        llm,
         api,
         intake,
         client,
@@ -401,7 +417,30 @@ async fn a_signed_daily_webhook_becomes_a_finished_transcript() {
         }
     }
 
-    // Topics, title, summaries, action items.
+    // Topics, title, summaries, action items: every LLM step asked the service once.
+    let asked: Vec<String> = f
+        .llm
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            r.json.as_ref()?["messages"][0]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    for step in [
+        "main topic of the excerpt",
+        "single-line title",
+        "main subjects",
+        "recapping",
+        "decisions made",
+    ] {
+        assert_eq!(
+            asked.iter().filter(|m| m.contains(step)).count(),
+            1,
+            "{step}: {asked:?}"
+        );
+    }
     let topics: Vec<Topic> = serde_json::from_str(&t.topics).unwrap();
     assert!(!topics.is_empty());
     assert!(t.title.as_deref().is_some_and(|x| !x.is_empty()), "{t:?}");

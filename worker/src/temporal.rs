@@ -5,7 +5,7 @@
 //! harness use it. It is stopped when dropped, and (on Linux) killed by the kernel if this
 //! process dies first, so no test or Ctrl-C leaves a server behind.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::str::FromStr;
@@ -134,12 +134,43 @@ pub struct DevServer {
     pub ui_url: Option<String>,
 }
 
+/// Why one start of the dev server did not give a serving server.
+enum StartFailure {
+    /// The process exited while starting (typically a port another process took between our
+    /// pick and its bind); worth another try on other ports.
+    Exited(TemporalError),
+    /// Anything else.
+    Fatal(TemporalError),
+}
+
+/// Starts of the dev server before giving up on a process that keeps exiting at startup.
+const START_ATTEMPTS: usize = 3;
+
 impl DevServer {
-    /// Start the server and wait until its gRPC port accepts connections.
+    /// Start the server and wait until it serves requests. Free ports are picked here and
+    /// released before the server binds them, so another process may take one in between
+    /// (about one start in twenty when eight servers start at once): a server that exits while
+    /// starting is started again on other ports.
     pub async fn start(opts: DevServerOptions) -> Result<DevServer, TemporalError> {
-        let fail = |message: String| TemporalError::DevServer {
-            cli: opts.cli.display().to_string(),
-            message,
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(&opts).await {
+                Ok(server) => return Ok(server),
+                Err(StartFailure::Exited(e)) if attempt < START_ATTEMPTS => {
+                    tracing::warn!(attempt, error = %e, "the Temporal dev server exited while starting; starting it again");
+                    attempt += 1;
+                }
+                Err(StartFailure::Exited(e) | StartFailure::Fatal(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn start_once(opts: &DevServerOptions) -> Result<DevServer, StartFailure> {
+        let fail = |message: String| {
+            StartFailure::Fatal(TemporalError::DevServer {
+                cli: opts.cli.display().to_string(),
+                message,
+            })
         };
         let port = if opts.port == 0 {
             free_port().map_err(|e| fail(e.to_string()))?
@@ -222,18 +253,38 @@ impl DevServer {
         die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
         let address = format!("127.0.0.1:{port}");
-        let addr: SocketAddr = address.parse().expect("a loopback address parses");
+        // Serving, not merely listening: a port accepts connections as soon as it is bound,
+        // before the server has bound the others (and exited when one was taken). The HTTP
+        // API answers once every service is built.
+        let probe = reqwest::Client::builder()
+            .timeout(Duration::from_millis(500))
+            .no_proxy()
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        let ready = format!("http://127.0.0.1:{http_port}/api/v1/system-info");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        loop {
             if let Ok(Some(status)) = child.try_wait() {
                 let tail = std::fs::read_to_string(&opts.log_file).unwrap_or_default();
-                return Err(fail(format!(
+                let message = format!(
                     "exited with {status}: {}",
                     tail.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
-                )));
+                );
+                return Err(StartFailure::Exited(TemporalError::DevServer {
+                    cli: opts.cli.display().to_string(),
+                    message,
+                }));
+            }
+            if probe
+                .get(&ready)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
             }
             if Instant::now() > deadline {
-                return Err(fail("did not accept connections within 30 s".into()));
+                return Err(fail("did not serve requests within 30 s".into()));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
