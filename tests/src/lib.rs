@@ -260,8 +260,7 @@ pub fn llm() -> std::sync::Arc<::activities::llm::Llm> {
     L.get_or_init(|| {
         std::sync::Arc::new(Llm::new(LlmConfig {
             backend: LlmBackend::Embedded {
-                model_path: ::activities::models::dir()
-                    .join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+                model_path: ::activities::models::dir().join(::activities::llm::EMBEDDED_SMALL),
                 threads: 2,
             },
             context_window: 16_000,

@@ -5,7 +5,8 @@
 //!   model `LLM_MODEL`; structured steps send `response_format: {"type": "json_object"}` with
 //!   the schema in the system message. A token bucket (`LLM_RATE_LIMIT_PER_SECOND`, default
 //!   10/s) sits in front of every request, because one activity may make several calls.
-//! - `embedded` (default): SmolLM2-135M-Instruct in process ([`smollm`]). It is weak, so every
+//! - `embedded` (default): SmolLM2-135M-Instruct in process ([`chat_model`]; `LLM_MODEL` names
+//!   another GGUF, e.g. the installed Qwen2.5-Coder-0.5B-Instruct, [`EMBEDDED_QWEN`]). It is small, so every
 //!   step guards its output and falls back to an extractive method ([`extractive`]) — the
 //!   policy of [`guard`], which the steps of [`steps`] use without knowing the backend; the
 //!   result records which method produced it. The prompts are in [`prompts`].
@@ -19,10 +20,10 @@
 //! and, when invalid, re-asked with the error appended, up to `LLM_PARSE_MAX_RETRIES` (3)
 //! times, then fails as `LlmParseError`. HTTP timeouts stay 30 s below start-to-close.
 
+pub mod chat_model;
 pub mod extractive;
 pub mod guard;
 pub mod prompts;
-pub mod smollm;
 pub mod steps;
 
 use std::num::NonZeroU32;
@@ -39,7 +40,7 @@ use tokio::sync::OnceCell;
 use crate::error::ActivityFailure;
 use crate::http;
 use crate::usage::{Usage, ledger};
-use smollm::ChatModel;
+use chat_model::ChatModel;
 
 /// Margin between an LLM HTTP timeout and the step's start-to-close (300 → 270 s).
 pub const HTTP_MARGIN: Duration = Duration::from_secs(30);
@@ -57,6 +58,19 @@ fn embedded_max_tokens(step: &str) -> usize {
         _ => 192,
     }
 }
+
+/// The default embedded model, under the model directory (`just setup` installs it): still
+/// the small SmolLM2, because candle reads prompts too slowly for the stronger Qwen2.5 to run
+/// every summary step within the meeting's length (bench/results/llm.md).
+pub const EMBEDDED_DEFAULT: &str = EMBEDDED_SMALL;
+
+/// SmolLM2-135M-Instruct, under the model directory: fast and weak (the tests use it).
+pub const EMBEDDED_SMALL: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Qwen2.5-Coder-0.5B-Instruct, under the model directory (with its `tokenizer.json`): carries
+/// most of a meeting's decisions into a recap, but reads prompts at ~10–25 tokens a second
+/// on 2 cores with candle (`LLM_MODEL` selects it).
+pub const EMBEDDED_QWEN: &str = "qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct.gguf";
 
 /// The configured backend.
 #[derive(Clone, PartialEq)]
@@ -138,10 +152,9 @@ impl LlmConfig {
         }
         let backend = match var("LLM_BACKEND").as_deref().unwrap_or("embedded") {
             "embedded" => LlmBackend::Embedded {
-                model_path: var("LLM_MODEL").map(PathBuf::from).unwrap_or_else(|| {
-                    crate::models::dir()
-                        .join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
-                }),
+                model_path: var("LLM_MODEL")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| crate::models::dir().join(EMBEDDED_DEFAULT)),
                 threads: number("LLM_THREADS", var("LLM_THREADS"), 0)?,
             },
             "openai" => LlmBackend::OpenAi {
@@ -290,7 +303,9 @@ impl Llm {
                     .await
                     .map_err(|e| ActivityFailure::Transient(format!("model loading stopped: {e}")))?
                     .map_err(|e| match e {
-                        smollm::SmolError::Model { .. } => ActivityFailure::Config(e.to_string()),
+                        chat_model::ModelError::Model { .. } => {
+                            ActivityFailure::Config(e.to_string())
+                        }
                         other => ActivityFailure::Transient(other.to_string()),
                     })
             })

@@ -1,12 +1,13 @@
-//! The embedded LLM runtime: a GGUF llama-family chat model (SmolLM2-135M-Instruct, the only
-//! instruction-tuned weights shipped in a registry package) on candle's quantized llama, in
-//! process, CPU only.
+//! The embedded LLM runtime: a GGUF chat model in process, CPU only, on candle's quantized
+//! kernels — `llama` (SmolLM2-135M-Instruct, the default) or `qwen2` (Qwen2.5-Coder-0.5B-Instruct),
+//! told apart by the GGUF's `general.architecture`.
 //!
-//! The tokenizer is rebuilt from the GGUF metadata (byte-level BPE: `tokenizer.ggml.tokens`
-//! and `.merges`, with the ChatML markers as special tokens), so the model file is all that is
-//! needed. Generation is seeded from the prompt, so the same prompt always gives the same
-//! text — checkpoints and tests stay reproducible. One generation runs at a time per process
-//! (the KV cache lives in the weights) on a dedicated thread pool of `threads` threads.
+//! The tokenizer is the `tokenizer.json` next to the GGUF when one ships with it (Qwen's, from
+//! npm), else rebuilt from the GGUF metadata (byte-level BPE: `tokenizer.ggml.tokens` and
+//! `.merges`, with the ChatML markers as special tokens). Generation is seeded from the prompt,
+//! so the same prompt always gives the same text — checkpoints and tests stay reproducible.
+//! One generation runs at a time per process (the KV cache lives in the weights) on a
+//! dedicated thread pool of `threads` threads.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -14,15 +15,18 @@ use std::sync::Mutex;
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::quantized_llama::ModelWeights;
+use candle_transformers::models::{quantized_llama, quantized_qwen2};
 use sha2::{Digest, Sha256};
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
+/// The longest context used, tokens (Qwen2.5 declares 32,768).
+const MAX_CONTEXT: usize = 8192;
+
 /// Why the embedded LLM failed.
 #[derive(Debug, thiserror::Error)]
-pub enum SmolError {
+pub enum ModelError {
     /// The model file is missing or not a usable GGUF chat model.
     #[error("embedded LLM model {path}: {cause}")]
     Model {
@@ -48,11 +52,30 @@ pub struct Generated {
     pub prompt_tokens: usize,
     /// Generated tokens.
     pub completion_tokens: usize,
+    /// Time to read the prompt (the first forward pass, which also gives the first token).
+    pub prefill: std::time::Duration,
+    /// Time from then to the last token.
+    pub generation: std::time::Duration,
+}
+
+/// The weights of one of the supported architectures.
+enum Weights {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(quantized_qwen2::ModelWeights),
+}
+
+impl Weights {
+    fn forward(&mut self, x: &Tensor, position: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Weights::Llama(w) => w.forward(x, position),
+            Weights::Qwen2(w) => w.forward(x, position),
+        }
+    }
 }
 
 /// A loaded chat model.
 pub struct ChatModel {
-    weights: Mutex<ModelWeights>,
+    weights: Mutex<Weights>,
     tokenizer: Tokenizer,
     stop: Vec<u32>,
     context: usize,
@@ -61,8 +84,8 @@ pub struct ChatModel {
 
 impl ChatModel {
     /// Load the GGUF file at `path`, generating on `threads` threads (0 = one per core).
-    pub fn load(path: &Path, threads: usize) -> Result<Self, SmolError> {
-        let model_err = |cause: String| SmolError::Model {
+    pub fn load(path: &Path, threads: usize) -> Result<Self, ModelError> {
+        let model_err = |cause: String| ModelError::Model {
             path: path.to_owned(),
             cause,
         };
@@ -72,14 +95,38 @@ impl ChatModel {
             ))
         })?;
         let content = gguf_file::Content::read(&mut file).map_err(|e| model_err(e.to_string()))?;
-        let tokenizer = tokenizer_from_gguf(&content).map_err(model_err)?;
+        let arch = content
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_else(|| "llama".to_owned());
+        let beside = path.with_file_name("tokenizer.json");
+        let tokenizer = if beside.exists() {
+            Tokenizer::from_file(&beside)
+                .map_err(|e| model_err(format!("{}: {e}", beside.display())))?
+        } else {
+            tokenizer_from_gguf(&content).map_err(model_err)?
+        };
         let context = content
             .metadata
-            .get("llama.context_length")
+            .get(&format!("{arch}.context_length"))
             .and_then(|v| v.to_u32().ok())
             .unwrap_or(2048) as usize;
-        let weights = ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
-            .map_err(|e| model_err(e.to_string()))?;
+        // Longer contexts than this cost more memory than a meeting's prompt needs.
+        let context = context.min(MAX_CONTEXT);
+        let weights = match arch.as_str() {
+            "llama" => quantized_llama::ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
+                .map(Weights::Llama),
+            "qwen2" => quantized_qwen2::ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
+                .map(Weights::Qwen2),
+            other => {
+                return Err(model_err(format!(
+                    "architecture {other:?} is not supported (llama or qwen2)"
+                )));
+            }
+        }
+        .map_err(|e| model_err(e.to_string()))?;
         let stop = ["<|im_end|>", "<|endoftext|>"]
             .iter()
             .filter_map(|t| tokenizer.token_to_id(t))
@@ -113,7 +160,7 @@ impl ChatModel {
 
     /// Generate the assistant's next reply to `messages` (`(role, content)` pairs, rendered
     /// as ChatML), at most `max_tokens` tokens, sampling at `temperature` (0 = greedy).
-    /// Blocking; stops with [`SmolError::Deadline`] once `deadline` passes (also while waiting
+    /// Blocking; stops with [`ModelError::Deadline`] once `deadline` passes (also while waiting
     /// for the model), so an abandoned attempt never keeps the model from the next one.
     pub fn chat(
         &self,
@@ -121,18 +168,18 @@ impl ChatModel {
         temperature: f64,
         max_tokens: usize,
         deadline: Option<std::time::Instant>,
-    ) -> Result<Generated, SmolError> {
+    ) -> Result<Generated, ModelError> {
         let late = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
         let mut prompt = String::new();
         for (role, content) in messages {
             prompt.push_str(&format!("<|im_start|>{role}\n{content}<|im_end|>\n"));
         }
         prompt.push_str("<|im_start|>assistant\n");
-        let infer = |e: candle_core::Error| SmolError::Inference(e.to_string());
+        let infer = |e: candle_core::Error| ModelError::Inference(e.to_string());
         let mut tokens = self
             .tokenizer
             .encode(prompt.as_str(), false)
-            .map_err(|e| SmolError::Inference(e.to_string()))?
+            .map_err(|e| ModelError::Inference(e.to_string()))?
             .get_ids()
             .to_vec();
         // Keep the end of an over-long prompt (the instruction and the assistant marker are
@@ -164,18 +211,20 @@ impl ChatModel {
         let mut guard = self
             .weights
             .lock()
-            .map_err(|_| SmolError::Inference("model lock poisoned".into()))?;
-        let weights: &mut ModelWeights = &mut guard;
+            .map_err(|_| ModelError::Inference("model lock poisoned".into()))?;
+        let weights: &mut Weights = &mut guard;
         self.pool.install(move || {
             let mut generated: Vec<u32> = Vec::new();
             let mut input = tokens.clone();
             let mut position = 0;
             if late() {
-                return Err(SmolError::Deadline);
+                return Err(ModelError::Deadline);
             }
+            let started = std::time::Instant::now();
+            let mut prefill = None;
             for _ in 0..max_tokens {
                 if late() {
-                    return Err(SmolError::Deadline);
+                    return Err(ModelError::Deadline);
                 }
                 let x = Tensor::new(input.as_slice(), &Device::Cpu)
                     .and_then(|t| t.unsqueeze(0))
@@ -185,6 +234,7 @@ impl ChatModel {
                     .and_then(|l| l.squeeze(0))
                     .map_err(infer)?;
                 position += input.len();
+                prefill.get_or_insert_with(|| started.elapsed());
                 let recent = &generated[generated.len().saturating_sub(64)..];
                 let logits =
                     candle_transformers::utils::apply_repeat_penalty(&logits, 1.15, recent)
@@ -199,11 +249,14 @@ impl ChatModel {
             let text = self
                 .tokenizer
                 .decode(&generated, true)
-                .map_err(|e| SmolError::Inference(e.to_string()))?;
+                .map_err(|e| ModelError::Inference(e.to_string()))?;
+            let prefill = prefill.unwrap_or_default();
             Ok(Generated {
                 text: text.trim().to_owned(),
                 prompt_tokens,
                 completion_tokens: generated.len(),
+                prefill,
+                generation: started.elapsed().saturating_sub(prefill),
             })
         })
     }

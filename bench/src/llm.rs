@@ -1,0 +1,196 @@
+//! `llm-bench`: the embedded LLMs on the demo meeting's dialogue, side by side in one run —
+//! load time, prompt reading (prefill) and generation speed, and how many of the meeting's
+//! facts (each decision, owner and date: `scripts/demo-meeting.py --facts`) a title-and-recap
+//! answer carries. Writes `llm.md` into the results directory; `just bench-llm` runs it.
+//!
+//! Usage: `llm-bench [--results DIR] [MODEL...]` (GGUF paths, or names under the model
+//! directory; default: every installed embedded model).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use activities::llm::chat_model::ChatModel;
+use activities::llm::{EMBEDDED_QWEN, EMBEDDED_SMALL};
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+/// Qwen2.5-Coder-1.5B-Instruct, benchmarked when its GGUF (and `tokenizer.json`) is there.
+const EMBEDDED_LARGE: &str = "qwen2.5-coder-1.5b-instruct/qwen2.5-coder-1.5b-instruct.gguf";
+
+const INSTRUCTION: &str = "You read a meeting transcript. Write a title for the meeting on the \
+    first line (at most 10 words), then a recap of two to four sentences that names every \
+    decision with its owner and date. Use only what the transcript says.";
+
+#[derive(Deserialize)]
+struct Fact {
+    fact: String,
+    patterns: Vec<String>,
+}
+
+struct Row {
+    model: String,
+    load_s: f64,
+    prompt_tokens: usize,
+    prefill_tps: f64,
+    completion_tokens: usize,
+    generation_tps: f64,
+    total_s: f64,
+    found: Vec<bool>,
+    answer: String,
+}
+
+fn demo(arg: &str) -> Result<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new("python3")
+        .arg(root.join("scripts/demo-meeting.py"))
+        .arg(arg)
+        .output()
+        .context("running scripts/demo-meeting.py")?;
+    anyhow::ensure!(out.status.success(), "demo-meeting.py {arg} failed");
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Whether `text` carries `fact`: every pattern matches somewhere (case-insensitive).
+fn carries(fact: &Fact, text: &str) -> Result<bool> {
+    for p in &fact.patterns {
+        if !regex::RegexBuilder::new(p)
+            .case_insensitive(true)
+            .build()?
+            .is_match(text)
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let build = if cfg!(debug_assertions) {
+        "dev build (candle crates at opt-level 3)"
+    } else {
+        "release build"
+    };
+    format!("{cpu}, {cores} cores, {build}")
+}
+
+fn main() -> Result<()> {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut results = None;
+    if let Some(i) = args.iter().position(|a| a == "--results") {
+        results = Some(PathBuf::from(args.get(i + 1).context("--results DIR")?));
+        args.drain(i..=i + 1);
+    }
+    let models: Vec<PathBuf> = if args.is_empty() {
+        [EMBEDDED_SMALL, EMBEDDED_QWEN, EMBEDDED_LARGE]
+            .iter()
+            .map(|m| activities::models::dir().join(m))
+            .filter(|p| p.exists())
+            .collect()
+    } else {
+        args.iter()
+            .map(|a| {
+                let p = PathBuf::from(a);
+                if p.exists() {
+                    p
+                } else {
+                    activities::models::dir().join(a)
+                }
+            })
+            .collect()
+    };
+    let transcript = demo("--transcript")?;
+    let facts: Vec<Fact> = serde_json::from_str(&demo("--facts")?)?;
+    let mut rows = Vec::new();
+    for path in &models {
+        let loading = Instant::now();
+        let model = ChatModel::load(path, 0)?;
+        let load_s = loading.elapsed().as_secs_f64();
+        let messages = [
+            ("system".to_owned(), INSTRUCTION.to_owned()),
+            ("user".to_owned(), transcript.clone()),
+        ];
+        let started = Instant::now();
+        let g = model.chat(&messages, 0.0, 200, None)?;
+        let total_s = started.elapsed().as_secs_f64();
+        let found = facts
+            .iter()
+            .map(|f| carries(f, &g.text))
+            .collect::<Result<Vec<_>>>()?;
+        let row = Row {
+            model: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            load_s,
+            prompt_tokens: g.prompt_tokens,
+            prefill_tps: g.prompt_tokens as f64 / g.prefill.as_secs_f64().max(1e-9),
+            completion_tokens: g.completion_tokens,
+            generation_tps: g.completion_tokens as f64 / g.generation.as_secs_f64().max(1e-9),
+            total_s,
+            found,
+            answer: g.text,
+        };
+        eprintln!(
+            "{}: load {:.1} s, prefill {:.1} tok/s, generation {:.1} tok/s, {:.1} s, facts {}/{}",
+            row.model,
+            row.load_s,
+            row.prefill_tps,
+            row.generation_tps,
+            row.total_s,
+            row.found.iter().filter(|f| **f).count(),
+            facts.len()
+        );
+        rows.push(row);
+    }
+    let mut md = format!(
+        "# Embedded LLMs on the demo meeting\n\n{}; {}; `just bench-llm`.\n\n\
+         One answer per model to the same prompt: a title and a 2–4 sentence recap naming every \
+         decision with its owner and date, greedy decoding, at most 200 tokens, over the demo \
+         dialogue (`scripts/demo-meeting.py --transcript`). Facts: `scripts/demo-meeting.py \
+         --facts` (a fact counts when all its patterns match).\n\n\
+         | model | load s | prompt tokens | prefill tok/s | generated | generation tok/s | answer s | facts |\n\
+         |---|---|---|---|---|---|---|---|\n",
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+        machine()
+    );
+    for r in &rows {
+        md.push_str(&format!(
+            "| {} | {:.1} | {} | {:.1} | {} | {:.1} | {:.1} | {}/{} |\n",
+            r.model,
+            r.load_s,
+            r.prompt_tokens,
+            r.prefill_tps,
+            r.completion_tokens,
+            r.generation_tps,
+            r.total_s,
+            r.found.iter().filter(|f| **f).count(),
+            facts.len()
+        ));
+    }
+    for r in &rows {
+        md.push_str(&format!("\n## {}\n\n", r.model));
+        for (f, ok) in facts.iter().zip(&r.found) {
+            md.push_str(&format!("- [{}] {}\n", if *ok { "x" } else { " " }, f.fact));
+        }
+        md.push_str(&format!("\n```text\n{}\n```\n", r.answer));
+    }
+    match results {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("llm.md"), &md)?;
+        }
+        None => print!("{md}"),
+    }
+    Ok(())
+}
