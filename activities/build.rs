@@ -1,6 +1,6 @@
 //! Links the embedded Whisper runtime: CTranslate2 4.8.4 from the model cache that
 //! `just setup` fills (`scripts/setup-models.sh`), found through `REFLOW_CTRANSLATE2_DIR`
-//! (set by `.cargo/config.toml` to the checkout's `.cache/ctranslate2` link).
+//! (set by `.cargo/config.toml` to the checkout's `native/ctranslate2`, where setup links it).
 //!
 //! The library is hard-linked (or copied) into this crate's `OUT_DIR`, and that directory is
 //! announced as a native search path. Cargo puts search paths inside the target directory on

@@ -127,7 +127,12 @@ if [ ! -f "$qwen/.ok" ]; then
 fi
 
 rm -rf "$downloads"
-# The build links CTranslate2 from here (.cargo/config.toml); the checkout keeps a link only.
-mkdir -p "$(dirname "$0")/../.cache"
-ln -sfn "$lib" "$(dirname "$0")/../.cache/ctranslate2"
+# The build links CTranslate2 from native/ctranslate2 (.cargo/config.toml), a directory in git
+# that holds links to the cached files only.
+native="$(dirname "$0")/../native/ctranslate2"
+mkdir -p "$native"
+find "$native" -mindepth 1 -maxdepth 1 ! -name .gitignore -exec rm -f {} +
+for f in "$lib"/* "$lib"/.ok; do
+    ln -sf "$f" "$native/"
+done
 echo "models and CTranslate2 in $cache"
