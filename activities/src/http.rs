@@ -96,19 +96,24 @@ pub struct Waiting {
 }
 
 /// Drive `call`, heartbeating `{phase: "waiting", elapsed_s}` every `every` until it ends
-/// (pipeline.md §6.2: at least every min(30 s, heartbeat/4)).
+/// (pipeline.md §6.2: at least every min(30 s, heartbeat/4)), or until the activity is
+/// cancelled: then `call` is dropped and the answer is `Cancelled`
+/// ([`crate::error::ActivityFailure`]).
 pub async fn while_waiting<T>(
     ctx: &ActivityContext,
     every: Duration,
     call: impl Future<Output = T>,
-) -> T {
+) -> Result<T, crate::error::ActivityFailure> {
     let started = Instant::now();
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await;
     tokio::pin!(call);
     loop {
         tokio::select! {
-            done = &mut call => return done,
+            done = &mut call => return Ok(done),
+            // Cancelled (the run, a reset, the server's cancel, the worker stopping): the call
+            // is dropped here, so an HTTP request is abandoned at once.
+            () = ctx.cancelled() => return Err(crate::error::ActivityFailure::Cancelled),
             _ = ticker.tick() => {
                 let details = Waiting { phase: "waiting", elapsed_s: started.elapsed().as_secs() };
                 if let Err(e) = ctx.record_heartbeat(details).await {

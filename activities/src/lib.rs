@@ -11,6 +11,7 @@
 pub mod asr;
 pub mod audio;
 pub mod checkpoint;
+pub mod config;
 pub mod daily;
 pub mod db;
 pub mod error;

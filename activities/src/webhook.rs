@@ -149,8 +149,8 @@ pub fn display_url(url: &str) -> String {
 
 /// Hosts allowed to resolve to private addresses (`REFLOW_WEBHOOK_ALLOWED_PRIVATE_HOSTS`,
 /// comma-separated host names or IPs).
-pub fn allowed_private_hosts() -> Vec<String> {
-    std::env::var("REFLOW_WEBHOOK_ALLOWED_PRIVATE_HOSTS")
+pub fn allowed_private_hosts(vars: crate::config::Vars<'_>) -> Vec<String> {
+    vars("REFLOW_WEBHOOK_ALLOWED_PRIVATE_HOSTS")
         .unwrap_or_default()
         .split(',')
         .map(|h| h.trim().to_ascii_lowercase())
@@ -201,12 +201,18 @@ pub async fn guard(url: &str, allowed: &[String]) -> Result<(String, SocketAddr)
 pub struct WebhookActivities {
     events: Events,
     allowed: Vec<String>,
+    ui_base_url: String,
 }
 
 impl WebhookActivities {
-    /// Deliver for transcripts read through `events`, allowing `allowed` private hosts.
-    pub fn new(events: Events, allowed: Vec<String>) -> Self {
-        WebhookActivities { events, allowed }
+    /// Deliver for transcripts read through `events`, allowing `allowed` private hosts; links
+    /// point under `ui_base_url` (the transcript page).
+    pub fn new(events: Events, allowed: Vec<String>, ui_base_url: String) -> Self {
+        WebhookActivities {
+            events,
+            allowed,
+            ui_base_url,
+        }
     }
 
     async fn send(
@@ -256,7 +262,7 @@ impl WebhookActivities {
             .as_deref()
             .and_then(|a| serde_json::from_str(a).ok())
             .unwrap_or_else(|| json!({"decisions": [], "next_steps": []}));
-        let base = crate::zulip::ui_base_url();
+        let base = &self.ui_base_url;
         let body = json!({
             "event": "transcript.completed",
             "event_id": id,

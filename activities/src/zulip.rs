@@ -50,14 +50,14 @@ impl std::fmt::Debug for ZulipConfig {
 }
 
 impl ZulipConfig {
-    /// From the environment.
-    pub fn from_env() -> Self {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    /// From the settings.
+    pub fn from_vars(vars: crate::config::Vars<'_>) -> Self {
+        let var = |k: &str| crate::config::non_empty(vars, k);
         ZulipConfig {
             realm: var("ZULIP_REALM"),
             bot_email: var("ZULIP_BOT_EMAIL").unwrap_or_default(),
             api_key: var("ZULIP_API_KEY").unwrap_or_default(),
-            ui_base_url: ui_base_url(),
+            ui_base_url: ui_base_url(vars),
         }
     }
 
@@ -71,10 +71,8 @@ impl ZulipConfig {
 }
 
 /// `UI_BASE_URL` without a trailing slash (default `http://localhost:8080`, reflow's own page).
-pub fn ui_base_url() -> String {
-    std::env::var("UI_BASE_URL")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
+pub fn ui_base_url(vars: crate::config::Vars<'_>) -> String {
+    crate::config::non_empty(vars, "UI_BASE_URL")
         .unwrap_or_else(|| "http://localhost:8080".into())
         .trim_end_matches('/')
         .to_owned()

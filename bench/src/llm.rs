@@ -121,7 +121,7 @@ fn main() -> Result<()> {
             ("user".to_owned(), transcript.clone()),
         ];
         let started = Instant::now();
-        let g = model.chat(&messages, 0.0, 200, None)?;
+        let g = model.chat(&messages, 0.0, 200, None, &Default::default())?;
         let total_s = started.elapsed().as_secs_f64();
         let found = facts
             .iter()

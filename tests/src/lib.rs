@@ -313,9 +313,17 @@ impl InProcessWorker {
                 )
                 .await
                 .expect("connect");
-                reflow::worker::run_workers(client, &registry(), &services, &queues, s)
-                    .await
-                    .expect("workers run");
+                reflow::worker::run_workers(
+                    client,
+                    &registry(),
+                    &services,
+                    &queues,
+                    None,
+                    reflow::worker::GRACE,
+                    s,
+                )
+                .await
+                .expect("workers run");
             });
         });
         InProcessWorker {

@@ -114,8 +114,17 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
 /// instead of a minute. Everything else (attempts, backoff coefficients, queues, the graph) is
 /// the production definition.
 pub fn short_timeouts() -> workflow::Pipeline {
-    let text = intake::DIARIZATION_YAML;
-    let text: String = text
+    workflow::parse_and_validate(
+        "diarization.yaml",
+        &short_timeouts_yaml(),
+        crate::registry().catalog(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`short_timeouts`] as the YAML a pipelines directory holds (for a `reflow` process).
+pub fn short_timeouts_yaml() -> String {
+    intake::DIARIZATION_YAML
         .lines()
         .map(|l| {
             let trimmed = l.trim_start();
@@ -131,9 +140,7 @@ pub fn short_timeouts() -> workflow::Pipeline {
             }
         })
         .collect::<Vec<_>>()
-        .join("\n");
-    workflow::parse_and_validate("diarization.yaml", &text, crate::registry().catalog())
-        .unwrap_or_else(|e| panic!("{e}"))
+        .join("\n")
 }
 
 /// The stand-in backends of a run and what they were asked.
@@ -377,15 +384,10 @@ impl Stack {
             bucket_name: Some("daily-recordings".into()),
         });
         let api = crate::serve_api(reflow::http::ApiState {
-            events: events.clone(),
-            storage: storage.clone(),
-            api_token: None,
-            secret_key: None,
             temporal: Some(client.clone()),
             intake: Some(intake.clone()),
             daily_webhook_secret: Some(DAILY_SECRET.into()),
-            open_on_public_address: false,
-            codec: None,
+            ..reflow::http::ApiState::new(events.clone(), storage.clone())
         })
         .await;
         Stack {

@@ -95,15 +95,9 @@ async fn start(
         ]),
     );
     let state = ApiState {
-        events: events.clone(),
-        storage: store,
         api_token: token.map(Into::into),
         secret_key: secret.map(Into::into),
-        temporal: None,
-        intake: None,
-        daily_webhook_secret: None,
-        open_on_public_address: false,
-        codec: None,
+        ..ApiState::new(events.clone(), store)
     };
     (reflow_tests::serve_api(state).await, events)
 }

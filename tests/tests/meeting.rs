@@ -177,15 +177,10 @@ async fn fixture() -> Fixture {
     let queues: Vec<String> = QUEUES.iter().map(|q| q.to_string()).collect();
     let worker = InProcessWorker::start_with(&queues, services);
     let api = serve_api(reflow::http::ApiState {
-        events,
-        storage: storage.clone(),
-        api_token: None,
-        secret_key: None,
         temporal: Some(client.clone()),
         intake: Some(intake.clone()),
         daily_webhook_secret: Some(DAILY_SECRET.into()),
-        open_on_public_address: false,
-        codec: None,
+        ..reflow::http::ApiState::new(events, storage.clone())
     })
     .await;
     Fixture {

@@ -27,6 +27,11 @@ pub struct App {
     api_token: Option<String>,
     secret_key: Option<String>,
     allow_open_api: bool,
+    /// The HTTP API's limits and the workers' slot overrides, from the settings.
+    codec_cors_origins: Vec<String>,
+    max_connections: usize,
+    /// `REFLOW_ACTIVITY_SLOTS`.
+    pub activity_slots: Option<String>,
 }
 
 impl App {
@@ -55,6 +60,9 @@ impl App {
             api_token: settings.api_token.clone(),
             secret_key: settings.secret_key.clone(),
             allow_open_api: settings.allow_open_api,
+            codec_cors_origins: settings.codec_cors_origins(),
+            max_connections: settings.http_max_connections(),
+            activity_slots: settings.activity_slots(),
         })
     }
 
@@ -72,6 +80,8 @@ impl App {
             daily_webhook_secret: (!open).then(|| s.daily.webhook_secret.clone()).flatten(),
             open_on_public_address: !open && self.allow_open_api,
             codec: (!open).then(|| self.codec.clone().map(Arc::new)).flatten(),
+            codec_cors_origins: self.codec_cors_origins.clone(),
+            max_connections: self.max_connections,
         }
     }
 
@@ -115,6 +125,8 @@ impl App {
             registry,
             &self.services,
             queues,
+            self.activity_slots.as_deref(),
+            crate::worker::GRACE,
             shutdown.clone(),
         );
         let (workers, api) = futures::join!(workers, api);

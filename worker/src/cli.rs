@@ -144,6 +144,10 @@ pub enum Command {
         /// Keep serving afterwards (progress page, Web UI) until Ctrl-C.
         #[arg(long)]
         keep: bool,
+        /// Process the directory afresh even if it was processed (or started) before; by
+        /// default a second run resumes an interrupted run and prints a finished one's result.
+        #[arg(long)]
+        force: bool,
     },
     /// Print the per-step latency alert rules generated from the pipelines' timeouts
     /// (`just alerts` writes them to dashboards/alerts/steps.rules.yml).
@@ -354,7 +358,8 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
         }
         Command::Plan { pipelines } => {
             let dir = pipelines.unwrap_or_else(|| settings.pipelines_dir.clone());
-            let desired = crate::gitops::Desired::from_env(Some(&dir), registry.catalog())?;
+            let desired =
+                crate::gitops::Desired::from_settings(&settings, Some(&dir), registry.catalog())?;
             let client = connect(&settings).await?;
             let changes = crate::gitops::plan(&client, &desired).await?;
             for c in &changes {
@@ -373,7 +378,8 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
         }
         Command::Apply { pipelines } => {
             let dir = pipelines.unwrap_or_else(|| settings.pipelines_dir.clone());
-            let desired = crate::gitops::Desired::from_env(Some(&dir), registry.catalog())?;
+            let desired =
+                crate::gitops::Desired::from_settings(&settings, Some(&dir), registry.catalog())?;
             let client = connect(&settings).await?;
             let changes = crate::gitops::apply(&client, &desired).await?;
             for c in &changes {
@@ -389,7 +395,8 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             http,
             out,
             keep,
-        } => process_dir(&settings, &registry, &dir, http, out, keep).await,
+            force,
+        } => process_dir(&settings, &registry, &dir, http, out, keep, force).await,
         Command::Demo { dir, keep } => demo(&settings, &registry, dir, keep).await,
     }
 }
@@ -551,8 +558,17 @@ async fn demo(
         }
     };
     let services = Services::from_settings(settings, registry).await?;
+    let slots = settings.activity_slots();
     let (worker, job) = futures::join!(
-        run_workers(client, registry, &services, &queues, shutdown),
+        run_workers(
+            client,
+            registry,
+            &services,
+            &queues,
+            slots.as_deref(),
+            crate::worker::GRACE,
+            shutdown
+        ),
         job
     );
     if let Some(s) = server {
@@ -570,6 +586,18 @@ async fn demo(
 }
 
 /// `reflow process <dir>` (see [`crate::local`]).
+/// What `reflow process` does with its directory's run.
+enum LocalRun {
+    /// No run of this source yet: prepare it and start one.
+    Start,
+    /// Its run is open (interrupted): serve it until it ends.
+    Attach,
+    /// Its run failed, was cancelled or terminated: retry it from the failed step.
+    Retry,
+    /// Its run finished: print the result again.
+    Finished,
+}
+
 async fn process_dir(
     settings: &Settings,
     registry: &Registry,
@@ -577,13 +605,29 @@ async fn process_dir(
     http: std::net::SocketAddr,
     out: Option<PathBuf>,
     keep: bool,
+    force: bool,
 ) -> anyhow::Result<ExitCode> {
+    use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus as Status;
     let dir = std::path::absolute(dir)?;
     let pipeline = crate::intake::load_pipeline(Some(&settings.pipelines_dir), registry.catalog())?;
     let (tracks, duration_s) = crate::local::scan(&dir)?;
-    let ui_port = std::net::TcpListener::bind("127.0.0.1:8233")
-        .is_ok()
-        .then_some(8233);
+    // The same directory is the same recording, so a second invocation finds its run.
+    let source = crate::local::source_id(&dir, &tracks)?;
+    let recording_id = if force {
+        format!(
+            "local-{source}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        )
+    } else {
+        format!("local-{source}")
+    };
+    let transcript_id =
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, recording_id.as_bytes()).to_string();
+    let workflow_id = format!("process-{recording_id}");
+    // The Web UI of the dev server this command starts (none with an external Temporal).
+    let ui_port = (settings.temporal_address.is_none()
+        && std::net::TcpListener::bind("127.0.0.1:8233").is_ok())
+    .then_some(8233);
     let port = if std::net::TcpListener::bind("127.0.0.1:7233").is_ok() {
         7233
     } else {
@@ -599,18 +643,46 @@ async fn process_dir(
     shutdown.on_signals();
     let app = App::build(settings, registry, client.clone(), &settings.pipelines_dir).await?;
     let services = &app.services;
-    let recording_id = format!("local-{}", uuid::Uuid::new_v4().simple());
-    let transcript_id = uuid::Uuid::new_v4().to_string();
-    let workflow_id = format!("process-{recording_id}");
-    let input = crate::local::prepare(
-        &tracks,
-        duration_s,
-        &recording_id,
-        &transcript_id,
-        &services.recordings,
-        services.db(),
-    )
-    .await?;
+    let have_transcript = services
+        .db()
+        .find_transcript(&transcript_id)
+        .await?
+        .is_some();
+    let action = match crate::history::status(&client, &workflow_id).await? {
+        None => LocalRun::Start,
+        Some(Status::Running) => LocalRun::Attach,
+        Some(Status::Completed) if have_transcript => LocalRun::Finished,
+        Some(Status::Completed) => anyhow::bail!(
+            "{workflow_id} finished, but its transcript is not in {}: run again with --force",
+            settings.data_dir.display()
+        ),
+        Some(_) => LocalRun::Retry,
+    };
+    let out = out.unwrap_or_else(|| dir.join("reflow-output"));
+    if let LocalRun::Finished = action {
+        eprintln!(
+            "{} was processed already ({workflow_id}); --force runs it again",
+            dir.display()
+        );
+        if let Some(s) = server {
+            s.stop().await;
+        }
+        return print_local_result(services, &transcript_id, &out).await;
+    }
+    let input = match action {
+        LocalRun::Start => Some(
+            crate::local::prepare(
+                &tracks,
+                duration_s,
+                &recording_id,
+                &transcript_id,
+                &services.recordings,
+                services.db(),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     eprintln!(
         "{} track(s) from {}: {}",
         tracks.len(),
@@ -627,22 +699,40 @@ async fn process_dir(
     let queues = pipeline.task_queues();
     let job = {
         let (client, shutdown, id) = (client.clone(), shutdown.clone(), workflow_id.clone());
+        let events = services.events.clone();
+        let resume = format!("reflow process {}", dir.display());
         async move {
-            let result = async {
-                runs::start(&client, &pipeline, input, &id).await?;
+            let work = async {
+                match input {
+                    Some(input) => {
+                        runs::start(&client, &pipeline, input, &id).await?;
+                    }
+                    None if matches!(action, LocalRun::Retry) => {
+                        eprintln!(
+                            "{id} stopped before it finished; retrying it from the failed step"
+                        );
+                        crate::retry::retry_run(&client, &events, &id).await?;
+                    }
+                    None => eprintln!(
+                        "resuming {id} where it stopped (finished steps are not run again)"
+                    ),
+                }
                 if let Some(port) = ui_port {
                     eprintln!(
                         "Temporal Web UI: http://127.0.0.1:{port}/namespaces/default/workflows/{id}"
                     );
                 }
                 crate::follow::follow(&client, &id).await?;
-                runs::wait(&client, &id).await
-            }
-            .await;
-            if !keep || result.is_err() {
-                shutdown.trigger();
-            } else {
-                eprintln!("still serving (--keep); Ctrl-C to stop");
+                runs::wait(&client, &id).await.map_err(anyhow::Error::from)
+            };
+            let result = tokio::select! {
+                r = work => r.map(Some),
+                () = shutdown.wait() => Ok(None),
+            };
+            match &result {
+                Ok(None) => eprintln!("interrupted; `{resume}` resumes {id} where it stopped"),
+                Ok(Some(_)) if keep => eprintln!("still serving (--keep); Ctrl-C to stop"),
+                _ => shutdown.trigger(),
             }
             result
         }
@@ -656,7 +746,16 @@ async fn process_dir(
         &shutdown,
     );
     let (worker, page, job) = futures::join!(
-        run_workers(client, registry, services, &queues, shutdown.clone()),
+        run_workers(
+            client,
+            registry,
+            services,
+            &queues,
+            app.activity_slots.as_deref(),
+            // A local run stops at once on Ctrl-C: what is in flight runs again on resume.
+            crate::worker::LOCAL_GRACE,
+            shutdown.clone()
+        ),
         page,
         job
     );
@@ -665,10 +764,20 @@ async fn process_dir(
     }
     worker?;
     page?;
-    job?;
-    let t = services.db().transcript(&transcript_id).await?;
-    let out = out.unwrap_or_else(|| dir.join("reflow-output"));
-    let written = crate::local::write_outputs(&t, &out)?;
+    if job?.is_none() {
+        return Ok(ExitCode::from(130));
+    }
+    print_local_result(services, &transcript_id, &out).await
+}
+
+/// Write a finished local transcript's files into `out` and print its summary.
+async fn print_local_result(
+    services: &Services,
+    transcript_id: &str,
+    out: &Path,
+) -> anyhow::Result<ExitCode> {
+    let t = services.db().transcript(transcript_id).await?;
+    let written = crate::local::write_outputs(&t, out)?;
     print!("{}", crate::local::summary(&t)?);
     println!("transcript: {}", written.display());
     Ok(ExitCode::SUCCESS)

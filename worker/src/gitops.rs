@@ -134,9 +134,13 @@ pub fn poll_interval(override_s: Option<u64>, webhook_secret: bool) -> Duration 
 }
 
 impl Desired {
-    /// What the environment and the pipeline directory declare.
-    pub fn from_env(dir: Option<&Path>, catalog: &Catalog) -> Result<Desired, GitOpsError> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    /// What the settings and the pipeline directory declare.
+    pub fn from_settings(
+        settings: &crate::settings::Settings,
+        dir: Option<&Path>,
+        catalog: &Catalog,
+    ) -> Result<Desired, GitOpsError> {
+        let var = |k: &str| settings.var(k).filter(|v| !v.trim().is_empty());
         let mut d = Desired {
             namespace: Some(DesiredNamespace {
                 name: var("TEMPORAL_NAMESPACE").unwrap_or_else(|| "default".into()),

@@ -145,6 +145,35 @@ pub fn scan(dir: &Path) -> Result<(Vec<LocalTrack>, Option<f64>), LocalError> {
     Ok((tracks, manifest.duration_s))
 }
 
+/// A local source's identity: a hash of `recording.json` (when there is one) and of every
+/// track's file name and content, so the same directory run again is the same recording (its
+/// run is found and resumed) and a changed file is a new one. 16 hex digits.
+pub fn source_id(dir: &Path, tracks: &[LocalTrack]) -> Result<String, LocalError> {
+    use sha2::{Digest, Sha256};
+    let io = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| LocalError::Io { path, source }
+    };
+    let mut hash = Sha256::new();
+    let manifest = dir.join("recording.json");
+    if manifest.exists() {
+        hash.update(std::fs::read(&manifest).map_err(io(&manifest))?);
+    }
+    let mut files: Vec<&Path> = tracks.iter().map(|t| t.path.as_path()).collect();
+    files.sort();
+    for f in files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        hash.update((name.len() as u64).to_le_bytes());
+        hash.update(name.as_bytes());
+        let mut file = std::fs::File::open(f).map_err(io(f))?;
+        std::io::copy(&mut file, &mut hash).map_err(io(f))?;
+    }
+    Ok(hex::encode(&hash.finalize()[..8]))
+}
+
 /// Copy the tracks into `recordings` under `local/{recording_id}/`, create the transcript
 /// and return the pipeline input.
 pub async fn prepare(
@@ -249,6 +278,26 @@ pub fn write_outputs(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_source_is_the_same_until_a_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ana.wav"), b"RIFF-ana").unwrap();
+        std::fs::write(dir.path().join("ben.wav"), b"RIFF-ben").unwrap();
+        let (tracks, _) = scan(dir.path()).unwrap();
+        let first = source_id(dir.path(), &tracks).unwrap();
+        assert_eq!(first.len(), 16);
+        assert_eq!(source_id(dir.path(), &tracks).unwrap(), first);
+        std::fs::write(dir.path().join("ben.wav"), b"RIFF-ben2").unwrap();
+        assert_ne!(source_id(dir.path(), &tracks).unwrap(), first);
+        std::fs::write(dir.path().join("ben.wav"), b"RIFF-ben").unwrap();
+        std::fs::write(dir.path().join("recording.json"), br#"{"tracks": []}"#).unwrap();
+        assert_ne!(
+            source_id(dir.path(), &tracks).unwrap(),
+            first,
+            "the manifest counts"
+        );
+    }
     use super::*;
 
     #[test]

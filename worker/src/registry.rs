@@ -79,10 +79,11 @@ impl Services {
         settings: &crate::settings::Settings,
         registry: &Registry,
     ) -> Result<Services, ServicesError> {
-        let transcripts = StorageConfig::from_env(&settings.storage_url()?);
-        let recordings = match StorageConfig::daily_from_env(&transcripts) {
+        let vars = |k: &str| settings.var(k);
+        let transcripts = StorageConfig::from_vars(&settings.storage_url()?, &vars);
+        let recordings = match StorageConfig::daily_from_vars(&transcripts, &vars) {
             Some(daily) => daily,
-            None => StorageConfig::from_env(&settings.recordings_url()?),
+            None => StorageConfig::from_vars(&settings.recordings_url()?, &vars),
         };
         let db = Db::connect(&settings.database_url()?).await?;
         Ok(Services {
@@ -93,14 +94,14 @@ impl Services {
                 .unwrap_or_else(|_| settings.data_dir.clone()),
             events: Events::new(db, EventHub::default(), registry.emits()),
             transcriber: Arc::new(Transcriber::new(
-                AsrConfig::from_env().map_err(|e| ServicesError::Config(e.to_string()))?,
+                AsrConfig::from_vars(&vars).map_err(|e| ServicesError::Config(e.to_string()))?,
             )),
             llm: Arc::new(Llm::new(
-                LlmConfig::from_env().map_err(|e| ServicesError::Config(e.to_string()))?,
+                LlmConfig::from_vars(&vars).map_err(|e| ServicesError::Config(e.to_string()))?,
             )),
-            daily: DailyConfig::from_env(),
-            zulip: ZulipConfig::from_env(),
-            webhook_private_hosts: activities::webhook::allowed_private_hosts(),
+            daily: DailyConfig::from_vars(&vars),
+            zulip: ZulipConfig::from_vars(&vars),
+            webhook_private_hosts: activities::webhook::allowed_private_hosts(&vars),
             intake: None,
         })
     }
@@ -223,6 +224,7 @@ impl Registry {
                 o.register_activities(WebhookActivities::new(
                     services.events.clone(),
                     services.webhook_private_hosts.clone(),
+                    services.zulip.ui_base_url.clone(),
                 ));
                 o.register_workflow::<DiarizationPipeline>()
                     .map_err(|e| e.to_string())?;

@@ -103,9 +103,48 @@ pub struct Settings {
     pub allow_open_api: bool,
     /// Daily's recordings bucket.
     pub daily_bucket: Option<String>,
+    /// The process environment as read once at [`Settings::load`] (non-empty values): the
+    /// backend configurations (`TRANSCRIPT_*`, `LLM_*`, `DAILY_*`, `ZULIP_*`, `AWS_*`, …) and
+    /// the worker's tuning knobs are read from here, never from the environment directly.
+    env: std::sync::Arc<std::collections::BTreeMap<String, String>>,
 }
 
+/// Connections the HTTP API serves at once unless `REFLOW_HTTP_MAX_CONNECTIONS` says.
+pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 1024;
+
+/// Origins allowed to call `/codec/*` from a browser unless `REFLOW_CODEC_CORS_ORIGINS` says
+/// (the local Temporal Web UI).
+pub const DEFAULT_CODEC_CORS_ORIGINS: &str = "http://localhost:8233,http://127.0.0.1:8233";
+
 impl Settings {
+    /// A setting by its variable name, as the environment held it at load.
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.env.get(name).cloned()
+    }
+
+    /// Connections served at once (`REFLOW_HTTP_MAX_CONNECTIONS`, a positive number).
+    pub fn http_max_connections(&self) -> usize {
+        self.var("REFLOW_HTTP_MAX_CONNECTIONS")
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(DEFAULT_HTTP_MAX_CONNECTIONS)
+    }
+
+    /// Browser origins allowed on `/codec/*` (`REFLOW_CODEC_CORS_ORIGINS`, comma-separated).
+    pub fn codec_cors_origins(&self) -> Vec<String> {
+        self.var("REFLOW_CODEC_CORS_ORIGINS")
+            .unwrap_or_else(|| DEFAULT_CODEC_CORS_ORIGINS.into())
+            .split(',')
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect()
+    }
+
+    /// Activity slot overrides per queue (`REFLOW_ACTIVITY_SLOTS`, e.g. `reflow-asr=2`).
+    pub fn activity_slots(&self) -> Option<String> {
+        self.var("REFLOW_ACTIVITY_SLOTS")
+    }
+
     /// Resolve from a config file (if any) and the environment; flags are applied by the CLI
     /// on top (clap reads the same variables, so a flag simply wins).
     pub fn load(config: Option<&Path>) -> Result<Settings, SettingsError> {
@@ -124,9 +163,22 @@ impl Settings {
                 })?
             }
         };
-        Ok(Settings::resolve(raw, |k| {
-            std::env::var(k).ok().filter(|v| !v.is_empty())
-        }))
+        let env: std::collections::BTreeMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        Ok(Settings::from_vars(raw, env))
+    }
+
+    /// Resolve a parsed file against `env` (non-empty variables), keeping `env` for the
+    /// backend configurations and knobs read through [`Self::var`].
+    pub fn from_vars(
+        raw: RawSettings,
+        env: std::collections::BTreeMap<String, String>,
+    ) -> Settings {
+        let mut settings = Settings::resolve(raw, |k| env.get(k).cloned());
+        settings.env = std::sync::Arc::new(env);
+        settings
     }
 
     /// Resolve a parsed file against an environment lookup (the process env in [`Self::load`]).
@@ -167,6 +219,7 @@ impl Settings {
                 .or(raw.allow_open_api)
                 .unwrap_or(false),
             daily_bucket: env("DAILYCO_STORAGE_AWS_BUCKET_NAME").or(raw.daily_bucket),
+            env: Default::default(),
         }
     }
 
@@ -269,6 +322,7 @@ impl std::fmt::Debug for Settings {
                 &activities::redacted::Redacted(&self.secret_key),
             )
             .field("allow_open_api", &self.allow_open_api)
+            .field("env", &format_args!("{} variables", self.env.len()))
             .field("daily_bucket", &self.daily_bucket)
             .finish()
     }
@@ -334,6 +388,41 @@ mod tests {
         assert!(
             e.contains("reflow.toml") && e.contains("temporal_adress"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn the_settings_own_the_backends_and_the_knobs() {
+        let env: std::collections::BTreeMap<String, String> = [
+            ("REFLOW_HTTP_MAX_CONNECTIONS", "5"),
+            (
+                "REFLOW_CODEC_CORS_ORIGINS",
+                "https://ui.example, ,https://b.example",
+            ),
+            ("REFLOW_ACTIVITY_SLOTS", "reflow-asr=2"),
+            ("LLM_BACKEND", "openai"),
+            ("LLM_URL", "https://llm.example/v1/"),
+            ("LLM_MODEL", "m"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let s = Settings::from_vars(RawSettings::default(), env);
+        assert_eq!(s.http_max_connections(), 5);
+        assert_eq!(
+            s.codec_cors_origins(),
+            ["https://ui.example", "https://b.example"]
+        );
+        assert_eq!(s.activity_slots().as_deref(), Some("reflow-asr=2"));
+        let llm = activities::llm::LlmConfig::from_vars(&|k| s.var(k)).unwrap();
+        assert_eq!(llm.backend_name(), "openai:m");
+        // Nothing set: the defaults.
+        let d = Settings::from_vars(RawSettings::default(), Default::default());
+        assert_eq!(d.http_max_connections(), DEFAULT_HTTP_MAX_CONNECTIONS);
+        assert_eq!(d.codec_cors_origins().len(), 2);
+        assert!(
+            format!("{s:?}").contains("6 variables"),
+            "the environment is never printed"
         );
     }
 }

@@ -43,6 +43,9 @@ pub enum WorkerError {
 pub const GRACE: Duration = Duration::from_secs(10);
 /// How long after the grace period the process waits for activities that ignore cancellation.
 pub const DRAIN_MARGIN: Duration = Duration::from_secs(5);
+/// The grace of `reflow process`: Ctrl-C stops it within about two seconds; what was in
+/// flight runs again when the same directory is processed again.
+pub const LOCAL_GRACE: Duration = Duration::from_secs(1);
 
 /// The task queue of the LLM steps (pipeline.md §1).
 pub const LLM_QUEUE: &str = "reflow-llm";
@@ -69,6 +72,9 @@ pub fn activity_slots(queue: &str, overrides: Option<&str>) -> usize {
 }
 
 /// Run one worker per queue until `shutdown` fires; returns when all have drained.
+/// `slot_overrides` is `REFLOW_ACTIVITY_SLOTS` (see [`activity_slots`]); `grace` is how long
+/// in-flight activities may finish after `shutdown` ([`GRACE`] for a worker, [`LOCAL_GRACE`]
+/// for `reflow process`).
 ///
 /// `Worker::run` is not `Send`, so this future must be awaited on the caller's task (not
 /// spawned); the SDK runtime is created from the current tokio runtime.
@@ -77,6 +83,8 @@ pub async fn run_workers(
     registry: &Registry,
     services: &Services,
     queues: &[String],
+    slot_overrides: Option<&str>,
+    grace: Duration,
     shutdown: Shutdown,
 ) -> Result<(), WorkerError> {
     // Make sure reflow's recorder exists before the first step records into it.
@@ -98,10 +106,7 @@ pub async fn run_workers(
         // client's token bucket covers activities that make several calls.
         let llm_rate =
             (queue == LLM_QUEUE).then(|| f64::from(services.llm.config().rate_limit_per_second));
-        let slots = activity_slots(
-            queue,
-            std::env::var("REFLOW_ACTIVITY_SLOTS").ok().as_deref(),
-        );
+        let slots = activity_slots(queue, slot_overrides);
         let tuner = TunerHolder::builder()
             .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(100))
             .activity_task_slot_supplier(FixedSizeSlotSupplier::new(slots))
@@ -114,7 +119,7 @@ pub async fn run_workers(
             .activity_inbound_interceptor(
                 AttemptReporter::new(client.clone()).recording(services.db().clone(), identity()),
             )
-            .graceful_shutdown_period(GRACE)
+            .graceful_shutdown_period(grace)
             .build();
         registry.register(&mut options, services).map_err(build)?;
         let worker =
@@ -144,7 +149,7 @@ pub async fn run_workers(
         // hold the process forever. Give up on those after a margin: Temporal retries them
         // elsewhere once their heartbeat or start-to-close timeout passes.
         futures::future::Either::Right(((), runs)) => {
-            match tokio::time::timeout(GRACE + DRAIN_MARGIN, runs).await {
+            match tokio::time::timeout(grace + DRAIN_MARGIN.min(grace), runs).await {
                 Ok(results) => results,
                 Err(_) => {
                     tracing::warn!(

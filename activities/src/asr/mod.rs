@@ -1,6 +1,6 @@
 //! Transcription: `transcribe_track` (pipeline.md §4.3.2) and `merge_transcripts` (§4.4).
 //!
-//! The backend is chosen by configuration ([`AsrConfig::from_env`]): `embedded` (default; an
+//! The backend is chosen by configuration ([`AsrConfig::from_vars`]): `embedded` (default; an
 //! in-process Whisper model on CPU, [`whisper`]), `gpu-url` or `openai` (HTTP, [`remote`]).
 //! Whatever the backend, a track's words are normalised the same way (text trimmed and
 //! prefixed with one space, the track's speaker, sorted by start), written to
@@ -62,13 +62,16 @@ impl AsrConfig {
     /// `TRANSCRIPT_MODEL` is `base` (default), `tiny.en` or a model directory, found under
     /// `REFLOW_MODELS_DIR` (default `$REFLOW_CACHE_DIR/models`, `~/.cache/reflow/models`),
     /// with `WHISPER_THREADS` threads.
-    pub fn from_env() -> Result<Self, ActivityFailure> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    pub fn from_vars(vars: crate::config::Vars<'_>) -> Result<Self, ActivityFailure> {
+        let var = |k: &str| crate::config::non_empty(vars, k);
         let backend = var("TRANSCRIPT_BACKEND").unwrap_or_else(|| "embedded".into());
         let model = var("TRANSCRIPT_MODEL");
         match backend.as_str() {
             "embedded" => Ok(AsrConfig::Embedded(EmbeddedConfig {
-                model_dir: embedded_model_dir(model.as_deref().unwrap_or("base")),
+                model_dir: model_dir_in(
+                    crate::models::dir_in(vars),
+                    model.as_deref().unwrap_or("base"),
+                ),
                 threads: match var("WHISPER_THREADS") {
                     Some(t) => t.parse().map_err(|_| {
                         ActivityFailure::Config(format!("WHISPER_THREADS={t} is not a number"))
@@ -125,13 +128,19 @@ impl AsrConfig {
     }
 }
 
-/// The directory of an embedded model named `name` (`base`, `tiny.en`, or a path).
+/// The directory of an embedded model named `name` (`base`, `tiny.en`, or a path), under the
+/// model directory of the process environment ([`crate::models::dir`]).
 pub fn embedded_model_dir(name: &str) -> PathBuf {
+    model_dir_in(crate::models::dir(), name)
+}
+
+/// The directory of the embedded model `name` under `models`.
+fn model_dir_in(models: PathBuf, name: &str) -> PathBuf {
     let path = PathBuf::from(name);
     if path.components().count() > 1 || path.is_absolute() {
         return path;
     }
-    crate::models::dir().join(format!("whisper-{name}"))
+    models.join(format!("whisper-{name}"))
 }
 
 fn default_language() -> Option<String> {

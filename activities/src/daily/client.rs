@@ -45,9 +45,9 @@ impl std::fmt::Debug for DailyConfig {
 }
 
 impl DailyConfig {
-    /// From the environment (daily.md §1).
-    pub fn from_env() -> Self {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    /// From the settings (daily.md §1).
+    pub fn from_vars(vars: crate::config::Vars<'_>) -> Self {
+        let var = |k: &str| crate::config::non_empty(vars, k);
         DailyConfig {
             api_key: var("DAILY_API_KEY"),
             api_url: var("DAILY_API_URL")

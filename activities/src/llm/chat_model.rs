@@ -41,6 +41,9 @@ pub enum ModelError {
     /// The attempt's deadline came before the answer was complete.
     #[error("embedded LLM stopped at the attempt's deadline")]
     Deadline,
+    /// The caller stopped waiting (its activity was cancelled).
+    #[error("embedded LLM stopped: the activity was cancelled")]
+    Stopped,
 }
 
 /// One generation's result.
@@ -160,15 +163,18 @@ impl ChatModel {
 
     /// Generate the assistant's next reply to `messages` (`(role, content)` pairs, rendered
     /// as ChatML), at most `max_tokens` tokens, sampling at `temperature` (0 = greedy).
-    /// Blocking; stops with [`ModelError::Deadline`] once `deadline` passes (also while waiting
-    /// for the model), so an abandoned attempt never keeps the model from the next one.
+    /// Blocking; stops with [`ModelError::Deadline`] once `deadline` passes and with
+    /// [`ModelError::Stopped`] once `stop` is set (checked before every token, also while
+    /// waiting for the model), so an abandoned attempt never keeps the model from the next one.
     pub fn chat(
         &self,
         messages: &[(String, String)],
         temperature: f64,
         max_tokens: usize,
         deadline: Option<std::time::Instant>,
+        stop: &std::sync::atomic::AtomicBool,
     ) -> Result<Generated, ModelError> {
+        let stopped = || stop.load(std::sync::atomic::Ordering::Relaxed);
         let late = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
         let mut prompt = String::new();
         for (role, content) in messages {
@@ -217,12 +223,18 @@ impl ChatModel {
             let mut generated: Vec<u32> = Vec::new();
             let mut input = tokens.clone();
             let mut position = 0;
+            if stopped() {
+                return Err(ModelError::Stopped);
+            }
             if late() {
                 return Err(ModelError::Deadline);
             }
             let started = std::time::Instant::now();
             let mut prefill = None;
             for _ in 0..max_tokens {
+                if stopped() {
+                    return Err(ModelError::Stopped);
+                }
                 if late() {
                     return Err(ModelError::Deadline);
                 }
@@ -259,6 +271,24 @@ impl ChatModel {
                 generation: started.elapsed().saturating_sub(prefill),
             })
         })
+    }
+}
+
+/// A stop flag for [`ChatModel::chat`] that is set when this guard is dropped: the caller's
+/// future ending early (cancelled, dropped) stops the generation on its blocking thread.
+#[derive(Debug, Default)]
+pub struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl StopOnDrop {
+    /// The flag to hand to the blocking thread.
+    pub fn flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.0.clone()
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

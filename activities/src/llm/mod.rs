@@ -134,9 +134,9 @@ pub struct LlmConfig {
 }
 
 impl LlmConfig {
-    /// From the environment (see the module docs for the variables).
-    pub fn from_env() -> Result<Self, ActivityFailure> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    /// From the settings (see the module docs for the variables).
+    pub fn from_vars(vars: crate::config::Vars<'_>) -> Result<Self, ActivityFailure> {
+        let var = |k: &str| crate::config::non_empty(vars, k);
         fn number<T: std::str::FromStr>(
             k: &str,
             v: Option<String>,
@@ -154,7 +154,7 @@ impl LlmConfig {
             "embedded" => LlmBackend::Embedded {
                 model_path: var("LLM_MODEL")
                     .map(PathBuf::from)
-                    .unwrap_or_else(|| crate::models::dir().join(EMBEDDED_DEFAULT)),
+                    .unwrap_or_else(|| crate::models::dir_in(vars).join(EMBEDDED_DEFAULT)),
                 threads: number("LLM_THREADS", var("LLM_THREADS"), 0)?,
             },
             "openai" => LlmBackend::OpenAi {
@@ -371,7 +371,7 @@ impl Llm {
                         .await
                         .map_err(|e| http::transport(&what, e))
                 };
-                let reply = http::while_waiting(ctx, WAIT_HEARTBEAT, call).await?;
+                let reply = http::while_waiting(ctx, WAIT_HEARTBEAT, call).await??;
                 usage.prompt_tokens = reply["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
                 usage.completion_tokens = reply["usage"]["completion_tokens"].as_u64().unwrap_or(0);
                 reply["choices"][0]["message"]["content"]
@@ -398,11 +398,15 @@ impl Llm {
                     .iter()
                     .map(|m| (m.role.to_owned(), m.content.clone()))
                     .collect();
+                // Set when this future ends early (the activity cancelled): generation stops
+                // at the next token and the model is free for the next caller.
+                let stop = chat_model::StopOnDrop::default();
+                let flag = stop.flag();
                 let work = tokio::task::spawn_blocking(move || {
-                    model.chat(&turns, temperature, max_tokens, deadline)
+                    model.chat(&turns, temperature, max_tokens, deadline, &flag)
                 });
                 let generated = http::while_waiting(ctx, WAIT_HEARTBEAT, work)
-                    .await
+                    .await?
                     .map_err(|e| {
                         ActivityFailure::Transient(format!("{step}: generation stopped: {e}"))
                     })?

@@ -2,7 +2,7 @@
 //!
 //! - `s3://bucket/prefix` — any S3-compatible service through `aws-sdk-s3` ([`s3`]): custom
 //!   endpoint, path-style addressing, region and credentials from [`StorageConfig`] (filled from
-//!   the environment by [`StorageConfig::from_env`]); multipart upload for large objects;
+//!   the environment by [`StorageConfig::from_vars`]); multipart upload for large objects;
 //!   streaming reads.
 //! - `file:///dir` — a local directory ([`file`]), the embedded default.
 //!
@@ -122,8 +122,8 @@ impl std::fmt::Debug for StorageConfig {
 impl StorageConfig {
     /// `url` with S3 settings from `AWS_ENDPOINT_URL` (or `S3_ENDPOINT`), `AWS_REGION`,
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `S3_PATH_STYLE`.
-    pub fn from_env(url: &str) -> Self {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    pub fn from_vars(url: &str, vars: crate::config::Vars<'_>) -> Self {
+        let env = |k: &str| crate::config::non_empty(vars, k);
         StorageConfig {
             url: url.to_owned(),
             endpoint: env("AWS_ENDPOINT_URL").or_else(|| env("S3_ENDPOINT")),
@@ -140,8 +140,11 @@ impl StorageConfig {
     /// The Daily recordings bucket (daily.md §1): `DAILYCO_STORAGE_AWS_BUCKET_NAME`, with
     /// `DAILYCO_STORAGE_AWS_{REGION,ACCESS_KEY_ID,SECRET_ACCESS_KEY,ENDPOINT_URL}` falling back
     /// to the transcript store's settings (`transcripts`); `None` when no bucket is named.
-    pub fn daily_from_env(transcripts: &StorageConfig) -> Option<StorageConfig> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    pub fn daily_from_vars(
+        transcripts: &StorageConfig,
+        vars: crate::config::Vars<'_>,
+    ) -> Option<StorageConfig> {
+        let env = |k: &str| crate::config::non_empty(vars, k);
         let bucket = env("DAILYCO_STORAGE_AWS_BUCKET_NAME")?;
         Some(StorageConfig {
             url: format!("s3://{bucket}"),

@@ -87,6 +87,31 @@ pub async fn load(client: &Client, workflow_id: &str) -> Result<Run, HistoryErro
     Ok(Run::new(workflow_id, &events, &described))
 }
 
+/// The status of the latest run of `workflow_id`, `None` when there is none.
+pub async fn status(
+    client: &Client,
+    workflow_id: &str,
+) -> Result<
+    Option<temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus>,
+    HistoryError,
+> {
+    use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
+    let described = client
+        .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+        .describe(WorkflowDescribeOptions::default())
+        .await;
+    match described.map_err(|e| HistoryError::of(workflow_id, e)) {
+        Ok(d) => Ok(Some(
+            d.raw_description
+                .workflow_execution_info
+                .and_then(|i| WorkflowExecutionStatus::try_from(i.status).ok())
+                .unwrap_or(WorkflowExecutionStatus::Unspecified),
+        )),
+        Err(HistoryError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The size of the latest run of `workflow_id`'s history as the server stores it (protobuf
 /// bytes, payloads as they are on the wire).
 pub async fn stored_bytes(client: &Client, workflow_id: &str) -> Result<usize, HistoryError> {

@@ -32,7 +32,7 @@ use super::{ApiError, ApiState};
 /// Largest request body the codec routes read.
 const MAX_BODY: usize = 4 * 1024 * 1024;
 
-pub(super) fn routes() -> Router<ApiState> {
+pub(super) fn routes(origins: &[String]) -> Router<ApiState> {
     Router::new()
         .route("/codec/encode", post(encode))
         .route("/codec/decode", post(decode))
@@ -40,16 +40,13 @@ pub(super) fn routes() -> Router<ApiState> {
             "/codec/session",
             axum::routing::get(session_form).post(session),
         )
-        .layer(cors())
+        .layer(cors(origins))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 
-fn cors() -> CorsLayer {
-    let origins: Vec<HeaderValue> = std::env::var("REFLOW_CODEC_CORS_ORIGINS")
-        .unwrap_or_else(|_| "http://localhost:8233,http://127.0.0.1:8233".into())
-        .split(',')
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
     CorsLayer::new()

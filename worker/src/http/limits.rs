@@ -1,7 +1,7 @@
 //! What the API server allows a connection: a client must send its request head within
 //! [`HEADER_READ_TIMEOUT`] and each piece of its body within [`BODY_READ_TIMEOUT`] (a slow
 //! client cannot hold a connection open by trickling bytes), at most
-//! [`MAX_CONNECTIONS`] connections are served at once (further ones wait in the listen backlog),
+//! `max_connections` (`REFLOW_HTTP_MAX_CONNECTIONS`, default 1024) connections are served at once (further ones wait in the listen backlog),
 //! and WebSocket messages from clients are capped at [`WS_MAX_MESSAGE`] (clients only ever send
 //! pings; the default would buffer 64 MiB).
 
@@ -18,8 +18,6 @@ use tokio::net::TcpListener;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest pause between two pieces of a request body.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Connections served at once (`REFLOW_HTTP_MAX_CONNECTIONS` overrides).
-pub const MAX_CONNECTIONS: usize = 1024;
 /// Largest WebSocket message a client may send.
 pub const WS_MAX_MESSAGE: usize = 64 * 1024;
 /// Largest WebSocket frame a client may send.
@@ -27,19 +25,12 @@ pub const WS_MAX_FRAME: usize = 16 * 1024;
 /// How long a shutdown waits for requests in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-fn max_connections() -> usize {
-    std::env::var("REFLOW_HTTP_MAX_CONNECTIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(MAX_CONNECTIONS)
-}
-
 /// Serve `app` on `listener` with the limits above until `shutdown` resolves, then let the
 /// requests in flight finish (at most [`SHUTDOWN_GRACE`]).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    max_connections: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
@@ -51,7 +42,7 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections()));
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

@@ -46,6 +46,10 @@ pub struct ApiState {
     pub open_on_public_address: bool,
     /// The payload codec served on `/codec/*` for the Web UI and the CLI (`None`: 404).
     pub codec: Option<std::sync::Arc<crate::codec::PayloadEncryption>>,
+    /// Browser origins allowed on `/codec/*` (`REFLOW_CODEC_CORS_ORIGINS`).
+    pub codec_cors_origins: Vec<String>,
+    /// Connections served at once (`REFLOW_HTTP_MAX_CONNECTIONS`).
+    pub max_connections: usize,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -64,6 +68,8 @@ impl std::fmt::Debug for ApiState {
             )
             .field("open_on_public_address", &self.open_on_public_address)
             .field("codec", &self.codec)
+            .field("codec_cors_origins", &self.codec_cors_origins)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -82,6 +88,11 @@ impl ApiState {
             daily_webhook_secret: None,
             open_on_public_address: false,
             codec: None,
+            codec_cors_origins: crate::settings::DEFAULT_CODEC_CORS_ORIGINS
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+            max_connections: crate::settings::DEFAULT_HTTP_MAX_CONNECTIONS,
         }
     }
 }
@@ -173,7 +184,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(transcripts::routes())
         .merge(conductor::routes())
         .merge(daily::routes())
-        .merge(codec::routes())
+        .merge(codec::routes(&state.codec_cors_origins))
         .route("/metrics", axum::routing::get(metrics))
         .merge(page::routes())
         .merge(ws::routes())
@@ -221,7 +232,8 @@ pub async fn serve(
     let io = |source| ServeError::Io { addr, source };
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(io)?;
     bound(listener.local_addr().map_err(io)?);
-    limits::serve(listener, router(state), shutdown)
+    let max_connections = state.max_connections;
+    limits::serve(listener, router(state), max_connections, shutdown)
         .await
         .map_err(io)
 }
