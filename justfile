@@ -181,6 +181,13 @@ bench-llm *args: setup
     cargo build --release --quiet -p reflow-bench --bin llm-bench
     "${CARGO_TARGET_DIR:-target}/release/llm-bench" --results bench/results {{args}}
 
+# The embedded main job as a user runs it: `reflow process` (release build) on the demo meeting
+# and on its dialogue ×4 (~10 minutes) → bench/results/e2e.md (time_to_transcript_ratio,
+# per-step times, summary_fact_recall, wer_demo).
+bench-e2e *args: setup-media
+    cargo build --release -p reflow-worker -p reflow-bench --bin reflow --bin e2e-bench
+    TEMPORAL_CLI="{{venv}}/bin/temporal" "${CARGO_TARGET_DIR:-target}/release/e2e-bench" --reflow "${CARGO_TARGET_DIR:-target}/release/reflow" --results bench/results {{args}}
+
 # Every benchmark.
 bench: bench-audio bench-asr bench-pipeline bench-llm
 

@@ -4,7 +4,7 @@ delivers them (each track starts when its participant joined), plus recording.js
 names and offsets. Real speech from espeak-ng, three different voices, about three minutes of
 dialogue on clear topics (release date, marketing budget, hiring, customer feedback).
 
-usage: demo-meeting.py OUT_DIR       synthesize the meeting into OUT_DIR
+usage: demo-meeting.py OUT_DIR [--repeat N]   synthesize the meeting (its dialogue N times)
        demo-meeting.py --transcript  print the dialogue as `Name: text` lines
        demo-meeting.py --facts       print the facts a summary should carry (JSON)
 """
@@ -97,16 +97,22 @@ def main():
     if sys.argv[1:] == ["--transcript"]:
         print("\n".join(f"{who}: {text}" for who, text in DIALOGUE))
         return
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    repeat = 1
+    if len(args) == 3 and args[1] == "--repeat":
+        repeat = int(args[2])
+        args = args[:1]
+    if len(args) != 1:
         sys.exit(__doc__)
-    out = pathlib.Path(sys.argv[1])
+    out = pathlib.Path(args[0])
+    dialogue = DIALOGUE * repeat
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
         # Utterances in order, each starting after the previous one ends.
         clock = 1.0
         parts = {name: [] for name in SPEAKERS}
-        for n, (who, text) in enumerate(DIALOGUE):
+        for n, (who, text) in enumerate(dialogue):
             wav = tmp / f"u{n:02}.wav"
             run("espeak-ng", "-v", SPEAKERS[who]["voice"], "-s", "155", "-w", str(wav), text)
             start = max(clock, SPEAKERS[who]["joins_at"] + 0.5)

@@ -236,8 +236,47 @@ pub fn summary(t: &activities::db::transcripts::Transcript) -> Result<String, Lo
     Ok(out)
 }
 
+/// The decisions and next steps of `items` (§4.12's shape) as Markdown sections; empty when
+/// there are none.
+pub fn action_items_markdown(items: &Value) -> String {
+    let mut out = String::new();
+    let list = |key: &str| items[key].as_array().cloned().unwrap_or_default();
+    let decisions = list("decisions");
+    if !decisions.is_empty() {
+        out.push_str("\n# Decisions\n\n");
+        for d in decisions {
+            out.push_str(&format!(
+                "- {}",
+                d["decision"].as_str().unwrap_or("").trim()
+            ));
+            if let Some(by) = d["decided_by"].as_str() {
+                out.push_str(&format!(" ({by})"));
+            }
+            out.push('\n');
+        }
+    }
+    let steps = list("next_steps");
+    if !steps.is_empty() {
+        out.push_str("\n# Next steps\n\n");
+        for t in steps {
+            out.push_str(&format!("- {}", t["task"].as_str().unwrap_or("").trim()));
+            let who = t["assigned_to"].as_str();
+            let when = t["deadline"].as_str();
+            match (who, when) {
+                (Some(w), Some(d)) => out.push_str(&format!(" ({w}, {d})")),
+                (Some(w), None) => out.push_str(&format!(" ({w})")),
+                (None, Some(d)) => out.push_str(&format!(" ({d})")),
+                (None, None) => {}
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// Write `transcript.txt` (speaker-labelled, timestamped), `transcript.vtt` (both in the
-/// conversation view: each speaker's utterances, ordered by start) and `summary.md` into
+/// conversation view: each speaker's utterances, ordered by start) and `summary.md` (title,
+/// recap, summary, decisions and next steps) into
 /// `out`; returns the text transcript's path.
 pub fn write_outputs(
     t: &activities::db::transcripts::Transcript,
@@ -267,17 +306,39 @@ pub fn write_outputs(
     let vtt = out.join("transcript.vtt");
     std::fs::write(&vtt, render("webvtt-named")?).map_err(io(&vtt))?;
     let md = out.join("summary.md");
-    let body = format!(
+    let mut body = format!(
         "# {}\n\n{}\n",
         t.title.as_deref().unwrap_or("Untitled meeting"),
         t.long_summary.as_deref().unwrap_or("")
     );
+    let items: Value = t
+        .action_items
+        .as_deref()
+        .and_then(|a| serde_json::from_str(a).ok())
+        .unwrap_or(Value::Null);
+    body.push_str(&action_items_markdown(&items));
     std::fs::write(&md, body).map_err(io(&md))?;
     Ok(text)
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn summary_md_lists_decisions_and_next_steps_with_owners_and_dates() {
+        let items = json!({
+            "decisions": [{"decision": "Ship on Monday", "decided_by": "Ana"}],
+            "next_steps": [
+                {"task": "Send the budget report", "assigned_to": "Ben", "deadline": "Wednesday"},
+                {"task": "Write job descriptions", "assigned_to": null, "deadline": null}
+            ]
+        });
+        assert_eq!(
+            action_items_markdown(&items),
+            "\n# Decisions\n\n- Ship on Monday (Ana)\n\n# Next steps\n\n- Send the budget report (Ben, Wednesday)\n- Write job descriptions\n"
+        );
+        assert_eq!(action_items_markdown(&Value::Null), "");
+    }
 
     #[test]
     fn a_source_is_the_same_until_a_file_changes() {

@@ -1,0 +1,278 @@
+//! `e2e-bench`: the embedded main job as a user runs it — `reflow process` on the demo meeting
+//! (`scripts/demo-meeting.py`) and on a longer one (its dialogue repeated) — measuring what the
+//! user waits for and what they read: the pipeline's wall time against the meeting's length
+//! (`time_to_transcript_ratio`), the time of every step, the share of the meeting's facts
+//! (`scripts/demo-meeting.py --facts`) that the summary, decisions and next steps carry
+//! (`summary_fact_recall`), and the transcript's word error rate on the demo (`wer_demo`).
+//! Writes `e2e.md` into the results directory; `just bench-e2e` builds reflow in release mode
+//! and runs it.
+//!
+//! Usage: `e2e-bench --reflow PATH [--results DIR] [--repeat N]...` (one meeting per
+//! `--repeat`; default 1 and 4: the demo and a ~10-minute meeting).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Fact {
+    fact: String,
+    patterns: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    duration_s: f64,
+}
+
+struct Measured {
+    repeat: usize,
+    meeting_s: f64,
+    wall_s: f64,
+    steps: Vec<(String, f64)>,
+    found: Vec<bool>,
+    wer: f64,
+    summary: String,
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn demo(args: &[&str]) -> Result<String> {
+    let out = Command::new("python3")
+        .arg(root().join("scripts/demo-meeting.py"))
+        .args(args)
+        .output()
+        .context("running scripts/demo-meeting.py")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "demo-meeting.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Whether `text` carries `fact`: every pattern matches somewhere (case-insensitive).
+fn carries(fact: &Fact, text: &str) -> Result<bool> {
+    for p in &fact.patterns {
+        if !regex::RegexBuilder::new(p)
+            .case_insensitive(true)
+            .build()?
+            .is_match(text)
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The words of `transcript.txt` (`[mm:ss] Name: text` lines) without times and names.
+fn spoken(transcript: &str) -> String {
+    transcript
+        .lines()
+        .filter_map(|l| l.split_once("] ").map(|(_, rest)| rest))
+        .filter_map(|l| l.split_once(": ").map(|(_, text)| text))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}
+
+async fn measure(
+    reflow: &Path,
+    client: &temporalio_client::Client,
+    address: &str,
+    facts: &[Fact],
+    repeat: usize,
+    work: &Path,
+) -> Result<Measured> {
+    let dir = work.join(format!("meeting-x{repeat}"));
+    demo(&[
+        dir.to_str().context("path")?,
+        "--repeat",
+        &repeat.to_string(),
+    ])?;
+    let manifest: Manifest =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("recording.json"))?)?;
+    let out = dir.join("reflow-output");
+    let started = Instant::now();
+    let status = Command::new(reflow)
+        .arg("process")
+        .arg(&dir)
+        .args(["--http", "127.0.0.1:0", "--out"])
+        .arg(&out)
+        .env("TEMPORAL_ADDRESS", address)
+        .env("REFLOW_DATA_DIR", work.join(format!("data-x{repeat}")))
+        .env("RUST_LOG", "warn")
+        .status()
+        .context("running reflow process")?;
+    let wall_s = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        status.success(),
+        "reflow process failed on {}",
+        dir.display()
+    );
+    let (tracks, _) = reflow::local::scan(&dir)?;
+    let workflow_id = format!("process-local-{}", reflow::local::source_id(&dir, &tracks)?);
+    let steps = reflow::cost::cost(client, None, &workflow_id)
+        .await?
+        .into_iter()
+        .map(|s| (s.step, s.time_s))
+        .collect();
+    let summary = std::fs::read_to_string(out.join("summary.md"))?;
+    let found = facts
+        .iter()
+        .map(|f| carries(f, &summary))
+        .collect::<Result<Vec<_>>>()?;
+    let reference = demo(&["--transcript"])?
+        .lines()
+        .filter_map(|l| l.split_once(": ").map(|(_, t)| t.to_owned()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let reference = std::iter::repeat_n(reference, repeat)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let hypothesis = spoken(&std::fs::read_to_string(out.join("transcript.txt"))?);
+    Ok(Measured {
+        repeat,
+        meeting_s: manifest.duration_s,
+        wall_s,
+        steps,
+        found,
+        wer: activities::asr::word_error_rate(&reference, &hypothesis),
+        summary,
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let reflow = PathBuf::from(value("--reflow").context("--reflow PATH")?);
+    let results = value("--results").map(PathBuf::from);
+    let mut repeats: Vec<usize> = args
+        .windows(2)
+        .filter(|w| w[0] == "--repeat")
+        .map(|w| w[1].parse())
+        .collect::<Result<_, _>>()?;
+    if repeats.is_empty() {
+        repeats = vec![1, 4];
+    }
+    let facts: Vec<Fact> = serde_json::from_str(&demo(&["--facts"])?)?;
+    let work = tempfile::tempdir()?;
+    let settings = reflow::settings::Settings::load(None)?;
+    let server = reflow::temporal::DevServer::start(reflow::temporal::dev_server_options(
+        &settings.temporal_cli,
+        &work.path().join("temporal"),
+        0,
+        None,
+    ))
+    .await?;
+    let client = reflow::temporal::connect_with(
+        &server.address,
+        "default",
+        Duration::from_secs(20),
+        settings.data_converter()?,
+    )
+    .await?;
+    let llm = activities::llm::LlmConfig::from_vars(&|k| settings.var(k))?;
+    let mut rows = Vec::new();
+    for repeat in repeats {
+        let m = measure(
+            &reflow,
+            &client,
+            &server.address,
+            &facts,
+            repeat,
+            work.path(),
+        )
+        .await?;
+        eprintln!(
+            "x{}: {:.0} s meeting, {:.0} s pipeline (ratio {:.2}), facts {}/{}, WER {:.3}",
+            m.repeat,
+            m.meeting_s,
+            m.wall_s,
+            m.wall_s / m.meeting_s,
+            m.found.iter().filter(|f| **f).count(),
+            facts.len(),
+            m.wer
+        );
+        rows.push(m);
+    }
+    server.stop().await;
+
+    let demo_row = rows.iter().find(|m| m.repeat == 1);
+    let mut md = format!(
+        "# The embedded main job, end to end\n\n{}; {}; release build; `just bench-e2e`.\n\n\
+         `reflow process` on the demo meeting (`scripts/demo-meeting.py`) and on its dialogue \
+         repeated (`--repeat N`), against a dev server the benchmark starts (its start-up is not \
+         counted); embedded backends: transcription `{}`, LLM `{}`.\n\n",
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+        machine(),
+        settings
+            .var("TRANSCRIPT_MODEL")
+            .unwrap_or_else(|| "base".into()),
+        llm.backend_name(),
+    );
+    for m in &rows {
+        md.push_str(&format!(
+            "time_to_transcript_ratio_x{}: {:.2}  ({:.0} s of pipeline for {:.0} s of meeting)\n",
+            m.repeat,
+            m.wall_s / m.meeting_s,
+            m.wall_s,
+            m.meeting_s
+        ));
+    }
+    if let Some(d) = demo_row {
+        md.push_str(&format!(
+            "time_to_transcript_ratio: {:.2}\nsummary_fact_recall: {:.2}\nwer_demo: {:.3}\n",
+            d.wall_s / d.meeting_s,
+            d.found.iter().filter(|f| **f).count() as f64 / facts.len() as f64,
+            d.wer
+        ));
+    }
+    for m in &rows {
+        md.push_str(&format!(
+            "\n## Dialogue ×{} ({:.0} s)\n\n| step | seconds (fan-out members summed) |\n|---|---|\n",
+            m.repeat, m.meeting_s
+        ));
+        let mut steps = m.steps.clone();
+        steps.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (step, s) in steps {
+            md.push_str(&format!("| {step} | {s:.1} |\n"));
+        }
+        md.push_str("\nFacts:\n\n");
+        for (f, ok) in facts.iter().zip(&m.found) {
+            md.push_str(&format!("- [{}] {}\n", if *ok { "x" } else { " " }, f.fact));
+        }
+        md.push_str(&format!("\n```markdown\n{}\n```\n", m.summary.trim()));
+    }
+    match results {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("e2e.md"), &md)?;
+        }
+        None => print!("{md}"),
+    }
+    Ok(())
+}
