@@ -15,13 +15,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use reflow_bench::{Fact, demo_meeting, machine};
 use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct Fact {
-    fact: String,
-    patterns: Vec<String>,
-}
 
 #[derive(Deserialize)]
 struct Manifest {
@@ -38,38 +33,6 @@ struct Measured {
     summary: String,
 }
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn demo(args: &[&str]) -> Result<String> {
-    let out = Command::new("python3")
-        .arg(root().join("scripts/demo-meeting.py"))
-        .args(args)
-        .output()
-        .context("running scripts/demo-meeting.py")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "demo-meeting.py {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-/// Whether `text` carries `fact`: every pattern matches somewhere (case-insensitive).
-fn carries(fact: &Fact, text: &str) -> Result<bool> {
-    for p in &fact.patterns {
-        if !regex::RegexBuilder::new(p)
-            .case_insensitive(true)
-            .build()?
-            .is_match(text)
-        {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
 /// The words of `transcript.txt` (`[mm:ss] Name: text` lines) without times and names.
 fn spoken(transcript: &str) -> String {
     transcript
@@ -78,20 +41,6 @@ fn spoken(transcript: &str) -> String {
         .filter_map(|l| l.split_once(": ").map(|(_, text)| text))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cpu}, {cores} cores")
 }
 
 async fn measure(
@@ -103,7 +52,7 @@ async fn measure(
     work: &Path,
 ) -> Result<Measured> {
     let dir = work.join(format!("meeting-x{repeat}"));
-    demo(&[
+    demo_meeting(&[
         dir.to_str().context("path")?,
         "--repeat",
         &repeat.to_string(),
@@ -138,9 +87,9 @@ async fn measure(
     let summary = std::fs::read_to_string(out.join("summary.md"))?;
     let found = facts
         .iter()
-        .map(|f| carries(f, &summary))
+        .map(|f| f.carried_by(&summary))
         .collect::<Result<Vec<_>>>()?;
-    let reference = demo(&["--transcript"])?
+    let reference = demo_meeting(&["--transcript"])?
         .lines()
         .filter_map(|l| l.split_once(": ").map(|(_, t)| t.to_owned()))
         .collect::<Vec<_>>()
@@ -178,7 +127,7 @@ async fn main() -> Result<()> {
     if repeats.is_empty() {
         repeats = vec![1, 4];
     }
-    let facts: Vec<Fact> = serde_json::from_str(&demo(&["--facts"])?)?;
+    let facts = Fact::of_demo()?;
     let work = tempfile::tempdir()?;
     let settings = reflow::settings::Settings::load(None)?;
     let server = reflow::temporal::DevServer::start(reflow::temporal::dev_server_options(

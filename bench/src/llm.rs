@@ -6,14 +6,13 @@
 //! Usage: `llm-bench [--results DIR] [MODEL...]` (GGUF paths, or names under the model
 //! directory; default: every installed embedded model).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use activities::llm::chat_model::ChatModel;
 use activities::llm::{EMBEDDED_QWEN, EMBEDDED_SMALL};
 use anyhow::{Context, Result};
-use serde::Deserialize;
+use reflow_bench::{Fact, demo_meeting};
 
 /// Qwen2.5-Coder-1.5B-Instruct, benchmarked when its GGUF (and `tokenizer.json`) is there.
 const EMBEDDED_LARGE: &str = "qwen2.5-coder-1.5b-instruct/qwen2.5-coder-1.5b-instruct.gguf";
@@ -21,12 +20,6 @@ const EMBEDDED_LARGE: &str = "qwen2.5-coder-1.5b-instruct/qwen2.5-coder-1.5b-ins
 const INSTRUCTION: &str = "You read a meeting transcript. Write a title for the meeting on the \
     first line (at most 10 words), then a recap of two to four sentences that names every \
     decision with its owner and date. Use only what the transcript says.";
-
-#[derive(Deserialize)]
-struct Fact {
-    fact: String,
-    patterns: Vec<String>,
-}
 
 struct Row {
     model: String,
@@ -40,48 +33,14 @@ struct Row {
     answer: String,
 }
 
-fn demo(arg: &str) -> Result<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new("python3")
-        .arg(root.join("scripts/demo-meeting.py"))
-        .arg(arg)
-        .output()
-        .context("running scripts/demo-meeting.py")?;
-    anyhow::ensure!(out.status.success(), "demo-meeting.py {arg} failed");
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-/// Whether `text` carries `fact`: every pattern matches somewhere (case-insensitive).
-fn carries(fact: &Fact, text: &str) -> Result<bool> {
-    for p in &fact.patterns {
-        if !regex::RegexBuilder::new(p)
-            .case_insensitive(true)
-            .build()?
-            .is_match(text)
-        {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
+/// The machine and the build, for the results header.
 fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let build = if cfg!(debug_assertions) {
         "dev build (candle crates at opt-level 3)"
     } else {
         "release build"
     };
-    format!("{cpu}, {cores} cores, {build}")
+    format!("{}, {build}", reflow_bench::machine())
 }
 
 fn main() -> Result<()> {
@@ -109,8 +68,8 @@ fn main() -> Result<()> {
             })
             .collect()
     };
-    let transcript = demo("--transcript")?;
-    let facts: Vec<Fact> = serde_json::from_str(&demo("--facts")?)?;
+    let transcript = demo_meeting(&["--transcript"])?;
+    let facts = Fact::of_demo()?;
     let mut rows = Vec::new();
     for path in &models {
         let loading = Instant::now();
@@ -125,7 +84,7 @@ fn main() -> Result<()> {
         let total_s = started.elapsed().as_secs_f64();
         let found = facts
             .iter()
-            .map(|f| carries(f, &g.text))
+            .map(|f| f.carried_by(&g.text))
             .collect::<Result<Vec<_>>>()?;
         let row = Row {
             model: path

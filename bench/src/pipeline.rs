@@ -81,19 +81,10 @@ fn secs(d: Duration) -> String {
 }
 
 fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
     format!(
-        "{}, {} cores ({cpu}), {}",
+        "{}, {}, {}",
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
-        std::thread::available_parallelism().map_or(0, usize::from),
+        reflow_bench::machine(),
         std::env::consts::ARCH,
     )
 }
