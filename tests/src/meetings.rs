@@ -258,6 +258,11 @@ impl Backends {
         out
     }
 
+    /// Transcription requests, all tracks together.
+    pub fn asr_call_count(&self) -> usize {
+        self.asr_calls().values().map(Vec::len).sum()
+    }
+
     /// When each distinct prompt was sent to the LLM.
     pub fn llm_calls(&self) -> BTreeMap<String, Vec<Instant>> {
         let mut out: BTreeMap<String, Vec<Instant>> = BTreeMap::new();

@@ -616,12 +616,7 @@ async fn a_transcription_refused_for_good_names_the_failed_task() {
         .iter()
         .filter(|t| t["taskType"] == "transcribe_track" && t["status"] == "CANCELED")
         .count();
-    let asked = stack
-        .backends
-        .asr_calls()
-        .values()
-        .map(Vec::len)
-        .sum::<usize>();
+    let asked = stack.backends.asr_call_count();
     let answer = reqwest::Client::new()
         .post(format!("http://{}/api/workflow/{wf}/retry", stack.api))
         .send()
@@ -657,13 +652,7 @@ async fn a_transcription_refused_for_good_names_the_failed_task() {
     assert_eq!(rows[1]["retriedTaskId"], rows[0]["taskId"]);
     assert_eq!(rows[1]["retryCount"], 1);
     assert_eq!(
-        stack
-            .backends
-            .asr_calls()
-            .values()
-            .map(Vec::len)
-            .sum::<usize>()
-            - asked,
+        stack.backends.asr_call_count() - asked,
         1 + cut_off,
         "only the refused track (and tracks cut off) are transcribed again"
     );

@@ -141,12 +141,7 @@ async fn an_interrupted_local_run_resumes_where_it_stopped_and_pays_nothing_twic
         "the last words say how to resume: {log}"
     );
     assert!(!log.contains("no poller"), "{log}");
-    let asked_before = stack
-        .backends
-        .asr_calls()
-        .values()
-        .map(Vec::len)
-        .sum::<usize>();
+    let asked_before = stack.backends.asr_call_count();
     eprintln!("interrupted after {exit:?}, {asked_before} transcription(s) asked:\n{log}");
 
     // 2. The same command attaches to the interrupted run and finishes it.
@@ -186,15 +181,7 @@ async fn an_interrupted_local_run_resumes_where_it_stopped_and_pays_nothing_twic
     assert!(status.success(), "{log}");
     assert!(log.contains("was processed already"), "{log}");
     assert_eq!(again, out, "the same result, printed again");
-    assert_eq!(
-        stack
-            .backends
-            .asr_calls()
-            .values()
-            .map(Vec::len)
-            .sum::<usize>(),
-        asr_done
-    );
+    assert_eq!(stack.backends.asr_call_count(), asr_done);
     assert_eq!(stack.backends.llm_calls().len(), llm_done);
     assert_eq!(
         run_id(&client, &workflow_id).await.as_deref(),
@@ -208,13 +195,7 @@ async fn an_interrupted_local_run_resumes_where_it_stopped_and_pays_nothing_twic
     assert!(status.success(), "{log}");
     assert!(fresh.contains("transcript: "), "{fresh}");
     assert!(
-        stack
-            .backends
-            .asr_calls()
-            .values()
-            .map(Vec::len)
-            .sum::<usize>()
-            >= asr_done + 2,
+        stack.backends.asr_call_count() >= asr_done + 2,
         "--force transcribes again"
     );
 }
