@@ -7,8 +7,8 @@
 //! Writes `e2e.md` into the results directory; `just bench-e2e` builds reflow in release mode
 //! and runs it.
 //!
-//! Usage: `e2e-bench --reflow PATH [--results DIR] [--repeat N]...` (one meeting per
-//! `--repeat`; default 1 and 4: the demo and a ~10-minute meeting).
+//! Usage: `e2e-bench --reflow PATH [--results DIR] [--work DIR] [--repeat N]...` (one meeting
+//! per `--repeat`; default 1 and 4: the demo and a ~10-minute meeting).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -128,11 +128,15 @@ async fn main() -> Result<()> {
         repeats = vec![1, 4];
     }
     let facts = Fact::of_demo()?;
-    let work = tempfile::tempdir()?;
+    // `--work DIR` keeps the meetings, outputs and state for inspection (default: a temporary
+    // directory).
+    let temp = tempfile::tempdir()?;
+    let work = value("--work").map_or_else(|| temp.path().to_owned(), PathBuf::from);
+    std::fs::create_dir_all(&work)?;
     let settings = reflow::settings::Settings::load(None)?;
     let server = reflow::temporal::DevServer::start(reflow::temporal::dev_server_options(
         &settings.temporal_cli,
-        &work.path().join("temporal"),
+        &work.join("temporal"),
         0,
         None,
     ))
@@ -147,15 +151,7 @@ async fn main() -> Result<()> {
     let llm = activities::llm::LlmConfig::from_vars(&|k| settings.var(k))?;
     let mut rows = Vec::new();
     for repeat in repeats {
-        let m = measure(
-            &reflow,
-            &client,
-            &server.address,
-            &facts,
-            repeat,
-            work.path(),
-        )
-        .await?;
+        let m = measure(&reflow, &client, &server.address, &facts, repeat, &work).await?;
         eprintln!(
             "x{}: {:.0} s meeting, {:.0} s pipeline (ratio {:.2}), facts {}/{}, WER {:.3}",
             m.repeat,
