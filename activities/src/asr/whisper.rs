@@ -348,6 +348,7 @@ impl WhisperModel {
                 end: times[end].max(times[first]),
             });
         }
+        clamp_stretched_words(&mut words);
         Ok(words)
     }
 
@@ -383,6 +384,37 @@ impl Pcm16k for &[f32] {
     }
 }
 
+/// Words the alignment stretched over silence, shortened (OpenAI Whisper's rule for word
+/// timestamps): with `max` twice the median word length (the median at most 0.7 s), a word
+/// longer than `max` that ends a sentence ends `max` after its start, and a word longer than
+/// `max` after a sentence end starts `max` before its end. Without it, a pause after a
+/// sentence counted as speech: the next sentence seemed to follow at once, and a speaker's
+/// sentences said a minute apart were read as one utterance.
+fn clamp_stretched_words(words: &mut [RawWord]) {
+    let mut lengths: Vec<f64> = words
+        .iter()
+        .map(|w| w.end - w.start)
+        .filter(|d| *d > 0.0)
+        .collect();
+    if lengths.is_empty() {
+        return;
+    }
+    lengths.sort_by(f64::total_cmp);
+    let median = lengths[lengths.len() / 2].min(0.7);
+    let max = median * 2.0;
+    let ends_sentence = |w: &str| w.ends_with(['.', '!', '?', '…']);
+    for i in 0..words.len() {
+        if words[i].end - words[i].start <= max {
+            continue;
+        }
+        if ends_sentence(&words[i].word) {
+            words[i].end = words[i].start + max;
+        } else if i > 0 && ends_sentence(&words[i - 1].word) {
+            words[i].start = words[i].end - max;
+        }
+    }
+}
+
 /// The first 10 ms frame of `window` whose peak reaches [`SILENCE_PEAK`], if any.
 fn first_sound(window: &[f32]) -> Option<usize> {
     window
@@ -393,4 +425,47 @@ fn first_sound(window: &[f32]) -> Option<usize> {
 /// ct2rs reports errors as `anyhow::Error`; their text is kept.
 fn infer(e: impl std::fmt::Display) -> WhisperError {
     WhisperError::Inference(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_stretched_over_a_pause_are_shortened_at_sentence_ends() {
+        let w = |word: &str, start: f64, end: f64| RawWord {
+            word: word.into(),
+            start,
+            end,
+        };
+        // As the alignment gave them for a speaker who paused 15 s after "complete.".
+        let mut words = vec![
+            w("quality", 16.71, 17.11),
+            w("assurance", 17.11, 17.63),
+            w("is", 17.63, 17.93),
+            w("complete.", 17.93, 22.15),
+            w("No", 22.15, 32.93),
+            w("objection", 32.93, 33.45),
+            w("from", 33.45, 33.83),
+            w("me.", 33.83, 34.53),
+        ];
+        clamp_stretched_words(&mut words);
+        // The median word lasts 0.52 s: at most 1.04 s a word.
+        let max = 2.0 * 0.52;
+        assert!(
+            (words[3].end - (17.93 + max)).abs() < 1e-9,
+            "{:?}",
+            words[3]
+        );
+        assert!(
+            (words[4].start - (32.93 - max)).abs() < 1e-9,
+            "{:?}",
+            words[4]
+        );
+        assert_eq!(
+            (words[5].start, words[5].end),
+            (32.93, 33.45),
+            "others untouched"
+        );
+    }
 }
