@@ -116,6 +116,14 @@ pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 1024;
 /// (the local Temporal Web UI).
 pub const DEFAULT_CODEC_CORS_ORIGINS: &str = "http://localhost:8233,http://127.0.0.1:8233";
 
+/// The origins of a comma-separated list, trimmed, empty entries dropped.
+pub fn origins(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(|o| o.trim().to_owned())
+        .filter(|o| !o.is_empty())
+        .collect()
+}
+
 impl Settings {
     /// A setting by its variable name, as the environment held it at load.
     pub fn var(&self, name: &str) -> Option<String> {
@@ -132,12 +140,11 @@ impl Settings {
 
     /// Browser origins allowed on `/codec/*` (`REFLOW_CODEC_CORS_ORIGINS`, comma-separated).
     pub fn codec_cors_origins(&self) -> Vec<String> {
-        self.var("REFLOW_CODEC_CORS_ORIGINS")
-            .unwrap_or_else(|| DEFAULT_CODEC_CORS_ORIGINS.into())
-            .split(',')
-            .map(|o| o.trim().to_owned())
-            .filter(|o| !o.is_empty())
-            .collect()
+        origins(
+            &self
+                .var("REFLOW_CODEC_CORS_ORIGINS")
+                .unwrap_or_else(|| DEFAULT_CODEC_CORS_ORIGINS.into()),
+        )
     }
 
     /// Activity slot overrides per queue (`REFLOW_ACTIVITY_SLOTS`, e.g. `reflow-asr=2`).

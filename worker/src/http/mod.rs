@@ -88,10 +88,9 @@ impl ApiState {
             daily_webhook_secret: None,
             open_on_public_address: false,
             codec: None,
-            codec_cors_origins: crate::settings::DEFAULT_CODEC_CORS_ORIGINS
-                .split(',')
-                .map(str::to_owned)
-                .collect(),
+            codec_cors_origins: crate::settings::origins(
+                crate::settings::DEFAULT_CODEC_CORS_ORIGINS,
+            ),
             max_connections: crate::settings::DEFAULT_HTTP_MAX_CONNECTIONS,
         }
     }
