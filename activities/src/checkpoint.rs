@@ -51,6 +51,15 @@ pub struct Slot {
     /// The input hash.
     pub hash: String,
     step: String,
+    scope: String,
+}
+
+impl Slot {
+    /// Where the step keeps work in progress for this input (a resumable transcription's
+    /// words so far): never taken as a result, only by an attempt of the same input.
+    pub fn partial_key(&self) -> String {
+        keys::partial(&self.scope, &self.step, &self.hash)
+    }
 }
 
 impl Checkpoints {
@@ -84,6 +93,7 @@ impl Checkpoints {
             key: keys::checkpoint(scope, step, &hash),
             hash,
             step: step.to_owned(),
+            scope: scope.to_owned(),
         })
     }
 
@@ -155,6 +165,21 @@ impl Checkpoints {
         Ok(epoch)
     }
 
+    /// The slot of `step` for `input` under `config` in the current checkpoint generation.
+    pub async fn current_slot<I: Serialize, C: Serialize>(
+        &self,
+        scope: &str,
+        step: &str,
+        input: &I,
+        config: &C,
+    ) -> Result<Slot, ActivityFailure> {
+        match self.epoch(scope).await? {
+            // A reprocess started a new generation: earlier results are not reused.
+            Some(epoch) => self.slot(scope, step, input, &(config, epoch)),
+            None => self.slot(scope, step, input, config),
+        }
+    }
+
     /// Return the stored result of `step` for `input` under `config`, or run `work`, store its
     /// result and return it. `objects` lists the object keys a result names; a stored result
     /// whose objects are gone is recomputed.
@@ -174,11 +199,7 @@ impl Checkpoints {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<O, ActivityFailure>>,
     {
-        let slot = match self.epoch(scope).await? {
-            // A reprocess started a new generation: earlier results are not reused.
-            Some(epoch) => self.slot(scope, step, input, &(config, epoch))?,
-            None => self.slot(scope, step, input, config)?,
-        };
+        let slot = self.current_slot(scope, step, input, config).await?;
         if let Some(found) = self.load(&slot, &objects).await? {
             tracing::info!(step, key = %slot.key, "result taken from checkpoint");
             return Ok((found, Origin::Stored));

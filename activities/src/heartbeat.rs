@@ -1,59 +1,214 @@
-//! Heartbeating long CPU work: run it on a blocking thread and record a heartbeat every
-//! [`HEARTBEAT_EVERY`] until it ends (audio decoding and encoding, embedded transcription).
+//! Heartbeating long CPU work, and stopping it: the work runs on a blocking thread; the
+//! activity records a heartbeat every [`HEARTBEAT_EVERY`] and whenever the work reports
+//! progress, and when the activity is cancelled (a run cancel, a reset, the server's cancel,
+//! a heartbeat timeout noticed by the next heartbeat, the worker's shutdown) it raises the
+//! work's [`Work::proceed`] flag and waits for the thread to end before answering
+//! `Cancelled`. Audio decoding and encoding, embedded transcription and the embedded LLM look
+//! at the flag between blocks, so the thread ends within one block of the cancel.
+//!
+//! Cancellation reaches an activity only in a heartbeat's answer; the worker sends heartbeats
+//! at most every [`THROTTLE`] (`max_heartbeat_throttle_interval`), so a cancel is noticed
+//! within `HEARTBEAT_EVERY` + `THROTTLE` and the work stops one block later.
 
-use std::time::Duration;
+use std::future::Future;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use temporalio_sdk::activities::ActivityContext;
+use tokio::sync::Notify;
 
 use crate::error::ActivityFailure;
 
-/// How often a long CPU step heartbeats while it works.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// How often a long CPU step heartbeats while it works (also after each reported progress).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
-/// Heartbeat details of a CPU step.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Working {
-    /// What it is doing.
-    pub phase: &'static str,
-    /// Seconds since the step started.
-    pub elapsed_s: u64,
+/// The worker's longest delay before sending a recorded heartbeat to the server
+/// (`max_heartbeat_throttle_interval`): what bounds how stale the server's details are and
+/// how late a cancel is noticed.
+pub const THROTTLE: Duration = Duration::from_secs(1);
+
+/// Blocking threads of steps now running, in this process (`reflow_step_threads`).
+static RUNNING: AtomicI64 = AtomicI64::new(0);
+
+/// Blocking step threads running now in this process.
+pub fn running_threads() -> i64 {
+    RUNNING.load(Ordering::SeqCst)
 }
 
-/// Run CPU work on a blocking thread, heartbeating `{phase, elapsed_s}` every
-/// [`HEARTBEAT_EVERY`] until it ends.
+/// The heartbeat details of every long step: small JSON, readable in the Web UI's pending
+/// activity and by `temporal workflow describe`, the source of a running step's percentage
+/// (PIPELINE_PROGRESS, `reflow status`), and for `transcribe_track` where a retry resumes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Progress {
+    /// What the step is doing (`padding`, `mixing`, `transcribing`, `generating`, `waiting`…).
+    pub phase: String,
+    /// Seconds of the work done: audio seconds for audio steps, wall seconds otherwise.
+    pub done_s: f64,
+    /// Seconds of work in all, when known (0 = unknown).
+    #[serde(default)]
+    pub total_s: f64,
+    /// `transcribe_track`: the words of `done_s`, saved under a key of the attempt's input
+    /// hash, where a retry continues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub words_key: Option<String>,
+}
+
+impl Progress {
+    /// `done_s` of `total_s` in `phase`.
+    pub fn of(phase: &str, done_s: f64, total_s: f64) -> Self {
+        Progress {
+            phase: phase.to_owned(),
+            done_s,
+            total_s,
+            words_key: None,
+        }
+    }
+
+    /// The fraction done, when the total is known.
+    pub fn fraction(&self) -> Option<f64> {
+        (self.total_s > 0.0).then(|| (self.done_s / self.total_s).clamp(0.0, 1.0))
+    }
+}
+
+/// The blocking work's side: whether it should go on, and a way to say it made progress.
+#[derive(Clone, Debug, Default)]
+pub struct Work {
+    stop: Arc<AtomicBool>,
+    progressed: Arc<Notify>,
+}
+
+impl Work {
+    /// A handle nobody stops (tools, benchmarks, tests).
+    pub fn unstoppable() -> Self {
+        Work::default()
+    }
+
+    /// `Continue` while the activity wants the work; `Break` once it was cancelled.
+    pub fn proceed(&self) -> ControlFlow<()> {
+        if self.stop.load(Ordering::Relaxed) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    /// The work got further: heartbeat now (the details say how far).
+    pub fn progressed(&self) {
+        self.progressed.notify_one();
+    }
+
+    /// The flag as a plain atomic, for code that polls one (the embedded LLM's generation).
+    pub fn flag(&self) -> &AtomicBool {
+        &self.stop
+    }
+}
+
+/// Raises the stop flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Counts the thread in [`RUNNING`] while it lives.
+struct Running;
+
+impl Running {
+    fn start() -> Self {
+        let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+        metrics::gauge!("reflow_step_threads").set(now as f64);
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let now = RUNNING.fetch_sub(1, Ordering::SeqCst) - 1;
+        metrics::gauge!("reflow_step_threads").set(now as f64);
+    }
+}
+
+/// What a step heartbeats: any `FnMut() -> Progress`, or a type that does asynchronous work
+/// first (the transcription saves its words so far).
+pub trait Beat: Send {
+    /// The details to record now (`None`: nothing to record this time).
+    fn details(&mut self) -> impl Future<Output = Option<Progress>> + Send;
+}
+
+impl<F: FnMut() -> Progress + Send> Beat for F {
+    async fn details(&mut self) -> Option<Progress> {
+        Some(self())
+    }
+}
+
+/// Run CPU work on a blocking thread, heartbeating the seconds it has taken in `phase`; see
+/// [`run`].
 pub async fn with_heartbeats<T: Send + 'static>(
     ctx: &ActivityContext,
     phase: &'static str,
-    work: impl FnOnce() -> T + Send + 'static,
+    work: impl FnOnce(Work) -> T + Send + 'static,
 ) -> Result<T, ActivityFailure> {
-    let started = std::time::Instant::now();
-    with_heartbeats_from(ctx, work, move || Working {
-        phase,
-        elapsed_s: started.elapsed().as_secs(),
+    let started = Instant::now();
+    run(ctx, work, move || {
+        Progress::of(phase, started.elapsed().as_secs_f64().floor(), 0.0)
     })
     .await
 }
 
-/// Run CPU work on a blocking thread, heartbeating what `details` reports every
-/// [`HEARTBEAT_EVERY`] until it ends.
-pub async fn with_heartbeats_from<T: Send + 'static, D: Serialize + Send + 'static>(
+/// Run CPU work on a blocking thread; record the heartbeat `beat` gives every
+/// [`HEARTBEAT_EVERY`] and after each [`Work::progressed`]. When the activity is cancelled
+/// the work's [`Work::proceed`] turns to `Break`, the thread is awaited, and the answer is
+/// [`ActivityFailure::Cancelled`] whatever the work returned. Dropping this future stops the
+/// work too.
+pub async fn run<T: Send + 'static>(
     ctx: &ActivityContext,
-    work: impl FnOnce() -> T + Send + 'static,
-    details: impl Fn() -> D,
+    work: impl FnOnce(Work) -> T + Send + 'static,
+    mut beat: impl Beat,
 ) -> Result<T, ActivityFailure> {
-    let mut handle = tokio::task::spawn_blocking(work);
+    let handle_side = Work::default();
+    let work_side = handle_side.clone();
+    // This future dropped before the work ended (its caller gave up): stop the work too.
+    let _stop_on_drop = StopOnDrop(handle_side.stop.clone());
+    let mut handle = tokio::task::spawn_blocking(move || {
+        let _running = Running::start();
+        work(work_side)
+    });
     let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
+    let mut cancelled_at: Option<Instant> = None;
     loop {
         tokio::select! {
             done = &mut handle => {
-                return done.map_err(|e| ActivityFailure::Transient(format!("the step's work stopped: {e}")));
+                let done = done.map_err(|e| ActivityFailure::Transient(format!("the step's work stopped: {e}")))?;
+                return match cancelled_at {
+                    None => Ok(done),
+                    Some(at) => {
+                        let latency = at.elapsed();
+                        metrics::histogram!("reflow_cancel_latency_seconds").record(latency.as_secs_f64());
+                        tracing::info!(latency_ms = latency.as_millis() as u64, "the step's work stopped after its cancel");
+                        Err(ActivityFailure::Cancelled)
+                    }
+                };
             }
-            _ = ticker.tick() => {
-                if let Err(e) = ctx.record_heartbeat(details()).await {
-                    tracing::debug!(error = %e, "heartbeat not recorded");
-                }
+            () = ctx.cancelled(), if cancelled_at.is_none() => {
+                tracing::info!("the step was cancelled; stopping its work");
+                handle_side.stop.store(true, Ordering::Relaxed);
+                cancelled_at = Some(Instant::now());
             }
+            _ = ticker.tick(), if cancelled_at.is_none() => record(ctx, &mut beat).await,
+            () = handle_side.progressed.notified(), if cancelled_at.is_none() => record(ctx, &mut beat).await,
         }
+    }
+}
+
+async fn record(ctx: &ActivityContext, beat: &mut impl Beat) {
+    if let Some(d) = beat.details().await
+        && let Err(e) = ctx.record_heartbeat(d).await
+    {
+        tracing::debug!(error = %e, "heartbeat not recorded");
     }
 }

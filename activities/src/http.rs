@@ -6,7 +6,6 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use reqwest::{Response, StatusCode};
-use serde::Serialize;
 use temporalio_sdk::activities::ActivityContext;
 
 use crate::error::ActivityFailure;
@@ -86,16 +85,7 @@ pub fn retry_after(response: &Response) -> Option<Duration> {
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
-/// Heartbeat details while an external call is in flight.
-#[derive(Debug, Clone, Serialize)]
-pub struct Waiting {
-    /// Always `"waiting"`.
-    pub phase: &'static str,
-    /// Seconds since the call started.
-    pub elapsed_s: u64,
-}
-
-/// Drive `call`, heartbeating `{phase: "waiting", elapsed_s}` every `every` until it ends
+/// Drive `call`, heartbeating `{phase: "waiting", done_s}` (seconds waited) every `every` until it ends
 /// (pipeline.md §6.2: at least every min(30 s, heartbeat/4)), or until the activity is
 /// cancelled: then `call` is dropped and the answer is `Cancelled`
 /// ([`crate::error::ActivityFailure`]).
@@ -115,7 +105,7 @@ pub async fn while_waiting<T>(
             // is dropped here, so an HTTP request is abandoned at once.
             () = ctx.cancelled() => return Err(crate::error::ActivityFailure::Cancelled),
             _ = ticker.tick() => {
-                let details = Waiting { phase: "waiting", elapsed_s: started.elapsed().as_secs() };
+                let details = crate::heartbeat::Progress::of("waiting", started.elapsed().as_secs_f64().floor(), 0.0);
                 if let Err(e) = ctx.record_heartbeat(details).await {
                     tracing::debug!(error = %e, "heartbeat not recorded");
                 }

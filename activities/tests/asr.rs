@@ -4,6 +4,7 @@
 
 mod media;
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -61,7 +62,10 @@ fn base_recognises_a_sentence_spoken_late_in_the_track() {
         padded.to_str().unwrap(),
     ]);
     let model = model("base");
-    let (words, stats) = transcribe_file(&model, &padded, "padded", Some("en"), |_| {}).unwrap();
+    let (words, stats) = transcribe_file(&model, &padded, "padded", Some("en"), 0.0, |_, _| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
     let wer = word_error_rate(SENTENCE, &text(&words));
     assert!(wer < 0.25, "WER {wer:.2}: {:?}", text(&words));
     assert!(stats.windows >= 1);
@@ -127,8 +131,11 @@ fn tiny_en_transcribes_across_the_window_boundary() {
 
     let model = model("tiny.en");
     let mut progress = Vec::new();
-    let (words, stats) =
-        transcribe_file(&model, &long, "long", Some("en"), |s| progress.push(s)).unwrap();
+    let (words, stats) = transcribe_file(&model, &long, "long", Some("en"), 0.0, |s, _| {
+        progress.push(s);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
     let reference = LONG.join(" ");
     let wer = word_error_rate(&reference, &text(&words));
     assert!(wer < 0.25, "WER {wer:.2}: {}", text(&words));
@@ -154,5 +161,36 @@ fn tiny_en_transcribes_across_the_window_boundary() {
     assert!(
         (progress.last().copied().unwrap_or(0.0) - total).abs() < 1.0,
         "{progress:?}"
+    );
+
+    // Stopped after the first window and resumed from where it reported: the words are the
+    // uninterrupted run's, and the resumed call decoded only the audio after that point.
+    let mut first: Vec<RawWord> = Vec::new();
+    let mut stopped_at = 0.0;
+    let err = transcribe_file(&model, &long, "long", Some("en"), 0.0, |s, found| {
+        first.extend_from_slice(found);
+        stopped_at = s;
+        ControlFlow::Break(())
+    })
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            activities::asr::embedded::TranscribeFileError::Whisper(
+                activities::asr::whisper::WhisperError::Stopped
+            )
+        ),
+        "{err:?}"
+    );
+    assert!(stopped_at > 0.0 && stopped_at < total - 1.0, "{stopped_at}");
+    let (rest, resumed) = transcribe_file(&model, &long, "long", Some("en"), stopped_at, |_, _| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    first.extend(rest);
+    assert_eq!(first, words, "a resumed transcription finds the same words");
+    assert!(
+        resumed.decoded_s <= total - stopped_at + 0.5 && resumed.decoded_s < stats.decoded_s,
+        "the resumed call decoded {resumed:?}; the whole track {stats:?}"
     );
 }

@@ -2,6 +2,7 @@
 //! made in the test by ffmpeg (the Debian package) from the same 3 s signal: 2 s of a 440 Hz
 //! tone at half scale, then 1 s of silence.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 mod media;
@@ -73,7 +74,7 @@ fn every_supported_format_decodes_to_the_same_signal() {
             "{name}: the last second is silent ({tail_peak})"
         );
 
-        let w = waveform_of_file(&path, name).unwrap();
+        let w = waveform_of_file(&path, name, || ControlFlow::Continue(())).unwrap();
         assert_eq!(w.len(), 255, "{name}");
         assert!(
             w[..160].iter().all(|p| *p >= 120),
@@ -142,7 +143,10 @@ fn truncated_files_keep_what_decodes_and_empty_streams_are_silence() {
     decode_file(&cut, "cut", |s, _, _| total += s.len() as u64).unwrap();
     let mut reference = activities::audio::waveform::PeakMeter::new(total);
     decode_file(&cut, "cut", |s, _, _| reference.feed(s)).unwrap();
-    assert_eq!(waveform_of_file(&cut, "cut").unwrap(), reference.finish());
+    assert_eq!(
+        waveform_of_file(&cut, "cut", || ControlFlow::Continue(())).unwrap(),
+        reference.finish()
+    );
 
     // A valid file with zero audio frames: silence, not a crash.
     let silent = dir.path().join("zero.wav");
@@ -159,7 +163,10 @@ fn truncated_files_keep_what_decodes_and_empty_streams_are_silence() {
     ]);
     let stats = decode_file(&silent, "zero", |_, _, _| {}).unwrap();
     assert_eq!(stats.frames, 0);
-    assert_eq!(waveform_of_file(&silent, "zero").unwrap(), vec![0; 255]);
+    assert_eq!(
+        waveform_of_file(&silent, "zero", || ControlFlow::Continue(())).unwrap(),
+        vec![0; 255]
+    );
 }
 
 #[test]
@@ -195,7 +202,8 @@ fn the_mix_sums_tracks_of_any_rate_and_lasts_as_long_as_the_longest() {
     let out = dir.path().join("audio.mp3");
     let mut last_progress = 0;
     let stats = mix_to_mp3(&[(a, "t/a".into()), (b, "t/b".into())], &out, |ms| {
-        last_progress = ms
+        last_progress = ms;
+        ControlFlow::Continue(())
     })
     .unwrap();
     assert!((stats.duration_ms() as i64 - 3000).abs() <= 25, "{stats:?}");
@@ -237,7 +245,7 @@ fn the_limiter_keeps_a_loud_sum_from_clipping() {
     );
     let tracks: Vec<(PathBuf, String)> = (0..4).map(|i| (loud.clone(), format!("t/{i}"))).collect();
     let out = dir.path().join("audio.mp3");
-    let stats = mix_to_mp3(&tracks, &out, |_| {}).unwrap();
+    let stats = mix_to_mp3(&tracks, &out, |_| ControlFlow::Continue(())).unwrap();
     assert!(
         stats.peak_in > 3.0,
         "four loud speakers exceed full scale: {stats:?}"

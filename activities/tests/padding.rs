@@ -7,6 +7,7 @@ mod media;
 use activities::audio::AudioError;
 use activities::audio::pad::{OffsetSource, PadStats, pad_to_webm, pad_to_webm_at};
 use media::{decoded_seconds, ffprobe_start_time, onset, peak_between, tone};
+use std::ops::ControlFlow;
 
 /// A 440 Hz tone at half scale, `secs` long, as Opus in WebM, its timestamps shifted by
 /// `offset_s` (what a Daily track that started late looks like) and rewritten by `asetpts`.
@@ -44,7 +45,8 @@ fn pad(input: &std::path::Path, filename_offset: Option<f64>) -> (PadStats, std:
     ));
     let mut last = 0;
     let stats = pad_to_webm(input, "acme/room/track", filename_offset, &out, |ms| {
-        last = ms
+        last = ms;
+        ControlFlow::Continue(())
     })
     .expect("padding succeeds");
     assert!(
@@ -199,7 +201,7 @@ fn a_silent_track_pads_to_silence_and_junk_fails_naming_the_track() {
         "acme/room/1768018896877-x-cam-audio-1",
         None,
         &out,
-        |_| {},
+        |_| ControlFlow::Continue(()),
     )
     .unwrap_err();
     assert!(matches!(err, AudioError::Unsupported { .. }), "{err:?}");
@@ -216,8 +218,10 @@ fn a_local_source_s_declared_offset_wins_over_the_container() {
     let dir = tempfile::tempdir().unwrap();
     let track = opus_webm(dir.path(), "export.webm", 1.0, 0.0, "PTS");
     let out = dir.path().join("padded.webm");
-    let stats = pad_to_webm_at(&track, "local/x/export.webm", Some(2.5), None, &out, |_| {})
-        .expect("padding succeeds");
+    let stats = pad_to_webm_at(&track, "local/x/export.webm", Some(2.5), None, &out, |_| {
+        ControlFlow::Continue(())
+    })
+    .expect("padding succeeds");
     assert_eq!(stats.offset_source, OffsetSource::Declared);
     assert_eq!(stats.offset_ms, 2500);
     let sound = onset(&out, 0.1).expect("the tone is there");
@@ -230,7 +234,10 @@ fn timestamps_that_carry_a_track_past_a_day_are_corrupt_not_hours_of_silence() {
     // A track whose first block says it started 28 hours into the recording.
     let late = opus_webm(dir.path(), "late-by-a-day.webm", 1.0, 100_000.0, "PTS");
     let out = dir.path().join("late-padded.webm");
-    let err = pad_to_webm(&late, "acme/room/late", None, &out, |_| {}).unwrap_err();
+    let err = pad_to_webm(&late, "acme/room/late", None, &out, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap_err();
     assert!(
         matches!(&err, AudioError::Corrupt { message, .. } if message.contains("corrupt timestamps")),
         "{err}"
@@ -238,7 +245,10 @@ fn timestamps_that_carry_a_track_past_a_day_are_corrupt_not_hours_of_silence() {
     // A track whose timestamps jump by 30 hours after its first second.
     let jump = opus_webm(dir.path(), "jump.webm", 3.0, 0.0, "PTS+gte(T,1)*108000/TB");
     let out = dir.path().join("jump-padded.webm");
-    let err = pad_to_webm(&jump, "acme/room/jump", None, &out, |_| {}).unwrap_err();
+    let err = pad_to_webm(&jump, "acme/room/jump", None, &out, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap_err();
     assert!(
         matches!(&err, AudioError::Corrupt { message, .. } if message.contains("gap of")),
         "{err}"

@@ -29,7 +29,10 @@ fn main() -> Result<()> {
         let started = Instant::now();
         let mut duration = 0.0;
         let (words, stats) =
-            transcribe_file(&model, audio.as_ref(), audio, Some("en"), |s| duration = s)?;
+            transcribe_file(&model, audio.as_ref(), audio, Some("en"), 0.0, |s, _| {
+                duration = s;
+                std::ops::ControlFlow::Continue(())
+            })?;
         let wall = started.elapsed().as_secs_f64();
         let text = words
             .iter()

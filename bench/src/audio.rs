@@ -4,6 +4,7 @@
 //! next to `OUT.mp3`. Prints one JSON line with the phase timings; `bench/audio.sh` runs it
 //! under `/usr/bin/time -v` next to ffmpeg and writes `bench/results/audio.md`.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -23,16 +24,18 @@ fn main() -> anyhow::Result<()> {
     let mut offsets = Vec::new();
     for (i, track) in raw.iter().enumerate() {
         let path = dir.join(format!("reflow_padded_{i}.webm"));
-        let stats = pad_to_webm(track, &track.display().to_string(), None, &path, |_| {})?;
+        let stats = pad_to_webm(track, &track.display().to_string(), None, &path, |_| {
+            ControlFlow::Continue(())
+        })?;
         offsets.push(stats.offset_ms);
         padded.push((path, format!("padded_{i}")));
     }
     let pad_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let stats = mix_to_mp3(&padded, &out, |_| {})?;
+    let stats = mix_to_mp3(&padded, &out, |_| ControlFlow::Continue(()))?;
     let mix_s = t1.elapsed().as_secs_f64();
     let t2 = Instant::now();
-    let peaks = waveform_of_file(&out, "audio.mp3")?;
+    let peaks = waveform_of_file(&out, "audio.mp3", || ControlFlow::Continue(()))?;
     let waveform_s = t2.elapsed().as_secs_f64();
     println!(
         "{}",

@@ -120,6 +120,8 @@ pub async fn run_workers(
                 AttemptReporter::new(client.clone()).recording(services.db().clone(), identity()),
             )
             .graceful_shutdown_period(grace)
+            // Heartbeats reach the server (and cancels reach the steps) within a second.
+            .max_heartbeat_throttle_interval(activities::heartbeat::THROTTLE)
             .build();
         registry.register(&mut options, services).map_err(build)?;
         let worker =

@@ -4,6 +4,7 @@
 //! Memory stays at about one 30 s window whatever the track's length. The model is loaded
 //! once per worker process, on first use, and shared by every activity slot.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -61,18 +62,20 @@ impl EmbeddedAsr {
     }
 }
 
-/// Transcribe the audio file at `path` (named `name` in errors) with `model`; blocking.
-/// `on_progress(done_s)` reports the audio seconds covered.
+/// Transcribe the audio file at `path` (named `name` in errors) with `model` from `start_s`
+/// on; blocking. `on_window(done_s, words)` reports each window (see
+/// [`WhisperModel::transcribe`]; `Break` stops).
 pub fn transcribe_file(
     model: &WhisperModel,
     path: &Path,
     name: &str,
     language: Option<&str>,
-    on_progress: impl FnMut(f64),
+    start_s: f64,
+    on_window: impl FnMut(f64, &[RawWord]) -> ControlFlow<()>,
 ) -> Result<(Vec<RawWord>, DecodeStats), TranscribeFileError> {
     let mut pcm = TrackPcm::open(path, name)?;
     model
-        .transcribe(&mut pcm, language, on_progress)
+        .transcribe(&mut pcm, language, start_s, on_window)
         .map_err(|e| match pcm.take_error() {
             Some(audio) => audio.into(),
             None => e.into(),
@@ -99,6 +102,8 @@ pub struct TrackPcm {
     /// 16 kHz samples; `buffer[0]` is sample `base`.
     buffer: Vec<f32>,
     base: usize,
+    /// Samples before this are not wanted any more (dropped as they are decoded).
+    keep_from: usize,
     /// Resampler delay still to drop, and the exact output length once the input ended.
     skip: usize,
     frames_in: u64,
@@ -119,6 +124,7 @@ impl TrackPcm {
             resampler,
             buffer: Vec::new(),
             base: 0,
+            keep_from: 0,
             frames_in: 0,
             frames_out: 0,
             done: false,
@@ -173,11 +179,19 @@ impl TrackPcm {
         }
         self.frames_out += samples.len() as u64;
         self.buffer.extend_from_slice(samples);
+        // A resumed transcription starts far into the track: what lies before it is decoded
+        // (the resampler's state needs it) but not kept.
+        if self.keep_from > self.base {
+            let drop = (self.keep_from - self.base).min(self.buffer.len());
+            self.buffer.drain(..drop);
+            self.base += drop;
+        }
     }
 }
 
 impl Pcm16k for TrackPcm {
     fn window(&mut self, start: usize, len: usize) -> Result<&[f32], WhisperError> {
+        self.keep_from = start;
         if start > self.base {
             let drop = (start - self.base).min(self.buffer.len());
             self.buffer.drain(..drop);

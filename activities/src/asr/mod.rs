@@ -18,7 +18,6 @@ pub mod whisper;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -29,16 +28,13 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::checkpoint::{Checkpoints, Origin};
 use crate::error::ActivityFailure;
-use crate::heartbeat::with_heartbeats_from;
+use crate::heartbeat;
 use crate::storage::{Storage, keys};
 use crate::transcript::Word;
 use crate::usage::{Usage, ledger};
 use embedded::{EmbeddedAsr, EmbeddedConfig, TranscribeFileError};
 use remote::{Api, RemoteAsr};
 
-/// Heartbeat period while a transcription runs (below the 900 s heartbeat timeout / 4 and
-/// the 30 s of §6.2).
-pub const WAIT_HEARTBEAT: Duration = Duration::from_secs(10);
 /// Margin between the HTTP timeout and `transcribe_track`'s start-to-close (§4.3.2).
 pub const HTTP_MARGIN: Duration = Duration::from_secs(60);
 /// Version of reflow's Whisper front end; part of the checkpoint hash.
@@ -198,13 +194,47 @@ pub struct MergeOutput {
     pub last_end_s: f64,
 }
 
-/// Heartbeat details of an embedded transcription.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct TranscribeProgress {
-    /// `"transcribing"`.
-    pub phase: &'static str,
-    /// Audio seconds covered.
-    pub done_s: u64,
+/// The words of a transcription up to `done_s` (audio seconds covered).
+#[derive(Debug, Default)]
+struct Partial {
+    done_s: f64,
+    words: Vec<whisper::RawWord>,
+}
+
+/// The embedded transcription's heartbeat: the words so far are saved (when they grew) before
+/// the details naming them are recorded, so details never point past what is stored.
+struct PartialSaver {
+    storage: Storage,
+    key: String,
+    shared: Arc<std::sync::Mutex<Partial>>,
+    saved_s: f64,
+    total_s: f64,
+}
+
+impl heartbeat::Beat for PartialSaver {
+    async fn details(&mut self) -> Option<heartbeat::Progress> {
+        let snapshot = {
+            let p = self.shared.lock().expect("partial words lock");
+            (p.done_s > self.saved_s).then(|| {
+                (
+                    p.done_s,
+                    serde_json::to_vec(&p.words).expect("words serialize"),
+                )
+            })
+        };
+        if let Some((done_s, body)) = snapshot {
+            match self.storage.put(&self.key, Bytes::from(body)).await {
+                Ok(()) => self.saved_s = done_s,
+                Err(e) => tracing::warn!(error = %e, "partial words not saved"),
+            }
+        }
+        Some(heartbeat::Progress {
+            phase: "transcribing".to_owned(),
+            done_s: self.saved_s,
+            total_s: self.total_s,
+            words_key: (self.saved_s > 0.0).then(|| self.key.clone()),
+        })
+    }
 }
 
 enum Backend {
@@ -269,6 +299,12 @@ impl AsrActivities {
     ) -> Result<TranscribeOutput, ActivityFailure> {
         let tid = &input.transcript_id;
         let objects = |o: &TranscribeOutput| vec![o.words_key.clone()];
+        let identity = self.transcriber.config.identity();
+        let partial_key = self
+            .checkpoints
+            .current_slot(tid, "transcribe_track", input, &identity)
+            .await?
+            .partial_key();
         let work = || async {
             let started = Instant::now();
             let language = input.language.as_deref();
@@ -300,7 +336,10 @@ impl AsrActivities {
                     };
                     (words, usage)
                 }
-                Backend::Embedded(asr) => self.embedded(ctx, asr, input, language).await?,
+                Backend::Embedded(asr) => {
+                    self.embedded(ctx, asr, input, language, &partial_key)
+                        .await?
+                }
             };
             usage.backend_ms = started.elapsed().as_millis() as u64;
             if usage.audio_s == 0.0 {
@@ -320,6 +359,11 @@ impl AsrActivities {
             let key = keys::track_words(tid, input.track_index);
             let body = serde_json::to_vec(&words).expect("words serialize");
             self.storage.put(&key, Bytes::from(body)).await?;
+            if matches!(self.transcriber.backend, Backend::Embedded(_))
+                && let Err(e) = self.storage.delete(&partial_key).await
+            {
+                tracing::debug!(error = %e, "partial words not removed");
+            }
             ledger().asr("transcribe_track", &usage);
             tracing::info!(
                 track = input.track_index,
@@ -337,14 +381,7 @@ impl AsrActivities {
         };
         let (mut out, origin) = self
             .checkpoints
-            .checkpointed(
-                tid,
-                "transcribe_track",
-                input,
-                &self.transcriber.config.identity(),
-                objects,
-                work,
-            )
+            .checkpointed(tid, "transcribe_track", input, &identity, objects, work)
             .await?;
         if origin == Origin::Stored {
             ledger().checkpoint_hit();
@@ -353,12 +390,17 @@ impl AsrActivities {
         Ok(out)
     }
 
+    /// Transcribe with the in-process model, heartbeating `{done_s, total_s, words_key}`
+    /// after every window: the words so far are saved under `partial_key` (named by the
+    /// attempt's input hash, so another input or a reprocess never takes them) and a retry
+    /// whose heartbeat details name that key continues from `done_s`.
     async fn embedded(
         &self,
         ctx: &ActivityContext,
         asr: &EmbeddedAsr,
         input: &TranscribeInput,
         language: Option<&str>,
+        partial_key: &str,
     ) -> Result<(Vec<whisper::RawWord>, Usage), ActivityFailure> {
         let model = asr.model().await.map_err(|e| match e {
             whisper::WhisperError::Model { .. } => ActivityFailure::Config(e.to_string()),
@@ -373,35 +415,94 @@ impl AsrActivities {
             .map_err(|e| ActivityFailure::io(self.scratch.display().to_string(), e))?;
         let path = dir.path().join("track.webm");
         self.storage.download(&input.padded_key, &path).await?;
-        let done = Arc::new(AtomicU64::new(0));
-        let (progress, name, language) = (
-            done.clone(),
+        let total_s = crate::audio::decode::announced_ms(&path).unwrap_or(0) as f64 / 1000.0;
+        let partial = self.resume_point(ctx, partial_key).await;
+        let start_s = partial.done_s;
+        if start_s > 0.0 {
+            tracing::info!(
+                track = input.track_index,
+                resumed_from_s = start_s,
+                words = partial.words.len(),
+                "resuming the transcription where the last attempt's heartbeat left it"
+            );
+        }
+        let shared = Arc::new(std::sync::Mutex::new(partial));
+        let (seen, name, language) = (
+            shared.clone(),
             input.padded_key.clone(),
             language.map(str::to_owned),
         );
-        let (words, stats) = with_heartbeats_from(
+        let saver = PartialSaver {
+            storage: self.storage.clone(),
+            key: partial_key.to_owned(),
+            shared: shared.clone(),
+            saved_s: start_s,
+            total_s,
+        };
+        let (_, stats) = heartbeat::run(
             ctx,
-            move || {
-                embedded::transcribe_file(&model, &path, &name, language.as_deref(), |s| {
-                    progress.store(s as u64, Ordering::Relaxed)
-                })
+            move |work| {
+                embedded::transcribe_file(
+                    &model,
+                    &path,
+                    &name,
+                    language.as_deref(),
+                    start_s,
+                    |done_s, found| {
+                        let mut p = seen.lock().expect("partial words lock");
+                        p.done_s = done_s;
+                        p.words.extend_from_slice(found);
+                        drop(p);
+                        work.progressed();
+                        work.proceed()
+                    },
+                )
             },
-            move || TranscribeProgress {
-                phase: "transcribing",
-                done_s: done.load(Ordering::Relaxed),
-            },
+            saver,
         )
         .await?
         .map_err(|e| match e {
             TranscribeFileError::Audio(a) => ActivityFailure::from(a),
+            TranscribeFileError::Whisper(whisper::WhisperError::Stopped) => {
+                ActivityFailure::Cancelled
+            }
             TranscribeFileError::Whisper(w) => ActivityFailure::Transient(w.to_string()),
         })?;
+        let partial = std::mem::take(&mut *shared.lock().expect("partial words lock"));
         let usage = Usage {
             backend: format!("embedded:{}", asr.model_name()),
             calls: stats.windows as u64,
+            audio_s: partial.done_s - start_s,
             ..Usage::default()
         };
-        Ok((words, usage))
+        Ok((partial.words, usage))
+    }
+
+    /// Where this attempt starts: the words and `done_s` the last attempt's heartbeat named,
+    /// when they are this input's (its `words_key` is `partial_key`) and still readable;
+    /// otherwise the start of the track.
+    async fn resume_point(&self, ctx: &ActivityContext, partial_key: &str) -> Partial {
+        let details = match ctx.heartbeat_details().deserialize::<heartbeat::Progress>() {
+            Ok(Some(d)) if d.words_key.as_deref() == Some(partial_key) && d.done_s > 0.0 => d,
+            _ => return Partial::default(),
+        };
+        let words = match self.storage.get(partial_key).await {
+            Ok(bytes) => serde_json::from_slice::<Vec<whisper::RawWord>>(&bytes).ok(),
+            Err(_) => None,
+        };
+        match words {
+            // Saved after `done_s` was reached and before it was heartbeated: the file may
+            // hold later windows too (a save whose heartbeat never left); keep what `done_s`
+            // covers.
+            Some(mut words) => {
+                words.retain(|w| w.start < details.done_s);
+                Partial {
+                    done_s: details.done_s,
+                    words,
+                }
+            }
+            None => Partial::default(),
+        }
     }
 
     async fn merge(&self, input: &MergeInput) -> Result<MergeOutput, ActivityFailure> {

@@ -139,7 +139,7 @@ impl RemoteAsr {
                 ActivityFailure::ResponseShape(format!("{what}: not a transcription: {e}"))
             })
         };
-        let parsed = http::while_waiting(ctx, super::WAIT_HEARTBEAT, call).await??;
+        let parsed = http::while_waiting(ctx, crate::heartbeat::HEARTBEAT_EVERY, call).await??;
         let words = parsed.words.ok_or_else(|| {
             ActivityFailure::ResponseShape(format!("{what}: the response has no `words`"))
         })?;

@@ -15,6 +15,7 @@
 //! models, `<|startoftranscript|><|{lang}|><|transcribe|>` for multilingual ones (language
 //! detected by the model when none is given).
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use ct2rs::sys::{ComputeType, Config, StorageView, Whisper as Ct2Whisper, WhisperOptions};
@@ -51,10 +52,13 @@ pub enum WhisperError {
     /// CTranslate2 failed while running the model.
     #[error("Whisper inference failed: {0}")]
     Inference(String),
+    /// The step was cancelled between windows.
+    #[error("stopped: the step was cancelled")]
+    Stopped,
 }
 
 /// A recognised word, times in seconds from the start of the audio given.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RawWord {
     /// The word as the model wrote it (trimmed).
     pub word: String,
@@ -83,6 +87,8 @@ pub struct DecodeStats {
     pub windows: usize,
     /// Windows skipped as silence (never reached the model) or dropped as no-speech.
     pub skipped: usize,
+    /// Seconds of audio the model decoded (what a resumed transcription does not pay again).
+    pub decoded_s: f64,
 }
 
 impl WhisperModel {
@@ -139,19 +145,25 @@ impl WhisperModel {
         &self.name
     }
 
-    /// Transcribe the 16 kHz mono audio `source` yields. `language` is an ISO code such as
-    /// `en`; `None` lets a multilingual model detect it per window. `on_window(done_s)` is
-    /// called after every window with the audio seconds covered so far.
+    /// Transcribe the 16 kHz mono audio `source` yields, from `start_s` (a `done_s` an
+    /// earlier call reported: windows depend only on the audio from their start, so the words
+    /// from there on are those an uninterrupted run finds). `language` is an ISO code such as
+    /// `en`; `None` lets a multilingual model detect it per window. `on_window(done_s, words)`
+    /// is called after every window with the audio seconds covered so far and the window's
+    /// words; `Break` stops the transcription ([`WhisperError::Stopped`]).
     pub fn transcribe(
         &self,
         source: &mut dyn Pcm16k,
         language: Option<&str>,
-        mut on_window: impl FnMut(f64),
+        start_s: f64,
+        mut on_window: impl FnMut(f64, &[RawWord]) -> ControlFlow<()>,
     ) -> Result<(Vec<RawWord>, DecodeStats), WhisperError> {
         let mut stats = DecodeStats::default();
         let mut words = Vec::new();
-        let mut seek = 0usize; // mel frames
+        // Mel frames (10 ms); `done_s` values are whole frames, so this is exact.
+        let mut seek = (start_s.max(0.0) * (SAMPLE_RATE / HOP) as f64).round() as usize;
         loop {
+            let before = words.len();
             let window = source.window(seek * HOP, WINDOW_SAMPLES)?;
             let content = window.len() / HOP;
             if content == 0 {
@@ -166,6 +178,7 @@ impl WhisperModel {
                 Some(speech) if speech > SKIP_SILENCE_FRAMES => speech - SPEECH_MARGIN_FRAMES,
                 Some(speech) => {
                     let (found, advance, spoke) = self.window(window, content, language)?;
+                    stats.decoded_s += advance as f64 * HOP as f64 / SAMPLE_RATE as f64;
                     if spoke {
                         stats.windows += 1;
                     } else {
@@ -186,7 +199,10 @@ impl WhisperModel {
                 }
             };
             seek += advance.max(1);
-            on_window(seek as f64 * HOP as f64 / SAMPLE_RATE as f64);
+            let done_s = seek as f64 * HOP as f64 / SAMPLE_RATE as f64;
+            if on_window(done_s, &words[before..]).is_break() {
+                return Err(WhisperError::Stopped);
+            }
         }
         Ok((words, stats))
     }

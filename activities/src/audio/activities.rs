@@ -19,7 +19,7 @@ use super::waveform::waveform_of_file;
 use crate::checkpoint::Checkpoints;
 use crate::error::ActivityFailure;
 use crate::events::Events;
-use crate::heartbeat::{with_heartbeats, with_heartbeats_from};
+use crate::heartbeat;
 use crate::storage::{Storage, keys};
 
 /// Padded tracks a mixdown downloads at once.
@@ -63,15 +63,6 @@ pub struct MixdownOutput {
     pub size_bytes: u64,
 }
 
-/// Heartbeat details of `mixdown_tracks`.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct MixProgress {
-    /// Milliseconds mixed so far.
-    pub mixed_ms: u64,
-    /// Length of the longest track, as its container announces it (0 if unknown).
-    pub total_ms: u64,
-}
-
 /// Input of `pad_track` (one Daily raw track).
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -104,16 +95,6 @@ pub struct PadOutput {
     pub duration_ms: u64,
     /// Size of the padded track.
     pub size_bytes: u64,
-}
-
-/// Heartbeat details of `pad_track`.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct PadProgress {
-    /// Milliseconds of the raw track decoded so far.
-    pub decoded_ms: u64,
-    /// Length of the raw track, as its container announces it (0 if unknown: Daily's live
-    /// WebM files usually announce none).
-    pub total_ms: u64,
 }
 
 /// Audio activities.
@@ -188,21 +169,27 @@ impl AudioActivities {
             let out = dir.path().join("padded.webm");
             let decoded = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let (progress, path, name) = (decoded.clone(), out.clone(), input.s3_key.clone());
-            let stats = with_heartbeats_from(
+            let stats = heartbeat::run(
                 ctx,
-                move || {
+                move |work| {
                     super::pad::pad_to_webm_at(
                         &raw,
                         &name,
                         declared,
                         filename_offset,
                         &path,
-                        |ms| progress.store(ms, std::sync::atomic::Ordering::Relaxed),
+                        |ms| {
+                            progress.store(ms, std::sync::atomic::Ordering::Relaxed);
+                            work.proceed()
+                        },
                     )
                 },
-                move || PadProgress {
-                    decoded_ms: decoded.load(std::sync::atomic::Ordering::Relaxed),
-                    total_ms,
+                move || {
+                    heartbeat::Progress::of(
+                        "padding",
+                        decoded.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0,
+                        total_ms as f64 / 1000.0,
+                    )
                 },
             )
             .await??;
@@ -244,8 +231,10 @@ impl AudioActivities {
             let dir = self.scratch_dir("waveform-").await?;
             let path = dir.path().join("audio.mp3");
             self.storage.download(&mp3, &path).await?;
-            let peaks =
-                with_heartbeats(ctx, "decoding", move || waveform_of_file(&path, &mp3)).await??;
+            let peaks = heartbeat::with_heartbeats(ctx, "decoding", move |work| {
+                waveform_of_file(&path, &mp3, || work.proceed())
+            })
+            .await??;
             let key = keys::waveform(tid);
             let body = serde_json::to_vec(&peaks).expect("a list of integers serializes");
             self.storage.put(&key, Bytes::from(body)).await?;
@@ -316,16 +305,20 @@ impl AudioActivities {
             let out = dir.path().join("audio.mp3");
             let mixed = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let (progress, path) = (mixed.clone(), out.clone());
-            let stats = with_heartbeats_from(
+            let stats = heartbeat::run(
                 ctx,
-                move || {
+                move |work| {
                     super::mix::mix_to_mp3(&tracks, &path, |ms| {
-                        progress.store(ms, std::sync::atomic::Ordering::Relaxed)
+                        progress.store(ms, std::sync::atomic::Ordering::Relaxed);
+                        work.proceed()
                     })
                 },
-                move || MixProgress {
-                    mixed_ms: mixed.load(std::sync::atomic::Ordering::Relaxed),
-                    total_ms,
+                move || {
+                    heartbeat::Progress::of(
+                        "mixing",
+                        mixed.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0,
+                        total_ms as f64 / 1000.0,
+                    )
                 },
             )
             .await??;

@@ -6,6 +6,7 @@
 //! where *every* packet is rejected is corrupt. A file with no audio frames at all decodes to
 //! zero samples: silence, not an error.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use symphonia::core::audio::SampleBuffer;
@@ -277,9 +278,23 @@ pub fn decode_file(
     source_name: &str,
     mut on_chunk: impl FnMut(&[f32], usize, u32),
 ) -> Result<DecodeStats, AudioError> {
+    decode_file_while(path, source_name, |samples, channels, rate| {
+        on_chunk(samples, channels, rate);
+        ControlFlow::Continue(())
+    })
+}
+
+/// [`decode_file`] whose `on_chunk` may stop the decoding (`Break`: [`AudioError::Stopped`]).
+pub fn decode_file_while(
+    path: &Path,
+    source_name: &str,
+    mut on_chunk: impl FnMut(&[f32], usize, u32) -> ControlFlow<()>,
+) -> Result<DecodeStats, AudioError> {
     let mut reader = AudioReader::open(path, source_name)?;
     while let Some((samples, channels, rate)) = reader.next_chunk()? {
-        on_chunk(samples, channels, rate);
+        if on_chunk(samples, channels, rate).is_break() {
+            return Err(AudioError::Stopped);
+        }
     }
     Ok(reader.stats())
 }

@@ -10,6 +10,7 @@
 //! is most of the work, and the one `reflow-mixdown` slot then has every core.
 
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
@@ -47,11 +48,12 @@ impl MixStats {
 }
 
 /// Mix `tracks` (local files, each with the name errors use) into an MP3 at `out`. `progress`
-/// is called after every block with the mixed length in ms.
+/// is called after every block with the mixed length in ms; `Break` stops the work
+/// ([`AudioError::Stopped`]).
 pub fn mix_to_mp3(
     tracks: &[(PathBuf, String)],
     out: &Path,
-    mut progress: impl FnMut(u64),
+    mut progress: impl FnMut(u64) -> ControlFlow<()>,
 ) -> Result<MixStats, AudioError> {
     let output_err = |e: &dyn std::fmt::Display| AudioError::Output {
         message: format!("{}: {e}", out.display()),
@@ -115,7 +117,7 @@ fn decode_share(mut share: Vec<(MonoStream, SyncSender<Block>)>) {
 fn encode_mix(
     mut tracks: Vec<Receiver<Block>>,
     out: &Path,
-    progress: &mut impl FnMut(u64),
+    progress: &mut impl FnMut(u64) -> ControlFlow<()>,
 ) -> Result<MixStats, AudioError> {
     let output_err = |e: &dyn std::fmt::Display| AudioError::Output {
         message: format!("{}: {e}", out.display()),
@@ -174,7 +176,10 @@ fn encode_mix(
         writer.write_all(&mp3).map_err(|e| output_err(&e))?;
         stats.bytes += mp3.len() as u64;
         stats.frames += n as u64;
-        progress(stats.duration_ms());
+        if progress(stats.duration_ms()).is_break() {
+            // Dropping the channels ends the decoder threads.
+            return Err(AudioError::Stopped);
+        }
     }
     mp3.clear();
     mp3.reserve(mp3lame_encoder::max_required_buffer_size(BLOCK));

@@ -48,11 +48,15 @@ pub enum AudioError {
         /// What the decoder said.
         message: String,
     },
+    /// The step was cancelled while the audio was being processed.
+    #[error("stopped: the step was cancelled")]
+    Stopped,
 }
 
 impl From<AudioError> for crate::ActivityFailure {
     fn from(e: AudioError) -> Self {
         match e {
+            AudioError::Stopped => crate::ActivityFailure::Cancelled,
             // A file that cannot be read locally is an I/O fault a retry may fix.
             AudioError::Read { .. } | AudioError::Output { .. } => {
                 crate::ActivityFailure::Transient(e.to_string())

@@ -13,6 +13,7 @@
 //! Everything streams: one Opus frame and one decoded packet are in memory at a time.
 
 use std::io::BufWriter;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use webm::mux::{AudioCodecId, Segment, SegmentBuilder, SegmentMode, Writer};
@@ -73,13 +74,14 @@ impl PadStats {
 
 /// Pad `input` (named `source_name` in errors) into an Opus/WebM file at `out`.
 /// `filename_offset_s` is the Daily filename's offset, used when the container has none.
-/// `progress` gets the decoded source length in ms after every block.
+/// `progress` gets the decoded source length in ms after every block; `Break` stops the work
+/// ([`AudioError::Stopped`]).
 pub fn pad_to_webm(
     input: &Path,
     source_name: &str,
     filename_offset_s: Option<f64>,
     out: &Path,
-    progress: impl FnMut(u64),
+    progress: impl FnMut(u64) -> ControlFlow<()>,
 ) -> Result<PadStats, AudioError> {
     pad_to_webm_at(input, source_name, None, filename_offset_s, out, progress)
 }
@@ -92,7 +94,7 @@ pub fn pad_to_webm_at(
     declared_offset_s: Option<f64>,
     filename_offset_s: Option<f64>,
     out: &Path,
-    mut progress: impl FnMut(u64),
+    mut progress: impl FnMut(u64) -> ControlFlow<()>,
 ) -> Result<PadStats, AudioError> {
     let mut stream = MonoStream::open(input, source_name, true)?;
     // Decode the first packet to learn where the track starts.
@@ -150,12 +152,16 @@ pub fn pad_to_webm_at(
         }
         encoder.encode(&frame)?;
         filled = 0;
-        if encoder.packets % 50 == 0 {
-            progress(stream.source_frames() * 1000 / u64::from(stream.source_rate().max(1)));
+        if encoder.packets % 50 == 0
+            && progress(stream.source_frames() * 1000 / u64::from(stream.source_rate().max(1)))
+                .is_break()
+        {
+            return Err(AudioError::Stopped);
         }
     }
     encoder.finish(&mut frame, filled, frames)?;
-    progress(stream.source_frames() * 1000 / u64::from(stream.source_rate().max(1)));
+    // The last report cannot stop anything: the work is done.
+    let _ = progress(stream.source_frames() * 1000 / u64::from(stream.source_rate().max(1)));
     Ok(PadStats {
         offset_ms,
         offset_source,

@@ -6,10 +6,11 @@
 //! the container when it announces the length (checked against the decoded count afterwards),
 //! otherwise the file is decoded twice (count, then peaks). Memory stays constant.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use super::AudioError;
-use super::decode::decode_file;
+use super::decode::decode_file_while;
 
 /// Number of peaks.
 pub const PEAKS: usize = 255;
@@ -72,25 +73,38 @@ impl PeakMeter {
     }
 }
 
-/// The waveform of an audio file (two decoding passes).
-pub fn waveform_of_file(path: &Path, source_name: &str) -> Result<Vec<u8>, AudioError> {
+/// The waveform of an audio file (one decoding pass when the file announces its length, two
+/// otherwise). `proceed` is asked between packets; `Break` stops the work
+/// ([`AudioError::Stopped`]).
+pub fn waveform_of_file(
+    path: &Path,
+    source_name: &str,
+    proceed: impl Fn() -> ControlFlow<()>,
+) -> Result<Vec<u8>, AudioError> {
     // One pass when the container announces its length (our MP3s carry a LAME/Xing tag);
     // the count is checked against what was decoded, and a mismatch falls back to counting.
     if let Some(announced) = super::decode::announced_samples(path) {
         let mut meter = PeakMeter::new(announced);
         let mut decoded = 0u64;
-        decode_file(path, source_name, |s, _, _| {
+        decode_file_while(path, source_name, |s, _, _| {
             decoded += s.len() as u64;
             meter.feed(s);
+            proceed()
         })?;
         if decoded == announced {
             return Ok(meter.finish());
         }
     }
     let mut total = 0u64;
-    decode_file(path, source_name, |s, _, _| total += s.len() as u64)?;
+    decode_file_while(path, source_name, |s, _, _| {
+        total += s.len() as u64;
+        proceed()
+    })?;
     let mut meter = PeakMeter::new(total);
-    decode_file(path, source_name, |s, _, _| meter.feed(s))?;
+    decode_file_while(path, source_name, |s, _, _| {
+        meter.feed(s);
+        proceed()
+    })?;
     Ok(meter.finish())
 }
 

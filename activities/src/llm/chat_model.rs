@@ -274,24 +274,6 @@ impl ChatModel {
     }
 }
 
-/// A stop flag for [`ChatModel::chat`] that is set when this guard is dropped: the caller's
-/// future ending early (cancelled, dropped) stops the generation on its blocking thread.
-#[derive(Debug, Default)]
-pub struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl StopOnDrop {
-    /// The flag to hand to the blocking thread.
-    pub fn flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-        self.0.clone()
-    }
-}
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// A byte-level BPE tokenizer from the GGUF's `tokenizer.ggml.*` metadata.
 fn tokenizer_from_gguf(content: &gguf_file::Content) -> Result<Tokenizer, String> {
     let get = |k: &str| {

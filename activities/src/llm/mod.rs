@@ -44,8 +44,6 @@ use chat_model::ChatModel;
 
 /// Margin between an LLM HTTP timeout and the step's start-to-close (300 → 270 s).
 pub const HTTP_MARGIN: Duration = Duration::from_secs(30);
-/// Heartbeat period while a call is in flight.
-pub const WAIT_HEARTBEAT: Duration = Duration::from_secs(10);
 /// Tokens kept free for the answer when fitting a prompt into the context window.
 const ANSWER_RESERVE: usize = 1_000;
 /// Longest answer asked of the embedded model per step, tokens: a title is a line, a topic a
@@ -371,7 +369,8 @@ impl Llm {
                         .await
                         .map_err(|e| http::transport(&what, e))
                 };
-                let reply = http::while_waiting(ctx, WAIT_HEARTBEAT, call).await??;
+                let reply =
+                    http::while_waiting(ctx, crate::heartbeat::HEARTBEAT_EVERY, call).await??;
                 usage.prompt_tokens = reply["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
                 usage.completion_tokens = reply["usage"]["completion_tokens"].as_u64().unwrap_or(0);
                 reply["choices"][0]["message"]["content"]
@@ -398,19 +397,22 @@ impl Llm {
                     .iter()
                     .map(|m| (m.role.to_owned(), m.content.clone()))
                     .collect();
-                // Set when this future ends early (the activity cancelled): generation stops
-                // at the next token and the model is free for the next caller.
-                let stop = chat_model::StopOnDrop::default();
-                let flag = stop.flag();
-                let work = tokio::task::spawn_blocking(move || {
-                    model.chat(&turns, temperature, max_tokens, deadline, &flag)
-                });
-                let generated = http::while_waiting(ctx, WAIT_HEARTBEAT, work)
-                    .await?
-                    .map_err(|e| {
-                        ActivityFailure::Transient(format!("{step}: generation stopped: {e}"))
-                    })?
-                    .map_err(|e| ActivityFailure::Transient(format!("{step}: {e}")))?;
+                // The activity cancelled (or this future dropped): generation stops at the
+                // next token and the model is free for the next caller.
+                let generating = Instant::now();
+                let generated = crate::heartbeat::run(
+                    ctx,
+                    move |work| model.chat(&turns, temperature, max_tokens, deadline, work.flag()),
+                    move || {
+                        crate::heartbeat::Progress::of(
+                            "generating",
+                            generating.elapsed().as_secs_f64().floor(),
+                            0.0,
+                        )
+                    },
+                )
+                .await?
+                .map_err(|e| ActivityFailure::Transient(format!("{step}: {e}")))?;
                 usage.prompt_tokens = generated.prompt_tokens as u64;
                 usage.completion_tokens = generated.completion_tokens as u64;
                 generated.text

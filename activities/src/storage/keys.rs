@@ -43,6 +43,11 @@ pub fn checkpoint(scope: &str, step: &str, hash: &str) -> String {
     format!("{scope}/pipeline/checkpoints/{step}-{hash}.json")
 }
 
+/// `{scope}/pipeline/partial/{step}-{hash}.json`: a step's work in progress for one input.
+pub fn partial(scope: &str, step: &str, hash: &str) -> String {
+    format!("{scope}/pipeline/partial/{step}-{hash}.json")
+}
+
 /// Reject keys that would escape the store or that S3 and file systems treat differently.
 pub fn check(key: &str) -> Result<(), StorageError> {
     let bad = |reason| {
