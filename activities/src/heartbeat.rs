@@ -189,13 +189,13 @@ pub async fn run<T: Send + 'static>(
                     Some(at) => {
                         let latency = at.elapsed();
                         metrics::histogram!("reflow_cancel_latency_seconds").record(latency.as_secs_f64());
-                        tracing::info!(latency_ms = latency.as_millis() as u64, "the step's work stopped after its cancel");
+                        tracing::info!(step = %ctx.info().activity_type, latency_ms = latency.as_millis() as u64, "the step's work stopped after its cancel");
                         Err(ActivityFailure::Cancelled)
                     }
                 };
             }
             () = ctx.cancelled(), if cancelled_at.is_none() => {
-                tracing::info!("the step was cancelled; stopping its work");
+                tracing::info!(step = %ctx.info().activity_type, "the step was cancelled; stopping its work");
                 handle_side.stop.store(true, Ordering::Relaxed);
                 cancelled_at = Some(Instant::now());
             }

@@ -157,6 +157,10 @@ pub struct TranscribeInput {
     pub speaker: Option<i64>,
     /// `{transcript_id}/pipeline/padded_{i}.webm`.
     pub padded_key: String,
+    /// The padded track's length (`pad_track`'s `duration_ms`): the total of the step's
+    /// progress. Not part of the checkpoint hash (it follows from the padded track).
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
     /// The transcript's source language; `en` when absent, auto-detected when null.
     #[serde(default = "default_language")]
     pub language: Option<String>,
@@ -300,9 +304,14 @@ impl AsrActivities {
         let tid = &input.transcript_id;
         let objects = |o: &TranscribeOutput| vec![o.words_key.clone()];
         let identity = self.transcriber.config.identity();
+        // Hashed without the length, so runs that did not pass it find the same checkpoints.
+        let hashed = TranscribeInput {
+            duration_ms: None,
+            ..input.clone()
+        };
         let partial_key = self
             .checkpoints
-            .current_slot(tid, "transcribe_track", input, &identity)
+            .current_slot(tid, "transcribe_track", &hashed, &identity)
             .await?
             .partial_key();
         let work = || async {
@@ -381,7 +390,7 @@ impl AsrActivities {
         };
         let (mut out, origin) = self
             .checkpoints
-            .checkpointed(tid, "transcribe_track", input, &identity, objects, work)
+            .checkpointed(tid, "transcribe_track", &hashed, &identity, objects, work)
             .await?;
         if origin == Origin::Stored {
             ledger().checkpoint_hit();
@@ -415,7 +424,11 @@ impl AsrActivities {
             .map_err(|e| ActivityFailure::io(self.scratch.display().to_string(), e))?;
         let path = dir.path().join("track.webm");
         self.storage.download(&input.padded_key, &path).await?;
-        let total_s = crate::audio::decode::announced_ms(&path).unwrap_or(0) as f64 / 1000.0;
+        let total_s = input
+            .duration_ms
+            .or_else(|| crate::audio::decode::announced_ms(&path))
+            .unwrap_or(0) as f64
+            / 1000.0;
         let partial = self.resume_point(ctx, partial_key).await;
         let start_s = partial.done_s;
         if start_s > 0.0 {
@@ -427,6 +440,7 @@ impl AsrActivities {
             );
         }
         let shared = Arc::new(std::sync::Mutex::new(partial));
+        let track = input.track_index;
         let (seen, name, language) = (
             shared.clone(),
             input.padded_key.clone(),
@@ -449,6 +463,7 @@ impl AsrActivities {
                     language.as_deref(),
                     start_s,
                     |done_s, found| {
+                        tracing::debug!(track, done_s, words = found.len(), "window transcribed");
                         let mut p = seen.lock().expect("partial words lock");
                         p.done_s = done_s;
                         p.words.extend_from_slice(found);
