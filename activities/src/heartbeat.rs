@@ -180,6 +180,10 @@ pub async fn run<T: Send + 'static>(
     });
     let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
     let mut cancelled_at: Option<Instant> = None;
+    let mut shown = Shown {
+        sink: crate::metrics::current().fraction,
+        percent: None,
+    };
     loop {
         tokio::select! {
             done = &mut handle => {
@@ -199,16 +203,33 @@ pub async fn run<T: Send + 'static>(
                 handle_side.stop.store(true, Ordering::Relaxed);
                 cancelled_at = Some(Instant::now());
             }
-            _ = ticker.tick(), if cancelled_at.is_none() => record(ctx, &mut beat).await,
-            () = handle_side.progressed.notified(), if cancelled_at.is_none() => record(ctx, &mut beat).await,
+            _ = ticker.tick(), if cancelled_at.is_none() => record(ctx, &mut beat, &mut shown).await,
+            () = handle_side.progressed.notified(), if cancelled_at.is_none() => record(ctx, &mut beat, &mut shown).await,
         }
     }
 }
 
-async fn record(ctx: &ActivityContext, beat: &mut impl Beat) {
-    if let Some(d) = beat.details().await
-        && let Err(e) = ctx.record_heartbeat(d).await
-    {
+/// The fraction done last shown to users (PIPELINE_PROGRESS), and where to show it.
+struct Shown {
+    sink: Option<crate::progress::FractionSink>,
+    percent: Option<u8>,
+}
+
+async fn record(ctx: &ActivityContext, beat: &mut impl Beat, shown: &mut Shown) {
+    let Some(d) = beat.details().await else {
+        return;
+    };
+    // Shown when the whole percentage changes; a failure to show it never fails the step.
+    if let (Some(sink), Some(f)) = (&shown.sink, d.fraction()) {
+        let percent = (f * 100.0).floor() as u8;
+        if shown.percent != Some(percent) {
+            match sink.report(f).await {
+                Ok(()) => shown.percent = Some(percent),
+                Err(e) => tracing::debug!(error = %e, "progress not shown"),
+            }
+        }
+    }
+    if let Err(e) = ctx.record_heartbeat(d).await {
         tracing::debug!(error = %e, "heartbeat not recorded");
     }
 }

@@ -34,6 +34,8 @@ pub struct StepLabels {
     pub origin: String,
     /// Events this attempt has published so far.
     pub published: Arc<AtomicU64>,
+    /// Where the attempt reports how far it is (a pipeline activity with a database).
+    pub fraction: Option<crate::progress::FractionSink>,
 }
 
 impl StepLabels {

@@ -52,7 +52,7 @@ impl ProgressActivities {
             if s.step_status != "pending" {
                 self.events
                     .publish(
-                        "report_progress",
+                        workflow::interpreter::REPORT_PROGRESS,
                         &r.transcript_id,
                         "PIPELINE_PROGRESS",
                         event_data(&r.workflow_id, r.total_steps, s),
@@ -113,43 +113,155 @@ impl Db {
         .map_err(DbError::query("save progress"))
     }
 
-    /// The latest `PIPELINE_PROGRESS` data per `step_index` of a transcript's runs, by index.
+    /// The latest `PIPELINE_PROGRESS` data per `step_index` of a transcript's runs, by index;
+    /// a running step with a reported fraction carries its `progress` (percent).
     pub async fn progress_events(
         &self,
         transcript_id: &str,
     ) -> Result<Vec<serde_json::Value>, DbError> {
-        #[derive(sqlx::FromRow)]
-        struct Row {
-            workflow_id: String,
-            step_index: i64,
-            current_step: String,
-            step_status: String,
-            total_steps: i64,
-            attempt: i64,
-            max_attempts: i64,
-            started_at: Option<String>,
-            message: Option<String>,
-        }
-        let rows = crate::on_pool!(self, |pool| sqlx::query_as::<_, Row>(
-            "SELECT workflow_id, step_index, current_step, step_status, attempt, max_attempts, \
-             started_at, message, total_steps FROM pipeline_progress WHERE transcript_id = $1 \
-             ORDER BY step_index"
+        let rows = crate::on_pool!(self, |pool| {
+            sqlx::query_as::<_, ProgressRow>(
+            "SELECT workflow_id, transcript_id, step_index, current_step, step_status, attempt, \
+             max_attempts, started_at, message, total_steps FROM pipeline_progress \
+             WHERE transcript_id = $1 ORDER BY step_index"
         )
         .bind(transcript_id)
         .fetch_all(pool)
-        .await)
+        .await
+        })
         .map_err(DbError::query("read progress"))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                json!({
-                    "workflow_id": r.workflow_id, "current_step": r.current_step,
-                    "step_index": r.step_index, "total_steps": r.total_steps,
-                    "step_status": r.step_status, "attempt": r.attempt,
-                    "max_attempts": r.max_attempts, "started_at": r.started_at,
-                    "message": r.message,
-                })
-            })
-            .collect())
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let percent = self.percent_of_row(&r).await?;
+            out.push(r.data(percent));
+        }
+        Ok(out)
+    }
+
+    /// The running state of step `activity_type` that an attempt in `workflow_id` (the run or
+    /// one of its children, `{run}-…`) belongs to.
+    async fn running_state_of(
+        &self,
+        workflow_id: &str,
+        activity_type: &str,
+    ) -> Result<Option<ProgressRow>, DbError> {
+        crate::on_pool!(self, |pool| sqlx::query_as::<_, ProgressRow>(
+            "SELECT workflow_id, transcript_id, step_index, current_step, step_status, attempt, \
+             max_attempts, started_at, message, total_steps FROM pipeline_progress \
+             WHERE current_step = $1 AND step_status = 'in_progress' \
+             AND ($2 = workflow_id OR $2 LIKE workflow_id || '-%') \
+             ORDER BY updated_at DESC LIMIT 1"
+        )
+        .bind(activity_type)
+        .bind(workflow_id)
+        .fetch_optional(pool)
+        .await)
+        .map_err(DbError::query("read progress"))
+    }
+
+    async fn percent_of_row(&self, r: &ProgressRow) -> Result<Option<u8>, DbError> {
+        if r.step_status != "in_progress" {
+            return Ok(None);
+        }
+        self.step_percent(
+            &r.workflow_id,
+            &r.current_step,
+            members_of(r.message.as_deref()),
+        )
+        .await
+    }
+}
+
+/// One stored `PIPELINE_PROGRESS` state.
+#[derive(Debug, sqlx::FromRow)]
+struct ProgressRow {
+    workflow_id: String,
+    transcript_id: String,
+    step_index: i64,
+    current_step: String,
+    step_status: String,
+    total_steps: i64,
+    attempt: i64,
+    max_attempts: i64,
+    started_at: Option<String>,
+    message: Option<String>,
+}
+
+impl ProgressRow {
+    /// Its `PIPELINE_PROGRESS` data, with `progress` (percent) when known.
+    fn data(&self, percent: Option<u8>) -> serde_json::Value {
+        let mut data = json!({
+            "workflow_id": self.workflow_id, "current_step": self.current_step,
+            "step_index": self.step_index, "total_steps": self.total_steps,
+            "step_status": self.step_status, "attempt": self.attempt,
+            "max_attempts": self.max_attempts, "started_at": self.started_at,
+            "message": self.message,
+        });
+        if let Some(p) = percent {
+            data["progress"] = json!(p);
+        }
+        data
+    }
+}
+
+/// The member count a fan-out's message states (`"2/4 done"`, `"…; retrying; 2/4 done"`); 1
+/// for a plain step.
+fn members_of(message: Option<&str>) -> usize {
+    message
+        .and_then(|m| m.rsplit("; ").next())
+        .and_then(|m| m.strip_suffix(" done"))
+        .and_then(|m| m.split_once('/'))
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Where a running attempt reports how far it is: the worker's activity interceptor puts one
+/// in the step's labels ([`crate::metrics::StepLabels::fraction`]) and
+/// [`crate::heartbeat::run`] reports its heartbeat details' fraction through it.
+#[derive(Clone, Debug)]
+pub struct FractionSink {
+    /// Where the fraction is kept and the step's state published.
+    pub events: Events,
+    /// The attempt.
+    pub attempt: crate::db::attempts::Attempt,
+}
+
+impl FractionSink {
+    /// Keep `fraction` on the attempt's row and publish its step's `PIPELINE_PROGRESS` with
+    /// the step's `progress` (percent over its members).
+    pub async fn report(&self, fraction: f64) -> Result<(), ActivityFailure> {
+        let db = self.events.db();
+        db.attempt_progress(&self.attempt, fraction).await?;
+        let Some(row) = db
+            .running_state_of(&self.attempt.workflow_id, &self.attempt.activity_type)
+            .await?
+        else {
+            return Ok(());
+        };
+        let percent = db.percent_of_row(&row).await?;
+        self.events
+            .publish(
+                workflow::interpreter::REPORT_PROGRESS,
+                &row.transcript_id,
+                "PIPELINE_PROGRESS",
+                row.data(percent),
+            )
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::members_of;
+
+    #[test]
+    fn a_fan_out_s_member_count_is_read_from_its_message() {
+        assert_eq!(members_of(Some("2/4 done")), 4);
+        assert_eq!(
+            members_of(Some("503 Service Unavailable; retrying; 1/3 done")),
+            3
+        );
+        assert_eq!(members_of(Some("503 Service Unavailable; retrying")), 1);
+        assert_eq!(members_of(None), 1);
     }
 }

@@ -148,6 +148,30 @@ impl Setup {
         .await
     }
 
+    /// The `progress` of transcribe_track's PIPELINE_PROGRESS that a WebSocket client of
+    /// the transcript receives on connecting.
+    async fn shown_percent(&self, transcript_id: &str) -> u64 {
+        use futures::StreamExt;
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+            "ws://{}/v1/transcripts/{transcript_id}/events",
+            self.stack.api
+        ))
+        .await
+        .expect("websocket");
+        let mut percent = None;
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(2), ws.next()).await {
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                let e: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if e["event"] == "PIPELINE_PROGRESS"
+                    && e["data"]["current_step"] == "transcribe_track"
+                {
+                    percent = e["data"]["progress"].as_u64().or(percent);
+                }
+            }
+        }
+        percent.expect("transcribe_track's PIPELINE_PROGRESS carries its progress")
+    }
+
     /// The words the pipeline stored for the track.
     async fn stored_words(&self, transcript_id: &str) -> Vec<Word> {
         let key = activities::storage::keys::track_words(transcript_id, 0);
@@ -266,6 +290,31 @@ async fn cancelling_a_run_stops_the_transcription_thread_within_seconds() {
         "the details carry the track's length: {progress:?} ({} s)",
         s.track_s
     );
+    // The step's percentage is shown while it runs: to a WebSocket client of the transcript
+    // (PIPELINE_PROGRESS) and by `reflow status --follow` (its lines), and it grows.
+    let first = s.shown_percent(&tid).await;
+    let (_, later) = s.transcribed_past(progress.done_s + 45.0).await;
+    let second = s.shown_percent(&tid).await;
+    eprintln!("PIPELINE_PROGRESS of transcribe_track: {first}% then {second}% ({later:?})");
+    assert!(
+        0 < first && first < second && second < 100,
+        "{first}% then {second}%"
+    );
+    let table = reflow::runs::query_progress(&s.stack.client, &s.meeting.workflow_id)
+        .await
+        .unwrap();
+    let fractions =
+        reflow::follow::fractions(&s.stack.client, &s.meeting.workflow_id, &table).await;
+    let lines = reflow::follow::lines(&table, &s.meeting.workflow_id, &fractions);
+    let line = lines
+        .iter()
+        .find(|l| l.label.ends_with("/ transcribe_track"))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(
+        line.running > 0.0 && line.message.starts_with("running · ") && line.message.contains('%'),
+        "reflow status shows the percentage: {line:?}"
+    );
+
     // The worker is busy transcribing.
     let before = cpu_seconds(worker.pid());
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -31,7 +31,7 @@ use workflow::workflows::STEP_ATTEMPT_SIGNAL;
 #[derive(Clone)]
 pub struct AttemptReporter {
     client: Client,
-    db: Option<activities::db::Db>,
+    events: Option<activities::events::Events>,
     identity: String,
 }
 
@@ -40,14 +40,19 @@ impl AttemptReporter {
     pub fn new(client: Client) -> Self {
         AttemptReporter {
             client,
-            db: None,
+            events: None,
             identity: String::new(),
         }
     }
 
-    /// Also record every attempt in `db`'s `step_attempt` table, as worker `identity`.
-    pub fn recording(mut self, db: activities::db::Db, identity: impl Into<String>) -> Self {
-        self.db = Some(db);
+    /// Also record every attempt in the `step_attempt` table of `events`' database, as worker
+    /// `identity`, and let long steps show how far they are through `events`.
+    pub fn recording(
+        mut self,
+        events: activities::events::Events,
+        identity: impl Into<String>,
+    ) -> Self {
+        self.events = Some(events);
         self.identity = identity.into();
         self
     }
@@ -82,7 +87,7 @@ impl ActivityInboundInterceptor for AttemptReporter {
         // The interpreter's progress reports are bookkeeping, not steps.
         let internal =
             info.is_local && info.activity_type == workflow::interpreter::REPORT_PROGRESS;
-        let labels = activities::metrics::StepLabels {
+        let mut labels = activities::metrics::StepLabels {
             pipeline: info.workflow_type.clone().unwrap_or_default(),
             step: info.activity_type.clone(),
             queue: info.task_queue.clone(),
@@ -96,9 +101,10 @@ impl ActivityInboundInterceptor for AttemptReporter {
                 )
             },
             published: Default::default(),
+            fraction: None,
         };
         let record = (!internal && !workflow_id.is_empty())
-            .then(|| self.db.clone())
+            .then(|| self.events.as_ref().map(|e| e.db().clone()))
             .flatten()
             .map(|db| {
                 (
@@ -114,6 +120,16 @@ impl ActivityInboundInterceptor for AttemptReporter {
                     },
                 )
             });
+        labels.fraction = self
+            .events
+            .clone()
+            .zip(record.as_ref())
+            .map(
+                |(events, (_, attempt))| activities::progress::FractionSink {
+                    events,
+                    attempt: attempt.clone(),
+                },
+            );
         let span = tracing::info_span!(
             "activity",
             workflow_id = %workflow_id,

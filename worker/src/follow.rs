@@ -1,15 +1,17 @@
 //! `reflow status <id> --follow`: one live progress bar per step (indicatif) until the run
-//! ends, fed by the workflow's `progress` query.
+//! ends, fed by the workflow's `progress` query and, for the steps that are running, by their
+//! heartbeat details on the server (`{done_s, total_s}`: how far a transcription or a mix is).
 //!
-//! A step's bar counts its members (a plain step has one); the message shows the status, the
-//! attempt while retrying, and the last error. Child workflows' own steps are shown under the
-//! fan-out row that started them, as one line per child step type with its member count.
+//! A step's bar counts its members (a plain step has one), a running member by its fraction
+//! done; the message shows the status with the percentage, the attempt while retrying, and
+//! the last error. Child workflows' own steps are shown under the fan-out row that started
+//! them, as one line per child step type with its member count.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use temporalio_client::Client;
+use temporalio_client::{Client, UntypedWorkflow, WorkflowDescribeOptions};
 use workflow::StepStatus;
 use workflow::progress::{Progress, RunStatus, StepRow};
 
@@ -19,7 +21,7 @@ use crate::runs::{self, RunError};
 pub const POLL: Duration = Duration::from_millis(500);
 
 /// One displayed line: done/total members and a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Line {
     /// Label (step id, or `  step id / child step`).
     pub label: String,
@@ -27,9 +29,14 @@ pub struct Line {
     pub done: u64,
     /// Members in all.
     pub total: u64,
+    /// Fractions done of the running members, summed.
+    pub running: f64,
     /// Status text.
     pub message: String,
 }
+
+/// The fraction done of running activities: (workflow id, activity id) → 0–1.
+pub type Fractions = BTreeMap<(String, String), f64>;
 
 fn status_text(s: StepStatus) -> &'static str {
     match s {
@@ -41,8 +48,13 @@ fn status_text(s: StepStatus) -> &'static str {
     }
 }
 
-fn message(rows: &[&StepRow], own: StepStatus) -> String {
+fn message(rows: &[&StepRow], own: StepStatus, running: f64) -> String {
     let mut m = status_text(own).to_owned();
+    if own == StepStatus::Running && running > 0.0 {
+        let done = rows.iter().filter(|r| r.status.is_terminal()).count() as f64;
+        let percent = (100.0 * (done + running) / rows.len().max(1) as f64).floor();
+        m.push_str(&format!(" · {percent}%"));
+    }
     let attempt = rows.iter().map(|r| r.attempt).max().unwrap_or(0);
     let max = rows.iter().map(|r| r.max_attempts).max().unwrap_or(0);
     if attempt > 1 {
@@ -61,8 +73,19 @@ fn message(rows: &[&StepRow], own: StepStatus) -> String {
     m
 }
 
-/// The lines for a table (pure; the renderer and its tests use it).
-pub fn lines(p: &Progress) -> Vec<Line> {
+/// The summed fraction of `rows` that run and report one; `workflow_id` runs them.
+fn running_fraction(rows: &[&StepRow], workflow_id: &str, fractions: &Fractions) -> f64 {
+    rows.iter()
+        .filter(|r| r.status == StepStatus::Running)
+        .filter_map(|r| {
+            let activity = r.activity_id.as_ref()?;
+            fractions.get(&(workflow_id.to_owned(), activity.clone()))
+        })
+        .sum()
+}
+
+/// The lines for the table of run `workflow_id` (pure; the renderer and its tests use it).
+pub fn lines(p: &Progress, workflow_id: &str, fractions: &Fractions) -> Vec<Line> {
     let mut out = Vec::new();
     for row in &p.steps {
         let members: Vec<&StepRow> = if row.members.is_empty() {
@@ -71,22 +94,29 @@ pub fn lines(p: &Progress) -> Vec<Line> {
             row.members.iter().collect()
         };
         let done = members.iter().filter(|m| m.status.is_terminal()).count() as u64;
+        let running = running_fraction(&members, workflow_id, fractions);
         out.push(Line {
             label: row.id.clone(),
             done,
             total: members.len() as u64,
-            message: message(&members, row.status),
+            running,
+            message: message(&members, row.status, running),
         });
         // Steps of child workflows, aggregated across the children.
-        let mut by_step: BTreeMap<String, Vec<&StepRow>> = BTreeMap::new();
+        let mut by_step: BTreeMap<String, Vec<(&StepRow, &str)>> = BTreeMap::new();
         for m in &members {
-            if let Some(child) = &m.child {
+            if let (Some(child), Some(id)) = (&m.child, &m.child_workflow_id) {
                 for r in &child.steps {
-                    by_step.entry(r.id.clone()).or_default().push(r);
+                    by_step.entry(r.id.clone()).or_default().push((r, id));
                 }
             }
         }
-        for (id, rows) in by_step {
+        for (id, found) in by_step {
+            let rows: Vec<&StepRow> = found.iter().map(|(r, _)| *r).collect();
+            let running: f64 = found
+                .iter()
+                .map(|(r, child)| running_fraction(&[*r], child, fractions))
+                .sum();
             let done = rows.iter().filter(|r| r.status.is_terminal()).count() as u64;
             let own = if rows.iter().any(|r| r.status == StepStatus::Failed) {
                 StepStatus::Failed
@@ -101,8 +131,48 @@ pub fn lines(p: &Progress) -> Vec<Line> {
                 label: format!("  {} / {id}", row.id),
                 done,
                 total: rows.len() as u64,
-                message: message(&rows, own),
+                running,
+                message: message(&rows, own, running),
             });
+        }
+    }
+    out
+}
+
+/// The fractions done the server holds for the running activities of `workflow_id` and of
+/// its running children (their heartbeat details); what cannot be read is left out.
+pub async fn fractions(client: &Client, workflow_id: &str, p: &Progress) -> Fractions {
+    let mut runs = vec![workflow_id.to_owned()];
+    for row in &p.steps {
+        for m in row.members.iter().chain(std::iter::once(row)) {
+            if m.status == StepStatus::Running
+                && let Some(child) = &m.child_workflow_id
+            {
+                runs.push(child.clone());
+            }
+        }
+    }
+    let mut out = Fractions::new();
+    for run in runs {
+        let Ok(d) = client
+            .get_workflow_handle::<UntypedWorkflow>(&run)
+            .describe(WorkflowDescribeOptions::default())
+            .await
+        else {
+            continue;
+        };
+        for a in &d.raw_description.pending_activities {
+            let fraction = a
+                .heartbeat_details
+                .as_ref()
+                .and_then(|d| d.payloads.first())
+                .and_then(|p| {
+                    serde_json::from_slice::<activities::heartbeat::Progress>(&p.data).ok()
+                })
+                .and_then(|p| p.fraction());
+            if let Some(f) = fraction {
+                out.insert((run.clone(), a.activity_id.clone()), f);
+            }
         }
     }
     out
@@ -111,22 +181,23 @@ pub fn lines(p: &Progress) -> Vec<Line> {
 /// Follow `workflow_id` until it ends; returns its final table.
 pub async fn follow(client: &Client, workflow_id: &str) -> Result<Progress, RunError> {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{prefix:<28} [{bar:24}] {pos}/{len} {msg}")
+    let style = ProgressStyle::with_template("{prefix:<28} [{bar:24}] {msg}")
         .expect("valid template")
         .progress_chars("=> ");
     let mut bars: Vec<ProgressBar> = Vec::new();
     loop {
         let p = runs::query_progress(client, workflow_id).await?;
-        let ls = lines(&p);
+        let ls = lines(&p, workflow_id, &fractions(client, workflow_id, &p).await);
         while bars.len() < ls.len() {
             let b = multi.add(ProgressBar::new(1).with_style(style.clone()));
             bars.push(b);
         }
         for (b, l) in bars.iter().zip(&ls) {
             b.set_prefix(l.label.clone());
-            b.set_length(l.total.max(1));
-            b.set_position(l.done);
-            b.set_message(l.message.clone());
+            // Hundredths of a member, so a running member's fraction moves the bar.
+            b.set_length(l.total.max(1) * 100);
+            b.set_position(l.done * 100 + (l.running * 100.0) as u64);
+            b.set_message(format!("{}/{} {}", l.done, l.total, l.message));
         }
         if p.status != RunStatus::Running {
             for b in &bars {
@@ -168,7 +239,9 @@ mod tests {
             .enumerate()
         {
             let mut m = row(&format!("tracks[{i}]"), s);
+            m.child_workflow_id = Some(format!("run-tracks-{i}"));
             let mut pad = row("pad", s);
+            pad.activity_id = Some(format!("pad_{i}"));
             if s == StepStatus::Running {
                 pad.attempt = 2;
                 pad.error = Some("attempt 1: 503".into());
@@ -183,18 +256,25 @@ mod tests {
             steps: vec![row("get", StepStatus::Completed), fan],
             ..Default::default()
         };
-        let l = lines(&p);
+        let l = lines(&p, "run", &Fractions::new());
         assert_eq!(
             l[0],
             Line {
                 label: "get".into(),
                 done: 1,
                 total: 1,
+                running: 0.0,
                 message: "completed".into()
             }
         );
         assert_eq!((l[1].done, l[1].total), (1, 2));
         assert_eq!(l[2].label, "  tracks / pad");
         assert_eq!(l[2].message, "running · attempt 2/4 · attempt 1: 503");
+        // The running member's heartbeat says it is 40% through: the child step shows 70%
+        // (one of two done, the other 0.4), the line's bar moves by 0.4 of a member.
+        let fractions = Fractions::from([(("run-tracks-1".to_owned(), "pad_1".to_owned()), 0.4)]);
+        let l = lines(&p, "run", &fractions);
+        assert_eq!(l[2].running, 0.4);
+        assert_eq!(l[2].message, "running · 70% · attempt 2/4 · attempt 1: 503");
     }
 }

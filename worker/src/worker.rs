@@ -117,7 +117,7 @@ pub async fn run_workers(
             .tuner(tuner)
             .maybe_max_task_queue_activities_per_second(llm_rate)
             .activity_inbound_interceptor(
-                AttemptReporter::new(client.clone()).recording(services.db().clone(), identity()),
+                AttemptReporter::new(client.clone()).recording(services.events.clone(), identity()),
             )
             .graceful_shutdown_period(grace)
             // Heartbeats reach the server (and cancels reach the steps) within a second.

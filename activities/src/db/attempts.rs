@@ -104,6 +104,65 @@ impl Db {
         .map_err(DbError::query("record attempt end"))
     }
 
+    /// Record how far a running attempt is (`fraction`, 0–1).
+    pub async fn attempt_progress(&self, a: &Attempt, fraction: f64) -> Result<(), DbError> {
+        crate::on_pool!(self, |pool| sqlx::query(
+            "UPDATE step_attempt SET progress = $1 WHERE workflow_id = $2 AND run_id = $3 \
+             AND activity_id = $4 AND attempt = $5"
+        )
+        .bind(fraction)
+        .bind(&a.workflow_id)
+        .bind(&a.run_id)
+        .bind(&a.activity_id)
+        .bind(a.attempt)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(DbError::query("record attempt progress"))
+    }
+
+    /// How far the members of step `activity_type` in `workflow_id`'s run and its child runs
+    /// (ids `{workflow_id}-…`, as the pipelines name them) are, as a percentage of at least
+    /// `members` members: a completed member counts whole, a running one by its last reported
+    /// fraction, one not started as nothing. `None` when no running member reports one.
+    pub async fn step_percent(
+        &self,
+        workflow_id: &str,
+        activity_type: &str,
+        members: usize,
+    ) -> Result<Option<u8>, DbError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            workflow_id: String,
+            activity_id: String,
+            status: String,
+            progress: Option<f64>,
+            started_at: String,
+        }
+        let rows = crate::on_pool!(self, |pool| sqlx::query_as::<_, Row>(
+            "SELECT workflow_id, activity_id, status, progress, started_at FROM step_attempt \
+             WHERE activity_type = $1 AND (workflow_id = $2 OR workflow_id LIKE $3)"
+        )
+        .bind(activity_type)
+        .bind(workflow_id)
+        .bind(format!("{workflow_id}-%"))
+        .fetch_all(pool)
+        .await)
+        .map_err(DbError::query("read step progress"))?;
+        Ok(percent_of(
+            rows.into_iter().map(|r| {
+                (
+                    r.workflow_id,
+                    r.activity_id,
+                    r.started_at,
+                    r.status,
+                    r.progress,
+                )
+            }),
+            members,
+        ))
+    }
+
     /// Bytes written to storage per activity type by every attempt of these workflows.
     pub async fn bytes_written(
         &self,
@@ -140,5 +199,79 @@ impl Db {
         .fetch_all(pool)
         .await)
         .map_err(DbError::query("read attempts"))
+    }
+}
+
+/// The percentage of [`Db::step_percent`] from attempt rows `(workflow, activity, started_at,
+/// status, progress)`: the latest attempt of each member counts.
+fn percent_of(
+    rows: impl Iterator<Item = (String, String, String, String, Option<f64>)>,
+    members: usize,
+) -> Option<u8> {
+    let mut latest: std::collections::BTreeMap<(String, String), (String, String, Option<f64>)> =
+        std::collections::BTreeMap::new();
+    for (workflow, activity, started, status, progress) in rows {
+        let entry = latest
+            .entry((workflow, activity))
+            .or_insert_with(|| (String::new(), String::new(), None));
+        if started >= entry.0 {
+            *entry = (started, status, progress);
+        }
+    }
+    if !latest
+        .values()
+        .any(|(_, status, p)| status == "started" && p.is_some())
+    {
+        return None;
+    }
+    let done: f64 = latest
+        .values()
+        .map(|(_, status, p)| match status.as_str() {
+            "completed" | "skipped" => 1.0,
+            "started" => p.unwrap_or(0.0).clamp(0.0, 1.0),
+            _ => 0.0,
+        })
+        .sum();
+    let members = members.max(latest.len()).max(1);
+    Some((100.0 * done / members as f64).floor().min(100.0) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_of;
+
+    fn row(
+        activity: &str,
+        started: &str,
+        status: &str,
+        p: Option<f64>,
+    ) -> (String, String, String, String, Option<f64>) {
+        (
+            "wf-track-0".into(),
+            activity.into(),
+            started.into(),
+            status.into(),
+            p,
+        )
+    }
+
+    #[test]
+    fn the_step_percentage_counts_members_by_their_latest_attempt() {
+        // No running member reports a fraction: no percentage.
+        assert_eq!(
+            percent_of([row("t0", "1", "started", None)].into_iter(), 1),
+            None
+        );
+        // One of three done, one half way (its first attempt failed), one not started.
+        let rows = [
+            row("t0", "1", "completed", None),
+            row("t1", "1", "failed", Some(0.9)),
+            row("t1", "2", "started", Some(0.5)),
+        ];
+        assert_eq!(percent_of(rows.into_iter(), 3), Some(50));
+        assert_eq!(
+            percent_of([row("t0", "1", "started", Some(0.426))].into_iter(), 1),
+            Some(42)
+        );
     }
 }
