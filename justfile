@@ -195,4 +195,4 @@ bench: bench-audio bench-asr bench-pipeline bench-llm
 # restarted Temporal server (tests/tests/chaos.rs) → bench/results/chaos.md.
 chaos: setup-test
     REFLOW_CHAOS_PIPELINES=10 REFLOW_CHAOS_KILLS=5 REFLOW_CHAOS_RESULTS="{{justfile_directory()}}/bench/results/chaos.md" \
-        TEMPORAL_CLI="{{venv}}/bin/temporal" cargo test -p reflow-tests --test chaos -- --nocapture
+        TEMPORAL_CLI="{{venv}}/bin/temporal" cargo test -p reflow-tests --test chaos -- --nocapture --test-threads 1

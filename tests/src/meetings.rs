@@ -99,6 +99,55 @@ pub fn voices(dir: &Path, n: usize) -> Vec<Voice> {
         .collect()
 }
 
+const PARAGRAPH: &str = "The quarterly review starts with the support numbers. Ticket volume \
+    went down by twelve percent after the new help center pages went live, and the average \
+    first response time is now under two hours. The mobile team shipped the offline mode to \
+    beta testers last week; crash reports are stable and the battery use is lower than \
+    expected. Next we discussed the hiring plan: two backend engineers in the spring and one \
+    designer for the onboarding flow. Finally, the office move is planned for the end of \
+    March, and everyone should pack their desks on the Friday before.";
+
+/// One speaker talking for `seconds` (a paragraph spoken again and again), as a Daily track
+/// starting at the recording's start.
+pub fn talking(dir: &Path, seconds: u32) -> Voice {
+    let wav = crate::media::espeak(dir, &format!("paragraph{seconds}"), "en-us", PARAGRAPH);
+    let looped = dir.join(format!("looped{seconds}.wav"));
+    crate::media::ffmpeg(&[
+        "-stream_loop",
+        "-1",
+        "-i",
+        wav.to_str().unwrap(),
+        "-t",
+        &seconds.to_string(),
+        looped.to_str().unwrap(),
+    ]);
+    let path = dir.join(format!("talking{seconds}.webm"));
+    crate::media::opus_webm(&looped, &path, "aresample=48000", &[]);
+    Voice {
+        end_s: crate::media::seconds(&path),
+        path,
+        offset_s: 0.0,
+    }
+}
+
+/// The attempt and heartbeat details the server holds for the running `transcribe_track` of
+/// track `track` of the run `workflow_id` (its child `{workflow_id}-track-{track}`).
+pub async fn transcription_progress(
+    client: &temporalio_client::Client,
+    workflow_id: &str,
+    track: usize,
+) -> Option<(i32, activities::heartbeat::Progress)> {
+    let child = format!("{workflow_id}-track-{track}");
+    let d = client
+        .get_workflow_handle::<temporalio_client::UntypedWorkflow>(&child)
+        .describe(temporalio_client::WorkflowDescribeOptions::default())
+        .await
+        .ok()?;
+    let p = d.raw_description.pending_activities.first()?;
+    let data = &p.heartbeat_details.as_ref()?.payloads.first()?.data;
+    Some((p.attempt, serde_json::from_slice(data).ok()?))
+}
+
 /// Tests of one binary share its dev server, and every [`Stack`]'s worker serves the
 /// pipeline's fixed queues: hold this for the whole test so two tests never take each other's
 /// tasks (which would read another test's storage).

@@ -16,13 +16,24 @@
 //! 90 s, every heartbeat 15 s, with fast stand-in backends): a killed worker's activities are
 //! only retried once their timeout expires, and the production values (up to 30 minutes)
 //! would make the suite wait for nothing.
+//!
+//! A second suite measures re-spent work with the embedded Whisper model, where a retry
+//! resumes from its heartbeat (issue 24): meetings of a minutes-long talking track each, the
+//! transcription worker SIGKILLed at random moments, then `re_spent_asr_seconds` — audio
+//! seconds transcribed more than once, from the worker's per-window log — against the audio
+//! of the meetings; and `cancel_latency_s`, the worst of several runs cancelled while a track
+//! is transcribed (cancel to the transcription's thread ending). Sized by
+//! `REFLOW_CHAOS_RESUME_MEETINGS` (default 2), `REFLOW_CHAOS_KILLS` and
+//! `REFLOW_CHAOS_CANCELS` (default 2); its section is appended to `REFLOW_CHAOS_RESULTS`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use reflow::temporal::{DevServer, DevServerOptions};
-use reflow_tests::meetings::{Backends, QUEUES, Stack, WorkerProcess, short_timeouts, voices};
+use reflow_tests::meetings::{
+    Backends, QUEUES, Stack, WorkerProcess, short_timeouts, talking, transcription_progress, voices,
+};
 use serde_json::Value;
 
 /// A small deterministic generator (xorshift64*), so a failing run can be repeated by seed.
@@ -331,4 +342,220 @@ async fn killed_workers_and_a_restarted_server_lose_and_repeat_nothing() {
     if let Some(s) = server {
         s.stop().await;
     }
+}
+
+/// Whisper's window: what one kill inside a transcription may cost again at most.
+const WINDOW_S: f64 = 30.0;
+/// The length of a resume-suite meeting's talking track.
+const TALK_S: u32 = 180;
+
+/// Audio seconds covered more than once, from `window transcribed` log lines
+/// (`transcript=… track=… from_s=… done_s=…`): each window seen again counts its length.
+fn re_spent_seconds(log: &str) -> f64 {
+    let field = |line: &str, name: &str| -> Option<String> {
+        let at = line.find(&format!(" {name}="))? + name.len() + 2;
+        Some(line[at..].split_whitespace().next()?.to_owned())
+    };
+    let mut seen: BTreeMap<(String, String, String, String), u32> = BTreeMap::new();
+    for line in log.lines().filter(|l| l.contains("window transcribed")) {
+        let key = (
+            field(line, "transcript").unwrap_or_default(),
+            field(line, "track").unwrap_or_default(),
+            field(line, "from_s").unwrap_or_default(),
+            field(line, "done_s").unwrap_or_default(),
+        );
+        *seen.entry(key).or_default() += 1;
+    }
+    seen.iter()
+        .map(|((_, _, from, done), n)| {
+            let len = done.parse::<f64>().unwrap_or(0.0) - from.parse::<f64>().unwrap_or(0.0);
+            len * f64::from(n.saturating_sub(1))
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resumed_transcriptions_re_spend_at_most_a_window_per_kill_and_cancels_stop_them() {
+    let meetings_wanted = env_number("REFLOW_CHAOS_RESUME_MEETINGS", 2) as usize;
+    let kills_wanted = env_number("REFLOW_CHAOS_KILLS", 2) as usize;
+    let cancels_wanted = env_number("REFLOW_CHAOS_CANCELS", 2) as usize;
+    let seed = env_number(
+        "REFLOW_CHAOS_SEED",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+    );
+    let mut rng = Rng(seed | 1);
+    let dir = tempfile::Builder::new()
+        .prefix("reflow-chaos-resume-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    eprintln!(
+        "chaos (resume): logs in {}, REFLOW_CHAOS_SEED={seed}",
+        dir.display()
+    );
+    let client = reflow_tests::client().await;
+    let stack = Stack::start(
+        &format!("sqlite://{}/reflow.db", dir.display()),
+        client.clone(),
+        Backends::start(ASR_LATENCY).await,
+        false,
+        short_timeouts(),
+    )
+    .await;
+    let mut env = stack.worker_env(&reflow_tests::server().address, &dir.join("worker"));
+    env.retain(|(k, _)| !k.starts_with("TRANSCRIPT_") && k != "RUST_LOG");
+    env.extend(
+        [
+            ("TRANSCRIPT_BACKEND", "embedded"),
+            ("TRANSCRIPT_MODEL", "tiny.en"),
+            ("NO_COLOR", "1"),
+            (
+                "RUST_LOG",
+                "warn,activities::heartbeat=info,activities::asr=debug",
+            ),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_reflow-test-worker"));
+    let others: Vec<&str> = QUEUES
+        .iter()
+        .copied()
+        .filter(|q| *q != "reflow-asr")
+        .collect();
+    let _others = WorkerProcess::spawn(&binary, &others, &env, &dir.join("others.log"));
+    let asr_log = dir.join("asr.log");
+    let mut asr = WorkerProcess::spawn(&binary, &["reflow-asr"], &env, &asr_log);
+    let track = talking(&dir, TALK_S);
+
+    // Kills while the tracks are transcribed.
+    let mut meetings = Vec::new();
+    for i in 0..meetings_wanted {
+        let m = stack
+            .meeting("resume", i, std::slice::from_ref(&track))
+            .await;
+        stack.deliver(&m).await;
+        meetings.push(m);
+    }
+    let mut kills = 0;
+    let mut kills_inside = 0;
+    while kills < kills_wanted {
+        tokio::time::sleep(rng.between(Duration::from_secs(4), Duration::from_secs(10))).await;
+        let mut transcribing = false;
+        for m in &meetings {
+            transcribing |= transcription_progress(&client, &m.workflow_id, 0)
+                .await
+                .is_some_and(|(_, p)| p.phase == "transcribing");
+        }
+        eprintln!(
+            "chaos (resume): SIGKILL the transcription worker (transcribing: {transcribing})"
+        );
+        asr.kill();
+        kills += 1;
+        kills_inside += usize::from(transcribing);
+        asr = WorkerProcess::spawn(&binary, &["reflow-asr"], &env, &asr_log);
+    }
+    for m in &meetings {
+        let out = tokio::time::timeout(
+            Duration::from_secs(600),
+            reflow::runs::wait(&client, &m.workflow_id),
+        )
+        .await
+        .expect("the run closes");
+        assert!(out.is_ok(), "{}: {out:?}", m.workflow_id);
+    }
+    let re_spent = re_spent_seconds(&std::fs::read_to_string(&asr_log).unwrap());
+    let audio_s = track.end_s * meetings_wanted as f64;
+
+    // Runs cancelled while a track is transcribed: the cancel to the thread's end.
+    let mut latencies = Vec::new();
+    for i in 0..cancels_wanted {
+        let m = stack
+            .meeting("cancel", i, std::slice::from_ref(&track))
+            .await;
+        stack.deliver(&m).await;
+        reflow_tests::wait_for(
+            "a transcription to run",
+            Duration::from_secs(180),
+            || async {
+                transcription_progress(&client, &m.workflow_id, 0)
+                    .await
+                    .filter(|(_, p)| p.phase == "transcribing" && p.done_s > 0.0)
+            },
+        )
+        .await;
+        let stopped_before = std::fs::read_to_string(&asr_log)
+            .unwrap()
+            .matches("stopped after its cancel step=transcribe_track")
+            .count();
+        let cancelled = Instant::now();
+        client
+            .get_workflow_handle::<temporalio_client::UntypedWorkflow>(&m.workflow_id)
+            .cancel(temporalio_client::WorkflowCancelOptions::default())
+            .await
+            .unwrap();
+        let latency =
+            reflow_tests::wait_for("the thread to end", Duration::from_secs(60), || async {
+                let log = std::fs::read_to_string(&asr_log).unwrap();
+                (log.matches("stopped after its cancel step=transcribe_track")
+                    .count()
+                    > stopped_before)
+                    .then(|| cancelled.elapsed())
+            })
+            .await;
+        eprintln!("chaos (resume): cancel {i}: the transcription stopped after {latency:?}");
+        latencies.push(latency.as_secs_f64());
+        let _ = reflow::runs::wait(&client, &m.workflow_id).await;
+    }
+    let worst = latencies.iter().copied().fold(0.0, f64::max);
+    let section = format!(
+        "\n## Transcription resumed after kills, and cancelled\n\n\
+         {meetings_wanted} meetings of one {TALK_S}-second talking track each, transcribed by the \
+         embedded Whisper (tiny.en) on a `reflow worker` process serving only `reflow-asr`, \
+         SIGKILLed {kills} times at random moments ({kills_inside} while a transcription ran) \
+         and started again; a retry resumes from its heartbeat \
+         (tests/tests/chaos.rs, seed {seed}).\n\n\
+         re_spent_asr_seconds: {re_spent:.1} of {audio_s:.1} audio seconds \
+         (at most {WINDOW_S:.0} s per kill inside a transcription)\n\
+         cancel_latency_s: {worst:.2} (worst of {} runs cancelled while a track was transcribed: {})\n",
+        latencies.len(),
+        latencies
+            .iter()
+            .map(|l| format!("{l:.2}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    eprintln!("{section}");
+    if let Ok(path) = std::env::var("REFLOW_CHAOS_RESULTS") {
+        // This suite's section replaces the one an earlier run appended.
+        let mut report = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(at) = report.find("\n## Transcription resumed after kills") {
+            report.truncate(at);
+        }
+        report.push_str(&section);
+        std::fs::write(&path, report).expect("write the chaos results");
+    }
+    assert!(
+        re_spent <= WINDOW_S * kills_inside as f64 + 0.01,
+        "{re_spent} s transcribed again for {kills_inside} kills inside a transcription"
+    );
+    assert!(
+        worst <= 5.0,
+        "a cancel took {worst} s to stop the transcription"
+    );
+}
+
+#[test]
+fn re_spent_seconds_count_each_window_done_again() {
+    let log = "\
+x DEBUG activities::asr: window transcribed transcript=t1 track=0 from_s=0.0 done_s=29.56 words=78
+x DEBUG activities::asr: window transcribed transcript=t1 track=0 from_s=29.56 done_s=58.88 words=80
+x DEBUG activities::asr: window transcribed transcript=t2 track=0 from_s=0.0 done_s=29.56 words=78
+x DEBUG activities::asr: window transcribed transcript=t1 track=0 from_s=29.56 done_s=58.88 words=80
+x DEBUG activities::asr: window transcribed transcript=t1 track=1 from_s=0.0 done_s=10.0 words=3
+";
+    // Only t1's second window was done twice.
+    assert!((re_spent_seconds(log) - (58.88 - 29.56)).abs() < 1e-9);
 }

@@ -22,44 +22,16 @@ use activities::asr::embedded_model_dir;
 use activities::asr::whisper::WhisperModel;
 use activities::heartbeat::Progress;
 use activities::transcript::Word;
-use reflow_tests::meetings::{Backends, Meeting, Stack, Voice, WorkerProcess, short_timeouts};
-use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions};
+use reflow_tests::meetings::{
+    Backends, Meeting, Stack, WorkerProcess, short_timeouts, talking, transcription_progress,
+};
+use temporalio_client::UntypedWorkflow;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_reflow-test-worker");
 const ASR_QUEUE: [&str; 1] = ["reflow-asr"];
 const OTHER_QUEUES: [&str; 4] = ["reflow", "reflow-audio", "reflow-mixdown", "reflow-llm"];
 /// Whisper's window: the most a resumed transcription may redo.
 const WINDOW_S: f64 = 30.0;
-
-const PARAGRAPH: &str = "The quarterly review starts with the support numbers. Ticket volume \
-    went down by twelve percent after the new help center pages went live, and the average \
-    first response time is now under two hours. The mobile team shipped the offline mode to \
-    beta testers last week; crash reports are stable and the battery use is lower than \
-    expected. Next we discussed the hiring plan: two backend engineers in the spring and one \
-    designer for the onboarding flow. Finally, the office move is planned for the end of \
-    March, and everyone should pack their desks on the Friday before.";
-
-/// One speaker talking for `seconds` (the paragraph spoken again and again), as a Daily track.
-fn long_voice(dir: &Path, seconds: u32) -> Voice {
-    let wav = reflow_tests::media::espeak(dir, "paragraph", "en-us", PARAGRAPH);
-    let looped = dir.join("looped.wav");
-    reflow_tests::media::ffmpeg(&[
-        "-stream_loop",
-        "-1",
-        "-i",
-        wav.to_str().unwrap(),
-        "-t",
-        &seconds.to_string(),
-        looped.to_str().unwrap(),
-    ]);
-    let path = dir.join("long.webm");
-    reflow_tests::media::opus_webm(&looped, &path, "aresample=48000", &[]);
-    Voice {
-        end_s: reflow_tests::media::seconds(&path),
-        path,
-        offset_s: 0.0,
-    }
-}
 
 struct Setup {
     tmp: tempfile::TempDir,
@@ -81,7 +53,7 @@ impl Setup {
             short_timeouts(),
         )
         .await;
-        let voice = long_voice(tmp.path(), seconds);
+        let voice = talking(tmp.path(), seconds);
         let track_s = voice.end_s;
         let meeting = stack.meeting(prefix, 0, &[voice]).await;
         let mut env = stack.worker_env(&reflow_tests::server().address, &tmp.path().join("data"));
@@ -121,17 +93,7 @@ impl Setup {
 
     /// The running transcription's attempt and heartbeat details, as the server has them.
     async fn transcription(&self) -> Option<(i32, Progress)> {
-        let child = format!("{}-track-0", self.meeting.workflow_id);
-        let d = self
-            .stack
-            .client
-            .get_workflow_handle::<UntypedWorkflow>(&child)
-            .describe(WorkflowDescribeOptions::default())
-            .await
-            .ok()?;
-        let p = d.raw_description.pending_activities.first()?;
-        let data = &p.heartbeat_details.as_ref()?.payloads.first()?.data;
-        Some((p.attempt, serde_json::from_slice(data).ok()?))
+        transcription_progress(&self.stack.client, &self.meeting.workflow_id, 0).await
     }
 
     /// Wait until the server's details say at least `done_s` of the track is transcribed.

@@ -440,7 +440,8 @@ impl AsrActivities {
             );
         }
         let shared = Arc::new(std::sync::Mutex::new(partial));
-        let track = input.track_index;
+        let (track, transcript) = (input.track_index, input.transcript_id.clone());
+        let mut from_s = start_s;
         let (seen, name, language) = (
             shared.clone(),
             input.padded_key.clone(),
@@ -463,7 +464,17 @@ impl AsrActivities {
                     language.as_deref(),
                     start_s,
                     |done_s, found| {
-                        tracing::debug!(track, done_s, words = found.len(), "window transcribed");
+                        // One line per window: what `just chaos` counts as audio transcribed
+                        // (twice when a window is done again).
+                        tracing::debug!(
+                            transcript = %transcript,
+                            track,
+                            from_s,
+                            done_s,
+                            words = found.len(),
+                            "window transcribed"
+                        );
+                        from_s = done_s;
                         let mut p = seen.lock().expect("partial words lock");
                         p.done_s = done_s;
                         p.words.extend_from_slice(found);
