@@ -168,6 +168,11 @@ bench-asr: setup
     fi
     bash bench/asr.sh
 
+# Speech detection before Whisper: the demo meeting's tracks, clean and over room noise, with
+# the energy detector and the digital-silence rule side by side → bench/results/vad.md.
+bench-vad: setup
+    bash bench/vad.sh
+
 # Pipeline benchmarks on a dev server the benchmark starts: fan-out ratio T(8 tracks)/T(1),
 # orchestration overhead per step against in-process calls, and 50 meetings at once on one
 # worker → bench/results/pipeline.md and bench/results/load.md.
@@ -192,7 +197,8 @@ bench-e2e *args: setup-media
 bench: bench-audio bench-asr bench-pipeline bench-llm
 
 # Chaos: 10 synthesized meetings through a separate worker process SIGKILLed 5 times and a
-# restarted Temporal server (tests/tests/chaos.rs) → bench/results/chaos.md.
+# restarted Temporal server, then 3 meetings whose embedded transcription worker is killed 5
+# times and 5 runs cancelled mid-transcription (tests/tests/chaos.rs) → bench/results/chaos.md.
 chaos: setup-test
-    REFLOW_CHAOS_PIPELINES=10 REFLOW_CHAOS_KILLS=5 REFLOW_CHAOS_RESULTS="{{justfile_directory()}}/bench/results/chaos.md" \
+    REFLOW_CHAOS_PIPELINES=10 REFLOW_CHAOS_KILLS=5 REFLOW_CHAOS_RESUME_MEETINGS=3 REFLOW_CHAOS_CANCELS=5 REFLOW_CHAOS_RESULTS="{{justfile_directory()}}/bench/results/chaos.md" \
         TEMPORAL_CLI="{{venv}}/bin/temporal" cargo test -p reflow-tests --test chaos -- --nocapture --test-threads 1

@@ -3,11 +3,13 @@
 //! known text. Prints one JSON line per model; `bench/asr.sh` makes the speech and the report.
 //!
 //! Usage: `asr-bench AUDIO REFERENCE_TEXT_FILE MODEL...` (models: `tiny.en`, `base`, or a
-//! directory).
+//! directory; `MODEL@off` finds speech by the digital-silence rule instead of the energy
+//! detector, for comparing the two in one run).
 
 use std::time::Instant;
 
 use activities::asr::embedded::transcribe_file;
+use activities::asr::vad::Detector;
 use activities::asr::whisper::WhisperModel;
 use activities::asr::{embedded_model_dir, word_error_rate};
 use anyhow::{Context, Result};
@@ -22,9 +24,16 @@ fn main() -> Result<()> {
         .ok()
         .and_then(|t| t.parse().ok())
         .unwrap_or(0);
-    for name in models {
+    for spec in models {
+        let (name, detector) = match spec.split_once('@') {
+            Some((name, d)) => (
+                name,
+                Detector::parse(d).with_context(|| format!("{spec}: expected @energy or @off"))?,
+            ),
+            None => (spec.as_str(), Detector::default()),
+        };
         let loading = Instant::now();
-        let model = WhisperModel::load(&embedded_model_dir(name), threads)?;
+        let model = WhisperModel::load(&embedded_model_dir(name), threads)?.with_detector(detector);
         let load_s = loading.elapsed().as_secs_f64();
         let started = Instant::now();
         let mut duration = 0.0;
@@ -42,9 +51,10 @@ fn main() -> Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "model": name, "audio_s": duration, "wall_s": wall, "load_s": load_s,
+                "model": name, "vad": detector.name(), "audio_s": duration, "wall_s": wall, "load_s": load_s,
                 "rtf": wall / duration, "wer": word_error_rate(&reference, &text),
-                "words": words.len(), "windows": stats.windows, "text": text,
+                "words": words.len(), "windows": stats.windows, "decoded_s": stats.decoded_s,
+                "text": text,
             })
         );
     }

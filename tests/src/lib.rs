@@ -248,6 +248,7 @@ pub fn transcriber() -> std::sync::Arc<::activities::asr::Transcriber> {
         std::sync::Arc::new(Transcriber::new(AsrConfig::Embedded(EmbeddedConfig {
             model_dir: embedded_model_dir("tiny.en"),
             threads: 2,
+            detector: Default::default(),
         })))
     })
     .clone()

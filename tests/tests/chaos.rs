@@ -518,7 +518,8 @@ async fn resumed_transcriptions_re_spend_at_most_a_window_per_kill_and_cancels_s
          and started again; a retry resumes from its heartbeat \
          (tests/tests/chaos.rs, seed {seed}).\n\n\
          re_spent_asr_seconds: {re_spent:.1} of {audio_s:.1} audio seconds \
-         (at most {WINDOW_S:.0} s per kill inside a transcription)\n\
+         (windows transcribed to the end twice; besides, each kill inside a transcription loses \
+         the window in flight, at most {WINDOW_S:.0} s of audio)\n\
          cancel_latency_s: {worst:.2} (worst of {} runs cancelled while a track was transcribed: {})\n",
         latencies.len(),
         latencies

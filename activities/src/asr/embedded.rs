@@ -22,6 +22,8 @@ pub struct EmbeddedConfig {
     pub model_dir: PathBuf,
     /// CTranslate2 intra-op threads (0 = its default, one per core).
     pub threads: usize,
+    /// How speech is found before the model runs.
+    pub detector: super::vad::Detector,
 }
 
 /// The backend: configuration plus the lazily loaded model.
@@ -53,9 +55,12 @@ impl EmbeddedAsr {
         self.model
             .get_or_try_init(|| async {
                 let (dir, threads) = (self.config.model_dir.clone(), self.config.threads);
-                tokio::task::spawn_blocking(move || WhisperModel::load(&dir, threads).map(Arc::new))
-                    .await
-                    .map_err(|e| WhisperError::Inference(format!("model loading stopped: {e}")))?
+                let detector = self.config.detector;
+                tokio::task::spawn_blocking(move || {
+                    WhisperModel::load(&dir, threads).map(|m| Arc::new(m.with_detector(detector)))
+                })
+                .await
+                .map_err(|e| WhisperError::Inference(format!("model loading stopped: {e}")))?
             })
             .await
             .cloned()

@@ -14,6 +14,7 @@
 pub mod embedded;
 pub mod mel;
 pub mod remote;
+pub mod vad;
 pub mod whisper;
 
 use std::path::PathBuf;
@@ -57,7 +58,8 @@ impl AsrConfig {
     /// `TRANSCRIPT_MODEL`, `TRANSCRIPT_FILE_TIMEOUT` (seconds); for `embedded`,
     /// `TRANSCRIPT_MODEL` is `base` (default), `tiny.en` or a model directory, found under
     /// `REFLOW_MODELS_DIR` (default `$REFLOW_CACHE_DIR/models`, `~/.cache/reflow/models`),
-    /// with `WHISPER_THREADS` threads.
+    /// with `WHISPER_THREADS` threads and `TRANSCRIPT_VAD` (`energy`, the default, or `off`:
+    /// only digital silence is skipped).
     pub fn from_vars(vars: crate::config::Vars<'_>) -> Result<Self, ActivityFailure> {
         let var = |k: &str| crate::config::non_empty(vars, k);
         let backend = var("TRANSCRIPT_BACKEND").unwrap_or_else(|| "embedded".into());
@@ -73,6 +75,14 @@ impl AsrConfig {
                         ActivityFailure::Config(format!("WHISPER_THREADS={t} is not a number"))
                     })?,
                     None => 0,
+                },
+                detector: match var("TRANSCRIPT_VAD") {
+                    Some(v) => vad::Detector::parse(&v).ok_or_else(|| {
+                        ActivityFailure::Config(format!(
+                            "TRANSCRIPT_VAD={v}: expected energy or off"
+                        ))
+                    })?,
+                    None => vad::Detector::default(),
                 },
             })),
             "gpu-url" | "openai" => {
@@ -114,6 +124,7 @@ impl AsrConfig {
                 "backend": "embedded",
                 "model": c.model_dir.file_name().map(|n| n.to_string_lossy().into_owned()),
                 "front_end": EMBEDDED_FRONT_END,
+                "vad": c.detector.name(),
             }),
             AsrConfig::Remote(r) => serde_json::json!({
                 "backend": match r.api { Api::GpuUrl => "gpu-url", Api::OpenAi => "openai" },

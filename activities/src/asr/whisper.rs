@@ -6,10 +6,11 @@
 //! ([`super::mel`]), encoded once, decoded with timestamp tokens (beam 5), and the decoder
 //! resumes at the last complete segment's end timestamp, so a sentence cut by the window edge
 //! is decoded whole in the next window. Word times come from `align` (cross-attention DTW over
-//! 20 ms encoder frames), grouped into words at leading spaces. Stretches of digital silence —
-//! padded tracks start with the speaker's join offset — are skipped without running the model,
-//! and windows the model itself calls no-speech are dropped, which is where Whisper would
-//! otherwise hallucinate.
+//! 20 ms encoder frames), grouped into words at leading spaces. Stretches without speech — the
+//! padded start before the speaker joined, the minutes they listen — are skipped without
+//! running the model ([`super::vad`]: a window starts where speech starts), and windows the
+//! model itself calls no-speech are dropped, which is where Whisper would otherwise
+//! hallucinate.
 //!
 //! The prompt depends on the model: `<|startoftranscript|>` alone for English-only (`.en`)
 //! models, `<|startoftranscript|><|{lang}|><|transcribe|>` for multilingual ones (language
@@ -22,17 +23,16 @@ use ct2rs::sys::{ComputeType, Config, StorageView, Whisper as Ct2Whisper, Whispe
 use tokenizers::Tokenizer;
 
 use super::mel::{FRAMES, HOP, LogMel, SAMPLE_RATE, WINDOW_SAMPLES};
+use super::vad::Detector;
 
 /// Seconds per timestamp token and per encoder frame.
 const TIME_PRECISION: f64 = 0.02;
 /// Mel frames per encoder frame.
 const INPUT_STRIDE: usize = 2;
-/// A window is silence when no 10 ms frame's peak reaches this level (−54 dBFS).
-const SILENCE_PEAK: f32 = 0.002;
 /// Leading silence longer than this is skipped before decoding a window (mel frames).
 const SKIP_SILENCE_FRAMES: usize = 50;
 /// Frames kept in front of speech after a skip, so the first word's onset is not cut.
-const SPEECH_MARGIN_FRAMES: usize = 10;
+const SPEECH_MARGIN_FRAMES: usize = 20;
 /// Whisper's no-speech rule: drop a window when the no-speech probability is above this and
 /// the mean token log-probability below [`LOGPROB_THRESHOLD`].
 const NO_SPEECH_THRESHOLD: f32 = 0.6;
@@ -74,6 +74,7 @@ pub struct WhisperModel {
     tokenizer: Tokenizer,
     mel: LogMel,
     english_only: bool,
+    detector: Detector,
     sot: u32,
     eot: u32,
     timestamp_begin: u32,
@@ -131,6 +132,7 @@ impl WhisperModel {
                 None => id("<|notimestamps|>")? + 1,
             },
             english_only,
+            detector: Detector::default(),
             name: dir
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -143,6 +145,12 @@ impl WhisperModel {
     /// The model's directory name (`whisper-base`, `whisper-tiny.en`).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// This model finding speech with `detector` (the energy detector by default).
+    pub fn with_detector(mut self, detector: Detector) -> Self {
+        self.detector = detector;
+        self
     }
 
     /// Transcribe the 16 kHz mono audio `source` yields, from `start_s` (a `done_s` an
@@ -170,7 +178,7 @@ impl WhisperModel {
                 break;
             }
             let offset = seek as f64 * HOP as f64 / SAMPLE_RATE as f64;
-            let advance = match first_sound(window) {
+            let advance = match self.detector.onset(window) {
                 None => {
                     stats.skipped += 1;
                     content
@@ -185,7 +193,7 @@ impl WhisperModel {
                         stats.skipped += 1;
                     }
                     // DTW tends to pull the first word towards the window's start; nothing is
-                    // said before the first sound.
+                    // said before speech starts.
                     let onset = speech as f64 * HOP as f64 / SAMPLE_RATE as f64;
                     words.extend(found.into_iter().map(|w| {
                         let start = w.start.max(onset);
@@ -429,13 +437,6 @@ fn clamp_stretched_words(words: &mut [RawWord]) {
             words[i].start = words[i].end - max;
         }
     }
-}
-
-/// The first 10 ms frame of `window` whose peak reaches [`SILENCE_PEAK`], if any.
-fn first_sound(window: &[f32]) -> Option<usize> {
-    window
-        .chunks(HOP)
-        .position(|frame| frame.iter().any(|x| x.abs() >= SILENCE_PEAK))
 }
 
 /// ct2rs reports errors as `anyhow::Error`; their text is kept.
