@@ -192,6 +192,10 @@ pub async fn run<T: Send + 'static>(
                     None => Ok(done),
                     Some(at) => {
                         let latency = at.elapsed();
+                        // The last details, with what the work finished before it stopped:
+                        // the next attempt continues from there (a worker's shutdown reports
+                        // them with the attempt's failure).
+                        record(ctx, &mut beat, &mut shown).await;
                         metrics::histogram!("reflow_cancel_latency_seconds").record(latency.as_secs_f64());
                         tracing::info!(step = %ctx.info().activity_type, latency_ms = latency.as_millis() as u64, "the step's work stopped after its cancel");
                         Err(ActivityFailure::Cancelled)

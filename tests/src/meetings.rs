@@ -730,6 +730,11 @@ impl WorkerProcess {
         self.child.id()
     }
 
+    /// Whether the process has exited (reaped if so).
+    pub fn try_wait(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// SIGKILL: no drain, no goodbye.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

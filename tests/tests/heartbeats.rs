@@ -310,13 +310,20 @@ async fn cancelling_a_run_stops_the_transcription_thread_within_seconds() {
         stopped <= Duration::from_secs(5),
         "the transcription thread ended {stopped:?} after the cancel"
     );
-    // Nothing of the step runs any more.
+    // Once the run has closed, nothing of it runs any more: every step's thread has ended
+    // (the mix and the waveform, running beside the transcription, were cancelled too).
+    let closed = reflow::runs::wait(&s.stack.client, &s.meeting.workflow_id).await;
+    assert!(closed.is_err(), "the run ends cancelled: {closed:?}");
     let before = cpu_seconds(worker.pid());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = cpu_seconds(worker.pid()) - before;
+    let stops: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("stopped after its cancel"))
+        .collect();
     assert!(
         idle < 0.3,
-        "the worker is idle after the cancel: {idle:.2} s of CPU in 2 s"
+        "the worker is idle after the cancel: {idle:.2} s of CPU in 2 s; {stops:#?}"
     );
     assert!(
         !s.stack
@@ -326,8 +333,6 @@ async fn cancelling_a_run_stops_the_transcription_thread_within_seconds() {
             .unwrap(),
         "no word list is left as if the track were transcribed"
     );
-    let closed = reflow::runs::wait(&s.stack.client, &s.meeting.workflow_id).await;
-    assert!(closed.is_err(), "the run ends cancelled: {closed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -441,4 +446,56 @@ async fn a_stalled_attempt_is_timed_out_stops_and_its_retry_resumes() {
     );
     let words = texts_and_times(&s.stored_words(&tid).await);
     same_words(&words, &s.uninterrupted(padded).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_stopped_with_sigterm_hands_its_transcription_back_within_its_grace() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    let mut s = Setup::new("hb-term", 120).await;
+    s.env
+        .push(("REFLOW_SHUTDOWN_GRACE".to_owned(), "6".to_owned()));
+    let _others = s.worker("others", &OTHER_QUEUES);
+    let mut first = s.worker("asr-1", &ASR_QUEUE);
+    let tid = s.stack.deliver(&s.meeting).await;
+    let (_, seen) = s.transcribed_past(40.0).await;
+    let padded = s.keep_padded(&tid).await;
+    // An operator's rolling restart: SIGTERM, and the process must be gone within its grace.
+    let asked = Instant::now();
+    signal(first.pid(), libc::SIGTERM);
+    let exited = reflow_tests::wait_for("the worker to exit", Duration::from_secs(30), || {
+        let done = first.try_wait();
+        async move { done.then(|| asked.elapsed()) }
+    })
+    .await;
+    let log = s.read_log("asr-1");
+    eprintln!("SIGTERM to exit: {exited:?}\n{log}");
+    assert!(
+        exited <= Duration::from_secs(6) + Duration::from_millis(500),
+        "the worker exited {exited:?} after SIGTERM (grace 6 s)"
+    );
+    assert!(
+        log.contains("the step's work stopped after its cancel step=transcribe_track"),
+        "the transcription was stopped, not abandoned: {log}"
+    );
+    // The next worker continues from the heartbeat the stopped one left.
+    let _second = s.worker("asr-2", &ASR_QUEUE);
+    let out = tokio::time::timeout(
+        Duration::from_secs(300),
+        reflow::runs::wait(&s.stack.client, &s.meeting.workflow_id),
+    )
+    .await
+    .expect("the run closes");
+    assert!(out.is_ok(), "{out:?}");
+    let log = s.read_log("asr-2");
+    let resumed = logged(&log, "resuming the transcription", "resumed_from_s")
+        .unwrap_or_else(|| panic!("the next attempt resumes: {log}"));
+    eprintln!(
+        "resumed from {resumed} s (the server had {} s at SIGTERM)",
+        seen.done_s
+    );
+    assert!(resumed >= seen.done_s, "{resumed} < {}", seen.done_s);
+    same_words(
+        &texts_and_times(&s.stored_words(&tid).await),
+        &s.uninterrupted(padded).await,
+    );
 }

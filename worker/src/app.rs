@@ -32,6 +32,8 @@ pub struct App {
     max_connections: usize,
     /// `REFLOW_ACTIVITY_SLOTS`.
     pub activity_slots: Option<String>,
+    /// `REFLOW_SHUTDOWN_GRACE`.
+    shutdown_grace: std::time::Duration,
 }
 
 impl App {
@@ -63,6 +65,7 @@ impl App {
             codec_cors_origins: settings.codec_cors_origins(),
             max_connections: settings.http_max_connections(),
             activity_slots: settings.activity_slots(),
+            shutdown_grace: settings.shutdown_grace(),
         })
     }
 
@@ -126,7 +129,7 @@ impl App {
             &self.services,
             queues,
             self.activity_slots.as_deref(),
-            crate::worker::GRACE,
+            self.shutdown_grace,
             shutdown.clone(),
         );
         let (workers, api) = futures::join!(workers, api);

@@ -566,7 +566,7 @@ async fn demo(
             &services,
             &queues,
             slots.as_deref(),
-            crate::worker::GRACE,
+            settings.shutdown_grace(),
             shutdown
         ),
         job

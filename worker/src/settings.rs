@@ -152,6 +152,16 @@ impl Settings {
         self.var("REFLOW_ACTIVITY_SLOTS")
     }
 
+    /// How long in-flight activities get to finish after SIGTERM before they are cancelled
+    /// (`REFLOW_SHUTDOWN_GRACE`, seconds; [`crate::worker::GRACE`] by default). A cancelled
+    /// transcription keeps its heartbeat details, so the next worker continues it.
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        self.var("REFLOW_SHUTDOWN_GRACE")
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map_or(crate::worker::GRACE, std::time::Duration::from_secs_f64)
+    }
+
     /// Resolve from a config file (if any) and the environment; flags are applied by the CLI
     /// on top (clap reads the same variables, so a flag simply wins).
     pub fn load(config: Option<&Path>) -> Result<Settings, SettingsError> {
@@ -407,6 +417,7 @@ mod tests {
                 "https://ui.example, ,https://b.example",
             ),
             ("REFLOW_ACTIVITY_SLOTS", "reflow-asr=2"),
+            ("REFLOW_SHUTDOWN_GRACE", "2.5"),
             ("LLM_BACKEND", "openai"),
             ("LLM_URL", "https://llm.example/v1/"),
             ("LLM_MODEL", "m"),
@@ -421,14 +432,16 @@ mod tests {
             ["https://ui.example", "https://b.example"]
         );
         assert_eq!(s.activity_slots().as_deref(), Some("reflow-asr=2"));
+        assert_eq!(s.shutdown_grace(), std::time::Duration::from_millis(2500));
         let llm = activities::llm::LlmConfig::from_vars(&|k| s.var(k)).unwrap();
         assert_eq!(llm.backend_name(), "openai:m");
         // Nothing set: the defaults.
         let d = Settings::from_vars(RawSettings::default(), Default::default());
         assert_eq!(d.http_max_connections(), DEFAULT_HTTP_MAX_CONNECTIONS);
+        assert_eq!(d.shutdown_grace(), crate::worker::GRACE);
         assert_eq!(d.codec_cors_origins().len(), 2);
         assert!(
-            format!("{s:?}").contains("6 variables"),
+            format!("{s:?}").contains("7 variables"),
             "the environment is never printed"
         );
     }

@@ -43,6 +43,11 @@ pub enum WorkerError {
 pub const GRACE: Duration = Duration::from_secs(10);
 /// How long after the grace period the process waits for activities that ignore cancellation.
 pub const DRAIN_MARGIN: Duration = Duration::from_secs(5);
+/// What a step needs to stop once cancelled (the Whisper window, audio block or LLM token in
+/// flight; 2.6 s measured for a tiny.en window on 2 cores): in-flight activities are cancelled
+/// this long before the grace ends, so that a worker exits within its grace and hands its
+/// steps back with their heartbeat details.
+pub const STOP_BUDGET: Duration = Duration::from_secs(4);
 /// The grace of `reflow process`: Ctrl-C stops it within about two seconds; what was in
 /// flight runs again when the same directory is processed again.
 pub const LOCAL_GRACE: Duration = Duration::from_secs(1);
@@ -119,7 +124,7 @@ pub async fn run_workers(
             .activity_inbound_interceptor(
                 AttemptReporter::new(client.clone()).recording(services.events.clone(), identity()),
             )
-            .graceful_shutdown_period(grace)
+            .graceful_shutdown_period(grace.saturating_sub(STOP_BUDGET))
             // Heartbeats reach the server (and cancels reach the steps) within a second.
             .max_heartbeat_throttle_interval(activities::heartbeat::THROTTLE)
             .build();
@@ -151,7 +156,7 @@ pub async fn run_workers(
         // hold the process forever. Give up on those after a margin: Temporal retries them
         // elsewhere once their heartbeat or start-to-close timeout passes.
         futures::future::Either::Right(((), runs)) => {
-            match tokio::time::timeout(grace + DRAIN_MARGIN.min(grace), runs).await {
+            match tokio::time::timeout(grace + DRAIN_MARGIN, runs).await {
                 Ok(results) => results,
                 Err(_) => {
                     tracing::warn!(
