@@ -168,6 +168,11 @@ bench-asr: setup
     fi
     bash bench/asr.sh
 
+# Draw every pipeline (docs/graphs/{name}.md with Mermaid, {name}.svg); the graph test checks
+# in CI that they are current.
+graphs:
+    REFLOW_WRITE_GRAPHS=1 cargo test -q -p reflow-tests --test graph the_drawings_in_docs_are_current
+
 # Speech detection before Whisper: the demo meeting's tracks, clean and over room noise, with
 # the energy detector and the digital-silence rule side by side → bench/results/vad.md.
 bench-vad: setup

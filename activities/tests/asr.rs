@@ -4,9 +4,9 @@
 
 mod media;
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use activities::asr::embedded::transcribe_file;
 use activities::asr::whisper::{RawWord, WhisperModel};
@@ -62,9 +62,15 @@ fn base_recognises_a_sentence_spoken_late_in_the_track() {
         padded.to_str().unwrap(),
     ]);
     let model = model("base");
-    let (words, stats) = transcribe_file(&model, &padded, "padded", Some("en"), 0.0, |_, _| {
-        ControlFlow::Continue(())
-    })
+    let (words, stats) = transcribe_file(
+        &model,
+        &padded,
+        "padded",
+        Some("en"),
+        0.0,
+        &AtomicBool::new(false),
+        |_, _| {},
+    )
     .unwrap();
     let wer = word_error_rate(SENTENCE, &text(&words));
     assert!(wer < 0.25, "WER {wer:.2}: {:?}", text(&words));
@@ -131,9 +137,9 @@ fn tiny_en_transcribes_across_the_window_boundary() {
 
     let model = model("tiny.en");
     let mut progress = Vec::new();
-    let (words, stats) = transcribe_file(&model, &long, "long", Some("en"), 0.0, |s, _| {
-        progress.push(s);
-        ControlFlow::Continue(())
+    let never = AtomicBool::new(false);
+    let (words, stats) = transcribe_file(&model, &long, "long", Some("en"), 0.0, &never, |s, _| {
+        progress.push(s)
     })
     .unwrap();
     let reference = LONG.join(" ");
@@ -167,10 +173,11 @@ fn tiny_en_transcribes_across_the_window_boundary() {
     // uninterrupted run's, and the resumed call decoded only the audio after that point.
     let mut first: Vec<RawWord> = Vec::new();
     let mut stopped_at = 0.0;
-    let err = transcribe_file(&model, &long, "long", Some("en"), 0.0, |s, found| {
+    let stop = AtomicBool::new(false);
+    let err = transcribe_file(&model, &long, "long", Some("en"), 0.0, &stop, |s, found| {
         first.extend_from_slice(found);
         stopped_at = s;
-        ControlFlow::Break(())
+        stop.store(true, Ordering::Relaxed);
     })
     .unwrap_err();
     assert!(
@@ -183,9 +190,15 @@ fn tiny_en_transcribes_across_the_window_boundary() {
         "{err:?}"
     );
     assert!(stopped_at > 0.0 && stopped_at < total - 1.0, "{stopped_at}");
-    let (rest, resumed) = transcribe_file(&model, &long, "long", Some("en"), stopped_at, |_, _| {
-        ControlFlow::Continue(())
-    })
+    let (rest, resumed) = transcribe_file(
+        &model,
+        &long,
+        "long",
+        Some("en"),
+        stopped_at,
+        &never,
+        |_, _| {},
+    )
     .unwrap();
     first.extend(rest);
     assert_eq!(first, words, "a resumed transcription finds the same words");

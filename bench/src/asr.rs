@@ -37,11 +37,15 @@ fn main() -> Result<()> {
         let load_s = loading.elapsed().as_secs_f64();
         let started = Instant::now();
         let mut duration = 0.0;
-        let (words, stats) =
-            transcribe_file(&model, audio.as_ref(), audio, Some("en"), 0.0, |s, _| {
-                duration = s;
-                std::ops::ControlFlow::Continue(())
-            })?;
+        let (words, stats) = transcribe_file(
+            &model,
+            audio.as_ref(),
+            audio,
+            Some("en"),
+            0.0,
+            &Default::default(),
+            |s, _| duration = s,
+        )?;
         let wall = started.elapsed().as_secs_f64();
         let text = words
             .iter()

@@ -160,9 +160,16 @@ impl Setup {
     async fn uninterrupted(&self, padded: PathBuf) -> Vec<(String, f64, f64)> {
         tokio::task::spawn_blocking(move || {
             let model = WhisperModel::load(&embedded_model_dir("tiny.en"), 0).unwrap();
-            let (raw, _) = transcribe_file(&model, &padded, "padded", Some("en"), 0.0, |_, _| {
-                std::ops::ControlFlow::Continue(())
-            })
+            let never = Default::default();
+            let (raw, _) = transcribe_file(
+                &model,
+                &padded,
+                "padded",
+                Some("en"),
+                0.0,
+                &never,
+                |_, _| {},
+            )
             .unwrap();
             let mut words: Vec<(String, f64, f64)> = raw
                 .into_iter()

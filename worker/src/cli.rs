@@ -55,6 +55,15 @@ pub enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Draw a pipeline's declared DAG (steps, needs, fan-outs, child pipelines, task queues)
+    /// from its validated definition: Mermaid for Markdown, DOT, or SVG.
+    Graph {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: crate::graph::Format,
+    },
     /// Start a run of a pipeline.
     Run {
         /// The pipeline file.
@@ -193,6 +202,11 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
     }
     match cli.command {
         Command::Validate { paths } => validate(&paths, &registry),
+        Command::Graph { pipeline, format } => {
+            let p = runs::load_pipeline(&pipeline, registry.catalog())?;
+            print!("{}", crate::graph::render(&p, format));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run {
             pipeline,
             input,

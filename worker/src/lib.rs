@@ -12,6 +12,7 @@ pub mod codec;
 pub mod cost;
 pub mod follow;
 pub mod gitops;
+pub mod graph;
 pub mod history;
 pub mod http;
 pub mod intake;

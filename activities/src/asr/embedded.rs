@@ -4,9 +4,9 @@
 //! Memory stays at about one 30 s window whatever the track's length. The model is loaded
 //! once per worker process, on first use, and shared by every activity slot.
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use rubato::{FftFixedIn, Resampler};
 use tokio::sync::OnceCell;
@@ -68,19 +68,20 @@ impl EmbeddedAsr {
 }
 
 /// Transcribe the audio file at `path` (named `name` in errors) with `model` from `start_s`
-/// on; blocking. `on_window(done_s, words)` reports each window (see
-/// [`WhisperModel::transcribe`]; `Break` stops).
+/// on; blocking. `on_window(done_s, words)` reports each window; setting `stop` ends the
+/// work at its next step (see [`WhisperModel::transcribe`]).
 pub fn transcribe_file(
     model: &WhisperModel,
     path: &Path,
     name: &str,
     language: Option<&str>,
     start_s: f64,
-    on_window: impl FnMut(f64, &[RawWord]) -> ControlFlow<()>,
+    stop: &AtomicBool,
+    on_window: impl FnMut(f64, &[RawWord]),
 ) -> Result<(Vec<RawWord>, DecodeStats), TranscribeFileError> {
     let mut pcm = TrackPcm::open(path, name)?;
     model
-        .transcribe(&mut pcm, language, start_s, on_window)
+        .transcribe(&mut pcm, language, start_s, stop, on_window)
         .map_err(|e| match pcm.take_error() {
             Some(audio) => audio.into(),
             None => e.into(),

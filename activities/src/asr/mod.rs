@@ -474,6 +474,7 @@ impl AsrActivities {
                     &name,
                     language.as_deref(),
                     start_s,
+                    work.flag(),
                     |done_s, found| {
                         // One line per window: what `just chaos` counts as audio transcribed
                         // (twice when a window is done again).
@@ -491,7 +492,6 @@ impl AsrActivities {
                         p.words.extend_from_slice(found);
                         drop(p);
                         work.progressed();
-                        work.proceed()
                     },
                 )
             },

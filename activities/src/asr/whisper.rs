@@ -16,8 +16,8 @@
 //! models, `<|startoftranscript|><|{lang}|><|transcribe|>` for multilingual ones (language
 //! detected by the model when none is given).
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ct2rs::sys::{ComputeType, Config, StorageView, Whisper as Ct2Whisper, WhisperOptions};
 use tokenizers::Tokenizer;
@@ -158,19 +158,29 @@ impl WhisperModel {
     /// from there on are those an uninterrupted run finds). `language` is an ISO code such as
     /// `en`; `None` lets a multilingual model detect it per window. `on_window(done_s, words)`
     /// is called after every window with the audio seconds covered so far and the window's
-    /// words; `Break` stops the transcription ([`WhisperError::Stopped`]).
+    /// words. Once `stop` is set the transcription ends at its next step (before a window,
+    /// after its encoding, after its decoding) with [`WhisperError::Stopped`].
     pub fn transcribe(
         &self,
         source: &mut dyn Pcm16k,
         language: Option<&str>,
         start_s: f64,
-        mut on_window: impl FnMut(f64, &[RawWord]) -> ControlFlow<()>,
+        stop: &AtomicBool,
+        mut on_window: impl FnMut(f64, &[RawWord]),
     ) -> Result<(Vec<RawWord>, DecodeStats), WhisperError> {
+        let check = || {
+            if stop.load(Ordering::Relaxed) {
+                Err(WhisperError::Stopped)
+            } else {
+                Ok(())
+            }
+        };
         let mut stats = DecodeStats::default();
         let mut words = Vec::new();
         // Mel frames (10 ms); `done_s` values are whole frames, so this is exact.
         let mut seek = (start_s.max(0.0) * (SAMPLE_RATE / HOP) as f64).round() as usize;
         loop {
+            check()?;
             let before = words.len();
             let window = source.window(seek * HOP, WINDOW_SAMPLES)?;
             let content = window.len() / HOP;
@@ -185,7 +195,7 @@ impl WhisperModel {
                 }
                 Some(speech) if speech > SKIP_SILENCE_FRAMES => speech - SPEECH_MARGIN_FRAMES,
                 Some(speech) => {
-                    let (found, advance, spoke) = self.window(window, content, language)?;
+                    let (found, advance, spoke) = self.window(window, content, language, &check)?;
                     stats.decoded_s += advance as f64 * HOP as f64 / SAMPLE_RATE as f64;
                     if spoke {
                         stats.windows += 1;
@@ -208,9 +218,7 @@ impl WhisperModel {
             };
             seek += advance.max(1);
             let done_s = seek as f64 * HOP as f64 / SAMPLE_RATE as f64;
-            if on_window(done_s, &words[before..]).is_break() {
-                return Err(WhisperError::Stopped);
-            }
+            on_window(done_s, &words[before..]);
         }
         Ok((words, stats))
     }
@@ -222,6 +230,7 @@ impl WhisperModel {
         window: &[f32],
         content: usize,
         language: Option<&str>,
+        check: &dyn Fn() -> Result<(), WhisperError>,
     ) -> Result<(Vec<RawWord>, usize, bool), WhisperError> {
         let mut features = self.mel.window(window);
         let view = StorageView::new(
@@ -231,6 +240,7 @@ impl WhisperModel {
         )
         .map_err(infer)?;
         let encoded = self.model.encode(&view, false).map_err(infer)?;
+        check()?;
 
         let prompt = self.prompt(&encoded, language)?;
         let options = WhisperOptions {
@@ -245,6 +255,7 @@ impl WhisperModel {
             .into_iter()
             .next()
             .ok_or_else(|| WhisperError::Inference("no result for the window".into()))?;
+        check()?;
         let tokens: Vec<u32> = result
             .sequences_ids
             .first()
