@@ -31,6 +31,39 @@ async fn get(stack: &Stack, path: &str) -> Value {
         .unwrap()
 }
 
+/// `GET /api/workflow/{id}/graph.svg`: each drawn step's state, by (graph, step id).
+async fn graph_states(
+    stack: &Stack,
+    id: &str,
+) -> std::collections::BTreeMap<(String, String), String> {
+    let r = reqwest::get(format!("http://{}/api/workflow/{id}/graph.svg", stack.api))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/svg+xml");
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'none'"),
+        "nothing in the drawing may run"
+    );
+    let svg = r.text().await.unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    doc.descendants()
+        .filter(|n| n.attribute("class") == Some("step") && n.attribute("data-graph").is_some())
+        .map(|n| {
+            (
+                (
+                    n.attribute("data-graph").unwrap().to_owned(),
+                    n.attribute("data-step").unwrap().to_owned(),
+                ),
+                n.attribute("data-state").unwrap_or("none").to_owned(),
+            )
+        })
+        .collect()
+}
+
 fn tasks(w: &Value) -> Vec<Value> {
     w["tasks"].as_array().cloned().unwrap_or_default()
 }
@@ -148,6 +181,19 @@ async fn a_completed_three_track_meeting_reads_as_the_spec_draws_it() {
     let wf = &m.workflow_id;
     let w = get(&stack, wf).await;
     let t = stack.db.transcript(&tid).await.unwrap();
+
+    // The run's graph: every step of the pinned definition drawn completed, the child's too.
+    let states = graph_states(&stack, wf).await;
+    assert_eq!(
+        states.len(),
+        20,
+        "19 steps and the child's transcription: {states:?}"
+    );
+    assert!(states.values().all(|s| s == "completed"), "{states:?}");
+    assert_eq!(
+        states[&("TrackProcessing".to_owned(), "transcribe_track".to_owned())],
+        "completed"
+    );
 
     // The workflow (§2).
     assert_eq!(w["workflowId"], wf.as_str());
@@ -746,6 +792,18 @@ async fn a_cancelled_meeting_is_terminated_with_its_rows_cancelled() {
     }
     assert_eq!(transcriptions(&w, 2), "CANCELED");
     assert_eq!(w["failedReferenceTaskNames"], serde_json::json!([]));
+    // Drawn: what ran before the cancel completed, the transcriptions cancelled, the steps
+    // after them never run.
+    let states = graph_states(&stack, &wf).await;
+    let state = |g: &str, s: &str| states[&(g.to_owned(), s.to_owned())].as_str();
+    assert_eq!(state("DiarizationPipeline", "get_recording"), "completed");
+    assert_eq!(state("DiarizationPipeline", "pad_track"), "completed");
+    assert_eq!(
+        state("TrackProcessing", "transcribe_track"),
+        "cancelled",
+        "{states:?}"
+    );
+    assert_eq!(state("DiarizationPipeline", "finalize"), "skipped");
     reflow_tests::replay_live(&stack.client, &[&wf]).await;
 }
 

@@ -198,6 +198,7 @@ async fn runs_and_transcripts_answer_only_whom_they_belong_to() {
     let routes: Vec<(String, bool)> = vec![
         (wf(&m.workflow_id), false),
         (wf(&format!("{}/status", m.workflow_id)), false),
+        (wf(&format!("{}/graph.svg", m.workflow_id)), false),
         (wf(&child), false),
         (wf(&format!("{}/retry", m.workflow_id)), true),
     ];

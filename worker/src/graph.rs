@@ -394,6 +394,52 @@ fn xml(s: &str) -> String {
 /// A standalone SVG: the main graph in rows, each child pipeline in a box below it, the
 /// failure hook and the queue legend at the bottom.
 pub fn svg(p: &Pipeline) -> String {
+    svg_with_states(p, &States::new())
+}
+
+/// A step's state on the drawing of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    /// Not started.
+    Pending,
+    /// Running (or waiting for a retry).
+    Running,
+    /// Done.
+    Completed,
+    /// Failed for good.
+    Failed,
+    /// Cancelled with its run.
+    Cancelled,
+    /// Not run: its condition was false, or the run ended before it.
+    Skipped,
+}
+
+impl NodeState {
+    /// Its name, the node's `data-state`.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeState::Pending => "pending",
+            NodeState::Running => "running",
+            NodeState::Completed => "completed",
+            NodeState::Failed => "failed",
+            NodeState::Cancelled => "cancelled",
+            NodeState::Skipped => "skipped",
+        }
+    }
+}
+
+/// States by (graph name, step id); a step not in it is drawn without one.
+pub type States = BTreeMap<(String, String), NodeState>;
+
+/// How states are drawn (only in a drawing that has them).
+const STATE_STYLE: &str = "<style>.step[data-state=running] rect{stroke:#2563eb;stroke-width:3}\
+.step[data-state=completed] rect{stroke:#15803d;stroke-width:2}\
+.step[data-state=failed] rect{stroke:#b91c1c;stroke-width:3}\
+.step[data-state=cancelled] rect,.step[data-state=skipped] rect{opacity:0.45}\
+.step[data-state=pending] rect{opacity:0.7}</style>\n";
+
+/// [`svg`] of a run: each node carries its `data-state` and is drawn by it.
+pub fn svg_with_states(p: &Pipeline, states: &States) -> String {
     let qs = queues(p);
     let mut placed: Vec<Placed> = Vec::new();
     let mut boxes: Vec<(String, f64, f64, f64, f64)> = Vec::new();
@@ -490,6 +536,9 @@ pub fn svg(p: &Pipeline) -> String {
         p.version,
         xml(&p.hash[..12.min(p.hash.len())])
     );
+    if !states.is_empty() {
+        out.push_str(STATE_STYLE);
+    }
     out.push_str("<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#475569\"/></marker></defs>\n");
     let _ = writeln!(
         out,
@@ -550,10 +599,14 @@ pub fn svg(p: &Pipeline) -> String {
         };
         let _ = writeln!(
             out,
-            "<g class=\"step\" data-step=\"{}\" data-graph=\"{}\" data-queue=\"{}\" tabindex=\"0\"><title>{} — task queue {}</title><rect x=\"{:.0}\" y=\"{:.0}\" width=\"{NODE_W:.0}\" height=\"{h:.0}\" rx=\"{}\" fill=\"{}\" stroke=\"#334155\"{dash}/>",
+            "<g class=\"step\" data-step=\"{}\" data-graph=\"{}\" data-queue=\"{}\"{} tabindex=\"0\"><title>{} — task queue {}</title><rect x=\"{:.0}\" y=\"{:.0}\" width=\"{NODE_W:.0}\" height=\"{h:.0}\" rx=\"{}\" fill=\"{}\" stroke=\"#334155\"{dash}/>",
             xml(&n.step.id),
             xml(n.graph),
             xml(&n.step.options.task_queue),
+            states
+                .get(&(n.graph.to_owned(), n.step.id.clone()))
+                .map(|st| format!(" data-state=\"{}\"", st.name()))
+                .unwrap_or_default(),
             xml(&n.step.id),
             xml(&n.step.options.task_queue),
             n.x,
