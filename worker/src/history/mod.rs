@@ -112,6 +112,33 @@ pub async fn status(
     }
 }
 
+/// The events of the latest run of `workflow_id`'s history, counted by type
+/// (`ActivityTaskScheduled`, `MarkerRecorded`, …): what a run costs the server in writes.
+pub async fn event_counts(
+    client: &Client,
+    workflow_id: &str,
+) -> Result<std::collections::BTreeMap<String, usize>, HistoryError> {
+    use temporalio_common::protos::temporal::api::enums::v1::EventType;
+    let events = client
+        .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await
+        .map_err(|e| HistoryError::of(workflow_id, e))?;
+    let mut counts = std::collections::BTreeMap::new();
+    for e in &events {
+        let name = EventType::try_from(e.event_type)
+            .map(|t| {
+                t.as_str_name()
+                    .trim_start_matches("EVENT_TYPE_")
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_else(|_| format!("type {}", e.event_type));
+        *counts.entry(name).or_default() += 1;
+    }
+    Ok(counts)
+}
+
 /// The size of the latest run of `workflow_id`'s history as the server stores it (protobuf
 /// bytes, payloads as they are on the wire).
 pub async fn stored_bytes(client: &Client, workflow_id: &str) -> Result<usize, HistoryError> {
