@@ -494,6 +494,30 @@ impl Stack {
         .collect()
     }
 
+    /// [`Stack::worker_env`] with the embedded Whisper (tiny.en) transcribing, and the log
+    /// lines the heartbeat tests read (`window transcribed`, cancels, resumes).
+    pub fn embedded_asr_worker_env(
+        &self,
+        temporal: &str,
+        data_dir: &Path,
+    ) -> Vec<(String, String)> {
+        let mut env = self.worker_env(temporal, data_dir);
+        env.retain(|(k, _)| !k.starts_with("TRANSCRIPT_") && k != "RUST_LOG");
+        env.extend(
+            [
+                ("TRANSCRIPT_BACKEND", "embedded"),
+                ("TRANSCRIPT_MODEL", "tiny.en"),
+                ("NO_COLOR", "1"),
+                (
+                    "RUST_LOG",
+                    "warn,activities::heartbeat=info,activities::asr=debug",
+                ),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        env
+    }
+
     /// Services of an in-process worker using this stack (`llm_rate`: calls per second).
     pub fn services(&self, llm_rate: u32) -> reflow::registry::Services {
         use activities::asr::remote::{Api, RemoteAsr};

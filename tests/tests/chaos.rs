@@ -59,6 +59,17 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// `REFLOW_CHAOS_SEED`, or the clock (printed, so that a failing run can be repeated).
+fn seed() -> u64 {
+    env_number(
+        "REFLOW_CHAOS_SEED",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+    )
+}
+
 async fn start_server(opts: &DevServerOptions) -> DevServer {
     let mut last = String::new();
     for _ in 0..20 {
@@ -122,13 +133,7 @@ fn duplicates(events: &[Value]) -> Vec<String> {
 async fn killed_workers_and_a_restarted_server_lose_and_repeat_nothing() {
     let pipelines = env_number("REFLOW_CHAOS_PIPELINES", 4) as usize;
     let kills_wanted = env_number("REFLOW_CHAOS_KILLS", 2) as usize;
-    let seed = env_number(
-        "REFLOW_CHAOS_SEED",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64,
-    );
+    let seed = seed();
     eprintln!("chaos: {pipelines} pipelines, {kills_wanted} kills, REFLOW_CHAOS_SEED={seed}");
     let mut rng = Rng(seed | 1);
 
@@ -379,13 +384,7 @@ async fn resumed_transcriptions_re_spend_at_most_a_window_per_kill_and_cancels_s
     let meetings_wanted = env_number("REFLOW_CHAOS_RESUME_MEETINGS", 2) as usize;
     let kills_wanted = env_number("REFLOW_CHAOS_KILLS", 2) as usize;
     let cancels_wanted = env_number("REFLOW_CHAOS_CANCELS", 2) as usize;
-    let seed = env_number(
-        "REFLOW_CHAOS_SEED",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64,
-    );
+    let seed = seed();
     let mut rng = Rng(seed | 1);
     let dir = tempfile::Builder::new()
         .prefix("reflow-chaos-resume-")
@@ -405,20 +404,7 @@ async fn resumed_transcriptions_re_spend_at_most_a_window_per_kill_and_cancels_s
         short_timeouts(),
     )
     .await;
-    let mut env = stack.worker_env(&reflow_tests::server().address, &dir.join("worker"));
-    env.retain(|(k, _)| !k.starts_with("TRANSCRIPT_") && k != "RUST_LOG");
-    env.extend(
-        [
-            ("TRANSCRIPT_BACKEND", "embedded"),
-            ("TRANSCRIPT_MODEL", "tiny.en"),
-            ("NO_COLOR", "1"),
-            (
-                "RUST_LOG",
-                "warn,activities::heartbeat=info,activities::asr=debug",
-            ),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    );
+    let env = stack.embedded_asr_worker_env(&reflow_tests::server().address, &dir.join("worker"));
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_reflow-test-worker"));
     let others: Vec<&str> = QUEUES
         .iter()

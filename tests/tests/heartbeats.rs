@@ -5,7 +5,7 @@
 //! - cancelling a run while a 5-minute track is transcribed ends the transcription's thread
 //!   within 5 s and the worker's CPU use falls; the run ends Canceled and no word list is
 //!   left where a later attempt would take it as complete;
-//! - SIGKILL of the worker in the middle of a track, then a new worker: the retry continues
+//! - SIGKILL of the worker in the middle of that 5-minute track, then a new worker: the retry continues
 //!   from the last window the heartbeat recorded (no completed window is transcribed again)
 //!   and the words equal an uninterrupted transcription's;
 //! - a stalled worker (SIGSTOP past the heartbeat timeout): another worker's retry resumes
@@ -56,20 +56,8 @@ impl Setup {
         let voice = talking(tmp.path(), seconds);
         let track_s = voice.end_s;
         let meeting = stack.meeting(prefix, 0, &[voice]).await;
-        let mut env = stack.worker_env(&reflow_tests::server().address, &tmp.path().join("data"));
-        env.retain(|(k, _)| !k.starts_with("TRANSCRIPT_") && k != "RUST_LOG");
-        env.extend(
-            [
-                ("TRANSCRIPT_BACKEND", "embedded"),
-                ("TRANSCRIPT_MODEL", "tiny.en"),
-                ("NO_COLOR", "1"),
-                (
-                    "RUST_LOG",
-                    "warn,activities::heartbeat=info,activities::asr=debug",
-                ),
-            ]
-            .map(|(k, v)| (k.to_owned(), v.to_owned())),
-        );
+        let env = stack
+            .embedded_asr_worker_env(&reflow_tests::server().address, &tmp.path().join("data"));
         Setup {
             tmp,
             stack,
@@ -132,6 +120,23 @@ impl Setup {
             }
         }
         percent.expect("transcribe_track's PIPELINE_PROGRESS carries its progress")
+    }
+
+    /// Start a new transcription worker (`name`), wait for the run to complete, and return
+    /// where its transcription resumed (`resumed_from_s`) and its log.
+    async fn resumed_by_new_worker(&self, name: &str) -> (f64, String) {
+        let _next = self.worker(name, &ASR_QUEUE);
+        let out = tokio::time::timeout(
+            Duration::from_secs(300),
+            reflow::runs::wait(&self.stack.client, &self.meeting.workflow_id),
+        )
+        .await
+        .expect("the run closes");
+        assert!(out.is_ok(), "{out:?}");
+        let log = self.read_log(name);
+        let resumed = logged(&log, "resuming the transcription", "resumed_from_s")
+            .unwrap_or_else(|| panic!("the next attempt resumes: {log}"));
+        (resumed, log)
     }
 
     /// The words the pipeline stored for the track.
@@ -345,7 +350,7 @@ async fn cancelling_a_run_stops_the_transcription_thread_within_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_worker_s_transcription_resumes_from_its_heartbeat() {
     let _one = reflow_tests::meetings::exclusive().await;
-    let s = Setup::new("hb-kill", 120).await;
+    let s = Setup::new("hb-kill", 300).await;
     let _others = s.worker("others", &OTHER_QUEUES);
     let mut first = s.worker("asr-1", &ASR_QUEUE);
     let tid = s.stack.deliver(&s.meeting).await;
@@ -355,17 +360,7 @@ async fn a_killed_worker_s_transcription_resumes_from_its_heartbeat() {
     let killed_log = s.read_log("asr-1");
     let reached = logged(&killed_log, "window transcribed", "done_s").expect("windows logged");
 
-    let _second = s.worker("asr-2", &ASR_QUEUE);
-    let out = tokio::time::timeout(
-        Duration::from_secs(300),
-        reflow::runs::wait(&s.stack.client, &s.meeting.workflow_id),
-    )
-    .await
-    .expect("the run closes");
-    assert!(out.is_ok(), "{out:?}");
-    let log = s.read_log("asr-2");
-    let resumed = logged(&log, "resuming the transcription", "resumed_from_s")
-        .unwrap_or_else(|| panic!("the retry resumes: {log}"));
+    let (resumed, log) = s.resumed_by_new_worker("asr-2").await;
     let spent = logged(&log, "transcribed", "audio_s").expect("the retry's usage");
     eprintln!(
         "killed at {reached} s (server had {} s), resumed from {resumed} s, the retry transcribed {spent} s of {} s",
@@ -396,7 +391,7 @@ async fn a_killed_worker_s_transcription_resumes_from_its_heartbeat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stalled_attempt_is_timed_out_stops_and_its_retry_resumes() {
     let _one = reflow_tests::meetings::exclusive().await;
-    let s = Setup::new("hb-stall", 120).await;
+    let s = Setup::new("hb-stall", 300).await;
     let _others = s.worker("others", &OTHER_QUEUES);
     let stale = s.worker("asr-1", &ASR_QUEUE);
     let tid = s.stack.deliver(&s.meeting).await;
@@ -485,17 +480,7 @@ async fn a_worker_stopped_with_sigterm_hands_its_transcription_back_within_its_g
         "the transcription was stopped, not abandoned: {log}"
     );
     // The next worker continues from the heartbeat the stopped one left.
-    let _second = s.worker("asr-2", &ASR_QUEUE);
-    let out = tokio::time::timeout(
-        Duration::from_secs(300),
-        reflow::runs::wait(&s.stack.client, &s.meeting.workflow_id),
-    )
-    .await
-    .expect("the run closes");
-    assert!(out.is_ok(), "{out:?}");
-    let log = s.read_log("asr-2");
-    let resumed = logged(&log, "resuming the transcription", "resumed_from_s")
-        .unwrap_or_else(|| panic!("the next attempt resumes: {log}"));
+    let (resumed, _) = s.resumed_by_new_worker("asr-2").await;
     eprintln!(
         "resumed from {resumed} s (the server had {} s at SIGTERM)",
         seen.done_s

@@ -112,6 +112,20 @@ pub async fn status(
     }
 }
 
+/// The events of the latest run of `workflow_id`'s history, payloads as stored.
+async fn events_of(
+    client: &Client,
+    workflow_id: &str,
+) -> Result<Vec<temporalio_common::protos::temporal::api::history::v1::HistoryEvent>, HistoryError>
+{
+    client
+        .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await
+        .map_err(|e| HistoryError::of(workflow_id, e))
+}
+
 /// The events of the latest run of `workflow_id`'s history, counted by type
 /// (`ActivityTaskScheduled`, `MarkerRecorded`, …): what a run costs the server in writes.
 pub async fn event_counts(
@@ -119,12 +133,7 @@ pub async fn event_counts(
     workflow_id: &str,
 ) -> Result<std::collections::BTreeMap<String, usize>, HistoryError> {
     use temporalio_common::protos::temporal::api::enums::v1::EventType;
-    let events = client
-        .get_workflow_handle::<UntypedWorkflow>(workflow_id)
-        .fetch_history(WorkflowFetchHistoryOptions::default())
-        .into_events()
-        .await
-        .map_err(|e| HistoryError::of(workflow_id, e))?;
+    let events = events_of(client, workflow_id).await?;
     let mut counts = std::collections::BTreeMap::new();
     for e in &events {
         let name = EventType::try_from(e.event_type)
@@ -142,11 +151,6 @@ pub async fn event_counts(
 /// The size of the latest run of `workflow_id`'s history as the server stores it (protobuf
 /// bytes, payloads as they are on the wire).
 pub async fn stored_bytes(client: &Client, workflow_id: &str) -> Result<usize, HistoryError> {
-    let events = client
-        .get_workflow_handle::<UntypedWorkflow>(workflow_id)
-        .fetch_history(WorkflowFetchHistoryOptions::default())
-        .into_events()
-        .await
-        .map_err(|e| HistoryError::of(workflow_id, e))?;
+    let events = events_of(client, workflow_id).await?;
     Ok(events.iter().map(prost::Message::encoded_len).sum())
 }
