@@ -177,3 +177,91 @@ async fn the_progress_page_shows_replayed_and_live_state() {
 fn reflow_activities_progress(s: &StepState) -> Value {
     activities::progress::event_data("diarization-r1", 13, s)
 }
+
+/// The progress page of a real run of the production pipeline (stand-in backends, an
+/// in-process worker) draws the run's graph and follows it: the transcription is seen running,
+/// then every step completed; on a phone's width the graph keeps a readable size (it scrolls
+/// in its box, the page does not) and its steps take keyboard focus. Screenshots at 1280×800 and 390×844 (`$CARGO_TARGET_TMPDIR/pipeline-graph-*.png`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_pipeline_graph_follows_a_real_run() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    // Each transcription takes 2 s, so the page sees it running.
+    let (stack, _worker) =
+        reflow_tests::meetings::in_process(std::time::Duration::from_secs(2), false).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let voices = reflow_tests::meetings::voices(tmp.path(), 2);
+    let m = stack.meeting("page-dag", 0, &voices).await;
+    let tid = stack.deliver(&m).await;
+    let page = format!("http://{}/transcripts/{tid}", stack.api);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let (wide, narrow) = (
+        dir.join("pipeline-graph-1280.png"),
+        dir.join("pipeline-graph-390.png"),
+    );
+    let _ = std::fs::remove_file(&wide);
+    let _ = std::fs::remove_file(&narrow);
+    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    let out = tokio::process::Command::new("node")
+        .arg("dag.mjs")
+        .arg(&page)
+        .arg(&wide)
+        .arg(&narrow)
+        .current_dir(&browser_dir)
+        .env_remove("LD_LIBRARY_PATH")
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .expect("node is installed; `just setup-test` installs tests/browser");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let done: Value = serde_json::from_str(
+        lines
+            .last()
+            .and_then(|l| l.strip_prefix("DONE "))
+            .unwrap_or_else(|| panic!("the page did not finish: {text}")),
+    )
+    .unwrap();
+    let seen: Vec<serde_json::Map<String, Value>> = lines
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let state_of = |s: &serde_json::Map<String, Value>, k: &str| {
+        s.get(k).and_then(Value::as_str).map(str::to_owned)
+    };
+    let transcription = "TrackProcessing/transcribe_track";
+    let running_at = seen
+        .iter()
+        .position(|s| state_of(s, transcription).as_deref() == Some("running"))
+        .unwrap_or_else(|| panic!("the transcription is never seen running: {text}"));
+    let last = seen.last().unwrap();
+    assert!(
+        seen[running_at..]
+            .iter()
+            .any(|s| state_of(s, transcription).as_deref() == Some("completed")),
+        "{text}"
+    );
+    assert_eq!(
+        last.len(),
+        20,
+        "every step of the pinned definition is drawn: {last:?}"
+    );
+    assert!(
+        last.values().all(|v| v == "completed"),
+        "the finished run is drawn completed: {last:?}"
+    );
+    assert_eq!(done["errors"], serde_json::json!([]), "no script errors");
+    assert_eq!(done["focusable"], 20);
+    assert_eq!(
+        done["fits"], true,
+        "on a phone the graph keeps a readable size and the page does not scroll sideways: {}",
+        done["phone"]
+    );
+    for shot in [&wide, &narrow] {
+        let png = std::fs::read(shot).expect("screenshot written");
+        assert_eq!(&png[..4], b"\x89PNG");
+        eprintln!("screenshot: {}", shot.display());
+    }
+    let _ = reflow::runs::wait(&stack.client, &m.workflow_id).await;
+}
