@@ -185,9 +185,10 @@ fn reflow_activities_progress(s: &StepState) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_pipeline_graph_follows_a_real_run() {
     let _one = reflow_tests::meetings::exclusive().await;
-    // Each transcription takes 2 s, so the page sees it running.
+    // Each transcription takes 5 s, so the page (which redraws at most every 1.5 s) sees it
+    // running even on a loaded machine.
     let (stack, _worker) =
-        reflow_tests::meetings::in_process(std::time::Duration::from_secs(2), false).await;
+        reflow_tests::meetings::in_process(std::time::Duration::from_secs(5), false).await;
     let tmp = tempfile::tempdir().unwrap();
     let voices = reflow_tests::meetings::voices(tmp.path(), 2);
     let m = stack.meeting("page-dag", 0, &voices).await;
