@@ -149,7 +149,7 @@ impl Db {
             "SELECT workflow_id, transcript_id, step_index, current_step, step_status, attempt, \
              max_attempts, started_at, message, total_steps FROM pipeline_progress \
              WHERE current_step = $1 AND step_status = 'in_progress' \
-             AND ($2 = workflow_id OR $2 LIKE workflow_id || '-%') \
+             AND ($2 = workflow_id OR substr($2, 1, length(workflow_id) + 1) = workflow_id || '-') \
              ORDER BY updated_at DESC LIMIT 1"
         )
         .bind(activity_type)

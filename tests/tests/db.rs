@@ -224,11 +224,90 @@ async fn publishing(db: &Db) {
     assert_eq!(stored, ["WAVEFORM", "STATUS"]);
 }
 
+/// A running step's percentage (heartbeat fractions on its attempts) in the progress catch-up:
+/// members of the run and its children count, runs whose ids merely look alike do not.
+async fn step_progress(db: &Db) {
+    use activities::db::attempts::Attempt;
+    let state = workflow::progress::StepState {
+        step_index: 6,
+        current_step: "transcribe_track".into(),
+        step_status: "in_progress".into(),
+        attempt: 1,
+        max_attempts: 4,
+        started_at: None,
+        message: Some("1/3 done".into()),
+    };
+    db.save_progress("run_1", "t-pct", 13, &state)
+        .await
+        .unwrap();
+    let attempt = |wf: &str| Attempt {
+        workflow_id: wf.into(),
+        run_id: "r".into(),
+        activity_id: "transcribe_track".into(),
+        attempt: 1,
+        activity_type: "transcribe_track".into(),
+        task_queue: "reflow-asr".into(),
+        worker_identity: "w".into(),
+    };
+    let percent = || async {
+        let events = db.progress_events("t-pct").await.unwrap();
+        events[0]["progress"].as_u64()
+    };
+    // Started, nothing reported yet: no percentage.
+    db.attempt_started(&attempt("run_1-track-0")).await.unwrap();
+    assert_eq!(percent().await, None);
+    db.attempt_ended(&attempt("run_1-track-0"), "completed", None, 0)
+        .await
+        .unwrap();
+    db.attempt_started(&attempt("run_1-track-1")).await.unwrap();
+    db.attempt_progress(&attempt("run_1-track-1"), 0.5)
+        .await
+        .unwrap();
+    // Another run whose id matches `run_1-…` if `_` were a wildcard, and one sharing the prefix.
+    for other in ["runx1-track-2", "run_10-track-0"] {
+        db.attempt_started(&attempt(other)).await.unwrap();
+        db.attempt_progress(&attempt(other), 0.9).await.unwrap();
+    }
+    // (1 done + 0.5) of 3 members.
+    assert_eq!(percent().await, Some(50));
+    // What a running attempt reports is kept and published as its step's state (the step's
+    // row is found from the child run's id).
+    let hub = EventHub::default();
+    if db.backend() == Backend::Postgres {
+        tokio::spawn(hub.clone().listen_postgres(db.clone()));
+        tokio::time::sleep(Duration::from_millis(500)).await; // LISTEN is in place
+    }
+    let mut rx = hub.subscribe();
+    let sink = activities::progress::FractionSink {
+        events: Events::new(
+            db.clone(),
+            hub,
+            Emits::new([("report_progress", &["PIPELINE_PROGRESS"][..])]),
+        ),
+        attempt: attempt("run_1-track-1"),
+    };
+    sink.report(0.75).await.unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("the step's state is published")
+        .unwrap();
+    let Message::Transcript(e) = &*m else {
+        panic!("{m:?}")
+    };
+    assert_eq!(
+        (e.transcript_id.as_str(), e.event.as_str()),
+        ("t-pct", "PIPELINE_PROGRESS")
+    );
+    assert_eq!(e.data["progress"], 58, "{:?}", e.data);
+    assert_eq!(e.data["current_step"], "transcribe_track");
+}
+
 async fn suite(url: &str) {
     let db = reflow_tests::postgres::connect(url).await;
     rows_and_status_rules(&db).await;
     event_log(&db).await;
     publishing(&db).await;
+    step_progress(&db).await;
     // Migrations are idempotent: a second process connecting finds the schema current.
     reflow_tests::postgres::connect(url).await;
 }

@@ -141,11 +141,11 @@ impl Db {
         }
         let rows = crate::on_pool!(self, |pool| sqlx::query_as::<_, Row>(
             "SELECT workflow_id, activity_id, status, progress, started_at FROM step_attempt \
-             WHERE activity_type = $1 AND (workflow_id = $2 OR workflow_id LIKE $3)"
+             WHERE activity_type = $1 AND (workflow_id = $2 OR workflow_id LIKE $3 ESCAPE '\\')"
         )
         .bind(activity_type)
         .bind(workflow_id)
-        .bind(format!("{workflow_id}-%"))
+        .bind(format!("{}-%", like_literal(workflow_id)))
         .fetch_all(pool)
         .await)
         .map_err(DbError::query("read step progress"))?;
@@ -200,6 +200,14 @@ impl Db {
         .await)
         .map_err(DbError::query("read attempts"))
     }
+}
+
+/// `text` matched literally by `LIKE … ESCAPE '\'` (a `_` or `%` in a workflow id is not a
+/// wildcard).
+fn like_literal(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 /// The percentage of [`Db::step_percent`] from attempt rows `(workflow, activity, started_at,
