@@ -326,16 +326,21 @@ async fn cancelling_a_run_stops_the_transcription_thread_within_seconds() {
     // (the mix and the waveform, running beside the transcription, were cancelled too).
     let closed = reflow::runs::wait(&s.stack.client, &s.meeting.workflow_id).await;
     assert!(closed.is_err(), "the run ends cancelled: {closed:?}");
+    // A moment for the run's last bookkeeping (its failure hook, uploads in flight), then the
+    // worker's CPU use is a small part of what transcribing took (seen once at 1.06 s in 2 s in
+    // CI, next to other suites; 0.0–0.2 s alone).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let before = cpu_seconds(worker.pid());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = cpu_seconds(worker.pid()) - before;
-    let stops: Vec<&str> = log
+    let after = s.read_log("worker");
+    let stops: Vec<&str> = after
         .lines()
-        .filter(|l| l.contains("stopped after its cancel"))
+        .filter(|l| l.contains("stopped after its cancel") || l.contains("WARN"))
         .collect();
     assert!(
-        idle < 0.3,
-        "the worker is idle after the cancel: {idle:.2} s of CPU in 2 s; {stops:#?}"
+        idle < 0.5 && idle < busy / 3.0,
+        "the worker's CPU falls after the cancel: {idle:.2} s in 2 s (transcribing: {busy:.2} s); {stops:#?}"
     );
     assert!(
         !s.stack
