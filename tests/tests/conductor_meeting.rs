@@ -663,6 +663,7 @@ async fn a_transcription_refused_for_good_names_the_failed_task() {
         .filter(|t| t["taskType"] == "transcribe_track" && t["status"] == "CANCELED")
         .count();
     let asked = stack.backends.asr_call_count();
+    let started = w["startTime"].clone();
     let answer = reqwest::Client::new()
         .post(format!("http://{}/api/workflow/{wf}/retry", stack.api))
         .send()
@@ -678,6 +679,9 @@ async fn a_transcription_refused_for_good_names_the_failed_task() {
     out.unwrap_or_else(|e| panic!("the retried run fails: {e}"));
     let w = get(&stack, wf).await;
     assert_eq!(w["status"], "COMPLETED", "{}", w["reasonForIncompletion"]);
+    // The run started when the meeting was first processed, not at the reset (seen equal to
+    // lastRetriedTime when the description's start time was taken).
+    assert_eq!(w["startTime"], started);
     assert!(
         w["lastRetriedTime"].as_i64() > w["startTime"].as_i64(),
         "{w}"

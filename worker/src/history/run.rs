@@ -350,6 +350,12 @@ impl Run {
             let Some(a) = &e.attributes else { continue };
             match a {
                 Attributes::WorkflowExecutionStartedEventAttributes(a) => {
+                    // A reset run keeps its first event (and its time) from the run it
+                    // replaced, while its description gives the time of the reset: the
+                    // workflow started when that event says.
+                    if at > 0 {
+                        self.start_ms = at;
+                    }
                     self.input = value(a.input.as_ref());
                     if let Some(p) = &a.parent_workflow_execution {
                         self.parent_id = Some(p.workflow_id.clone());
