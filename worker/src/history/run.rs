@@ -673,32 +673,41 @@ fn local_step(
     })
 }
 
-/// The declared step of `pipeline`'s graph `graph` that `step` ran for: the step with that id,
-/// else the fan-out it is a member of (`{id}_{i}`), else the only step of that activity type
-/// (an `activity_id` template).
+/// The declared step of `pipeline`'s graph `graph` that `step` ran for: see [`declared_as`].
 pub fn declared<'p>(
     pipeline: &'p workflow::Pipeline,
     graph: &str,
     step: &Step,
 ) -> Option<&'p workflow::pipeline::Step> {
+    declared_as(pipeline, graph, &step.activity_id, &step.activity_type)
+}
+
+/// The declared step of `pipeline`'s graph `graph` that activity `activity_id` of type
+/// `activity_type` ran for: the step with that id, else the fan-out it is a member of
+/// (`{id}_{i}`), else the only step of that activity type (an `activity_id` template).
+pub fn declared_as<'p>(
+    pipeline: &'p workflow::Pipeline,
+    graph: &str,
+    activity_id: &str,
+    activity_type: &str,
+) -> Option<&'p workflow::pipeline::Step> {
     let steps = &pipeline.graph(graph).unwrap_or(&pipeline.main).steps;
     steps
         .iter()
-        .find(|s| s.id == step.activity_id)
+        .find(|s| s.id == activity_id)
         .or_else(|| {
             steps.iter().find(|s| {
                 s.for_each.is_some()
-                    && step
-                        .activity_id
+                    && activity_id
                         .strip_prefix(&s.id)
                         .and_then(|r| r.strip_prefix('_'))
                         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
             })
         })
         .or_else(|| {
-            let mut of_type = steps
-                .iter()
-                .filter(|s| matches!(&s.run, workflow::pipeline::Run::Activity(a) if *a == step.activity_type));
+            let mut of_type = steps.iter().filter(
+                |s| matches!(&s.run, workflow::pipeline::Run::Activity(a) if *a == activity_type),
+            );
             match (of_type.next(), of_type.next()) {
                 (Some(s), None) => Some(s),
                 _ => None,

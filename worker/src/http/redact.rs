@@ -58,6 +58,28 @@ pub fn reason(text: &str) -> String {
     out
 }
 
+/// The type of the failure `text` describes (the shapes above): `HttpError`, `timeout
+/// (HEARTBEAT)`, `paused`, else `error`. Safe for every viewer.
+pub fn failure_type(text: &str) -> String {
+    let public = reason(text);
+    let (body, _) = split_suffix(&public);
+    let mut rest = body;
+    while let Some((_, after)) = rest
+        .split_once(": ")
+        .filter(|(head, _)| head.starts_with("attempt ") || head.starts_with("step "))
+    {
+        rest = after;
+    }
+    if let Some(kind) = rest.strip_prefix("timeout: ") {
+        return format!("timeout ({kind})");
+    }
+    match rest.split_once(": ") {
+        Some((kind, _)) if is_word(kind) => kind.to_owned(),
+        _ if rest == "paused" => rest.to_owned(),
+        _ => "error".to_owned(),
+    }
+}
+
 /// The `PIPELINE_PROGRESS` envelope (or data) with its `message` redacted; other events as
 /// they are.
 pub fn progress_envelope(mut envelope: Value) -> Value {
@@ -120,6 +142,21 @@ fn is_word(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_type_is_its_type_and_nothing_of_its_message() {
+        assert_eq!(
+            failure_type("attempt 2: HttpError: POST https://h/?token=s3cret: 503"),
+            "HttpError"
+        );
+        assert_eq!(
+            failure_type("step x failed: ConfigError: no; retrying"),
+            "ConfigError"
+        );
+        assert_eq!(failure_type("timeout: HEARTBEAT"), "timeout (HEARTBEAT)");
+        assert_eq!(failure_type("paused: because"), "paused");
+        assert_eq!(failure_type("Weird Type: token=abc"), "error");
+    }
 
     #[test]
     fn messages_lose_their_text_and_keep_their_shape() {

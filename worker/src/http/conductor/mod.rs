@@ -7,6 +7,7 @@
 //! the operator. Retries are [`crate::retry`]'s. Errors answer in Conductor's body
 //! ([`ConductorError`]), never with internal error text.
 
+pub mod graph;
 pub mod model;
 pub mod rows;
 pub mod view;
@@ -185,34 +186,34 @@ async fn workflow_json(
 }
 
 /// `GET /api/workflow/{id}/graph.svg` (reflow's extension, beside the JSON it leaves
-/// unchanged): the definition the run is pinned to, drawn by `reflow graph`, each step with
-/// its state in this run (from the run's and its children's histories), for embedding.
+/// unchanged): the definition the run is pinned to, drawn by `reflow graph`, each step as the
+/// Conductor view of the run has it ([`graph`]), for embedding.
 async fn workflow_svg(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ConductorError> {
     authorized(&state, &headers, &id).await?;
-    let client = client(&state)?;
-    let main = crate::history::load(client, &id).await?;
-    let children: Vec<crate::history::Run> = futures::future::join_all(
-        main.children
+    let main = load(&state, &id).await?;
+    let children: Vec<Loaded> = futures::future::join_all(
+        main.run
+            .children
             .iter()
-            .map(|c| crate::history::load(client, &c.workflow_id)),
+            .map(|c| load(&state, &c.workflow_id)),
     )
     .await
     .into_iter()
     .filter_map(Result::ok)
     .collect();
-    let pipeline: workflow::Pipeline = serde_json::from_value(main.input["pipeline"].clone())
-        .map_err(|_| {
-            ConductorError::new(
-                StatusCode::NOT_FOUND,
-                format!("{id} is not a run of a reflow pipeline"),
-            )
-        })?;
-    let states = run_states(&pipeline, &main, &children);
-    let svg = crate::graph::svg_with_states(&pipeline, &states);
+    let Some(pipeline) = main.run.pipeline() else {
+        return Err(ConductorError::new(
+            StatusCode::NOT_FOUND,
+            format!("{id} is not a run of a reflow pipeline"),
+        ));
+    };
+    let view = view::workflow(&main, &children, true);
+    let child_runs: Vec<crate::history::Run> = children.into_iter().map(|c| c.run).collect();
+    let svg = graph::svg(&pipeline, &main.run, &child_runs, &view);
     Ok((
         [
             (axum::http::header::CONTENT_TYPE, "image/svg+xml"),
@@ -225,95 +226,6 @@ async fn workflow_svg(
         svg,
     )
         .into_response())
-}
-
-/// Each step's state in a run: activities by their closes in the run's history (or its
-/// children's, for a child pipeline's steps), fan-outs by all their members.
-fn run_states(
-    p: &workflow::Pipeline,
-    main: &crate::history::Run,
-    children: &[crate::history::Run],
-) -> crate::graph::States {
-    use crate::graph::NodeState;
-    use crate::history::Close;
-    use crate::history::run::ChildOutcome;
-    use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
-    // An activity without a close in a run that has ended (terminated with its parent) will
-    // not run any more.
-    let of_close = |c: Option<&Close>, ended: bool| match c {
-        None if ended => NodeState::Cancelled,
-        None => NodeState::Running,
-        Some(Close::Completed { .. }) => NodeState::Completed,
-        Some(Close::Failed { .. } | Close::TimedOut { .. }) => NodeState::Failed,
-        Some(Close::Canceled { .. }) => NodeState::Cancelled,
-    };
-    let aggregate = |members: Vec<NodeState>, closed: bool| {
-        let any = |s: NodeState| members.contains(&s);
-        if members.is_empty() {
-            if closed {
-                NodeState::Skipped
-            } else {
-                NodeState::Pending
-            }
-        } else if any(NodeState::Failed) {
-            NodeState::Failed
-        } else if any(NodeState::Running) {
-            NodeState::Running
-        } else if any(NodeState::Cancelled) {
-            NodeState::Cancelled
-        } else {
-            NodeState::Completed
-        }
-    };
-    let closed = |r: &crate::history::Run| r.status != WorkflowExecutionStatus::Running;
-    let mut states = crate::graph::States::new();
-    for step in &p.main.steps {
-        let members: Vec<NodeState> = match &step.run {
-            workflow::pipeline::Run::Activity(a) => main
-                .steps
-                .iter()
-                .filter(|s| &s.activity_type == a)
-                .map(|s| of_close(s.close.as_ref(), closed(main)))
-                .collect(),
-            workflow::pipeline::Run::Child(c) => main
-                .children
-                .iter()
-                .filter(|ch| &ch.workflow_type == c)
-                .map(|ch| match &ch.outcome {
-                    None => NodeState::Running,
-                    Some(ChildOutcome::Completed) => NodeState::Completed,
-                    Some(ChildOutcome::Canceled) => NodeState::Cancelled,
-                    Some(_) => NodeState::Failed,
-                })
-                .collect(),
-        };
-        states.insert(
-            (p.main.name.clone(), step.id.clone()),
-            aggregate(members, closed(main)),
-        );
-    }
-    for (name, graph) in &p.children {
-        let runs: Vec<&crate::history::Run> = children
-            .iter()
-            .filter(|c| &c.workflow_type == name)
-            .collect();
-        for step in &graph.steps {
-            let members: Vec<NodeState> = runs
-                .iter()
-                .flat_map(|r| r.steps.iter().map(move |s| (s, closed(r))))
-                .filter(|(s, _)| {
-                    matches!(&step.run, workflow::pipeline::Run::Activity(a) if *a == s.activity_type)
-                })
-                .map(|(s, ended)| of_close(s.close.as_ref(), ended))
-                .collect();
-            let all_closed = !runs.is_empty() && runs.iter().all(|r| closed(r));
-            states.insert(
-                (name.clone(), step.id.clone()),
-                aggregate(members, all_closed || closed(main)),
-            );
-        }
-    }
-    states
 }
 
 async fn status_json(

@@ -455,7 +455,7 @@ fn order(owner: &Owner<'_>, plain: Vec<Task>, groups: Vec<Group>) -> Vec<Task> {
 }
 
 /// The last row of every ref, in first-seen order.
-fn latest_per_ref(rows: &[Task]) -> Vec<&Task> {
+pub(super) fn latest_per_ref(rows: &[Task]) -> Vec<&Task> {
     let mut latest: Vec<&Task> = Vec::new();
     for r in rows {
         match latest
