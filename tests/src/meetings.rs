@@ -702,6 +702,16 @@ impl Stack {
 /// in-process worker serving the meeting pipeline's queues; `asr_latency` as in
 /// [`Backends::start`]. Hold [`exclusive`] while it runs.
 pub async fn in_process(asr_latency: Duration, proxy: bool) -> (Stack, crate::InProcessWorker) {
+    in_process_with(asr_latency, proxy, |_| {}).await
+}
+
+/// [`in_process`] with the worker's services changed by `configure` first (a service left
+/// unconfigured, as an operator might).
+pub async fn in_process_with(
+    asr_latency: Duration,
+    proxy: bool,
+    configure: impl FnOnce(&mut reflow::registry::Services),
+) -> (Stack, crate::InProcessWorker) {
     let dir = tempfile::Builder::new()
         .prefix("reflow-stack-db-")
         .tempdir()
@@ -718,7 +728,9 @@ pub async fn in_process(asr_latency: Duration, proxy: bool) -> (Stack, crate::In
     )
     .await;
     let queues: Vec<String> = QUEUES.iter().map(|q| q.to_string()).collect();
-    let worker = crate::InProcessWorker::start_with(&queues, stack.services(100));
+    let mut services = stack.services(100);
+    configure(&mut services);
+    let worker = crate::InProcessWorker::start_with(&queues, services);
     (stack, worker)
 }
 

@@ -622,6 +622,20 @@ async fn a_transcription_refused_for_good_names_the_failed_task() {
         format!("step {reference} failed: {reason}")
     );
     assert_eq!(transcriptions(&w, 3), "FAILED");
+    // Drawn the same: the refused track's step and the fan-out that started it failed.
+    let states = graph_states(&stack, wf).await;
+    let state = |g: &str, s: &str| states[&(g.to_owned(), s.to_owned())].as_str();
+    assert_eq!(
+        state("TrackProcessing", "transcribe_track"),
+        "failed",
+        "{states:?}"
+    );
+    assert_eq!(
+        state("DiarizationPipeline", "process_tracks"),
+        "failed",
+        "{states:?}"
+    );
+    assert_eq!(state("DiarizationPipeline", "get_recording"), "completed");
     // The other tracks finished or were cancelled with the run; nothing after the fan-out ran;
     // the failure hook is internal.
     for t in &tasks {

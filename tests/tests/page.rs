@@ -185,10 +185,24 @@ fn reflow_activities_progress(s: &StepState) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_pipeline_graph_follows_a_real_run() {
     let _one = reflow_tests::meetings::exclusive().await;
-    // Each transcription takes 5 s, so the page (which redraws at most every 1.5 s) sees it
-    // running even on a loaded machine.
-    let (stack, _worker) =
-        reflow_tests::meetings::in_process(std::time::Duration::from_secs(5), false).await;
+    // Transcriptions take 5 s, so the page (which redraws at most every 1.5 s) sees them
+    // running even on a loaded machine. The first transcription request is refused (503):
+    // that track's step is retried. No Zulip realm: `post_zulip` has nothing to do (skipped).
+    let (stack, _worker) = reflow_tests::meetings::in_process_with(
+        std::time::Duration::from_secs(5),
+        false,
+        |services| services.zulip.realm = None,
+    )
+    .await;
+    // The other track is answered at once, so the fan-out stays at one of two done for the
+    // refused track's backoff and its 5-second retry.
+    stack
+        .backends
+        .asr
+        .then(reflow_tests::standins::Reply::status(503));
+    stack.backends.asr.then(reflow_tests::standins::Reply::Json(
+        reflow_tests::standins::transcription(&[("hello", 0.4, 0.8), ("everyone", 0.9, 1.5)]),
+    ));
     let tmp = tempfile::tempdir().unwrap();
     let voices = reflow_tests::meetings::voices(tmp.path(), 2);
     let m = stack.meeting("page-dag", 0, &voices).await;
@@ -228,30 +242,141 @@ async fn the_pipeline_graph_follows_a_real_run() {
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let state_of = |s: &serde_json::Map<String, Value>, k: &str| {
-        s.get(k).and_then(Value::as_str).map(str::to_owned)
+    let of = |s: &serde_json::Map<String, Value>, k: &str, field: &str| {
+        s.get(k).and_then(|n| n[field].as_str()).map(str::to_owned)
     };
     let transcription = "TrackProcessing/transcribe_track";
+    // Live: the transcriptions run; the refused track's next attempt runs, drawn as attempt 2
+    // of the step's 4 with the refusal's type.
     let running_at = seen
         .iter()
-        .position(|s| state_of(s, transcription).as_deref() == Some("running"))
+        .position(|s| of(s, transcription, "state").as_deref() == Some("running"))
         .unwrap_or_else(|| panic!("the transcription is never seen running: {text}"));
-    let last = seen.last().unwrap();
+    assert!(
+        seen[running_at..].iter().any(|s| {
+            matches!(
+                of(s, transcription, "state").as_deref(),
+                Some("running" | "retrying")
+            ) && of(s, transcription, "attempt").as_deref() == Some("2/4")
+                && of(s, transcription, "error").as_deref() == Some("Transient")
+        }),
+        "the retried transcription is never seen at attempt 2/4 after Transient: {text}"
+    );
     assert!(
         seen[running_at..]
             .iter()
-            .any(|s| state_of(s, transcription).as_deref() == Some("completed")),
-        "{text}"
+            .any(|s| of(s, transcription, "done").as_deref() == Some("1/2")),
+        "the fan-out is never seen with one of two tracks done: {text}"
     );
+    // The end: every step of the pinned definition drawn, completed but the skipped one.
+    let last = seen.last().unwrap();
     assert_eq!(
         last.len(),
         20,
         "every step of the pinned definition is drawn: {last:?}"
     );
-    assert!(
-        last.values().all(|v| v == "completed"),
-        "the finished run is drawn completed: {last:?}"
+    for (k, n) in last {
+        let want = if k == "DiarizationPipeline/post_zulip" {
+            "skipped"
+        } else {
+            "completed"
+        };
+        assert_eq!(n["state"], want, "{k}: {n}");
+        if want == "completed" {
+            assert!(n["ms"].as_i64().is_some(), "{k} shows its duration: {n}");
+        }
+    }
+    assert_eq!(
+        last[transcription]["attempt"], "2/4",
+        "{}",
+        last[transcription]
     );
+    assert_eq!(last[transcription]["error"], "Transient");
+    // The Conductor JSON says the same of that track.
+    let w: Value = reqwest::get(format!(
+        "http://{}/api/workflow/{}",
+        stack.api, m.workflow_id
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let refused: Vec<&Value> = w["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["taskType"] == "transcribe_track" && t["retried"] == true)
+        .collect();
+    assert_eq!(refused.len(), 1, "{w}");
+    assert!(
+        refused[0]["reasonForIncompletion"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("Transient: ")),
+        "{}",
+        refused[0]
+    );
+    // The finished run's critical path: through the transcriptions (1 s backoff + 5 s), not
+    // through the mix beside them; a chain from the first step to the end.
+    let critical: Vec<&str> = last
+        .iter()
+        .filter(|(_, n)| n["critical"] == true)
+        .map(|(k, _)| k.as_str())
+        .collect();
+    for on in [
+        "DiarizationPipeline/get_recording",
+        "DiarizationPipeline/pad_track",
+        "DiarizationPipeline/process_tracks",
+        "DiarizationPipeline/merge_transcripts",
+        "DiarizationPipeline/finalize",
+        transcription,
+    ] {
+        assert!(critical.contains(&on), "{on} is not on {critical:?}");
+    }
+    for off in [
+        "DiarizationPipeline/mixdown_tracks",
+        "DiarizationPipeline/generate_waveform",
+    ] {
+        assert!(!critical.contains(&off), "{off} is on {critical:?}");
+    }
+    let pipeline = reflow_tests::meetings::short_timeouts();
+    let main_path: Vec<&workflow::pipeline::Step> = pipeline
+        .main
+        .steps
+        .iter()
+        .filter(|s| critical.contains(&format!("DiarizationPipeline/{}", s.id).as_str()))
+        .collect();
+    for s in &main_path[1..] {
+        assert!(
+            s.needs.iter().any(|n| main_path.iter().any(|c| &c.id == n)),
+            "{} on the path needs none of it: {critical:?}",
+            s.id
+        );
+    }
+    // Members on demand, by keyboard: both tracks, the refused one at attempt 2.
+    assert_eq!(done["expanded"], "true", "{done}");
+    assert_eq!(done["visible"], true, "{done}");
+    let members = done["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2, "{done}");
+    assert!(members.iter().all(|m| m["state"] == "completed"), "{done}");
+    assert!(
+        members.iter().any(|m| m["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("attempt 2/4 · after Transient"))),
+        "{done}"
+    );
+    // The step table agrees that post_zulip had nothing to do; the long summary (Markdown,
+    // as LLMs write it) reads as headings and bold, not as `#` and `**`.
+    let reading = &done["reading"];
+    assert_eq!(reading["table"]["post_zulip"], "skipped", "{reading}");
+    assert_eq!(reading["table"]["finalize"], "completed", "{reading}");
+    assert_eq!(
+        reading["headings"],
+        serde_json::json!(["Quick recap", "Summary"]),
+        "{reading}"
+    );
+    assert!(reading["bold"].as_u64() >= Some(1), "{reading}");
+    assert_eq!(reading["raw"], false, "{reading}");
     assert_eq!(done["errors"], serde_json::json!([]), "no script errors");
     assert_eq!(done["focusable"], 20);
     assert_eq!(

@@ -138,6 +138,8 @@ pub struct NodeRun {
     pub fan_out: bool,
     /// On the finished run's critical path.
     pub critical: bool,
+    /// The need the critical path reaches it through (its edge is drawn on the path).
+    pub critical_via: Option<String>,
 }
 
 impl NodeRun {
@@ -149,6 +151,7 @@ impl NodeRun {
             members,
             fan_out,
             critical: false,
+            critical_via: None,
         }
     }
 
@@ -248,10 +251,12 @@ impl NodeRun {
     }
 }
 
-/// `4.2 s`, `12 s`, `3 m 05 s`.
+/// `40 ms`, `4.2 s`, `12 s`, `3 m 05 s`.
 pub fn seconds(ms: i64) -> String {
     let s = ms as f64 / 1000.0;
-    if s < 10.0 {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if s < 10.0 {
         format!("{s:.1} s")
     } else if s < 60.0 {
         format!("{s:.0} s")
@@ -286,10 +291,12 @@ pub fn critical_path(p: &Pipeline, runs: &mut Runs) {
     }
 }
 
-/// Marks the critical path of one graph; returns its steps, last first.
+/// Marks the critical path of one graph; returns its steps, last first. Steps that did
+/// nothing (skipped) set no length and are left out.
 fn mark(g: &Graph, runs: &mut Runs) -> Vec<String> {
     let end = |runs: &Runs, id: &str| {
         runs.get(&(g.name.clone(), id.to_owned()))
+            .filter(|r| r.state != NodeState::Skipped)
             .map_or(0, NodeRun::end_ms)
     };
     let mut path = Vec::new();
@@ -307,9 +314,10 @@ fn mark(g: &Graph, runs: &mut Runs) -> Vec<String> {
             .filter(|t| end(runs, &t.id) > 0)
             .max_by_key(|t| end(runs, &t.id));
     }
-    for id in &path {
+    for (i, id) in path.iter().enumerate() {
         if let Some(r) = runs.get_mut(&(g.name.clone(), id.clone())) {
             r.critical = true;
+            r.critical_via = path.get(i + 1).cloned();
         }
     }
     path
@@ -368,6 +376,7 @@ mod tests {
         );
         assert_eq!(done.status_line(), "completed in 4.2 s");
         assert_eq!(seconds(185_000), "3 m 05 s");
+        assert_eq!(seconds(40), "40 ms");
     }
 
     #[test]
@@ -436,6 +445,22 @@ mod tests {
                 "{off} in {critical:?}"
             );
         }
+        // Each step of the path is reached through one of its needs on the path.
+        let main = |id: &str| &runs[&("DiarizationPipeline".to_owned(), id.to_owned())];
+        assert_eq!(
+            main("merge_transcripts").critical_via.as_deref(),
+            Some("process_tracks")
+        );
+        assert_eq!(main("get_recording").critical_via, None);
+        // A step that ended last but did nothing does not end the path.
+        let mut skipped = runs.clone();
+        skipped.values_mut().for_each(|r| r.critical = false);
+        let last = NodeRun::new(vec![member(NodeState::Skipped, 1, 10_000_000)], false, true);
+        skipped.insert(("DiarizationPipeline".into(), "post_zulip".into()), last);
+        critical_path(&p, &mut skipped);
+        let main = |id: &str| &skipped[&("DiarizationPipeline".to_owned(), id.to_owned())];
+        assert!(!main("post_zulip").critical);
+        assert!(main("finalize").critical);
         // While a step runs there is no critical path yet.
         let mut live = runs.clone();
         live.values_mut().for_each(|r| r.critical = false);

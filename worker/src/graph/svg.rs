@@ -239,9 +239,8 @@ fn draw(p: &Pipeline, runs: Option<&Runs>) -> String {
                 let (x1, y1) = (from.x + NODE_W / 2.0, from.y + node_h(from.step, status));
                 let (x2, y2) = (n.x + NODE_W / 2.0, n.y);
                 let mid = (y1 + y2) / 2.0;
-                let critical = [&from.step.id, &n.step.id]
-                    .iter()
-                    .all(|id| run_of(n.graph, id).is_some_and(|r| r.critical));
+                let critical = run_of(n.graph, &n.step.id)
+                    .is_some_and(|r| r.critical && r.critical_via.as_ref() == Some(need));
                 let _ = writeln!(
                     out,
                     "<path class=\"edge\" data-from=\"{}\" data-to=\"{}\"{} d=\"M{x1:.1},{y1:.1} C{x1:.1},{mid:.1} {x2:.1},{mid:.1} {x2:.1},{y2:.1}\" fill=\"none\" stroke=\"#475569\" marker-end=\"url(#arrow)\"/>",
@@ -419,7 +418,13 @@ fn panel_box(n: &Placed, r: &NodeRun, status: bool) -> (f64, f64, f64, f64) {
     (
         n.x + 12.0,
         n.y + node_h(n.step, status) - 4.0,
-        NODE_W + 120.0,
+        // Wide enough for its longest line (11 px sans-serif: about 6.2 px a character).
+        r.members
+            .iter()
+            .map(|m| {
+                (m.label.chars().count() + 2 + member_line(m).chars().count()) as f64 * 6.2 + 32.0
+            })
+            .fold(NODE_W, f64::max),
         10.0 + LINE_H * r.members.len().max(1) as f64,
     )
 }
