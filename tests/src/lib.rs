@@ -14,6 +14,7 @@ pub mod daily;
 pub mod media;
 pub mod meetings;
 pub mod postgres;
+pub mod runbook;
 #[path = "../../activities/tests/common/s3.rs"]
 pub mod s3;
 pub mod standins;
@@ -319,8 +320,11 @@ impl InProcessWorker {
                     &registry(),
                     &services,
                     &queues,
-                    None,
-                    reflow::worker::GRACE,
+                    &reflow::worker::Setup {
+                        slot_overrides: None,
+                        grace: reflow::worker::GRACE,
+                        deployment: None,
+                    },
                     s,
                 )
                 .await

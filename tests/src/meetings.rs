@@ -771,6 +771,16 @@ impl WorkerProcess {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
+    /// Send `sig` (`libc::SIGTERM`, `SIGSTOP`, …).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling the child process this handle owns (not yet reaped: `try_wait`
+        // and `kill` reap it, after which the pid is not signalled again by the tests).
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(self.pid() as i32, sig);
+        }
+    }
+
     /// SIGKILL: no drain, no goodbye.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

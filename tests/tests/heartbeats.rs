@@ -214,14 +214,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / hz
 }
 
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: signalling a child process this test started.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::kill(pid as i32, sig);
-    }
-}
-
 /// Asserts two word lists are equal, naming the first difference.
 fn same_words(got: &[(String, f64, f64)], want: &[(String, f64, f64)]) {
     // Times as stored (JSON) and as computed may differ in the last bit.
@@ -403,7 +395,7 @@ async fn a_stalled_attempt_is_timed_out_stops_and_its_retry_resumes() {
     let (_, seen) = s.transcribed_past(40.0).await;
     let padded = s.keep_padded(&tid).await;
     // The worker freezes (a VM paused, a machine swapping): its attempt stops heartbeating.
-    signal(stale.pid(), libc::SIGSTOP);
+    stale.signal(libc::SIGSTOP);
     let _second = s.worker("asr-2", &ASR_QUEUE);
     reflow_tests::wait_for(
         "the retry to resume on the other worker",
@@ -416,7 +408,7 @@ async fn a_stalled_attempt_is_timed_out_stops_and_its_retry_resumes() {
     )
     .await;
     // The frozen worker runs again: its next heartbeat learns the attempt is over.
-    signal(stale.pid(), libc::SIGCONT);
+    stale.signal(libc::SIGCONT);
     let woke = Instant::now();
     reflow_tests::wait_for(
         "the stale attempt to stop",
@@ -468,7 +460,7 @@ async fn a_worker_stopped_with_sigterm_hands_its_transcription_back_within_its_g
     let padded = s.keep_padded(&tid).await;
     // An operator's rolling restart: SIGTERM, and the process must be gone within its grace.
     let asked = Instant::now();
-    signal(first.pid(), libc::SIGTERM);
+    first.signal(libc::SIGTERM);
     let exited = reflow_tests::wait_for("the worker to exit", Duration::from_secs(30), || {
         let done = first.try_wait();
         async move { done.then(|| asked.elapsed()) }

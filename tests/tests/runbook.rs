@@ -5,85 +5,20 @@
 //! they stopped, a failed run resumed from its failed step (earlier steps not re-run), a run
 //! re-run from a named step, and a run cancelled.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use reflow::runs;
+use reflow_tests::runbook::bin_dir;
 use reflow_tests::{events, journal, read_journal, started, wait_for};
 use serde_json::json;
 use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions};
 
-/// The command block tagged `name` in the runbook.
-fn block(name: &str) -> String {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/runbook.md"))
-            .expect("docs/runbook.md");
-    let tag = format!("<!-- tested: {name} -->");
-    let after = text
-        .split_once(&tag)
-        .unwrap_or_else(|| panic!("runbook has no block {tag}"))
-        .1;
-    let body = after
-        .split_once("```sh\n")
-        .expect("a sh block follows the tag")
-        .1;
-    body.split_once("```").expect("the block ends").0.to_owned()
-}
-
-/// A directory with `reflow` (this suite's build of the CLI) and `temporal`, for `PATH`.
-fn bin_dir() -> PathBuf {
-    let dir = tempfile::Builder::new()
-        .prefix("reflow-runbook-bin-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_reflow-test-worker"), dir.join("reflow"))
-        .unwrap();
-    let temporal = reflow_tests::temporal_cli();
-    let temporal = if temporal.is_absolute() {
-        temporal
-    } else {
-        which(&temporal)
-    };
-    std::os::unix::fs::symlink(temporal, dir.join("temporal")).unwrap();
-    dir
-}
-
-fn which(name: &Path) -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(name))
-                .find(|p| p.exists())
-        })
-        .unwrap_or_else(|| name.to_owned())
-}
-
-/// Run the block `name` with `vars`; its stdout (panics on a non-zero exit).
+/// Run the block `name` with `vars` against the suite's server; its stdout.
 async fn run(bin: &Path, name: &str, vars: &[(&str, &str)]) -> String {
-    let script = block(name);
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = tokio::process::Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &script])
-        .env("PATH", path)
-        .env("TEMPORAL_ADDRESS", &reflow_tests::server().address)
-        .env("TEMPORAL_NAMESPACE", "default")
-        .env("RUST_LOG", "warn")
-        .envs(vars.iter().copied())
-        .output()
-        .await
-        .expect("bash runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "runbook block {name} failed:\n{script}\nstdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    let mut all = vec![("TEMPORAL_ADDRESS", reflow_tests::server().address.as_str())];
+    all.extend_from_slice(vars);
+    reflow_tests::runbook::run(bin, name, &all).await
 }
 
 /// Run the block until its output contains `needle` (visibility is eventually consistent).

@@ -34,6 +34,8 @@ pub struct App {
     pub activity_slots: Option<String>,
     /// `REFLOW_SHUTDOWN_GRACE`.
     shutdown_grace: std::time::Duration,
+    /// The Worker Deployment version this process's workers register as.
+    deployment: Option<crate::deployment::Deployment>,
 }
 
 impl App {
@@ -66,6 +68,7 @@ impl App {
             max_connections: settings.http_max_connections(),
             activity_slots: settings.activity_slots(),
             shutdown_grace: settings.shutdown_grace(),
+            deployment: crate::deployment::Deployment::from_settings(settings),
         })
     }
 
@@ -123,13 +126,20 @@ impl App {
             |bound| eprintln!("HTTP API on http://{bound}"),
             shutdown,
         );
+        if let Some(d) = self.deployment.clone() {
+            tokio::spawn(crate::deployment::adopt_if_first(self.client.clone(), d));
+        }
+        let setup = crate::worker::Setup {
+            slot_overrides: self.activity_slots.clone(),
+            grace: self.shutdown_grace,
+            deployment: self.deployment.clone(),
+        };
         let workers = crate::worker::run_workers(
             self.client.clone(),
             registry,
             &self.services,
             queues,
-            self.activity_slots.as_deref(),
-            self.shutdown_grace,
+            &setup,
             shutdown.clone(),
         );
         let (workers, api) = futures::join!(workers, api);

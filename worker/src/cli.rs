@@ -572,17 +572,14 @@ async fn demo(
         }
     };
     let services = Services::from_settings(settings, registry).await?;
-    let slots = settings.activity_slots();
+    // This command's own workers run its job: unversioned.
+    let setup = crate::worker::Setup {
+        slot_overrides: settings.activity_slots(),
+        grace: settings.shutdown_grace(),
+        deployment: None,
+    };
     let (worker, job) = futures::join!(
-        run_workers(
-            client,
-            registry,
-            &services,
-            &queues,
-            slots.as_deref(),
-            settings.shutdown_grace(),
-            shutdown
-        ),
+        run_workers(client, registry, &services, &queues, &setup, shutdown),
         job
     );
     if let Some(s) = server {
@@ -759,15 +756,20 @@ async fn process_dir(
         move |bound| eprintln!("progress page: http://{bound}/transcripts/{tid}"),
         &shutdown,
     );
+    // A local run stops at once on Ctrl-C: what is in flight runs again on resume. Its
+    // workers are its own: unversioned.
+    let setup = crate::worker::Setup {
+        slot_overrides: app.activity_slots.clone(),
+        grace: crate::worker::LOCAL_GRACE,
+        deployment: None,
+    };
     let (worker, page, job) = futures::join!(
         run_workers(
             client,
             registry,
             services,
             &queues,
-            app.activity_slots.as_deref(),
-            // A local run stops at once on Ctrl-C: what is in flight runs again on resume.
-            crate::worker::LOCAL_GRACE,
+            &setup,
             shutdown.clone()
         ),
         page,

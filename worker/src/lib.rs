@@ -10,6 +10,7 @@ pub mod attempts;
 pub mod cli;
 pub mod codec;
 pub mod cost;
+pub mod deployment;
 pub mod follow;
 pub mod gitops;
 pub mod graph;

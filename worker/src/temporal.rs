@@ -119,10 +119,17 @@ pub struct DevServerOptions {
 /// the workflow task, when that worker has a free slot (the SDK asks for it by default):
 /// no activity task poll, no matching round trip. Other activities are dispatched as before.
 ///
+/// `matching.wv.VersionDrainageStatus{RefreshInterval,VisibilityGracePeriod}` (seconds;
+/// default 3 minutes each): how soon a Worker Deployment version no longer current is reported
+/// drained once its last pinned meeting closed, which the runbook's upgrade waits for before
+/// the old workers stop ([`crate::deployment`]).
+///
 /// `temporal-compose/dynamicconfig/development-sql.yaml` sets the same for a cluster.
 pub const DEV_SERVER_DYNAMIC_CONFIG: &[&str] = &[
     "history.transferProcessorMaxPollRPS=1000",
     "system.enableActivityEagerExecution=true",
+    "matching.wv.VersionDrainageStatusRefreshInterval=2",
+    "matching.wv.VersionDrainageStatusVisibilityGracePeriod=5",
 ];
 
 /// A running `temporal server start-dev`.

@@ -76,10 +76,19 @@ pub fn activity_slots(queue: &str, overrides: Option<&str>) -> usize {
     })
 }
 
+/// How the workers of a process run.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// `REFLOW_ACTIVITY_SLOTS` (see [`activity_slots`]).
+    pub slot_overrides: Option<String>,
+    /// How long in-flight activities may finish after a stop request ([`GRACE`] for a
+    /// worker, [`LOCAL_GRACE`] for `reflow process`).
+    pub grace: Duration,
+    /// The Worker Deployment version the workers register as (`None`: unversioned).
+    pub deployment: Option<crate::deployment::Deployment>,
+}
+
 /// Run one worker per queue until `shutdown` fires; returns when all have drained.
-/// `slot_overrides` is `REFLOW_ACTIVITY_SLOTS` (see [`activity_slots`]); `grace` is how long
-/// in-flight activities may finish after `shutdown` ([`GRACE`] for a worker, [`LOCAL_GRACE`]
-/// for `reflow process`).
 ///
 /// `Worker::run` is not `Send`, so this future must be awaited on the caller's task (not
 /// spawned); the SDK runtime is created from the current tokio runtime.
@@ -88,10 +97,10 @@ pub async fn run_workers(
     registry: &Registry,
     services: &Services,
     queues: &[String],
-    slot_overrides: Option<&str>,
-    grace: Duration,
+    setup: &Setup,
     shutdown: Shutdown,
 ) -> Result<(), WorkerError> {
+    let grace = setup.grace;
     // Make sure reflow's recorder exists before the first step records into it.
     crate::metrics::reflow_handle();
     let runtime = Runtime::from_current_tokio(
@@ -111,7 +120,7 @@ pub async fn run_workers(
         // client's token bucket covers activities that make several calls.
         let llm_rate =
             (queue == LLM_QUEUE).then(|| f64::from(services.llm.config().rate_limit_per_second));
-        let slots = activity_slots(queue, slot_overrides);
+        let slots = activity_slots(queue, setup.slot_overrides.as_deref());
         let tuner = TunerHolder::builder()
             .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(100))
             .activity_task_slot_supplier(FixedSizeSlotSupplier::new(slots))
@@ -127,6 +136,7 @@ pub async fn run_workers(
             .graceful_shutdown_period(grace.saturating_sub(STOP_BUDGET))
             // Heartbeats reach the server (and cancels reach the steps) within a second.
             .max_heartbeat_throttle_interval(activities::heartbeat::THROTTLE)
+            .maybe_deployment_options(setup.deployment.as_ref().map(|d| d.options()))
             .build();
         registry.register(&mut options, services).map_err(build)?;
         let worker =

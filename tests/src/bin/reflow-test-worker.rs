@@ -8,6 +8,10 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     reflow::init_tracing();
+    // The rolling-upgrade test's "next release" (workflow::interpreter::next_release).
+    if std::env::var_os("REFLOW_TEST_NEXT_INTERPRETER").is_some() {
+        workflow::interpreter::next_release::enable();
+    }
     match reflow::cli::run(reflow::cli::Cli::parse(), reflow_tests::registry()).await {
         Ok(code) => code,
         Err(e) => {

@@ -28,6 +28,7 @@ use temporalio_workflow::{
 
 mod failure;
 mod inputs;
+pub mod next_release;
 mod options;
 mod report;
 mod tags;
@@ -127,6 +128,9 @@ pub async fn run<W: Interpreted>(
         _ => None,
     };
     let main = async {
+        if next_release::enabled() {
+            ctx.timer(std::time::Duration::from_millis(1)).await;
+        }
         let result = run_graph(ctx, input).await;
         ctx.state_mut(|w| w.progress_mut().finished = true);
         result
