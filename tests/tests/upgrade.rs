@@ -129,8 +129,38 @@ async fn a_rolling_upgrade_finishes_every_meeting_on_the_build_that_started_it()
         .unwrap();
     assert_eq!(d.current.as_deref(), Some("a"), "{d:?}");
 
-    // The runbook's upgrade, as written: `b` current, then wait until `a` is drained.
+    // `reflow plan` with the new build's settings shows the switch; `reflow apply` makes it.
     let bin = reflow_tests::runbook::bin_dir();
+    let reflow = |command: &'static str| {
+        let out = std::process::Command::new(bin.join("reflow"))
+            .arg(command)
+            .env("TEMPORAL_ADDRESS", &address)
+            .env("REFLOW_DEPLOYMENT_NAME", DEPLOYMENT)
+            .env("REFLOW_BUILD_ID", "b")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("reflow runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "reflow {command}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let plan = reflow("plan");
+    assert!(
+        plan.contains("~ worker deployment reflow: update (current version: a → b"),
+        "{plan}"
+    );
+    let applied = reflow("apply");
+    assert!(applied.contains("current version: a → b"), "{applied}");
+    assert!(
+        reflow("plan").contains("  worker deployment reflow: unchanged"),
+        "applied once, nothing more to change"
+    );
+    // The runbook's upgrade, as written (setting `b` current again is a no-op), then wait
+    // until `a` is drained.
     let upgrade = tokio::spawn({
         let (bin, address) = (bin.clone(), address.clone());
         async move {

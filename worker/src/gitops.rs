@@ -11,7 +11,10 @@
 //! - the `daily-poll` schedule (daily.md §4) — present exactly when `DAILY_API_KEY` is set,
 //!   every `REFLOW_DAILY_POLL_INTERVAL` seconds, else 180 s with a webhook secret and 15 s
 //!   without, overlap SKIP, starting `PollDailyRecordings` pinned to the repository's
-//!   `pipelines/daily-poll.yaml` (its hash is compared).
+//!   `pipelines/daily-poll.yaml` (its hash is compared);
+//! - with `REFLOW_DEPLOYMENT_NAME`, the Worker Deployment's current version: this build
+//!   (`REFLOW_BUILD_ID`, [`crate::deployment`]), made current once its workers poll; runs
+//!   pinned to the previous version finish on it.
 //!
 //! One concept, one file: the reconciliation of what is declared with what the cluster has.
 
@@ -79,6 +82,8 @@ pub enum Kind {
     SearchAttribute,
     /// A schedule.
     Schedule,
+    /// A Worker Deployment (its current version).
+    Deployment,
 }
 
 impl std::fmt::Display for Kind {
@@ -87,6 +92,7 @@ impl std::fmt::Display for Kind {
             Kind::Namespace => "namespace",
             Kind::SearchAttribute => "search attribute",
             Kind::Schedule => "schedule",
+            Kind::Deployment => "worker deployment",
         })
     }
 }
@@ -122,6 +128,8 @@ pub struct Desired {
     pub schedules: Vec<DesiredSchedule>,
     /// Schedule ids that must not exist (e.g. the poll without a Daily API key).
     pub absent: Vec<String>,
+    /// The deployment whose current version must be this build.
+    pub deployment: Option<crate::deployment::Deployment>,
 }
 
 /// The Daily poll interval (daily.md §4).
@@ -153,6 +161,7 @@ impl Desired {
                 ),
             }),
             search_attributes: reflow_search_attributes(),
+            deployment: crate::deployment::Deployment::from_settings(settings),
             ..Desired::default()
         };
         if var("DAILY_API_KEY").is_some() {
@@ -375,7 +384,52 @@ pub async fn plan(client: &Client, desired: &Desired) -> Result<Vec<Change>, Git
             });
         }
     }
+    if let Some(d) = &desired.deployment {
+        out.push(plan_deployment(client, d).await?);
+    }
     Ok(out)
+}
+
+/// The deployment's current version against this build.
+async fn plan_deployment(
+    client: &Client,
+    d: &crate::deployment::Deployment,
+) -> Result<Change, GitOpsError> {
+    let err = |e: crate::deployment::DeploymentError| GitOpsError::Temporal {
+        kind: Kind::Deployment,
+        id: d.name.clone(),
+        message: e.to_string(),
+    };
+    let described = crate::deployment::describe(client, &d.name)
+        .await
+        .map_err(err)?;
+    let polling = crate::deployment::version_exists(client, &d.name, &d.build_id)
+        .await
+        .map_err(err)?;
+    let waiting = if polling {
+        ""
+    } else {
+        "; no worker of this build polls yet: start them first"
+    };
+    Ok(match described.and_then(|x| x.current) {
+        Some(current) if current == d.build_id => Change::Unchanged {
+            kind: Kind::Deployment,
+            id: d.name.clone(),
+        },
+        Some(current) => Change::Update {
+            kind: Kind::Deployment,
+            id: d.name.clone(),
+            diffs: vec![format!(
+                "current version: {current} → {} (runs pinned to {current} finish on it){waiting}",
+                d.build_id
+            )],
+        },
+        None => Change::Create {
+            kind: Kind::Deployment,
+            id: d.name.clone(),
+            summary: format!("current version {}{waiting}", d.build_id),
+        },
+    })
 }
 
 fn action(s: &DesiredSchedule) -> ScheduleAction {
@@ -487,6 +541,23 @@ pub async fn apply(client: &Client, desired: &Desired) -> Result<Vec<Change>, Gi
                     .delete(DeleteScheduleOptions::default())
                     .await
                     .map_err(err(id))?;
+            }
+            Change::Create {
+                kind: Kind::Deployment,
+                ..
+            }
+            | Change::Update {
+                kind: Kind::Deployment,
+                ..
+            } => {
+                let d = desired.deployment.as_ref().expect("planned");
+                crate::deployment::set_current(client, &d.name, &d.build_id)
+                    .await
+                    .map_err(|e| GitOpsError::Conflict {
+                        kind: Kind::Deployment,
+                        id: d.name.clone(),
+                        message: e.to_string(),
+                    })?;
             }
             _ => {}
         }
