@@ -182,7 +182,7 @@ bench-vad: setup
 # orchestration overhead per step against in-process calls, and 50 meetings at once on one
 # worker → bench/results/pipeline.md and bench/results/load.md.
 bench-pipeline *args: setup-test
-    cargo build --release --quiet -p reflow-bench --bin pipeline-bench
+    cargo build --release --quiet -p reflow-bench --bin pipeline-bench -p reflow-worker --bin reflow
     TEMPORAL_CLI="{{venv}}/bin/temporal" "${CARGO_TARGET_DIR:-target}/release/pipeline-bench" --results bench/results {{args}}
 
 # The embedded LLMs side by side on the demo dialogue (load time, prefill and generation

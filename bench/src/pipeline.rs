@@ -19,9 +19,12 @@
 //! - **History events**: a 3-track meeting's events (the run and its children) by type, the
 //!   server's writes per meeting; `events_per_meeting`.
 //!
+//! - **Throughput per worker process** ([`throughput`]): meetings per minute on 1, 2 and 4
+//!   worker processes, `throughput_ratio_4_vs_1`, with the workers' and the server's CPU.
+//!
 //! Writes `bench/results/pipeline.md` and `bench/results/load.md` (the machine and the date
 //! included); `--only history` or `--only events` replaces just that section of
-//! `pipeline.md`. Needs what `just setup-test` installs (the `temporal` CLI, espeak-ng, ffmpeg).
+//! `pipeline.md`, `--only throughput` that section of `load.md`. Needs what `just setup-test` installs (the `temporal` CLI, espeak-ng, ffmpeg).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +35,8 @@ use anyhow::{Context, bail};
 use reflow_tests::meetings::{self, Meeting, Stack};
 use serde_json::json;
 use temporalio_sdk::testing::ActivityEnvironment;
+
+mod throughput;
 
 /// The transcription stand-in's latency in the fan-out benchmark: a track's GPU
 /// transcription, shortened.
@@ -66,7 +71,7 @@ fn args() -> anyhow::Result<Args> {
             "--results" => a.results = value()?.into(),
             "--only" => a.only = Some(value()?),
             other => bail!(
-                "unknown argument {other} (--reps N, --load N, --results DIR, --only fanout|overhead|history|events|load)"
+                "unknown argument {other} (--reps N, --load N, --results DIR, --only fanout|overhead|history|events|load|throughput)"
             ),
         }
     }
@@ -77,6 +82,11 @@ fn median(xs: &[Duration]) -> Duration {
     let mut v = xs.to_vec();
     v.sort();
     v[v.len() / 2]
+}
+
+/// CPU cores of this machine.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 fn secs(d: Duration) -> String {
@@ -584,8 +594,29 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("load") {
         let text = load(a.load, work.path()).await?;
-        std::fs::write(a.results.join("load.md"), &text)?;
+        // The throughput section follows the load section (re-measured below unless `--only
+        // load`, kept as it was then).
+        let kept = std::fs::read_to_string(a.results.join("load.md"))
+            .ok()
+            .and_then(|old| {
+                old.find("## Throughput per worker process")
+                    .map(|i| old[i..].to_owned())
+            })
+            .unwrap_or_default();
+        std::fs::write(a.results.join("load.md"), format!("{text}\n{kept}"))?;
         println!("{text}");
+    }
+    if want("throughput") {
+        let (text, ratio) = throughput::throughput(96, work.path()).await?;
+        eprintln!("throughput_ratio_4_vs_1: {ratio:.2}");
+        println!(
+            "{}",
+            replace_section(
+                &a.results.join("load.md"),
+                "## Throughput per worker process",
+                &text
+            )?
+        );
     }
     // The dev server and the in-process workers are torn down with the process.
     std::process::exit(0);
