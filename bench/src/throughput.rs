@@ -77,7 +77,7 @@ async fn measure(k: usize, n: usize, work: &Path) -> anyhow::Result<Measured> {
     for i in 0..n {
         batch.push(stack.meeting(&format!("tp{k}"), i, &voices).await);
     }
-    let cpu = |pids: &[u32]| -> Duration { pids.iter().map(|p| super::cpu_time(p)).sum() };
+    let cpu = |pids: &[u32]| -> Duration { pids.iter().copied().map(super::cpu_time).sum() };
     let pids: Vec<u32> = workers.iter().map(WorkerProcess::pid).collect();
     let server = super::server_pid();
     let (w0, s0, b0) = (
