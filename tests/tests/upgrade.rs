@@ -90,14 +90,20 @@ async fn a_rolling_upgrade_finishes_every_meeting_on_the_build_that_started_it()
     let log_a = dir.path().join("a.log");
     let mut a = WorkerProcess::spawn(&binary, &QUEUES, &env("a", false), &log_a);
     // The first version to poll becomes current by itself.
-    wait_for("build a current", Duration::from_secs(60), || async {
-        let d = deployment::describe(&client, DEPLOYMENT)
-            .await
-            .ok()
-            .flatten()?;
-        (d.current.as_deref() == Some("a")).then_some(())
-    })
-    .await;
+    let since = std::time::Instant::now();
+    loop {
+        let d = deployment::describe(&client, DEPLOYMENT).await;
+        if matches!(&d, Ok(Some(d)) if d.current.as_deref() == Some("a")) {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(120),
+            "build a never became current: {d:?}\n{}",
+            std::fs::read_to_string(&log_a).unwrap_or_default()
+        );
+        // A deployment takes a few requests a second, shared with the workers.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 
     let tracks = voices(dir.path(), 2);
     let mut old = Vec::new();
@@ -116,10 +122,14 @@ async fn a_rolling_upgrade_finishes_every_meeting_on_the_build_that_started_it()
     let log_b = dir.path().join("b.log");
     let _b = WorkerProcess::spawn(&binary, &QUEUES, &env("b", true), &log_b);
     wait_for("build b polling", Duration::from_secs(60), || async {
-        deployment::version_exists(&client, DEPLOYMENT, "b")
+        let polling = deployment::version_exists(&client, DEPLOYMENT, "b")
             .await
             .ok()
-            .filter(|e| *e)
+            .filter(|e| *e);
+        if polling.is_none() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        polling
     })
     .await;
     // Polling is not current: new meetings still start on `a`.
@@ -181,8 +191,12 @@ async fn a_rolling_upgrade_finishes_every_meeting_on_the_build_that_started_it()
         let d = deployment::describe(&client, DEPLOYMENT)
             .await
             .ok()
-            .flatten()?;
-        (d.current.as_deref() == Some("b")).then_some(())
+            .flatten();
+        let current = d.filter(|d| d.current.as_deref() == Some("b")).map(|_| ());
+        if current.is_none() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        current
     })
     .await;
     let new = stack.meeting("upgrade", 2, &tracks).await;

@@ -52,6 +52,27 @@ pub enum DeploymentError {
     },
 }
 
+/// `call`, again after a pause while the server says it is busy: a Worker Deployment takes a
+/// few requests a second (`too many requests issued to Worker Deployment`), and every worker
+/// of it, `reflow plan` and an operator's CLI share them.
+async fn throttled<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let mut pause = std::time::Duration::from_millis(250);
+    for _ in 0..8 {
+        match call().await {
+            Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(4));
+            }
+            other => return other,
+        }
+    }
+    call().await
+}
+
 /// This process's deployment version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployment {
@@ -107,11 +128,14 @@ pub async fn describe(client: &Client, name: &str) -> Result<Option<Described>, 
         namespace: client.namespace(),
         deployment_name: name.to_owned(),
     };
-    let answer = match client
-        .connection()
-        .workflow_service()
-        .describe_worker_deployment(tonic::Request::new(request))
-        .await
+    let answer = match throttled(|| async {
+        client
+            .connection()
+            .workflow_service()
+            .describe_worker_deployment(tonic::Request::new(request.clone()))
+            .await
+    })
+    .await
     {
         Ok(a) => a.into_inner(),
         Err(s) if s.code() == tonic::Code::NotFound => return Ok(None),
@@ -161,11 +185,14 @@ pub async fn version_exists(
         ),
         ..Default::default()
     };
-    match client
-        .connection()
-        .workflow_service()
-        .describe_worker_deployment_version(tonic::Request::new(request))
-        .await
+    match throttled(|| async {
+        client
+            .connection()
+            .workflow_service()
+            .describe_worker_deployment_version(tonic::Request::new(request.clone()))
+            .await
+    })
+    .await
     {
         Ok(_) => Ok(true),
         Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
@@ -196,49 +223,64 @@ pub async fn set_current(
         identity: "reflow apply".into(),
         ..Default::default()
     };
-    client
-        .connection()
-        .workflow_service()
-        .set_worker_deployment_current_version(tonic::Request::new(request))
-        .await
-        .map_err(|s| DeploymentError::Temporal {
-            name: name.to_owned(),
-            message: s.message().to_owned(),
-        })?;
+    throttled(|| async {
+        client
+            .connection()
+            .workflow_service()
+            .set_worker_deployment_current_version(tonic::Request::new(request.clone()))
+            .await
+    })
+    .await
+    .map_err(|s| DeploymentError::Temporal {
+        name: name.to_owned(),
+        message: s.message().to_owned(),
+    })?;
     Ok(())
 }
 
 /// A new deployment has no current version, and runs go to unversioned workers only: once
 /// this process's version exists (its workers polled), make it current if nothing is. Any
 /// later version is made current by the operator (`reflow apply`, the runbook's upgrade).
+/// Tries every second until the deployment has a current version (this one or another), so a
+/// slow first poll or a busy server only delays it; says so once if it takes a minute.
 pub async fn adopt_if_first(client: Client, d: Deployment) {
-    for _ in 0..60 {
-        match version_exists(&client, &d.name, &d.build_id).await {
-            Ok(true) => break,
-            Ok(false) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "worker deployment not readable");
-                return;
+    let started = std::time::Instant::now();
+    let mut warned = false;
+    loop {
+        let outcome = async {
+            if !version_exists(&client, &d.name, &d.build_id).await? {
+                return Ok::<_, DeploymentError>(false);
             }
-        }
-    }
-    match describe(&client, &d.name).await {
-        Ok(Some(Described { current: None, .. })) => {
-            match set_current(&client, &d.name, &d.build_id).await {
-                Ok(()) => {
-                    tracing::info!(deployment = %d.name, build_id = %d.build_id, "first version of the worker deployment: made current")
+            match describe(&client, &d.name).await? {
+                Some(Described {
+                    current: Some(c), ..
+                }) => {
+                    if c != d.build_id {
+                        tracing::info!(
+                            deployment = %d.name, build_id = %d.build_id, current = %c,
+                            "this build is not the deployment's current version: it runs the runs pinned to it; `reflow apply` makes it current"
+                        );
+                    }
+                    Ok(true)
                 }
-                Err(e) => tracing::warn!(error = %e, "could not make the first version current"),
+                _ => {
+                    set_current(&client, &d.name, &d.build_id).await?;
+                    tracing::info!(deployment = %d.name, build_id = %d.build_id, "first version of the worker deployment: made current");
+                    Ok(true)
+                }
             }
         }
-        Ok(Some(Described {
-            current: Some(c), ..
-        })) if c != d.build_id => tracing::info!(
-            deployment = %d.name, build_id = %d.build_id, current = %c,
-            "this build is not the deployment's current version: it runs the runs pinned to it; `reflow apply` makes it current"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "worker deployment not readable"),
+        .await;
+        match outcome {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => tracing::debug!(error = %e, "worker deployment not adopted yet"),
+        }
+        if !warned && started.elapsed() > std::time::Duration::from_secs(60) {
+            warned = true;
+            tracing::warn!(deployment = %d.name, build_id = %d.build_id, "no current version after a minute: new runs wait; `reflow apply` sets it");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 
