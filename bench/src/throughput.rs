@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use reflow_tests::meetings::{self, Backends, QUEUES, Stack, WorkerProcess};
 use reflow_tests::standins::{Reply, StandIn};
+use temporalio_client::{UntypedWorkflow, WorkflowFetchHistoryOptions};
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
 /// A track's transcription on the stand-in.
 const ASR: Duration = Duration::from_secs(2);
@@ -39,6 +41,67 @@ struct Measured {
     server_cpu: Duration,
     /// This process: the stand-ins and the webhook intake.
     bench_cpu: Duration,
+    /// Workflow tasks, scheduled → started (ms).
+    wft_waits: Vec<i64>,
+    /// Activities (last attempt), scheduled → started (ms).
+    activity_waits: Vec<i64>,
+}
+
+/// Queue waits of runs `ids` and their children, from their histories: each workflow task
+/// from scheduled to started, each activity's last attempt from scheduled to started.
+async fn waits(
+    client: &temporalio_client::Client,
+    ids: &[String],
+) -> anyhow::Result<(Vec<i64>, Vec<i64>)> {
+    let ms = reflow::history::run::ms;
+    let (mut wft, mut act) = (Vec::new(), Vec::new());
+    let mut todo = ids.to_vec();
+    while let Some(id) = todo.pop() {
+        let events = client
+            .get_workflow_handle::<UntypedWorkflow>(&id)
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .into_events()
+            .await
+            .map_err(|e| anyhow::anyhow!("history of {id}: {e}"))?;
+        let mut scheduled = std::collections::HashMap::new();
+        for e in &events {
+            let at = ms(e.event_time.as_ref());
+            match &e.attributes {
+                Some(
+                    Attributes::WorkflowTaskScheduledEventAttributes(_)
+                    | Attributes::ActivityTaskScheduledEventAttributes(_),
+                ) => {
+                    scheduled.insert(e.event_id, at);
+                }
+                Some(Attributes::WorkflowTaskStartedEventAttributes(a)) => {
+                    if let Some(s) = scheduled.get(&a.scheduled_event_id) {
+                        wft.push(at - s);
+                    }
+                }
+                Some(Attributes::ActivityTaskStartedEventAttributes(a)) => {
+                    if let Some(s) = scheduled.get(&a.scheduled_event_id) {
+                        act.push(at - s);
+                    }
+                }
+                Some(Attributes::ChildWorkflowExecutionStartedEventAttributes(a)) => {
+                    if let Some(w) = &a.workflow_execution {
+                        todo.push(w.workflow_id.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok((wft, act))
+}
+
+/// The `q` quantile of `xs` (sorted in place).
+fn quantile(xs: &mut [i64], q: f64) -> i64 {
+    if xs.is_empty() {
+        return 0;
+    }
+    xs.sort_unstable();
+    xs[((xs.len() - 1) as f64 * q).round() as usize]
 }
 
 async fn measure(k: usize, n: usize, work: &Path) -> anyhow::Result<Measured> {
@@ -100,6 +163,8 @@ async fn measure(k: usize, n: usize, work: &Path) -> anyhow::Result<Measured> {
         }
     }
     drop(workers);
+    let ids: Vec<String> = batch.iter().map(|m| m.workflow_id.clone()).collect();
+    let (wft_waits, activity_waits) = waits(&stack.client, &ids).await?;
     Ok(Measured {
         workers: k,
         wall,
@@ -107,12 +172,15 @@ async fn measure(k: usize, n: usize, work: &Path) -> anyhow::Result<Measured> {
         worker_cpu: w1.saturating_sub(w0),
         server_cpu: s1.saturating_sub(s0),
         bench_cpu: b1.saturating_sub(b0),
+        wft_waits,
+        activity_waits,
     })
 }
 
 /// The section of `load.md`, and `throughput_ratio_4_vs_1`.
 pub async fn throughput(n: usize, work: &Path) -> anyhow::Result<(String, f64)> {
     let mut rows = String::new();
+    let mut wait_rows = String::new();
     let mut per_minute = Vec::new();
     let mut last = None;
     for k in WORKERS {
@@ -135,6 +203,15 @@ pub async fn throughput(n: usize, work: &Path) -> anyhow::Result<(String, f64)> 
                 / (m.wall.as_secs_f64() * super::cores() as f64),
         ));
         per_minute.push(rate);
+        let (mut wft, mut act) = (m.wft_waits.clone(), m.activity_waits.clone());
+        wait_rows.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            m.workers,
+            quantile(&mut wft, 0.5),
+            quantile(&mut wft, 0.9),
+            quantile(&mut act, 0.5),
+            quantile(&mut act, 0.9),
+        ));
         last = Some(m);
     }
     let four = last.expect("measured");
@@ -153,16 +230,21 @@ pub async fn throughput(n: usize, work: &Path) -> anyhow::Result<(String, f64)> 
          | workers | meetings | wall | meetings/min | worker CPU s | server CPU s | bench CPU s | machine |\n\
          |---|---|---|---|---|---|---|---|\n{rows}\n\
          throughput_ratio_4_vs_1: {ratio:.2}\n\n\
+         Waits in the queues during the batch (from the runs' histories, ms): workflow tasks\n\
+         scheduled → started, activities (last attempt) scheduled → started.\n\n\
+         | workers | workflow task p50 | p90 | activity p50 | p90 |\n|---|---|---|---|---|\n{wait_rows}\n\
          server_cpu_s_per_meeting: {server_per_meeting:.2}\n\
          at 4 workers: dev server {:.2} cores, workers {:.2} cores, of {}\n\n\
          What bounds it here: not the workers' slots, which would let 4 workers finish the\n\
          batch in about a quarter of 1 worker's time (LLM calls, 7 a meeting at {} s, are the\n\
          busiest queue), and not the CPU alone: the table shows the share of the {} cores in\n\
-         use. The dev server is one process with one history shard and one SQLite writer:\n\
-         every workflow task and history write of every meeting passes through it in turn,\n\
-         and it spends the CPU above on each meeting whatever the number of workers, so its\n\
-         share of the machine and its queueing grow with the rate, while 4 workers, the server\n\
-         and the benchmark share 2 cores. On a cluster the same test needs the server on its\n\
+         use. The waits show where the time goes: with more workers, activities wait less\n\
+         for a slot, and workflow tasks wait more to be handed out (p50 and p90 above), and\n\
+         every step of a meeting passes through a workflow task. The dev server is one process\n\
+         with one history shard and one SQLite writer: every workflow task and history write of\n\
+         every meeting passes through it in turn, and it spends the CPU above on each meeting\n\
+         whatever the number of workers, while 4 workers, the server and the benchmark share\n\
+         2 cores. On a cluster the same test needs the server on its\n\
          own hosts with several history shards (`NUM_HISTORY_SHARDS`; the server image of\n\
          `temporal-compose/` defaults to 4) and PostgreSQL, and each worker process on cores\n\
          of its own; then meetings/min grows with workers until the LLM and ASR backends'\n\
