@@ -385,51 +385,9 @@ pub async fn plan(client: &Client, desired: &Desired) -> Result<Vec<Change>, Git
         }
     }
     if let Some(d) = &desired.deployment {
-        out.push(plan_deployment(client, d).await?);
+        out.push(crate::deployment::plan(client, d).await?);
     }
     Ok(out)
-}
-
-/// The deployment's current version against this build.
-async fn plan_deployment(
-    client: &Client,
-    d: &crate::deployment::Deployment,
-) -> Result<Change, GitOpsError> {
-    let err = |e: crate::deployment::DeploymentError| GitOpsError::Temporal {
-        kind: Kind::Deployment,
-        id: d.name.clone(),
-        message: e.to_string(),
-    };
-    let described = crate::deployment::describe(client, &d.name)
-        .await
-        .map_err(err)?;
-    let polling = crate::deployment::version_exists(client, &d.name, &d.build_id)
-        .await
-        .map_err(err)?;
-    let waiting = if polling {
-        ""
-    } else {
-        "; no worker of this build polls yet: start them first"
-    };
-    Ok(match described.and_then(|x| x.current) {
-        Some(current) if current == d.build_id => Change::Unchanged {
-            kind: Kind::Deployment,
-            id: d.name.clone(),
-        },
-        Some(current) => Change::Update {
-            kind: Kind::Deployment,
-            id: d.name.clone(),
-            diffs: vec![format!(
-                "current version: {current} → {} (runs pinned to {current} finish on it){waiting}",
-                d.build_id
-            )],
-        },
-        None => Change::Create {
-            kind: Kind::Deployment,
-            id: d.name.clone(),
-            summary: format!("current version {}{waiting}", d.build_id),
-        },
-    })
 }
 
 fn action(s: &DesiredSchedule) -> ScheduleAction {
