@@ -159,6 +159,34 @@ impl LifecycleActivities {
         }
     }
 
+    /// Publish STATUS `value` when the transcript's status just changed to it, or when an
+    /// attempt killed between the two writes left the status changed without its event (seen
+    /// in the chaos suite): afterwards the last stored STATUS says `value`, once.
+    async fn announce_status(
+        &self,
+        step: &str,
+        tid: &str,
+        value: &str,
+        changed: bool,
+    ) -> Result<(), ActivityFailure> {
+        let unannounced = !changed
+            && !self
+                .events
+                .db()
+                .events(tid, 0)
+                .await?
+                .iter()
+                .rev()
+                .find(|e| e.event == "STATUS")
+                .is_some_and(|e| e.data["value"] == value);
+        if changed || unannounced {
+            self.events
+                .publish(step, tid, "STATUS", json!({"value": value}))
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn finalize_run(&self, input: &FinalizeInput) -> Result<FinalizeOutput, ActivityFailure> {
         let tid = &input.transcript_id;
         let db = self.events.db();
@@ -181,16 +209,16 @@ impl LifecycleActivities {
             .await?;
         db.set_error(tid, None).await?;
         // STATUS only on change (a retried finalize finds the transcript already ended).
-        if db.set_transcript_status(tid, "ended").await? {
+        let changed = db.set_transcript_status(tid, "ended").await?;
+        if changed {
             crate::metrics::pipeline_run(
                 &crate::metrics::current().pipeline,
                 "ended",
                 since(Some(&input.started_at)),
             );
-            self.events
-                .publish("finalize", tid, "STATUS", json!({"value": "ended"}))
-                .await?;
         }
+        self.announce_status("finalize", tid, "ended", changed)
+            .await?;
         Ok(FinalizeOutput {
             status: "ended".into(),
             deleted: input.padded_keys.len(),
@@ -275,8 +303,9 @@ impl LifecycleActivities {
                 "error",
                 since(Some(&input.started_at)),
             );
-            self.events
-                .publish("mark_failed", tid, "STATUS", json!({"value": "error"}))
+        }
+        if status == "error" {
+            self.announce_status("mark_failed", tid, "error", changed)
                 .await?;
         }
         tracing::error!(transcript_id = %tid, step = %input.step, error = %cause, status = %status, "pipeline failed");

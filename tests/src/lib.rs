@@ -263,7 +263,7 @@ pub fn llm() -> std::sync::Arc<::activities::llm::Llm> {
         std::sync::Arc::new(Llm::new(LlmConfig {
             backend: LlmBackend::Embedded {
                 model_path: ::activities::models::dir().join(::activities::llm::EMBEDDED_SMALL),
-                threads: 2,
+                parallelism: ::activities::llm::chat_model::Parallelism::resolve(1, 2),
             },
             context_window: 16_000,
             parse_max_retries: 1,

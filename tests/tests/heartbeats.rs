@@ -320,11 +320,20 @@ async fn cancelling_a_run_stops_the_transcription_thread_within_seconds() {
     assert!(closed.is_err(), "the run ends cancelled: {closed:?}");
     // A moment for the run's last bookkeeping (its failure hook, uploads in flight), then the
     // worker's CPU use is a small part of what transcribing took (seen once at 1.06 s in 2 s in
-    // CI, next to other suites; 0.0–0.2 s alone).
+    // CI, next to other suites; 0.0–0.2 s alone). A step that ran beside the transcription
+    // (the waveform) learns of its cancel at its next heartbeat, up to a few seconds after the
+    // run closed (seen in CI: 0.70 s in the first 2 s), so the CPU is measured in 2-second
+    // windows for up to 10 s and must fall in one of them.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = cpu_seconds(worker.pid());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle = cpu_seconds(worker.pid()) - before;
+    let mut idle = f64::MAX;
+    for _ in 0..5 {
+        let before = cpu_seconds(worker.pid());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        idle = cpu_seconds(worker.pid()) - before;
+        if idle < 0.5 && idle < busy / 3.0 {
+            break;
+        }
+    }
     let after = s.read_log("worker");
     let stops: Vec<&str> = after
         .lines()

@@ -6,8 +6,22 @@
 //! npm), else rebuilt from the GGUF metadata (byte-level BPE: `tokenizer.ggml.tokens` and
 //! `.merges`, with the ChatML markers as special tokens). Generation is seeded from the prompt,
 //! so the same prompt always gives the same text — checkpoints and tests stay reproducible.
-//! One generation runs at a time per process (the KV cache lives in the weights) on a
-//! dedicated thread pool of `threads` threads.
+//!
+//! **Sessions.** candle keeps the KV cache inside the weights, so one loaded copy generates
+//! one answer at a time. Writing one token at a time does not get faster with a second thread
+//! (Qwen2.5-0.5B on 2 cores: 9.7 tokens a second on one thread, 9.0 on two), but two copies
+//! generating side by side on one thread each keep both cores busy (9.8 each). So the model is
+//! loaded as `sessions` copies (default: one per core, at most 4), each with its own pool of
+//! `threads` threads (default: the cores shared among them); a call takes a free session or
+//! waits for one. The summary steps of a meeting (its subjects, the action items) run side by
+//! side this way.
+//!
+//! Weights in f16 ([`prefer_f16_weights`], what `reflow` does): candle multiplies quantized
+//! weights one row at a time, so reading a prompt is as slow as writing one token per prompt
+//! token (Qwen2.5-0.5B: 35 prompt tokens a second on 2 cores); dequantized once at load to f16
+//! they go through a real matrix multiply (155 tokens a second, the same as llama.cpp) while
+//! generation stays at 9–10 tokens a second (`bench/results/llm.md`). The price is memory:
+//! 2 bytes per parameter (1 GB for the 0.5B model).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -23,6 +37,32 @@ use tokenizers::{AddedToken, Tokenizer};
 
 /// The longest context used, tokens (Qwen2.5 declares 32,768).
 const MAX_CONTEXT: usize = 8192;
+
+/// candle's switch: quantized weights are dequantized to f16 when loaded.
+const F16_SWITCH: &str = "CANDLE_DEQUANTIZE_ALL_F16";
+
+/// Load the embedded models' weights as f16 (see the module docs), unless `LLM_WEIGHTS=quantized`
+/// asks to keep them quantized (a quarter of the memory, four times slower prompts).
+///
+/// candle reads this from the process environment when weights are loaded, so it is set here,
+/// once, by a binary's `main` **before it starts any thread** (the environment is not
+/// thread-safe to change).
+pub fn prefer_f16_weights() {
+    let keep_quantized = std::env::var("LLM_WEIGHTS").is_ok_and(|v| v.trim() == "quantized");
+    if !keep_quantized && std::env::var_os(F16_SWITCH).is_none() {
+        // SAFETY: called from `main` before any other thread exists (documented above), so no
+        // thread reads the environment while it changes.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var(F16_SWITCH, "1")
+        };
+    }
+}
+
+/// Whether weights loaded now are f16 (else quantized).
+pub fn f16_weights() -> bool {
+    std::env::var(F16_SWITCH).is_ok_and(|v| !v.is_empty() && v != "0")
+}
 
 /// Why the embedded LLM failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +108,13 @@ enum Weights {
 }
 
 impl Weights {
+    fn clear_kv_cache(&mut self) {
+        match self {
+            Weights::Llama(w) => w.clear_kv_cache(),
+            Weights::Qwen2(w) => w.clear_kv_cache(),
+        }
+    }
+
     fn forward(&mut self, x: &Tensor, position: usize) -> candle_core::Result<Tensor> {
         match self {
             Weights::Llama(w) => w.forward(x, position),
@@ -76,18 +123,95 @@ impl Weights {
     }
 }
 
-/// A loaded chat model.
-pub struct ChatModel {
+/// One loaded copy of the weights and the threads that run it.
+struct Session {
     weights: Mutex<Weights>,
-    tokenizer: Tokenizer,
-    stop: Vec<u32>,
-    context: usize,
     pool: rayon::ThreadPool,
 }
 
+/// How many copies of the model run side by side, on how many threads each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parallelism {
+    /// Copies of the weights (each generates one answer at a time).
+    pub sessions: usize,
+    /// Threads per copy.
+    pub threads: usize,
+}
+
+impl Parallelism {
+    /// `sessions` and `threads` as configured, 0 meaning the default: one session per core (at
+    /// most 4, each copy costs the model's memory), the cores shared among them.
+    pub fn resolve(sessions: usize, threads: usize) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let sessions = if sessions == 0 {
+            cores.min(4)
+        } else {
+            sessions
+        };
+        let threads = if threads == 0 {
+            (cores / sessions).max(1)
+        } else {
+            threads
+        };
+        Parallelism { sessions, threads }
+    }
+}
+
+/// A loaded chat model.
+pub struct ChatModel {
+    sessions: Vec<Session>,
+    /// Indices of the sessions not generating.
+    free: Mutex<Vec<usize>>,
+    freed: std::sync::Condvar,
+    tokenizer: Tokenizer,
+    stop: Vec<u32>,
+    context: usize,
+}
+
 impl ChatModel {
-    /// Load the GGUF file at `path`, generating on `threads` threads (0 = one per core).
-    pub fn load(path: &Path, threads: usize) -> Result<Self, ModelError> {
+    /// Load the GGUF file at `path` as `parallelism.sessions` copies.
+    pub fn load(path: &Path, parallelism: Parallelism) -> Result<Self, ModelError> {
+        let model_err = |cause: String| ModelError::Model {
+            path: path.to_owned(),
+            cause,
+        };
+        let sessions = (0..parallelism.sessions.max(1))
+            .map(|i| {
+                let (weights, _, _) = Self::read(path, true)?;
+                let weights = weights.expect("weights were asked for");
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(parallelism.threads.max(1))
+                    .thread_name(move |t| format!("reflow-llm-{i}-{t}"))
+                    .build()
+                    .map_err(|e| model_err(e.to_string()))?;
+                Ok(Session {
+                    weights: Mutex::new(weights),
+                    pool,
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        let (_, tokenizer, context) = Self::read(path, false)?;
+        let stop = ["<|im_end|>", "<|endoftext|>"]
+            .iter()
+            .filter_map(|t| tokenizer.token_to_id(t))
+            .collect();
+        Ok(ChatModel {
+            free: Mutex::new((0..sessions.len()).rev().collect()),
+            freed: std::sync::Condvar::new(),
+            sessions,
+            tokenizer,
+            stop,
+            context,
+        })
+    }
+
+    /// Copies of the model loaded.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Read the GGUF at `path`: its weights when `weights`, its tokenizer and context length.
+    fn read(path: &Path, weights: bool) -> Result<(Option<Weights>, Tokenizer, usize), ModelError> {
         let model_err = |cause: String| ModelError::Model {
             path: path.to_owned(),
             cause,
@@ -118,6 +242,9 @@ impl ChatModel {
             .unwrap_or(2048) as usize;
         // Longer contexts than this cost more memory than a meeting's prompt needs.
         let context = context.min(MAX_CONTEXT);
+        if !weights {
+            return Ok((None, tokenizer, context));
+        }
         let weights = match arch.as_str() {
             "llama" => quantized_llama::ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
                 .map(Weights::Llama),
@@ -130,22 +257,29 @@ impl ChatModel {
             }
         }
         .map_err(|e| model_err(e.to_string()))?;
-        let stop = ["<|im_end|>", "<|endoftext|>"]
-            .iter()
-            .filter_map(|t| tokenizer.token_to_id(t))
-            .collect();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("reflow-llm-{i}"))
-            .build()
-            .map_err(|e| model_err(e.to_string()))?;
-        Ok(ChatModel {
-            weights: Mutex::new(weights),
-            tokenizer,
-            stop,
-            context,
-            pool,
-        })
+        Ok((Some(weights), tokenizer, context))
+    }
+
+    /// Take a free session, waiting (and giving up when `give_up` says so) while all generate.
+    fn take_session(
+        &self,
+        give_up: impl Fn() -> Option<ModelError>,
+    ) -> Result<SessionGuard<'_>, ModelError> {
+        let poisoned = || ModelError::Inference("model lock poisoned".into());
+        let mut free = self.free.lock().map_err(|_| poisoned())?;
+        loop {
+            if let Some(e) = give_up() {
+                return Err(e);
+            }
+            if let Some(index) = free.pop() {
+                return Ok(SessionGuard { model: self, index });
+            }
+            free = self
+                .freed
+                .wait_timeout(free, std::time::Duration::from_millis(100))
+                .map_err(|_| poisoned())?
+                .0;
+        }
     }
 
     /// The model's context length, tokens.
@@ -210,16 +344,26 @@ impl ChatModel {
             }
         };
         let mut sampler = LogitsProcessor::from_sampling(seed, sampling);
-        // The model is locked before entering the pool, never inside it: a pool thread that
+        // A session is taken before entering its pool, never inside it: a pool thread that
         // waits inside a parallel kernel may steal another queued `install`, and that job
         // blocking on the lock its own stack holds would deadlock the pool (seen with five
         // concurrent LLM steps).
-        let mut guard = self
-            .weights
+        let session = self.take_session(|| {
+            if stopped() {
+                Some(ModelError::Stopped)
+            } else if late() {
+                Some(ModelError::Deadline)
+            } else {
+                None
+            }
+        })?;
+        let Session { weights, pool } = &self.sessions[session.index];
+        let mut guard = weights
             .lock()
             .map_err(|_| ModelError::Inference("model lock poisoned".into()))?;
         let weights: &mut Weights = &mut guard;
-        self.pool.install(move || {
+        weights.clear_kv_cache();
+        pool.install(move || {
             let mut generated: Vec<u32> = Vec::new();
             let mut input = tokens.clone();
             let mut position = 0;
@@ -271,6 +415,21 @@ impl ChatModel {
                 generation: started.elapsed().saturating_sub(prefill),
             })
         })
+    }
+}
+
+/// A session in use; returned to the free list when dropped.
+struct SessionGuard<'a> {
+    model: &'a ChatModel,
+    index: usize,
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut free) = self.model.free.lock() {
+            free.push(self.index);
+        }
+        self.model.freed.notify_one();
     }
 }
 

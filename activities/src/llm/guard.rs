@@ -195,7 +195,7 @@ pub fn title_ok(title: &str, source: &str) -> bool {
 /// A summary the embedded model may keep: 40–600 characters, mostly words of the input,
 /// not a copy of it, not repeating itself.
 pub fn summary_ok(summary: &str, source: &str) -> bool {
-    (40..=600).contains(&summary.len())
+    (40..=1000).contains(&summary.len())
         && grounded(summary, source) >= 0.6
         && !echoes(summary, source, 12)
         && !repeats(summary, 4)
@@ -276,7 +276,7 @@ mod tests {
     fn an_embedded_answer_must_pass_its_guard_or_the_fallback_answers() {
         let llm = llm(LlmBackend::Embedded {
             model_path: "model.gguf".into(),
-            threads: 1,
+            parallelism: crate::llm::chat_model::Parallelism::resolve(1, 1),
         });
         let kept = llm
             .settle(

@@ -5,8 +5,9 @@
 //!   model `LLM_MODEL`; structured steps send `response_format: {"type": "json_object"}` with
 //!   the schema in the system message. A token bucket (`LLM_RATE_LIMIT_PER_SECOND`, default
 //!   10/s) sits in front of every request, because one activity may make several calls.
-//! - `embedded` (default): SmolLM2-135M-Instruct in process ([`chat_model`]; `LLM_MODEL` names
-//!   another GGUF, e.g. the installed Qwen2.5-Coder-0.5B-Instruct, [`EMBEDDED_QWEN`]). It is small, so every
+//! - `embedded` (default): Qwen2.5-Coder-0.5B-Instruct in process ([`chat_model`]; `LLM_MODEL`
+//!   names another GGUF, e.g. the installed SmolLM2-135M-Instruct, [`EMBEDDED_SMALL`]; the
+//!   work is sized to a CPU: bounded answers, one call per subject). It is small, so every
 //!   step guards its output and falls back to an extractive method ([`extractive`]) — the
 //!   policy of [`guard`], which the steps of [`steps`] use without knowing the backend; the
 //!   result records which method produced it. The prompts are in [`prompts`].
@@ -50,24 +51,29 @@ const ANSWER_RESERVE: usize = 1_000;
 /// small JSON object (generation is the slow part on CPU; nothing longer is ever kept).
 fn embedded_max_tokens(step: &str) -> usize {
     match step {
-        "generate_title" => 32,
-        "extract_subjects" => 96,
-        "detect_chunk_topic" | "generate_recap" => 128,
+        "generate_title" => 24,
+        "extract_subjects" => 64,
+        "detect_chunk_topic" => 96,
+        "generate_detailed_summary" => 120,
+        "generate_recap" => 160,
+        // Decisions and next steps as JSON: the longest answer, a list with owners and dates.
+        "identify_action_items" => 360,
         _ => 192,
     }
 }
 
-/// The default embedded model, under the model directory (`just setup` installs it): still
-/// the small SmolLM2, because candle reads prompts too slowly for the stronger Qwen2.5 to run
-/// every summary step within the meeting's length (bench/results/llm.md).
-pub const EMBEDDED_DEFAULT: &str = EMBEDDED_SMALL;
+/// The default embedded model, under the model directory (`just setup` installs it):
+/// Qwen2.5-Coder-0.5B-Instruct, chosen by `just bench-llm` and `just bench-e2e`
+/// (`bench/results/llm.md`, `e2e.md`): it carries a meeting's decisions into its summaries,
+/// which SmolLM2 never did, and with f16 weights reads prompts fast enough to finish within
+/// the meeting's length on 2 cores.
+pub const EMBEDDED_DEFAULT: &str = EMBEDDED_QWEN;
 
-/// SmolLM2-135M-Instruct, under the model directory: fast and weak (the tests use it).
+/// SmolLM2-135M-Instruct, under the model directory: fast and weak. It stays for the tests of
+/// the embedded chain (a 270 MB model in every test binary instead of 1 GB).
 pub const EMBEDDED_SMALL: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
 
-/// Qwen2.5-Coder-0.5B-Instruct, under the model directory (with its `tokenizer.json`): carries
-/// most of a meeting's decisions into a recap, but reads prompts at ~10–25 tokens a second
-/// on 2 cores with candle (`LLM_MODEL` selects it).
+/// Qwen2.5-Coder-0.5B-Instruct, under the model directory (with its `tokenizer.json`).
 pub const EMBEDDED_QWEN: &str = "qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct.gguf";
 
 /// The configured backend.
@@ -86,8 +92,9 @@ pub enum LlmBackend {
     Embedded {
         /// The GGUF file.
         model_path: PathBuf,
-        /// Generation threads (`LLM_THREADS`, 0 = one per core).
-        threads: usize,
+        /// Copies of the model generating side by side (`LLM_SESSIONS`, 0 = one per core, at
+        /// most 4) and threads per copy (`LLM_THREADS`, 0 = the cores shared among them).
+        parallelism: chat_model::Parallelism,
     },
 }
 
@@ -106,11 +113,11 @@ impl std::fmt::Debug for LlmBackend {
                 .finish(),
             LlmBackend::Embedded {
                 model_path,
-                threads,
+                parallelism,
             } => f
                 .debug_struct("Embedded")
                 .field("model_path", model_path)
-                .field("threads", threads)
+                .field("parallelism", parallelism)
                 .finish(),
         }
     }
@@ -153,7 +160,10 @@ impl LlmConfig {
                 model_path: var("LLM_MODEL")
                     .map(PathBuf::from)
                     .unwrap_or_else(|| crate::models::dir_in(vars).join(EMBEDDED_DEFAULT)),
-                threads: number("LLM_THREADS", var("LLM_THREADS"), 0)?,
+                parallelism: chat_model::Parallelism::resolve(
+                    number("LLM_SESSIONS", var("LLM_SESSIONS"), 0)?,
+                    number("LLM_THREADS", var("LLM_THREADS"), 0)?,
+                ),
             },
             "openai" => LlmBackend::OpenAi {
                 url: var("LLM_URL")
@@ -289,23 +299,23 @@ impl Llm {
     async fn model(&self) -> Result<Arc<ChatModel>, ActivityFailure> {
         let LlmBackend::Embedded {
             model_path,
-            threads,
+            parallelism,
         } = &self.config.backend
         else {
             unreachable!("model() is only called for the embedded backend");
         };
         self.embedded
             .get_or_try_init(|| async {
-                let (path, threads) = (model_path.clone(), *threads);
-                tokio::task::spawn_blocking(move || ChatModel::load(&path, threads).map(Arc::new))
-                    .await
-                    .map_err(|e| ActivityFailure::Transient(format!("model loading stopped: {e}")))?
-                    .map_err(|e| match e {
-                        chat_model::ModelError::Model { .. } => {
-                            ActivityFailure::Config(e.to_string())
-                        }
-                        other => ActivityFailure::Transient(other.to_string()),
-                    })
+                let (path, parallelism) = (model_path.clone(), *parallelism);
+                tokio::task::spawn_blocking(move || {
+                    ChatModel::load(&path, parallelism).map(Arc::new)
+                })
+                .await
+                .map_err(|e| ActivityFailure::Transient(format!("model loading stopped: {e}")))?
+                .map_err(|e| match e {
+                    chat_model::ModelError::Model { .. } => ActivityFailure::Config(e.to_string()),
+                    other => ActivityFailure::Transient(other.to_string()),
+                })
             })
             .await
             .cloned()

@@ -8,7 +8,7 @@ use crate::transcript::Participant;
 
 /// Version of the prompts (and of the guards of [`super::guard`]); part of every checkpoint
 /// hash.
-pub const VERSION: &str = "reflow-prompts-1";
+pub const VERSION: &str = "reflow-prompts-2";
 
 /// `detect_chunk_topic`: the main topic of one excerpt.
 pub const CHUNK_TOPIC: &str = "You read an excerpt of a meeting transcript. Find the main topic \
@@ -58,12 +58,27 @@ pub fn condense_subject(subject: &str, participants: &[Participant]) -> String {
     )
 }
 
-/// `generate_recap`: one high-level paragraph from the subjects' paragraphs.
+/// `generate_detailed_summary` on the embedded model: one call instead of analysis and
+/// condensation (half the generation on a CPU), asking for the facts an attendee looks for.
+pub fn subject_paragraph(subject: &str, participants: &[Participant]) -> String {
+    format!(
+        "You read a meeting transcript. Write one paragraph of two or three sentences about \
+         one subject of it: \"{subject}\". Say what was decided, by whom, and by when, with \
+         the numbers and dates said. Use only what the transcript says.{}",
+        participant_instruction(participants)
+    )
+}
+
+/// `generate_recap`: one high-level paragraph from the subjects' paragraphs, naming the
+/// decisions. A reflow decision against §4.11 ("without decisions or action items"): users
+/// read the recap first, and a recap without the meeting's decisions was judged useless.
 pub fn recap(participants: &[Participant]) -> String {
     format!(
         "These are summaries of the subjects of a meeting. Write a single high-level \
-         paragraph recapping the meeting, without decisions or action items. Do not \
-         open with \"During the meeting\".{}",
+         paragraph of three or four sentences recapping the meeting. Name every decision: \
+         what was decided and who does what by when, with the dates and amounts the \
+         summaries give. Do not list the participants. Do not open with \"During the \
+         meeting\".{}",
         participant_instruction(participants)
     )
 }

@@ -5,8 +5,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before the runtime's threads exist: it sets an environment variable.
+    activities::llm::chat_model::prefer_f16_weights();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the async runtime starts")
+        .block_on(test_worker())
+}
+
+async fn test_worker() -> ExitCode {
     reflow::init_tracing();
     // The rolling-upgrade test's "next release" (workflow::interpreter::next_release).
     if std::env::var_os("REFLOW_TEST_NEXT_INTERPRETER").is_some() {

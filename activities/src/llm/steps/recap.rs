@@ -64,6 +64,21 @@ pub fn long_summary(recap: &str, subjects: &[String], paragraphs: &[String]) -> 
     out
 }
 
+/// The recap without a sentence that only lists the participants (small models echo the
+/// participant instruction: "The participants are Ana, Ben, Chloe.") and without the opening
+/// "During the meeting" (§4.11).
+fn tidy(recap: &str) -> String {
+    let kept: Vec<&str> = recap
+        .split_inclusive(". ")
+        .filter(|s| {
+            !s.trim_start()
+                .to_lowercase()
+                .starts_with("the participants are")
+        })
+        .collect();
+    strip_opening(kept.concat().trim())
+}
+
 /// A recap must not open with "During the meeting" (§4.11).
 fn strip_opening(recap: &str) -> String {
     let lower = recap.to_lowercase();
@@ -114,7 +129,7 @@ impl SummaryActivities {
                         &prompts::recap(&participants),
                         &blocks,
                         0.4,
-                        |r| strip_opening(r.trim()),
+                        |r| tidy(r.trim()),
                         |r| summary_ok(r, &blocks),
                         || extractive::summary(&paragraphs.join("\n"), 2),
                     )
@@ -180,5 +195,13 @@ mod tests {
             "The team agreed."
         );
         assert_eq!(strip_opening("The team agreed."), "The team agreed.");
+        assert_eq!(
+            tidy("The team agreed. The participants are Ana, Ben."),
+            "The team agreed."
+        );
+        assert_eq!(
+            tidy("The participants are Ana, Ben. Ana ships on Monday."),
+            "Ana ships on Monday."
+        );
     }
 }

@@ -183,16 +183,25 @@ impl SummaryActivities {
             &(input, &digest),
             || async {
                 let step = "generate_detailed_summary";
-                let analyse = prompts::analyse_subject(&input.subject, &participants);
-                let (detail, mut usage) = self.llm.text(ctx, step, &analyse, &text, 0.4).await?;
-                let condense = prompts::condense_subject(&input.subject, &participants);
+                // A hosted model analyses the subject, then condenses the analysis (§4.10);
+                // the embedded one writes the paragraph from the transcript in one call
+                // (generation is the slow part on a CPU, and the analysis is never shown).
+                let (instruction, input_text, mut usage) = if self.llm.is_embedded() {
+                    let paragraph = prompts::subject_paragraph(&input.subject, &participants);
+                    (paragraph, text.clone(), Usage::default())
+                } else {
+                    let analyse = prompts::analyse_subject(&input.subject, &participants);
+                    let (detail, usage) = self.llm.text(ctx, step, &analyse, &text, 0.4).await?;
+                    let condense = prompts::condense_subject(&input.subject, &participants);
+                    (condense, detail, usage)
+                };
                 let answered = self
                     .llm
                     .answer(
                         ctx,
                         step,
-                        &condense,
-                        &detail,
+                        &instruction,
+                        &input_text,
                         0.4,
                         |p| p.trim().to_owned(),
                         |p| summary_ok(p, &text),
