@@ -29,6 +29,9 @@ struct Measured {
     wall_s: f64,
     steps: Vec<(String, f64)>,
     found: Vec<bool>,
+    /// Whether the transcript itself still carries each fact (what transcription lost cannot
+    /// reach a summary).
+    heard: Vec<bool>,
     wer: f64,
     summary: String,
 }
@@ -98,12 +101,17 @@ async fn measure(
         .collect::<Vec<_>>()
         .join(" ");
     let hypothesis = spoken(&std::fs::read_to_string(out.join("transcript.txt"))?);
+    let heard = facts
+        .iter()
+        .map(|f| f.carried_by(&hypothesis))
+        .collect::<Result<Vec<_>>>()?;
     Ok(Measured {
         repeat,
         meeting_s: manifest.duration_s,
         wall_s,
         steps,
         found,
+        heard,
         wer: activities::asr::word_error_rate(&reference, &hypothesis),
         summary,
     })
@@ -190,10 +198,12 @@ async fn main() -> Result<()> {
     }
     if let Some(d) = demo_row {
         md.push_str(&format!(
-            "time_to_transcript_ratio: {:.2}\nsummary_fact_recall: {:.2}\nwer_demo: {:.3}\n",
+            "time_to_transcript_ratio: {:.2}\nsummary_fact_recall: {:.2}\nwer_demo: {:.3}\n\
+             transcript_fact_coverage: {:.2}  (facts the demo's transcript still carries)\n",
             d.wall_s / d.meeting_s,
             d.found.iter().filter(|f| **f).count() as f64 / facts.len() as f64,
-            d.wer
+            d.wer,
+            d.heard.iter().filter(|f| **f).count() as f64 / facts.len() as f64,
         ));
     }
     for m in &rows {
@@ -206,9 +216,16 @@ async fn main() -> Result<()> {
         for (step, s) in steps {
             md.push_str(&format!("| {step} | {s:.1} |\n"));
         }
-        md.push_str("\nFacts:\n\n");
-        for (f, ok) in facts.iter().zip(&m.found) {
-            md.push_str(&format!("- [{}] {}\n", if *ok { "x" } else { " " }, f.fact));
+        md.push_str(
+            "\nFacts (checked: in the summary; *not transcribed*: lost before the LLM):\n\n",
+        );
+        for ((f, ok), heard) in facts.iter().zip(&m.found).zip(&m.heard) {
+            md.push_str(&format!(
+                "- [{}] {}{}\n",
+                if *ok { "x" } else { " " },
+                f.fact,
+                if *heard { "" } else { " — *not transcribed*" }
+            ));
         }
         md.push_str(&format!("\n```markdown\n{}\n```\n", m.summary.trim()));
     }
