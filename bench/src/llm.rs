@@ -156,7 +156,8 @@ fn main() -> Result<()> {
     }
     let mut md = format!(
         "# Embedded LLMs on the demo meeting\n\n{}; {}; `just bench-llm`.\n\n\
-         One answer per model to the same prompt: a title and a 2–4 sentence recap naming every \
+         One answer per model and weights (quantized as in the GGUF, or dequantized to f16 at \
+         load) to the same prompt: a title and a 2–4 sentence recap naming every \
          decision with its owner and date, greedy decoding, at most 200 tokens, over the demo \
          dialogue (`scripts/demo-meeting.py --transcript`). Facts: `scripts/demo-meeting.py \
          --facts` (a fact counts when all its patterns match).\n\n\

@@ -8,7 +8,7 @@ use crate::transcript::Participant;
 
 /// Version of the prompts (and of the guards of [`super::guard`]); part of every checkpoint
 /// hash.
-pub const VERSION: &str = "reflow-prompts-2";
+pub const VERSION: &str = "reflow-prompts-3";
 
 /// `detect_chunk_topic`: the main topic of one excerpt.
 pub const CHUNK_TOPIC: &str = "You read an excerpt of a meeting transcript. Find the main topic \

@@ -9,7 +9,7 @@ use temporalio_sdk::activities::ActivityContext;
 
 use super::{Method, SummaryActivities};
 use crate::error::ActivityFailure;
-use crate::llm::guard::summary_ok;
+use crate::llm::guard::recap_ok;
 use crate::llm::{extractive, prompts};
 use crate::usage::Usage;
 
@@ -130,7 +130,7 @@ impl SummaryActivities {
                         &blocks,
                         0.4,
                         |r| tidy(r.trim()),
-                        |r| summary_ok(r, &blocks),
+                        |r| recap_ok(r, &blocks),
                         || extractive::summary(&paragraphs.join("\n"), 2),
                     )
                     .await?;
