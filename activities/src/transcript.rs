@@ -133,20 +133,38 @@ pub const UTTERANCE_PAUSE_S: f64 = 1.0;
 /// Each speaker's words grouped into utterances (a pause of [`UTTERANCE_PAUSE_S`] or
 /// [`MAX_SEGMENT_CHARS`] ends one), ordered by start. Word times are kept as they are.
 pub fn utterances(words: &[Word]) -> Vec<Segment> {
+    group(
+        in_utterance_order(words).into_iter(),
+        |s, w| s.speaker == w.speaker && w.start - s.end < UTTERANCE_PAUSE_S,
+        |_| false,
+    )
+}
+
+/// The words in the order of [`utterances`]: each speaker's words stay together until a pause
+/// of [`UTTERANCE_PAUSE_S`], and these runs follow each other by start — so speech that
+/// overlaps another speaker's is read whole ("Ben: No objection, as long as the fix is
+/// merged"), not interleaved word by word.
+pub fn in_utterance_order(words: &[Word]) -> Vec<&Word> {
     let mut by_speaker: std::collections::BTreeMap<i64, Vec<&Word>> = Default::default();
     for w in words {
         by_speaker.entry(w.speaker).or_default().push(w);
     }
-    let mut in_turn: Vec<&Word> = Vec::with_capacity(words.len());
+    let mut runs: Vec<Vec<&Word>> = Vec::new();
     for said in by_speaker.values_mut() {
         said.sort_by(|a, b| a.start.total_cmp(&b.start));
-        in_turn.extend(said.iter().copied());
+        let mut end = f64::NEG_INFINITY;
+        for w in said.iter().copied() {
+            match runs.last_mut() {
+                Some(run) if run[0].speaker == w.speaker && w.start - end < UTTERANCE_PAUSE_S => {
+                    run.push(w)
+                }
+                _ => runs.push(vec![w]),
+            }
+            end = end.max(w.end);
+        }
     }
-    group(
-        in_turn.into_iter(),
-        |s, w| s.speaker == w.speaker && w.start - s.end < UTTERANCE_PAUSE_S,
-        |_| false,
-    )
+    runs.sort_by(|a, b| a[0].start.total_cmp(&b[0].start));
+    runs.into_iter().flatten().collect()
 }
 
 /// Words in order into segments: a word joins the open segment while `continues` says so and

@@ -34,6 +34,15 @@ struct Measured {
     heard: Vec<bool>,
     wer: f64,
     summary: String,
+    /// Seconds the worker took to load the embedded LLM (its `embedded LLM loaded` log line).
+    llm_load_s: Option<f64>,
+}
+
+/// The embedded LLM's load time from a worker's log (`load_ms=` of `embedded LLM loaded`).
+fn llm_load_s(log: &str) -> Option<f64> {
+    let line = log.lines().find(|l| l.contains("embedded LLM loaded"))?;
+    let ms = line.split("load_ms=").nth(1)?.split_whitespace().next()?;
+    Some(ms.parse::<f64>().ok()? / 1000.0)
 }
 
 /// The words of `transcript.txt` (`[mm:ss] Name: text` lines) without times and names.
@@ -63,6 +72,7 @@ async fn measure(
     let manifest: Manifest =
         serde_json::from_str(&std::fs::read_to_string(dir.join("recording.json"))?)?;
     let out = dir.join("reflow-output");
+    let log = dir.join("reflow.log");
     let started = Instant::now();
     let status = Command::new(reflow)
         .arg("process")
@@ -71,14 +81,16 @@ async fn measure(
         .arg(&out)
         .env("TEMPORAL_ADDRESS", address)
         .env("REFLOW_DATA_DIR", work.join(format!("data-x{repeat}")))
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,activities::llm::chat_model=info")
+        .stderr(std::fs::File::create(&log)?)
         .status()
         .context("running reflow process")?;
     let wall_s = started.elapsed().as_secs_f64();
     anyhow::ensure!(
         status.success(),
-        "reflow process failed on {}",
-        dir.display()
+        "reflow process failed on {} (its log: {})",
+        dir.display(),
+        log.display()
     );
     let (tracks, _) = reflow::local::scan(&dir)?;
     let workflow_id = format!("process-local-{}", reflow::local::source_id(&dir, &tracks)?);
@@ -114,6 +126,7 @@ async fn measure(
         heard,
         wer: activities::asr::word_error_rate(&reference, &hypothesis),
         summary,
+        llm_load_s: llm_load_s(&std::fs::read_to_string(&log)?),
     })
 }
 
@@ -197,6 +210,12 @@ async fn main() -> Result<()> {
         ));
     }
     if let Some(d) = demo_row {
+        if let Some(load) = d.llm_load_s {
+            md.push_str(&format!(
+                "llm_load_s: {load:.1}  (the worker loading the embedded LLM, in the first LLM \
+                 step of the demo's run)\n"
+            ));
+        }
         md.push_str(&format!(
             "time_to_transcript_ratio: {:.2}\nsummary_fact_recall: {:.2}\nwer_demo: {:.3}\n\
              transcript_fact_coverage: {:.2}  (facts the demo's transcript still carries)\n",

@@ -168,29 +168,41 @@ pub struct ChatModel {
     context: usize,
 }
 
+/// [`ModelError::Model`] for the model at `path`.
+fn model_error(path: &Path, cause: String) -> ModelError {
+    ModelError::Model {
+        path: path.to_owned(),
+        cause,
+    }
+}
+
 impl ChatModel {
     /// Load the GGUF file at `path` as `parallelism.sessions` copies.
     pub fn load(path: &Path, parallelism: Parallelism) -> Result<Self, ModelError> {
-        let model_err = |cause: String| ModelError::Model {
-            path: path.to_owned(),
-            cause,
-        };
+        let started = std::time::Instant::now();
+        let (_, header) = Self::open(path)?;
+        let (tokenizer, context) = Self::tokenizer_and_context(path, &header)?;
         let sessions = (0..parallelism.sessions.max(1))
             .map(|i| {
-                let (weights, _, _) = Self::read(path, true)?;
-                let weights = weights.expect("weights were asked for");
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(parallelism.threads.max(1))
                     .thread_name(move |t| format!("reflow-llm-{i}-{t}"))
                     .build()
-                    .map_err(|e| model_err(e.to_string()))?;
+                    .map_err(|e| model_error(path, e.to_string()))?;
                 Ok(Session {
-                    weights: Mutex::new(weights),
+                    weights: Mutex::new(Self::weights(path)?),
                     pool,
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
-        let (_, tokenizer, context) = Self::read(path, false)?;
+        tracing::info!(
+            model = %path.display(),
+            sessions = sessions.len(),
+            threads = parallelism.threads,
+            f16 = f16_weights(),
+            load_ms = started.elapsed().as_millis() as u64,
+            "embedded LLM loaded"
+        );
         let stop = ["<|im_end|>", "<|endoftext|>"]
             .iter()
             .filter_map(|t| tokenizer.token_to_id(t))
@@ -210,54 +222,68 @@ impl ChatModel {
         self.sessions.len()
     }
 
-    /// Read the GGUF at `path`: its weights when `weights`, its tokenizer and context length.
-    fn read(path: &Path, weights: bool) -> Result<(Option<Weights>, Tokenizer, usize), ModelError> {
-        let model_err = |cause: String| ModelError::Model {
-            path: path.to_owned(),
-            cause,
-        };
+    /// The GGUF file at `path`, opened, and its header (metadata and tensor index).
+    fn open(path: &Path) -> Result<(std::fs::File, gguf_file::Content), ModelError> {
         let mut file = std::fs::File::open(path).map_err(|e| {
-            model_err(format!(
-                "{e} (run `just setup` to install the embedded models)"
-            ))
+            model_error(
+                path,
+                format!("{e} (run `just setup` to install the embedded models)"),
+            )
         })?;
-        let content = gguf_file::Content::read(&mut file).map_err(|e| model_err(e.to_string()))?;
-        let arch = content
+        let header =
+            gguf_file::Content::read(&mut file).map_err(|e| model_error(path, e.to_string()))?;
+        Ok((file, header))
+    }
+
+    /// The architecture a GGUF header names (`llama` when it names none).
+    fn architecture(header: &gguf_file::Content) -> String {
+        header
             .metadata
             .get("general.architecture")
             .and_then(|v| v.to_string().ok())
             .cloned()
-            .unwrap_or_else(|| "llama".to_owned());
+            .unwrap_or_else(|| "llama".to_owned())
+    }
+
+    /// The tokenizer (`tokenizer.json` beside the GGUF, else rebuilt from its metadata) and
+    /// the context length, at most [`MAX_CONTEXT`].
+    fn tokenizer_and_context(
+        path: &Path,
+        header: &gguf_file::Content,
+    ) -> Result<(Tokenizer, usize), ModelError> {
         let beside = path.with_file_name("tokenizer.json");
         let tokenizer = if beside.exists() {
             Tokenizer::from_file(&beside)
-                .map_err(|e| model_err(format!("{}: {e}", beside.display())))?
+                .map_err(|e| model_error(path, format!("{}: {e}", beside.display())))?
         } else {
-            tokenizer_from_gguf(&content).map_err(model_err)?
+            tokenizer_from_gguf(header).map_err(|e| model_error(path, e))?
         };
-        let context = content
+        let context = header
             .metadata
-            .get(&format!("{arch}.context_length"))
+            .get(&format!("{}.context_length", Self::architecture(header)))
             .and_then(|v| v.to_u32().ok())
             .unwrap_or(2048) as usize;
         // Longer contexts than this cost more memory than a meeting's prompt needs.
-        let context = context.min(MAX_CONTEXT);
-        if !weights {
-            return Ok((None, tokenizer, context));
-        }
-        let weights = match arch.as_str() {
-            "llama" => quantized_llama::ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
+        Ok((tokenizer, context.min(MAX_CONTEXT)))
+    }
+
+    /// One copy of the weights (candle's model takes the header by value, so each copy reads
+    /// it again).
+    fn weights(path: &Path) -> Result<Weights, ModelError> {
+        let (mut file, header) = Self::open(path)?;
+        match Self::architecture(&header).as_str() {
+            "llama" => quantized_llama::ModelWeights::from_gguf(header, &mut file, &Device::Cpu)
                 .map(Weights::Llama),
-            "qwen2" => quantized_qwen2::ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
+            "qwen2" => quantized_qwen2::ModelWeights::from_gguf(header, &mut file, &Device::Cpu)
                 .map(Weights::Qwen2),
             other => {
-                return Err(model_err(format!(
-                    "architecture {other:?} is not supported (llama or qwen2)"
-                )));
+                return Err(model_error(
+                    path,
+                    format!("architecture {other:?} is not supported (llama or qwen2)"),
+                ));
             }
         }
-        .map_err(|e| model_err(e.to_string()))?;
-        Ok((Some(weights), tokenizer, context))
+        .map_err(|e| model_error(path, e.to_string()))
     }
 
     /// Take a free session, waiting (and giving up when `give_up` says so) while all generate.

@@ -22,6 +22,7 @@
 //! times, then fails as `LlmParseError`. HTTP timeouts stay 30 s below start-to-close.
 
 pub mod chat_model;
+pub mod commitments;
 pub mod extractive;
 pub mod guard;
 pub mod prompts;
@@ -56,8 +57,8 @@ fn embedded_max_tokens(step: &str) -> usize {
         "detect_chunk_topic" => 96,
         "generate_detailed_summary" => 120,
         "generate_recap" => 160,
-        // Decisions and next steps as JSON: the longest answer, a list with owners and dates.
-        "identify_action_items" => 360,
+        // The decisions as JSON (the next steps are the commitments people made).
+        "identify_action_items" => 200,
         _ => 192,
     }
 }

@@ -8,7 +8,7 @@ use crate::transcript::Participant;
 
 /// Version of the prompts (and of the guards of [`super::guard`]); part of every checkpoint
 /// hash.
-pub const VERSION: &str = "reflow-prompts-3";
+pub const VERSION: &str = "reflow-prompts-4";
 
 /// `detect_chunk_topic`: the main topic of one excerpt.
 pub const CHUNK_TOPIC: &str = "You read an excerpt of a meeting transcript. Find the main topic \
@@ -29,6 +29,10 @@ pub const SUBJECTS_SCHEMA: &str = r#"{"subjects": ["a short noun phrase", "..."]
 
 /// The JSON shape of [`action_items`]'s answer.
 pub const ACTION_ITEMS_SCHEMA: &str = r#"{"decisions": [{"decision": "...", "rationale": "... or null", "decided_by": "a name or null"}], "next_steps": [{"task": "...", "assigned_to": "a name or null", "deadline": "... or null", "context": "... or null"}]}"#;
+
+/// The JSON shape of [`decisions_embedded`]'s answer.
+pub const DECISIONS_SCHEMA_EMBEDDED: &str =
+    r#"{"decisions": [{"decision": "...", "decided_by": "a name or null"}]}"#;
 
 /// `extract_subjects`: the main subjects of the summary input.
 pub fn subjects(participants: &[Participant]) -> String {
@@ -90,6 +94,19 @@ pub fn action_items(participants: &[Participant]) -> String {
          and who decided) and the next steps (the task, who it is assigned to, the \
          deadline and context). Use null for what the transcript does not say; empty \
          lists are fine.{}",
+        participant_instruction(participants)
+    )
+}
+
+/// `identify_action_items` on the embedded model: the decisions only (with
+/// [`DECISIONS_SCHEMA_EMBEDDED`]); the next steps are the commitments people made
+/// ([`super::commitments`]), whose owners the small model got wrong on every prompt tried.
+/// Of the wordings measured on the demo meeting, this one listed its four decisions in the
+/// fewest tokens.
+pub fn decisions_embedded(participants: &[Participant]) -> String {
+    format!(
+        "You read a meeting transcript. List every decision made in the meeting, each with \
+         the amounts and dates said. Use null for what the transcript does not say.{}",
         participant_instruction(participants)
     )
 }

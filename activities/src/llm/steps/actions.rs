@@ -1,6 +1,7 @@
 //! Decisions and next steps (§4.12): `identify_action_items` lists them from the summary
 //! input, maps names to participant ids, stores them on the transcript and emits
-//! `ACTION_ITEMS`.
+//! `ACTION_ITEMS`. On the embedded model the LLM lists the decisions and the next steps are
+//! the commitments people made in their own words ([`commitments`]), owners exact.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -8,6 +9,7 @@ use temporalio_sdk::activities::ActivityContext;
 
 use super::{Method, SummaryActivities};
 use crate::error::ActivityFailure;
+use crate::llm::commitments::commitments;
 use crate::llm::guard::grounded;
 use crate::llm::{extractive, prompts};
 use crate::transcript::Participant;
@@ -75,6 +77,37 @@ fn extracted_actions(text: &str) -> Items {
     )
 }
 
+/// The embedded model's items: its decisions, each `decided_by` kept only when that person's
+/// own lines carry the decision (the small model hands out names in turn), and as next steps
+/// the commitments people made ([`commitments`]).
+fn embedded_items(decisions: Vec<Value>, text: &str, participants: &[Participant]) -> Items {
+    let said_by = |name: &str| {
+        let label = format!("{name}: ");
+        text.lines()
+            .filter_map(|l| l.strip_prefix(&label))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let decisions = decisions
+        .into_iter()
+        .map(|mut d| {
+            let decision = d["decision"].as_str().unwrap_or("").to_owned();
+            if let Some(by) = d["decided_by"].as_str()
+                && grounded(&decision, &said_by(by)) < 0.6
+            {
+                d["decided_by"] = Value::Null;
+            }
+            d
+        })
+        .collect();
+    let names: Vec<&str> = participants.iter().map(|p| p.name.as_str()).collect();
+    let next_steps = commitments(text, &names)
+        .into_iter()
+        .map(|c| json!({"task": c.task, "assigned_to": c.owner, "deadline": c.deadline, "context": null}))
+        .collect();
+    (decisions, next_steps)
+}
+
 /// The items in the shape of §4.12, names mapped to participant ids.
 fn with_participant_ids(items: Items, participants: &[Participant]) -> Value {
     let (decisions, next_steps) = items;
@@ -129,13 +162,25 @@ impl SummaryActivities {
                     }
                     Ok(())
                 };
-                let answered = self
+                let embedded = self.llm.is_embedded();
+                let (instruction, schema) = if embedded {
+                    (
+                        prompts::decisions_embedded(&participants),
+                        prompts::DECISIONS_SCHEMA_EMBEDDED,
+                    )
+                } else {
+                    (
+                        prompts::action_items(&participants),
+                        prompts::ACTION_ITEMS_SCHEMA,
+                    )
+                };
+                let mut answered = self
                     .llm
                     .answer_json(
                         ctx,
                         "identify_action_items",
-                        &prompts::action_items(&participants),
-                        prompts::ACTION_ITEMS_SCHEMA,
+                        &instruction,
+                        schema,
                         &text,
                         0.4,
                         validate,
@@ -150,6 +195,9 @@ impl SummaryActivities {
                         || extracted_actions(&text),
                     )
                     .await?;
+                if embedded {
+                    answered.value = embedded_items(answered.value.0, &text, &participants);
+                }
                 let (decisions, next_steps) = (answered.value.0.len(), answered.value.1.len());
                 Ok(ActionItemsOutput {
                     decisions,

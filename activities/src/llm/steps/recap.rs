@@ -9,7 +9,7 @@ use temporalio_sdk::activities::ActivityContext;
 
 use super::{Method, SummaryActivities};
 use crate::error::ActivityFailure;
-use crate::llm::guard::recap_ok;
+use crate::llm::guard::{complete_sentences, recap_ok};
 use crate::llm::{extractive, prompts};
 use crate::usage::Usage;
 
@@ -64,11 +64,19 @@ pub fn long_summary(recap: &str, subjects: &[String], paragraphs: &[String]) -> 
     out
 }
 
-/// The recap without a sentence that only lists the participants (small models echo the
-/// participant instruction: "The participants are Ana, Ben, Chloe.") and without the opening
-/// "During the meeting" (§4.11).
+/// The recap as asked for: its first paragraph only, at most four complete sentences (the prompt asks for a single one; the
+/// embedded model was seen adding a second that copies a subject's paragraph, label and all),
+/// without a sentence that only lists the participants (small models echo the participant
+/// instruction: "The participants are Ana, Ben, Chloe.") and without the opening "During the
+/// meeting" (§4.11).
 fn tidy(recap: &str) -> String {
-    let kept: Vec<&str> = recap
+    let first = recap
+        .split("\n\n")
+        .map(str::trim)
+        .find(|p| !p.is_empty())
+        .unwrap_or("");
+    let first = complete_sentences(first, 4);
+    let kept: Vec<&str> = first
         .split_inclusive(". ")
         .filter(|s| {
             !s.trim_start()
@@ -201,6 +209,10 @@ mod tests {
         );
         assert_eq!(
             tidy("The participants are Ana, Ben. Ana ships on Monday."),
+            "Ana ships on Monday."
+        );
+        assert_eq!(
+            tidy("Ana ships on Monday.\n\nHiring: Chloe hires two engineers."),
             "Ana ships on Monday."
         );
     }

@@ -8,10 +8,10 @@ use temporalio_sdk::activities::ActivityContext;
 
 use super::{Method, SummaryActivities, TranscriptInput, digest};
 use crate::error::ActivityFailure;
-use crate::llm::guard::{grounded, summary_ok};
+use crate::llm::guard::{complete_sentences, grounded, summary_ok};
 use crate::llm::{extractive, prompts};
 use crate::storage::keys;
-use crate::transcript::{Participant, Topic};
+use crate::transcript::{Participant, Topic, in_utterance_order};
 use crate::usage::Usage;
 
 /// Subjects kept (§4.9).
@@ -64,6 +64,9 @@ struct SubjectsAnswer {
 
 /// The summary input of §4.9: per topic, segments split at speaker changes or after a
 /// sentence end once over 120 characters, as `{name}: {text}` lines; then the participants.
+/// A reflow decision: the topic's words are read in utterance order
+/// ([`in_utterance_order`], as `transcript.txt` shows them), so that a word said over another
+/// speaker does not cut a sentence in two lines the model must stitch back.
 pub fn summary_input(topics: &[Topic], participants: &[Participant]) -> String {
     let name = |speaker: i64| {
         participants
@@ -75,7 +78,7 @@ pub fn summary_input(topics: &[Topic], participants: &[Participant]) -> String {
     let mut lines = Vec::new();
     for topic in topics {
         let mut current: Option<(i64, String)> = None;
-        for w in &topic.words {
+        for w in in_utterance_order(&topic.words) {
             let text = w.text.trim();
             if text.is_empty() {
                 continue;
@@ -203,7 +206,15 @@ impl SummaryActivities {
                         &instruction,
                         &input_text,
                         0.4,
-                        |p| p.trim().to_owned(),
+                        // The embedded model was asked for two or three sentences and writes
+                        // on until its token bound.
+                        |p| {
+                            if self.llm.is_embedded() {
+                                complete_sentences(&p, 3)
+                            } else {
+                                p.trim().to_owned()
+                            }
+                        },
                         |p| summary_ok(p, &text),
                         || {
                             let extracted = extractive::about(&text, &input.subject, 3);
@@ -268,6 +279,62 @@ mod tests {
         assert_eq!(
             text,
             "Speaker 0: Hello there.\nBen: Hi\n\n# Participants\n\n- Ben\n"
+        );
+    }
+
+    #[test]
+    fn a_word_said_over_another_speaker_does_not_cut_a_sentence() {
+        // Ana's "Great." falls in the middle of Ben's sentence (as the demo's ASR heard it).
+        let ben = [
+            "No",
+            "objection,",
+            "Monday",
+            "works,",
+            "as",
+            "long",
+            "as",
+            "it",
+            "is",
+            "merged.",
+        ];
+        let mut words: Vec<Word> = ben
+            .iter()
+            .enumerate()
+            .map(|(i, w)| word(w, i as f64 * 0.35, 1))
+            .collect();
+        words.push(word("Great.", 1.5, 0));
+        words.sort_by(|a, b| a.start.total_cmp(&b.start));
+        let topic = Topic {
+            id: "t".into(),
+            title: "x".into(),
+            summary: "x".into(),
+            timestamp: 0.0,
+            duration: None,
+            transcript: String::new(),
+            words,
+        };
+        let people = vec![
+            Participant {
+                id: "p0".into(),
+                speaker: 0,
+                name: "Ana".into(),
+                user_id: None,
+                email: None,
+            },
+            Participant {
+                id: "p1".into(),
+                speaker: 1,
+                name: "Ben".into(),
+                user_id: None,
+                email: None,
+            },
+        ];
+        let text = summary_input(&[topic], &people);
+        assert!(
+            text.starts_with(
+                "Ben: No objection, Monday works, as long as it is merged.\nAna: Great.\n"
+            ),
+            "{text}"
         );
     }
 }
