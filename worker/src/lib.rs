@@ -43,8 +43,10 @@ pub fn init_tracing_with(level: &str) {
              symphonia_core=warn,symphonia_bundle_mp3=warn"
         ))
     });
+    // Colours only on a terminal: a log redirected to a file or a collector stays plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

@@ -224,12 +224,15 @@ pub fn copied_share(output: &str, source: &str, run: usize) -> f64 {
 }
 
 /// The first `n` complete sentences of `answer` (a sentence cut by the answer's token bound
-/// is dropped; the prompts ask for two to four sentences and a small model writes on). The
-/// answer as it is when it has no complete sentence.
+/// is dropped; the prompts ask for two to four sentences and a small model writes on),
+/// without a sentence that only lists the participants (small models echo the participant
+/// instruction: "The participants are Ana, Ben, and Chloe."). The answer as it is when it has
+/// no such sentence.
 pub fn complete_sentences(answer: &str, n: usize) -> String {
     let complete: Vec<String> = super::extractive::sentences(answer)
         .into_iter()
         .filter(|s| s.ends_with(['.', '?', '!', '…']))
+        .filter(|s| !s.to_lowercase().starts_with("the participants are"))
         .take(n)
         .collect();
     if complete.is_empty() {

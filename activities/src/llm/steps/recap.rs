@@ -64,27 +64,17 @@ pub fn long_summary(recap: &str, subjects: &[String], paragraphs: &[String]) -> 
     out
 }
 
-/// The recap as asked for: its first paragraph only, at most four complete sentences (the prompt asks for a single one; the
-/// embedded model was seen adding a second that copies a subject's paragraph, label and all),
-/// without a sentence that only lists the participants (small models echo the participant
-/// instruction: "The participants are Ana, Ben, Chloe.") and without the opening "During the
-/// meeting" (§4.11).
+/// The recap as asked for: its first paragraph only, at most four complete sentences, none
+/// that only lists the participants ([`complete_sentences`]; the embedded model was seen
+/// adding a second paragraph that copies a subject's paragraph, label and all), and without
+/// the opening "During the meeting" (§4.11).
 fn tidy(recap: &str) -> String {
     let first = recap
         .split("\n\n")
         .map(str::trim)
         .find(|p| !p.is_empty())
         .unwrap_or("");
-    let first = complete_sentences(first, 4);
-    let kept: Vec<&str> = first
-        .split_inclusive(". ")
-        .filter(|s| {
-            !s.trim_start()
-                .to_lowercase()
-                .starts_with("the participants are")
-        })
-        .collect();
-    strip_opening(kept.concat().trim())
+    strip_opening(&complete_sentences(first, 4))
 }
 
 /// A recap must not open with "During the meeting" (§4.11).
