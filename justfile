@@ -98,6 +98,7 @@ setup-test: setup-media
 # default — Temporal dev server, SQLite, local storage, CPU Whisper and LLM — with live step
 # progress, the progress page and the Temporal Web UI. `just demo --keep` keeps them up. The
 # build's progress is shown (a first build takes minutes; nothing is hidden behind --quiet).
+# The dev build, measured faster from a fresh clone than a release build (README, "Quick start").
 demo *args: setup-media
     python3 scripts/demo-meeting.py "{{data}}/demo-meeting"
     TEMPORAL_CLI="{{venv}}/bin/temporal" cargo run -p reflow-worker -- process "{{data}}/demo-meeting" {{args}}
