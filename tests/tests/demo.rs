@@ -65,12 +65,20 @@ async fn the_demo_meetings_recap_names_the_release_date_and_the_budget() {
         "process-local-{}",
         reflow::local::source_id(&meeting, &tracks).unwrap()
     );
-    let result = reflow::runs::wait(&reflow_tests::client().await, &workflow_id)
+    let run = reflow::history::load(&reflow_tests::client().await, &workflow_id)
         .await
         .unwrap();
-    assert_eq!(
-        result["generate_recap"]["method"], "llm",
-        "the recap step's result: {}",
-        result["generate_recap"]
-    );
+    let recap = run
+        .steps
+        .iter()
+        .find_map(|s| match &s.close {
+            Some(reflow::history::Close::Completed { result, .. })
+                if s.activity_type == "generate_recap" =>
+            {
+                Some(result.clone())
+            }
+            _ => None,
+        })
+        .expect("the run completed generate_recap");
+    assert_eq!(recap["method"], "llm", "the recap step's result: {recap}");
 }

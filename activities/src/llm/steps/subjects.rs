@@ -253,28 +253,36 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_summary_input_names_speakers_and_lists_participants() {
-        let topic = Topic {
+    fn topic(words: Vec<Word>) -> Topic {
+        Topic {
             id: "t".into(),
             title: "x".into(),
             summary: "y".into(),
             timestamp: 0.0,
             duration: None,
             transcript: String::new(),
-            words: vec![
-                word("Hello", 0.0, 0),
-                word("there.", 0.5, 0),
-                word("Hi", 1.0, 1),
-            ],
-        };
-        let people = vec![Participant {
-            id: "p1".into(),
-            speaker: 1,
-            name: "Ben".into(),
+            words,
+        }
+    }
+
+    fn person(speaker: i64, name: &str) -> Participant {
+        Participant {
+            id: format!("p{speaker}"),
+            speaker,
+            name: name.into(),
             user_id: None,
             email: None,
-        }];
+        }
+    }
+
+    #[test]
+    fn the_summary_input_names_speakers_and_lists_participants() {
+        let topic = topic(vec![
+            word("Hello", 0.0, 0),
+            word("there.", 0.5, 0),
+            word("Hi", 1.0, 1),
+        ]);
+        let people = vec![person(1, "Ben")];
         let text = summary_input(&[topic], &people);
         assert_eq!(
             text,
@@ -304,32 +312,8 @@ mod tests {
             .collect();
         words.push(word("Great.", 1.5, 0));
         words.sort_by(|a, b| a.start.total_cmp(&b.start));
-        let topic = Topic {
-            id: "t".into(),
-            title: "x".into(),
-            summary: "x".into(),
-            timestamp: 0.0,
-            duration: None,
-            transcript: String::new(),
-            words,
-        };
-        let people = vec![
-            Participant {
-                id: "p0".into(),
-                speaker: 0,
-                name: "Ana".into(),
-                user_id: None,
-                email: None,
-            },
-            Participant {
-                id: "p1".into(),
-                speaker: 1,
-                name: "Ben".into(),
-                user_id: None,
-                email: None,
-            },
-        ];
-        let text = summary_input(&[topic], &people);
+        let people = vec![person(0, "Ana"), person(1, "Ben")];
+        let text = summary_input(&[topic(words)], &people);
         assert!(
             text.starts_with(
                 "Ben: No objection, Monday works, as long as it is merged.\nAna: Great.\n"
