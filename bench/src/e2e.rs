@@ -92,8 +92,7 @@ async fn measure(
         dir.display(),
         log.display()
     );
-    let (tracks, _) = reflow::local::scan(&dir)?;
-    let workflow_id = format!("process-local-{}", reflow::local::source_id(&dir, &tracks)?);
+    let workflow_id = reflow::local::run_of(&dir)?;
     let steps = reflow::cost::cost(client, None, &workflow_id)
         .await?
         .into_iter()

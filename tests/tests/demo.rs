@@ -60,11 +60,7 @@ async fn the_demo_meetings_recap_names_the_release_date_and_the_budget() {
 
     // Written by the model, not the extractive fallback (which could carry the same facts
     // by copying the subject paragraphs): the run's own record of the step says so.
-    let (tracks, _) = reflow::local::scan(&meeting).unwrap();
-    let workflow_id = format!(
-        "process-local-{}",
-        reflow::local::source_id(&meeting, &tracks).unwrap()
-    );
+    let workflow_id = reflow::local::run_of(&meeting).unwrap();
     let run = reflow::history::load(&reflow_tests::client().await, &workflow_id)
         .await
         .unwrap();

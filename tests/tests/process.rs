@@ -100,11 +100,7 @@ async fn an_interrupted_local_run_resumes_where_it_stopped_and_pays_nothing_twic
         // No Zulip for a local run.
         ("ZULIP_REALM".to_owned(), String::new()),
     ]);
-    let (tracks, _) = reflow::local::scan(&src).unwrap();
-    let workflow_id = format!(
-        "process-local-{}",
-        reflow::local::source_id(&src, &tracks).unwrap()
-    );
+    let workflow_id = reflow::local::run_of(&src).unwrap();
     let client = reflow_tests::client().await;
 
     // 1. Interrupted while the tracks are transcribed.

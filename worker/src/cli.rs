@@ -626,15 +626,16 @@ async fn process_dir(
     let source = crate::local::source_id(&dir, &tracks)?;
     let recording_id = if force {
         format!(
-            "local-{source}-{}",
+            "{}-{}",
+            crate::local::recording_id(&source),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         )
     } else {
-        format!("local-{source}")
+        crate::local::recording_id(&source)
     };
     let transcript_id =
         uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, recording_id.as_bytes()).to_string();
-    let workflow_id = format!("process-{recording_id}");
+    let workflow_id = crate::local::workflow_id(&recording_id);
     // The Web UI of the dev server this command starts (none with an external Temporal).
     let ui_port = (settings.temporal_address.is_none()
         && std::net::TcpListener::bind("127.0.0.1:8233").is_ok())

@@ -145,6 +145,22 @@ pub fn scan(dir: &Path) -> Result<(Vec<LocalTrack>, Option<f64>), LocalError> {
     Ok((tracks, manifest.duration_s))
 }
 
+/// The recording id `reflow process` gives a source (`--force` adds a random suffix to it).
+pub fn recording_id(source: &str) -> String {
+    format!("local-{source}")
+}
+
+/// The workflow id of the run `reflow process` starts for a recording.
+pub fn workflow_id(recording_id: &str) -> String {
+    format!("process-{recording_id}")
+}
+
+/// The workflow id of the run `reflow process <dir>` starts or resumes (without `--force`).
+pub fn run_of(dir: &Path) -> Result<String, LocalError> {
+    let (tracks, _) = scan(dir)?;
+    Ok(workflow_id(&recording_id(&source_id(dir, &tracks)?)))
+}
+
 /// A local source's identity: a hash of `recording.json` (when there is one) and of every
 /// track's file name and content, so the same directory run again is the same recording (its
 /// run is found and resumed) and a changed file is a new one. 16 hex digits.
