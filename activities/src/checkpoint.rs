@@ -1,8 +1,8 @@
 //! The checkpoint store: a step's result, kept in object storage by a hash of what produced it.
 //!
 //! A retry, a reset or a re-run of a step with the same input must not pay twice for
-//! transcription or an LLM call (pipeline.md §7). [`Checkpoints::checkpointed`] hashes
-//! (activity type, canonical input JSON, backend configuration) with sha256 and looks for
+//! transcription or an LLM call (docs/contracts/pipeline.md §7). [`Checkpoints::checkpointed`]
+//! hashes (activity type, canonical input JSON, backend configuration) with sha256 and looks for
 //! `{scope}/pipeline/checkpoints/{step}-{hash}.json` (`scope` is the transcript id); if it is
 //! there, and every object the stored result names still exists, the result is returned and
 //! the work is not done. Otherwise the work runs and its result is stored. Canonical means

@@ -1,8 +1,8 @@
 //! The activity layer's error type and its mapping to Temporal failures.
 //!
 //! Retryability is decided here, where the failure is understood: each variant carries the
-//! failure type of pipeline.md §6.3 and whether a retry could ever help. The workflow sees the
-//! type name in the failure and the progress table shows it.
+//! failure type of docs/contracts/pipeline.md §6.3 and whether a retry could ever help. The
+//! workflow sees the type name in the failure and the progress table shows it.
 
 use temporalio_common::error::ApplicationFailure;
 use temporalio_sdk::activities::ActivityError;
@@ -63,7 +63,7 @@ pub enum ActivityFailure {
 }
 
 impl ActivityFailure {
-    /// The failure type name (pipeline.md §6.3).
+    /// The failure type name (docs/contracts/pipeline.md §6.3).
     pub fn type_name(&self) -> &'static str {
         match self {
             ActivityFailure::Config(_) => "ConfigError",

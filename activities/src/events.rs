@@ -1,5 +1,5 @@
-//! Frontend events (events-and-api.md §1, §3): an activity publishes `{event, data}` for a
-//! transcript; it is appended to the transcript's event log (except `PIPELINE_PROGRESS`) and
+//! Frontend events (docs/contracts/events-and-api.md §1, §3): an activity publishes `{event, data}`
+//! for a transcript; it is appended to the transcript's event log (except `PIPELINE_PROGRESS`) and
 //! broadcast to every WebSocket subscribed to the transcript.
 //!
 //! A step may publish only the events its activity declares (the catalog's `emits`, which

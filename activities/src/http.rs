@@ -1,6 +1,6 @@
 //! What every outgoing HTTP call of an activity shares: a client whose timeout sits below the
 //! activity's start-to-close, the mapping of HTTP outcomes to the error classes of
-//! pipeline.md §6.3, `Retry-After`, and heartbeats while a call is in flight.
+//! docs/contracts/pipeline.md §6.3, `Retry-After`, and heartbeats while a call is in flight.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -10,8 +10,8 @@ use temporalio_sdk::activities::ActivityContext;
 
 use crate::error::ActivityFailure;
 
-/// Margin kept between an HTTP timeout and the activity's start-to-close (pipeline.md §6.1:
-/// transcription 1800 → 1740 s, LLM 300 → 270 s).
+/// Margin kept between an HTTP timeout and the activity's start-to-close
+/// (docs/contracts/pipeline.md §6.1: transcription 1800 → 1740 s, LLM 300 → 270 s).
 pub fn ceiling(
     start_to_close: Option<Duration>,
     margin: Duration,
@@ -86,8 +86,8 @@ pub fn retry_after(response: &Response) -> Option<Duration> {
 }
 
 /// Drive `call`, heartbeating `{phase: "waiting", done_s}` (seconds waited) every `every` until it ends
-/// (pipeline.md §6.2: at least every min(30 s, heartbeat/4)), or until the activity is
-/// cancelled: then `call` is dropped and the answer is `Cancelled`
+/// (docs/contracts/pipeline.md §6.2: at least every min(30 s, heartbeat/4)), or until the activity
+/// is cancelled: then `call` is dropped and the answer is `Cancelled`
 /// ([`crate::error::ActivityFailure`]).
 pub async fn while_waiting<T>(
     ctx: &ActivityContext,

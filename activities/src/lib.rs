@@ -3,8 +3,8 @@
 //! Activities are grouped in one struct per system (`files::FileActivities`, …), registered
 //! on the worker under the step names pipelines use (`#[activity(name = "list_files")]`).
 //! Shared pieces: [`error`] maps failures to Temporal's retryable / non-retryable classes
-//! (pipeline.md §6.3), and [`attempts`] is the worker-wide interceptor that reports each
-//! attempt to the workflow's progress table and opens the tracing span every activity logs in.
+//! (docs/contracts/pipeline.md §6.3), and [`attempts`] is the worker-wide interceptor that reports
+//! each attempt to the workflow's progress table and opens the tracing span every activity logs in.
 //! [`storage`] is the object store every step reads and writes (S3 or a directory), and
 //! [`checkpoint`] keeps step results there by input hash, so no retry pays twice.
 

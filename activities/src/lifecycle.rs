@@ -1,7 +1,7 @@
-//! The transcript's lifecycle steps (pipeline.md §4.13, §4.14, §5): `finalize` (padded tracks
-//! deleted, TRANSCRIPT, status `ended`), `cleanup_consent` (raw tracks and audio deleted when
-//! anyone denied consent) and `mark_failed` (the pipeline's `on_failure`: status `error`, never
-//! after `ended`), plus the `processing` transition `get_recording` makes.
+//! The transcript's lifecycle steps (docs/contracts/pipeline.md §4.13, §4.14, §5): `finalize`
+//! (padded tracks deleted, TRANSCRIPT, status `ended`), `cleanup_consent` (raw tracks and audio
+//! deleted when anyone denied consent) and `mark_failed` (the pipeline's `on_failure`: status
+//! `error`, never after `ended`), plus the `processing` transition `get_recording` makes.
 
 // `#[activities]` generates one undocumented marker constant per activity.
 #![allow(missing_docs)]

@@ -1,6 +1,7 @@
-//! reflow's own metrics (observability.md §4), recorded through the `metrics` facade: seconds,
-//! counters ending in `_total`, `step` = the activity type (a fan-out member's `_{i}` is not
-//! part of it). Without an installed recorder (unit tests, tools) every call is a no-op.
+//! reflow's own metrics (docs/contracts/observability.md §4), recorded through the `metrics`
+//! facade: seconds, counters ending in `_total`, `step` = the activity type (a fan-out member's
+//! `_{i}` is not part of it). Without an installed recorder (unit tests, tools) every call is a
+//! no-op.
 //!
 //! The worker's activity interceptor (`reflow::attempts`) runs every attempt inside [`in_step`], so
 //! code deep in a step (checkpoints, the LLM client) can label what it records with the
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Buckets of every `*_duration_seconds` histogram (observability.md §4).
+/// Buckets of every `*_duration_seconds` histogram (docs/contracts/observability.md §4).
 pub const STEP_BUCKETS: [f64; 17] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0,
     1800.0, 3600.0,

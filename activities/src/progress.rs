@@ -1,5 +1,5 @@
 //! `report_progress`: the local activity through which a pipeline run tells the frontend how
-//! its steps are doing (`PIPELINE_PROGRESS`, events-and-api.md §4).
+//! its steps are doing (`PIPELINE_PROGRESS`, docs/contracts/events-and-api.md §4).
 //!
 //! The workflow computes each `step_index`'s aggregate state and sends the ones that changed,
 //! in order; this activity keeps the latest state per index in `pipeline_progress` (for the

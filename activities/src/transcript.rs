@@ -1,5 +1,5 @@
 //! Transcript text from words: segments and the formats the REST API, the stored WebVTT and
-//! the outgoing webhook render (events-and-api.md §5.2, §5.3, §6).
+//! the outgoing webhook render (docs/contracts/events-and-api.md §5.2, §5.3, §6).
 //!
 //! A segment is a run of consecutive words of one speaker, split after a word ending in
 //! `.`, `?`, `!` or `…`, or once it reaches 1000 characters; segments are then sorted by

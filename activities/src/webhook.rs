@@ -1,5 +1,5 @@
-//! `send_webhook` (pipeline.md §4.16): `transcript.completed` to the room's customer URL,
-//! signed `t={unix},v1={hex HMAC-SHA256(secret, "{t}." + body)}`, with an `event_id` that is
+//! `send_webhook` (docs/contracts/pipeline.md §4.16): `transcript.completed` to the room's customer
+//! URL, signed `t={unix},v1={hex HMAC-SHA256(secret, "{t}." + body)}`, with an `event_id` that is
 //! the same on every attempt, retry and reset of a run.
 //!
 //! The SSRF guard resolves the URL's host and refuses loopback, private, link-local and
@@ -378,7 +378,7 @@ pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
 
 #[activities]
 impl WebhookActivities {
-    /// Deliver `transcript.completed` to the room's webhook (pipeline.md §4.16).
+    /// Deliver `transcript.completed` to the room's webhook (docs/contracts/pipeline.md §4.16).
     #[activity(name = "send_webhook")]
     pub async fn send_webhook(
         self: Arc<Self>,

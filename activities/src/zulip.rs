@@ -1,5 +1,5 @@
-//! `post_zulip` (pipeline.md §4.15): the finished transcript as a Zulip message, created once
-//! and updated in place on re-runs (by the stored `zulip_message_id`).
+//! `post_zulip` (docs/contracts/pipeline.md §4.15): the finished transcript as a Zulip message,
+//! created once and updated in place on re-runs (by the stored `zulip_message_id`).
 //!
 //! Runs only when `ZULIP_REALM` is set and the room auto-posts to a stream; otherwise it
 //! returns `skipped` with the reason. Basic auth `(ZULIP_BOT_EMAIL, ZULIP_API_KEY)`, HTTP
@@ -255,7 +255,7 @@ pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
 
 #[activities]
 impl ZulipActivities {
-    /// Post or update the transcript's Zulip message (pipeline.md §4.15).
+    /// Post or update the transcript's Zulip message (docs/contracts/pipeline.md §4.15).
     #[activity(name = "post_zulip")]
     pub async fn post_zulip(
         self: Arc<Self>,

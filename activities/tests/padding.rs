@@ -1,6 +1,6 @@
-//! Padding (pipeline.md §4.3.1) on real Opus tracks made by ffmpeg: the offset from the WebM
-//! first block (as ffprobe reports `start_time`) or from the Daily filename, gaps where frames
-//! were skipped, overlaps dropped, silent and broken tracks.
+//! Padding (docs/contracts/pipeline.md §4.3.1) on real Opus tracks made by ffmpeg: the offset from
+//! the WebM first block (as ffprobe reports `start_time`) or from the Daily filename, gaps where
+//! frames were skipped, overlaps dropped, silent and broken tracks.
 
 mod media;
 

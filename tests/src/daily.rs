@@ -1,5 +1,5 @@
-//! The **Daily stand-in** (daily.md §8): a local HTTP server implementing the parts of
-//! Daily's REST API reflow calls, plus Daily's webhook-sending side, for tests. Daily itself
+//! The **Daily stand-in** (docs/contracts/daily.md §8): a local HTTP server implementing the parts
+//! of Daily's REST API reflow calls, plus Daily's webhook-sending side, for tests. Daily itself
 //! cannot be reached from here.
 //!
 //! - `GET /v1/recordings/{id}`, `GET /v1/recordings` (newest first, `limit` ≤ 100,

@@ -145,7 +145,7 @@ async fn bad_webhooks_are_refused_and_change_nothing() {
     assert!(stack.db.recording(&m.recording_id).await.unwrap().is_none());
 
     // The real delivery works, and a replay of it with an old timestamp (still signed:
-    // Daily redelivers late, daily.md §3.1) starts nothing new.
+    // Daily redelivers late, docs/contracts/daily.md §3.1) starts nothing new.
     let tid = stack.deliver(&m).await;
     let old = signed(&body, "1600000000");
     assert_eq!(

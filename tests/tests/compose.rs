@@ -1,8 +1,8 @@
 //! The compose stack (`temporal-compose/`) is structurally sound — no Docker engine runs here,
-//! so it is validated, not run: the services of observability.md §7.2 with pinned images and no
-//! deprecated auto-setup, schema setup before the server, every task queue the pipelines use
-//! served by a reflow worker, every mounted file present, Prometheus scraping every reflow
-//! process and loading the alert rules, Grafana provisioned with the dashboards.
+//! so it is validated, not run: the services of docs/contracts/observability.md §7.2 with pinned
+//! images and no deprecated auto-setup, schema setup before the server, every task queue the
+//! pipelines use served by a reflow worker, every mounted file present, Prometheus scraping every
+//! reflow process and loading the alert rules, Grafana provisioned with the dashboards.
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! The Conductor-compatible status API over real runs: a completed run with a retried step and
 //! an activity fan-out, a failed run with an optional failure, a child fan-out flattened under
 //! FORK/JOIN, an attempt cut by its heartbeat timeout, a running run, an unknown id; every
-//! field name and enum checked against conductor-status.md.
+//! field name and enum checked against docs/contracts/conductor-status.md.
 
 use std::collections::BTreeSet;
 

@@ -1,6 +1,6 @@
-//! The Conductor view of `pipelines/diarization.yaml` itself (conductor-status.md, field by
-//! field), on meetings that go through the whole production path: a signed Daily webhook, the
-//! production definition with shortened timeouts, stand-in backends.
+//! The Conductor view of `pipelines/diarization.yaml` itself (docs/contracts/conductor-status.md,
+//! field by field), on meetings that go through the whole production path: a signed Daily webhook,
+//! the production definition with shortened timeouts, stand-in backends.
 //!
 //! - a completed 3-track meeting: every ref the spec's fork/join table names, members
 //!   `{step}_{i}` also inside the track children, JOINs over all members, the workflow output
@@ -903,8 +903,9 @@ async fn skipped_steps_are_skipped_rows_and_progress_agrees() {
         "{refs:?}"
     );
 
-    // PIPELINE_PROGRESS: the skipped steps report `completed` with `skipped` (events-and-api.md
-    // §4): topics (8, nothing to do), title and summaries (9), Zulip (12).
+    // PIPELINE_PROGRESS: the skipped steps report `completed` with `skipped`
+    // (docs/contracts/events-and-api.md §4): topics (8, nothing to do), title and summaries (9),
+    // Zulip (12).
     let progress = stack.db.progress_events(&tid).await.unwrap();
     for index in [9, 12] {
         let p = progress

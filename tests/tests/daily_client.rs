@@ -1,7 +1,7 @@
-//! reflow's Daily REST client against the Daily stand-in (daily.md §7): the fields it reads,
-//! participants paged by `joined_after` until Daily's 404, and failures mapped to the error
-//! classes of pipeline.md §6.3 (4xx non-retryable, 5xx and timeouts retryable, a malformed
-//! 2xx a ResponseShapeError, a missing key a ConfigError).
+//! reflow's Daily REST client against the Daily stand-in (docs/contracts/daily.md §7): the fields
+//! it reads, participants paged by `joined_after` until Daily's 404, and failures mapped to the
+//! error classes of docs/contracts/pipeline.md §6.3 (4xx non-retryable, 5xx and timeouts retryable,
+//! a malformed 2xx a ResponseShapeError, a missing key a ConfigError).
 
 use activities::daily::client::{DailyClient, DailyConfig};
 use reflow_tests::daily::{DailyStandIn, Fault};

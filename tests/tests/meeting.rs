@@ -465,7 +465,7 @@ async fn a_signed_daily_webhook_becomes_a_finished_transcript() {
                 .unwrap()
         );
     }
-    // The run's result is the Conductor view's `output` (conductor-status.md §2).
+    // The run's result is the Conductor view's `output` (docs/contracts/conductor-status.md §2).
     assert_eq!(
         out.as_object().unwrap().keys().collect::<Vec<_>>(),
         [

@@ -1,7 +1,7 @@
-//! One scrape target (observability.md §1–§4): after a run with a retried step, `GET /metrics`
-//! on reflow's HTTP port serves SDK Core's metrics (Core naming, ms, latency buckets reaching
-//! 30 min and beyond) and reflow's own (`reflow_step_*`, seconds, `_total`), with the attempts
-//! counted by outcome.
+//! One scrape target (docs/contracts/observability.md §1–§4): after a run with a retried step, `GET
+//! /metrics` on reflow's HTTP port serves SDK Core's metrics (Core naming, ms, latency buckets
+//! reaching 30 min and beyond) and reflow's own (`reflow_step_*`, seconds, `_total`), with the
+//! attempts counted by outcome.
 
 use activities::events::{Emits, EventHub, Events};
 use reflow::runs;

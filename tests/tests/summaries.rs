@@ -1,6 +1,6 @@
-//! The LLM chain (pipeline.md §4.7–§4.12) on Temporal with the `openai` backend against a
-//! local OpenAI-compatible stand-in (tests/src/standins.rs): request shapes, an invalid JSON
-//! answer re-asked with the error, cleaning rules, topics/title/summaries/action items saved
+//! The LLM chain (docs/contracts/pipeline.md §4.7–§4.12) on Temporal with the `openai` backend
+//! against a local OpenAI-compatible stand-in (tests/src/standins.rs): request shapes, an invalid
+//! JSON answer re-asked with the error, cleaning rules, topics/title/summaries/action items saved
 //! and announced, names mapped to participants, and a second run served from checkpoints
 //! with no call at all.
 

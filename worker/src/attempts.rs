@@ -10,7 +10,7 @@
 //! without failures costs no extra history events.
 //!
 //! With a database, every attempt of a pipeline activity also gets a `step_attempt` row
-//! (events-and-api.md §6): `started` when it begins, then `completed`, `failed`,
+//! (docs/contracts/events-and-api.md §6): `started` when it begins, then `completed`, `failed`,
 //! `non_retryable` or `cancelled` with its failure — the one record of attempts Temporal's
 //! history does not keep, which the status API builds its task rows from. Steps declared
 //! `local: true` run as local activities and are recorded like any other; the progress

@@ -8,8 +8,8 @@
 //!   retention differs;
 //! - reflow's custom search attributes ([`workflow::search::ALL`]), added when missing (a
 //!   registered one of another type is reported, never removed: that would lose data);
-//! - the `daily-poll` schedule (daily.md §4) — present exactly when `DAILY_API_KEY` is set,
-//!   every `REFLOW_DAILY_POLL_INTERVAL` seconds, else 180 s with a webhook secret and 15 s
+//! - the `daily-poll` schedule (docs/contracts/daily.md §4) — present exactly when `DAILY_API_KEY`
+//!   is set, every `REFLOW_DAILY_POLL_INTERVAL` seconds, else 180 s with a webhook secret and 15 s
 //!   without, overlap SKIP, starting `PollDailyRecordings` pinned to the repository's
 //!   `pipelines/daily-poll.yaml` (its hash is compared);
 //! - with `REFLOW_DEPLOYMENT_NAME`, the Worker Deployment's current version: this build
@@ -132,7 +132,7 @@ pub struct Desired {
     pub deployment: Option<crate::deployment::Deployment>,
 }
 
-/// The Daily poll interval (daily.md §4).
+/// The Daily poll interval (docs/contracts/daily.md §4).
 pub fn poll_interval(override_s: Option<u64>, webhook_secret: bool) -> Duration {
     match override_s.filter(|s| *s > 0) {
         Some(s) => Duration::from_secs(s),

@@ -1,4 +1,5 @@
-//! Daily intake (daily.md §6): the one routine the webhook, the poll and a manual start share.
+//! Daily intake (docs/contracts/daily.md §6): the one routine the webhook, the poll and a manual
+//! start share.
 //!
 //! It filters the raw-track keys, matches the meeting (by time, within ±168 h) and the room
 //! (the Daily room name minus its timestamp), writes the `recording` and `transcript` rows
@@ -24,7 +25,7 @@ use crate::runs::{self, RunError};
 /// The pipeline shipped with the binary (`pipelines/diarization.yaml` at build time).
 pub const DIARIZATION_YAML: &str = include_str!("../../pipelines/diarization.yaml");
 
-/// How far a meeting's start may be from the recording's (daily.md §6 step 3).
+/// How far a meeting's start may be from the recording's (docs/contracts/daily.md §6 step 3).
 pub const MATCH_WINDOW: Duration = Duration::from_secs(168 * 3600);
 
 /// Why intake could not finish (the webhook answers `deferred`; polling retries).
@@ -123,7 +124,7 @@ impl std::fmt::Debug for Intake {
 }
 
 impl Intake {
-    /// Intake one recording (daily.md §6).
+    /// Intake one recording (docs/contracts/daily.md §6).
     pub async fn intake(&self, d: &Discovered) -> Result<Outcome, IntakeError> {
         let keys: Vec<String> = d
             .track_keys
@@ -274,7 +275,8 @@ impl Intake {
     }
 }
 
-/// The DiarizationPipeline input for a Daily recording's transcript (pipeline.md §2).
+/// The DiarizationPipeline input for a Daily recording's transcript
+/// (docs/contracts/pipeline.md §2).
 pub fn pipeline_input(
     transcript: &activities::db::transcripts::Transcript,
     recording_id: &str,

@@ -1,5 +1,5 @@
-//! One Prometheus scrape target per reflow process (observability.md §1): `GET /metrics` on the
-//! HTTP port serves the Temporal SDK Core metrics and reflow's own, concatenated.
+//! One Prometheus scrape target per reflow process (docs/contracts/observability.md §1): `GET
+//! /metrics` on the HTTP port serves the Temporal SDK Core metrics and reflow's own, concatenated.
 //!
 //! - SDK Core keeps its default naming and units (histograms in **milliseconds**, no unit
 //!   suffix, counters without `_total`), so Temporal's published Core SDK dashboard works

@@ -1,7 +1,7 @@
-//! `poll_daily_recordings` (daily.md §4), the one step of `PollDailyRecordings`: list Daily's
-//! recent recordings and hand every finished raw-tracks recording without a `recording` row to
-//! intake (which starts nothing twice). When `DAILY_WEBHOOK_UUID` is set it also reads the
-//! webhook's state, so a webhook Daily disabled is visible in the output and the logs.
+//! `poll_daily_recordings` (docs/contracts/daily.md §4), the one step of `PollDailyRecordings`:
+//! list Daily's recent recordings and hand every finished raw-tracks recording without a
+//! `recording` row to intake (which starts nothing twice). When `DAILY_WEBHOOK_UUID` is set it also
+//! reads the webhook's state, so a webhook Daily disabled is visible in the output and the logs.
 //!
 //! It lives in the worker crate because intake starts workflows (it needs the Temporal
 //! client), which activities of the `activities` crate never do.

@@ -1,4 +1,4 @@
-//! Retrying a run without re-spending completed work (conductor-status.md §4): what
+//! Retrying a run without re-spending completed work (docs/contracts/conductor-status.md §4): what
 //! `POST /api/workflow/{id}/retry` and the REST `process` route of a failed transcript do.
 //!
 //! - A closed run that failed (or timed out, was cancelled or terminated) is reset with
@@ -173,7 +173,8 @@ async fn reset_waiting_activities(client: &Client, run: &Run) -> Result<usize, R
     Ok(targets.len())
 }
 
-/// After a retry, a transcript in `error` is `processing` again (pipeline.md §5), with STATUS.
+/// After a retry, a transcript in `error` is `processing` again (docs/contracts/pipeline.md §5),
+/// with STATUS.
 async fn resume_transcript(events: &Events, workflow_id: &str) {
     let db = events.db();
     let Ok(Some(tid)) = db.transcript_of_workflow(workflow_id).await else {

@@ -217,7 +217,8 @@ impl DevServer {
         for value in DEV_SERVER_DYNAMIC_CONFIG {
             cmd.args(["--dynamic-config-value", value]);
         }
-        // reflow's search attributes (observability.md §6), so runs can be found at once.
+        // reflow's search attributes (docs/contracts/observability.md §6), so runs can be found at
+        // once.
         for (name, kind) in workflow::search::ALL {
             cmd.args(["--search-attribute", &format!("{name}={kind}")]);
         }

@@ -52,12 +52,12 @@ pub const STOP_BUDGET: Duration = Duration::from_secs(4);
 /// flight runs again when the same directory is processed again.
 pub const LOCAL_GRACE: Duration = Duration::from_secs(1);
 
-/// The task queue of the LLM steps (pipeline.md §1).
+/// The task queue of the LLM steps (docs/contracts/pipeline.md §1).
 pub const LLM_QUEUE: &str = "reflow-llm";
 
-/// Activity slots per worker of each queue (pipeline.md §1): light bookkeeping 50, audio one
-/// per CPU core, mixdown 1 (one mix at a time per machine), transcription 8, LLM 10; other
-/// queues 100. `REFLOW_ACTIVITY_SLOTS` overrides, e.g. `reflow-asr=2,reflow-audio=4`.
+/// Activity slots per worker of each queue (docs/contracts/pipeline.md §1): light bookkeeping 50,
+/// audio one per CPU core, mixdown 1 (one mix at a time per machine), transcription 8, LLM 10;
+/// other queues 100. `REFLOW_ACTIVITY_SLOTS` overrides, e.g. `reflow-asr=2,reflow-audio=4`.
 pub fn activity_slots(queue: &str, overrides: Option<&str>) -> usize {
     let declared = overrides.and_then(|o| {
         o.split(',')

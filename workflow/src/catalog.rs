@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-/// The frontend events reflow knows (events-and-api.md §3).
+/// The frontend events reflow knows (docs/contracts/events-and-api.md §3).
 pub const KNOWN_EVENTS: &[&str] = &[
     "STATUS",
     "DURATION",

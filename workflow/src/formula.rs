@@ -1,7 +1,8 @@
 //! Timeout formulas: a `start_to_close` computed per run from the run's own data.
 //!
 //! Some steps' budgets depend on the meeting: mixdown gets
-//! `max(720 s, 300 s + 60 s·N + duration_s/10)` (pipeline.md §4.5). A pipeline writes that as
+//! `max(720 s, 300 s + 60 s·N + duration_s/10)` (docs/contracts/pipeline.md §4.5). A pipeline
+//! writes that as
 //!
 //! ```yaml
 //! start_to_close: "max(720s, 300s + 60s * len(${input.tracks}) + default(${get_recording.duration_s}, 0) / 10)"

@@ -202,8 +202,8 @@ impl Progress {
     }
 }
 
-/// One `PIPELINE_PROGRESS` state (events-and-api.md §4): the aggregate of every activity
-/// reported under one `step_index`, in this run and its children.
+/// One `PIPELINE_PROGRESS` state (docs/contracts/events-and-api.md §4): the aggregate of every
+/// activity reported under one `step_index`, in this run and its children.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepState {
     /// `step_index`.

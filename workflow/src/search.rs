@@ -1,5 +1,6 @@
-//! The custom search attributes reflow's runs carry (observability.md §6), so an operator finds
-//! a run in the Temporal Web UI or with `temporal workflow list --query 'RecordingId="…"'`.
+//! The custom search attributes reflow's runs carry (docs/contracts/observability.md §6), so an
+//! operator finds a run in the Temporal Web UI or with `temporal workflow list --query
+//! 'RecordingId="…"'`.
 //!
 //! A pipeline declares the run-specific ones (`search_attributes:` in its YAML, e.g.
 //! `RecordingId: ${input.recording_id}`); the interpreter sets those plus the pipeline's name,

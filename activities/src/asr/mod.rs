@@ -1,4 +1,5 @@
-//! Transcription: `transcribe_track` (pipeline.md §4.3.2) and `merge_transcripts` (§4.4).
+//! Transcription: `transcribe_track` (docs/contracts/pipeline.md §4.3.2) and `merge_transcripts`
+//! (§4.4).
 //!
 //! The backend is chosen by configuration ([`AsrConfig::from_vars`]): `embedded` (default; an
 //! in-process Whisper model on CPU, [`whisper`]), `gpu-url` or `openai` (HTTP, [`remote`]).

@@ -1,4 +1,4 @@
-//! The HTTP transcription backends of pipeline.md §4.3.2.
+//! The HTTP transcription backends of docs/contracts/pipeline.md §4.3.2.
 //!
 //! - `gpu-url`: `POST {TRANSCRIPT_URL}/v1/audio/transcriptions-from-url` with a presigned GET
 //!   of the padded track (made here, inside the activity, valid 2 h — never carried in a

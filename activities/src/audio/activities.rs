@@ -355,7 +355,7 @@ impl AudioActivities {
 #[activities]
 impl AudioActivities {
     /// Pad one raw track to recording t = 0 into `{transcript_id}/pipeline/padded_{i}.webm`
-    /// (pipeline.md §4.3.1).
+    /// (docs/contracts/pipeline.md §4.3.1).
     #[activity(name = "pad_track")]
     pub async fn pad_track(
         self: Arc<Self>,
@@ -367,7 +367,7 @@ impl AudioActivities {
             .map_err(ActivityFailure::into_activity_error)
     }
 
-    /// Mix the padded tracks into `{transcript_id}/audio.mp3` (pipeline.md §4.5).
+    /// Mix the padded tracks into `{transcript_id}/audio.mp3` (docs/contracts/pipeline.md §4.5).
     #[activity(name = "mixdown_tracks")]
     pub async fn mixdown_tracks(
         self: Arc<Self>,

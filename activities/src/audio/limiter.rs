@@ -1,7 +1,7 @@
-//! The soft limiter of pipeline.md §4.5 (a **reflow decision**): a plain sum of N speakers can
-//! exceed full scale; samples above `t` = 0.891 (−1 dBFS) are bent smoothly towards 1.0 with
-//! `t + (1−t)·tanh((|x|−t)/(1−t))`, samples at or below `t` pass unchanged. The output never
-//! reaches 1.0, so the MP3 never clips, and normal speech levels are not touched.
+//! The soft limiter of docs/contracts/pipeline.md §4.5 (a **reflow decision**): a plain sum of N
+//! speakers can exceed full scale; samples above `t` = 0.891 (−1 dBFS) are bent smoothly towards
+//! 1.0 with `t + (1−t)·tanh((|x|−t)/(1−t))`, samples at or below `t` pass unchanged. The output
+//! never reaches 1.0, so the MP3 never clips, and normal speech levels are not touched.
 
 /// Threshold: −1 dBFS.
 pub const THRESHOLD: f32 = 0.891;

@@ -1,5 +1,5 @@
-//! Streaming mixdown (pipeline.md §4.5): decode every track, bring it to 48 kHz mono, sum,
-//! soft-limit, and encode MP3 (LAME, 48 kHz, stereo, 128 kbps CBR) — block by block, so
+//! Streaming mixdown (docs/contracts/pipeline.md §4.5): decode every track, bring it to 48 kHz
+//! mono, sum, soft-limit, and encode MP3 (LAME, 48 kHz, stereo, 128 kbps CBR) — block by block, so
 //! memory is O(tracks × block), whatever the meeting's length.
 //!
 //! The mix lasts as long as the longest track; shorter tracks contribute silence. There is no

@@ -3,8 +3,8 @@
 //! [`decode`] streams any supported file (WAV, FLAC, MP3, OGG/Vorbis, WebM/Matroska with
 //! Vorbis, FLAC or Opus — the last through libopus, [`opus`]) as
 //! interleaved `f32` chunks, so memory stays constant whatever the length. [`waveform`]
-//! computes the 255-peak waveform of pipeline.md §4.6. Decoding is CPU work: activities run it
-//! on a blocking thread.
+//! computes the 255-peak waveform of docs/contracts/pipeline.md §4.6. Decoding is CPU work:
+//! activities run it on a blocking thread.
 
 pub mod activities;
 pub mod decode;

@@ -2,7 +2,7 @@
 //!
 //! Channels are averaged to mono and any other rate is resampled with rubato, so memory is one
 //! packet plus one resampler block whatever the file's length. With gap filling on (padding of
-//! Daily tracks, pipeline.md §4.3.1 step 4) the container's packet timestamps are
+//! Daily tracks, docs/contracts/pipeline.md §4.3.1 step 4) the container's packet timestamps are
 //! authoritative: a packet that starts later than the running position gets silence in front
 //! of it, one that starts earlier loses its overlapping samples — what `aresample async=1`
 //! does. Differences within [`GAP_TOLERANCE_S`] are timestamp rounding and left alone. The

@@ -1,4 +1,4 @@
-//! Padding of one participant's track to recording t = 0 (pipeline.md §4.3.1).
+//! Padding of one participant's track to recording t = 0 (docs/contracts/pipeline.md §4.3.1).
 //!
 //! 1. Offset, first source that works: the timestamp of the first audio block of a WebM file
 //!    (Cluster timestamp + block offset — symphonia's packet timestamp, scaled by the

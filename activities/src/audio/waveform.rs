@@ -1,4 +1,4 @@
-//! The waveform of pipeline.md §4.6: exactly 255 peaks, scaled to 0..=128.
+//! The waveform of docs/contracts/pipeline.md §4.6: exactly 255 peaks, scaled to 0..=128.
 //!
 //! With `S` interleaved samples, segment `k` covers `[⌊k·S/255⌋, ⌊(k+1)·S/255⌋)` and its peak
 //! is the largest `|sample|` in it; peaks are scaled by `128 / max(peak)` and floored (all

@@ -233,7 +233,8 @@ impl DailyActivities {
 
 #[activities]
 impl DailyActivities {
-    /// Mark the transcript `processing` and read the recording from Daily (pipeline.md §4.1).
+    /// Mark the transcript `processing` and read the recording from Daily
+    /// (docs/contracts/pipeline.md §4.1).
     #[activity(name = "get_recording")]
     pub async fn get_recording(
         self: Arc<Self>,
@@ -246,7 +247,7 @@ impl DailyActivities {
     }
 
     /// Reset the transcript for a clean run, store the duration and the participants
-    /// (pipeline.md §4.2).
+    /// (docs/contracts/pipeline.md §4.2).
     #[activity(name = "get_participants")]
     pub async fn get_participants(
         self: Arc<Self>,

@@ -1,8 +1,8 @@
-//! The Daily REST calls reflow makes (daily.md §7): one recording, the recordings list, a
-//! meeting's participants (paginated by `joined_after` until an empty page or a 404) and a
+//! The Daily REST calls reflow makes (docs/contracts/daily.md §7): one recording, the recordings
+//! list, a meeting's participants (paginated by `joined_after` until an empty page or a 404) and a
 //! webhook's state. Bearer `DAILY_API_KEY`, client timeout 10 s; failures map to the error
-//! classes of pipeline.md §6.3 (4xx non-retryable, 5xx/timeouts retryable, a 2xx without the
-//! fields read a `ResponseShapeError`).
+//! classes of docs/contracts/pipeline.md §6.3 (4xx non-retryable, 5xx/timeouts retryable, a 2xx
+//! without the fields read a `ResponseShapeError`).
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use crate::http;
 
 /// Daily's API base when `DAILY_API_URL` is unset.
 pub const DEFAULT_API_URL: &str = "https://api.daily.co/v1";
-/// Client timeout of every Daily call (daily.md §7).
+/// Client timeout of every Daily call (docs/contracts/daily.md §7).
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// Participants fetched per page.
 pub const PAGE: usize = 100;
@@ -45,7 +45,7 @@ impl std::fmt::Debug for DailyConfig {
 }
 
 impl DailyConfig {
-    /// From the settings (daily.md §1).
+    /// From the settings (docs/contracts/daily.md §1).
     pub fn from_vars(vars: crate::config::Vars<'_>) -> Self {
         let var = |k: &str| crate::config::non_empty(vars, k);
         DailyConfig {

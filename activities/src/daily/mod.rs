@@ -1,9 +1,9 @@
-//! Daily.co contracts (daily.md): raw-track keys, the REST client ([`client`]), webhook
-//! signatures ([`signature`]) and the Daily steps of the pipeline ([`activities`]).
+//! Daily.co contracts (docs/contracts/daily.md): raw-track keys, the REST client ([`client`]),
+//! webhook signatures ([`signature`]) and the Daily steps of the pipeline ([`activities`]).
 //!
 //! A raw audio track's key is `{domain}/{room}/{recording_start_ms}-{participant}-cam-audio-{track_start_ms}`
-//! (daily.md §5); [`TrackKey::parse`] reads it, and [`TrackKey::offset_s`] is the filename
-//! offset padding falls back to when the WebM carries none.
+//! (docs/contracts/daily.md §5); [`TrackKey::parse`] reads it, and [`TrackKey::offset_s`] is the
+//! filename offset padding falls back to when the WebM carries none.
 
 pub mod activities;
 pub mod client;

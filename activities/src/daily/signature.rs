@@ -1,5 +1,6 @@
-//! Daily's webhook signature (daily.md §3.1): `base64(HMAC-SHA256(base64_decode(secret),
-//! timestamp + "." + raw body))`, compared in constant time.
+//! Daily's webhook signature (docs/contracts/daily.md §3.1):
+//! `base64(HMAC-SHA256(base64_decode(secret), timestamp + "." + raw body))`, compared in constant
+//! time.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

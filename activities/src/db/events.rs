@@ -1,5 +1,5 @@
 //! The transcript event log (`transcript_event`): append-only, ordered by `seq` per
-//! transcript. WebSockets replay it on connect (events-and-api.md §2).
+//! transcript. WebSockets replay it on connect (docs/contracts/events-and-api.md §2).
 
 use serde_json::Value;
 
@@ -183,7 +183,7 @@ impl Db {
         .transpose()
     }
 
-    /// Forget a transcript's events (a clean re-run, pipeline.md §4.2).
+    /// Forget a transcript's events (a clean re-run, docs/contracts/pipeline.md §4.2).
     pub async fn clear_events(&self, transcript_id: &str) -> Result<u64, DbError> {
         crate::on_pool!(self, |pool| sqlx::query(
             "DELETE FROM transcript_event WHERE transcript_id = $1"

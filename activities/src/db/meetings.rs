@@ -1,5 +1,6 @@
-//! Rooms, meetings, consents and Daily recordings: what intake matches and writes (daily.md
-//! §6) and what the post-processing steps read (pipeline.md §4.14–§4.16).
+//! Rooms, meetings, consents and Daily recordings: what intake matches and writes
+//! (docs/contracts/daily.md §6) and what the post-processing steps read
+//! (docs/contracts/pipeline.md §4.14–§4.16).
 
 use serde::{Deserialize, Serialize};
 
@@ -138,7 +139,7 @@ const RECORDING: &str = "id, bucket_name, object_key, recorded_at, status, meeti
 
 impl Db {
     /// Insert a room. A webhook URL without a secret gets one: 32 random bytes, URL-safe
-    /// base64 (pipeline.md §4.16).
+    /// base64 (docs/contracts/pipeline.md §4.16).
     pub async fn create_room(&self, r: &NewRoom) -> Result<Room, DbError> {
         let secret = match (&r.webhook_url, &r.webhook_secret) {
             (Some(_), None) => Some(random_secret()),
@@ -267,7 +268,7 @@ impl Db {
         .map_err(DbError::query("add consent"))
     }
 
-    /// Whether anyone denied consent in `meeting_id` (pipeline.md §4.14).
+    /// Whether anyone denied consent in `meeting_id` (docs/contracts/pipeline.md §4.14).
     pub async fn consent_denied(&self, meeting_id: &str) -> Result<bool, DbError> {
         let n = crate::on_pool!(self, |pool| {
             sqlx::query_scalar::<_, i64>(
@@ -293,7 +294,7 @@ impl Db {
     }
 
     /// Insert the recording unless it exists (`ON CONFLICT DO NOTHING`), then give it
-    /// `meeting_id` if it has none (daily.md §6 step 5). Returns the stored row.
+    /// `meeting_id` if it has none (docs/contracts/daily.md §6 step 5). Returns the stored row.
     pub async fn upsert_recording(&self, r: &RecordingRow) -> Result<RecordingRow, DbError> {
         crate::on_pool!(self, |pool| sqlx::query(
             "INSERT INTO recording (id, bucket_name, object_key, recorded_at, status, meeting_id, \
@@ -370,7 +371,8 @@ impl Db {
         .map_err(DbError::query("read transcript of workflow"))
     }
 
-    /// `error` → `processing` (a retried run resumes, pipeline.md §5); `true` if it changed.
+    /// `error` → `processing` (a retried run resumes, docs/contracts/pipeline.md §5); `true` if it
+    /// changed.
     pub async fn resume_from_error(&self, transcript_id: &str) -> Result<bool, DbError> {
         let n = crate::on_pool!(self, |pool| sqlx::query(
             "UPDATE transcript SET status = 'processing', error = NULL, \

@@ -5,8 +5,8 @@
 //! engines share: text, 64-bit integers, doubles, booleans) and run on whichever pool the URL
 //! chose through [`on_pool!`], which type-checks the query against both drivers.
 //! Times are RFC 3339 UTC text ([`now`]); JSON documents are text. Tables follow Reflector's
-//! (events-and-api.md §6) plus reflow's additions: the event log ([`events`]), the latest
-//! progress per step, and one row per activity attempt.
+//! (docs/contracts/events-and-api.md §6) plus reflow's additions: the event log ([`events`]), the
+//! latest progress per step, and one row per activity attempt.
 
 pub mod attempts;
 pub mod events;

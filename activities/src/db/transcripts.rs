@@ -1,7 +1,7 @@
 //! Transcript rows: what the pipeline reads and updates, and what the REST API serves.
 //!
-//! Every update bumps `change_seq`. Status changes follow pipeline.md §5: `error` is never set
-//! after `ended`, and a resumed run moves `error` back to `processing`.
+//! Every update bumps `change_seq`. Status changes follow docs/contracts/pipeline.md §5: `error` is
+//! never set after `ended`, and a resumed run moves `error` back to `processing`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -274,7 +274,7 @@ impl Db {
         .await
     }
 
-    /// Replace the topics, and the WebVTT rebuilt from them (events-and-api.md §6).
+    /// Replace the topics, and the WebVTT rebuilt from them (docs/contracts/events-and-api.md §6).
     pub async fn set_topics(
         &self,
         id: &str,
@@ -340,8 +340,8 @@ impl Db {
             .await
     }
 
-    /// Save a generated title unless one is already set (user edits win, pipeline.md §4.8);
-    /// returns the title now stored.
+    /// Save a generated title unless one is already set (user edits win,
+    /// docs/contracts/pipeline.md §4.8); returns the title now stored.
     pub async fn set_title_if_empty(&self, id: &str, title: &str) -> Result<String, DbError> {
         crate::on_pool!(self, |pool| sqlx::query(
             "UPDATE transcript SET title = $1, change_seq = change_seq + 1 \
@@ -356,7 +356,7 @@ impl Db {
         Ok(self.transcript(id).await?.title.unwrap_or_default())
     }
 
-    /// Save the recap and the long summary (pipeline.md §4.11).
+    /// Save the recap and the long summary (docs/contracts/pipeline.md §4.11).
     pub async fn set_summaries(&self, id: &str, short: &str, long: &str) -> Result<(), DbError> {
         self.update_one(
             id,
@@ -369,7 +369,7 @@ impl Db {
             .await
     }
 
-    /// Save the action items (`{decisions, next_steps}`, pipeline.md §4.12).
+    /// Save the action items (`{decisions, next_steps}`, docs/contracts/pipeline.md §4.12).
     pub async fn set_action_items(&self, id: &str, items: &Value) -> Result<(), DbError> {
         self.update_one(
             id,

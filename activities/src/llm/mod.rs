@@ -1,4 +1,4 @@
-//! LLM calls for the summary steps (pipeline.md §4.7–§4.12, §6.4).
+//! LLM calls for the summary steps (docs/contracts/pipeline.md §4.7–§4.12, §6.4).
 //!
 //! Two backends, chosen by `LLM_BACKEND`:
 //! - `openai`: OpenAI-compatible `POST {LLM_URL}/chat/completions`, bearer `LLM_API_KEY`,

@@ -1,4 +1,4 @@
-//! Every prompt of the summary steps, in one place (pipeline.md §4.7–§4.12).
+//! Every prompt of the summary steps, in one place (docs/contracts/pipeline.md §4.7–§4.12).
 //!
 //! A step asks for its instruction here and sends it with its input; [`VERSION`] is part of
 //! every checkpoint hash, so a changed prompt is a new question and never answered from an

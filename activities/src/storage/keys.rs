@@ -1,4 +1,4 @@
-//! Object keys of the pipeline (pipeline.md §1), in one place.
+//! Object keys of the pipeline (docs/contracts/pipeline.md §1), in one place.
 
 use super::StorageError;
 

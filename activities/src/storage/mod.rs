@@ -137,9 +137,9 @@ impl StorageConfig {
 }
 
 impl StorageConfig {
-    /// The Daily recordings bucket (daily.md §1): `DAILYCO_STORAGE_AWS_BUCKET_NAME`, with
-    /// `DAILYCO_STORAGE_AWS_{REGION,ACCESS_KEY_ID,SECRET_ACCESS_KEY,ENDPOINT_URL}` falling back
-    /// to the transcript store's settings (`transcripts`); `None` when no bucket is named.
+    /// The Daily recordings bucket (docs/contracts/daily.md §1): `DAILYCO_STORAGE_AWS_BUCKET_NAME`,
+    /// with `DAILYCO_STORAGE_AWS_{REGION,ACCESS_KEY_ID,SECRET_ACCESS_KEY,ENDPOINT_URL}` falling
+    /// back to the transcript store's settings (`transcripts`); `None` when no bucket is named.
     pub fn daily_from_vars(
         transcripts: &StorageConfig,
         vars: crate::config::Vars<'_>,

@@ -1,10 +1,10 @@
-//! Who is calling (events-and-api.md §5.1): a user with a JWT (HS256, `sub` = user id, `exp`,
-//! signed with `SECRET_KEY`), the operator (`REFLOW_API_TOKEN`), or anonymous. With neither
-//! secret configured (embedded/dev mode) everything is open. Public transcripts are readable by
-//! anyone; others by their owner or the operator. Shareable audio links carry `?token=`, a JWT
-//! whose `sub` is the transcript id and whose `aud` is [`AUDIO_LINK_AUDIENCE`]: such a token
-//! opens that transcript's audio and nothing else (as a bearer token it is refused), and a
-//! user's token (no such audience) is never taken for an audio link. Runs (the Conductor
+//! Who is calling (docs/contracts/events-and-api.md §5.1): a user with a JWT (HS256, `sub` = user
+//! id, `exp`, signed with `SECRET_KEY`), the operator (`REFLOW_API_TOKEN`), or anonymous. With
+//! neither secret configured (embedded/dev mode) everything is open. Public transcripts are
+//! readable by anyone; others by their owner or the operator. Shareable audio links carry
+//! `?token=`, a JWT whose `sub` is the transcript id and whose `aud` is [`AUDIO_LINK_AUDIENCE`]:
+//! such a token opens that transcript's audio and nothing else (as a bearer token it is refused),
+//! and a user's token (no such audience) is never taken for an audio link. Runs (the Conductor
 //! routes) are the operator's and the owner's: see [`ApiState::run_access`].
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

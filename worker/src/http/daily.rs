@@ -1,5 +1,5 @@
-//! `POST /v1/daily/webhook` (daily.md §3): verify Daily's signature over the raw body, then
-//! hand `recording.ready-to-download` raw-tracks recordings to intake.
+//! `POST /v1/daily/webhook` (docs/contracts/daily.md §3): verify Daily's signature over the raw
+//! body, then hand `recording.ready-to-download` raw-tracks recordings to intake.
 //!
 //! Every condition that is ours answers 200 (unknown types `ignored`, internal failures
 //! `deferred`), because Daily disables a webhook after three failed deliveries; only a bad

@@ -1,5 +1,5 @@
-//! The HTTP API the frontend speaks (events-and-api.md): Reflector-compatible REST under
-//! `/v1/transcripts/…`, the transcript WebSocket, and the Conductor-compatible status shim
+//! The HTTP API the frontend speaks (docs/contracts/events-and-api.md): Reflector-compatible REST
+//! under `/v1/transcripts/…`, the transcript WebSocket, and the Conductor-compatible status shim
 //! under `/api/workflow/…` ([`conductor`]); served by `reflow worker --http` and `reflow dev`.
 //!
 //! Handlers read the database and the object store; they never talk to a worker. Errors are

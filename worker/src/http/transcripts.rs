@@ -1,5 +1,5 @@
-//! `GET /v1/transcripts/{id}` and its sub-resources (events-and-api.md §5.2–§5.4), and the
-//! audio with HTTP range requests.
+//! `GET /v1/transcripts/{id}` and its sub-resources (docs/contracts/events-and-api.md §5.2–§5.4),
+//! and the audio with HTTP range requests.
 
 use activities::db::transcripts::Transcript;
 use activities::storage::keys;
@@ -44,8 +44,9 @@ struct ProcessQuery {
     force: bool,
 }
 
-/// `POST /v1/transcripts/{id}/process` (events-and-api.md §5.5): resume a failed run from its
-/// failed step, or start a new run of the recording (terminating a running one with `force`).
+/// `POST /v1/transcripts/{id}/process` (docs/contracts/events-and-api.md §5.5): resume a failed run
+/// from its failed step, or start a new run of the recording (terminating a running one with
+/// `force`).
 async fn process(
     State(state): State<ApiState>,
     headers: HeaderMap,

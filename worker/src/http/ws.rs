@@ -1,4 +1,5 @@
-//! `GET /v1/transcripts/{id}/events`: the transcript's WebSocket (events-and-api.md §2).
+//! `GET /v1/transcripts/{id}/events`: the transcript's WebSocket
+//! (docs/contracts/events-and-api.md §2).
 //!
 //! On connect the socket subscribes to the live fan-out first, then replays the stored log
 //! (except `TRANSCRIPT` and `STATUS`), then sends the latest `PIPELINE_PROGRESS` of every step

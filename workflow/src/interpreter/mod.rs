@@ -206,7 +206,7 @@ async fn run_graph<W: Interpreted>(
                "started_at": now(ctx)}),
     );
 
-    // Search attributes and memo, so the run can be found (observability.md §6).
+    // Search attributes and memo, so the run can be found (docs/contracts/observability.md §6).
     let tagged = ctx.patched(SEARCH_ATTRIBUTES_PATCH);
     let declared = if is_child {
         inherited

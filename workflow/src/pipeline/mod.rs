@@ -308,7 +308,8 @@ pub struct Retry {
 }
 
 impl Default for Retry {
-    /// reflow's defaults (spec pipeline.md §6.2): 5 s, ×2, capped at 60 s, unlimited attempts.
+    /// reflow's defaults (docs/contracts/pipeline.md §6.2): 5 s, ×2, capped at 60 s, unlimited
+    /// attempts.
     fn default() -> Self {
         Retry {
             initial_interval_ms: 5_000,

@@ -44,8 +44,9 @@ pub struct RawPipeline {
     #[serde(default)]
     pub progress: Option<RawProgress>,
     /// A step run once when a non-optional step of the main pipeline fails for good, before
-    /// the run fails (pipeline.md §5: `mark_failed`). Its expressions may read `input`,
-    /// `workflow` and `failure` (`step`, `type`, `message`); it has no `needs`, no `for_each`.
+    /// the run fails (docs/contracts/pipeline.md §5: `mark_failed`). Its expressions may read
+    /// `input`, `workflow` and `failure` (`step`, `type`, `message`); it has no `needs`, no
+    /// `for_each`.
     #[serde(default)]
     pub on_failure: Option<RawStep>,
     /// Search attributes every run (and its children) carries, by name: templates over the
@@ -233,7 +234,7 @@ pub struct RawStep {
     #[serde(default)]
     pub summary: Option<String>,
     /// The refs of the FORK and JOIN rows the Conductor status view draws around this step's
-    /// members (conductor-status.md §3.2), e.g. `{fork: fork_transcription, join:
+    /// members (docs/contracts/conductor-status.md §3.2), e.g. `{fork: fork_transcription, join:
     /// join_transcription}`. For a fan-out step, or a step of a child pipeline started by one
     /// (its members are the children's activities). Default: `fork_{id}` / `join_{id}`.
     #[serde(default)]

@@ -1,4 +1,4 @@
-//! The summary activities (pipeline.md §4.7–§4.12), one module per step family:
+//! The summary activities (docs/contracts/pipeline.md §4.7–§4.12), one module per step family:
 //! [`topics`] (`detect_topics`, `detect_chunk_topic`, `save_topics`), [`title`]
 //! (`generate_title`), [`subjects`] (`extract_subjects`, `generate_detailed_summary`),
 //! [`recap`] (`generate_recap`) and [`actions`] (`identify_action_items`).

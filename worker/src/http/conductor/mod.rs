@@ -1,5 +1,5 @@
-//! The Conductor-compatible status shim (conductor-status.md): `GET /api/workflow/{id}`,
-//! `GET /api/workflow/{id}/status` and `POST /api/workflow/{id}/retry`.
+//! The Conductor-compatible status shim (docs/contracts/conductor-status.md): `GET
+//! /api/workflow/{id}`, `GET /api/workflow/{id}/status` and `POST /api/workflow/{id}/retry`.
 //!
 //! A run is read once as a typed [`crate::history::Run`] (with its children, loaded
 //! concurrently, and the `step_attempt` rows of each), turned into the typed Workflow JSON of
@@ -119,8 +119,8 @@ struct StatusQuery {
     include_variables: Option<bool>,
 }
 
-/// Who is asking for run `id`, if they may see it (events-and-api.md §5.1: the operator or the
-/// owner of the run's transcript; a share-link token is no bearer token).
+/// Who is asking for run `id`, if they may see it (docs/contracts/events-and-api.md §5.1: the
+/// operator or the owner of the run's transcript; a share-link token is no bearer token).
 async fn authorized(
     state: &ApiState,
     headers: &HeaderMap,
@@ -248,8 +248,8 @@ async fn status_json(
     }))
 }
 
-/// `POST /api/workflow/{id}/retry` (conductor-status.md §4): 204, or 409 when there is nothing
-/// to retry.
+/// `POST /api/workflow/{id}/retry` (docs/contracts/conductor-status.md §4): 204, or 409 when there
+/// is nothing to retry.
 async fn retry(
     State(state): State<ApiState>,
     headers: HeaderMap,

@@ -1,5 +1,5 @@
-//! The Conductor JSON shapes (conductor-status.md §2 and §3), as typed serde structs: camelCase
-//! keys, epoch-millisecond times, optional fields left out when unset.
+//! The Conductor JSON shapes (docs/contracts/conductor-status.md §2 and §3), as typed serde
+//! structs: camelCase keys, epoch-millisecond times, optional fields left out when unset.
 
 use serde::Serialize;
 use serde_json::{Map, Value};

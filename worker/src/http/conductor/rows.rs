@@ -1,4 +1,5 @@
-//! Task rows of one run's steps, one per attempt (conductor-status.md §3.3, §5.2, §5.3).
+//! Task rows of one run's steps, one per attempt (docs/contracts/conductor-status.md §3.3, §5.2,
+//! §5.3).
 //!
 //! Temporal writes an activity's start only when it closes, and keeps only its last failure;
 //! the earlier attempts come from the `step_attempt` table. Gaps are filled as the spec says:

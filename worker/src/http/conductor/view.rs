@@ -1,4 +1,5 @@
-//! A run (and its children) as the Conductor Workflow JSON (conductor-status.md §2, §3.2).
+//! A run (and its children) as the Conductor Workflow JSON (docs/contracts/conductor-status.md §2,
+//! §3.2).
 //!
 //! - The run's own steps become SIMPLE rows ([`super::rows`]), less the `on_failure` hook
 //!   (`mark_failed` is internal).
