@@ -1,7 +1,7 @@
 -- reflow's database, one schema for SQLite (the embedded default) and PostgreSQL
 -- (production): only types both accept (TEXT, BIGINT, DOUBLE PRECISION, BOOLEAN). Times are
 -- RFC 3339 UTC text, JSON documents are text. Tables and columns follow Reflector's where
--- reflow reads or writes them (docs/contracts/events-and-api.md §6), plus reflow's additions.
+-- reflow reads or writes them (events-and-api.md §6), plus reflow's additions.
 
 CREATE TABLE room (
     id TEXT PRIMARY KEY,
