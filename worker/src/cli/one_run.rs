@@ -1,0 +1,117 @@
+//! The commands about one run, named by its workflow id: `reflow run` starts it,
+//! `reflow status` shows its step table, `reflow cost` what it spent ([`crate::cost`]) and
+//! `reflow reset-point` where to reset it to ([`crate::reset`]).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use super::connect::connect;
+use crate::registry::Registry;
+use crate::runs;
+use crate::settings::Settings;
+
+/// `reflow run`: start a run of `pipeline` (id: `id`, else `<pipeline>-<random>`); with
+/// `wait`, print its result, else its id.
+pub(super) async fn start(
+    settings: &Settings,
+    registry: &Registry,
+    pipeline: &Path,
+    input: &str,
+    id: Option<String>,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let p = runs::load_pipeline(pipeline, registry.catalog())?;
+    let input: Value = serde_json::from_str(input).map_err(runs::RunError::Input)?;
+    let client = connect(settings).await?;
+    let id = id.unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            p.name.to_lowercase(),
+            uuid::Uuid::new_v4().simple()
+        )
+    });
+    let started = runs::start(&client, &p, input, &id).await?;
+    eprintln!(
+        "started {} (run {})",
+        started.workflow_id,
+        started.run_id.as_deref().unwrap_or("?")
+    );
+    if wait {
+        let out = runs::wait(&client, &id).await?;
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{id}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `reflow status`: the run's step table (JSON with `json`), after live progress bars until
+/// it ends with `follow`.
+pub(super) async fn status(
+    settings: &Settings,
+    workflow_id: &str,
+    json: bool,
+    follow: bool,
+) -> anyhow::Result<ExitCode> {
+    let client = connect(settings).await?;
+    let progress = if follow {
+        crate::follow::follow(&client, workflow_id).await?
+    } else {
+        runs::query_progress(&client, workflow_id).await?
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&progress)?);
+    } else {
+        print!("{}", runs::render(workflow_id, &progress));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `reflow cost`: what the run spent per step (JSON with `json`).
+pub(super) async fn cost(
+    settings: &Settings,
+    workflow_id: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let client = connect(settings).await?;
+    // Bytes written come from the step_attempt table, when the database is there.
+    let db = match settings.database_url() {
+        Ok(url) => match activities::db::Db::connect(&url).await {
+            Ok(db) => Some(db),
+            Err(e) => {
+                eprintln!("bytes written are not shown: {e}");
+                None
+            }
+        },
+        Err(e) => {
+            eprintln!("bytes written are not shown: {e}");
+            None
+        }
+    };
+    let costs = crate::cost::cost(&client, db.as_ref(), workflow_id).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&costs)?);
+    } else {
+        print!("{}", crate::cost::render(workflow_id, &costs));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `reflow reset-point`: the event id that re-runs the run from `step` (default: its earliest
+/// failed step).
+pub(super) async fn reset_point(
+    settings: &Settings,
+    workflow_id: &str,
+    step: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let client = connect(settings).await?;
+    let point = crate::reset::reset_point(&client, workflow_id, step).await?;
+    eprintln!(
+        "reset to event {} re-runs {} and what follows",
+        point.event_id, point.step
+    );
+    println!("{}", point.event_id);
+    Ok(ExitCode::SUCCESS)
+}
