@@ -128,7 +128,7 @@ test *args: setup-test
 # refused for good, then reset by a retry; cancelled). Commit them with a change to the
 # interpreter only when old histories must still replay (see docs/architecture.md).
 record-histories: setup-test
-    REFLOW_RECORD_HISTORIES=1 TEMPORAL_CLI="{{venv}}/bin/temporal" cargo test -p reflow-tests --test engine --test conductor_meeting
+    REFLOW_RECORD_HISTORIES=1 TEMPORAL_CLI="{{venv}}/bin/temporal" cargo test -p reflow-tests --test suite -- engine:: conductor_meeting::
 
 # The inner loop, no servers: formatting, lints, unit tests and the validation goldens.
 check:
@@ -172,7 +172,7 @@ bench-asr: setup
 # Draw every pipeline (docs/graphs/{name}.md with Mermaid, {name}.svg); the graph test checks
 # in CI that they are current.
 graphs:
-    REFLOW_WRITE_GRAPHS=1 cargo test -q -p reflow-tests --test graph the_drawings_in_docs_are_current
+    REFLOW_WRITE_GRAPHS=1 cargo test -q -p reflow-tests --test suite graph::the_drawings_in_docs_are_current
 
 # Speech detection before Whisper: the demo meeting's tracks, clean and over room noise, with
 # the energy detector and the digital-silence rule side by side → bench/results/vad.md.
@@ -204,7 +204,7 @@ bench: bench-audio bench-asr bench-pipeline bench-llm
 
 # Chaos: 10 synthesized meetings through a separate worker process SIGKILLed 5 times and a
 # restarted Temporal server, then 3 meetings whose embedded transcription worker is killed 5
-# times and 5 runs cancelled mid-transcription (tests/tests/chaos.rs) → bench/results/chaos.md.
+# times and 5 runs cancelled mid-transcription (tests/tests/suite/chaos.rs) → bench/results/chaos.md.
 chaos: setup-test
     REFLOW_CHAOS_PIPELINES=10 REFLOW_CHAOS_KILLS=5 REFLOW_CHAOS_RESUME_MEETINGS=3 REFLOW_CHAOS_CANCELS=5 REFLOW_CHAOS_RESULTS="{{justfile_directory()}}/bench/results/chaos.md" \
-        TEMPORAL_CLI="{{venv}}/bin/temporal" cargo test -p reflow-tests --test chaos -- --nocapture --test-threads 1
+        TEMPORAL_CLI="{{venv}}/bin/temporal" cargo test -p reflow-tests --test suite chaos:: -- --nocapture --test-threads 1

@@ -26,11 +26,8 @@ use tokio::sync::broadcast;
 use crate::db::events::StoredEvent;
 use crate::db::{Backend, Db, DbError};
 use crate::error::ActivityFailure;
+pub use workflow::catalog::Event;
 
-/// Events that are broadcast but not stored.
-pub const UNSTORED: [&str; 1] = ["PIPELINE_PROGRESS"];
-/// Events also sent to the owner's user channel as `TRANSCRIPT_{NAME}`.
-pub const USER_ECHOED: [&str; 3] = ["STATUS", "FINAL_TITLE", "DURATION"];
 /// The PostgreSQL notification channel.
 pub const PG_CHANNEL: &str = "reflow_events";
 
@@ -177,8 +174,10 @@ impl Emits {
     }
 
     /// Whether `activity` may publish `event`.
-    pub fn allows(&self, activity: &str, event: &str) -> bool {
-        self.0.get(activity).is_some_and(|e| e.contains(event))
+    pub fn allows(&self, activity: &str, event: Event) -> bool {
+        self.0
+            .get(activity)
+            .is_some_and(|e| e.contains(event.as_str()))
     }
 }
 
@@ -215,7 +214,7 @@ impl Events {
     pub async fn announce(
         &self,
         transcript_id: &str,
-        event: &str,
+        event: Event,
         data: Value,
     ) -> Result<(), ActivityFailure> {
         self.deliver(transcript_id, event, data).await
@@ -226,12 +225,12 @@ impl Events {
         &self,
         activity: &str,
         transcript_id: &str,
-        event: &str,
+        event: Event,
         data: Value,
     ) -> Result<(), ActivityFailure> {
         if !self.emits.allows(activity, event) {
             return Err(ActivityFailure::UndeclaredEvent(format!(
-                "activity {activity:?} published {event:?}, which it does not declare in `emits`"
+                "activity {activity:?} published \"{event}\", which it does not declare in `emits`"
             )));
         }
         self.deliver(transcript_id, event, data).await
@@ -240,28 +239,28 @@ impl Events {
     async fn deliver(
         &self,
         transcript_id: &str,
-        event: &str,
+        event: Event,
         data: Value,
     ) -> Result<(), ActivityFailure> {
-        let stored = if UNSTORED.contains(&event) {
+        let stored = if !event.is_stored() {
             StoredEvent {
                 transcript_id: transcript_id.to_owned(),
                 seq: 0,
-                event: event.to_owned(),
+                event: event.as_str().to_owned(),
                 data,
             }
         } else {
-            let origin = crate::metrics::current().next_event_origin();
+            let origin = crate::attempt::current().next_event_origin();
             match self
                 .db
-                .append_event_once(transcript_id, origin.as_deref(), event, &data)
+                .append_event_once(transcript_id, origin.as_deref(), event.as_str(), &data)
                 .await?
             {
                 Some(stored) => stored,
                 None => {
                     // A retry of an attempt that got this far: its subscribers saw it then.
                     tracing::debug!(
-                        event,
+                        event = event.as_str(),
                         origin,
                         "event already published by an earlier attempt"
                     );
@@ -269,7 +268,7 @@ impl Events {
                 }
             }
         };
-        if USER_ECHOED.contains(&stored.event.as_str()) {
+        if event.is_echoed_to_owner() {
             match self.db.find_transcript(transcript_id).await {
                 Ok(Some(t)) => {
                     if let Some(user_id) = t.user_id {

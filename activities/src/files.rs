@@ -109,12 +109,13 @@ impl FileActivities {
     }
 }
 
-/// The contracts of the file activities (the example pipeline's), for the catalog.
-pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
+/// The file steps (the example pipeline's), declared (`crate::step`).
+pub fn declare(catalog: workflow::Catalog) -> workflow::Catalog {
+    use crate::step::{Declare as _, Step};
     catalog
-        .contract::<ListFilesInput, ListFilesOutput>(FileActivities::list_files.name(), &[])
-        .contract::<DigestInput, DigestOutput>(FileActivities::digest_file.name(), &[])
-        .contract::<ReportInput, ReportOutput>(FileActivities::write_report.name(), &[])
+        .declare(FileActivities::list_files, Step::FREE)
+        .declare(FileActivities::digest_file, Step::FREE)
+        .declare(FileActivities::write_report, Step::FREE)
 }
 
 const CHUNK: usize = 1 << 20;

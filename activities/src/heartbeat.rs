@@ -181,7 +181,7 @@ pub async fn run<T: Send + 'static>(
     let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
     let mut cancelled_at: Option<Instant> = None;
     let mut shown = Shown {
-        sink: crate::metrics::current().fraction,
+        sink: crate::attempt::current().progress,
         percent: None,
     };
     loop {
@@ -215,7 +215,7 @@ pub async fn run<T: Send + 'static>(
 
 /// The fraction done last shown to users (PIPELINE_PROGRESS), and where to show it.
 struct Shown {
-    sink: Option<crate::progress::FractionSink>,
+    sink: Option<std::sync::Arc<dyn crate::attempt::ProgressSink>>,
     percent: Option<u8>,
 }
 

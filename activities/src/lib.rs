@@ -3,12 +3,14 @@
 //! Activities are grouped in one struct per system (`files::FileActivities`, …), registered
 //! on the worker under the step names pipelines use (`#[activity(name = "list_files")]`).
 //! Shared pieces: [`error`] maps failures to Temporal's retryable / non-retryable classes
-//! (docs/contracts/pipeline.md §6.3), and [`attempts`] is the worker-wide interceptor that reports
-//! each attempt to the workflow's progress table and opens the tracing span every activity logs in.
+//! (docs/contracts/pipeline.md §6.3), and [`attempt`] is the context of the running attempt (its
+//! step, the origin of its events, where it reports progress), which the worker's activity
+//! interceptor (`reflow::attempts`) sets for every attempt.
 //! [`storage`] is the object store every step reads and writes (S3 or a directory), and
 //! [`checkpoint`] keeps step results there by input hash, so no retry pays twice.
 
 pub mod asr;
+pub mod attempt;
 pub mod audio;
 pub mod checkpoint;
 pub mod config;
@@ -25,6 +27,7 @@ pub mod metrics;
 pub mod models;
 pub mod progress;
 pub mod redacted;
+pub mod step;
 pub mod storage;
 pub mod track;
 pub mod transcript;

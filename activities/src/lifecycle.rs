@@ -18,16 +18,19 @@ use crate::events::Events;
 use crate::storage::{Storage, keys};
 use crate::track::TrackRef;
 
-/// The contracts of the lifecycle activities, for the catalog: input and output types (their
-/// JSON Schemas are what `reflow validate` checks steps against) and the events each publishes.
-pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
+/// The lifecycle steps, declared (`crate::step`).
+pub fn declare(catalog: workflow::Catalog) -> workflow::Catalog {
+    use crate::step::{Declare as _, Event, Step};
     catalog
-        .contract::<FinalizeInput, FinalizeOutput>(
-            LifecycleActivities::finalize.name(),
-            &["TRANSCRIPT", "STATUS"],
+        .declare(
+            LifecycleActivities::finalize,
+            Step::FREE.emitting(&[Event::Transcript, Event::Status]),
         )
-        .contract::<ConsentInput, ConsentOutput>(LifecycleActivities::cleanup_consent.name(), &[])
-        .contract::<FailedInput, FailedOutput>(LifecycleActivities::mark_failed.name(), &["STATUS"])
+        .declare(LifecycleActivities::cleanup_consent, Step::FREE)
+        .declare(
+            LifecycleActivities::mark_failed,
+            Step::FREE.emitting(&[Event::Status]),
+        )
 }
 
 /// Move the transcript to `processing` (from `idle`, or back from `error` when a run resumes)
@@ -47,7 +50,7 @@ pub async fn processing(
             .publish(
                 activity,
                 transcript_id,
-                "STATUS",
+                crate::events::Event::Status,
                 json!({"value": "processing"}),
             )
             .await?;
@@ -181,7 +184,12 @@ impl LifecycleActivities {
                 .is_some_and(|e| e.data["value"] == value);
         if changed || unannounced {
             self.events
-                .publish(step, tid, "STATUS", json!({"value": value}))
+                .publish(
+                    step,
+                    tid,
+                    crate::events::Event::Status,
+                    json!({"value": value}),
+                )
                 .await?;
         }
         Ok(())
@@ -203,7 +211,7 @@ impl LifecycleActivities {
             .publish(
                 "finalize",
                 tid,
-                "TRANSCRIPT",
+                crate::events::Event::Transcript,
                 json!({"text": "", "translation": null}),
             )
             .await?;
@@ -212,7 +220,7 @@ impl LifecycleActivities {
         let changed = db.set_transcript_status(tid, "ended").await?;
         if changed {
             crate::metrics::pipeline_run(
-                &crate::metrics::current().pipeline,
+                &crate::attempt::current().pipeline,
                 "ended",
                 since(Some(&input.started_at)),
             );
@@ -299,7 +307,7 @@ impl LifecycleActivities {
         }
         if changed {
             crate::metrics::pipeline_run(
-                &crate::metrics::current().pipeline,
+                &crate::attempt::current().pipeline,
                 "error",
                 since(Some(&input.started_at)),
             );

@@ -3,71 +3,19 @@
 //! `_{i}` is not part of it). Without an installed recorder (unit tests, tools) every call is a
 //! no-op.
 //!
-//! The worker's activity interceptor (`reflow::attempts`) runs every attempt inside [`in_step`], so
-//! code deep in a step (checkpoints, the LLM client) can label what it records with the
-//! pipeline and step without passing them around.
+//! Labels come from the attempt's context ([`crate::attempt`]), so code deep in a step
+//! (checkpoints, the LLM client) labels what it records with the pipeline and step without
+//! passing them around.
 
-use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::attempt::{self, AttemptContext};
 
 /// Buckets of every `*_duration_seconds` histogram (docs/contracts/observability.md §4).
 pub const STEP_BUCKETS: [f64; 17] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0,
     1800.0, 3600.0,
 ];
-
-/// The pipeline and step an attempt belongs to.
-#[derive(Debug, Clone, Default)]
-pub struct StepLabels {
-    /// The workflow type running the step (the pipeline or child pipeline name).
-    pub pipeline: String,
-    /// The activity type.
-    pub step: String,
-    /// Its task queue.
-    pub queue: String,
-    /// Bytes this attempt wrote to object storage (read by the activity interceptor).
-    pub written: Arc<AtomicU64>,
-    /// `{workflow_id}/{run_id}/{activity_id}`: the same for every attempt of one activity, so
-    /// the events a retry publishes again are recognised ([`crate::events`]); empty outside a
-    /// workflow's activity.
-    pub origin: String,
-    /// Events this attempt has published so far.
-    pub published: Arc<AtomicU64>,
-    /// Where the attempt reports how far it is (a pipeline activity with a database).
-    pub fraction: Option<crate::progress::FractionSink>,
-}
-
-impl StepLabels {
-    /// The origin of the next event this attempt publishes (`{origin}#{n}`, n = 0, 1, …), or
-    /// `None` outside a workflow's activity.
-    pub fn next_event_origin(&self) -> Option<String> {
-        (!self.origin.is_empty()).then(|| {
-            let n = self.published.fetch_add(1, Ordering::Relaxed);
-            format!("{}#{n}", self.origin)
-        })
-    }
-
-    /// Bytes written to storage so far in this attempt.
-    pub fn bytes_written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
-    }
-}
-
-tokio::task_local! {
-    static STEP: StepLabels;
-}
-
-/// Run `fut` with `labels` as the current step.
-pub async fn in_step<F: Future>(labels: StepLabels, fut: F) -> F::Output {
-    STEP.scope(labels, fut).await
-}
-
-/// The current step's labels (empty outside an attempt).
-pub fn current() -> StepLabels {
-    STEP.try_with(Clone::clone).unwrap_or_default()
-}
 
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +29,7 @@ pub enum Outcome {
 }
 
 /// One attempt of a step: `reflow_step_duration_seconds` and `reflow_step_attempts_total`.
-pub fn attempt(labels: &StepLabels, outcome: Outcome, took: Duration) {
+pub fn attempt(labels: &AttemptContext, outcome: Outcome, took: Duration) {
     let success = outcome == Outcome::Success;
     metrics::histogram!(
         "reflow_step_duration_seconds",
@@ -106,21 +54,21 @@ pub fn attempt(labels: &StepLabels, outcome: Outcome, took: Duration) {
 
 /// A step result served from its checkpoint (no work paid twice).
 pub fn checkpoint_hit() {
-    let l = current();
+    let l = attempt::current();
     metrics::counter!("reflow_checkpoint_hits_total", "pipeline" => l.pipeline, "step" => l.step)
         .increment(1);
 }
 
 /// `n` LLM calls and their `status` class (`2xx`, `4xx`, `429`, `5xx`, `error`).
 pub fn llm_requests(status: &'static str, n: u64) {
-    let l = current();
+    let l = attempt::current();
     metrics::counter!("reflow_llm_requests_total", "step" => l.step, "status" => status)
         .increment(n);
 }
 
 /// Tokens an LLM call used.
 pub fn llm_tokens(prompt: u64, completion: u64) {
-    let l = current();
+    let l = attempt::current();
     metrics::counter!("reflow_llm_tokens_total", "step" => l.step.clone(), "kind" => "prompt")
         .increment(prompt);
     metrics::counter!("reflow_llm_tokens_total", "step" => l.step, "kind" => "completion")
@@ -153,11 +101,11 @@ pub fn pipeline_run(pipeline: &str, outcome: &'static str, took: Option<Duration
 
 /// Object traffic: `bytes` read or written (`direction`) in the store `bucket` (its bucket
 /// name, `file` for a directory store), labelled with the current step; writes also count
-/// towards the attempt's [`StepLabels::bytes_written`].
+/// towards the attempt's [`AttemptContext::bytes_written`].
 pub fn storage_bytes(bucket: &str, direction: &'static str, bytes: u64) {
-    let l = current();
+    let l = attempt::current();
     if direction == "write" {
-        l.written.fetch_add(bytes, Ordering::Relaxed);
+        l.wrote(bytes);
     }
     metrics::counter!(
         "reflow_storage_bytes_total",
@@ -168,32 +116,21 @@ pub fn storage_bytes(bucket: &str, direction: &'static str, bytes: u64) {
     .increment(bytes);
 }
 
-/// The meeting pipeline's checkpointed (paid) steps: workflow type and activity type.
-pub const CHECKPOINTED_STEPS: &[(&str, &str)] = &[
-    ("TrackProcessing", "transcribe_track"),
-    ("DiarizationPipeline", "merge_transcripts"),
-    ("DiarizationPipeline", "detect_topics"),
-    ("DiarizationPipeline", "detect_chunk_topic"),
-    ("DiarizationPipeline", "generate_title"),
-    ("DiarizationPipeline", "extract_subjects"),
-    ("DiarizationPipeline", "generate_detailed_summary"),
-    ("DiarizationPipeline", "generate_recap"),
-    ("DiarizationPipeline", "identify_action_items"),
-];
-
 /// Create every series an alert or dashboard reads before anything happens, at zero: a
 /// counter that appears with its first increment hides that increment from `increase()`
-/// (the first error of a pipeline would never fire `ReflowPipelineErrors`).
-pub fn describe(pipelines: &[&str]) {
+/// (the first error of a pipeline would never fire `ReflowPipelineErrors`). `checkpointed`
+/// lists the checkpointed steps as (workflow type, activity type), derived from the
+/// pipelines and the steps' declarations (`reflow::metrics::checkpointed_steps`).
+pub fn describe(pipelines: &[&str], checkpointed: &[(String, String)]) {
     for p in pipelines {
         for outcome in ["ended", "error"] {
             metrics::counter!("reflow_pipeline_runs_total", "pipeline" => p.to_string(), "outcome" => outcome)
                 .absolute(0);
         }
     }
-    // The paid steps, whose checkpoint hits prove nothing was paid twice.
-    for (pipeline, step) in CHECKPOINTED_STEPS {
-        metrics::counter!("reflow_checkpoint_hits_total", "pipeline" => *pipeline, "step" => *step)
+    // The checkpointed steps, whose hits prove nothing was paid (or computed) twice.
+    for (pipeline, step) in checkpointed {
+        metrics::counter!("reflow_checkpoint_hits_total", "pipeline" => pipeline.clone(), "step" => step.clone())
             .absolute(0);
     }
     for result in [

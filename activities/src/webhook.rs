@@ -371,9 +371,10 @@ impl WebhookActivities {
     }
 }
 
-/// The contract of `send_webhook`, for the catalog.
-pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
-    catalog.contract::<WebhookInput, WebhookOutput>(WebhookActivities::send_webhook.name(), &[])
+/// `send_webhook`, declared (`crate::step`).
+pub fn declare(catalog: workflow::Catalog) -> workflow::Catalog {
+    use crate::step::{Declare as _, Step};
+    catalog.declare(WebhookActivities::send_webhook, Step::FREE)
 }
 
 #[activities]

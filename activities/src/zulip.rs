@@ -248,9 +248,10 @@ pub fn message(t: &Transcript, ui_base_url: &str) -> Result<String, ActivityFail
     Ok(out)
 }
 
-/// The contract of `post_zulip`, for the catalog.
-pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
-    catalog.contract::<ZulipInput, ZulipOutput>(ZulipActivities::post_zulip.name(), &[])
+/// `post_zulip`, declared (`crate::step`).
+pub fn declare(catalog: workflow::Catalog) -> workflow::Catalog {
+    use crate::step::{Declare as _, Step};
+    catalog.declare(ZulipActivities::post_zulip, Step::FREE)
 }
 
 #[activities]

@@ -87,7 +87,7 @@ impl ActivityInboundInterceptor for AttemptReporter {
         // The interpreter's progress reports are bookkeeping, not steps.
         let internal =
             info.is_local && info.activity_type == workflow::interpreter::REPORT_PROGRESS;
-        let mut labels = activities::metrics::StepLabels {
+        let mut labels = activities::attempt::AttemptContext {
             pipeline: info.workflow_type.clone().unwrap_or_default(),
             step: info.activity_type.clone(),
             queue: info.task_queue.clone(),
@@ -101,7 +101,7 @@ impl ActivityInboundInterceptor for AttemptReporter {
                 )
             },
             published: Default::default(),
-            fraction: None,
+            progress: None,
         };
         let record = (!internal && !workflow_id.is_empty())
             .then(|| self.events.as_ref().map(|e| e.db().clone()))
@@ -120,16 +120,14 @@ impl ActivityInboundInterceptor for AttemptReporter {
                     },
                 )
             });
-        labels.fraction = self
-            .events
-            .clone()
-            .zip(record.as_ref())
-            .map(
-                |(events, (_, attempt))| activities::progress::FractionSink {
+        labels.progress = self.events.clone().zip(record.as_ref()).map(
+            |(events, (_, attempt))| -> std::sync::Arc<dyn activities::attempt::ProgressSink> {
+                std::sync::Arc::new(activities::progress::FractionSink {
                     events,
                     attempt: attempt.clone(),
-                },
-            );
+                })
+            },
+        );
         let span = tracing::info_span!(
             "activity",
             workflow_id = %workflow_id,
@@ -157,7 +155,7 @@ impl ActivityInboundInterceptor for AttemptReporter {
                 tracing::warn!(error = %e, "step_attempt row not written");
             }
             let started = std::time::Instant::now();
-            let result = activities::metrics::in_step(labels.clone(), next.run(input)).await;
+            let result = activities::attempt::in_attempt(labels.clone(), next.run(input)).await;
             if !internal {
                 activities::metrics::attempt(
                     &labels,

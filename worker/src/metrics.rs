@@ -61,9 +61,43 @@ pub fn reflow_handle() -> &'static PrometheusHandle {
             tracing::warn!("a metrics recorder was already installed; reflow_* metrics go there");
         }
         // Series alerts read with increase() exist at zero from the start.
-        activities::metrics::describe(workflow::workflows::WORKFLOW_TYPES);
+        activities::metrics::describe(workflow::workflows::WORKFLOW_TYPES, &checkpointed_steps());
         handle
     })
+}
+
+/// The checkpointed steps of the meeting pipeline built into the binary, as (workflow type,
+/// activity type): every step whose activity declares a checkpointed cost (`Cost`), in the
+/// main graph and its children. Derived, so a new checkpointed step has its series at zero
+/// from the start without being listed anywhere.
+pub fn checkpointed_steps() -> Vec<(String, String)> {
+    let registry = crate::registry::Registry::production();
+    let catalog = registry.catalog();
+    let pipeline = match crate::intake::load_pipeline(None, catalog) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "the built-in pipeline does not validate; no checkpoint series");
+            return Vec::new();
+        }
+    };
+    let mut steps: Vec<(String, String)> = std::iter::once(&pipeline.main)
+        .chain(pipeline.children.values())
+        .flat_map(|graph| {
+            graph.steps.iter().filter_map(|step| match &step.run {
+                workflow::pipeline::Run::Activity(activity)
+                    if catalog
+                        .cost_of(activity)
+                        .is_some_and(workflow::catalog::Cost::is_checkpointed) =>
+                {
+                    Some((graph.name.clone(), activity.clone()))
+                }
+                _ => None,
+            })
+        })
+        .collect();
+    steps.sort();
+    steps.dedup();
+    steps
 }
 
 /// The SDK Core exporter (started on first use; `None` if it could not bind).
@@ -157,4 +191,40 @@ pub async fn render() -> String {
     }
     out.push_str(&reflow_handle().render());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checkpointed_steps;
+
+    #[test]
+    fn checkpoint_series_follow_the_steps_declarations() {
+        let steps = checkpointed_steps();
+        let has = |p: &str, s: &str| steps.iter().any(|(a, b)| a == p && b == s);
+        // Paid: transcription in the track child, every LLM step in the main graph.
+        assert!(has("TrackProcessing", "transcribe_track"), "{steps:?}");
+        for llm in [
+            "detect_chunk_topic",
+            "generate_title",
+            "extract_subjects",
+            "generate_detailed_summary",
+            "generate_recap",
+            "identify_action_items",
+        ] {
+            assert!(has("DiarizationPipeline", llm), "{llm}: {steps:?}");
+        }
+        // Computed and kept: the merge, the topic plan, the audio work.
+        assert!(has("DiarizationPipeline", "merge_transcripts"), "{steps:?}");
+        assert!(has("DiarizationPipeline", "detect_topics"), "{steps:?}");
+        // Free steps have no checkpoint series.
+        for free in [
+            "post_zulip",
+            "send_webhook",
+            "finalize",
+            "save_topics",
+            "get_recording",
+        ] {
+            assert!(!steps.iter().any(|(_, s)| s == free), "{free}: {steps:?}");
+        }
+    }
 }

@@ -47,9 +47,10 @@ pub struct PollOutput {
     pub webhook: Option<(String, u64)>,
 }
 
-/// The contract of `poll_daily_recordings`, for the catalog.
-pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
-    catalog.contract::<PollInput, PollOutput>(PollActivities::poll_daily_recordings.name(), &[])
+/// `poll_daily_recordings`, declared (`activities::step`).
+pub fn declare(catalog: workflow::Catalog) -> workflow::Catalog {
+    use activities::step::{Declare as _, Step};
+    catalog.declare(PollActivities::poll_daily_recordings, Step::FREE)
 }
 
 /// The poll activity.

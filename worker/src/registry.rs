@@ -151,7 +151,7 @@ impl Registry {
     /// it, and `write_report` writes inside the data directory only.
     pub fn examples() -> Self {
         let catalog = Catalog::new()
-            .merge(activities::files::contracts(Catalog::new()))
+            .merge(activities::files::declare(Catalog::new()))
             .workflow_type("DirectoryDigest")
             .workflow_type("FileDigest");
         let registration: Registration = Arc::new(|o: &mut WorkerOptions, services: &Services| {
@@ -170,20 +170,20 @@ impl Registry {
 
     /// The production pipelines' activities and workflow types (meeting, Daily poll).
     pub fn production() -> Self {
-        // Each activity module states its contracts (types and events) next to its types.
+        // Each system declares its steps (events, cost; contracts from their types) in one place.
         let modules: [fn(Catalog) -> Catalog; 8] = [
-            audio::contracts,
-            activities::asr::contracts,
-            summary::contracts,
-            daily::contracts,
-            lifecycle::contracts,
-            activities::zulip::contracts,
-            activities::webhook::contracts,
-            crate::poll::contracts,
+            audio::declare,
+            activities::asr::declare,
+            summary::declare,
+            daily::declare,
+            lifecycle::declare,
+            activities::zulip::declare,
+            activities::webhook::declare,
+            crate::poll::declare,
         ];
         let catalog = modules
             .into_iter()
-            .fold(Catalog::new(), |c, contracts| contracts(c))
+            .fold(Catalog::new(), |c, declare| declare(c))
             .activity(ProgressActivities::report_progress.name(), progress::EMITS)
             .workflow_type("DiarizationPipeline")
             .workflow_type("TrackProcessing")
@@ -335,6 +335,12 @@ mod tests {
             if name == activities::progress::ProgressActivities::report_progress.name() {
                 continue; // internal: scheduled by the interpreter, never by a step
             }
+            if name == crate::poll::PollActivities::poll_daily_recordings.name() {
+                // Its input is optional (the schedule passes none), as its declared contract,
+                // taken from the function's own `Option<PollInput>`, says.
+                assert!(entry.input.as_ref().unwrap()["anyOf"].is_array());
+                continue;
+            }
             let (input, output) = (entry.input.as_ref(), entry.output.as_ref());
             assert!(
                 input.is_some() && output.is_some(),
@@ -384,5 +390,89 @@ mod tests {
             report.contains(r#"step "mixdown_tracks": with: "started_at" is not an input"#),
             "{report}"
         );
+    }
+
+    /// Every `#[activity(name = "…")]` in the production and example sources.
+    fn activities_in_sources() -> std::collections::BTreeSet<String> {
+        fn scan(dir: &std::path::Path, out: &mut std::collections::BTreeSet<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    scan(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for line in text.lines() {
+                        if let Some(rest) = line.trim().strip_prefix("#[activity(name = \"") {
+                            out.insert(rest.split('"').next().unwrap().to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut names = std::collections::BTreeSet::new();
+        for dir in ["activities/src", "worker/src"] {
+            scan(&root.join(dir), &mut names);
+        }
+        names
+    }
+
+    #[test]
+    fn every_activity_in_the_code_is_declared_and_every_llm_step_has_a_budget() {
+        let registry = Registry::builtin();
+        let catalog = registry.catalog();
+        let declared: std::collections::BTreeSet<String> =
+            catalog.activity_names().map(str::to_owned).collect();
+        assert_eq!(
+            activities_in_sources(),
+            declared,
+            "an activity of the code is not declared (its module's `declare`), or the reverse"
+        );
+        // Every step that calls the LLM says so in its declaration, with a budget; the
+        // budget the embedded model gets is read from there.
+        let llm_steps: Vec<&str> = catalog
+            .activity_names()
+            .filter(|n| {
+                matches!(
+                    catalog.cost_of(n),
+                    Some(workflow::catalog::Cost::Llm { embedded_max_tokens }) if embedded_max_tokens > 0
+                )
+            })
+            .collect();
+        assert_eq!(
+            llm_steps,
+            [
+                "detect_chunk_topic",
+                "extract_subjects",
+                "generate_detailed_summary",
+                "generate_recap",
+                "generate_title",
+                "identify_action_items"
+            ]
+        );
+        assert!(
+            catalog
+                .cost_of("transcribe_track")
+                .is_some_and(workflow::catalog::Cost::is_paid)
+        );
+    }
+
+    #[test]
+    fn a_name_that_is_not_declared_fails_validation() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines/diarization.yaml");
+        let good = std::fs::read_to_string(path).unwrap();
+        let registry = Registry::builtin();
+        assert!(good.contains("activity: generate_title\n"));
+        let step = good.replace("activity: generate_title\n", "activity: generate_titel\n");
+        let report = workflow::parse_and_validate("diarization.yaml", &step, registry.catalog())
+            .unwrap_err()
+            .to_string();
+        assert!(report.contains("generate_titel"), "{report}");
+        assert!(good.contains("[FINAL_TITLE]"));
+        let event = good.replacen("[FINAL_TITLE]", "[FINAL_TITEL]", 1);
+        let report = workflow::parse_and_validate("diarization.yaml", &event, registry.catalog())
+            .unwrap_err()
+            .to_string();
+        assert!(report.contains("FINAL_TITEL"), "{report}");
     }
 }

@@ -183,7 +183,11 @@ async fn resume_transcript(events: &Events, workflow_id: &str) {
     match db.resume_from_error(&tid).await {
         Ok(true) => {
             if let Err(e) = events
-                .announce(&tid, "STATUS", serde_json::json!({"value": "processing"}))
+                .announce(
+                    &tid,
+                    activities::events::Event::Status,
+                    serde_json::json!({"value": "processing"}),
+                )
                 .await
             {
                 tracing::warn!(transcript_id = %tid, error = %e, "STATUS not published");

@@ -2,27 +2,79 @@
 //!
 //! The worker builds its [`Catalog`] from the same list it registers activities and workflow
 //! types from (`worker/src/registry.rs`), so validation and execution cannot disagree. Each
-//! activity module states its activities' contracts ([`Catalog::contract`]: input and output
-//! types, events) next to those types; `reflow validate` checks every step against them. Tests
-//! build their own catalog for the test activities they register.
+//! activity declares itself once, next to its code, as a [`Step`]: the events it may publish
+//! and what it costs (whether its result is checkpointed, whether it pays for transcription
+//! or LLM tokens, and an LLM step's answer budget on the embedded model); its input and output
+//! contract comes from the activity function's own types (`activities::step::Declare`).
+//! Everything else that needs a step's properties (`reflow validate`, checkpoint metric
+//! series, token budgets, event checks) reads them from here. Tests build their own catalog for
+//! the test activities they register.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-/// The frontend events reflow knows (docs/contracts/events-and-api.md §3).
-pub const KNOWN_EVENTS: &[&str] = &[
-    "STATUS",
-    "DURATION",
-    "WAVEFORM",
-    "TRANSCRIPT",
-    "TOPIC",
-    "FINAL_TITLE",
-    "FINAL_SHORT_SUMMARY",
-    "FINAL_LONG_SUMMARY",
-    "ACTION_ITEMS",
-    "PIPELINE_PROGRESS",
-];
+pub use crate::event::Event;
+
+/// What a step costs, and so how its result is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Cost {
+    /// Nothing worth keeping: re-running it is cheap (a database write, a notification, a
+    /// lookup).
+    #[default]
+    Free,
+    /// Its result is checkpointed by input hash because recomputing it takes time (audio
+    /// work, the merge), though no vendor is paid.
+    Computed,
+    /// Paid transcription: checkpointed, and its audio seconds are counted.
+    Transcription,
+    /// Paid LLM tokens: checkpointed, its tokens counted, and the embedded model's answer
+    /// bounded to `embedded_max_tokens` (generation is the slow part on CPU).
+    Llm {
+        /// Longest answer asked of the embedded model, tokens.
+        embedded_max_tokens: u32,
+    },
+}
+
+impl Cost {
+    /// Whether the step's result is checkpointed by input hash (so a retry, reset or re-run
+    /// never pays for it twice, and its checkpoint hits are counted).
+    pub const fn is_checkpointed(self) -> bool {
+        !matches!(self, Cost::Free)
+    }
+
+    /// Whether a vendor (or the embedded model's CPU time standing in for one) is paid.
+    pub const fn is_paid(self) -> bool {
+        matches!(self, Cost::Transcription | Cost::Llm { .. })
+    }
+}
+
+/// What a step declares about itself, once, beside its activity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Step {
+    /// Events its activity may publish.
+    pub emits: &'static [Event],
+    /// What it costs.
+    pub cost: Cost,
+}
+
+impl Step {
+    /// A step that publishes nothing and costs nothing.
+    pub const FREE: Step = Step {
+        emits: &[],
+        cost: Cost::Free,
+    };
+
+    /// A step of cost `cost` that publishes nothing.
+    pub const fn costing(cost: Cost) -> Step {
+        Step { emits: &[], cost }
+    }
+
+    /// The same step, publishing `emits`.
+    pub const fn emitting(self, emits: &'static [Event]) -> Step {
+        Step { emits, ..self }
+    }
+}
 
 /// One registered activity type and its contract.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -30,6 +82,8 @@ pub struct ActivityEntry {
     /// Events the activity may publish: a step running it declares all of them in `emits`,
     /// and no other.
     pub emits: Vec<String>,
+    /// What it costs (from its declaration; `Free` for undeclared test activities).
+    pub cost: Cost,
     /// JSON Schema of its input, derived from the input's Rust type (`None`: not checked).
     pub input: Option<Value>,
     /// JSON Schema of its output.
@@ -77,35 +131,37 @@ impl Catalog {
     /// An empty catalog that knows the standard events.
     pub fn new() -> Self {
         Catalog {
-            events: KNOWN_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+            events: Event::ALL.iter().map(|e| e.as_str().to_owned()).collect(),
             ..Default::default()
         }
     }
 
     /// Add an activity type that publishes `emits`, with no schema (inputs and outputs are
     /// not checked: test activities, the internal progress reporter).
-    pub fn activity(mut self, name: &str, emits: &[&str]) -> Self {
+    pub fn activity(mut self, name: &str, emits: &[Event]) -> Self {
         self.activities.insert(
             name.to_owned(),
             ActivityEntry {
-                emits: emits.iter().map(|e| (*e).to_owned()).collect(),
+                emits: emits.iter().map(|e| e.as_str().to_owned()).collect(),
                 ..ActivityEntry::default()
             },
         );
         self
     }
 
-    /// Add an activity type with its contract: input `I`, output `O` (their JSON Schemas,
-    /// from their Rust types) and the events it may publish.
+    /// Add an activity type declared as `step`, with its contract: input `I`, output `O`
+    /// (their JSON Schemas, from their Rust types). Activity modules declare through
+    /// `activities::step::Declare`, which takes the types from the activity itself.
     pub fn contract<I: schemars::JsonSchema, O: schemars::JsonSchema>(
         mut self,
         name: &str,
-        emits: &[&str],
+        step: Step,
     ) -> Self {
         self.activities.insert(
             name.to_owned(),
             ActivityEntry {
-                emits: emits.iter().map(|e| (*e).to_owned()).collect(),
+                emits: step.emits.iter().map(|e| e.as_str().to_owned()).collect(),
+                cost: step.cost,
                 input: Some(schemars::schema_for!(I).to_value()),
                 output: Some(schemars::schema_for!(O).to_value()),
             },
@@ -113,15 +169,14 @@ impl Catalog {
         self
     }
 
+    /// The declared cost of an activity type (`None`: not registered).
+    pub fn cost_of(&self, name: &str) -> Option<Cost> {
+        self.activities.get(name).map(|a| a.cost)
+    }
+
     /// Add a workflow type.
     pub fn workflow_type(mut self, name: &str) -> Self {
         self.workflow_types.insert(name.to_owned());
-        self
-    }
-
-    /// Add an event name.
-    pub fn event(mut self, name: &str) -> Self {
-        self.events.insert(name.to_owned());
         self
     }
 

@@ -13,6 +13,7 @@
 //! other than `ctx.workflow_time()`, or draws random numbers.
 
 pub mod catalog;
+pub mod event;
 pub mod expr;
 pub mod formula;
 pub mod interpreter;

@@ -25,10 +25,13 @@ struct ConvertOutput {
 
 fn catalog() -> Catalog {
     Catalog::new()
-        .activity("fetch", &["STATUS"])
+        .activity("fetch", &[workflow::catalog::Event::Status])
         .activity("work", &[])
         .activity("publish", &[])
-        .contract::<ConvertInput, ConvertOutput>("convert", &["WAVEFORM"])
+        .contract::<ConvertInput, ConvertOutput>(
+            "convert",
+            workflow::catalog::Step::FREE.emitting(&[workflow::catalog::Event::Waveform]),
+        )
         .workflow_type("Main")
         .workflow_type("Child")
 }

@@ -614,12 +614,18 @@ pub fn merge_words(mut words: Vec<Word>) -> Result<Vec<Word>, String> {
     Ok(words)
 }
 
-/// The contracts of the transcription activities, for the catalog: input and output types
-/// (their JSON Schemas are what `reflow validate` checks steps against); they publish nothing.
-pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
+/// The transcription steps, declared (`crate::step`); they publish nothing.
+pub fn declare(catalog: workflow::Catalog) -> workflow::Catalog {
+    use crate::step::{Cost, Declare as _, Step};
     catalog
-        .contract::<TranscribeInput, TranscribeOutput>(AsrActivities::transcribe_track.name(), &[])
-        .contract::<MergeInput, MergeOutput>(AsrActivities::merge_transcripts.name(), &[])
+        .declare(
+            AsrActivities::transcribe_track,
+            Step::costing(Cost::Transcription),
+        )
+        .declare(
+            AsrActivities::merge_transcripts,
+            Step::costing(Cost::Computed),
+        )
 }
 
 #[activities]

@@ -106,18 +106,20 @@ pub struct AudioActivities {
     events: Events,
 }
 
-/// The contracts of the audio activities, for the catalog: input and output types (their
-/// JSON Schemas are what `reflow validate` checks steps against) and the events each publishes.
-pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
+/// The audio steps, declared (`crate::step`): their results are checkpointed, no vendor is
+/// paid.
+pub fn declare(catalog: workflow::Catalog) -> workflow::Catalog {
+    use crate::step::{Cost, Declare as _, Event, Step};
+    let computed = Step::costing(Cost::Computed);
     catalog
-        .contract::<PadInput, PadOutput>(AudioActivities::pad_track.name(), &[])
-        .contract::<MixdownInput, MixdownOutput>(
-            AudioActivities::mixdown_tracks.name(),
-            &["DURATION"],
+        .declare(AudioActivities::pad_track, computed)
+        .declare(
+            AudioActivities::mixdown_tracks,
+            computed.emitting(&[Event::Duration]),
         )
-        .contract::<WaveformInput, WaveformOutput>(
-            AudioActivities::generate_waveform.name(),
-            &["WAVEFORM"],
+        .declare(
+            AudioActivities::generate_waveform,
+            computed.emitting(&[Event::Waveform]),
         )
 }
 
@@ -255,7 +257,7 @@ impl AudioActivities {
             .publish(
                 "generate_waveform",
                 tid,
-                "WAVEFORM",
+                crate::events::Event::Waveform,
                 serde_json::json!({ "waveform": peaks }),
             )
             .await?;
@@ -343,7 +345,7 @@ impl AudioActivities {
                 .publish(
                     "mixdown_tracks",
                     tid,
-                    "DURATION",
+                    crate::events::Event::Duration,
                     serde_json::json!({ "duration": ms }),
                 )
                 .await?;

@@ -23,17 +23,17 @@ use crate::lifecycle;
 use crate::track::TrackRef;
 use crate::transcript::Participant;
 
-/// The contracts of the Daily activities, for the catalog: input and output types (their
-/// JSON Schemas are what `reflow validate` checks steps against) and the events each publishes.
-pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
+/// The Daily steps, declared (`crate::step`).
+pub fn declare(catalog: workflow::Catalog) -> workflow::Catalog {
+    use crate::step::{Declare as _, Event, Step};
     catalog
-        .contract::<RecordingInput, RecordingOutput>(
-            DailyActivities::get_recording.name(),
-            &["STATUS"],
+        .declare(
+            DailyActivities::get_recording,
+            Step::FREE.emitting(&[Event::Status]),
         )
-        .contract::<ParticipantsInput, ParticipantsOutput>(
-            DailyActivities::get_participants.name(),
-            &["DURATION"],
+        .declare(
+            DailyActivities::get_participants,
+            Step::FREE.emitting(&[Event::Duration]),
         )
 }
 
@@ -162,7 +162,7 @@ impl DailyActivities {
                 .publish(
                     "get_participants",
                     tid,
-                    "DURATION",
+                    crate::events::Event::Duration,
                     json!({ "duration": ms }),
                 )
                 .await?;

@@ -55,7 +55,6 @@ impl Llm {
     pub async fn answer<T>(
         &self,
         ctx: &ActivityContext,
-        step: &str,
         instruction: &str,
         input: &str,
         temperature: f64,
@@ -63,9 +62,8 @@ impl Llm {
         guard: impl FnOnce(&T) -> bool,
         fallback: impl FnOnce() -> T,
     ) -> Result<Answered<T>, ActivityFailure> {
-        let (text, usage) = self
-            .text(ctx, step, instruction, input, temperature)
-            .await?;
+        let step = ctx.info().activity_type.as_str();
+        let (text, usage) = self.text(ctx, instruction, input, temperature).await?;
         self.settle(step, Ok(shape(text)), usage, guard, fallback)
     }
 
@@ -75,7 +73,6 @@ impl Llm {
     pub async fn answer_json<A: DeserializeOwned, T>(
         &self,
         ctx: &ActivityContext,
-        step: &str,
         instruction: &str,
         schema: &str,
         input: &str,
@@ -85,8 +82,9 @@ impl Llm {
         guard: impl FnOnce(&T) -> bool,
         fallback: impl FnOnce() -> T,
     ) -> Result<Answered<T>, ActivityFailure> {
+        let step = ctx.info().activity_type.as_str();
         let (answer, usage) = self
-            .json(ctx, step, instruction, schema, input, temperature, validate)
+            .json(ctx, instruction, schema, input, temperature, validate)
             .await?;
         self.settle(step, answer.map(shape), usage, guard, fallback)
     }

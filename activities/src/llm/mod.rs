@@ -48,18 +48,17 @@ use chat_model::ChatModel;
 pub const HTTP_MARGIN: Duration = Duration::from_secs(30);
 /// Tokens kept free for the answer when fitting a prompt into the context window.
 const ANSWER_RESERVE: usize = 1_000;
-/// Longest answer asked of the embedded model per step, tokens: a title is a line, a topic a
-/// small JSON object (generation is the slow part on CPU; nothing longer is ever kept).
-fn embedded_max_tokens(step: &str) -> usize {
-    match step {
-        "generate_title" => 24,
-        "extract_subjects" => 64,
-        "detect_chunk_topic" => 96,
-        "generate_detailed_summary" => 120,
-        "generate_recap" => 160,
-        // The decisions as JSON (the next steps are the commitments people made).
-        "identify_action_items" => 200,
-        _ => 192,
+/// Longest answer asked of the embedded model by `step`: the budget its declaration states
+/// (`Cost::Llm` in its module under [`steps`]). A step that calls the LLM without declaring a
+/// budget is a bug, refused before the model runs.
+fn embedded_max_tokens(step: &str) -> Result<usize, ActivityFailure> {
+    match steps::declarations().cost_of(step) {
+        Some(workflow::catalog::Cost::Llm {
+            embedded_max_tokens,
+        }) => Ok(embedded_max_tokens as usize),
+        _ => Err(ActivityFailure::Config(format!(
+            "{step} calls the LLM but declares no LLM cost (its module's `declare`)"
+        ))),
     }
 }
 
@@ -339,11 +338,11 @@ impl Llm {
     pub async fn call(
         &self,
         ctx: &ActivityContext,
-        step: &str,
         messages: &[Message],
         temperature: f64,
         json_mode: bool,
     ) -> Result<(String, Usage), ActivityFailure> {
+        let step = ctx.info().activity_type.as_str();
         let started = Instant::now();
         let mut usage = Usage {
             backend: self.config.backend_name(),
@@ -395,7 +394,7 @@ impl Llm {
             }
             LlmBackend::Embedded { .. } => {
                 let model = self.model().await?;
-                let max_tokens = embedded_max_tokens(step);
+                let max_tokens = embedded_max_tokens(step)?;
                 // Stop 10 s before the attempt's deadline: a timed-out attempt's generation
                 // would otherwise keep the model from every later caller (retries included).
                 let deadline = ctx.info().deadline.map(|d| {
@@ -439,19 +438,17 @@ impl Llm {
     pub async fn text(
         &self,
         ctx: &ActivityContext,
-        step: &str,
         instruction: &str,
         input: &str,
         temperature: f64,
     ) -> Result<(String, Usage), ActivityFailure> {
         let mut usage = Usage::default();
         let input = self
-            .condense(ctx, step, instruction, input, temperature, &mut usage)
+            .condense(ctx, instruction, input, temperature, &mut usage)
             .await?;
         let (answer, u) = self
             .call(
                 ctx,
-                step,
                 &[Message::system(instruction), Message::user(input)],
                 temperature,
                 false,
@@ -471,7 +468,6 @@ impl Llm {
     pub async fn json<T: DeserializeOwned>(
         &self,
         ctx: &ActivityContext,
-        step: &str,
         instruction: &str,
         schema: &str,
         input: &str,
@@ -481,9 +477,10 @@ impl Llm {
         let system = format!(
             "{instruction}\n\nAnswer with a single JSON object and nothing else, of this shape:\n{schema}"
         );
+        let step = ctx.info().activity_type.as_str();
         let mut usage = Usage::default();
         let input = self
-            .condense(ctx, step, &system, input, temperature, &mut usage)
+            .condense(ctx, &system, input, temperature, &mut usage)
             .await?;
         let mut messages = vec![Message::system(system), Message::user(input)];
         let mut last_error = String::new();
@@ -493,7 +490,7 @@ impl Llm {
             self.config.parse_max_retries
         };
         for attempt in 0..=retries {
-            let (reply, u) = self.call(ctx, step, &messages, temperature, true).await?;
+            let (reply, u) = self.call(ctx, &messages, temperature, true).await?;
             usage.add(&u);
             match parse_json::<T>(&reply).and_then(|v| validate(&v).map(|()| v)) {
                 Ok(v) => return Ok((Ok(v), usage)),
@@ -524,7 +521,6 @@ impl Llm {
     async fn condense(
         &self,
         ctx: &ActivityContext,
-        step: &str,
         instruction: &str,
         input: &str,
         temperature: f64,
@@ -533,6 +529,7 @@ impl Llm {
         let window = self.window().await?;
         let budget_chars = window.saturating_sub(ANSWER_RESERVE).max(256) * 4;
         let mut input = input.to_owned();
+        let step = ctx.info().activity_type.as_str();
         for _round in 0..4 {
             if instruction.len() + input.len() <= budget_chars {
                 return Ok(input);
@@ -552,7 +549,6 @@ impl Llm {
                 let (answer, u) = self
                     .call(
                         ctx,
-                        step,
                         &[Message::system(instruction), Message::user(part.clone())],
                         temperature,
                         false,

@@ -149,64 +149,70 @@ impl SummaryActivities {
         let (text, digest) = self.text(&input.summary_input_key).await?;
         let participants = self.participants(tid).await?;
         let out = self
-            .checkpointed(tid, "identify_action_items", &(input, &digest), || async {
-                let validate = |a: &ActionAnswer| {
-                    let blank = |v: &Value, field: &str| {
-                        v[field].as_str().is_none_or(|s| s.trim().is_empty())
+            .checkpointed(
+                tid,
+                SummaryActivities::identify_action_items.name(),
+                &(input, &digest),
+                || async {
+                    let validate = |a: &ActionAnswer| {
+                        let blank = |v: &Value, field: &str| {
+                            v[field].as_str().is_none_or(|s| s.trim().is_empty())
+                        };
+                        if a.decisions.iter().any(|d| blank(d, "decision")) {
+                            return Err("every decision needs a `decision` text".to_owned());
+                        }
+                        if a.next_steps.iter().any(|t| blank(t, "task")) {
+                            return Err("every next step needs a `task` text".to_owned());
+                        }
+                        Ok(())
                     };
-                    if a.decisions.iter().any(|d| blank(d, "decision")) {
-                        return Err("every decision needs a `decision` text".to_owned());
+                    let embedded = self.llm.is_embedded();
+                    let (instruction, schema) = if embedded {
+                        (
+                            prompts::decisions_embedded(&participants),
+                            prompts::DECISIONS_SCHEMA_EMBEDDED,
+                        )
+                    } else {
+                        (
+                            prompts::action_items(&participants),
+                            prompts::ACTION_ITEMS_SCHEMA,
+                        )
+                    };
+                    let mut answered = self
+                        .llm
+                        .answer_json(
+                            ctx,
+                            &instruction,
+                            schema,
+                            &text,
+                            0.4,
+                            validate,
+                            |a: ActionAnswer| (a.decisions, a.next_steps),
+                            |(decisions, next_steps): &Items| {
+                                decisions
+                                    .iter()
+                                    .map(|d| d["decision"].as_str().unwrap_or(""))
+                                    .chain(
+                                        next_steps.iter().map(|t| t["task"].as_str().unwrap_or("")),
+                                    )
+                                    .all(|s| grounded(s, &text) >= 0.6)
+                            },
+                            || extracted_actions(&text),
+                        )
+                        .await?;
+                    if embedded {
+                        answered.value = embedded_items(answered.value.0, &text, &participants);
                     }
-                    if a.next_steps.iter().any(|t| blank(t, "task")) {
-                        return Err("every next step needs a `task` text".to_owned());
-                    }
-                    Ok(())
-                };
-                let embedded = self.llm.is_embedded();
-                let (instruction, schema) = if embedded {
-                    (
-                        prompts::decisions_embedded(&participants),
-                        prompts::DECISIONS_SCHEMA_EMBEDDED,
-                    )
-                } else {
-                    (
-                        prompts::action_items(&participants),
-                        prompts::ACTION_ITEMS_SCHEMA,
-                    )
-                };
-                let mut answered = self
-                    .llm
-                    .answer_json(
-                        ctx,
-                        "identify_action_items",
-                        &instruction,
-                        schema,
-                        &text,
-                        0.4,
-                        validate,
-                        |a: ActionAnswer| (a.decisions, a.next_steps),
-                        |(decisions, next_steps): &Items| {
-                            decisions
-                                .iter()
-                                .map(|d| d["decision"].as_str().unwrap_or(""))
-                                .chain(next_steps.iter().map(|t| t["task"].as_str().unwrap_or("")))
-                                .all(|s| grounded(s, &text) >= 0.6)
-                        },
-                        || extracted_actions(&text),
-                    )
-                    .await?;
-                if embedded {
-                    answered.value = embedded_items(answered.value.0, &text, &participants);
-                }
-                let (decisions, next_steps) = (answered.value.0.len(), answered.value.1.len());
-                Ok(ActionItemsOutput {
-                    decisions,
-                    next_steps,
-                    method: answered.method,
-                    usage: answered.usage,
-                    action_items: with_participant_ids(answered.value, &participants),
-                })
-            })
+                    let (decisions, next_steps) = (answered.value.0.len(), answered.value.1.len());
+                    Ok(ActionItemsOutput {
+                        decisions,
+                        next_steps,
+                        method: answered.method,
+                        usage: answered.usage,
+                        action_items: with_participant_ids(answered.value, &participants),
+                    })
+                },
+            )
             .await?;
         self.events
             .db()
@@ -214,13 +220,32 @@ impl SummaryActivities {
             .await?;
         self.events
             .publish(
-                "identify_action_items",
+                SummaryActivities::identify_action_items.name(),
                 tid,
-                "ACTION_ITEMS",
+                crate::events::Event::ActionItems,
                 json!({"action_items": out.action_items}),
             )
             .await?;
         Ok(out)
+    }
+}
+
+/// `identify_action_items`, declared (`crate::step`): on the embedded model the answer is the
+/// decisions as JSON (the next steps are the commitments people made, read from the words).
+pub fn declare(catalog: workflow::Catalog) -> workflow::Catalog {
+    use crate::step::{Cost, Declare as _, Event, Step};
+    catalog.declare(
+        SummaryActivities::identify_action_items,
+        Step::costing(Cost::Llm {
+            embedded_max_tokens: 200,
+        })
+        .emitting(&[Event::ActionItems]),
+    )
+}
+
+impl super::HasUsage for ActionItemsOutput {
+    fn usage_mut(&mut self) -> &mut Usage {
+        &mut self.usage
     }
 }
 

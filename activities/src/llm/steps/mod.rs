@@ -46,25 +46,26 @@ use crate::storage::Storage;
 use crate::transcript::{Participant, Topic, Word};
 use crate::usage::{Usage, ledger};
 
-/// The contracts of the summary activities, for the catalog: input and output types (their
-/// JSON Schemas are what `reflow validate` checks steps against) and the events each publishes.
-pub fn contracts(catalog: workflow::Catalog) -> workflow::Catalog {
-    type S = SummaryActivities;
-    catalog
-        .contract::<PlanInput, PlanOutput>(S::detect_topics.name(), &[])
-        .contract::<ChunkInput, ChunkTopic>(S::detect_chunk_topic.name(), &[])
-        .contract::<SaveTopicsInput, SaveTopicsOutput>(S::save_topics.name(), &["TOPIC"])
-        .contract::<TranscriptInput, TitleOutput>(S::generate_title.name(), &["FINAL_TITLE"])
-        .contract::<TranscriptInput, SubjectsOutput>(S::extract_subjects.name(), &[])
-        .contract::<SubjectInput, SubjectSummary>(S::generate_detailed_summary.name(), &[])
-        .contract::<RecapInput, RecapOutput>(
-            S::generate_recap.name(),
-            &["FINAL_SHORT_SUMMARY", "FINAL_LONG_SUMMARY"],
-        )
-        .contract::<ActionItemsInput, ActionItemsOutput>(
-            S::identify_action_items.name(),
-            &["ACTION_ITEMS"],
-        )
+/// The summary steps, declared (`crate::step`): each module declares its own steps (events,
+/// cost, and for an LLM step the embedded model's answer budget).
+pub fn declare(catalog: workflow::Catalog) -> workflow::Catalog {
+    [
+        topics::declare,
+        title::declare,
+        subjects::declare,
+        recap::declare,
+        actions::declare,
+    ]
+    .into_iter()
+    .fold(catalog, |c, declare| declare(c))
+}
+
+/// The summary steps' declarations alone (what [`super::Llm`] reads an LLM step's budget
+/// from), built once.
+pub fn declarations() -> &'static workflow::Catalog {
+    static CATALOG: std::sync::LazyLock<workflow::Catalog> =
+        std::sync::LazyLock::new(|| declare(workflow::Catalog::new()));
+    &CATALOG
 }
 
 /// Input of the steps that work from the transcript row alone (`generate_title`,
@@ -157,22 +158,10 @@ fn digest(bytes: impl AsRef<[u8]>) -> String {
     hex::encode(sha2::Sha256::digest(bytes.as_ref()))
 }
 
-/// Results that carry a [`Usage`].
+/// Results that carry a [`Usage`] (each step module implements it for its results).
 trait HasUsage {
     fn usage_mut(&mut self) -> &mut Usage;
 }
-
-macro_rules! has_usage {
-    ($($t:ty),*) => {$(impl HasUsage for $t { fn usage_mut(&mut self) -> &mut Usage { &mut self.usage } })*};
-}
-has_usage!(
-    ChunkTopic,
-    TitleOutput,
-    SubjectsOutput,
-    SubjectSummary,
-    recap::RecapResult,
-    ActionItemsOutput
-);
 
 #[activities]
 impl SummaryActivities {

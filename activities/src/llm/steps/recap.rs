@@ -118,26 +118,30 @@ impl SummaryActivities {
             .join("\n\n");
         let participants = self.participants(tid).await?;
         let out = self
-            .checkpointed(tid, "generate_recap", input, || async {
-                let answered = self
-                    .llm
-                    .answer(
-                        ctx,
-                        "generate_recap",
-                        &prompts::recap(&participants),
-                        &blocks,
-                        0.4,
-                        |r| tidy(r.trim()),
-                        |r| recap_ok(r, &blocks),
-                        || extractive::summary(&paragraphs.join("\n"), 2),
-                    )
-                    .await?;
-                Ok(RecapResult {
-                    recap: answered.value,
-                    method: answered.method,
-                    usage: answered.usage,
-                })
-            })
+            .checkpointed(
+                tid,
+                SummaryActivities::generate_recap.name(),
+                input,
+                || async {
+                    let answered = self
+                        .llm
+                        .answer(
+                            ctx,
+                            &prompts::recap(&participants),
+                            &blocks,
+                            0.4,
+                            |r| tidy(r.trim()),
+                            |r| recap_ok(r, &blocks),
+                            || extractive::summary(&paragraphs.join("\n"), 2),
+                        )
+                        .await?;
+                    Ok(RecapResult {
+                        recap: answered.value,
+                        method: answered.method,
+                        usage: answered.usage,
+                    })
+                },
+            )
             .await?;
         let long = long_summary(&out.recap, &input.subjects, &paragraphs);
         self.events
@@ -146,17 +150,17 @@ impl SummaryActivities {
             .await?;
         self.events
             .publish(
-                "generate_recap",
+                SummaryActivities::generate_recap.name(),
                 tid,
-                "FINAL_SHORT_SUMMARY",
+                crate::events::Event::FinalShortSummary,
                 json!({"short_summary": out.recap}),
             )
             .await?;
         self.events
             .publish(
-                "generate_recap",
+                SummaryActivities::generate_recap.name(),
                 tid,
-                "FINAL_LONG_SUMMARY",
+                crate::events::Event::FinalLongSummary,
                 json!({"long_summary": long}),
             )
             .await?;
@@ -166,6 +170,24 @@ impl SummaryActivities {
             method: out.method,
             usage: out.usage,
         })
+    }
+}
+
+/// `generate_recap`, declared (`crate::step`): one paragraph.
+pub fn declare(catalog: workflow::Catalog) -> workflow::Catalog {
+    use crate::step::{Cost, Declare as _, Event, Step};
+    catalog.declare(
+        SummaryActivities::generate_recap,
+        Step::costing(Cost::Llm {
+            embedded_max_tokens: 160,
+        })
+        .emitting(&[Event::FinalShortSummary, Event::FinalLongSummary]),
+    )
+}
+
+impl super::HasUsage for RecapResult {
+    fn usage_mut(&mut self) -> &mut Usage {
+        &mut self.usage
     }
 }
 

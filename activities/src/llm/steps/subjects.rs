@@ -129,46 +129,50 @@ impl SummaryActivities {
         let text = summary_input(&topics, &participants);
         let key = keys::summary_input(tid);
         self.storage.put(&key, Bytes::from(text.clone())).await?;
-        self.checkpointed(tid, "extract_subjects", &(input, digest(&text)), || async {
-            let validate = |a: &SubjectsAnswer| {
-                if a.subjects.iter().any(|s| s.trim().is_empty()) {
-                    return Err("a subject is empty".to_owned());
-                }
-                Ok(())
-            };
-            let answered = self
-                .llm
-                .answer_json(
-                    ctx,
-                    "extract_subjects",
-                    &prompts::subjects(&participants),
-                    prompts::SUBJECTS_SCHEMA,
-                    &text,
-                    0.4,
-                    validate,
-                    |a: SubjectsAnswer| {
-                        a.subjects
-                            .iter()
-                            .map(|s| super::clean_title(s))
-                            .take(MAX_SUBJECTS)
-                            .collect::<Vec<_>>()
-                    },
-                    |subjects| {
-                        !subjects.is_empty()
-                            && subjects.iter().all(|s| {
-                                s.split_whitespace().count() <= 8 && grounded(s, &text) >= 0.5
-                            })
-                    },
-                    || extractive::subjects(&text, 4),
-                )
-                .await?;
-            Ok(SubjectsOutput {
-                summary_input_key: key.clone(),
-                subjects: answered.value,
-                method: answered.method,
-                usage: answered.usage,
-            })
-        })
+        self.checkpointed(
+            tid,
+            SummaryActivities::extract_subjects.name(),
+            &(input, digest(&text)),
+            || async {
+                let validate = |a: &SubjectsAnswer| {
+                    if a.subjects.iter().any(|s| s.trim().is_empty()) {
+                        return Err("a subject is empty".to_owned());
+                    }
+                    Ok(())
+                };
+                let answered = self
+                    .llm
+                    .answer_json(
+                        ctx,
+                        &prompts::subjects(&participants),
+                        prompts::SUBJECTS_SCHEMA,
+                        &text,
+                        0.4,
+                        validate,
+                        |a: SubjectsAnswer| {
+                            a.subjects
+                                .iter()
+                                .map(|s| super::clean_title(s))
+                                .take(MAX_SUBJECTS)
+                                .collect::<Vec<_>>()
+                        },
+                        |subjects| {
+                            !subjects.is_empty()
+                                && subjects.iter().all(|s| {
+                                    s.split_whitespace().count() <= 8 && grounded(s, &text) >= 0.5
+                                })
+                        },
+                        || extractive::subjects(&text, 4),
+                    )
+                    .await?;
+                Ok(SubjectsOutput {
+                    summary_input_key: key.clone(),
+                    subjects: answered.value,
+                    method: answered.method,
+                    usage: answered.usage,
+                })
+            },
+        )
         .await
     }
 
@@ -182,10 +186,9 @@ impl SummaryActivities {
         let participants = self.participants(tid).await?;
         self.checkpointed(
             tid,
-            "generate_detailed_summary",
+            SummaryActivities::generate_detailed_summary.name(),
             &(input, &digest),
             || async {
-                let step = "generate_detailed_summary";
                 // A hosted model analyses the subject, then condenses the analysis (§4.10);
                 // the embedded one writes the paragraph from the transcript in one call
                 // (generation is the slow part on a CPU, and the analysis is never shown).
@@ -194,7 +197,7 @@ impl SummaryActivities {
                     (paragraph, text.clone(), Usage::default())
                 } else {
                     let analyse = prompts::analyse_subject(&input.subject, &participants);
-                    let (detail, usage) = self.llm.text(ctx, step, &analyse, &text, 0.4).await?;
+                    let (detail, usage) = self.llm.text(ctx, &analyse, &text, 0.4).await?;
                     let condense = prompts::condense_subject(&input.subject, &participants);
                     (condense, detail, usage)
                 };
@@ -202,7 +205,6 @@ impl SummaryActivities {
                     .llm
                     .answer(
                         ctx,
-                        step,
                         &instruction,
                         &input_text,
                         0.4,
@@ -236,6 +238,37 @@ impl SummaryActivities {
             },
         )
         .await
+    }
+}
+
+/// The subject steps, declared (`crate::step`): a list of a few subjects, then two or three
+/// sentences per subject.
+pub fn declare(catalog: workflow::Catalog) -> workflow::Catalog {
+    use crate::step::{Cost, Declare as _, Step};
+    catalog
+        .declare(
+            SummaryActivities::extract_subjects,
+            Step::costing(Cost::Llm {
+                embedded_max_tokens: 64,
+            }),
+        )
+        .declare(
+            SummaryActivities::generate_detailed_summary,
+            Step::costing(Cost::Llm {
+                embedded_max_tokens: 120,
+            }),
+        )
+}
+
+impl super::HasUsage for SubjectsOutput {
+    fn usage_mut(&mut self) -> &mut Usage {
+        &mut self.usage
+    }
+}
+
+impl super::HasUsage for SubjectSummary {
+    fn usage_mut(&mut self) -> &mut Usage {
+        &mut self.usage
     }
 }
 

@@ -56,56 +56,78 @@ impl SummaryActivities {
         let topics = self.topics(tid).await?;
         let titles: Vec<String> = topics.iter().map(|t| t.title.clone()).collect();
         let out = self
-            .checkpointed(tid, "generate_title", &(input, &titles), || async {
-                if topics.is_empty() {
-                    return Ok(TitleOutput {
-                        title: String::new(),
-                        method: Method::None,
-                        usage: Usage::default(),
-                    });
-                }
-                let list = titles
-                    .iter()
-                    .map(|t| format!("- {t}"))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                let source = topics
-                    .iter()
-                    .map(|t| format!("{} {}", t.title, t.transcript))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                let answered = self
-                    .llm
-                    .answer(
-                        ctx,
-                        "generate_title",
-                        prompts::TITLE,
-                        &list,
-                        0.5,
-                        |raw| clean_title(&raw),
-                        |title| title_ok(title, &source),
-                        || extractive::title(&format!("{}. {source}", titles.join(". ")), 10),
-                    )
-                    .await?;
-                Ok(TitleOutput {
-                    title: answered.value,
-                    method: answered.method,
-                    usage: answered.usage,
-                })
-            })
+            .checkpointed(
+                tid,
+                SummaryActivities::generate_title.name(),
+                &(input, &titles),
+                || async {
+                    if topics.is_empty() {
+                        return Ok(TitleOutput {
+                            title: String::new(),
+                            method: Method::None,
+                            usage: Usage::default(),
+                        });
+                    }
+                    let list = titles
+                        .iter()
+                        .map(|t| format!("- {t}"))
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    let source = topics
+                        .iter()
+                        .map(|t| format!("{} {}", t.title, t.transcript))
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    let answered = self
+                        .llm
+                        .answer(
+                            ctx,
+                            prompts::TITLE,
+                            &list,
+                            0.5,
+                            |raw| clean_title(&raw),
+                            |title| title_ok(title, &source),
+                            || extractive::title(&format!("{}. {source}", titles.join(". ")), 10),
+                        )
+                        .await?;
+                    Ok(TitleOutput {
+                        title: answered.value,
+                        method: answered.method,
+                        usage: answered.usage,
+                    })
+                },
+            )
             .await?;
         if !out.title.is_empty() {
             let stored = self.events.db().set_title_if_empty(tid, &out.title).await?;
             self.events
                 .publish(
-                    "generate_title",
+                    SummaryActivities::generate_title.name(),
                     tid,
-                    "FINAL_TITLE",
+                    crate::events::Event::FinalTitle,
                     json!({"title": stored}),
                 )
                 .await?;
         }
         Ok(out)
+    }
+}
+
+/// `generate_title`, declared (`crate::step`): a title is one line.
+pub fn declare(catalog: workflow::Catalog) -> workflow::Catalog {
+    use crate::step::{Cost, Declare as _, Event, Step};
+    catalog.declare(
+        SummaryActivities::generate_title,
+        Step::costing(Cost::Llm {
+            embedded_max_tokens: 24,
+        })
+        .emitting(&[Event::FinalTitle]),
+    )
+}
+
+impl super::HasUsage for TitleOutput {
+    fn usage_mut(&mut self) -> &mut Usage {
+        &mut self.usage
     }
 }
 

@@ -208,7 +208,7 @@ impl SummaryActivities {
             .checkpoints
             .checkpointed(
                 tid,
-                "detect_topics",
+                SummaryActivities::detect_topics.name(),
                 &key,
                 &serde_json::json!({"chunking": "v2"}),
                 |_: &PlanOutput| Vec::new(),
@@ -254,40 +254,46 @@ impl SummaryActivities {
         let text = words_text(slice);
         // The chunk's text is part of the key: new words under the same key are a new question.
         let key = (input, digest(&text));
-        self.checkpointed(tid, "detect_chunk_topic", &key, || async {
-            let validate = |a: &TopicAnswer| {
-                if super::clean_title(&a.title).len() < 10 {
-                    return Err("`title` must have at least 10 characters".to_owned());
-                }
-                if a.summary.trim().len() < 10 {
-                    return Err("`summary` must have at least 10 characters".to_owned());
-                }
-                Ok(())
-            };
-            let answered = self
-                .llm
-                .answer_json(
-                    ctx,
-                    "detect_chunk_topic",
-                    prompts::CHUNK_TOPIC,
-                    prompts::CHUNK_TOPIC_SCHEMA,
-                    &text,
-                    0.9,
-                    validate,
-                    |a: TopicAnswer| (super::clean_title(&a.title), a.summary.trim().to_owned()),
-                    |(title, summary)| title_ok(title, &text) && summary_ok(summary, &text),
-                    || (extractive::title(&text, 8), extractive::summary(&text, 2)),
-                )
-                .await?;
-            let (title, summary) = answered.value;
-            Ok(ChunkTopic {
-                chunk_index: input.chunk_index,
-                title,
-                summary,
-                method: answered.method,
-                usage: answered.usage,
-            })
-        })
+        self.checkpointed(
+            tid,
+            SummaryActivities::detect_chunk_topic.name(),
+            &key,
+            || async {
+                let validate = |a: &TopicAnswer| {
+                    if super::clean_title(&a.title).len() < 10 {
+                        return Err("`title` must have at least 10 characters".to_owned());
+                    }
+                    if a.summary.trim().len() < 10 {
+                        return Err("`summary` must have at least 10 characters".to_owned());
+                    }
+                    Ok(())
+                };
+                let answered = self
+                    .llm
+                    .answer_json(
+                        ctx,
+                        prompts::CHUNK_TOPIC,
+                        prompts::CHUNK_TOPIC_SCHEMA,
+                        &text,
+                        0.9,
+                        validate,
+                        |a: TopicAnswer| {
+                            (super::clean_title(&a.title), a.summary.trim().to_owned())
+                        },
+                        |(title, summary)| title_ok(title, &text) && summary_ok(summary, &text),
+                        || (extractive::title(&text, 8), extractive::summary(&text, 2)),
+                    )
+                    .await?;
+                let (title, summary) = answered.value;
+                Ok(ChunkTopic {
+                    chunk_index: input.chunk_index,
+                    title,
+                    summary,
+                    method: answered.method,
+                    usage: answered.usage,
+                })
+            },
+        )
         .await
     }
 
@@ -333,12 +339,45 @@ impl SummaryActivities {
         for t in &topics {
             let data = serde_json::to_value(t).expect("a topic serializes");
             self.events
-                .publish("save_topics", tid, "TOPIC", data)
+                .publish(
+                    SummaryActivities::save_topics.name(),
+                    tid,
+                    crate::events::Event::Topic,
+                    data,
+                )
                 .await?;
         }
         Ok(SaveTopicsOutput {
             topic_count: topics.len(),
         })
+    }
+}
+
+/// The topic steps, declared (`crate::step`): the plan is computed from the words (kept,
+/// no vendor paid), each chunk's title and summary is one LLM call (a small JSON object), and
+/// `save_topics` publishes one `TOPIC` per topic.
+pub fn declare(catalog: workflow::Catalog) -> workflow::Catalog {
+    use crate::step::{Cost, Declare as _, Event, Step};
+    catalog
+        .declare(
+            SummaryActivities::detect_topics,
+            Step::costing(Cost::Computed),
+        )
+        .declare(
+            SummaryActivities::detect_chunk_topic,
+            Step::costing(Cost::Llm {
+                embedded_max_tokens: 96,
+            }),
+        )
+        .declare(
+            SummaryActivities::save_topics,
+            Step::FREE.emitting(&[Event::Topic]),
+        )
+}
+
+impl super::HasUsage for ChunkTopic {
+    fn usage_mut(&mut self) -> &mut Usage {
+        &mut self.usage
     }
 }
 

@@ -120,7 +120,7 @@ async fn the_progress_page_shows_replayed_and_live_state() {
         .publish(
             "test",
             "t-page",
-            "FINAL_TITLE",
+            activities::events::Event::FinalTitle,
             json!({"title": "Release planning"}),
         )
         .await
@@ -129,7 +129,7 @@ async fn the_progress_page_shows_replayed_and_live_state() {
         .publish(
             "test",
             "t-page",
-            "TOPIC",
+            activities::events::Event::Topic,
             json!({"id": "tp1", "title": "Scope", "summary": "What ships", "timestamp": 62.0}),
         )
         .await
@@ -138,14 +138,19 @@ async fn the_progress_page_shows_replayed_and_live_state() {
         .publish(
             "test",
             "t-page",
-            "FINAL_SHORT_SUMMARY",
+            activities::events::Event::FinalShortSummary,
             json!({"short_summary": "We ship Monday."}),
         )
         .await
         .unwrap();
     let done = reflow_activities_progress(&state(2, "get_participants", "completed", 2, None));
     events
-        .publish("test", "t-page", "PIPELINE_PROGRESS", done)
+        .publish(
+            "test",
+            "t-page",
+            activities::events::Event::PipelineProgress,
+            done,
+        )
         .await
         .unwrap();
     let mut stdin = node.stdin.take().unwrap();

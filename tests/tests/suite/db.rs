@@ -146,7 +146,7 @@ async fn publishing(db: &Db) {
         .publish(
             "generate_waveform",
             "t3",
-            "WAVEFORM",
+            activities::events::Event::Waveform,
             json!({"waveform": [1, 2, 3]}),
         )
         .await
@@ -155,7 +155,7 @@ async fn publishing(db: &Db) {
         .publish(
             "generate_waveform",
             "t3",
-            "PIPELINE_PROGRESS",
+            activities::events::Event::PipelineProgress,
             json!({"step_index": 5}),
         )
         .await
@@ -164,7 +164,7 @@ async fn publishing(db: &Db) {
         .publish(
             "get_recording",
             "t3",
-            "STATUS",
+            activities::events::Event::Status,
             json!({"value": "processing"}),
         )
         .await
@@ -174,7 +174,7 @@ async fn publishing(db: &Db) {
         .publish(
             "generate_waveform",
             "t3",
-            "FINAL_TITLE",
+            activities::events::Event::FinalTitle,
             json!({"title": "x"}),
         )
         .await
@@ -286,7 +286,7 @@ async fn step_progress(db: &Db) {
         ),
         attempt: attempt("run_1-track-1"),
     };
-    sink.report(0.75).await.unwrap();
+    sink.report_fraction(0.75).await.unwrap();
     let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .expect("the step's state is published")

@@ -10,7 +10,7 @@
 //! (`reflow_tests::daily`, `reflow_tests::standins`, the OpenAI-compatible stand-in of
 //! `reflow_tests::meetings`); everything of reflow's own is real, transcription included
 //! (embedded Whisper on the synthesized speech). The embedded LLM's chain (guards, fallback,
-//! the same steps) is `tests/tests/embedded.rs`'s subject.
+//! the same steps) is `tests/tests/suite/embedded.rs`'s subject.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -304,7 +304,7 @@ async fn websocket(addr: &str, db: &Db, events: &Events) {
         .publish(
             "save_topics",
             "t-api",
-            "TOPIC",
+            activities::events::Event::Topic,
             json!({"id": "topic-2", "title": "Next"}),
         )
         .await
@@ -313,7 +313,7 @@ async fn websocket(addr: &str, db: &Db, events: &Events) {
         .publish(
             "save_topics",
             "t-api",
-            "PIPELINE_PROGRESS",
+            activities::events::Event::PipelineProgress,
             json!({"step_index": 8}),
         )
         .await
@@ -331,11 +331,21 @@ async fn websocket(addr: &str, db: &Db, events: &Events) {
     .await
     .unwrap();
     events
-        .publish("save_topics", "t-other", "TOPIC", json!({"id": "x"}))
+        .publish(
+            "save_topics",
+            "t-other",
+            activities::events::Event::Topic,
+            json!({"id": "x"}),
+        )
         .await
         .unwrap();
     events
-        .publish("save_topics", "t-api", "TOPIC", json!({"id": "topic-3"}))
+        .publish(
+            "save_topics",
+            "t-api",
+            activities::events::Event::Topic,
+            json!({"id": "topic-3"}),
+        )
         .await
         .unwrap();
     assert_eq!(next_event(&mut ws).await["data"]["id"], "topic-3");
@@ -459,7 +469,7 @@ async fn users_and_links(db: &Db, store: &Storage) {
         .publish(
             "get_recording",
             "t-owned",
-            "STATUS",
+            activities::events::Event::Status,
             json!({"value": "processing"}),
         )
         .await
