@@ -4,7 +4,7 @@
 //! `{name}.{build id}` of that Worker Deployment (build id: `REFLOW_BUILD_ID`, else a hash of
 //! the running binary) and opts in to versioning. New runs go to the deployment's *current*
 //! version, which `reflow plan` shows and `reflow apply` (or `temporal worker deployment
-//! set-current-version`) sets.
+//! set-current-version`) sets ([`crate::gitops`] plans and applies it with the calls here).
 //!
 //! The interpreter's workflows are **pinned**: a run finishes on the build that started it.
 //! Each run is already pinned to the pipeline definition it started with; pinning it to its
@@ -21,7 +21,6 @@
 
 use temporalio_client::{Client, NamespacedClient};
 
-use crate::gitops::{Change, GitOpsError, Kind};
 use temporalio_common::protos::temporal::api::enums::v1::VersionDrainageStatus;
 use temporalio_common::protos::temporal::api::workflowservice::v1::{
     DescribeWorkerDeploymentRequest, DescribeWorkerDeploymentVersionRequest,
@@ -238,43 +237,6 @@ pub async fn set_current(
         message: s.message().to_owned(),
     })?;
     Ok(())
-}
-
-/// `reflow plan`'s line for the deployment: its current version against this build.
-pub async fn plan(client: &Client, d: &Deployment) -> Result<Change, GitOpsError> {
-    let err = |e: DeploymentError| GitOpsError::Temporal {
-        kind: Kind::Deployment,
-        id: d.name.clone(),
-        message: e.to_string(),
-    };
-    let described = describe(client, &d.name).await.map_err(err)?;
-    let polling = version_exists(client, &d.name, &d.build_id)
-        .await
-        .map_err(err)?;
-    let waiting = if polling {
-        ""
-    } else {
-        "; no worker of this build polls yet: start them first"
-    };
-    Ok(match described.and_then(|x| x.current) {
-        Some(current) if current == d.build_id => Change::Unchanged {
-            kind: Kind::Deployment,
-            id: d.name.clone(),
-        },
-        Some(current) => Change::Update {
-            kind: Kind::Deployment,
-            id: d.name.clone(),
-            diffs: vec![format!(
-                "current version: {current} → {} (runs pinned to {current} finish on it){waiting}",
-                d.build_id
-            )],
-        },
-        None => Change::Create {
-            kind: Kind::Deployment,
-            id: d.name.clone(),
-            summary: format!("current version {}{waiting}", d.build_id),
-        },
-    })
 }
 
 /// A new deployment has no current version, and runs go to unversioned workers only: once

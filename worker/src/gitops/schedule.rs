@@ -1,0 +1,270 @@
+//! The `daily-poll` schedule (docs/contracts/daily.md §4): present exactly when `DAILY_API_KEY`
+//! is set, every `REFLOW_DAILY_POLL_INTERVAL` seconds, else 180 s with a webhook secret and
+//! 15 s without, overlap SKIP, starting `PollDailyRecordings` pinned to the repository's
+//! `pipelines/daily-poll.yaml` (its interval and pipeline hash are compared); deleted when
+//! the key is unset.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use temporalio_client::schedules::{
+    CreateScheduleOptions, DeleteScheduleOptions, ScheduleAction, ScheduleOverlapPolicy,
+    ScheduleSpec,
+};
+use temporalio_client::{Client, UntypedWorkflow};
+use workflow::{Catalog, Pipeline, RunInput, payload};
+
+use super::{Change, GitOpsError, Kind};
+use crate::runs::{self, RunError};
+
+/// The poll schedule's id.
+pub const DAILY_POLL: &str = "daily-poll";
+/// The pipeline shipped with the binary (`pipelines/daily-poll.yaml` at build time).
+pub const DAILY_POLL_YAML: &str = include_str!("../../../pipelines/daily-poll.yaml");
+
+/// A schedule the repository declares.
+#[derive(Debug, Clone)]
+pub struct DesiredSchedule {
+    /// Schedule id.
+    pub id: String,
+    /// Trigger interval.
+    pub every: Duration,
+    /// The pipeline each trigger starts.
+    pub pipeline: Pipeline,
+}
+
+/// The Daily poll interval (docs/contracts/daily.md §4).
+pub fn poll_interval(override_s: Option<u64>, webhook_secret: bool) -> Duration {
+    match override_s.filter(|s| *s > 0) {
+        Some(s) => Duration::from_secs(s),
+        None if webhook_secret => Duration::from_secs(180),
+        None => Duration::from_secs(15),
+    }
+}
+
+/// The `daily-poll` schedule the settings declare (`var`: a setting, `None` when unset or
+/// blank), starting `dir`'s `daily-poll.yaml` (else the built-in one); `None` without
+/// `DAILY_API_KEY`.
+pub(super) fn daily_poll(
+    var: &dyn Fn(&str) -> Option<String>,
+    dir: Option<&Path>,
+    catalog: &Catalog,
+) -> Result<Option<DesiredSchedule>, GitOpsError> {
+    if var("DAILY_API_KEY").is_none() {
+        return Ok(None);
+    }
+    let pipeline = match dir
+        .map(|d| d.join("daily-poll.yaml"))
+        .filter(|p| p.exists())
+    {
+        Some(path) => runs::load_pipeline(&path, catalog)?,
+        None => workflow::parse_and_validate(
+            "pipelines/daily-poll.yaml (built in)",
+            DAILY_POLL_YAML,
+            catalog,
+        )
+        .map_err(RunError::from)?,
+    };
+    Ok(Some(DesiredSchedule {
+        id: DAILY_POLL.into(),
+        every: poll_interval(
+            var("REFLOW_DAILY_POLL_INTERVAL").and_then(|s| s.parse().ok()),
+            var("DAILY_WEBHOOK_SECRET").is_some(),
+        ),
+        pipeline,
+    }))
+}
+
+fn summary(s: &DesiredSchedule) -> String {
+    format!(
+        "every {}s, {} v{} {}, overlap skip",
+        s.every.as_secs(),
+        s.pipeline.name,
+        s.pipeline.version,
+        &s.pipeline.hash[..12]
+    )
+}
+
+/// The current interval and pipeline hash of a schedule, `None` if it does not exist.
+async fn current(client: &Client, id: &str) -> Result<Option<(u64, String)>, GitOpsError> {
+    let handle = client.get_schedule_handle(id);
+    let described = match handle.describe(Default::default()).await {
+        Ok(d) => d,
+        Err(temporalio_client::schedules::ScheduleError::Rpc(s))
+            if s.code() == tonic::Code::NotFound =>
+        {
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(GitOpsError::Temporal {
+                kind: Kind::Schedule,
+                id: id.into(),
+                message: e.to_string(),
+            });
+        }
+    };
+    let every = described
+        .raw()
+        .schedule
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.interval.first())
+        .and_then(|i| i.interval.as_ref())
+        .map_or(0, |d| d.seconds as u64);
+    #[allow(unreachable_patterns)] // the enum is non-exhaustive
+    let args = match described.action() {
+        temporalio_client::schedules::ScheduleDescriptionAction::StartWorkflow(a) => {
+            a.raw_args().map(<[_]>::to_vec)
+        }
+        _ => None,
+    };
+    let hash = args
+        .as_deref()
+        .and_then(|p| p.first())
+        .and_then(|p| serde_json::from_slice::<Value>(&p.data).ok())
+        .and_then(|v| v["pipeline"]["hash"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Ok(Some((every, hash)))
+}
+
+/// `reflow plan`'s lines for the declared schedules, then a deletion for each schedule of
+/// `absent` that exists.
+pub(super) async fn plan(
+    client: &Client,
+    schedules: &[DesiredSchedule],
+    absent: &[String],
+) -> Result<Vec<Change>, GitOpsError> {
+    let mut out = Vec::new();
+    for s in schedules {
+        out.push(match current(client, &s.id).await? {
+            None => Change::Create {
+                kind: Kind::Schedule,
+                id: s.id.clone(),
+                summary: summary(s),
+            },
+            Some((every, hash)) => {
+                let mut diffs = Vec::new();
+                if every != s.every.as_secs() {
+                    diffs.push(format!("interval: {every}s → {}s", s.every.as_secs()));
+                }
+                if hash != s.pipeline.hash {
+                    diffs.push(format!(
+                        "pipeline: {} → {}",
+                        hash.get(..12).unwrap_or(&hash),
+                        &s.pipeline.hash[..12]
+                    ));
+                }
+                if diffs.is_empty() {
+                    Change::Unchanged {
+                        kind: Kind::Schedule,
+                        id: s.id.clone(),
+                    }
+                } else {
+                    Change::Update {
+                        kind: Kind::Schedule,
+                        id: s.id.clone(),
+                        diffs,
+                    }
+                }
+            }
+        });
+    }
+    for id in absent {
+        if current(client, id).await?.is_some() {
+            out.push(Change::Delete {
+                kind: Kind::Schedule,
+                id: id.clone(),
+                reason: "not declared (DAILY_API_KEY unset)".into(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn action(s: &DesiredSchedule) -> ScheduleAction {
+    let input = RunInput {
+        pipeline: s.pipeline.clone(),
+        graph: None,
+        input: serde_json::json!({}),
+        parent: None,
+        search_attributes: Default::default(),
+    };
+    ScheduleAction::start_workflow(
+        UntypedWorkflow::new(s.pipeline.name.clone()),
+        payload::to_raw(&input),
+        s.pipeline.main.task_queue.clone(),
+        s.id.clone(),
+    )
+}
+
+/// Make one planned schedule change: create, update or delete the schedule.
+pub(super) async fn apply(
+    client: &Client,
+    schedules: &[DesiredSchedule],
+    change: &Change,
+) -> Result<(), GitOpsError> {
+    let err = |id: &str| {
+        let id = id.to_owned();
+        move |e: temporalio_client::schedules::ScheduleError| GitOpsError::Temporal {
+            kind: Kind::Schedule,
+            id,
+            message: e.to_string(),
+        }
+    };
+    let declared = |id: &str| schedules.iter().find(|s| s.id == id).expect("planned");
+    match change {
+        Change::Create { id, .. } => {
+            let s = declared(id);
+            client
+                .create_schedule(
+                    id.clone(),
+                    CreateScheduleOptions::builder()
+                        .action(action(s))
+                        .spec(ScheduleSpec::from_interval(s.every))
+                        .overlap_policy(ScheduleOverlapPolicy::Skip)
+                        .build(),
+                )
+                .await
+                .map_err(err(id))?;
+        }
+        Change::Update { id, .. } => {
+            let s = declared(id).clone();
+            let (every, act) = (s.every, action(&s));
+            client
+                .get_schedule_handle(id.clone())
+                .update(
+                    move |u| {
+                        u.set_spec(ScheduleSpec::from_interval(every))
+                            .set_action(act)
+                            .set_overlap_policy(ScheduleOverlapPolicy::Skip);
+                    },
+                    Default::default(),
+                )
+                .await
+                .map_err(err(id))?;
+        }
+        Change::Delete { id, .. } => {
+            client
+                .get_schedule_handle(id.clone())
+                .delete(DeleteScheduleOptions::default())
+                .await
+                .map_err(err(id))?;
+        }
+        Change::Unchanged { .. } => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_poll_interval_follows_the_spec() {
+        assert_eq!(poll_interval(None, true), Duration::from_secs(180));
+        assert_eq!(poll_interval(None, false), Duration::from_secs(15));
+        assert_eq!(poll_interval(Some(42), true), Duration::from_secs(42));
+        assert_eq!(poll_interval(Some(0), false), Duration::from_secs(15));
+    }
+}
