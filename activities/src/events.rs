@@ -49,6 +49,8 @@ pub enum Message {
 #[derive(Clone, Debug)]
 pub struct EventHub {
     tx: broadcast::Sender<Arc<Message>>,
+    /// Whether the PostgreSQL listener has its `LISTEN` in place ([`EventHub::listening`]).
+    listening: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Default for EventHub {
@@ -56,6 +58,7 @@ impl Default for EventHub {
         // A slow socket that falls this far behind is told so and re-reads the log.
         EventHub {
             tx: broadcast::channel(1024).0,
+            listening: Arc::new(tokio::sync::watch::channel(false).0),
         }
     }
 }
@@ -86,10 +89,12 @@ impl EventHub {
                         tracing::warn!(error = %e, "LISTEN failed");
                     } else {
                         delay = std::time::Duration::from_millis(200);
+                        self.listening.send_replace(true);
                         loop {
                             match listener.recv().await {
                                 Ok(n) => self.relay(&db, n.payload()).await,
                                 Err(e) => {
+                                    self.listening.send_replace(false);
                                     tracing::warn!(error = %e, "event listener lost its connection");
                                     break;
                                 }
@@ -101,6 +106,14 @@ impl EventHub {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(std::time::Duration::from_secs(10));
         }
+    }
+
+    /// Wait until [`EventHub::listen_postgres`] has its `LISTEN` in place, so that events
+    /// other processes publish from now on reach this hub.
+    pub async fn listening(&self) {
+        let mut rx = self.listening.subscribe();
+        // The sender lives as long as the hub, so the wait ends only when it listens.
+        let _ = rx.wait_for(|l| *l).await;
     }
 
     async fn relay(&self, db: &Db, payload: &str) {

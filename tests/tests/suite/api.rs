@@ -84,7 +84,7 @@ async fn start(
     let hub = EventHub::default();
     if db.backend() == activities::db::Backend::Postgres {
         tokio::spawn(hub.clone().listen_postgres(db.clone()));
-        tokio::time::sleep(Duration::from_millis(500)).await; // LISTEN is in place
+        hub.listening().await;
     }
     let events = Events::new(
         db,

@@ -130,7 +130,7 @@ async fn publishing(db: &Db) {
     let hub = EventHub::default();
     if db.backend() == Backend::Postgres {
         tokio::spawn(hub.clone().listen_postgres(db.clone()));
-        tokio::time::sleep(Duration::from_millis(500)).await; // LISTEN is in place
+        hub.listening().await;
     }
     let mut rx = hub.subscribe();
     let emits = Emits::new([
@@ -275,7 +275,7 @@ async fn step_progress(db: &Db) {
     let hub = EventHub::default();
     if db.backend() == Backend::Postgres {
         tokio::spawn(hub.clone().listen_postgres(db.clone()));
-        tokio::time::sleep(Duration::from_millis(500)).await; // LISTEN is in place
+        hub.listening().await;
     }
     let mut rx = hub.subscribe();
     let sink = activities::progress::FractionSink {

@@ -1,5 +1,6 @@
 //! A run (and its children) as the Conductor Workflow JSON (docs/contracts/conductor-status.md §2,
-//! §3.2).
+//! §3.2). One concept, one file: the assembly of that JSON from a run's rows (its tests make it
+//! longer than 600 lines).
 //!
 //! - The run's own steps become SIMPLE rows ([`super::rows`]), less the `on_failure` hook
 //!   (`mark_failed` is internal).
