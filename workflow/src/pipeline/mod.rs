@@ -9,9 +9,12 @@
 //! Everything here is pure: no files, no network, no clock.
 
 mod checks;
+pub mod diff;
 pub mod error;
+pub mod fingerprint;
 mod options;
 pub mod raw;
+mod reference;
 mod shape;
 mod validate;
 
@@ -22,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use error::{PipelineError, Problem, ValidationReport};
+pub use reference::PipelineRef;
 pub use validate::{parse_and_validate, validate};
 
 /// The task queue used when neither the pipeline nor a step names one.
