@@ -74,6 +74,8 @@ pub struct ServerInfo {
     /// Its data directory (database, log).
     pub dir: PathBuf,
 }
+    /// The server's own Prometheus metrics, `host:port` (its `action` counter).
+    pub metrics_address: String,
 
 /// The `temporal` CLI: `TEMPORAL_CLI`, else the repository's `.venv/bin/temporal`, else `PATH`.
 pub fn temporal_cli() -> PathBuf {
@@ -127,7 +129,11 @@ pub fn server() -> &'static ServerInfo {
                             .map(|f| f.with_file_name(format!("temporal-{attempt}.db")));
                         match DevServer::start(opts).await {
                             Ok(server) => {
-                                tx.send(Ok(server.address.clone())).ok();
+                                tx.send(Ok((
+                                    server.address.clone(),
+                                    server.metrics_address.clone(),
+                                )))
+                                .ok();
                                 // Keep the server (and this thread) alive until the process
                                 // exits.
                                 std::future::pending::<()>().await;
@@ -141,11 +147,15 @@ pub fn server() -> &'static ServerInfo {
                 });
             })
             .expect("spawn server thread");
-        let address = rx
+        let (address, metrics_address) = rx
             .recv()
             .expect("server thread answers")
             .unwrap_or_else(|e| panic!("{e}"));
-        ServerInfo { address, dir }
+        ServerInfo {
+            address,
+            dir,
+            metrics_address,
+        }
     })
 }
 

@@ -139,6 +139,9 @@ pub struct DevServer {
     pub address: String,
     /// Web UI URL, when not headless.
     pub ui_url: Option<String>,
+    /// The server's own Prometheus metrics (its `action` counter included),
+    /// `127.0.0.1:port`.
+    pub metrics_address: String,
 }
 
 /// Why one start of the dev server did not give a serving server.
@@ -300,6 +303,7 @@ impl DevServer {
             child,
             address,
             ui_url: opts.ui_port.map(|p| format!("http://127.0.0.1:{p}")),
+            metrics_address: format!("127.0.0.1:{metrics_port}"),
         })
     }
 
