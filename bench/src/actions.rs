@@ -82,6 +82,8 @@ pub async fn actions(work: &Path, machine: &str) -> anyhow::Result<(String, u64)
     let (stack, _worker) = meetings::in_process(ASR, false).await;
     let three = one(&stack, work, 3).await?;
     let eight = one(&stack, work, 8).await?;
+    // A point the per-track model (docs/capacity.md) is checked against, not derived from.
+    let five = one(&stack, work, 5).await?;
     let total = |m: &BTreeMap<String, u64>| m.values().sum::<u64>();
     let kinds: std::collections::BTreeSet<&String> = three.keys().chain(eight.keys()).collect();
     let mut rows: Vec<(&String, u64, u64)> = kinds
@@ -99,7 +101,11 @@ pub async fn actions(work: &Path, machine: &str) -> anyhow::Result<(String, u64)
         .iter()
         .map(|(k, a, b)| format!("| {k} | {a} | {b} |\n"))
         .collect();
-    let (t3, t8) = (total(&three), total(&eight));
+    let (t3, t8, t5) = (total(&three), total(&eight), total(&five));
+    // actions = fixed + per_track × tracks, from the 3- and 8-track meetings.
+    let per_track = (t8 as f64 - t3 as f64) / 5.0;
+    let fixed = t3 as f64 - 3.0 * per_track;
+    let predicted_5 = fixed + 5.0 * per_track;
     let text = format!(
         "## Actions per meeting\n\n\
          What one meeting costs the orchestrator, from the dev server's own `action` counter\n\
@@ -108,8 +114,13 @@ pub async fn actions(work: &Path, machine: &str) -> anyhow::Result<(String, u64)
          transcription stand-in answering after {} s per track (heartbeating meanwhile, as a\n\
          real transcription does). Measured {machine}.\n\n\
          | action type | 3 tracks | 8 tracks |\n|---|---|---|\n{table}| **total** | **{t3}** | **{t8}** |\n\n\
-         actions_per_meeting: {t3}\nactions_per_meeting_8_tracks: {t8}\n",
-        ASR.as_secs()
+         actions_per_meeting: {t3}\nactions_per_meeting_8_tracks: {t8}\n\n\
+         Per-track model (`docs/capacity.md`): actions = {fixed:.1} + {per_track:.1} × tracks,\n\
+         from the 3- and 8-track meetings; a 5-track meeting, measured in the same run and not\n\
+         used to derive it: {t5} measured, {predicted_5:.0} predicted ({err:+.1} %).\n\n\
+         actions_fixed: {fixed:.1}\nactions_per_track: {per_track:.1}\nactions_5_tracks_measured: {t5}\n",
+        ASR.as_secs(),
+        err = (predicted_5 - t5 as f64) / t5 as f64 * 100.0,
     );
     Ok((text, t3))
 }
