@@ -9,8 +9,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use activities::asr::embedded::transcribe_file;
+use activities::asr::embedded_model_dir;
+use activities::asr::wer::word_error_rate;
 use activities::asr::whisper::{RawWord, WhisperModel};
-use activities::asr::{embedded_model_dir, word_error_rate};
 
 /// Speak `text` with espeak-ng's `voice` into `dir/name.wav`; returns the path and duration.
 fn speak(dir: &Path, name: &str, voice: &str, text: &str) -> (PathBuf, f64) {

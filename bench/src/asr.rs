@@ -9,9 +9,10 @@
 use std::time::Instant;
 
 use activities::asr::embedded::transcribe_file;
+use activities::asr::embedded_model_dir;
 use activities::asr::vad::Detector;
+use activities::asr::wer::word_error_rate;
 use activities::asr::whisper::WhisperModel;
-use activities::asr::{embedded_model_dir, word_error_rate};
 use anyhow::{Context, Result};
 
 fn main() -> Result<()> {

@@ -123,7 +123,7 @@ async fn measure(
         steps,
         found,
         heard,
-        wer: activities::asr::word_error_rate(&reference, &hypothesis),
+        wer: activities::asr::wer::word_error_rate(&reference, &hypothesis),
         summary,
         llm_load_s: llm_load_s(&std::fs::read_to_string(&log)?),
     })

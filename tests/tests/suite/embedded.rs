@@ -4,7 +4,7 @@
 //! every step is served from its checkpoint: the process's usage ledger shows no new model
 //! call.
 
-use activities::asr::word_error_rate;
+use activities::asr::wer::word_error_rate;
 use activities::transcript::{Participant, Word};
 use activities::usage::ledger;
 use reflow::runs;
