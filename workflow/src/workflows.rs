@@ -115,7 +115,8 @@ crate::pipeline_workflow!(
     pub DiarizationPipeline
 );
 crate::pipeline_workflow!(
-    /// One track of a meeting: pad, then transcribe.
+    /// One track of a meeting (`pipelines/diarization.yaml`'s child): transcribe its padded
+    /// audio (the parent's `pad_track` step pads every track first).
     pub TrackProcessing
 );
 crate::pipeline_workflow!(

@@ -1,6 +1,6 @@
 //! `step_attempt`: one row per activity attempt, written by the worker's activity interceptor
-//! ([`crate::attempts`]). Temporal keeps only an activity's last attempt; this table keeps all
-//! of them, for the status API's task rows.
+//! (`reflow::attempts`, in the worker crate). Temporal keeps only an activity's last attempt;
+//! this table keeps all of them, for the status API's task rows.
 
 use super::{Db, DbError, now};
 

@@ -1,6 +1,7 @@
 //! The embedded LLM runtime: a GGUF chat model in process, CPU only, on candle's quantized
-//! kernels — `llama` (SmolLM2-135M-Instruct, the default) or `qwen2` (Qwen2.5-Coder-0.5B-Instruct),
-//! told apart by the GGUF's `general.architecture`.
+//! kernels — `qwen2` (Qwen2.5-Coder-0.5B-Instruct, the default, [`super::EMBEDDED_DEFAULT`]) or
+//! `llama` (SmolLM2-135M-Instruct, [`super::EMBEDDED_SMALL`], which the tests load), told apart
+//! by the GGUF's `general.architecture`.
 //!
 //! The tokenizer is the `tokenizer.json` next to the GGUF when one ships with it (Qwen's, from
 //! npm), else rebuilt from the GGUF metadata (byte-level BPE: `tokenizer.ggml.tokens` and

@@ -145,7 +145,7 @@ impl LlmConfig {
     }
 
     /// The backend's name for usage records and checkpoint hashes (`openai:gpt-4o-mini`,
-    /// `embedded:SmolLM2-135M-Instruct.Q4_1`).
+    /// `embedded:qwen2.5-coder-0.5b-instruct` for the default).
     pub fn backend_name(&self) -> String {
         match &self.backend {
             LlmBackend::OpenAi { model, .. } => format!("openai:{model}"),

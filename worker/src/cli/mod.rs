@@ -5,9 +5,9 @@
 //! exit code. Tests reuse it with a registry that also holds their test activities.
 //!
 //! One concept: the command-line surface. Each command is one short function beside the code
-//! it drives ([`pipelines`]: validate, graph, alerts; [`one_run`]: run, status, cost,
-//! reset-point; [`serve`]: worker, dev; [`cluster`]: plan, apply; [`process`]; [`demo`]),
-//! reaching Temporal through [`connect`]; the services are wired by [`crate::app`], the work is
+//! it drives (`pipelines`: validate, graph, alerts; `one_run`: run, status, cost,
+//! reset-point; `serve`: worker, dev; `cluster`: plan, apply; `process`; `demo`),
+//! reaching Temporal through `connect`; the services are wired by [`crate::app`], the work is
 //! done by the modules each command calls.
 
 use std::path::PathBuf;

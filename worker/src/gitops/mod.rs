@@ -3,17 +3,17 @@
 //! `apply` finds nothing to change and says so.
 //!
 //! Declared, one module per kind of object:
-//! - [`namespace`]: the namespace (`TEMPORAL_NAMESPACE`, default `default`) and its retention
+//! - `namespace`: the namespace (`TEMPORAL_NAMESPACE`, default `default`) and its retention
 //!   (`REFLOW_NAMESPACE_RETENTION_DAYS`, default 30): registered when missing, updated when the
 //!   retention differs;
-//! - [`search_attributes`]: reflow's custom search attributes ([`workflow::search::ALL`]), added
+//! - `search_attributes`: reflow's custom search attributes ([`workflow::search::ALL`]), added
 //!   when missing (a registered one of another type is reported, never removed: that would lose
 //!   data);
-//! - [`schedule`]: the `daily-poll` schedule (docs/contracts/daily.md §4) — present exactly when
+//! - `schedule`: the `daily-poll` schedule (docs/contracts/daily.md §4) — present exactly when
 //!   `DAILY_API_KEY` is set, every `REFLOW_DAILY_POLL_INTERVAL` seconds, else 180 s with a
 //!   webhook secret and 15 s without, overlap SKIP, starting `PollDailyRecordings` pinned to the
 //!   repository's `pipelines/daily-poll.yaml` (its hash is compared);
-//! - [`deployment`]: with `REFLOW_DEPLOYMENT_NAME`, the Worker Deployment's current version:
+//! - `deployment`: with `REFLOW_DEPLOYMENT_NAME`, the Worker Deployment's current version:
 //!   this build (`REFLOW_BUILD_ID`, [`crate::deployment`]), made current once its workers poll;
 //!   runs pinned to the previous version finish on it.
 //!
