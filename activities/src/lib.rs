@@ -32,6 +32,7 @@ pub mod storage;
 pub mod track;
 pub mod transcript;
 pub mod usage;
+pub mod versions;
 pub mod webhook;
 pub mod zulip;
 

@@ -84,9 +84,10 @@ impl ActivityInboundInterceptor for AttemptReporter {
         let workflow_id = info.workflow_id.clone().unwrap_or_default();
         let activity_id = info.activity_id.clone();
         let attempt = info.attempt;
-        // The interpreter's progress reports are bookkeeping, not steps.
-        let internal =
-            info.is_local && info.activity_type == workflow::interpreter::REPORT_PROGRESS;
+        // The interpreter's progress reports and definition lookups are bookkeeping, not steps.
+        let internal = info.is_local
+            && (info.activity_type == workflow::interpreter::REPORT_PROGRESS
+                || info.activity_type == workflow::interpreter::resolve::RESOLVE_PIPELINE);
         let mut labels = activities::attempt::AttemptContext {
             pipeline: info.workflow_type.clone().unwrap_or_default(),
             step: info.activity_type.clone(),

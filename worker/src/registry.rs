@@ -19,6 +19,7 @@ use activities::llm::steps::{self as summary, SummaryActivities};
 use activities::llm::{Llm, LlmConfig};
 use activities::progress::{self, ProgressActivities};
 use activities::storage::{Storage, StorageConfig, StorageError};
+use activities::versions::{VersionActivities, Versions};
 use activities::webhook::WebhookActivities;
 use activities::zulip::{ZulipActivities, ZulipConfig};
 use temporalio_sdk::WorkerOptions;
@@ -185,6 +186,7 @@ impl Registry {
             .into_iter()
             .fold(Catalog::new(), |c, declare| declare(c))
             .activity(ProgressActivities::report_progress.name(), progress::EMITS)
+            .activity(VersionActivities::resolve_pipeline.name(), &[])
             .workflow_type("DiarizationPipeline")
             .workflow_type("TrackProcessing")
             .workflow_type("PollDailyRecordings");
@@ -192,6 +194,8 @@ impl Registry {
             catalog,
             Arc::new(|o: &mut WorkerOptions, services: &Services| {
                 o.register_activities(ProgressActivities::new(services.events.clone()));
+                // Every run's first workflow task resolves its registered definition.
+                o.register_activities(VersionActivities::new(Versions::of(services.db())));
                 o.register_activities(AudioActivities::new(
                     services.storage.clone(),
                     services.recordings.clone(),
@@ -332,7 +336,9 @@ mod tests {
         let catalog = registry.catalog();
         for name in catalog.activity_names() {
             let entry = catalog.get_activity(name).unwrap();
-            if name == activities::progress::ProgressActivities::report_progress.name() {
+            if name == activities::progress::ProgressActivities::report_progress.name()
+                || name == VersionActivities::resolve_pipeline.name()
+            {
                 continue; // internal: scheduled by the interpreter, never by a step
             }
             if name == crate::poll::PollActivities::poll_daily_recordings.name() {

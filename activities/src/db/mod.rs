@@ -11,6 +11,7 @@
 pub mod attempts;
 pub mod events;
 pub mod meetings;
+pub mod pipelines;
 pub mod progress;
 pub mod transcripts;
 

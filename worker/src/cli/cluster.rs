@@ -1,5 +1,6 @@
-//! `reflow plan` and `reflow apply`: the cluster against what the repository declares
-//! ([`crate::gitops`]), printed one `+ ~ -` line per object.
+//! `reflow plan` and `reflow apply`: the cluster (and the pipeline versions registered in
+//! reflow's database) against what the repository declares ([`crate::gitops`]), printed one
+//! `+ ~ -` line per object.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,8 +16,7 @@ pub(super) async fn plan(
     registry: &Registry,
     pipelines: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let dir = pipelines.unwrap_or_else(|| settings.pipelines_dir.clone());
-    let desired = Desired::from_settings(settings, Some(&dir), registry.catalog())?;
+    let desired = desired(settings, registry, pipelines).await?;
     let client = connect(settings).await?;
     let changes = gitops::plan(&client, &desired).await?;
     for c in &changes {
@@ -40,8 +40,7 @@ pub(super) async fn apply(
     registry: &Registry,
     pipelines: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let dir = pipelines.unwrap_or_else(|| settings.pipelines_dir.clone());
-    let desired = Desired::from_settings(settings, Some(&dir), registry.catalog())?;
+    let desired = desired(settings, registry, pipelines).await?;
     let client = connect(settings).await?;
     let changes = gitops::apply(&client, &desired).await?;
     for c in &changes {
@@ -51,4 +50,22 @@ pub(super) async fn apply(
         println!("nothing to change: the cluster already matches the repository");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the settings and the pipeline directory (`pipelines`, else the settings') declare,
+/// pipeline versions included (registered in the settings' database).
+async fn desired(
+    settings: &Settings,
+    registry: &Registry,
+    pipelines: Option<PathBuf>,
+) -> anyhow::Result<Desired> {
+    let dir = pipelines.unwrap_or_else(|| settings.pipelines_dir.clone());
+    let mut desired = Desired::from_settings(settings, Some(&dir), registry.catalog())?;
+    let db = activities::db::Db::connect(&settings.database_url()?).await?;
+    desired.pipelines = Some(gitops::DesiredPipelines::declared(
+        db,
+        &dir,
+        registry.catalog(),
+    )?);
+    Ok(desired)
 }

@@ -15,7 +15,11 @@
 //!   repository's `pipelines/daily-poll.yaml` (its hash is compared);
 //! - `deployment`: with `REFLOW_DEPLOYMENT_NAME`, the Worker Deployment's current version:
 //!   this build (`REFLOW_BUILD_ID`, [`crate::deployment`]), made current once its workers poll;
-//!   runs pinned to the previous version finish on it.
+//!   runs pinned to the previous version finish on it;
+//! - `pipelines`: every definition of the pipeline directory (and the built-in ones intake
+//!   and the poll start) registered as an immutable version in reflow's database, which runs
+//!   name by hash; a changed definition must bump its `version:`, and a new version is
+//!   planned step by step, with the steps a re-run could reuse.
 //!
 //! This module holds the one concept they share: the reconciliation itself — what is
 //! declared ([`Desired`]), the [`Change`]s (printed `+ ~ -`), and the order [`plan`] reads and
@@ -33,10 +37,12 @@ use crate::runs::RunError;
 
 mod deployment;
 mod namespace;
+mod pipelines;
 mod schedule;
 mod search_attributes;
 
 pub use namespace::DesiredNamespace;
+pub use pipelines::{DesiredPipelines, git_commit, register, unregistered};
 pub use schedule::{DAILY_POLL, DAILY_POLL_YAML, DesiredSchedule, poll_interval};
 pub use search_attributes::{
     missing_search_attributes, reflow_search_attributes, search_attributes,
@@ -48,6 +54,9 @@ pub enum GitOpsError {
     /// A declared pipeline is invalid.
     #[error(transparent)]
     Pipeline(#[from] RunError),
+    /// reflow's database (registered pipeline versions).
+    #[error(transparent)]
+    Db(#[from] activities::db::DbError),
     /// Temporal refused a call.
     #[error("{kind} {id}: {message}")]
     Temporal {
@@ -81,6 +90,8 @@ pub enum Kind {
     Schedule,
     /// A Worker Deployment (its current version).
     Deployment,
+    /// A registered version of a pipeline definition.
+    Pipeline,
 }
 
 impl std::fmt::Display for Kind {
@@ -90,6 +101,7 @@ impl std::fmt::Display for Kind {
             Kind::SearchAttribute => "search attribute",
             Kind::Schedule => "schedule",
             Kind::Deployment => "worker deployment",
+            Kind::Pipeline => "pipeline",
         })
     }
 }
@@ -107,6 +119,8 @@ pub struct Desired {
     pub absent: Vec<String>,
     /// The deployment whose current version must be this build.
     pub deployment: Option<crate::deployment::Deployment>,
+    /// The pipeline definitions to register as versions (absent: versions are left alone).
+    pub pipelines: Option<DesiredPipelines>,
 }
 
 impl Desired {
@@ -209,6 +223,18 @@ impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Change::Create { kind, id, summary } => write!(f, "+ {kind} {id}: create ({summary})"),
+            // A new pipeline version: what it is, then one line per change under it.
+            Change::Update {
+                kind: Kind::Pipeline,
+                id,
+                diffs,
+            } => {
+                write!(f, "~ {} {id}:", Kind::Pipeline)?;
+                for (i, d) in diffs.iter().enumerate() {
+                    write!(f, "{}{d}", if i == 0 { " " } else { "\n    " })?;
+                }
+                Ok(())
+            }
             Change::Update { kind, id, diffs } => {
                 write!(f, "~ {kind} {id}: update ({})", diffs.join("; "))
             }
@@ -239,6 +265,10 @@ pub async fn plan(
         )
         .await?,
     );
+    // Versions before schedules: a schedule's runs name a registered version.
+    if let Some(p) = &desired.pipelines {
+        out.extend(pipelines::plan(p).await?);
+    }
     out.extend(schedule::plan(client, &desired.schedules, &desired.absent).await?);
     // A new kind of object plans here.
     if let Some(d) = &desired.deployment {
@@ -265,6 +295,9 @@ pub async fn apply(
         &changes,
     )
     .await?;
+    if let Some(p) = &desired.pipelines {
+        pipelines::apply(p, &changes).await?;
+    }
     for c in &changes {
         match c.kind() {
             Kind::Schedule => schedule::apply(client, &desired.schedules, c).await?,
@@ -274,7 +307,7 @@ pub async fn apply(
                 }
             }
             // A new kind of object applies here.
-            Kind::Namespace | Kind::SearchAttribute => {}
+            Kind::Namespace | Kind::SearchAttribute | Kind::Pipeline => {}
         }
     }
     Ok(changes)

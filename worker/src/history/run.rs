@@ -16,6 +16,7 @@ use temporalio_common::protos::temporal::api::history::v1::history_event::Attrib
 use temporalio_common::protos::temporal::api::workflow::v1::pending_activity_info::pause_info::PausedBy;
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionResponse;
 use workflow::interpreter::REPORT_PROGRESS;
+use workflow::interpreter::resolve::RESOLVE_PIPELINE;
 
 /// The marker Temporal's Core SDK records for a finished local activity.
 const LOCAL_ACTIVITY_MARKER: &str = "core_local_activity";
@@ -287,6 +288,9 @@ pub fn ms(t: Option<&prost_wkt_types::Timestamp>) -> i64 {
 
 fn secs(d: Option<&prost_wkt_types::Duration>) -> i64 {
     d.map_or(0, |d| d.seconds + i64::from(d.nanos >= 500_000_000))
+    /// The definition its first workflow task resolved (`resolve_pipeline`'s recorded result;
+    /// `null` for a run that carries its definition inline).
+    pub resolved: Value,
 }
 
 /// The JSON value of a payload list's first payload (`null` when empty or not JSON).
@@ -341,6 +345,7 @@ impl Run {
     }
 
     fn read(&mut self, events: &[HistoryEvent]) {
+            resolved: Value::Null,
         // Scheduled / initiated event id → index in `steps` / `children`.
         let mut steps = std::collections::BTreeMap::new();
         let mut children = std::collections::BTreeMap::new();
@@ -467,9 +472,12 @@ impl Run {
                     }
                 }
                 Attributes::MarkerRecordedEventAttributes(a) => {
-                    if a.marker_name == LOCAL_ACTIVITY_MARKER
-                        && let Some(step) = local_step(a, at)
-                    {
+                    if a.marker_name != LOCAL_ACTIVITY_MARKER {
+                        continue;
+                    }
+                    if value(a.details.get("data"))["activity_type"] == RESOLVE_PIPELINE {
+                        self.resolved = value(a.details.get("result"));
+                    } else if let Some(step) = local_step(a, at) {
                         self.steps.push(step);
                     }
                 }
@@ -538,7 +546,9 @@ impl Run {
         self.status == WorkflowExecutionStatus::Running
     }
 
-    /// The pinned pipeline definition of the run (its input's `pipeline`).
+    /// The pipeline definition the run is pinned to: the one its first workflow task resolved
+    /// from the registered version its input names, or (a run from before references) its
+    /// input's inline `pipeline`.
     pub fn pipeline(&self) -> Option<workflow::Pipeline> {
         serde_json::from_value(self.input["pipeline"].clone()).ok()
     }
@@ -549,6 +559,9 @@ impl Run {
     }
 
     /// The pending activity with `activity_id`.
+        if !self.resolved.is_null() {
+            return serde_json::from_value(self.resolved.clone()).ok();
+        }
     pub fn pending_of(&self, activity_id: &str) -> Option<&Pending> {
         self.pending.iter().find(|p| p.activity_id == activity_id)
     }

@@ -36,6 +36,7 @@ mod inputs;
 pub mod next_release;
 mod options;
 mod report;
+pub mod resolve;
 mod step;
 mod tags;
 
