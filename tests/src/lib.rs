@@ -15,6 +15,7 @@ pub mod daily;
 pub mod demo;
 pub mod media;
 pub mod meetings;
+pub mod next_release;
 pub mod postgres;
 pub mod runbook;
 #[path = "../../activities/tests/common/s3.rs"]
@@ -481,14 +482,25 @@ pub fn histories_dir() -> PathBuf {
 
 /// Replay one history with the test and built-in workflow types.
 pub async fn replay(history: temporalio_client::WorkflowHistory) -> Result<(), String> {
+    replay_with(history, None).await
+}
+
+/// [`replay`], under a workflow interceptor when given (the [`next_release`]'s).
+pub async fn replay_with(
+    history: temporalio_client::WorkflowHistory,
+    interceptor: Option<temporalio_workflow::workflow_interceptors::WorkflowInterceptorConstructor>,
+) -> Result<(), String> {
     use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
-    let options = WorkflowReplayerOptions::new()
+    let mut options = WorkflowReplayerOptions::new()
         .register_workflow::<workflows::EngineTest>()
         .and_then(|o| o.register_workflow::<workflows::EngineChild>())
         .and_then(|o| o.register_workflow::<workflow::workflows::DiarizationPipeline>())
         .and_then(|o| o.register_workflow::<workflow::workflows::TrackProcessing>())
-        .map_err(|e| e.to_string())?
-        .build();
+        .map_err(|e| e.to_string())?;
+    if let Some(i) = interceptor {
+        options = options.workflow_interceptor(i);
+    }
+    let options = options.build();
     let replayer = WorkflowReplayer::new(options).map_err(|e| e.to_string())?;
     replayer
         .replay_workflow(history)

@@ -17,11 +17,13 @@ fn main() -> ExitCode {
 
 async fn test_worker() -> ExitCode {
     reflow::init_tracing();
-    // The rolling-upgrade test's "next release" (workflow::interpreter::next_release).
-    if std::env::var_os("REFLOW_TEST_NEXT_INTERPRETER").is_some() {
-        workflow::interpreter::next_release::enable();
-    }
-    match reflow::cli::run(reflow::cli::Cli::parse(), reflow_tests::registry()).await {
+    // The rolling-upgrade test's "next release" (reflow_tests::next_release).
+    let registry = if std::env::var_os("REFLOW_TEST_NEXT_INTERPRETER").is_some() {
+        reflow_tests::next_release::registry()
+    } else {
+        reflow_tests::registry()
+    };
+    match reflow::cli::run(reflow::cli::Cli::parse(), registry).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -318,12 +318,11 @@ async fn a_rolling_upgrade_finishes_every_meeting_on_the_build_that_started_it()
         .await
         .expect_err("a's interpreter cannot replay b's history");
     assert!(e.to_lowercase().contains("nondetermin"), "{e}");
-    workflow::interpreter::next_release::enable();
-    let e = reflow_tests::replay(history(old_history))
+    let e = reflow_tests::next_release::replay(history(old_history))
         .await
         .expect_err("b's interpreter cannot replay a's history");
     assert!(e.to_lowercase().contains("nondetermin"), "{e}");
-    reflow_tests::replay(history(new_history))
+    reflow_tests::next_release::replay(history(new_history))
         .await
         .expect("b replays its own history");
     server.stop().await;

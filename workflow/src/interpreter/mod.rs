@@ -33,10 +33,8 @@ use temporalio_workflow::{
 
 mod failure;
 mod inputs;
-pub mod next_release;
 mod options;
 mod report;
-pub mod resolve;
 mod step;
 mod tags;
 
@@ -134,9 +132,6 @@ pub async fn run<W: Interpreted>(
         _ => None,
     };
     let main = async {
-        if next_release::enabled() {
-            ctx.timer(std::time::Duration::from_millis(1)).await;
-        }
         let result = run_graph(ctx, input).await;
         ctx.state_mut(|w| w.progress_mut().finished = true);
         result
