@@ -35,6 +35,7 @@ mod failure;
 mod inputs;
 mod options;
 mod report;
+pub mod resolve;
 mod step;
 mod tags;
 
