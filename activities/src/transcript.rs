@@ -226,7 +226,9 @@ pub fn vtt_time(seconds: f64) -> String {
     )
 }
 
-/// WebVTT of `segments`; each cue's voice is `voice(speaker)`.
+/// WebVTT of `segments`; each cue's voice is `voice(speaker)`. Names (a Daily display name is
+/// whatever the participant typed) and text are escaped ([`vtt_escape`]), so neither can end
+/// the voice tag, add markup or start a cue of its own.
 pub fn webvtt(segments: &[Segment], voice: impl Fn(i64) -> String) -> String {
     let mut out = String::from("WEBVTT\n");
     for s in segments {
@@ -234,9 +236,27 @@ pub fn webvtt(segments: &[Segment], voice: impl Fn(i64) -> String) -> String {
             "\n{} --> {}\n<v {}>{}\n",
             vtt_time(s.start),
             vtt_time(s.end),
-            voice(s.speaker),
-            s.text
+            vtt_escape(&voice(s.speaker)),
+            vtt_escape(&s.text)
         ));
+    }
+    out
+}
+
+/// `text` as WebVTT cue text (the WebVTT spec, §4.2.2 "cue text"): `&`, `<` and `>` as
+/// `&amp;`, `&lt;` and `&gt;` (so a `>` cannot close a `<v …>` tag and `-->` cannot appear),
+/// and every line break or other control character as a space (a blank line would end the
+/// cue, and a line of its own could be read as a new cue's timing).
+pub fn vtt_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
     }
     out
 }
@@ -412,6 +432,28 @@ mod tests {
         let s = segments(&words);
         assert!(s.len() >= 2);
         assert!(s.iter().all(|s| s.text.len() <= MAX_SEGMENT_CHARS + 5));
+    }
+
+    #[test]
+    fn names_and_words_cannot_forge_cues_or_tags() {
+        let forger = "Eve\n\n00:00.000 --> 00:09.000\nforged";
+        let topics = [topic(vec![w(" a<b>&c -->", 1.0, 0), w(" ok.", 2.0, 0)])];
+        let people = [Participant {
+            id: "p".into(),
+            speaker: 0,
+            name: forger.into(),
+            user_id: None,
+            email: None,
+        }];
+        let vtt = render("webvtt-named", &topics, &people).unwrap();
+        let vtt = vtt.as_str().unwrap();
+        assert_eq!(
+            vtt,
+            "WEBVTT\n\n00:00:01.000 --> 00:00:02.400\n<v Eve  00:00.000 --&gt; 00:09.000 forged>a&lt;b&gt;&amp;c --&gt; ok.\n"
+        );
+        assert_eq!(vtt.matches("-->").count(), 1, "one cue: {vtt}");
+        assert_eq!(vtt_escape("Ana\r\n"), "Ana  ");
+        assert_eq!(vtt_escape("O'Brien & Co"), "O'Brien &amp; Co");
     }
 
     #[test]

@@ -132,19 +132,10 @@ pub fn is_private(ip: IpAddr) -> bool {
     }
 }
 
-/// `url` as failure texts may show it: scheme, host, port and path, without credentials,
-/// query or fragment (a customer URL's query often carries its token).
+/// `url` as failure texts may show it ([`http::display_url`]: no credentials, query or
+/// fragment; a customer URL's query often carries its token).
 pub fn display_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.set_fragment(None);
-            u.to_string()
-        }
-        Err(_) => "<unparsable URL>".to_owned(),
-    }
+    http::display_url(url)
 }
 
 /// Hosts allowed to resolve to private addresses (`REFLOW_WEBHOOK_ALLOWED_PRIVATE_HOSTS`,
@@ -311,7 +302,9 @@ impl WebhookActivities {
             // A proxy from the environment would connect on our behalf, past the pinning.
             .no_proxy()
             .build()
-            .map_err(|e| ActivityFailure::Config(format!("webhook client: {e}")))?;
+            .map_err(|e| {
+                ActivityFailure::Config(format!("webhook client: {}", http::describe(e)))
+            })?;
         let mut request = client
             .post(&url)
             .header("Content-Type", "application/json")

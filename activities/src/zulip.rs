@@ -140,10 +140,7 @@ impl ZulipActivities {
         let (true, Some(stream)) = (room.zulip_auto_post, room.zulip_stream.clone()) else {
             return skipped("the room does not post to Zulip");
         };
-        let topic = room
-            .zulip_topic
-            .clone()
-            .unwrap_or_else(|| room.name.clone());
+        let topic = topic_name(room.zulip_topic.as_deref().unwrap_or(&room.name));
         let content = message(&t, &self.config.ui_base_url)?;
         let client = http::client(TIMEOUT);
         let api = self.config.api(realm);
@@ -187,7 +184,9 @@ impl ZulipActivities {
             .await?
             .json()
             .await
-            .map_err(|e| ActivityFailure::ResponseShape(format!("{what}: {e}")))?;
+            .map_err(|e| {
+                ActivityFailure::ResponseShape(format!("{what}: {}", http::describe(e)))
+            })?;
         let id = reply
             .id
             .ok_or_else(|| ActivityFailure::ResponseShape(format!("{what}: no message id")))?;
@@ -210,13 +209,91 @@ pub fn clock(seconds: f64) -> String {
     }
 }
 
-/// The message of §4.15.
+/// An invisible character (U+200B ZERO WIDTH SPACE) that breaks Zulip's markdown syntax where
+/// it is inserted and changes nothing a reader sees.
+const BREAK: char = '\u{200B}';
+
+/// `text` (a meeting's summary: what its participants said, rephrased by a model) made inert
+/// as Zulip markdown, so that speech cannot steer the bot's message:
+///
+/// - mentions (`@**all**`, `@**Name**`, `@_**Name**`, `@*group*`, old-style `@all`) and
+///   stream links (`#**stream**`) are broken by an invisible character after the `@` / `#`;
+/// - links `[text](target)` (and reference links `[text][ref]`) likewise between `]` and
+///   `(` / `[`, so the target shows as text;
+/// - a line that would open or close a fence (```` ``` ````, `~~~`, after any indentation)
+///   starts with the invisible character, so it can neither close the spoiler it is quoted in
+///   nor open a block of its own.
+///
+/// Everything else (emphasis, lists, plain URLs, which show their target) is left as written.
+pub fn escape_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for (n, line) in text.split('\n').enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        let bare = line.trim_start_matches([' ', '\t']);
+        if bare.starts_with("```") || bare.starts_with("~~~") {
+            out.push(BREAK);
+        }
+        let mut prev: Option<char> = None;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            out.push(c);
+            let next = chars.peek().copied();
+            let breaks = match c {
+                // Zulip reads a mention only after the start, a space or punctuation; an `@`
+                // after a letter or digit (an email address) is left alone.
+                '@' => !prev.is_some_and(char::is_alphanumeric),
+                '#' => next == Some('*'),
+                ']' => matches!(next, Some('(' | '[')),
+                _ => false,
+            };
+            if breaks {
+                out.push(BREAK);
+            }
+            prev = Some(c);
+        }
+    }
+    out
+}
+
+/// A one-line field (a title, a topic's title, the Zulip topic itself): line breaks and other
+/// control characters become spaces (a title must not start lines of markdown of its own),
+/// then [`escape_markdown`].
+pub fn escape_line(text: &str) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    escape_markdown(flat.trim())
+}
+
+/// A fence that `content` cannot close: one backtick longer than its longest run of backticks
+/// (at least three).
+pub fn fence_for(content: &str) -> String {
+    let longest = content.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    "`".repeat((longest + 1).max(3))
+}
+
+/// The Zulip topic a message is posted under: a plain-text field (no markdown is rendered in
+/// it), so only control characters are replaced, by spaces.
+pub fn topic_name(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+/// The message of §4.15. Everything that comes from the meeting (the title, the topics'
+/// titles, the summary) is escaped ([`escape_line`], [`escape_markdown`]) and each spoiler's
+/// fence is longer than any backtick run it holds ([`fence_for`]).
 pub fn message(t: &Transcript, ui_base_url: &str) -> Result<String, ActivityFailure> {
     let title = t
         .title
         .as_deref()
         .filter(|s| !s.trim().is_empty())
-        .unwrap_or("Unnamed recording");
+        .map_or_else(|| "Unnamed recording".to_owned(), escape_line);
     let host = url::Url::parse(ui_base_url)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
@@ -233,18 +310,23 @@ pub fn message(t: &Transcript, ui_base_url: &str) -> Result<String, ActivityFail
         .long_summary
         .as_deref()
         .filter(|s| !s.trim().is_empty())
-        .unwrap_or("No summary available");
-    out.push_str(&format!("```spoiler Summary\n{summary}\n```\n\n"));
-    out.push_str("```spoiler Topics\n");
-    for (n, topic) in topics.iter().enumerate() {
-        out.push_str(&format!(
-            "{}. [{}] {}\n",
-            n + 1,
-            clock(topic.timestamp),
-            topic.title
-        ));
-    }
-    out.push_str("```\n\n-----\n");
+        .map_or_else(|| "No summary available".to_owned(), escape_markdown);
+    let fence = fence_for(&summary);
+    out.push_str(&format!("{fence}spoiler Summary\n{summary}\n{fence}\n\n"));
+    let list: String = topics
+        .iter()
+        .enumerate()
+        .map(|(n, topic)| {
+            format!(
+                "{}. [{}] {}\n",
+                n + 1,
+                clock(topic.timestamp),
+                escape_line(&topic.title)
+            )
+        })
+        .collect();
+    let fence = fence_for(&list);
+    out.push_str(&format!("{fence}spoiler Topics\n{list}{fence}\n\n-----\n"));
     Ok(out)
 }
 
@@ -271,7 +353,125 @@ impl ZulipActivities {
 
 #[cfg(test)]
 mod tests {
-    use super::clock;
+    use super::*;
+
+    /// How Zulip's server reads fences (`zerver/lib/markdown/fenced_code.py`): a line matching
+    /// `^(`{3,}|~{3,})` opens a block (inside a spoiler too), and a block closes at the line
+    /// that equals its own fence. The blocks of `message` in order: (fence, header, lines).
+    fn zulip_blocks(message: &str) -> Vec<(String, String, Vec<String>)> {
+        let opens = |l: &str| {
+            let run = |ch: char| l.chars().take_while(|c| *c == ch).count();
+            let n = run('`').max(run('~'));
+            (n >= 3).then(|| (l[..n].to_owned(), l[n..].trim().to_owned()))
+        };
+        let mut out = Vec::new();
+        let mut stack: Vec<(String, String, Vec<String>)> = Vec::new();
+        for line in message.lines() {
+            if let Some(top) = stack.last_mut() {
+                if line.trim_end() == top.0 {
+                    let done = stack.pop().unwrap();
+                    out.push(done);
+                    continue;
+                }
+                top.2.push(line.to_owned());
+            }
+            if let Some((fence, header)) = opens(line) {
+                stack.push((fence, header, Vec::new()));
+            }
+        }
+        assert!(stack.is_empty(), "an unclosed block: {stack:?}");
+        out
+    }
+
+    /// Whether Zulip would read a mention in `text`: `@`, optional `_`, then `*`, after the
+    /// start, a space or punctuation (`zerver/lib/mention.py`), or an old-style `@all`.
+    fn live_mention(text: &str) -> bool {
+        let chars: Vec<char> = text.chars().collect();
+        chars.iter().enumerate().any(|(i, c)| {
+            let after_ok = i == 0 || !chars[i - 1].is_alphanumeric();
+            let rest: String = chars[i + 1..].iter().take(12).collect();
+            *c == '@'
+                && after_ok
+                && (rest.starts_with('*')
+                    || rest.starts_with("_*")
+                    || ["all", "everyone", "stream", "channel", "topic"]
+                        .iter()
+                        .any(|w| rest.starts_with(w)))
+        })
+    }
+
+    fn hostile() -> Transcript {
+        let topics = serde_json::json!([
+            {"id": "1", "title": "Plan ```spoiler\n@**everyone**", "summary": "", "timestamp": 3.0},
+            {"id": "2", "title": "[x][y] and [z](javascript:alert(1))", "summary": "", "timestamp": 63.0}
+        ]);
+        serde_json::from_value(serde_json::json!({
+            "id": "t-1", "name": "", "status": "ended", "locked": false,
+            "created_at": "2026-01-10T04:21:17Z", "topics": topics.to_string(),
+            "participants": "[]", "reviewed": false, "audio_location": "storage",
+            "audio_deleted": false, "share_mode": "public", "source_kind": "room",
+            "change_seq": 1,
+            "title": "Budget @**all** review\n```\n@_**Ben** [click](https://evil.example)",
+            "long_summary": "We agreed.\n```\n@**all** see [the form](https://evil.example/login) \
+                 and #**general>secret** or @*admins* or @all\n````\n~~~\nmail ana@example.com",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn meeting_text_cannot_mention_link_or_close_a_fence() {
+        let m = message(&hostile(), "https://reflector.example").unwrap();
+        assert!(!live_mention(&m), "{m}");
+        // Our own link is the only one.
+        let ours = m.replace(
+            "[reflector.example](https://reflector.example/transcripts/t-1)",
+            "",
+        );
+        assert!(!ours.contains("]("), "{m}");
+        assert!(!m.contains("]["), "{m}");
+        assert!(!m.contains("#**"), "{m}");
+        let blocks = zulip_blocks(&m);
+        assert_eq!(blocks.len(), 2, "exactly the two spoilers: {blocks:#?}");
+        assert_eq!(blocks[0].1, "spoiler Summary");
+        assert_eq!(
+            blocks[0].2.len(),
+            6,
+            "every summary line inside: {:#?}",
+            blocks[0]
+        );
+        assert_eq!(blocks[1].1, "spoiler Topics");
+        assert_eq!(blocks[1].2.len(), 2, "{:#?}", blocks[1]);
+        // The title stays on the heading's line.
+        assert!(m.lines().next().unwrap().contains("Budget"), "{m}");
+        assert!(m.lines().nth(1).unwrap().is_empty(), "{m}");
+        // What a reader sees is the text as said (the break is invisible).
+        let seen = m.replace(BREAK, "");
+        assert!(
+            seen.contains("@**all** see [the form](https://evil.example/login)"),
+            "{seen}"
+        );
+        assert!(
+            seen.contains("mail ana@example.com"),
+            "an email is untouched: {seen}"
+        );
+        assert!(m.contains("mail ana@example.com"), "{m}");
+    }
+
+    #[test]
+    fn escapers_break_only_what_zulip_would_read_as_syntax() {
+        assert_eq!(escape_markdown("@**all**"), "@\u{200B}**all**");
+        assert_eq!(escape_markdown("(@_**Ben**)"), "(@\u{200B}_**Ben**)");
+        assert_eq!(escape_markdown("a@b.c"), "a@b.c");
+        assert_eq!(escape_markdown("[a](b)"), "[a]\u{200B}(b)");
+        assert_eq!(escape_markdown("#**s>t**"), "#\u{200B}**s>t**");
+        assert_eq!(escape_markdown("x\n  ```\ny"), "x\n\u{200B}  ```\ny");
+        assert_eq!(escape_markdown("~~~~"), "\u{200B}~~~~");
+        assert_eq!(escape_markdown("plain *bold* text"), "plain *bold* text");
+        assert_eq!(escape_line("a\r\nb\tc"), "a  b c");
+        assert_eq!(fence_for("no ticks"), "```");
+        assert_eq!(fence_for("a ```` b"), "`````");
+        assert_eq!(topic_name("room\n@**all**"), "room @**all**");
+    }
 
     #[test]
     fn durations_read_as_clock_times() {

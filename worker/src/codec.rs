@@ -6,7 +6,8 @@
 //! AES-256-GCM under a 12-byte random nonce; the new payload's data is `nonce ‖ ciphertext`
 //! and its metadata says `encoding: binary/encrypted`, `encryption-key-id: <id>` (bound into
 //! the tag as associated data) and, when compressed, `encryption-compression: zlib`. Search
-//! attributes stay readable (the SDK never passes them to a codec).
+//! attributes stay readable (the SDK never passes them to a codec). Failure messages are sealed
+//! as well ([`PayloadEncryption::data_converter`]).
 //!
 //! Keys rotate: `REFLOW_CODEC_KEYS` is a comma-separated list of `id:base64(32 bytes)`; the
 //! first seals new payloads, every listed key opens old ones, so a run started before a
@@ -201,11 +202,15 @@ impl PayloadEncryption {
         Payload::decode(plain.as_slice()).map_err(|e| CodecError::Decode(e.to_string()))
     }
 
-    /// A data converter with the SDK's JSON payload converter and this codec.
+    /// A data converter with the SDK's JSON payload converter and this codec. Failure
+    /// messages and stack traces are sealed too: the failure converter moves them into the
+    /// failure's `encoded_attributes` payload (its `message` then reads `"Encoded failure"`),
+    /// which the codec seals like any other payload, since a failure text can quote meeting
+    /// content or a URL. Failure types, retry states and timeouts stay readable.
     pub fn data_converter(&self) -> DataConverter {
         DataConverter::new(
             PayloadConverter::default(),
-            DefaultFailureConverter::default(),
+            DefaultFailureConverter::new(true),
             self.clone(),
         )
     }
@@ -309,5 +314,41 @@ mod tests {
             assert!(e.contains("REFLOW_CODEC_KEYS"), "{e}");
             assert!(!e.contains(&key(1)), "{e}");
         }
+    }
+
+    #[tokio::test]
+    async fn failure_messages_are_sealed_and_read_back() {
+        use temporalio_common::error::{ApplicationFailure, OutgoingActivityError, OutgoingError};
+        use temporalio_common::payload_visitor::{decode_payloads, encode_payloads};
+        let codec = PayloadEncryption::from_spec(&format!("k1:{}", key(1)), false).unwrap();
+        let context = SerializationContextData::None;
+        let text = "webhook POST http://h.example/in: HTTP 400 (Ana Lopez said so)";
+        let mut failure = codec.data_converter().to_failure(
+            &context,
+            OutgoingError::Activity(OutgoingActivityError::Application(Box::new(
+                ApplicationFailure::builder(anyhow::anyhow!(text))
+                    .type_name("HttpClientError".to_owned())
+                    .build(),
+            ))),
+        );
+        encode_payloads(&mut failure, &codec, &context)
+            .await
+            .unwrap();
+        // As Temporal stores it: no message, an encrypted payload in its place.
+        let stored = format!("{failure:?}");
+        assert!(
+            !stored.contains("Ana Lopez") && !stored.contains("h.example"),
+            "{stored}"
+        );
+        assert_eq!(failure.message, "Encoded failure");
+        let sealed = failure.encoded_attributes.clone().unwrap();
+        assert_eq!(sealed.metadata["encoding"], ENCODING.as_bytes());
+        // As reflow reads it (the history loaded with the codec): the message again.
+        decode_payloads(&mut failure, &codec, &context)
+            .await
+            .unwrap();
+        let read = crate::history::run::Failure::of(&failure);
+        assert_eq!(read.message, text);
+        assert_eq!(read.kind, "HttpClientError");
     }
 }

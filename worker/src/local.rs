@@ -8,6 +8,11 @@
 //! or the file's stem as the speaker's name and offset 0 (WebM files may still carry theirs).
 //! The files are copied into the recordings store, a transcript row is created, and
 //! `DiarizationPipeline` runs with `source_platform: "local"` (no Daily API).
+//!
+//! Only files inside the directory are read: a track that `recording.json` names, or a file the
+//! directory lists, is resolved (symlinks followed) and refused when it lies outside, so a
+//! manifest naming `/home/u/.aws/credentials`, `../../x` or a link to either cannot copy it
+//! into the store.
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +47,16 @@ pub enum LocalError {
     /// Nothing to process.
     #[error("{0}: no audio files ({exts})", exts = AUDIO.join(", "))]
     Empty(String),
+    /// A file of the directory is a link to one outside it.
+    #[error("{path} resolves to {target}, outside {dir}: only files inside the directory are read")]
+    Outside {
+        /// The file as listed.
+        path: String,
+        /// Where it leads.
+        target: String,
+        /// The directory.
+        dir: String,
+    },
     /// Storage or database.
     #[error("{0}")]
     Store(String),
@@ -77,12 +92,32 @@ pub struct LocalTrack {
     pub offset_s: Option<f64>,
 }
 
-/// The tracks of `dir` and the declared duration.
+/// Where `path` leads (symlinks followed), when that is inside `root` (canonical already).
+enum Resolved {
+    /// A file inside `root`, canonical.
+    Inside(PathBuf),
+    /// Somewhere outside `root`.
+    Outside(PathBuf),
+    /// Nothing there.
+    Missing,
+}
+
+fn resolve(root: &Path, path: &Path) -> Resolved {
+    match path.canonicalize() {
+        Ok(real) if real.starts_with(root) => Resolved::Inside(real),
+        Ok(real) => Resolved::Outside(real),
+        Err(_) => Resolved::Missing,
+    }
+}
+
+/// The tracks of `dir` and the declared duration. Every track is a file inside `dir`
+/// (resolved, symlinks followed): one outside is refused.
 pub fn scan(dir: &Path) -> Result<(Vec<LocalTrack>, Option<f64>), LocalError> {
     let io = |p: &Path| {
         let path = p.display().to_string();
         move |source| LocalError::Io { path, source }
     };
+    let root = dir.canonicalize().map_err(io(dir))?;
     let manifest_path = dir.join("recording.json");
     let manifest: Manifest = if manifest_path.exists() {
         let text = std::fs::read_to_string(&manifest_path).map_err(io(&manifest_path))?;
@@ -93,31 +128,25 @@ pub fn scan(dir: &Path) -> Result<(Vec<LocalTrack>, Option<f64>), LocalError> {
     } else {
         Manifest::default()
     };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(io(dir))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            TrackKey::parse(name).is_some()
-                || p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| AUDIO.contains(&e.to_ascii_lowercase().as_str()))
-        })
-        .collect();
-    files.sort();
     if !manifest.tracks.is_empty() {
-        // The manifest's order and names win; every file it names must exist.
+        // The manifest's order and names win; every file it names must exist, inside `dir`.
         let mut tracks = Vec::new();
-        for t in &manifest.tracks {
-            let path = dir.join(&t.file);
-            if !path.is_file() {
-                return Err(LocalError::Manifest {
-                    path: manifest_path.display().to_string(),
-                    message: format!("track {:?} does not exist", t.file),
-                });
-            }
+        for (i, t) in manifest.tracks.iter().enumerate() {
+            let refuse = |why: String| LocalError::Manifest {
+                path: manifest_path.display().to_string(),
+                message: format!("tracks[{i}].file {:?} {why}", t.file),
+            };
+            let path = match resolve(&root, &dir.join(&t.file)) {
+                Resolved::Inside(p) if p.is_file() => p,
+                Resolved::Inside(_) => return Err(refuse("is not a file".into())),
+                Resolved::Missing => return Err(refuse("does not exist".into())),
+                Resolved::Outside(_) => {
+                    return Err(refuse(format!(
+                        "is outside {}: only files inside the directory are read",
+                        root.display()
+                    )));
+                }
+            };
             tracks.push(LocalTrack {
                 path,
                 name: t.name.clone(),
@@ -126,6 +155,35 @@ pub fn scan(dir: &Path) -> Result<(Vec<LocalTrack>, Option<f64>), LocalError> {
         }
         return Ok((tracks, manifest.duration_s));
     }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(Result::ok)
+    {
+        let listed = entry.path();
+        let name = listed.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let audio = TrackKey::parse(name).is_some()
+            || listed
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| AUDIO.contains(&e.to_ascii_lowercase().as_str()));
+        if !audio {
+            continue;
+        }
+        match resolve(&root, &listed) {
+            Resolved::Inside(p) if p.is_file() => files.push(p),
+            Resolved::Outside(target) => {
+                return Err(LocalError::Outside {
+                    path: listed.display().to_string(),
+                    target: target.display().to_string(),
+                    dir: root.display().to_string(),
+                });
+            }
+            // A directory named like audio, or a dangling link: not a track.
+            Resolved::Inside(_) | Resolved::Missing => {}
+        }
+    }
+    files.sort();
     if files.is_empty() {
         return Err(LocalError::Empty(dir.display().to_string()));
     }
@@ -425,5 +483,57 @@ mod tests {
                 .to_string()
                 .contains("no audio files")
         );
+    }
+
+    #[test]
+    fn only_files_inside_the_directory_are_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("meeting");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let outside = tmp.path().join("outside.webm");
+        std::fs::write(&outside, b"secret").unwrap();
+        std::fs::write(dir.join("ana.webm"), b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("link.webm")).unwrap();
+        std::os::unix::fs::symlink(dir.join("ana.webm"), dir.join("sub/alias.webm")).unwrap();
+        let manifest = |file: &str| {
+            std::fs::write(
+                dir.join("recording.json"),
+                json!({"tracks": [{"file": "ana.webm"}, {"file": file}]}).to_string(),
+            )
+            .unwrap();
+            scan(&dir)
+        };
+        for file in [
+            "../outside.webm".to_owned(),
+            outside.display().to_string(),
+            "link.webm".to_owned(),
+            "sub/../../outside.webm".to_owned(),
+        ] {
+            let e = manifest(&file).unwrap_err().to_string();
+            assert!(
+                e.contains("recording.json")
+                    && e.contains(&format!("tracks[1].file {file:?}"))
+                    && e.contains("outside"),
+                "{file}: {e}"
+            );
+        }
+        // Inside, however it is spelled (a link that stays inside too).
+        for file in ["sub/../ana.webm", "sub/alias.webm"] {
+            let (tracks, _) = manifest(file).unwrap();
+            assert_eq!(tracks[1].path, dir.canonicalize().unwrap().join("ana.webm"));
+        }
+        assert!(
+            manifest("sub")
+                .unwrap_err()
+                .to_string()
+                .contains("not a file")
+        );
+        // Without a manifest, a listed link that leads outside is refused too.
+        std::fs::remove_file(dir.join("recording.json")).unwrap();
+        let e = scan(&dir).unwrap_err().to_string();
+        assert!(e.contains("link.webm") && e.contains("outside"), "{e}");
+        std::fs::remove_file(dir.join("link.webm")).unwrap();
+        let (tracks, _) = scan(&dir).unwrap();
+        assert_eq!(tracks.len(), 1, "{tracks:?}");
     }
 }

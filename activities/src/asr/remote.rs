@@ -96,7 +96,10 @@ impl RemoteAsr {
                     body["model"] = json!(m);
                 }
                 let endpoint = format!("{}/v1/audio/transcriptions-from-url", self.url);
-                (endpoint.clone(), client.post(endpoint).json(&body))
+                (
+                    http::display_url(&endpoint),
+                    client.post(endpoint).json(&body),
+                )
             }
             Api::OpenAi => {
                 let model = self.model.clone().ok_or_else(|| {
@@ -118,7 +121,10 @@ impl RemoteAsr {
                     form = form.text("language", l.to_owned());
                 }
                 let endpoint = format!("{}/v1/audio/transcriptions", self.url);
-                (endpoint.clone(), client.post(endpoint).multipart(form))
+                (
+                    http::display_url(&endpoint),
+                    client.post(endpoint).multipart(form),
+                )
             }
         };
         let request = match &self.api_key {
@@ -136,7 +142,10 @@ impl RemoteAsr {
                 .await
                 .map_err(|e| http::transport(&what, e))?;
             serde_json::from_slice::<Response>(&body).map_err(|e| {
-                ActivityFailure::ResponseShape(format!("{what}: not a transcription: {e}"))
+                ActivityFailure::ResponseShape(format!(
+                    "{what}: not a transcription: {}",
+                    http::shape_error(&e)
+                ))
             })
         };
         let parsed = http::while_waiting(ctx, crate::heartbeat::HEARTBEAT_EVERY, call).await??;

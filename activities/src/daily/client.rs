@@ -195,8 +195,9 @@ impl DailyClient {
             .bytes()
             .await
             .map_err(|e| http::transport(what, e))?;
-        serde_json::from_slice(&body)
-            .map_err(|e| ActivityFailure::ResponseShape(format!("{what}: {e}")))
+        serde_json::from_slice(&body).map_err(|e| {
+            ActivityFailure::ResponseShape(format!("{what}: {}", http::shape_error(&e)))
+        })
     }
 
     /// `GET /recordings/{id}`.

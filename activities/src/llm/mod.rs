@@ -203,7 +203,10 @@ impl Llm {
                 if json_mode {
                     body["response_format"] = json!({"type": "json_object"});
                 }
-                let what = format!("{step}: {url}/chat/completions");
+                let what = format!(
+                    "{step}: {}",
+                    http::display_url(&format!("{url}/chat/completions"))
+                );
                 let mut request = client.post(format!("{url}/chat/completions")).json(&body);
                 if let Some(k) = api_key {
                     request = request.bearer_auth(k);

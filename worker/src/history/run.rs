@@ -41,8 +41,17 @@ impl Failure {
         while let Some(cause) = root.cause.as_deref() {
             root = cause;
         }
+        // With the payload codec on, the message travels in `encoded_attributes` (sealed in
+        // history, opened by the codec when the history is loaded) and `message` says
+        // "Encoded failure".
+        let message = root
+            .encoded_attributes
+            .as_ref()
+            .and_then(|p| serde_json::from_slice::<Value>(&p.data).ok())
+            .and_then(|v| v["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| root.message.clone());
         let mut out = Failure {
-            message: root.message.clone(),
+            message,
             ..Failure::default()
         };
         match &root.failure_info {

@@ -76,8 +76,20 @@ pub(super) fn describe(f: &Failure) -> StepFailure {
     };
     StepFailure {
         kind,
-        message: root.message.clone(),
+        message: message_of(root),
     }
+}
+
+/// A failure's own message. With the payload codec on, the worker's failure converter moves
+/// the message into `encoded_attributes` (`{"message", "stack_trace"}`, sealed in history and
+/// opened by the codec before the workflow sees it) and leaves `"Encoded failure"` in its
+/// place; the SDK restores the outermost failure only, so the root cause is read here.
+fn message_of(f: &Failure) -> String {
+    f.encoded_attributes
+        .as_ref()
+        .and_then(|p| serde_json::from_slice::<Value>(&p.data).ok())
+        .and_then(|v| v["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| f.message.clone())
 }
 
 #[cfg(test)]
@@ -125,6 +137,32 @@ mod tests {
             None,
         );
         assert_eq!(describe(&timeout).kind, "timeout: HEARTBEAT");
+    }
+
+    #[test]
+    fn an_encoded_root_message_is_read_from_its_attributes() {
+        let mut app = failure(
+            "Encoded failure",
+            Some(FailureInfo::ApplicationFailureInfo(
+                ApplicationFailureInfo {
+                    r#type: "HttpClientError".into(),
+                    ..Default::default()
+                },
+            )),
+            None,
+        );
+        app.encoded_attributes = Some(
+            payload::to_raw(&serde_json::json!({
+                "message": "webhook POST http://h/in: HTTP 400", "stack_trace": ""
+            }))
+            .payloads[0]
+                .clone(),
+        );
+        let f = describe(&failure("Encoded failure", None, Some(app)));
+        assert_eq!(
+            f.text(),
+            "HttpClientError: webhook POST http://h/in: HTTP 400"
+        );
     }
 
     #[test]

@@ -16,6 +16,11 @@
 //! - with the payload codec on, the raw history of a completed meeting holds none of its
 //!   participants' names or its title, the Web UI's codec request and `temporal workflow show
 //!   --codec-endpoint` decode it, and a run started before a key rotation completes after it.
+//! - [`secrets`]: a customer webhook with a token in its query that cannot be reached, and a
+//!   transcription service whose 422 quotes the presigned audio URL: neither secret reaches
+//!   history, the database or the worker's log; with the codec on, failure texts are sealed;
+//! - [`input`]: meeting speech cannot make the Zulip bot mention, link or break its fences, a
+//!   display name cannot forge WebVTT cues, and `reflow process` reads only its directory.
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +34,9 @@ use reflow_tests::meetings::{Backends, QUEUES, Stack, short_timeouts, voices};
 use reflow_tests::standins::Reply;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod input;
+mod secrets;
 
 const OPERATOR: &str = "operator-token-for-tests";
 const SECRET: &str = "user-jwt-secret-for-tests";
