@@ -74,9 +74,9 @@ pub struct ServerInfo {
     pub address: String,
     /// Its data directory (database, log).
     pub dir: PathBuf,
-}
     /// The server's own Prometheus metrics, `host:port` (its `action` counter).
     pub metrics_address: String,
+}
 
 /// The `temporal` CLI: `TEMPORAL_CLI`, else the repository's `.venv/bin/temporal`, else `PATH`.
 pub fn temporal_cli() -> PathBuf {

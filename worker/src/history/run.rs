@@ -288,6 +288,9 @@ pub struct Run {
     /// When a retry last reset this run, or reset its activities waiting in backoff (0:
     /// never).
     pub retried_ms: i64,
+    /// The definition its first workflow task resolved (`resolve_pipeline`'s recorded result;
+    /// `null` for a run that carries its definition inline).
+    pub resolved: Value,
 }
 
 /// Epoch ms of a protobuf timestamp.
@@ -297,9 +300,6 @@ pub fn ms(t: Option<&prost_wkt_types::Timestamp>) -> i64 {
 
 fn secs(d: Option<&prost_wkt_types::Duration>) -> i64 {
     d.map_or(0, |d| d.seconds + i64::from(d.nanos >= 500_000_000))
-    /// The definition its first workflow task resolved (`resolve_pipeline`'s recorded result;
-    /// `null` for a run that carries its definition inline).
-    pub resolved: Value,
 }
 
 /// The JSON value of a payload list's first payload (`null` when empty or not JSON).
@@ -345,6 +345,7 @@ impl Run {
             pending: described.pending_activities.iter().map(pending).collect(),
             first_task_completed: 0,
             retried_ms: 0,
+            resolved: Value::Null,
         };
         run.read(events);
         for p in &run.pending {
@@ -354,7 +355,6 @@ impl Run {
     }
 
     fn read(&mut self, events: &[HistoryEvent]) {
-            resolved: Value::Null,
         // Scheduled / initiated event id → index in `steps` / `children`.
         let mut steps = std::collections::BTreeMap::new();
         let mut children = std::collections::BTreeMap::new();
@@ -559,6 +559,9 @@ impl Run {
     /// from the registered version its input names, or (a run from before references) its
     /// input's inline `pipeline`.
     pub fn pipeline(&self) -> Option<workflow::Pipeline> {
+        if !self.resolved.is_null() {
+            return serde_json::from_value(self.resolved.clone()).ok();
+        }
         serde_json::from_value(self.input["pipeline"].clone()).ok()
     }
 
@@ -568,9 +571,6 @@ impl Run {
     }
 
     /// The pending activity with `activity_id`.
-        if !self.resolved.is_null() {
-            return serde_json::from_value(self.resolved.clone()).ok();
-        }
     pub fn pending_of(&self, activity_id: &str) -> Option<&Pending> {
         self.pending.iter().find(|p| p.activity_id == activity_id)
     }
