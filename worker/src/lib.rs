@@ -16,6 +16,7 @@ pub mod gitops;
 pub mod graph;
 pub mod history;
 pub mod http;
+pub mod import;
 pub mod intake;
 pub mod local;
 pub mod metrics;

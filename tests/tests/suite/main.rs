@@ -12,6 +12,7 @@
 //! | [`chaos`] | worker processes SIGKILLed mid-meeting; nothing lost or paid twice |
 //! | [`compose`] | the compose stack, parsed and checked |
 //! | [`conductor`] | the Conductor-compatible status API over engine runs |
+//! | [`conductor_import`] | `reflow import conductor` of the seed: what it names, a small patch, a meeting |
 //! | [`conductor_meeting`] | the Conductor view of `pipelines/diarization.yaml`, field by field |
 //! | [`daily_client`] | the Daily REST client against the Daily stand-in |
 //! | [`db`] | database and event publishing on SQLite and PostgreSQL |
@@ -44,6 +45,7 @@ mod bad_input;
 mod chaos;
 mod compose;
 mod conductor;
+mod conductor_import;
 mod conductor_meeting;
 mod daily_client;
 mod db;

@@ -21,11 +21,13 @@ use crate::settings::Settings;
 mod cluster;
 mod connect;
 mod demo;
+mod import;
 mod one_run;
 mod pipelines;
 mod process;
 mod serve;
 
+pub use import::ImportFrom;
 pub use pipelines::pipeline_files;
 
 /// Exit code for an invalid pipeline (sysexits' EX_CONFIG).
@@ -171,6 +173,13 @@ pub enum Command {
         #[arg(long, env = "REFLOW_PIPELINES")]
         pipelines: Option<PathBuf>,
     },
+    /// Write a pipeline file from another engine's workflow definition, naming what did not
+    /// map (docs/conductor-import.md).
+    Import {
+        /// The engine.
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Show what `apply` would change in the cluster (schedules), without changing it.
     Plan {
         /// Directory of pipeline files (for the pipelines schedules start).
@@ -245,6 +254,7 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             pipelines,
             http,
         } => serve::dev(&settings, &registry, port, ui_port, pipelines, http).await,
+        Command::Import { from } => import::import(from, &registry),
         Command::Plan { pipelines } => cluster::plan(&settings, &registry, pipelines).await,
         Command::Apply { pipelines } => cluster::apply(&settings, &registry, pipelines).await,
         Command::Process {
