@@ -29,7 +29,8 @@ pub struct App {
     allow_open_api: bool,
     /// The HTTP API's limits and the workers' slot overrides, from the settings.
     codec_cors_origins: Vec<String>,
-    max_connections: usize,
+    http_limits: crate::http::limits::HttpLimits,
+    daily_webhook_max_age: std::time::Duration,
     /// `REFLOW_ACTIVITY_SLOTS`.
     pub activity_slots: Option<String>,
     /// `REFLOW_SHUTDOWN_GRACE`.
@@ -65,7 +66,8 @@ impl App {
             secret_key: settings.secret_key.clone(),
             allow_open_api: settings.allow_open_api,
             codec_cors_origins: settings.codec_cors_origins(),
-            max_connections: settings.http_max_connections(),
+            http_limits: settings.http_limits(),
+            daily_webhook_max_age: settings.daily_webhook_max_age(),
             activity_slots: settings.activity_slots(),
             shutdown_grace: settings.shutdown_grace(),
             deployment: crate::deployment::Deployment::from_settings(settings),
@@ -87,7 +89,9 @@ impl App {
             open_on_public_address: !open && self.allow_open_api,
             codec: (!open).then(|| self.codec.clone().map(Arc::new)).flatten(),
             codec_cors_origins: self.codec_cors_origins.clone(),
-            max_connections: self.max_connections,
+            limits: self.http_limits,
+            daily_webhook_max_age: self.daily_webhook_max_age,
+            ..ApiState::new(s.events.clone(), s.storage.clone())
         }
     }
 

@@ -7,6 +7,15 @@
 //! `diarization-{recording_id}` with id reuse rejected: webhook redelivery, a webhook racing
 //! the poll, or two API replicas can never run the same recording twice. A run already
 //! started counts as success.
+//!
+//! A recording reflow already took in never starts a run again from here, even once Temporal
+//! has forgotten the workflow id (retention): its transcript's state decides
+//! (docs/contracts/daily.md §3.1). A transcript that ended, was deleted, or has a run on
+//! record (the first, or a reprocessing someone asked for) is [`Outcome::Ignored`] or
+//! [`Outcome::AlreadyStarted`] without asking Temporal; a recording row left without its
+//! transcript (the transcript was deleted outright) is ignored too. Only a transcript that
+//! never got a run is started. New runs of a known recording come from
+//! `POST /v1/transcripts/{id}/process` alone.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -78,6 +87,25 @@ pub enum Outcome {
     NoMeeting,
     /// No room of that name.
     NoRoom,
+    /// The recording was taken in before and is settled: nothing started.
+    Ignored {
+        /// Its transcript, if it still exists.
+        transcript_id: Option<String>,
+        /// Why.
+        reason: Settled,
+    },
+}
+
+/// Why a known recording is left alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Settled {
+    /// Its transcript ended (a reprocessing that ended included).
+    Ended,
+    /// Its transcript was deleted (`deleted_at` set).
+    Deleted,
+    /// The recording row exists but its transcript does not: deleted outright.
+    TranscriptGone,
 }
 
 /// The workflow id of a Daily recording's pipeline.
@@ -138,6 +166,12 @@ impl Intake {
         }
         let recorded_at = recorded_at(&keys[0]).unwrap_or_else(activities::db::now);
         let existing = self.db.recording(&d.recording_id).await?;
+        if existing.is_some()
+            && let Some(outcome) = self.settled(&d.recording_id).await?
+        {
+            tracing::info!(recording_id = %d.recording_id, ?outcome, "recording known; nothing started");
+            return Ok(outcome);
+        }
         let meeting_id = match existing.as_ref().and_then(|r| r.meeting_id.clone()) {
             Some(m) => Some(m),
             None => self.match_meeting(&d.room_name, d.start_ts).await?,
@@ -240,6 +274,39 @@ impl Intake {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// What to answer for a recording reflow has a row of, if not a start: its transcript
+    /// ended, was deleted (soft or hard), or already has a run on record.
+    async fn settled(&self, recording_id: &str) -> Result<Option<Outcome>, IntakeError> {
+        let Some(id) = self.db.transcript_id_of_recording(recording_id).await? else {
+            return Ok(Some(Outcome::Ignored {
+                transcript_id: None,
+                reason: Settled::TranscriptGone,
+            }));
+        };
+        let t = self.db.transcript(&id).await?;
+        let ignored = |reason| {
+            Some(Outcome::Ignored {
+                transcript_id: Some(t.id.clone()),
+                reason,
+            })
+        };
+        Ok(if t.deleted_at.is_some() {
+            ignored(Settled::Deleted)
+        } else if t.status == "ended" {
+            ignored(Settled::Ended)
+        } else if t.workflow_run_id.is_some() {
+            Some(Outcome::AlreadyStarted {
+                transcript_id: t.id.clone(),
+                workflow_id: t
+                    .workflow_id
+                    .clone()
+                    .unwrap_or_else(|| workflow_id(recording_id)),
+            })
+        } else {
+            None
+        })
     }
 
     /// The meeting of `room_name` whose start is closest to `start_ts` within

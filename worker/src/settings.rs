@@ -112,6 +112,28 @@ pub struct Settings {
 /// Connections the HTTP API serves at once unless `REFLOW_HTTP_MAX_CONNECTIONS` says.
 pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 1024;
 
+/// How long an HTTP connection with nothing in flight stays open unless
+/// `REFLOW_HTTP_IDLE_TIMEOUT` says.
+pub const DEFAULT_HTTP_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// WebSockets the HTTP API keeps open at once unless `REFLOW_WS_MAX` says.
+pub const DEFAULT_WS_MAX: usize = 1024;
+
+/// How old a Daily webhook's signed timestamp may be unless `REFLOW_DAILY_WEBHOOK_MAX_AGE`
+/// says (docs/contracts/daily.md §3.1).
+pub const DEFAULT_DAILY_WEBHOOK_MAX_AGE: std::time::Duration =
+    std::time::Duration::from_secs(24 * 3600);
+
+/// A duration setting: seconds (`90`, `2.5`) or humantime (`90s`, `24h`, `1h 30m`).
+fn duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Some(std::time::Duration::from_secs_f64(s)),
+        Ok(_) => None,
+        Err(_) => humantime::parse_duration(text).ok(),
+    }
+}
+
 /// Origins allowed to call `/codec/*` from a browser unless `REFLOW_CODEC_CORS_ORIGINS` says
 /// (the local Temporal Web UI).
 pub const DEFAULT_CODEC_CORS_ORIGINS: &str = "http://localhost:8233,http://127.0.0.1:8233";
@@ -136,6 +158,47 @@ impl Settings {
             .and_then(|v| v.trim().parse().ok())
             .filter(|n| *n > 0)
             .unwrap_or(DEFAULT_HTTP_MAX_CONNECTIONS)
+    }
+
+    /// A positive count setting.
+    fn count(&self, name: &str) -> Option<usize> {
+        self.var(name)
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|n| *n > 0)
+    }
+
+    /// The HTTP API's connection and WebSocket limits ([`crate::http::limits`]):
+    /// `REFLOW_HTTP_MAX_CONNECTIONS`, `REFLOW_HTTP_MAX_CONNECTIONS_PER_CLIENT` (default a
+    /// quarter of the first), `REFLOW_HTTP_IDLE_TIMEOUT`, `REFLOW_WS_MAX` and
+    /// `REFLOW_WS_MAX_PER_CLIENT` (default a quarter of `REFLOW_WS_MAX`). A per-client cap is
+    /// never above its process cap.
+    pub fn http_limits(&self) -> crate::http::limits::HttpLimits {
+        let mut limits = crate::http::limits::HttpLimits::new(
+            self.http_max_connections(),
+            self.count("REFLOW_WS_MAX").unwrap_or(DEFAULT_WS_MAX),
+        );
+        if let Some(n) = self.count("REFLOW_HTTP_MAX_CONNECTIONS_PER_CLIENT") {
+            limits.max_connections_per_client = n.min(limits.max_connections);
+        }
+        if let Some(n) = self.count("REFLOW_WS_MAX_PER_CLIENT") {
+            limits.ws_max_per_client = n.min(limits.ws_max);
+        }
+        if let Some(d) = self
+            .var("REFLOW_HTTP_IDLE_TIMEOUT")
+            .and_then(|v| duration(&v))
+            .filter(|d| !d.is_zero())
+        {
+            limits.idle_timeout = d;
+        }
+        limits
+    }
+
+    /// How old a Daily webhook's signed timestamp may be (`REFLOW_DAILY_WEBHOOK_MAX_AGE`,
+    /// seconds or humantime, default 24 h; docs/contracts/daily.md §3.1).
+    pub fn daily_webhook_max_age(&self) -> std::time::Duration {
+        self.var("REFLOW_DAILY_WEBHOOK_MAX_AGE")
+            .and_then(|v| duration(&v))
+            .unwrap_or(DEFAULT_DAILY_WEBHOOK_MAX_AGE)
     }
 
     /// Browser origins allowed on `/codec/*` (`REFLOW_CODEC_CORS_ORIGINS`, comma-separated).
@@ -409,6 +472,40 @@ mod tests {
     }
 
     #[test]
+    fn connection_socket_and_webhook_limits_are_settings() {
+        let env: std::collections::BTreeMap<String, String> = [
+            ("REFLOW_HTTP_MAX_CONNECTIONS", "100"),
+            ("REFLOW_HTTP_MAX_CONNECTIONS_PER_CLIENT", "500"),
+            ("REFLOW_HTTP_IDLE_TIMEOUT", "2m"),
+            ("REFLOW_WS_MAX", "40"),
+            ("REFLOW_WS_MAX_PER_CLIENT", "3"),
+            ("REFLOW_DAILY_WEBHOOK_MAX_AGE", "3600"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let s = Settings::from_vars(RawSettings::default(), env);
+        let l = s.http_limits();
+        assert_eq!(l.max_connections, 100);
+        assert_eq!(
+            l.max_connections_per_client, 100,
+            "never above the process cap"
+        );
+        assert_eq!(l.idle_timeout, std::time::Duration::from_secs(120));
+        assert_eq!((l.ws_max, l.ws_max_per_client), (40, 3));
+        assert_eq!(
+            s.daily_webhook_max_age(),
+            std::time::Duration::from_secs(3600)
+        );
+        assert_eq!(
+            duration("1h 30m"),
+            Some(std::time::Duration::from_secs(5400))
+        );
+        assert_eq!(duration("-1"), None);
+        assert_eq!(duration("soon"), None);
+    }
+
+    #[test]
     fn the_settings_own_the_backends_and_the_knobs() {
         let env: std::collections::BTreeMap<String, String> = [
             ("REFLOW_HTTP_MAX_CONNECTIONS", "5"),
@@ -433,6 +530,11 @@ mod tests {
         );
         assert_eq!(s.activity_slots().as_deref(), Some("reflow-asr=2"));
         assert_eq!(s.shutdown_grace(), std::time::Duration::from_millis(2500));
+        let limits = s.http_limits();
+        assert_eq!(
+            (limits.max_connections, limits.max_connections_per_client),
+            (5, 1)
+        );
         let llm = activities::llm::LlmConfig::from_vars(&|k| s.var(k)).unwrap();
         assert_eq!(llm.backend_name(), "openai:m");
         // Nothing set: the defaults.
@@ -440,6 +542,9 @@ mod tests {
         assert_eq!(d.http_max_connections(), DEFAULT_HTTP_MAX_CONNECTIONS);
         assert_eq!(d.shutdown_grace(), crate::worker::GRACE);
         assert_eq!(d.codec_cors_origins().len(), 2);
+        assert_eq!(d.http_limits(), crate::http::limits::HttpLimits::default());
+        assert_eq!(d.http_limits().max_connections_per_client, 256);
+        assert_eq!(d.daily_webhook_max_age(), DEFAULT_DAILY_WEBHOOK_MAX_AGE);
         assert!(
             format!("{s:?}").contains("7 variables"),
             "the environment is never printed"

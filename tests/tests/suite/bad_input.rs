@@ -144,13 +144,23 @@ async fn bad_webhooks_are_refused_and_change_nothing() {
     // Nothing of the above created a transcript.
     assert!(stack.db.recording(&m.recording_id).await.unwrap().is_none());
 
-    // The real delivery works, and a replay of it with an old timestamp (still signed:
-    // Daily redelivers late, docs/contracts/daily.md §3.1) starts nothing new.
+    // The real delivery works. A replay of it signed long ago is refused (docs/contracts/
+    // daily.md §3.1: at most REFLOW_DAILY_WEBHOOK_MAX_AGE old); one inside the window (Daily
+    // redelivers late) is answered and starts nothing new.
     let tid = stack.deliver(&m).await;
     let old = signed(&body, "1600000000");
     assert_eq!(
         post(&stack, body.clone(), &old).await,
-        (200, json!({"status": "ok"}))
+        (
+            401,
+            json!({"detail": "Webhook timestamp outside the accepted window"})
+        )
+    );
+    let (status, answer) = post(&stack, body.clone(), &signed(&body, &now)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer == json!({"status": "ok"}) || answer == json!({"status": "ignored"}),
+        "{answer}"
     );
     assert_eq!(
         stack

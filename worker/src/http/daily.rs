@@ -5,6 +5,13 @@
 //! `deferred`), because Daily disables a webhook after three failed deliveries; only a bad
 //! signature (401) and a malformed body (422) are the sender's fault. Intake writes rows and
 //! starts a workflow; it never waits for the pipeline.
+//!
+//! Replays (docs/contracts/daily.md §3.1): the signed `X-Webhook-Timestamp` must be at most
+//! `REFLOW_DAILY_WEBHOOK_MAX_AGE` (24 h) old and at most [`MAX_FUTURE_SKEW`] ahead of this
+//! clock; outside that window a correctly signed webhook is refused like a bad signature
+//! (401), so a captured delivery cannot be replayed weeks later. A replay inside the window is
+//! harmless: intake leaves a recording whose transcript ended, was reprocessed or was deleted
+//! alone and answers `ignored` ([`crate::intake::Outcome::Ignored`]).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -15,7 +22,68 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::ApiState;
-use crate::intake::Discovered;
+use crate::intake::{Discovered, Outcome};
+
+/// How far ahead of this clock a signed timestamp may be (clock skew; docs/contracts/daily.md
+/// §3.1).
+pub const MAX_FUTURE_SKEW: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// Why a correctly signed webhook's timestamp was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StaleTimestamp {
+    /// Not a number of seconds.
+    #[error("X-Webhook-Timestamp {0:?} is not epoch seconds")]
+    Unreadable(String),
+    /// Older than the accepted age.
+    #[error("X-Webhook-Timestamp is {age_s} s old; at most {max_s} s is accepted")]
+    TooOld {
+        /// Its age.
+        age_s: i64,
+        /// The bound.
+        max_s: u64,
+    },
+    /// Further ahead than clock skew explains.
+    #[error("X-Webhook-Timestamp is {ahead_s} s in the future; at most {max_s} s is accepted")]
+    InTheFuture {
+        /// How far ahead.
+        ahead_s: i64,
+        /// The bound.
+        max_s: u64,
+    },
+}
+
+/// Whether the signed `timestamp` (epoch seconds; milliseconds are tolerated) lies within
+/// `max_age` before `now` and [`MAX_FUTURE_SKEW`] after it.
+pub fn check_timestamp(
+    timestamp: &str,
+    max_age: std::time::Duration,
+    now: std::time::SystemTime,
+) -> Result<(), StaleTimestamp> {
+    let mut ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| StaleTimestamp::Unreadable(timestamp.chars().take(32).collect()))?;
+    if ts > 100_000_000_000 {
+        ts /= 1000;
+    }
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let age = now.saturating_sub(ts);
+    if age > max_age.as_secs() as i64 {
+        return Err(StaleTimestamp::TooOld {
+            age_s: age,
+            max_s: max_age.as_secs(),
+        });
+    }
+    if -age > MAX_FUTURE_SKEW.as_secs() as i64 {
+        return Err(StaleTimestamp::InTheFuture {
+            ahead_s: -age,
+            max_s: MAX_FUTURE_SKEW.as_secs(),
+        });
+    }
+    Ok(())
+}
 
 /// Largest webhook body accepted (axum's default extractor limit, 2 MiB). A larger declared
 /// `Content-Length` is answered 413 at once, before any of the body is read.
@@ -53,6 +121,19 @@ async fn webhook(State(state): State<ApiState>, headers: HeaderMap, body: Bytes)
         return reply(
             StatusCode::UNAUTHORIZED,
             json!({"detail": "Invalid webhook signature"}),
+        );
+    }
+    // Verified above: the header is there.
+    if let Err(e) = check_timestamp(
+        header("x-webhook-timestamp").unwrap_or_default(),
+        state.daily_webhook_max_age,
+        std::time::SystemTime::now(),
+    ) {
+        tracing::warn!(error = %e, "Daily webhook outside the timestamp window refused (a replay?)");
+        activities::metrics::daily_webhook("bad_signature");
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            json!({"detail": "Webhook timestamp outside the accepted window"}),
         );
     }
     let Ok(event) = serde_json::from_slice::<Value>(&body) else {
@@ -136,6 +217,11 @@ async fn ready(state: &ApiState, payload: &Value) -> Response {
         track_keys,
     };
     match intake.intake(&discovered).await {
+        Ok(outcome @ Outcome::Ignored { .. }) => {
+            tracing::info!(%recording_id, ?outcome, "Daily recording already settled; nothing started");
+            activities::metrics::daily_webhook("ignored");
+            reply(StatusCode::OK, json!({"status": "ignored"}))
+        }
         Ok(outcome) => {
             tracing::info!(%recording_id, ?outcome, "Daily recording taken in");
             activities::metrics::daily_webhook("ok");
@@ -146,5 +232,44 @@ async fn ready(state: &ApiState, payload: &Value) -> Response {
             activities::metrics::daily_webhook("deferred");
             reply(StatusCode::OK, json!({"status": "deferred"}))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn a_timestamp_is_accepted_within_its_age_and_a_little_clock_skew() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let day = Duration::from_secs(24 * 3600);
+        let at = |offset: i64| (1_800_000_000i64 + offset).to_string();
+        assert_eq!(check_timestamp(&at(0), day, now), Ok(()));
+        assert_eq!(check_timestamp(&at(-24 * 3600), day, now), Ok(()));
+        assert_eq!(check_timestamp(&at(300), day, now), Ok(()));
+        assert_eq!(
+            check_timestamp(&at(-25 * 3600), day, now),
+            Err(StaleTimestamp::TooOld {
+                age_s: 25 * 3600,
+                max_s: 24 * 3600
+            })
+        );
+        assert_eq!(
+            check_timestamp(&at(600), day, now),
+            Err(StaleTimestamp::InTheFuture {
+                ahead_s: 600,
+                max_s: 300
+            })
+        );
+        assert_eq!(
+            check_timestamp("1800000000000", day, now),
+            Ok(()),
+            "milliseconds"
+        );
+        assert!(matches!(
+            check_timestamp("yesterday", day, now),
+            Err(StaleTimestamp::Unreadable(_))
+        ));
     }
 }

@@ -48,8 +48,15 @@ pub struct ApiState {
     pub codec: Option<std::sync::Arc<crate::codec::PayloadEncryption>>,
     /// Browser origins allowed on `/codec/*` (`REFLOW_CODEC_CORS_ORIGINS`).
     pub codec_cors_origins: Vec<String>,
-    /// Connections served at once (`REFLOW_HTTP_MAX_CONNECTIONS`).
-    pub max_connections: usize,
+    /// Connection and WebSocket limits ([`limits`]; `REFLOW_HTTP_*`, `REFLOW_WS_*`).
+    pub limits: limits::HttpLimits,
+    /// How old a Daily webhook's signed timestamp may be (`REFLOW_DAILY_WEBHOOK_MAX_AGE`);
+    /// [`daily::MAX_FUTURE_SKEW`] bounds it the other way.
+    pub daily_webhook_max_age: std::time::Duration,
+    /// The WebSockets open now, capped by `limits` ([`serve`] makes a fresh count from them).
+    pub sockets: std::sync::Arc<limits::ClientSlots>,
+    /// Forced reprocessings by transcript ([`limits::force_process_cooldown`]).
+    pub force_process: std::sync::Arc<limits::Cooldown>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -69,8 +76,10 @@ impl std::fmt::Debug for ApiState {
             .field("open_on_public_address", &self.open_on_public_address)
             .field("codec", &self.codec)
             .field("codec_cors_origins", &self.codec_cors_origins)
-            .field("max_connections", &self.max_connections)
-            .finish()
+            .field("limits", &self.limits)
+            .field("daily_webhook_max_age", &self.daily_webhook_max_age)
+            .field("sockets", &self.sockets.in_use())
+            .finish_non_exhaustive()
     }
 }
 
@@ -78,6 +87,7 @@ impl ApiState {
     /// Open mode over `events` and `storage`: no credentials, no Temporal, no intake, no codec
     /// (fill in what a caller needs with struct update syntax).
     pub fn new(events: Events, storage: Storage) -> Self {
+        let limits = limits::HttpLimits::default();
         ApiState {
             events,
             storage,
@@ -91,7 +101,13 @@ impl ApiState {
             codec_cors_origins: crate::settings::origins(
                 crate::settings::DEFAULT_CODEC_CORS_ORIGINS,
             ),
-            max_connections: crate::settings::DEFAULT_HTTP_MAX_CONNECTIONS,
+            limits,
+            daily_webhook_max_age: crate::settings::DEFAULT_DAILY_WEBHOOK_MAX_AGE,
+            sockets: std::sync::Arc::new(limits::ClientSlots::new(
+                limits.ws_max,
+                limits.ws_max_per_client,
+            )),
+            force_process: Default::default(),
         }
     }
 }
@@ -187,6 +203,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", axum::routing::get(metrics))
         .merge(page::routes())
         .merge(ws::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.force_process.clone(),
+            limits::force_process_cooldown,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -231,8 +251,15 @@ pub async fn serve(
     let io = |source| ServeError::Io { addr, source };
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(io)?;
     bound(listener.local_addr().map_err(io)?);
-    let max_connections = state.max_connections;
-    limits::serve(listener, router(state), max_connections, shutdown)
+    let limits = state.limits;
+    let state = ApiState {
+        sockets: std::sync::Arc::new(limits::ClientSlots::new(
+            limits.ws_max,
+            limits.ws_max_per_client,
+        )),
+        ..state
+    };
+    limits::serve(listener, router(state), limits, shutdown)
         .await
         .map_err(io)
 }

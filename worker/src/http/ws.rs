@@ -7,18 +7,24 @@
 //! replayed (by `seq`). A socket that falls behind the fan-out re-reads the log from its last
 //! position, so nothing is lost. Client messages are ignored; the server pings every 30 s and
 //! never closes first.
+//!
+//! An upgraded socket no longer counts as a connection ([`super::limits`]), and each one
+//! replays a transcript's whole log: sockets are capped per process and per client address
+//! (`REFLOW_WS_MAX`, `REFLOW_WS_MAX_PER_CLIENT`). Over a cap the upgrade is answered
+//! 503 with `Retry-After` ([`SOCKETS_BUSY_RETRY_AFTER`]) before anything is read.
 
 use std::time::Duration;
 
 use activities::events::Message;
 use axum::Router;
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::limits::{ClientAddr, ClientSlot, SlotRefused};
 use super::transcripts::readable;
 use super::{ApiError, ApiState};
 
@@ -36,15 +42,48 @@ pub(super) fn routes() -> Router<ApiState> {
 /// Close code for a user socket without a valid token (§2).
 pub const UNAUTHORIZED_CLOSE: u16 = 4401;
 
+/// Seconds a client refused for too many sockets is told to wait (`Retry-After`).
+pub const SOCKETS_BUSY_RETRY_AFTER: u64 = 5;
+
+/// A socket slot for the caller at `client`.
+fn socket_slot(
+    state: &ApiState,
+    client: Option<Extension<ClientAddr>>,
+) -> Result<ClientSlot, SlotRefused> {
+    state
+        .sockets
+        .try_acquire(client.map(|Extension(ClientAddr(ip))| ip))
+}
+
+/// The answer to an upgrade over a cap: 503 with `Retry-After`.
+fn busy(why: &SlotRefused) -> Response {
+    tracing::warn!(error = %why, "WebSocket refused");
+    let mut r = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({"detail": "Too many WebSocket connections"})),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        axum::http::HeaderValue::from(SOCKETS_BUSY_RETRY_AFTER),
+    );
+    r
+}
+
 /// `GET /v1/events`: the user's channel (`user:{user_id}`): `TRANSCRIPT_STATUS`,
 /// `TRANSCRIPT_FINAL_TITLE`, `TRANSCRIPT_DURATION` of the user's transcripts. The token comes
 /// in the subprotocol list `["bearer", "<JWT>"]`; without a valid one the socket is closed
 /// with 4401.
 async fn user_upgrade(
     State(state): State<ApiState>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let slot = match socket_slot(&state, client) {
+        Ok(s) => s,
+        Err(e) => return busy(&e),
+    };
     let offered: Vec<String> = headers
         .get(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok())
@@ -62,6 +101,7 @@ async fn user_upgrade(
         .max_frame_size(super::limits::WS_MAX_FRAME)
         .protocols(["bearer"])
         .on_upgrade(move |mut socket| async move {
+            let _slot = slot;
             let Some(user) = user else {
                 let _ = socket
                     .send(ws::Message::Close(Some(ws::CloseFrame {
@@ -111,16 +151,22 @@ async fn user_stream(
 
 async fn upgrade(
     State(state): State<ApiState>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let t = readable(&state, &headers, &id).await?;
     let full = ApiState::sees_full_failures(&state.caller(&headers)?);
+    let slot = match socket_slot(&state, client) {
+        Ok(s) => s,
+        Err(e) => return Ok(busy(&e)),
+    };
     let upgrade = upgrade
         .max_message_size(super::limits::WS_MAX_MESSAGE)
         .max_frame_size(super::limits::WS_MAX_FRAME);
     Ok(upgrade.on_upgrade(move |socket| async move {
+        let _slot = slot;
         if let Err(e) = stream(state, t.id.clone(), full, socket).await {
             tracing::debug!(transcript = %t.id, error = %e, "socket closed");
         }

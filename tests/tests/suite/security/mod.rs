@@ -16,6 +16,11 @@
 //! - with the payload codec on, the raw history of a completed meeting holds none of its
 //!   participants' names or its title, the Web UI's codec request and `temporal workflow show
 //!   --codec-endpoint` decode it, and a run started before a key rotation completes after it.
+//! - [`slow_clients`]: silent sockets, half an HTTP/2 preface, idle HTTP/2 connections, one
+//!   client taking every connection, and WebSockets over their caps;
+//! - [`replay`]: Daily webhooks replayed outside their timestamp window or after the meeting
+//!   ended or was deleted, an owner's retries of a paused, spent or locked step, and forced
+//!   reprocessing in a loop.
 //! - [`secrets`]: a customer webhook with a token in its query that cannot be reached, and a
 //!   transcription service whose 422 quotes the presigned audio URL: neither secret reaches
 //!   history, the database or the worker's log; with the codec on, failure texts are sealed;
@@ -36,7 +41,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod input;
+mod replay;
 mod secrets;
+mod slow_clients;
 
 const OPERATOR: &str = "operator-token-for-tests";
 const SECRET: &str = "user-jwt-secret-for-tests";

@@ -4,9 +4,12 @@
 //! A run is read once as a typed [`crate::history::Run`] (with its children, loaded
 //! concurrently, and the `step_attempt` rows of each), turned into the typed Workflow JSON of
 //! [`model`] by [`view`] (rows per attempt in [`rows`]), and redacted for callers who are not
-//! the operator. Retries are [`crate::retry`]'s. Errors answer in Conductor's body
+//! the operator. Retries are [`crate::retry`]'s, within what [`budget`] allows the caller (never
+//! on a locked transcript; an owner's retry never unpauses an operator's pause and resets a step
+//! at most its `maximum_attempts` times per run). Errors answer in Conductor's body
 //! ([`ConductorError`]), never with internal error text.
 
+pub mod budget;
 pub mod graph;
 pub mod model;
 pub mod rows;
@@ -249,13 +252,22 @@ async fn status_json(
 }
 
 /// `POST /api/workflow/{id}/retry` (docs/contracts/conductor-status.md §4): 204, or 409 when there
-/// is nothing to retry.
+/// is nothing to retry; 403 for a locked transcript; for an owner, 409 when an operator paused a
+/// step and 429 when a step's resets are spent ([`budget`]).
 async fn retry(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ConductorError> {
-    authorized(&state, &headers, &id).await?;
-    crate::retry::retry_run(client(&state)?, &state.events, &id).await?;
+    let caller = authorized(&state, &headers, &id).await?;
+    budget::refuse_locked(state.events.db(), &id).await?;
+    let client = client(&state)?;
+    if matches!(caller, Caller::User(_)) {
+        let _one = budget::OWNER_RETRIES.lock().await;
+        budget::owner_may_retry(client, &id).await?;
+        crate::retry::retry_run(client, &state.events, &id).await?;
+    } else {
+        crate::retry::retry_run(client, &state.events, &id).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
