@@ -130,7 +130,14 @@ pub fn workflow(main: &Loaded, children: &[Loaded], include_tasks: bool) -> Work
             .iter()
             .map(|t| t.reference_task_name.clone())
             .collect(),
-        failed_task_names: failed.iter().map(|t| t.task_def_name.clone()).collect(),
+        // Each name once: Conductor's `failedTaskNames` is a set (two tracks failing in one step
+        // name it once).
+        failed_task_names: failed.iter().fold(Vec::new(), |mut names, t| {
+            if !names.contains(&t.task_def_name) {
+                names.push(t.task_def_name.clone());
+            }
+            names
+        }),
         parent_workflow_id: run.parent_id.clone(),
         priority: 0,
         variables: Map::new(),
