@@ -49,7 +49,8 @@ setup-media: setup
 # ffmpeg (it makes the test recordings in every format), espeak-ng and sox (real speech for
 # the transcription tests), s3s-fs (a real S3-compatible server)
 # PostgreSQL's server binaries (tests start their own servers; as root they run as the
-# `postgres` user), and Chromium with playwright-core for the progress page test.
+# `postgres` user), Chromium with playwright-core for the progress page test, and the official
+# Conductor SDKs (Python and JavaScript) for the conductor_sdk suite.
 setup-test: setup-media
     #!/usr/bin/env bash
     set -euo pipefail
@@ -82,6 +83,20 @@ setup-test: setup-media
     fi
     if [ ! -d tests/browser/node_modules/playwright-core ]; then
         PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/browser --no-audit --no-fund --silent
+    fi
+    # The official Conductor SDKs that the conductor_sdk suite points at reflow's /api, pinned in
+    # tests/conductor-sdk/: conductor-python and everything it pulls in (requirements.txt) in a
+    # venv there, @io-orkes/conductor-javascript with the TypeScript compiler (package-lock.json).
+    sdk=tests/conductor-sdk
+    if ! cmp -s "$sdk/requirements.txt" "$sdk/.venv/installed-requirements.txt"; then
+        rm -rf "$sdk/.venv"
+        python3 -m venv "$sdk/.venv"
+        "$sdk/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$sdk/requirements.txt"
+        cp "$sdk/requirements.txt" "$sdk/.venv/installed-requirements.txt"
+    fi
+    if [ ! -f "$sdk/node_modules/.package-lock.json" ] \
+        || [ "$sdk/package-lock.json" -nt "$sdk/node_modules/.package-lock.json" ]; then
+        npm ci --prefix "$sdk" --no-audit --no-fund --silent
     fi
     if ! cargo nextest --version 2>/dev/null | grep -q "{{nextest_version}}"; then
         # The test runner of `just test` (parallel, one process per test).

@@ -14,6 +14,7 @@
 //! | [`conductor`] | the Conductor-compatible status API over engine runs |
 //! | [`conductor_import`] | `reflow import conductor` of the seed: what it names, a small patch, a meeting |
 //! | [`conductor_meeting`] | the Conductor view of `pipelines/diarization.yaml`, field by field |
+//! | [`conductor_sdk`] | the official Conductor Python and JavaScript SDKs read and retry a meeting |
 //! | [`daily_client`] | the Daily REST client against the Daily stand-in |
 //! | [`db`] | database and event publishing on SQLite and PostgreSQL |
 //! | [`demo`] | `just demo`'s meeting as a new user meets it |
@@ -47,6 +48,7 @@ mod compose;
 mod conductor;
 mod conductor_import;
 mod conductor_meeting;
+mod conductor_sdk;
 mod daily_client;
 mod db;
 mod demo;
