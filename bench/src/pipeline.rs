@@ -312,8 +312,11 @@ fn chain_pipeline(steps: usize, local: bool) -> workflow::Pipeline {
         }
     }
     yaml.push_str(&format!("output: ${{s{steps}.sha256}}\n"));
-    workflow::parse_and_validate("chain.yaml", &yaml, reflow_tests::registry().catalog())
-        .unwrap_or_else(|e| panic!("{e}"))
+    let p = workflow::parse_and_validate("chain.yaml", &yaml, reflow_tests::registry().catalog())
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Runs name a registered version, which the in-process worker resolves.
+    reflow_tests::register(&p);
+    p
 }
 
 /// Figures of the overhead benchmark, for the summary.

@@ -189,17 +189,27 @@ pub fn storage() -> ::activities::storage::Storage {
         .clone()
 }
 
-/// The database every in-process worker of this test binary uses: a SQLite file (SQLite's
-/// connections live on their own threads, so the pool serves any test's runtime).
-pub fn db() -> ::activities::db::Db {
-    static DB: OnceLock<::activities::db::Db> = OnceLock::new();
-    DB.get_or_init(|| {
+/// The URL of [`db`] (a `reflow` process of the test gives it as `DATABASE_URL`, to resolve
+/// the pipeline versions the test registered).
+pub fn db_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
         let dir = tempfile::Builder::new()
             .prefix("reflow-db-")
             .tempdir()
             .expect("temp dir")
             .keep();
-        let url = format!("sqlite://{}/reflow.db", dir.display());
+        format!("sqlite://{}/reflow.db", dir.display())
+    })
+    .clone()
+}
+
+/// The database every in-process worker of this test binary uses: a SQLite file (SQLite's
+/// connections live on their own threads, so the pool serves any test's runtime).
+pub fn db() -> ::activities::db::Db {
+    static DB: OnceLock<::activities::db::Db> = OnceLock::new();
+    DB.get_or_init(|| {
+        let url = db_url();
         std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -212,6 +222,31 @@ pub fn db() -> ::activities::db::Db {
         .expect("database thread")
     })
     .clone()
+}
+
+/// Register `pipeline` as a version in [`db`], which in-process workers resolve runs from
+/// (runs name a registered version; tests start the definitions they load).
+pub fn register(pipeline: &Pipeline) {
+    let (db, pipeline) = (db(), pipeline.clone());
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(register_in(&db, &pipeline));
+    })
+    .join()
+    .expect("registration thread");
+}
+
+/// Register `pipeline` in `db` as a version (fingerprinted against the test catalog). Tests
+/// register as they load, without `reflow apply`'s rule that a changed definition bumps its
+/// version: two tests' variants of one definition share a version number.
+pub async fn register_in(db: &::activities::db::Db, pipeline: &Pipeline) {
+    let fps = workflow::pipeline::fingerprint::Fingerprints::of(pipeline, registry().catalog());
+    db.insert_pipeline_version(pipeline, &fps, None)
+        .await
+        .expect("register the pipeline version");
 }
 
 /// The event fan-out of this test binary (SQLite: in process).
@@ -380,10 +415,11 @@ impl TestPipeline {
         Self::from_text(&path.display().to_string(), &text, queue)
     }
 
-    /// Validate YAML text with the test catalog.
+    /// Validate YAML text with the test catalog, and [`register`] it.
     pub fn from_text(name: &str, text: &str, queue: &str) -> Self {
         let pipeline = workflow::parse_and_validate(name, text, registry().catalog())
             .unwrap_or_else(|e| panic!("{e}"));
+        register(&pipeline);
         TestPipeline {
             pipeline,
             queue: queue.to_owned(),

@@ -426,6 +426,15 @@ impl Stack {
         let storage = open("s3://transcripts");
         let recordings = open("s3://daily-recordings");
         let db = crate::postgres::connect(db_url).await;
+        // The versions this stack's runs name: the pipeline intake starts, and the repository's
+        // others (the example, the poll), as `reflow apply` would have registered them.
+        crate::register_in(&db, &pipeline).await;
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines");
+        for file in ["digest.yaml", "daily-poll.yaml"] {
+            let p = reflow::runs::load_pipeline(&repo.join(file), crate::registry().catalog())
+                .unwrap_or_else(|e| panic!("{e}"));
+            crate::register_in(&db, &p).await;
+        }
         let hub = EventHub::default();
         if db.backend() == activities::db::Backend::Postgres {
             tokio::spawn(hub.clone().listen_postgres(db.clone()));

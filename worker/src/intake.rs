@@ -46,6 +46,9 @@ pub enum IntakeError {
     /// Temporal.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// The pipeline intake starts is not a registered version: its runs would fail.
+    #[error("pipeline {0} is not registered: run `reflow apply`")]
+    NotRegistered(String),
 }
 
 /// A recording Daily says is ready.
@@ -229,6 +232,16 @@ impl Intake {
             }
         };
         let workflow_id = workflow_id(&d.recording_id);
+        // Runs name a registered version; an unregistered one would fail at once, so the
+        // recording waits (the webhook is answered `deferred`, the poll retries).
+        if !activities::versions::Versions::of(&self.db)
+            .contains(&self.pipeline.hash)
+            .await?
+        {
+            return Err(IntakeError::NotRegistered(
+                self.pipeline.reference().short(),
+            ));
+        }
         let input = pipeline_input(
             &transcript,
             &d.recording_id,

@@ -1,8 +1,11 @@
 //! Loading pipelines and starting, awaiting and inspecting runs.
 //!
-//! A run's input carries the whole validated definition ([`RunInput`]), so the run is pinned
-//! to what was validated at start; its name, version and hash go into the memo, where
-//! `temporal workflow describe` and the Web UI show them.
+//! A run's input names a registered version of its definition ([`RunInput`]: name, version
+//! and content hash; the worker resolves the definition, `workflow::interpreter::resolve`), so
+//! the run is pinned to what was validated and registered; the same three go into the memo,
+//! where `temporal workflow describe` and the Web UI show them. Register a definition first
+//! (`reflow apply`, or [`crate::gitops::register`]): a run of an unregistered hash fails at
+//! its first workflow task.
 
 use std::path::Path;
 
@@ -14,6 +17,7 @@ use temporalio_client::{
 };
 use temporalio_common::MemoValues;
 use temporalio_common::data_converters::RawValue;
+use workflow::interpreter::resolve::Pinned;
 use workflow::progress::{Progress, StepRow};
 use workflow::workflows::PROGRESS_QUERY;
 use workflow::{Catalog, Pipeline, RunInput, ValidationReport, payload};
@@ -86,8 +90,8 @@ pub struct StartedRun {
     pub run_id: Option<String>,
 }
 
-/// Start `pipeline` with `input` as workflow `workflow_id` (a failed or terminated run of the
-/// same id may be replaced; a running one may not).
+/// Start the registered version `pipeline` with `input` as workflow `workflow_id` (a failed
+/// or terminated run of the same id may be replaced; a running one may not).
 pub async fn start(
     client: &Client,
     pipeline: &Pipeline,
@@ -129,7 +133,7 @@ pub async fn start_with(
         ))
         .build();
     let run_input = RunInput {
-        pipeline: pipeline.clone(),
+        pinned: Pinned::Reference(pipeline.reference()),
         graph: None,
         input,
         parent: None,

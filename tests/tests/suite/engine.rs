@@ -329,6 +329,8 @@ impl WorkerProcess {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_reflow-test-worker"))
             .args(["worker", "--queues", queue])
             .env("TEMPORAL_ADDRESS", &reflow_tests::server().address)
+            // The database the test registered its pipeline in.
+            .env("DATABASE_URL", reflow_tests::db_url())
             .env(
                 "REFLOW_DATA_DIR",
                 std::env::temp_dir().join(format!("reflow-worker-{queue}")),
@@ -502,6 +504,7 @@ async fn editing_a_definition_does_not_change_a_run_that_already_started() {
     std::fs::write(&file, &v1).unwrap();
     let catalog = reflow_tests::registry();
     let p1 = runs::load_pipeline(&file, catalog.catalog()).unwrap();
+    reflow_tests::register(&p1);
     runs::start(&c, &p1, json!({"journal": j}), "pinned-1")
         .await
         .unwrap();
@@ -522,6 +525,7 @@ async fn editing_a_definition_does_not_change_a_run_that_already_started() {
     );
     std::fs::write(&file, &v2).unwrap();
     let p2 = runs::load_pipeline(&file, catalog.catalog()).unwrap();
+    reflow_tests::register(&p2);
     assert_ne!(p1.hash, p2.hash);
     runs::start(&c, &p2, json!({"journal": j}), "pinned-2")
         .await

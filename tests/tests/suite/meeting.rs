@@ -164,10 +164,12 @@ async fn fixture() -> Fixture {
         intake: None,
     };
     let client = client().await;
+    let pipeline = intake::load_pipeline(None, registry().catalog()).unwrap();
+    reflow_tests::register(&pipeline);
     let intake = Arc::new(Intake {
         db: db(),
         client: client.clone(),
-        pipeline: intake::load_pipeline(None, registry().catalog()).unwrap(),
+        pipeline,
         bucket_name: Some("daily-recordings".into()),
     });
     let services = reflow::registry::Services {
@@ -333,6 +335,7 @@ async fn a_signed_daily_webhook_becomes_a_finished_transcript() {
         registry().catalog(),
     )
     .unwrap();
+    reflow_tests::register(&poll);
     runs::start(&f.client, &poll, json!({}), "daily-poll-test")
         .await
         .unwrap();

@@ -141,12 +141,17 @@ async fn a_rolling_upgrade_finishes_every_meeting_on_the_build_that_started_it()
 
     // `reflow plan` with the new build's settings shows the switch; `reflow apply` makes it.
     let bin = reflow_tests::runbook::bin_dir();
+    let repo_pipelines = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines");
+    let apply_data = tempfile::tempdir().unwrap();
     let reflow = |command: &'static str| {
         let out = std::process::Command::new(bin.join("reflow"))
             .arg(command)
             .env("TEMPORAL_ADDRESS", &address)
             .env("REFLOW_DEPLOYMENT_NAME", DEPLOYMENT)
             .env("REFLOW_BUILD_ID", "b")
+            // The repository's pipelines, registered in a database of this test's own.
+            .env("REFLOW_PIPELINES", repo_pipelines.as_os_str())
+            .env("REFLOW_DATA_DIR", apply_data.path())
             .env("RUST_LOG", "warn")
             .output()
             .expect("reflow runs");

@@ -56,3 +56,38 @@ pub(super) async fn connect_or_start(
     .await?;
     Ok((client, Some(server)))
 }
+
+/// Refuse to start runs on a namespace `reflow apply` has not prepared: one line naming the
+/// search attributes it lacks (a run's first workflow task would fail without them) and
+/// `reflow apply`. The dev server a command starts itself has them from its start.
+pub(super) async fn require_applied(
+    settings: &Settings,
+    client: &temporalio_client::Client,
+) -> anyhow::Result<()> {
+    let missing = crate::gitops::missing_search_attributes(client).await?;
+    if !missing.is_empty() {
+        bail!(
+            "namespace {:?} at {} lacks reflow's search attributes {}: run `reflow apply` first",
+            settings.namespace,
+            settings
+                .temporal_address
+                .as_deref()
+                .unwrap_or("the dev server"),
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Register the definitions of `dir` (and the built-in ones) in `db`, as `reflow apply` would:
+/// the local commands (`dev`, `process`, the demo) run their own definitions. A changed
+/// definition that kept a registered version number is refused, as by `apply`.
+pub(super) async fn register_pipelines(
+    db: &activities::db::Db,
+    dir: &std::path::Path,
+    catalog: &workflow::Catalog,
+) -> anyhow::Result<()> {
+    let declared = crate::gitops::DesiredPipelines::declared(db.clone(), dir, catalog)?;
+    crate::gitops::register_declared(&declared).await?;
+    Ok(())
+}

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::connect::connect_or_start;
+use super::connect::{connect_or_start, require_applied};
 use crate::registry::{Registry, Services};
 use crate::runs;
 use crate::settings::Settings;
@@ -35,11 +35,15 @@ pub(super) async fn demo(
         0
     };
     let (client, server) = connect_or_start(settings, port, ui_port).await?;
+    if server.is_none() {
+        require_applied(settings, &client).await?;
+    }
     let shutdown = Shutdown::default();
     shutdown.on_signals();
     let id = format!("digest-{}", uuid::Uuid::new_v4().simple());
     let input = serde_json::json!({"dir": dir.display().to_string(), "report": report.display().to_string()});
     let queues = pipeline.task_queues();
+    let pipeline_of_job = pipeline.clone();
     let job = {
         let (client, shutdown, id) = (client.clone(), shutdown.clone(), id.clone());
         async move {
@@ -57,6 +61,14 @@ pub(super) async fn demo(
         }
     };
     let services = Services::from_settings(settings, registry).await?;
+    // The definition the demo runs, registered as `reflow apply` would.
+    crate::gitops::register(
+        services.db(),
+        vec![pipeline_of_job.clone()],
+        registry.catalog(),
+        crate::gitops::git_commit(&settings.pipelines_dir),
+    )
+    .await?;
     // This command's own workers run its job: unversioned.
     let setup = crate::worker::Setup {
         slot_overrides: settings.activity_slots(),

@@ -25,6 +25,17 @@ pub(super) async fn start(
     let p = runs::load_pipeline(pipeline, registry.catalog())?;
     let input: Value = serde_json::from_str(input).map_err(runs::RunError::Input)?;
     let client = connect(settings).await?;
+    // A run names a registered version: register the file's definition as `reflow apply`
+    // would, in the database the workers resolve versions from.
+    let db = activities::db::Db::connect(&settings.database_url()?).await?;
+    let dir = pipeline.parent().unwrap_or(Path::new("."));
+    crate::gitops::register(
+        &db,
+        vec![p.clone()],
+        registry.catalog(),
+        crate::gitops::git_commit(dir),
+    )
+    .await?;
     let id = id.unwrap_or_else(|| {
         format!(
             "{}-{}",

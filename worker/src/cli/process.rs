@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::connect::connect_or_start;
+use super::connect::{connect_or_start, require_applied};
 use crate::app::App;
 use crate::registry::{Registry, Services};
 use crate::runs;
@@ -71,10 +71,22 @@ pub(super) async fn process_dir(
         std::net::SocketAddr::from(([127, 0, 0, 1], 0))
     };
     let (client, server) = connect_or_start(settings, port, ui_port).await?;
+    if server.is_none() {
+        // A cluster `reflow apply` never prepared: say so now, not in the run's first task.
+        require_applied(settings, &client).await?;
+    }
     let shutdown = Shutdown::default();
     shutdown.on_signals();
     let app = App::build(settings, registry, client.clone(), &settings.pipelines_dir).await?;
     let services = &app.services;
+    // The definition this command runs, registered as `reflow apply` would.
+    crate::gitops::register(
+        services.db(),
+        vec![pipeline.clone()],
+        registry.catalog(),
+        crate::gitops::git_commit(&settings.pipelines_dir),
+    )
+    .await?;
     let have_transcript = services
         .db()
         .find_transcript(&transcript_id)

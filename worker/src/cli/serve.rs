@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
-use super::connect::{connect, connect_or_start};
+use super::connect::{connect, connect_or_start, register_pipelines, require_applied};
 use super::pipelines::pipeline_files;
 use crate::app::App;
 use crate::registry::Registry;
@@ -47,19 +47,28 @@ pub(super) async fn worker(
     let client = connect(settings).await?;
     // Runs set reflow's search attributes in their first workflow task; without them
     // registered every run would be stuck, so refuse to start instead.
-    let missing = crate::gitops::missing_search_attributes(&client).await?;
-    if !missing.is_empty() {
-        anyhow::bail!(
-            "namespace {:?} lacks reflow's search attributes {}: run `reflow apply` first",
-            settings.namespace,
-            missing.join(", ")
-        );
-    }
+    require_applied(settings, &client).await?;
     let shutdown = Shutdown::default();
     shutdown.on_signals();
     tracing::info!(queues = ?queues, "serving");
     let dir = pipelines.as_deref().unwrap_or(&settings.pipelines_dir);
     let app = App::build(settings, &registry, client, dir).await?;
+    // The API's intake starts runs of its meeting pipeline: refuse to serve it unregistered.
+    if http.is_some() {
+        let missing =
+            crate::gitops::unregistered(app.services.db(), &[&app.intake.pipeline]).await?;
+        if !missing.is_empty() {
+            bail!(
+                "pipeline {} (which intake starts) is not registered in {}: run `reflow apply` first",
+                missing.join(", "),
+                app.services.db().url()
+            );
+        }
+    }
+    let versions = activities::versions::Versions::of(app.services.db())
+        .preload()
+        .await?;
+    tracing::info!(versions, "registered pipeline versions loaded");
     app.run(&registry, &queues, http, &shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -85,11 +94,16 @@ pub(super) async fn dev(
         registry,
     )?;
     let (client, server) = connect_or_start(settings, port, Some(ui_port)).await?;
+    if server.is_none() {
+        require_applied(settings, &client).await?;
+    }
     let shutdown = Shutdown::default();
     shutdown.on_signals();
     eprintln!("worker serving {}; Ctrl-C to stop", queues.join(", "));
     let dir = pipelines.as_deref().unwrap_or(&settings.pipelines_dir);
     let app = App::build(settings, registry, client, dir).await?;
+    // Its own definitions, registered as `reflow apply` would.
+    register_pipelines(app.services.db(), dir, registry.catalog()).await?;
     let result = app.run(registry, &queues, Some(http), &shutdown).await;
     if let Some(s) = server {
         s.stop().await;

@@ -42,7 +42,7 @@ mod schedule;
 mod search_attributes;
 
 pub use namespace::DesiredNamespace;
-pub use pipelines::{DesiredPipelines, git_commit, register, unregistered};
+pub use pipelines::{DesiredPipelines, git_commit, register, register_declared, unregistered};
 pub use schedule::{DAILY_POLL, DAILY_POLL_YAML, DesiredSchedule, poll_interval};
 pub use search_attributes::{
     missing_search_attributes, reflow_search_attributes, search_attributes,

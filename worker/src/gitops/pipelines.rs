@@ -253,7 +253,6 @@ pub(super) async fn apply(d: &DesiredPipelines, changes: &[Change]) -> Result<()
         if planned {
             d.db.insert_pipeline_version(p, fps, d.git_commit.as_deref())
                 .await?;
-            tracing::info!(pipeline = %p.name, version = p.version, hash = %p.hash, "pipeline version registered");
         }
     }
     Ok(())
@@ -268,9 +267,22 @@ pub async fn register(
     catalog: &Catalog,
     git_commit: Option<String>,
 ) -> Result<Vec<Change>, GitOpsError> {
-    let d = DesiredPipelines::of(db.clone(), pipelines, catalog, git_commit);
-    let changes = plan(&d).await?;
-    apply(&d, &changes).await?;
+    register_declared(&DesiredPipelines::of(
+        db.clone(),
+        pipelines,
+        catalog,
+        git_commit,
+    ))
+    .await
+}
+
+/// Register what `d` declares (plan, then apply); the changes made.
+pub async fn register_declared(d: &DesiredPipelines) -> Result<Vec<Change>, GitOpsError> {
+    let changes = plan(d).await?;
+    apply(d, &changes).await?;
+    for c in changes.iter().filter(|c| c.is_change()) {
+        tracing::info!(change = %c, "pipeline version registered");
+    }
     Ok(changes)
 }
 

@@ -13,6 +13,7 @@ use temporalio_client::schedules::{
     ScheduleSpec,
 };
 use temporalio_client::{Client, UntypedWorkflow};
+use workflow::interpreter::resolve::Pinned;
 use workflow::{Catalog, Pipeline, RunInput, payload};
 
 use super::{Change, GitOpsError, Kind};
@@ -123,7 +124,13 @@ async fn current(client: &Client, id: &str) -> Result<Option<(u64, String)>, Git
         .as_deref()
         .and_then(|p| p.first())
         .and_then(|p| serde_json::from_slice::<Value>(&p.data).ok())
-        .and_then(|v| v["pipeline"]["hash"].as_str().map(str::to_owned))
+        // A reference (`hash`), or a definition inline (`pipeline.hash`) from before them.
+        .and_then(|v| {
+            v["hash"]
+                .as_str()
+                .or_else(|| v["pipeline"]["hash"].as_str())
+                .map(str::to_owned)
+        })
         .unwrap_or_default();
     Ok(Some((every, hash)))
 }
@@ -184,7 +191,7 @@ pub(super) async fn plan(
 
 fn action(s: &DesiredSchedule) -> ScheduleAction {
     let input = RunInput {
-        pipeline: s.pipeline.clone(),
+        pinned: Pinned::Reference(s.pipeline.reference()),
         graph: None,
         input: serde_json::json!({}),
         parent: None,

@@ -50,16 +50,19 @@ use step::{initial_row, now, run_step};
 use tags::{render_search_attributes, tag_run};
 
 use crate::expr::{self, Scope};
-use crate::pipeline::{Graph, Pipeline};
+use crate::pipeline::{Graph, Pipeline, PipelineRef};
 use crate::progress::{Progress, RunStatus, StepStatus};
 use crate::search;
 
-/// Input of every pipeline workflow: the pinned definition, which graph of it to run, and
-/// the graph's input.
+/// Input of every pipeline workflow: the registered version it is pinned to, which graph of
+/// it to run, and the graph's input: `{"pipeline": "Name", "version": 2, "hash": "…",
+/// "graph": …, "input": {…}}` ([`resolve`] says how the definition reaches the run).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunInput {
-    /// The whole validated definition the run is pinned to.
-    pub pipeline: Pipeline,
+    /// The version the run is pinned to (in histories from before references, the
+    /// definition itself).
+    #[serde(flatten)]
+    pub pinned: resolve::Pinned,
     /// The graph to run; `None` means the main one.
     #[serde(default)]
     pub graph: Option<String>,
@@ -107,22 +110,20 @@ enum State {
     FailedOptional,
 }
 
-/// Run the graph `input.graph` of `input.pipeline` and return its output. A child also
-/// reports its progress table to its parent whenever it changes (one signal per change, sent
-/// one at a time, the latest state winning), so the parent's `progress` query includes it.
+/// Run the graph `input.graph` of the registered version `input` names (resolved first, in
+/// the first workflow task: [`resolve`]) and return its output. A child also reports its
+/// progress table to its parent whenever it changes (one signal per change, sent one at a
+/// time, the latest state winning), so the parent's `progress` query includes it.
 pub async fn run<W: Interpreted>(
     ctx: &WorkflowContext<W>,
     input: RunInput,
 ) -> WorkflowResult<Value> {
     let parent = input.parent.clone();
+    let (pipeline, reference) =
+        resolve::definition(ctx, &input.pinned, input.graph.as_deref(), parent.is_some()).await?;
     // The main graph of a pipeline with a `progress:` section tells the frontend.
-    let frontend = match (&parent, &input.pipeline.progress) {
-        (None, Some(spec))
-            if input
-                .graph
-                .as_deref()
-                .is_none_or(|g| g == input.pipeline.name) =>
-        {
+    let frontend = match (&parent, &pipeline.progress) {
+        (None, Some(spec)) if input.graph.as_deref().is_none_or(|g| g == pipeline.name) => {
             let mut scope = Scope::new();
             scope.insert("input".into(), input.input.clone());
             match expr::render(&Value::String(spec.transcript_id.clone()), &scope) {
@@ -133,7 +134,7 @@ pub async fn run<W: Interpreted>(
         _ => None,
     };
     let main = async {
-        let result = run_graph(ctx, input).await;
+        let result = run_graph(ctx, pipeline, reference, input).await;
         ctx.state_mut(|w| w.progress_mut().finished = true);
         result
     };
@@ -156,9 +157,11 @@ pub async fn run<W: Interpreted>(
 /// runs, then finish.
 async fn run_graph<W: Interpreted>(
     ctx: &WorkflowContext<W>,
+    pipeline: Pipeline,
+    reference: Option<PipelineRef>,
     input: RunInput,
 ) -> WorkflowResult<Value> {
-    let mut run = GraphRun::begin(ctx, input)?;
+    let mut run = GraphRun::begin(ctx, pipeline, reference, input)?;
     loop {
         run.start_ready();
         if run.running.is_empty() {
@@ -178,6 +181,9 @@ type StepFuture = LocalFuture<'static, (usize, Result<Value, StepFailure>)>;
 struct GraphRun<'a, W: Interpreted> {
     ctx: &'a WorkflowContext<W>,
     pipeline: Pipeline,
+    /// The registered version the run resolved (children are started with it); `None` for a
+    /// run from before references, whose children get the definition inline.
+    reference: Option<PipelineRef>,
     graph: Graph,
     /// What expressions see: `input`, `workflow`, each settled step's output, the tags.
     scope: Scope,
@@ -203,8 +209,12 @@ fn invalid_input(message: String) -> WorkflowTermination {
 impl<'a, W: Interpreted> GraphRun<'a, W> {
     /// The graph to run and its checked input, a fresh progress table, the scope, and the
     /// run's search attributes and memo.
-    fn begin(ctx: &'a WorkflowContext<W>, input: RunInput) -> WorkflowResult<Self> {
-        let pipeline = input.pipeline;
+    fn begin(
+        ctx: &'a WorkflowContext<W>,
+        pipeline: Pipeline,
+        reference: Option<PipelineRef>,
+        input: RunInput,
+    ) -> WorkflowResult<Self> {
         let graph_name = input
             .graph
             .clone()
@@ -231,6 +241,7 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
             ctx,
             states: vec![State::Pending; graph.steps.len()],
             pipeline,
+            reference,
             graph,
             scope,
             running: Vec::new(),
@@ -350,6 +361,7 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
         let fut = run_step(
             self.ctx.clone(),
             self.pipeline.clone(),
+            self.reference.clone(),
             self.graph.name.clone(),
             self.graph.steps[i].clone(),
             self.scope.clone(),
@@ -477,6 +489,7 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
             let hooked = run_step(
                 ctx.clone(),
                 self.pipeline.clone(),
+                self.reference.clone(),
                 self.graph.name.clone(),
                 hook.clone(),
                 scope,

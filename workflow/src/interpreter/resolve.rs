@@ -96,19 +96,20 @@ impl ResolveRequest {
     }
 }
 
-/// The definition of a run: inline in a history from before references; otherwise resolved
-/// by the [`RESOLVE_PIPELINE`] local activity and checked to be the version asked for.
-pub async fn definition<W>(
+/// The definition of a run, and the registered version it was resolved from: inline (and no
+/// version) in a history from before references; otherwise resolved by the
+/// [`RESOLVE_PIPELINE`] local activity and checked to be the version asked for.
+pub(super) async fn definition<W>(
     ctx: &WorkflowContext<W>,
     pinned: &Pinned,
     graph: Option<&str>,
     is_child: bool,
-) -> Result<Pipeline, WorkflowTermination> {
+) -> Result<(Pipeline, Option<PipelineRef>), WorkflowTermination> {
     let reference = match pinned {
         Pinned::Inline { pipeline } => {
             if !ctx.patched(REFERENCE_PATCH) {
                 // Recorded before references: replay it as it ran.
-                return Ok((**pipeline).clone());
+                return Ok(((**pipeline).clone(), None));
             }
             if !is_child {
                 return Err(refused(
@@ -152,7 +153,7 @@ pub async fn definition<W>(
                 .map_err(|e| StepFailure::new("PayloadError", e.to_string()))
         });
     match resolved {
-        Ok(p) if reference.names(&p) => Ok(p),
+        Ok(p) if reference.names(&p) => Ok((p, Some(reference))),
         Ok(p) => Err(refused(
             PIPELINE_NOT_REGISTERED,
             format!(

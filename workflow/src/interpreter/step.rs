@@ -11,13 +11,14 @@ use temporalio_workflow::{
 
 use super::failure::{StepFailure, decode, failed};
 use super::options::{computed_timeout, summary_of};
+use super::resolve::Pinned;
 use super::{
     CHILD_GRAPH_PATCH, COUNT_SCOPE, INVALID_INPUT, Interpreted, LocalFuture, RunInput, SA_SCOPE,
     activity_options, local_activity_options,
 };
 use crate::expr::{self, Scope};
 use crate::payload;
-use crate::pipeline::{Pipeline, Run, Step};
+use crate::pipeline::{Pipeline, PipelineRef, Run, Step};
 use crate::progress::{StepRow, StepStatus};
 
 pub(super) fn initial_row(step: &Step) -> StepRow {
@@ -51,10 +52,13 @@ pub(super) fn now<W>(ctx: &WorkflowContext<W>) -> Option<String> {
         .map(|t| humantime::format_rfc3339_millis(t).to_string())
 }
 
-/// Run one step (all of its fan-out members) and return its output.
+/// Run one step (all of its fan-out members) and return its output. `reference` is the
+/// registered version the run resolved (its children are started with it), `None` in a run
+/// from before references.
 pub(super) async fn run_step<W: Interpreted>(
     ctx: WorkflowContext<W>,
     pipeline: Pipeline,
+    reference: Option<PipelineRef>,
     graph: String,
     step: Step,
     scope: Scope,
@@ -68,7 +72,7 @@ pub(super) async fn run_step<W: Interpreted>(
                 r.started_at = started;
             }
         });
-        return run_member(&ctx, &pipeline, &graph, &step, member).await;
+        return run_member(&ctx, (&pipeline, reference.as_ref()), &graph, &step, member).await;
     };
     let items = expr::render_array(for_each, &scope)
         .map_err(|e| StepFailure::new(INVALID_INPUT, format!("for_each: {e}")))?;
@@ -104,9 +108,9 @@ pub(super) async fn run_step<W: Interpreted>(
                 index: Some(i),
                 scope: member_scope,
             };
-            let (ctx, pipeline, graph, step) = (&ctx, &pipeline, &graph, &step);
+            let (ctx, pinned, graph, step) = (&ctx, (&pipeline, reference.as_ref()), &graph, &step);
             in_flight.push(Box::pin(async move {
-                (i, run_member(ctx, pipeline, graph, step, member).await)
+                (i, run_member(ctx, pinned, graph, step, member).await)
             }));
         }
         if in_flight.is_empty() {
@@ -132,7 +136,7 @@ struct Member {
 /// Run one activity or child for one item (or for a step without fan-out).
 async fn run_member<W: Interpreted>(
     ctx: &WorkflowContext<W>,
-    pipeline: &Pipeline,
+    (pipeline, reference): (&Pipeline, Option<&PipelineRef>),
     graph: &str,
     step: &Step,
     member: Member,
@@ -207,13 +211,19 @@ async fn run_member<W: Interpreted>(
                     format!("{graph}: no child pipeline {child:?}"),
                 ));
             };
-            let pinned = if ctx.patched(CHILD_GRAPH_PATCH) {
-                pipeline.for_child(child)
-            } else {
-                pipeline.clone()
+            // A child names the same registered version (it resolves its own graph of it); a
+            // child of a run from before references gets the definition inline, as then.
+            let pinned = match reference {
+                Some(r) => Pinned::Reference(r.clone()),
+                None if ctx.patched(CHILD_GRAPH_PATCH) => Pinned::Inline {
+                    pipeline: Box::new(pipeline.for_child(child)),
+                },
+                None => Pinned::Inline {
+                    pipeline: Box::new(pipeline.clone()),
+                },
             };
             let child_input = RunInput {
-                pipeline: pinned,
+                pinned,
                 graph: Some(child.clone()),
                 input,
                 parent: Some(ctx.workflow_id().to_owned()),
