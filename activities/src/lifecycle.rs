@@ -295,6 +295,9 @@ impl LifecycleActivities {
     async fn failed(&self, input: &FailedInput) -> Result<FailedOutput, ActivityFailure> {
         let tid = &input.transcript_id;
         let db = self.events.db();
+        if input.kind.as_deref() == Some(CANCELED) {
+            return self.cancelled(input).await;
+        }
         let cause = match &input.kind {
             Some(k) if !k.is_empty() && k != "StepFailed" => format!("{k}: {}", input.message),
             _ => input.message.clone(),
@@ -320,6 +323,28 @@ impl LifecycleActivities {
         Ok(FailedOutput { status })
     }
 }
+
+impl LifecycleActivities {
+    /// The run was cancelled (docs/contracts/pipeline.md §5: a cancel is not a failure): the
+    /// transcript goes back to `idle`, ready to be processed again (which resumes the run), and
+    /// never shows `error`. An `ended` transcript stays `ended`.
+    async fn cancelled(&self, input: &FailedInput) -> Result<FailedOutput, ActivityFailure> {
+        let tid = &input.transcript_id;
+        let db = self.events.db();
+        let before = db.transcript(tid).await?.status;
+        let changed = before != "ended" && db.set_transcript_status(tid, "idle").await?;
+        let status = db.transcript(tid).await?.status;
+        if status == "idle" {
+            self.announce_status("mark_failed", tid, "idle", changed)
+                .await?;
+        }
+        tracing::info!(transcript_id = %tid, step = %input.step, status = %status, "pipeline cancelled");
+        Ok(FailedOutput { status })
+    }
+}
+
+/// The failure type of a step that stopped because its run was cancelled.
+const CANCELED: &str = "Canceled";
 
 #[activities]
 impl LifecycleActivities {

@@ -58,6 +58,12 @@ pub enum RunError {
         /// The existing run, when the server says.
         run_id: Option<String>,
     },
+    /// No run of this workflow id is running.
+    #[error("workflow {workflow_id} has no run in progress")]
+    NotRunning {
+        /// The workflow.
+        workflow_id: String,
+    },
     /// The run ended unsuccessfully.
     #[error("workflow {workflow_id} {message}")]
     Failed {
@@ -179,6 +185,39 @@ pub async fn wait(client: &Client, workflow_id: &str) -> Result<Value, RunError>
         workflow_id: workflow_id.to_owned(),
         message,
     })
+}
+
+/// Request the cancellation of the running run of `workflow_id` (its children and their
+/// heartbeating steps stop; the interpreter runs the pipeline's failure hook, which leaves a
+/// cancelled transcript `idle`). `NotRunning` when no run of it is running.
+pub async fn cancel(client: &Client, workflow_id: &str, reason: &str) -> Result<(), RunError> {
+    use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
+    let handle = client.get_workflow_handle::<UntypedWorkflow>(workflow_id);
+    let err = |message: String| RunError::Temporal {
+        action: "cancel",
+        workflow_id: workflow_id.to_owned(),
+        message,
+    };
+    let running = handle
+        .describe(temporalio_client::WorkflowDescribeOptions::default())
+        .await
+        .ok()
+        .and_then(|d| d.raw_description.workflow_execution_info)
+        .and_then(|i| WorkflowExecutionStatus::try_from(i.status).ok())
+        == Some(WorkflowExecutionStatus::Running);
+    if !running {
+        return Err(RunError::NotRunning {
+            workflow_id: workflow_id.to_owned(),
+        });
+    }
+    handle
+        .cancel(
+            temporalio_client::WorkflowCancelOptions::builder()
+                .reason(reason.to_owned())
+                .build(),
+        )
+        .await
+        .map_err(|e| err(chain(&e)))
 }
 
 /// Query one workflow's `progress`.

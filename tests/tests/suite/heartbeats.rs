@@ -2,9 +2,11 @@
 //! (`diarization.yaml`, timeouts shortened) and the embedded Whisper model on real speech,
 //! with `reflow worker` processes as an operator runs them:
 //!
-//! - cancelling a run while a 5-minute track is transcribed ends the transcription's thread
-//!   within 5 s and the worker's CPU use falls; the run ends Canceled and no word list is
-//!   left where a later attempt would take it as complete;
+//! - cancelling a run (`POST /v1/transcripts/{id}/cancel`) while a 5-minute track is
+//!   transcribed ends the transcription's thread within 5 s and the worker's CPU use falls; the
+//!   run ends Canceled, the transcript is `idle` (never `error`), no word list is left where a
+//!   later attempt would take it as complete, and `process` afterwards resumes the run to its
+//!   end;
 //! - SIGKILL of the worker in the middle of that 5-minute track, then a new worker: the retry continues
 //!   from the last window the heartbeat recorded (no completed window is transcribed again)
 //!   and the words equal an uninterrupted transcription's;
@@ -25,7 +27,6 @@ use activities::transcript::Word;
 use reflow_tests::meetings::{
     Backends, Meeting, Stack, WorkerProcess, short_timeouts, talking, transcription_progress,
 };
-use temporalio_client::UntypedWorkflow;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_reflow-test-worker");
 const ASR_QUEUE: [&str; 1] = ["reflow-asr"];
@@ -288,12 +289,14 @@ async fn cancelling_a_run_stops_the_transcription_thread_within_seconds() {
     assert!(busy > 1.0, "transcribing uses CPU: {busy:.2} s in 2 s");
 
     let cancelled = Instant::now();
-    s.stack
-        .client
-        .get_workflow_handle::<UntypedWorkflow>(&s.meeting.workflow_id)
-        .cancel(temporalio_client::WorkflowCancelOptions::default())
-        .await
-        .unwrap();
+    let api = |action: &str| {
+        reqwest::Client::new().post(format!(
+            "http://{}/v1/transcripts/{tid}/{action}",
+            s.stack.api
+        ))
+    };
+    let answer = api("cancel").send().await.unwrap();
+    assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
     let stopped = reflow_tests::wait_for(
         "the transcription thread to end",
         Duration::from_secs(30),
@@ -351,6 +354,46 @@ async fn cancelling_a_run_stops_the_transcription_thread_within_seconds() {
             .unwrap(),
         "no word list is left as if the track were transcribed"
     );
+    // A cancel is not a failure: the transcript is back to idle and never said `error`.
+    let status = reflow_tests::wait_for(
+        "the transcript to be idle",
+        Duration::from_secs(30),
+        || async {
+            let t = s.stack.db.transcript(&tid).await.unwrap();
+            (t.status != "processing").then_some(t.status)
+        },
+    )
+    .await;
+    assert_eq!(status, "idle");
+    let said: Vec<String> = s
+        .stack
+        .db
+        .events(&tid, 0)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event == "STATUS")
+        .map(|e| e.data["value"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        !said.iter().any(|v| v == "error"),
+        "STATUS events: {said:?}"
+    );
+    assert_eq!(said.last().map(String::as_str), Some("idle"), "{said:?}");
+    // A second cancel has nothing to cancel.
+    assert_eq!(api("cancel").send().await.unwrap().status(), 409);
+    // Processing it again resumes the run, which goes on to its end.
+    let resumed: serde_json::Value = api("process").send().await.unwrap().json().await.unwrap();
+    assert_eq!(resumed["status"], "retrying", "{resumed}");
+    let out = tokio::time::timeout(
+        Duration::from_secs(300),
+        reflow::runs::wait(&s.stack.client, &s.meeting.workflow_id),
+    )
+    .await
+    .expect("the resumed run ends within 5 minutes");
+    assert!(out.is_ok(), "the resumed run completes: {out:?}");
+    assert_eq!(s.stack.db.transcript(&tid).await.unwrap().status, "ended");
+    drop(worker);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

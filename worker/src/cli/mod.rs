@@ -114,6 +114,12 @@ pub enum Command {
         #[arg(long)]
         step: Option<String>,
     },
+    /// Cancel a running run (its children and their steps stop; the transcript goes back to
+    /// `idle`, and processing it again resumes the run).
+    Cancel {
+        /// Workflow id.
+        workflow_id: String,
+    },
     /// Serve task queues until Ctrl-C / SIGTERM.
     Worker {
         /// Serve only these queues (comma-separated). Default: every queue the pipelines use.
@@ -242,6 +248,7 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
         Command::ResetPoint { workflow_id, step } => {
             one_run::reset_point(&settings, &workflow_id, step.as_deref()).await
         }
+        Command::Cancel { workflow_id } => one_run::cancel(&settings, &workflow_id).await,
         Command::Worker {
             queues,
             pipelines,

@@ -1,6 +1,6 @@
 //! The commands about one run, named by its workflow id: `reflow run` starts it,
 //! `reflow status` shows its step table, `reflow cost` what it spent ([`crate::cost`]) and
-//! `reflow reset-point` where to reset it to ([`crate::reset`]).
+//! `reflow reset-point` where to reset it to ([`crate::reset`]), `reflow cancel` stops it.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -124,5 +124,21 @@ pub(super) async fn reset_point(
         point.event_id, point.step
     );
     println!("{}", point.event_id);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `reflow cancel`: cancel the running run of `workflow_id` and wait until it has closed (its
+/// transcript goes back to `idle`; `POST /v1/transcripts/{id}/process` or the Conductor retry
+/// resumes it from where it stopped).
+pub(super) async fn cancel(settings: &Settings, workflow_id: &str) -> anyhow::Result<ExitCode> {
+    let client = connect(settings).await?;
+    runs::cancel(&client, workflow_id, "cancelled with reflow cancel").await?;
+    let started = std::time::Instant::now();
+    // The run closes Canceled; its output is an error by construction.
+    let _ = runs::wait(&client, workflow_id).await;
+    eprintln!(
+        "{workflow_id}: cancelled ({:.1} s); process it again to resume",
+        started.elapsed().as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -36,6 +36,7 @@ pub(super) fn routes() -> Router<ApiState> {
             axum::routing::post(audio_link),
         )
         .route("/v1/transcripts/{id}/process", axum::routing::post(process))
+        .route("/v1/transcripts/{id}/cancel", axum::routing::post(cancel))
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +165,49 @@ async fn process(
     tracing::info!(transcript_id = %t.id, workflow_id = %workflow_id, run_id = %run_id, "reprocessing");
     Ok(axum::Json(
         json!({"status": "ok", "workflow_id": workflow_id, "run_id": run_id}),
+    ))
+}
+
+/// `POST /v1/transcripts/{id}/cancel` (docs/contracts/events-and-api.md §5.5), for the owner
+/// or an operator: request the cancellation of the transcript's running run. Its children and
+/// their heartbeating steps stop within seconds, its failure hook puts the transcript back to
+/// `idle` (never `error`: a cancel is not a failure), and a later `process` resumes it.
+async fn cancel(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let t = readable(&state, &headers, &id).await?;
+    if !state.may_write(&state.caller(&headers)?, &t) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Only the owner may cancel this transcript",
+        ));
+    }
+    let Some(client) = &state.temporal else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no Temporal connection",
+        ));
+    };
+    let Some(workflow_id) = t
+        .workflow_id
+        .clone()
+        .or_else(|| t.recording_id.as_deref().map(crate::intake::workflow_id))
+    else {
+        return Err(ApiError::new(StatusCode::CONFLICT, "No run in progress"));
+    };
+    crate::runs::cancel(client, &workflow_id, "cancel requested")
+        .await
+        .map_err(|e| match e {
+            crate::runs::RunError::NotRunning { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "No run in progress")
+            }
+            e => ApiError::unavailable("Temporal", &e),
+        })?;
+    tracing::info!(transcript_id = %t.id, workflow_id = %workflow_id, "cancel requested");
+    Ok(axum::Json(
+        json!({"status": "cancelling", "workflow_id": workflow_id}),
     ))
 }
 

@@ -85,6 +85,11 @@ pub const SEARCH_ATTRIBUTES_PATCH: &str = "reflow-search-attributes-1";
 /// histories from before it replay with the whole definition in each child's input.
 pub const CHILD_GRAPH_PATCH: &str = "reflow-child-graph-1";
 
+/// Patch marking runs whose failure hook, when the run was cancelled, runs on a cancellation
+/// token of its own: the run's cancel cancelled it before it started in histories from before
+/// it, which left a cancelled transcript `processing` instead of `idle`.
+pub const CANCELLED_HOOK_PATCH: &str = "reflow-cancelled-run-hook-1";
+
 /// Scope key of the rendered search attributes (not an identifier, so no step can shadow it).
 const SA_SCOPE: &str = "$search_attributes";
 /// Scope key of a fan-out's member count.
@@ -486,15 +491,19 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
                 "failure".into(),
                 json!({"step": step.id, "type": failure.kind, "message": failure.message}),
             );
-            let hooked = run_step(
-                ctx.clone(),
-                self.pipeline.clone(),
-                self.reference.clone(),
-                self.graph.name.clone(),
-                hook.clone(),
-                scope,
-            )
-            .await;
+            let hooked = if cancelled && ctx.patched(CANCELLED_HOOK_PATCH) {
+                run_detached_hook(&ctx, hook, &scope).await
+            } else {
+                run_step(
+                    ctx.clone(),
+                    self.pipeline.clone(),
+                    self.reference.clone(),
+                    self.graph.name.clone(),
+                    hook.clone(),
+                    scope,
+                )
+                .await
+            };
             if let Err(e) = hooked
                 && !ctx.is_replaying()
             {
@@ -525,4 +534,32 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
             .state_mut(|w| w.progress_mut().status = RunStatus::Completed);
         Ok(output)
     }
+}
+
+/// The failure hook of a cancelled run ([`CANCELLED_HOOK_PATCH`]), on a cancellation token of
+/// its own so that the run's cancel does not cancel it too: it records that the run stopped
+/// (`mark_failed` puts a cancelled transcript back to `idle`).
+async fn run_detached_hook<W: Interpreted>(
+    ctx: &WorkflowContext<W>,
+    hook: &crate::pipeline::Step,
+    scope: &Scope,
+) -> Result<Value, StepFailure> {
+    let crate::pipeline::Run::Activity(name) = &hook.run else {
+        return Err(StepFailure::new(
+            INVALID_INPUT,
+            "on_failure: the hook must run an activity",
+        ));
+    };
+    let input = expr::render(&hook.with, scope)
+        .map_err(|e| StepFailure::new(INVALID_INPUT, format!("with: {e}")))?;
+    let mut opts = options::activity_options(hook, hook.id.clone(), None, hook.id.clone());
+    opts.cancellation_token = Some(temporalio_workflow::WorkflowCancellationToken::new());
+    ctx.execute_activity(
+        temporalio_workflow::common::UntypedActivity::new(name.clone()),
+        crate::payload::to_raw(&input),
+        opts,
+    )
+    .await
+    .map_err(|e| failure::failed(e.failure(), "PayloadError", &e))
+    .and_then(failure::decode)
 }
