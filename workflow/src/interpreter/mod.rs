@@ -492,7 +492,7 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
                 json!({"step": step.id, "type": failure.kind, "message": failure.message}),
             );
             let hooked = if cancelled && ctx.patched(CANCELLED_HOOK_PATCH) {
-                run_detached_hook(&ctx, hook, &scope).await
+                run_detached_hook(ctx, hook, &scope).await
             } else {
                 run_step(
                     ctx.clone(),
