@@ -317,10 +317,10 @@ impl Llm {
         temperature: f64,
         validate: impl Fn(&T) -> Result<(), String>,
     ) -> Result<(Result<T, String>, Usage), ActivityFailure> {
+        let step = ctx.info().activity_type.as_str();
         let system = format!(
             "{instruction}\n\nAnswer with a single JSON object and nothing else, of this shape:\n{schema}"
         );
-        let step = ctx.info().activity_type.as_str();
         let mut usage = Usage::default();
         let input = self
             .condense(ctx, &system, input, temperature, &mut usage)
@@ -369,10 +369,10 @@ impl Llm {
         temperature: f64,
         usage: &mut Usage,
     ) -> Result<String, ActivityFailure> {
+        let step = ctx.info().activity_type.as_str();
         let window = self.window().await?;
         let budget_chars = window.saturating_sub(ANSWER_RESERVE).max(256) * 4;
         let mut input = input.to_owned();
-        let step = ctx.info().activity_type.as_str();
         for _round in 0..4 {
             if instruction.len() + input.len() <= budget_chars {
                 return Ok(input);
