@@ -10,6 +10,7 @@ pub mod codec;
 pub mod conductor;
 pub mod daily;
 pub mod limits;
+mod loopback;
 pub mod page;
 pub mod redact;
 pub mod transcripts;
@@ -206,6 +207,10 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.force_process.clone(),
             limits::force_process_cooldown,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            loopback::guard,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

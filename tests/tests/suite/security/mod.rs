@@ -41,6 +41,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod input;
+mod open_mode;
 mod replay;
 mod secrets;
 mod slow_clients;
