@@ -84,9 +84,41 @@ impl AudioReader {
                     message: e.to_string(),
                 })?;
         }
-        let mss = MediaSourceStream::new(Box::new(file), Default::default());
+        let extension = path.extension().and_then(|e| e.to_str());
+        Self::from_source(Box::new(file), matroska, extension, source_name)
+    }
+
+    /// [`AudioReader::open`] on bytes held in memory, `extension` being the file's (a hint):
+    /// what the `webm_opus` fuzz target (`fuzz/`) decodes.
+    pub fn from_bytes(
+        bytes: Vec<u8>,
+        extension: Option<&str>,
+        source_name: &str,
+    ) -> Result<Self, AudioError> {
+        if bytes.is_empty() {
+            return Err(AudioError::Unsupported {
+                source_name: source_name.to_owned(),
+                message: "the file is empty".into(),
+            });
+        }
+        let matroska = bytes.starts_with(&EBML_MAGIC);
+        Self::from_source(
+            Box::new(std::io::Cursor::new(bytes)),
+            matroska,
+            extension,
+            source_name,
+        )
+    }
+
+    fn from_source(
+        source: Box<dyn symphonia::core::io::MediaSource>,
+        matroska: bool,
+        extension: Option<&str>,
+        source_name: &str,
+    ) -> Result<Self, AudioError> {
+        let mss = MediaSourceStream::new(source, Default::default());
         let mut hint = Hint::new();
-        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        if let Some(ext) = extension {
             hint.with_extension(ext);
         }
         // symphonia's MKV reader panics on some damaged headers (a truncated EBML header):

@@ -71,8 +71,12 @@ pub struct MonoStream {
 impl MonoStream {
     /// Open `path` (named `name` in errors); `gap_fill` turns on timestamp-driven gap filling.
     pub fn open(path: &Path, name: &str, gap_fill: bool) -> Result<Self, AudioError> {
-        let reader = AudioReader::open(path, name)?;
-        Ok(MonoStream {
+        Ok(Self::new(AudioReader::open(path, name)?, name, gap_fill))
+    }
+
+    /// The stream of a decoder already open (an [`AudioReader::from_bytes`], say).
+    pub fn new(reader: AudioReader, name: &str, gap_fill: bool) -> Self {
+        MonoStream {
             reader,
             resampler: None,
             pending: Vec::new(),
@@ -88,7 +92,7 @@ impl MonoStream {
             gaps: GapStats::default(),
             silence_due: 0,
             held: None,
-        })
+        }
     }
 
     /// The decoder underneath (container facts: Matroska or not, pre-skip).

@@ -136,28 +136,19 @@ async fn webhook(State(state): State<ApiState>, headers: HeaderMap, body: Bytes)
             json!({"detail": "Webhook timestamp outside the accepted window"}),
         );
     }
-    let Ok(event) = serde_json::from_slice::<Value>(&body) else {
-        activities::metrics::daily_webhook("bad_payload");
-        return reply(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            json!({"detail": "Invalid JSON"}),
-        );
+    let (kind, payload) = match read_event(&body) {
+        Ok(event) => event,
+        Err(detail) => {
+            activities::metrics::daily_webhook("bad_payload");
+            return reply(StatusCode::UNPROCESSABLE_ENTITY, json!({"detail": detail}));
+        }
     };
-    let (Some(kind), Some(payload)) = (
-        event.get("type").and_then(Value::as_str),
-        event.get("payload").filter(|p| p.is_object()),
-    ) else {
-        activities::metrics::daily_webhook("bad_payload");
-        return reply(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            json!({"detail": "Invalid event format"}),
-        );
-    };
+    let payload = &payload;
     let ok = || {
         activities::metrics::daily_webhook("ok");
         reply(StatusCode::OK, json!({"status": "ok"}))
     };
-    match kind {
+    match kind.as_str() {
         "recording.ready-to-download" => ready(&state, payload).await,
         "recording.started" => {
             tracing::info!(recording_id = ?payload.get("recording_id"), room = ?payload.get("room_name"), "Daily recording started");
@@ -176,7 +167,22 @@ async fn webhook(State(state): State<ApiState>, headers: HeaderMap, body: Bytes)
     }
 }
 
-async fn ready(state: &ApiState, payload: &Value) -> Response {
+/// The `type` and `payload` object of a verified webhook body; `Err` is the 422 answer's
+/// `detail` (not JSON, or not an event). Pure, like [`ready_recording`], so the `daily_webhook`
+/// fuzz target (`fuzz/`) runs what the handler runs on arbitrary bodies.
+pub fn read_event(body: &[u8]) -> Result<(String, Value), &'static str> {
+    let mut event: Value = serde_json::from_slice(body).map_err(|_| "Invalid JSON")?;
+    let kind = event.get("type").and_then(Value::as_str).map(str::to_owned);
+    let payload = event
+        .get_mut("payload")
+        .filter(|p| p.is_object())
+        .map(Value::take);
+    kind.zip(payload).ok_or("Invalid event format")
+}
+
+/// The recording a `recording.ready-to-download` payload names: `Ok(None)` for a cloud
+/// recording (not transcribed), `Err` (422's `detail`) without a recording id or room name.
+pub fn ready_recording(payload: &Value) -> Result<Option<Discovered>, &'static str> {
     let s = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_owned);
     let tracks: Vec<&Value> = payload
         .get("tracks")
@@ -185,16 +191,10 @@ async fn ready(state: &ApiState, payload: &Value) -> Response {
         .unwrap_or_default();
     let kind = s("type");
     if kind.as_deref() == Some("cloud") || (kind.is_none() && tracks.is_empty()) {
-        tracing::info!(recording_id = ?s("recording_id"), "cloud recording: not transcribed");
-        activities::metrics::daily_webhook("ok");
-        return reply(StatusCode::OK, json!({"status": "ok"}));
+        return Ok(None);
     }
     let (Some(recording_id), Some(room_name)) = (s("recording_id"), s("room_name")) else {
-        activities::metrics::daily_webhook("bad_payload");
-        return reply(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            json!({"detail": "Invalid event format"}),
-        );
+        return Err("Invalid event format");
     };
     let start_ts = payload
         .get("start_ts")
@@ -205,16 +205,32 @@ async fn ready(state: &ApiState, payload: &Value) -> Response {
         .filter(|t| t.get("type").and_then(Value::as_str) == Some("audio"))
         .filter_map(|t| t.get("s3Key").and_then(Value::as_str).map(str::to_owned))
         .collect();
+    Ok(Some(Discovered {
+        recording_id,
+        room_name,
+        start_ts,
+        track_keys,
+    }))
+}
+
+async fn ready(state: &ApiState, payload: &Value) -> Response {
+    let discovered = match ready_recording(payload) {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            tracing::info!(recording_id = ?payload.get("recording_id").and_then(serde_json::Value::as_str), "cloud recording: not transcribed");
+            activities::metrics::daily_webhook("ok");
+            return reply(StatusCode::OK, json!({"status": "ok"}));
+        }
+        Err(detail) => {
+            activities::metrics::daily_webhook("bad_payload");
+            return reply(StatusCode::UNPROCESSABLE_ENTITY, json!({"detail": detail}));
+        }
+    };
+    let recording_id = discovered.recording_id.clone();
     let Some(intake) = &state.intake else {
         tracing::error!(%recording_id, "no intake configured (Temporal unreachable?); deferred to polling");
         activities::metrics::daily_webhook("deferred");
         return reply(StatusCode::OK, json!({"status": "deferred"}));
-    };
-    let discovered = Discovered {
-        recording_id: recording_id.clone(),
-        room_name,
-        start_ts,
-        track_keys,
     };
     match intake.intake(&discovered).await {
         Ok(outcome @ Outcome::Ignored { .. }) => {
