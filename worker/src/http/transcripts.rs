@@ -54,13 +54,7 @@ async fn process(
     Path(id): Path<String>,
     Query(q): Query<ProcessQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let t = readable(&state, &headers, &id).await?;
-    if !state.may_write(&state.caller(&headers)?, &t) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "Only the owner may process this transcript",
-        ));
-    }
+    let t = writable(&state, &headers, &id, "process this transcript").await?;
     let db = state.events.db();
     if t.locked {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "Transcript is locked"));
@@ -177,13 +171,7 @@ async fn cancel(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let t = readable(&state, &headers, &id).await?;
-    if !state.may_write(&state.caller(&headers)?, &t) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "Only the owner may cancel this transcript",
-        ));
-    }
+    let t = writable(&state, &headers, &id, "cancel this transcript").await?;
     let Some(client) = &state.temporal else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -209,6 +197,24 @@ async fn cancel(
     Ok(axum::Json(
         json!({"status": "cancelling", "workflow_id": workflow_id}),
     ))
+}
+
+/// A transcript the caller may change (its owner, or the operator): [`readable`], else 403
+/// `"Only the owner may {what}"`.
+async fn writable(
+    state: &ApiState,
+    headers: &HeaderMap,
+    id: &str,
+    what: &str,
+) -> Result<Transcript, ApiError> {
+    let t = readable(state, headers, id).await?;
+    if !state.may_write(&state.caller(headers)?, &t) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("Only the owner may {what}"),
+        ));
+    }
+    Ok(t)
 }
 
 /// A readable, not soft-deleted transcript, or the error to answer.
@@ -473,13 +479,7 @@ async fn audio_link(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let t = readable(&state, &headers, &id).await?;
-    if !state.may_write(&state.caller(&headers)?, &t) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "Only the owner may share this transcript's audio",
-        ));
-    }
+    let t = writable(&state, &headers, &id, "share this transcript's audio").await?;
     let Some(secret) = state.secret_key.as_deref() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
