@@ -3,7 +3,8 @@
 //!
 //! Beyond "no panic": a pipeline that validates must travel — it is serialized into every
 //! run's input (JSON) and pinned by its hash — so it must survive a JSON round trip unchanged,
-//! and its hash must be the hash of what it is.
+//! and its hash must be the hash of what it is. `fuzz/dict/pipeline.dict` (the file's keys,
+//! YAML syntax, expressions, multi-byte characters) is its dictionary.
 
 #![no_main]
 

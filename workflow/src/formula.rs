@@ -19,6 +19,9 @@ use serde_json::Value;
 
 use crate::expr::{self, ExprError, Path, Scope};
 
+/// The largest result of a formula: a year, longer than any step's timeout.
+pub const MAX_SECONDS: f64 = 365.0 * 86_400.0;
+
 /// A parsed formula.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Formula {
@@ -65,7 +68,12 @@ pub fn is_formula(text: &str) -> bool {
 impl Formula {
     /// Parse `text`.
     pub fn parse(text: &str) -> Result<Formula, ExprError> {
-        let mut p = Parser { text, pos: 0 };
+        let mut p = Parser {
+            text,
+            pos: 0,
+            depth: 0,
+            operands: 0,
+        };
         let root = p.expr()?;
         p.skip_ws();
         if p.pos < text.len() {
@@ -89,11 +97,18 @@ impl Formula {
         out
     }
 
-    /// Evaluate to seconds in `scope`.
+    /// Evaluate to seconds in `scope`: a finite number of at most [`MAX_SECONDS`], so that it
+    /// always makes a timeout (`Duration::from_secs_f64` panics on what it cannot hold, and run
+    /// data such as a local source's `duration_s: 1e300` reaches formulas).
     pub fn seconds(&self, scope: &Scope) -> Result<f64, ExprError> {
         let v = num(self, eval(self, &self.root, scope)?, "the result")?;
         if !v.is_finite() {
             return Err(self.fail("the result is not a finite number"));
+        }
+        if v > MAX_SECONDS {
+            return Err(self.fail(&format!(
+                "the result, {v:.3e} s, is more than a year: not a timeout"
+            )));
         }
         Ok(v)
     }
@@ -185,9 +200,18 @@ fn eval(f: &Formula, n: &Node, scope: &Scope) -> Result<Val, ExprError> {
     })
 }
 
+/// How deep parentheses, function calls and unary minus may nest, and how many operands a
+/// formula may have: parsing, evaluating and dropping a formula recurse once per level of its
+/// tree, and a pipeline file could otherwise overflow the stack (found by fuzzing).
+const MAX_DEPTH: usize = 32;
+const MAX_OPERANDS: usize = 256;
+
 struct Parser<'a> {
     text: &'a str,
+    /// A byte offset, always on a character boundary.
     pos: usize,
+    depth: usize,
+    operands: usize,
 }
 
 impl Parser<'_> {
@@ -199,9 +223,9 @@ impl Parser<'_> {
     }
 
     fn skip_ws(&mut self) {
-        while self.rest().starts_with(char::is_whitespace) {
-            self.pos += 1;
-        }
+        // Whitespace may be more than one byte (U+00A0, U+3000): skip whole characters.
+        let rest = self.rest();
+        self.pos += rest.len() - rest.trim_start().len();
     }
 
     fn rest(&self) -> &str {
@@ -247,10 +271,22 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> Result<Node, ExprError> {
-        if self.eat("-") {
-            return Ok(Node::Neg(Box::new(self.unary()?)));
+        // Every operand passes here once, and every level of nesting adds one call.
+        self.operands += 1;
+        if self.operands > MAX_OPERANDS {
+            return Err(self.error(&format!("more than {MAX_OPERANDS} operands")));
         }
-        self.atom()
+        if self.depth == MAX_DEPTH {
+            return Err(self.error(&format!("nested more than {MAX_DEPTH} levels deep")));
+        }
+        self.depth += 1;
+        let node = if self.eat("-") {
+            self.unary().map(|n| Node::Neg(Box::new(n)))
+        } else {
+            self.atom()
+        };
+        self.depth -= 1;
+        node
     }
 
     fn atom(&mut self) -> Result<Node, ExprError> {
@@ -386,5 +422,44 @@ mod tests {
         let e = nul.seconds(&scope(1, Value::Null)).unwrap_err().to_string();
         assert!(e.contains("null") && e.contains("default("), "{e}");
         assert!(Formula::parse("1 / 0").unwrap().seconds(&s).is_err());
+    }
+
+    /// Crashes the `expr` fuzz target found (fuzz/, bench/results/fuzz.md): a multi-byte space
+    /// made the parser slice inside a character (a panic), and deep nesting or a long chain of
+    /// operators overflowed the stack (an abort) while parsing, evaluating or dropping.
+    #[test]
+    fn unicode_spaces_deep_nesting_and_long_chains_are_errors_not_crashes() {
+        let s = Scope::new();
+        // The fuzzer's input, then the same spaces where they are legal.
+        assert!(Formula::parse("-(1.530\u{85} * 2 / min(3, 4h,25m").is_err());
+        let v = |t: &str| Formula::parse(t).unwrap().seconds(&s).unwrap();
+        assert_eq!(v("(\u{85}1)\u{3000}+\u{a0}2\u{2028}"), 3.0);
+        let deep = |n: usize| format!("{}1{}", "(".repeat(n), ")".repeat(n));
+        assert_eq!(v(&deep(MAX_DEPTH - 1)), 1.0);
+        for text in [
+            deep(100_000),
+            format!("{}1", "-".repeat(100_000)),
+            format!("{}1", "max(".repeat(1_000)),
+            format!("{}1", "1 + ".repeat(100_000)),
+        ] {
+            let e = Formula::parse(&text).unwrap_err().to_string();
+            assert!(e.contains("levels deep") || e.contains("operands"), "{e}");
+        }
+        assert_eq!(v(&vec!["1"; MAX_OPERANDS].join("+")), MAX_OPERANDS as f64);
+    }
+
+    /// A result no timeout can hold is an error: the interpreter's `Duration::from_secs_f64`
+    /// panicked on it (a local source's `recording.json` declaring `duration_s: 1e300` reached
+    /// the mixdown formula through `get_recording`).
+    #[test]
+    fn a_result_longer_than_a_year_is_an_error() {
+        let f = Formula::parse(MIXDOWN).unwrap();
+        let e = f.seconds(&scope(2, json!(1e300))).unwrap_err().to_string();
+        assert!(e.contains("more than a year"), "{e}");
+        assert!(f.seconds(&scope(2, json!(-1e300))).is_ok());
+        let year = Formula::parse("8760h").unwrap();
+        assert_eq!(year.seconds(&Scope::new()).unwrap(), MAX_SECONDS);
+        let digits = Formula::parse("99999999999999999999999h").unwrap();
+        assert!(digits.seconds(&Scope::new()).is_err());
     }
 }
