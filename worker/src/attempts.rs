@@ -14,8 +14,8 @@
 //! `non_retryable` or `cancelled` with its failure — the one record of attempts Temporal's
 //! history does not keep, which the status API builds its task rows from. Steps declared
 //! `local: true` run as local activities and are recorded like any other; the progress
-//! reporter (the interpreter's own local activity) is internal and is not. A row that cannot be written is logged
-//! and never fails the activity.
+//! reporter and the definition resolver (the interpreter's own local activities) are internal:
+//! no row, no signal. A row that cannot be written is logged and never fails the activity.
 
 use futures::FutureExt;
 use temporalio_client::{Client, UntypedSignal, UntypedWorkflow, WorkflowSignalOptions};
@@ -138,7 +138,9 @@ impl ActivityInboundInterceptor for AttemptReporter {
             attempt,
         );
         async move {
-            if attempt > 1 && !workflow_id.is_empty() {
+            // Internal lookups are not steps: nothing to show in the table (and a signal racing
+            // a run that fails at its first task would make that task fail, over and over).
+            if attempt > 1 && !workflow_id.is_empty() && !internal {
                 self.report(
                     &workflow_id,
                     AttemptReport {
@@ -200,7 +202,7 @@ impl ActivityInboundInterceptor for AttemptReporter {
                 Err(e) => {
                     let message = failure_message(e);
                     tracing::warn!(error = %message, "attempt failed");
-                    if !workflow_id.is_empty() {
+                    if !workflow_id.is_empty() && !internal {
                         self.report(
                             &workflow_id,
                             AttemptReport {

@@ -197,7 +197,8 @@ async fn a_step_failing_twice_succeeds_on_attempt_3_and_progress_shows_the_retry
             let c = c.clone();
             async move {
                 let p = runs::query_progress(&c, id).await.ok()?;
-                let row = p.steps[0].clone();
+                // Empty until the run's first task has resolved its definition.
+                let row = p.steps.first()?.clone();
                 (row.attempt == 2 && row.status == StepStatus::Running).then_some(row)
             }
         },

@@ -30,6 +30,7 @@
 //! | [`meeting`] | the whole meeting path with real speech |
 //! | [`metrics`] | `/metrics` after a run with a retried step |
 //! | [`page`] | the progress page in headless Chromium |
+//! | [`pipeline_versions`] | pipeline versions registered by `reflow apply`, planned step by step; runs name one |
 //! | [`process`] | `reflow process <dir>` interrupted and resumed |
 //! | [`progress_events`] | `PIPELINE_PROGRESS` from a real run |
 //! | [`replay`] | recorded histories still replay (determinism guard) |
@@ -64,6 +65,7 @@ mod load;
 mod meeting;
 mod metrics;
 mod page;
+mod pipeline_versions;
 mod process;
 mod progress_events;
 mod replay;

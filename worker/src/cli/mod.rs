@@ -186,15 +186,18 @@ pub enum Command {
         #[command(subcommand)]
         from: ImportFrom,
     },
-    /// Show what `apply` would change in the cluster (schedules), without changing it.
+    /// Show what `apply` would change in the cluster and in the registered pipeline versions
+    /// (each new version step by step, with the steps a re-run could reuse), without changing
+    /// it.
     Plan {
-        /// Directory of pipeline files (for the pipelines schedules start).
+        /// Directory of pipeline files (registered as versions; schedules start them).
         #[arg(long, env = "REFLOW_PIPELINES")]
         pipelines: Option<PathBuf>,
     },
-    /// Make the cluster match what the repository declares (idempotent).
+    /// Make the cluster match what the repository declares, registering each pipeline file as
+    /// an immutable version (idempotent).
     Apply {
-        /// Directory of pipeline files (for the pipelines schedules start).
+        /// Directory of pipeline files (registered as versions; schedules start them).
         #[arg(long, env = "REFLOW_PIPELINES")]
         pipelines: Option<PathBuf>,
     },

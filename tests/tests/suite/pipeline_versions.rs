@@ -1,0 +1,532 @@
+//! Pipeline versions (issue 36) against a real Temporal dev server:
+//!
+//! - `reflow apply` registers the repository's definitions (the meeting pipeline as v2), a
+//!   second apply changes nothing, and a meeting then runs on the registered version: its input
+//!   names `{pipeline, version, hash}`, its first workflow task resolves the definition, and the
+//!   history replays;
+//! - two steps changed: without a version bump plan and apply refuse; with it, `reflow plan`
+//!   lists exactly those steps and fields, then the steps a re-run could reuse;
+//! - a workflow started by hand with an inline definition, or naming a hash nobody registered,
+//!   runs no step and says why (naming the hash);
+//! - the recorded histories from before references carry their definition inline and replay;
+//! - `reflow process` against a fresh external dev server that `reflow apply` never prepared
+//!   stops at once, naming what is missing and `reflow apply`; after `reflow apply` the
+//!   namespace has it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reflow::gitops::{self, Change, Desired, DesiredPipelines, Kind};
+use reflow::runs;
+use reflow_tests::meetings::{self, Backends, Stack};
+use reflow_tests::{InProcessWorker, client, journal, read_journal, registry};
+use serde_json::{Value, json};
+use temporalio_client::{UntypedWorkflow, WorkflowStartOptions};
+use workflow::interpreter::resolve::{INLINE_REFUSED, PIPELINE_NOT_REGISTERED, Pinned};
+use workflow::{Pipeline, RunInput, payload};
+
+fn repo_pipelines() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines")
+}
+
+/// A fresh SQLite database of this test: its URL and the connection.
+async fn fresh_db(dir: &Path) -> (String, activities::db::Db) {
+    let url = format!("sqlite://{}/reflow.db", dir.display());
+    let db = activities::db::Db::connect(&url).await.unwrap();
+    (url, db)
+}
+
+fn desired(db: &activities::db::Db, dir: &Path) -> Desired {
+    Desired {
+        pipelines: Some(DesiredPipelines::declared(db.clone(), dir, registry().catalog()).unwrap()),
+        ..Desired::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn apply_registers_the_repository_s_versions_once_and_a_meeting_runs_on_the_registered_one() {
+    let _one = meetings::exclusive().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (db_url, db) = fresh_db(tmp.path()).await;
+    let c = client().await;
+    let d = desired(&db, &repo_pipelines());
+
+    let planned = gitops::plan(&c, &d).await.unwrap();
+    let created: Vec<&str> = planned
+        .iter()
+        .filter(|c| c.kind() == Kind::Pipeline && matches!(c, Change::Create { .. }))
+        .map(Change::id)
+        .collect();
+    assert_eq!(
+        created,
+        [
+            "PollDailyRecordings v1",
+            "DiarizationPipeline v2",
+            "DirectoryDigest v1"
+        ],
+        "{planned:?}"
+    );
+    assert_eq!(gitops::apply(&c, &d).await.unwrap(), planned);
+    let again = gitops::apply(&c, &d).await.unwrap();
+    assert!(!again.iter().any(Change::is_change), "{again:?}");
+    assert!(
+        again
+            .iter()
+            .any(|c| c.to_string() == "  pipeline DiarizationPipeline v2: unchanged")
+    );
+    let rows = db
+        .pipeline_versions(Some("DiarizationPipeline"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let registered = rows[0].decode().unwrap();
+    assert_eq!(
+        registered.git_commit.as_deref().map(str::len),
+        Some(40),
+        "registered from the repository's commit"
+    );
+
+    // A meeting, through Daily intake, on the registered production definition.
+    let pipeline: Pipeline = registered.pipeline.clone();
+    let stack = Stack::start(
+        &db_url,
+        c.clone(),
+        Backends::start(Duration::from_millis(50)).await,
+        false,
+        pipeline.clone(),
+    )
+    .await;
+    let queues: Vec<String> = meetings::QUEUES.iter().map(|q| q.to_string()).collect();
+    let _worker = InProcessWorker::start_with(&queues, stack.services(100));
+    let voices = meetings::voices(tmp.path(), 2);
+    let m = stack.meeting("versions", 0, &voices).await;
+    let (_, out) = stack.run(&m).await;
+    out.unwrap();
+
+    // The run named the version; its first workflow task resolved the definition.
+    let run = reflow::history::load(&c, &m.workflow_id).await.unwrap();
+    assert_eq!(
+        (
+            &run.input["pipeline"],
+            &run.input["version"],
+            &run.input["hash"]
+        ),
+        (
+            &json!("DiarizationPipeline"),
+            &json!(2),
+            &json!(pipeline.hash)
+        )
+    );
+    assert_eq!(run.pipeline().as_ref(), Some(&pipeline));
+    assert_eq!(run.children.len(), 2);
+    for child in &run.children {
+        assert_eq!(
+            (&child.input["hash"], &child.input["graph"]),
+            (&json!(pipeline.hash), &json!("TrackProcessing")),
+            "a child names the same version and its graph"
+        );
+        let kid = reflow::history::load(&c, &child.workflow_id).await.unwrap();
+        assert_eq!(
+            kid.pipeline(),
+            Some(pipeline.for_child("TrackProcessing")),
+            "a child resolves only its own graph"
+        );
+    }
+    reflow_tests::replay_live(&c, &[&m.workflow_id]).await;
+}
+
+/// The repository's meeting pipeline with `mixdown_tracks` on another queue and
+/// `generate_title` given 240 s, as version `version`.
+fn two_steps_changed(version: u32) -> String {
+    let yaml = reflow::intake::DIARIZATION_YAML;
+    let mixdown = "    task_queue: reflow-mixdown\n";
+    let title = "    when: ${detect_topics.chunk_count}\n    task_queue: reflow-llm\n    start_to_close: 300s\n    emits: [FINAL_TITLE]\n";
+    assert_eq!(yaml.matches(mixdown).count(), 1);
+    assert_eq!(yaml.matches(title).count(), 1);
+    yaml.replace(mixdown, "    task_queue: reflow-audio\n")
+        .replace(title, &title.replace("300s", "240s"))
+        .replace("version: 2\n", &format!("version: {version}\n"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_definition_must_bump_its_version_and_plans_step_by_step_with_what_a_rerun_reuses()
+ {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, db) = fresh_db(tmp.path()).await;
+    let c = client().await;
+    let dir = tmp.path().join("pipelines");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("diarization.yaml"),
+        reflow::intake::DIARIZATION_YAML,
+    )
+    .unwrap();
+    gitops::apply(&c, &desired(&db, &dir)).await.unwrap();
+
+    // Two steps changed, the version kept: refused by plan and by apply.
+    std::fs::write(dir.join("diarization.yaml"), two_steps_changed(2)).unwrap();
+    for refused in [
+        gitops::plan(&c, &desired(&db, &dir)).await,
+        gitops::apply(&c, &desired(&db, &dir)).await,
+    ] {
+        let e = refused.unwrap_err().to_string();
+        assert!(
+            e.starts_with("pipeline DiarizationPipeline v2: the definition changed")
+                && e.contains("bump `version:` to 3"),
+            "{e}"
+        );
+    }
+    assert_eq!(db.pipeline_versions(None).await.unwrap().len(), 2);
+
+    // Bumped: `reflow plan` (the CLI) lists exactly those two steps and fields, then the
+    // steps a re-run on v3 could reuse (everything not downstream of them).
+    std::fs::write(dir.join("diarization.yaml"), two_steps_changed(3)).unwrap();
+    let reflow = |command: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_reflow-test-worker"))
+            .args([command, "--pipelines"])
+            .arg(&dir)
+            .env("TEMPORAL_ADDRESS", &reflow_tests::server().address)
+            .env("REFLOW_DATA_DIR", tmp.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("DAILY_API_KEY")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "reflow {command}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let plan = reflow("plan");
+    let v2 = db
+        .pipeline_versions(Some("DiarizationPipeline"))
+        .await
+        .unwrap()[0]
+        .hash
+        .clone();
+    let v3 = workflow::parse_and_validate("d.yaml", &two_steps_changed(3), registry().catalog())
+        .unwrap()
+        .hash;
+    let expected = format!(
+        "~ pipeline DiarizationPipeline v3: v2 → v3 ({} → {})",
+        &v2[..12],
+        &v3[..12]
+    );
+    let start = plan.find(&expected).unwrap_or_else(|| panic!("{plan}"));
+    let block: Vec<&str> = plan[start..].lines().take(4).collect();
+    assert_eq!(
+        block[1..],
+        [
+            "    ~ step DiarizationPipeline.mixdown_tracks: queue (reflow-mixdown → reflow-audio)",
+            "    ~ step DiarizationPipeline.generate_title: timeouts (start_to_close 300s → 240s)",
+            "    reusable on v3 (the step and everything upstream unchanged): get_recording, \
+             get_participants, pad_track, process_tracks, merge_transcripts, detect_topics, \
+             detect_chunk_topic, save_topics, extract_subjects, generate_detailed_summary, \
+             generate_recap, identify_action_items, on_failure, TrackProcessing.transcribe_track",
+        ],
+        "{plan}"
+    );
+    assert!(
+        plan.contains("  pipeline PollDailyRecordings v1: unchanged"),
+        "{plan}"
+    );
+
+    // Applied once; a second apply is a no-op, and plan says so.
+    let applied = reflow("apply");
+    assert!(
+        applied.contains("~ pipeline DiarizationPipeline v3:"),
+        "{applied}"
+    );
+    let again = reflow("apply");
+    assert!(
+        again.contains("  pipeline DiarizationPipeline v3: unchanged")
+            && again.contains("nothing to change"),
+        "{again}"
+    );
+    assert_eq!(
+        db.pipeline_versions(Some("DiarizationPipeline"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+/// A run's history as JSON (the failure types it records are in it).
+async fn history_json(c: &temporalio_client::Client, id: &str) -> String {
+    let json = c
+        .get_workflow_handle::<UntypedWorkflow>(id)
+        .fetch_history(temporalio_client::WorkflowFetchHistoryOptions::default())
+        .to_json()
+        .await
+        .unwrap();
+    String::from_utf8(json).unwrap()
+}
+
+/// Start `input` by hand as an `EngineTest` run on `queue`.
+async fn start_by_hand(c: &temporalio_client::Client, queue: &str, id: &str, input: &RunInput) {
+    c.start_workflow(
+        UntypedWorkflow::new("EngineTest"),
+        payload::to_raw(input),
+        WorkflowStartOptions::new(queue.to_owned(), id.to_owned()).build(),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_started_by_hand_with_an_inline_or_unregistered_definition_runs_no_step_and_says_why()
+{
+    let q = "by-hand";
+    let _worker = InProcessWorker::start(&[q.to_owned()]);
+    let c = client().await;
+    let j = journal(q);
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/chain.yaml"))
+            .unwrap()
+            .replace("__QUEUE__", q);
+    // Validated, never registered: the definition someone with access to the namespace wrote.
+    let own = workflow::parse_and_validate("chain.yaml", &text, registry().catalog()).unwrap();
+    let input = |pinned: Pinned| RunInput {
+        pinned,
+        graph: None,
+        input: json!({"journal": j}),
+        parent: None,
+        search_attributes: Default::default(),
+    };
+
+    start_by_hand(
+        &c,
+        q,
+        "by-hand-inline",
+        &input(Pinned::Inline {
+            pipeline: Box::new(own.clone()),
+        }),
+    )
+    .await;
+    let e = runs::wait(&c, "by-hand-inline")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("must name a registered pipeline version") && e.contains(&own.hash[..12]),
+        "{e}"
+    );
+    assert!(
+        history_json(&c, "by-hand-inline")
+            .await
+            .contains(INLINE_REFUSED)
+    );
+
+    start_by_hand(
+        &c,
+        q,
+        "by-hand-unregistered",
+        &input(Pinned::Reference(own.reference())),
+    )
+    .await;
+    let e = runs::wait(&c, "by-hand-unregistered")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("is not registered")
+            && e.contains(&format!("(hash {})", own.hash))
+            && e.contains("reflow apply"),
+        "{e}"
+    );
+    assert!(
+        history_json(&c, "by-hand-unregistered")
+            .await
+            .contains(PIPELINE_NOT_REGISTERED)
+    );
+
+    // No step ran: nothing in the journal, no activity in either history but the resolver.
+    assert!(read_journal(&j).is_empty());
+    for id in ["by-hand-inline", "by-hand-unregistered"] {
+        let run = reflow::history::load(&c, id).await.unwrap();
+        assert!(run.steps.is_empty() && run.children.is_empty(), "{id}");
+    }
+    reflow_tests::replay_live(&c, &["by-hand-inline", "by-hand-unregistered"]).await;
+
+    // Registered, the same reference runs.
+    reflow_tests::register(&own);
+    runs::start(
+        &c,
+        &own,
+        json!({"journal": j, "slow_ms": 10}),
+        "by-hand-registered",
+    )
+    .await
+    .unwrap();
+    let out = runs::wait(&c, "by-hand-registered").await.unwrap();
+    assert_eq!(out["items"], json!([10, 20, 30]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_from_before_references_carry_their_definition_inline_and_replay() {
+    let mut inline = 0;
+    for entry in std::fs::read_dir(reflow_tests::histories_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let json = std::fs::read_to_string(&path).unwrap();
+        let history: Value = serde_json::from_str(&json).unwrap();
+        let started =
+            &history["events"][0]["attributes"]["WorkflowExecutionStartedEventAttributes"];
+        let Some(data) = started["input"]["payloads"][0]["data"].as_str() else {
+            continue;
+        };
+        use base64::Engine as _;
+        let input: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap(),
+        )
+        .unwrap();
+        if input["pipeline"].is_object() {
+            inline += 1;
+            let history = temporalio_client::WorkflowHistory::from_json(json.as_bytes()).unwrap();
+            reflow_tests::replay(history)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+    assert!(inline >= 10, "{inline} histories with an inline definition");
+}
+
+/// A `temporal server start-dev` of this test's own, as an operator would start one: no
+/// search attributes, nothing applied. Killed when dropped.
+struct FreshServer {
+    child: std::process::Child,
+    address: String,
+}
+
+impl FreshServer {
+    fn start() -> FreshServer {
+        let port = reflow::temporal::free_port().unwrap();
+        let http = reflow::temporal::free_port().unwrap();
+        let metrics = reflow::temporal::free_port().unwrap();
+        let child = Command::new("setpriv")
+            .arg("--pdeathsig=SIGKILL")
+            .arg(reflow_tests::temporal_cli())
+            .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--http-port",
+                &http.to_string(),
+            ])
+            .args([
+                "--metrics-port",
+                &metrics.to_string(),
+                "--log-level",
+                "error",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        FreshServer {
+            child,
+            address: format!("127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for FreshServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_on_a_cluster_that_was_never_applied_stops_at_once_naming_reflow_apply() {
+    let server = FreshServer::start();
+    let c = reflow::temporal::connect(&server.address, "default", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        !gitops::missing_search_attributes(&c)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("meeting");
+    std::fs::create_dir_all(&src).unwrap();
+    let voice = meetings::talking(tmp.path(), 2);
+    std::fs::copy(&voice.path, src.join("ana.webm")).unwrap();
+    let env = [
+        ("TEMPORAL_ADDRESS", server.address.clone()),
+        (
+            "REFLOW_DATA_DIR",
+            tmp.path().join("data").display().to_string(),
+        ),
+    ];
+
+    let t0 = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_reflow-test-worker"))
+        .arg("process")
+        .arg(&src)
+        .args(["--http", "127.0.0.1:0"])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "at once: {:?}",
+        t0.elapsed()
+    );
+    let refusal = stderr
+        .lines()
+        .find(|l| l.contains("lacks reflow's search attributes"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        refusal.contains("PipelineName") && refusal.contains("run `reflow apply` first"),
+        "{refusal}"
+    );
+    assert!(
+        !stderr.contains("BadSearchAttributes"),
+        "refused before any run: {stderr}"
+    );
+
+    // `reflow apply` prepares it: the attributes exist, and a second apply changes nothing.
+    let apply = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_reflow-test-worker"))
+            .args(["apply", "--pipelines"])
+            .arg(repo_pipelines())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env_remove("DAILY_API_KEY")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = apply();
+    assert!(first.contains("+ search attribute PipelineName"), "{first}");
+    assert!(
+        first.contains("+ pipeline DiarizationPipeline v2"),
+        "{first}"
+    );
+    assert!(
+        gitops::missing_search_attributes(&c)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(apply().contains("nothing to change"));
+}
