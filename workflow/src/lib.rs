@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! pipelines/x.yaml ──parse──▶ RawPipeline ──validate(catalog)──▶ Pipeline (hash, defaults merged)
-//!                                                                    │  travels in RunInput
+//!                                          registered (reflow apply) │  named in RunInput
 //!                                        Temporal ──▶ <Name> workflow ──▶ interpreter::run
 //!                                                       │ activities by name, children by type
 //!                                                       └─ `progress` query, `step_attempt` signal

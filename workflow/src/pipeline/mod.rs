@@ -4,8 +4,9 @@
 //! `RawPipeline` ([`raw`]) mirrors what a user typed; [`validate()`] checks it against a
 //! [`Catalog`](crate::catalog::Catalog) (the activities, workflow types and events a worker
 //! knows) and returns a [`Pipeline`], in which every default is already merged and every
-//! duration is in milliseconds. A `Pipeline` is what travels in the workflow input, so a
-//! run is pinned to the definition it started with; [`Pipeline::hash`] identifies it.
+//! duration is in milliseconds. A `Pipeline` is registered as an immutable version, which a run's
+//! input names ([`PipelineRef`]), so a run is pinned to the definition it started with;
+//! [`Pipeline::hash`] identifies it.
 //! Everything here is pure: no files, no network, no clock.
 
 mod checks;
