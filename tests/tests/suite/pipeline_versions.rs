@@ -8,7 +8,9 @@
 //!   lists exactly those steps and fields, then the steps a re-run could reuse;
 //! - a workflow started by hand with an inline definition, or naming a hash nobody registered,
 //!   runs no step and says why (naming the hash);
-//! - the recorded histories from before references carry their definition inline and replay;
+//! - the recorded histories from before references carry their definition inline and replay,
+//!   and a schedule created then (its action carrying the definition) is planned as an update
+//!   and rewritten to name its version;
 //! - `reflow process` against a fresh external dev server that `reflow apply` never prepared
 //!   stops at once, naming what is missing and `reflow apply`; after `reflow apply` the
 //!   namespace has it.
@@ -529,4 +531,73 @@ async fn process_on_a_cluster_that_was_never_applied_stops_at_once_naming_reflow
             .is_empty()
     );
     assert!(apply().contains("nothing to change"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_created_before_references_is_rewritten_to_name_its_version() {
+    use temporalio_client::schedules::{
+        CreateScheduleOptions, ScheduleAction, ScheduleOverlapPolicy, ScheduleSpec,
+    };
+    let c = client().await;
+    let poll = workflow::parse_and_validate(
+        "daily-poll.yaml",
+        gitops::DAILY_POLL_YAML,
+        registry().catalog(),
+    )
+    .unwrap();
+    let id = format!("poll-inline-{}", std::process::id());
+    // The action as reflow wrote it before references: the definition inline.
+    let inline = RunInput {
+        pinned: Pinned::Inline {
+            pipeline: Box::new(poll.clone()),
+        },
+        graph: None,
+        input: json!({}),
+        parent: None,
+        search_attributes: Default::default(),
+    };
+    c.create_schedule(
+        id.clone(),
+        CreateScheduleOptions::builder()
+            .action(ScheduleAction::start_workflow(
+                UntypedWorkflow::new(poll.name.clone()),
+                payload::to_raw(&inline),
+                "reflow".to_owned(),
+                id.clone(),
+            ))
+            .spec(ScheduleSpec::from_interval(Duration::from_secs(180)))
+            .overlap_policy(ScheduleOverlapPolicy::Skip)
+            .paused(true)
+            .build(),
+    )
+    .await
+    .unwrap();
+    let d = Desired {
+        schedules: vec![gitops::DesiredSchedule {
+            id: id.clone(),
+            every: Duration::from_secs(180),
+            pipeline: poll.clone(),
+        }],
+        ..Desired::default()
+    };
+    let planned = gitops::plan(&c, &d).await.unwrap();
+    assert_eq!(
+        planned,
+        [Change::Update {
+            kind: Kind::Schedule,
+            id: id.clone(),
+            diffs: vec![format!(
+                "pipeline: {} inline → {}",
+                &poll.hash[..12],
+                &poll.hash[..12]
+            )],
+        }]
+    );
+    gitops::apply(&c, &d).await.unwrap();
+    let again = gitops::plan(&c, &d).await.unwrap();
+    assert!(!again.iter().any(Change::is_change), "{again:?}");
+    c.get_schedule_handle(id)
+        .delete(Default::default())
+        .await
+        .unwrap();
 }

@@ -24,6 +24,9 @@ pub const DAILY_POLL: &str = "daily-poll";
 /// The pipeline shipped with the binary (`pipelines/daily-poll.yaml` at build time).
 pub const DAILY_POLL_YAML: &str = include_str!("../../../pipelines/daily-poll.yaml");
 
+/// How [`current`] marks the hash of an action that carries its definition inline.
+const INLINE: &str = " (inline)";
+
 /// A schedule the repository declares.
 #[derive(Debug, Clone)]
 pub struct DesiredSchedule {
@@ -124,13 +127,15 @@ async fn current(client: &Client, id: &str) -> Result<Option<(u64, String)>, Git
         .as_deref()
         .and_then(|p| p.first())
         .and_then(|p| serde_json::from_slice::<Value>(&p.data).ok())
-        // A reference (`hash`), or a definition inline (`pipeline.hash`) from before them.
-        .and_then(|v| {
-            v["hash"]
-                .as_str()
-                .or_else(|| v["pipeline"]["hash"].as_str())
-                .map(str::to_owned)
-        })
+        .and_then(
+            |v| match (v["hash"].as_str(), v["pipeline"]["hash"].as_str()) {
+                (Some(hash), _) => Some(hash.to_owned()),
+                // A definition inline, from before references: workers refuse to start such runs,
+                // so it never matches and apply rewrites the action to a reference.
+                (None, Some(hash)) => Some(format!("{hash}{INLINE}")),
+                (None, None) => None,
+            },
+        )
         .unwrap_or_default();
     Ok(Some((every, hash)))
 }
@@ -156,11 +161,11 @@ pub(super) async fn plan(
                     diffs.push(format!("interval: {every}s → {}s", s.every.as_secs()));
                 }
                 if hash != s.pipeline.hash {
-                    diffs.push(format!(
-                        "pipeline: {} → {}",
-                        hash.get(..12).unwrap_or(&hash),
-                        &s.pipeline.hash[..12]
-                    ));
+                    let was = match hash.strip_suffix(INLINE) {
+                        Some(h) => format!("{} inline", h.get(..12).unwrap_or(h)),
+                        None => hash.get(..12).unwrap_or(&hash).to_owned(),
+                    };
+                    diffs.push(format!("pipeline: {was} → {}", &s.pipeline.hash[..12]));
                 }
                 if diffs.is_empty() {
                     Change::Unchanged {
