@@ -8,6 +8,10 @@
 //! the poll, or two API replicas can never run the same recording twice. A run already
 //! started counts as success.
 //!
+//! The version of the meeting pipeline a recording's run gets is decided here, once: the
+//! rollout `reflow apply` applied (`pipelines/rollout.yaml`) when there is one
+//! ([`Intake::pipeline_for`]).
+//!
 //! A recording reflow already took in never starts a run again from here, even once Temporal
 //! has forgotten the workflow id (retention): its transcript's state decides
 //! (docs/contracts/daily.md §3.1). A transcript that ended, was deleted, or has a run on
@@ -232,16 +236,7 @@ impl Intake {
             }
         };
         let workflow_id = workflow_id(&d.recording_id);
-        // Runs name a registered version; an unregistered one would fail at once, so the
-        // recording waits (the webhook is answered `deferred`, the poll retries).
-        if !activities::versions::Versions::of(&self.db)
-            .contains(&self.pipeline.hash)
-            .await?
-        {
-            return Err(IntakeError::NotRegistered(
-                self.pipeline.reference().short(),
-            ));
-        }
+        let pipeline = self.pipeline_for(&d.recording_id, &room.name).await?;
         let input = pipeline_input(
             &transcript,
             &d.recording_id,
@@ -251,7 +246,7 @@ impl Intake {
         );
         match runs::start_with(
             &self.client,
-            &self.pipeline,
+            &pipeline,
             input,
             &workflow_id,
             WorkflowIdReusePolicy::RejectDuplicate,
@@ -264,7 +259,7 @@ impl Intake {
                         .set_workflow(&transcript.id, &workflow_id, run_id)
                         .await?;
                 }
-                tracing::info!(recording_id = %d.recording_id, transcript_id = %transcript.id, workflow_id = %workflow_id, "pipeline started");
+                tracing::info!(recording_id = %d.recording_id, transcript_id = %transcript.id, workflow_id = %workflow_id, version = pipeline.version, "pipeline started");
                 Ok(Outcome::Started {
                     transcript_id: transcript.id,
                     workflow_id,
@@ -287,6 +282,39 @@ impl Intake {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The registered version a recording's run gets: the rollout's choice for it
+    /// (`pipelines/rollout.yaml` as `reflow apply` applied it: the room's override, else the
+    /// candidate when the recording's bucket is under the ramp, else the current version;
+    /// [`workflow::pipeline::rollout`]), else intake's own definition. Runs name a registered
+    /// version; an unregistered one would fail at once, so the recording waits instead (the
+    /// webhook is answered `deferred`, the poll retries).
+    pub async fn pipeline_for(
+        &self,
+        recording_id: &str,
+        room: &str,
+    ) -> Result<Pipeline, IntakeError> {
+        let name = &self.pipeline.name;
+        let Some(rollout) = self.db.pipeline_rollout(name).await? else {
+            if !activities::versions::Versions::of(&self.db)
+                .contains(&self.pipeline.hash)
+                .await?
+            {
+                return Err(IntakeError::NotRegistered(
+                    self.pipeline.reference().short(),
+                ));
+            }
+            return Ok(self.pipeline.clone());
+        };
+        let (version, because) = rollout.version_for(recording_id, Some(room));
+        let row = self
+            .db
+            .pipeline_version_of(name, version)
+            .await?
+            .ok_or_else(|| IntakeError::NotRegistered(format!("{name} v{version}")))?;
+        tracing::info!(%recording_id, %room, version, ?because, "version chosen by the rollout");
+        Ok(row.decode()?.pipeline)
     }
 
     /// What to answer for a recording reflow has a row of, if not a start: its transcript

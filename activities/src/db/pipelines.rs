@@ -1,10 +1,11 @@
 //! `pipeline_version`: the registered versions of pipeline definitions, content-addressed by
-//! hash and never changed once written. Registration (`reflow apply`, the local commands) and
+//! hash and never changed once written; `pipeline_rollout`: which of them new runs get. Registration (`reflow apply`, the local commands) and
 //! its rule that a changed definition bumps its version live in the worker crate
 //! (`reflow::gitops::pipelines`); workers read versions through [`crate::versions`].
 
 use workflow::Pipeline;
 use workflow::pipeline::fingerprint::Fingerprints;
+use workflow::pipeline::rollout::Rollout;
 
 use super::{Db, DbError, now};
 
@@ -140,6 +141,63 @@ impl Db {
     }
 }
 
+impl Db {
+    /// The version of `name` registered as `version` (the newest registration, should two
+    /// definitions share one; `reflow apply` refuses that).
+    pub async fn pipeline_version_of(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<Option<VersionRow>, DbError> {
+        crate::on_pool!(self, |pool| sqlx::query_as::<_, VersionRow>(&format!(
+            "SELECT {COLUMNS} FROM pipeline_version WHERE name = $1 AND version = $2 \
+             ORDER BY registered_at DESC LIMIT 1"
+        ))
+        .bind(name)
+        .bind(i64::from(version))
+        .fetch_optional(pool)
+        .await)
+        .map_err(DbError::query("read pipeline version"))
+    }
+
+    /// The rollout `reflow apply` applied for pipeline `name`.
+    pub async fn pipeline_rollout(&self, name: &str) -> Result<Option<Rollout>, DbError> {
+        let row: Option<(String,)> = crate::on_pool!(self, |pool| sqlx::query_as(
+            "SELECT rollout FROM pipeline_rollout WHERE name = $1"
+        )
+        .bind(name)
+        .fetch_optional(pool)
+        .await)
+        .map_err(DbError::query("read pipeline rollout"))?;
+        row.map(|(json,)| {
+            serde_json::from_str(&json).map_err(|e| DbError::Corrupt {
+                what: format!("pipeline_rollout {name}"),
+                message: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Make `rollout` the one of pipeline `name`.
+    pub async fn set_pipeline_rollout(&self, name: &str, rollout: &Rollout) -> Result<(), DbError> {
+        let json = serde_json::to_string(rollout).map_err(|e| DbError::Corrupt {
+            what: "pipeline rollout".into(),
+            message: e.to_string(),
+        })?;
+        crate::on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO pipeline_rollout (name, rollout, applied_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET rollout = $2, applied_at = $3"
+        )
+        .bind(name)
+        .bind(&json)
+        .bind(now())
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(DbError::query("apply pipeline rollout"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +252,21 @@ mod tests {
         let mut bad = p2.clone();
         bad.version = 9;
         assert!(db.insert_pipeline_version(&bad, &f2, None).await.is_err());
+
+        // By name and version; and a rollout, replaced as a whole.
+        let row = db.pipeline_version_of("M", 2).await.unwrap().unwrap();
+        assert_eq!(row.hash, p2.hash);
+        assert!(db.pipeline_version_of("M", 3).await.unwrap().is_none());
+        assert_eq!(db.pipeline_rollout("M").await.unwrap(), None);
+        let mut r = Rollout {
+            current: 1,
+            candidate: Some(2),
+            ramp: 10,
+            ..Rollout::default()
+        };
+        db.set_pipeline_rollout("M", &r).await.unwrap();
+        r.ramp = 50;
+        db.set_pipeline_rollout("M", &r).await.unwrap();
+        assert_eq!(db.pipeline_rollout("M").await.unwrap(), Some(r));
     }
 }

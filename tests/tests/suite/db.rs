@@ -1,5 +1,5 @@
 //! The database and event publishing, one suite run on SQLite (a file) and on a PostgreSQL
-//! server of the test's own.
+//! server of the test's own; registered pipeline versions and rollouts too.
 
 use std::time::Duration;
 
@@ -302,12 +302,79 @@ async fn step_progress(db: &Db) {
     assert_eq!(e.data["current_step"], "transcribe_track");
 }
 
+/// Registered pipeline versions and rollouts (issue 36): written once by hash, read back
+/// hash-checked, by name and version; a rollout replaced as a whole.
+async fn pipeline_versions(db: &Db) {
+    use workflow::pipeline::fingerprint::Fingerprints;
+    use workflow::pipeline::rollout::Rollout;
+    let catalog = reflow_tests::registry();
+    let load = |v: u32| {
+        let text =
+            reflow::intake::DIARIZATION_YAML.replace("version: 2\n", &format!("version: {v}\n"));
+        workflow::parse_and_validate("diarization.yaml", &text, catalog.catalog()).unwrap()
+    };
+    let (v2, v3) = (load(2), load(3));
+    for p in [&v2, &v3] {
+        let fps = Fingerprints::of(p, catalog.catalog());
+        assert!(
+            db.insert_pipeline_version(p, &fps, Some("0123abcd"))
+                .await
+                .unwrap()
+        );
+        assert!(!db.insert_pipeline_version(p, &fps, None).await.unwrap());
+    }
+    let all = db.pipeline_versions(None).await.unwrap();
+    let mine: Vec<i64> = all
+        .iter()
+        .filter(|r| r.name == "DiarizationPipeline")
+        .map(|r| r.version)
+        .collect();
+    assert_eq!(mine, [2, 3]);
+    let read = db
+        .pipeline_version(&v3.hash)
+        .await
+        .unwrap()
+        .unwrap()
+        .decode()
+        .unwrap();
+    assert_eq!(read.pipeline, v3);
+    assert_eq!(read.git_commit.as_deref(), Some("0123abcd"));
+    let by_version = db
+        .pipeline_version_of("DiarizationPipeline", 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_version.hash, v2.hash);
+    let rollout = Rollout {
+        current: 2,
+        candidate: Some(3),
+        ramp: 10,
+        rooms: [("standup".to_owned(), 3)].into(),
+    };
+    db.set_pipeline_rollout("DiarizationPipeline", &rollout)
+        .await
+        .unwrap();
+    let promoted = Rollout {
+        current: 3,
+        ..Rollout::default()
+    };
+    db.set_pipeline_rollout("DiarizationPipeline", &promoted)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.pipeline_rollout("DiarizationPipeline").await.unwrap(),
+        Some(promoted)
+    );
+    assert_eq!(db.pipeline_rollout("Other").await.unwrap(), None);
+}
+
 async fn suite(url: &str) {
     let db = reflow_tests::postgres::connect(url).await;
     rows_and_status_rules(&db).await;
     event_log(&db).await;
     publishing(&db).await;
     step_progress(&db).await;
+    pipeline_versions(&db).await;
     // Migrations are idempotent: a second process connecting finds the schema current.
     reflow_tests::postgres::connect(url).await;
 }

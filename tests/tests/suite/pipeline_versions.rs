@@ -601,3 +601,121 @@ async fn a_schedule_created_before_references_is_rewritten_to_name_its_version()
         .await
         .unwrap();
 }
+
+/// The `PipelineVersion` search attribute of `id`'s run (as its description shows it).
+async fn pipeline_version_attribute(c: &temporalio_client::Client, id: &str) -> Option<i64> {
+    let d = c
+        .get_workflow_handle::<UntypedWorkflow>(id)
+        .describe(temporalio_client::WorkflowDescribeOptions::default())
+        .await
+        .unwrap();
+    let fields = d
+        .raw_description
+        .workflow_execution_info?
+        .search_attributes?
+        .indexed_fields;
+    serde_json::from_slice::<Value>(&fields.get("PipelineVersion")?.data)
+        .ok()?
+        .as_i64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollout_decides_each_recording_s_version_once_at_intake() {
+    use workflow::pipeline::rollout::{Rollout, Rollouts, bucket};
+    let _one = meetings::exclusive().await;
+    let (stack, _worker) = meetings::in_process(Duration::from_millis(50), false).await;
+    let c = stack.client.clone();
+    // v2 (the stack's, registered) and a v3 that gives the title less time.
+    let v3_yaml = meetings::short_timeouts_yaml()
+        .replace("version: 2\n", "version: 3\n")
+        .replacen(
+            "    emits: [FINAL_TITLE]\n",
+            "    emits: [FINAL_TITLE]\n    heartbeat: 60s\n",
+            1,
+        );
+    let v3 =
+        workflow::parse_and_validate("diarization.yaml", &v3_yaml, registry().catalog()).unwrap();
+    // Recordings `ramp-rec-{i}` of rooms `ramp{i}`: one whose bucket is under a 50 % ramp, one
+    // over it, and one over it whose room is overridden to v3.
+    let id = |i: usize| format!("ramp-rec-{i:04}");
+    let under = (0..100).find(|&i| bucket(&id(i)) < 50).unwrap();
+    let mut over = (0..100).filter(|&i| bucket(&id(i)) >= 50);
+    let (over, overridden) = (over.next().unwrap(), over.next().unwrap());
+    let rollout = Rollout {
+        current: 2,
+        candidate: Some(3),
+        ramp: 50,
+        rooms: [(format!("ramp{overridden}"), 3)].into(),
+    };
+    let d = Desired {
+        pipelines: Some(DesiredPipelines::of(
+            stack.db.clone(),
+            vec![v3.clone()],
+            registry().catalog(),
+            None,
+        )),
+        rollouts: Some(gitops::DesiredRollouts {
+            db: stack.db.clone(),
+            declared: Rollouts {
+                pipelines: [("DiarizationPipeline".to_owned(), rollout.clone())].into(),
+            },
+        }),
+        ..Desired::default()
+    };
+    let planned: Vec<String> = gitops::plan(&c, &d)
+        .await
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        planned.contains(&format!(
+            "+ rollout DiarizationPipeline: create (current v2, candidate v3 on 50 %, room ramp{overridden} → v3)"
+        )),
+        "{planned:?}"
+    );
+    gitops::apply(&c, &d).await.unwrap();
+    assert!(
+        !gitops::plan(&c, &d)
+            .await
+            .unwrap()
+            .iter()
+            .any(Change::is_change)
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let voices = meetings::voices(tmp.path(), 1);
+    let mut expected = Vec::new();
+    for (i, version) in [(under, 3), (over, 2), (overridden, 3)] {
+        let m = stack.meeting("ramp", i, &voices).await;
+        assert_eq!(m.recording_id, id(i));
+        assert_eq!(
+            rollout
+                .version_for(&m.recording_id, Some(&format!("ramp{i}")))
+                .0,
+            version
+        );
+        stack.deliver(&m).await;
+        expected.push((m.workflow_id, version));
+    }
+    for (wf, version) in &expected {
+        tokio::time::timeout(Duration::from_secs(300), runs::wait(&c, wf))
+            .await
+            .expect("the run ends")
+            .unwrap_or_else(|e| panic!("{wf}: {e}"));
+        let run = reflow::history::load(&c, wf).await.unwrap();
+        assert_eq!(run.input["version"], json!(version), "{wf}");
+        assert_eq!(
+            pipeline_version_attribute(&c, wf).await,
+            Some(i64::from(*version)),
+            "{wf}"
+        );
+        let w: Value = reqwest::get(format!("http://{}/api/workflow/{wf}", stack.api))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(w["workflowVersion"], json!(version), "{wf}");
+    }
+}

@@ -62,6 +62,7 @@ async fn desired(
     let dir = pipelines.unwrap_or_else(|| settings.pipelines_dir.clone());
     let mut desired = Desired::from_settings(settings, Some(&dir), registry.catalog())?;
     let db = activities::db::Db::connect(&settings.database_url()?).await?;
+    desired.rollouts = gitops::DesiredRollouts::declared(db.clone(), &dir)?;
     desired.pipelines = Some(gitops::DesiredPipelines::declared(
         db,
         &dir,

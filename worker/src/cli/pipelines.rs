@@ -75,13 +75,15 @@ pub(super) fn alerts(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The `*.yaml` / `*.yml` files of a directory, sorted.
+/// The pipeline files of a directory: its `*.yaml` / `*.yml` files but the rollout
+/// (`rollout.yaml`, which says which versions runs get), sorted.
 pub fn pipeline_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading pipeline directory {}", dir.display()))?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .filter(|p| !p.ends_with(workflow::pipeline::rollout::ROLLOUT_FILE))
         .collect();
     files.sort();
     Ok(files)

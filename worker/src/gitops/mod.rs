@@ -19,7 +19,10 @@
 //! - `pipelines`: every definition of the pipeline directory (and the built-in ones intake
 //!   and the poll start) registered as an immutable version in reflow's database, which runs
 //!   name by hash; a changed definition must bump its `version:`, and a new version is
-//!   planned step by step, with the steps a re-run could reuse.
+//!   planned step by step, with the steps a re-run could reuse;
+//! - `rollout`: `pipelines/rollout.yaml`, which registered version of each pipeline new runs
+//!   get (current, a candidate on a ramp, per-room overrides), applied to the database intake
+//!   reads it from.
 //!
 //! This module holds the one concept they share: the reconciliation itself — what is
 //! declared ([`Desired`]), the [`Change`]s (printed `+ ~ -`), and the order [`plan`] reads and
@@ -38,11 +41,13 @@ use crate::runs::RunError;
 mod deployment;
 mod namespace;
 mod pipelines;
+mod rollout;
 mod schedule;
 mod search_attributes;
 
 pub use namespace::DesiredNamespace;
 pub use pipelines::{DesiredPipelines, git_commit, register, register_declared, unregistered};
+pub use rollout::{DesiredRollouts, describe as describe_rollout};
 pub use schedule::{DAILY_POLL, DAILY_POLL_YAML, DesiredSchedule, poll_interval};
 pub use search_attributes::{
     missing_search_attributes, reflow_search_attributes, search_attributes,
@@ -92,6 +97,8 @@ pub enum Kind {
     Deployment,
     /// A registered version of a pipeline definition.
     Pipeline,
+    /// Which registered versions of a pipeline new runs get.
+    Rollout,
 }
 
 impl std::fmt::Display for Kind {
@@ -102,6 +109,7 @@ impl std::fmt::Display for Kind {
             Kind::Schedule => "schedule",
             Kind::Deployment => "worker deployment",
             Kind::Pipeline => "pipeline",
+            Kind::Rollout => "rollout",
         })
     }
 }
@@ -121,6 +129,8 @@ pub struct Desired {
     pub deployment: Option<crate::deployment::Deployment>,
     /// The pipeline definitions to register as versions (absent: versions are left alone).
     pub pipelines: Option<DesiredPipelines>,
+    /// The rollouts to apply (absent: rollouts are left alone).
+    pub rollouts: Option<DesiredRollouts>,
 }
 
 impl Desired {
@@ -269,6 +279,14 @@ pub async fn plan(
     if let Some(p) = &desired.pipelines {
         out.extend(pipelines::plan(p).await?);
     }
+    // Rollouts after versions: they name registered versions.
+    if let Some(r) = &desired.rollouts {
+        let declared = desired
+            .pipelines
+            .as_ref()
+            .map_or(&[][..], |p| &p.declared[..]);
+        out.extend(rollout::plan(r, declared).await?);
+    }
     out.extend(schedule::plan(client, &desired.schedules, &desired.absent).await?);
     // A new kind of object plans here.
     if let Some(d) = &desired.deployment {
@@ -298,6 +316,9 @@ pub async fn apply(
     if let Some(p) = &desired.pipelines {
         pipelines::apply(p, &changes).await?;
     }
+    if let Some(r) = &desired.rollouts {
+        rollout::apply(r, &changes).await?;
+    }
     for c in &changes {
         match c.kind() {
             Kind::Schedule => schedule::apply(client, &desired.schedules, c).await?,
@@ -307,7 +328,7 @@ pub async fn apply(
                 }
             }
             // A new kind of object applies here.
-            Kind::Namespace | Kind::SearchAttribute | Kind::Pipeline => {}
+            Kind::Namespace | Kind::SearchAttribute | Kind::Pipeline | Kind::Rollout => {}
         }
     }
     Ok(changes)

@@ -80,7 +80,8 @@ impl DesiredPipelines {
     }
 }
 
-/// The `*.yaml` / `*.yml` files of `dir`, sorted (none when it does not exist).
+/// The pipeline files of `dir` (`*.yaml` / `*.yml` but `rollout.yaml`), sorted (none when it
+/// does not exist).
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|entries| {
@@ -88,6 +89,7 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
                 .filter_map(Result::ok)
                 .map(|e| e.path())
                 .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .filter(|p| !p.ends_with(workflow::pipeline::rollout::ROLLOUT_FILE))
                 .collect()
         })
         .unwrap_or_default();

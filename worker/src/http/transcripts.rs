@@ -140,9 +140,14 @@ async fn process(
         &row.bucket_name,
         &row.keys(),
     );
+    // The version the rollout gives this recording now (as intake would), else intake's own.
+    let pipeline = intake
+        .pipeline_for(&recording_id, room_name.as_deref().unwrap_or_default())
+        .await
+        .map_err(|e| ApiError::unavailable("pipeline version", &e))?;
     let run = crate::runs::start_with(
         client,
-        &intake.pipeline,
+        &pipeline,
         input,
         &workflow_id,
         temporalio_client::WorkflowIdReusePolicy::AllowDuplicate,

@@ -16,6 +16,7 @@ pub mod fingerprint;
 mod options;
 pub mod raw;
 mod reference;
+pub mod rollout;
 mod shape;
 mod validate;
 
