@@ -13,7 +13,9 @@
 //!   and rewritten to name its version;
 //! - `reflow process` against a fresh external dev server that `reflow apply` never prepared
 //!   stops at once, naming what is missing and `reflow apply`; after `reflow apply` the
-//!   namespace has it.
+//!   namespace has it;
+//! - a rollout (a 50 % ramp to v3 and a room override) decides each recording's version at
+//!   intake, shown in `PipelineVersion` and the Conductor JSON's `workflowVersion`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
