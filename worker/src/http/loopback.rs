@@ -34,11 +34,13 @@ fn host_of(authority: &str) -> &str {
     authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }
 
-/// Why a request is refused in open mode, or `None`.
-fn refusal(headers: &HeaderMap) -> Option<&'static str> {
+/// Why a request is refused in open mode, or `None`. `authority` is the request URI's (an
+/// HTTP/2 request names its host there, in `:authority`, and may carry no `Host` header).
+fn refusal(headers: &HeaderMap, authority: Option<&str>) -> Option<&'static str> {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
+        .or(authority)
         .map(host_of);
     if !host.is_some_and(is_loopback_host) {
         return Some("open mode answers loopback hosts only (Host)");
@@ -61,7 +63,12 @@ fn refusal(headers: &HeaderMap) -> Option<&'static str> {
 pub(super) async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     if !state.auth_configured()
         && !state.open_on_public_address
-        && let Some(why) = refusal(req.headers())
+        && let Some(why) = refusal(
+            req.headers(),
+            req.uri()
+                .authority()
+                .map(axum::http::uri::Authority::as_str),
+        )
     {
         tracing::warn!(
             host = ?req.headers().get(header::HOST),
@@ -85,6 +92,10 @@ mod tests {
         h
     }
 
+    fn refusal_of(h: &HeaderMap) -> Option<&'static str> {
+        refusal(h, None)
+    }
+
     #[test]
     fn loopback_hosts_and_origins_pass_and_others_do_not() {
         for ok in [
@@ -94,7 +105,7 @@ mod tests {
             "127.0.0.2",
             "LOCALHOST",
         ] {
-            assert_eq!(refusal(&headers(&[("host", ok)])), None, "{ok}");
+            assert_eq!(refusal_of(&headers(&[("host", ok)])), None, "{ok}");
         }
         for bad in [
             "evil.example:1250",
@@ -102,11 +113,14 @@ mod tests {
             "127.0.0.1.evil.example",
             "[2001:db8::1]:80",
         ] {
-            assert!(refusal(&headers(&[("host", bad)])).is_some(), "{bad}");
+            assert!(refusal_of(&headers(&[("host", bad)])).is_some(), "{bad}");
         }
-        assert!(refusal(&HeaderMap::new()).is_some(), "no Host");
+        assert!(refusal(&HeaderMap::new(), None).is_some(), "no Host");
+        // HTTP/2: the host is the URI's authority.
+        assert_eq!(refusal(&HeaderMap::new(), Some("127.0.0.1:1250")), None);
+        assert!(refusal(&HeaderMap::new(), Some("rebind.example:1250")).is_some());
         assert_eq!(
-            refusal(&headers(&[
+            refusal_of(&headers(&[
                 ("host", "127.0.0.1:1250"),
                 ("origin", "http://localhost:1250")
             ])),
@@ -118,7 +132,7 @@ mod tests {
             "http://127.0.0.1.evil.example",
         ] {
             assert!(
-                refusal(&headers(&[("host", "127.0.0.1:1250"), ("origin", origin)])).is_some(),
+                refusal_of(&headers(&[("host", "127.0.0.1:1250"), ("origin", origin)])).is_some(),
                 "{origin}"
             );
         }

@@ -229,11 +229,13 @@ async fn idle_http2_connections_are_closed() {
 
     // One request, answered; then the connection is idle.
     let mut idle = h2_connect(&api).await;
-    // HPACK: :method GET, :scheme http, :path /v1/transcripts/t-pub, :authority x.
+    // HPACK: :method GET, :scheme http, :path /v1/transcripts/t-pub, :authority localhost
+    // (open mode answers loopback hosts only).
     let path = b"/v1/transcripts/t-pub";
     let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
     block.extend_from_slice(path);
-    block.extend_from_slice(&[0x01, 1, b'x']);
+    block.extend_from_slice(&[0x01, 9]);
+    block.extend_from_slice(b"localhost");
     h2_write(&mut idle, 1, 0x5, 1, &block).await;
     let answered = tokio::time::timeout(Duration::from_secs(10), async {
         let mut status = None;
