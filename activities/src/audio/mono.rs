@@ -30,6 +30,11 @@ pub const GAP_TOLERANCE_S: f64 = 0.002;
 /// silence for nothing).
 pub const MAX_TRACK_S: f64 = 86_400.0;
 
+/// Source sample rates reflow reads, 1 kHz to 384 kHz (telephony to studio masters). The
+/// resampler's buffers grow with the rate over its common divisor with 48 kHz: a header claiming
+/// 4,291,501,888 Hz had it allocate gigabytes (found by fuzzing), so other rates are refused.
+pub const SOURCE_RATES: std::ops::RangeInclusive<u32> = 1_000..=384_000;
+
 /// Silence handed on per step while a gap is filled, in source frames.
 const SILENCE_BLOCK: u64 = 4_800;
 
@@ -147,6 +152,16 @@ impl MonoStream {
             };
             let channels = channels.max(1);
             if self.rate == 0 {
+                if !SOURCE_RATES.contains(&rate) {
+                    return Err(AudioError::Unsupported {
+                        source_name: self.name.clone(),
+                        message: format!(
+                            "a sample rate of {rate} Hz (reflow reads {} to {} Hz)",
+                            SOURCE_RATES.start(),
+                            SOURCE_RATES.end()
+                        ),
+                    });
+                }
                 self.rate = rate;
                 if rate != RATE {
                     let r = FftFixedIn::<f32>::new(rate as usize, RATE as usize, 1024, 2, 1)
@@ -273,5 +288,64 @@ fn resample_err(name: &str, rate: u32, e: impl std::fmt::Display) -> AudioError 
     AudioError::Corrupt {
         source_name: name.to_owned(),
         message: format!("resampling from {rate} Hz: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mono 16-bit PCM WAV file of `frames` frames of a square wave, its header claiming `rate`.
+    fn wav(rate: u32, frames: u32) -> Vec<u8> {
+        let mut w = Vec::new();
+        let data = frames * 2;
+        w.extend_from_slice(b"RIFF");
+        w.extend_from_slice(&(36 + data).to_le_bytes());
+        w.extend_from_slice(b"WAVEfmt ");
+        w.extend_from_slice(&16u32.to_le_bytes());
+        w.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        w.extend_from_slice(&1u16.to_le_bytes()); // mono
+        w.extend_from_slice(&rate.to_le_bytes());
+        w.extend_from_slice(&rate.wrapping_mul(2).to_le_bytes());
+        w.extend_from_slice(&2u16.to_le_bytes());
+        w.extend_from_slice(&16u16.to_le_bytes());
+        w.extend_from_slice(b"data");
+        w.extend_from_slice(&data.to_le_bytes());
+        for i in 0..frames {
+            let s: i16 = if i % 16 < 8 { 8_000 } else { -8_000 };
+            w.extend_from_slice(&s.to_le_bytes());
+        }
+        w
+    }
+
+    fn stream(bytes: Vec<u8>) -> MonoStream {
+        let reader = AudioReader::from_bytes(bytes, Some("wav"), "t.wav").unwrap();
+        MonoStream::new(reader, "t.wav", true)
+    }
+
+    /// The `webm_opus` fuzz target's out-of-memory input (fuzz/, bench/results/fuzz.md): a WAV
+    /// header claiming 4,291,501,888 Hz made the resampler allocate over 2 GB.
+    #[test]
+    fn a_sample_rate_outside_what_reflow_reads_is_refused_before_resampling() {
+        for rate in [4_291_501_888, 999, 384_001] {
+            let e = stream(wav(rate, 800)).fill(960).unwrap_err();
+            assert!(
+                matches!(e, AudioError::Unsupported { .. })
+                    && e.to_string().contains(&format!("{rate} Hz")),
+                "{e}"
+            );
+        }
+        // Rates inside the range are resampled to 48 kHz as before.
+        for rate in [8_000, 44_100, 384_000] {
+            let mut s = stream(wav(rate, rate / 10));
+            s.fill(1 << 20).unwrap();
+            assert!(s.ended());
+            assert_eq!(s.source_rate(), rate);
+            let got = s.queue.len() as i64;
+            assert!(
+                (got - 4_800).abs() <= 1,
+                "{rate} Hz: {got} frames for 100 ms"
+            );
+        }
     }
 }
