@@ -115,6 +115,9 @@ def synth(m, out, repeat=1):
             wav = tmp / f"u{n:02}.wav"
             run("espeak-ng", "-v", speakers[who]["voice"], "-s", "155", "-w", str(wav), text)
             start = max(clock, speakers[who]["joins_at"] + 0.5)
+            if start > clock:
+                print(f"meeting.py: line {n + 1} waits {start - clock:.1f} s for {who} to join",
+                      file=sys.stderr)
             parts[who].append((start, wav))
             clock = start + seconds(wav) + GAP_S
         manifest = {"tracks": [], "duration_s": round(clock, 2)}
