@@ -2,8 +2,9 @@
 """A scripted meeting of the evaluation set (eval/meetings/NAME.json; eval/README.md has the
 schema): synthesize it as Daily delivers a recording — one WebM/Opus track per participant, each
 starting when its participant joined, plus recording.json with the names and offsets — with
-espeak-ng (each speaker's voice, 155 words a minute), sox and ffmpeg; or print its dialogue or
-its facts.
+espeak-ng (each speaker's voice, 155 words a minute), sox and ffmpeg — or, for a meeting of
+recorded speech (`source`), from the clips of a Debian package, fetched with `apt-get download`
+and checked against their sha256 sums; or print its dialogue or its facts.
 
 usage: meeting.py synth MEETING OUT_DIR [--repeat N]  synthesize (the dialogue N times)
        meeting.py transcript MEETING                 the dialogue as `Name: text` lines
@@ -17,8 +18,10 @@ set (standup).
 
 import hashlib
 import json
+import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,7 +54,50 @@ def held_out(name):
 
 
 def transcript(m):
-    return "\n".join(f"{who}: {text}" for who, text in m["dialogue"])
+    return "\n".join(f"{who}: {text}" for who, text, *_ in m["dialogue"])
+
+
+def sha256(path):
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def cache_dir():
+    return pathlib.Path(os.environ.get("REFLOW_CACHE_DIR") or pathlib.Path.home() / ".cache/reflow")
+
+
+def fetch_source(src):
+    """The unpacked Debian package of a recorded meeting (its `root` folder), fetched once into
+    the cache with `apt-get download` and checked: the .deb's sum, then every clip's."""
+    package, version = src["debian"], src["version"]
+    unpacked = cache_dir() / "eval-sources" / f"{package}_{version}"
+    if not (unpacked / ".ok").is_file():
+        downloads = cache_dir() / "downloads"
+        downloads.mkdir(parents=True, exist_ok=True)
+        found = lambda: sorted(downloads.glob(f"{package}_{version.replace(':', '%3a')}_*.deb"))
+        if not found():
+            get = ["apt-get", "download", f"{package}={version}"]
+            if subprocess.run(get, cwd=downloads, capture_output=True).returncode != 0:
+                # The package lists may be missing or stale: refresh them once and retry.
+                sudo = [] if os.geteuid() == 0 else ["sudo"]
+                subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True)
+                subprocess.run(get, cwd=downloads, check=True, capture_output=True)
+        deb = found()[0]
+        if sha256(deb) != src["deb_sha256"]:
+            deb.unlink()
+            sys.exit(f"meeting.py: checksum mismatch for {deb.name} (expected "
+                     f"{src['deb_sha256']}); deleted it")
+        tmp = unpacked.with_name(unpacked.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        run("dpkg-deb", "-x", str(deb), str(tmp))
+        (tmp / ".ok").touch()
+        shutil.rmtree(unpacked, ignore_errors=True)
+        tmp.rename(unpacked)
+    root = unpacked / src["root"]
+    for clip, expected in src["sha256"].items():
+        if sha256(root / clip) != expected:
+            sys.exit(f"meeting.py: checksum mismatch for {clip} of {package} {version}")
+    return root
 
 
 def problems(m, path):
@@ -62,9 +108,19 @@ def problems(m, path):
     names = [s["name"] for s in m["speakers"]]
     if not 2 <= len(names) <= 6:
         out.append(f"{len(names)} speakers (2-6 expected)")
-    if len(set(s["voice"] for s in m["speakers"])) != len(names):
+    recorded = "source" in m
+    voices = [s["voice"] for s in m["speakers"] if "voice" in s]
+    if len(voices) != (0 if recorded else len(names)):
+        out.append("every speaker needs a voice, except in a meeting of recorded speech (none)")
+    if len(set(voices)) != len(voices):
         out.append("two speakers share a voice")
-    spoken = {who for who, _ in m["dialogue"]}
+    for line in m["dialogue"]:
+        clip = line[2]["clip"] if len(line) == 3 else None
+        if recorded and clip not in m["source"]["sha256"]:
+            out.append(f"line {line[1][:40]!r}: no clip with a sha256 in source")
+        if not recorded and len(line) != 2:
+            out.append(f"line {line[1][:40]!r}: a clip, but the meeting has no source")
+    spoken = {who for who, *_ in m["dialogue"]}
     for who in spoken - set(names):
         out.append(f"{who!r} speaks but is not a speaker")
     for who in set(names) - spoken:
@@ -73,7 +129,7 @@ def problems(m, path):
         out.append("no subjects")
     if bool(m.get("decides_nothing")) != (not m["facts"]):
         out.append("decides_nothing must be true exactly when there are no facts")
-    text = " ".join(t for _, t in m["dialogue"])
+    text = " ".join(t for _, t, *_ in m["dialogue"])
     for f in m["facts"]:
         if f.get("kind") not in KINDS:
             out.append(f"fact {f['fact']!r}: kind {f.get('kind')!r} not one of {sorted(KINDS)}")
@@ -104,6 +160,7 @@ def synth(m, out, repeat=1):
     """Write one WebM/Opus track per speaker and recording.json into `out`; print a line."""
     speakers = {s["name"]: s for s in m["speakers"]}
     dialogue = [tuple(line) for line in m["dialogue"]] * repeat
+    root = fetch_source(m["source"]) if "source" in m else None
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,9 +168,16 @@ def synth(m, out, repeat=1):
         # Utterances in order, each starting after the previous one ends.
         clock = 1.0
         parts = {name: [] for name in speakers}
-        for n, (who, text) in enumerate(dialogue):
+        for n, (who, text, *clip) in enumerate(dialogue):
             wav = tmp / f"u{n:02}.wav"
-            run("espeak-ng", "-v", speakers[who]["voice"], "-s", "155", "-w", str(wav), text)
+            if clip:
+                # A recorded line: the clip, as mono audio at the rate of the rest.
+                path = root / clip[0]["clip"]
+                raw = ["-t", "raw", "-r", "8000", "-e", "signed", "-b", "16", "-c", "1"]
+                run("sox", *(raw if path.suffix == ".raw" else []), str(path),
+                    "-r", str(RATE), "-c", "1", str(wav))
+            else:
+                run("espeak-ng", "-v", speakers[who]["voice"], "-s", "155", "-w", str(wav), text)
             start = max(clock, speakers[who]["joins_at"] + 0.5)
             if start > clock:
                 print(f"meeting.py: line {n + 1} waits {start - clock:.1f} s for {who} to join",
@@ -166,7 +230,7 @@ def main(args):
                     print(f"{p}: {problem}")
                     bad += 1
             else:
-                words = sum(len(t.split()) for _, t in m["dialogue"])
+                words = sum(len(t.split()) for _, t, *_ in m["dialogue"])
                 print("\t".join([m["name"], m["kind"], str(len(m["speakers"])), str(words),
                                  str(len(m["facts"])),
                                  "held-out" if held_out(m["name"]) else "tuning"]))
