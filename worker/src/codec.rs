@@ -12,7 +12,14 @@
 //! Keys rotate: `REFLOW_CODEC_KEYS` is a comma-separated list of `id:base64(32 bytes)`; the
 //! first seals new payloads, every listed key opens old ones, so a run started before a
 //! rotation completes after it as long as its key stays listed. Payloads that are not sealed
-//! (histories from before the codec was on) pass through unchanged.
+//! (histories from before the codec was on) pass through unchanged, unless the codec is
+//! [`PayloadEncryption::required`] (`REFLOW_CODEC_REQUIRED`): then a worker refuses every
+//! unsealed payload of a task it is given (a workflow started by hand with plaintext input
+//! fails its workflow task, [`CodecError::Unsealed`], before any of its code runs), while
+//! history readers (`crate::history`, `/codec/decode`) still show old plaintext payloads.
+//! The SDK tells the codec no more than which kind of task it decodes for (its serialization
+//! contexts carry no workflow id in 1.1.1), so a sealed payload is not bound to its run
+//! here: the run's input names its workflow id instead (`workflow::interpreter::binding`).
 //!
 //! The same codec serves Temporal's remote codec protocol ([`crate::http::codec`]) so that the
 //! Web UI and `temporal workflow show --codec-endpoint` show operators the decoded payloads.
@@ -58,6 +65,11 @@ pub enum CodecError {
     /// The opened bytes are no `Payload`.
     #[error("opened payload is not a Payload protobuf: {0}")]
     Decode(String),
+    /// A worker task carries a payload that is not sealed, and the codec is required.
+    #[error(
+        "payload is not sealed (encoding {0:?}) and REFLOW_CODEC_REQUIRED refuses plaintext: it was written without reflow's codec keys (a workflow started or signalled by hand?)"
+    )]
+    Unsealed(String),
 }
 
 /// AES-256-GCM payload encryption with rotating keys.
@@ -66,6 +78,7 @@ pub struct PayloadEncryption {
     current: String,
     keys: Arc<HashMap<String, Aes256Gcm>>,
     compress: bool,
+    required: bool,
 }
 
 impl std::fmt::Debug for PayloadEncryption {
@@ -76,6 +89,7 @@ impl std::fmt::Debug for PayloadEncryption {
             .field("current", &self.current)
             .field("key_ids", &ids)
             .field("compress", &self.compress)
+            .field("required", &self.required)
             .finish()
     }
 }
@@ -115,7 +129,16 @@ impl PayloadEncryption {
             current,
             keys: Arc::new(keys),
             compress,
+            required: false,
         })
+    }
+
+    /// Refuse unsealed payloads in the tasks a worker is given (`REFLOW_CODEC_REQUIRED`):
+    /// decoding for a workflow or activity task fails with [`CodecError::Unsealed`]. Decoding
+    /// without a context (history readers) and [`Self::open`] still pass them through.
+    pub fn required(mut self, required: bool) -> Self {
+        self.required = required;
+        self
     }
 
     /// The key id new payloads are sealed with.
@@ -237,12 +260,22 @@ impl PayloadCodec for PayloadEncryption {
 
     fn decode(
         &self,
-        _context: &SerializationContextData,
+        context: &SerializationContextData,
         payloads: Vec<Payload>,
     ) -> BoxFuture<'static, Result<Vec<Payload>, PayloadConversionError>> {
+        // A worker decodes its tasks in a workflow or activity context (so does a client for
+        // the results and query answers of runs); history readers decode without one.
+        let strict = self.required && !matches!(context, SerializationContextData::None);
         let opened = payloads
             .into_iter()
-            .map(|p| self.open(p))
+            .map(|p| {
+                if strict && !is_sealed(&p) {
+                    let encoding = p.metadata.get("encoding").map(Vec::as_slice);
+                    let encoding = String::from_utf8_lossy(encoding.unwrap_or_default());
+                    return Err(CodecError::Unsealed(encoding.into_owned()));
+                }
+                self.open(p)
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| PayloadConversionError::EncodingError(Box::new(e)));
         futures::future::ready(opened).boxed()
@@ -297,6 +330,51 @@ mod tests {
         let impostor = PayloadEncryption::from_spec(&format!("k1:{}", key(9)), false).unwrap();
         assert!(matches!(impostor.open(before), Err(CodecError::Open(_))));
         assert_eq!(new.open(json("2")).unwrap(), json("2"));
+    }
+
+    #[tokio::test]
+    async fn a_required_codec_refuses_plaintext_in_worker_tasks_only() {
+        use temporalio_common::data_converters::{
+            ActivitySerializationContext, WorkflowSerializationContext,
+        };
+        let spec = format!("k1:{}", key(1));
+        let lenient = PayloadEncryption::from_spec(&spec, false).unwrap();
+        let required = lenient.clone().required(true);
+        let sealed = required.seal(json("\"title\""));
+        let workflow = SerializationContextData::Workflow(WorkflowSerializationContext::new());
+        let activity = SerializationContextData::Activity(ActivitySerializationContext::new());
+        for context in [&workflow, &activity] {
+            let e = required
+                .decode(context, vec![sealed.clone(), json("{\"pipeline\": \"P\"}")])
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("not sealed")
+                    && e.contains("json/plain")
+                    && e.contains("REFLOW_CODEC_REQUIRED"),
+                "{e}"
+            );
+            assert_eq!(
+                required
+                    .decode(context, vec![sealed.clone()])
+                    .await
+                    .unwrap(),
+                vec![json("\"title\"")]
+            );
+            // Not required: plaintext passes, as before.
+            assert_eq!(
+                lenient.decode(context, vec![json("1")]).await.unwrap(),
+                vec![json("1")]
+            );
+        }
+        // History readers decode without a context: old plaintext payloads still show.
+        let none = SerializationContextData::None;
+        assert_eq!(
+            required.decode(&none, vec![json("1")]).await.unwrap(),
+            vec![json("1")]
+        );
+        assert_eq!(required.open(json("2")).unwrap(), json("2"));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! the run is pinned to what was validated and registered; the same three go into the memo,
 //! where `temporal workflow describe` and the Web UI show them. Register a definition first
 //! (`reflow apply`, or [`crate::gitops::register`]): a run of an unregistered hash fails at
-//! its first workflow task.
+//! its first workflow task. The input also names the run's own workflow id, so that a copy
+//! of it started under another id is refused (`workflow::interpreter::binding`).
 
 use std::path::Path;
 
@@ -138,12 +139,16 @@ pub async fn start_with(
             &pipeline.hash[..12]
         ))
         .build();
+    // Bound to its workflow id (sealed with it): a copy started under another id is refused
+    // (`workflow::interpreter::binding`).
     let run_input = RunInput {
         pinned: Pinned::Reference(pipeline.reference()),
         graph: None,
         input,
         parent: None,
         search_attributes: Default::default(),
+        workflow_id: Some(workflow_id.to_owned()),
+        scheduled: false,
     };
     let handle = client
         .start_workflow(

@@ -56,8 +56,8 @@ pub struct RawSettings {
     pub codec_keys: Option<String>,
     /// Compress payloads before encrypting them (`REFLOW_CODEC_COMPRESS`).
     pub codec_compress: Option<bool>,
-    /// Refuse to run without payload encryption (`REFLOW_CODEC_REQUIRED`; the compose stack
-    /// sets it).
+    /// Refuse to run without payload encryption, and refuse unsealed payloads in the tasks
+    /// workers are given (`REFLOW_CODEC_REQUIRED`; the compose stack sets it).
     pub codec_required: Option<bool>,
     /// The operator's bearer token for the HTTP API (`REFLOW_API_TOKEN`).
     pub api_token: Option<String>,
@@ -308,7 +308,8 @@ impl Settings {
         self.api_token.is_some() || self.secret_key.is_some()
     }
 
-    /// The payload codec the keys describe (`None` without keys).
+    /// The payload codec the keys describe (`None` without keys), refusing unsealed payloads
+    /// in worker tasks when `REFLOW_CODEC_REQUIRED` ([`crate::codec::PayloadEncryption::required`]).
     pub fn codec(
         &self,
     ) -> Result<Option<crate::codec::PayloadEncryption>, crate::codec::CodecError> {
@@ -319,7 +320,10 @@ impl Settings {
         }
         self.codec_keys
             .as_deref()
-            .map(|k| crate::codec::PayloadEncryption::from_spec(k, self.codec_compress))
+            .map(|k| {
+                crate::codec::PayloadEncryption::from_spec(k, self.codec_compress)
+                    .map(|c| c.required(self.codec_required))
+            })
             .transpose()
     }
 

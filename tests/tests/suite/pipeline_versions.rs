@@ -271,11 +271,16 @@ async fn history_json(c: &temporalio_client::Client, id: &str) -> String {
     String::from_utf8(json).unwrap()
 }
 
-/// Start `input` by hand as an `EngineTest` run on `queue`.
+/// Start `input` by hand as an `EngineTest` run on `queue`, bound to `id` as reflow binds its
+/// own (what these runs are refused for is their definition).
 async fn start_by_hand(c: &temporalio_client::Client, queue: &str, id: &str, input: &RunInput) {
+    let input = RunInput {
+        workflow_id: Some(id.to_owned()),
+        ..input.clone()
+    };
     c.start_workflow(
         UntypedWorkflow::new("EngineTest"),
-        payload::to_raw(input),
+        payload::to_raw(&input),
         WorkflowStartOptions::new(queue.to_owned(), id.to_owned()).build(),
     )
     .await
@@ -301,6 +306,8 @@ async fn a_run_started_by_hand_with_an_inline_or_unregistered_definition_runs_no
         input: json!({"journal": j}),
         parent: None,
         search_attributes: Default::default(),
+        workflow_id: None,
+        scheduled: false,
     };
 
     start_by_hand(
@@ -557,6 +564,8 @@ async fn a_schedule_created_before_references_is_rewritten_to_name_its_version()
         input: json!({}),
         parent: None,
         search_attributes: Default::default(),
+        workflow_id: None,
+        scheduled: false,
     };
     c.create_schedule(
         id.clone(),

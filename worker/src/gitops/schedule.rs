@@ -1,8 +1,9 @@
 //! The `daily-poll` schedule (docs/contracts/daily.md §4): present exactly when `DAILY_API_KEY`
 //! is set, every `REFLOW_DAILY_POLL_INTERVAL` seconds, else 180 s with a webhook secret and
 //! 15 s without, overlap SKIP, starting `PollDailyRecordings` pinned to the repository's
-//! `pipelines/daily-poll.yaml` (its interval and pipeline hash are compared); deleted when
-//! the key is unset.
+//! `pipelines/daily-poll.yaml` (its interval and pipeline hash are compared, and its input's
+//! binding to the action's workflow id, `workflow::interpreter::binding`); deleted when the
+//! key is unset.
 
 use std::path::Path;
 use std::time::Duration;
@@ -90,8 +91,9 @@ fn summary(s: &DesiredSchedule) -> String {
     )
 }
 
-/// The current interval and pipeline hash of a schedule, `None` if it does not exist.
-async fn current(client: &Client, id: &str) -> Result<Option<(u64, String)>, GitOpsError> {
+/// The current interval and pipeline hash of a schedule, and whether its action's input is
+/// bound to the action's workflow id ([`action`]); `None` if it does not exist.
+async fn current(client: &Client, id: &str) -> Result<Option<(u64, String, bool)>, GitOpsError> {
     let handle = client.get_schedule_handle(id);
     let described = match handle.describe(Default::default()).await {
         Ok(d) => d,
@@ -117,16 +119,21 @@ async fn current(client: &Client, id: &str) -> Result<Option<(u64, String)>, Git
         .and_then(|i| i.interval.as_ref())
         .map_or(0, |d| d.seconds as u64);
     #[allow(unreachable_patterns)] // the enum is non-exhaustive
-    let args = match described.action() {
-        temporalio_client::schedules::ScheduleDescriptionAction::StartWorkflow(a) => {
-            a.raw_args().map(<[_]>::to_vec)
-        }
-        _ => None,
+    let (args, action_id) = match described.action() {
+        temporalio_client::schedules::ScheduleDescriptionAction::StartWorkflow(a) => (
+            a.raw_args().map(<[_]>::to_vec),
+            Some(a.workflow_id().to_owned()),
+        ),
+        _ => (None, None),
     };
-    let hash = args
+    let input = args
         .as_deref()
         .and_then(|p| p.first())
-        .and_then(|p| serde_json::from_slice::<Value>(&p.data).ok())
+        .and_then(|p| serde_json::from_slice::<Value>(&p.data).ok());
+    let bound = input.as_ref().is_some_and(|v| {
+        v["scheduled"] == true && v["workflow_id"].as_str() == action_id.as_deref()
+    });
+    let hash = input
         .and_then(
             |v| match (v["hash"].as_str(), v["pipeline"]["hash"].as_str()) {
                 (Some(hash), _) => Some(hash.to_owned()),
@@ -137,7 +144,7 @@ async fn current(client: &Client, id: &str) -> Result<Option<(u64, String)>, Git
             },
         )
         .unwrap_or_default();
-    Ok(Some((every, hash)))
+    Ok(Some((every, hash, bound)))
 }
 
 /// `reflow plan`'s lines for the declared schedules, then a deletion for each schedule of
@@ -155,7 +162,7 @@ pub(super) async fn plan(
                 id: s.id.clone(),
                 summary: summary(s),
             },
-            Some((every, hash)) => {
+            Some((every, hash, bound)) => {
                 let mut diffs = Vec::new();
                 if every != s.every.as_secs() {
                     diffs.push(format!("interval: {every}s → {}s", s.every.as_secs()));
@@ -166,6 +173,10 @@ pub(super) async fn plan(
                         None => hash.get(..12).unwrap_or(&hash).to_owned(),
                     };
                     diffs.push(format!("pipeline: {was} → {}", &s.pipeline.hash[..12]));
+                } else if !bound {
+                    // An action written before inputs named their run: workers refuse the runs
+                    // it starts (`workflow::interpreter::binding`) until it is rewritten.
+                    diffs.push("input: not bound to its workflow id → bound".to_owned());
                 }
                 if diffs.is_empty() {
                     Change::Unchanged {
@@ -195,12 +206,16 @@ pub(super) async fn plan(
 }
 
 fn action(s: &DesiredSchedule) -> ScheduleAction {
+    // Bound to the action's workflow id, which the schedule suffixes with each run's nominal
+    // time (`workflow::interpreter::binding`).
     let input = RunInput {
         pinned: Pinned::Reference(s.pipeline.reference()),
         graph: None,
         input: serde_json::json!({}),
         parent: None,
         search_attributes: Default::default(),
+        workflow_id: Some(s.id.clone()),
+        scheduled: true,
     };
     ScheduleAction::start_workflow(
         UntypedWorkflow::new(s.pipeline.name.clone()),

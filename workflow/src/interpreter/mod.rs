@@ -31,6 +31,7 @@ use temporalio_workflow::{
     WorkflowContext, WorkflowResult, WorkflowTermination, common::error::ApplicationFailure,
 };
 
+pub mod binding;
 mod failure;
 mod inputs;
 mod options;
@@ -55,8 +56,9 @@ use crate::progress::{Progress, RunStatus, StepStatus};
 use crate::search;
 
 /// Input of every pipeline workflow: the registered version it is pinned to, which graph of
-/// it to run, and the graph's input: `{"pipeline": "Name", "version": 2, "hash": "…",
-/// "graph": …, "input": {…}}` ([`resolve`] says how the definition reaches the run).
+/// it to run, the graph's input, and the run it was written for: `{"pipeline": "Name",
+/// "version": 2, "hash": "…", "graph": …, "input": {…}, "workflow_id": "…"}` ([`resolve`]
+/// says how the definition reaches the run, [`binding`] why it names its workflow id).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunInput {
     /// The version the run is pinned to (in histories from before references, the
@@ -75,6 +77,14 @@ pub struct RunInput {
     /// its parent's `RecordingId`, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub search_attributes: BTreeMap<String, String>,
+    /// The workflow id the input was written for (sealed with it): the run refuses an input
+    /// of another run ([`binding`]). `None` in histories from before the binding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<String>,
+    /// Written for a schedule: `workflow_id` is the action's, which the schedule suffixes with
+    /// each run's nominal time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scheduled: bool,
 }
 
 /// Patch marking runs that set search attributes, a memo and `CurrentStep` (histories from
@@ -115,14 +125,16 @@ enum State {
     FailedOptional,
 }
 
-/// Run the graph `input.graph` of the registered version `input` names (resolved first, in
-/// the first workflow task: [`resolve`]) and return its output. A child also reports its
+/// Run the graph `input.graph` of the registered version `input` names (checked to be this
+/// run's input, [`binding`], then resolved, in the first workflow task: [`resolve`]) and
+/// return its output. A child also reports its
 /// progress table to its parent whenever it changes (one signal per change, sent one at a
 /// time, the latest state winning), so the parent's `progress` query includes it.
 pub async fn run<W: Interpreted>(
     ctx: &WorkflowContext<W>,
     input: RunInput,
 ) -> WorkflowResult<Value> {
+    binding::check(ctx, &input)?;
     let parent = input.parent.clone();
     let (pipeline, reference) =
         resolve::definition(ctx, &input.pinned, input.graph.as_deref(), parent.is_some()).await?;

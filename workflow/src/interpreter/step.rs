@@ -222,10 +222,13 @@ async fn run_member<W: Interpreted>(
                     pipeline: Box::new(pipeline.clone()),
                 },
             };
+            // Bound to the child's id and this run's ([`super::binding`]).
             let child_input = RunInput {
                 pinned,
                 graph: Some(child.clone()),
                 input,
+                workflow_id: Some(child_id.clone()),
+                scheduled: false,
                 parent: Some(ctx.workflow_id().to_owned()),
                 search_attributes: member
                     .scope

@@ -26,6 +26,9 @@
 //!   history, the database or the worker's log; with the codec on, failure texts are sealed;
 //! - [`input`]: meeting speech cannot make the Zulip bot mention, link or break its fences, a
 //!   display name cannot forge WebVTT cues, and `reflow process` reads only its directory.
+//! - [`temporal_boundary`]: with the codec required, a workflow started by hand with plaintext
+//!   input runs nothing and its task failure says why; a sealed input copied from a run (or
+//!   its child) into another workflow id is refused, naming both ids, before any step.
 
 use std::time::{Duration, Instant};
 
@@ -45,6 +48,7 @@ mod open_mode;
 mod replay;
 mod secrets;
 mod slow_clients;
+mod temporal_boundary;
 
 const OPERATOR: &str = "operator-token-for-tests";
 const SECRET: &str = "user-jwt-secret-for-tests";
