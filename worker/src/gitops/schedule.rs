@@ -13,7 +13,8 @@ use temporalio_client::schedules::{
     CreateScheduleOptions, DeleteScheduleOptions, ScheduleAction, ScheduleOverlapPolicy,
     ScheduleSpec,
 };
-use temporalio_client::{Client, UntypedWorkflow};
+use temporalio_client::{Client, NamespacedClient as _, UntypedWorkflow};
+use temporalio_common::data_converters::SerializationContextData;
 use workflow::interpreter::resolve::Pinned;
 use workflow::{Catalog, Pipeline, RunInput, payload};
 
@@ -125,6 +126,17 @@ async fn current(client: &Client, id: &str) -> Result<Option<(u64, String, bool)
             Some(a.workflow_id().to_owned()),
         ),
         _ => (None, None),
+    };
+    // The action's input as the client's codec wrote it (sealed when keys are configured):
+    // opened the way history readers open payloads.
+    let args = match args {
+        Some(payloads) => client
+            .data_converter()
+            .codec()
+            .decode(&SerializationContextData::None, payloads)
+            .await
+            .ok(),
+        None => None,
     };
     let input = args
         .as_deref()

@@ -8,7 +8,10 @@
 //!   under another workflow id is refused, naming both ids, before any step (no resolver
 //!   marker, no activity, no child), while the run it was copied from completes with the
 //!   required codec; so is a sealed input that names no workflow id (as inputs from before
-//!   the binding did).
+//!   the binding did);
+//! - the poll schedule `reflow apply` declares, its action sealed: `plan` reads it back as
+//!   unchanged, a run it starts (`{schedule}-{nominal time}`) is accepted, and its input
+//!   copied into another id is refused.
 
 use std::time::{Duration, Instant};
 
@@ -277,6 +280,86 @@ async fn a_sealed_input_copied_into_another_workflow_id_is_refused_before_any_st
         failure_type(&history),
         Some((RUN_INPUT_UNBOUND.to_owned(), true))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schedule_s_runs_are_accepted_and_a_copy_of_their_input_is_not() {
+    use reflow::gitops::{self, Change, Desired, DesiredSchedule};
+    use temporalio_client::schedules::ScheduleOverlapPolicy;
+    let _one = reflow_tests::meetings::exclusive().await;
+    let (stack, _worker, _codec) = required_codec_stack().await;
+    let poll = workflow::parse_and_validate(
+        "daily-poll.yaml",
+        gitops::DAILY_POLL_YAML,
+        reflow_tests::registry().catalog(),
+    )
+    .unwrap();
+    let id = format!("boundary-poll-{}", std::process::id());
+    let d = Desired {
+        schedules: vec![DesiredSchedule {
+            id: id.clone(),
+            every: Duration::from_secs(3600),
+            pipeline: poll,
+        }],
+        ..Desired::default()
+    };
+    gitops::apply(&stack.client, &d).await.unwrap();
+    // Read back through the codec: the sealed action names its version and is bound.
+    let again = gitops::plan(&stack.client, &d).await.unwrap();
+    assert!(!again.iter().any(Change::is_change), "{again:?}");
+
+    let schedule = stack.client.get_schedule_handle(id.clone());
+    schedule
+        .trigger(ScheduleOverlapPolicy::AllowAll, Default::default())
+        .await
+        .unwrap();
+    let started =
+        reflow_tests::wait_for("the schedule starts a run", Duration::from_secs(30), || {
+            let schedule = schedule.clone();
+            async move {
+                let d = schedule.describe(Default::default()).await.ok()?;
+                d.recent_actions().first().map(|a| a.workflow_id.clone())
+            }
+        })
+        .await;
+    assert!(started.starts_with(&format!("{id}-20")), "{started}");
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        reflow::runs::wait(&stack.client, &started),
+    )
+    .await
+    .expect("the scheduled run ends")
+    .expect("the scheduled run is accepted and completes");
+
+    // Its sealed input under another id, even one shaped like the schedule's.
+    let plain = reflow_tests::client().await;
+    let (sealed, workflow_type, queue) = started_input(&events(&plain, &started).await);
+    for forged in [format!("{id}-copy"), format!("{started}-again")] {
+        plain
+            .start_workflow(
+                UntypedWorkflow::new(workflow_type.clone()),
+                RawValue::new(vec![sealed.clone()]),
+                WorkflowStartOptions::new(queue.clone(), forged.clone()).build(),
+            )
+            .await
+            .unwrap();
+        let e = refused(&stack, &forged).await;
+        assert!(
+            e.contains(&format!("{id:?}")) && e.contains(&format!("{forged:?}")),
+            "{e}"
+        );
+        let history = events(&plain, &forged).await;
+        assert_eq!(
+            work(&history),
+            Vec::<String>::new(),
+            "{forged} ran something"
+        );
+        assert_eq!(
+            failure_type(&history),
+            Some((WORKFLOW_ID_MISMATCH.to_owned(), true))
+        );
+    }
+    let _ = schedule.delete(Default::default()).await;
 }
 
 /// The failure of a run that must be refused (within a minute), as reflow reads it.
