@@ -115,6 +115,11 @@ impl MonoStream {
         self.gaps
     }
 
+    /// The source's name, as errors give it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The source's sample rate (0 before the first packet).
     pub fn source_rate(&self) -> u32 {
         self.rate
