@@ -7,7 +7,7 @@
 //! bind a payload to its workflow: in temporalio-sdk 1.1.1 its serialization contexts are
 //! empty. So the binding is the application's: whoever starts a run writes the run's own
 //! workflow id into its input ([`RunInput::workflow_id`], sealed with the rest), and the
-//! interpreter's first workflow task compares it with the run's id ([`check`]) before
+//! interpreter's first workflow task compares it with the run's id (`check`) before
 //! anything else (no local activity, no step); a mismatch fails the run with a non-retryable
 //! [`WORKFLOW_ID_MISMATCH`] naming both ids.
 //!
