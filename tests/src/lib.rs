@@ -6,13 +6,15 @@
 //! - [`InProcessWorker`] runs `reflow::worker::run_workers` on its own thread.
 //! - [`s3::S3Server`] is a real S3-compatible server (s3s-fs); [`daily::DailyStandIn`] and
 //!   [`standins`] stand in for the HTTP services reflow cannot reach from here.
-//! - [`demo`] synthesizes the demo meeting and scores a summary against its facts.
+//! - [`demo`] synthesizes the demo meeting and scores a summary against its facts; [`eval`]
+//!   loads the evaluation set (`eval/meetings/`) and scores what reflow published for a meeting.
 //! - [`TestPipeline`] loads a YAML file from `tests/pipelines/`, giving it a task queue of
 //!   its own, so tests sharing one server never pick up each other's tasks.
 
 pub mod activities;
 pub mod daily;
 pub mod demo;
+pub mod eval;
 pub mod media;
 pub mod meetings;
 pub mod next_release;

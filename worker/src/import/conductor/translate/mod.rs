@@ -3,8 +3,8 @@
 //! task definitions, inputs from `inputParameters` (or by name), and a comment plus a
 //! [`Finding`] for everything that does not map.
 //!
-//! The task kinds that need more than a step have a file each: [`forks`] (FORK_JOIN,
-//! FORK_JOIN_DYNAMIC, JOIN), [`switch`] (SWITCH, DECISION) and [`sub_workflow`] (SUB_WORKFLOW, and
+//! The task kinds that need more than a step have a file each: `forks` (FORK_JOIN,
+//! FORK_JOIN_DYNAMIC, JOIN), `switch` (SWITCH, DECISION) and `sub_workflow` (SUB_WORKFLOW, and
 //! the types that do not map).
 
 mod forks;
