@@ -1,6 +1,6 @@
-//! The context of one activity attempt: which pipeline, step and queue it belongs to, the
-//! origin its events carry (so that a retry's events are recognised as the same ones), the
-//! bytes it wrote, and where it reports how far it is.
+//! The context of one activity attempt: which pipeline (and version), step and queue it
+//! belongs to, the origin its events carry (so that a retry's events are recognised as the
+//! same ones), the bytes it wrote, and where it reports how far it is.
 //!
 //! The worker's activity interceptor (`reflow::attempts`) runs every attempt inside
 //! [`in_attempt`]; code deep in a step (checkpoints, the LLM client, event publishing,
@@ -36,6 +36,10 @@ pub struct AttemptContext {
     pub step: String,
     /// Its task queue.
     pub queue: String,
+    /// The pipeline version of the run that scheduled it (the workflow stamps it on its
+    /// activities, `workflow::version_header`); `None` outside a run, or for a run recorded
+    /// before versions were stamped.
+    pub version: Option<u32>,
     /// Bytes this attempt wrote to object storage (read by the activity interceptor).
     pub written: Arc<AtomicU64>,
     /// `{workflow_id}/{run_id}/{activity_id}`: the same for every attempt of one activity, so

@@ -28,12 +28,23 @@ pub enum Outcome {
     NonRetryableFailure,
 }
 
-/// One attempt of a step: `reflow_step_duration_seconds` and `reflow_step_attempts_total`.
+/// The `version` label of an attempt: the pipeline version its run is on, a small integer
+/// (one series per registered version of a pipeline, so the label stays bounded), empty when
+/// unknown.
+pub fn version_label(version: Option<u32>) -> String {
+    version.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// One attempt of a step: `reflow_step_duration_seconds` and `reflow_step_attempts_total`,
+/// labelled with the run's pipeline `version` (a rollout compares the candidate's steps with
+/// the current version's).
 pub fn attempt(labels: &AttemptContext, outcome: Outcome, took: Duration) {
     let success = outcome == Outcome::Success;
+    let version = version_label(labels.version);
     metrics::histogram!(
         "reflow_step_duration_seconds",
         "pipeline" => labels.pipeline.clone(),
+        "version" => version.clone(),
         "step" => labels.step.clone(),
         "queue" => labels.queue.clone(),
         "outcome" => if success { "success" } else { "failure" },
@@ -42,6 +53,7 @@ pub fn attempt(labels: &AttemptContext, outcome: Outcome, took: Duration) {
     metrics::counter!(
         "reflow_step_attempts_total",
         "pipeline" => labels.pipeline.clone(),
+        "version" => version,
         "step" => labels.step.clone(),
         "outcome" => match outcome {
             Outcome::Success => "success",
@@ -137,12 +149,14 @@ pub fn describe(pipelines: &[&str], checkpointed: &[(String, String)]) {
         "ok",
         "test",
         "ignored",
+        "queued",
         "deferred",
         "bad_signature",
         "bad_payload",
     ] {
         metrics::counter!("reflow_daily_webhook_requests_total", "result" => result).absolute(0);
     }
+    metrics::gauge!("reflow_run_backlog").set(0.0);
     for target in ["zulip", "webhook"] {
         for outcome in ["delivered", "retry", "rejected", "gave_up", "skipped"] {
             metrics::counter!("reflow_notifications_total", "target" => target, "outcome" => outcome)
@@ -154,6 +168,12 @@ pub fn describe(pipelines: &[&str], checkpointed: &[(String, String)]) {
 /// A Daily webhook delivery and what became of it.
 pub fn daily_webhook(result: &'static str) {
     metrics::counter!("reflow_daily_webhook_requests_total", "result" => result).increment(1);
+}
+
+/// Runs owed and not started yet (`run_backlog`, every replica's count is the database's):
+/// recordings and `process` requests waiting for Temporal.
+pub fn run_backlog(owed: i64) {
+    metrics::gauge!("reflow_run_backlog").set(owed as f64);
 }
 
 /// Daily's breaker state for our webhook.

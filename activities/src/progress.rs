@@ -23,12 +23,19 @@ use crate::events::Events;
 /// Events `report_progress` publishes.
 pub const EMITS: &[crate::events::Event] = &[crate::events::Event::PipelineProgress];
 
-/// The `PIPELINE_PROGRESS` data of a state (§4 base shape plus reflow's extension fields).
-pub fn event_data(workflow_id: &str, total_steps: u32, s: &StepState) -> serde_json::Value {
+/// The `PIPELINE_PROGRESS` data of a state of a run on `pipeline_version` (§4 base shape
+/// plus reflow's extension fields).
+pub fn event_data(
+    workflow_id: &str,
+    total_steps: u32,
+    pipeline_version: Option<u32>,
+    s: &StepState,
+) -> serde_json::Value {
     json!({
         "workflow_id": workflow_id, "current_step": s.current_step, "step_index": s.step_index,
         "total_steps": total_steps, "step_status": s.step_status, "attempt": s.attempt,
         "max_attempts": s.max_attempts, "started_at": s.started_at, "message": s.message,
+        "pipeline_version": pipeline_version,
     })
 }
 
@@ -46,15 +53,21 @@ impl ProgressActivities {
     async fn report(&self, r: &ProgressReport) -> Result<(), ActivityFailure> {
         let db = self.events.db();
         for s in &r.states {
-            db.save_progress(&r.workflow_id, &r.transcript_id, r.total_steps, s)
-                .await?;
+            db.save_progress(
+                &r.workflow_id,
+                &r.transcript_id,
+                r.total_steps,
+                r.pipeline_version,
+                s,
+            )
+            .await?;
             if s.step_status != "pending" {
                 self.events
                     .publish(
                         workflow::interpreter::REPORT_PROGRESS,
                         &r.transcript_id,
                         crate::events::Event::PipelineProgress,
-                        event_data(&r.workflow_id, r.total_steps, s),
+                        event_data(&r.workflow_id, r.total_steps, r.pipeline_version, s),
                     )
                     .await?;
             }

@@ -23,6 +23,7 @@ try {
   const replayed = await page.evaluate(() => ({
     duration: document.getElementById("duration").textContent,
     steps: document.querySelectorAll("#steps tbody tr").length,
+    version: document.getElementById("version").textContent,
   }));
   console.log("READY " + JSON.stringify(replayed));
   const rl = createInterface({ input: process.stdin });

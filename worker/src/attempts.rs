@@ -92,6 +92,7 @@ impl ActivityInboundInterceptor for AttemptReporter {
             pipeline: info.workflow_type.clone().unwrap_or_default(),
             step: info.activity_type.clone(),
             queue: info.task_queue.clone(),
+            version: workflow::version_header::version_of(input.headers()),
             written: Default::default(),
             origin: if workflow_id.is_empty() || internal {
                 String::new()

@@ -3,7 +3,8 @@
 //! Every worker registers the whole [`Registry`]; the task queue decides which work reaches
 //! it. The activity interceptor ([`crate::attempts::AttemptReporter`]) is installed on
 //! each, so attempts reach the progress table and every activity logs inside a span carrying
-//! `workflow_id`, `run_id`, `step` and `attempt`.
+//! `workflow_id`, `run_id`, `step` and `attempt`; so is the workflow interceptor
+//! [`workflow::version_header`], which stamps a run's pipeline version on its activities.
 
 use std::time::Duration;
 
@@ -133,6 +134,8 @@ pub async fn run_workers(
             .activity_inbound_interceptor(
                 AttemptReporter::new(client.clone()).recording(services.events.clone(), identity()),
             )
+            // Every activity a run schedules carries its pipeline version (metrics label).
+            .workflow_interceptor(workflow::version_header::interceptor())
             .graceful_shutdown_period(grace.saturating_sub(STOP_BUDGET))
             // Heartbeats reach the server (and cancels reach the steps) within a second.
             .max_heartbeat_throttle_interval(activities::heartbeat::THROTTLE)

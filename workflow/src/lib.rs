@@ -21,6 +21,7 @@ pub mod payload;
 pub mod pipeline;
 pub mod progress;
 pub mod search;
+pub mod version_header;
 pub mod workflows;
 
 pub use catalog::Catalog;

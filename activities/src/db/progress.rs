@@ -8,21 +8,25 @@ use workflow::progress::StepState;
 use super::{Db, DbError, now};
 
 impl Db {
-    /// Keep `state` as the latest of its `step_index` for `workflow_id`.
+    /// Keep `state` as the latest of its `step_index` for `workflow_id`, a run on
+    /// `pipeline_version` (when known).
     pub async fn save_progress(
         &self,
         workflow_id: &str,
         transcript_id: &str,
         total_steps: u32,
+        pipeline_version: Option<u32>,
         s: &StepState,
     ) -> Result<(), DbError> {
         crate::on_pool!(self, |pool| sqlx::query(
             "INSERT INTO pipeline_progress (workflow_id, step_index, transcript_id, current_step, \
-             step_status, attempt, max_attempts, started_at, message, updated_at, total_steps) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             step_status, attempt, max_attempts, started_at, message, updated_at, total_steps, \
+             pipeline_version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (workflow_id, step_index) DO UPDATE SET transcript_id = $3, \
              current_step = $4, step_status = $5, attempt = $6, max_attempts = $7, \
-             started_at = $8, message = $9, updated_at = $10, total_steps = $11"
+             started_at = $8, message = $9, updated_at = $10, total_steps = $11, \
+             pipeline_version = $12"
         )
         .bind(workflow_id)
         .bind(i64::from(s.step_index))
@@ -35,6 +39,7 @@ impl Db {
         .bind(&s.message)
         .bind(now())
         .bind(i64::from(total_steps))
+        .bind(pipeline_version.map(i64::from))
         .execute(pool)
         .await
         .map(|_| ()))
@@ -50,7 +55,7 @@ impl Db {
         let rows = crate::on_pool!(self, |pool| {
             sqlx::query_as::<_, ProgressRow>(
             "SELECT workflow_id, transcript_id, step_index, current_step, step_status, attempt, \
-             max_attempts, started_at, message, total_steps FROM pipeline_progress \
+             max_attempts, started_at, message, total_steps, pipeline_version FROM pipeline_progress \
              WHERE transcript_id = $1 ORDER BY step_index"
         )
         .bind(transcript_id)
@@ -75,7 +80,7 @@ impl Db {
     ) -> Result<Option<ProgressRow>, DbError> {
         crate::on_pool!(self, |pool| sqlx::query_as::<_, ProgressRow>(
             "SELECT workflow_id, transcript_id, step_index, current_step, step_status, attempt, \
-             max_attempts, started_at, message, total_steps FROM pipeline_progress \
+             max_attempts, started_at, message, total_steps, pipeline_version FROM pipeline_progress \
              WHERE current_step = $1 AND step_status = 'in_progress' \
              AND ($2 = workflow_id OR substr($2, 1, length(workflow_id) + 1) = workflow_id || '-') \
              ORDER BY updated_at DESC LIMIT 1"
@@ -115,6 +120,7 @@ pub(crate) struct ProgressRow {
     max_attempts: i64,
     started_at: Option<String>,
     message: Option<String>,
+    pipeline_version: Option<i64>,
 }
 
 impl ProgressRow {
@@ -125,7 +131,7 @@ impl ProgressRow {
             "step_index": self.step_index, "total_steps": self.total_steps,
             "step_status": self.step_status, "attempt": self.attempt,
             "max_attempts": self.max_attempts, "started_at": self.started_at,
-            "message": self.message,
+            "message": self.message, "pipeline_version": self.pipeline_version,
         });
         if let Some(p) = percent {
             data["progress"] = json!(p);

@@ -237,7 +237,7 @@ async fn step_progress(db: &Db) {
         started_at: None,
         message: Some("1/3 done".into()),
     };
-    db.save_progress("run_1", "t-pct", 13, &state)
+    db.save_progress("run_1", "t-pct", 13, Some(2), &state)
         .await
         .unwrap();
     let attempt = |wf: &str| Attempt {

@@ -1,7 +1,7 @@
 //! One scrape target (docs/contracts/observability.md §1–§4): after a run with a retried step, `GET
 //! /metrics` on reflow's HTTP port serves SDK Core's metrics (Core naming, ms, latency buckets
 //! reaching 30 min and beyond) and reflow's own (`reflow_step_*`, seconds, `_total`), with the
-//! attempts counted by outcome.
+//! attempts counted by outcome and labelled with the run's pipeline version.
 
 use activities::events::{Emits, EventHub, Events};
 use reflow::runs;
@@ -74,8 +74,14 @@ async fn metrics_carry_core_and_reflow_series_after_a_retried_step() {
         .is_some_and(|n| n >= 2.0)
     );
 
-    // reflow's own: two retryable failures, then a success, of one step, in seconds.
-    let step = [("pipeline", "EngineTest"), ("step", "test_flaky")];
+    // reflow's own: two retryable failures, then a success, of one step, in seconds, labelled
+    // with the pipeline version the run is on.
+    let version = tp.pipeline.version.to_string();
+    let step = [
+        ("pipeline", "EngineTest"),
+        ("version", version.as_str()),
+        ("step", "test_flaky"),
+    ];
     let attempts = |outcome| {
         let mut l = step.to_vec();
         l.push(("outcome", outcome));

@@ -50,6 +50,7 @@ async fn the_progress_page_shows_replayed_and_live_state() {
         "diarization-r1",
         "t-page",
         13,
+        Some(2),
         &state(1, "get_recording", "completed", 1, None),
     )
     .await
@@ -58,6 +59,7 @@ async fn the_progress_page_shows_replayed_and_live_state() {
         "diarization-r1",
         "t-page",
         13,
+        Some(2),
         &state(
             2,
             "get_participants",
@@ -113,7 +115,11 @@ async fn the_progress_page_shows_replayed_and_live_state() {
     let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
     let ready = lines.next_line().await.unwrap().expect("the page loaded");
     let replayed: Value = serde_json::from_str(ready.strip_prefix("READY ").unwrap()).unwrap();
-    assert_eq!(replayed, json!({"duration": "30:34", "steps": 2}));
+    assert_eq!(
+        replayed,
+        json!({"duration": "30:34", "steps": 2, "version": "v2"}),
+        "the run's pipeline version from the stored states"
+    );
 
     // Live, while the page is open.
     events
@@ -180,7 +186,7 @@ async fn the_progress_page_shows_replayed_and_live_state() {
 }
 
 fn reflow_activities_progress(s: &StepState) -> Value {
-    activities::progress::event_data("diarization-r1", 13, s)
+    activities::progress::event_data("diarization-r1", 13, Some(2), s)
 }
 
 /// The progress page of a real run of the production pipeline (stand-in backends, an

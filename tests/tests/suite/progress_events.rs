@@ -1,7 +1,7 @@
 //! `PIPELINE_PROGRESS` from a real run: the workflow reports each step's state through the
 //! `report_progress` local activity; the frontend sees in_progress → (retry) → completed per
-//! step index, fan-outs counted, pending only in the stored catch-up; every attempt recorded
-//! in `step_attempt`.
+//! step index, fan-outs counted, pending only in the stored catch-up, each state naming the
+//! run's pipeline version; every attempt recorded in `step_attempt`.
 
 use std::time::Duration;
 
@@ -115,6 +115,11 @@ async fn a_run_with_a_retried_step_reports_every_transition_in_order() {
         (first["workflow_id"].as_str(), first["total_steps"].as_u64()),
         (Some("progress-1"), Some(3))
     );
+    assert!(
+        seen.iter()
+            .all(|d| d["pipeline_version"] == json!(tp.pipeline.version)),
+        "every state names the run's pipeline version: {seen:?}"
+    );
 
     // The stored latest state per index, for sockets that connect later.
     let stored = reflow_tests::db()
@@ -135,6 +140,7 @@ async fn a_run_with_a_retried_step_reports_every_transition_in_order() {
         [(1, "completed"), (2, "completed"), (3, "completed")]
     );
     assert_eq!(stored[1]["attempt"], 2);
+    assert_eq!(stored[1]["pipeline_version"], json!(tp.pipeline.version));
 
     // Every attempt has its step_attempt row (the status API's source); the local progress
     // reports are internal and not among them.

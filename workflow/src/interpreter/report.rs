@@ -28,14 +28,18 @@ pub struct ProgressReport {
     pub transcript_id: String,
     /// `total_steps`.
     pub total_steps: u32,
+    /// The pipeline version the run is on (`pipeline_version`; absent in reports recorded
+    /// before it was sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_version: Option<u32>,
     /// Changed states, by `step_index`.
     pub states: Vec<StepState>,
 }
 
 /// Report `PIPELINE_PROGRESS` states whenever the table changes: each index's aggregate
 /// (members and children included) is recomputed, and the ones that differ from the last
-/// report are sent, in index order. A failed report is dropped: progress is advisory and the
-/// next change re-sends the state.
+/// report are sent, in index order, with the run's pipeline version. A failed report is
+/// dropped: progress is advisory and the next change re-sends the state.
 pub(super) async fn report_to_frontend<W: Interpreted>(
     ctx: &WorkflowContext<W>,
     spec: crate::pipeline::ProgressSpec,
@@ -54,6 +58,8 @@ pub(super) async fn report_to_frontend<W: Interpreted>(
             workflow_id: ctx.workflow_id().to_owned(),
             transcript_id: transcript_id.clone(),
             total_steps: spec.total_steps,
+            // The table names the version once the graph began (it has a hash then).
+            pipeline_version: (!progress.pipeline_hash.is_empty()).then_some(progress.version),
             states: changed,
         };
         async move {
