@@ -11,12 +11,18 @@
 //! - the recorded histories from before references carry their definition inline and replay,
 //!   and a schedule created then (its action carrying the definition) is planned as an update
 //!   and rewritten to name its version;
-//! - `reflow process` against a fresh external dev server that `reflow apply` never prepared
-//!   stops at once, naming what is missing and `reflow apply`; after `reflow apply` the
-//!   namespace has it;
+//! - `reflow process` (and `reflow worker`, `reflow dev`) against a fresh external dev server
+//!   that `reflow apply` never prepared stops at once, naming what is missing and `reflow
+//!   apply`; after `reflow apply` the namespace has it;
 //! - a rollout (a 50 % ramp to v3 and a room override) decides each recording's version at
-//!   intake, shown in `PipelineVersion` and the Conductor JSON's `workflowVersion`.
+//!   intake, shown in `PipelineVersion` and the Conductor JSON's `workflowVersion`;
+//! - a 50 % ramp over 20 recordings, all run to the end: each gets the version the documented
+//!   bucket function gives, shown in its input, `PipelineVersion`, `workflowVersion` and the
+//!   step metrics' `version` label;
+//! - a rollback while a candidate meeting is in flight (held in its transcription): new
+//!   meetings get the previous version, the held one finishes on the candidate.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,6 +34,7 @@ use reflow_tests::{InProcessWorker, client, journal, read_journal, registry};
 use serde_json::{Value, json};
 use temporalio_client::{UntypedWorkflow, WorkflowStartOptions};
 use workflow::interpreter::resolve::{INLINE_REFUSED, PIPELINE_NOT_REGISTERED, Pinned};
+use workflow::pipeline::rollout::{Rollout, Rollouts};
 use workflow::{Pipeline, RunInput, payload};
 
 fn repo_pipelines() -> PathBuf {
@@ -480,35 +487,46 @@ async fn process_on_a_cluster_that_was_never_applied_stops_at_once_naming_reflow
         ),
     ];
 
-    let t0 = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_reflow-test-worker"))
-        .arg("process")
-        .arg(&src)
-        .args(["--http", "127.0.0.1:0"])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
-    assert!(
-        t0.elapsed() < Duration::from_secs(30),
-        "at once: {:?}",
-        t0.elapsed()
-    );
-    let refusal = stderr
-        .lines()
-        .find(|l| l.contains("lacks reflow's search attributes"))
-        .unwrap_or_else(|| panic!("{stderr}"));
-    assert!(
-        refusal.contains("PipelineName") && refusal.contains("run `reflow apply` first"),
-        "{refusal}"
-    );
-    assert!(
-        !stderr.contains("BadSearchAttributes"),
-        "refused before any run: {stderr}"
-    );
+    // Every command that starts runs refuses at once, in one line, before any run.
+    let pipelines = repo_pipelines().display().to_string();
+    let source = src.display().to_string();
+    let commands: [&[&str]; 3] = [
+        &["process", &source, "--http", "127.0.0.1:0"],
+        &["worker", "--pipelines", &pipelines],
+        &["dev", "--pipelines", &pipelines, "--http", "127.0.0.1:0"],
+    ];
+    for args in commands {
+        let t0 = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_reflow-test-worker"))
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "reflow {}: {stderr}", args[0]);
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "reflow {}, at once: {:?}",
+            args[0],
+            t0.elapsed()
+        );
+        let refusal = stderr
+            .lines()
+            .find(|l| l.contains("lacks reflow's search attributes"))
+            .unwrap_or_else(|| panic!("reflow {}: {stderr}", args[0]));
+        assert!(
+            refusal.contains("PipelineName") && refusal.contains("run `reflow apply` first"),
+            "reflow {}: {refusal}",
+            args[0]
+        );
+        assert!(
+            !stderr.contains("BadSearchAttributes"),
+            "reflow {}, refused before any run: {stderr}",
+            args[0]
+        );
+    }
 
     // `reflow apply` prepares it: the attributes exist, and a second apply changes nothing.
     let apply = || {
@@ -630,22 +648,27 @@ async fn pipeline_version_attribute(c: &temporalio_client::Client, id: &str) -> 
         .as_i64()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_rollout_decides_each_recording_s_version_once_at_intake() {
-    use workflow::pipeline::rollout::{Rollout, Rollouts, bucket};
-    let _one = meetings::exclusive().await;
-    let (stack, _worker) = meetings::in_process(Duration::from_millis(50), false).await;
-    let c = stack.client.clone();
-    // v2 (the stack's, registered) and a v3 that gives the title less time.
-    let v3_yaml = meetings::short_timeouts_yaml()
+/// The candidate of the rollout tests: the stack's v2 ([`meetings::short_timeouts`]) as v3,
+/// its title step given a heartbeat.
+fn candidate_v3() -> Pipeline {
+    let yaml = meetings::short_timeouts_yaml()
         .replace("version: 2\n", "version: 3\n")
         .replacen(
             "    emits: [FINAL_TITLE]\n",
             "    emits: [FINAL_TITLE]\n    heartbeat: 60s\n",
             1,
         );
-    let v3 =
-        workflow::parse_and_validate("diarization.yaml", &v3_yaml, registry().catalog()).unwrap();
+    workflow::parse_and_validate("diarization.yaml", &yaml, registry().catalog()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollout_decides_each_recording_s_version_once_at_intake() {
+    use workflow::pipeline::rollout::bucket;
+    let _one = meetings::exclusive().await;
+    let (stack, _worker) = meetings::in_process(Duration::from_millis(50), false).await;
+    let c = stack.client.clone();
+    // v2 (the stack's, registered) and a v3 that gives the title less time.
+    let v3 = candidate_v3();
     // Recordings `ramp-rec-{i}` of rooms `ramp{i}`: one whose bucket is under a 50 % ramp, one
     // over it, and one over it whose room is overridden to v3.
     let id = |i: usize| format!("ramp-rec-{i:04}");
@@ -729,4 +752,271 @@ async fn a_rollout_decides_each_recording_s_version_once_at_intake() {
             .unwrap();
         assert_eq!(w["workflowVersion"], json!(version), "{wf}");
     }
+}
+
+/// `rollout` of the meeting pipeline, with `candidate` registered, as `reflow apply` of a
+/// `pipelines/rollout.yaml` declaring it would make it; what plan said before.
+async fn apply_rollout(stack: &Stack, candidate: &Pipeline, rollout: &Rollout) -> Vec<String> {
+    let d = Desired {
+        pipelines: Some(DesiredPipelines::of(
+            stack.db.clone(),
+            vec![candidate.clone()],
+            registry().catalog(),
+            None,
+        )),
+        rollouts: Some(gitops::DesiredRollouts {
+            db: stack.db.clone(),
+            declared: Rollouts {
+                pipelines: [("DiarizationPipeline".to_owned(), rollout.clone())].into(),
+            },
+        }),
+        ..Desired::default()
+    };
+    let planned = gitops::plan(&stack.client, &d).await.unwrap();
+    gitops::apply(&stack.client, &d).await.unwrap();
+    planned.iter().map(ToString::to_string).collect()
+}
+
+/// Successful attempts of `step` of workflow type `pipeline`, by the `version` label, as the
+/// stack's `GET /metrics` shows them.
+async fn successes_by_version(stack: &Stack, pipeline: &str, step: &str) -> BTreeMap<u32, u64> {
+    let text = reqwest::get(format!("http://{}/metrics", stack.api))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let label = |line: &str, name: &str| -> Option<String> {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        Some(line[start..].split('"').next()?.to_owned())
+    };
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("reflow_step_attempts_total{"))
+    {
+        if label(line, "pipeline").as_deref() != Some(pipeline)
+            || label(line, "step").as_deref() != Some(step)
+            || label(line, "outcome").as_deref() != Some("success")
+        {
+            continue;
+        }
+        let version = label(line, "version").expect("a version label");
+        let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        *out.entry(version.parse().expect("a version number"))
+            .or_default() += n as u64;
+    }
+    out
+}
+
+/// Wait (5 minutes at most) for `wf` to end, and check it ran on `version` everywhere it is
+/// shown: its input, its children's, `PipelineVersion`, the Conductor JSON's
+/// `workflowVersion`.
+async fn ran_on(stack: &Stack, wf: &str, version: u32, hash: &str) {
+    let c = &stack.client;
+    tokio::time::timeout(Duration::from_secs(300), runs::wait(c, wf))
+        .await
+        .unwrap_or_else(|_| panic!("{wf} ends"))
+        .unwrap_or_else(|e| panic!("{wf}: {e}"));
+    let run = reflow::history::load(c, wf).await.unwrap();
+    assert_eq!(
+        (&run.input["version"], &run.input["hash"]),
+        (&json!(version), &json!(hash)),
+        "{wf}"
+    );
+    assert!(!run.children.is_empty(), "{wf}");
+    for child in &run.children {
+        assert_eq!(child.input["hash"], json!(hash), "{wf}: a child of it");
+    }
+    assert_eq!(
+        pipeline_version_attribute(c, wf).await,
+        Some(i64::from(version)),
+        "{wf}"
+    );
+    let w: Value = reqwest::get(format!("http://{}/api/workflow/{wf}", stack.api))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(w["workflowVersion"], json!(version), "{wf}");
+}
+
+/// How many of `expected`'s runs are on each version.
+fn count(expected: &[(String, u32)]) -> BTreeMap<u32, u64> {
+    let mut n = BTreeMap::new();
+    for (_, v) in expected {
+        *n.entry(*v).or_default() += 1;
+    }
+    n
+}
+
+/// Issue 36's ramp, end to end: v3 on a 50 % ramp; 20 recordings through Daily intake, every
+/// one run to the end. Each gets exactly what the documented function says — the candidate
+/// when `bucket(recording id)` (the first 8 bytes of its sha256, big-endian, mod 100) is under
+/// 50, else the current v2 — and shows it in its input and its children's,
+/// `PipelineVersion`, the Conductor JSON's `workflowVersion`, and the step metrics' `version`
+/// label (each version's successful attempts of the meeting's first step and of the tracks'
+/// transcription are exactly its runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_50_percent_ramp_gives_each_of_20_recordings_its_bucket_s_version_everywhere_it_is_shown()
+{
+    use workflow::pipeline::rollout::bucket;
+    let _one = meetings::exclusive().await;
+    let (stack, _worker) = meetings::in_process(Duration::from_millis(50), false).await;
+    let v2 = meetings::short_timeouts();
+    let v3 = candidate_v3();
+    let rollout = Rollout {
+        current: 2,
+        candidate: Some(3),
+        ramp: 50,
+        rooms: Default::default(),
+    };
+    apply_rollout(&stack, &v3, &rollout).await;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let voices = meetings::voices(tmp.path(), 1);
+    let mut expected: Vec<(String, u32)> = Vec::new();
+    for i in 0..20 {
+        let m = stack.meeting("twenty", i, &voices).await;
+        let version = if bucket(&m.recording_id) < 50 { 3 } else { 2 };
+        stack.deliver(&m).await;
+        expected.push((m.workflow_id, version));
+    }
+    let per_version = count(&expected);
+    assert_eq!(
+        per_version.keys().copied().collect::<Vec<_>>(),
+        [2, 3],
+        "both versions among the 20: {expected:?}"
+    );
+    for (wf, version) in &expected {
+        let hash = if *version == 3 { &v3.hash } else { &v2.hash };
+        ran_on(&stack, wf, *version, hash).await;
+    }
+    assert_eq!(
+        successes_by_version(&stack, "DiarizationPipeline", "get_recording").await,
+        per_version,
+        "the meeting's first step, by version"
+    );
+    assert_eq!(
+        successes_by_version(&stack, "TrackProcessing", "transcribe_track").await,
+        per_version,
+        "a child's step (one track per meeting), by version"
+    );
+}
+
+/// Rollback (issue 36): a candidate meeting is in flight, held in its transcription by a
+/// stand-in that waits, when the rollout is applied back to v2 (`reflow plan` shows it). A
+/// recording whose bucket is under the ramp — it would have had the candidate — now gets
+/// v2, while the held meeting finishes on v3: its children, its attribute, its Conductor JSON
+/// and the metrics of its steps run after the rollback still say v3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollback_gives_new_meetings_the_previous_version_while_a_candidate_in_flight_finishes_on_it()
+ {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
+    use workflow::pipeline::rollout::bucket;
+    let _one = meetings::exclusive().await;
+    // The transcription stand-in holds its first request for 10 s (the meeting's heartbeats
+    // allow 15 s), then answers the rest at once.
+    let mut backends = Backends::start(Duration::from_millis(50)).await;
+    let hold = Arc::new(AtomicBool::new(true));
+    let held = hold.clone();
+    backends.asr = reflow_tests::standins::StandIn::start(move |r| match meetings::asr_key(r) {
+        Some(key) => {
+            let wait = if held.swap(false, Ordering::SeqCst) {
+                Duration::from_secs(10)
+            } else {
+                Duration::from_millis(50)
+            };
+            reflow_tests::standins::Reply::After(
+                wait,
+                Box::new(reflow_tests::standins::Reply::Json(meetings::asr_words(
+                    &key,
+                ))),
+            )
+        }
+        None => reflow_tests::standins::Reply::status(400),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (db_url, _) = fresh_db(dir.path()).await;
+    let v2 = meetings::short_timeouts();
+    let stack = Stack::start(&db_url, client().await, backends, false, v2.clone()).await;
+    let queues: Vec<String> = meetings::QUEUES.iter().map(|q| q.to_string()).collect();
+    let _worker = InProcessWorker::start_with(&queues, stack.services(100));
+    let v3 = candidate_v3();
+    let ramp = Rollout {
+        current: 2,
+        candidate: Some(3),
+        ramp: 50,
+        rooms: Default::default(),
+    };
+    apply_rollout(&stack, &v3, &ramp).await;
+
+    // Two recordings under the ramp: the first starts on the candidate and is held.
+    let voices = meetings::voices(dir.path(), 1);
+    let mut under = (0..100).filter(|&i| bucket(&format!("back-rec-{i:04}")) < 50);
+    let (first, second) = (under.next().unwrap(), under.next().unwrap());
+    let candidate = stack.meeting("back", first, &voices).await;
+    stack.deliver(&candidate).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while stack.backends.asr_call_count() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the candidate reaches its transcription"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Roll back: the previous commit's rollout.yaml, current v2 and no candidate.
+    let previous = Rollout {
+        current: 2,
+        candidate: None,
+        ramp: 0,
+        rooms: Default::default(),
+    };
+    let planned = apply_rollout(&stack, &v3, &previous).await;
+    assert!(
+        planned.contains(
+            &"~ rollout DiarizationPipeline: update (current v2, candidate v3 on 50 % → current v2)"
+                .to_owned()
+        ),
+        "{planned:?}"
+    );
+    let later = stack.meeting("back", second, &voices).await;
+    stack.deliver(&later).await;
+    let d = stack
+        .client
+        .get_workflow_handle::<UntypedWorkflow>(&candidate.workflow_id)
+        .describe(temporalio_client::WorkflowDescribeOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        d.raw_description
+            .workflow_execution_info
+            .as_ref()
+            .map(|i| i.status),
+        Some(WorkflowExecutionStatus::Running as i32),
+        "the candidate is still in flight after the rollback and the next start"
+    );
+    assert_eq!(
+        stack.backends.asr_call_count(),
+        1,
+        "its transcription is still held"
+    );
+
+    ran_on(&stack, &later.workflow_id, 2, &v2.hash).await;
+    ran_on(&stack, &candidate.workflow_id, 3, &v3.hash).await;
+    let one_each = BTreeMap::from([(2, 1), (3, 1)]);
+    assert_eq!(
+        successes_by_version(&stack, "TrackProcessing", "transcribe_track").await,
+        one_each,
+        "the held transcription, ended after the rollback, counts for v3"
+    );
+    assert_eq!(
+        successes_by_version(&stack, "DiarizationPipeline", "finalize").await,
+        one_each
+    );
 }
