@@ -446,13 +446,19 @@ impl Stack {
             pipeline,
             bucket_name: Some("daily-recordings".into()),
         });
-        let api = crate::serve_api(reflow::http::ApiState {
+        let state = reflow::http::ApiState {
             temporal: Some(client.clone()),
             intake: Some(intake.clone()),
             daily_webhook_secret: Some(DAILY_SECRET.into()),
             ..reflow::http::ApiState::new(events.clone(), storage.clone())
-        })
-        .await;
+        };
+        // The API process's backlog loop, as `reflow worker --http` runs it (runs Temporal did
+        // not start when they were asked for; a worker process runs its own beside it).
+        tokio::spawn(
+            reflow::backlog::Backlog::new(intake.clone(), Some(state.clone()))
+                .run(std::future::pending()),
+        );
+        let api = crate::serve_api(state).await;
         Stack {
             s3,
             s3_endpoint,

@@ -146,7 +146,13 @@ impl App {
             &setup,
             shutdown.clone(),
         );
+        // Runs owed and not started (Temporal was unreachable when they were asked for).
+        let backlog =
+            crate::backlog::Backlog::new(self.intake.clone(), Some(self.api_state(false)));
+        let stop = shutdown.clone();
+        let backlog = tokio::spawn(backlog.run(async move { stop.wait().await }));
         let (workers, api) = futures::join!(workers, api);
+        backlog.abort();
         workers?;
         api?;
         Ok(())

@@ -20,11 +20,21 @@
 //! transcript (the transcript was deleted outright) is ignored too. Only a transcript that
 //! never got a run is started. New runs of a known recording come from
 //! `POST /v1/transcripts/{id}/process` alone.
+//!
+//! No recording is lost while Temporal is unreachable (issue 37 item 5): the run is owed
+//! (`run_backlog`, [`activities::db::backlog`]) before Temporal is asked, the start is bounded
+//! by [`START_TIMEOUT`] so Daily has its answer within a second, and a start that failed or
+//! never happened is left to the backlog loop ([`crate::backlog`]), which starts owed runs in
+//! the order they were asked for once Temporal answers. A recording that arrives while older
+//! ones wait joins the end of the queue ([`Outcome::Queued`]). A second start of the same
+//! recording is refused by Temporal (id reuse rejected) and counts as done, so the loop, this
+//! routine and other replicas may all try: one run per recording.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use activities::daily::TrackKey;
+use activities::db::backlog;
 use activities::db::meetings::RecordingRow;
 use activities::db::transcripts::NewTranscript;
 use activities::db::{Db, DbError};
@@ -41,7 +51,12 @@ pub const DIARIZATION_YAML: &str = include_str!("../../pipelines/diarization.yam
 /// How far a meeting's start may be from the recording's (docs/contracts/daily.md §6 step 3).
 pub const MATCH_WINDOW: Duration = Duration::from_secs(168 * 3600);
 
-/// Why intake could not finish (the webhook answers `deferred`; polling retries).
+/// How long intake waits for Temporal to start a run before it leaves the start to the backlog
+/// loop (Daily must have its answer within a second).
+pub const START_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Why intake could not finish (the webhook answers `deferred`; the run stays owed when its
+/// rows were written, and the backlog loop retries it).
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
     /// The database.
@@ -53,6 +68,15 @@ pub enum IntakeError {
     /// The pipeline intake starts is not a registered version: its runs would fail.
     #[error("pipeline {0} is not registered: run `reflow apply`")]
     NotRegistered(String),
+    /// Temporal did not start the run: unreachable, failing, or no answer in time. The run is
+    /// still owed.
+    #[error("Temporal did not start {workflow_id}: {message}")]
+    Unreachable {
+        /// The workflow.
+        workflow_id: String,
+        /// Why.
+        message: String,
+    },
 }
 
 /// A recording Daily says is ready.
@@ -83,6 +107,14 @@ pub enum Outcome {
     },
     /// A run of this recording already exists; nothing new started.
     AlreadyStarted {
+        /// The transcript.
+        transcript_id: String,
+        /// `diarization-{recording_id}`.
+        workflow_id: String,
+    },
+    /// The rows are written and the run is owed, not started yet: Temporal did not answer in
+    /// time, or older owed runs go first. The backlog loop starts it.
+    Queued {
         /// The transcript.
         transcript_id: String,
         /// `diarization-{recording_id}`.
@@ -235,31 +267,140 @@ impl Intake {
                 }
             }
         };
-        let workflow_id = workflow_id(&d.recording_id);
-        let pipeline = self.pipeline_for(&d.recording_id, &room.name).await?;
+        // Owed before Temporal is asked: a start that fails, times out or never happens (this
+        // process dies) leaves the row to the backlog loop.
+        self.db
+            .owe_run(&transcript.id, backlog::INTAKE, false)
+            .await?;
+        if self.db.runs_owed_before(&transcript.id).await? {
+            tracing::info!(recording_id = %d.recording_id, transcript_id = %transcript.id, "older runs are owed; queued behind them");
+            crate::backlog::wake();
+            crate::backlog::report(&self.db).await;
+            return Ok(Outcome::Queued {
+                transcript_id: transcript.id,
+                workflow_id: workflow_id(&d.recording_id),
+            });
+        }
+        match self.start_owed(&transcript.id, START_TIMEOUT).await {
+            Err(IntakeError::Unreachable {
+                workflow_id,
+                message,
+            }) => {
+                tracing::warn!(recording_id = %d.recording_id, transcript_id = %transcript.id, %workflow_id, error = %message, "Temporal did not start the run; queued for the backlog loop");
+                self.db
+                    .owed_run_failed(&transcript.id, &message, &activities::db::now(), false)
+                    .await?;
+                crate::backlog::wake();
+                crate::backlog::report(&self.db).await;
+                Ok(Outcome::Queued {
+                    transcript_id: transcript.id,
+                    workflow_id,
+                })
+            }
+            Err(e) => {
+                // Still owed: the backlog loop tries again later.
+                let next = crate::backlog::later(1);
+                self.db
+                    .owed_run_failed(&transcript.id, &e.to_string(), &next, false)
+                    .await?;
+                Err(e)
+            }
+            ok => ok,
+        }
+    }
+
+    /// Start the first run of a Daily transcript's recording from its rows (the recording's
+    /// keys and bucket, the room, the rollout's version), waiting at most `timeout` for
+    /// Temporal; the run owed to the transcript is settled once Temporal has a run of it.
+    /// A transcript deleted, ended or with a run on record is settled without a start.
+    pub async fn start_owed(
+        &self,
+        transcript_id: &str,
+        timeout: Duration,
+    ) -> Result<Outcome, IntakeError> {
+        let Some(transcript) = self.db.find_transcript(transcript_id).await? else {
+            self.db.settle_owed_run(transcript_id).await?;
+            return Ok(Outcome::Ignored {
+                transcript_id: None,
+                reason: Settled::TranscriptGone,
+            });
+        };
+        let Some(recording_id) = transcript.recording_id.clone() else {
+            return Err(DbError::Corrupt {
+                what: format!("transcript {transcript_id}"),
+                message: "owed an intake run but has no recording".into(),
+            }
+            .into());
+        };
+        let workflow_id = workflow_id(&recording_id);
+        let settled = if transcript.deleted_at.is_some() {
+            Some(Settled::Deleted)
+        } else if transcript.status == "ended" {
+            Some(Settled::Ended)
+        } else {
+            None
+        };
+        if let Some(reason) = settled {
+            self.db.settle_owed_run(transcript_id).await?;
+            return Ok(Outcome::Ignored {
+                transcript_id: Some(transcript.id),
+                reason,
+            });
+        }
+        if transcript.workflow_run_id.is_some() {
+            self.db.settle_owed_run(transcript_id).await?;
+            return Ok(Outcome::AlreadyStarted {
+                transcript_id: transcript.id,
+                workflow_id: transcript.workflow_id.unwrap_or(workflow_id),
+            });
+        }
+        let row = self
+            .db
+            .recording(&recording_id)
+            .await?
+            .ok_or_else(|| DbError::NotFound {
+                what: "recording",
+                id: recording_id.clone(),
+            })?;
+        let room_id = transcript.room_id.clone().unwrap_or_default();
+        let room_name = self.db.room_name(&room_id).await?;
+        let pipeline = self
+            .pipeline_for(&recording_id, room_name.as_deref().unwrap_or_default())
+            .await?;
         let input = pipeline_input(
             &transcript,
-            &d.recording_id,
-            (&room.id, Some(room.name.as_str())),
-            &bucket,
-            &keys,
+            &recording_id,
+            (&room_id, room_name.as_deref()),
+            &row.bucket_name,
+            &row.keys(),
         );
-        match runs::start_with(
-            &self.client,
-            &pipeline,
-            input,
-            &workflow_id,
-            WorkflowIdReusePolicy::RejectDuplicate,
+        let started = tokio::time::timeout(
+            timeout,
+            runs::start_with(
+                &self.client,
+                &pipeline,
+                input,
+                &workflow_id,
+                WorkflowIdReusePolicy::RejectDuplicate,
+            ),
         )
         .await
-        {
+        .unwrap_or_else(|_| {
+            Err(RunError::Temporal {
+                action: "start",
+                workflow_id: workflow_id.clone(),
+                message: format!("no answer within {} ms", timeout.as_millis()),
+            })
+        });
+        match started {
             Ok(run) => {
                 if let Some(run_id) = &run.run_id {
                     self.db
                         .set_workflow(&transcript.id, &workflow_id, run_id)
                         .await?;
                 }
-                tracing::info!(recording_id = %d.recording_id, transcript_id = %transcript.id, workflow_id = %workflow_id, version = pipeline.version, "pipeline started");
+                self.db.settle_owed_run(&transcript.id).await?;
+                tracing::info!(%recording_id, transcript_id = %transcript.id, %workflow_id, version = pipeline.version, "pipeline started");
                 Ok(Outcome::Started {
                     transcript_id: transcript.id,
                     workflow_id,
@@ -267,19 +408,22 @@ impl Intake {
                 })
             }
             Err(RunError::AlreadyStarted { run_id, .. }) => {
-                if transcript.workflow_run_id.is_none()
-                    && let Some(run_id) = run_id
-                {
+                if let Some(run_id) = run_id {
                     self.db
                         .set_workflow(&transcript.id, &workflow_id, &run_id)
                         .await?;
                 }
-                tracing::info!(recording_id = %d.recording_id, workflow_id = %workflow_id, "already started; nothing new");
+                self.db.settle_owed_run(&transcript.id).await?;
+                tracing::info!(%recording_id, %workflow_id, "already started; nothing new");
                 Ok(Outcome::AlreadyStarted {
                     transcript_id: transcript.id,
                     workflow_id,
                 })
             }
+            Err(RunError::Temporal { message, .. }) => Err(IntakeError::Unreachable {
+                workflow_id,
+                message,
+            }),
             Err(e) => Err(e.into()),
         }
     }

@@ -8,6 +8,7 @@
 //! | [`alerts`] | alert rules are valid and behave as their unit tests say (promtool) |
 //! | [`api`] | the HTTP API on a real socket, on SQLite and PostgreSQL |
 //! | [`audio_steps`] | padding, mixdown and waveform run by the worker over the object store |
+//! | [`backlog`] | webhooks and `process` requests while Temporal is down: kept, then run once each, in order |
 //! | [`bad_input`] | what Daily, a customer or an operator can send wrong, refused clearly |
 //! | [`chaos`] | worker processes SIGKILLed mid-meeting; nothing lost or paid twice |
 //! | [`compose`] | the compose stack, parsed and checked |
@@ -43,6 +44,7 @@
 mod alerts;
 mod api;
 mod audio_steps;
+mod backlog;
 mod bad_input;
 mod chaos;
 mod compose;

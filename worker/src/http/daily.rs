@@ -4,7 +4,10 @@
 //! Every condition that is ours answers 200 (unknown types `ignored`, internal failures
 //! `deferred`), because Daily disables a webhook after three failed deliveries; only a bad
 //! signature (401) and a malformed body (422) are the sender's fault. Intake writes rows and
-//! starts a workflow; it never waits for the pipeline.
+//! starts a workflow; it never waits for the pipeline, and waits for Temporal at most
+//! [`crate::intake::START_TIMEOUT`]: a recording whose run Temporal did not start (unreachable,
+//! or older runs still owed) is answered `queued` and started by the backlog loop
+//! ([`crate::backlog`]) once Temporal answers.
 //!
 //! Replays (docs/contracts/daily.md §3.1): the signed `X-Webhook-Timestamp` must be at most
 //! `REFLOW_DAILY_WEBHOOK_MAX_AGE` (24 h) old and at most [`MAX_FUTURE_SKEW`] ahead of this
@@ -233,6 +236,12 @@ async fn ready(state: &ApiState, payload: &Value) -> Response {
         return reply(StatusCode::OK, json!({"status": "deferred"}));
     };
     match intake.intake(&discovered).await {
+        Ok(outcome @ Outcome::Queued { .. }) => {
+            // Kept: the backlog loop starts it once Temporal answers (crate::backlog).
+            tracing::warn!(%recording_id, ?outcome, "Daily recording taken in; its run waits in the backlog");
+            activities::metrics::daily_webhook("queued");
+            reply(StatusCode::OK, json!({"status": "queued"}))
+        }
         Ok(outcome @ Outcome::Ignored { .. }) => {
             tracing::info!(%recording_id, ?outcome, "Daily recording already settled; nothing started");
             activities::metrics::daily_webhook("ignored");
@@ -244,7 +253,7 @@ async fn ready(state: &ApiState, payload: &Value) -> Response {
             reply(StatusCode::OK, json!({"status": "ok"}))
         }
         Err(e) => {
-            tracing::error!(%recording_id, error = %e, "intake failed; deferred to polling");
+            tracing::error!(%recording_id, error = %e, "intake failed; deferred (the backlog loop or the poll retries)");
             activities::metrics::daily_webhook("deferred");
             reply(StatusCode::OK, json!({"status": "deferred"}))
         }

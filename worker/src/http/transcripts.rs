@@ -47,14 +47,58 @@ struct ProcessQuery {
 
 /// `POST /v1/transcripts/{id}/process` (docs/contracts/events-and-api.md §5.5): resume a failed run
 /// from its failed step, or start a new run of the recording (terminating a running one with
-/// `force`).
+/// `force`). When Temporal (or the store) is unavailable the request is kept in the run backlog
+/// and answered 202 `queued`: the backlog loop ([`crate::backlog`]) processes it once Temporal
+/// answers.
 async fn process(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<ProcessQuery>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let t = writable(&state, &headers, &id, "process this transcript").await?;
+    match start_processing(&state, &t, q.force).await {
+        Err(e)
+            if e.status == StatusCode::SERVICE_UNAVAILABLE
+                && state.intake.is_some()
+                && state.temporal.is_some() =>
+        {
+            let db = state.events.db();
+            db.owe_run(&t.id, activities::db::backlog::PROCESS, q.force)
+                .await?;
+            crate::backlog::wake();
+            crate::backlog::report(db).await;
+            tracing::warn!(transcript_id = %t.id, detail = %e.detail, "process request queued until Temporal answers");
+            Ok((
+                StatusCode::ACCEPTED,
+                axum::Json(json!({"status": "queued", "workflow_id": t.workflow_id})),
+            )
+                .into_response())
+        }
+        answer => answer.map(|a| axum::Json(a).into_response()),
+    }
+}
+
+/// A `process` request the run backlog kept, processed as the route would (the owner's right to
+/// was checked when it was asked for).
+pub(crate) async fn process_owed(
+    state: &ApiState,
+    transcript_id: &str,
+    force: bool,
+) -> Result<Value, ApiError> {
+    let t = state.events.db().transcript(transcript_id).await?;
+    start_processing(state, &t, force).await
+}
+
+/// How long `process` waits for each Temporal call before it answers 503 (and keeps the
+/// request).
+const TEMPORAL_CALL: std::time::Duration = std::time::Duration::from_secs(3);
+
+async fn start_processing(
+    state: &ApiState,
+    t: &Transcript,
+    force: bool,
+) -> Result<Value, ApiError> {
     let db = state.events.db();
     if t.locked {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "Transcript is locked"));
@@ -76,14 +120,22 @@ async fn process(
         .clone()
         .unwrap_or_else(|| crate::intake::workflow_id(&recording_id));
     let handle = client.get_workflow_handle::<temporalio_client::UntypedWorkflow>(&workflow_id);
-    let status = handle
-        .describe(temporalio_client::WorkflowDescribeOptions::default())
-        .await
-        .ok()
-        .and_then(|d| d.raw_description.workflow_execution_info)
-        .and_then(|i| WorkflowExecutionStatus::try_from(i.status).ok());
+    let described = tokio::time::timeout(
+        TEMPORAL_CALL,
+        handle.describe(temporalio_client::WorkflowDescribeOptions::default()),
+    )
+    .await
+    .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Temporal unavailable"))?;
+    let status = match described {
+        Ok(d) => d
+            .raw_description
+            .workflow_execution_info
+            .and_then(|i| WorkflowExecutionStatus::try_from(i.status).ok()),
+        Err(temporalio_client::errors::WorkflowInteractionError::NotFound(_)) => None,
+        Err(e) => return Err(ApiError::unavailable("Temporal", &e)),
+    };
     match status {
-        Some(WorkflowExecutionStatus::Running) if !q.force => {
+        Some(WorkflowExecutionStatus::Running) if !force => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "Processing already in progress",
@@ -111,9 +163,9 @@ async fn process(
                     let e = super::conductor::ConductorError::from(e);
                     ApiError::new(e.status, e.message)
                 })?;
-            return Ok(axum::Json(json!({
+            return Ok(json!({
                 "status": "retrying", "workflow_id": workflow_id, "run_id": run_id,
-            })));
+            }));
         }
         _ => {}
     }
@@ -131,7 +183,7 @@ async fn process(
         None => None,
     };
     let input = crate::intake::pipeline_input(
-        &t,
+        t,
         &recording_id,
         (
             t.room_id.as_deref().unwrap_or_default(),
@@ -145,14 +197,18 @@ async fn process(
         .pipeline_for(&recording_id, room_name.as_deref().unwrap_or_default())
         .await
         .map_err(|e| ApiError::unavailable("pipeline version", &e))?;
-    let run = crate::runs::start_with(
-        client,
-        &pipeline,
-        input,
-        &workflow_id,
-        temporalio_client::WorkflowIdReusePolicy::AllowDuplicate,
+    let run = tokio::time::timeout(
+        TEMPORAL_CALL,
+        crate::runs::start_with(
+            client,
+            &pipeline,
+            input,
+            &workflow_id,
+            temporalio_client::WorkflowIdReusePolicy::AllowDuplicate,
+        ),
     )
     .await
+    .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Temporal unavailable"))?
     .map_err(|e| match e {
         crate::runs::RunError::AlreadyStarted { .. } => {
             ApiError::new(StatusCode::CONFLICT, "Processing already in progress")
@@ -162,9 +218,7 @@ async fn process(
     let run_id = run.run_id.unwrap_or_default();
     db.set_workflow(&t.id, &workflow_id, &run_id).await?;
     tracing::info!(transcript_id = %t.id, workflow_id = %workflow_id, run_id = %run_id, "reprocessing");
-    Ok(axum::Json(
-        json!({"status": "ok", "workflow_id": workflow_id, "run_id": run_id}),
-    ))
+    Ok(json!({"status": "ok", "workflow_id": workflow_id, "run_id": run_id}))
 }
 
 /// `POST /v1/transcripts/{id}/cancel` (docs/contracts/events-and-api.md §5.5), for the owner
