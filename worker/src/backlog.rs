@@ -12,7 +12,7 @@
 //! - `intake`: [`Intake::start_owed`], the workflow id `diarization-{recording_id}` with id
 //!   reuse rejected, so a start Temporal already has (an earlier attempt answered too late, or
 //!   another replica) is a no-op counted as done;
-//! - `process`: the route's own logic ([`crate::http::transcripts::process_owed`]), not forced
+//! - `process`: the route's own logic (`http::transcripts::process_owed`), not forced
 //!   again once an attempt may have reached Temporal.
 //!
 //! A start Temporal does not answer (or one whose pipeline is not registered, which every owed
