@@ -26,6 +26,8 @@ pub struct App {
     /// The API's credentials and opt-out, from the settings.
     api_token: Option<String>,
     secret_key: Option<String>,
+    secret_key_previous: Option<crate::http::keys::PreviousKey>,
+    https: bool,
     allow_open_api: bool,
     /// The HTTP API's limits and the workers' slot overrides, from the settings.
     codec_cors_origins: Vec<String>,
@@ -57,6 +59,18 @@ impl App {
             bucket_name: settings.daily_bucket.clone(),
         });
         services.intake = Some(intake.clone());
+        let secret_key_previous = settings.api_keys()?;
+        match &secret_key_previous {
+            Some(p) => tracing::info!(
+                until = %humantime::format_rfc3339_seconds(p.until),
+                "SECRET_KEY_PREVIOUS accepted for verification"
+            ),
+            None if settings.var("SECRET_KEY_PREVIOUS").is_some() => tracing::warn!(
+                "SECRET_KEY_PREVIOUS is past its SECRET_KEY_PREVIOUS_UNTIL: no longer accepted \
+                 (remove both)"
+            ),
+            None => {}
+        }
         Ok(App {
             services,
             intake,
@@ -64,6 +78,8 @@ impl App {
             codec: settings.codec()?,
             api_token: settings.api_token.clone(),
             secret_key: settings.secret_key.clone(),
+            secret_key_previous,
+            https: settings.public_https(),
             allow_open_api: settings.allow_open_api,
             codec_cors_origins: settings.codec_cors_origins(),
             http_limits: settings.http_limits(),
@@ -83,6 +99,8 @@ impl App {
             storage: s.storage.clone(),
             api_token: (!open).then(|| self.api_token.clone()).flatten(),
             secret_key: (!open).then(|| self.secret_key.clone()).flatten(),
+            secret_key_previous: (!open).then(|| self.secret_key_previous.clone()).flatten(),
+            https: self.https,
             temporal: Some(self.client.clone()),
             intake: Some(self.intake.clone()),
             daily_webhook_secret: (!open).then(|| s.daily.webhook_secret.clone()).flatten(),

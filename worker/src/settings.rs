@@ -308,6 +308,33 @@ impl Settings {
         self.api_token.is_some() || self.secret_key.is_some()
     }
 
+    /// The API's secrets checked ([`crate::http::keys`]): `SECRET_KEY` and `REFLOW_API_TOKEN`
+    /// of at least 32 bytes, and the previous `SECRET_KEY` still accepted for verification
+    /// (`SECRET_KEY_PREVIOUS` until `SECRET_KEY_PREVIOUS_UNTIL`), if any.
+    pub fn api_keys(
+        &self,
+    ) -> Result<Option<crate::http::keys::PreviousKey>, crate::http::keys::KeyError> {
+        use crate::http::keys::{check_length, previous_key};
+        if let Some(k) = &self.secret_key {
+            check_length("SECRET_KEY", k)?;
+        }
+        if let Some(t) = &self.api_token {
+            check_length("REFLOW_API_TOKEN", t)?;
+        }
+        previous_key(
+            self.secret_key.as_deref(),
+            self.var("SECRET_KEY_PREVIOUS").as_deref(),
+            self.var("SECRET_KEY_PREVIOUS_UNTIL").as_deref(),
+        )
+    }
+
+    /// Users reach the API over https: `REFLOW_PUBLIC_URL` (where the operator's proxy
+    /// publishes it) is an `https://` URL.
+    pub fn public_https(&self) -> bool {
+        self.var("REFLOW_PUBLIC_URL")
+            .is_some_and(|u| u.trim().to_ascii_lowercase().starts_with("https://"))
+    }
+
     /// The payload codec the keys describe (`None` without keys), refusing unsealed payloads
     /// in worker tasks when `REFLOW_CODEC_REQUIRED` ([`crate::codec::PayloadEncryption::required`]).
     pub fn codec(

@@ -131,6 +131,10 @@ pub enum Command {
         /// Also serve the HTTP API (REST, WebSocket) on this address.
         #[arg(long, env = "REFLOW_HTTP")]
         http: Option<std::net::SocketAddr>,
+        /// Serve Prometheus's `GET /metrics` on this address, without credentials (a private
+        /// network only; on the API's port `/metrics` needs the operator token).
+        #[arg(long, env = "REFLOW_METRICS_ADDRESS")]
+        metrics: Option<std::net::SocketAddr>,
         /// Also register the example pipeline's activities (they read any directory and
         /// write inside the data directory); production workers leave them out.
         #[arg(long, env = "REFLOW_EXAMPLES")]
@@ -225,6 +229,8 @@ impl Cli {
         if let Some(d) = &self.data_dir {
             settings.data_dir = d.clone();
         }
+        // Before anything starts: a weak or half-configured secret is refused in one line.
+        settings.api_keys()?;
         Ok(settings)
     }
 }
@@ -256,8 +262,12 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             queues,
             pipelines,
             http,
+            metrics,
             examples,
-        } => serve::worker(&settings, registry, queues, pipelines, http, examples).await,
+        } => {
+            let addrs = serve::Addresses { http, metrics };
+            serve::worker(&settings, registry, queues, pipelines, addrs, examples).await
+        }
         Command::Dev {
             port,
             ui_port,

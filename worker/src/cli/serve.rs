@@ -16,16 +16,27 @@ use crate::runs;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 
+/// Where `reflow worker` serves HTTP.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Addresses {
+    /// The API (`--http`).
+    pub http: Option<SocketAddr>,
+    /// Prometheus's `/metrics` alone (`--metrics`).
+    pub metrics: Option<SocketAddr>,
+}
+
 /// `reflow worker`: serve `queues` (default: every queue of the pipelines in `pipelines`),
-/// with the HTTP API on `http`; the example pipeline's activities only with `examples`.
+/// with the HTTP API on `addrs.http` and the metrics on `addrs.metrics`; the example
+/// pipeline's activities only with `examples`.
 pub(super) async fn worker(
     settings: &Settings,
     registry: Registry,
     queues: Vec<String>,
     pipelines: Option<PathBuf>,
-    http: Option<SocketAddr>,
+    addrs: Addresses,
     examples: bool,
 ) -> anyhow::Result<ExitCode> {
+    let Addresses { http, metrics } = addrs;
     let registry = if examples {
         registry
     } else {
@@ -69,7 +80,21 @@ pub(super) async fn worker(
         .preload()
         .await?;
     tracing::info!(versions, "registered pipeline versions loaded");
-    app.run(&registry, &queues, http, &shutdown).await?;
+    let metrics = async {
+        let Some(addr) = metrics else {
+            return Ok(());
+        };
+        let stop = shutdown.clone();
+        crate::http::serve_metrics(
+            addr,
+            |bound| eprintln!("metrics on http://{bound}/metrics"),
+            async move { stop.wait().await },
+        )
+        .await
+    };
+    let (run, metrics) = futures::join!(app.run(&registry, &queues, http, &shutdown), metrics);
+    run?;
+    metrics?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,6 +6,10 @@
 //! such a token opens that transcript's audio and nothing else (as a bearer token it is refused),
 //! and a user's token (no such audience) is never taken for an audio link. Runs (the Conductor
 //! routes) are the operator's and the owner's: see [`ApiState::run_access`].
+//!
+//! Tokens are verified with `SECRET_KEY`, and with the key it replaced while that is still
+//! accepted (`SECRET_KEY_PREVIOUS` until `SECRET_KEY_PREVIOUS_UNTIL`, [`super::keys`]); reflow
+//! signs with `SECRET_KEY` only.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -105,15 +109,18 @@ fn claims(secret: &str, token: &str) -> Option<Claims> {
     .map(|d| d.claims)
 }
 
+/// The claims of a valid, unexpired user JWT signed with `secret` (audio links refused).
+pub fn user_claims(secret: &str, token: &str) -> Option<Claims> {
+    claims(secret, token).filter(|c| {
+        !c.aud
+            .as_ref()
+            .is_some_and(|a| a.contains(AUDIO_LINK_AUDIENCE))
+    })
+}
+
 /// The user id of a valid, unexpired user JWT signed with `secret` (audio links refused).
 pub fn subject(secret: &str, token: &str) -> Option<String> {
-    claims(secret, token)
-        .filter(|c| {
-            !c.aud
-                .as_ref()
-                .is_some_and(|a| a.contains(AUDIO_LINK_AUDIENCE))
-        })
-        .map(|c| c.sub)
+    user_claims(secret, token).map(|c| c.sub)
 }
 
 /// The transcript id of a valid, unexpired audio link token signed with `secret`.
@@ -141,6 +148,29 @@ impl ApiState {
         self.api_token.is_some() || self.secret_key.is_some()
     }
 
+    /// The keys tokens are verified with: `SECRET_KEY`, then the previous key while it is
+    /// accepted.
+    pub fn verification_keys(&self) -> impl Iterator<Item = &str> {
+        self.secret_key.as_deref().into_iter().chain(
+            self.secret_key_previous
+                .as_ref()
+                .and_then(super::keys::PreviousKey::current),
+        )
+    }
+
+    /// The claims of `token` if it is a valid user JWT under any [`Self::verification_keys`].
+    pub fn user_token(&self, token: &str) -> Option<Claims> {
+        self.verification_keys().find_map(|k| user_claims(k, token))
+    }
+
+    /// The bearer token of a request's `Authorization` header.
+    pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+    }
+
     /// Who a bearer `token` is.
     pub fn caller_of(&self, token: Option<&str>) -> Result<Caller, ApiError> {
         if !self.auth_configured() {
@@ -152,19 +182,15 @@ impl ApiState {
         if self.api_token.as_deref().is_some_and(|t| eq(t, token)) {
             return Ok(Caller::Operator);
         }
-        match self.secret_key.as_deref().and_then(|k| subject(k, token)) {
-            Some(user) => Ok(Caller::User(user)),
+        match self.user_token(token) {
+            Some(claims) => Ok(Caller::User(claims.sub)),
             None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "Invalid token")),
         }
     }
 
     /// Who the request's `Authorization: Bearer` is (an invalid token is a 401).
     pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        self.caller_of(token)
+        self.caller_of(Self::bearer(headers))
     }
 
     /// Whether `caller` may read `t`: public ones, their owner's, everything for the operator.
@@ -188,9 +214,8 @@ impl ApiState {
 
     /// Whether `token` is a shareable audio link for transcript `id`.
     pub fn audio_link_ok(&self, token: &str, id: &str) -> bool {
-        self.secret_key
-            .as_deref()
-            .and_then(|k| audio_link_subject(k, token))
+        self.verification_keys()
+            .find_map(|k| audio_link_subject(k, token))
             .is_some_and(|sub| sub == id)
     }
 

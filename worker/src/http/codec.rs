@@ -10,7 +10,10 @@
 //! `--codec-auth`), or, for the Web UI, which cannot send reflow's token, the session cookie
 //! the operator gets by entering the token once at `GET /codec/session` (HttpOnly,
 //! SameSite=Strict, path `/codec`, 12 hours; the UI sends it with "include cross-origin
-//! credentials"). Browsers get CORS for the Web UI's origins (`REFLOW_CODEC_CORS_ORIGINS`,
+//! credentials"). The cookie is not the token: it is a value derived from it that expires
+//! with the cookie ([`super::keys::codec_session`]), verified on every request; it is `Secure`
+//! when the request came over https (`X-Forwarded-Proto: https` from the operator's TLS
+//! proxy) or `REFLOW_PUBLIC_URL` is an https URL. Browsers get CORS for the Web UI's origins (`REFLOW_CODEC_CORS_ORIGINS`,
 //! default the dev server's `http://localhost:8233` and `http://127.0.0.1:8233`), credentials
 //! included; the preflight itself needs no token. Without a codec configured the routes
 //! answer 404.
@@ -136,10 +139,21 @@ fn operator_codec(
         .clone()
         .ok_or_else(|| ApiError::not_found("no payload codec is configured (REFLOW_CODEC_KEYS)"))?;
     let caller = match state.caller(headers)? {
-        Caller::Anonymous => match session_cookie(headers) {
-            Some(token) => state.caller_of(Some(&token))?,
-            None => Caller::Anonymous,
-        },
+        Caller::Anonymous => {
+            let session = session_cookie(headers);
+            match (state.api_token.as_deref(), session) {
+                (Some(token), Some(s)) if super::keys::codec_session_valid(token, &s) => {
+                    Caller::Operator
+                }
+                (_, Some(_)) => {
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "codec session expired or invalid: unlock again at /codec/session",
+                    ));
+                }
+                (_, None) => Caller::Anonymous,
+            }
+        }
         caller => caller,
     };
     match caller {
@@ -207,21 +221,51 @@ struct SessionForm {
     token: String,
 }
 
+/// Whether the request reached reflow over https: the operator's TLS proxy says so
+/// (`X-Forwarded-Proto`, RFC 7239 `Forwarded: proto=https`), or the URI's scheme does.
+/// A client can claim it falsely; all it gets is a cookie its browser then keeps off plain HTTP.
+fn over_https(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
+    let forwarded_proto = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+    let forwarded = headers
+        .get_all(header::FORWARDED)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([';', ',']))
+        .any(|p| p.trim().eq_ignore_ascii_case("proto=https"));
+    forwarded_proto || forwarded || uri.scheme_str() == Some("https")
+}
+
 /// `POST /codec/session` (form `token=…`): the operator's session cookie, or 401.
 async fn session(
     State(state): State<ApiState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
     axum::Form(form): axum::Form<SessionForm>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse as _;
-    if state.caller_of(Some(&form.token)).ok() != Some(Caller::Operator) {
+    let Some(token) = state
+        .api_token
+        .as_deref()
+        .filter(|_| state.caller_of(Some(&form.token)).ok() == Some(Caller::Operator))
+    else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "not the operator token",
         ));
-    }
+    };
+    let expires = std::time::SystemTime::now() + std::time::Duration::from_secs(SESSION_SECONDS);
+    let secure = if state.https || over_https(&headers, &uri) {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
-        "{COOKIE}={}; Path=/codec; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}",
-        form.token
+        "{COOKIE}={}; Path=/codec; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}{secure}",
+        super::keys::codec_session(token, expires)
     );
     Ok((
         [(header::SET_COOKIE, cookie)],

@@ -9,10 +9,12 @@ pub mod auth;
 pub mod codec;
 pub mod conductor;
 pub mod daily;
+pub mod keys;
 pub mod limits;
 mod loopback;
 pub mod page;
 pub mod redact;
+pub mod request_log;
 pub mod transcripts;
 pub mod ws;
 
@@ -36,6 +38,15 @@ pub struct ApiState {
     pub api_token: Option<String>,
     /// `SECRET_KEY`: users' JWTs (HS256) and shareable audio links are signed with it.
     pub secret_key: Option<String>,
+    /// The `SECRET_KEY` a rotation replaced (`SECRET_KEY_PREVIOUS`), accepted for verifying
+    /// until its date, never for signing ([`keys`]).
+    pub secret_key_previous: Option<keys::PreviousKey>,
+    /// Users reach the API over https (`REFLOW_PUBLIC_URL` is an `https://` URL): cookies are
+    /// `Secure` whatever the request says.
+    pub https: bool,
+    /// How often a transcript's WebSocket checks again that its viewer may still read it
+    /// ([`ws::ACCESS_RECHECK`] unless a test says).
+    pub ws_access_recheck: std::time::Duration,
     /// Temporal, for the status API (`None`: those endpoints answer 503).
     pub temporal: Option<temporalio_client::Client>,
     /// Daily intake (`None`: webhooks are answered `deferred`).
@@ -68,6 +79,8 @@ impl std::fmt::Debug for ApiState {
             .field("storage", &self.storage)
             .field("api_token", &Redacted(&self.api_token))
             .field("secret_key", &Redacted(&self.secret_key))
+            .field("secret_key_previous", &self.secret_key_previous)
+            .field("https", &self.https)
             .field("temporal", &self.temporal.is_some())
             .field("intake", &self.intake.is_some())
             .field(
@@ -94,6 +107,9 @@ impl ApiState {
             storage,
             api_token: None,
             secret_key: None,
+            secret_key_previous: None,
+            https: false,
+            ws_access_recheck: ws::ACCESS_RECHECK,
             temporal: None,
             intake: None,
             daily_webhook_secret: None,
@@ -212,12 +228,14 @@ pub fn router(state: ApiState) -> Router {
             state.clone(),
             loopback::guard,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(request_log::RequestSpan),
+        )
         .with_state(state)
 }
 
-/// `GET /metrics`: SDK Core's and reflow's metrics, Prometheus text format.
-async fn metrics() -> impl IntoResponse {
+/// SDK Core's and reflow's metrics, Prometheus text format.
+async fn metrics_text() -> Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -225,6 +243,47 @@ async fn metrics() -> impl IntoResponse {
         )],
         crate::metrics::render().await,
     )
+        .into_response()
+}
+
+/// `GET /metrics` on the API's port: the operator's only (everyone in open mode). Counters
+/// name rooms, queues and failure types and show when meetings happen: nothing the public
+/// behind the operator's proxy needs. Prometheus scrapes the metrics port instead
+/// ([`serve_metrics`]), so that the operator token, which grants everything, is not handed to
+/// it.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    match state.caller(&headers)? {
+        auth::Caller::Open | auth::Caller::Operator => Ok(metrics_text().await),
+        _ => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "operator token required (Prometheus scrapes the metrics port, --metrics)",
+        )),
+    }
+}
+
+/// Serve `GET /metrics` alone, without credentials, on `addr` (`reflow worker --metrics`,
+/// `REFLOW_METRICS_ADDRESS`) until `shutdown`; `bound` hears the address bound. The port is
+/// for Prometheus on a private network (the compose network), never published or proxied:
+/// every other path is a 404.
+pub async fn serve_metrics(
+    addr: SocketAddr,
+    bound: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let io = |source| ServeError::Io { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(io)?;
+    bound(listener.local_addr().map_err(io)?);
+    let app = Router::new()
+        .route("/metrics", axum::routing::get(metrics_text))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(request_log::RequestSpan),
+        );
+    limits::serve(listener, app, limits::HttpLimits::new(64, 1), shutdown)
+        .await
+        .map_err(io)
 }
 
 /// Refuse open mode (`credentials` false) on a non-loopback `addr` unless `allowed`

@@ -8,6 +8,12 @@
 //! position, so nothing is lost. Client messages are ignored; the server pings every 30 s and
 //! never closes first.
 //!
+//! A transcript's socket keeps checking that its viewer may read it: every
+//! [`ACCESS_RECHECK`] it reads the transcript again and closes with [`ACCESS_REVOKED_CLOSE`]
+//! once the transcript is deleted or turned private to that viewer (the change may come from
+//! another process sharing the database, so it is read, not announced). Sockets opened with a
+//! user's JWT close with [`UNAUTHORIZED_CLOSE`] when it expires (both kinds of socket).
+//!
 //! An upgraded socket no longer counts as a connection ([`super::limits`]), and each one
 //! replays a transcript's whole log: sockets are capped per process and per client address
 //! (`REFLOW_WS_MAX`, `REFLOW_WS_MAX_PER_CLIENT`). Over a cap the upgrade is answered
@@ -39,8 +45,37 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/v1/events", get(user_upgrade))
 }
 
-/// Close code for a user socket without a valid token (§2).
+/// Close code for a user socket without a valid token (§2), and for any socket whose token
+/// expired.
 pub const UNAUTHORIZED_CLOSE: u16 = 4401;
+
+/// Close code for a transcript socket whose viewer may no longer read the transcript (it was
+/// deleted, or turned private).
+pub const ACCESS_REVOKED_CLOSE: u16 = 4403;
+
+/// How often a transcript's socket checks that its viewer may still read it.
+pub const ACCESS_RECHECK: Duration = Duration::from_secs(10);
+
+/// Resolves when a token expiring at `exp` (epoch seconds; `None`: never) expires.
+async fn expiry(exp: Option<u64>) {
+    let Some(exp) = exp else {
+        return std::future::pending().await;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    tokio::time::sleep(Duration::from_secs(exp).saturating_sub(now)).await;
+}
+
+/// Close `socket` with `code` and `reason`.
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) -> Result<(), axum::Error> {
+    socket
+        .send(ws::Message::Close(Some(ws::CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await
+}
 
 /// Seconds a client refused for too many sockets is told to wait (`Retry-After`).
 pub const SOCKETS_BUSY_RETRY_AFTER: u64 = 5;
@@ -90,10 +125,7 @@ async fn user_upgrade(
         .map(|v| v.split(',').map(|p| p.trim().to_owned()).collect())
         .unwrap_or_default();
     let user = match offered.as_slice() {
-        [bearer, token] if bearer == "bearer" => state
-            .secret_key
-            .as_deref()
-            .and_then(|k| super::auth::subject(k, token)),
+        [bearer, token] if bearer == "bearer" => state.user_token(token),
         _ => None,
     };
     upgrade
@@ -111,8 +143,8 @@ async fn user_upgrade(
                     .await;
                 return;
             };
-            if let Err(e) = user_stream(state, &user, socket).await {
-                tracing::debug!(user = %user, error = %e, "user socket closed");
+            if let Err(e) = user_stream(state, &user.sub, user.exp, socket).await {
+                tracing::debug!(user = %user.sub, error = %e, "user socket closed");
             }
         })
 }
@@ -120,13 +152,17 @@ async fn user_upgrade(
 async fn user_stream(
     state: ApiState,
     user: &str,
+    exp: u64,
     mut socket: WebSocket,
 ) -> Result<(), axum::Error> {
     let mut rx = state.events.hub().subscribe();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
+    let expired = expiry(Some(exp));
+    tokio::pin!(expired);
     loop {
         tokio::select! {
+            () = &mut expired => return close(&mut socket, UNAUTHORIZED_CLOSE, "token expired").await,
             m = rx.recv() => match m {
                 Ok(m) => {
                     if let Message::User { user_id, envelope } = &*m
@@ -157,7 +193,10 @@ async fn upgrade(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let t = readable(&state, &headers, &id).await?;
-    let full = ApiState::sees_full_failures(&state.caller(&headers)?);
+    let caller = state.caller(&headers)?;
+    let exp = ApiState::bearer(&headers)
+        .and_then(|token| state.user_token(token))
+        .map(|claims| claims.exp);
     let slot = match socket_slot(&state, client) {
         Ok(s) => s,
         Err(e) => return Ok(busy(&e)),
@@ -167,7 +206,8 @@ async fn upgrade(
         .max_frame_size(super::limits::WS_MAX_FRAME);
     Ok(upgrade.on_upgrade(move |socket| async move {
         let _slot = slot;
-        if let Err(e) = stream(state, t.id.clone(), full, socket).await {
+        let viewer = Viewer { caller, exp };
+        if let Err(e) = stream(state, t.id.clone(), viewer, socket).await {
             tracing::debug!(transcript = %t.id, error = %e, "socket closed");
         }
     }))
@@ -179,13 +219,38 @@ async fn send(socket: &mut WebSocket, envelope: serde_json::Value) -> Result<(),
         .await
 }
 
-/// The transcript's events; `full`: failure texts as they are (the operator), else redacted.
+/// Who watches a transcript's socket.
+struct Viewer {
+    /// As whom they opened it.
+    caller: super::auth::Caller,
+    /// Their token's expiry (epoch seconds), for a user's JWT.
+    exp: Option<u64>,
+}
+
+/// Why `viewer` may no longer watch transcript `id`, if so (a database error keeps the
+/// socket: logged).
+async fn revoked(state: &ApiState, viewer: &Viewer, id: &str) -> Option<&'static str> {
+    match state.events.db().find_transcript(id).await {
+        Ok(Some(t)) if t.deleted_at.is_none() => {
+            (!state.may_read(&viewer.caller, &t)).then_some("transcript is private")
+        }
+        Ok(_) => Some("transcript deleted"),
+        Err(e) => {
+            tracing::warn!(transcript = %id, error = %e, "socket access check failed");
+            None
+        }
+    }
+}
+
+/// The transcript's events: failure texts as they are for the operator, else redacted; closed
+/// when the viewer's access ends.
 async fn stream(
     state: ApiState,
     id: String,
-    full: bool,
+    viewer: Viewer,
     mut socket: WebSocket,
 ) -> Result<(), axum::Error> {
+    let full = ApiState::sees_full_failures(&viewer.caller);
     let view = |envelope: serde_json::Value| {
         if full {
             envelope
@@ -227,8 +292,20 @@ async fn stream(
     }
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
+    let mut recheck = tokio::time::interval(state.ws_access_recheck);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    recheck.tick().await;
+    let expired = expiry(viewer.exp);
+    tokio::pin!(expired);
     loop {
         tokio::select! {
+            () = &mut expired => return close(&mut socket, UNAUTHORIZED_CLOSE, "token expired").await,
+            _ = recheck.tick() => {
+                if let Some(why) = revoked(&state, &viewer, &id).await {
+                    tracing::debug!(transcript = %id, "{why}: socket closed");
+                    return close(&mut socket, ACCESS_REVOKED_CLOSE, why).await;
+                }
+            }
             m = rx.recv() => match m {
                 Ok(m) => {
                     if let Message::Transcript(e) = &*m

@@ -26,6 +26,9 @@
 //!   history, the database or the worker's log; with the codec on, failure texts are sealed;
 //! - [`input`]: meeting speech cannot make the Zulip bot mention, link or break its fences, a
 //!   display name cannot forge WebVTT cues, and `reflow process` reads only its directory.
+//! - [`hygiene`]: secrets under 32 bytes refused at start, `SECRET_KEY` rotation, the codec
+//!   cookie (derived, expiring, `Secure` over https), no `?token=` in the request log,
+//!   `/metrics` for the operator and Prometheus only, sockets closed when access ends.
 //! - [`temporal_boundary`]: with the codec required, a workflow started by hand with plaintext
 //!   input runs nothing and its task failure says why; a sealed input copied from a run (or
 //!   its child) into another workflow id is refused, naming both ids, before any step.
@@ -43,6 +46,7 @@ use reflow_tests::standins::Reply;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod hygiene;
 mod input;
 mod open_mode;
 mod replay;
@@ -50,8 +54,8 @@ mod secrets;
 mod slow_clients;
 mod temporal_boundary;
 
-const OPERATOR: &str = "operator-token-for-tests";
-const SECRET: &str = "user-jwt-secret-for-tests";
+const OPERATOR: &str = "operator-token-for-tests-at-least-32-bytes";
+const SECRET: &str = "user-jwt-secret-for-tests-at-least-32-bytes";
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// An API over `stack`'s database and events with credentials (and `codec`, if any).
