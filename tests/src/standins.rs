@@ -147,6 +147,12 @@ impl StandIn {
         self.inner.lock().unwrap().script.push_back(reply);
     }
 
+    /// Answer with `default` from now on when no reply is queued (a proxy's rule for some
+    /// requests: `Reply::Forward` for the others).
+    pub fn set_default(&self, default: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) {
+        self.inner.lock().unwrap().default = Box::new(default);
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.inner.lock().unwrap().requests.clone()

@@ -30,7 +30,10 @@ pub struct AttemptRow {
     pub run_id: String,
     /// Activity id.
     pub activity_id: String,
-    /// 1-based.
+    /// How many activity resets (a retry of a step waiting in backoff) came before it in its
+    /// run: attempts count from 1 again after each.
+    pub generation: i64,
+    /// 1-based (within its generation).
     pub attempt: i64,
     /// Activity type.
     pub activity_type: String,
@@ -51,13 +54,27 @@ pub struct AttemptRow {
 }
 
 impl Db {
-    /// Record that an attempt started (a re-delivered start overwrites the row).
-    pub async fn attempt_started(&self, a: &Attempt) -> Result<(), DbError> {
+    /// Record that an attempt started; its reset generation. A re-delivered start overwrites
+    /// the row; an attempt number that Temporal counts again after an activity reset (the
+    /// generation already has that attempt ended, or a later one) starts a new generation, so
+    /// the failed attempts before the reset keep their rows.
+    pub async fn attempt_started(&self, a: &Attempt) -> Result<i64, DbError> {
+        let existing = crate::on_pool!(self, |pool| sqlx::query_as::<_, (i64, i64, String)>(
+            "SELECT generation, attempt, status FROM step_attempt WHERE workflow_id = $1 \
+             AND run_id = $2 AND activity_id = $3"
+        )
+        .bind(&a.workflow_id)
+        .bind(&a.run_id)
+        .bind(&a.activity_id)
+        .fetch_all(pool)
+        .await)
+        .map_err(DbError::query("read attempts of a step"))?;
+        let generation = next_generation(&existing, a.attempt);
         crate::on_pool!(self, |pool| sqlx::query(
-            "INSERT INTO step_attempt (workflow_id, run_id, activity_id, attempt, activity_type, \
-             task_queue, status, started_at, worker_identity) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'started', $7, $8) \
-             ON CONFLICT (workflow_id, run_id, activity_id, attempt) DO UPDATE SET \
+            "INSERT INTO step_attempt (workflow_id, run_id, activity_id, generation, attempt, \
+             activity_type, task_queue, status, started_at, worker_identity) \
+             VALUES ($1, $2, $3, $9, $4, $5, $6, 'started', $7, $8) \
+             ON CONFLICT (workflow_id, run_id, activity_id, generation, attempt) DO UPDATE SET \
              status = 'started', started_at = $7, ended_at = NULL, failure_type = NULL, \
              failure_message = NULL, worker_identity = $8"
         )
@@ -69,10 +86,12 @@ impl Db {
         .bind(&a.task_queue)
         .bind(now())
         .bind(&a.worker_identity)
+        .bind(generation)
         .execute(pool)
         .await
         .map(|_| ()))
-        .map_err(DbError::query("record attempt start"))
+        .map_err(DbError::query("record attempt start"))?;
+        Ok(generation)
     }
 
     /// Record how an attempt ended.
@@ -87,7 +106,8 @@ impl Db {
         crate::on_pool!(self, |pool| sqlx::query(
             "UPDATE step_attempt SET status = $1, ended_at = $2, failure_type = $3, \
              failure_message = $4, bytes_written = $9 WHERE workflow_id = $5 AND run_id = $6 \
-             AND activity_id = $7 AND attempt = $8"
+             AND activity_id = $7 AND attempt = $8 AND generation = (SELECT MAX(generation) \
+             FROM step_attempt WHERE workflow_id = $5 AND run_id = $6 AND activity_id = $7)"
         )
         .bind(status)
         .bind(now())
@@ -108,7 +128,8 @@ impl Db {
     pub async fn attempt_progress(&self, a: &Attempt, fraction: f64) -> Result<(), DbError> {
         crate::on_pool!(self, |pool| sqlx::query(
             "UPDATE step_attempt SET progress = $1 WHERE workflow_id = $2 AND run_id = $3 \
-             AND activity_id = $4 AND attempt = $5"
+             AND activity_id = $4 AND attempt = $5 AND generation = (SELECT MAX(generation) \
+             FROM step_attempt WHERE workflow_id = $2 AND run_id = $3 AND activity_id = $4)"
         )
         .bind(fraction)
         .bind(&a.workflow_id)
@@ -191,15 +212,30 @@ impl Db {
     /// Every recorded attempt of a workflow (all runs), by activity id then attempt.
     pub async fn attempts(&self, workflow_id: &str) -> Result<Vec<AttemptRow>, DbError> {
         crate::on_pool!(self, |pool| sqlx::query_as::<_, AttemptRow>(
-            "SELECT run_id, activity_id, attempt, activity_type, task_queue, status, started_at, \
-             ended_at, failure_type, failure_message, worker_identity FROM step_attempt \
-             WHERE workflow_id = $1 ORDER BY started_at, activity_id, attempt"
+            "SELECT run_id, activity_id, generation, attempt, activity_type, task_queue, status, \
+             started_at, ended_at, failure_type, failure_message, worker_identity \
+             FROM step_attempt WHERE workflow_id = $1 \
+             ORDER BY started_at, activity_id, generation, attempt"
         )
         .bind(workflow_id)
         .fetch_all(pool)
         .await)
         .map_err(DbError::query("read attempts"))
     }
+}
+
+/// The reset generation of a starting `attempt`, given the step's rows `(generation, attempt,
+/// status)` in its run: the latest generation, unless that generation already has this attempt
+/// ended without success (or a later attempt at all): Temporal counts from 1 again after an
+/// activity reset, which only ever resets a step whose last attempt failed.
+fn next_generation(rows: &[(i64, i64, String)], attempt: i64) -> i64 {
+    let latest = rows.iter().map(|r| r.0).max().unwrap_or(0);
+    let restarted = rows.iter().filter(|r| r.0 == latest).any(|(_, n, status)| {
+        *n > attempt
+            || (*n == attempt
+                && matches!(status.as_str(), "failed" | "non_retryable" | "cancelled"))
+    });
+    latest + i64::from(restarted)
 }
 
 /// `text` matched literally by `LIKE … ESCAPE '\'` (a `_` or `%` in a workflow id is not a
@@ -246,7 +282,31 @@ fn percent_of(
 
 #[cfg(test)]
 mod tests {
-    use super::percent_of;
+    use super::{next_generation, percent_of};
+
+    #[test]
+    fn an_attempt_counted_again_after_a_reset_starts_a_new_generation() {
+        let row = |g: i64, n: i64, s: &str| (g, n, s.to_owned());
+        assert_eq!(next_generation(&[], 1), 0);
+        // The next attempt of a retry, and a start delivered again: same generation.
+        assert_eq!(next_generation(&[row(0, 1, "failed")], 2), 0);
+        assert_eq!(next_generation(&[row(0, 1, "started")], 1), 0);
+        assert_eq!(next_generation(&[row(0, 1, "completed")], 1), 0);
+        // Attempt 1 again after attempt 1 failed (or after attempt 2): a reset.
+        assert_eq!(next_generation(&[row(0, 1, "failed")], 1), 1);
+        assert_eq!(
+            next_generation(&[row(0, 1, "failed"), row(0, 2, "started")], 1),
+            1
+        );
+        // Later resets count on from the latest generation.
+        let rows = [
+            row(0, 1, "failed"),
+            row(1, 1, "failed"),
+            row(1, 2, "failed"),
+        ];
+        assert_eq!(next_generation(&rows, 3), 1);
+        assert_eq!(next_generation(&rows, 1), 2);
+    }
 
     fn row(
         activity: &str,

@@ -13,9 +13,18 @@
 //! - a silent meeting without Zulip: the LLM steps skipped by `when:` and the Zulip post
 //!   skipped for missing configuration are SKIPPED rows, and PIPELINE_PROGRESS agrees;
 //! - a cancelled meeting, one of whose transcriptions an operator paused first: PAUSED with
-//!   the operator's reason, then TERMINATED with its rows and JOIN CANCELED.
+//!   the operator's reason, then TERMINATED with its rows and JOIN CANCELED;
+//! - a track waiting out a retry backoff, retried through `POST …/retry` (an activity reset:
+//!   Temporal counts from attempt 1 again): the FAILED attempt keeps its row and its `taskId`,
+//!   the new attempt is a row of its own chained to it; the transcript reprocessed afterwards
+//!   (a new run under the same id) lists only the new run's rows;
+//! - track children started on a queue no worker serves yet: the transcription FORK and an
+//!   IN_PROGRESS JOIN before any member has a row; then `merge_transcripts` (a local step) with
+//!   a row while it runs and while it waits to retry, before its marker is in the history.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reflow_tests::meetings::{Stack, voices};
@@ -867,8 +876,29 @@ async fn skipped_steps_are_skipped_rows_and_progress_agrees() {
     let w = get(&stack, &m.workflow_id).await;
     assert_eq!(w["status"], "COMPLETED");
     let tasks = tasks(&w);
+    // No chunk to fan out over (§3.2): the FORK and a COMPLETED JOIN joining nothing.
+    let refs_now = refs(&w);
+    let fork = refs_now
+        .iter()
+        .position(|r| r == "fork_topic_chunks")
+        .unwrap_or_else(|| panic!("{refs_now:?}"));
+    assert_eq!(refs_now[fork + 1], "join_topic_chunks", "{refs_now:?}");
+    let (f, j) = (&tasks[fork], &tasks[fork + 1]);
+    assert_eq!(
+        (f["taskType"].as_str(), f["status"].as_str()),
+        (Some("FORK"), Some("COMPLETED"))
+    );
+    assert_eq!(f["inputData"]["forkedTasks"], serde_json::json!([]));
+    assert_eq!(
+        (j["taskType"].as_str(), j["status"].as_str()),
+        (Some("JOIN"), Some("COMPLETED"))
+    );
+    assert_eq!(j["inputData"]["joinOn"], serde_json::json!([]));
+    assert!(
+        !refs_now.iter().any(|r| r.starts_with("detect_chunk_topic")),
+        "{refs_now:?}"
+    );
     for step in [
-        "detect_chunk_topic",
         "generate_title",
         "extract_subjects",
         "generate_detailed_summary",
@@ -915,4 +945,426 @@ async fn skipped_steps_are_skipped_rows_and_progress_agrees() {
         assert_eq!(p["step_status"], "completed", "{p}");
         assert_eq!(p["message"], "skipped", "{p}");
     }
+}
+
+/// `pipelines/diarization.yaml` with the tests' short timeouts, `edit`ed.
+fn variant(edit: impl Fn(String) -> String) -> workflow::Pipeline {
+    let yaml = edit(reflow_tests::meetings::short_timeouts_yaml());
+    workflow::parse_and_validate(
+        "diarization.yaml",
+        &yaml,
+        reflow_tests::registry().catalog(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A stack whose intake starts `pipeline` (S3 behind a fault proxy when `proxy`), and a worker
+/// serving the meeting queues.
+async fn stack_with(
+    pipeline: workflow::Pipeline,
+    proxy: bool,
+) -> (Stack, reflow_tests::InProcessWorker) {
+    let dir = tempfile::Builder::new()
+        .prefix("reflow-conductor-db-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let db_url = format!("sqlite://{}/reflow.db", dir.display());
+    let backends = reflow_tests::meetings::Backends::start(Duration::from_millis(50)).await;
+    let stack = Stack::start(
+        &db_url,
+        reflow_tests::client().await,
+        backends,
+        proxy,
+        pipeline,
+    )
+    .await;
+    let queues: Vec<String> = reflow_tests::meetings::QUEUES
+        .iter()
+        .map(|q| q.to_string())
+        .collect();
+    let worker = reflow_tests::InProcessWorker::start_with(&queues, stack.services(100));
+    (stack, worker)
+}
+
+/// A hyphenated UUID (§3's `taskId`).
+fn is_uuid(id: &Value) -> bool {
+    id.as_str().is_some_and(|s| {
+        s.len() == 36
+            && s.char_indices().all(|(i, c)| {
+                if [8, 13, 18, 23].contains(&i) {
+                    c == '-'
+                } else {
+                    c.is_ascii_hexdigit()
+                }
+            })
+    })
+}
+
+/// What every view must satisfy: hyphenated task ids, an IN_PROGRESS row's `outputData` without
+/// a `null` heartbeat, the workflow's `updateTime` at least every row's.
+fn invariants(w: &Value) {
+    let newest = tasks(w)
+        .iter()
+        .map(|t| t["updateTime"].as_i64().unwrap())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        w["updateTime"].as_i64().unwrap() >= newest,
+        "updateTime {} < {newest}",
+        w["updateTime"]
+    );
+    for t in tasks(w) {
+        assert!(is_uuid(&t["taskId"]), "{t}");
+        if let Some(h) = t["outputData"].get("heartbeat") {
+            assert!(!h.is_null(), "a null heartbeat: {t}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_track_retried_in_backoff_keeps_its_failed_attempt_and_a_reprocess_starts_afresh() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    // The transcription's next attempt is 10 minutes away: only a retry brings it sooner.
+    let pipeline = variant(|y| {
+        assert!(y.contains("        task_queue: reflow-asr\n"));
+        y.replace(
+            "        task_queue: reflow-asr\n",
+            "        task_queue: reflow-asr\n        retry: {initial_interval: 600s, maximum_interval: 600s}\n",
+        )
+    });
+    let (stack, _worker) = stack_with(pipeline, false).await;
+    let dir = tempfile::tempdir().unwrap().keep();
+    let m = stack.meeting("conductor-reset", 0, &voices(&dir, 2)).await;
+    stack.backends.asr.then(Reply::status(503));
+    let tid = stack.deliver(&m).await;
+    let wf = m.workflow_id.clone();
+
+    // Attempt 1 FAILED, attempt 2 SCHEDULED with the backoff's delay (§3.3).
+    let (reference, failed_id) = reflow_tests::wait_for(
+        "a transcription waiting to retry",
+        Duration::from_secs(120),
+        || async {
+            let w = get(&stack, &wf).await;
+            invariants(&w);
+            let tasks = tasks(&w);
+            (0..2).find_map(|i| {
+                let r = format!("transcribe_track_{i}");
+                let rows = rows_of(&tasks, &r);
+                (rows.len() == 2
+                    && rows[0]["status"] == "FAILED"
+                    && rows[1]["status"] == "SCHEDULED"
+                    && rows[1]["callbackAfterSeconds"].as_i64() > Some(0))
+                .then(|| {
+                    assert_eq!(rows[1]["retriedTaskId"], rows[0]["taskId"]);
+                    assert_eq!(rows[1]["retryCount"], 1);
+                    assert_eq!(
+                        rows[1]["startDelayInSeconds"],
+                        rows[1]["callbackAfterSeconds"]
+                    );
+                    assert!(
+                        rows[1]["callbackAfterSeconds"].as_i64() > Some(500),
+                        "{}",
+                        rows[1]
+                    );
+                    (r, rows[0]["taskId"].clone())
+                })
+            })
+        },
+    )
+    .await;
+
+    // The retry resets the waiting activity (§4): Temporal's attempt count is 1 again.
+    let answer = reqwest::Client::new()
+        .post(format!("http://{}/api/workflow/{wf}/retry", stack.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204);
+    let mut seen = BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let w = loop {
+        let w = get(&stack, &wf).await;
+        invariants(&w);
+        let tasks = tasks(&w);
+        let rows = rows_of(&tasks, &reference);
+        assert_eq!(rows.len(), 2, "{rows:#?}");
+        assert_eq!(
+            rows[0]["taskId"], failed_id,
+            "the failed attempt keeps its row"
+        );
+        assert_eq!(
+            (rows[0]["status"].as_str(), rows[0]["retryCount"].as_i64()),
+            (Some("FAILED"), Some(0))
+        );
+        assert_eq!(rows[0]["retried"], true);
+        assert!(
+            rows[0]["reasonForIncompletion"]
+                .as_str()
+                .is_some_and(|r| r.contains("503")),
+            "{}",
+            rows[0]
+        );
+        assert_eq!(rows[1]["retriedTaskId"], failed_id, "{}", rows[1]);
+        assert_eq!(rows[1]["retryCount"], 1);
+        let status = rows[1]["status"].as_str().unwrap().to_owned();
+        assert!(
+            matches!(status.as_str(), "SCHEDULED" | "IN_PROGRESS" | "COMPLETED"),
+            "{}",
+            rows[1]
+        );
+        if status == "SCHEDULED" {
+            assert!(
+                rows[1]["callbackAfterSeconds"].as_i64() < Some(5),
+                "no backoff now: {}",
+                rows[1]
+            );
+        }
+        seen.insert(status);
+        if w["status"] != "RUNNING" {
+            break w;
+        }
+        assert!(std::time::Instant::now() < deadline, "the retried run ends");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(w["status"], "COMPLETED", "{}", w["reasonForIncompletion"]);
+    assert!(seen.contains("COMPLETED"), "{seen:?}");
+    let tasks_after = tasks(&w);
+    let rows = rows_of(&tasks_after, &reference);
+    assert_eq!(rows[1]["status"], "COMPLETED");
+    assert_ne!(rows[1]["taskId"], rows[0]["taskId"]);
+    assert_eq!(rows[1]["firstStartTime"], rows[0]["startTime"]);
+    assert_eq!(transcriptions(&w, 2), "COMPLETED");
+    assert_eq!(w["failedReferenceTaskNames"], serde_json::json!([]));
+    // Two rows in the table: the failed attempt and the attempt after the reset.
+    let child_id = rows[0]["workflowInstanceId"].as_str().unwrap().to_owned();
+    let recorded: Vec<(i64, i64, String)> = stack
+        .db
+        .attempts(&child_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.activity_id == reference)
+        .map(|a| (a.generation, a.attempt, a.status))
+        .collect();
+    assert_eq!(
+        recorded,
+        [(0, 1, "failed".to_owned()), (1, 1, "completed".to_owned())]
+    );
+    // The child's own view says the same.
+    let child = get(&stack, &child_id).await;
+    let own: Vec<(Value, Value)> = tasks(&child)
+        .iter()
+        .map(|t| (t["taskId"].clone(), t["status"].clone()))
+        .collect();
+    assert_eq!(
+        own,
+        [
+            (failed_id.clone(), "FAILED".into()),
+            (rows[1]["taskId"].clone(), "COMPLETED".into())
+        ]
+    );
+
+    // A reprocess: a new run under the same workflow id, a chain of its own (§4). Only its
+    // rows are listed: each ref once, nothing retried, nothing from the run before.
+    let before: BTreeSet<String> = tasks_after
+        .iter()
+        .map(|t| t["taskId"].as_str().unwrap().to_owned())
+        .collect();
+    let answer = reqwest::Client::new()
+        .post(format!("http://{}/v1/transcripts/{tid}/process", stack.api))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{:?}", answer.text().await);
+    let out = tokio::time::timeout(
+        Duration::from_secs(300),
+        reflow::runs::wait(&stack.client, &wf),
+    )
+    .await
+    .expect("the reprocess ends");
+    out.unwrap_or_else(|e| panic!("the reprocess fails: {e}"));
+    let again = get(&stack, &wf).await;
+    invariants(&again);
+    assert_eq!(again["status"], "COMPLETED");
+    assert!(
+        again["startTime"].as_i64() > w["endTime"].as_i64(),
+        "a new run"
+    );
+    let refs_again = refs(&again);
+    assert_eq!(
+        refs_again.iter().collect::<BTreeSet<_>>().len(),
+        refs_again.len(),
+        "one row per ref: {refs_again:?}"
+    );
+    for t in tasks(&again) {
+        assert_eq!(t["status"], "COMPLETED", "{t}");
+        assert_eq!(t["retryCount"], 0, "{t}");
+        assert!(t.get("retriedTaskId").is_none(), "{t}");
+        assert!(!before.contains(t["taskId"].as_str().unwrap()), "{t}");
+        assert!(
+            t["firstStartTime"].as_i64() >= again["startTime"].as_i64(),
+            "{t}"
+        );
+    }
+    let child = get(&stack, &child_id).await;
+    assert_eq!(refs(&child), std::slice::from_ref(&reference));
+    assert_eq!(tasks(&child)[0]["retryCount"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fan_out_and_a_local_step_have_rows_from_their_start() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    // The track children run on a queue of their own, served only later.
+    let pipeline = variant(|y| {
+        let line = "    description: One participant's track — transcribe its padded audio.\n";
+        assert!(y.contains(line));
+        y.replace(line, &format!("{line}    task_queue: reflow-tracks\n"))
+    });
+    let (stack, _worker) = stack_with(pipeline, true).await;
+    let dir = tempfile::tempdir().unwrap().keep();
+    let m = stack.meeting("conductor-early", 0, &voices(&dir, 2)).await;
+    stack.deliver(&m).await;
+    let wf = m.workflow_id.clone();
+
+    // The children are started, nothing runs them: FORK and an IN_PROGRESS JOIN over the
+    // members to come, side by side, and no member row (§3.2).
+    let w = reflow_tests::wait_for("the track children", Duration::from_secs(120), || async {
+        let w = get(&stack, &wf).await;
+        invariants(&w);
+        refs(&w)
+            .contains(&"fork_transcription".to_owned())
+            .then_some(w)
+    })
+    .await;
+    let r = refs(&w);
+    assert!(
+        !r.iter().any(|r| r.starts_with("transcribe_track_")),
+        "{r:?}"
+    );
+    let at = r.iter().position(|x| x == "fork_transcription").unwrap();
+    assert_eq!(r[at + 1], "join_transcription", "{r:?}");
+    let t = tasks(&w);
+    let members = serde_json::json!(indexed("transcribe_track", 2));
+    assert_eq!(
+        (t[at]["taskType"].as_str(), t[at]["status"].as_str()),
+        (Some("FORK"), Some("COMPLETED"))
+    );
+    assert_eq!(t[at]["inputData"]["forkedTasks"], members);
+    assert_eq!(t[at + 1]["status"], "IN_PROGRESS");
+    assert_eq!(t[at + 1]["inputData"]["joinOn"], members);
+    assert!(t[at]["scheduledTime"].as_i64() > Some(0));
+    // The definition names the dynamic forks by their fork refs (§2).
+    for fork in ["fork_track_padding", "fork_transcription"] {
+        let def = w["workflowDefinition"]["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["taskReferenceName"] == fork)
+            .unwrap_or_else(|| panic!("{fork} in the definition"))
+            .clone();
+        assert_eq!(
+            (
+                def["name"].as_str(),
+                def["type"].as_str(),
+                def["dynamicForkTasksParam"].as_str()
+            ),
+            (Some(fork), Some("FORK_JOIN_DYNAMIC"), Some("dynamicTasks")),
+            "{def}"
+        );
+    }
+    // A query parameter that does not parse: Conductor's error body (§1).
+    for path in [
+        format!("{wf}?includeTasks=maybe"),
+        format!("{wf}/status?includeOutput=2"),
+    ] {
+        let r = reqwest::get(format!("http://{}/api/workflow/{path}", stack.api))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        let body: Value = r.json().await.expect("a JSON body");
+        assert_eq!(body["status"], 400, "{body}");
+        assert_eq!(body["retryable"], false, "{body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        assert!(body.get("instance").is_some(), "{body}");
+    }
+
+    // The merged words' write is slow and refused once, then slow and let through: the local
+    // step `merge_transcripts` runs 4 s, fails, waits 1 s, runs 4 s again.
+    let writes = Arc::new(AtomicUsize::new(0));
+    let seen_writes = writes.clone();
+    stack.s3_proxy.as_ref().unwrap().set_default(move |r| {
+        if r.method == "PUT" && r.path.ends_with("/pipeline/words.json") {
+            match seen_writes.fetch_add(1, Ordering::SeqCst) {
+                0 => Reply::After(Duration::from_secs(4), Box::new(Reply::status(400))),
+                1 => Reply::After(Duration::from_secs(4), Box::new(Reply::Forward)),
+                _ => Reply::Forward,
+            }
+        } else {
+            Reply::Forward
+        }
+    });
+    let _tracks = reflow_tests::InProcessWorker::start_with(
+        &["reflow-tracks".to_owned()],
+        stack.services(100),
+    );
+    let mut states: Vec<Vec<(String, i64)>> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let w = loop {
+        let w = get(&stack, &wf).await;
+        invariants(&w);
+        let t = tasks(&w);
+        let rows = rows_of(&t, "merge_transcripts");
+        for (n, row) in rows.iter().enumerate() {
+            assert_eq!(row["retryCount"], n, "{row}");
+            if n > 0 {
+                assert_eq!(row["retriedTaskId"], rows[n - 1]["taskId"], "{row}");
+            }
+        }
+        let state: Vec<(String, i64)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["status"].as_str().unwrap().to_owned(),
+                    r["retryCount"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        if states.last() != Some(&state) {
+            states.push(state);
+        }
+        if w["status"] != "RUNNING" {
+            break w;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the meeting ends: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    };
+    assert_eq!(w["status"], "COMPLETED", "{}", w["reasonForIncompletion"]);
+    assert_eq!(
+        writes.load(Ordering::SeqCst),
+        2,
+        "the merged words written twice"
+    );
+    let s = |v: &[(&str, i64)]| -> Vec<(String, i64)> {
+        v.iter().map(|(a, b)| (a.to_string(), *b)).collect()
+    };
+    // Running before anything about it is in the history; failed and waiting; running again.
+    assert!(states.contains(&s(&[("IN_PROGRESS", 0)])), "{states:?}");
+    assert!(
+        states.contains(&s(&[("FAILED", 0), ("IN_PROGRESS", 1)]))
+            || states.contains(&s(&[("FAILED", 0), ("SCHEDULED", 1)])),
+        "{states:?}"
+    );
+    assert_eq!(
+        states.last().unwrap(),
+        &s(&[("FAILED", 0), ("COMPLETED", 1)]),
+        "{states:?}"
+    );
+    assert_eq!(transcriptions(&w, 2), "COMPLETED");
 }

@@ -34,6 +34,14 @@ pub enum HistoryError {
         #[source]
         source: WorkflowInteractionError,
     },
+    /// A run could not be described.
+    #[error("describing {workflow_id}: {message}")]
+    Describe {
+        /// The workflow.
+        workflow_id: String,
+        /// What the server said.
+        message: String,
+    },
     /// A payload could not be decoded (a codec key is missing).
     #[error("decoding the payloads of {workflow_id}: {message}")]
     Decode {
@@ -85,6 +93,45 @@ pub async fn load(client: &Client, workflow_id: &str) -> Result<Run, HistoryErro
         tracing::warn!(workflow_id, error = %e, "decoding pending activities");
     }
     Ok(Run::new(workflow_id, &events, &described))
+}
+
+/// Where run `run_id` of `workflow_id` stands: the first run of its chain (kept across
+/// resets) and, for a child, its parent's workflow and run. `None` when Temporal no longer
+/// knows the run (retention).
+pub async fn chain_of(
+    client: &Client,
+    workflow_id: &str,
+    run_id: &str,
+) -> Result<Option<(String, Option<(String, String)>)>, HistoryError> {
+    use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
+    use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionRequest;
+    let request = DescribeWorkflowExecutionRequest {
+        namespace: client.namespace(),
+        execution: Some(WorkflowExecution {
+            workflow_id: workflow_id.to_owned(),
+            run_id: run_id.to_owned(),
+        }),
+    };
+    match client
+        .connection()
+        .workflow_service()
+        .describe_workflow_execution(tonic::Request::new(request))
+        .await
+    {
+        Ok(r) => Ok(r.into_inner().workflow_execution_info.map(|i| {
+            (
+                i.first_run_id,
+                i.parent_execution
+                    .filter(|p| !p.workflow_id.is_empty())
+                    .map(|p| (p.workflow_id, p.run_id)),
+            )
+        })),
+        Err(e) if e.code() == tonic::Code::NotFound => Ok(None),
+        Err(e) => Err(HistoryError::Describe {
+            workflow_id: workflow_id.to_owned(),
+            message: format!("run {run_id}: {}", e.message()),
+        }),
+    }
 }
 
 /// The status of the latest run of `workflow_id`, `None` when there is none.

@@ -291,6 +291,11 @@ pub struct Run {
     /// The definition its first workflow task resolved (`resolve_pipeline`'s recorded result;
     /// `null` for a run that carries its definition inline).
     pub resolved: Value,
+    /// The first run of its chain (Temporal keeps it across resets; a new start of the
+    /// workflow id begins a chain of its own).
+    pub first_run_id: String,
+    /// The parent's run that started it, for a child.
+    pub parent_run_id: Option<String>,
 }
 
 /// Epoch ms of a protobuf timestamp.
@@ -346,6 +351,11 @@ impl Run {
             first_task_completed: 0,
             retried_ms: 0,
             resolved: Value::Null,
+            first_run_id: info.map(|i| i.first_run_id.clone()).unwrap_or_default(),
+            parent_run_id: info
+                .and_then(|i| i.parent_execution.as_ref())
+                .map(|p| p.run_id.clone())
+                .filter(|p| !p.is_empty()),
         };
         run.read(events);
         for p in &run.pending {
@@ -373,6 +383,12 @@ impl Run {
                     self.input = value(a.input.as_ref());
                     if let Some(p) = &a.parent_workflow_execution {
                         self.parent_id = Some(p.workflow_id.clone());
+                        if self.parent_run_id.is_none() && !p.run_id.is_empty() {
+                            self.parent_run_id = Some(p.run_id.clone());
+                        }
+                    }
+                    if self.first_run_id.is_empty() {
+                        self.first_run_id = a.first_execution_run_id.clone();
                     }
                     if self.workflow_type.is_empty()
                         && let Some(t) = &a.workflow_type

@@ -16,6 +16,9 @@ pub mod rows;
 pub mod view;
 
 use axum::Router;
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -109,6 +112,14 @@ fn instance() -> &'static str {
     })
 }
 
+/// A query parameter that does not parse (`includeTasks=maybe`): 400 in Conductor's body.
+fn bad_parameter(e: QueryRejection) -> ConductorError {
+    ConductorError::new(
+        StatusCode::BAD_REQUEST,
+        format!("Invalid query parameter: {}", e.body_text()),
+    )
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WorkflowQuery {
@@ -142,41 +153,107 @@ fn client(state: &ApiState) -> Result<&temporalio_client::Client, ConductorError
         .ok_or_else(ConductorError::unavailable)
 }
 
-/// The latest run of `id` with its `step_attempt` rows.
-async fn load(state: &ApiState, id: &str) -> Result<Loaded, ConductorError> {
+/// What Temporal said of runs read while answering one request: (workflow, run) → the first
+/// run of its chain and its parent's (workflow, run).
+type Chains =
+    tokio::sync::Mutex<BTreeMap<(String, String), Option<(String, Option<(String, String)>)>>>;
+
+async fn chain_of(
+    client: &temporalio_client::Client,
+    chains: &Chains,
+    workflow_id: &str,
+    run_id: &str,
+) -> Option<(String, Option<(String, String)>)> {
+    let key = (workflow_id.to_owned(), run_id.to_owned());
+    if let Some(known) = chains.lock().await.get(&key) {
+        return known.clone();
+    }
+    let found = crate::history::chain_of(client, workflow_id, run_id)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(workflow_id, run_id, error = %e, "run not described");
+            None
+        });
+    chains.lock().await.insert(key, found.clone());
+    found
+}
+
+/// The latest run of `id` with the `step_attempt` rows of its reset chain (§4): its own, those
+/// of the runs a retry reset it from and, for a child, those of the children its parent's
+/// chain started before. Rows of unrelated earlier runs of the id (a reprocess, a new start
+/// after a failure) are left out.
+async fn load(state: &ApiState, id: &str, chains: &Chains) -> Result<Loaded, ConductorError> {
+    let client = client(state)?;
     let (run, attempts) = tokio::join!(
-        crate::history::load(client(state)?, id),
+        crate::history::load(client, id),
         state.events.db().attempts(id)
     );
-    let attempts = attempts.unwrap_or_else(|e| {
+    let run = run?;
+    let mut attempts = attempts.unwrap_or_else(|e| {
         tracing::warn!(workflow_id = %id, error = %e, "step_attempt rows not read");
         Vec::new()
     });
-    Ok(Loaded {
-        run: run?,
-        attempts,
-    })
+    let others: BTreeSet<String> = attempts
+        .iter()
+        .filter(|a| !a.run_id.is_empty() && a.run_id != run.run_id)
+        .map(|a| a.run_id.clone())
+        .collect();
+    let mut belong: BTreeSet<String> = BTreeSet::new();
+    for other in others {
+        let Some((first, parent)) = chain_of(client, chains, id, &other).await else {
+            continue;
+        };
+        let same_chain = !first.is_empty() && first == run.first_run_id;
+        let same_parent_chain = match (&parent, &run.parent_id, &run.parent_run_id) {
+            (Some((pw, pr)), Some(w), Some(r)) if pw == w => {
+                pr == r
+                    || {
+                        let theirs = chain_of(client, chains, pw, pr).await;
+                        let ours = chain_of(client, chains, w, r).await;
+                        matches!((theirs, ours), (Some((a, _)), Some((b, _))) if !a.is_empty() && a == b)
+                    }
+            }
+            _ => false,
+        };
+        if same_chain || same_parent_chain {
+            belong.insert(other);
+        }
+    }
+    attempts
+        .retain(|a| a.run_id.is_empty() || a.run_id == run.run_id || belong.contains(&a.run_id));
+    Ok(Loaded { run, attempts })
+}
+
+/// The latest run of `id` and of each child it started, each with its attempts.
+async fn load_with_children(
+    state: &ApiState,
+    id: &str,
+) -> Result<(Loaded, Vec<Loaded>), ConductorError> {
+    let chains = Chains::default();
+    let main = load(state, id, &chains).await?;
+    // Children at once (a meeting has one per track); one that cannot be read is left out.
+    let children: Vec<Loaded> = futures::future::join_all(
+        main.run
+            .children
+            .iter()
+            .map(|c| load(state, &c.workflow_id, &chains)),
+    )
+    .await
+    .into_iter()
+    .filter_map(Result::ok)
+    .collect();
+    Ok((main, children))
 }
 
 async fn workflow_json(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<WorkflowQuery>,
+    q: Result<Query<WorkflowQuery>, QueryRejection>,
 ) -> Result<axum::Json<Value>, ConductorError> {
     let caller = authorized(&state, &headers, &id).await?;
-    let main = load(&state, &id).await?;
-    // Children at once (a meeting has one per track); one that cannot be read is left out.
-    let children: Vec<Loaded> = futures::future::join_all(
-        main.run
-            .children
-            .iter()
-            .map(|c| load(&state, &c.workflow_id)),
-    )
-    .await
-    .into_iter()
-    .filter_map(Result::ok)
-    .collect();
+    let Query(q) = q.map_err(bad_parameter)?;
+    let (main, children) = load_with_children(&state, &id).await?;
     let workflow = view::workflow(&main, &children, q.include_tasks.unwrap_or(true));
     let mut json = serde_json::to_value(&workflow).map_err(|e| {
         tracing::error!(error = %e, "serializing the Conductor view");
@@ -197,17 +274,7 @@ async fn workflow_svg(
     Path(id): Path<String>,
 ) -> Result<Response, ConductorError> {
     authorized(&state, &headers, &id).await?;
-    let main = load(&state, &id).await?;
-    let children: Vec<Loaded> = futures::future::join_all(
-        main.run
-            .children
-            .iter()
-            .map(|c| load(&state, &c.workflow_id)),
-    )
-    .await
-    .into_iter()
-    .filter_map(Result::ok)
-    .collect();
+    let (main, children) = load_with_children(&state, &id).await?;
     let Some(pipeline) = main.run.pipeline() else {
         return Err(ConductorError::new(
             StatusCode::NOT_FOUND,
@@ -235,9 +302,10 @@ async fn status_json(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<StatusQuery>,
+    q: Result<Query<StatusQuery>, QueryRejection>,
 ) -> Result<axum::Json<model::StatusBody>, ConductorError> {
     authorized(&state, &headers, &id).await?;
+    let Query(q) = q.map_err(bad_parameter)?;
     let run = crate::history::load(client(&state)?, &id).await?;
     Ok(axum::Json(model::StatusBody {
         workflow_id: run.workflow_id.clone(),

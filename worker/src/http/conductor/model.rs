@@ -86,6 +86,13 @@ pub struct WorkflowTask {
     pub optional: bool,
     /// `maximum_attempts − 1`.
     pub retry_count: i64,
+    /// A `FORK_JOIN_DYNAMIC`'s input parameter holding the members to fork (`dynamicTasks`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic_fork_tasks_param: Option<String>,
+    /// A `FORK_JOIN_DYNAMIC`'s input parameter holding each member's input
+    /// (`dynamicTasksInput`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic_fork_tasks_input_param_name: Option<String>,
 }
 
 /// One task row (§3).
@@ -98,7 +105,7 @@ pub struct Task {
     pub task_def_name: String,
     /// The activity id (`pad_track_2`) or the fork/join ref.
     pub reference_task_name: String,
-    /// UUIDv5 of `{run_id}/{ref}/{attempt}`.
+    /// UUIDv5 of `{run_id}/{ref}/{attempt}/{reset generation}`, hyphenated.
     pub task_id: String,
     /// Its status.
     pub status: TaskStatus,

@@ -13,22 +13,23 @@ use temporalio_common::protos::temporal::api::enums::v1::{PendingActivityState, 
 use workflow::pipeline::Step as StepDef;
 
 use super::model::{Task, TaskStatus, WorkflowTask};
-use crate::history::{Close, Run, Step};
+use crate::history::{Close, Pending, Run, Step};
 
 /// Epoch ms of an RFC 3339 time (0 when absent or unreadable).
-fn ms(t: Option<&str>) -> i64 {
+pub(super) fn ms(t: Option<&str>) -> i64 {
     t.and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// The task id of `reference`'s attempt in run `run_id`.
-pub fn task_id(run_id: &str, reference: &str, attempt: i64) -> String {
+/// The task id of `reference`'s `attempt` in run `run_id` after `generation` activity resets
+/// of that step (§3): a UUIDv5, hyphenated.
+pub fn task_id(run_id: &str, reference: &str, attempt: i64, generation: i64) -> String {
     uuid::Uuid::new_v5(
         &uuid::Uuid::NAMESPACE_OID,
-        format!("{run_id}/{reference}/{attempt}").as_bytes(),
+        format!("{run_id}/{reference}/{attempt}/{generation}").as_bytes(),
     )
-    .simple()
+    .hyphenated()
     .to_string()
 }
 
@@ -49,7 +50,7 @@ impl Owner<'_> {
             task_type: kind.to_owned(),
             task_def_name: kind.to_owned(),
             reference_task_name: reference.to_owned(),
-            task_id: task_id(&self.run.run_id, reference, attempt),
+            task_id: task_id(&self.run.run_id, reference, attempt, 0),
             status,
             seq: 0,
             retry_count: attempt - 1,
@@ -80,6 +81,8 @@ impl Owner<'_> {
                 input_parameters: Map::new(),
                 optional: false,
                 retry_count: 0,
+                dynamic_fork_tasks_param: None,
+                dynamic_fork_tasks_input_param_name: None,
             },
             callback_from_worker: true,
             loop_over_task: false,
@@ -100,12 +103,18 @@ pub fn step_rows(
 ) -> Vec<Task> {
     let run = owner.run;
     let pending = run.pending_of(&step.activity_id);
-    // Attempts of earlier runs of this workflow id (a retry resets the run, §4) come first;
-    // this run's rows continue their chain.
-    let (earlier, recorded): (Vec<&AttemptRow>, Vec<&AttemptRow>) = attempts
+    // Attempts of earlier runs of this workflow's reset chain (a retry resets the run, §4)
+    // come first; this run's rows continue their chain.
+    let (earlier, this_run): (Vec<&AttemptRow>, Vec<&AttemptRow>) = attempts
         .iter()
         .filter(|a| a.activity_id == step.activity_id)
         .partition(|a| !a.run_id.is_empty() && a.run_id != run.run_id);
+    // Then this run's attempts before its activity resets (a retry of a step waiting in
+    // backoff counts from attempt 1 again), then the current generation's.
+    let generation = current_generation(step, pending, &this_run);
+    let (before_reset, recorded): (Vec<&AttemptRow>, Vec<&AttemptRow>) = this_run
+        .into_iter()
+        .partition(|a| a.generation < generation);
     let last = step
         .started
         .as_ref()
@@ -128,7 +137,9 @@ pub fn step_rows(
             .map_or(0, |t| (t / 1000) as i64),
         _ => 0,
     };
-    let mut rows: Vec<Task> = earlier_rows(owner, step, &earlier);
+    let mut rows: Vec<Task> = Vec::new();
+    earlier_rows(owner, step, &mut rows, &earlier, true);
+    earlier_rows(owner, step, &mut rows, &before_reset, false);
     let offset = rows.len() as i64;
     for attempt in 1..=last {
         let db = recorded.iter().find(|a| a.attempt == attempt);
@@ -139,6 +150,7 @@ pub fn step_rows(
             attempt,
             TaskStatus::Scheduled,
         );
+        row.task_id = task_id(&run.run_id, reference, attempt, generation);
         let mut start = db.map_or(0, |a| ms(Some(&a.started_at)));
         let mut end = db
             .and_then(|a| a.ended_at.as_deref())
@@ -246,7 +258,10 @@ pub fn step_rows(
                     if p.is_running() {
                         status = TaskStatus::InProgress;
                         start = p.last_started_ms.max(start);
-                        output = json!({ "heartbeat": p.heartbeat });
+                        // Only a heartbeat that was sent (a client reads into it).
+                        if !p.heartbeat.is_null() {
+                            output = json!({ "heartbeat": p.heartbeat });
+                        }
                     } else {
                         status = TaskStatus::Scheduled;
                         if p.next_attempt_ms > 0 {
@@ -279,7 +294,7 @@ pub fn step_rows(
                 }
             }
         }
-        let scheduled = if attempt == 1 {
+        let scheduled = if rows.is_empty() {
             step.scheduled_ms
         } else {
             rows.last()
@@ -324,17 +339,92 @@ pub fn step_rows(
         row.workflow_task.retry_count = (max_attempts - 1).max(0);
         rows.push(row);
     }
+    // A local step between attempts (its marker comes when it finishes): the next attempt is
+    // scheduled, as Conductor shows a retry.
+    if step.local
+        && step.close.is_none()
+        && run.is_running()
+        && (max_attempts == 0 || last < max_attempts)
+        && let Some(failed) = rows.last_mut()
+        && failed.status == TaskStatus::Failed
+    {
+        failed.retried = true;
+        let mut next = failed.clone();
+        next.task_id = task_id(&run.run_id, &step.activity_id, last + 1, generation);
+        next.retried_task_id = Some(failed.task_id.clone());
+        next.retried = false;
+        next.status = TaskStatus::Scheduled;
+        next.executed = false;
+        next.retry_count = failed.retry_count + 1;
+        next.scheduled_time = failed.end_time.max(failed.scheduled_time);
+        next.start_time = 0;
+        next.end_time = 0;
+        next.update_time = next.scheduled_time;
+        next.queue_wait_time = 0;
+        next.poll_count = 0;
+        next.reason_for_incompletion = None;
+        next.output_data = json!({});
+        rows.push(next);
+    }
     rows
 }
 
-/// The rows of a step's attempts in earlier runs that did not complete (a failure a retry
-/// reset the run for, an attempt cut off by the reset), oldest first, each replaced by the
-/// next: a retried step reads as Conductor shows a retry. Attempts that completed are not
-/// repeated (the step's row in this run stands for them).
-fn earlier_rows(owner: &Owner<'_>, step: &Step, earlier: &[&AttemptRow]) -> Vec<Task> {
-    let mut rows: Vec<Task> = Vec::new();
-    for a in earlier.iter().filter(|a| a.status != "completed") {
+/// The reset generation the step's current attempts belong to: the latest one recorded in this
+/// run, or the one after it when Temporal's attempt count shows a reset whose first attempt
+/// has no row yet (the count went below what that generation reached, or the attempt waiting
+/// to start already ended in it).
+fn current_generation(step: &Step, pending: Option<&Pending>, recorded: &[&AttemptRow]) -> i64 {
+    let latest = recorded.iter().map(|a| a.generation).max().unwrap_or(0);
+    let in_latest = || recorded.iter().filter(|a| a.generation == latest);
+    let Some(temporal) = step
+        .started
+        .as_ref()
+        .map(|s| i64::from(s.attempt))
+        .or_else(|| pending.map(|p| i64::from(p.attempt)))
+    else {
+        return latest;
+    };
+    if in_latest().any(|a| a.attempt > temporal) {
+        return latest + 1;
+    }
+    // The attempt Temporal has pending already ended in that generation: waiting to start
+    // again, or started after that end (its start not recorded yet).
+    if step.close.is_none()
+        && let Some(p) = pending
+        && p.state != PendingActivityState::PauseRequested
+        && in_latest().any(|a| {
+            a.attempt == temporal
+                && a.status != "started"
+                && (!p.is_running()
+                    || a.ended_at
+                        .as_deref()
+                        .is_some_and(|end| p.last_started_ms > ms(Some(end))))
+        })
+    {
+        return latest + 1;
+    }
+    latest
+}
+
+/// Rows of a step's attempts recorded before its current ones, appended to `rows` and chained
+/// to them, oldest first, each replaced by the next: those of earlier runs of the reset chain
+/// that did not complete (`skip_completed`: the failure a retry reset the run for, an attempt
+/// cut off by the reset; completed ones are not repeated, the step's row in this run stands
+/// for them), or this run's before an activity reset. A retried step reads as Conductor shows
+/// a retry.
+fn earlier_rows(
+    owner: &Owner<'_>,
+    step: &Step,
+    rows: &mut Vec<Task>,
+    earlier: &[&AttemptRow],
+    skip_completed: bool,
+) {
+    for a in earlier
+        .iter()
+        .filter(|a| !(skip_completed && a.status == "completed"))
+    {
         let (status, reason) = match a.status.as_str() {
+            "completed" => (TaskStatus::Completed, None),
             "non_retryable" => (TaskStatus::FailedWithTerminalError, None),
             "failed" => (TaskStatus::Failed, None),
             "cancelled" => (TaskStatus::Canceled, None),
@@ -345,18 +435,21 @@ fn earlier_rows(owner: &Owner<'_>, step: &Step, earlier: &[&AttemptRow]) -> Vec<
             ),
         };
         let mut row = owner.row(&step.activity_type, &step.activity_id, 1, status);
-        row.task_id = task_id(&a.run_id, &step.activity_id, a.attempt);
+        row.task_id = task_id(&a.run_id, &step.activity_id, a.attempt, a.generation);
         row.retry_count = rows.len() as i64;
         row.retried = true;
         row.retried_task_id = rows.last().map(|r| r.task_id.clone());
         row.start_time = ms(Some(&a.started_at));
-        row.scheduled_time = row.start_time;
+        row.scheduled_time = rows
+            .last()
+            .map_or(row.start_time, |r| r.end_time.min(row.start_time));
         row.end_time = a
             .ended_at
             .as_deref()
             .map_or(row.start_time, |t| ms(Some(t)));
         row.update_time = row.end_time;
         row.first_start_time = rows.first().map_or(row.start_time, |r| r.start_time);
+        row.queue_wait_time = row.start_time - row.scheduled_time;
         row.poll_count = 1;
         row.worker_id = a.worker_identity.clone();
         row.input_data = if step.input.is_object() {
@@ -374,7 +467,6 @@ fn earlier_rows(owner: &Owner<'_>, step: &Step, earlier: &[&AttemptRow]) -> Vec<
         row.workflow_task.kind = "SIMPLE".into();
         rows.push(row);
     }
-    rows
 }
 
 /// A completed step that did nothing ([`workflow::progress::skipped_reason`]): its reason.

@@ -31,7 +31,7 @@ use super::model::{Definition, Task, TaskStatus, Workflow, WorkflowStatus, Workf
 use super::rows::{Owner, step_rows};
 use crate::history::Run;
 use crate::history::run::ChildOutcome;
-use crate::history::run::declared;
+use crate::history::run::{declared, declared_as};
 use activities::db::attempts::AttemptRow;
 
 /// A run with its `step_attempt` rows.
@@ -121,7 +121,13 @@ pub fn workflow(main: &Loaded, children: &[Loaded], include_tasks: bool) -> Work
         status,
         create_time: run.start_ms,
         start_time: run.start_ms,
-        update_time: run.update_ms,
+        // The newest change the view shows: a child's step heartbeating moves its parent too,
+        // a local step's attempt (recorded before its marker) too.
+        update_time: children
+            .iter()
+            .map(|c| c.run.update_ms)
+            .chain(tasks.iter().map(|t| t.update_time))
+            .fold(run.update_ms, i64::max),
         end_time: run.close_ms,
         input: if input.is_object() { input } else { json!({}) },
         output: output(run),
@@ -157,6 +163,9 @@ struct Group {
     /// Every member is known (no more will be scheduled).
     complete: bool,
     members: Vec<Task>,
+    /// When the fan-out started (its first child initiated, or when a fan-out over nothing
+    /// was decided): the FORK's time while no member has a row.
+    at: i64,
 }
 
 /// Every task row of `main` and its children, ordered, `seq` set.
@@ -174,7 +183,8 @@ fn tasks(main: &Loaded, children: &[Loaded], pipeline: Option<&Pipeline>) -> Vec
     let mut plain: Vec<Task> = Vec::new();
     // Step id → its group.
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    for step in &run.steps {
+    let unfinished = unfinished_local_steps(run, pipeline, &main.attempts);
+    for step in run.steps.iter().chain(&unfinished) {
         if hook.is_some_and(|h| h.id == step.activity_id) {
             continue;
         }
@@ -189,6 +199,7 @@ fn tasks(main: &Loaded, children: &[Loaded], pipeline: Option<&Pipeline>) -> Vec
                     expected: Vec::new(),
                     complete: !run.is_running() || successors_started(graph, &d.id, run),
                     members: Vec::new(),
+                    at: step.scheduled_ms,
                 });
                 if !g.expected.contains(&step.activity_id) {
                     g.expected.push(step.activity_id.clone());
@@ -220,6 +231,7 @@ fn tasks(main: &Loaded, children: &[Loaded], pipeline: Option<&Pipeline>) -> Vec
                     expected: Vec::new(),
                     complete: true,
                     members: Vec::new(),
+                    at: started.iter().map(|c| c.initiated_ms).min().unwrap_or(0),
                 };
                 for c in &started {
                     let loaded = children.iter().find(|l| l.run.workflow_id == c.workflow_id);
@@ -291,9 +303,51 @@ fn tasks(main: &Loaded, children: &[Loaded], pipeline: Option<&Pipeline>) -> Vec
                 }
             }
         }
-        plain.extend(skipped_rows(&owner, graph, hook, &plain, &groups));
+        let (skipped, empty) = skipped_rows(&owner, p, graph, hook, &plain, &groups);
+        plain.extend(skipped);
+        groups.extend(empty);
     }
     order(&owner, plain, groups.into_values().collect())
+}
+
+/// The `local: true` steps of the run that have attempts recorded but no marker yet (a local
+/// activity's marker is written when it finishes): running, or between attempts.
+fn unfinished_local_steps(
+    run: &Run,
+    pipeline: Option<&Pipeline>,
+    attempts: &[AttemptRow],
+) -> Vec<crate::history::Step> {
+    let Some(p) = pipeline else {
+        return Vec::new();
+    };
+    let mut out: Vec<crate::history::Step> = Vec::new();
+    for a in attempts.iter().filter(|a| a.run_id == run.run_id) {
+        if run.steps.iter().any(|s| s.activity_id == a.activity_id)
+            || out.iter().any(|s| s.activity_id == a.activity_id)
+        {
+            continue;
+        }
+        let Some(d) = declared_as(p, &run.workflow_type, &a.activity_id, &a.activity_type)
+            .filter(|d| d.local)
+        else {
+            continue;
+        };
+        out.push(crate::history::Step {
+            activity_id: a.activity_id.clone(),
+            activity_type: a.activity_type.clone(),
+            task_queue: String::new(),
+            scheduled_ms: super::rows::ms(Some(&a.started_at)),
+            input: json!({}),
+            start_to_close_s: 0,
+            heartbeat_s: 0,
+            max_attempts: i32::try_from(d.options.retry.maximum_attempts).unwrap_or(0),
+            started: None,
+            close: None,
+            scheduled_by: 0,
+            local: true,
+        });
+    }
+    out
 }
 
 /// The activity type a child pipeline's step runs.
@@ -344,15 +398,18 @@ fn successors_started(graph: Option<&Graph>, id: &str, run: &Run) -> bool {
             .any(|s| after.contains(s.id.as_str()) && matches!(s.run, StepRun::Child(_))))
 }
 
-/// SKIPPED rows of the main graph's steps that never ran although the run went past them: a
-/// `when:` that was false, or a fan-out with nothing to do.
+/// SKIPPED rows of the main graph's steps that never ran although the run went past them (a
+/// `when:` that was false), and the FORK/JOIN groups of fan-outs that had nothing to fan out
+/// over (§3.2: a FORK and a COMPLETED JOIN with an empty `joinOn`), keyed as [`tasks`] keys
+/// groups.
 fn skipped_rows(
     owner: &Owner<'_>,
+    pipeline: &Pipeline,
     graph: &Graph,
     hook: Option<&StepDef>,
     plain: &[Task],
     groups: &BTreeMap<String, Group>,
-) -> Vec<Task> {
+) -> (Vec<Task>, Vec<(String, Group)>) {
     let run = owner.run;
     let ran = |id: &str| {
         run.steps
@@ -362,6 +419,7 @@ fn skipped_rows(
             || groups.keys().any(|k| k.starts_with(&format!("{id}/")))
     };
     let mut out = Vec::new();
+    let mut empty = Vec::new();
     for s in &graph.steps {
         if hook.is_some_and(|h| h.id == s.id) || ran(&s.id) {
             continue;
@@ -384,6 +442,31 @@ fn skipped_rows(
             .map(|t| t.end_time)
             .max()
             .unwrap_or(run.start_ms);
+        if s.for_each.is_some() && s.when.is_none() {
+            // A fan-out over nothing: its FORK and its JOIN, joining nothing.
+            let inner: Vec<&StepDef> = match &s.run {
+                StepRun::Activity(_) => vec![s],
+                StepRun::Child(c) => pipeline
+                    .graph(c)
+                    .map(|g| g.steps.iter().collect())
+                    .unwrap_or_default(),
+            };
+            for d in inner {
+                let (fork, join) = d.fork_join();
+                empty.push((
+                    format!("{}/{}", s.id, d.id),
+                    Group {
+                        fork,
+                        join,
+                        expected: Vec::new(),
+                        complete: true,
+                        members: Vec::new(),
+                        at,
+                    },
+                ));
+            }
+            continue;
+        }
         let why = match &s.when {
             Some(w) => format!("skipped: `when: {w}` was false"),
             None => "skipped: no items to fan out over".to_owned(),
@@ -400,7 +483,7 @@ fn skipped_rows(
         row.workflow_task.optional = s.optional;
         out.push(row);
     }
-    out
+    (out, empty)
 }
 
 /// The numeric suffix of a ref (`pad_track_10` → 10), for a natural order of members.
@@ -413,7 +496,9 @@ fn natural(reference: &str) -> (String, u64) {
     }
 }
 
-/// Sort the rows, wrap each group in its FORK and JOIN, number them.
+/// Sort the rows, wrap each group in its FORK and JOIN, number them. A group with no member
+/// row yet (its children not started on it, or nothing to fan out over) is its FORK and JOIN,
+/// side by side, at the time the fan-out started.
 fn order(owner: &Owner<'_>, plain: Vec<Task>, groups: Vec<Group>) -> Vec<Task> {
     let key = |t: &Task| {
         (
@@ -424,8 +509,14 @@ fn order(owner: &Owner<'_>, plain: Vec<Task>, groups: Vec<Group>) -> Vec<Task> {
     };
     let mut all: Vec<(Task, Option<usize>)> = plain.into_iter().map(|t| (t, None)).collect();
     let mut joins: Vec<(Task, Task)> = Vec::new();
+    // A memberless group's FORK row index in `all` → its JOIN.
+    let mut lone: Vec<(String, Task)> = Vec::new();
     for (gi, g) in groups.into_iter().enumerate() {
         let (fork, join) = fork_join(owner, &g);
+        if g.members.is_empty() {
+            lone.push((fork.task_id.clone(), join.clone()));
+            all.push((fork.clone(), None));
+        }
         joins.push((fork, join));
         all.extend(g.members.into_iter().map(|t| (t, Some(gi))));
     }
@@ -449,7 +540,15 @@ fn order(owner: &Owner<'_>, plain: Vec<Task>, groups: Vec<Group>) -> Vec<Task> {
             out.push(fork);
             pending_joins.push((g, join));
         }
+        let lone_join = match (&g, t.task_type.as_str()) {
+            (None, "FORK") => lone
+                .iter()
+                .position(|(id, _)| *id == t.task_id)
+                .map(|pos| lone.remove(pos).1),
+            _ => None,
+        };
         out.push(t);
+        out.extend(lone_join);
         if let Some(g) = g
             && last.get(&g) == Some(&i)
             && let Some(pos) = pending_joins.iter().position(|(pg, _)| *pg == g)
@@ -487,7 +586,7 @@ fn fork_join(owner: &Owner<'_>, g: &Group) -> (Task, Task) {
         .iter()
         .map(|m| m.scheduled_time)
         .min()
-        .unwrap_or(0);
+        .unwrap_or(g.at);
     let waiting = g
         .expected
         .iter()
@@ -506,7 +605,7 @@ fn fork_join(owner: &Owner<'_>, g: &Group) -> (Task, Task) {
         TaskStatus::Canceled
     };
     let end = if status.is_terminal() {
-        latest.iter().map(|m| m.end_time).max().unwrap_or(0)
+        latest.iter().map(|m| m.end_time).max().unwrap_or(first)
     } else {
         0
     };
@@ -567,21 +666,32 @@ fn definition(pipeline: Option<&Pipeline>, workflow_type: &str) -> Definition {
         input_parameters: Map::new(),
         optional: s.optional,
         retry_count: (i64::from(s.options.retry.maximum_attempts) - 1).max(0),
+        dynamic_fork_tasks_param: None,
+        dynamic_fork_tasks_input_param_name: None,
     };
     let mut tasks = Vec::new();
     for s in &graph.steps {
-        let fan_out = |tasks: &mut Vec<WorkflowTask>, s: &StepDef, name: &str| {
+        // A dynamic fork is named by its fork ref, as Conductor's are; its members come from
+        // `dynamicTasks` (the step's `for_each`), their inputs from `dynamicTasksInput`.
+        let fan_out = |tasks: &mut Vec<WorkflowTask>, s: &StepDef, items: Option<&str>| {
             let (fork, join) = s.fork_join();
-            tasks.push(task(name, &fork, "FORK_JOIN_DYNAMIC", s));
+            let mut f = task(&fork, &fork, "FORK_JOIN_DYNAMIC", s);
+            f.dynamic_fork_tasks_param = Some("dynamicTasks".into());
+            f.dynamic_fork_tasks_input_param_name = Some("dynamicTasksInput".into());
+            if let Some(items) = items {
+                f.input_parameters
+                    .insert("dynamicTasks".into(), json!(items));
+            }
+            tasks.push(f);
             tasks.push(task("JOIN", &join, "JOIN", s));
         };
         match (&s.run, s.for_each.is_some()) {
-            (StepRun::Activity(a), true) => fan_out(&mut tasks, s, a),
+            (StepRun::Activity(_), true) => fan_out(&mut tasks, s, s.for_each.as_deref()),
             (StepRun::Activity(a), false) => tasks.push(task(a, &s.id, "SIMPLE", s)),
             (StepRun::Child(c), true) => {
                 for inner in p.graph(c).map(|g| g.steps.as_slice()).unwrap_or_default() {
-                    if let StepRun::Activity(a) = &inner.run {
-                        fan_out(&mut tasks, inner, a);
+                    if let StepRun::Activity(_) = &inner.run {
+                        fan_out(&mut tasks, inner, s.for_each.as_deref());
                     }
                 }
             }
@@ -601,6 +711,178 @@ fn definition(pipeline: Option<&Pipeline>, workflow_type: &str) -> Definition {
 mod tests {
     use super::*;
     use crate::history::Child;
+
+    fn production_run(status: WorkflowExecutionStatus) -> Run {
+        let registry = crate::registry::Registry::builtin();
+        let pipeline = crate::intake::load_pipeline(None, registry.catalog()).unwrap();
+        let mut run = Run::new("diarization-x", &[], &Default::default());
+        run.status = status;
+        run.workflow_type = "DiarizationPipeline".into();
+        run.run_id = "r1".into();
+        run.input = json!({"pipeline": pipeline, "input": {"transcript_id": "t1"}});
+        run
+    }
+
+    /// §3.2: the track children are started, none has scheduled its transcription yet.
+    #[test]
+    fn a_child_fan_out_has_its_fork_and_join_before_any_member_row() {
+        let mut run = production_run(WorkflowExecutionStatus::Running);
+        for i in 0..2 {
+            run.children.push(Child {
+                workflow_id: format!("diarization-x-track-{i}"),
+                workflow_type: "TrackProcessing".into(),
+                input: json!({"input": {"track_index": i}}),
+                initiated_ms: 2000 + i,
+                scheduled_by: 5,
+                outcome: None,
+            });
+        }
+        let main = Loaded {
+            run,
+            attempts: Vec::new(),
+        };
+        let w = workflow(&main, &[], true);
+        let at = |r: &str| {
+            w.tasks
+                .iter()
+                .position(|t| t.reference_task_name == r)
+                .unwrap_or_else(|| panic!("no {r}"))
+        };
+        let (fork, join) = (at("fork_transcription"), at("join_transcription"));
+        assert_eq!(join, fork + 1, "side by side while no member has a row");
+        let (fork, join) = (&w.tasks[fork], &w.tasks[join]);
+        assert_eq!(fork.status, TaskStatus::Completed);
+        assert_eq!(
+            fork.scheduled_time, 2000,
+            "when the first child was initiated"
+        );
+        assert_eq!(join.status, TaskStatus::InProgress);
+        let members = json!(["transcribe_track_0", "transcribe_track_1"]);
+        assert_eq!(join.input_data["joinOn"], members);
+        assert_eq!(fork.input_data["forkedTasks"], members);
+        assert!(
+            !w.tasks
+                .iter()
+                .any(|t| t.reference_task_name.starts_with("transcribe_track_"))
+        );
+        // The definition names each dynamic fork by its fork ref.
+        let def = w
+            .workflow_definition
+            .tasks
+            .iter()
+            .find(|t| t.task_reference_name == "fork_transcription")
+            .unwrap();
+        assert_eq!(def.kind, "FORK_JOIN_DYNAMIC");
+        assert_eq!(def.name, "fork_transcription");
+        assert_eq!(
+            def.dynamic_fork_tasks_param.as_deref(),
+            Some("dynamicTasks")
+        );
+    }
+
+    fn attempt_row(generation: i64, attempt: i64, status: &str, at_s: u64) -> AttemptRow {
+        let t = |s: u64| {
+            humantime::format_rfc3339_millis(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
+            )
+            .to_string()
+        };
+        AttemptRow {
+            run_id: "r1".into(),
+            activity_id: "pad_track_0".into(),
+            generation,
+            attempt,
+            activity_type: "pad_track".into(),
+            task_queue: "reflow-audio".into(),
+            status: status.into(),
+            started_at: t(at_s),
+            ended_at: (status != "started").then(|| t(at_s + 1)),
+            failure_type: (status == "failed").then(|| "HttpError".into()),
+            failure_message: (status == "failed").then(|| "503".into()),
+            worker_identity: Some("w".into()),
+        }
+    }
+
+    /// §3, §3.3: an activity reset restarts Temporal's attempt count; the failed attempt keeps
+    /// its row, the new attempt 1 is a new task chained to it.
+    #[test]
+    fn attempts_stay_separate_across_an_activity_reset() {
+        let step = crate::history::Step {
+            activity_id: "pad_track_0".into(),
+            activity_type: "pad_track".into(),
+            task_queue: "reflow-audio".into(),
+            scheduled_ms: 500,
+            input: json!({"track_index": 0}),
+            start_to_close_s: 60,
+            heartbeat_s: 15,
+            max_attempts: 4,
+            started: None,
+            close: None,
+            scheduled_by: 5,
+            local: false,
+        };
+        let pending = |state, started_ms| crate::history::Pending {
+            activity_id: "pad_track_0".into(),
+            state,
+            attempt: 1,
+            heartbeat: Value::Null,
+            last_heartbeat_ms: 0,
+            last_started_ms: started_ms,
+            next_attempt_ms: 0,
+            last_failure: None,
+            worker: "w".into(),
+            paused: false,
+            pause_reason: None,
+        };
+        use temporalio_common::protos::temporal::api::enums::v1::PendingActivityState as S;
+        let failed = attempt_row(0, 1, "failed", 1);
+        // Reset, the new attempt not started; started but not recorded yet; recorded.
+        for (p, rows) in [
+            (pending(S::Scheduled, 0), vec![failed.clone()]),
+            (pending(S::Started, 9000), vec![failed.clone()]),
+            (
+                pending(S::Started, 9000),
+                vec![failed.clone(), attempt_row(1, 1, "started", 9)],
+            ),
+        ] {
+            let mut run = production_run(WorkflowExecutionStatus::Running);
+            run.steps.push(step.clone());
+            run.pending.push(p.clone());
+            let owner = Owner {
+                run: &run,
+                correlation_id: None,
+                now_ms: 10_000,
+            };
+            let out = super::super::rows::step_rows(&owner, &step, None, &rows);
+            assert_eq!(out.len(), 2, "{out:#?}");
+            assert_eq!(out[0].status, TaskStatus::Failed);
+            assert!(out[0].retried);
+            assert_eq!(out[0].retry_count, 0);
+            assert_eq!(
+                out[0].task_id,
+                super::super::rows::task_id("r1", "pad_track_0", 1, 0)
+            );
+            assert_eq!(
+                out[1].task_id,
+                super::super::rows::task_id("r1", "pad_track_0", 1, 1)
+            );
+            assert_eq!(out[1].retried_task_id.as_ref(), Some(&out[0].task_id));
+            assert_eq!(out[1].retry_count, 1);
+            let running = p.state == S::Started;
+            assert_eq!(
+                out[1].status,
+                if running {
+                    TaskStatus::InProgress
+                } else {
+                    TaskStatus::Scheduled
+                }
+            );
+            // No heartbeat sent: no `heartbeat` key (never `null`).
+            assert_eq!(out[1].output_data, json!({}));
+            assert_eq!(out[0].task_id.len(), 36, "hyphenated: {}", out[0].task_id);
+            assert_eq!(out[0].task_id.matches('-').count(), 4);
+        }
+    }
 
     /// A parent run of diarization.yaml whose second track child could not be started.
     #[test]
