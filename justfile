@@ -208,8 +208,11 @@ bench-llm *args: setup
     "${CARGO_TARGET_DIR:-target}/release/llm-bench" --results bench/results {{args}}
 
 # The embedded main job as a user runs it: `reflow process` (release build) on the demo meeting
-# and on its dialogue ×4 (~10 minutes) → bench/results/e2e.md (time_to_transcript_ratio,
-# per-step times, summary_fact_recall, wer_demo).
+# and on its dialogue ×4 (~10 minutes), then on every meeting of the evaluation set
+# (eval/meetings/, eval/README.md), scored per meeting and as medians over its held-out half
+# → bench/results/e2e.md (time_to_transcript_ratio, per-step times, summary_fact_recall,
+# wer_demo; the set's recall, owners, invented facts, topics, overlap, copying and ready ratios).
+# `just bench-e2e --eval none` skips the set; `--eval standup,casual-chat` runs those.
 bench-e2e *args: setup-media
     cargo build --release -p reflow-worker -p reflow-bench --bin reflow --bin e2e-bench
     TEMPORAL_CLI="{{venv}}/bin/temporal" "${CARGO_TARGET_DIR:-target}/release/e2e-bench" --reflow "${CARGO_TARGET_DIR:-target}/release/reflow" --results bench/results {{args}}

@@ -7,14 +7,21 @@
 //! Writes `e2e.md` into the results directory; `just bench-e2e` builds reflow in release mode
 //! and runs it.
 //!
-//! Usage: `e2e-bench --reflow PATH [--results DIR] [--work DIR] [--repeat N]...` (one meeting
-//! per `--repeat`; default 1 and 4: the demo and a ~10-minute meeting).
+//! Then the evaluation set (`eval/meetings/`, [`eval_set`]): every meeting, scored per meeting
+//! and as medians over its held-out and tuning halves.
+//!
+//! Usage: `e2e-bench --reflow PATH [--results DIR] [--work DIR] [--repeat N]... [--eval
+//! all|none|NAME,NAME…]` (one demo meeting per `--repeat`; default 1 and 4: the demo and a
+//! ~10-minute meeting; `--eval` defaults to `all`).
+
+mod eval_set;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use eval_set::spoken;
 use reflow_bench::{Fact, demo_meeting, machine};
 use serde::Deserialize;
 
@@ -43,16 +50,6 @@ fn llm_load_s(log: &str) -> Option<f64> {
     let line = log.lines().find(|l| l.contains("embedded LLM loaded"))?;
     let ms = line.split("load_ms=").nth(1)?.split_whitespace().next()?;
     Some(ms.parse::<f64>().ok()? / 1000.0)
-}
-
-/// The words of `transcript.txt` (`[mm:ss] Name: text` lines) without times and names.
-fn spoken(transcript: &str) -> String {
-    transcript
-        .lines()
-        .filter_map(|l| l.split_once("] ").map(|(_, rest)| rest))
-        .filter_map(|l| l.split_once(": ").map(|(_, text)| text))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 async fn measure(
@@ -184,6 +181,28 @@ async fn main() -> Result<()> {
         );
         rows.push(m);
     }
+    let eval_names: Vec<String> = match value("--eval").as_deref().unwrap_or("all") {
+        "none" => Vec::new(),
+        "all" => reflow_tests::eval::Meeting::all()?
+            .into_iter()
+            .map(|m| m.name)
+            .collect(),
+        list => list.split(',').map(str::to_owned).collect(),
+    };
+    let mut evals = Vec::new();
+    for name in &eval_names {
+        let r = eval_set::run(&reflow, &client, &server.address, name, &work).await?;
+        eprintln!(
+            "{name}: {:.0} s meeting, summary ready at {:.2}, recap recall {:?}, summary recall \
+             {:?}, invented {:?}",
+            r.meeting_s,
+            r.summary_ready_ratio,
+            r.scores.recap_fact_recall,
+            r.scores.summary_fact_recall,
+            r.scores.invented_facts
+        );
+        evals.push(r);
+    }
     server.stop().await;
 
     let demo_row = rows.iter().find(|m| m.repeat == 1);
@@ -246,6 +265,9 @@ async fn main() -> Result<()> {
             ));
         }
         md.push_str(&format!("\n```markdown\n{}\n```\n", m.summary.trim()));
+    }
+    if !evals.is_empty() {
+        md.push_str(&eval_set::report(&evals));
     }
     match results {
         Some(dir) => {
