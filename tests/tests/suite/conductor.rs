@@ -1,7 +1,8 @@
 //! The Conductor-compatible status API over real runs: a completed run with a retried step and
 //! an activity fan-out, a failed run with an optional failure, a child fan-out flattened under
-//! FORK/JOIN, an attempt cut by its heartbeat timeout, a running run, an unknown id; every
-//! field name and enum checked against docs/contracts/conductor-status.md.
+//! FORK/JOIN, an attempt cut by its heartbeat timeout, a running run, an unknown id, a new
+//! start of a failed id (only its own rows); every field name and enum checked against
+//! docs/contracts/conductor-status.md.
 
 use std::collections::BTreeSet;
 
@@ -409,6 +410,62 @@ async fn retry_resets_to_the_failed_step_without_redoing_completed_ones() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+}
+
+/// A new start of a failed workflow id (not a retry: a chain of its own) lists only its own
+/// rows; the failed run's attempts are not its retries (§4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_start_of_a_failed_id_lists_only_its_own_rows() {
+    let (q, tp, _worker, c) = started("conductor-restart", "gate.yaml").await;
+    let base = api().await;
+    let j = journal(q);
+    runs::start(&c, &tp.pipeline, json!({"journal": j}), "cond-restart")
+        .await
+        .unwrap();
+    assert!(
+        runs::wait(&c, "cond-restart").await.is_err(),
+        "the gate is closed"
+    );
+    let (_, failed) = get(format!("{base}/cond-restart")).await;
+    assert_eq!(failed["failedReferenceTaskNames"], json!(["gate"]));
+    let old: BTreeSet<String> = failed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["taskId"].as_str().unwrap().to_owned())
+        .collect();
+    std::fs::write(
+        reflow_tests::activities::gate_path(&reflow_tests::Probe {
+            journal: j.display().to_string(),
+            key: "gate".into(),
+            ..Default::default()
+        }),
+        b"",
+    )
+    .unwrap();
+    runs::start(&c, &tp.pipeline, json!({"journal": j}), "cond-restart")
+        .await
+        .unwrap();
+    runs::wait(&c, "cond-restart").await.unwrap();
+    let (_, w) = get(format!("{base}/cond-restart")).await;
+    check_shape(&w);
+    assert_eq!(w["status"], "COMPLETED");
+    assert_eq!(
+        refs(&w),
+        [
+            ("first".into(), "COMPLETED".into(), 0),
+            ("second".into(), "COMPLETED".into(), 0),
+            ("gate".into(), "COMPLETED".into(), 0),
+        ]
+    );
+    for t in w["tasks"].as_array().unwrap() {
+        assert!(t.get("retriedTaskId").is_none(), "{t}");
+        assert!(!old.contains(t["taskId"].as_str().unwrap()), "{t}");
+        assert!(
+            t["firstStartTime"].as_i64() >= w["startTime"].as_i64(),
+            "{t}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
