@@ -69,9 +69,18 @@ pub fn node_runs(pipeline: &Pipeline, main: &Run, children: &[Run], view: &Workf
                     (members, fan_out)
                 }
             };
+            // A fan-out over nothing is over once its JOIN completed joining nothing (§3.2).
+            let over_nothing = members.is_empty()
+                && step.for_each.is_some()
+                && view.tasks.iter().any(|t| {
+                    t.task_type == "JOIN"
+                        && t.reference_task_name == step.fork_join().1
+                        && t.status == TaskStatus::Completed
+                        && t.input_data["joinOn"].as_array().is_some_and(Vec::is_empty)
+                });
             runs.insert(
                 (g.name.clone(), step.id.clone()),
-                NodeRun::new(members, fan_out, graph_ended),
+                NodeRun::new(members, fan_out, graph_ended || over_nothing),
             );
         }
     }

@@ -780,6 +780,70 @@ mod tests {
         );
     }
 
+    /// §3.2: no topic chunk to fan out over while the run goes on: the FORK and a COMPLETED
+    /// JOIN joining nothing, and the drawing shows the step skipped, not pending.
+    #[test]
+    fn a_fan_out_over_nothing_is_a_fork_and_a_completed_join() {
+        let mut run = production_run(WorkflowExecutionStatus::Running);
+        let local =
+            |id: &str, at: i64, close: Option<crate::history::Close>| crate::history::Step {
+                activity_id: id.into(),
+                activity_type: id.into(),
+                task_queue: String::new(),
+                scheduled_ms: at,
+                input: json!({}),
+                start_to_close_s: 0,
+                heartbeat_s: 0,
+                max_attempts: 0,
+                started: None,
+                close,
+                scheduled_by: 5,
+                local: true,
+            };
+        run.steps.push(local(
+            "detect_topics",
+            1000,
+            Some(crate::history::Close::Completed {
+                at_ms: 1200,
+                result: json!({"chunks": [], "chunk_count": 0}),
+            }),
+        ));
+        run.steps.push(local("save_topics", 1300, None));
+        let main = Loaded {
+            run,
+            attempts: Vec::new(),
+        };
+        let w = workflow(&main, &[], true);
+        let at = |r: &str| {
+            w.tasks
+                .iter()
+                .position(|t| t.reference_task_name == r)
+                .unwrap_or_else(|| panic!("no {r}"))
+        };
+        let fork = at("fork_topic_chunks");
+        assert_eq!(at("join_topic_chunks"), fork + 1);
+        let join = &w.tasks[fork + 1];
+        assert_eq!(join.status, TaskStatus::Completed);
+        assert_eq!(join.input_data["joinOn"], json!([]));
+        assert_eq!(w.tasks[fork].input_data["forkedTasks"], json!([]));
+        assert_eq!(
+            w.tasks[fork].scheduled_time, 1200,
+            "decided when detect_topics ended"
+        );
+        assert!(
+            !w.tasks
+                .iter()
+                .any(|t| t.reference_task_name.starts_with("detect_chunk_topic"))
+        );
+        let pipeline = main.run.pipeline().unwrap();
+        let runs = super::super::graph::node_runs(&pipeline, &main.run, &[], &w);
+        let key = (
+            "DiarizationPipeline".to_owned(),
+            "detect_chunk_topic".to_owned(),
+        );
+        assert_eq!(runs[&key].state, crate::graph::NodeState::Skipped);
+    }
+
     fn attempt_row(generation: i64, attempt: i64, status: &str, at_s: u64) -> AttemptRow {
         let t = |s: u64| {
             humantime::format_rfc3339_millis(
