@@ -74,10 +74,14 @@ REFLOW_S3_ACCESS_KEY_ID=${reflow_s3_access_key_id}
 REFLOW_S3_SECRET_ACCESS_KEY=${reflow_s3_secret_access_key}
 # Grafana's \`admin\`.
 GRAFANA_ADMIN_PASSWORD=${grafana_admin_password}
-# Operator token: sees every run and transcript, decodes payloads.
+# Operator token: sees every run and transcript, decodes payloads. At least 32 bytes (reflow
+# refuses shorter): \`openssl rand -hex 32\`.
 REFLOW_API_TOKEN=${reflow_api_token}
-# Signs users' JWTs and shareable audio links (HS256).
+# Signs users' JWTs and shareable audio links (HS256). At least 32 bytes: \`openssl rand -hex 32\`.
+# Rotating it: docs/runbook.md, "Rotating SECRET_KEY" (SECRET_KEY_PREVIOUS and its date).
 SECRET_KEY=${secret_key}
+# SECRET_KEY_PREVIOUS=
+# SECRET_KEY_PREVIOUS_UNTIL=
 # Payload encryption keys, newest first: id:base64(32 bytes). Rotation: docs/runbook.md.
 REFLOW_CODEC_KEYS=k1:${codec_key}
 
@@ -115,6 +119,8 @@ ZULIP_API_KEY=
 # Where reflow's API (port 8000) is published. Loopback by default: reach it through your TLS
 # proxy on this host. Another address only for a private interface a proxy elsewhere reaches.
 # REFLOW_BIND_ADDRESS=127.0.0.1
+# Where your TLS proxy publishes the API (https://…: the codec cookie is then Secure).
+# REFLOW_PUBLIC_URL=
 EOF
 
 # Atomic and never over an existing file: a hard link fails if $out appeared meanwhile.

@@ -164,10 +164,23 @@ fn the_compose_stack_is_complete_and_consistent() {
         })
         .map(|t| s(&t).to_owned())
         .collect();
+    // On each worker's metrics port (`--metrics`, /metrics alone, no credentials), which is
+    // never published: the API port's /metrics answers the operator's token only.
     for (name, svc) in services {
         if s(&svc["image"]) == "reflow:local" && svc["command"][0] == "worker" {
-            let target = format!("{}:8000", s(name));
+            let cmd: Vec<&str> = svc["command"]
+                .as_sequence()
+                .map(|c| c.iter().map(s).collect())
+                .unwrap_or_default();
+            assert!(
+                cmd.windows(2).any(|w| w == ["--metrics", "0.0.0.0:9464"]),
+                "{name:?} serves its metrics port: {cmd:?}"
+            );
+            let target = format!("{}:9464", s(name));
             assert!(targets.contains(&target), "{name:?} is scraped");
+            for port in svc["ports"].as_sequence().into_iter().flatten() {
+                assert!(!s(port).contains("9464"), "{name:?} publishes its metrics");
+            }
         }
     }
     assert!(targets.iter().any(|t| t == "temporal:8000"));
@@ -231,6 +244,10 @@ const THIRD_PARTY: &[&str] = &[
     "LLM_API_KEY",
     "ZULIP_API_KEY",
 ];
+
+/// A `SECRET_KEY` rotation in progress (docs/runbook.md, "Rotating SECRET_KEY"): the previous
+/// key and its date, empty (no rotation) unless the operator sets them.
+const ROTATION: &[&str] = &["SECRET_KEY_PREVIOUS", "SECRET_KEY_PREVIOUS_UNTIL"];
 
 fn compose() -> Value {
     yaml(&root().join("temporal-compose/docker-compose.yml"))
@@ -471,8 +488,9 @@ fn no_credential_is_written_in_the_compose_file() {
             if !credential_like(&key) {
                 continue;
             }
-            let third_party =
-                THIRD_PARTY.contains(&key.as_str()) && value == format!("${{{key}:-}}");
+            let third_party = (THIRD_PARTY.contains(&key.as_str())
+                || ROTATION.contains(&key.as_str()))
+                && value == format!("${{{key}:-}}");
             assert!(
                 required_var(&value).is_some() || third_party,
                 "{name}: {key}={value:?} is not ${{NAME:?set it in reflow.env ({GENERATOR})}}"
@@ -761,6 +779,10 @@ fn the_generator_writes_every_variable_the_stack_requires() {
         if let Some(other) = seen.insert(value.clone(), *name) {
             assert_eq!(other, *name, "{other} and {name} share a value");
         }
+    }
+    // Long enough for reflow, which refuses shorter at start.
+    for name in ["SECRET_KEY", "REFLOW_API_TOKEN"] {
+        reflow::http::keys::check_length(name, &vars[name]).unwrap();
     }
     reflow::codec::PayloadEncryption::from_spec(&vars["REFLOW_CODEC_KEYS"], false)
         .expect("REFLOW_CODEC_KEYS as reflow reads it");
