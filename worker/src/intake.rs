@@ -26,7 +26,7 @@
 //! by [`START_TIMEOUT`] so Daily has its answer within a second, and a start that failed or
 //! never happened is left to the backlog loop ([`crate::backlog`]), which starts owed runs in
 //! the order they were asked for once Temporal answers. A recording that arrives while older
-//! ones wait joins the end of the queue ([`Outcome::Queued`]). A second start of the same
+//! ones wait for the loop joins the end of the queue ([`Outcome::Queued`]). A second start of the same
 //! recording is refused by Temporal (id reuse rejected) and counts as done, so the loop, this
 //! routine and other replicas may all try: one run per recording.
 
@@ -54,6 +54,10 @@ pub const MATCH_WINDOW: Duration = Duration::from_secs(168 * 3600);
 /// How long intake waits for Temporal to start a run before it leaves the start to the backlog
 /// loop (Daily must have its answer within a second).
 pub const START_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long the backlog loop leaves a run intake is starting itself before it takes it over
+/// (intake settles or releases it within [`START_TIMEOUT`]; longer means this process died).
+pub const IN_FLIGHT: Duration = Duration::from_secs(5);
 
 /// Why intake could not finish (the webhook answers `deferred`; the run stays owed when its
 /// rows were written, and the backlog loop retries it).
@@ -268,12 +272,24 @@ impl Intake {
             }
         };
         // Owed before Temporal is asked: a start that fails, times out or never happens (this
-        // process dies) leaves the row to the backlog loop.
+        // process dies) leaves the row to the backlog loop, which leaves it alone meanwhile
+        // (due after IN_FLIGHT). Only runs already waiting for the loop go first: recordings
+        // arriving together while Temporal answers are each started here.
+        let due = SystemTime::now() + IN_FLIGHT;
         self.db
-            .owe_run(&transcript.id, backlog::INTAKE, false)
+            .owe_run_at(
+                &transcript.id,
+                backlog::INTAKE,
+                false,
+                &humantime::format_rfc3339_millis(due).to_string(),
+            )
             .await?;
-        if self.db.runs_owed_before(&transcript.id).await? {
-            tracing::info!(recording_id = %d.recording_id, transcript_id = %transcript.id, "older runs are owed; queued behind them");
+        if self
+            .db
+            .runs_owed_before(&transcript.id, &activities::db::now())
+            .await?
+        {
+            tracing::info!(recording_id = %d.recording_id, transcript_id = %transcript.id, "older runs wait for the backlog loop; queued behind them");
             crate::backlog::wake();
             crate::backlog::report(&self.db).await;
             return Ok(Outcome::Queued {

@@ -35,23 +35,35 @@ const COLUMNS: &str =
     "transcript_id, kind, forced, requested_at, attempts, last_error, next_attempt_at";
 
 impl Db {
-    /// Record that `transcript_id` is owed a run of `kind`, unless one is owed already (the
-    /// first request keeps its place and its kind); whether a row was written.
+    /// Record that `transcript_id` is owed a run of `kind`, due now, unless one is owed already
+    /// (the first request keeps its place and its kind); whether a row was written.
     pub async fn owe_run(
         &self,
         transcript_id: &str,
         kind: &str,
         forced: bool,
     ) -> Result<bool, DbError> {
-        let at = now();
+        self.owe_run_at(transcript_id, kind, forced, &now()).await
+    }
+
+    /// [`Db::owe_run`], first due at `due_at` (RFC 3339; later than now while the caller is
+    /// starting the run itself).
+    pub async fn owe_run_at(
+        &self,
+        transcript_id: &str,
+        kind: &str,
+        forced: bool,
+        due_at: &str,
+    ) -> Result<bool, DbError> {
         crate::on_pool!(self, |pool| sqlx::query(
             "INSERT INTO run_backlog (transcript_id, kind, forced, requested_at, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $4) ON CONFLICT (transcript_id) DO NOTHING"
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (transcript_id) DO NOTHING"
         )
         .bind(transcript_id)
         .bind(kind)
         .bind(forced)
-        .bind(&at)
+        .bind(now())
+        .bind(due_at)
         .execute(pool)
         .await
         .map(|r| r.rows_affected() == 1))
@@ -69,15 +81,18 @@ impl Db {
         .map_err(DbError::query("read owed run"))
     }
 
-    /// Whether a run owed before `transcript_id`'s is still waiting (backlog order: request
-    /// time, then transcript id).
-    pub async fn runs_owed_before(&self, transcript_id: &str) -> Result<bool, DbError> {
+    /// Whether a run owed before `transcript_id`'s (backlog order: request time, then
+    /// transcript id) is waiting for the backlog loop at `at`: due, not one a caller is still
+    /// starting itself.
+    pub async fn runs_owed_before(&self, transcript_id: &str, at: &str) -> Result<bool, DbError> {
         let n = crate::on_pool!(self, |pool| sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM run_backlog b, run_backlog me WHERE me.transcript_id = $1 \
+             AND b.next_attempt_at <= $2 \
              AND (b.requested_at < me.requested_at \
                   OR (b.requested_at = me.requested_at AND b.transcript_id < me.transcript_id))"
         )
         .bind(transcript_id)
+        .bind(at)
         .fetch_one(pool)
         .await)
         .map_err(DbError::query("read the backlog"))?;

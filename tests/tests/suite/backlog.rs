@@ -122,7 +122,7 @@ async fn webhooks_while_temporal_is_down_all_run_once_it_is_back() {
 
     let tracks = voices(&dir, 1);
     let mut meetings = Vec::new();
-    for i in 0..=WHILE_DOWN {
+    for i in 0..WHILE_DOWN + 2 {
         meetings.push(stack.meeting("backlog", i, &tracks).await);
     }
     let hook = format!("http://{}/v1/daily/webhook", stack.api);
@@ -136,13 +136,21 @@ async fn webhooks_while_temporal_is_down_all_run_once_it_is_back() {
         }
     };
 
-    // With the server up: started at once, as before (and the worker is serving).
+    // With the server up: two recordings at once are each started at once, as before (one
+    // being started does not queue the other), and the worker is serving.
     let first = &meetings[0];
-    let (status, answer, _) = send(first.webhook.clone()).await;
-    assert_eq!((status, answer["status"].as_str()), (200, Some("ok")));
-    reflow::runs::wait(&client, &first.workflow_id)
-        .await
-        .expect("the first meeting runs");
+    let (a, b) = tokio::join!(
+        send(first.webhook.clone()),
+        send(meetings[1].webhook.clone())
+    );
+    for (status, answer, _) in [a, b] {
+        assert_eq!((status, answer["status"].as_str()), (200, Some("ok")));
+    }
+    for m in &meetings[..2] {
+        reflow::runs::wait(&client, &m.workflow_id)
+            .await
+            .expect("the meetings run");
+    }
     let first_tid = stack
         .db
         .transcript_id_of_recording(&first.recording_id)
@@ -158,7 +166,7 @@ async fn webhooks_while_temporal_is_down_all_run_once_it_is_back() {
     // The server stops; ten recordings become ready.
     server.stop().await;
     eprintln!("backlog: Temporal stopped");
-    let down = &meetings[1..];
+    let down = &meetings[2..];
     for m in down {
         let (status, answer, took) = send(m.webhook.clone()).await;
         eprintln!(
@@ -328,7 +336,7 @@ async fn webhooks_while_temporal_is_down_all_run_once_it_is_back() {
 }
 
 async fn rows(db: &Db) {
-    for id in ["owed-a", "owed-b", "owed-c"] {
+    for id in ["owed-a", "owed-b", "owed-c", "owed-d"] {
         db.create_transcript(&NewTranscript {
             id: id.into(),
             ..Default::default()
@@ -336,6 +344,7 @@ async fn rows(db: &Db) {
         .await
         .unwrap();
     }
+    let at = activities::db::now;
     assert!(db.owe_run("owed-a", INTAKE, false).await.unwrap());
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert!(db.owe_run("owed-b", PROCESS, true).await.unwrap());
@@ -344,8 +353,8 @@ async fn rows(db: &Db) {
     // A second request while one is owed is the same request: first place, first kind.
     assert!(!db.owe_run("owed-a", PROCESS, true).await.unwrap());
     assert_eq!(db.owed_run_count().await.unwrap(), 3);
-    assert!(!db.runs_owed_before("owed-a").await.unwrap());
-    assert!(db.runs_owed_before("owed-c").await.unwrap());
+    assert!(!db.runs_owed_before("owed-a", &at()).await.unwrap());
+    assert!(db.runs_owed_before("owed-c", &at()).await.unwrap());
     let now = activities::db::now();
     let due: Vec<String> = db
         .due_runs(&now, 10)
@@ -401,13 +410,34 @@ async fn rows(db: &Db) {
     );
 
     db.settle_owed_run("owed-a").await.unwrap();
-    assert!(
-        db.runs_owed_before("owed-c").await.unwrap(),
-        "owed-b is still ahead"
-    );
+    // owed-b is ahead, but not due yet (its own backoff): it does not hold owed-c back.
+    assert!(!db.runs_owed_before("owed-c", &at()).await.unwrap());
+    assert!(db.runs_owed_before("owed-c", &until).await.unwrap());
     db.settle_owed_run("owed-b").await.unwrap();
-    assert!(!db.runs_owed_before("owed-c").await.unwrap());
+    assert!(!db.runs_owed_before("owed-c", &until).await.unwrap());
     db.settle_owed_run("owed-c").await.unwrap();
+
+    // A run its caller is starting itself (due later) is not the loop's yet, and does not
+    // hold back a request that comes after it.
+    assert!(
+        db.owe_run_at("owed-a", INTAKE, false, &until)
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(db.owe_run_at("owed-d", INTAKE, false, &at()).await.unwrap());
+    assert!(!db.runs_owed_before("owed-d", &at()).await.unwrap());
+    assert!(db.runs_owed_before("owed-d", &until).await.unwrap());
+    let due: Vec<String> = db
+        .due_runs(&at(), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.transcript_id)
+        .collect();
+    assert_eq!(due, ["owed-d"]);
+    db.settle_owed_run("owed-a").await.unwrap();
+    db.settle_owed_run("owed-d").await.unwrap();
     assert_eq!(db.owed_run_count().await.unwrap(), 0);
     assert!(
         !db.claim_owed_run("owed-c", "r1", &now, &until)

@@ -6,7 +6,7 @@
 //! signature (401) and a malformed body (422) are the sender's fault. Intake writes rows and
 //! starts a workflow; it never waits for the pipeline, and waits for Temporal at most
 //! [`crate::intake::START_TIMEOUT`]: a recording whose run Temporal did not start (unreachable,
-//! or older runs still owed) is answered `queued` and started by the backlog loop
+//! or older runs still waiting for the loop) is answered `queued` and started by the backlog loop
 //! ([`crate::backlog`]) once Temporal answers.
 //!
 //! Replays (docs/contracts/daily.md §3.1): the signed `X-Webhook-Timestamp` must be at most
