@@ -226,3 +226,47 @@ bench: bench-audio bench-asr bench-pipeline bench-llm
 chaos: setup-test
     REFLOW_CHAOS_PIPELINES=10 REFLOW_CHAOS_KILLS=5 REFLOW_CHAOS_RESUME_MEETINGS=3 REFLOW_CHAOS_CANCELS=5 REFLOW_CHAOS_RESULTS="{{justfile_directory()}}/bench/results/chaos.md" \
         TEMPORAL_CLI="{{venv}}/bin/temporal" cargo test -p reflow-tests --test suite chaos:: -- --nocapture --test-threads 1
+
+fuzz_seconds := env_var_or_default("REFLOW_FUZZ_SECONDS", "600")
+
+# Coverage-guided fuzzing (cargo-fuzz and libFuzzer; fuzz/) of what users feed reflow: pipeline
+# YAML, `${…}` expressions and timeout formulas, the Daily webhook body, `recording.json`, and
+# WebM/Opus track bytes. Every target (or those named: `just fuzz expr webm_opus`) runs
+# `fuzz_seconds` (default 600; `just fuzz_seconds=60 fuzz`, or REFLOW_FUZZ_SECONDS), one at a time
+# at the lowest priority, growing a corpus in ~/.cache/reflow/fuzz-corpus/ from the committed
+# seeds (fuzz/corpus/); logs in ~/.cache/reflow/fuzz-logs/. A crash leaves its input in
+# fuzz/artifacts/ (make it a regression test) and fails the recipe after the other targets ran.
+# Results: bench/results/fuzz.md. Not part of `just test`.
+fuzz *targets: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    # cargo-fuzz needs nightly flags (sanitizers, -Z); the stable toolchain accepts them so.
+    export RUSTC_BOOTSTRAP=1
+    export CARGO_TARGET_DIR="${REFLOW_FUZZ_TARGET_DIR:-$HOME/.cache/reflow/fuzz-target}"
+    targets="{{targets}}"
+    [ -n "$targets" ] || targets="pipeline expr daily_webhook recording_json webm_opus"
+    logs="$HOME/.cache/reflow/fuzz-logs"
+    mkdir -p "$logs"
+    cd fuzz
+    nice -n 19 cargo fuzz build
+    failed=""
+    for t in $targets; do
+        corpus="$HOME/.cache/reflow/fuzz-corpus/$t"
+        mkdir -p "$corpus"
+        echo "== fuzz $t: {{fuzz_seconds}} s (log: $logs/$t.log)"
+        dict=""
+        [ -f "dict/$t.dict" ] && dict="-dict=dict/$t.dict"
+        if ! nice -n 19 cargo fuzz run "$t" "$corpus" "corpus/$t" -- $dict \
+            -max_total_time={{fuzz_seconds}} -timeout=30 -print_final_stats=1 2>&1 \
+            | tee "$logs/$t.log" | grep -E '^#[0-9]+ +(pulse|DONE)|^stat::|^==|panicked|SUMMARY'; then
+            :
+        fi
+        if ! grep -q '^Done [0-9]* runs' "$logs/$t.log"; then
+            failed="$failed $t"
+        fi
+    done
+    if [ -n "$failed" ]; then
+        echo "fuzz: crash or error in:$failed (inputs in fuzz/artifacts/)" >&2
+        exit 1
+    fi

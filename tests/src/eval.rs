@@ -186,8 +186,8 @@ pub struct Scores {
     pub recap_fact_recall: Option<f64>,
     /// Facts carried by anything published, over all facts.
     pub summary_fact_recall: Option<f64>,
-    /// Of the `owner+task` facts that a next step carries, the share whose step names the
-    /// right owner (`None`: no next step carries one).
+    /// Of the `owner+task` facts, the share carried by a next step that also names the
+    /// owner (`None`: the meeting has no such fact).
     pub owner_accuracy: Option<f64>,
     /// Numbers, dates and names in what is published that the transcript does not contain.
     pub invented_facts: Vec<String>,
@@ -223,9 +223,6 @@ pub fn score(meeting: &Meeting, p: &Published) -> Result<Scores> {
             if f.carried_by(&line)? {
                 carrying.push(line);
             }
-        }
-        if carrying.is_empty() {
-            continue;
         }
         owned += 1;
         let named = |line: &String| {
