@@ -724,10 +724,14 @@ async fn a_transcription_refused_for_good_names_the_failed_task() {
     assert_eq!(rows[1]["status"], "COMPLETED");
     assert_eq!(rows[1]["retriedTaskId"], rows[0]["taskId"]);
     assert_eq!(rows[1]["retryCount"], 1);
-    assert_eq!(
-        stack.backends.asr_call_count() - asked,
-        1 + cut_off,
-        "only the refused track (and tracks cut off) are transcribed again"
+    // A track cut off after its transcription was stored (its answer reached the stand-in
+    // while the run was being failed; the row reads CANCELED) is served from its checkpoint:
+    // so at most the cut-off tracks, and at least the refused one, are transcribed again.
+    let again = stack.backends.asr_call_count() - asked;
+    assert!(
+        (1..=1 + cut_off).contains(&again),
+        "only the refused track (and tracks cut off) are transcribed again: {again} calls, \
+         {cut_off} cut off"
     );
     let t = stack.db.transcript(&tid).await.unwrap();
     assert_eq!((t.status.as_str(), t.error.as_deref()), ("ended", None));
