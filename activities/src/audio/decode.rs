@@ -6,6 +6,7 @@
 //! where *every* packet is rejected is corrupt. A file with no audio frames at all decodes to
 //! zero samples: silence, not an error.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
 use std::path::Path;
 
@@ -13,12 +14,13 @@ use symphonia::core::audio::SampleBuffer;
 use symphonia::core::codecs::{CODEC_TYPE_NULL, Decoder, DecoderOptions};
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::{FormatOptions, FormatReader};
-use symphonia::core::io::MediaSourceStream;
+use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 use symphonia::core::units::TimeBase;
 
 use super::AudioError;
+use super::guard::{self, Container, Refusal};
 
 /// What a decode saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,11 +55,83 @@ pub struct AudioReader {
     last_ts: Option<u64>,
 }
 
-/// The EBML magic every Matroska/WebM file starts with.
-const EBML_MAGIC: [u8; 4] = [0x1A, 0x45, 0xDF, 0xA3];
+/// A [`guard::Refusal`] as the error of the track `source_name`.
+fn refused(refusal: Refusal, source_name: &str) -> AudioError {
+    let source_name = source_name.to_owned();
+    match refusal {
+        Refusal::Unsupported(message) => AudioError::Unsupported {
+            source_name,
+            message,
+        },
+        Refusal::Corrupt(message) => AudioError::Corrupt {
+            source_name,
+            message,
+        },
+        Refusal::Read(message) => AudioError::Read {
+            source_name,
+            message,
+        },
+    }
+}
+
+/// A seekable source from byte `start` on (the ID3v2 tags [`guard::check`] skipped are not
+/// handed to symphonia): position 0 is `start` of the inner source.
+struct Window<S> {
+    inner: S,
+    start: u64,
+    len: u64,
+}
+
+impl<S: Read + Seek> Window<S> {
+    fn new(mut inner: S, start: u64) -> std::io::Result<Self> {
+        let end = inner.seek(SeekFrom::End(0))?;
+        inner.seek(SeekFrom::Start(start))?;
+        Ok(Window {
+            inner,
+            start,
+            len: end.saturating_sub(start),
+        })
+    }
+}
+
+impl<S: Read> Read for Window<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl<S: Seek> Seek for Window<S> {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        let to = match pos {
+            SeekFrom::Start(n) => self.start.checked_add(n),
+            SeekFrom::Current(d) => self.inner.stream_position()?.checked_add_signed(d),
+            SeekFrom::End(d) => (self.start + self.len).checked_add_signed(d),
+        }
+        .filter(|&to| to >= self.start)
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek before the start of the audio",
+            )
+        })?;
+        Ok(self.inner.seek(SeekFrom::Start(to))? - self.start)
+    }
+}
+
+impl<S: Read + Seek + Send + Sync> MediaSource for Window<S> {
+    fn is_seekable(&self) -> bool {
+        true
+    }
+
+    fn byte_len(&self) -> Option<u64> {
+        Some(self.len)
+    }
+}
 
 impl AudioReader {
-    /// Open `path`, named `source_name` in errors (the track's object key).
+    /// Open `path`, named `source_name` in errors (the track's object key). The file's header
+    /// is checked first ([`guard`]): only the container at its start is probed, and a length
+    /// there that symphonia would trust without room for it refuses the file.
     pub fn open(path: &Path, source_name: &str) -> Result<Self, AudioError> {
         let file = std::fs::File::open(path).map_err(|e| AudioError::Read {
             source_name: source_name.to_owned(),
@@ -69,23 +143,13 @@ impl AudioReader {
                 message: "the file is empty".into(),
             });
         }
-        let mut magic = [0u8; 4];
-        let matroska = {
-            use std::io::Read;
-            let mut f = &file;
-            f.read_exact(&mut magic).is_ok() && magic == EBML_MAGIC
-        };
-        {
-            use std::io::Seek;
-            let mut f = &file;
-            f.seek(std::io::SeekFrom::Start(0))
-                .map_err(|e| AudioError::Read {
-                    source_name: source_name.to_owned(),
-                    message: e.to_string(),
-                })?;
-        }
+        let checked = guard::check(&file).map_err(|e| refused(e, source_name))?;
+        let source = Window::new(file, checked.start).map_err(|e| AudioError::Read {
+            source_name: source_name.to_owned(),
+            message: e.to_string(),
+        })?;
         let extension = path.extension().and_then(|e| e.to_str());
-        Self::from_source(Box::new(file), matroska, extension, source_name)
+        Self::from_source(Box::new(source), checked.container, extension, source_name)
     }
 
     /// [`AudioReader::open`] on bytes held in memory, `extension` being the file's (a hint):
@@ -101,18 +165,19 @@ impl AudioReader {
                 message: "the file is empty".into(),
             });
         }
-        let matroska = bytes.starts_with(&EBML_MAGIC);
-        Self::from_source(
-            Box::new(std::io::Cursor::new(bytes)),
-            matroska,
-            extension,
-            source_name,
-        )
+        let checked = guard::check(&bytes[..]).map_err(|e| refused(e, source_name))?;
+        let source = Window::new(std::io::Cursor::new(bytes), checked.start).map_err(|e| {
+            AudioError::Read {
+                source_name: source_name.to_owned(),
+                message: e.to_string(),
+            }
+        })?;
+        Self::from_source(Box::new(source), checked.container, extension, source_name)
     }
 
     fn from_source(
-        source: Box<dyn symphonia::core::io::MediaSource>,
-        matroska: bool,
+        source: Box<dyn MediaSource>,
+        container: Container,
         extension: Option<&str>,
         source_name: &str,
     ) -> Result<Self, AudioError> {
@@ -124,7 +189,7 @@ impl AudioReader {
         // symphonia's MKV reader panics on some damaged headers (a truncated EBML header):
         // that is bad input, not a crash.
         let probed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            symphonia::default::get_probe().format(
+            guard::probe(container).format(
                 &hint,
                 mss,
                 &FormatOptions {
@@ -171,7 +236,7 @@ impl AudioReader {
         Ok(AudioReader {
             name: source_name.to_owned(),
             track_id: track.id,
-            matroska,
+            matroska: container == Container::Matroska,
             time_base: track.codec_params.time_base,
             pre_skip,
             last_ts: None,

@@ -8,6 +8,7 @@
 
 pub mod activities;
 pub mod decode;
+pub mod guard;
 pub mod limiter;
 pub mod mix;
 pub mod mono;

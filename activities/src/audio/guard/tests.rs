@@ -1,0 +1,481 @@
+//! The fuzz target's out-of-memory, one hostile input per site of upstream issue #508 (each
+//! refused before symphonia allocates: the test finishing is the proof), and real files from
+//! ffmpeg that must still decode.
+
+use std::path::Path;
+use std::process::Command;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use super::ogg::Crc;
+use super::{Container, Refusal, check};
+use crate::audio::AudioError;
+use crate::audio::decode::{AudioReader, decode_file};
+
+/// What the `webm_opus` fuzz target found: garbage with `fLaC` at byte 26, its comment block
+/// claiming a 2.6 GB comment (`fuzz/artifacts/webm_opus/oom-518e9f485aae7bafc7020c9526706bae77484c05`).
+const FUZZ_OOM: &str = "UklGk59ChoEBQveBAULygQRC84EIgoR3ZWJmTGFDBEKFgQIAAAD/////////AKOfQoaBKQH4u4sAAAAAAAAAAAAAAAAAAAD/////////AKOfQoaBKQFC94EBQvIOQkBN1GJP";
+
+/// What a hostile length prefix claims: 4 GB less a little.
+const HUGE: u32 = 0xffff_fff0;
+
+/// The error [`AudioReader::from_bytes`] gives for `bytes`, named `track.x`.
+fn open_error(bytes: Vec<u8>) -> AudioError {
+    match AudioReader::from_bytes(bytes, None, "track.x") {
+        Ok(_) => panic!("the input was handed to symphonia"),
+        Err(e) => e,
+    }
+}
+
+/// `bytes` is refused as corrupt, the message naming the track and containing `cause`.
+fn assert_corrupt(bytes: Vec<u8>, cause: &str) {
+    match open_error(bytes) {
+        AudioError::Corrupt {
+            source_name,
+            message,
+        } => {
+            assert_eq!(source_name, "track.x");
+            assert!(message.contains(cause), "{message:?} lacks {cause:?}");
+        }
+        other => panic!("not Corrupt: {other:?}"),
+    }
+}
+
+fn le(n: u32) -> [u8; 4] {
+    n.to_le_bytes()
+}
+
+fn be(n: u32) -> [u8; 4] {
+    n.to_be_bytes()
+}
+
+/// A Vorbis comment block holding `comments`.
+fn comments(comments: &[&[u8]]) -> Vec<u8> {
+    let mut b = [le(6).as_slice(), b"reflow", &le(comments.len() as u32)].concat();
+    for c in comments {
+        b.extend_from_slice(&le(c.len() as u32));
+        b.extend_from_slice(c);
+    }
+    b
+}
+
+/// A FLAC picture block: `mime`, `description`, then `data`, each length as stated by the
+/// matching `*_len` (`None`: the real length).
+fn picture(mime_len: Option<u32>, description_len: Option<u32>, data_len: Option<u32>) -> Vec<u8> {
+    let (mime, description, data) = (b"image/png".as_slice(), b"cover".as_slice(), [7u8; 32]);
+    [
+        be(3).as_slice(),
+        &be(mime_len.unwrap_or(mime.len() as u32)),
+        mime,
+        &be(description_len.unwrap_or(description.len() as u32)),
+        description,
+        &[0; 16],
+        &be(data_len.unwrap_or(data.len() as u32)),
+        &data,
+    ]
+    .concat()
+}
+
+/// A native FLAC header: STREAMINFO, then `blocks` (type, body), the last marked last, then a
+/// few bytes standing for audio.
+fn flac(blocks: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    // 4096-frame blocks, 48 kHz, mono, 16 bits: what symphonia accepts before the next block.
+    let mut streaminfo = [0u8; 34];
+    streaminfo[..4].copy_from_slice(&[0x10, 0x00, 0x10, 0x00]);
+    streaminfo[10..14].copy_from_slice(&[0x0b, 0xb8, 0x00, 0xf0]);
+    let mut f = b"fLaC".to_vec();
+    let all: Vec<(u8, &[u8])> = std::iter::once((0, streaminfo.as_slice()))
+        .chain(blocks.iter().map(|(t, b)| (*t, b.as_slice())))
+        .collect();
+    for (i, (kind, body)) in all.iter().enumerate() {
+        let last = if i + 1 == all.len() { 0x80 } else { 0 };
+        f.push(kind | last);
+        f.extend_from_slice(&be(body.len() as u32)[1..]);
+        f.extend_from_slice(body);
+    }
+    f.extend_from_slice(&[0xff, 0xf8, 0x69, 0x08, 0, 0, 0]);
+    f
+}
+
+/// One Ogg page of `serial` holding whole `packets`, `flags` 0x02 for a first page.
+fn ogg_page(serial: u32, sequence: u32, flags: u8, packets: &[&[u8]]) -> Vec<u8> {
+    let mut table = Vec::new();
+    for p in packets {
+        table.extend(std::iter::repeat_n(255u8, p.len() / 255));
+        table.push((p.len() % 255) as u8);
+    }
+    let mut page = [
+        b"OggS".as_slice(),
+        &[0, flags],
+        &0u64.to_le_bytes(),
+        &le(serial),
+        &le(sequence),
+        &[0; 4],
+        &[table.len() as u8],
+        &table,
+    ]
+    .concat();
+    for p in packets {
+        page.extend_from_slice(p);
+    }
+    let mut crc = Crc::default();
+    crc.update(&page);
+    page[22..26].copy_from_slice(&le(crc.0));
+    page
+}
+
+#[test]
+fn the_fuzz_targets_out_of_memory_is_not_a_container() {
+    let bytes = STANDARD.decode(FUZZ_OOM).unwrap();
+    assert_eq!(&bytes[26..30], b"fLaC");
+    match open_error(bytes.clone()) {
+        AudioError::Unsupported {
+            source_name,
+            message,
+        } => {
+            assert_eq!(source_name, "track.x");
+            assert!(message.contains("no audio container"), "{message}");
+            assert!(message.contains("52 49 46 93"), "{message}");
+        }
+        other => panic!("not Unsupported: {other:?}"),
+    }
+    // The same from a file, and the header of what `fLaC` there would have been is never read.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oom.webm");
+    std::fs::write(&path, &bytes).unwrap();
+    let e = decode_file(&path, "rec/alice.webm", |_, _, _| {}).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("rec/alice.webm: not a supported audio file: no audio container"),
+        "{e}"
+    );
+    // Cut to start at `fLaC`, it is FLAC, whose comment block does not fit in the file.
+    assert_corrupt(
+        bytes[26..].to_vec(),
+        "FLAC VORBIS_COMMENT block 1 claims 4359553 bytes, past the end of the 73-byte file",
+    );
+}
+
+#[test]
+fn a_flac_comment_longer_than_its_block_is_refused() {
+    let mut block = comments(&[b"TITLE=standup"]);
+    block.extend_from_slice(&le(HUGE));
+    block.extend_from_slice(b"abc");
+    block[10..14].copy_from_slice(&le(2));
+    assert_corrupt(
+        flac(&[(4, block)]),
+        "FLAC VORBIS_COMMENT block 2: comment 2 claims 4294967280 bytes, 3 are left",
+    );
+    // The vendor string and the comment count must fit too.
+    let mut vendor = comments(&[]);
+    vendor[..4].copy_from_slice(&le(HUGE));
+    assert_corrupt(flac(&[(4, vendor)]), "the vendor string claims");
+    let mut count = comments(&[]);
+    count[10..14].copy_from_slice(&le(HUGE));
+    assert_corrupt(flac(&[(4, count)]), "comments cannot fit");
+}
+
+#[test]
+fn a_flac_picture_longer_than_its_block_is_refused() {
+    assert_corrupt(
+        flac(&[(6, picture(Some(HUGE), None, None))]),
+        "FLAC PICTURE block 2: the MIME type claims 4294967280 bytes",
+    );
+    assert_corrupt(
+        flac(&[(6, picture(None, Some(HUGE), None))]),
+        "the description claims",
+    );
+    assert_corrupt(
+        flac(&[(6, picture(None, None, Some(HUGE)))]),
+        "the picture data claims",
+    );
+    // base64 in a comment, as Ogg files carry pictures: symphonia reads it the same way.
+    let comment = [
+        b"metadata_block_picture=".as_slice(),
+        STANDARD.encode(picture(None, None, Some(HUGE))).as_bytes(),
+    ]
+    .concat();
+    assert_corrupt(
+        flac(&[(4, comments(&[&comment]))]),
+        "comment 1 (METADATA_BLOCK_PICTURE): the picture data claims",
+    );
+    // A block past the end of the file.
+    let mut cut = flac(&[(6, picture(None, None, None))]);
+    cut.truncate(cut.len() - 20);
+    assert_corrupt(cut, "FLAC PICTURE block 2 claims");
+}
+
+#[test]
+fn well_formed_flac_metadata_passes() {
+    let comment = [
+        b"METADATA_BLOCK_PICTURE=".as_slice(),
+        STANDARD.encode(picture(None, None, None)).as_bytes(),
+    ]
+    .concat();
+    let f = flac(&[
+        (4, comments(&[b"TITLE=standup", &comment])),
+        (6, picture(None, None, None)),
+    ]);
+    assert_eq!(check(&f[..]).unwrap().container, Container::Flac);
+}
+
+#[test]
+fn id3v2_tags_are_skipped_unread_and_must_fit_in_the_file() {
+    // A frame claiming 2 GB inside a tag of 30 bytes: symphonia's ID3v2 reader would allocate
+    // it; the tag is skipped instead, the audio after it found.
+    let mut frame = b"TIT2".to_vec();
+    frame.extend_from_slice(&be(0x7fff_ffff));
+    frame.extend_from_slice(&[0, 0, 3]);
+    frame.resize(30, b'x');
+    let mut tag = b"ID3\x03\x00\x00\x00\x00\x00\x1e".to_vec();
+    tag.extend_from_slice(&frame);
+    let wav = ffmpeg_file("wav", &[]);
+    let tagged = [tag.as_slice(), &wav].concat();
+    let checked = check(&tagged[..]).unwrap();
+    assert_eq!(
+        (checked.container, checked.start),
+        (Container::Wav, 40),
+        "the tag is 10 + 30 bytes"
+    );
+    let reader = AudioReader::from_bytes(tagged, None, "t").unwrap();
+    assert_eq!(reader.stats().sample_rate, 48_000);
+    let mp3 = ffmpeg_file("mp3", &["-c:a", "libmp3lame", "-id3v2_version", "0"]);
+    assert!(!mp3.starts_with(b"ID3"));
+    let tagged = [tag.as_slice(), &mp3].concat();
+    assert_eq!(check(&tagged[..]).unwrap().container, Container::Mp3);
+    let mut reader = AudioReader::from_bytes(tagged, None, "t").unwrap();
+    let mut frames = 0;
+    while let Some((samples, channels, _)) = reader.next_chunk().unwrap() {
+        frames += samples.len() / channels;
+    }
+    assert!((43_000..53_000).contains(&frames), "{frames}");
+    // A tag claiming more than the file.
+    let mut cut = b"ID3\x04\x00\x00\x7f\x7f\x7f\x7f".to_vec();
+    cut.extend_from_slice(&[0xff, 0xfb, 0x90, 0x00]);
+    assert_corrupt(cut, "the ID3v2 tag at byte 0 claims 268435455 bytes");
+}
+
+#[test]
+fn an_ogg_comment_header_longer_than_its_packet_is_refused() {
+    // Opus: OpusTags claiming a 4 GB comment.
+    let head = [
+        b"OpusHead".as_slice(),
+        &[1, 1, 0x38, 1],
+        &le(48_000),
+        &[0; 3],
+    ]
+    .concat();
+    let mut tags = [b"OpusTags".as_slice(), &comments(&[])].concat();
+    tags[18..22].copy_from_slice(&le(1));
+    tags.extend_from_slice(&le(HUGE));
+    tags.push(b'x');
+    let opus = [ogg_page(7, 0, 0x02, &[&head]), ogg_page(7, 1, 0, &[&tags])].concat();
+    assert_corrupt(
+        opus,
+        "Ogg OpusTags header: comment 1 claims 4294967280 bytes, 1 are left",
+    );
+    // Vorbis: a comment header in the middle of the audio, after a valid one; symphonia parses
+    // it wherever it is.
+    let ident = [b"\x01vorbis".as_slice(), &[0; 23]].concat();
+    let good = [b"\x03vorbis".as_slice(), &comments(&[b"TITLE=x"]), &[1]].concat();
+    let setup = [b"\x05vorbis".as_slice(), &[0; 8]].concat();
+    let mut bad = [b"\x03vorbis".as_slice(), &comments(&[])].concat();
+    bad[17..21].copy_from_slice(&le(1));
+    bad.extend_from_slice(&le(HUGE));
+    let vorbis = |late: &[u8]| {
+        [
+            ogg_page(3, 0, 0x02, &[&ident]),
+            ogg_page(3, 1, 0, &[&good, &setup]),
+            ogg_page(3, 2, 0, &[&[0u8, 1, 2][..], &[0, 3, 4]]),
+            ogg_page(3, 3, 0, &[&[0u8, 5, 6][..], late]),
+        ]
+        .concat()
+    };
+    assert_eq!(
+        check(&vorbis(&[0, 7, 8])[..]).unwrap().container,
+        Container::Ogg
+    );
+    assert_corrupt(vorbis(&bad), "Ogg Vorbis comment header: comment 1 claims");
+    // The same packet on a page whose CRC is wrong: symphonia drops the page, so may we.
+    let mut damaged = vorbis(&bad);
+    let n = damaged.len();
+    damaged[n - 1] ^= 1;
+    assert_eq!(check(&damaged[..]).unwrap().container, Container::Ogg);
+    // Ogg FLAC: a picture packet.
+    let ogg_flac_head = [b"\x7fFLAC\x01\x00\x00\x01fLaC".as_slice(), &[0; 38]].concat();
+    let pic = picture(None, None, Some(HUGE));
+    let pic_packet = [&[0x86, 0, 0, pic.len() as u8][..], &pic].concat();
+    assert_corrupt(
+        [
+            ogg_page(5, 0, 0x02, &[&ogg_flac_head]),
+            ogg_page(5, 1, 0, &[&pic_packet]),
+        ]
+        .concat(),
+        "Ogg FLAC PICTURE packet: the picture data claims",
+    );
+}
+
+#[test]
+fn ogg_packets_are_reassembled_across_pages() {
+    // An OpusTags packet of 600 bytes over three pages, its comment claiming one byte more
+    // than the packet holds: found only once the pages are put together.
+    let head = [
+        b"OpusHead".as_slice(),
+        &[1, 1, 0x38, 1],
+        &le(48_000),
+        &[0; 3],
+    ]
+    .concat();
+    let mut tags = [b"OpusTags".as_slice(), &comments(&[&[b'a'; 578]])].concat();
+    assert_eq!(tags.len(), 8 + 4 + 6 + 4 + 4 + 578);
+    let claim = tags.len() - 578 - 4;
+    tags[claim..claim + 4].copy_from_slice(&le(579));
+    let page = |seq: u32, flags: u8, body: &[u8], lacing: &[u8]| {
+        let mut p = [
+            b"OggS".as_slice(),
+            &[0, flags],
+            &0u64.to_le_bytes(),
+            &le(9),
+            &le(seq),
+            &[0; 4],
+            &[lacing.len() as u8],
+            lacing,
+            body,
+        ]
+        .concat();
+        let mut crc = Crc::default();
+        crc.update(&p);
+        p[22..26].copy_from_slice(&le(crc.0));
+        p
+    };
+    let pages = [
+        ogg_page(9, 0, 0x02, &[&head]),
+        page(1, 0, &tags[..255], &[255]),
+        page(2, 0x01, &tags[255..510], &[255]),
+        page(3, 0x01, &tags[510..], &[(tags.len() - 510) as u8]),
+    ];
+    assert_corrupt(pages.concat(), "comment 1 claims 579 bytes, 578 are left");
+    // A sequence gap drops the partial packet, as symphonia does: nothing to parse then.
+    let gap = [
+        pages[0].clone(),
+        pages[1].clone(),
+        page(5, 0x01, &tags[255..510], &[255]),
+        page(6, 0x01, &tags[510..], &[(tags.len() - 510) as u8]),
+    ];
+    assert!(check(&gap.concat()[..]).is_ok());
+}
+
+#[test]
+fn a_wav_chunk_past_the_end_is_refused() {
+    let wav = ffmpeg_file("wav", &[]);
+    let fmt_end = 12 + 8 + 16;
+    let list = [b"LIST".as_slice(), &le(HUGE), b"INFOINAM", &le(HUGE), b"x"].concat();
+    let bad = [&wav[..fmt_end], &list, &wav[fmt_end..]].concat();
+    assert_corrupt(bad, "the WAV 'LIST' chunk claims 4294967280 bytes");
+}
+
+#[test]
+fn unknown_leading_bytes_are_refused() {
+    for junk in [&b"\0\0\0\0OggS"[..], b"garbage fLaC", b"RIFF\0\0\0\0AVI "] {
+        assert!(
+            matches!(check(junk), Err(Refusal::Unsupported(_))),
+            "{junk:?}"
+        );
+    }
+}
+
+/// A 1 s 440 Hz tone encoded by ffmpeg with `args`, as a file of `extension`.
+fn ffmpeg_file(extension: &str, args: &[&str]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("tone.{extension}"));
+    ffmpeg_to(&path, args);
+    std::fs::read(&path).unwrap()
+}
+
+fn ffmpeg_to(path: &Path, args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("sine=frequency=440:duration=1:sample_rate=48000")
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("ffmpeg is installed (just setup-test)");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn real_files_still_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let cover = dir.path().join("cover.png");
+    let png = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=red:s=16x16",
+        ])
+        .args(["-frames:v", "1"])
+        .arg(&cover)
+        .output()
+        .expect("ffmpeg is installed (just setup-test)");
+    assert!(png.status.success());
+    let cover = cover.to_str().unwrap();
+    let tagged = ["-metadata", "title=standup", "-metadata", "artist=reflow"];
+    let with_cover = [
+        "-i",
+        cover,
+        "-map",
+        "0",
+        "-map",
+        "1",
+        "-disposition:v",
+        "attached_pic",
+    ];
+    let cases: Vec<(&str, Vec<&str>, Container)> = vec![
+        ("wav", vec![], Container::Wav),
+        ("flac", [&with_cover[..], &tagged].concat(), Container::Flac),
+        (
+            "opus",
+            [&tagged[..], &["-c:a", "libopus"]].concat(),
+            Container::Ogg,
+        ),
+        (
+            "ogg",
+            [&tagged[..], &["-c:a", "libvorbis"]].concat(),
+            Container::Ogg,
+        ),
+        (
+            "mp3",
+            [
+                &with_cover[..],
+                &tagged,
+                &["-c:a", "libmp3lame", "-id3v2_version", "3"],
+            ]
+            .concat(),
+            Container::Mp3,
+        ),
+        ("webm", vec!["-c:a", "libopus"], Container::Matroska),
+    ];
+    for (extension, args, container) in cases {
+        let path = dir.path().join(format!("tone.{extension}"));
+        ffmpeg_to(&path, &args);
+        let file = std::fs::File::open(&path).unwrap();
+        let checked = check(&file).unwrap_or_else(|e| panic!("{extension}: {e:?}"));
+        assert_eq!(checked.container, container, "{extension}");
+        let stats = decode_file(&path, extension, |_, _, _| {})
+            .unwrap_or_else(|e| panic!("{extension}: {e}"));
+        let seconds = stats.frames as f64 / f64::from(stats.sample_rate);
+        assert!(
+            (0.9..1.2).contains(&seconds),
+            "{extension}: {seconds} s decoded ({stats:?})"
+        );
+    }
+}
