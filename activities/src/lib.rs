@@ -23,6 +23,7 @@ pub mod heartbeat;
 pub mod http;
 pub mod lifecycle;
 pub mod llm;
+pub mod memo;
 pub mod metrics;
 pub mod models;
 pub mod progress;

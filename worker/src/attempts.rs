@@ -87,7 +87,9 @@ impl ActivityInboundInterceptor for AttemptReporter {
         // The interpreter's progress reports and definition lookups are bookkeeping, not steps.
         let internal = info.is_local
             && (info.activity_type == workflow::interpreter::REPORT_PROGRESS
-                || info.activity_type == workflow::interpreter::resolve::RESOLVE_PIPELINE);
+                || info.activity_type == workflow::interpreter::resolve::RESOLVE_PIPELINE
+                || info.activity_type == workflow::interpreter::memo::MEMO_PLAN
+                || info.activity_type == workflow::interpreter::memo::MEMO_STORE);
         let mut labels = activities::attempt::AttemptContext {
             pipeline: info.workflow_type.clone().unwrap_or_default(),
             step: info.activity_type.clone(),

@@ -228,6 +228,7 @@ mod tests {
             error: None,
             members: vec![],
             child: None,
+            reused: false,
         }
     }
 

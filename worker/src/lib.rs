@@ -23,6 +23,7 @@ pub mod local;
 pub mod metrics;
 pub mod poll;
 pub mod registry;
+pub mod rerun;
 pub mod reset;
 pub mod retry;
 pub mod runs;

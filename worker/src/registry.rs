@@ -17,6 +17,7 @@ use activities::files::FileActivities;
 use activities::lifecycle::{self, LifecycleActivities};
 use activities::llm::steps::{self as summary, SummaryActivities};
 use activities::llm::{Llm, LlmConfig};
+use activities::memo::MemoActivities;
 use activities::progress::{self, ProgressActivities};
 use activities::storage::{Storage, StorageConfig, StorageError};
 use activities::versions::{VersionActivities, Versions};
@@ -187,13 +188,25 @@ impl Registry {
             .fold(Catalog::new(), |c, declare| declare(c))
             .activity(ProgressActivities::report_progress.name(), progress::EMITS)
             .activity(VersionActivities::resolve_pipeline.name(), &[])
+            .activity(MemoActivities::memo_plan.name(), &[])
+            .activity(MemoActivities::memo_store.name(), &[])
             .workflow_type("DiarizationPipeline")
             .workflow_type("TrackProcessing")
             .workflow_type("PollDailyRecordings");
+        let memo_catalog = Arc::new(catalog.clone());
         Registry::empty().with(
             catalog,
-            Arc::new(|o: &mut WorkerOptions, services: &Services| {
+            Arc::new(move |o: &mut WorkerOptions, services: &Services| {
                 o.register_activities(ProgressActivities::new(services.events.clone()));
+                // Memoized runs: a plan in the first task, what was computed stored at the end.
+                o.register_activities(MemoActivities::new(
+                    Versions::of(services.db()),
+                    memo_catalog.clone(),
+                    services.storage.clone(),
+                    services.recordings.clone(),
+                    services.transcriber.config().identity(),
+                    services.llm.config().identity(),
+                ));
                 // Every run's first workflow task resolves its registered definition.
                 o.register_activities(VersionActivities::new(Versions::of(services.db())));
                 o.register_activities(AudioActivities::new(
@@ -338,6 +351,8 @@ mod tests {
             let entry = catalog.get_activity(name).unwrap();
             if name == activities::progress::ProgressActivities::report_progress.name()
                 || name == VersionActivities::resolve_pipeline.name()
+                || name == MemoActivities::memo_plan.name()
+                || name == MemoActivities::memo_store.name()
             {
                 continue; // internal: scheduled by the interpreter, never by a step
             }

@@ -91,6 +91,9 @@ pub struct StepRow {
     /// The table of the child workflow this row started, as the child last reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child: Option<Box<Progress>>,
+    /// Completed by taking a previous run's result (a memoized run reused it; nothing ran).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
 }
 
 /// Overall state of the run.
@@ -348,6 +351,7 @@ mod tests {
             error: None,
             members: vec![],
             child: None,
+            reused: false,
         }
     }
 

@@ -88,7 +88,7 @@ impl AsrConfig {
     }
 
     /// What about the backend changes its output (never secrets): part of the checkpoint hash.
-    pub(super) fn identity(&self) -> serde_json::Value {
+    pub fn identity(&self) -> serde_json::Value {
         match self {
             AsrConfig::Embedded(c) => serde_json::json!({
                 "backend": "embedded",

@@ -35,6 +35,7 @@
 //! | [`process`] | `reflow process <dir>` interrupted and resumed |
 //! | [`progress_events`] | `PIPELINE_PROGRESS` from a real run |
 //! | [`replay`] | recorded histories still replay (determinism guard) |
+//! | [`rerun`] | memoized re-runs: nothing changed runs nothing paid; a changed step runs with its dependents only |
 //! | [`runbook`] | every operator command of `docs/runbook.md`, run as written |
 //! | [`security`] | attacks on the API, webhooks, worker and Temporal history |
 //! | [`summaries`] | the LLM chain against an OpenAI-compatible stand-in |
@@ -71,6 +72,7 @@ mod pipeline_versions;
 mod process;
 mod progress_events;
 mod replay;
+mod rerun;
 mod runbook;
 mod security;
 mod summaries;

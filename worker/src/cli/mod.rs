@@ -25,6 +25,7 @@ mod import;
 mod one_run;
 mod pipelines;
 mod process;
+pub mod rerun;
 mod serve;
 
 pub use import::ImportFrom;
@@ -119,6 +120,26 @@ pub enum Command {
     Cancel {
         /// Workflow id.
         workflow_id: String,
+    },
+    /// Process a transcript again (docs/contracts/events-and-api.md §5.5): a failed or
+    /// cancelled run is resumed; otherwise a new run reuses every step whose inputs, definition
+    /// and backends are unchanged. Ends with a line and a JSON summary (steps reused and run,
+    /// transcription seconds and LLM tokens not paid again).
+    Rerun {
+        /// Transcript id, or the workflow id of one of its runs.
+        id: String,
+        /// Run this registered version (default: the rollout's choice, else the last run's).
+        #[arg(long)]
+        version: Option<u32>,
+        /// Recompute this step and everything downstream of it.
+        #[arg(long)]
+        from: Option<String>,
+        /// Reuse nothing.
+        #[arg(long)]
+        fresh: bool,
+        /// Terminate a run in progress, and start a new run even after a failure.
+        #[arg(long)]
+        force: bool,
     },
     /// Serve task queues until Ctrl-C / SIGTERM.
     Worker {
@@ -258,6 +279,22 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             one_run::reset_point(&settings, &workflow_id, step.as_deref()).await
         }
         Command::Cancel { workflow_id } => one_run::cancel(&settings, &workflow_id).await,
+        Command::Rerun {
+            id,
+            version,
+            from,
+            fresh,
+            force,
+        } => {
+            let o = rerun::Options {
+                id,
+                version,
+                from,
+                fresh,
+                force,
+            };
+            rerun::rerun(&settings, &registry, o).await
+        }
         Command::Worker {
             queues,
             pipelines,

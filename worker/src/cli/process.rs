@@ -144,12 +144,19 @@ pub(super) async fn process_dir(
     let job = {
         let (client, shutdown, id) = (client.clone(), shutdown.clone(), workflow_id.clone());
         let events = services.events.clone();
+        let tid = transcript_id.clone();
         let resume = format!("reflow process {}", dir.display());
         async move {
             let work = async {
                 match input {
                     Some(input) => {
-                        runs::start(&client, &pipeline, input, &id).await?;
+                        let run = runs::start(&client, &pipeline, input, &id).await?;
+                        // The transcript names its run, so `reflow rerun` and `POST …/process`
+                        // find it (its input is rebuilt from that run's).
+                        events
+                            .db()
+                            .set_workflow(&tid, &id, run.run_id.as_deref().unwrap_or_default())
+                            .await?;
                     }
                     None if matches!(action, LocalRun::Retry) => {
                         eprintln!(

@@ -291,6 +291,9 @@ pub struct Run {
     /// The definition its first workflow task resolved (`resolve_pipeline`'s recorded result;
     /// `null` for a run that carries its definition inline).
     pub resolved: Value,
+    /// Its memo plan (`memo_plan`'s recorded result: keys, the steps it reused and what they
+    /// had cost; `null` in a run that is not memoized).
+    pub memo_plan: Value,
     /// The first run of its chain (Temporal keeps it across resets; a new start of the
     /// workflow id begins a chain of its own).
     pub first_run_id: String,
@@ -351,6 +354,7 @@ impl Run {
             first_task_completed: 0,
             retried_ms: 0,
             resolved: Value::Null,
+            memo_plan: Value::Null,
             first_run_id: info.map(|i| i.first_run_id.clone()).unwrap_or_default(),
             parent_run_id: info
                 .and_then(|i| i.parent_execution.as_ref())
@@ -502,6 +506,10 @@ impl Run {
                     }
                     if value(a.details.get("data"))["activity_type"] == RESOLVE_PIPELINE {
                         self.resolved = value(a.details.get("result"));
+                    } else if value(a.details.get("data"))["activity_type"]
+                        == workflow::interpreter::memo::MEMO_PLAN
+                    {
+                        self.memo_plan = value(a.details.get("result"));
                     } else if let Some(step) = local_step(a, at) {
                         self.steps.push(step);
                     }
@@ -659,7 +667,10 @@ fn local_step(
 ) -> Option<Step> {
     let data = value(a.details.get("data"));
     let activity_type = data["activity_type"].as_str()?.to_owned();
-    if activity_type == REPORT_PROGRESS {
+    if activity_type == REPORT_PROGRESS
+        || activity_type == workflow::interpreter::memo::MEMO_PLAN
+        || activity_type == workflow::interpreter::memo::MEMO_STORE
+    {
         return None;
     }
     let stamp = &data["original_schedule_time"];

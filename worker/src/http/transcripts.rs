@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
 
 use super::{ApiError, ApiState};
 
@@ -43,6 +42,12 @@ pub(super) fn routes() -> Router<ApiState> {
 struct ProcessQuery {
     #[serde(default)]
     force: bool,
+    /// Recompute this step and everything downstream of it (a new run).
+    #[serde(default)]
+    from: Option<String>,
+    /// Reuse no stored result (a new run).
+    #[serde(default)]
+    fresh: bool,
 }
 
 /// `POST /v1/transcripts/{id}/process` (docs/contracts/events-and-api.md §5.5): resume a failed run
@@ -57,7 +62,11 @@ async fn process(
     Query(q): Query<ProcessQuery>,
 ) -> Result<Response, ApiError> {
     let t = writable(&state, &headers, &id, "process this transcript").await?;
-    match start_processing(&state, &t, q.force).await {
+    let rerun = workflow::interpreter::memo::Rerun {
+        from: q.from.clone().filter(|f| !f.is_empty()),
+        fresh: q.fresh,
+    };
+    match start_processing(&state, &t, q.force, rerun).await {
         Err(e)
             if e.status == StatusCode::SERVICE_UNAVAILABLE
                 && state.intake.is_some()
@@ -87,7 +96,7 @@ pub(crate) async fn process_owed(
     force: bool,
 ) -> Result<Value, ApiError> {
     let t = state.events.db().transcript(transcript_id).await?;
-    start_processing(state, &t, force).await
+    start_processing(state, &t, force, Default::default()).await
 }
 
 /// How long `process` waits for each Temporal call before it answers 503 (and keeps the
@@ -98,127 +107,45 @@ async fn start_processing(
     state: &ApiState,
     t: &Transcript,
     force: bool,
+    rerun: workflow::interpreter::memo::Rerun,
 ) -> Result<Value, ApiError> {
-    let db = state.events.db();
     if t.locked {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "Transcript is locked"));
     }
-    let Some(recording_id) = t.recording_id.clone() else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "Transcript has no recording to process",
-        ));
-    };
-    let (Some(intake), Some(client)) = (&state.intake, &state.temporal) else {
+    let Some(client) = &state.temporal else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no Temporal connection",
         ));
     };
-    let workflow_id = t
-        .workflow_id
-        .clone()
-        .unwrap_or_else(|| crate::intake::workflow_id(&recording_id));
-    let handle = client.get_workflow_handle::<temporalio_client::UntypedWorkflow>(&workflow_id);
-    let described = tokio::time::timeout(
-        TEMPORAL_CALL,
-        handle.describe(temporalio_client::WorkflowDescribeOptions::default()),
+    let request = crate::rerun::Request {
+        force,
+        version: None,
+        rerun,
+    };
+    // Resume, or a new memoized run (crate::rerun): every Temporal call of it within a bound.
+    let outcome = tokio::time::timeout(
+        TEMPORAL_CALL * 4,
+        crate::rerun::rerun(client, &state.events, state.intake.as_deref(), t, &request),
     )
     .await
     .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Temporal unavailable"))?;
-    let status = match described {
-        Ok(d) => d
-            .raw_description
-            .workflow_execution_info
-            .and_then(|i| WorkflowExecutionStatus::try_from(i.status).ok()),
-        Err(temporalio_client::errors::WorkflowInteractionError::NotFound(_)) => None,
-        Err(e) => return Err(ApiError::unavailable("Temporal", &e)),
-    };
-    match status {
-        Some(WorkflowExecutionStatus::Running) if !force => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "Processing already in progress",
-            ));
+    use crate::rerun::RerunError as E;
+    let outcome = outcome.map_err(|e| match e {
+        E::Locked => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
+        E::NothingToProcess | E::UnknownStep { .. } => {
+            ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
         }
-        Some(WorkflowExecutionStatus::Running) => {
-            handle
-                .terminate(
-                    temporalio_client::WorkflowTerminateOptions::builder()
-                        .reason("reprocess requested")
-                        .build(),
-                )
-                .await
-                .map_err(|e| ApiError::unavailable("Temporal", &e))?;
+        E::InProgress => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        E::Retry(e) => {
+            let e = super::conductor::ConductorError::from(e);
+            ApiError::new(e.status, e.message)
         }
-        Some(
-            WorkflowExecutionStatus::Failed
-            | WorkflowExecutionStatus::Canceled
-            | WorkflowExecutionStatus::Terminated
-            | WorkflowExecutionStatus::TimedOut,
-        ) => {
-            let run_id = crate::retry::retry_run(client, &state.events, &workflow_id)
-                .await
-                .map_err(|e| {
-                    let e = super::conductor::ConductorError::from(e);
-                    ApiError::new(e.status, e.message)
-                })?;
-            return Ok(json!({
-                "status": "retrying", "workflow_id": workflow_id, "run_id": run_id,
-            }));
-        }
-        _ => {}
-    }
-    let row = db
-        .recording(&recording_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("Recording not found"))?;
-    // A new run wants new results: a new checkpoint generation (a resume keeps it).
-    activities::checkpoint::Checkpoints::new(state.storage.clone())
-        .new_epoch(&t.id)
-        .await
-        .map_err(|e| ApiError::unavailable("storage", &e))?;
-    let room_name = match &t.room_id {
-        Some(r) => state.events.db().room_name(r).await?,
-        None => None,
-    };
-    let input = crate::intake::pipeline_input(
-        t,
-        &recording_id,
-        (
-            t.room_id.as_deref().unwrap_or_default(),
-            room_name.as_deref(),
-        ),
-        &row.bucket_name,
-        &row.keys(),
-    );
-    // The version the rollout gives this recording now (as intake would), else intake's own.
-    let pipeline = intake
-        .pipeline_for(&recording_id, room_name.as_deref().unwrap_or_default())
-        .await
-        .map_err(|e| ApiError::unavailable("pipeline version", &e))?;
-    let run = tokio::time::timeout(
-        TEMPORAL_CALL,
-        crate::runs::start_with(
-            client,
-            &pipeline,
-            input,
-            &workflow_id,
-            temporalio_client::WorkflowIdReusePolicy::AllowDuplicate,
-        ),
-    )
-    .await
-    .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Temporal unavailable"))?
-    .map_err(|e| match e {
-        crate::runs::RunError::AlreadyStarted { .. } => {
-            ApiError::new(StatusCode::CONFLICT, "Processing already in progress")
-        }
-        e => ApiError::unavailable("Temporal", &e),
+        E::Db(e) => ApiError::from(e),
+        E::NotRegistered(_) => ApiError::unavailable("pipeline version", &e),
+        E::Temporal(_) => ApiError::unavailable("Temporal", &e),
     })?;
-    let run_id = run.run_id.unwrap_or_default();
-    db.set_workflow(&t.id, &workflow_id, &run_id).await?;
-    tracing::info!(transcript_id = %t.id, workflow_id = %workflow_id, run_id = %run_id, "reprocessing");
-    Ok(json!({"status": "ok", "workflow_id": workflow_id, "run_id": run_id}))
+    Ok(serde_json::to_value(&outcome).expect("an outcome serializes"))
 }
 
 /// `POST /v1/transcripts/{id}/cancel` (docs/contracts/events-and-api.md §5.5), for the owner

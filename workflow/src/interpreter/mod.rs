@@ -34,6 +34,8 @@ use temporalio_workflow::{
 pub mod binding;
 mod failure;
 mod inputs;
+pub mod memo;
+mod memoized;
 mod options;
 mod report;
 pub mod resolve;
@@ -178,7 +180,18 @@ async fn run_graph<W: Interpreted>(
     reference: Option<PipelineRef>,
     input: RunInput,
 ) -> WorkflowResult<Value> {
+    let mut input = input;
+    let rerun = memoized::take_rerun(&mut input.input);
     let mut run = GraphRun::begin(ctx, pipeline, reference, input)?;
+    run.memo = memoized::plan(
+        ctx,
+        &run.pipeline,
+        run.reference.as_ref(),
+        &run.graph,
+        &run.scope["input"],
+        rerun,
+    )
+    .await;
     loop {
         run.start_ready();
         if run.running.is_empty() {
@@ -187,6 +200,9 @@ async fn run_graph<W: Interpreted>(
         run.show_current_step();
         let (i, result) = run.next_finished().await;
         run.settle(i, result).await?;
+    }
+    if let Some(memo) = &run.memo {
+        memo.store(ctx, &run.graph, &run.states).await;
     }
     run.finish()
 }
@@ -212,6 +228,8 @@ struct GraphRun<'a, W: Interpreted> {
     tagged: bool,
     /// The `CurrentStep` search attribute last set.
     current_step: String,
+    /// The memo plan, in a memoized run ([`memo`]).
+    memo: Option<memoized::Memoized>,
 }
 
 /// A non-retryable `InvalidInput` failure of the run.
@@ -264,6 +282,7 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
             running: Vec::new(),
             tagged,
             current_step: String::new(),
+            memo: None,
         })
     }
 
@@ -338,7 +357,13 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
                 }
                 changed = true;
                 match self.condition(i) {
-                    Ok(true) => self.start(i),
+                    Ok(true) => match self.memo.as_ref().and_then(|m| m.reused(&step.id)) {
+                        Some(v) => {
+                            let v = v.clone();
+                            self.reuse(i, v);
+                        }
+                        None => self.start(i),
+                    },
                     Ok(false) => self.skip(i),
                     Err(f) => {
                         self.states[i] = State::Running;
@@ -384,6 +409,19 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
             self.scope.clone(),
         );
         self.running.push(Box::pin(async move { (i, fut.await) }));
+    }
+
+    /// Step `i` is taken from its memo (the plan reuses it): completed now, marked reused.
+    fn reuse(&mut self, i: usize, value: Value) {
+        let id = self.graph.steps[i].id.clone();
+        let now = now(self.ctx);
+        self.ctx.state_mut(|w| {
+            if let Some(r) = w.progress_mut().row_mut(&id, None) {
+                r.started_at.clone_from(&now);
+                r.reused = true;
+            }
+        });
+        self.succeeded(i, value, now);
     }
 
     /// The `CurrentStep` search attribute: the steps in flight, set when it changed.
@@ -479,6 +517,10 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
         cancelled: bool,
     ) -> WorkflowTermination {
         let ctx = self.ctx;
+        if !cancelled && let Some(memo) = &self.memo {
+            // What completed before the failure is reused by a new run.
+            memo.store(ctx, &self.graph, &self.states).await;
+        }
         let step = &self.graph.steps[i];
         if self.tagged {
             ctx.upsert_search_attributes([search::CURRENT_STEP.value_set(step.id.clone())]);

@@ -43,6 +43,7 @@ pub(super) fn initial_row(step: &Step) -> StepRow {
         error: None,
         members: Vec::new(),
         child: None,
+        reused: false,
     }
 }
 

@@ -1,0 +1,308 @@
+//! Processing a transcript again (docs/contracts/events-and-api.md §5.5): what `reflow rerun`
+//! and `POST /v1/transcripts/{id}/process` do.
+//!
+//! - A run in progress: 409, unless `force`, which terminates it ("reprocess requested") and
+//!   starts a new one.
+//! - A last run that failed, timed out, was cancelled or terminated: resumed
+//!   ([`crate::retry::retry_run`]: a reset to before the failed step), unless `force`, a
+//!   version, `--from` or `--fresh` asks for a new run.
+//! - Otherwise a new run with the same workflow id, on the version named, else the one the
+//!   rollout picks for the recording, else the last run's. Its input is rebuilt from the
+//!   `recording` row for a Daily recording, else taken from the last run (a transcript made by
+//!   `reflow process`: its tracks are in the recordings store under the same keys). The new
+//!   run is memoized (`workflow::interpreter::memo`): it reuses every step whose memo key is
+//!   unchanged; `--from STEP` recomputes that step and everything downstream of it, `--fresh`
+//!   everything.
+
+use activities::db::Db;
+use activities::db::transcripts::Transcript;
+use serde::Serialize;
+use serde_json::Value;
+use temporalio_client::Client;
+use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
+use workflow::Pipeline;
+use workflow::interpreter::memo::{RERUN_INPUT, Rerun};
+
+/// What is asked.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Terminate a run in progress; start a new run even after a failure.
+    pub force: bool,
+    /// The version to run (else the rollout's choice).
+    pub version: Option<u32>,
+    /// `--from` / `--fresh`.
+    pub rerun: Rerun,
+}
+
+impl Request {
+    /// Whether the request asks for a new run rather than a resume.
+    fn wants_new_run(&self) -> bool {
+        self.force || self.version.is_some() || self.rerun != Rerun::default()
+    }
+}
+
+/// What was done.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// A failed or cancelled run was resumed.
+    Retrying {
+        /// The workflow.
+        workflow_id: String,
+        /// The run that continues.
+        run_id: String,
+    },
+    /// A new run started.
+    Ok {
+        /// The workflow.
+        workflow_id: String,
+        /// The new run.
+        run_id: String,
+        /// Its version (`Name vN`).
+        pipeline: String,
+    },
+}
+
+impl Outcome {
+    /// The workflow.
+    pub fn workflow_id(&self) -> &str {
+        match self {
+            Outcome::Retrying { workflow_id, .. } | Outcome::Ok { workflow_id, .. } => workflow_id,
+        }
+    }
+}
+
+/// Why not.
+#[derive(Debug, thiserror::Error)]
+pub enum RerunError {
+    /// The transcript is locked.
+    #[error("Transcript is locked")]
+    Locked,
+    /// No run, no recording: nothing to rebuild an input from.
+    #[error("Transcript has no recording to process")]
+    NothingToProcess,
+    /// A run is in progress and `force` was not given.
+    #[error("Processing already in progress")]
+    InProgress,
+    /// `--from` names no step of the version.
+    #[error("{pipeline} has no step {step:?}")]
+    UnknownStep {
+        /// The version.
+        pipeline: String,
+        /// The step asked for.
+        step: String,
+    },
+    /// The version is not registered.
+    #[error("pipeline {0} is not registered: run `reflow apply`")]
+    NotRegistered(String),
+    /// The resume failed.
+    #[error(transparent)]
+    Retry(#[from] crate::retry::RetryError),
+    /// Temporal.
+    #[error("{0}")]
+    Temporal(String),
+    /// The database.
+    #[error(transparent)]
+    Db(#[from] activities::db::DbError),
+}
+
+/// The workflow id of a transcript's runs, if it has any (or a recording that names one).
+pub fn workflow_of(t: &Transcript) -> Option<String> {
+    t.workflow_id
+        .clone()
+        .or_else(|| t.recording_id.as_deref().map(crate::intake::workflow_id))
+}
+
+/// Process `t` again as `req` asks.
+pub async fn rerun(
+    client: &Client,
+    events: &activities::events::Events,
+    intake: Option<&crate::intake::Intake>,
+    t: &Transcript,
+    req: &Request,
+) -> Result<Outcome, RerunError> {
+    let db = events.db();
+    if t.locked {
+        return Err(RerunError::Locked);
+    }
+    let workflow_id = workflow_of(t).ok_or(RerunError::NothingToProcess)?;
+    let handle = client.get_workflow_handle::<temporalio_client::UntypedWorkflow>(&workflow_id);
+    let status = match handle
+        .describe(temporalio_client::WorkflowDescribeOptions::default())
+        .await
+    {
+        Ok(d) => d
+            .raw_description
+            .workflow_execution_info
+            .and_then(|i| WorkflowExecutionStatus::try_from(i.status).ok()),
+        Err(temporalio_client::errors::WorkflowInteractionError::NotFound(_)) => None,
+        Err(e) => return Err(RerunError::Temporal(e.to_string())),
+    };
+    match status {
+        Some(WorkflowExecutionStatus::Running) if !req.force => return Err(RerunError::InProgress),
+        Some(WorkflowExecutionStatus::Running) => {
+            handle
+                .terminate(
+                    temporalio_client::WorkflowTerminateOptions::builder()
+                        .reason("reprocess requested")
+                        .build(),
+                )
+                .await
+                .map_err(|e| RerunError::Temporal(e.to_string()))?;
+        }
+        Some(
+            WorkflowExecutionStatus::Failed
+            | WorkflowExecutionStatus::Canceled
+            | WorkflowExecutionStatus::Terminated
+            | WorkflowExecutionStatus::TimedOut,
+        ) if !req.wants_new_run() => {
+            let run_id = crate::retry::retry_run(client, events, &workflow_id).await?;
+            return Ok(Outcome::Retrying {
+                workflow_id,
+                run_id,
+            });
+        }
+        _ => {}
+    }
+    let last = match status {
+        Some(_) => crate::history::load(client, &workflow_id).await.ok(),
+        None => None,
+    };
+    let (mut input, room) = match rebuilt_input(db, t).await? {
+        Some(found) => found,
+        None => {
+            let Some(last) = &last else {
+                return Err(RerunError::NothingToProcess);
+            };
+            let input = last.pipeline_input().clone();
+            if !input.is_object() {
+                return Err(RerunError::NothingToProcess);
+            }
+            let room = input["room_name"].as_str().map(str::to_owned);
+            (input, room)
+        }
+    };
+    let last_ref = last.as_ref().and_then(|r| {
+        serde_json::from_value::<workflow::pipeline::PipelineRef>(r.input.clone()).ok()
+    });
+    let pipeline = version(db, intake, t, req, room.as_deref(), last_ref.as_ref()).await?;
+    if let Some(from) = &req.rerun.from
+        && pipeline.main.step(from).is_none()
+    {
+        return Err(RerunError::UnknownStep {
+            pipeline: pipeline.reference().short(),
+            step: from.clone(),
+        });
+    }
+    if let Some(m) = input.as_object_mut() {
+        m.remove(RERUN_INPUT);
+        if req.rerun != Rerun::default() {
+            m.insert(
+                RERUN_INPUT.into(),
+                serde_json::to_value(&req.rerun).expect("serializes"),
+            );
+        }
+    }
+    let run = crate::runs::start_with(
+        client,
+        &pipeline,
+        input,
+        &workflow_id,
+        temporalio_client::WorkflowIdReusePolicy::AllowDuplicate,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::runs::RunError::AlreadyStarted { .. } => RerunError::InProgress,
+        e => RerunError::Temporal(e.to_string()),
+    })?;
+    let run_id = run.run_id.unwrap_or_default();
+    db.set_workflow(&t.id, &workflow_id, &run_id).await?;
+    tracing::info!(transcript_id = %t.id, %workflow_id, %run_id, pipeline = %pipeline.reference(), from = ?req.rerun.from, fresh = req.rerun.fresh, "new run (memoized)");
+    Ok(Outcome::Ok {
+        workflow_id,
+        run_id,
+        pipeline: pipeline.reference().short(),
+    })
+}
+
+/// The input of a Daily recording's transcript, from its `recording` row, and its room name;
+/// `None` for a transcript without one.
+async fn rebuilt_input(
+    db: &Db,
+    t: &Transcript,
+) -> Result<Option<(Value, Option<String>)>, RerunError> {
+    let Some(recording_id) = &t.recording_id else {
+        return Ok(None);
+    };
+    let Some(row) = db.recording(recording_id).await? else {
+        return Ok(None);
+    };
+    let room_name = match &t.room_id {
+        Some(r) => db.room_name(r).await?,
+        None => None,
+    };
+    let input = crate::intake::pipeline_input(
+        t,
+        recording_id,
+        (
+            t.room_id.as_deref().unwrap_or_default(),
+            room_name.as_deref(),
+        ),
+        &row.bucket_name,
+        &row.keys(),
+    );
+    Ok(Some((input, room_name)))
+}
+
+/// The version a new run gets: the one named, else the rollout's choice for the recording
+/// (intake's when there is one), else the last run's.
+async fn version(
+    db: &Db,
+    intake: Option<&crate::intake::Intake>,
+    t: &Transcript,
+    req: &Request,
+    room: Option<&str>,
+    last: Option<&workflow::pipeline::PipelineRef>,
+) -> Result<Pipeline, RerunError> {
+    let name = last
+        .map(|r| r.pipeline.clone())
+        .or_else(|| intake.map(|i| i.pipeline.name.clone()))
+        .unwrap_or_else(|| "DiarizationPipeline".to_owned());
+    if let Some(v) = req.version {
+        let row = db
+            .pipeline_version_of(&name, v)
+            .await?
+            .ok_or_else(|| RerunError::NotRegistered(format!("{name} v{v}")))?;
+        return Ok(row.decode()?.pipeline);
+    }
+    let recording = t
+        .recording_id
+        .clone()
+        .or_else(|| last.is_some().then(|| t.id.clone()))
+        .unwrap_or_default();
+    if let Some(intake) = intake
+        && t.recording_id.is_some()
+        && intake.pipeline.name == name
+    {
+        return intake
+            .pipeline_for(&recording, room.unwrap_or_default())
+            .await
+            .map_err(|e| RerunError::NotRegistered(e.to_string()));
+    }
+    if let Some(rollout) = db.pipeline_rollout(&name).await? {
+        let (v, _) = rollout.version_for(&recording, room);
+        let row = db
+            .pipeline_version_of(&name, v)
+            .await?
+            .ok_or_else(|| RerunError::NotRegistered(format!("{name} v{v}")))?;
+        return Ok(row.decode()?.pipeline);
+    }
+    let Some(last) = last else {
+        return Err(RerunError::NothingToProcess);
+    };
+    activities::versions::Versions::of(db)
+        .get(&last.hash)
+        .await?
+        .map(|p| (*p).clone())
+        .ok_or_else(|| RerunError::NotRegistered(last.short()))
+}
