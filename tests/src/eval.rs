@@ -446,7 +446,7 @@ pub fn number_words(n: u64) -> String {
         let rest = n % 100;
         if rest >= 20 {
             parts.push(TENS[(rest / 10) as usize].to_owned());
-            if rest % 10 > 0 {
+            if !rest.is_multiple_of(10) {
                 parts.push(ONES[(rest % 10) as usize].to_owned());
             }
         } else if rest > 0 || n == 0 {
@@ -460,11 +460,11 @@ pub fn number_words(n: u64) -> String {
         (1_000_000, "million"),
         (1_000, "thousand"),
     ] {
-        if n >= scale && (n / scale) % 1000 > 0 {
+        if n >= scale && !(n / scale).is_multiple_of(1000) {
             parts.push(format!("{} {name}", below_thousand((n / scale) % 1000)));
         }
     }
-    if n % 1000 > 0 || n == 0 {
+    if !n.is_multiple_of(1000) || n == 0 {
         parts.push(below_thousand(n % 1000));
     }
     parts.join(" ")
