@@ -1175,8 +1175,13 @@ async fn a_track_retried_in_backoff_keeps_its_failed_attempt_and_a_reprocess_sta
         .iter()
         .map(|t| t["taskId"].as_str().unwrap().to_owned())
         .collect();
+    // `fresh`: a new run that reuses nothing (a plain reprocess is memoized and would start no
+    // track child; tests/tests/suite/rerun.rs).
     let answer = reqwest::Client::new()
-        .post(format!("http://{}/v1/transcripts/{tid}/process", stack.api))
+        .post(format!(
+            "http://{}/v1/transcripts/{tid}/process?fresh=true",
+            stack.api
+        ))
         .send()
         .await
         .unwrap();

@@ -149,6 +149,28 @@ async fn a_completed_meeting_processed_again_with_nothing_changed_runs_no_paid_s
     let t = stack.db.transcript(&tid).await.unwrap();
     assert_eq!(t.status, "ended");
     assert!(t.title.as_deref().is_some_and(|x| !x.is_empty()));
+    // The Conductor view: a reused step is COMPLETED, marked in its outputData.
+    let view: serde_json::Value = reqwest::get(format!("http://{}/api/workflow/{wf}", stack.api))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["status"], "COMPLETED", "{view}");
+    let tasks = view["tasks"].as_array().cloned().unwrap_or_default();
+    for reused in [
+        "pad_track",
+        "process_tracks",
+        "merge_transcripts",
+        "generate_title",
+    ] {
+        let t = tasks
+            .iter()
+            .find(|t| t["referenceTaskName"] == reused)
+            .unwrap_or_else(|| panic!("a row for {reused}: {tasks:#?}"));
+        assert_eq!(t["status"], "COMPLETED", "{t}");
+        assert_eq!(t["outputData"]["reused"], true, "{t}");
+    }
 
     // --fresh reuses nothing: the tracks are transcribed again.
     let s = rerun(

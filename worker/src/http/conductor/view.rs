@@ -398,9 +398,11 @@ fn successors_started(graph: Option<&Graph>, id: &str, run: &Run) -> bool {
             .any(|s| after.contains(s.id.as_str()) && matches!(s.run, StepRun::Child(_))))
 }
 
-/// SKIPPED rows of the main graph's steps that never ran although the run went past them (a
-/// `when:` that was false), and the FORK/JOIN groups of fan-outs that had nothing to fan out
-/// over (§3.2: a FORK and a COMPLETED JOIN with an empty `joinOn`), keyed as [`tasks`] keys
+/// COMPLETED rows of the steps a memoized run reused (`outputData` their stored result with
+/// `"reused": true`), SKIPPED rows of the main graph's steps that never ran although the run
+/// went past them (a `when:` that was false), and the FORK/JOIN groups of fan-outs that had
+/// nothing to fan out over (§3.2: a FORK and a COMPLETED JOIN with an empty `joinOn`), keyed as
+/// [`tasks`] keys
 /// groups.
 fn skipped_rows(
     owner: &Owner<'_>,
@@ -442,6 +444,31 @@ fn skipped_rows(
             .map(|t| t.end_time)
             .max()
             .unwrap_or(run.start_ms);
+        if let Some(output) = run.memo_plan.get("reused").and_then(|r| r.get(&s.id)) {
+            // Reused by a memoized run (docs/architecture.md, "Memoized re-runs"): nothing ran;
+            // COMPLETED with the stored result, marked.
+            let kind = match &s.run {
+                StepRun::Activity(a) | StepRun::Child(a) => a.clone(),
+            };
+            let mut row = owner.row(&kind, &s.id, 1, TaskStatus::Completed);
+            row.scheduled_time = at;
+            row.start_time = at;
+            row.first_start_time = at;
+            row.end_time = at;
+            row.update_time = at;
+            row.output_data = match output {
+                Value::Object(m) => {
+                    let mut m = m.clone();
+                    m.insert("reused".into(), Value::Bool(true));
+                    Value::Object(m)
+                }
+                other => json!({"reused": true, "output": other}),
+            };
+            row.workflow_task.kind = "SIMPLE".into();
+            row.workflow_task.optional = s.optional;
+            out.push(row);
+            continue;
+        }
         if s.for_each.is_some() && s.when.is_none() {
             // A fan-out over nothing: its FORK and its JOIN, joining nothing.
             let inner: Vec<&StepDef> = match &s.run {
