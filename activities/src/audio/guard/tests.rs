@@ -375,6 +375,28 @@ fn a_wav_chunk_past_the_end_is_refused() {
     assert_corrupt(bad, "the WAV 'LIST' chunk claims 4294967280 bytes");
 }
 
+/// The `webm_opus` fuzz target's next find (`crash-d6bf1884ab81c47c1d7a72b47c853d62fd786be7`):
+/// a `TrackEntry` of size 0 (no end for symphonia) holding a string of 0x28686868686 bytes.
+const FUZZ_MKV: &str = "GkXfo59ChoEBQveBAULygQRC84EIQoKEd2VibUKHgQRChYECGFOAZwEAAAAAHQAABCoRTZt0uk27i1OrhBVJqWZTrIGhTf/8U6uEFlSua1OsgdhNu4xTq4QSVMNnU6yCAUJNu4xTq4QcU7trU6yCBBTsAQAAAAAAAFkAAAAAAAAAAAAAgAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAIwAAAAAAAAAAAAAAAAAAADEwMFdBjUxhdmY1OS4yNy4xMDBEiYhAagAAAAAAABZUrmvlrgEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAIQoKEd2VibUKHgQRChYECGFOAZwgAAAAAHQAABCoRTZt0uk27i4aGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhgAAAAAAAAAAABVJ6WayKtexgw9CQE2AjUxhdmY1OS4yNy4xMDBXQY1MYXZmNTkuMjcuMTAwRImIQGoAAAAAAAAWVK5r5a4BAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAACEKChHdlYm1Ch4EEQoWBAhhTgGcBAAAAAB0AAAQqEU2bdLpNu4uGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGBoaGhoaGhoaGhoaGhoaGhoaGU6uEFUmpZlOsgaFN//xTq4QWVK5rU6yB2E27jFOrhBJUw2dTrHAAAAAAAGJkgRBjopNPcHVzSGVhZAEBBQEAAAAAAAAwAYC7AAAAAAASVMNn/nNzoGPAgGfImkWjh0VOQ09ERVJEh41MYXZmNTkuMjcuMTAwc3PYY8CLY8WI+8cWxZDYy6hnyKJFo4dFToBInBtRtBy/qLgQd9GxznPLJPn8J+qDrNX3vsFyyr4u/CoBml2U0U4XXncwsnkEmg+jsoEAjYBInBtSVs4jdcThkfEMOr4JcoUFu2uRu4+zgQC3iveBAfGCAcXwkQM=";
+
+#[test]
+fn a_webm_element_or_lace_past_its_bounds_is_refused() {
+    assert_corrupt(
+        STANDARD.decode(FUZZ_MKV).unwrap(),
+        "past the end of the 944-byte file",
+    );
+    // EBML header and Segment without size, a Cluster of unknown size, a SimpleBlock of 8 bytes
+    // whose Xiph lacing claims a 526-byte frame.
+    let laced = [
+        &[0x1a, 0x45, 0xdf, 0xa3, 0x80][..],
+        &[0x18, 0x53, 0x80, 0x67, 0xff],
+        &[0x1f, 0x43, 0xb6, 0x75, 0xff],
+        &[0xa3, 0x88, 0x81, 0, 0, 0x02, 0x01, 0xff, 0xff, 0x10],
+    ]
+    .concat();
+    assert_corrupt(laced, "laced frame 1 claims 526 bytes, 0 are left");
+}
+
 #[test]
 fn unknown_leading_bytes_are_refused() {
     for junk in [&b"\0\0\0\0OggS"[..], b"garbage fLaC", b"RIFF\0\0\0\0AVI "] {
