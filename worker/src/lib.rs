@@ -46,10 +46,19 @@ pub fn init_tracing_with(level: &str) {
              symphonia_core=warn,symphonia_bundle_mp3=warn"
         ))
     });
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     // Colours only on a terminal: a log redirected to a file or a collector stays plain text.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    // While the Temporal server is unreachable the SDK client's retry warnings are left out
+    // (one per poller every few seconds); `worker::watch_server` says it once instead.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_filter(worker::QuietWhileUnreachable),
+        )
         .try_init();
 }

@@ -5,7 +5,11 @@
 //! each, so attempts reach the progress table and every activity logs inside a span carrying
 //! `workflow_id`, `run_id`, `step` and `attempt`; so is the workflow interceptor
 //! [`workflow::version_header`], which stamps a run's pipeline version on its activities.
+//! While they run, [`watch_server`] says in one log line when the Temporal server stops
+//! answering and in one more when it answers again; meanwhile the SDK client's retry warnings,
+//! one per poller every few seconds, are left out of the log ([`QuietWhileUnreachable`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::attempts::AttemptReporter;
@@ -146,6 +150,8 @@ pub async fn run_workers(
             Worker::new(&runtime, client.clone(), options).map_err(|e| build(e.to_string()))?;
         workers.push((queue.clone(), worker));
     }
+    let watcher = tokio::spawn(watch_server(client.clone()));
+    let _stop_watching = AbortOnDrop(watcher);
     let handles: Vec<_> = workers.iter().map(|(_, w)| w.shutdown_handle()).collect();
     let stopper = async move {
         shutdown.wait().await;
@@ -181,6 +187,97 @@ pub async fn run_workers(
         }
     };
     results.into_iter().collect()
+}
+
+/// How often the workers' process asks the server whether it answers ([`watch_server`]).
+pub const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// How long a probe waits for the answer before the server counts as unreachable.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether [`watch_server`] last found the Temporal server unreachable.
+static UNREACHABLE: AtomicBool = AtomicBool::new(false);
+
+/// The target of the SDK client's retry warnings (`gRPC call poll_workflow_task_queue retried
+/// 7 times`, for every poller of every queue while the server does not answer).
+const RETRY_TARGET: &str = "temporalio_client::retry";
+
+/// A log filter (`init_tracing`) that leaves out [`RETRY_TARGET`]'s events while
+/// [`watch_server`] has said the server is unreachable; everything else passes.
+pub struct QuietWhileUnreachable;
+
+impl<S> tracing_subscriber::layer::Filter<S> for QuietWhileUnreachable {
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        !(meta.target().starts_with(RETRY_TARGET) && UNREACHABLE.load(Ordering::Relaxed))
+    }
+
+    fn callsite_enabled(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        // Decided at every event for the retry target, whose answer changes.
+        if meta.target().starts_with(RETRY_TARGET) {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::always()
+        }
+    }
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Ask the server for its system info every [`PROBE_EVERY`] (no Action, no history); log one
+/// warning when it first does not answer within [`PROBE_TIMEOUT`] (a network partition, the
+/// server down) and one line when it answers again, with how long it did not (counted from the
+/// first probe that failed). Polls,
+/// heartbeats and completions meanwhile fail and are retried by the SDK; an activity whose
+/// heartbeat or start-to-close timeout passed in between runs again (resuming from its last
+/// heartbeat or checkpoint).
+async fn watch_server(client: Client) {
+    use temporalio_common::protos::temporal::api::workflowservice::v1::GetSystemInfoRequest;
+    let mut lost: Option<std::time::Instant> = None;
+    let mut ticker = tokio::time::interval(PROBE_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut service = client.connection().workflow_service();
+    loop {
+        ticker.tick().await;
+        let probe = service.get_system_info(tonic::Request::new(GetSystemInfoRequest::default()));
+        let error = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(status)) => Some(status.message().to_owned()),
+            Err(_) => Some(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+        };
+        match (error, lost) {
+            (Some(error), None) => {
+                tracing::warn!(
+                    %error,
+                    "Temporal server unreachable: tasks, heartbeats and completions wait until \
+                     it answers; steps whose timeout passes meanwhile run again"
+                );
+                lost = Some(std::time::Instant::now());
+                UNREACHABLE.store(true, Ordering::Relaxed);
+            }
+            (None, Some(since)) => {
+                tracing::info!(
+                    unreachable_s = since.elapsed().as_secs(),
+                    "Temporal server reachable again"
+                );
+                lost = None;
+                UNREACHABLE.store(false, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// This worker's identity as the status API shows it: `pid@host`.
