@@ -1,5 +1,5 @@
-//! WebM/Matroska: every element symphonia could read into memory fits in the file, and the
-//! frame sizes of a laced block fit in the block.
+//! WebM/Matroska: no element symphonia could read into memory claims more than the file, and
+//! the frame sizes of a laced block fit in the block.
 //!
 //! symphonia-format-mkv 0.5.5 reads a string or binary element as `vec![0; size]` then its
 //! bytes (`ebml.rs`, `try_read_data`), bounded only by the parent's end, and a master of size 0
@@ -68,10 +68,12 @@ pub fn check<S: Source + ?Sized>(src: &S, start: u64) -> Result<(), Refusal> {
                     continue;
                 }
                 let n = len.unwrap_or(0);
-                if data.saturating_add(n) > size {
+                // A recording cut short ends inside its last block: symphonia allocates what
+                // that block claims, at most the file's size then, and keeps what came before.
+                if n > size {
                     return Err(Refusal::Corrupt(format!(
-                        "the WebM element {id:#x} at byte {pos} claims {n} bytes, past the end \
-                         of the {size}-byte file"
+                        "the WebM element {id:#x} at byte {pos} claims {n} bytes, more than the \
+                         whole {size}-byte file"
                     )));
                 }
                 if BLOCKS.contains(&id)
@@ -206,7 +208,9 @@ fn laces<S: Source + ?Sized>(src: &S, data: u64, len: u64) -> Result<Option<Stri
         };
         sizes.push(size);
     }
-    let mut left = (block.len() - at.min(block.len())) as u64;
+    // Against the size the block claims: a block cut short by the end of the file is read
+    // (and allocated) as long as it claims.
+    let mut left = len.saturating_sub(at as u64);
     for (i, &size) in sizes.iter().enumerate() {
         if size > left {
             return Ok(Some(format!(
