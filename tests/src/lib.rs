@@ -6,6 +6,7 @@
 //! - [`InProcessWorker`] runs `reflow::worker::run_workers` on its own thread.
 //! - [`s3::S3Server`] is a real S3-compatible server (s3s-fs); [`daily::DailyStandIn`] and
 //!   [`standins`] stand in for the HTTP services reflow cannot reach from here.
+//! - [`netns`] puts a worker process in a network namespace of its own, to cut it off.
 //! - [`demo`] synthesizes the demo meeting and scores a summary against its facts; [`eval`]
 //!   loads the evaluation set (`eval/meetings/`) and scores what reflow published for a meeting.
 //! - [`TestPipeline`] loads a YAML file from `tests/pipelines/`, giving it a task queue of
@@ -17,6 +18,7 @@ pub mod demo;
 pub mod eval;
 pub mod media;
 pub mod meetings;
+pub mod netns;
 pub mod next_release;
 pub mod postgres;
 pub mod runbook;

@@ -757,13 +757,34 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// Start `binary worker --queues …` with `env`, its log appended to `log`.
     pub fn spawn(binary: &Path, queues: &[&str], env: &[(String, String)], log: &Path) -> Self {
+        Self::spawn_with(&[], binary, queues, env, log)
+    }
+
+    /// [`WorkerProcess::spawn`] under `prefix`, a command that runs the rest (`ip netns exec
+    /// <name>`: [`crate::netns::NetNs::exec_prefix`]) and execs it, so the pid stays the
+    /// worker's.
+    pub fn spawn_with(
+        prefix: &[String],
+        binary: &Path,
+        queues: &[&str],
+        env: &[(String, String)],
+        log: &Path,
+    ) -> Self {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .expect("worker log");
         // `setpriv --pdeathsig`: a test killed mid-run takes its worker with it.
-        let child = std::process::Command::new("setpriv")
+        let mut command = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(args).arg("setpriv");
+                c
+            }
+            None => std::process::Command::new("setpriv"),
+        };
+        let child = command
             .arg("--pdeathsig=SIGKILL")
             .arg(binary)
             .args(["worker", "--queues", &queues.join(",")])

@@ -25,6 +25,12 @@
 //! is transcribed (cancel to the transcription's thread ending). Sized by
 //! `REFLOW_CHAOS_RESUME_MEETINGS` (default 2), `REFLOW_CHAOS_KILLS` and
 //! `REFLOW_CHAOS_CANCELS` (default 2); its section is appended to `REFLOW_CHAOS_RESULTS`.
+//!
+//! [`partition`]: a worker in a network namespace of its own cut from the Temporal server for
+//! a minute, twice, in one meeting (root only; `#[ignore]`d, so `just chaos` runs it and
+//! `just test` does not).
+
+mod partition;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

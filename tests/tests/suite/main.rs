@@ -10,7 +10,7 @@
 //! | [`audio_steps`] | padding, mixdown and waveform run by the worker over the object store |
 //! | [`backlog`] | webhooks and `process` requests while Temporal is down: kept, then run once each, in order |
 //! | [`bad_input`] | what Daily, a customer or an operator can send wrong, refused clearly |
-//! | [`chaos`] | worker processes SIGKILLed mid-meeting; nothing lost or paid twice |
+//! | [`chaos`] | worker processes SIGKILLed mid-meeting, or cut off by a network partition; nothing lost or paid twice |
 //! | [`compose`] | the compose stack, parsed and checked |
 //! | [`conductor`] | the Conductor-compatible status API over engine runs |
 //! | [`conductor_import`] | `reflow import conductor` of the seed: what it names, a small patch, a meeting |
