@@ -17,18 +17,11 @@
 mod eval_set;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use eval_set::spoken;
 use reflow_bench::{Fact, demo_meeting, machine};
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct Manifest {
-    duration_s: f64,
-}
 
 struct Measured {
     repeat: usize,
@@ -66,29 +59,15 @@ async fn measure(
         "--repeat",
         &repeat.to_string(),
     ])?;
-    let manifest: Manifest =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("recording.json"))?)?;
-    let out = dir.join("reflow-output");
+    let processed = eval_set::process(
+        reflow,
+        &dir,
+        address,
+        &work.join(format!("data-x{repeat}")),
+        "warn,activities::llm::chat_model=info",
+    )?;
+    let (out, wall_s) = (&processed.out, processed.wall_s);
     let log = dir.join("reflow.log");
-    let started = Instant::now();
-    let status = Command::new(reflow)
-        .arg("process")
-        .arg(&dir)
-        .args(["--http", "127.0.0.1:0", "--out"])
-        .arg(&out)
-        .env("TEMPORAL_ADDRESS", address)
-        .env("REFLOW_DATA_DIR", work.join(format!("data-x{repeat}")))
-        .env("RUST_LOG", "warn,activities::llm::chat_model=info")
-        .stderr(std::fs::File::create(&log)?)
-        .status()
-        .context("running reflow process")?;
-    let wall_s = started.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        status.success(),
-        "reflow process failed on {} (its log: {})",
-        dir.display(),
-        log.display()
-    );
     let workflow_id = reflow::local::run_of(&dir)?;
     let steps = reflow::cost::cost(client, None, &workflow_id)
         .await?
@@ -115,7 +94,7 @@ async fn measure(
         .collect::<Result<Vec<_>>>()?;
     Ok(Measured {
         repeat,
-        meeting_s: manifest.duration_s,
+        meeting_s: processed.meeting_s,
         wall_s,
         steps,
         found,

@@ -53,35 +53,17 @@ pub async fn run(
         "meeting.py synth {name}: {}",
         String::from_utf8_lossy(&synth.stderr)
     );
-    #[derive(serde::Deserialize)]
-    struct Manifest {
-        duration_s: f64,
-    }
-    let manifest: Manifest =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("recording.json"))?)?;
-    let out = dir.join("reflow-output");
-    let log = dir.join("reflow.log");
-    let started = std::time::Instant::now();
-    let run = Command::new(reflow)
-        .arg("process")
-        .arg(&dir)
-        .args(["--http", "127.0.0.1:0", "--out"])
-        .arg(&out)
-        .env("TEMPORAL_ADDRESS", address)
-        .env("REFLOW_DATA_DIR", work.join(format!("data-{name}")))
-        .env("RUST_LOG", "warn")
-        .stderr(std::fs::File::create(&log)?)
-        .output()
-        .context("running reflow process")?;
-    let wall_s = started.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        run.status.success(),
-        "reflow process failed on {name} (its log: {})",
-        log.display()
-    );
+    let processed = process(
+        reflow,
+        &dir,
+        address,
+        &work.join(format!("data-{name}")),
+        "warn",
+    )?;
+    let (out, wall_s, meeting_s) = (&processed.out, processed.wall_s, processed.meeting_s);
     let summary = std::fs::read_to_string(out.join("summary.md"))?;
     let mut published = parse_summary(&summary);
-    published.topics = printed_topics(&String::from_utf8_lossy(&run.stdout));
+    published.topics = printed_topics(&processed.stdout);
     published.transcript = spoken(&std::fs::read_to_string(out.join("transcript.txt"))?);
     let scores = score(&meeting, &published)?;
 
@@ -95,15 +77,72 @@ pub async fn run(
             .max()
             .with_context(|| format!("{name}: no {step} in the run's history"))
     };
-    let ratio = |at: i64| (at - history.start_ms) as f64 / 1000.0 / manifest.duration_s;
+    let ratio = |at: i64| (at - history.start_ms) as f64 / 1000.0 / meeting_s;
     Ok(EvalRun {
         transcript_ready_ratio: ratio(done_at("merge_transcripts")?),
         summary_ready_ratio: ratio(done_at("finalize")?),
         meeting,
-        meeting_s: manifest.duration_s,
+        meeting_s,
         wall_s,
         scores,
         summary,
+    })
+}
+
+/// A meeting directory after `reflow process`.
+pub struct Processed {
+    /// Where it wrote `summary.md`, `transcript.txt` and `transcript.vtt`.
+    pub out: std::path::PathBuf,
+    /// What it printed.
+    pub stdout: String,
+    /// Its wall time, seconds.
+    pub wall_s: f64,
+    /// The meeting's length (`recording.json`'s `duration_s`), seconds.
+    pub meeting_s: f64,
+}
+
+/// Run `reflow process` on the meeting in `dir` as a user would (outputs in
+/// `dir/reflow-output`, its log in `dir/reflow.log` at `rust_log`), against the dev server at
+/// `address`, keeping its state in `data`.
+pub fn process(
+    reflow: &Path,
+    dir: &Path,
+    address: &str,
+    data: &Path,
+    rust_log: &str,
+) -> Result<Processed> {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        duration_s: f64,
+    }
+    let manifest: Manifest =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("recording.json"))?)?;
+    let out = dir.join("reflow-output");
+    let log = dir.join("reflow.log");
+    let started = std::time::Instant::now();
+    let run = Command::new(reflow)
+        .arg("process")
+        .arg(dir)
+        .args(["--http", "127.0.0.1:0", "--out"])
+        .arg(&out)
+        .env("TEMPORAL_ADDRESS", address)
+        .env("REFLOW_DATA_DIR", data)
+        .env("RUST_LOG", rust_log)
+        .stderr(std::fs::File::create(&log)?)
+        .output()
+        .context("running reflow process")?;
+    let wall_s = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        run.status.success(),
+        "reflow process failed on {} (its log: {})",
+        dir.display(),
+        log.display()
+    );
+    Ok(Processed {
+        out,
+        stdout: String::from_utf8_lossy(&run.stdout).into_owned(),
+        wall_s,
+        meeting_s: manifest.duration_s,
     })
 }
 
