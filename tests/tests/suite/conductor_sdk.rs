@@ -38,10 +38,11 @@ use serde_json::{Value, json};
 const TOKEN: &str = "conductor-sdk-operator-token";
 
 /// What the transcription stand-in answers for now.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Asr {
-    /// 401: refused for good.
-    Refuse,
+    /// 401 for good to the first track asked (remembered here), the words to the others: one
+    /// track fails the run, always the same one, whatever order load gives the requests.
+    Refuse(Option<String>),
     /// The words, this late.
     Slow(Duration),
     /// The words at once.
@@ -588,9 +589,15 @@ async fn stack(asr: Arc<Mutex<Asr>>) -> (Stack, reflow_tests::InProcessWorker) {
     let transcription = StandIn::start(move |r| match meetings::asr_key(r) {
         Some(key) => {
             let words = Reply::Json(meetings::asr_words(&key));
-            match *asr.lock().unwrap() {
-                Asr::Refuse => Reply::status(401),
-                Asr::Slow(d) => Reply::After(d, Box::new(words)),
+            match &mut *asr.lock().unwrap() {
+                Asr::Refuse(refused) => {
+                    if *refused.get_or_insert_with(|| key.clone()) == key {
+                        Reply::status(401)
+                    } else {
+                        words
+                    }
+                }
+                Asr::Slow(d) => Reply::After(*d, Box::new(words)),
                 Asr::Fast => words,
             }
         }
@@ -626,7 +633,7 @@ async fn stack(asr: Arc<Mutex<Asr>>) -> (Stack, reflow_tests::InProcessWorker) {
 async fn the_conductor_sdks_read_and_retry_a_meeting() {
     let began = Instant::now();
     let _one = meetings::exclusive().await;
-    let asr = Arc::new(Mutex::new(Asr::Refuse));
+    let asr = Arc::new(Mutex::new(Asr::Refuse(None)));
     // The SDKs' models (and whether they are installed at all) while the stack starts.
     let (python, node, (stack, _worker)) =
         tokio::join!(Sdk::Python.models(), Sdk::Node.models(), stack(asr.clone()));
@@ -645,7 +652,7 @@ async fn the_conductor_sdks_read_and_retry_a_meeting() {
         added: BTreeMap::new(),
     };
 
-    // A meeting whose transcriptions are refused for good: the run fails.
+    // A meeting one of whose transcriptions is refused for good: the run fails.
     let tracks = tempfile::tempdir().unwrap();
     let m = stack
         .meeting("conductor-sdk", 0, &voices(tracks.path(), 2))
