@@ -6,9 +6,13 @@
 //! done; the message shows the status with the percentage, the attempt while retrying, and
 //! the last error. Child workflows' own steps are shown under the fan-out row that started
 //! them, as one line per child step type with its member count.
+//!
+//! When stderr is not a terminal (a log file, CI), the bars are not drawn; each step prints
+//! one line instead when it finishes, so the log of a run reads as its progress did.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use temporalio_client::{Client, UntypedWorkflow, WorkflowDescribeOptions};
@@ -178,9 +182,30 @@ pub async fn fractions(client: &Client, workflow_id: &str, p: &Progress) -> Frac
     out
 }
 
+/// The lines of `ls` whose members all finished and that `printed` has not seen yet, as one
+/// log line each (`[  12.3 s] transcribe_track 2/2 completed`); marks them printed.
+pub fn finished(ls: &[Line], printed: &mut BTreeSet<String>, elapsed: Duration) -> Vec<String> {
+    ls.iter()
+        .filter(|l| l.total > 0 && l.done == l.total)
+        .filter(|l| printed.insert(l.label.clone()))
+        .map(|l| {
+            format!(
+                "[{:>7.1} s] {} {}/{} {}",
+                elapsed.as_secs_f64(),
+                l.label.trim_start(),
+                l.done,
+                l.total,
+                l.message
+            )
+        })
+        .collect()
+}
+
 /// Follow `workflow_id` until it ends; returns its final table.
 pub async fn follow(client: &Client, workflow_id: &str) -> Result<Progress, RunError> {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    let log = (!std::io::stderr().is_terminal()).then(BTreeSet::new);
+    let (mut log, started) = (log, Instant::now());
     let style = ProgressStyle::with_template("{prefix:<28} [{bar:24}] {msg}")
         .expect("valid template")
         .progress_chars("=> ");
@@ -198,6 +223,11 @@ pub async fn follow(client: &Client, workflow_id: &str) -> Result<Progress, RunE
             b.set_length(l.total.max(1) * 100);
             b.set_position(l.done * 100 + (l.running * 100.0) as u64);
             b.set_message(format!("{}/{} {}", l.done, l.total, l.message));
+        }
+        if let Some(printed) = log.as_mut() {
+            for line in finished(&ls, printed, started.elapsed()) {
+                eprintln!("{line}");
+            }
         }
         if p.status != RunStatus::Running {
             for b in &bars {
@@ -277,5 +307,33 @@ mod tests {
         let l = lines(&p, "run", &fractions);
         assert_eq!(l[2].running, 0.4);
         assert_eq!(l[2].message, "running · 70% · attempt 2/4 · attempt 1: 503");
+    }
+
+    #[test]
+    fn a_log_gets_one_line_per_step_when_it_finishes_and_never_again() {
+        let mut fan = row("tracks", StepStatus::Running);
+        fan.members = vec![
+            row("tracks[0]", StepStatus::Completed),
+            row("tracks[1]", StepStatus::Running),
+        ];
+        let mut p = Progress {
+            steps: vec![row("get", StepStatus::Completed), fan],
+            ..Default::default()
+        };
+        let mut printed = BTreeSet::new();
+        let at = Duration::from_millis(1500);
+        let first = finished(&lines(&p, "run", &Fractions::new()), &mut printed, at);
+        assert_eq!(first, ["[    1.5 s] get 1/1 completed"]);
+        assert!(
+            finished(&lines(&p, "run", &Fractions::new()), &mut printed, at).is_empty(),
+            "a finished step is printed once"
+        );
+        p.steps[1].status = StepStatus::Completed;
+        p.steps[1].members[1].status = StepStatus::Completed;
+        let later = Duration::from_secs(42);
+        assert_eq!(
+            finished(&lines(&p, "run", &Fractions::new()), &mut printed, later),
+            ["[   42.0 s] tracks 2/2 completed"]
+        );
     }
 }

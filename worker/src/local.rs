@@ -290,7 +290,7 @@ pub async fn prepare(
     }))
 }
 
-/// Title, summary and topics of a finished transcript, for the terminal.
+/// Title, recap, topics, decisions and next steps of a finished transcript, for the terminal.
 pub fn summary(t: &activities::db::transcripts::Transcript) -> Result<String, LocalError> {
     let topics: Vec<activities::transcript::Topic> =
         serde_json::from_str(&t.topics).map_err(|e| LocalError::Store(e.to_string()))?;
@@ -306,46 +306,76 @@ pub fn summary(t: &activities::db::transcripts::Transcript) -> Result<String, Lo
             topic.title
         ));
     }
+    let items: Value = t
+        .action_items
+        .as_deref()
+        .and_then(|a| serde_json::from_str(a).ok())
+        .unwrap_or(Value::Null);
+    out.push_str(&action_items_text(&items));
     out.push('\n');
     Ok(out)
+}
+
+/// The decisions and next steps of `items` as the terminal shows them after a run: a heading
+/// each, and "none recorded" when the meeting recorded none (an empty list is an answer too).
+fn action_items_text(items: &Value) -> String {
+    let mut out = String::new();
+    for (key, heading) in [("decisions", "Decisions"), ("next_steps", "Next steps")] {
+        out.push_str(&format!("\n{heading}:\n"));
+        match items.get(key).map(|_| bullets(items, key)) {
+            Some(lines) if !lines.is_empty() => {
+                for line in lines {
+                    out.push_str(&format!("  {line}\n"));
+                }
+            }
+            Some(_) => out.push_str("  none recorded\n"),
+            None => out.push_str("  (not produced)\n"),
+        }
+    }
+    out
 }
 
 /// The decisions and next steps of `items` (§4.12's shape) as Markdown sections; empty when
 /// there are none.
 pub fn action_items_markdown(items: &Value) -> String {
     let mut out = String::new();
-    let list = |key: &str| items[key].as_array().cloned().unwrap_or_default();
-    let decisions = list("decisions");
-    if !decisions.is_empty() {
-        out.push_str("\n# Decisions\n\n");
-        for d in decisions {
-            out.push_str(&format!(
-                "- {}",
-                d["decision"].as_str().unwrap_or("").trim()
-            ));
-            if let Some(by) = d["decided_by"].as_str() {
-                out.push_str(&format!(" ({by})"));
+    for (key, heading) in [("decisions", "Decisions"), ("next_steps", "Next steps")] {
+        let lines = bullets(items, key);
+        if !lines.is_empty() {
+            out.push_str(&format!("\n# {heading}\n\n"));
+            for line in lines {
+                out.push_str(&line);
+                out.push('\n');
             }
-            out.push('\n');
-        }
-    }
-    let steps = list("next_steps");
-    if !steps.is_empty() {
-        out.push_str("\n# Next steps\n\n");
-        for t in steps {
-            out.push_str(&format!("- {}", t["task"].as_str().unwrap_or("").trim()));
-            let who = t["assigned_to"].as_str();
-            let when = t["deadline"].as_str();
-            match (who, when) {
-                (Some(w), Some(d)) => out.push_str(&format!(" ({w}, {d})")),
-                (Some(w), None) => out.push_str(&format!(" ({w})")),
-                (None, Some(d)) => out.push_str(&format!(" ({d})")),
-                (None, None) => {}
-            }
-            out.push('\n');
         }
     }
     out
+}
+
+/// One bullet per decision (`- what (who)`) or next step (`- task (who, when)`) of `items[key]`.
+fn bullets(items: &Value, key: &str) -> Vec<String> {
+    let list = items[key].as_array().cloned().unwrap_or_default();
+    list.iter()
+        .map(|item| {
+            let (what, who, when) = if key == "decisions" {
+                (item["decision"].as_str(), item["decided_by"].as_str(), None)
+            } else {
+                (
+                    item["task"].as_str(),
+                    item["assigned_to"].as_str(),
+                    item["deadline"].as_str(),
+                )
+            };
+            let mut line = format!("- {}", what.unwrap_or("").trim());
+            match (who, when) {
+                (Some(w), Some(d)) => line.push_str(&format!(" ({w}, {d})")),
+                (Some(w), None) => line.push_str(&format!(" ({w})")),
+                (None, Some(d)) => line.push_str(&format!(" ({d})")),
+                (None, None) => {}
+            }
+            line
+        })
+        .collect()
 }
 
 /// Write `transcript.txt` (speaker-labelled, timestamped), `transcript.vtt` (both in the
@@ -412,6 +442,28 @@ mod tests {
             "\n# Decisions\n\n- Ship on Monday (Ana)\n\n# Next steps\n\n- Send the budget report (Ben, Wednesday)\n- Write job descriptions\n"
         );
         assert_eq!(action_items_markdown(&Value::Null), "");
+    }
+
+    #[test]
+    fn the_printed_summary_lists_decisions_and_next_steps_or_says_there_were_none() {
+        let items = json!({
+            "decisions": [{"decision": "Ship on Monday", "decided_by": "Ana"}],
+            "next_steps": [
+                {"task": "Ben sends the budget report", "assigned_to": "Ben", "deadline": "Wednesday"}
+            ]
+        });
+        assert_eq!(
+            action_items_text(&items),
+            "\nDecisions:\n  - Ship on Monday (Ana)\n\nNext steps:\n  - Ben sends the budget report (Ben, Wednesday)\n"
+        );
+        assert_eq!(
+            action_items_text(&json!({"decisions": [], "next_steps": []})),
+            "\nDecisions:\n  none recorded\n\nNext steps:\n  none recorded\n"
+        );
+        assert_eq!(
+            action_items_text(&Value::Null),
+            "\nDecisions:\n  (not produced)\n\nNext steps:\n  (not produced)\n"
+        );
     }
 
     #[test]
