@@ -60,6 +60,12 @@ fn which(name: &Path) -> PathBuf {
 /// Run the block `name` with `vars` (`TEMPORAL_ADDRESS` among them); its stdout (panics on a
 /// non-zero exit).
 pub async fn run(bin: &Path, name: &str, vars: &[(&str, &str)]) -> String {
+    run_in(bin, name, vars, Path::new(".")).await
+}
+
+/// [`run`] with `dir` as the working directory (the repository's root of the blocks that
+/// name `pipelines/`).
+pub async fn run_in(bin: &Path, name: &str, vars: &[(&str, &str)], dir: &Path) -> String {
     let script = block(name);
     let path = format!(
         "{}:{}",
@@ -68,6 +74,7 @@ pub async fn run(bin: &Path, name: &str, vars: &[(&str, &str)]) -> String {
     );
     let out = tokio::process::Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(dir)
         .env("PATH", path)
         .env("TEMPORAL_NAMESPACE", "default")
         .env("RUST_LOG", "warn")

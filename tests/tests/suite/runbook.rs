@@ -3,7 +3,10 @@
 //! with the outcome it promises checked: a run found by its recording id, the failing step and
 //! its cause shown, a step in a one-hour backoff retried at once, failed runs listed by where
 //! they stopped, a failed run resumed from its failed step (earlier steps not re-run), a run
-//! re-run from a named step, and a run cancelled.
+//! re-run from a named step, and a run cancelled. And "Changing the pipeline" (its blocks
+//! `pipeline-*`), run in a copy of the repository's `pipelines/` whose `generate_title` was
+//! edited: validate and plan list the change, apply registers it, a 10 % ramp, a rollback and a
+//! promotion are planned as the runbook shows and leave the rollout it says.
 
 use std::path::Path;
 use std::time::Duration;
@@ -150,4 +153,217 @@ async fn every_runbook_command_does_what_the_runbook_says() {
     .await;
     run(&bin, "cancel", &[("WORKFLOW_ID", id2)]).await;
     wait_status(&c, id2, "Canceled").await;
+}
+
+/// `reflow` (the suite's build, from `bin`) with `args` in `dir`; its output, whatever the exit.
+fn reflow_in(bin: &Path, dir: &Path, vars: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin.join("reflow"))
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap()
+}
+
+/// The repository's meeting pipeline with `generate_title`'s `with:` written otherwise and its
+/// start-to-close 240 s, as version `version`.
+fn title_edited(version: u32) -> String {
+    let yaml = reflow::intake::DIARIZATION_YAML;
+    let title = "    start_to_close: 300s\n    emits: [FINAL_TITLE]\n    with: {transcript_id: \"${input.transcript_id}\"}\n";
+    assert_eq!(
+        yaml.matches(title).count(),
+        1,
+        "generate_title as the test knows it"
+    );
+    yaml.replace(
+        title,
+        "    start_to_close: 240s\n    emits: [FINAL_TITLE]\n    with: {transcript_id: \"${ input.transcript_id }\"}\n",
+    )
+    .replace("version: 2\n", &format!("version: {version}\n"))
+}
+
+/// The registered versions of the meeting pipeline.
+async fn versions(db: &activities::db::Db) -> Vec<u32> {
+    let mut v: Vec<u32> = db
+        .pipeline_versions(Some("DiarizationPipeline"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.decode().unwrap().pipeline.version)
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// `docs/runbook.md`, "Changing the pipeline": every block as written, in order, on a copy of
+/// the repository's `pipelines/` with `generate_title` edited (v2 → v3), against the suite's
+/// dev server and a fresh database; plan and apply print what the runbook shows, and the
+/// registered versions and rollout are what each step says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_pipeline_validates_plans_ramps_rolls_back_and_promotes_as_written() {
+    use workflow::pipeline::rollout::{Rollout, bucket};
+    let _ = reflow_tests::client().await;
+    let bin = bin_dir();
+    let repo = tempfile::tempdir().unwrap();
+    let dir = repo.path().join("pipelines");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines");
+    for f in std::fs::read_dir(&src).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+    }
+    let db_url = format!("sqlite://{}/reflow.db", repo.path().display());
+    let db = activities::db::Db::connect(&db_url).await.unwrap();
+    let data = repo.path().join("data").display().to_string();
+    let vars = [
+        ("TEMPORAL_ADDRESS", reflow_tests::server().address.as_str()),
+        ("DATABASE_URL", db_url.as_str()),
+        ("REFLOW_DATA_DIR", data.as_str()),
+        ("DAILY_API_KEY", ""),
+        ("REFLOW_DEPLOYMENT_NAME", ""),
+        ("CURRENT", "2"),
+        ("CANDIDATE", "3"),
+    ];
+    let block = |name: &'static str| {
+        let (bin, vars, root) = (bin.clone(), vars, repo.path().to_owned());
+        async move { reflow_tests::runbook::run_in(&bin, name, &vars, &root).await }
+    };
+    let rollout = || async { db.pipeline_rollout("DiarizationPipeline").await.unwrap() };
+    let only = |current| Rollout {
+        current,
+        ..Rollout::default()
+    };
+
+    // The cluster as it was: the repository's v2 applied, current v2.
+    let first = block("pipeline-register").await;
+    assert!(
+        first.contains("+ pipeline DiarizationPipeline v2")
+            && first.contains("+ rollout DiarizationPipeline: create (current v2)"),
+        "{first}"
+    );
+    assert_eq!(
+        (versions(&db).await, rollout().await),
+        (vec![2], Some(only(2)))
+    );
+
+    // 1. Edited without a bump: plan refuses, naming the version to use.
+    let file = dir.join("diarization.yaml");
+    std::fs::write(&file, title_edited(2)).unwrap();
+    let refused = reflow_in(&bin, repo.path(), &vars, &["plan"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && stderr.contains("pipeline DiarizationPipeline v2: the definition changed")
+            && stderr.contains("bump `version:` to 3"),
+        "{stderr}"
+    );
+
+    // 2. Bumped: validate passes, plan lists exactly the edited step and its two fields, then
+    // what a re-run on v3 reuses (everything but the title and what reads it).
+    std::fs::write(&file, title_edited(3)).unwrap();
+    let planned = block("pipeline-plan").await;
+    assert!(
+        planned.contains("pipelines/diarization.yaml: ok — DiarizationPipeline v3"),
+        "{planned}"
+    );
+    let v2 = db
+        .pipeline_versions(Some("DiarizationPipeline"))
+        .await
+        .unwrap()[0]
+        .hash
+        .clone();
+    let v3 = workflow::parse_and_validate(
+        "diarization.yaml",
+        &title_edited(3),
+        reflow_tests::registry().catalog(),
+    )
+    .unwrap()
+    .hash;
+    let head = format!(
+        "~ pipeline DiarizationPipeline v3: v2 → v3 ({} → {})",
+        &v2[..12],
+        &v3[..12]
+    );
+    let at = planned.find(&head).unwrap_or_else(|| panic!("{planned}"));
+    let lines: Vec<&str> = planned[at..].lines().take(3).collect();
+    assert_eq!(
+        lines[1..],
+        [
+            "    ~ step DiarizationPipeline.generate_title: with (~transcript_id), timeouts (start_to_close 300s → 240s)",
+            "    reusable on v3 (the step and everything upstream unchanged): get_recording, \
+             get_participants, pad_track, process_tracks, merge_transcripts, mixdown_tracks, \
+             generate_waveform, detect_topics, detect_chunk_topic, save_topics, \
+             extract_subjects, generate_detailed_summary, generate_recap, \
+             identify_action_items, on_failure, TrackProcessing.transcribe_track",
+        ],
+        "{planned}"
+    );
+    assert!(planned.contains("1 change(s) to apply"), "{planned}");
+    assert_eq!(versions(&db).await, [2], "plan registers nothing");
+
+    // 3. Registered; the rollout still says v2, and a second apply changes nothing.
+    let applied = block("pipeline-register").await;
+    assert!(applied.contains(&head), "{applied}");
+    assert_eq!(
+        (versions(&db).await, rollout().await),
+        (vec![2, 3], Some(only(2)))
+    );
+    let again = block("pipeline-register").await;
+    assert!(again.contains("nothing to change"), "{again}");
+
+    // 4. A 10 % ramp: planned, applied, and a recording under it gets v3.
+    let ramp =
+        "~ rollout DiarizationPipeline: update (current v2 → current v2, candidate v3 on 10 %)";
+    let ramped = block("pipeline-ramp").await;
+    assert_eq!(
+        ramped.matches(ramp).count(),
+        2,
+        "plan, then apply:\n{ramped}"
+    );
+    let ten = Rollout {
+        current: 2,
+        candidate: Some(3),
+        ramp: 10,
+        ..Rollout::default()
+    };
+    assert_eq!(rollout().await, Some(ten.clone()));
+    let id = |i: usize| format!("rec-{i}");
+    let under = (0..1000).map(id).find(|r| bucket(r) < 10).unwrap();
+    let over = (0..1000).map(id).find(|r| bucket(r) >= 10).unwrap();
+    assert_eq!(
+        (
+            ten.version_for(&under, None).0,
+            ten.version_for(&over, None).0
+        ),
+        (3, 2)
+    );
+
+    // 6. Roll back: current v2, no candidate.
+    let back = block("pipeline-rollback").await;
+    let line =
+        "~ rollout DiarizationPipeline: update (current v2, candidate v3 on 10 % → current v2)";
+    assert_eq!(back.matches(line).count(), 2, "plan, then apply:\n{back}");
+    assert_eq!(rollout().await, Some(only(2)));
+
+    // 5. Ramped again, then promoted: current v3, no candidate.
+    block("pipeline-ramp").await;
+    assert_eq!(rollout().await, Some(ten));
+    let promoted = block("pipeline-promote").await;
+    let line =
+        "~ rollout DiarizationPipeline: update (current v2, candidate v3 on 10 % → current v3)";
+    assert_eq!(
+        promoted.matches(line).count(),
+        2,
+        "plan, then apply:\n{promoted}"
+    );
+    assert_eq!(
+        (versions(&db).await, rollout().await),
+        (vec![2, 3], Some(only(3)))
+    );
+    let settled = block("pipeline-plan").await;
+    assert!(
+        settled.contains("no changes: the cluster matches the repository"),
+        "{settled}"
+    );
 }
