@@ -7,8 +7,12 @@
 //! at the flag between blocks, so the thread ends within one block of the cancel.
 //!
 //! Cancellation reaches an activity only in a heartbeat's answer; the worker sends heartbeats
-//! at most every [`THROTTLE`] (`max_heartbeat_throttle_interval`), so a cancel is noticed
-//! within `HEARTBEAT_EVERY` + `THROTTLE` and the work stops one block later.
+//! at most every [`THROTTLE`] (`max_heartbeat_throttle_interval`) and a step records one every
+//! [`HEARTBEAT_EVERY`] (the same 3 s), so one reaches the server about every 3 s and a cancel
+//! is noticed within that and the work stops one block later. Every heartbeat that reaches
+//! the server is a Temporal action (issue 41): a step's first is recorded after
+//! `HEARTBEAT_EVERY`, not at its start, so a step shorter than that sends none, and progress
+//! reported faster than the throttle is sent as its latest details once per window.
 
 use std::future::Future;
 use std::ops::ControlFlow;
@@ -23,12 +27,13 @@ use tokio::sync::Notify;
 use crate::error::ActivityFailure;
 
 /// How often a long CPU step heartbeats while it works (also after each reported progress).
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
 
 /// The worker's longest delay before sending a recorded heartbeat to the server
 /// (`max_heartbeat_throttle_interval`): what bounds how stale the server's details are and
-/// how late a cancel is noticed.
-pub const THROTTLE: Duration = Duration::from_secs(1);
+/// how late a cancel is noticed (≤ 5 s is what a cancel must take; resume saves words at each
+/// heartbeat the step records).
+pub const THROTTLE: Duration = Duration::from_secs(3);
 
 /// Blocking threads of steps now running, in this process (`reflow_step_threads`).
 static RUNNING: AtomicI64 = AtomicI64::new(0);
@@ -178,7 +183,11 @@ pub async fn run<T: Send + 'static>(
         let _running = Running::start();
         work(work_side)
     });
-    let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
+    // The first beat after `HEARTBEAT_EVERY`: a short step sends no heartbeat at all.
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + HEARTBEAT_EVERY,
+        HEARTBEAT_EVERY,
+    );
     let mut cancelled_at: Option<Instant> = None;
     let mut shown = Shown {
         sink: crate::attempt::current().progress,

@@ -65,6 +65,9 @@ async fn one(
     // Counters are exported as the server handles requests; let the last ones land.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = scrape(metrics).await?;
+    if let Some(dir) = std::env::var_os("REFLOW_BENCH_HISTORIES") {
+        save_histories(&stack.client, Path::new(&dir), &m.workflow_id, tracks).await?;
+    }
     Ok(after
         .iter()
         .map(|(k, v)| {
@@ -75,6 +78,28 @@ async fn one(
         })
         .filter(|(_, v)| *v > 0)
         .collect())
+}
+
+/// With `REFLOW_BENCH_HISTORIES=dir`: the meeting's histories (the run and its track children)
+/// as JSON in `dir`, to see which workflow task spent which action.
+async fn save_histories(
+    client: &temporalio_client::Client,
+    dir: &Path,
+    workflow_id: &str,
+    tracks: usize,
+) -> anyhow::Result<()> {
+    use temporalio_client::{UntypedWorkflow, WorkflowFetchHistoryOptions};
+    std::fs::create_dir_all(dir)?;
+    let children = (0..tracks).map(|i| format!("{workflow_id}-track-{i}"));
+    for id in std::iter::once(workflow_id.to_owned()).chain(children) {
+        let json = client
+            .get_workflow_handle::<UntypedWorkflow>(&id)
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .to_json()
+            .await?;
+        std::fs::write(dir.join(format!("{id}.json")), json)?;
+    }
+    Ok(())
 }
 
 /// The section of `pipeline.md`, and the 3-track total.

@@ -5,7 +5,9 @@
 //! A step's bar counts its members (a plain step has one), a running member by its fraction
 //! done; the message shows the status with the percentage, the attempt while retrying, and
 //! the last error. Child workflows' own steps are shown under the fan-out row that started
-//! them, as one line per child step type with its member count.
+//! them, as one line per child step type with its member count. The table is queried only
+//! when the run's history grew since the last query (a describe says its length), so a
+//! meeting costs about one query per workflow task, not two a second.
 //!
 //! When stderr is not a terminal (a log file, CI), the bars are not drawn; each step prints
 //! one line instead when it finishes, so the log of a run reads as its progress did.
@@ -201,7 +203,32 @@ pub fn finished(ls: &[Line], printed: &mut BTreeSet<String>, elapsed: Duration) 
         .collect()
 }
 
-/// Follow `workflow_id` until it ends; returns its final table.
+/// The run's table: queried only when its history grew since the last query (a query is a
+/// billed action; a describe, which says how long the history is, is not), else `last`'s.
+async fn table(
+    client: &Client,
+    workflow_id: &str,
+    last: &mut Option<(i64, Progress)>,
+) -> Result<Progress, RunError> {
+    let length = client
+        .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .ok()
+        .and_then(|d| d.raw_description.workflow_execution_info)
+        .map(|i| i.history_length);
+    if let (Some(n), Some((seen, p))) = (length, last.as_ref())
+        && n == *seen
+    {
+        return Ok(p.clone());
+    }
+    let p = runs::query_progress(client, workflow_id).await?;
+    *last = length.map(|n| (n, p.clone()));
+    Ok(p)
+}
+
+/// Follow `workflow_id` until it ends; returns its final table (queried only when its
+/// history grew: [`table`]).
 pub async fn follow(client: &Client, workflow_id: &str) -> Result<Progress, RunError> {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let log = (!std::io::stderr().is_terminal()).then(BTreeSet::new);
@@ -210,8 +237,9 @@ pub async fn follow(client: &Client, workflow_id: &str) -> Result<Progress, RunE
         .expect("valid template")
         .progress_chars("=> ");
     let mut bars: Vec<ProgressBar> = Vec::new();
+    let mut last: Option<(i64, Progress)> = None;
     loop {
-        let p = runs::query_progress(client, workflow_id).await?;
+        let p = table(client, workflow_id, &mut last).await?;
         let ls = lines(&p, workflow_id, &fractions(client, workflow_id, &p).await);
         while bars.len() < ls.len() {
             let b = multi.add(ProgressBar::new(1).with_style(style.clone()));

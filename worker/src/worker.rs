@@ -141,7 +141,7 @@ pub async fn run_workers(
             // Every activity a run schedules carries its pipeline version (metrics label).
             .workflow_interceptor(workflow::version_header::interceptor())
             .graceful_shutdown_period(grace.saturating_sub(STOP_BUDGET))
-            // Heartbeats reach the server (and cancels reach the steps) within a second.
+            // Heartbeats reach the server (and cancels reach the steps) about every 3 s.
             .max_heartbeat_throttle_interval(activities::heartbeat::THROTTLE)
             .maybe_deployment_options(setup.deployment.as_ref().map(|d| d.options()))
             .build();

@@ -51,7 +51,7 @@ fn options() -> LocalActivityOptions {
 
 /// The memo plan of a main run whose pipeline reports a transcript's progress (so its steps
 /// have a transcript to write), on a registered version, in a run started since memos
-/// ([`MEMO_PATCH`]); `None` otherwise: everything runs, as before.
+/// ([`MEMO_PATCH`], implied in a `lean` run); `None` otherwise: everything runs, as before.
 pub(super) async fn plan<W: Interpreted>(
     ctx: &WorkflowContext<W>,
     pipeline: &Pipeline,
@@ -59,6 +59,7 @@ pub(super) async fn plan<W: Interpreted>(
     graph: &Graph,
     args: &Value,
     rerun: Rerun,
+    lean: bool,
 ) -> Option<Memoized> {
     let reference = reference?;
     if graph.name != pipeline.main.name {
@@ -72,7 +73,7 @@ pub(super) async fn plan<W: Interpreted>(
     else {
         return None;
     };
-    if transcript_id.is_empty() || !ctx.patched(MEMO_PATCH) {
+    if transcript_id.is_empty() || !super::visibility::patched(ctx, lean, MEMO_PATCH) {
         return None;
     }
     let request = PlanRequest {

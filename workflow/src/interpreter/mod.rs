@@ -41,10 +41,12 @@ mod report;
 pub mod resolve;
 mod step;
 mod tags;
+mod visibility;
 
 pub use failure::{INVALID_INPUT, STEP_FAILED};
 pub use options::{activity_options, local_activity_options};
 pub use report::{ProgressReport, REPORT_PROGRESS};
+pub use visibility::{LEAN_PATCH, finish_inferred, inferable};
 
 use failure::StepFailure;
 use inputs::{needs_met, resolve_inputs};
@@ -138,6 +140,7 @@ pub async fn run<W: Interpreted>(
 ) -> WorkflowResult<Value> {
     binding::check(ctx, &input)?;
     let parent = input.parent.clone();
+    let lean = visibility::is_lean(ctx, parent.is_some());
     let (pipeline, reference) =
         resolve::definition(ctx, &input.pinned, input.graph.as_deref(), parent.is_some()).await?;
     // The main graph of a pipeline with a `progress:` section tells the frontend.
@@ -153,13 +156,13 @@ pub async fn run<W: Interpreted>(
         _ => None,
     };
     let main = async {
-        let result = run_graph(ctx, pipeline, reference, input).await;
+        let result = run_graph(ctx, pipeline, reference, input, lean).await;
         ctx.state_mut(|w| w.progress_mut().finished = true);
         result
     };
     match (parent, frontend) {
         (Some(parent), _) => {
-            futures::future::join(main, report_to_parent(ctx, parent))
+            futures::future::join(main, report_to_parent(ctx, parent, lean))
                 .await
                 .0
         }
@@ -179,10 +182,11 @@ async fn run_graph<W: Interpreted>(
     pipeline: Pipeline,
     reference: Option<PipelineRef>,
     input: RunInput,
+    lean: bool,
 ) -> WorkflowResult<Value> {
     let mut input = input;
     let rerun = memoized::take_rerun(&mut input.input);
-    let mut run = GraphRun::begin(ctx, pipeline, reference, input)?;
+    let mut run = GraphRun::begin(ctx, pipeline, reference, input, lean)?;
     run.memo = memoized::plan(
         ctx,
         &run.pipeline,
@@ -190,12 +194,20 @@ async fn run_graph<W: Interpreted>(
         &run.graph,
         &run.scope["input"],
         rerun,
+        lean,
     )
     .await;
     loop {
         run.start_ready();
         if run.running.is_empty() {
             break;
+        }
+        if run.lean
+            && let Some((i, result)) = run.finished_now().await
+        {
+            // Settle everything this activation finished before showing what runs.
+            run.settle(i, result).await?;
+            continue;
         }
         run.show_current_step();
         let (i, result) = run.next_finished().await;
@@ -228,6 +240,10 @@ struct GraphRun<'a, W: Interpreted> {
     tagged: bool,
     /// The `CurrentStep` search attribute last set.
     current_step: String,
+    /// Whether the run follows the lean rules ([`visibility`]).
+    lean: bool,
+    /// Search attributes not set yet: a lean run sets them with its first `CurrentStep`.
+    pending_tags: Vec<temporalio_workflow::common::search_attributes::SearchAttributeUpdate>,
     /// The memo plan, in a memoized run ([`memo`]).
     memo: Option<memoized::Memoized>,
 }
@@ -249,6 +265,7 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
         pipeline: Pipeline,
         reference: Option<PipelineRef>,
         input: RunInput,
+        lean: bool,
     ) -> WorkflowResult<Self> {
         let graph_name = input
             .graph
@@ -265,13 +282,19 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
             .map_err(|msg| invalid_input(format!("{graph_name}: invalid input: {msg}")))?;
         Self::reset_table(ctx, &pipeline, &graph);
         let mut scope = Self::initial_scope(ctx, &pipeline, &graph, args);
-        let tagged = Self::tag(
+        let (tagged, pending_tags) = Self::tag(
             ctx,
             &pipeline,
-            is_child,
+            (is_child, lean),
             input.search_attributes,
             &mut scope,
         );
+        // A lean child starts with the `CurrentStep` its parent set.
+        let current_step = if is_child && lean {
+            visibility::first_steps(&graph)
+        } else {
+            String::new()
+        };
         Ok(GraphRun {
             ctx,
             states: vec![State::Pending; graph.steps.len()],
@@ -281,7 +304,9 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
             scope,
             running: Vec::new(),
             tagged,
-            current_step: String::new(),
+            current_step,
+            lean,
+            pending_tags,
             memo: None,
         })
     }
@@ -324,25 +349,33 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
     /// Search attributes and memo, so the run can be found (docs/contracts/observability.md
     /// §6): the declared ones rendered (a child's inherited from its parent), set when the
     /// run is [`SEARCH_ATTRIBUTES_PATCH`]ed, and kept in the scope for children. Returns
-    /// whether the run is tagged.
+    /// whether the run is tagged, and the attributes a lean run sets with its first
+    /// `CurrentStep` (a lean child's were set by its parent, [`visibility`]).
     fn tag(
         ctx: &WorkflowContext<W>,
         pipeline: &Pipeline,
-        is_child: bool,
+        (is_child, lean): (bool, bool),
         inherited: BTreeMap<String, String>,
         scope: &mut Scope,
-    ) -> bool {
-        let tagged = ctx.patched(SEARCH_ATTRIBUTES_PATCH);
+    ) -> (
+        bool,
+        Vec<temporalio_workflow::common::search_attributes::SearchAttributeUpdate>,
+    ) {
+        let tagged = visibility::patched(ctx, lean, SEARCH_ATTRIBUTES_PATCH);
         let declared = if is_child {
             inherited
         } else {
             render_search_attributes(pipeline, scope)
         };
-        if tagged {
+        let mut pending = Vec::new();
+        if tagged && !lean {
             tag_run(ctx, pipeline, &declared);
+        } else if lean && !is_child {
+            pending = visibility::run_attributes(pipeline, &declared);
+            visibility::set_memo(ctx, pipeline, true);
         }
         scope.insert(SA_SCOPE.into(), json!(declared));
-        tagged
+        (tagged, pending)
     }
 
     /// Start (or skip) everything that is ready, in declared order, until nothing changes.
@@ -403,7 +436,7 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
         let fut = run_step(
             self.ctx.clone(),
             self.pipeline.clone(),
-            self.reference.clone(),
+            (self.reference.clone(), self.lean),
             self.graph.name.clone(),
             self.graph.steps[i].clone(),
             self.scope.clone(),
@@ -424,25 +457,51 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
         self.succeeded(i, value, now);
     }
 
-    /// The `CurrentStep` search attribute: the steps in flight, set when it changed.
+    /// The `CurrentStep` search attribute: the steps in flight, set when it changed (a lean
+    /// run: not while a local step runs, and with its pending attributes; [`visibility`]).
     fn show_current_step(&mut self) {
         if !self.tagged {
             return;
         }
-        let now_running: Vec<&str> = self
-            .graph
-            .steps
-            .iter()
-            .zip(&self.states)
-            .filter(|(_, s)| **s == State::Running)
-            .map(|(s, _)| s.id.as_str())
-            .collect();
-        let now_running = now_running.join(",");
-        if now_running != self.current_step {
-            self.ctx
-                .upsert_search_attributes([search::CURRENT_STEP.value_set(now_running.clone())]);
-            self.current_step = now_running;
+        let running = || {
+            self.graph
+                .steps
+                .iter()
+                .zip(&self.states)
+                .filter(|(_, s)| **s == State::Running)
+                .map(|(s, _)| s)
+        };
+        if self.lean && running().any(|s| s.local) {
+            return;
         }
+        let now_running = visibility::label(running(), self.lean);
+        if now_running != self.current_step {
+            self.show(now_running);
+        }
+    }
+
+    /// Set `CurrentStep` to `value`, with the attributes not set yet.
+    fn show(&mut self, value: String) {
+        let mut updates = std::mem::take(&mut self.pending_tags);
+        updates.push(search::CURRENT_STEP.value_set(value.clone()));
+        self.ctx.upsert_search_attributes(updates);
+        self.current_step = value;
+    }
+
+    /// A step that finished in this activation, if any (a lean run settles them all before
+    /// it shows what runs); the steps still in flight stay in flight.
+    async fn finished_now(&mut self) -> Option<(usize, Result<Value, StepFailure>)> {
+        let running = &mut self.running;
+        futures::future::poll_fn(|cx| {
+            for k in 0..running.len() {
+                if let std::task::Poll::Ready(done) = running[k].as_mut().poll(cx) {
+                    drop(running.remove(k));
+                    return std::task::Poll::Ready(Some(done));
+                }
+            }
+            std::task::Poll::Ready(None)
+        })
+        .await
     }
 
     /// Whichever step in flight finishes first (ties: the first started).
@@ -521,10 +580,11 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
             // What completed before the failure is reused by a new run.
             memo.store(ctx, &self.graph, &self.states).await;
         }
-        let step = &self.graph.steps[i];
+        let step_id = self.graph.steps[i].id.clone();
         if self.tagged {
-            ctx.upsert_search_attributes([search::CURRENT_STEP.value_set(step.id.clone())]);
+            self.show(step_id);
         }
+        let step = &self.graph.steps[i];
         ctx.state_mut(|w| {
             let p = w.progress_mut();
             p.status = RunStatus::Failed;
@@ -545,13 +605,13 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
                 "failure".into(),
                 json!({"step": step.id, "type": failure.kind, "message": failure.message}),
             );
-            let hooked = if cancelled && ctx.patched(CANCELLED_HOOK_PATCH) {
+            let hooked = if cancelled && visibility::patched(ctx, self.lean, CANCELLED_HOOK_PATCH) {
                 run_detached_hook(ctx, hook, &scope).await
             } else {
                 run_step(
                     ctx.clone(),
                     self.pipeline.clone(),
-                    self.reference.clone(),
+                    (self.reference.clone(), self.lean),
                     self.graph.name.clone(),
                     hook.clone(),
                     scope,
@@ -575,11 +635,16 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
             .into()
     }
 
-    /// Every step settled: the graph's output, `CurrentStep` cleared, the run completed.
+    /// Every step settled: the graph's output, `CurrentStep` cleared (a lean run leaves it:
+    /// [`visibility`]), the run completed.
     fn finish(self) -> WorkflowResult<Value> {
         let output = expr::render(&self.graph.output, &self.scope)
             .map_err(|e| invalid_input(format!("{}: output: {e}", self.graph.name)))?;
-        if self.tagged {
+        if self.lean {
+            if !self.pending_tags.is_empty() {
+                self.ctx.upsert_search_attributes(self.pending_tags);
+            }
+        } else if self.tagged {
             // The SDK encodes an unset as an empty payload, which the server refuses: set "".
             self.ctx
                 .upsert_search_attributes([search::CURRENT_STEP.value_set(String::new())]);

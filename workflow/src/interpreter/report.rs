@@ -87,15 +87,33 @@ pub(super) async fn report_to_frontend<W: Interpreted>(
     .await;
 }
 
-pub(super) async fn report_to_parent<W: Interpreted>(ctx: &WorkflowContext<W>, parent: String) {
+/// Signal the child's table to its parent on every change; a `lean` child skips its final
+/// table when the parent infers it from the completion ([`super::visibility::inferable`]).
+pub(super) async fn report_to_parent<W: Interpreted>(
+    ctx: &WorkflowContext<W>,
+    parent: String,
+    lean: bool,
+) {
     let me = ctx.workflow_id().to_owned();
+    let last = std::cell::RefCell::new(None::<Progress>);
     on_each_revision(ctx, 0, |progress| {
+        let skip = lean
+            && progress.finished
+            && progress.status == crate::progress::RunStatus::Completed
+            && last
+                .borrow()
+                .as_ref()
+                .is_some_and(|l| super::visibility::inferable(l, &progress));
+        *last.borrow_mut() = Some(progress.clone());
         let report = ChildProgress {
             workflow_id: me.clone(),
             progress,
         };
         let parent = parent.clone();
         async move {
+            if skip {
+                return;
+            }
             let handle = ctx.external_workflow(parent, None);
             let signal = handle.signal(
                 ChildProgressSignal,

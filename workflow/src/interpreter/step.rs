@@ -55,11 +55,11 @@ pub(super) fn now<W>(ctx: &WorkflowContext<W>) -> Option<String> {
 
 /// Run one step (all of its fan-out members) and return its output. `reference` is the
 /// registered version the run resolved (its children are started with it), `None` in a run
-/// from before references.
+/// from before references; `lean`: the run follows [`super::visibility`]'s rules.
 pub(super) async fn run_step<W: Interpreted>(
     ctx: WorkflowContext<W>,
     pipeline: Pipeline,
-    reference: Option<PipelineRef>,
+    (reference, lean): (Option<PipelineRef>, bool),
     graph: String,
     step: Step,
     scope: Scope,
@@ -73,7 +73,14 @@ pub(super) async fn run_step<W: Interpreted>(
                 r.started_at = started;
             }
         });
-        return run_member(&ctx, (&pipeline, reference.as_ref()), &graph, &step, member).await;
+        return run_member(
+            &ctx,
+            (&pipeline, reference.as_ref(), lean),
+            &graph,
+            &step,
+            member,
+        )
+        .await;
     };
     let items = expr::render_array(for_each, &scope)
         .map_err(|e| StepFailure::new(INVALID_INPUT, format!("for_each: {e}")))?;
@@ -109,7 +116,8 @@ pub(super) async fn run_step<W: Interpreted>(
                 index: Some(i),
                 scope: member_scope,
             };
-            let (ctx, pinned, graph, step) = (&ctx, (&pipeline, reference.as_ref()), &graph, &step);
+            let (ctx, pinned, graph, step) =
+                (&ctx, (&pipeline, reference.as_ref(), lean), &graph, &step);
             in_flight.push(Box::pin(async move {
                 (i, run_member(ctx, pinned, graph, step, member).await)
             }));
@@ -137,7 +145,7 @@ struct Member {
 /// Run one activity or child for one item (or for a step without fan-out).
 async fn run_member<W: Interpreted>(
     ctx: &WorkflowContext<W>,
-    (pipeline, reference): (&Pipeline, Option<&PipelineRef>),
+    (pipeline, reference, lean): (&Pipeline, Option<&PipelineRef>, bool),
     graph: &str,
     step: &Step,
     member: Member,
@@ -223,6 +231,14 @@ async fn run_member<W: Interpreted>(
                     pipeline: Box::new(pipeline.clone()),
                 },
             };
+            let declared: std::collections::BTreeMap<String, String> = member
+                .scope
+                .get(SA_SCOPE)
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default();
+            // A lean run sets its child's search attributes in the start command.
+            let attributes =
+                lean.then(|| super::visibility::child_attributes(pipeline, &declared, child_graph));
             // Bound to the child's id and this run's ([`super::binding`]).
             let child_input = RunInput {
                 pinned,
@@ -231,11 +247,7 @@ async fn run_member<W: Interpreted>(
                 workflow_id: Some(child_id.clone()),
                 scheduled: false,
                 parent: Some(ctx.workflow_id().to_owned()),
-                search_attributes: member
-                    .scope
-                    .get(SA_SCOPE)
-                    .and_then(|v| serde_json::from_value(v.clone()).ok())
-                    .unwrap_or_default(),
+                search_attributes: declared,
             };
             let opts = ChildWorkflowOptions::builder()
                 .workflow_id(child_id.clone())
@@ -243,6 +255,7 @@ async fn run_member<W: Interpreted>(
                 .parent_close_policy(ParentClosePolicy::Terminate)
                 .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicate)
                 .static_summary(summary_of(step, &member.scope, index))
+                .maybe_search_attributes(attributes)
                 .build();
             match ctx
                 .start_child_workflow(
@@ -253,11 +266,21 @@ async fn run_member<W: Interpreted>(
                 .await
             {
                 Err(e) => Err(failed(e.failure(), "ChildStartFailed", &e)),
-                Ok(started) => started
-                    .result()
-                    .await
-                    .map_err(|e| failed(e.failure(), "PayloadError", &e))
-                    .and_then(decode),
+                Ok(started) => {
+                    let done = started.result().await;
+                    if lean && done.is_ok() {
+                        // The child's final table, unless it signalled one
+                        // ([`super::visibility::inferable`]).
+                        let at = now(ctx);
+                        update(&|r| {
+                            if let Some(c) = r.child.as_mut() {
+                                super::visibility::finish_inferred(c, at.as_ref());
+                            }
+                        });
+                    }
+                    done.map_err(|e| failed(e.failure(), "PayloadError", &e))
+                        .and_then(decode)
+                }
             }
             .map_err(|f| StepFailure {
                 message: format!("child {child_id}: {}", f.message),

@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use serde_json::Value;
+#[cfg(test)]
+use serde_json::json;
 use temporalio_workflow::WorkflowContext;
 
 use crate::expr::{self, Scope};
 use crate::pipeline::Pipeline;
-use crate::search;
 
 /// The pipeline's declared search attributes rendered for this run; one that renders to
 /// nothing (an absent optional input) or fails to render is left out.
@@ -35,28 +36,8 @@ pub(super) fn tag_run<W>(
     pipeline: &Pipeline,
     declared: &BTreeMap<String, String>,
 ) {
-    let mut updates = vec![
-        search::PIPELINE_NAME.value_set(pipeline.name.clone()),
-        search::PIPELINE_VERSION.value_set(i64::from(pipeline.version)),
-        search::PIPELINE_HASH.value_set(pipeline.hash.clone()),
-    ];
-    updates.extend(
-        declared
-            .iter()
-            .filter_map(|(k, v)| search::declarable(k).map(|key| key.value_set(v.clone()))),
-    );
-    ctx.upsert_search_attributes(updates);
-    let memo = [
-        ("pipeline", json!(pipeline.name)),
-        ("pipeline_version", json!(pipeline.version)),
-        ("pipeline_hash", json!(pipeline.hash)),
-    ];
-    if let Err(e) = ctx
-        .upsert_memo(memo.map(|(k, v)| (k, Some(temporalio_workflow::common::MemoValue::new(v)))))
-        && !ctx.is_replaying()
-    {
-        tracing::warn!(workflow_id = ctx.workflow_id(), error = %e, "memo not set");
-    }
+    ctx.upsert_search_attributes(super::visibility::run_attributes(pipeline, declared));
+    super::visibility::set_memo(ctx, pipeline, false);
 }
 
 #[cfg(test)]

@@ -1,0 +1,264 @@
+//! What a run shows the Temporal server's visibility (search attributes and memo), and the
+//! action-saving rules of runs that took [`LEAN_PATCH`] (issue 41: Temporal Cloud bills every
+//! upsert, memo change and signal as an action).
+//!
+//! A lean run:
+//! - asks for one patch, [`LEAN_PATCH`], in its first workflow task, and takes the older
+//!   patches it implies ([`super::SEARCH_ATTRIBUTES_PATCH`], the memo and cancelled-hook
+//!   patches) as given, so it records one patch marker (each costs a `TemporalChangeVersion`
+//!   upsert) instead of several;
+//! - sets its search attributes and its first `CurrentStep` in one upsert, and later moves
+//!   `CurrentStep` once per workflow task at most: only when no local step is in flight
+//!   (local steps run inside the workflow task; the next queued step shows instead), after
+//!   every step that finished in the same activation was settled, and not when the run
+//!   completes (a closed run has no step in flight; its status says it ended);
+//! - leaves the memo as the run's start set it when it already names the pipeline;
+//! - starts its children with their search attributes (the parent's, the pipeline's,
+//!   `CurrentStep` as the child's first steps) in the start command, so a child sets none
+//!   itself; a child asks for no patch: the attributes its start event carries say that its
+//!   parent took the patch (a parent from before it started its children with none);
+//! - infers a child's final table when the child completes ([`finish_inferred`]), so a child
+//!   whose last table is exactly that inference does not signal it ([`inferable`]).
+//!
+//! Runs recorded before the patch replay as they ran: every rule here is off for them.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use temporalio_workflow::WorkflowContext;
+use temporalio_workflow::common::MemoValue;
+use temporalio_workflow::common::search_attributes::{SearchAttributeUpdate, SearchAttributes};
+
+use crate::pipeline::{Graph, Pipeline, Step};
+use crate::progress::{Progress, RunStatus, StepRow, StepStatus};
+use crate::search;
+
+/// Patch marking runs that spend fewer Temporal actions (see the module's rules).
+pub const LEAN_PATCH: &str = "reflow-fewer-actions-1";
+
+/// Whether a run follows the lean rules: a child when it started with search attributes (a
+/// lean parent set them; deterministic: they are in its start event), a run without a parent
+/// when its history has [`LEAN_PATCH`] (asked for here, in its first task).
+pub(super) fn is_lean<W>(ctx: &WorkflowContext<W>, is_child: bool) -> bool {
+    if is_child {
+        ctx.search_attributes().contains_key(&search::PIPELINE_NAME)
+    } else {
+        ctx.patched(LEAN_PATCH)
+    }
+}
+
+/// `patched(id)`, taken as given in a lean run (its one patch implies the older ones).
+pub(super) fn patched<W>(ctx: &WorkflowContext<W>, lean: bool, id: &str) -> bool {
+    lean || ctx.patched(id)
+}
+
+/// The `CurrentStep` value of the steps in flight: their ids, comma-separated; a lean run
+/// leaves local steps out.
+pub(super) fn label<'s>(running: impl Iterator<Item = &'s Step>, lean: bool) -> String {
+    running
+        .filter(|s| !(lean && s.local))
+        .map(|s| s.id.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The `CurrentStep` a lean child starts with: the queued steps that need nothing and have no
+/// condition, which its first task starts (the parent sets it; the child corrects it if its
+/// first task starts something else).
+pub(super) fn first_steps(graph: &Graph) -> String {
+    label(
+        graph
+            .steps
+            .iter()
+            .filter(|s| s.needs.is_empty() && s.when.is_none()),
+        true,
+    )
+}
+
+/// The run's search attributes (declared ones, pipeline name, version, hash).
+pub(super) fn run_attributes(
+    pipeline: &Pipeline,
+    declared: &BTreeMap<String, String>,
+) -> Vec<SearchAttributeUpdate> {
+    let mut updates = vec![
+        search::PIPELINE_NAME.value_set(pipeline.name.clone()),
+        search::PIPELINE_VERSION.value_set(i64::from(pipeline.version)),
+        search::PIPELINE_HASH.value_set(pipeline.hash.clone()),
+    ];
+    updates.extend(
+        declared
+            .iter()
+            .filter_map(|(k, v)| search::declarable(k).map(|key| key.value_set(v.clone()))),
+    );
+    updates
+}
+
+/// What a lean parent starts a child with: the run's attributes and the child's first steps.
+pub(super) fn child_attributes(
+    pipeline: &Pipeline,
+    declared: &BTreeMap<String, String>,
+    child: &Graph,
+) -> SearchAttributes {
+    let mut updates = run_attributes(pipeline, declared);
+    let first = first_steps(child);
+    if !first.is_empty() {
+        updates.push(search::CURRENT_STEP.value_set(first));
+    }
+    SearchAttributes::new(updates)
+}
+
+/// Set the memo (pipeline name, version, hash); a lean run skips it when the start already
+/// set the same values (`reflow`'s starts do).
+pub(super) fn set_memo<W>(ctx: &WorkflowContext<W>, pipeline: &Pipeline, lean: bool) {
+    let memo = [
+        ("pipeline", json!(pipeline.name)),
+        ("pipeline_version", json!(pipeline.version)),
+        ("pipeline_hash", json!(pipeline.hash)),
+    ];
+    if lean {
+        let current = ctx.memo();
+        let same = memo.iter().all(|(k, v)| {
+            current
+                .get::<serde_json::Value>(k)
+                .ok()
+                .flatten()
+                .is_some_and(|c| &c == v)
+        });
+        if same {
+            return;
+        }
+    }
+    if let Err(e) = ctx.upsert_memo(memo.map(|(k, v)| (k, Some(MemoValue::new(v)))))
+        && !ctx.is_replaying()
+    {
+        tracing::warn!(workflow_id = ctx.workflow_id(), error = %e, "memo not set");
+    }
+}
+
+/// The table a parent infers for a child that completed: every row (and member) still
+/// running completed at `now`, the run completed and finished. A lean child does not signal
+/// a final table that equals this inference of the table it last signalled.
+pub fn finish_inferred(p: &mut Progress, now: Option<&String>) {
+    fn finish(r: &mut StepRow, now: Option<&String>) {
+        if r.status == StepStatus::Running {
+            r.status = StepStatus::Completed;
+            r.finished_at = now.cloned();
+        }
+        for m in r.members.iter_mut() {
+            finish(m, now);
+        }
+    }
+    for r in p.steps.iter_mut() {
+        finish(r, now);
+    }
+    p.status = RunStatus::Completed;
+    p.finished = true;
+}
+
+/// Whether `last` (the table a child last signalled) completed by [`finish_inferred`] is
+/// `now` (its final table), times of completion aside.
+pub fn inferable(last: &Progress, now: &Progress) -> bool {
+    fn strip(p: &Progress) -> Progress {
+        let mut p = p.clone();
+        p.revision = 0;
+        p.finished = true;
+        for r in p.steps.iter_mut() {
+            r.finished_at = None;
+            for m in r.members.iter_mut() {
+                m.finished_at = None;
+            }
+        }
+        p
+    }
+    let mut inferred = last.clone();
+    finish_inferred(&mut inferred, None);
+    strip(&inferred) == strip(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, status: StepStatus) -> StepRow {
+        let mut r: StepRow = serde_json::from_value(json!({
+            "id": id, "runs": id, "status": "pending", "attempt": 1, "max_attempts": 4,
+            "optional": false, "members": []
+        }))
+        .unwrap();
+        r.status = status;
+        r
+    }
+
+    fn table(status: RunStatus, rows: Vec<StepRow>) -> Progress {
+        Progress {
+            pipeline: "TrackProcessing".into(),
+            version: 2,
+            pipeline_hash: "h".into(),
+            status,
+            steps: rows,
+            revision: 7,
+            finished: false,
+        }
+    }
+
+    #[test]
+    fn a_child_that_completed_what_it_ran_need_not_say_so() {
+        let last = table(
+            RunStatus::Running,
+            vec![row("transcribe_track", StepStatus::Running)],
+        );
+        let mut done = row("transcribe_track", StepStatus::Completed);
+        done.finished_at = Some("2026-12-07T15:00:00.000Z".into());
+        let now = table(RunStatus::Completed, vec![done]);
+        assert!(inferable(&last, &now));
+        let mut parent_view = last.clone();
+        finish_inferred(&mut parent_view, Some(&"t".to_owned()));
+        assert_eq!(parent_view.steps[0].status, StepStatus::Completed);
+        assert_eq!(parent_view.steps[0].finished_at.as_deref(), Some("t"));
+        assert_eq!(parent_view.status, RunStatus::Completed);
+    }
+
+    #[test]
+    fn a_skipped_step_a_failure_or_a_new_step_is_signalled() {
+        let last = table(
+            RunStatus::Running,
+            vec![row("a", StepStatus::Running), row("b", StepStatus::Pending)],
+        );
+        let skipped = table(
+            RunStatus::Completed,
+            vec![row("a", StepStatus::Skipped), row("b", StepStatus::Pending)],
+        );
+        assert!(!inferable(&last, &skipped));
+        let ran_more = table(
+            RunStatus::Completed,
+            vec![
+                row("a", StepStatus::Completed),
+                row("b", StepStatus::Completed),
+            ],
+        );
+        assert!(!inferable(&last, &ran_more));
+        let failed = table(
+            RunStatus::Failed,
+            vec![row("a", StepStatus::Failed), row("b", StepStatus::Skipped)],
+        );
+        assert!(!inferable(&last, &failed));
+    }
+
+    #[test]
+    fn local_steps_are_left_out_of_a_lean_label_and_a_child_starts_with_its_roots() {
+        let catalog = crate::Catalog::new()
+            .activity("merge", &[])
+            .activity("mix", &[])
+            .workflow_type("M");
+        let p = crate::parse_and_validate(
+            "t.yaml",
+            "name: M\nversion: 1\nsteps:\n  - {id: merge, activity: merge, local: true, start_to_close: 1s}\n  - {id: mix, activity: mix, start_to_close: 1s}\n  - {id: late, activity: mix, needs: [mix], start_to_close: 1s}\n",
+            &catalog,
+        )
+        .unwrap();
+        let steps = &p.main.steps;
+        assert_eq!(label(steps.iter(), true), "mix,late");
+        assert_eq!(label(steps.iter(), false), "merge,mix,late");
+        assert_eq!(first_steps(&p.main), "mix");
+    }
+}
