@@ -24,6 +24,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod llm;
 pub mod memo;
+pub mod memo_purge;
 pub mod metrics;
 pub mod models;
 pub mod progress;

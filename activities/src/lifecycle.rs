@@ -283,8 +283,10 @@ impl LifecycleActivities {
                 failed.join("; ")
             )));
         }
+        // What the runs computed from the recording goes too (memo_store keeps none from now).
+        crate::memo::purge(&self.storage, tid).await?;
         db.set_audio_deleted(tid, true).await?;
-        tracing::info!(transcript_id = %tid, objects = deleted.len(), "consent denied: audio deleted");
+        tracing::info!(transcript_id = %tid, objects = deleted.len(), "consent denied: audio and memos deleted");
         Ok(ConsentOutput {
             denied: true,
             deleted,

@@ -12,6 +12,9 @@
 //!   any of them starts, and `memo_store` puts the new keys in when they are done.
 //! - `pipeline-memo/sources/{sha256(store url + key)}.json`: a source track's content hash,
 //!   kept with its size (read again when the size changes).
+//! - `{transcript_id}/pipeline/memo/ledger.json`: every memo key a run of the transcript
+//!   stored, so that [`purge`] (consent denied, transcript deleted) finds them all
+//!   ([`crate::memo_purge`]).
 //!
 //! A run that recomputes anything also starts a new checkpoint generation
 //! ([`Checkpoints::new_epoch`]): the activities it runs compute afresh instead of answering
@@ -403,6 +406,17 @@ impl MemoActivities {
 
     /// Store what a run computed and point the transcript's index at it.
     pub async fn store(&self, r: &StoreRequest) -> Result<usize, ActivityFailure> {
+        if crate::memo_purge::forgotten(self.versions.db(), &r.transcript_id).await? {
+            // Deleted, or consent denied (perhaps by this very run's cleanup): keep nothing.
+            purge(&self.storage, &r.transcript_id).await?;
+            return Ok(0);
+        }
+        crate::memo_purge::record(
+            &self.storage,
+            &r.transcript_id,
+            r.entries.iter().map(|e| e.key.as_str()),
+        )
+        .await?;
         let index_key = index_key(&r.transcript_id);
         let mut index: BTreeMap<String, String> = self.json(&index_key).await?.unwrap_or_default();
         for StoreEntry {
@@ -437,21 +451,7 @@ impl MemoActivities {
     }
 }
 
-/// Delete a transcript's memos (those its index names) and the index: with the transcript's
-/// objects gone they could not be reused anyway.
-pub async fn purge(storage: &Storage, transcript_id: &str) -> Result<usize, StorageError> {
-    let key = index_key(transcript_id);
-    let index: BTreeMap<String, String> = match storage.get(&key).await {
-        Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
-        Err(StorageError::NotFound { .. }) => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    for k in index.values() {
-        storage.delete(&memo_key(k)).await?;
-    }
-    storage.delete(&key).await?;
-    Ok(index.len())
-}
+pub use crate::memo_purge::purge;
 
 #[activities]
 impl MemoActivities {

@@ -34,6 +34,11 @@ pub struct Versions {
 }
 
 impl Versions {
+    /// The database the versions are registered in.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// The process-wide cache of `db`'s registered versions.
     pub fn of(db: &Db) -> Versions {
         static CACHES: OnceLock<Mutex<HashMap<String, Cache>>> = OnceLock::new();

@@ -12,7 +12,8 @@
 //!   `reflow process`: its tracks are in the recordings store under the same keys). The new
 //!   run is memoized (`workflow::interpreter::memo`): it reuses every step whose memo key is
 //!   unchanged; `--from STEP` recomputes that step and everything downstream of it, `--fresh`
-//!   everything.
+//!   everything. It sends no notification (Zulip, the customer webhook) again unless asked
+//!   (`--notify`, `?notify=true`): those steps are skipped ([`notification_steps`]).
 
 use activities::db::Db;
 use activities::db::transcripts::Transcript;
@@ -32,6 +33,8 @@ pub struct Request {
     pub version: Option<u32>,
     /// `--from` / `--fresh`.
     pub rerun: Rerun,
+    /// A new run posts to Zulip and calls the customer webhook again (`--notify`).
+    pub notify: bool,
 }
 
 impl Request {
@@ -194,12 +197,16 @@ pub async fn rerun(
             step: from.clone(),
         });
     }
+    let mut options = req.rerun.clone();
+    if !req.notify && last.is_some() {
+        options.skip = notification_steps(&pipeline);
+    }
     if let Some(m) = input.as_object_mut() {
         m.remove(RERUN_INPUT);
-        if req.rerun != Rerun::default() {
+        if options != Rerun::default() {
             m.insert(
                 RERUN_INPUT.into(),
-                serde_json::to_value(&req.rerun).expect("serializes"),
+                serde_json::to_value(&options).expect("serializes"),
             );
         }
     }
@@ -217,12 +224,31 @@ pub async fn rerun(
     })?;
     let run_id = run.run_id.unwrap_or_default();
     db.set_workflow(&t.id, &workflow_id, &run_id).await?;
-    tracing::info!(transcript_id = %t.id, %workflow_id, %run_id, pipeline = %pipeline.reference(), from = ?req.rerun.from, fresh = req.rerun.fresh, "new run (memoized)");
+    tracing::info!(transcript_id = %t.id, %workflow_id, %run_id, pipeline = %pipeline.reference(), from = ?req.rerun.from, fresh = req.rerun.fresh, notify = req.notify, "new run (memoized)");
     Ok(Outcome::Ok {
         workflow_id,
         run_id,
         pipeline: pipeline.reference().short(),
     })
+}
+
+/// The activities that notify people outside reflow: a Zulip post, the customer's webhook
+/// (docs/contracts/pipeline.md §4.15, §4.16).
+pub const NOTIFICATIONS: [&str; 2] = ["post_zulip", "send_webhook"];
+
+/// The main-graph steps of `pipeline` that only notify ([`NOTIFICATIONS`]): what a re-run
+/// skips unless asked to notify again.
+pub fn notification_steps(pipeline: &Pipeline) -> Vec<String> {
+    pipeline
+        .main
+        .steps
+        .iter()
+        .filter(|s| {
+            let run = workflow::interpreter::memo::activities_of(s, &pipeline.children);
+            !run.is_empty() && run.iter().all(|a| NOTIFICATIONS.contains(a))
+        })
+        .map(|s| s.id.clone())
+        .collect()
 }
 
 /// The input of a Daily recording's transcript, from its `recording` row, and its room name;

@@ -10,17 +10,17 @@ use std::io::{Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::{CODEC_TYPE_NULL, Decoder, DecoderOptions};
+use symphonia::core::codecs::audio::well_known::CODEC_ID_OPUS;
+use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::errors::Error as SymphoniaError;
-use symphonia::core::formats::{FormatOptions, FormatReader};
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
 use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
-use symphonia::core::probe::Hint;
 use symphonia::core::units::TimeBase;
 
 use super::AudioError;
-use super::guard::{self, Container, Refusal};
+use super::guard::{self, Checked, Container, Refusal, Source};
 
 /// What a decode saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,16 +43,20 @@ pub type Chunk<'a> = (&'a [f32], usize, u32);
 pub struct AudioReader {
     name: String,
     format: Box<dyn FormatReader>,
-    decoder: Box<dyn Decoder>,
+    decoder: Box<dyn AudioDecoder>,
     track_id: u32,
-    buffer: Option<SampleBuffer<f32>>,
+    /// The last decoded packet, interleaved.
+    buffer: Vec<f32>,
     stats: DecodeStats,
     last_error: Option<String>,
     done: bool,
     matroska: bool,
     time_base: Option<TimeBase>,
     pre_skip: u64,
-    last_ts: Option<u64>,
+    /// Ticks of the track's Matroska `CodecDelay` that symphonia took off every block's
+    /// timestamp, added back: [`AudioReader::packet_time`] is the block's own timestamp.
+    delay_ticks: i64,
+    last_ts: Option<i64>,
 }
 
 /// A [`guard::Refusal`] as the error of the track `source_name`.
@@ -144,12 +148,13 @@ impl AudioReader {
             });
         }
         let checked = guard::check(&file).map_err(|e| refused(e, source_name))?;
+        let delays = codec_delays(&file, checked).map_err(|e| refused(e, source_name))?;
         let source = Window::new(file, checked.start).map_err(|e| AudioError::Read {
             source_name: source_name.to_owned(),
             message: e.to_string(),
         })?;
         let extension = path.extension().and_then(|e| e.to_str());
-        Self::from_source(Box::new(source), checked.container, extension, source_name)
+        Self::from_source(Box::new(source), checked, &delays, extension, source_name)
     }
 
     /// [`AudioReader::open`] on bytes held in memory, `extension` being the file's (a hint):
@@ -166,83 +171,85 @@ impl AudioReader {
             });
         }
         let checked = guard::check(&bytes[..]).map_err(|e| refused(e, source_name))?;
+        let delays = codec_delays(&bytes[..], checked).map_err(|e| refused(e, source_name))?;
         let source = Window::new(std::io::Cursor::new(bytes), checked.start).map_err(|e| {
             AudioError::Read {
                 source_name: source_name.to_owned(),
                 message: e.to_string(),
             }
         })?;
-        Self::from_source(Box::new(source), checked.container, extension, source_name)
+        Self::from_source(Box::new(source), checked, &delays, extension, source_name)
     }
 
     fn from_source(
         source: Box<dyn MediaSource>,
-        container: Container,
+        checked: Checked,
+        codec_delays: &[(u64, u64)],
         extension: Option<&str>,
         source_name: &str,
     ) -> Result<Self, AudioError> {
+        let unsupported = |message: String| AudioError::Unsupported {
+            source_name: source_name.to_owned(),
+            message,
+        };
         let mss = MediaSourceStream::new(source, Default::default());
         let mut hint = Hint::new();
         if let Some(ext) = extension {
             hint.with_extension(ext);
         }
-        // symphonia's MKV reader panics on some damaged headers (a truncated EBML header):
-        // that is bad input, not a crash.
-        let probed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            guard::probe(container).format(
+        // symphonia's readers panic on some damaged headers: that is bad input, not a crash.
+        let format = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            guard::probe(checked.container).probe(
                 &hint,
                 mss,
-                &FormatOptions {
-                    enable_gapless: true,
-                    ..Default::default()
-                },
-                &MetadataOptions::default(),
+                FormatOptions::default(),
+                MetadataOptions::default(),
             )
         }))
-        .map_err(|_| AudioError::Unsupported {
-            source_name: source_name.to_owned(),
-            message: "the container is damaged (its header cannot be read)".into(),
-        })?
-        .map_err(|e| AudioError::Unsupported {
-            source_name: source_name.to_owned(),
-            message: e.to_string(),
-        })?;
-        let format = probed.format;
+        .map_err(|_| unsupported("the container is damaged (its header cannot be read)".into()))?
+        .map_err(|e| unsupported(e.to_string()))?;
         let track = format
-            .tracks()
-            .iter()
-            .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
-            .ok_or_else(|| AudioError::Unsupported {
-                source_name: source_name.to_owned(),
-                message: "no audio track".into(),
-            })?;
+            .first_track_known_codec(TrackType::Audio)
+            .ok_or_else(|| unsupported("no audio track".into()))?;
+        let params = track
+            .codec_params
+            .as_ref()
+            .and_then(|p| p.audio())
+            .ok_or_else(|| unsupported("no audio track".into()))?;
+        // Gapless (the decoder trims what the container marks as priming or padding).
         let decoder = super::opus::codecs()
-            .make(&track.codec_params, &DecoderOptions::default())
-            .map_err(|e| AudioError::Unsupported {
-                source_name: source_name.to_owned(),
-                message: e.to_string(),
-            })?;
+            .make_audio_decoder(params, &AudioDecoderOptions::default())
+            .map_err(|e| unsupported(e.to_string()))?;
         let stats = DecodeStats {
-            sample_rate: track.codec_params.sample_rate.unwrap_or(0),
-            channels: track.codec_params.channels.map_or(0, |c| c.count()),
+            sample_rate: params.sample_rate.unwrap_or(0),
+            channels: params.channels.as_ref().map_or(0, |c| c.count()),
             ..Default::default()
         };
-        let pre_skip = match track.codec_params.codec {
-            symphonia::core::codecs::CODEC_TYPE_OPUS => {
-                super::opus::pre_skip(track.codec_params.extra_data.as_deref()) as u64
-            }
+        let pre_skip = match params.codec {
+            CODEC_ID_OPUS => super::opus::pre_skip(params.extra_data.as_deref()) as u64,
             _ => 0,
         };
+        let time_base = track.time_base;
+        // symphonia-format-mkv subtracts `CodecDelay` (ns) in whole ticks, rounded down.
+        let delay_ticks = codec_delays
+            .iter()
+            .find(|&&(number, _)| number == u64::from(track.id))
+            .zip(time_base)
+            .map_or(0, |(&(_, ns), tb)| {
+                let tick_ns = 1_000_000_000 * u64::from(tb.numer.get()) / u64::from(tb.denom.get());
+                i64::try_from(ns / tick_ns.max(1)).unwrap_or(i64::MAX)
+            });
         Ok(AudioReader {
             name: source_name.to_owned(),
             track_id: track.id,
-            matroska: container == Container::Matroska,
-            time_base: track.codec_params.time_base,
+            matroska: checked.container == Container::Matroska,
+            time_base,
             pre_skip,
+            delay_ticks,
             last_ts: None,
             format,
             decoder,
-            buffer: None,
+            buffer: Vec::new(),
             stats,
             last_error: None,
             done: false,
@@ -271,7 +278,7 @@ impl AudioReader {
     pub fn packet_time(&self) -> Option<f64> {
         let tb = self.time_base?;
         let ts = self.last_ts?;
-        Some(ts as f64 * f64::from(tb.numer) / f64::from(tb.denom))
+        Some(ts as f64 * f64::from(tb.numer.get()) / f64::from(tb.denom.get()))
     }
 
     /// The next packet's interleaved samples with their channel count and rate; `None` at
@@ -285,7 +292,8 @@ impl AudioReader {
                 "the container is damaged (the demuxer gave up)",
             )));
             let packet = match next {
-                Ok(p) => p,
+                Ok(Some(p)) => p,
+                Ok(None) => break,
                 Err(SymphoniaError::IoError(e))
                     if e.kind() == std::io::ErrorKind::UnexpectedEof =>
                 {
@@ -298,28 +306,23 @@ impl AudioReader {
                     break;
                 }
             };
-            if packet.track_id() != self.track_id {
+            if packet.track_id != self.track_id {
                 continue;
             }
             match self.decoder.decode(&packet) {
                 Ok(decoded) => {
-                    let spec = *decoded.spec();
                     let frames = decoded.frames();
                     if frames == 0 {
                         continue;
                     }
-                    let needed = decoded.capacity() * spec.channels.count();
-                    if self.buffer.as_ref().is_none_or(|b| b.capacity() < needed) {
-                        self.buffer = Some(SampleBuffer::new(decoded.capacity() as u64, spec));
-                    }
-                    let buf = self.buffer.as_mut().expect("just set");
-                    buf.copy_interleaved_ref(decoded);
-                    self.stats.sample_rate = spec.rate;
-                    self.stats.channels = spec.channels.count();
+                    let (rate, channels) =
+                        (decoded.spec().rate(), decoded.spec().channels().count());
+                    decoded.copy_to_vec_interleaved(&mut self.buffer);
+                    self.stats.sample_rate = rate;
+                    self.stats.channels = channels;
                     self.stats.frames += frames as u64;
-                    self.last_ts = Some(packet.ts());
-                    let samples = self.buffer.as_ref().expect("just set").samples();
-                    return Ok(Some((samples, self.stats.channels, self.stats.sample_rate)));
+                    self.last_ts = Some(packet.pts.get().saturating_add(self.delay_ticks));
+                    return Ok(Some((&self.buffer, channels, rate)));
                 }
                 Err(SymphoniaError::DecodeError(e)) => {
                     self.stats.skipped_packets += 1;
@@ -346,6 +349,14 @@ impl AudioReader {
     }
 }
 
+/// The Matroska tracks' `CodecDelay`s, (track number, ns); none for other containers.
+fn codec_delays<S: Source + ?Sized>(src: &S, checked: Checked) -> Result<Vec<(u64, u64)>, Refusal> {
+    match checked.container {
+        Container::Matroska => guard::matroska::codec_delays(src, checked.start),
+        _ => Ok(Vec::new()),
+    }
+}
+
 /// What a file's container announces without decoding: (frames, channels, sample rate).
 fn announced(path: &Path) -> Option<(u64, u64, u32)> {
     let reader = AudioReader::open(path, "probe").ok()?;
@@ -354,8 +365,12 @@ fn announced(path: &Path) -> Option<(u64, u64, u32)> {
         .tracks()
         .iter()
         .find(|t| t.id == reader.track_id)?;
-    let p = &track.codec_params;
-    Some((p.n_frames?, p.channels?.count() as u64, p.sample_rate?))
+    let p = track.codec_params.as_ref()?.audio()?;
+    Some((
+        track.num_frames?,
+        p.channels.as_ref()?.count() as u64,
+        p.sample_rate?,
+    ))
 }
 
 /// The number of interleaved samples a file's container announces (frames × channels).
@@ -394,4 +409,38 @@ pub fn decode_file_while(
         }
     }
     Ok(reader.stats())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// symphonia 0.6 takes a WebM track's `CodecDelay` off every block timestamp; the packet
+    /// time is the block's own (the padding offset of docs/contracts/pipeline.md §4.3.1).
+    #[test]
+    fn a_webm_packet_time_is_its_block_timestamp_codec_delay_included() {
+        let dir = tempfile::tempdir().unwrap();
+        // ffmpeg writes CodecDelay 6.5 ms (the Opus pre-skip) and, with the offset, the first
+        // block at 2493 ms; without it, at 0 (where symphonia says -6 ms).
+        for (offset, first_block) in [("2.5", 2.493), ("0", 0.0)] {
+            let path = dir.path().join(format!("t{offset}.webm"));
+            let out = std::process::Command::new("ffmpeg")
+                .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+                .arg("sine=frequency=440:duration=1:sample_rate=48000")
+                .args(["-c:a", "libopus", "-output_ts_offset", offset])
+                .arg(&path)
+                .output()
+                .expect("ffmpeg is installed (just setup-test)");
+            assert!(out.status.success());
+            let file = std::fs::File::open(&path).unwrap();
+            assert_eq!(
+                guard::matroska::codec_delays(&file, 0).unwrap(),
+                vec![(1, 6_500_000)]
+            );
+            let mut reader = AudioReader::open(&path, "t.webm").unwrap();
+            assert!(reader.next_chunk().unwrap().is_some());
+            let t = reader.packet_time().unwrap();
+            assert!((t - first_block).abs() < 1e-9, "{offset}: {t}");
+        }
+    }
 }

@@ -334,6 +334,25 @@ impl Db {
         Ok(())
     }
 
+    /// Soft-delete a transcript (`deleted_at` = now), as Reflector does: every route then
+    /// answers 404, its sockets close, intake starts nothing more for its recording. Whether it
+    /// was not deleted before.
+    pub async fn delete_transcript(&self, id: &str) -> Result<bool, DbError> {
+        let done = crate::on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE transcript SET deleted_at = $1, change_seq = change_seq + 1 \
+                 WHERE id = $2 AND deleted_at IS NULL",
+            )
+            .bind(now())
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })
+        .map_err(DbError::query("delete transcript"))?;
+        Ok(done > 0)
+    }
+
     /// Set the share mode (`private`, `semi-private`, `public`).
     pub async fn set_share_mode(&self, id: &str, mode: &str) -> Result<(), DbError> {
         self.update_one(id, "set share mode", "share_mode = $1", mode.to_owned())

@@ -36,6 +36,7 @@
 //! | [`progress_events`] | `PIPELINE_PROGRESS` from a real run |
 //! | [`replay`] | recorded histories still replay (determinism guard) |
 //! | [`rerun`] | memoized re-runs: nothing changed runs nothing paid; a changed step runs with its dependents only |
+//! | [`rerun_effects`] | a re-run notifies no one unless asked; a deleted or consent-denied transcript's memos are purged |
 //! | [`runbook`] | every operator command of `docs/runbook.md`, run as written |
 //! | [`security`] | attacks on the API, webhooks, worker and Temporal history |
 //! | [`summaries`] | the LLM chain against an OpenAI-compatible stand-in |
@@ -73,6 +74,7 @@ mod process;
 mod progress_events;
 mod replay;
 mod rerun;
+mod rerun_effects;
 mod runbook;
 mod security;
 mod summaries;

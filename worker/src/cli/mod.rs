@@ -140,6 +140,9 @@ pub enum Command {
         /// Terminate a run in progress, and start a new run even after a failure.
         #[arg(long)]
         force: bool,
+        /// Post to Zulip and call the customer webhook again (a new run does not otherwise).
+        #[arg(long)]
+        notify: bool,
     },
     /// Serve task queues until Ctrl-C / SIGTERM.
     Worker {
@@ -285,6 +288,7 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             from,
             fresh,
             force,
+            notify,
         } => {
             let o = rerun::Options {
                 id,
@@ -292,6 +296,7 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
                 from,
                 fresh,
                 force,
+                notify,
             };
             rerun::rerun(&settings, &registry, o).await
         }

@@ -48,6 +48,8 @@ pub struct Options {
     pub fresh: bool,
     /// `--force`.
     pub force: bool,
+    /// `--notify`.
+    pub notify: bool,
 }
 
 /// `reflow rerun`.
@@ -71,7 +73,9 @@ pub(super) async fn rerun(
         rerun: Rerun {
             from: o.from,
             fresh: o.fresh,
+            ..Rerun::default()
         },
+        notify: o.notify,
     };
     let outcome = crate::rerun::rerun(&client, &events, None, &t, &request).await?;
     let workflow_id = outcome.workflow_id().to_owned();

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod codec;
 pub mod conductor;
 pub mod daily;
+mod delete;
 pub mod keys;
 pub mod limits;
 mod loopback;

@@ -17,7 +17,10 @@ use super::{ApiError, ApiState};
 
 pub(super) fn routes() -> Router<ApiState> {
     Router::new()
-        .route("/v1/transcripts/{id}", get(transcript))
+        .route(
+            "/v1/transcripts/{id}",
+            get(transcript).delete(super::delete::delete_transcript),
+        )
         .route("/v1/transcripts/{id}/topics", get(topics))
         .route(
             "/v1/transcripts/{id}/topics/with-words",
@@ -48,6 +51,9 @@ struct ProcessQuery {
     /// Reuse no stored result (a new run).
     #[serde(default)]
     fresh: bool,
+    /// A new run posts to Zulip and calls the customer webhook again.
+    #[serde(default)]
+    notify: bool,
 }
 
 /// `POST /v1/transcripts/{id}/process` (docs/contracts/events-and-api.md §5.5): resume a failed run
@@ -65,8 +71,9 @@ async fn process(
     let rerun = workflow::interpreter::memo::Rerun {
         from: q.from.clone().filter(|f| !f.is_empty()),
         fresh: q.fresh,
+        ..Default::default()
     };
-    match start_processing(&state, &t, q.force, rerun).await {
+    match start_processing(&state, &t, q.force, rerun, q.notify).await {
         Err(e)
             if e.status == StatusCode::SERVICE_UNAVAILABLE
                 && state.intake.is_some()
@@ -96,7 +103,7 @@ pub(crate) async fn process_owed(
     force: bool,
 ) -> Result<Value, ApiError> {
     let t = state.events.db().transcript(transcript_id).await?;
-    start_processing(state, &t, force, Default::default()).await
+    start_processing(state, &t, force, Default::default(), false).await
 }
 
 /// How long `process` waits for each Temporal call before it answers 503 (and keeps the
@@ -108,6 +115,7 @@ async fn start_processing(
     t: &Transcript,
     force: bool,
     rerun: workflow::interpreter::memo::Rerun,
+    notify: bool,
 ) -> Result<Value, ApiError> {
     if t.locked {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "Transcript is locked"));
@@ -122,6 +130,7 @@ async fn start_processing(
         force,
         version: None,
         rerun,
+        notify,
     };
     // Resume, or a new memoized run (crate::rerun): every Temporal call of it within a bound.
     let outcome = tokio::time::timeout(
@@ -187,7 +196,7 @@ async fn cancel(
 
 /// A transcript the caller may change (its owner, or the operator): [`readable`], else 403
 /// `"Only the owner may {what}"`.
-async fn writable(
+pub(super) async fn writable(
     state: &ApiState,
     headers: &HeaderMap,
     id: &str,

@@ -48,6 +48,11 @@ pub struct Rerun {
     /// Reuse nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fresh: bool,
+    /// Main-graph steps settled as skipped, never run: effects this run must not have (a
+    /// re-run's notifications unless asked for, `?notify=true`). Decided by whoever starts the
+    /// run, from the catalog; the interpreter only reads the list, so replay is deterministic.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip: Vec<String>,
 }
 
 /// What [`MEMO_PLAN`] is asked.

@@ -187,6 +187,7 @@ async fn run_graph<W: Interpreted>(
     let mut input = input;
     let rerun = memoized::take_rerun(&mut input.input);
     let mut run = GraphRun::begin(ctx, pipeline, reference, input, lean)?;
+    run.skipped.clone_from(&rerun.skip);
     run.memo = memoized::plan(
         ctx,
         &run.pipeline,
@@ -246,6 +247,8 @@ struct GraphRun<'a, W: Interpreted> {
     pending_tags: Vec<temporalio_workflow::common::search_attributes::SearchAttributeUpdate>,
     /// The memo plan, in a memoized run ([`memo`]).
     memo: Option<memoized::Memoized>,
+    /// Steps the run was started to skip ([`memo::Rerun::skip`]).
+    skipped: Vec<String>,
 }
 
 /// A non-retryable `InvalidInput` failure of the run.
@@ -308,6 +311,7 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
             lean,
             pending_tags,
             memo: None,
+            skipped: Vec::new(),
         })
     }
 
@@ -390,6 +394,7 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
                 }
                 changed = true;
                 match self.condition(i) {
+                    Ok(true) if self.skipped.contains(&step.id) => self.skip(i),
                     Ok(true) => match self.memo.as_ref().and_then(|m| m.reused(&step.id)) {
                         Some(v) => {
                             let v = v.clone();
@@ -416,7 +421,7 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
         }
     }
 
-    /// Step `i`'s `when:` is false: skipped, its output null.
+    /// Step `i`'s `when:` is false (or the run skips it): skipped, its output null.
     fn skip(&mut self, i: usize) {
         let step = &self.graph.steps[i];
         self.states[i] = State::Skipped;

@@ -222,3 +222,59 @@ fn laces<S: Source + ?Sized>(src: &S, data: u64, len: u64) -> Result<Option<Stri
     }
     Ok(None)
 }
+
+/// The `CodecDelay` of each track that has one, as (track number, ns), from the `Tracks` of
+/// the first Segment after the EBML header at `start` (symphonia 0.6 takes the delay off every
+/// block's timestamp and does not say how much).
+pub fn codec_delays<S: Source + ?Sized>(src: &S, start: u64) -> Result<Vec<(u64, u64)>, Refusal> {
+    const SEGMENT: u32 = 0x18538067;
+    const TRACKS: u32 = 0x1654AE6B;
+    const TRACK_ENTRY: u32 = 0xAE;
+    const TRACK_NUMBER: u32 = 0xD7;
+    const CODEC_DELAY: u32 = 0x56AA;
+    const CLUSTER: u32 = 0x1F43B675;
+    let size = src.size();
+    let mut delays = Vec::new();
+    let (mut pos, mut end) = (start, size);
+    // (number, delay) of the TrackEntry being read, and where it ends.
+    let mut entry: Option<(Option<u64>, Option<u64>, u64)> = None;
+    while pos < end {
+        if let Some((number, delay, entry_end)) = entry
+            && pos >= entry_end
+        {
+            if let (Some(n), Some(d)) = (number, delay) {
+                delays.push((n, d));
+            }
+            entry = None;
+        }
+        let Some(Header::Element { id, data, len }) = read_header(src, pos)? else {
+            break;
+        };
+        let data_end = len.map_or(end, |n| data.saturating_add(n).min(end));
+        match id {
+            SEGMENT | TRACKS => {
+                end = data_end;
+                pos = data;
+            }
+            TRACK_ENTRY => {
+                entry = Some((None, None, data_end));
+                pos = data;
+            }
+            CLUSTER => break,
+            TRACK_NUMBER | CODEC_DELAY if entry.is_some() => {
+                let b = bytes(src, data, len.unwrap_or(0).min(8))?;
+                let value = b.iter().fold(0u64, |v, &x| (v << 8) | u64::from(x));
+                if let Some((number, delay, _)) = entry.as_mut() {
+                    *(if id == TRACK_NUMBER { number } else { delay }) = Some(value);
+                }
+                pos = data_end;
+            }
+            _ if len.is_none() => break,
+            _ => pos = data_end,
+        }
+    }
+    if let Some((Some(n), Some(d), _)) = entry {
+        delays.push((n, d));
+    }
+    Ok(delays)
+}

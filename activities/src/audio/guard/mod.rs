@@ -32,7 +32,7 @@ mod tests;
 use std::io;
 use std::sync::LazyLock;
 
-use symphonia::core::probe::Probe;
+use symphonia::core::formats::probe::Probe;
 use symphonia::default::formats::{FlacReader, MkvReader, MpaReader, OggReader, WavReader};
 
 /// A container symphonia may read.
@@ -197,11 +197,13 @@ pub fn probe(container: Container) -> &'static Probe {
         register(&mut probe);
         probe
     }
-    static MATROSKA: LazyLock<Probe> = LazyLock::new(|| only(|p| p.register_all::<MkvReader>()));
-    static WAV: LazyLock<Probe> = LazyLock::new(|| only(|p| p.register_all::<WavReader>()));
-    static FLAC: LazyLock<Probe> = LazyLock::new(|| only(|p| p.register_all::<FlacReader>()));
-    static OGG: LazyLock<Probe> = LazyLock::new(|| only(|p| p.register_all::<OggReader>()));
-    static MP3: LazyLock<Probe> = LazyLock::new(|| only(|p| p.register_all::<MpaReader>()));
+    static MATROSKA: LazyLock<Probe> =
+        LazyLock::new(|| only(|p| p.register_format::<MkvReader<'_>>()));
+    static WAV: LazyLock<Probe> = LazyLock::new(|| only(|p| p.register_format::<WavReader<'_>>()));
+    static FLAC: LazyLock<Probe> =
+        LazyLock::new(|| only(|p| p.register_format::<FlacReader<'_>>()));
+    static OGG: LazyLock<Probe> = LazyLock::new(|| only(|p| p.register_format::<OggReader<'_>>()));
+    static MP3: LazyLock<Probe> = LazyLock::new(|| only(|p| p.register_format::<MpaReader<'_>>()));
     match container {
         Container::Matroska => &MATROSKA,
         Container::Wav => &WAV,
