@@ -26,7 +26,7 @@ pub fn declare(catalog: workflow::Catalog) -> workflow::Catalog {
             LifecycleActivities::finalize,
             Step::FREE.emitting(&[Event::Transcript, Event::Status]),
         )
-        .declare(LifecycleActivities::cleanup_consent, Step::FREE)
+        .declare(LifecycleActivities::cleanup_consent, Step::FREE.external())
         .declare(
             LifecycleActivities::mark_failed,
             Step::FREE.emitting(&[Event::Status]),

@@ -56,6 +56,9 @@ pub struct Step {
     pub emits: &'static [Event],
     /// What it costs.
     pub cost: Cost,
+    /// It acts outside reflow (a chat post, a customer's webhook, deleting the recording
+    /// vendor's files, an email): a shadow run never executes it ([`Catalog::is_external`]).
+    pub external: bool,
 }
 
 impl Step {
@@ -63,11 +66,24 @@ impl Step {
     pub const FREE: Step = Step {
         emits: &[],
         cost: Cost::Free,
+        external: false,
     };
 
     /// A step of cost `cost` that publishes nothing.
     pub const fn costing(cost: Cost) -> Step {
-        Step { emits: &[], cost }
+        Step {
+            emits: &[],
+            cost,
+            external: false,
+        }
+    }
+
+    /// The same step, acting outside reflow.
+    pub const fn external(self) -> Step {
+        Step {
+            external: true,
+            ..self
+        }
     }
 
     /// The same step, publishing `emits`.
@@ -84,6 +100,8 @@ pub struct ActivityEntry {
     pub emits: Vec<String>,
     /// What it costs (from its declaration; `Free` for undeclared test activities).
     pub cost: Cost,
+    /// It acts outside reflow ([`Step::external`]); not part of its contract fingerprint.
+    pub external: bool,
     /// JSON Schema of its input, derived from the input's Rust type (`None`: not checked).
     pub input: Option<Value>,
     /// JSON Schema of its output.
@@ -162,6 +180,7 @@ impl Catalog {
             ActivityEntry {
                 emits: step.emits.iter().map(|e| e.as_str().to_owned()).collect(),
                 cost: step.cost,
+                external: step.external,
                 input: Some(schemars::schema_for!(I).to_value()),
                 output: Some(schemars::schema_for!(O).to_value()),
             },
@@ -172,6 +191,20 @@ impl Catalog {
     /// The declared cost of an activity type (`None`: not registered).
     pub fn cost_of(&self, name: &str) -> Option<Cost> {
         self.activities.get(name).map(|a| a.cost)
+    }
+
+    /// Whether an activity type acts outside reflow (declared [`Step::external`]): the one
+    /// place that says so; shadow runs skip the steps that run one.
+    pub fn is_external(&self, name: &str) -> bool {
+        self.activities.get(name).is_some_and(|a| a.external)
+    }
+
+    /// Mark a registered activity type as acting outside reflow (test catalogs).
+    pub fn external(mut self, name: &str) -> Self {
+        if let Some(a) = self.activities.get_mut(name) {
+            a.external = true;
+        }
+        self
     }
 
     /// Add a workflow type.

@@ -350,6 +350,7 @@ async fn pipeline_versions(db: &Db) {
         candidate: Some(3),
         ramp: 10,
         rooms: [("standup".to_owned(), 3)].into(),
+        shadow: None,
     };
     db.set_pipeline_rollout("DiarizationPipeline", &rollout)
         .await

@@ -680,6 +680,7 @@ async fn a_rollout_decides_each_recording_s_version_once_at_intake() {
         candidate: Some(3),
         ramp: 50,
         rooms: [(format!("ramp{overridden}"), 3)].into(),
+        shadow: None,
     };
     let d = Desired {
         pipelines: Some(DesiredPipelines::of(
@@ -871,6 +872,7 @@ async fn a_50_percent_ramp_gives_each_of_20_recordings_its_bucket_s_version_ever
         candidate: Some(3),
         ramp: 50,
         rooms: Default::default(),
+        shadow: None,
     };
     apply_rollout(&stack, &v3, &rollout).await;
 
@@ -952,6 +954,7 @@ async fn a_rollback_gives_new_meetings_the_previous_version_while_a_candidate_in
         candidate: Some(3),
         ramp: 50,
         rooms: Default::default(),
+        shadow: None,
     };
     apply_rollout(&stack, &v3, &ramp).await;
 
@@ -976,6 +979,7 @@ async fn a_rollback_gives_new_meetings_the_previous_version_while_a_candidate_in
         candidate: None,
         ramp: 0,
         rooms: Default::default(),
+        shadow: None,
     };
     let planned = apply_rollout(&stack, &v3, &previous).await;
     assert!(

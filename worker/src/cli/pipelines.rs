@@ -24,28 +24,90 @@ pub(super) fn validate(paths: &[PathBuf], registry: &Registry) -> anyhow::Result
         }
     }
     let mut failed = false;
+    let mut loaded = Vec::new();
     for f in &files {
         match runs::load_pipeline(f, registry.catalog()) {
-            Ok(p) => println!(
-                "{}: ok — {} v{}, {} steps, {} child pipelines, hash {}",
-                f.display(),
-                p.name,
-                p.version,
-                p.main.steps.len(),
-                p.children.len(),
-                &p.hash[..12]
-            ),
+            Ok(p) => {
+                println!(
+                    "{}: ok — {} v{}, {} steps, {} child pipelines, hash {}",
+                    f.display(),
+                    p.name,
+                    p.version,
+                    p.main.steps.len(),
+                    p.children.len(),
+                    &p.hash[..12]
+                );
+                loaded.push(p);
+            }
             Err(e) => {
                 failed = true;
                 eprintln!("{e}");
             }
         }
     }
+    for dir in paths.iter().filter(|p| p.is_dir()) {
+        failed |= !validate_shadows(dir, &loaded, registry)?;
+    }
     Ok(if failed {
         ExitCode::from(EXIT_CONFIG)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The shadow rollouts `dir/rollout.yaml` declares: each shadow version found among `loaded`
+/// must be safe to run as a shadow (every effect outside reflow in a main-graph step it can
+/// skip: [`workflow::pipeline::effects`]); prints the steps a shadow will not execute. Whether
+/// all is well.
+fn validate_shadows(
+    dir: &Path,
+    loaded: &[workflow::Pipeline],
+    registry: &Registry,
+) -> anyhow::Result<bool> {
+    use workflow::pipeline::rollout::{ROLLOUT_FILE, Rollouts};
+    let path = dir.join(ROLLOUT_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(true);
+    };
+    let rollouts = match Rollouts::parse(&path.display().to_string(), &text) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(false);
+        }
+    };
+    let mut ok = true;
+    for (name, r) in &rollouts.pipelines {
+        let Some(shadow) = &r.shadow else { continue };
+        let Some(p) = loaded
+            .iter()
+            .find(|p| p.name == *name && p.version == shadow.version)
+        else {
+            println!(
+                "{}: shadow {name} v{}: not in this directory (checked when `reflow plan` finds it registered)",
+                path.display(),
+                shadow.version
+            );
+            continue;
+        };
+        match workflow::pipeline::effects::external_steps(p, registry.catalog()) {
+            Ok(skip) => println!(
+                "{}: shadow {name} v{}: ok — not executed in shadow runs: {}",
+                path.display(),
+                shadow.version,
+                if skip.is_empty() {
+                    "none".to_owned()
+                } else {
+                    skip.join(", ")
+                }
+            ),
+            Err(e) => {
+                ok = false;
+                eprintln!("{}: {e}", path.display());
+            }
+        }
+    }
+    Ok(ok)
 }
 
 /// `reflow graph`: draw a pipeline's declared DAG ([`crate::graph`]).

@@ -58,6 +58,11 @@ pub fn describe(r: &Rollout) -> String {
             .iter()
             .map(|(room, v)| format!("room {room} → v{v}")),
     );
+    if let Some(s) = &r.shadow {
+        let mut on = vec![format!("{} %", s.ramp)];
+        on.extend(s.rooms.iter().map(|room| format!("room {room}")));
+        parts.push(format!("shadow v{} on {}", s.version, on.join(", ")));
+    }
     parts.join(", ")
 }
 
@@ -83,6 +88,9 @@ pub(super) async fn plan(
                 });
             }
         }
+        if let Some(shadow) = &rollout.shadow {
+            shadow_safe(d, name, shadow.version, pipelines).await?;
+        }
         out.push(match d.db.pipeline_rollout(name).await? {
             None => Change::Create {
                 kind: Kind::Rollout,
@@ -101,6 +109,36 @@ pub(super) async fn plan(
         });
     }
     Ok(out)
+}
+
+/// Refuse a shadow version that could not skip its effects outside reflow
+/// ([`workflow::pipeline::effects`]), taken from `pipelines` or else the registered ones.
+async fn shadow_safe(
+    d: &DesiredRollouts,
+    name: &str,
+    version: u32,
+    pipelines: &[(Pipeline, Fingerprints)],
+) -> Result<(), GitOpsError> {
+    let p = match pipelines
+        .iter()
+        .find(|(p, _)| p.name == name && p.version == version)
+    {
+        Some((p, _)) => p.clone(),
+        None => match d.db.pipeline_version_of(name, version).await? {
+            Some(row) => row.decode()?.pipeline,
+            None => return Ok(()), // refused above as not registered
+        },
+    };
+    workflow::pipeline::effects::external_steps(
+        &p,
+        crate::registry::Registry::production().catalog(),
+    )
+    .map(drop)
+    .map_err(|e| GitOpsError::Conflict {
+        kind: Kind::Rollout,
+        id: name.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// Apply the rollouts `changes` (the plan) create or update.

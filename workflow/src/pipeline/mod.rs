@@ -11,6 +11,7 @@
 
 mod checks;
 pub mod diff;
+pub mod effects;
 pub mod error;
 pub mod fingerprint;
 mod options;

@@ -9,6 +9,11 @@
 //! 2. else the candidate, when [`bucket`]`(recording_id) < ramp`;
 //! 3. else the current version.
 //!
+//! A rollout may also name a **shadow** version: a recording whose room is among the shadow's
+//! `rooms`, or whose bucket is under the shadow's `ramp`, gets a second run of that version
+//! beside its live one, into a shadow transcript no user sees, with the steps that act outside
+//! reflow not executed ([`Rollout::shadow_for`]; `reflow compare` reports the two side by side).
+//!
 //! `bucket` is the first 8 bytes of sha256(recording id), big-endian, modulo 100: stable for a
 //! recording (a redelivered webhook, the poll and a replica all decide the same), uniform over
 //! recordings, and monotonic in the ramp (raising it from 10 to 20 keeps the first 10 % on the
@@ -45,6 +50,23 @@ pub struct Rollout {
     /// Room name → the version that room's recordings get (before the ramp).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rooms: BTreeMap<String, u32>,
+    /// A version run beside the live one, as a shadow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<Shadow>,
+}
+
+/// A shadow rollout: which recordings also get a shadow run of `version`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shadow {
+    /// The version shadow runs get.
+    pub version: u32,
+    /// Percent of recordings (0–100) that get a shadow run (by [`bucket`]).
+    #[serde(default)]
+    pub ramp: u8,
+    /// Rooms (by name) whose every recording gets a shadow run.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub rooms: std::collections::BTreeSet<String>,
 }
 
 /// Why a recording got its version.
@@ -103,6 +125,17 @@ impl Rollouts {
             if rollout.candidate == Some(rollout.current) {
                 return Err(invalid("the candidate is the current version"));
             }
+            if let Some(sh) = &rollout.shadow {
+                if sh.ramp > 100 {
+                    return Err(invalid("shadow.ramp is a percentage: 0 to 100"));
+                }
+                if sh.ramp == 0 && sh.rooms.is_empty() {
+                    return Err(invalid("a shadow needs a ramp or rooms"));
+                }
+                if sh.version == rollout.current {
+                    return Err(invalid("the shadow is the current version"));
+                }
+            }
         }
         Ok(r)
     }
@@ -114,6 +147,7 @@ impl Rollout {
         let mut v: Vec<u32> = std::iter::once(self.current)
             .chain(self.candidate)
             .chain(self.rooms.values().copied())
+            .chain(self.shadow.as_ref().map(|s| s.version))
             .collect();
         v.sort_unstable();
         v.dedup();
@@ -129,6 +163,16 @@ impl Rollout {
             Some(c) if bucket(recording_id) < self.ramp => (c, Because::Ramp),
             _ => (self.current, Because::Current),
         }
+    }
+}
+
+impl Rollout {
+    /// The shadow version recording `recording_id` of room `room` also runs on, if any: its
+    /// room is among the shadow's rooms, or its [`bucket`] is under the shadow's ramp.
+    pub fn shadow_for(&self, recording_id: &str, room: Option<&str>) -> Option<u32> {
+        let s = self.shadow.as_ref()?;
+        let by_room = room.is_some_and(|r| s.rooms.contains(r));
+        (by_room || bucket(recording_id) < s.ramp).then_some(s.version)
     }
 }
 
@@ -177,6 +221,28 @@ mod tests {
     }
 
     #[test]
+    fn a_shadow_goes_to_its_rooms_and_its_ramp() {
+        let r = Rollouts::parse(
+            "rollout.yaml",
+            "pipelines:\n  P:\n    current: 2\n    shadow: {version: 3, ramp: 20, rooms: [standup]}\n",
+        )
+        .unwrap();
+        let p = &r.pipelines["P"];
+        assert_eq!(p.versions(), [2, 3]);
+        assert_eq!(p.shadow_for("any", Some("standup")), Some(3));
+        for i in 0..200 {
+            let id = format!("rec-{i}");
+            assert_eq!(
+                p.shadow_for(&id, Some("other")),
+                (bucket(&id) < 20).then_some(3)
+            );
+            // The live version is the rollout's as before.
+            assert_eq!(p.version_for(&id, Some("standup")).0, 2);
+        }
+        assert_eq!(Rollout::default().shadow_for("x", None), None);
+    }
+
+    #[test]
     fn the_bucket_is_the_documented_function() {
         // The first 8 bytes of sha256("rec-1"), big-endian, modulo 100.
         let digest = Sha256::digest(b"rec-1");
@@ -200,6 +266,14 @@ mod tests {
                 "is the current",
             ),
             ("pipelines: {P: {current: 2, canary: 3}}", "unknown field"),
+            (
+                "pipelines: {P: {current: 2, shadow: {version: 3}}}",
+                "needs a ramp or rooms",
+            ),
+            (
+                "pipelines: {P: {current: 2, shadow: {version: 2, ramp: 5}}}",
+                "is the current",
+            ),
         ] {
             let e = Rollouts::parse("rollout.yaml", yaml)
                 .unwrap_err()
