@@ -133,9 +133,8 @@ impl<S: Read + Seek + Send + Sync> MediaSource for Window<S> {
 }
 
 impl AudioReader {
-    /// Open `path`, named `source_name` in errors (the track's object key). The file's header
-    /// is checked first ([`guard`]): only the container at its start is probed, and a length
-    /// there that symphonia would trust without room for it refuses the file.
+    /// Open `path`, named `source_name` in errors (the track's object key). Only the container
+    /// whose magic starts the file (after any ID3v2 tags, skipped) is probed ([`guard`]).
     pub fn open(path: &Path, source_name: &str) -> Result<Self, AudioError> {
         let file = std::fs::File::open(path).map_err(|e| AudioError::Read {
             source_name: source_name.to_owned(),

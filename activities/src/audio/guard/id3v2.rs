@@ -1,8 +1,8 @@
 //! ID3v2 tags in front of an MP3 (or FLAC) file: skipped, never parsed.
 //!
-//! symphonia's ID3v2 reader allocates each frame's stated size before reading it
-//! (`id3v2/frames.rs`, upstream issue #508), and reflow reads no tag. So the decoder is handed
-//! the stream from the end of the tags on ([`super::Checked::start`]): only the tag's own size,
+//! reflow reads no tag and builds symphonia without its ID3v2 reader, whose probe would then
+//! scan through the tag for a frame sync (upstream issue #522). So the decoder is handed the
+//! stream from the end of the tags on ([`super::Checked::start`]): only the tag's own size,
 //! which says where the audio starts, must fit in the file.
 
 use super::{Refusal, Source, bytes};

@@ -1,30 +1,27 @@
-//! What symphonia is handed: a file is checked before symphonia 0.5 reads it.
+//! What symphonia is handed: the container at the start of the file, and only that.
 //!
-//! symphonia 0.5.5 trusts the length prefixes of metadata: it allocates `vec![0; length]` for
-//! a 32-bit length read from the file *before* reading that many bytes, so a few bytes claiming a
-//! 4 GB Vorbis comment make it allocate 4 GB (upstream issue
-//! <https://github.com/pdeljanov/Symphonia/issues/508>, "Multiple length-prefix-overflow OOMs in
-//! symphonia-metadata 0.5.5": Vorbis comments, FLAC pictures, ID3v2 frames; fixed in 0.6.1, whose
-//! API is not 0.5's, and not in any 0.5 release). Its probe also looks for a container marker
-//! anywhere in the first megabyte, so `fLaC` in the middle of garbage was read as FLAC (the
-//! `webm_opus` fuzz target's out-of-memory). Here, before symphonia sees a byte:
+//! symphonia 0.5 allocated the lengths metadata states before reading them (upstream issue
+//! <https://github.com/pdeljanov/Symphonia/issues/508>; the `webm_opus` fuzz target found four
+//! such sites), and this module used to check every length prefix before symphonia read the
+//! file. symphonia 0.6.1 reads such buffers as they arrive (upstream commit a3801864), and every
+//! hostile input of those checks is refused by it (the tests here keep them), so the length
+//! checks are gone. What 0.6.1 still does that reflow does not want:
 //!
-//! - the container is the one whose magic is at the start of the file ([`check`]): EBML
-//!   (WebM/Matroska), `RIFF`…`WAVE`, `fLaC`, `OggS`, or an MPEG audio frame sync; ID3v2 tags
-//!   in front are skipped ([`id3v2`]: symphonia never parses them, so their frames cannot
-//!   overflow), and the decoder's probe only knows that one container ([`probe`]);
-//! - the length prefixes symphonia trusts are checked against the bytes they sit in: FLAC
-//!   metadata blocks ([`flac`]), a WAV's chunks ahead of its data ([`riff`]), every Ogg packet
-//!   symphonia parses as a comment header ([`ogg`]), and the Vorbis comments and FLAC
-//!   pictures inside them ([`xiph`]); every Matroska element and lace ([`matroska`], found
-//!   by the same fuzz target once the rest was in place).
+//! - its probe looks for a container marker anywhere in the first megabyte, so `fLaC` in the
+//!   middle of garbage is read as FLAC: here the container is the one whose magic starts the
+//!   file ([`check`]): EBML (WebM/Matroska), `RIFF`…`WAVE`, `fLaC`, `OggS`, or an MPEG audio
+//!   frame sync, and the decoder's probe only knows that one reader ([`probe`]);
+//! - ID3v2 tags in front of an MP3 are scanned through for a frame sync when no ID3v2 reader is
+//!   built in (none is: reflow reads no tag), and a sync-like pair inside cover art is taken for
+//!   audio (upstream issue #522, new in 0.6.0), and a tag over a megabyte ends the probe: the tags
+//!   are skipped unparsed ([`id3v2`]; only their size must fit in the file) and symphonia is
+//!   handed the stream from the end of them on ([`Checked::start`]).
+//!
+//! [`matroska`] also reads the one Matroska fact symphonia 0.6 does not report, the tracks'
+//! `CodecDelay`.
 
-pub mod flac;
 pub mod id3v2;
 pub mod matroska;
-pub mod ogg;
-pub mod riff;
-pub mod xiph;
 
 #[cfg(test)]
 mod tests;
@@ -64,7 +61,7 @@ pub struct Checked {
 pub enum Refusal {
     /// No container this build decodes starts the file.
     Unsupported(String),
-    /// A length in the file's header does not fit where it sits.
+    /// An ID3v2 tag in front claims more than the file.
     Corrupt(String),
     /// The file could not be read.
     Read(String),
@@ -139,8 +136,7 @@ const MP3_SYNCS: [[u8; 2]; 6] = [
     [0xff, 0xe3],
 ];
 
-/// The container at the start of `src` (after its ID3v2 tags), once the length prefixes
-/// symphonia would trust in its header are known to fit.
+/// The container at the start of `src`, after its ID3v2 tags.
 pub fn check<S: Source + ?Sized>(src: &S) -> Result<Checked, Refusal> {
     let mut start = 0;
     let mut tags = 0;
@@ -157,16 +153,12 @@ pub fn check<S: Source + ?Sized>(src: &S) -> Result<Checked, Refusal> {
             continue;
         }
         break if head.starts_with(&[0x1a, 0x45, 0xdf, 0xa3]) {
-            matroska::check(src, start)?;
             Container::Matroska
         } else if head.starts_with(b"RIFF") && head.get(8..12) == Some(b"WAVE") {
-            riff::check(src, start)?;
             Container::Wav
         } else if head.starts_with(b"fLaC") {
-            flac::check(src, start)?;
             Container::Flac
         } else if head.starts_with(b"OggS") {
-            ogg::check(src, start)?;
             Container::Ogg
         } else if tags > 0 || MP3_SYNCS.iter().any(|s| head.starts_with(s)) {
             // After ID3v2 tags, symphonia's MP3 reader looks for the first frame itself.

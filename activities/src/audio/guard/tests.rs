@@ -1,6 +1,9 @@
-//! The fuzz target's out-of-memory, one hostile input per site of upstream issue #508 (each
-//! refused before symphonia allocates: the test finishing is the proof), and real files from
-//! ffmpeg that must still decode.
+//! The `webm_opus` fuzz target's finds and one hostile input per site of upstream issue #508:
+//! each made symphonia 0.5.5 allocate 2–4 GB (the guard refused them then); symphonia 0.6.1
+//! refuses them itself, after reading no more than the file holds (the test finishing is the
+//! proof; they pass under `ulimit -v 4000000` too, and the #508 ones were also refused by a
+//! probe of every format with nothing in front). And real files from ffmpeg that must still
+//! decode.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,7 +11,6 @@ use std::process::Command;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::ogg::Crc;
 use super::{Container, Refusal, check};
 use crate::audio::AudioError;
 use crate::audio::decode::{AudioReader, decode_file};
@@ -28,18 +30,28 @@ fn open_error(bytes: Vec<u8>) -> AudioError {
     }
 }
 
-/// `bytes` is refused as corrupt, the message naming the track and containing `cause`.
-fn assert_corrupt(bytes: Vec<u8>, cause: &str) {
+/// `bytes` is refused (by symphonia: the guard only looks at the first bytes), the error naming
+/// the track.
+fn assert_refused(bytes: Vec<u8>) {
     match open_error(bytes) {
-        AudioError::Corrupt {
-            source_name,
-            message,
-        } => {
-            assert_eq!(source_name, "track.x");
-            assert!(message.contains(cause), "{message:?} lacks {cause:?}");
+        AudioError::Unsupported { source_name, .. } | AudioError::Corrupt { source_name, .. } => {
+            assert_eq!(source_name, "track.x")
         }
-        other => panic!("not Corrupt: {other:?}"),
+        other => panic!("not refused as bad input: {other:?}"),
     }
+}
+
+/// The CRC-32 of an Ogg page (polynomial 0x04c11db7, no reflection).
+fn ogg_crc(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0u32, |crc, &b| {
+        (0..8).fold(crc ^ (u32::from(b) << 24), |r, _| {
+            if r & 0x8000_0000 != 0 {
+                (r << 1) ^ 0x04c1_1db7
+            } else {
+                r << 1
+            }
+        })
+    })
 }
 
 fn le(n: u32) -> [u8; 4] {
@@ -119,9 +131,8 @@ fn ogg_page(serial: u32, sequence: u32, flags: u8, packets: &[&[u8]]) -> Vec<u8>
     for p in packets {
         page.extend_from_slice(p);
     }
-    let mut crc = Crc::default();
-    crc.update(&page);
-    page[22..26].copy_from_slice(&le(crc.0));
+    let crc = ogg_crc(&page);
+    page[22..26].copy_from_slice(&le(crc));
     page
 }
 
@@ -151,10 +162,7 @@ fn the_fuzz_targets_out_of_memory_is_not_a_container() {
         "{e}"
     );
     // Cut to start at `fLaC`, it is FLAC, whose comment block does not fit in the file.
-    assert_corrupt(
-        bytes[26..].to_vec(),
-        "FLAC VORBIS_COMMENT block 1 claims 4359553 bytes, past the end of the 73-byte file",
-    );
+    assert_refused(bytes[26..].to_vec());
 }
 
 #[test]
@@ -163,61 +171,32 @@ fn a_flac_comment_longer_than_its_block_is_refused() {
     block.extend_from_slice(&le(HUGE));
     block.extend_from_slice(b"abc");
     block[10..14].copy_from_slice(&le(2));
-    assert_corrupt(
-        flac(&[(4, block)]),
-        "FLAC VORBIS_COMMENT block 2: comment 2 claims 4294967280 bytes, 3 are left",
-    );
+    assert_refused(flac(&[(4, block)]));
     // The vendor string and the comment count must fit too.
     let mut vendor = comments(&[]);
     vendor[..4].copy_from_slice(&le(HUGE));
-    assert_corrupt(flac(&[(4, vendor)]), "the vendor string claims");
+    assert_refused(flac(&[(4, vendor)]));
     let mut count = comments(&[]);
     count[10..14].copy_from_slice(&le(HUGE));
-    assert_corrupt(flac(&[(4, count)]), "comments cannot fit");
+    assert_refused(flac(&[(4, count)]));
 }
 
 #[test]
 fn a_flac_picture_longer_than_its_block_is_refused() {
-    assert_corrupt(
-        flac(&[(6, picture(Some(HUGE), None, None))]),
-        "FLAC PICTURE block 2: the MIME type claims 4294967280 bytes",
-    );
-    assert_corrupt(
-        flac(&[(6, picture(None, Some(HUGE), None))]),
-        "the description claims",
-    );
-    assert_corrupt(
-        flac(&[(6, picture(None, None, Some(HUGE)))]),
-        "the picture data claims",
-    );
+    assert_refused(flac(&[(6, picture(Some(HUGE), None, None))]));
+    assert_refused(flac(&[(6, picture(None, Some(HUGE), None))]));
+    assert_refused(flac(&[(6, picture(None, None, Some(HUGE)))]));
     // base64 in a comment, as Ogg files carry pictures: symphonia reads it the same way.
     let comment = [
         b"metadata_block_picture=".as_slice(),
         STANDARD.encode(picture(None, None, Some(HUGE))).as_bytes(),
     ]
     .concat();
-    assert_corrupt(
-        flac(&[(4, comments(&[&comment]))]),
-        "comment 1 (METADATA_BLOCK_PICTURE): the picture data claims",
-    );
+    assert_refused(flac(&[(4, comments(&[&comment]))]));
     // A block past the end of the file.
     let mut cut = flac(&[(6, picture(None, None, None))]);
     cut.truncate(cut.len() - 20);
-    assert_corrupt(cut, "FLAC PICTURE block 2 claims");
-}
-
-#[test]
-fn well_formed_flac_metadata_passes() {
-    let comment = [
-        b"METADATA_BLOCK_PICTURE=".as_slice(),
-        STANDARD.encode(picture(None, None, None)).as_bytes(),
-    ]
-    .concat();
-    let f = flac(&[
-        (4, comments(&[b"TITLE=standup", &comment])),
-        (6, picture(None, None, None)),
-    ]);
-    assert_eq!(check(&f[..]).unwrap().container, Container::Flac);
+    assert_refused(cut);
 }
 
 #[test]
@@ -253,7 +232,7 @@ fn id3v2_tags_are_skipped_unread_and_must_fit_in_the_file() {
     // A tag claiming more than the file.
     let mut cut = b"ID3\x04\x00\x00\x7f\x7f\x7f\x7f".to_vec();
     cut.extend_from_slice(&[0xff, 0xfb, 0x90, 0x00]);
-    assert_corrupt(cut, "the ID3v2 tag at byte 0 claims 268435455 bytes");
+    assert_refused(cut);
 }
 
 #[test]
@@ -271,10 +250,7 @@ fn an_ogg_comment_header_longer_than_its_packet_is_refused() {
     tags.extend_from_slice(&le(HUGE));
     tags.push(b'x');
     let opus = [ogg_page(7, 0, 0x02, &[&head]), ogg_page(7, 1, 0, &[&tags])].concat();
-    assert_corrupt(
-        opus,
-        "Ogg OpusTags header: comment 1 claims 4294967280 bytes, 1 are left",
-    );
+    assert_refused(opus);
     // Vorbis: a comment header in the middle of the audio, after a valid one; symphonia parses
     // it wherever it is.
     let ident = [b"\x01vorbis".as_slice(), &[0; 23]].concat();
@@ -292,27 +268,17 @@ fn an_ogg_comment_header_longer_than_its_packet_is_refused() {
         ]
         .concat()
     };
-    assert_eq!(
-        check(&vorbis(&[0, 7, 8])[..]).unwrap().container,
-        Container::Ogg
-    );
-    assert_corrupt(vorbis(&bad), "Ogg Vorbis comment header: comment 1 claims");
-    // The same packet on a page whose CRC is wrong: symphonia drops the page, so may we.
-    let mut damaged = vorbis(&bad);
-    let n = damaged.len();
-    damaged[n - 1] ^= 1;
-    assert_eq!(check(&damaged[..]).unwrap().container, Container::Ogg);
+    assert_refused(vorbis(&bad));
     // Ogg FLAC: a picture packet.
     let ogg_flac_head = [b"\x7fFLAC\x01\x00\x00\x01fLaC".as_slice(), &[0; 38]].concat();
     let pic = picture(None, None, Some(HUGE));
     let pic_packet = [&[0x86, 0, 0, pic.len() as u8][..], &pic].concat();
-    assert_corrupt(
+    assert_refused(
         [
             ogg_page(5, 0, 0x02, &[&ogg_flac_head]),
             ogg_page(5, 1, 0, &[&pic_packet]),
         ]
         .concat(),
-        "Ogg FLAC PICTURE packet: the picture data claims",
     );
 }
 
@@ -344,9 +310,8 @@ fn ogg_packets_are_reassembled_across_pages() {
             body,
         ]
         .concat();
-        let mut crc = Crc::default();
-        crc.update(&p);
-        p[22..26].copy_from_slice(&le(crc.0));
+        let crc = ogg_crc(&p);
+        p[22..26].copy_from_slice(&le(crc));
         p
     };
     let pages = [
@@ -355,15 +320,7 @@ fn ogg_packets_are_reassembled_across_pages() {
         page(2, 0x01, &tags[255..510], &[255]),
         page(3, 0x01, &tags[510..], &[(tags.len() - 510) as u8]),
     ];
-    assert_corrupt(pages.concat(), "comment 1 claims 579 bytes, 578 are left");
-    // A sequence gap drops the partial packet, as symphonia does: nothing to parse then.
-    let gap = [
-        pages[0].clone(),
-        pages[1].clone(),
-        page(5, 0x01, &tags[255..510], &[255]),
-        page(6, 0x01, &tags[510..], &[(tags.len() - 510) as u8]),
-    ];
-    assert!(check(&gap.concat()[..]).is_ok());
+    assert_refused(pages.concat());
 }
 
 #[test]
@@ -372,7 +329,7 @@ fn a_wav_chunk_past_the_end_is_refused() {
     let fmt_end = 12 + 8 + 16;
     let list = [b"LIST".as_slice(), &le(HUGE), b"INFOINAM", &le(HUGE), b"x"].concat();
     let bad = [&wav[..fmt_end], &list, &wav[fmt_end..]].concat();
-    assert_corrupt(bad, "the WAV 'LIST' chunk claims 4294967280 bytes");
+    assert_refused(bad);
 }
 
 /// The `webm_opus` fuzz target's next find (`crash-d6bf1884ab81c47c1d7a72b47c853d62fd786be7`):
@@ -381,12 +338,9 @@ const FUZZ_MKV: &str = "GkXfo59ChoEBQveBAULygQRC84EIQoKEd2VibUKHgQRChYECGFOAZwEA
 
 #[test]
 fn a_webm_element_or_lace_past_its_bounds_is_refused() {
-    assert_corrupt(
-        STANDARD.decode(FUZZ_MKV).unwrap(),
-        "bytes, more than the whole 944-byte file",
-    );
+    assert_refused(STANDARD.decode(FUZZ_MKV).unwrap());
     // EBML header and Segment without size, a Cluster of unknown size, a SimpleBlock of 8 bytes
-    // whose Xiph lacing claims a 526-byte frame.
+    // whose Xiph lacing claims a 526-byte frame (0.6 stops earlier: the header has no DocType).
     let laced = [
         &[0x1a, 0x45, 0xdf, 0xa3, 0x80][..],
         &[0x18, 0x53, 0x80, 0x67, 0xff],
@@ -394,7 +348,7 @@ fn a_webm_element_or_lace_past_its_bounds_is_refused() {
         &[0xa3, 0x88, 0x81, 0, 0, 0x02, 0x01, 0xff, 0xff, 0x10],
     ]
     .concat();
-    assert_corrupt(laced, "laced frame 1 claims 526 bytes, 0 are left");
+    assert_refused(laced);
     // A live recording (no cues, sizes unknown) cut short inside its last block still opens.
     let webm = ffmpeg_file("webm", &["-c:a", "libopus", "-live", "1"]);
     let cut = webm[..webm.len() - 10].to_vec();
@@ -402,6 +356,19 @@ fn a_webm_element_or_lace_past_its_bounds_is_refused() {
     let mut reader = AudioReader::from_bytes(cut, None, "cut.webm").unwrap();
     while reader.next_chunk().unwrap().is_some() {}
     assert!(reader.stats().frames > 40_000, "{:?}", reader.stats());
+}
+
+/// The `webm_opus` fuzz target's crash on `8f649ee` (bench/results/fuzz.md), which the guard's
+/// Matroska walk did not foresee: symphonia-format-mkv 0.5.5 resumed where its reader stopped
+/// inside a malformed element and allocated a 0x11a9186868686-byte element (`ebml.rs:480`).
+const FUZZ_MKV_RESUMED: &str = "GkXfo59ChoEBQveBAULygQRC84EIQoKEd2VibUKHgQRChYECGFOAZwEAAABAagAAAAAAABZUrmvlrgEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABCgoR3ZWJtQoeBBEKFgQIYU4BnAQAAAAAdAAAEKhFNm3S/TbuLhoaGhoaGhoaGhoaGhoaGhIaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoYDGpGGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGU6uEFUmpZlOsgaFN//xTq4QWVK5rU6yB2E27jFOrhBJUw2dnU6yCAUJNu4xTq4QcU7lrUzOsggQU7NoAAAAAAABZAAAALjI3LjEwMHNz2GPAi2PFiPvHFsWQ2MuBZwAAAAAAAAAAAAAAAAAAAAAAV0EAAGYAAC8AOY0AAAAAAAA=";
+
+#[test]
+fn a_webm_element_symphonia_0_5_allocated_whole_is_refused() {
+    let bytes = STANDARD.decode(FUZZ_MKV_RESUMED).unwrap();
+    assert_eq!(bytes.len(), 398);
+    assert_eq!(check(&bytes[..]).unwrap().container, Container::Matroska);
+    assert_refused(bytes);
 }
 
 #[test]
