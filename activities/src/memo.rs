@@ -137,6 +137,32 @@ pub fn paid_of(v: &Value) -> Saved {
     out
 }
 
+/// What [`MemoActivities::decide`] found: the plan, and the sets it was made from.
+struct Decision {
+    plan: Plan,
+    /// Steps reused (bookkeeping steps included: they do not stop their readers' reuse).
+    reuse: BTreeSet<String>,
+    /// Bookkeeping steps (they run every time).
+    free: BTreeSet<String>,
+    /// The transcript's index as read.
+    index: BTreeMap<String, String>,
+    /// Every main-graph step, in declared order.
+    steps: Vec<String>,
+}
+
+/// What a run would do, computed without starting it ([`MemoActivities::preview`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Preview {
+    /// Steps that would run (bookkeeping steps included), in declared order.
+    pub run: Vec<String>,
+    /// Steps that would be taken from a memo, in declared order.
+    pub reused: Vec<String>,
+    /// What the reused results cost when computed.
+    pub saved: Saved,
+    /// For steps that would run: what they cost when last computed for this transcript.
+    pub previous: BTreeMap<String, Saved>,
+}
+
 /// The memo store and the local activities that plan and store.
 pub struct MemoActivities {
     versions: Versions,
@@ -283,8 +309,9 @@ impl MemoActivities {
         Ok(true)
     }
 
-    /// The plan of a run (see the module documentation).
-    pub async fn plan(&self, r: &PlanRequest) -> Result<Plan, ActivityFailure> {
+    /// What a run asked as `r` would reuse and run, read only: the store is not changed (the
+    /// plan and `reflow backfill --dry-run` share it).
+    async fn decide(&self, r: &PlanRequest) -> Result<Decision, ActivityFailure> {
         let pipeline = self.pipeline(&r.reference).await?;
         let graph = &pipeline.main;
         let fps = Fingerprints::of(&pipeline, &self.catalog);
@@ -322,8 +349,10 @@ impl MemoActivities {
             cx.forced = memo::downstream(graph, from);
         }
         let keys = memo::memo_keys(graph, &cx);
-        let index_key = index_key(&r.transcript_id);
-        let mut index: BTreeMap<String, String> = self.json(&index_key).await?.unwrap_or_default();
+        let index: BTreeMap<String, String> = self
+            .json(&index_key(&r.transcript_id))
+            .await?
+            .unwrap_or_default();
         let mut found: BTreeMap<String, Memo> = BTreeMap::new();
         let mut incomplete: BTreeSet<String> = BTreeSet::new();
         for (step, key) in &keys {
@@ -381,13 +410,63 @@ impl MemoActivities {
                 plan.reused.insert(step.clone(), m.output.clone());
             }
         }
+        Ok(Decision {
+            plan,
+            reuse,
+            free,
+            index,
+            steps: graph.steps.iter().map(|s| s.id.clone()).collect(),
+        })
+    }
+
+    /// What a run asked as `r` would reuse and run, without changing anything (`reflow
+    /// backfill --dry-run`): the decision of [`Self::plan`], and for each step that would run,
+    /// what computing it cost the last time (the memo the transcript's index names for it).
+    pub async fn preview(&self, r: &PlanRequest) -> Result<Preview, ActivityFailure> {
+        let d = self.decide(r).await?;
+        let mut previous = BTreeMap::new();
+        for step in d.steps.iter().filter(|s| !d.reuse.contains(*s)) {
+            if let Some(key) = d.index.get(step)
+                && let Some(m) = self.json::<Memo>(&memo_key(key)).await?
+            {
+                previous.insert(step.clone(), m.paid);
+            }
+        }
+        Ok(Preview {
+            run: d
+                .steps
+                .iter()
+                .filter(|s| !d.reuse.contains(*s) || d.free.contains(*s))
+                .cloned()
+                .collect(),
+            reused: d
+                .steps
+                .iter()
+                .filter(|s| d.reuse.contains(*s) && !d.free.contains(*s))
+                .cloned()
+                .collect(),
+            saved: d.plan.saved,
+            previous,
+        })
+    }
+
+    /// The plan of a run (see the module documentation).
+    pub async fn plan(&self, r: &PlanRequest) -> Result<Plan, ActivityFailure> {
+        let Decision {
+            plan,
+            reuse,
+            free,
+            mut index,
+            steps,
+        } = self.decide(r).await?;
+        let index_key = index_key(&r.transcript_id);
         // What runs may overwrite what the index vouches for: out of it before anything runs.
         let before = index.len();
         index.retain(|step, _| reuse.contains(step) && !free.contains(step));
         if index.len() != before {
             self.put_json(&index_key, &index).await?;
         }
-        if reuse.union(&free).count() < graph.steps.len() {
+        if reuse.union(&free).count() < steps.len() {
             Checkpoints::new(self.storage.clone())
                 .new_epoch(&r.transcript_id)
                 .await?;
@@ -396,7 +475,7 @@ impl MemoActivities {
             transcript_id = %r.transcript_id,
             pipeline = %r.reference,
             reused = plan.reused.len(),
-            steps = graph.steps.len(),
+            steps = steps.len(),
             from = ?r.rerun.from,
             fresh = r.rerun.fresh,
             "memo plan"

@@ -192,6 +192,23 @@ pub fn short_timeouts_yaml() -> String {
         .join("\n")
 }
 
+/// [`short_timeouts`] as version 3 with `generate_title`'s `with:` written differently: its
+/// fingerprint (the definition's, not what it renders) changes, so a memoized re-run on it runs
+/// that LLM step and its dependents only.
+pub fn title_changed() -> workflow::Pipeline {
+    let yaml = short_timeouts_yaml()
+        .replace("version: 2\n", "version: 3\n")
+        .replacen(
+            "    emits: [FINAL_TITLE]\n    with: {transcript_id: \"${input.transcript_id}\"}",
+            "    emits: [FINAL_TITLE]\n    with: {transcript_id: \"${ input.transcript_id }\"}",
+            1,
+        );
+    let v3 = workflow::parse_and_validate("diarization.yaml", &yaml, crate::registry().catalog())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(v3.hash, short_timeouts().hash);
+    v3
+}
+
 /// The stand-in backends of a run and what they were asked.
 #[derive(Clone)]
 pub struct Backends {

@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod app;
 pub mod attempts;
+pub mod backfill;
 pub mod backlog;
 pub mod cli;
 pub mod codec;

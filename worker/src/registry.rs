@@ -29,6 +29,7 @@ use workflow::workflows::{
     DiarizationPipeline, DirectoryDigest, FileDigest, PollDailyRecordings, TrackProcessing,
 };
 
+use crate::backfill::BackfillActivities;
 use crate::poll::PollActivities;
 
 /// What activities need from the process: storage, the database, the event hub and a
@@ -190,6 +191,9 @@ impl Registry {
             .activity(VersionActivities::resolve_pipeline.name(), &[])
             .activity(MemoActivities::memo_plan.name(), &[])
             .activity(MemoActivities::memo_store.name(), &[])
+            .activity(BackfillActivities::backfill_page.name(), &[])
+            .activity(BackfillActivities::backfill_prepare.name(), &[])
+            .activity(BackfillActivities::backfill_settle.name(), &[])
             .workflow_type("DiarizationPipeline")
             .workflow_type("TrackProcessing")
             .workflow_type("PollDailyRecordings");
@@ -252,6 +256,13 @@ impl Registry {
                     services.intake.clone(),
                 ));
                 o.register_workflow::<PollDailyRecordings>()
+                    .map_err(|e| e.to_string())?;
+                // `reflow backfill`: its workflow beside the pipelines it re-runs.
+                o.register_activities(BackfillActivities::new(
+                    services.intake.clone(),
+                    services.events.clone(),
+                ));
+                o.register_workflow::<workflow::backfill::Backfill>()
                     .map_err(|e| e.to_string())?;
                 Ok(())
             }),
@@ -353,8 +364,9 @@ mod tests {
                 || name == VersionActivities::resolve_pipeline.name()
                 || name == MemoActivities::memo_plan.name()
                 || name == MemoActivities::memo_store.name()
+                || name.starts_with("backfill_")
             {
-                continue; // internal: scheduled by the interpreter, never by a step
+                continue; // internal: scheduled by the interpreter or the backfill, never by a step
             }
             if name == crate::poll::PollActivities::poll_daily_recordings.name() {
                 // Its input is optional (the schedule passes none), as its declared contract,

@@ -125,6 +125,75 @@ pub async fn rerun(
     req: &Request,
 ) -> Result<Outcome, RerunError> {
     let db = events.db();
+    let NewRun {
+        workflow_id,
+        pipeline,
+        input,
+    } = match prepare(client, db, intake, t, req).await? {
+        Prepared::Resume { workflow_id } => {
+            let run_id = crate::retry::retry_run(client, events, &workflow_id).await?;
+            return Ok(Outcome::Retrying {
+                workflow_id,
+                run_id,
+            });
+        }
+        Prepared::New(new) => *new,
+    };
+    let run = crate::runs::start_with(
+        client,
+        &pipeline,
+        input,
+        &workflow_id,
+        temporalio_client::WorkflowIdReusePolicy::AllowDuplicate,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::runs::RunError::AlreadyStarted { .. } => RerunError::InProgress,
+        e => RerunError::Temporal(e.to_string()),
+    })?;
+    let run_id = run.run_id.unwrap_or_default();
+    db.set_workflow(&t.id, &workflow_id, &run_id).await?;
+    tracing::info!(transcript_id = %t.id, %workflow_id, %run_id, pipeline = %pipeline.reference(), from = ?req.rerun.from, fresh = req.rerun.fresh, notify = req.notify, "new run (memoized)");
+    Ok(Outcome::Ok {
+        workflow_id,
+        run_id,
+        pipeline: pipeline.reference().short(),
+    })
+}
+
+/// A new run, ready to start.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// The transcript's workflow id.
+    pub workflow_id: String,
+    /// The version it runs.
+    pub pipeline: Pipeline,
+    /// Its input (the rerun options included).
+    pub input: Value,
+}
+
+/// What processing a transcript again comes to ([`prepare`]).
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    /// Resume the failed or cancelled run of this workflow.
+    Resume {
+        /// The workflow.
+        workflow_id: String,
+    },
+    /// Start this run.
+    New(Box<NewRun>),
+}
+
+/// What processing `t` again as `req` asks for, started by nobody yet: a resume, or the new
+/// run's workflow id, version and input (a running run is terminated first when `force`).
+/// [`rerun`] starts it; a backfill starts it as its child (`crate::backfill`).
+pub async fn prepare(
+    client: &Client,
+    db: &Db,
+    intake: Option<&crate::intake::Intake>,
+    t: &Transcript,
+    req: &Request,
+) -> Result<Prepared, RerunError> {
     if t.locked {
         return Err(RerunError::Locked);
     }
@@ -159,11 +228,7 @@ pub async fn rerun(
             | WorkflowExecutionStatus::Terminated
             | WorkflowExecutionStatus::TimedOut,
         ) if !req.wants_new_run() => {
-            let run_id = crate::retry::retry_run(client, events, &workflow_id).await?;
-            return Ok(Outcome::Retrying {
-                workflow_id,
-                run_id,
-            });
+            return Ok(Prepared::Resume { workflow_id });
         }
         _ => {}
     }
@@ -210,26 +275,11 @@ pub async fn rerun(
             );
         }
     }
-    let run = crate::runs::start_with(
-        client,
-        &pipeline,
-        input,
-        &workflow_id,
-        temporalio_client::WorkflowIdReusePolicy::AllowDuplicate,
-    )
-    .await
-    .map_err(|e| match e {
-        crate::runs::RunError::AlreadyStarted { .. } => RerunError::InProgress,
-        e => RerunError::Temporal(e.to_string()),
-    })?;
-    let run_id = run.run_id.unwrap_or_default();
-    db.set_workflow(&t.id, &workflow_id, &run_id).await?;
-    tracing::info!(transcript_id = %t.id, %workflow_id, %run_id, pipeline = %pipeline.reference(), from = ?req.rerun.from, fresh = req.rerun.fresh, notify = req.notify, "new run (memoized)");
-    Ok(Outcome::Ok {
+    Ok(Prepared::New(Box::new(NewRun {
         workflow_id,
-        run_id,
-        pipeline: pipeline.reference().short(),
-    })
+        pipeline,
+        input,
+    })))
 }
 
 /// The activities that notify people outside reflow: a Zulip post, the customer's webhook

@@ -139,17 +139,7 @@ pub async fn start_with(
             &pipeline.hash[..12]
         ))
         .build();
-    // Bound to its workflow id (sealed with it): a copy started under another id is refused
-    // (`workflow::interpreter::binding`).
-    let run_input = RunInput {
-        pinned: Pinned::Reference(pipeline.reference()),
-        graph: None,
-        input,
-        parent: None,
-        search_attributes: Default::default(),
-        workflow_id: Some(workflow_id.to_owned()),
-        scheduled: false,
-    };
+    let run_input = run_input(pipeline, input, workflow_id);
     let handle = client
         .start_workflow(
             UntypedWorkflow::new(pipeline.name.clone()),
@@ -174,6 +164,21 @@ pub async fn start_with(
         workflow_id: workflow_id.to_owned(),
         run_id: handle.run_id().map(str::to_owned),
     })
+}
+
+/// The input of a main run of the registered version `pipeline` as workflow `workflow_id`:
+/// bound to that id (sealed with it), so a copy started under another id is refused
+/// (`workflow::interpreter::binding`).
+pub fn run_input(pipeline: &Pipeline, input: Value, workflow_id: &str) -> RunInput {
+    RunInput {
+        pinned: Pinned::Reference(pipeline.reference()),
+        graph: None,
+        input,
+        parent: None,
+        search_attributes: Default::default(),
+        workflow_id: Some(workflow_id.to_owned()),
+        scheduled: false,
+    }
 }
 
 /// Wait for the latest run of `workflow_id` to close and return its output.

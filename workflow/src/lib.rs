@@ -12,6 +12,7 @@
 //! registers, validates, and starts runs; nothing in this crate performs I/O, reads a clock
 //! other than `ctx.workflow_time()`, or draws random numbers.
 
+pub mod backfill;
 pub mod catalog;
 pub mod event;
 pub mod expr;

@@ -9,6 +9,7 @@
 //! latest progress per step, and one row per activity attempt.
 
 pub mod attempts;
+pub mod backfill;
 pub mod backlog;
 pub mod events;
 pub mod meetings;

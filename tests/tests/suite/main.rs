@@ -8,6 +8,7 @@
 //! | [`alerts`] | alert rules are valid and behave as their unit tests say (promtool) |
 //! | [`api`] | the HTTP API on a real socket, on SQLite and PostgreSQL |
 //! | [`audio_steps`] | padding, mixdown and waveform run by the worker over the object store |
+//! | [`backfill`] | `reflow backfill`: 6 meetings, 2 at a time, through a worker kill, nothing transcribed again; the dry run |
 //! | [`backlog`] | webhooks and `process` requests while Temporal is down: kept, then run once each, in order |
 //! | [`bad_input`] | what Daily, a customer or an operator can send wrong, refused clearly |
 //! | [`chaos`] | worker processes SIGKILLed mid-meeting, or cut off by a network partition; nothing lost or paid twice |
@@ -46,6 +47,7 @@
 mod alerts;
 mod api;
 mod audio_steps;
+mod backfill;
 mod backlog;
 mod bad_input;
 mod chaos;

@@ -198,22 +198,8 @@ async fn a_new_version_with_another_llm_step_runs_only_that_step_and_its_depende
     let (tid, wf) = meeting(&stack, "rerun-title").await;
     let asr = stack.backends.asr_call_count();
 
-    // Version 3: generate_title's `with:` written differently (the fingerprint is the
-    // definition's; what it renders does not matter).
-    let yaml = reflow_tests::meetings::short_timeouts_yaml()
-        .replace("version: 2\n", "version: 3\n")
-        .replacen(
-            "    emits: [FINAL_TITLE]\n    with: {transcript_id: \"${input.transcript_id}\"}",
-            "    emits: [FINAL_TITLE]\n    with: {transcript_id: \"${ input.transcript_id }\"}",
-            1,
-        );
-    let v3 = workflow::parse_and_validate(
-        "diarization.yaml",
-        &yaml,
-        reflow_tests::registry().catalog(),
-    )
-    .unwrap();
-    assert_ne!(v3.hash, stack.intake.pipeline.hash);
+    // Version 3: generate_title's `with:` written differently.
+    let v3 = reflow_tests::meetings::title_changed();
     reflow_tests::register_in(&stack.db, &v3).await;
 
     let s = rerun(

@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 use crate::registry::Registry;
 use crate::settings::Settings;
 
+pub mod backfill;
 mod cluster;
 mod connect;
 mod demo;
@@ -143,6 +144,29 @@ pub enum Command {
         /// Post to Zulip and call the customer webhook again (a new run does not otherwise).
         #[arg(long)]
         notify: bool,
+    },
+    /// Re-run the meetings recorded since a date, memoized, as one Temporal workflow (at most
+    /// N at a time, no notifications), printing progress and a summary; `--dry-run` lists the
+    /// meetings with the steps that would run and be reused and the cost estimate.
+    Backfill {
+        /// Run this registered version (default: the rollout's current one).
+        #[arg(long)]
+        version: Option<u32>,
+        /// Meetings recorded on or after this date (YYYY-MM-DD or RFC 3339, UTC).
+        #[arg(long)]
+        since: String,
+        /// Only this room (name or id).
+        #[arg(long)]
+        room: Option<String>,
+        /// Meetings re-run at once, at most.
+        #[arg(long, default_value_t = 2)]
+        concurrency: u32,
+        /// Meetings per workflow run before it continues as new.
+        #[arg(long, default_value_t = crate::backfill::BATCH)]
+        batch: u32,
+        /// List what would run, start nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Serve task queues until Ctrl-C / SIGTERM.
     Worker {
@@ -299,6 +323,24 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
                 notify,
             };
             rerun::rerun(&settings, &registry, o).await
+        }
+        Command::Backfill {
+            version,
+            since,
+            room,
+            concurrency,
+            batch,
+            dry_run,
+        } => {
+            let o = backfill::Options {
+                version,
+                since,
+                room,
+                concurrency,
+                batch,
+                dry_run,
+            };
+            backfill::backfill(&settings, &registry, o).await
         }
         Command::Worker {
             queues,

@@ -37,6 +37,7 @@ mod inputs;
 pub mod memo;
 mod memoized;
 mod options;
+pub mod preview;
 mod report;
 pub mod resolve;
 mod step;

@@ -1,0 +1,315 @@
+//! Backfills (issue 37 item 4): `reflow backfill` on `pipelines/diarization.yaml` runs, on the
+//! shared dev server with stand-in backends.
+//!
+//! - Six meetings processed, then a version whose LLM step `generate_title` changed: a backfill
+//!   at most 2 at a time, 4 meetings per workflow run (so it continues as new once), during
+//!   which the worker process is SIGKILLed and started again, ends with 6 done, never more
+//!   than 2 meetings' runs open at once (from the runs' start and close times), every run a
+//!   child of the backfill, no transcription asked again (the stand-in counts its requests),
+//!   no Zulip post and no customer webhook.
+//! - A dry run lists the meetings of the window (and of one room), and for each the steps that
+//!   would run and be reused — the memo plan the run would make — with the estimate of the
+//!   LLM step that would run, and changes nothing.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use reflow::backfill::{self, preview};
+use reflow_tests::meetings::{QUEUES, Stack, WorkerProcess, voices};
+use temporalio_client::UntypedWorkflow;
+
+/// The bookkeeping steps every run runs (free), in declared order.
+const FREE: [&str; 7] = [
+    "get_recording",
+    "get_participants",
+    "save_topics",
+    "finalize",
+    "cleanup_consent",
+    "post_zulip",
+    "send_webhook",
+];
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+/// Version 3, whose `generate_title` changed (nothing else but bookkeeping runs again on it),
+/// registered.
+async fn title_changed(stack: &Stack) -> u32 {
+    let v3 = reflow_tests::meetings::title_changed();
+    reflow_tests::register_in(&stack.db, &v3).await;
+    v3.version
+}
+
+/// Process `n` meetings of rooms `{prefix}0…`, all at once; their transcript ids.
+async fn meetings(stack: &Stack, prefix: &str, n: usize) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let tracks = voices(dir.path(), 2);
+    let mut started = Vec::new();
+    for i in 0..n {
+        let m = stack.meeting(prefix, i, &tracks).await;
+        started.push((stack.deliver(&m).await, m.workflow_id));
+    }
+    for (_, wf) in &started {
+        let out = tokio::time::timeout(
+            Duration::from_secs(600),
+            reflow::runs::wait(&stack.client, wf),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{wf} does not close"));
+        assert!(out.is_ok(), "{wf}: {out:?}");
+    }
+    started.into_iter().map(|(t, _)| t).collect()
+}
+
+/// Start and close of the latest run of `wf`, and its parent's workflow id.
+async fn span(client: &temporalio_client::Client, wf: &str) -> (i64, i64, Option<String>) {
+    let d = client
+        .get_workflow_handle::<UntypedWorkflow>(wf)
+        .describe(temporalio_client::WorkflowDescribeOptions::default())
+        .await
+        .unwrap();
+    let info = d.raw_description.workflow_execution_info.unwrap();
+    let ms = |t: Option<(i64, i32)>| {
+        t.map(|(s, n)| s * 1000 + i64::from(n) / 1_000_000)
+            .unwrap_or(i64::MAX)
+    };
+    (
+        ms(info.start_time.map(|t| (t.seconds, t.nanos))),
+        ms(info.close_time.map(|t| (t.seconds, t.nanos))),
+        info.parent_execution.map(|p| p.workflow_id),
+    )
+}
+
+/// The most spans open at one moment.
+fn peak(spans: &[(i64, i64)]) -> usize {
+    let mut edges: Vec<(i64, i32)> = spans
+        .iter()
+        .flat_map(|(s, e)| [(*s, 1), (*e, -1)])
+        .collect();
+    edges.sort(); // a close and a start at the same instant: the close first
+    let (mut now, mut peak) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        peak = peak.max(now);
+    }
+    peak as usize
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backfill_of_six_meetings_survives_a_worker_kill_and_transcribes_nothing_again() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    let dir = tempfile::Builder::new()
+        .prefix("reflow-backfill-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let db_url = format!("sqlite://{}/reflow.db", dir.display());
+    let backends = reflow_tests::meetings::Backends::start(Duration::from_millis(200)).await;
+    let stack = Stack::start(
+        &db_url,
+        reflow_tests::client().await,
+        backends.clone(),
+        false,
+        reflow_tests::meetings::short_timeouts(),
+    )
+    .await;
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_reflow-test-worker"));
+    let pipelines = dir.join("pipelines");
+    std::fs::create_dir_all(&pipelines).unwrap();
+    std::fs::write(
+        pipelines.join("diarization.yaml"),
+        reflow_tests::meetings::short_timeouts_yaml(),
+    )
+    .unwrap();
+    let mut env = stack.worker_env(&reflow_tests::server().address, &dir.join("worker"));
+    env.push(("REFLOW_PIPELINES".into(), pipelines.display().to_string()));
+    let log = dir.join("worker.log");
+    eprintln!("backfill: logs in {}", dir.display());
+    let mut worker = WorkerProcess::spawn(&binary, &QUEUES, &env, &log);
+
+    let prefix = format!("bf{}", std::process::id());
+    let transcripts = meetings(&stack, &prefix, 6).await;
+    let version = title_changed(&stack).await;
+    let asr = backends.asr_call_count();
+    let (zulip, hooks) = (backends.zulip_posts(), backends.webhooks());
+    assert!(asr > 0);
+
+    let plan = backfill::Plan {
+        selection: backfill::selection("2026-01-01", None).unwrap(),
+        version,
+        concurrency: 2,
+        batch: 4,
+    };
+    let (id, total) = backfill::start(&stack.client, &stack.db, &plan)
+        .await
+        .unwrap();
+    assert_eq!(total, 6);
+    let follower = {
+        let (client, id) = (stack.client.clone(), id.clone());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let end = backfill::follow(&client, &id, |p| {
+                eprintln!("{id}: {}", backfill::line(p));
+                seen.push(p.clone());
+            })
+            .await;
+            (end, seen)
+        })
+    };
+    // Kill the worker while meetings are in flight, then start another.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let p = backfill::progress(&stack.client, &id).await;
+        if p.as_ref().is_some_and(|p| !p.running.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no meeting starts: {p:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("backfill: SIGKILL worker {}", worker.pid());
+    worker.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _worker = WorkerProcess::spawn(&binary, &QUEUES, &env, &log);
+
+    let (end, seen) = tokio::time::timeout(Duration::from_secs(600), follower)
+        .await
+        .expect("the backfill ends within 10 minutes")
+        .unwrap();
+    let end = end.unwrap();
+    eprintln!("{}", serde_json::to_string_pretty(&end).unwrap());
+    assert_eq!((end.done, end.failed, end.skipped), (6, 0, 0), "{end:?}");
+    assert_eq!(end.total, 6);
+    assert!(
+        end.runs >= 2,
+        "it continued as new after 4 meetings: {end:?}"
+    );
+    assert!(seen.iter().all(|p| p.running.len() <= 2), "{seen:?}");
+    assert_eq!(
+        backends.asr_call_count(),
+        asr,
+        "no transcription is asked again"
+    );
+    assert!(end.transcription_s_saved > 0.0, "{end:?}");
+    // Per meeting: the title and bookkeeping ran (notifications skipped), the rest reused.
+    let steps = stack.intake.pipeline.main.steps.len() as u64;
+    assert_eq!(
+        end.steps_reused,
+        6 * (steps - 1 - FREE.len() as u64),
+        "{end:?}"
+    );
+    assert!(end.steps_run >= 6 && end.steps_run <= 6 * 6, "{end:?}");
+    assert_eq!(backends.zulip_posts(), zulip, "no Zulip post");
+    assert_eq!(backends.webhooks(), hooks, "no customer webhook");
+
+    // At most 2 runs open at once, each a child of the backfill, each on version 3.
+    let mut spans = Vec::new();
+    for tid in &transcripts {
+        let t = stack.db.transcript(tid).await.unwrap();
+        assert_eq!(t.status, "ended", "{t:?}");
+        let wf = t.workflow_id.clone().unwrap();
+        let (start, close, parent) = span(&stack.client, &wf).await;
+        assert_eq!(parent.as_deref(), Some(id.as_str()), "{wf}");
+        assert!(close != i64::MAX, "{wf} closed");
+        let run = reflow::history::load(&stack.client, &wf).await.unwrap();
+        assert_eq!(run.input["version"], 3, "{wf}");
+        assert!(
+            !run.steps
+                .iter()
+                .any(|s| s.activity_type == "transcribe_track" || s.activity_type == "pad_track"),
+            "{wf}"
+        );
+        spans.push((start, close));
+    }
+    assert!(peak(&spans) <= 2, "{spans:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dry_run_lists_the_meetings_and_the_steps_that_would_run_and_changes_nothing() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    let (stack, _worker) =
+        reflow_tests::meetings::in_process(Duration::from_millis(50), false).await;
+    let prefix = format!("dry{}-", std::process::id());
+    let transcripts = meetings(&stack, &prefix, 2).await;
+    let version = title_changed(&stack).await;
+    let planner = reflow::cli::backfill::planner(&stack.services(100), &reflow_tests::registry());
+    let index = |t: &str| activities::memo::index_key(t);
+    let mut before = Vec::new();
+    for t in &transcripts {
+        before.push(stack.storage.get(&index(t)).await.unwrap());
+    }
+    let asr = stack.backends.asr_call_count();
+    let all = backfill::selection("2026-01-01", None).unwrap();
+
+    let plan = preview::dry_run(&stack.client, &stack.db, &planner, &all, version)
+        .await
+        .unwrap();
+    eprintln!("{}", reflow::cli::backfill::render(&plan));
+    let listed: BTreeSet<String> = plan
+        .meetings
+        .iter()
+        .map(|m| m.transcript_id.clone())
+        .collect();
+    assert_eq!(listed, transcripts.iter().cloned().collect::<BTreeSet<_>>());
+    let steps: BTreeSet<String> = stack
+        .intake
+        .pipeline
+        .main
+        .steps
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
+    let runs = &set(&["generate_title"]) | &set(&FREE);
+    for m in &plan.meetings {
+        assert_eq!(m.skipped, None, "{m:?}");
+        assert!(m.pipeline.starts_with("DiarizationPipeline v3 "), "{m:?}");
+        assert_eq!(
+            m.run.iter().cloned().collect::<BTreeSet<_>>(),
+            runs,
+            "{m:?}"
+        );
+        assert_eq!(
+            m.reused.iter().cloned().collect::<BTreeSet<_>>(),
+            &steps - &runs,
+            "{m:?}"
+        );
+        assert!(m.estimate.llm_tokens > 0, "the title's tokens: {m:?}");
+        assert_eq!(m.estimate.transcription_s, 0.0, "{m:?}");
+        assert!(m.saved.transcription_s > 0.0, "{m:?}");
+        assert!(m.room.as_deref().is_some_and(|r| r.starts_with(&prefix)));
+    }
+    // On the version the meetings ran, only bookkeeping would run, at no cost.
+    let same = preview::dry_run(&stack.client, &stack.db, &planner, &all, 2)
+        .await
+        .unwrap();
+    for m in &same.meetings {
+        assert_eq!(m.run.iter().cloned().collect::<BTreeSet<_>>(), set(&FREE));
+        assert_eq!(m.estimate, preview::Spend::default(), "{m:?}");
+    }
+    // One room; a window after the meetings.
+    let room = format!("{prefix}1");
+    let one = backfill::selection("2026-01-01", Some(room.clone())).unwrap();
+    let plan = preview::dry_run(&stack.client, &stack.db, &planner, &one, version)
+        .await
+        .unwrap();
+    assert_eq!(plan.meetings.len(), 1);
+    assert_eq!(plan.meetings[0].room.as_deref(), Some(room.as_str()));
+    assert_eq!(plan.meetings[0].transcript_id, transcripts[1]);
+    let later = backfill::selection("2026-06-01", None).unwrap();
+    let plan = preview::dry_run(&stack.client, &stack.db, &planner, &later, version)
+        .await
+        .unwrap();
+    assert!(plan.meetings.is_empty(), "{plan:?}");
+
+    // Nothing changed: the memo indexes, no transcription, no new run.
+    for (t, b) in transcripts.iter().zip(&before) {
+        assert_eq!(&stack.storage.get(&index(t)).await.unwrap(), b);
+        let tr = stack.db.transcript(t).await.unwrap();
+        let run = reflow::history::load(&stack.client, tr.workflow_id.as_deref().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(run.input["version"], 2);
+    }
+    assert_eq!(stack.backends.asr_call_count(), asr);
+}
