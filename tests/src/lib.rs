@@ -536,6 +536,7 @@ pub async fn replay_with(
         .and_then(|o| o.register_workflow::<workflows::EngineChild>())
         .and_then(|o| o.register_workflow::<workflow::workflows::DiarizationPipeline>())
         .and_then(|o| o.register_workflow::<workflow::workflows::TrackProcessing>())
+        .and_then(|o| o.register_workflow::<workflow::backfill::Backfill>())
         .map_err(|e| e.to_string())?;
     if let Some(i) = interceptor {
         options = options.workflow_interceptor(i);

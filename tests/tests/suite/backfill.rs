@@ -205,6 +205,7 @@ async fn a_backfill_of_six_meetings_survives_a_worker_kill_and_transcribes_nothi
 
     // At most 2 runs open at once, each a child of the backfill, each on version 3.
     let mut spans = Vec::new();
+    let mut workflows = Vec::new();
     for tid in &transcripts {
         let t = stack.db.transcript(tid).await.unwrap();
         assert_eq!(t.status, "ended", "{t:?}");
@@ -221,8 +222,13 @@ async fn a_backfill_of_six_meetings_survives_a_worker_kill_and_transcribes_nothi
             "{wf}"
         );
         spans.push((start, close));
+        workflows.push(wf);
     }
     assert!(peak(&spans) <= 2, "{spans:?}");
+    // The backfill's last run and the meetings' runs replay against this build.
+    let mut ids = vec![id.as_str()];
+    ids.extend(workflows.iter().map(String::as_str));
+    reflow_tests::replay_live(&stack.client, &ids).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -312,4 +318,62 @@ async fn a_dry_run_lists_the_meetings_and_the_steps_that_would_run_and_changes_n
         assert_eq!(run.input["version"], 2);
     }
     assert_eq!(stack.backends.asr_call_count(), asr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_backfill_starts_nothing_more_and_ends_cancelled() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    let (stack, _worker) =
+        reflow_tests::meetings::in_process(Duration::from_millis(50), false).await;
+    let prefix = format!("bfc{}-", std::process::id());
+    let transcripts = meetings(&stack, &prefix, 4).await;
+    let version = title_changed(&stack).await;
+    let plan = backfill::Plan {
+        selection: backfill::selection("2026-01-01", None).unwrap(),
+        version,
+        concurrency: 1,
+        batch: 100,
+    };
+    let (id, total) = backfill::start(&stack.client, &stack.db, &plan)
+        .await
+        .unwrap();
+    assert_eq!(total, 4);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let first = loop {
+        if let Some(p) = backfill::progress(&stack.client, &id).await
+            && let Some(wf) = p.running.first()
+        {
+            break wf.clone();
+        }
+        assert!(Instant::now() < deadline, "no meeting starts");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // What the Web UI's Cancel does.
+    reflow::runs::cancel(&stack.client, &id, "operator stopped the backfill")
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(
+        Duration::from_secs(120),
+        reflow::runs::wait(&stack.client, &id),
+    )
+    .await
+    .expect("the cancelled backfill closes");
+    assert!(
+        matches!(&ended, Err(reflow::runs::RunError::Failed { message, .. }) if message.to_lowercase().contains("cancel")),
+        "{ended:?}"
+    );
+    // Only the run in flight was started: the other meetings' last runs are their first.
+    let mut children = 0;
+    for tid in &transcripts {
+        let t = stack.db.transcript(tid).await.unwrap();
+        let wf = t.workflow_id.clone().unwrap();
+        let (_, _, parent) = span(&stack.client, &wf).await;
+        if parent.as_deref() == Some(id.as_str()) {
+            children += 1;
+            assert_eq!(wf, first);
+        }
+        assert_ne!(t.status, "error", "{t:?}");
+    }
+    assert_eq!(children, 1, "one meeting was started, then nothing more");
+    reflow_tests::replay_live(&stack.client, &[id.as_str()]).await;
 }
