@@ -156,6 +156,13 @@ pub async fn run<W: Interpreted>(
         }
         _ => None,
     };
+    // What a lean parent holds for this child once it started ([`visibility`]).
+    let started = match (&input.graph, lean && parent.is_some()) {
+        (Some(g), true) => pipeline
+            .graph(g)
+            .and_then(|graph| visibility::start_inferred(&pipeline, graph, &input.input, None)),
+        _ => None,
+    };
     let main = async {
         let result = run_graph(ctx, pipeline, reference, input, lean).await;
         ctx.state_mut(|w| w.progress_mut().finished = true);
@@ -163,7 +170,7 @@ pub async fn run<W: Interpreted>(
     };
     match (parent, frontend) {
         (Some(parent), _) => {
-            futures::future::join(main, report_to_parent(ctx, parent, lean))
+            futures::future::join(main, report_to_parent(ctx, parent, started))
                 .await
                 .0
         }

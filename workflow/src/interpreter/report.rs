@@ -87,23 +87,29 @@ pub(super) async fn report_to_frontend<W: Interpreted>(
     .await;
 }
 
-/// Signal the child's table to its parent on every change; a `lean` child skips its final
-/// table when the parent infers it from the completion ([`super::visibility::inferable`]).
+/// Signal the child's table to its parent on every change. A lean child skips the tables its
+/// parent infers: `started`, what the parent holds once the child started
+/// ([`super::visibility::start_inferred`]; `None` in a child of a parent from before the lean
+/// rules), and its final table when it is the last one completed
+/// ([`super::visibility::inferable`]).
 pub(super) async fn report_to_parent<W: Interpreted>(
     ctx: &WorkflowContext<W>,
     parent: String,
-    lean: bool,
+    started: Option<Progress>,
 ) {
     let me = ctx.workflow_id().to_owned();
-    let last = std::cell::RefCell::new(None::<Progress>);
+    let lean = started.is_some();
+    let last = std::cell::RefCell::new(started);
     on_each_revision(ctx, 0, |progress| {
         let skip = lean
-            && progress.finished
-            && progress.status == crate::progress::RunStatus::Completed
-            && last
-                .borrow()
-                .as_ref()
-                .is_some_and(|l| super::visibility::inferable(l, &progress));
+            && last.borrow().as_ref().is_some_and(|l| {
+                if progress.finished {
+                    progress.status == crate::progress::RunStatus::Completed
+                        && super::visibility::inferable(l, &progress)
+                } else {
+                    super::visibility::same_table(l, &progress)
+                }
+            });
         *last.borrow_mut() = Some(progress.clone());
         let report = ChildProgress {
             workflow_id: me.clone(),

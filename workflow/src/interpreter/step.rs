@@ -240,6 +240,7 @@ async fn run_member<W: Interpreted>(
             let attributes =
                 lean.then(|| super::visibility::child_attributes(pipeline, &declared, child_graph));
             // Bound to the child's id and this run's ([`super::binding`]).
+            let child_input_value = input.clone();
             let child_input = RunInput {
                 pinned,
                 graph: Some(child.clone()),
@@ -267,6 +268,21 @@ async fn run_member<W: Interpreted>(
             {
                 Err(e) => Err(failed(e.failure(), "ChildStartFailed", &e)),
                 Ok(started) => {
+                    if lean
+                        && let Some(table) = super::visibility::start_inferred(
+                            pipeline,
+                            child_graph,
+                            &child_input_value,
+                            now(ctx).as_ref(),
+                        )
+                    {
+                        // The child's first table, which it does not signal.
+                        update(&|r| {
+                            if r.child.is_none() {
+                                r.child = Some(Box::new(table.clone()));
+                            }
+                        });
+                    }
                     let done = started.result().await;
                     if lean && done.is_ok() {
                         // The child's final table, unless it signalled one

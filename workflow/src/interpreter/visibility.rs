@@ -17,8 +17,10 @@
 //!   `CurrentStep` as the child's first steps) in the start command, so a child sets none
 //!   itself; a child asks for no patch: the attributes its start event carries say that its
 //!   parent took the patch (a parent from before it started its children with none);
-//! - infers a child's final table when the child completes ([`finish_inferred`]), so a child
-//!   whose last table is exactly that inference does not signal it ([`inferable`]).
+//! - infers a child's first table when the child has started ([`start_inferred`]: its root
+//!   activities running) and its final table when it completes ([`finish_inferred`]), so a
+//!   child whose table is exactly what its parent infers does not signal it ([`inferable`]):
+//!   a track child sends no `child_progress` signal at all.
 //!
 //! Runs recorded before the patch replay as they ran: every rule here is off for them.
 
@@ -29,7 +31,8 @@ use temporalio_workflow::WorkflowContext;
 use temporalio_workflow::common::MemoValue;
 use temporalio_workflow::common::search_attributes::{SearchAttributeUpdate, SearchAttributes};
 
-use crate::pipeline::{Graph, Pipeline, Step};
+use crate::expr::Scope;
+use crate::pipeline::{Graph, Pipeline, Run, Step};
 use crate::progress::{Progress, RunStatus, StepRow, StepStatus};
 use crate::search;
 
@@ -135,6 +138,72 @@ pub(super) fn set_memo<W>(ctx: &WorkflowContext<W>, pipeline: &Pipeline, lean: b
     }
 }
 
+/// The table a lean parent infers for a child of graph `graph` (of `pipeline`) started with
+/// `input`, once it started: every step pending but the roots (no `needs`, no `when:`),
+/// running their first attempt since `now`. `None` when a root is not a plain queued activity
+/// or its activity id does not render from the input alone: the child's first signal says.
+/// The child computes the same to know whether to signal its first table.
+pub fn start_inferred(
+    pipeline: &Pipeline,
+    graph: &Graph,
+    input: &serde_json::Value,
+    now: Option<&String>,
+) -> Option<Progress> {
+    let args = super::inputs::resolve_inputs(graph, input.clone()).ok()?;
+    let mut scope = Scope::new();
+    scope.insert("input".into(), args);
+    let mut steps: Vec<StepRow> = graph.steps.iter().map(super::step::initial_row).collect();
+    for (step, row) in graph.steps.iter().zip(steps.iter_mut()) {
+        if !(step.needs.is_empty() && step.when.is_none()) {
+            continue;
+        }
+        if step.local || step.for_each.is_some() || !matches!(step.run, Run::Activity(_)) {
+            return None;
+        }
+        let activity_id = match &step.activity_id {
+            None => step.id.clone(),
+            Some(t) => {
+                match crate::expr::render(&serde_json::Value::String(t.clone()), &scope).ok()? {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                }
+            }
+        };
+        row.status = StepStatus::Running;
+        row.attempt = 1;
+        row.activity_id = Some(activity_id);
+        row.started_at = now.cloned();
+    }
+    Some(Progress {
+        pipeline: graph.name.clone(),
+        version: pipeline.version,
+        pipeline_hash: pipeline.hash.clone(),
+        status: RunStatus::Running,
+        steps,
+        revision: 0,
+        finished: false,
+    })
+}
+
+/// Whether `now` (a child's table) is `inferred` (what its parent holds for it), times of
+/// starting and completion aside.
+pub fn same_table(inferred: &Progress, now: &Progress) -> bool {
+    strip(inferred) == strip(now)
+}
+
+fn strip(p: &Progress) -> Progress {
+    fn times(r: &mut StepRow) {
+        r.started_at = None;
+        r.finished_at = None;
+        r.members.iter_mut().for_each(times);
+    }
+    let mut p = p.clone();
+    p.revision = 0;
+    p.finished = false;
+    p.steps.iter_mut().for_each(times);
+    p
+}
+
 /// The table a parent infers for a child that completed: every row (and member) still
 /// running completed at `now`, the run completed and finished. A lean child does not signal
 /// a final table that equals this inference of the table it last signalled.
@@ -156,23 +225,11 @@ pub fn finish_inferred(p: &mut Progress, now: Option<&String>) {
 }
 
 /// Whether `last` (the table a child last signalled) completed by [`finish_inferred`] is
-/// `now` (its final table), times of completion aside.
+/// `now` (its final table), times aside.
 pub fn inferable(last: &Progress, now: &Progress) -> bool {
-    fn strip(p: &Progress) -> Progress {
-        let mut p = p.clone();
-        p.revision = 0;
-        p.finished = true;
-        for r in p.steps.iter_mut() {
-            r.finished_at = None;
-            for m in r.members.iter_mut() {
-                m.finished_at = None;
-            }
-        }
-        p
-    }
     let mut inferred = last.clone();
     finish_inferred(&mut inferred, None);
-    strip(&inferred) == strip(now)
+    same_table(&inferred, now)
 }
 
 #[cfg(test)]
@@ -242,6 +299,39 @@ mod tests {
             vec![row("a", StepStatus::Failed), row("b", StepStatus::Skipped)],
         );
         assert!(!inferable(&last, &failed));
+    }
+
+    #[test]
+    fn a_started_child_is_inferred_with_its_roots_running_unless_a_root_is_not_plain() {
+        let catalog = crate::Catalog::new()
+            .activity("a", &[])
+            .activity("b", &[])
+            .workflow_type("M");
+        let yaml = "name: M\nversion: 3\ninputs:\n  n: {type: integer}\nsteps:\n  - {id: first, activity: a, activity_id: \"a_${input.n}\", start_to_close: 1s}\n  - {id: then, activity: b, needs: [first], start_to_close: 1s}\n";
+        let p = crate::parse_and_validate("t.yaml", yaml, &catalog).unwrap();
+        let at = "2026-12-07T15:00:00.000Z".to_owned();
+        let t = start_inferred(&p, &p.main, &json!({"n": 2}), Some(&at)).unwrap();
+        assert_eq!((t.version, t.status), (3, RunStatus::Running));
+        assert_eq!(t.steps[0].status, StepStatus::Running);
+        assert_eq!(t.steps[0].activity_id.as_deref(), Some("a_2"));
+        assert_eq!(t.steps[0].started_at.as_ref(), Some(&at));
+        assert_eq!(t.steps[1].status, StepStatus::Pending);
+        // The child's own table differs in its times only: the same.
+        let mut child = t.clone();
+        child.steps[0].started_at = Some("2026-12-07T15:00:00.004Z".into());
+        child.revision = 3;
+        assert!(same_table(&t, &child));
+        child.steps[0].attempt = 2;
+        assert!(!same_table(&t, &child));
+        // An input the graph refuses, or a local root: nothing inferred.
+        assert!(start_inferred(&p, &p.main, &json!({}), None).is_none());
+        let local = crate::parse_and_validate(
+            "t.yaml",
+            &yaml.replace("{id: first,", "{id: first, local: true,"),
+            &catalog,
+        )
+        .unwrap();
+        assert!(start_inferred(&local, &local.main, &json!({"n": 2}), None).is_none());
     }
 
     #[test]
