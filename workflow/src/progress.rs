@@ -221,7 +221,8 @@ pub struct StepState {
     pub max_attempts: u32,
     /// Workflow time the earliest member started, RFC 3339.
     pub started_at: Option<String>,
-    /// `"2/4 done"`, the retried failure, the final error, or `"skipped"`.
+    /// `"2/4 done"`, the retried failure, the final error, `"skipped"`, or `"reused"` (a
+    /// memoized run took every member's result from an earlier run).
     pub message: Option<String>,
 }
 
@@ -282,6 +283,7 @@ fn aggregate(index: u32, default_name: String, members: &[&StepRow]) -> StepStat
         .count();
     let all_skipped =
         !members.is_empty() && members.iter().all(|r| r.status == StepStatus::Skipped);
+    let all_reused = !members.is_empty() && members.iter().all(|r| r.reused);
     let (status, current) = if let Some(f) = failed {
         ("failed", Some(*f))
     } else if !members.is_empty() && done == members.len() {
@@ -297,6 +299,7 @@ fn aggregate(index: u32, default_name: String, members: &[&StepRow]) -> StepStat
     let message = match status {
         "failed" => failed.and_then(|f| f.error.clone()),
         "completed" if all_skipped => Some("skipped".to_owned()),
+        "completed" if all_reused => Some("reused".to_owned()),
         "in_progress" => {
             let count = (members.len() > 1).then(|| format!("{done}/{} done", members.len()));
             match (retried, count) {
@@ -412,6 +415,55 @@ mod tests {
         assert_eq!(
             (s[2].step_status.as_str(), s[2].current_step.as_str()),
             ("pending", "finalize")
+        );
+    }
+
+    #[test]
+    fn a_step_a_memoized_run_reused_is_completed_and_says_reused() {
+        // A reused fan-out step (no members), and a reused child step whose table lists the
+        // child's steps reused (no child workflow).
+        let mut pad = row("pad_track", "none");
+        pad.runs = "pad_track".into();
+        pad.status = StepStatus::Completed;
+        pad.reused = true;
+        let mut transcribe = row("transcribe_track", "none");
+        transcribe.runs = "transcribe_track".into();
+        transcribe.status = StepStatus::Completed;
+        transcribe.reused = true;
+        let mut tracks = row("process_tracks", "none");
+        tracks.runs = "TrackProcessing".into();
+        tracks.status = StepStatus::Completed;
+        tracks.reused = true;
+        tracks.child = Some(Box::new(Progress {
+            steps: vec![transcribe],
+            ..Default::default()
+        }));
+        let mut merge = row("merge", "merge");
+        merge.runs = "merge_transcripts".into();
+        merge.status = StepStatus::Completed;
+        let p = Progress {
+            steps: vec![pad, tracks, merge],
+            ..Default::default()
+        };
+        let indexes = [
+            ("pad_track".to_owned(), 3),
+            ("transcribe_track".to_owned(), 6),
+            ("merge_transcripts".to_owned(), 7),
+        ]
+        .into_iter()
+        .collect();
+        let states = step_states(&p, &indexes);
+        let s: Vec<(&str, Option<&str>)> = states
+            .iter()
+            .map(|s| (s.step_status.as_str(), s.message.as_deref()))
+            .collect();
+        assert_eq!(
+            s,
+            [
+                ("completed", Some("reused")),
+                ("completed", Some("reused")),
+                ("completed", None)
+            ]
         );
     }
 

@@ -1176,10 +1176,11 @@ async fn a_track_retried_in_backoff_keeps_its_failed_attempt_and_a_reprocess_sta
         .map(|t| t["taskId"].as_str().unwrap().to_owned())
         .collect();
     // `fresh`: a new run that reuses nothing (a plain reprocess is memoized and would start no
-    // track child; tests/tests/suite/rerun.rs).
+    // track child; tests/tests/suite/rerun.rs); `notify`: it posts again (else its notification
+    // steps are SKIPPED; tests/tests/suite/rerun_effects.rs).
     let answer = reqwest::Client::new()
         .post(format!(
-            "http://{}/v1/transcripts/{tid}/process?fresh=true",
+            "http://{}/v1/transcripts/{tid}/process?fresh=true&notify=true",
             stack.api
         ))
         .send()

@@ -664,11 +664,11 @@ async fn every_metric_the_dashboards_and_alerts_read_is_exported(f: &Fixture) {
     );
 }
 
-/// `POST /v1/transcripts/{id}/process`, answered with JSON.
-async fn process(f: &Fixture, transcript_id: &str) -> Value {
+/// `POST /v1/transcripts/{id}/process{query}`, answered with JSON.
+async fn process(f: &Fixture, transcript_id: &str, query: &str) -> Value {
     reqwest::Client::new()
         .post(format!(
-            "http://{}/v1/transcripts/{transcript_id}/process",
+            "http://{}/v1/transcripts/{transcript_id}/process{query}",
             f.api
         ))
         .send()
@@ -679,8 +679,9 @@ async fn process(f: &Fixture, transcript_id: &str) -> Value {
         .unwrap()
 }
 
-/// `POST /v1/transcripts/{id}/process` after the run ended: a new run of the same workflow
-/// id; the Zulip message is updated in place, and the webhook carries a new event id. A
+/// `POST /v1/transcripts/{id}/process?notify=true` after the run ended: a new run of the same
+/// workflow id; the Zulip message is updated in place, and the webhook carries a new event id
+/// (without `notify` a new run tells no one: tests/tests/suite/rerun_effects.rs). A
 /// participant denied consent meanwhile: this run's cleanup deletes the raw tracks and the
 /// MP3, and the audio endpoint then answers 404.
 async fn reprocess_updates_the_zulip_message(
@@ -695,7 +696,7 @@ async fn reprocess_updates_the_zulip_message(
     db().add_consent("m-standup", Some("u-Ben"), false)
         .await
         .unwrap();
-    let answer = process(f, tid).await;
+    let answer = process(f, tid, "?notify=true").await;
     assert_eq!(answer["status"], "ok", "{answer}");
     assert_eq!(answer["workflow_id"], workflow_id);
     runs::wait(&f.client, workflow_id).await.unwrap();
@@ -809,7 +810,7 @@ async fn unknown_recording_ends_in_error(f: &Fixture, rec_s: u64) {
         "id": recording_id, "room_name": ROOM_NAME, "start_ts": rec_s, "status": "finished",
         "duration": 3, "tracks": [{"type": "audio", "s3Key": key, "size": 1}],
     }));
-    let answer = process(f, &transcript_id).await;
+    let answer = process(f, &transcript_id, "").await;
     assert_eq!(answer["status"], "retrying", "{answer}");
     let t = db().transcript(&transcript_id).await.unwrap();
     assert_ne!(

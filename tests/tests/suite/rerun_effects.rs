@@ -8,6 +8,11 @@
 //! - memoized results do not outlive the transcript: `DELETE /v1/transcripts/{id}` purges every
 //!   memo its runs stored (the index and the ledger too), and a run afterwards reuses nothing
 //!   and stores nothing; a consent denial does the same through the run's `cleanup_consent`.
+//!
+//! And what it must show: the steps it reused are reused on the progress page's table
+//! (`PIPELINE_PROGRESS`: completed, message `reused`, the tracks' transcription included though
+//! no track child ran) and on the run's graph (`graph.svg`: completed, `data-reused`, "reused
+//! from an earlier run").
 
 use std::time::Duration;
 
@@ -225,4 +230,77 @@ async fn a_consent_denial_purges_the_memos_and_nothing_reuses_them() {
     let later = rerun(&stack, &tid, &Request::default()).await;
     assert_eq!(reused(&stack, &wf).await, Vec::<String>::new(), "{later:?}");
     assert_eq!(memos_of(&stack, &tid).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reused_steps_show_as_reused_on_the_progress_table_and_the_graph() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    let (stack, _worker) = stack().await;
+    let (tid, wf) = meeting(&stack, "rerun-shown").await;
+    rerun(&stack, &tid, &Request::default()).await.unwrap();
+    assert!(
+        reused(&stack, &wf)
+            .await
+            .contains(&"process_tracks".to_owned())
+    );
+
+    // PIPELINE_PROGRESS as the page gets it (the latest state per step index).
+    let progress = stack.db.progress_events(&tid).await.unwrap();
+    let state = |index: u64| {
+        let e = progress
+            .iter()
+            .find(|e| e["step_index"] == index)
+            .unwrap_or_else(|| panic!("index {index}: {progress:#?}"));
+        (
+            e["step_status"].as_str().unwrap_or_default().to_owned(),
+            e["message"].as_str().map(str::to_owned),
+        )
+    };
+    let reused_state = ("completed".to_owned(), Some("reused".to_owned()));
+    for (index, what) in [(3, "pad_track"), (6, "transcribe_track"), (9, "LLM steps")] {
+        assert_eq!(state(index), reused_state, "{what}");
+    }
+    assert_eq!(state(10), ("completed".to_owned(), None), "finalize ran");
+    assert_eq!(
+        state(12),
+        ("completed".to_owned(), Some("skipped".to_owned())),
+        "post_zulip"
+    );
+
+    // The graph: reused nodes completed and marked, the tracks' child graph included.
+    let svg = reqwest::get(format!("http://{}/api/workflow/{wf}/graph.svg", stack.api))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let node = |step: &str| -> String {
+        svg.split("<g class=\"step")
+            .find(|g| g.contains(&format!("data-step=\"{step}\"")))
+            .unwrap_or_else(|| panic!("a node {step}"))
+            .split("</g>")
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    for step in [
+        "pad_track",
+        "process_tracks",
+        "transcribe_track",
+        "merge_transcripts",
+        "generate_title",
+    ] {
+        let n = node(step);
+        assert!(
+            n.contains("data-state=\"completed\"")
+                && n.contains("data-reused=\"true\"")
+                && n.contains("reused from an earlier run"),
+            "{step}: {n}"
+        );
+    }
+    let finalize = node("finalize");
+    assert!(
+        finalize.contains("data-state=\"completed\"") && !finalize.contains("data-reused"),
+        "{finalize}"
+    );
 }

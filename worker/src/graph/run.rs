@@ -140,6 +140,8 @@ pub struct NodeRun {
     pub critical: bool,
     /// The need the critical path reaches it through (its edge is drawn on the path).
     pub critical_via: Option<String>,
+    /// A memoized run took its result from an earlier run: completed, nothing ran.
+    pub reused: bool,
 }
 
 impl NodeRun {
@@ -152,7 +154,14 @@ impl NodeRun {
             fan_out,
             critical: false,
             critical_via: None,
+            reused: false,
         }
+    }
+
+    /// The step was reused by a memoized run: completed without running.
+    pub fn mark_reused(&mut self) {
+        self.state = NodeState::Completed;
+        self.reused = true;
     }
 
     /// The first start of a member (0: none started).
@@ -216,7 +225,8 @@ impl NodeRun {
     }
 
     /// The status line under the node's label: `running · attempt 2/4 · 40 %`, `retrying
-    /// after HttpError`, `2 of 3 done`, `completed in 4.2 s`, `failed: HttpError`, `skipped`.
+    /// after HttpError`, `2 of 3 done`, `completed in 4.2 s`, `reused from an earlier run`,
+    /// `failed: HttpError`, `skipped`.
     pub fn status_line(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
         match self.state {
@@ -228,6 +238,7 @@ impl NodeRun {
                 Some(e) => format!("failed: {e}"),
                 None => "failed".into(),
             }),
+            NodeState::Completed if self.reused => parts.push("reused from an earlier run".into()),
             NodeState::Completed => match self.duration_ms() {
                 Some(d) => parts.push(format!("completed in {}", seconds(d))),
                 None => parts.push("completed".into()),

@@ -98,7 +98,7 @@ const STATE_STYLE: &str = "<style>.step[data-state=running] rect{stroke:#2563eb;
 .step[data-critical=true] rect{stroke:#ea580c;stroke-width:4}\
 .edge[data-critical=true]{stroke:#ea580c;stroke-width:3}\
 .status{fill:#334155;font-style:italic}\
-.step[data-state=failed] .status{fill:#b91c1c}.step[data-state=retrying] .status{fill:#b45309}\
+.step[data-reused=true] .status{fill:#15803d}.step[data-state=failed] .status{fill:#b91c1c}.step[data-state=retrying] .status{fill:#b45309}\
 .members rect.panel{fill:#ffffff;stroke:#334155}\
 .member[data-state=completed] circle{fill:#15803d}.member[data-state=running] circle{fill:#2563eb}\
 .member[data-state=retrying] circle{fill:#b45309}.member[data-state=failed] circle{fill:#b91c1c}\
@@ -373,6 +373,9 @@ fn run_attributes(r: &NodeRun) -> String {
     }
     if r.critical {
         a.push_str(" data-critical=\"true\"");
+    }
+    if r.reused {
+        a.push_str(" data-reused=\"true\"");
     }
     a
 }

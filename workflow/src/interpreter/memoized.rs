@@ -188,3 +188,34 @@ impl Memoized {
         }
     }
 }
+
+/// The table a reused child step shows in place of the child workflow it did not start: the
+/// child graph's steps, each completed and reused, so that the progress page and `reflow
+/// status` show them reused rather than pending.
+pub(super) fn reused_child(
+    pipeline: &Pipeline,
+    child: &str,
+    now: &Option<String>,
+) -> Option<crate::progress::Progress> {
+    use crate::progress::{Progress, RunStatus, StepStatus};
+    let g = pipeline.graph(child)?;
+    Some(Progress {
+        pipeline: g.name.clone(),
+        version: pipeline.version,
+        pipeline_hash: pipeline.hash.clone(),
+        status: RunStatus::Completed,
+        steps: g
+            .steps
+            .iter()
+            .map(|s| StepRow {
+                status: StepStatus::Completed,
+                reused: true,
+                started_at: now.clone(),
+                finished_at: now.clone(),
+                ..super::step::initial_row(s)
+            })
+            .collect(),
+        revision: 0,
+        finished: true,
+    })
+}

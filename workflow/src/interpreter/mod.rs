@@ -461,10 +461,15 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
     fn reuse(&mut self, i: usize, value: Value) {
         let id = self.graph.steps[i].id.clone();
         let now = now(self.ctx);
+        let child = match &self.graph.steps[i].run {
+            crate::pipeline::Run::Child(c) => memoized::reused_child(&self.pipeline, c, &now),
+            crate::pipeline::Run::Activity(_) => None,
+        };
         self.ctx.state_mut(|w| {
             if let Some(r) = w.progress_mut().row_mut(&id, None) {
                 r.started_at.clone_from(&now);
                 r.reused = true;
+                r.child = child.map(Box::new);
             }
         });
         self.succeeded(i, value, now);

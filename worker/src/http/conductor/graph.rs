@@ -84,7 +84,34 @@ pub fn node_runs(pipeline: &Pipeline, main: &Run, children: &[Run], view: &Workf
             );
         }
     }
+    mark_reused(pipeline, main, &mut runs);
     runs
+}
+
+/// The steps `main` (a memoized run) reused, from its memo plan: completed without running,
+/// and, for a reused child step, every step of its child graph with it (no child ran).
+fn mark_reused(pipeline: &Pipeline, main: &Run, runs: &mut Runs) {
+    let Some(reused) = main.memo_plan.get("reused").and_then(Value::as_object) else {
+        return;
+    };
+    for step in pipeline
+        .main
+        .steps
+        .iter()
+        .filter(|s| reused.contains_key(&s.id))
+    {
+        let mut keys = vec![(pipeline.main.name.clone(), step.id.clone())];
+        if let StepRun::Child(c) = &step.run
+            && let Some(g) = pipeline.graph(c)
+        {
+            keys.extend(g.steps.iter().map(|s| (g.name.clone(), s.id.clone())));
+        }
+        for k in keys {
+            if let Some(r) = runs.get_mut(&k) {
+                r.mark_reused();
+            }
+        }
+    }
 }
 
 /// A member from its latest row; its times span all its rows, its error is the last failed
