@@ -23,7 +23,7 @@ use reflow_tests::InProcessWorker;
 use reflow_tests::meetings::{Stack, voices};
 use workflow::interpreter::memo::Rerun;
 
-async fn stack() -> (Stack, InProcessWorker) {
+pub(super) async fn stack() -> (Stack, InProcessWorker) {
     reflow_tests::meetings::in_process(Duration::from_millis(50), false).await
 }
 
@@ -107,7 +107,7 @@ fn llm_requests(stack: &Stack) -> usize {
 }
 
 /// A finished meeting through Daily intake: its transcript id and workflow id.
-async fn meeting(stack: &Stack, prefix: &str) -> (String, String) {
+pub(super) async fn meeting(stack: &Stack, prefix: &str) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let tracks = voices(dir.path(), 2);
     let m = stack.meeting(prefix, 0, &tracks).await;

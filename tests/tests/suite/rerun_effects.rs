@@ -19,23 +19,10 @@ use std::time::Duration;
 use activities::memo::{Memo, index_key};
 use activities::memo_purge::ledger_key;
 use reflow::rerun::{Outcome, Request};
-use reflow_tests::InProcessWorker;
-use reflow_tests::meetings::{Stack, voices};
+use reflow_tests::meetings::Stack;
 use serde_json::Value;
 
-async fn stack() -> (Stack, InProcessWorker) {
-    reflow_tests::meetings::in_process(Duration::from_millis(50), false).await
-}
-
-/// A finished meeting through Daily intake: its transcript id and workflow id.
-async fn meeting(stack: &Stack, prefix: &str) -> (String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let tracks = voices(dir.path(), 2);
-    let m = stack.meeting(prefix, 0, &tracks).await;
-    let (tid, out) = stack.run(&m).await;
-    assert!(out.is_ok(), "{out:?}");
-    (tid, m.workflow_id)
-}
+use super::rerun::{meeting, stack};
 
 /// Start a new run of `tid` as `req` asks and wait for it to close; whether it completed.
 async fn rerun(stack: &Stack, tid: &str, req: &Request) -> Result<Value, String> {
