@@ -25,6 +25,7 @@ pub mod lifecycle;
 pub mod llm;
 pub mod memo;
 pub mod memo_purge;
+pub mod memo_shadow;
 pub mod metrics;
 pub mod models;
 pub mod progress;

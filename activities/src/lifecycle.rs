@@ -199,13 +199,16 @@ impl LifecycleActivities {
         let tid = &input.transcript_id;
         let db = self.events.db();
         let transcript = db.transcript(tid).await?;
+        // Only this transcript's own objects are deleted: a shadow run's padded tracks are the
+        // live transcript's (reused), and an input naming another transcript's is never obeyed.
+        let mut deleted = 0;
         for key in &input.padded_keys {
             if !key.starts_with(&format!("{tid}/pipeline/")) {
-                return Err(ActivityFailure::InvalidInput(format!(
-                    "finalize {tid}: {key:?} is not one of this transcript's pipeline objects"
-                )));
+                tracing::warn!(transcript_id = %tid, %key, "not this transcript's pipeline object; left alone");
+                continue;
             }
             self.storage.delete(key).await?;
+            deleted += 1;
         }
         self.events
             .publish(
@@ -229,7 +232,7 @@ impl LifecycleActivities {
             .await?;
         Ok(FinalizeOutput {
             status: "ended".into(),
-            deleted: input.padded_keys.len(),
+            deleted,
             title: transcript.title,
             summary: transcript.short_summary,
             duration: transcript.duration,

@@ -316,7 +316,7 @@ impl MemoActivities {
         let graph = &pipeline.main;
         let fps = Fingerprints::of(&pipeline, &self.catalog);
         let mut cx = KeyContext {
-            input: r.input.clone(),
+            input: memo::content_input(&r.input, &r.transcript_id),
             sources: self.sources(&r.input).await?,
             nonce: uuid::Uuid::new_v4().simple().to_string(),
             ..KeyContext::default()
@@ -356,11 +356,14 @@ impl MemoActivities {
         let mut found: BTreeMap<String, Memo> = BTreeMap::new();
         let mut incomplete: BTreeSet<String> = BTreeSet::new();
         for (step, key) in &keys {
-            if index.get(step) != Some(key) {
+            // Another transcript's memo only for a shadow, and while still that transcript's.
+            let shared = index.get(step) != Some(key);
+            if shared && r.rerun.shadow.is_none() {
                 continue;
             }
             if let Some(m) = self.json::<Memo>(&memo_key(key)).await?
                 && m.key == *key
+                && (!shared || crate::memo_shadow::still_owned(&self.storage, &m).await?)
             {
                 if !self.intact(&m).await? {
                     incomplete.insert(step.clone());
@@ -452,6 +455,14 @@ impl MemoActivities {
 
     /// The plan of a run (see the module documentation).
     pub async fn plan(&self, r: &PlanRequest) -> Result<Plan, ActivityFailure> {
+        if let Some(shadow) = r.rerun.shadow.as_ref().filter(|s| !s.no_wait)
+            && crate::memo_shadow::live_computing(self.versions.db(), shadow).await?
+        {
+            return Ok(Plan {
+                wait: true,
+                ..Plan::default()
+            });
+        }
         let Decision {
             plan,
             reuse,
@@ -465,6 +476,18 @@ impl MemoActivities {
         index.retain(|step, _| reuse.contains(step) && !free.contains(step));
         if index.len() != before {
             self.put_json(&index_key, &index).await?;
+        }
+        if let Some(shadow) = &r.rerun.shadow {
+            let pipeline = self.pipeline(&r.reference).await?;
+            crate::memo_shadow::adopt(
+                self.versions.db(),
+                &self.catalog,
+                &pipeline,
+                &plan.reused,
+                &r.transcript_id,
+                shadow,
+            )
+            .await?;
         }
         if reuse.union(&free).count() < steps.len() {
             Checkpoints::new(self.storage.clone())
@@ -485,6 +508,7 @@ impl MemoActivities {
 
     /// Store what a run computed and point the transcript's index at it.
     pub async fn store(&self, r: &StoreRequest) -> Result<usize, ActivityFailure> {
+        let r = &crate::memo_shadow::own_entries(self.versions.db(), &self.storage, r).await?;
         if crate::memo_purge::forgotten(self.versions.db(), &r.transcript_id).await? {
             // Deleted, or consent denied (perhaps by this very run's cleanup): keep nothing.
             purge(&self.storage, &r.transcript_id).await?;

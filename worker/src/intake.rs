@@ -395,7 +395,7 @@ impl Intake {
             runs::start_with(
                 &self.client,
                 &pipeline,
-                input,
+                input.clone(),
                 &workflow_id,
                 WorkflowIdReusePolicy::RejectDuplicate,
             ),
@@ -417,6 +417,13 @@ impl Intake {
                 }
                 self.db.settle_owed_run(&transcript.id).await?;
                 tracing::info!(%recording_id, transcript_id = %transcript.id, %workflow_id, version = pipeline.version, "pipeline started");
+                crate::shadow::spawn(
+                    self,
+                    transcript.clone(),
+                    recording_id.clone(),
+                    room_name,
+                    input,
+                );
                 Ok(Outcome::Started {
                     transcript_id: transcript.id,
                     workflow_id,

@@ -81,6 +81,9 @@ pub struct Transcript {
     pub workflow_run_id: Option<String>,
     /// Why the last run failed.
     pub error: Option<String>,
+    /// The live transcript this one shadows (a shadow run's; never shown to users).
+    #[serde(default)]
+    pub shadow_of: Option<String>,
 }
 
 impl Transcript {
@@ -125,7 +128,7 @@ const COLUMNS: &str = "id, name, status, locked, duration, created_at, title, sh
     long_summary, action_items, topics, participants, webvtt, source_language, target_language, \
     reviewed, audio_location, audio_deleted, user_id, share_mode, meeting_id, recording_id, \
     room_id, source_kind, zulip_message_id, deleted_at, change_seq, workflow_id, \
-    workflow_run_id, error";
+    workflow_run_id, error, shadow_of";
 
 impl Db {
     /// Insert a transcript in status `idle`.

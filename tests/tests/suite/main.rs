@@ -79,6 +79,7 @@ mod rerun;
 mod rerun_effects;
 mod runbook;
 mod security;
+mod shadow;
 mod summaries;
 mod transcription;
 mod upgrade;

@@ -107,6 +107,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A recording's live transcript beside its shadow (or every pair since a date), as
+    /// Markdown or JSON: WER, title, topics, summaries, action items, failures, per-step time
+    /// and cost; over several meetings, the medians and the worst cases.
+    Compare {
+        /// The recording (Daily recording id).
+        #[arg(required_unless_present = "since", conflicts_with = "since")]
+        recording: Option<String>,
+        /// Every pair whose shadow was made on or after this date (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this room (by name), with `--since`.
+        #[arg(long, requires = "since")]
+        room: Option<String>,
+        /// Compare with this transcript instead of the shadow: a JSON file in the shape of
+        /// `GET /v1/transcripts/{id}?transcript_format=text` (another system's), with a
+        /// recording.
+        #[arg(long, requires = "recording")]
+        against: Option<PathBuf>,
+        /// Print JSON instead of Markdown.
+        #[arg(long)]
+        json: bool,
+    },
     /// The event id for `temporal workflow reset --event-id` that re-runs a run from a step
     /// (default: its earliest failed step).
     ResetPoint {
@@ -306,6 +328,13 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             one_run::reset_point(&settings, &workflow_id, step.as_deref()).await
         }
         Command::Cancel { workflow_id } => one_run::cancel(&settings, &workflow_id).await,
+        Command::Compare {
+            recording,
+            since,
+            room,
+            against,
+            json,
+        } => one_run::compare(&settings, recording, since, room, against, json).await,
         Command::Rerun {
             id,
             version,

@@ -80,6 +80,38 @@ pub(super) async fn status(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `reflow compare`: a recording's live and shadow transcripts, or every pair since a date
+/// (JSON with `json`, else Markdown; [`crate::compare`]).
+pub(super) async fn compare(
+    settings: &Settings,
+    recording: Option<String>,
+    since: Option<String>,
+    room: Option<String>,
+    against: Option<std::path::PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let client = connect(settings).await?;
+    let db = activities::db::Db::connect(&settings.database_url()?).await?;
+    let against: Option<serde_json::Value> = match against {
+        Some(path) => Some(serde_json::from_slice(&anyhow::Context::with_context(
+            std::fs::read(&path),
+            || format!("reading {}", path.display()),
+        )?)?),
+        None => None,
+    };
+    let report = match (recording, since) {
+        (Some(r), _) => crate::compare::recording(&client, &db, &r, against.as_ref()).await?,
+        (None, Some(s)) => crate::compare::since(&client, &db, &s, room.as_deref()).await?,
+        (None, None) => anyhow::bail!("name a recording or --since DATE"),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", crate::compare::markdown(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `reflow cost`: what the run spent per step (JSON with `json`).
 pub(super) async fn cost(
     settings: &Settings,

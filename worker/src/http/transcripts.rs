@@ -212,7 +212,8 @@ pub(super) async fn writable(
     Ok(t)
 }
 
-/// A readable, not soft-deleted transcript, or the error to answer.
+/// A readable, not soft-deleted transcript, or the error to answer. A shadow transcript
+/// (`shadow_of` set: a shadow run's, `reflow compare` reads it) is never one, for any caller.
 pub(super) async fn readable(
     state: &ApiState,
     headers: &HeaderMap,
@@ -224,7 +225,7 @@ pub(super) async fn readable(
         .db()
         .find_transcript(id)
         .await?
-        .filter(|t| t.deleted_at.is_none())
+        .filter(|t| t.deleted_at.is_none() && t.shadow_of.is_none())
         .ok_or_else(|| ApiError::not_found("Transcript not found"))?;
     if !state.may_read(&caller, &t) {
         // Private transcripts are invisible, not forbidden (no existence leak).
@@ -409,7 +410,7 @@ async fn audio(
             .db()
             .find_transcript(&id)
             .await?
-            .filter(|t| t.deleted_at.is_none())
+            .filter(|t| t.deleted_at.is_none() && t.shadow_of.is_none())
             .ok_or_else(|| ApiError::not_found("Transcript not found"))?
     } else {
         readable(&state, &headers, &id).await?

@@ -231,7 +231,7 @@ struct Viewer {
 /// socket: logged).
 async fn revoked(state: &ApiState, viewer: &Viewer, id: &str) -> Option<&'static str> {
     match state.events.db().find_transcript(id).await {
-        Ok(Some(t)) if t.deleted_at.is_none() => {
+        Ok(Some(t)) if t.deleted_at.is_none() && t.shadow_of.is_none() => {
             (!state.may_read(&viewer.caller, &t)).then_some("transcript is private")
         }
         Ok(_) => Some("transcript deleted"),

@@ -53,6 +53,9 @@ pub struct Rerun {
     /// run, from the catalog; the interpreter only reads the list, so replay is deterministic.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skip: Vec<String>,
+    /// This run is a shadow ([`super::shadow`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<super::shadow::ShadowRun>,
 }
 
 /// What [`MEMO_PLAN`] is asked.
@@ -81,6 +84,10 @@ pub struct Plan {
     /// What the reused results cost when they were computed (not paid again).
     #[serde(default)]
     pub saved: Saved,
+    /// A shadow's live run is still computing what the shadow would reuse: ask again later
+    /// (nothing else in the plan counts; [`super::shadow`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wait: bool,
 }
 
 /// Spending a reuse avoided.
@@ -210,6 +217,26 @@ pub struct KeyContext {
     pub forced: BTreeSet<String>,
     /// The nonce of forced steps.
     pub nonce: String,
+}
+
+/// The run input as memo keys see it: the transcript a run writes is the scope of its objects
+/// and effects, not content, so a top-level field holding its id reads `$transcript` (a shadow
+/// transcript of the same recording finds the same keys as the live one).
+pub fn content_input(input: &Value, transcript_id: &str) -> Value {
+    match input {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::String(s) if s == transcript_id => json!("$transcript"),
+                        other => other.clone(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// Every step's memo key (see the module documentation).
@@ -353,6 +380,27 @@ mod tests {
         source.sources.insert("t0".into(), "h1".into());
         let after = memo_keys(&g.main, &source);
         assert!(before.iter().all(|(s, k)| after[s] != *k));
+    }
+
+    #[test]
+    fn the_transcript_a_run_writes_is_not_content() {
+        let g = graph();
+        let a = json!({"x": "1", "transcript_id": "t-live"});
+        let b = json!({"x": "1", "transcript_id": "t-shadow"});
+        let keys = |input: &Value, t: &str| {
+            memo_keys(
+                &g.main,
+                &KeyContext {
+                    input: content_input(input, t),
+                    ..cx()
+                },
+            )
+        };
+        assert_eq!(keys(&a, "t-live"), keys(&b, "t-shadow"));
+        assert_ne!(
+            keys(&a, "t-live"),
+            keys(&json!({"x": "2", "transcript_id": "t-live"}), "t-live")
+        );
     }
 
     #[test]

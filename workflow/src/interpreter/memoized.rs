@@ -82,19 +82,11 @@ pub(super) async fn plan<W: Interpreted>(
         input: args.clone(),
         rerun,
     };
-    let planned = ctx
-        .execute_local_activity(
-            UntypedActivity::new(MEMO_PLAN.to_owned()),
-            payload::to_raw(&request),
-            options(),
-        )
-        .await
-        .map_err(|e| failed(e.failure(), "PayloadError", &e))
-        .and_then(decode)
-        .and_then(|v| {
-            serde_json::from_value::<Plan>(v)
-                .map_err(|e| super::StepFailure::new("PayloadError", e.to_string()))
-        });
+    let planned = if request.rerun.shadow.is_some() {
+        super::shadow::plan(ctx, request).await
+    } else {
+        ask(ctx, &request).await
+    };
     match planned {
         Ok(plan) => Some(Memoized {
             reference: reference.clone(),
@@ -108,6 +100,25 @@ pub(super) async fn plan<W: Interpreted>(
             None
         }
     }
+}
+
+/// Ask [`MEMO_PLAN`] for the plan of `request`.
+pub(super) async fn ask<W: Interpreted>(
+    ctx: &WorkflowContext<W>,
+    request: &PlanRequest,
+) -> Result<Plan, super::StepFailure> {
+    ctx.execute_local_activity(
+        UntypedActivity::new(MEMO_PLAN.to_owned()),
+        payload::to_raw(request),
+        options(),
+    )
+    .await
+    .map_err(|e| failed(e.failure(), "PayloadError", &e))
+    .and_then(decode)
+    .and_then(|v| {
+        serde_json::from_value::<Plan>(v)
+            .map_err(|e| super::StepFailure::new("PayloadError", e.to_string()))
+    })
 }
 
 impl Memoized {

@@ -40,6 +40,7 @@ mod options;
 pub mod preview;
 mod report;
 pub mod resolve;
+pub mod shadow;
 mod step;
 mod tags;
 mod visibility;
