@@ -301,14 +301,21 @@ mod tests {
         assert!(!inferable(&last, &failed));
     }
 
-    #[test]
-    fn a_started_child_is_inferred_with_its_roots_running_unless_a_root_is_not_plain() {
+    /// A pipeline `M` of the activities `a`, `b`, `merge` and `mix`, validated.
+    fn parsed(yaml: &str) -> Pipeline {
         let catalog = crate::Catalog::new()
             .activity("a", &[])
             .activity("b", &[])
+            .activity("merge", &[])
+            .activity("mix", &[])
             .workflow_type("M");
+        crate::parse_and_validate("t.yaml", yaml, &catalog).unwrap()
+    }
+
+    #[test]
+    fn a_started_child_is_inferred_with_its_roots_running_unless_a_root_is_not_plain() {
         let yaml = "name: M\nversion: 3\ninputs:\n  n: {type: integer}\nsteps:\n  - {id: first, activity: a, activity_id: \"a_${input.n}\", start_to_close: 1s}\n  - {id: then, activity: b, needs: [first], start_to_close: 1s}\n";
-        let p = crate::parse_and_validate("t.yaml", yaml, &catalog).unwrap();
+        let p = parsed(yaml);
         let at = "2026-12-07T15:00:00.000Z".to_owned();
         let t = start_inferred(&p, &p.main, &json!({"n": 2}), Some(&at)).unwrap();
         assert_eq!((t.version, t.status), (3, RunStatus::Running));
@@ -325,27 +332,15 @@ mod tests {
         assert!(!same_table(&t, &child));
         // An input the graph refuses, or a local root: nothing inferred.
         assert!(start_inferred(&p, &p.main, &json!({}), None).is_none());
-        let local = crate::parse_and_validate(
-            "t.yaml",
-            &yaml.replace("{id: first,", "{id: first, local: true,"),
-            &catalog,
-        )
-        .unwrap();
+        let local = parsed(&yaml.replace("{id: first,", "{id: first, local: true,"));
         assert!(start_inferred(&local, &local.main, &json!({"n": 2}), None).is_none());
     }
 
     #[test]
     fn local_steps_are_left_out_of_a_lean_label_and_a_child_starts_with_its_roots() {
-        let catalog = crate::Catalog::new()
-            .activity("merge", &[])
-            .activity("mix", &[])
-            .workflow_type("M");
-        let p = crate::parse_and_validate(
-            "t.yaml",
+        let p = parsed(
             "name: M\nversion: 1\nsteps:\n  - {id: merge, activity: merge, local: true, start_to_close: 1s}\n  - {id: mix, activity: mix, start_to_close: 1s}\n  - {id: late, activity: mix, needs: [mix], start_to_close: 1s}\n",
-            &catalog,
-        )
-        .unwrap();
+        );
         let steps = &p.main.steps;
         assert_eq!(label(steps.iter(), true), "mix,late");
         assert_eq!(label(steps.iter(), false), "merge,mix,late");
