@@ -381,14 +381,15 @@ async fn one(
     let run_id = started.run_id.clone();
     ctx.state_mut(|w| w.progress.running.push(workflow_id.clone()));
     let result = started.result().await;
-    ctx.state_mut(|w| w.progress.running.retain(|r| r != &workflow_id));
     let settle = SettleRequest {
         transcript_id: tid.clone(),
-        workflow_id,
+        workflow_id: workflow_id.clone(),
         run_id,
         completed: result.is_ok(),
     };
     let settled: Result<Settled, String> = call(&ctx, BACKFILL_SETTLE, &settle).await;
+    // Running until settled, so the progress never shows a meeting as neither.
+    ctx.state_mut(|w| w.progress.running.retain(|r| r != &workflow_id));
     match (result, settled) {
         (Ok(_), Ok(s)) => (tid, Outcome::Done(s)),
         // Completed, but what it reused could not be read: counted, without its figures.

@@ -266,7 +266,8 @@ async fn a_dry_run_lists_the_meetings_and_the_steps_that_would_run_and_changes_n
         .iter()
         .map(|s| s.id.clone())
         .collect();
-    let runs = &set(&["generate_title"]) | &set(&FREE);
+    let notifications = set(&["post_zulip", "send_webhook"]);
+    let runs = &(&set(&["generate_title"]) | &set(&FREE)) - &notifications;
     for m in &plan.meetings {
         assert_eq!(m.skipped, None, "{m:?}");
         assert!(m.pipeline.starts_with("DiarizationPipeline v3 "), "{m:?}");
@@ -276,8 +277,13 @@ async fn a_dry_run_lists_the_meetings_and_the_steps_that_would_run_and_changes_n
             "{m:?}"
         );
         assert_eq!(
+            m.not_run.iter().cloned().collect::<BTreeSet<_>>(),
+            notifications,
+            "a re-run notifies no one: {m:?}"
+        );
+        assert_eq!(
             m.reused.iter().cloned().collect::<BTreeSet<_>>(),
-            &steps - &runs,
+            &(&steps - &runs) - &notifications,
             "{m:?}"
         );
         assert!(m.estimate.llm_tokens > 0, "the title's tokens: {m:?}");
@@ -290,7 +296,10 @@ async fn a_dry_run_lists_the_meetings_and_the_steps_that_would_run_and_changes_n
         .await
         .unwrap();
     for m in &same.meetings {
-        assert_eq!(m.run.iter().cloned().collect::<BTreeSet<_>>(), set(&FREE));
+        assert_eq!(
+            m.run.iter().cloned().collect::<BTreeSet<_>>(),
+            &set(&FREE) - &notifications
+        );
         assert_eq!(m.estimate, preview::Spend::default(), "{m:?}");
     }
     // One room; a window after the meetings.
@@ -376,4 +385,94 @@ async fn a_cancelled_backfill_starts_nothing_more_and_ends_cancelled() {
     }
     assert_eq!(children, 1, "one meeting was started, then nothing more");
     reflow_tests::replay_live(&stack.client, &[id.as_str()]).await;
+}
+
+/// `reflow backfill …` as an operator runs it, with a worker's environment; its stdout and
+/// stderr.
+async fn command(stack: &Stack, dir: &std::path::Path, args: &[&str]) -> (String, String) {
+    let env = stack.worker_env(&reflow_tests::server().address, dir);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_reflow-test-worker"))
+        .arg("backfill")
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .await
+        .expect("run reflow backfill");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+/// The JSON document that ends a command's output.
+fn last_json(stdout: &str) -> serde_json::Value {
+    let start = stdout.find("\n{").map_or(0, |i| i + 1);
+    serde_json::from_str(&stdout[start..]).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_command_line_plans_then_backfills_and_prints_progress_and_a_summary() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    let (stack, _worker) =
+        reflow_tests::meetings::in_process(Duration::from_millis(50), false).await;
+    let prefix = format!("bfcli{}-", std::process::id());
+    let transcripts = meetings(&stack, &prefix, 2).await;
+    title_changed(&stack).await;
+    let dir = tempfile::tempdir().unwrap();
+    let asr = stack.backends.asr_call_count();
+
+    let (out, _) = command(
+        &stack,
+        dir.path(),
+        &["--since", "2026-01-01", "--version", "3", "--dry-run"],
+    )
+    .await;
+    eprintln!("{out}");
+    let plan = last_json(&out);
+    let meetings = plan["meetings"].as_array().unwrap();
+    assert_eq!(meetings.len(), 2, "{plan}");
+    for m in meetings {
+        assert!(
+            transcripts.iter().any(|t| m["transcript_id"] == t.as_str()),
+            "{m}"
+        );
+        let run: BTreeSet<String> = serde_json::from_value(m["run"].clone()).unwrap();
+        let expected = &set(&["generate_title"]) | &set(&FREE);
+        assert_eq!(
+            run,
+            &expected - &set(&["post_zulip", "send_webhook"]),
+            "{m}"
+        );
+    }
+    assert!(out.contains("2 meetings on v3"), "{out}");
+
+    let (out, err) = command(
+        &stack,
+        dir.path(),
+        &[
+            "--since",
+            "2026-01-01",
+            "--version",
+            "3",
+            "--concurrency",
+            "2",
+        ],
+    )
+    .await;
+    eprintln!("{err}{out}");
+    let end = last_json(&out);
+    assert_eq!(
+        (end["done"].as_u64(), end["total"].as_u64()),
+        (Some(2), Some(2)),
+        "{end}"
+    );
+    assert!(err.contains("of 2"), "progress lines: {err}");
+    assert!(out.contains("2 done, 0 failed, 0 skipped of 2"), "{out}");
+    assert!(
+        end["transcription_s_saved"].as_f64().unwrap() > 0.0,
+        "{end}"
+    );
+    assert_eq!(stack.backends.asr_call_count(), asr);
 }

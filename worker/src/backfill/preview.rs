@@ -58,6 +58,8 @@ pub struct MeetingPlan {
     pub run: Vec<String>,
     /// Steps that would be reused.
     pub reused: Vec<String>,
+    /// Steps the run would settle as skipped without running them (the notifications).
+    pub not_run: Vec<String>,
     /// What the steps that run would cost (what they cost last time).
     pub estimate: Spend,
     /// What the reused steps cost when computed (not paid again).
@@ -165,7 +167,7 @@ async fn meeting(
     // `reflow cost`'s data of the transcript's last run, by activity type (read once, when a
     // step that runs has no memo to say what it cost).
     let mut last_run: Option<BTreeMap<String, Spend>> = None;
-    for step in &preview.run {
+    for step in preview.run.iter().filter(|s| !req.rerun.skip.contains(s)) {
         let cost = match preview.previous.get(step) {
             Some(paid) => spend(client, db, paid).await,
             None => {
@@ -186,7 +188,12 @@ async fn meeting(
         };
         plan.estimate.add(&cost);
     }
-    plan.run = preview.run;
+    let (not_run, run) = preview
+        .run
+        .into_iter()
+        .partition(|s| req.rerun.skip.contains(s));
+    plan.run = run;
+    plan.not_run = not_run;
     plan.reused = preview.reused;
     Ok(())
 }

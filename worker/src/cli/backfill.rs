@@ -103,11 +103,12 @@ pub fn render(plan: &preview::DryRun) -> String {
         let what = match &m.skipped {
             Some(why) => format!("left alone: {why}"),
             None => format!(
-                "{}: run {} ({}), reuse {}; estimate {:.1} s of transcription, {} LLM tokens",
+                "{}: run {} ({}), reuse {}, not run {}; estimate {:.1} s of transcription, {} LLM tokens",
                 m.pipeline,
                 m.run.len(),
                 m.run.join(", "),
                 m.reused.len(),
+                m.not_run.join(", "),
                 m.estimate.transcription_s,
                 m.estimate.llm_tokens
             ),
