@@ -356,6 +356,16 @@ pub async fn pair(
             with_steps(client, db, Side::of(&s)).await?
         }
     };
+    beside(client, db, live, shadow).await
+}
+
+/// Live transcript `live` (with its run's steps) compared with `shadow`.
+async fn beside(
+    client: &Client,
+    db: &Db,
+    live: &Transcript,
+    shadow: Side,
+) -> Result<Comparison, CompareError> {
     let recording = live.recording_id.clone().unwrap_or_else(|| live.id.clone());
     let live = with_steps(client, db, Side::of(live)).await?;
     Ok(Comparison::of(&recording, live, shadow))
@@ -392,10 +402,8 @@ pub async fn since(
         .since;
     let mut out = Vec::new();
     for (live, shadow) in db.shadow_pairs(&since, room).await? {
-        let recording = live.recording_id.clone().unwrap_or_else(|| live.id.clone());
-        let live = with_steps(client, db, Side::of(&live)).await?;
         let shadow = with_steps(client, db, Side::of(&shadow)).await?;
-        out.push(Comparison::of(&recording, live, shadow));
+        out.push(beside(client, db, &live, shadow).await?);
     }
     Ok(Report::of(out))
 }

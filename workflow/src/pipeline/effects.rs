@@ -77,31 +77,31 @@ mod tests {
             .workflow_type("Kid")
     }
 
+    /// Version 4 of pipeline `M` with `body` (steps and children).
+    fn pipeline(body: &str) -> Pipeline {
+        let yaml = format!("name: M\nversion: 4\ndefaults: {{start_to_close: 10s}}\n{body}");
+        crate::parse_and_validate("t.yaml", &yaml, &catalog()).unwrap()
+    }
+
     #[test]
     fn steps_running_an_external_activity_are_listed() {
-        let p = crate::parse_and_validate(
-            "t.yaml",
-            "name: M\nversion: 1\ndefaults: {start_to_close: 10s}\nsteps:\n\
+        let p = pipeline(
+            "steps:\n\
              \x20 - {id: a, activity: work}\n\
              \x20 - {id: post, activity: notify, needs: [a]}\n\
              \x20 - {id: b, activity: work, needs: [a]}\n",
-            &catalog(),
-        )
-        .unwrap();
+        );
         assert_eq!(external_steps(&p, &catalog()).unwrap(), ["post"]);
         assert!(!catalog().is_external("work"));
     }
 
     #[test]
     fn an_external_effect_inside_a_child_graph_is_refused() {
-        let p = crate::parse_and_validate(
-            "t.yaml",
-            "name: M\nversion: 4\ndefaults: {start_to_close: 10s}\nsteps:\n\
+        let p = pipeline(
+            "steps:\n\
              \x20 - {id: a, child: Kid}\n\
              children:\n  Kid:\n    steps:\n      - {id: n, activity: notify}\n",
-            &catalog(),
-        )
-        .unwrap();
+        );
         let e = external_steps(&p, &catalog()).unwrap_err().to_string();
         assert_eq!(
             e,
