@@ -526,6 +526,18 @@ impl Stack {
         .collect()
     }
 
+    /// [`Stack::worker_env`] of a worker whose pipelines directory (`dir/pipelines`, written
+    /// here) holds [`short_timeouts_yaml`], so its intake starts the definition this stack's does.
+    pub fn worker_env_with_pipelines(&self, temporal: &str, dir: &Path) -> Vec<(String, String)> {
+        let pipelines = dir.join("pipelines");
+        std::fs::create_dir_all(&pipelines).expect("pipelines directory");
+        std::fs::write(pipelines.join("diarization.yaml"), short_timeouts_yaml())
+            .expect("write the pipeline");
+        let mut env = self.worker_env(temporal, &dir.join("worker"));
+        env.push(("REFLOW_PIPELINES".into(), pipelines.display().to_string()));
+        env
+    }
+
     /// [`Stack::worker_env`] with the embedded Whisper (tiny.en) transcribing, and the log
     /// lines the heartbeat tests read (`window transcribed`, cancels, resumes).
     pub fn embedded_asr_worker_env(

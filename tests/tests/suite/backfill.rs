@@ -19,20 +19,7 @@ use reflow::backfill::{self, preview};
 use reflow_tests::meetings::{QUEUES, Stack, WorkerProcess, voices};
 use temporalio_client::UntypedWorkflow;
 
-/// The bookkeeping steps every run runs (free), in declared order.
-const FREE: [&str; 7] = [
-    "get_recording",
-    "get_participants",
-    "save_topics",
-    "finalize",
-    "cleanup_consent",
-    "post_zulip",
-    "send_webhook",
-];
-
-fn set(ids: &[&str]) -> BTreeSet<String> {
-    ids.iter().map(|s| s.to_string()).collect()
-}
+use super::rerun::{FREE, set, steps};
 
 /// Version 3, whose `generate_title` changed (nothing else but bookkeeping runs again on it),
 /// registered.
@@ -116,15 +103,7 @@ async fn a_backfill_of_six_meetings_survives_a_worker_kill_and_transcribes_nothi
     )
     .await;
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_reflow-test-worker"));
-    let pipelines = dir.join("pipelines");
-    std::fs::create_dir_all(&pipelines).unwrap();
-    std::fs::write(
-        pipelines.join("diarization.yaml"),
-        reflow_tests::meetings::short_timeouts_yaml(),
-    )
-    .unwrap();
-    let mut env = stack.worker_env(&reflow_tests::server().address, &dir.join("worker"));
-    env.push(("REFLOW_PIPELINES".into(), pipelines.display().to_string()));
+    let env = stack.worker_env_with_pipelines(&reflow_tests::server().address, &dir);
     let log = dir.join("worker.log");
     eprintln!("backfill: logs in {}", dir.display());
     let mut worker = WorkerProcess::spawn(&binary, &QUEUES, &env, &log);
@@ -258,14 +237,7 @@ async fn a_dry_run_lists_the_meetings_and_the_steps_that_would_run_and_changes_n
         .map(|m| m.transcript_id.clone())
         .collect();
     assert_eq!(listed, transcripts.iter().cloned().collect::<BTreeSet<_>>());
-    let steps: BTreeSet<String> = stack
-        .intake
-        .pipeline
-        .main
-        .steps
-        .iter()
-        .map(|s| s.id.clone())
-        .collect();
+    let steps = steps(&stack);
     let notifications = set(&["post_zulip", "send_webhook"]);
     let runs = &(&set(&["generate_title"]) | &set(&FREE)) - &notifications;
     for m in &plan.meetings {

@@ -107,15 +107,7 @@ async fn webhooks_while_temporal_is_down_all_run_once_it_is_back() {
     .await;
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_reflow-test-worker"));
     // The worker's intake starts the same definition as the API's (one pipelines directory).
-    let pipelines = dir.join("pipelines");
-    std::fs::create_dir_all(&pipelines).unwrap();
-    std::fs::write(
-        pipelines.join("diarization.yaml"),
-        reflow_tests::meetings::short_timeouts_yaml(),
-    )
-    .unwrap();
-    let mut env = stack.worker_env(&address, &dir.join("worker"));
-    env.push(("REFLOW_PIPELINES".into(), pipelines.display().to_string()));
+    let mut env = stack.worker_env_with_pipelines(&address, &dir);
     env.retain(|(k, _)| k != "RUST_LOG");
     env.push(("RUST_LOG".into(), "warn,reflow::backlog=info".into()));
     let _worker = WorkerProcess::spawn(&binary, &QUEUES, &env, &dir.join("worker.log"));

@@ -28,7 +28,7 @@ pub(super) async fn stack() -> (Stack, InProcessWorker) {
 }
 
 /// The main graph's step ids.
-fn steps(stack: &Stack) -> BTreeSet<String> {
+pub(super) fn steps(stack: &Stack) -> BTreeSet<String> {
     stack
         .intake
         .pipeline
@@ -39,13 +39,13 @@ fn steps(stack: &Stack) -> BTreeSet<String> {
         .collect()
 }
 
-fn set(ids: &[&str]) -> BTreeSet<String> {
+pub(super) fn set(ids: &[&str]) -> BTreeSet<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
 
 /// The bookkeeping steps (free: status, participants, topics saved, consent, notifications),
 /// which every run runs again.
-const FREE: [&str; 7] = [
+pub(super) const FREE: [&str; 7] = [
     "get_recording",
     "get_participants",
     "save_topics",
