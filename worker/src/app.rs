@@ -169,8 +169,16 @@ impl App {
             crate::backlog::Backlog::new(self.intake.clone(), Some(self.api_state(false)));
         let stop = shutdown.clone();
         let backlog = tokio::spawn(backlog.run(async move { stop.wait().await }));
+        // Memos of transcripts deleted or denied consent outside a run (crate::memo_sweep).
+        let stop = shutdown.clone();
+        let sweep = tokio::spawn(crate::memo_sweep::run(
+            self.services.events.db().clone(),
+            self.services.storage.clone(),
+            async move { stop.wait().await },
+        ));
         let (workers, api) = futures::join!(workers, api);
         backlog.abort();
+        sweep.abort();
         workers?;
         api?;
         Ok(())

@@ -22,6 +22,7 @@ pub mod http;
 pub mod import;
 pub mod intake;
 pub mod local;
+pub mod memo_sweep;
 pub mod metrics;
 pub mod poll;
 pub mod registry;

@@ -15,6 +15,7 @@ pub mod events;
 pub mod meetings;
 pub mod pipelines;
 pub mod progress;
+pub mod purges;
 pub mod shadows;
 pub mod transcripts;
 

@@ -304,6 +304,22 @@ async fn step_progress(db: &Db) {
 
 /// Registered pipeline versions and rollouts (issue 36): written once by hash, read back
 /// hash-checked, by name and version; a rollout replaced as a whole.
+/// The memo sweep's queries (`memo_purge`): a deleted transcript is owed a purge until it is
+/// recorded, once.
+async fn memo_purges(db: &Db) {
+    let t = db
+        .create_transcript(&transcript("t-purge", None))
+        .await
+        .unwrap();
+    assert!(!db.unpurged(1000).await.unwrap().contains(&t.id));
+    assert!(db.delete_transcript(&t.id).await.unwrap());
+    assert!(!db.delete_transcript(&t.id).await.unwrap(), "once");
+    assert!(db.unpurged(1000).await.unwrap().contains(&t.id));
+    db.set_purged(&t.id).await.unwrap();
+    db.set_purged(&t.id).await.unwrap();
+    assert!(!db.unpurged(1000).await.unwrap().contains(&t.id));
+}
+
 async fn pipeline_versions(db: &Db) {
     use workflow::pipeline::fingerprint::Fingerprints;
     use workflow::pipeline::rollout::Rollout;
@@ -376,6 +392,7 @@ async fn suite(url: &str) {
     publishing(&db).await;
     step_progress(&db).await;
     pipeline_versions(&db).await;
+    memo_purges(&db).await;
     // Migrations are idempotent: a second process connecting finds the schema current.
     reflow_tests::postgres::connect(url).await;
 }

@@ -7,7 +7,9 @@
 //!   asked, each stand-in gets exactly one request;
 //! - memoized results do not outlive the transcript: `DELETE /v1/transcripts/{id}` purges every
 //!   memo its runs stored (the index and the ledger too), and a run afterwards reuses nothing
-//!   and stores nothing; a consent denial does the same through the run's `cleanup_consent`.
+//!   and stores nothing; a consent denial does the same through the run's `cleanup_consent`;
+//!   a transcript deleted or denied consent outside reflow (Reflector writes the same
+//!   database) has its memos purged by the workers' sweep (`reflow::memo_sweep`), once.
 //!
 //! And what it must show: the steps it reused are reused on the progress page's table
 //! (`PIPELINE_PROGRESS`: completed, message `reused`, the tracks' transcription included though
@@ -289,5 +291,45 @@ async fn reused_steps_show_as_reused_on_the_progress_table_and_the_graph() {
     assert!(
         finalize.contains("data-state=\"completed\"") && !finalize.contains("data-reused"),
         "{finalize}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sweep_purges_the_memos_of_transcripts_deleted_or_denied_outside_reflow() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    let (stack, _worker) = stack().await;
+    let (deleted, _) = meeting(&stack, "sweep-deleted").await;
+    let (denied, _) = meeting(&stack, "sweep-denied").await;
+    let (kept, _) = meeting(&stack, "sweep-kept").await;
+    for tid in [&deleted, &denied, &kept] {
+        assert!(memos_of(&stack, tid).await > 0, "{tid}");
+    }
+    assert_eq!(reflow::memo_sweep::pass(&stack.db, &stack.storage).await, 0);
+
+    // As Reflector's API does it (the same soft delete; reflow's route would also purge).
+    assert!(stack.db.delete_transcript(&deleted).await.unwrap());
+    let meeting_id = stack
+        .db
+        .transcript(&denied)
+        .await
+        .unwrap()
+        .meeting_id
+        .unwrap();
+    stack
+        .db
+        .add_consent(&meeting_id, Some("u-9"), false)
+        .await
+        .unwrap();
+    assert_eq!(reflow::memo_sweep::pass(&stack.db, &stack.storage).await, 2);
+    for tid in [&deleted, &denied] {
+        assert_eq!(memos_of(&stack, tid).await, 0, "{tid}");
+        assert_eq!(indexed(&stack, tid).await, (false, false), "{tid}");
+    }
+    assert!(memos_of(&stack, &kept).await > 0, "the others keep theirs");
+    assert_eq!(indexed(&stack, &kept).await, (true, true));
+    assert_eq!(
+        reflow::memo_sweep::pass(&stack.db, &stack.storage).await,
+        0,
+        "each once"
     );
 }
