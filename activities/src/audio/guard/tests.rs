@@ -424,6 +424,30 @@ fn real_files_still_decode() {
         .expect("ffmpeg is installed (just setup-test)");
     assert!(png.status.success());
     let cover = cover.to_str().unwrap();
+    // Cover art of noise, 1.4 MB as PNG (not unsynchronised in the tag, as ffmpeg writes it): a
+    // tag larger than symphonia 0.6's 1 MB probe depth, full of sync-like bytes (upstream #522).
+    // symphonia 0.6.1 alone (no ID3v2 reader, as reflow builds it) finds no format in it.
+    let noise = dir.path().join("noise.png");
+    let png = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("nullsrc=s=700x700,geq=random(1)*255:random(1)*255:random(1)*255")
+        .args(["-frames:v", "1"])
+        .arg(&noise)
+        .output()
+        .expect("ffmpeg is installed (just setup-test)");
+    assert!(png.status.success());
+    assert!(std::fs::metadata(&noise).unwrap().len() > 1 << 20);
+    let noise = noise.to_str().unwrap();
+    let with_big_cover = [
+        "-i",
+        noise,
+        "-map",
+        "0",
+        "-map",
+        "1",
+        "-disposition:v",
+        "attached_pic",
+    ];
     let tagged = ["-metadata", "title=standup", "-metadata", "artist=reflow"];
     let with_cover = [
         "-i",
@@ -453,6 +477,15 @@ fn real_files_still_decode() {
             [
                 &with_cover[..],
                 &tagged,
+                &["-c:a", "libmp3lame", "-id3v2_version", "3"],
+            ]
+            .concat(),
+            Container::Mp3,
+        ),
+        (
+            "big-cover.mp3",
+            [
+                &with_big_cover[..],
                 &["-c:a", "libmp3lame", "-id3v2_version", "3"],
             ]
             .concat(),
