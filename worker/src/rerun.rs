@@ -107,6 +107,9 @@ pub enum RerunError {
     /// The database.
     #[error(transparent)]
     Db(#[from] activities::db::DbError),
+    /// A shadow transcript's version cannot run as a shadow.
+    #[error(transparent)]
+    Shadow(#[from] workflow::pipeline::effects::ShadowError),
 }
 
 /// The workflow id of a transcript's runs, if it has any (or a recording that names one).
@@ -265,6 +268,12 @@ pub async fn prepare(
     let mut options = req.rerun.clone();
     if !req.notify && last.is_some() {
         options.skip = notification_steps(&pipeline);
+    }
+    // A shadow transcript's new run is a shadow run too (crate::shadow).
+    if let Some(live) = &t.shadow_of {
+        let shadow = crate::shadow::options(&pipeline, live)?;
+        options.skip = shadow.skip;
+        options.shadow = shadow.shadow;
     }
     if let Some(m) = input.as_object_mut() {
         m.remove(RERUN_INPUT);

@@ -50,6 +50,20 @@ pub fn workflow_id(recording_id: &str) -> String {
     format!("diarization-{recording_id}-shadow")
 }
 
+/// The `$rerun` options of a shadow run of `pipeline` beside live transcript `live`: skip
+/// every step that acts outside reflow, reuse (and wait for) the live transcript's memos. A
+/// new run of a shadow transcript (`reflow rerun`) gets them too.
+pub fn options(pipeline: &workflow::Pipeline, live: &str) -> Result<Rerun, ShadowError> {
+    Ok(Rerun {
+        skip: external_steps(pipeline, crate::registry::Registry::production().catalog())?,
+        shadow: Some(ShadowRun {
+            of: live.to_owned(),
+            no_wait: false,
+        }),
+        ..Rerun::default()
+    })
+}
+
 /// Start the shadow run of live transcript `live` on a task of its own, if the rollout gives
 /// recording `recording_id` of room `room` one; `input` is the live run's input.
 pub fn spawn(
@@ -98,16 +112,8 @@ pub async fn start(
         .ok_or_else(|| ShadowStartError::NotRegistered(format!("{name} v{version}")))?
         .decode()?
         .pipeline;
-    let skip = external_steps(&pipeline, crate::registry::Registry::production().catalog())?;
+    let rerun = options(&pipeline, &live.id)?;
     let shadow = intake.db.create_shadow(live).await?;
-    let rerun = Rerun {
-        skip,
-        shadow: Some(ShadowRun {
-            of: live.id.clone(),
-            no_wait: false,
-        }),
-        ..Rerun::default()
-    };
     if let Some(m) = input.as_object_mut() {
         m.insert("transcript_id".into(), json!(shadow.id));
         m.insert(

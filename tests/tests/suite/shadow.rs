@@ -224,4 +224,49 @@ async fn a_shadow_rollout_on_three_meetings_runs_hidden_shadows_that_reuse_and_n
         .unwrap();
     assert_eq!(room.meetings.len(), 1);
     assert_eq!(room.meetings[0].recording_id, pairs[1].0.recording_id);
+
+    // A new run of a shadow transcript (`reflow rerun`) is a shadow run too: nothing outside
+    // reflow even when asked to notify, nothing transcribed.
+    let (wf, shadow) = &shadows[0];
+    let t = stack.db.transcript(shadow).await.unwrap();
+    let request = reflow::rerun::Request {
+        version: Some(3),
+        notify: true,
+        ..reflow::rerun::Request::default()
+    };
+    let outcome = reflow::rerun::rerun(
+        &stack.client,
+        &stack.events,
+        Some(&stack.intake),
+        &t,
+        &request,
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.workflow_id(), wf);
+    let ended = tokio::time::timeout(
+        Duration::from_secs(300),
+        reflow::runs::wait(&stack.client, wf),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{wf} does not close"));
+    assert!(ended.is_ok(), "{wf}: {ended:?}");
+    let run = reflow::history::load(&stack.client, wf).await.unwrap();
+    let types: BTreeSet<String> = run.steps.iter().map(|s| s.activity_type.clone()).collect();
+    for never in [
+        "pad_track",
+        "transcribe_track",
+        "cleanup_consent",
+        "post_zulip",
+        "send_webhook",
+    ] {
+        assert!(
+            !types.contains(never),
+            "{wf} re-run scheduled {never}: {types:?}"
+        );
+    }
+    assert_eq!(stack.backends.zulip_posts(), posts);
+    assert_eq!(stack.backends.webhooks().len(), 3);
+    assert_eq!(stack.backends.asr_call_count(), 6);
+    reflow_tests::replay_live(&stack.client, &[wf.as_str()]).await;
 }

@@ -142,7 +142,7 @@ async fn start_processing(
     use crate::rerun::RerunError as E;
     let outcome = outcome.map_err(|e| match e {
         E::Locked => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
-        E::NothingToProcess | E::UnknownStep { .. } => {
+        E::NothingToProcess | E::UnknownStep { .. } | E::Shadow(_) => {
             ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
         }
         E::InProgress => ApiError::new(StatusCode::CONFLICT, e.to_string()),
