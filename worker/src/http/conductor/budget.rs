@@ -1,4 +1,4 @@
-//! What a retry may do on top of [`crate::retry`] (conductor-status.md §4, amended): a retry
+//! What a retry may do on top of [`crate::retry`] (docs/contracts/conductor-status.md §4): a retry
 //! never acts on a locked transcript (403 `Transcript is locked`), and an owner's retry of a
 //! running run
 //!
