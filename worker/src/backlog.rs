@@ -12,8 +12,9 @@
 //! - `intake`: [`Intake::start_owed`], the workflow id `diarization-{recording_id}` with id
 //!   reuse rejected, so a start Temporal already has (an earlier attempt answered too late, or
 //!   another replica) is a no-op counted as done;
-//! - `process`: the route's own logic (`http::transcripts::process_owed`), not forced
-//!   again once an attempt may have reached Temporal.
+//! - `process`: the route's own logic (`http::transcripts::process_owed`) with the options
+//!   the request was kept with (`from`, `fresh`, `notify`), not forced again once an attempt
+//!   may have reached Temporal.
 //!
 //! A start Temporal does not answer (or one whose pipeline is not registered, which every owed
 //! recording shares) ends the pass (later rows keep their place behind it), and the loop tries
@@ -209,9 +210,7 @@ impl Backlog {
                 let Some(api) = &self.api else {
                     return Started::NotHere;
                 };
-                match crate::http::transcripts::process_owed(api, &row.transcript_id, row.forced)
-                    .await
-                {
+                match crate::http::transcripts::process_owed(api, row).await {
                     Ok(answer) => Started::Done(answer.to_string()),
                     // A run is in progress: what was asked for.
                     Err(e) if e.status == StatusCode::CONFLICT => Started::Done(e.detail),

@@ -21,6 +21,9 @@ pub struct OwedRun {
     pub kind: String,
     /// `process` with `force`.
     pub forced: bool,
+    /// What a `process` request asked for besides `force` (JSON text written and read by the
+    /// worker; migration 0013); `None` for intake rows and a plain `process`.
+    pub options: Option<String>,
     /// When it was asked for (RFC 3339): the backlog's order.
     pub requested_at: String,
     /// Attempts that failed.
@@ -32,7 +35,7 @@ pub struct OwedRun {
 }
 
 const COLUMNS: &str =
-    "transcript_id, kind, forced, requested_at, attempts, last_error, next_attempt_at";
+    "transcript_id, kind, forced, options, requested_at, attempts, last_error, next_attempt_at";
 
 impl Db {
     /// Record that `transcript_id` is owed a run of `kind`, due now, unless one is owed already
@@ -46,6 +49,18 @@ impl Db {
         self.owe_run_at(transcript_id, kind, forced, &now()).await
     }
 
+    /// [`Db::owe_run`] of a [`PROCESS`] request with its `options` (JSON text, kept as given
+    /// and handed back in [`OwedRun::options`]).
+    pub async fn owe_process_run(
+        &self,
+        transcript_id: &str,
+        forced: bool,
+        options: Option<&str>,
+    ) -> Result<bool, DbError> {
+        self.insert_owed(transcript_id, PROCESS, forced, options, &now())
+            .await
+    }
+
     /// [`Db::owe_run`], first due at `due_at` (RFC 3339; later than now while the caller is
     /// starting the run itself).
     pub async fn owe_run_at(
@@ -55,13 +70,27 @@ impl Db {
         forced: bool,
         due_at: &str,
     ) -> Result<bool, DbError> {
+        self.insert_owed(transcript_id, kind, forced, None, due_at)
+            .await
+    }
+
+    async fn insert_owed(
+        &self,
+        transcript_id: &str,
+        kind: &str,
+        forced: bool,
+        options: Option<&str>,
+        due_at: &str,
+    ) -> Result<bool, DbError> {
         crate::on_pool!(self, |pool| sqlx::query(
-            "INSERT INTO run_backlog (transcript_id, kind, forced, requested_at, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (transcript_id) DO NOTHING"
+            "INSERT INTO run_backlog (transcript_id, kind, forced, options, requested_at, \
+             next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (transcript_id) DO NOTHING"
         )
         .bind(transcript_id)
         .bind(kind)
         .bind(forced)
+        .bind(options)
         .bind(now())
         .bind(due_at)
         .execute(pool)

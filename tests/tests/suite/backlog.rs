@@ -5,9 +5,12 @@
 //! once (200 `queued`, 202 `queued`), the runs are owed in `run_backlog` and
 //! `reflow_run_backlog` counts them; once the server is back the backlog loops (the API
 //! process's and the `reflow worker` process's, both running, as two replicas would) start
-//! them in the order they arrived, and every recording has exactly one run. The rows
-//! themselves (order, claims, backoff) are checked on SQLite and PostgreSQL.
+//! them in the order they arrived, and every recording has exactly one run; the `process`
+//! request (`?from=merge_transcripts`) is started with its options, re-running exactly the
+//! merge and what follows it. The rows themselves (order, claims, backoff, options) are
+//! checked on SQLite and PostgreSQL.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -194,10 +197,10 @@ async fn webhooks_while_temporal_is_down_all_run_once_it_is_back() {
     }
     assert!(owed.is_sorted(), "{owed:?}");
 
-    // A reprocess asked for meanwhile is kept too.
+    // A reprocess asked for meanwhile is kept too, with its options.
     let r = reqwest::Client::new()
         .post(format!(
-            "http://{}/v1/transcripts/{first_tid}/process",
+            "http://{}/v1/transcripts/{first_tid}/process?from=merge_transcripts",
             stack.api
         ))
         .send()
@@ -210,9 +213,13 @@ async fn webhooks_while_temporal_is_down_all_run_once_it_is_back() {
         (202, Some("queued")),
         "{answer}"
     );
-    assert_eq!(
-        stack.db.owed_run(&first_tid).await.unwrap().map(|r| r.kind),
-        Some(PROCESS.to_owned())
+    let kept = stack.db.owed_run(&first_tid).await.unwrap().expect("owed");
+    assert_eq!(kept.kind, PROCESS);
+    assert!(
+        kept.options
+            .as_deref()
+            .is_some_and(|o| o.contains(r#""from":"merge_transcripts""#)),
+        "{kept:?}"
     );
     assert_eq!(
         backlog_metric(&stack.api).await,
@@ -285,6 +292,22 @@ async fn webhooks_while_temporal_is_down_all_run_once_it_is_back() {
         .await
         .expect("the reprocess runs");
     assert_eq!(runs_of(&client, &first.workflow_id).await, 2);
+    // It is the re-run asked for: merge_transcripts and what follows it, nothing before.
+    let rerun = reflow::history::load(&client, &first.workflow_id)
+        .await
+        .unwrap();
+    let types: BTreeSet<&str> = rerun
+        .steps
+        .iter()
+        .map(|s| s.activity_type.as_str())
+        .collect();
+    assert!(
+        types.contains("merge_transcripts")
+            && !types.contains("pad_track")
+            && !types.contains("transcribe_track")
+            && rerun.children.is_empty(),
+        "{types:?}"
+    );
     assert_eq!(stack.db.owed_run_count().await.unwrap(), 0);
     // Each of the ten tracks was transcribed once (keys start with the transcript id).
     let asr = backends.asr_calls();
@@ -339,12 +362,27 @@ async fn rows(db: &Db) {
     let at = activities::db::now;
     assert!(db.owe_run("owed-a", INTAKE, false).await.unwrap());
     tokio::time::sleep(Duration::from_millis(5)).await;
-    assert!(db.owe_run("owed-b", PROCESS, true).await.unwrap());
+    let options = r#"{"from":"merge_transcripts","fresh":false,"notify":true}"#;
+    assert!(
+        db.owe_process_run("owed-b", true, Some(options))
+            .await
+            .unwrap()
+    );
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert!(db.owe_run("owed-c", INTAKE, false).await.unwrap());
     // A second request while one is owed is the same request: first place, first kind.
     assert!(!db.owe_run("owed-a", PROCESS, true).await.unwrap());
+    assert!(
+        !db.owe_process_run("owed-b", false, Some("{}"))
+            .await
+            .unwrap()
+    );
     assert_eq!(db.owed_run_count().await.unwrap(), 3);
+    // A process request's options come back as they were kept; other rows have none.
+    let b = db.owed_run("owed-b").await.unwrap().unwrap();
+    assert_eq!((b.kind.as_str(), b.forced), (PROCESS, true));
+    assert_eq!(b.options.as_deref(), Some(options));
+    assert_eq!(db.owed_run("owed-a").await.unwrap().unwrap().options, None);
     assert!(!db.runs_owed_before("owed-a", &at()).await.unwrap());
     assert!(db.runs_owed_before("owed-c", &at()).await.unwrap());
     let now = activities::db::now();
@@ -386,6 +424,7 @@ async fn rows(db: &Db) {
         .unwrap();
     let b = db.owed_run("owed-b").await.unwrap().unwrap();
     assert_eq!((b.attempts, b.forced), (1, false));
+    assert_eq!(b.options.as_deref(), Some(options), "kept across attempts");
     assert_eq!(b.last_error.as_deref(), Some("Temporal unavailable"));
     let due: Vec<String> = db
         .due_runs(&activities::db::now(), 10)

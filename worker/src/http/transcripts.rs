@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState};
@@ -41,8 +41,10 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/v1/transcripts/{id}/cancel", axum::routing::post(cancel))
 }
 
-#[derive(Debug, Deserialize)]
-struct ProcessQuery {
+/// What `process` is asked (its query); a request the run backlog keeps is stored with it
+/// (`run_backlog.options`, JSON) so that the backlog loop starts exactly this run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ProcessQuery {
     #[serde(default)]
     force: bool,
     /// Recompute this step and everything downstream of it (a new run).
@@ -68,20 +70,15 @@ async fn process(
     Query(q): Query<ProcessQuery>,
 ) -> Result<Response, ApiError> {
     let t = writable(&state, &headers, &id, "process this transcript").await?;
-    let rerun = workflow::interpreter::memo::Rerun {
-        from: q.from.clone().filter(|f| !f.is_empty()),
-        fresh: q.fresh,
-        ..Default::default()
-    };
-    match start_processing(&state, &t, q.force, rerun, q.notify).await {
+    match start_processing(&state, &t, &q).await {
         Err(e)
             if e.status == StatusCode::SERVICE_UNAVAILABLE
                 && state.intake.is_some()
                 && state.temporal.is_some() =>
         {
             let db = state.events.db();
-            db.owe_run(&t.id, activities::db::backlog::PROCESS, q.force)
-                .await?;
+            let options = serde_json::to_string(&q).expect("a query serializes");
+            db.owe_process_run(&t.id, q.force, Some(&options)).await?;
             crate::backlog::wake();
             crate::backlog::report(db).await;
             tracing::warn!(transcript_id = %t.id, detail = %e.detail, "process request queued until Temporal answers");
@@ -95,15 +92,32 @@ async fn process(
     }
 }
 
-/// A `process` request the run backlog kept, processed as the route would (the owner's right to
-/// was checked when it was asked for).
+/// A `process` request the run backlog kept, processed as the route would with the options it
+/// was asked with (the owner's right to was checked when it was asked for). `force` is the
+/// row's: the loop drops it once an attempt may have reached Temporal.
 pub(crate) async fn process_owed(
     state: &ApiState,
-    transcript_id: &str,
-    force: bool,
+    row: &activities::db::backlog::OwedRun,
 ) -> Result<Value, ApiError> {
-    let t = state.events.db().transcript(transcript_id).await?;
-    start_processing(state, &t, force, Default::default(), false).await
+    let t = state.events.db().transcript(&row.transcript_id).await?;
+    let query = owed_query(row).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("unreadable queued options: {e}"),
+        )
+    })?;
+    start_processing(state, &t, &query).await
+}
+
+/// The query a kept `process` request was asked with (a row without options: a plain one),
+/// `force` as the row has it now.
+fn owed_query(row: &activities::db::backlog::OwedRun) -> Result<ProcessQuery, serde_json::Error> {
+    let mut query = match &row.options {
+        Some(json) => serde_json::from_str(json)?,
+        None => ProcessQuery::default(),
+    };
+    query.force = row.forced;
+    Ok(query)
 }
 
 /// How long `process` waits for each Temporal call before it answers 503 (and keeps the
@@ -113,9 +127,7 @@ const TEMPORAL_CALL: std::time::Duration = std::time::Duration::from_secs(3);
 async fn start_processing(
     state: &ApiState,
     t: &Transcript,
-    force: bool,
-    rerun: workflow::interpreter::memo::Rerun,
-    notify: bool,
+    q: &ProcessQuery,
 ) -> Result<Value, ApiError> {
     if t.locked {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "Transcript is locked"));
@@ -127,10 +139,14 @@ async fn start_processing(
         ));
     };
     let request = crate::rerun::Request {
-        force,
+        force: q.force,
         version: None,
-        rerun,
-        notify,
+        rerun: workflow::interpreter::memo::Rerun {
+            from: q.from.clone().filter(|f| !f.is_empty()),
+            fresh: q.fresh,
+            ..Default::default()
+        },
+        notify: q.notify,
     };
     // Resume, or a new memoized run (crate::rerun): every Temporal call of it within a bound.
     let outcome = tokio::time::timeout(
@@ -491,7 +507,39 @@ async fn audio_link(
 
 #[cfg(test)]
 mod tests {
-    use super::byte_range;
+    use super::{ProcessQuery, byte_range, owed_query};
+    use activities::db::backlog::{OwedRun, PROCESS};
+
+    #[test]
+    fn a_kept_process_request_keeps_its_options() {
+        let asked = ProcessQuery {
+            force: true,
+            from: Some("merge_transcripts".into()),
+            fresh: true,
+            notify: true,
+        };
+        let mut row = OwedRun {
+            transcript_id: "t".into(),
+            kind: PROCESS.into(),
+            forced: true,
+            options: Some(serde_json::to_string(&asked).unwrap()),
+            requested_at: String::new(),
+            attempts: 0,
+            last_error: None,
+            next_attempt_at: String::new(),
+        };
+        assert_eq!(owed_query(&row).unwrap(), asked);
+        // `force` dropped by the loop after an attempt that may have reached Temporal.
+        row.forced = false;
+        let q = owed_query(&row).unwrap();
+        assert_eq!(
+            (q.force, q.from.as_deref(), q.fresh, q.notify),
+            (false, Some("merge_transcripts"), true, true)
+        );
+        // A row written before options were kept: a plain request.
+        row.options = None;
+        assert_eq!(owed_query(&row).unwrap(), ProcessQuery::default());
+    }
 
     #[test]
     fn range_headers() {
