@@ -5,9 +5,10 @@
 //!   content words between stop words and punctuation; a word scores degree/frequency, a
 //!   phrase the sum of its words — titles and subjects come from the best phrases;
 //! - summaries are the top-ranked sentences (content-word frequency, normalised by length),
-//!   kept in their original order;
-//! - action items are sentences with commitment cues ("will", "need to", "should"…) and
-//!   decisions those with decision cues ("decided", "agreed"…), attributed to their speaker.
+//!   kept in their original order.
+//!
+//! There is no extractive list of decisions or next steps: a transcript sentence is no
+//! decision (on real meetings it is ASR garble), see `steps::actions`.
 //!
 //! Nothing here invents a fact: every output is a span of the input.
 
@@ -440,69 +441,6 @@ fn distinct(all: &[String], ranked: impl Iterator<Item = usize>, n: usize) -> Ve
         .collect()
 }
 
-/// A commitment or decision found in the text.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Cue {
-    /// The sentence, without its speaker label.
-    pub sentence: String,
-    /// The speaker label of its line, if any.
-    pub speaker: Option<String>,
-}
-
-const DECISION_CUES: &[&str] = &[
-    "decided",
-    "agreed",
-    "we will go with",
-    "approved",
-    "settled on",
-    "the decision",
-];
-const TASK_CUES: &[&str] = &[
-    " will ",
-    "i'll ",
-    "we'll ",
-    "need to ",
-    "needs to ",
-    "should ",
-    "going to ",
-    "has to ",
-    "have to ",
-    "must ",
-    "volunteer",
-    "action item",
-    "follow up",
-    "by friday",
-    "by monday",
-];
-
-/// Decisions and next steps: sentences with decision or commitment cues, with the speaker
-/// of their line.
-pub fn action_cues(text: &str) -> (Vec<Cue>, Vec<Cue>) {
-    let mut decisions = Vec::new();
-    let mut tasks = Vec::new();
-    for line in text.lines() {
-        let (speaker, body) = match line.split_once(": ") {
-            Some((name, rest)) if name.split_whitespace().count() <= 3 => {
-                (Some(name.trim().to_owned()), rest)
-            }
-            _ => (None, line),
-        };
-        for s in sentences(body) {
-            let lower = format!(" {} ", s.to_lowercase());
-            let cue = Cue {
-                sentence: s.clone(),
-                speaker: speaker.clone(),
-            };
-            if DECISION_CUES.iter().any(|c| lower.contains(c)) {
-                decisions.push(cue);
-            } else if TASK_CUES.iter().any(|c| lower.contains(c)) {
-                tasks.push(cue);
-            }
-        }
-    }
-    (decisions, tasks)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,18 +469,5 @@ mod tests {
             );
         }
         assert!(!s.contains("Ana:"), "speaker labels are removed: {s}");
-    }
-
-    #[test]
-    fn cues_find_decisions_and_tasks_with_their_speaker() {
-        let (decisions, tasks) = action_cues(TEXT);
-        assert_eq!(decisions.len(), 1);
-        assert_eq!(decisions[0].speaker.as_deref(), Some("Ana"));
-        assert!(
-            tasks
-                .iter()
-                .any(|t| t.sentence.contains("send the hiring plan")
-                    && t.speaker.as_deref() == Some("Ben"))
-        );
     }
 }

@@ -25,6 +25,7 @@ pub mod chat_model;
 pub mod commitments;
 pub mod config;
 pub mod extractive;
+pub mod facts;
 pub mod guard;
 pub mod prompts;
 pub mod steps;

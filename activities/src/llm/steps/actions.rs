@@ -1,7 +1,10 @@
 //! Decisions and next steps (§4.12): `identify_action_items` lists them from the summary
 //! input, maps names to participant ids, stores them on the transcript and emits
 //! `ACTION_ITEMS`. On the embedded model the LLM lists the decisions and the next steps are
-//! the commitments people made in their own words ([`commitments`]), owners exact.
+//! the commitments people made in their own words ([`commitments`]), owners exact. When the
+//! model's answer is refused, nothing of the transcript is published as it was said
+//! ([`fallback_items`]), and nothing published names a number, date or name the transcript
+//! does not ([`without_invented_facts`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -10,8 +13,8 @@ use temporalio_sdk::activities::ActivityContext;
 use super::{Method, SummaryActivities};
 use crate::error::ActivityFailure;
 use crate::llm::commitments::commitments;
-use crate::llm::guard::grounded;
-use crate::llm::{extractive, prompts};
+use crate::llm::guard::{echoes, grounded};
+use crate::llm::{facts, prompts};
 use crate::transcript::Participant;
 use crate::usage::Usage;
 
@@ -62,19 +65,62 @@ fn participant_id(participants: &[Participant], name: Option<&str>) -> Value {
         .map_or(Value::Null, |p| json!(p.id))
 }
 
-/// The extractive fallback: sentences with decision and task cues, by their speakers.
-fn extracted_actions(text: &str) -> Items {
-    let (decisions, tasks) = extractive::action_cues(text);
-    (
-        decisions
-            .into_iter()
-            .map(|c| json!({"decision": c.sentence, "rationale": null, "decided_by": c.speaker}))
-            .collect(),
-        tasks
-            .into_iter()
-            .map(|c| json!({"task": c.sentence, "assigned_to": c.speaker, "deadline": null, "context": null}))
-            .collect(),
-    )
+/// Words in a row that make a next step a copy of the transcript rather than a task.
+const COPIED_RUN: usize = 6;
+
+/// The fallback when the model's answer is refused or unparseable. It never publishes
+/// transcript sentences (on real meetings they are ASR garble: "Good. Victorone's Dix. I re
+/// alert."): no decisions ("none recorded" is honest), and as next steps only the commitments
+/// people made ([`commitments`]) whose task does not copy a run of [`COPIED_RUN`] words of
+/// the transcript.
+fn fallback_items(text: &str, participants: &[Participant]) -> Items {
+    let names: Vec<&str> = participants.iter().map(|p| p.name.as_str()).collect();
+    let next_steps = commitments(text, &names)
+        .into_iter()
+        .filter(|c| !echoes(&c.task, text, COPIED_RUN))
+        .map(|c| json!({"task": c.task, "assigned_to": c.owner, "deadline": c.deadline, "context": null}))
+        .collect();
+    (Vec::new(), next_steps)
+}
+
+/// The items without invented facts ([`facts`]): a decision or next step whose text has a
+/// number, date or name the transcript does not is dropped; such an owner, decider, deadline
+/// or rationale is cleared.
+fn without_invented_facts(items: Items, text: &str) -> Items {
+    let transcript = facts::Transcript::new(text);
+    let keep = |item: &Value, field: &str| !transcript.invents(item[field].as_str().unwrap_or(""));
+    // Names and deadlines are checked word by word; prose (a rationale, a context) as a text.
+    let clear = |item: &mut Value, names: &[&str], prose: &str| {
+        for field in names {
+            if item[*field]
+                .as_str()
+                .is_some_and(|v| transcript.invents_field(v))
+            {
+                item[*field] = Value::Null;
+            }
+        }
+        if item[prose].as_str().is_some_and(|v| transcript.invents(v)) {
+            item[prose] = Value::Null;
+        }
+    };
+    let (decisions, next_steps) = items;
+    let decisions = decisions
+        .into_iter()
+        .filter(|d| keep(d, "decision"))
+        .map(|mut d| {
+            clear(&mut d, &["decided_by"], "rationale");
+            d
+        })
+        .collect();
+    let next_steps = next_steps
+        .into_iter()
+        .filter(|t| keep(t, "task"))
+        .map(|mut t| {
+            clear(&mut t, &["assigned_to", "deadline"], "context");
+            t
+        })
+        .collect();
+    (decisions, next_steps)
 }
 
 /// The embedded model's items: its decisions, each `decided_by` kept only when that person's
@@ -197,12 +243,13 @@ impl SummaryActivities {
                                     )
                                     .all(|s| grounded(s, &text) >= 0.6)
                             },
-                            || extracted_actions(&text),
+                            || fallback_items(&text, &participants),
                         )
                         .await?;
-                    if embedded {
+                    if embedded && answered.method == Method::Llm {
                         answered.value = embedded_items(answered.value.0, &text, &participants);
                     }
+                    answered.value = without_invented_facts(answered.value, &text);
                     let (decisions, next_steps) = (answered.value.0.len(), answered.value.1.len());
                     Ok(ActionItemsOutput {
                         decisions,
@@ -285,5 +332,82 @@ mod tests {
             Value::Null
         );
         assert_eq!(out["next_steps"][0]["deadline"], Value::Null);
+    }
+
+    /// An incident review as the ASR wrote it (the held-back meeting of issue 40).
+    const GARBLED: &str = "Dana: Good. Victorone's Dix. I re alert. You next Monday.\n\
+        Eli: Sorry I'm late, legal act whenever we must notify the remurator.\n\
+        Dana: We agreed the root cause was the expired certificate on the gateway.\n\
+        Eli: I will rotate the certificates on every gateway before the end of the week.\n\
+        Dana: I'll page the security team.";
+
+    fn people() -> Vec<Participant> {
+        ["Dana", "Eli"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Participant {
+                id: format!("p{i}"),
+                speaker: i as i64,
+                name: (*name).into(),
+                user_id: None,
+                email: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_refused_answer_lists_no_sentence_of_the_transcript() {
+        let (decisions, next_steps) = fallback_items(GARBLED, &people());
+        assert!(decisions.is_empty(), "none recorded: {decisions:?}");
+        let sentences = crate::llm::extractive::sentences(GARBLED);
+        for t in &next_steps {
+            let task = t["task"].as_str().unwrap();
+            assert!(!echoes(task, GARBLED, COPIED_RUN), "{task:?} is copied");
+            assert!(
+                sentences.iter().all(|s| !s.ends_with(task)),
+                "{task:?} is a sentence of the transcript"
+            );
+        }
+        // The long commitment copies the transcript and is left out; the short one is kept
+        // with its owner, so the fallback is not simply empty.
+        let tasks: Vec<&str> = next_steps
+            .iter()
+            .filter_map(|t| t["task"].as_str())
+            .collect();
+        assert_eq!(tasks, ["Page the security team"], "{next_steps:?}");
+        assert_eq!(next_steps[0]["assigned_to"], "Dana");
+    }
+
+    #[test]
+    fn invented_numbers_dates_and_names_are_not_published() {
+        let items = (
+            vec![
+                json!({"decision": "The root cause was the expired certificate", "rationale": "Seen by Frank", "decided_by": "Dana"}),
+                json!({"decision": "Rotate 500 certificates", "rationale": null, "decided_by": "Dana"}),
+                json!({"decision": "Notify the regulator within 72 hours", "rationale": null, "decided_by": "Gwen"}),
+            ],
+            vec![
+                json!({"task": "Rotate the certificates on every gateway", "assigned_to": "Eli", "deadline": "by Friday", "context": null}),
+                json!({"task": "Rotate the certificates", "assigned_to": "Frank", "deadline": "next Monday", "context": null}),
+                json!({"task": "Call Acme about the gateway", "assigned_to": "Eli", "deadline": null, "context": null}),
+            ],
+        );
+        let (decisions, next_steps) = without_invented_facts(items, GARBLED);
+        assert_eq!(decisions.len(), 1, "{decisions:?}");
+        assert_eq!(decisions[0]["decided_by"], "Dana");
+        assert_eq!(
+            decisions[0]["rationale"],
+            Value::Null,
+            "Frank was never named"
+        );
+        assert_eq!(next_steps.len(), 2, "Acme was never named: {next_steps:?}");
+        assert_eq!(
+            next_steps[0]["deadline"],
+            Value::Null,
+            "Friday was never said"
+        );
+        assert_eq!(next_steps[0]["assigned_to"], "Eli");
+        assert_eq!(next_steps[1]["assigned_to"], Value::Null);
+        assert_eq!(next_steps[1]["deadline"], "next Monday");
     }
 }
