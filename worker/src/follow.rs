@@ -44,18 +44,29 @@ pub struct Line {
 /// The fraction done of running activities: (workflow id, activity id) → 0–1.
 pub type Fractions = BTreeMap<(String, String), f64>;
 
-fn status_text(s: StepStatus) -> &'static str {
+/// A step's status as `reflow status` prints it (the table and the live bars): a completed
+/// step that took a previous run's result (`reused`: a memoized run reused it, nothing ran)
+/// says "reused".
+pub(crate) fn status_text(s: StepStatus, reused: bool) -> &'static str {
     match s {
         StepStatus::Pending => "pending",
         StepStatus::Running => "running",
+        StepStatus::Completed if reused => "reused",
         StepStatus::Completed => "completed",
         StepStatus::Failed => "failed",
         StepStatus::Skipped => "skipped",
     }
 }
 
-fn message(rows: &[&StepRow], own: StepStatus, running: f64) -> String {
-    let mut m = status_text(own).to_owned();
+/// Whether every row of a step took a previous run's result.
+fn all_reused(rows: &[&StepRow]) -> bool {
+    !rows.is_empty() && rows.iter().all(|r| r.reused)
+}
+
+/// The status text of a step whose rows are `rows` ([`status_text`]), with its progress,
+/// attempt and last error.
+fn message(rows: &[&StepRow], own: StepStatus, running: f64, reused: bool) -> String {
+    let mut m = status_text(own, reused).to_owned();
     if own == StepStatus::Running && running > 0.0 {
         let done = rows.iter().filter(|r| r.status.is_terminal()).count() as f64;
         let percent = (100.0 * (done + running) / rows.len().max(1) as f64).floor();
@@ -106,7 +117,12 @@ pub fn lines(p: &Progress, workflow_id: &str, fractions: &Fractions) -> Vec<Line
             done,
             total: members.len() as u64,
             running,
-            message: message(&members, row.status, running),
+            message: message(
+                &members,
+                row.status,
+                running,
+                row.reused || all_reused(&members),
+            ),
         });
         // Steps of child workflows, aggregated across the children.
         let mut by_step: BTreeMap<String, Vec<(&StepRow, &str)>> = BTreeMap::new();
@@ -138,7 +154,7 @@ pub fn lines(p: &Progress, workflow_id: &str, fractions: &Fractions) -> Vec<Line
                 done,
                 total: rows.len() as u64,
                 running,
-                message: message(&rows, own, running),
+                message: message(&rows, own, running, all_reused(&rows)),
             });
         }
     }
@@ -363,5 +379,65 @@ mod tests {
             finished(&lines(&p, "run", &Fractions::new()), &mut printed, later),
             ["[   42.0 s] tracks 2/2 completed"]
         );
+    }
+
+    #[test]
+    fn a_reused_step_says_reused_not_completed() {
+        let mut get = row("get", StepStatus::Completed);
+        get.reused = true;
+        // A fan-out whose members were all reused, with a child step reused in each.
+        let mut fan = row("tracks", StepStatus::Completed);
+        for i in 0..2 {
+            let mut m = row(&format!("tracks[{i}]"), StepStatus::Completed);
+            m.reused = true;
+            m.child_workflow_id = Some(format!("run-tracks-{i}"));
+            let mut pad = row("pad", StepStatus::Completed);
+            pad.reused = true;
+            m.child = Some(Box::new(Progress {
+                steps: vec![pad],
+                ..Default::default()
+            }));
+            fan.members.push(m);
+        }
+        // A step that ran.
+        let ran = row("merge", StepStatus::Completed);
+        let p = Progress {
+            steps: vec![get, fan, ran],
+            ..Default::default()
+        };
+        let messages: Vec<String> = lines(&p, "run", &Fractions::new())
+            .into_iter()
+            .map(|l| format!("{} {}", l.label, l.message))
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "get reused",
+                "tracks reused",
+                "  tracks / pad reused",
+                "merge completed"
+            ]
+        );
+        let mut printed = BTreeSet::new();
+        assert_eq!(
+            finished(
+                &lines(&p, "run", &Fractions::new()),
+                &mut printed,
+                Duration::from_secs(2)
+            )[0],
+            "[    2.0 s] get 1/1 reused"
+        );
+        // The table `reflow status` prints without --follow says the same.
+        let table = crate::runs::render("run", &p);
+        let status_of = |step: &str| {
+            table
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(step))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .map(str::to_owned)
+        };
+        assert_eq!(status_of("get").as_deref(), Some("reused"), "{table}");
+        assert_eq!(status_of("pad").as_deref(), Some("reused"), "{table}");
+        assert_eq!(status_of("merge").as_deref(), Some("completed"), "{table}");
     }
 }

@@ -287,7 +287,7 @@ fn rows(progress: &Progress, depth: usize, out: &mut Vec<[String; 6]>) {
     let line = |r: &StepRow, depth: usize| {
         [
             format!("{}{}", "  ".repeat(depth), r.id),
-            format!("{:?}", r.status).to_lowercase(),
+            crate::follow::status_text(r.status, r.reused).to_owned(),
             match (r.attempt, r.max_attempts) {
                 (0, _) => String::new(),
                 (a, 0) => a.to_string(),
