@@ -11,7 +11,11 @@
 //!   step and its dependents run;
 //! - the same for a transcript made the way `reflow process` makes one (no recording row), through
 //!   `POST /v1/transcripts/{id}/process` (which used to answer 400);
-//! - `--from merge_transcripts` runs exactly the merge and everything downstream of it.
+//! - `--from merge_transcripts` runs exactly the merge and everything downstream of it;
+//! - the transcription-reuse cases on real speech (espeak-ng) transcribed by the embedded
+//!   Whisper (tiny.en) in the worker: nothing changed transcribes nothing and asks the LLM
+//!   nothing, a new `generate_title` runs that step and its dependents only, and both summaries
+//!   count the meeting's audio as transcription not paid again.
 //!
 //! Every new run replays against this build's workflow code.
 
@@ -20,7 +24,7 @@ use std::time::Duration;
 
 use reflow::rerun::{Outcome, Request};
 use reflow_tests::InProcessWorker;
-use reflow_tests::meetings::{Stack, voices};
+use reflow_tests::meetings::{Stack, talking, voices};
 use workflow::interpreter::memo::Rerun;
 
 pub(super) async fn stack() -> (Stack, InProcessWorker) {
@@ -191,20 +195,14 @@ async fn a_completed_meeting_processed_again_with_nothing_changed_runs_no_paid_s
     assert_eq!(stack.db.transcript(&tid).await.unwrap().status, "ended");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_new_version_with_another_llm_step_runs_only_that_step_and_its_dependents() {
-    let _one = reflow_tests::meetings::exclusive().await;
-    let (stack, _worker) = stack().await;
-    let (tid, wf) = meeting(&stack, "rerun-title").await;
-    let asr = stack.backends.asr_call_count();
-
-    // Version 3: generate_title's `with:` written differently.
-    let v3 = reflow_tests::meetings::title_changed();
-    reflow_tests::register_in(&stack.db, &v3).await;
-
+/// Register version 3 (generate_title's `with:` written differently), process `tid` again on
+/// it, and check that only that step and its dependents ran: no padding, no transcription, no
+/// track child in the history of `wf`. Its summary.
+async fn on_a_new_title(stack: &Stack, tid: &str, wf: &str) -> reflow::cli::rerun::Summary {
+    reflow_tests::register_in(&stack.db, &reflow_tests::meetings::title_changed()).await;
     let s = rerun(
-        &stack,
-        &tid,
+        stack,
+        tid,
         &Request {
             version: Some(3),
             ..Request::default()
@@ -214,13 +212,24 @@ async fn a_new_version_with_another_llm_step_runs_only_that_step_and_its_depende
     let dependents = &set(&["generate_title"]) | &set(&FREE);
     assert_eq!(ran(&s), dependents, "{s:?}");
     let reused: BTreeSet<String> = s.steps_reused.iter().cloned().collect();
-    assert_eq!(reused, &steps(&stack) - &dependents, "{s:?}");
-    let (types, children) = scheduled(&stack, &wf).await;
+    assert_eq!(reused, &steps(stack) - &dependents, "{s:?}");
+    let (types, children) = scheduled(stack, wf).await;
     assert!(
         !types.contains("pad_track") && !types.contains("transcribe_track") && children == 0,
         "{types:?}"
     );
     assert!(types.contains("generate_title"), "{types:?}");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_version_with_another_llm_step_runs_only_that_step_and_its_dependents() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    let (stack, _worker) = stack().await;
+    let (tid, wf) = meeting(&stack, "rerun-title").await;
+    let asr = stack.backends.asr_call_count();
+
+    let s = on_a_new_title(&stack, &tid, &wf).await;
     assert_eq!(stack.backends.asr_call_count(), asr);
     assert!(s.transcription_s_saved > 0.0, "{s:?}");
     let run = reflow::history::load(&stack.client, &wf).await.unwrap();
@@ -383,4 +392,71 @@ async fn a_transcript_made_by_reflow_process_is_processed_again_through_the_api_
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn real_speech_transcribed_by_the_embedded_asr_is_not_transcribed_again() {
+    let _one = reflow_tests::meetings::exclusive().await;
+    let (stack, _worker) =
+        reflow_tests::meetings::in_process_with(Duration::from_millis(50), false, |s| {
+            s.transcriber = reflow_tests::transcriber();
+        })
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let tracks = [talking(dir.path(), 12), talking(dir.path(), 16)];
+    let audio_s: f64 = tracks.iter().map(|v| v.end_s - v.offset_s).sum();
+    let m = stack.meeting("rerun-speech", 0, &tracks).await;
+    let (tid, out) = stack.run(&m).await;
+    assert!(out.is_ok(), "{out:?}");
+    let wf = m.workflow_id;
+    let (_, children) = scheduled(&stack, &wf).await;
+    assert!(children > 0, "the first run transcribes its tracks");
+    assert_eq!(
+        stack.backends.asr_call_count(),
+        0,
+        "Whisper, not the stand-in"
+    );
+    let vtt = stack.db.transcript(&tid).await.unwrap().webvtt;
+    let vtt = vtt.unwrap_or_default().to_lowercase();
+    let heard = [
+        "quarterly",
+        "review",
+        "support",
+        "ticket",
+        "mobile",
+        "hiring",
+    ];
+    assert!(
+        heard.iter().filter(|w| vtt.contains(*w)).count() >= 2,
+        "Whisper heard the speech: {vtt}"
+    );
+    let llm = llm_requests(&stack);
+    assert!(llm > 0);
+    // What Whisper was paid for once: the tracks' audio (within 10 %).
+    let saved = |s: &reflow::cli::rerun::Summary| {
+        assert!(
+            (s.transcription_s_saved - audio_s).abs() <= 0.1 * audio_s,
+            "{audio_s:.1} s of audio: {s:?}"
+        );
+    };
+
+    // Nothing changed: no padding, no transcription, no track child, no LLM request.
+    let s = rerun(&stack, &tid, &Request::default()).await;
+    let (types, children) = scheduled(&stack, &wf).await;
+    assert!(
+        types.is_subset(&set(&FREE)) && children == 0,
+        "only bookkeeping runs: {types:?}"
+    );
+    assert_eq!(llm_requests(&stack), llm, "no new LLM call");
+    assert_eq!(ran(&s), set(&FREE), "{s:?}");
+    saved(&s);
+
+    // generate_title's `with:` changed: that step and its dependents run, nothing is transcribed.
+    let s = on_a_new_title(&stack, &tid, &wf).await;
+    assert!(llm_requests(&stack) > llm, "a new title is asked for");
+    saved(&s);
+    println!(
+        "{audio_s:.1} s of audio; not paid again: {:.1} s of transcription",
+        s.transcription_s_saved
+    );
 }
