@@ -474,13 +474,16 @@ async fn long_inputs_are_split_to_fit_the_context_window_and_calls_respect_the_r
     );
     assert_eq!(out["chunk_topics"][0]["usage"]["calls"], json!(parts + 1));
 
-    // At most 2 calls per second: any three consecutive requests span at least ~1 s.
+    // At most 2 calls per second: any three consecutive requests span about 1 s. They are
+    // timed where the stand-in receives them, so a loaded machine that delays the first one's
+    // delivery shortens the span (888 ms was seen in a full-suite run); without the limiter the
+    // three arrive within a few milliseconds, so 700 ms still tells the two apart.
     let mut times: Vec<_> = requests.iter().map(|r| r.at).collect();
     times.sort();
     for w in times.windows(3) {
         let span = w[2] - w[0];
         assert!(
-            span >= std::time::Duration::from_millis(900),
+            span >= std::time::Duration::from_millis(700),
             "3 calls within {span:?}"
         );
     }
