@@ -413,31 +413,7 @@ fn number_heard(token: &str, heard: &BTreeSet<String>, heard_text: &str) -> bool
 
 /// `n` in English words, lowercase, hyphens as spaces ("ten thousand", "forty two").
 pub fn number_words(n: u64) -> String {
-    const ONES: [&str; 20] = [
-        "zero",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-    ];
-    const TENS: [&str; 10] = [
-        "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-    ];
+    use ::activities::llm::facts::{TENS, UNITS as ONES};
     fn below_thousand(n: u64) -> String {
         let mut parts = Vec::new();
         if n >= 100 {

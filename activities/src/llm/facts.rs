@@ -26,7 +26,9 @@ const DATE_WORDS: &[&str] = &[
     "sunday",
 ];
 
-const UNITS: &[&str] = &[
+/// The English number words below twenty, by value (the evaluation set's scorer spells
+/// numbers with the same words).
+pub const UNITS: &[&str] = &[
     "zero",
     "one",
     "two",
@@ -48,7 +50,8 @@ const UNITS: &[&str] = &[
     "eighteen",
     "nineteen",
 ];
-const TENS: &[&str] = &[
+/// The English tens, by value / 10 (`""` below twenty).
+pub const TENS: &[&str] = &[
     "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
 ];
 
