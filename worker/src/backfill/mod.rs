@@ -61,12 +61,17 @@ pub enum BackfillError {
 }
 
 /// The selection `since` (a date or an RFC 3339 time) to now, in `room`.
+///
+/// The bounds are compared with the stored times as text, which are RFC 3339 with
+/// milliseconds (`db::now`) or whole seconds (a Daily folder's stamp). The lower bound is
+/// written with milliseconds so that both forms of the same second compare at or after it
+/// (`…05.123Z` is before `…05Z` as text); the upper bound, now, with whole seconds.
 pub fn selection(since: &str, room: Option<String>) -> Result<Selection, BackfillError> {
     let at = humantime::parse_rfc3339_weak(since)
         .or_else(|_| humantime::parse_rfc3339_weak(&format!("{since} 00:00:00")))
         .map_err(|_| BackfillError::Since(since.to_owned()))?;
     Ok(Selection {
-        since: humantime::format_rfc3339_seconds(at).to_string(),
+        since: humantime::format_rfc3339_millis(at).to_string(),
         until: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         room,
     })
@@ -376,4 +381,23 @@ pub fn line(p: &BackfillProgress) -> String {
         p.skipped,
         p.total
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_stored_in_the_second_the_window_opens_is_inside_it() {
+        let s = selection("2026-12-07T16:10:05Z", None).unwrap();
+        assert_eq!(s.since, "2026-12-07T16:10:05.000Z");
+        for stored in ["2026-12-07T16:10:05.123Z", "2026-12-07T16:10:05Z"] {
+            assert!(stored >= s.since.as_str(), "{stored} is inside");
+        }
+        assert!("2026-12-07T16:10:04.999Z" < s.since.as_str());
+        assert_eq!(
+            selection("2026-12-07", None).unwrap().since,
+            "2026-12-07T00:00:00.000Z"
+        );
+    }
 }
