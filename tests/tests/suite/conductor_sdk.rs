@@ -454,8 +454,18 @@ impl Clients {
                         .or_insert_with(|| v.to_owned());
                 }
             } else {
+                // The run goes on between reflow's answer and the SDK's own read of it: the
+                // SDK may see it one state later (RUNNING, then ended), never another run.
                 assert_eq!(result["workflowId"], sent["workflowId"], "{what}");
-                assert_eq!(result["status"], sent["status"], "{what}");
+                let moved_on = sent["status"] == "RUNNING"
+                    && ["COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT"]
+                        .contains(&result["status"].as_str().unwrap_or_default());
+                assert!(
+                    result["status"] == sent["status"] || moved_on,
+                    "{what}: the SDK read {} where reflow sent {}",
+                    result["status"],
+                    sent["status"]
+                );
             }
         }
     }
