@@ -306,15 +306,7 @@ pub fn copied_share(text: &str, transcript: &str) -> f64 {
     copied.iter().filter(|c| **c).count() as f64 / w.len() as f64
 }
 
-const WEEKDAYS: [&str; 7] = [
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-];
+use ::activities::llm::facts::WEEKDAYS;
 const MONTHS: [&str; 12] = [
     "january",
     "february",
