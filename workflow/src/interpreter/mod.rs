@@ -8,10 +8,12 @@
 //! declared (then item) order, and `select_all`, which polls in a fixed order; no clocks but
 //! `ctx.workflow_time()`, no maps but `BTreeMap`.
 //!
-//! This file is the graph's loop, in named phases (`GraphRun`): `begin` (the graph, its
-//! input, the table, the scope, the run's tags), then until nothing runs `start_ready`,
-//! `show_current_step`, `next_finished` and `settle` (a step's result, or the run's failure),
-//! then `finish` (the output). Its parts are modules: `step` (one step: its fan-out members,
+//! This file is the graph's loop ([`run_graph`]) and what its phases share (`GraphRun`); each
+//! phase is a module of its own: `begin` (the graph, its input, the table, the scope, the
+//! run's tags; and `finish`, the output), then until nothing runs `scheduling`
+//! (`start_ready`), `current_step` (`show_current_step`), `settling` (`next_finished`,
+//! `settle`: a step's result) and `failing` (the run's failure and its `on_failure` hook).
+//! Its other parts are modules too: `step` (one step: its fan-out members,
 //! each an activity or a child), `failure` (why a step failed), `options` (what Temporal is
 //! told about a step), `inputs` (input resolution and readiness), `report` (progress to the
 //! frontend or the parent) and `tags` (search attributes and memo), each unit-tested without
@@ -24,14 +26,16 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use futures::future::select_all;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use temporalio_workflow::{
     WorkflowContext, WorkflowResult, WorkflowTermination, common::error::ApplicationFailure,
 };
 
+mod begin;
 pub mod binding;
+mod current_step;
+mod failing;
 mod failure;
 mod inputs;
 pub mod memo;
@@ -40,6 +44,8 @@ mod options;
 pub mod preview;
 mod report;
 pub mod resolve;
+mod scheduling;
+mod settling;
 pub mod shadow;
 mod step;
 mod tags;
@@ -51,15 +57,11 @@ pub use report::{ProgressReport, REPORT_PROGRESS};
 pub use visibility::{LEAN_PATCH, finish_inferred, inferable};
 
 use failure::StepFailure;
-use inputs::{needs_met, resolve_inputs};
 use report::{report_to_frontend, report_to_parent};
-use step::{initial_row, now, run_step};
-use tags::{render_search_attributes, tag_run};
 
 use crate::expr::{self, Scope};
 use crate::pipeline::{Graph, Pipeline, PipelineRef};
-use crate::progress::{Progress, RunStatus, StepStatus};
-use crate::search;
+use crate::progress::Progress;
 
 /// Input of every pipeline workflow: the registered version it is pinned to, which graph of
 /// it to run, the graph's input, and the run it was written for: `{"pipeline": "Name",
@@ -267,437 +269,4 @@ fn invalid_input(message: String) -> WorkflowTermination {
         .non_retryable(true)
         .build()
         .into()
-}
-
-impl<'a, W: Interpreted> GraphRun<'a, W> {
-    /// The graph to run and its checked input, a fresh progress table, the scope, and the
-    /// run's search attributes and memo.
-    fn begin(
-        ctx: &'a WorkflowContext<W>,
-        pipeline: Pipeline,
-        reference: Option<PipelineRef>,
-        input: RunInput,
-        lean: bool,
-    ) -> WorkflowResult<Self> {
-        let graph_name = input
-            .graph
-            .clone()
-            .unwrap_or_else(|| pipeline.main.name.clone());
-        let Some(graph) = pipeline.graph(&graph_name).cloned() else {
-            return Err(invalid_input(format!(
-                "pipeline {:?} has no graph {graph_name:?}",
-                pipeline.name
-            )));
-        };
-        let is_child = input.parent.is_some();
-        let args = resolve_inputs(&graph, input.input)
-            .map_err(|msg| invalid_input(format!("{graph_name}: invalid input: {msg}")))?;
-        Self::reset_table(ctx, &pipeline, &graph);
-        let mut scope = Self::initial_scope(ctx, &pipeline, &graph, args);
-        let (tagged, pending_tags) = Self::tag(
-            ctx,
-            &pipeline,
-            (is_child, lean),
-            input.search_attributes,
-            &mut scope,
-        );
-        // A lean child starts with the `CurrentStep` its parent set.
-        let current_step = if is_child && lean {
-            visibility::first_steps(&graph)
-        } else {
-            String::new()
-        };
-        Ok(GraphRun {
-            ctx,
-            states: vec![State::Pending; graph.steps.len()],
-            pipeline,
-            reference,
-            graph,
-            scope,
-            running: Vec::new(),
-            tagged,
-            current_step,
-            lean,
-            pending_tags,
-            memo: None,
-            skipped: Vec::new(),
-        })
-    }
-
-    /// The progress table of this graph: every step pending.
-    fn reset_table(ctx: &WorkflowContext<W>, pipeline: &Pipeline, graph: &Graph) {
-        ctx.state_mut(|w| {
-            let p = w.progress_mut();
-            *p = Progress {
-                pipeline: graph.name.clone(),
-                version: pipeline.version,
-                pipeline_hash: pipeline.hash.clone(),
-                status: RunStatus::Running,
-                steps: graph.steps.iter().map(initial_row).collect(),
-                revision: p.revision,
-                finished: false,
-            }
-        });
-    }
-
-    /// The scope before any step: the input and the run's identity.
-    fn initial_scope(
-        ctx: &WorkflowContext<W>,
-        pipeline: &Pipeline,
-        graph: &Graph,
-        args: Value,
-    ) -> Scope {
-        let mut scope = Scope::new();
-        scope.insert("input".into(), args);
-        scope.insert(
-            "workflow".into(),
-            json!({"id": ctx.workflow_id(), "pipeline": pipeline.name, "graph": graph.name,
-                   "version": pipeline.version, "hash": pipeline.hash,
-                   // The first workflow task's time: the run's start, within a task's latency.
-                   "started_at": now(ctx)}),
-        );
-        scope
-    }
-
-    /// Search attributes and memo, so the run can be found (docs/contracts/observability.md
-    /// §6): the declared ones rendered (a child's inherited from its parent), set when the
-    /// run is [`SEARCH_ATTRIBUTES_PATCH`]ed, and kept in the scope for children. Returns
-    /// whether the run is tagged, and the attributes a lean run sets with its first
-    /// `CurrentStep` (a lean child's were set by its parent, [`visibility`]).
-    fn tag(
-        ctx: &WorkflowContext<W>,
-        pipeline: &Pipeline,
-        (is_child, lean): (bool, bool),
-        inherited: BTreeMap<String, String>,
-        scope: &mut Scope,
-    ) -> (
-        bool,
-        Vec<temporalio_workflow::common::search_attributes::SearchAttributeUpdate>,
-    ) {
-        let tagged = visibility::patched(ctx, lean, SEARCH_ATTRIBUTES_PATCH);
-        let declared = if is_child {
-            inherited
-        } else {
-            render_search_attributes(pipeline, scope)
-        };
-        let mut pending = Vec::new();
-        if tagged && !lean {
-            tag_run(ctx, pipeline, &declared);
-        } else if lean && !is_child {
-            pending = visibility::run_attributes(pipeline, &declared);
-            visibility::set_memo(ctx, pipeline, true);
-        }
-        scope.insert(SA_SCOPE.into(), json!(declared));
-        (tagged, pending)
-    }
-
-    /// Start (or skip) everything that is ready, in declared order, until nothing changes.
-    fn start_ready(&mut self) {
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for i in 0..self.graph.steps.len() {
-                let step = &self.graph.steps[i];
-                if self.states[i] != State::Pending || !needs_met(&self.graph, &self.states, step) {
-                    continue;
-                }
-                changed = true;
-                match self.condition(i) {
-                    Ok(true) if self.skipped.contains(&step.id) => self.skip(i),
-                    Ok(true) => match self.memo.as_ref().and_then(|m| m.reused(&step.id)) {
-                        Some(v) => {
-                            let v = v.clone();
-                            self.reuse(i, v);
-                        }
-                        None => self.start(i),
-                    },
-                    Ok(false) => self.skip(i),
-                    Err(f) => {
-                        self.states[i] = State::Running;
-                        self.running.push(Box::pin(async move { (i, Err(f)) }));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Whether step `i` runs: its `when:` (none: it does).
-    fn condition(&self, i: usize) -> Result<bool, StepFailure> {
-        match &self.graph.steps[i].when {
-            None => Ok(true),
-            Some(cond) => expr::render_condition(cond, &self.scope)
-                .map_err(|e| StepFailure::new(INVALID_INPUT, format!("when: {e}"))),
-        }
-    }
-
-    /// Step `i`'s `when:` is false (or the run skips it): skipped, its output null.
-    fn skip(&mut self, i: usize) {
-        let step = &self.graph.steps[i];
-        self.states[i] = State::Skipped;
-        self.scope.insert(step.id.clone(), Value::Null);
-        let now = now(self.ctx);
-        self.ctx.state_mut(|w| {
-            if let Some(r) = w.progress_mut().row_mut(&step.id, None) {
-                r.status = StepStatus::Skipped;
-                r.finished_at = now;
-            }
-        });
-    }
-
-    /// Start step `i` with the scope as it is now.
-    fn start(&mut self, i: usize) {
-        self.states[i] = State::Running;
-        let fut = run_step(
-            self.ctx.clone(),
-            self.pipeline.clone(),
-            (self.reference.clone(), self.lean),
-            self.graph.name.clone(),
-            self.graph.steps[i].clone(),
-            self.scope.clone(),
-        );
-        self.running.push(Box::pin(async move { (i, fut.await) }));
-    }
-
-    /// Step `i` is taken from its memo (the plan reuses it): completed now, marked reused.
-    fn reuse(&mut self, i: usize, value: Value) {
-        let id = self.graph.steps[i].id.clone();
-        let now = now(self.ctx);
-        let child = match &self.graph.steps[i].run {
-            crate::pipeline::Run::Child(c) => memoized::reused_child(&self.pipeline, c, &now),
-            crate::pipeline::Run::Activity(_) => None,
-        };
-        self.ctx.state_mut(|w| {
-            if let Some(r) = w.progress_mut().row_mut(&id, None) {
-                r.started_at.clone_from(&now);
-                r.reused = true;
-                r.child = child.map(Box::new);
-            }
-        });
-        self.succeeded(i, value, now);
-    }
-
-    /// The `CurrentStep` search attribute: the steps in flight, set when it changed (a lean
-    /// run: not while a local step runs, and with its pending attributes; [`visibility`]).
-    fn show_current_step(&mut self) {
-        if !self.tagged {
-            return;
-        }
-        let running = || {
-            self.graph
-                .steps
-                .iter()
-                .zip(&self.states)
-                .filter(|(_, s)| **s == State::Running)
-                .map(|(s, _)| s)
-        };
-        if self.lean && running().any(|s| s.local) {
-            return;
-        }
-        let now_running = visibility::label(running(), self.lean);
-        if now_running != self.current_step {
-            self.show(now_running);
-        }
-    }
-
-    /// Set `CurrentStep` to `value`, with the attributes not set yet.
-    fn show(&mut self, value: String) {
-        let mut updates = std::mem::take(&mut self.pending_tags);
-        updates.push(search::CURRENT_STEP.value_set(value.clone()));
-        self.ctx.upsert_search_attributes(updates);
-        self.current_step = value;
-    }
-
-    /// A step that finished in this activation, if any (a lean run settles them all before
-    /// it shows what runs); the steps still in flight stay in flight.
-    async fn finished_now(&mut self) -> Option<(usize, Result<Value, StepFailure>)> {
-        let running = &mut self.running;
-        futures::future::poll_fn(|cx| {
-            for k in 0..running.len() {
-                if let std::task::Poll::Ready(done) = running[k].as_mut().poll(cx) {
-                    drop(running.remove(k));
-                    return std::task::Poll::Ready(Some(done));
-                }
-            }
-            std::task::Poll::Ready(None)
-        })
-        .await
-    }
-
-    /// Whichever step in flight finishes first (ties: the first started).
-    async fn next_finished(&mut self) -> (usize, Result<Value, StepFailure>) {
-        let ((i, result), _, rest) = select_all(std::mem::take(&mut self.running)).await;
-        self.running = rest;
-        (i, result)
-    }
-
-    /// Record step `i`'s result; a required step's failure ends the run (the error).
-    async fn settle(&mut self, i: usize, result: Result<Value, StepFailure>) -> WorkflowResult<()> {
-        let now = now(self.ctx);
-        match result {
-            Ok(value) => {
-                self.succeeded(i, value, now);
-                Ok(())
-            }
-            Err(failure) => self.failed(i, failure, now).await,
-        }
-    }
-
-    /// Step `i` completed with `value`: its row, its output in the scope.
-    fn succeeded(&mut self, i: usize, value: Value, now: Option<String>) {
-        let step = &self.graph.steps[i];
-        let status = crate::progress::completed(&value);
-        self.ctx.state_mut(|w| {
-            if let Some(r) = w.progress_mut().row_mut(&step.id, None) {
-                r.status = status;
-                r.finished_at = now;
-            }
-        });
-        self.scope.insert(step.id.clone(), value.clone());
-        self.states[i] = State::Done(value);
-    }
-
-    /// Step `i` failed for good: its row; an optional one's output is null and the run goes
-    /// on, else (or when the run is cancelled) the run fails.
-    async fn failed(
-        &mut self,
-        i: usize,
-        failure: StepFailure,
-        now: Option<String>,
-    ) -> WorkflowResult<()> {
-        let ctx = self.ctx;
-        let step = &self.graph.steps[i];
-        ctx.state_mut(|w| {
-            if let Some(r) = w.progress_mut().row_mut(&step.id, None) {
-                r.status = StepStatus::Failed;
-                r.finished_at = now.clone();
-                r.error = Some(failure.text());
-            }
-        });
-        let cancelled = ctx.cancellation_token().is_cancelled();
-        if step.optional && !cancelled {
-            // Logged once, when it happens: not again when a worker replays the history.
-            if !ctx.is_replaying() {
-                tracing::warn!(workflow_id = ctx.workflow_id(), step = %step.id, error = %failure.text(), "optional step failed; the run goes on");
-            }
-            self.scope.insert(step.id.clone(), Value::Null);
-            self.states[i] = State::FailedOptional;
-            return Ok(());
-        }
-        Err(self.fail_run(i, failure, cancelled).await)
-    }
-
-    /// Required step `i` failed (or the run was cancelled): the table says so, the main
-    /// graph's `on_failure` step runs, and the run ends Failed (Canceled when cancelled).
-    async fn fail_run(
-        &mut self,
-        i: usize,
-        failure: StepFailure,
-        cancelled: bool,
-    ) -> WorkflowTermination {
-        let ctx = self.ctx;
-        if !cancelled && let Some(memo) = &self.memo {
-            // What completed before the failure is reused by a new run.
-            memo.store(ctx, &self.graph, &self.states).await;
-        }
-        let step_id = self.graph.steps[i].id.clone();
-        if self.tagged {
-            self.show(step_id);
-        }
-        let step = &self.graph.steps[i];
-        ctx.state_mut(|w| {
-            let p = w.progress_mut();
-            p.status = RunStatus::Failed;
-            for r in p.steps.iter_mut() {
-                if r.status == StepStatus::Pending {
-                    r.status = StepStatus::Skipped;
-                }
-            }
-        });
-        if self.graph.name == self.pipeline.main.name
-            && let Some(hook) = &self.pipeline.on_failure
-        {
-            // Every other step in flight is abandoned (dropping its future cancels it); the
-            // hook records the failure where users look (`mark_failed`).
-            drop(std::mem::take(&mut self.running));
-            let mut scope = self.scope.clone();
-            scope.insert(
-                "failure".into(),
-                json!({"step": step.id, "type": failure.kind, "message": failure.message}),
-            );
-            let hooked = if cancelled && visibility::patched(ctx, self.lean, CANCELLED_HOOK_PATCH) {
-                run_detached_hook(ctx, hook, &scope).await
-            } else {
-                run_step(
-                    ctx.clone(),
-                    self.pipeline.clone(),
-                    (self.reference.clone(), self.lean),
-                    self.graph.name.clone(),
-                    hook.clone(),
-                    scope,
-                )
-                .await
-            };
-            if let Err(e) = hooked
-                && !ctx.is_replaying()
-            {
-                tracing::error!(workflow_id = ctx.workflow_id(), step = %hook.id, error = %e.text(), "on_failure step failed");
-            }
-        }
-        if cancelled {
-            // `temporal workflow cancel`: the run ends Canceled, not Failed.
-            return WorkflowTermination::cancelled();
-        }
-        ApplicationFailure::builder(format!("step {:?} failed: {}", step.id, failure.text()))
-            .type_name(STEP_FAILED.to_owned())
-            .non_retryable(true)
-            .build()
-            .into()
-    }
-
-    /// Every step settled: the graph's output, `CurrentStep` cleared (a lean run leaves it:
-    /// [`visibility`]), the run completed.
-    fn finish(self) -> WorkflowResult<Value> {
-        let output = expr::render(&self.graph.output, &self.scope)
-            .map_err(|e| invalid_input(format!("{}: output: {e}", self.graph.name)))?;
-        if self.lean {
-            if !self.pending_tags.is_empty() {
-                self.ctx.upsert_search_attributes(self.pending_tags);
-            }
-        } else if self.tagged {
-            // The SDK encodes an unset as an empty payload, which the server refuses: set "".
-            self.ctx
-                .upsert_search_attributes([search::CURRENT_STEP.value_set(String::new())]);
-        }
-        self.ctx
-            .state_mut(|w| w.progress_mut().status = RunStatus::Completed);
-        Ok(output)
-    }
-}
-
-/// The failure hook of a cancelled run ([`CANCELLED_HOOK_PATCH`]), on a cancellation token of
-/// its own so that the run's cancel does not cancel it too: it records that the run stopped
-/// (`mark_failed` puts a cancelled transcript back to `idle`).
-async fn run_detached_hook<W: Interpreted>(
-    ctx: &WorkflowContext<W>,
-    hook: &crate::pipeline::Step,
-    scope: &Scope,
-) -> Result<Value, StepFailure> {
-    let crate::pipeline::Run::Activity(name) = &hook.run else {
-        return Err(StepFailure::new(
-            INVALID_INPUT,
-            "on_failure: the hook must run an activity",
-        ));
-    };
-    let input = expr::render(&hook.with, scope)
-        .map_err(|e| StepFailure::new(INVALID_INPUT, format!("with: {e}")))?;
-    let mut opts = options::activity_options(hook, hook.id.clone(), None, hook.id.clone());
-    opts.cancellation_token = Some(temporalio_workflow::WorkflowCancellationToken::new());
-    ctx.execute_activity(
-        temporalio_workflow::common::UntypedActivity::new(name.clone()),
-        crate::payload::to_raw(&input),
-        opts,
-    )
-    .await
-    .map_err(|e| failure::failed(e.failure(), "PayloadError", &e))
-    .and_then(failure::decode)
 }
