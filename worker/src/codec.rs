@@ -425,7 +425,7 @@ mod tests {
         decode_payloads(&mut failure, &codec, &context)
             .await
             .unwrap();
-        let read = crate::history::run::Failure::of(&failure);
+        let read = crate::history::Failure::of(&failure);
         assert_eq!(read.message, text);
         assert_eq!(read.kind, "HttpClientError");
     }

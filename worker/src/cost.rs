@@ -13,8 +13,8 @@ use activities::usage::Usage;
 use serde::Serialize;
 use temporalio_client::Client;
 
+use crate::history::ChildOutcome;
 use crate::history::Close;
-use crate::history::run::ChildOutcome;
 
 /// Spending of one activity type in a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

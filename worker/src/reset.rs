@@ -9,7 +9,7 @@
 
 use temporalio_client::Client;
 
-use crate::history::run::ChildOutcome;
+use crate::history::ChildOutcome;
 use crate::history::{Close, Run};
 
 /// Why no reset point was found.

@@ -61,7 +61,7 @@ pub async fn retry_run(
     let pipeline = run.pipeline();
     let optional = |s: &crate::history::Step| {
         pipeline.as_ref().is_some_and(|p| {
-            crate::history::run::declared(p, &run.workflow_type, s).is_some_and(|d| d.optional)
+            crate::history::declared(p, &run.workflow_type, s).is_some_and(|d| d.optional)
         })
     };
     let target = match run.status {

@@ -8,9 +8,13 @@
 //! with how it closed, its child workflows, and its pending activities. Nothing here matches
 //! error text or compares enum numbers.
 
+pub mod failure;
 pub mod run;
+pub mod step;
 
-pub use run::{Child, Close, Failure, Pending, Run, Started, Step};
+pub use failure::Failure;
+pub use run::Run;
+pub use step::{Child, ChildOutcome, Close, Pending, Started, Step, declared, declared_as};
 
 use temporalio_client::{
     Client, NamespacedClient, UntypedWorkflow, WorkflowDescribeOptions,

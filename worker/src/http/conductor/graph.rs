@@ -10,7 +10,7 @@ use workflow::pipeline::{Pipeline, Run as StepRun};
 use super::model::{Task, TaskStatus, Workflow};
 use crate::graph::{Attempt, Member, NodeRun, NodeState, Runs};
 use crate::history::Run;
-use crate::history::run::{ChildOutcome, declared_as};
+use crate::history::{ChildOutcome, declared_as};
 
 /// The drawing of `view` (the Conductor view of `main` and its `children`) on `pipeline`.
 pub fn svg(pipeline: &Pipeline, main: &Run, children: &[Run], view: &Workflow) -> String {

@@ -29,9 +29,9 @@ use workflow::pipeline::{Graph, Pipeline, Run as StepRun, Step as StepDef};
 
 use super::model::{Definition, Task, TaskStatus, Workflow, WorkflowStatus, WorkflowTask};
 use super::rows::{Owner, step_rows};
+use crate::history::ChildOutcome;
 use crate::history::Run;
-use crate::history::run::ChildOutcome;
-use crate::history::run::{declared, declared_as};
+use crate::history::{declared, declared_as};
 use activities::db::attempts::AttemptRow;
 
 /// A run with its `step_attempt` rows.
