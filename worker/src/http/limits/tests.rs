@@ -1,0 +1,73 @@
+//! Unit tests of [`super`] (`limits.rs`).
+
+use super::*;
+
+#[test]
+fn slots_are_capped_per_process_and_per_client_and_given_back() {
+    let slots = Arc::new(ClientSlots::new(3, 2));
+    let a: IpAddr = "10.0.0.1".parse().unwrap();
+    let b: IpAddr = "10.0.0.2".parse().unwrap();
+    let a1 = slots.try_acquire(Some(a)).unwrap();
+    let _a2 = slots.try_acquire(Some(a)).unwrap();
+    assert_eq!(
+        slots.try_acquire(Some(a)).unwrap_err(),
+        SlotRefused::Client { client: a, held: 2 }
+    );
+    let _b1 = slots.try_acquire(Some(b)).unwrap();
+    assert_eq!(
+        slots.try_acquire(Some(b)).unwrap_err(),
+        SlotRefused::Full(3)
+    );
+    drop(a1);
+    assert_eq!(slots.in_use(), 2);
+    let _a3 = slots.try_acquire(Some(a)).unwrap();
+}
+
+#[test]
+fn a_cooldown_refuses_until_its_interval_passed_and_a_release_gives_the_turn_back() {
+    let c = Cooldown::default();
+    c.reserve("t1", Duration::from_secs(60)).unwrap();
+    let wait = c.reserve("t1", Duration::from_secs(60)).unwrap_err();
+    assert!(wait > Duration::from_secs(59), "{wait:?}");
+    c.reserve("t2", Duration::from_secs(60)).unwrap();
+    c.release("t1");
+    c.reserve("t1", Duration::from_secs(60)).unwrap();
+    c.reserve("t3", Duration::ZERO).unwrap();
+    c.reserve("t3", Duration::ZERO).unwrap();
+}
+
+#[test]
+fn only_a_forced_process_request_is_recognised() {
+    let req = |method: &str, uri: &str| {
+        axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        forced_process(&req("POST", "/v1/transcripts/t-1/process?force=true")).as_deref(),
+        Some("t-1")
+    );
+    assert_eq!(
+        forced_process(&req("POST", "/v1/transcripts/t%2D1/process?force=true")).as_deref(),
+        Some("t-1"),
+        "one key however the id is spelled"
+    );
+    assert_eq!(
+        forced_process(&req("POST", "/v1/transcripts/t-1/process")),
+        None
+    );
+    assert_eq!(
+        forced_process(&req("POST", "/v1/transcripts/t-1/process?force=false")),
+        None
+    );
+    assert_eq!(
+        forced_process(&req("GET", "/v1/transcripts/t-1/process?force=true")),
+        None
+    );
+    assert_eq!(
+        forced_process(&req("POST", "/v1/transcripts/t-1/x/process?force=true")),
+        None
+    );
+}
