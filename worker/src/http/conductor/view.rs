@@ -1,6 +1,5 @@
 //! A run (and its children) as the Conductor Workflow JSON (docs/contracts/conductor-status.md §2,
-//! §3.2). One concept, one file: the assembly of that JSON from a run's rows (its unit tests are in
-//! `view/tests.rs`).
+//! §3.2), assembled from a run's rows (its unit tests are in `view/tests.rs`).
 //!
 //! - The run's own steps become SIMPLE rows ([`super::rows`]), less the `on_failure` hook
 //!   (`mark_failed` is internal).
@@ -18,8 +17,10 @@
 //! - Rows are sorted by scheduled time; a FORK goes right before its first member and its JOIN
 //!   right after its last one.
 //!
-//! One concept, one file: assembling the view from a run (the rows are in [`super::rows`], the
-//! JSON types in [`super::model`]).
+//! This file assembles the view from a run; its parts are modules: the FORK/JOIN groups and
+//! the rows' order (`fork_join`), the rows of steps that did not run (`skipped`) and the
+//! `workflowDefinition` (`definition`). The rows are in [`super::rows`], the JSON types in
+//! [`super::model`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,12 +28,21 @@ use serde_json::{Map, Value, json};
 use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
 use workflow::pipeline::{Graph, Pipeline, Run as StepRun, Step as StepDef};
 
-use super::model::{Definition, Task, TaskStatus, Workflow, WorkflowStatus, WorkflowTask};
+use super::model::{Task, TaskStatus, Workflow, WorkflowStatus};
 use super::rows::{Owner, step_rows};
 use crate::history::ChildOutcome;
 use crate::history::Run;
 use crate::history::{declared, declared_as};
 use activities::db::attempts::AttemptRow;
+
+mod definition;
+mod fork_join;
+mod skipped;
+
+use definition::definition;
+pub(super) use fork_join::latest_per_ref;
+use fork_join::{Group, order};
+use skipped::skipped_rows;
 
 /// A run with its `step_attempt` rows.
 pub struct Loaded {
@@ -152,20 +162,6 @@ pub fn workflow(main: &Loaded, children: &[Loaded], include_tasks: bool) -> Work
         workflow_definition: definition(pipeline.as_ref(), &run.workflow_type),
         tasks: if include_tasks { tasks } else { Vec::new() },
     }
-}
-
-/// One FORK/JOIN group under construction.
-struct Group {
-    fork: String,
-    join: String,
-    /// Member refs the JOIN waits for, in order (known before their rows exist).
-    expected: Vec<String>,
-    /// Every member is known (no more will be scheduled).
-    complete: bool,
-    members: Vec<Task>,
-    /// When the fan-out started (its first child initiated, or when a fan-out over nothing
-    /// was decided): the FORK's time while no member has a row.
-    at: i64,
 }
 
 /// Every task row of `main` and its children, ordered, `seq` set.
@@ -396,342 +392,6 @@ fn successors_started(graph: Option<&Graph>, id: &str, run: &Run) -> bool {
             .steps
             .iter()
             .any(|s| after.contains(s.id.as_str()) && matches!(s.run, StepRun::Child(_))))
-}
-
-/// COMPLETED rows of the steps a memoized run reused (`outputData` their stored result with
-/// `"reused": true`), SKIPPED rows of the main graph's steps that never ran although the run
-/// went past them (a `when:` that was false), and the FORK/JOIN groups of fan-outs that had
-/// nothing to fan out over (§3.2: a FORK and a COMPLETED JOIN with an empty `joinOn`), keyed as
-/// [`tasks`] keys
-/// groups.
-fn skipped_rows(
-    owner: &Owner<'_>,
-    pipeline: &Pipeline,
-    graph: &Graph,
-    hook: Option<&StepDef>,
-    plain: &[Task],
-    groups: &BTreeMap<String, Group>,
-) -> (Vec<Task>, Vec<(String, Group)>) {
-    let run = owner.run;
-    let ran = |id: &str| {
-        run.steps
-            .iter()
-            .any(|s| s.activity_id == id || s.activity_id.starts_with(&format!("{id}_")))
-            || groups.contains_key(id)
-            || groups.keys().any(|k| k.starts_with(&format!("{id}/")))
-    };
-    let mut out = Vec::new();
-    let mut empty = Vec::new();
-    for s in &graph.steps {
-        if hook.is_some_and(|h| h.id == s.id) || ran(&s.id) {
-            continue;
-        }
-        let went_past = run.status == WorkflowExecutionStatus::Completed
-            || successors_started(Some(graph), &s.id, run);
-        if !went_past {
-            continue;
-        }
-        // Decided when its last dependency ended.
-        let at = plain
-            .iter()
-            .chain(groups.values().flat_map(|g| g.members.iter()))
-            .filter(|t| {
-                s.needs.iter().any(|n| {
-                    t.reference_task_name == *n
-                        || t.reference_task_name.starts_with(&format!("{n}_"))
-                })
-            })
-            .map(|t| t.end_time)
-            .max()
-            .unwrap_or(run.start_ms);
-        if let Some(output) = run.memo_plan.get("reused").and_then(|r| r.get(&s.id)) {
-            // Reused by a memoized run (docs/architecture.md, "Memoized re-runs"): nothing ran;
-            // COMPLETED with the stored result, marked.
-            let kind = match &s.run {
-                StepRun::Activity(a) | StepRun::Child(a) => a.clone(),
-            };
-            let mut row = owner.row(&kind, &s.id, 1, TaskStatus::Completed);
-            row.scheduled_time = at;
-            row.start_time = at;
-            row.first_start_time = at;
-            row.end_time = at;
-            row.update_time = at;
-            row.output_data = match output {
-                Value::Object(m) => {
-                    let mut m = m.clone();
-                    m.insert("reused".into(), Value::Bool(true));
-                    Value::Object(m)
-                }
-                other => json!({"reused": true, "output": other}),
-            };
-            row.workflow_task.kind = "SIMPLE".into();
-            row.workflow_task.optional = s.optional;
-            out.push(row);
-            continue;
-        }
-        if s.for_each.is_some() && s.when.is_none() {
-            // A fan-out over nothing: its FORK and its JOIN, joining nothing.
-            let inner: Vec<&StepDef> = match &s.run {
-                StepRun::Activity(_) => vec![s],
-                StepRun::Child(c) => pipeline
-                    .graph(c)
-                    .map(|g| g.steps.iter().collect())
-                    .unwrap_or_default(),
-            };
-            for d in inner {
-                let (fork, join) = d.fork_join();
-                empty.push((
-                    format!("{}/{}", s.id, d.id),
-                    Group {
-                        fork,
-                        join,
-                        expected: Vec::new(),
-                        complete: true,
-                        members: Vec::new(),
-                        at,
-                    },
-                ));
-            }
-            continue;
-        }
-        let why = match &s.when {
-            Some(w) => format!("skipped: `when: {w}` was false"),
-            None => "skipped: no items to fan out over".to_owned(),
-        };
-        let kind = match &s.run {
-            StepRun::Activity(a) | StepRun::Child(a) => a.clone(),
-        };
-        let mut row = owner.row(&kind, &s.id, 1, TaskStatus::Skipped);
-        row.scheduled_time = at;
-        row.end_time = at;
-        row.update_time = at;
-        row.reason_for_incompletion = Some(why);
-        row.workflow_task.kind = "SIMPLE".into();
-        row.workflow_task.optional = s.optional;
-        out.push(row);
-    }
-    (out, empty)
-}
-
-/// The numeric suffix of a ref (`pad_track_10` → 10), for a natural order of members.
-fn natural(reference: &str) -> (String, u64) {
-    match reference.rsplit_once('_') {
-        Some((head, n)) if n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty() => {
-            (head.to_owned(), n.parse().unwrap_or(0))
-        }
-        _ => (reference.to_owned(), 0),
-    }
-}
-
-/// Sort the rows, wrap each group in its FORK and JOIN, number them. A group with no member
-/// row yet (its children not started on it, or nothing to fan out over) is its FORK and JOIN,
-/// side by side, at the time the fan-out started.
-fn order(owner: &Owner<'_>, plain: Vec<Task>, groups: Vec<Group>) -> Vec<Task> {
-    let key = |t: &Task| {
-        (
-            t.scheduled_time,
-            natural(&t.reference_task_name),
-            t.retry_count,
-        )
-    };
-    let mut all: Vec<(Task, Option<usize>)> = plain.into_iter().map(|t| (t, None)).collect();
-    let mut joins: Vec<(Task, Task)> = Vec::new();
-    // A memberless group's FORK row index in `all` → its JOIN.
-    let mut lone: Vec<(String, Task)> = Vec::new();
-    for (gi, g) in groups.into_iter().enumerate() {
-        let (fork, join) = fork_join(owner, &g);
-        if g.members.is_empty() {
-            lone.push((fork.task_id.clone(), join.clone()));
-            all.push((fork.clone(), None));
-        }
-        joins.push((fork, join));
-        all.extend(g.members.into_iter().map(|t| (t, Some(gi))));
-    }
-    all.sort_by_key(|a| key(&a.0));
-    let mut first: BTreeMap<usize, usize> = BTreeMap::new();
-    let mut last: BTreeMap<usize, usize> = BTreeMap::new();
-    for (i, (_, g)) in all.iter().enumerate() {
-        if let Some(g) = g {
-            first.entry(*g).or_insert(i);
-            last.insert(*g, i);
-        }
-    }
-    let mut out = Vec::new();
-    let mut joins: Vec<Option<(Task, Task)>> = joins.into_iter().map(Some).collect();
-    let mut pending_joins: Vec<(usize, Task)> = Vec::new();
-    for (i, (t, g)) in all.into_iter().enumerate() {
-        if let Some(g) = g
-            && first.get(&g) == Some(&i)
-            && let Some((fork, join)) = joins[g].take()
-        {
-            out.push(fork);
-            pending_joins.push((g, join));
-        }
-        let lone_join = match (&g, t.task_type.as_str()) {
-            (None, "FORK") => lone
-                .iter()
-                .position(|(id, _)| *id == t.task_id)
-                .map(|pos| lone.remove(pos).1),
-            _ => None,
-        };
-        out.push(t);
-        out.extend(lone_join);
-        if let Some(g) = g
-            && last.get(&g) == Some(&i)
-            && let Some(pos) = pending_joins.iter().position(|(pg, _)| *pg == g)
-        {
-            out.push(pending_joins.remove(pos).1);
-        }
-    }
-    for (i, t) in out.iter_mut().enumerate() {
-        t.seq = i + 1;
-    }
-    out
-}
-
-/// The last row of every ref, in first-seen order.
-pub(super) fn latest_per_ref(rows: &[Task]) -> Vec<&Task> {
-    let mut latest: Vec<&Task> = Vec::new();
-    for r in rows {
-        match latest
-            .iter_mut()
-            .find(|l| l.reference_task_name == r.reference_task_name)
-        {
-            Some(l) if l.retry_count < r.retry_count => *l = r,
-            Some(_) => {}
-            None => latest.push(r),
-        }
-    }
-    latest
-}
-
-/// The FORK and JOIN rows of a group (§3.2).
-fn fork_join(owner: &Owner<'_>, g: &Group) -> (Task, Task) {
-    let latest = latest_per_ref(&g.members);
-    let first = g
-        .members
-        .iter()
-        .map(|m| m.scheduled_time)
-        .min()
-        .unwrap_or(g.at);
-    let waiting = g
-        .expected
-        .iter()
-        .any(|r| !latest.iter().any(|m| m.reference_task_name == *r));
-    let all_terminal = !waiting && g.complete && latest.iter().all(|m| m.status.is_terminal());
-    // A member that failed for good fails the JOIN; members cancelled with the run (and none
-    // failed) cancel it.
-    let any_failed = latest.iter().any(|m| m.status.is_failure());
-    let status = if all_terminal && latest.iter().all(|m| m.status.is_successful()) {
-        TaskStatus::Completed
-    } else if !all_terminal && owner.run.is_running() {
-        TaskStatus::InProgress
-    } else if any_failed {
-        TaskStatus::Failed
-    } else {
-        TaskStatus::Canceled
-    };
-    let end = if status.is_terminal() {
-        latest.iter().map(|m| m.end_time).max().unwrap_or(first)
-    } else {
-        0
-    };
-    let defs: Vec<Value> = g
-        .expected
-        .iter()
-        .map(|r| {
-            latest
-                .iter()
-                .find(|m| m.reference_task_name == *r)
-                .map_or(json!({"taskReferenceName": r}), |m| {
-                    serde_json::to_value(&m.workflow_task).unwrap_or_default()
-                })
-        })
-        .collect();
-    let mut fork = owner.row("FORK", &g.fork, 1, TaskStatus::Completed);
-    fork.scheduled_time = first;
-    fork.start_time = first;
-    fork.end_time = first;
-    fork.update_time = first;
-    fork.first_start_time = first;
-    fork.input_data = json!({"forkedTasks": g.expected, "forkedTaskDefs": defs});
-    let mut join = owner.row("JOIN", &g.join, 1, status);
-    join.scheduled_time = first;
-    join.start_time = first;
-    join.end_time = end;
-    join.update_time = end
-        .max(first)
-        .max(latest.iter().map(|m| m.update_time).max().unwrap_or(0));
-    join.first_start_time = first;
-    join.input_data = json!({"joinOn": g.expected});
-    join.output_data = Value::Object(
-        latest
-            .iter()
-            .map(|m| (m.reference_task_name.clone(), m.output_data.clone()))
-            .collect(),
-    );
-    (fork, join)
-}
-
-/// `workflowDefinition` from the pinned pipeline: SIMPLE steps, and a FORK_JOIN_DYNAMIC plus
-/// its JOIN for each fan-out (one pair per step of a child pipeline).
-fn definition(pipeline: Option<&Pipeline>, workflow_type: &str) -> Definition {
-    let Some(p) = pipeline else {
-        return Definition {
-            name: workflow_type.to_owned(),
-            version: 1,
-            schema_version: 2,
-            timeout_seconds: 0,
-            tasks: Vec::new(),
-        };
-    };
-    let graph = p.graph(workflow_type).unwrap_or(&p.main);
-    let task = |name: &str, reference: &str, kind: &str, s: &StepDef| WorkflowTask {
-        name: name.to_owned(),
-        task_reference_name: reference.to_owned(),
-        kind: kind.to_owned(),
-        input_parameters: Map::new(),
-        optional: s.optional,
-        retry_count: (i64::from(s.options.retry.maximum_attempts) - 1).max(0),
-        dynamic_fork_tasks_param: None,
-        dynamic_fork_tasks_input_param_name: None,
-    };
-    let mut tasks = Vec::new();
-    for s in &graph.steps {
-        // A dynamic fork is named by its fork ref, as Conductor's are; its members come from
-        // `dynamicTasks` (the step's `for_each`), their inputs from `dynamicTasksInput`.
-        let fan_out = |tasks: &mut Vec<WorkflowTask>, s: &StepDef, items: Option<&str>| {
-            let (fork, join) = s.fork_join();
-            let mut f = task(&fork, &fork, "FORK_JOIN_DYNAMIC", s);
-            f.dynamic_fork_tasks_param = Some("dynamicTasks".into());
-            f.dynamic_fork_tasks_input_param_name = Some("dynamicTasksInput".into());
-            if let Some(items) = items {
-                f.input_parameters
-                    .insert("dynamicTasks".into(), json!(items));
-            }
-            tasks.push(f);
-            tasks.push(task("JOIN", &join, "JOIN", s));
-        };
-        match (&s.run, s.for_each.is_some()) {
-            (StepRun::Activity(_), true) => fan_out(&mut tasks, s, s.for_each.as_deref()),
-            (StepRun::Activity(a), false) => tasks.push(task(a, &s.id, "SIMPLE", s)),
-            (StepRun::Child(c), true) => {
-                for inner in p.graph(c).map(|g| g.steps.as_slice()).unwrap_or_default() {
-                    if let StepRun::Activity(_) = &inner.run {
-                        fan_out(&mut tasks, inner, s.for_each.as_deref());
-                    }
-                }
-            }
-            (StepRun::Child(c), false) => tasks.push(task(c, &s.id, "SUB_WORKFLOW", s)),
-        }
-    }
-    Definition {
-        name: graph.name.clone(),
-        version: p.version,
-        schema_version: 2,
-        timeout_seconds: 0,
-        tasks,
-    }
 }
 
 #[cfg(test)]
