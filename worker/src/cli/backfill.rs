@@ -6,11 +6,10 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use activities::db::Db;
 use activities::memo::MemoActivities;
 use activities::versions::Versions;
 
-use super::connect::connect;
+use super::connect::connect_with_db;
 use crate::backfill::{self, preview};
 use crate::registry::{Registry, Services};
 use crate::settings::Settings;
@@ -37,8 +36,7 @@ pub(super) async fn backfill(
     registry: &Registry,
     o: Options,
 ) -> anyhow::Result<ExitCode> {
-    let client = connect(settings).await?;
-    let db = Db::connect(&settings.database_url()?).await?;
+    let (client, db) = connect_with_db(settings).await?;
     let selection = backfill::selection(&o.since, o.room)?;
     let version = backfill::version(&db, o.version).await?;
     if o.dry_run {

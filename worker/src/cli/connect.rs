@@ -24,6 +24,16 @@ pub(super) async fn connect(settings: &Settings) -> anyhow::Result<temporalio_cl
     .await?)
 }
 
+/// A client of the configured frontend and the settings' database: what the commands that
+/// find transcripts and start or read their runs need.
+pub(super) async fn connect_with_db(
+    settings: &Settings,
+) -> anyhow::Result<(temporalio_client::Client, activities::db::Db)> {
+    let client = connect(settings).await?;
+    let db = activities::db::Db::connect(&settings.database_url()?).await?;
+    Ok((client, db))
+}
+
 /// A client of the configured frontend, or of a dev server started on `port` (Web UI on
 /// `ui_port`) when none is configured; the server is returned for the caller to stop.
 pub(super) async fn connect_or_start(

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use super::connect::connect;
+use super::connect::{connect, connect_with_db};
 use crate::registry::Registry;
 use crate::runs;
 use crate::settings::Settings;
@@ -90,8 +90,7 @@ pub(super) async fn compare(
     against: Option<std::path::PathBuf>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let client = connect(settings).await?;
-    let db = activities::db::Db::connect(&settings.database_url()?).await?;
+    let (client, db) = connect_with_db(settings).await?;
     let against: Option<serde_json::Value> = match against {
         Some(path) => Some(serde_json::from_slice(&anyhow::Context::with_context(
             std::fs::read(&path),

@@ -9,7 +9,7 @@ use serde::Serialize;
 use workflow::StepStatus;
 use workflow::interpreter::memo::{Plan, Rerun};
 
-use super::connect::connect;
+use super::connect::connect_with_db;
 use crate::registry::Registry;
 use crate::settings::Settings;
 
@@ -58,8 +58,7 @@ pub(super) async fn rerun(
     registry: &Registry,
     o: Options,
 ) -> anyhow::Result<ExitCode> {
-    let client = connect(settings).await?;
-    let db = Db::connect(&settings.database_url()?).await?;
+    let (client, db) = connect_with_db(settings).await?;
     let t = match db.find_transcript(&o.id).await? {
         Some(t) => t,
         None => db.transcript_of_run(&o.id).await?.ok_or_else(|| {
