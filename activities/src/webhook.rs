@@ -367,7 +367,7 @@ impl WebhookActivities {
 /// `send_webhook`, declared (`crate::step`).
 pub fn declare(catalog: workflow::Catalog) -> workflow::Catalog {
     use crate::step::{Declare as _, Step};
-    catalog.declare(WebhookActivities::send_webhook, Step::FREE.external())
+    catalog.declare(WebhookActivities::send_webhook, Step::FREE.notifying())
 }
 
 #[activities]

@@ -333,7 +333,7 @@ pub fn message(t: &Transcript, ui_base_url: &str) -> Result<String, ActivityFail
 /// `post_zulip`, declared (`crate::step`).
 pub fn declare(catalog: workflow::Catalog) -> workflow::Catalog {
     use crate::step::{Declare as _, Step};
-    catalog.declare(ZulipActivities::post_zulip, Step::FREE.external())
+    catalog.declare(ZulipActivities::post_zulip, Step::FREE.notifying())
 }
 
 #[activities]

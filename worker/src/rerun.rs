@@ -291,20 +291,20 @@ pub async fn prepare(
     })))
 }
 
-/// The activities that notify people outside reflow: a Zulip post, the customer's webhook
-/// (docs/contracts/pipeline.md §4.15, §4.16).
-pub const NOTIFICATIONS: [&str; 2] = ["post_zulip", "send_webhook"];
-
-/// The main-graph steps of `pipeline` that only notify ([`NOTIFICATIONS`]): what a re-run
-/// skips unless asked to notify again.
+/// The main-graph steps of `pipeline` that only notify: every activity they run is declared
+/// [`workflow::catalog::Step::notifying`] in the production catalog (a Zulip post, the
+/// customer's webhook: docs/contracts/pipeline.md §4.15, §4.16). What a re-run skips unless
+/// asked to notify again.
 pub fn notification_steps(pipeline: &Pipeline) -> Vec<String> {
+    let catalog = crate::registry::Registry::production();
+    let catalog = catalog.catalog();
     pipeline
         .main
         .steps
         .iter()
         .filter(|s| {
             let run = workflow::interpreter::memo::activities_of(s, &pipeline.children);
-            !run.is_empty() && run.iter().all(|a| NOTIFICATIONS.contains(a))
+            !run.is_empty() && run.iter().all(|a| catalog.notifies(a))
         })
         .map(|s| s.id.clone())
         .collect()
@@ -390,4 +390,24 @@ async fn version(
         .await?
         .map(|p| (*p).clone())
         .ok_or_else(|| RerunError::NotRegistered(last.short()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The steps a re-run skips come from the catalog's declarations: the Zulip post and the
+    /// customer webhook tell people; `cleanup_consent` acts outside reflow (a shadow skips it)
+    /// but tells nobody, so a re-run still runs it.
+    #[test]
+    fn a_rerun_skips_the_steps_the_catalog_declares_notifying() {
+        let registry = crate::registry::Registry::production();
+        let pipeline = crate::intake::load_pipeline(None, registry.catalog()).unwrap();
+        assert_eq!(
+            notification_steps(&pipeline),
+            ["post_zulip", "send_webhook"]
+        );
+        assert!(registry.catalog().is_external("cleanup_consent"));
+        assert!(!registry.catalog().notifies("cleanup_consent"));
+    }
 }

@@ -59,6 +59,9 @@ pub struct Step {
     /// It acts outside reflow (a chat post, a customer's webhook, deleting the recording
     /// vendor's files, an email): a shadow run never executes it ([`Catalog::is_external`]).
     pub external: bool,
+    /// Its effect outside reflow is to tell people (a chat post, a customer's webhook): a
+    /// re-run does not execute it unless asked to notify again ([`Catalog::notifies`]).
+    pub notifies: bool,
 }
 
 impl Step {
@@ -67,6 +70,7 @@ impl Step {
         emits: &[],
         cost: Cost::Free,
         external: false,
+        notifies: false,
     };
 
     /// A step of cost `cost` that publishes nothing.
@@ -75,6 +79,7 @@ impl Step {
             emits: &[],
             cost,
             external: false,
+            notifies: false,
         }
     }
 
@@ -82,6 +87,15 @@ impl Step {
     pub const fn external(self) -> Step {
         Step {
             external: true,
+            ..self
+        }
+    }
+
+    /// The same step, telling people outside reflow (so acting outside it too).
+    pub const fn notifying(self) -> Step {
+        Step {
+            external: true,
+            notifies: true,
             ..self
         }
     }
@@ -102,6 +116,9 @@ pub struct ActivityEntry {
     pub cost: Cost,
     /// It acts outside reflow ([`Step::external`]); not part of its contract fingerprint.
     pub external: bool,
+    /// It tells people outside reflow ([`Step::notifies`]); not part of its contract
+    /// fingerprint.
+    pub notifies: bool,
     /// JSON Schema of its input, derived from the input's Rust type (`None`: not checked).
     pub input: Option<Value>,
     /// JSON Schema of its output.
@@ -181,6 +198,7 @@ impl Catalog {
                 emits: step.emits.iter().map(|e| e.as_str().to_owned()).collect(),
                 cost: step.cost,
                 external: step.external,
+                notifies: step.notifies,
                 input: Some(schemars::schema_for!(I).to_value()),
                 output: Some(schemars::schema_for!(O).to_value()),
             },
@@ -197,6 +215,12 @@ impl Catalog {
     /// place that says so; shadow runs skip the steps that run one.
     pub fn is_external(&self, name: &str) -> bool {
         self.activities.get(name).is_some_and(|a| a.external)
+    }
+
+    /// Whether an activity type tells people outside reflow (declared [`Step::notifying`]):
+    /// a re-run skips the steps that run only such activities unless asked to notify.
+    pub fn notifies(&self, name: &str) -> bool {
+        self.activities.get(name).is_some_and(|a| a.notifies)
     }
 
     /// Mark a registered activity type as acting outside reflow (test catalogs).
