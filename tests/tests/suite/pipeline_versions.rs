@@ -147,6 +147,31 @@ async fn apply_registers_the_repository_s_versions_once_and_a_meeting_runs_on_th
     reflow_tests::replay_live(&c, &[&m.workflow_id]).await;
 }
 
+/// The header `reflow plan` prints for DiarizationPipeline's change from v2 (as `db` registered
+/// it) to `v3_yaml`: `~ pipeline DiarizationPipeline v3: v2 → v3 (…v2's hash → …v3's)`.
+pub(super) async fn v3_header(db: &activities::db::Db, v3_yaml: &str) -> String {
+    let v2 = db
+        .pipeline_versions(Some("DiarizationPipeline"))
+        .await
+        .unwrap()[0]
+        .hash
+        .clone();
+    let v3 = workflow::parse_and_validate("diarization.yaml", v3_yaml, registry().catalog())
+        .unwrap()
+        .hash;
+    format!(
+        "~ pipeline DiarizationPipeline v3: v2 → v3 ({} → {})",
+        &v2[..12],
+        &v3[..12]
+    )
+}
+
+/// The `n` lines `plan` printed under `header` (its changes, then what a re-run reuses).
+pub(super) fn lines_under<'p>(plan: &'p str, header: &str, n: usize) -> Vec<&'p str> {
+    let at = plan.find(header).unwrap_or_else(|| panic!("{plan}"));
+    plan[at..].lines().skip(1).take(n).collect()
+}
+
 /// The repository's meeting pipeline with `mixdown_tracks` on another queue and
 /// `generate_title` given 240 s, as version `version`.
 fn two_steps_changed(version: u32) -> String {
@@ -213,24 +238,8 @@ async fn a_changed_definition_must_bump_its_version_and_plans_step_by_step_with_
         stdout
     };
     let plan = reflow("plan");
-    let v2 = db
-        .pipeline_versions(Some("DiarizationPipeline"))
-        .await
-        .unwrap()[0]
-        .hash
-        .clone();
-    let v3 = workflow::parse_and_validate("d.yaml", &two_steps_changed(3), registry().catalog())
-        .unwrap()
-        .hash;
-    let expected = format!(
-        "~ pipeline DiarizationPipeline v3: v2 → v3 ({} → {})",
-        &v2[..12],
-        &v3[..12]
-    );
-    let start = plan.find(&expected).unwrap_or_else(|| panic!("{plan}"));
-    let block: Vec<&str> = plan[start..].lines().take(4).collect();
     assert_eq!(
-        block[1..],
+        lines_under(&plan, &v3_header(&db, &two_steps_changed(3)).await, 3),
         [
             "    ~ step DiarizationPipeline.mixdown_tracks: queue (reflow-mixdown → reflow-audio)",
             "    ~ step DiarizationPipeline.generate_title: timeouts (start_to_close 300s → 240s)",

@@ -17,6 +17,8 @@ use reflow_tests::{events, journal, read_journal, started, wait_for};
 use serde_json::json;
 use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions};
 
+use super::pipeline_versions::{lines_under, v3_header};
+
 /// Run the block `name` with `vars` against the suite's server; its stdout.
 async fn run(bin: &Path, name: &str, vars: &[(&str, &str)]) -> String {
     let mut all = vec![("TEMPORAL_ADDRESS", reflow_tests::server().address.as_str())];
@@ -267,28 +269,9 @@ async fn changing_the_pipeline_validates_plans_ramps_rolls_back_and_promotes_as_
         planned.contains("pipelines/diarization.yaml: ok — DiarizationPipeline v3"),
         "{planned}"
     );
-    let v2 = db
-        .pipeline_versions(Some("DiarizationPipeline"))
-        .await
-        .unwrap()[0]
-        .hash
-        .clone();
-    let v3 = workflow::parse_and_validate(
-        "diarization.yaml",
-        &title_edited(3),
-        reflow_tests::registry().catalog(),
-    )
-    .unwrap()
-    .hash;
-    let head = format!(
-        "~ pipeline DiarizationPipeline v3: v2 → v3 ({} → {})",
-        &v2[..12],
-        &v3[..12]
-    );
-    let at = planned.find(&head).unwrap_or_else(|| panic!("{planned}"));
-    let lines: Vec<&str> = planned[at..].lines().take(3).collect();
+    let head = v3_header(&db, &title_edited(3)).await;
     assert_eq!(
-        lines[1..],
+        lines_under(&planned, &head, 2),
         [
             "    ~ step DiarizationPipeline.generate_title: with (~transcript_id), timeouts (start_to_close 300s → 240s)",
             "    reusable on v3 (the step and everything upstream unchanged): get_recording, \
