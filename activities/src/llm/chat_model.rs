@@ -8,14 +8,15 @@
 //! `.merges`, with the ChatML markers as special tokens). Generation is seeded from the prompt,
 //! so the same prompt always gives the same text — checkpoints and tests stay reproducible.
 //!
-//! **Sessions.** candle keeps the KV cache inside the weights, so one loaded copy generates
-//! one answer at a time. Writing one token at a time does not get faster with a second thread
-//! (Qwen2.5-0.5B on 2 cores: 9.7 tokens a second on one thread, 9.0 on two), but two copies
-//! generating side by side on one thread each keep both cores busy (9.8 each). So the model is
-//! loaded as `sessions` copies (default: one per core, at most 4), each with its own pool of
-//! `threads` threads (default: the cores shared among them); a call takes a free session or
-//! waits for one. The summary steps of a meeting (its subjects, the action items) run side by
-//! side this way.
+//! **Sessions.** One answer is written at a time per KV cache. Writing one token at a time
+//! does not get faster with a second thread (Qwen2.5-0.5B on 2 cores: 9.7 tokens a second on
+//! one thread, 9.0 on two), but two sessions generating side by side on one thread each keep
+//! both cores busy (9.8 each). So the model runs as `sessions` sessions (default: one per core,
+//! at most 4), each with its own KV cache and pool of `threads` threads (default: the cores
+//! shared among them), all over **one** loaded copy of the weights (Qwen2 through
+//! [`super::qwen2`]; candle's llama model shares its tensors when cloned); a call takes a free
+//! session or waits for one. The summary steps of a meeting (its subjects, the action items)
+//! run side by side this way. A prompt is read [`PREFILL_CHUNK`] tokens per forward call.
 //!
 //! Weights in f16 ([`prefer_f16_weights`], what `reflow` does): candle multiplies quantized
 //! weights one row at a time, so reading a prompt is as slow as writing one token per prompt
@@ -28,16 +29,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use candle_core::quantized::gguf_file;
-use candle_core::{Device, Tensor};
+
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::{quantized_llama, quantized_qwen2};
 use sha2::{Digest, Sha256};
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
+use super::weights::{Loaded, Weights};
+
 /// The longest context used, tokens (Qwen2.5 declares 32,768).
 const MAX_CONTEXT: usize = 8192;
+
+/// Prompt tokens read per forward call. Attention's scores for a call are `heads × chunk ×
+/// (tokens so far)` floats, a few of them alive at once: a 7,000-token prompt read whole made
+/// 14 × 7,000 × 7,000 × 4 bytes = 2.7 GB per copy (a 14-minute meeting's worker peaked at
+/// 7.2 GB), read 256 at a time at most 100 MB. Prompts read as fast either way (the weights'
+/// matrix multiplies are as wide at 256 rows).
+const PREFILL_CHUNK: usize = 256;
 
 /// candle's switch: quantized weights are dequantized to f16 when loaded.
 const F16_SWITCH: &str = "CANDLE_DEQUANTIZE_ALL_F16";
@@ -102,38 +111,16 @@ pub struct Generated {
     pub generation: std::time::Duration,
 }
 
-/// The weights of one of the supported architectures.
-enum Weights {
-    Llama(quantized_llama::ModelWeights),
-    Qwen2(quantized_qwen2::ModelWeights),
-}
-
-impl Weights {
-    fn clear_kv_cache(&mut self) {
-        match self {
-            Weights::Llama(w) => w.clear_kv_cache(),
-            Weights::Qwen2(w) => w.clear_kv_cache(),
-        }
-    }
-
-    fn forward(&mut self, x: &Tensor, position: usize) -> candle_core::Result<Tensor> {
-        match self {
-            Weights::Llama(w) => w.forward(x, position),
-            Weights::Qwen2(w) => w.forward(x, position),
-        }
-    }
-}
-
-/// One loaded copy of the weights and the threads that run it.
+/// One session: its state over the shared weights and the threads that run it.
 struct Session {
     weights: Mutex<Weights>,
     pool: rayon::ThreadPool,
 }
 
-/// How many copies of the model run side by side, on how many threads each.
+/// How many sessions generate side by side, on how many threads each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parallelism {
-    /// Copies of the weights (each generates one answer at a time).
+    /// Sessions (each generates one answer at a time, all over one copy of the weights).
     pub sessions: usize,
     /// Threads per copy.
     pub threads: usize,
@@ -141,7 +128,7 @@ pub struct Parallelism {
 
 impl Parallelism {
     /// `sessions` and `threads` as configured, 0 meaning the default: one session per core (at
-    /// most 4, each copy costs the model's memory), the cores shared among them.
+    /// most 4; each costs its KV cache, the weights are shared), the cores shared among them.
     pub fn resolve(sessions: usize, threads: usize) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let sessions = if sessions == 0 {
@@ -178,11 +165,15 @@ fn model_error(path: &Path, cause: String) -> ModelError {
 }
 
 impl ChatModel {
-    /// Load the GGUF file at `path` as `parallelism.sessions` copies.
+    /// Load the GGUF file at `path` once, for `parallelism.sessions` sessions.
     pub fn load(path: &Path, parallelism: Parallelism) -> Result<Self, ModelError> {
         let started = std::time::Instant::now();
         let (_, header) = Self::open(path)?;
         let (tokenizer, context) = Self::tokenizer_and_context(path, &header)?;
+        let loaded = {
+            let (mut file, header) = Self::open(path)?;
+            Loaded::read(header, &mut file, f16_weights()).map_err(|e| model_error(path, e))?
+        };
         let sessions = (0..parallelism.sessions.max(1))
             .map(|i| {
                 let pool = rayon::ThreadPoolBuilder::new()
@@ -191,7 +182,7 @@ impl ChatModel {
                     .build()
                     .map_err(|e| model_error(path, e.to_string()))?;
                 Ok(Session {
-                    weights: Mutex::new(Self::weights(path)?),
+                    weights: Mutex::new(Weights::of(&loaded)),
                     pool,
                 })
             })
@@ -218,7 +209,7 @@ impl ChatModel {
         })
     }
 
-    /// Copies of the model loaded.
+    /// Sessions (answers generated side by side).
     pub fn sessions(&self) -> usize {
         self.sessions.len()
     }
@@ -236,16 +227,6 @@ impl ChatModel {
         Ok((file, header))
     }
 
-    /// The architecture a GGUF header names (`llama` when it names none).
-    fn architecture(header: &gguf_file::Content) -> String {
-        header
-            .metadata
-            .get("general.architecture")
-            .and_then(|v| v.to_string().ok())
-            .cloned()
-            .unwrap_or_else(|| "llama".to_owned())
-    }
-
     /// The tokenizer (`tokenizer.json` beside the GGUF, else rebuilt from its metadata) and
     /// the context length, at most [`MAX_CONTEXT`].
     fn tokenizer_and_context(
@@ -261,30 +242,14 @@ impl ChatModel {
         };
         let context = header
             .metadata
-            .get(&format!("{}.context_length", Self::architecture(header)))
+            .get(&format!(
+                "{}.context_length",
+                super::weights::architecture(header)
+            ))
             .and_then(|v| v.to_u32().ok())
             .unwrap_or(2048) as usize;
         // Longer contexts than this cost more memory than a meeting's prompt needs.
         Ok((tokenizer, context.min(MAX_CONTEXT)))
-    }
-
-    /// One copy of the weights (candle's model takes the header by value, so each copy reads
-    /// it again).
-    fn weights(path: &Path) -> Result<Weights, ModelError> {
-        let (mut file, header) = Self::open(path)?;
-        match Self::architecture(&header).as_str() {
-            "llama" => quantized_llama::ModelWeights::from_gguf(header, &mut file, &Device::Cpu)
-                .map(Weights::Llama),
-            "qwen2" => quantized_qwen2::ModelWeights::from_gguf(header, &mut file, &Device::Cpu)
-                .map(Weights::Qwen2),
-            other => {
-                return Err(model_error(
-                    path,
-                    format!("architecture {other:?} is not supported (llama or qwen2)"),
-                ));
-            }
-        }
-        .map_err(|e| model_error(path, e.to_string()))
     }
 
     /// Take a free session, waiting (and giving up when `give_up` says so) while all generate.
@@ -335,8 +300,15 @@ impl ChatModel {
         deadline: Option<std::time::Instant>,
         stop: &std::sync::atomic::AtomicBool,
     ) -> Result<Generated, ModelError> {
-        let stopped = || stop.load(std::sync::atomic::Ordering::Relaxed);
-        let late = || deadline.is_some_and(|d| std::time::Instant::now() >= d);
+        let interrupted = || {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                Some(ModelError::Stopped)
+            } else if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                Some(ModelError::Deadline)
+            } else {
+                None
+            }
+        };
         let mut prompt = String::new();
         for (role, content) in messages {
             prompt.push_str(&format!("<|im_start|>{role}\n{content}<|im_end|>\n"));
@@ -375,65 +347,39 @@ impl ChatModel {
         // waits inside a parallel kernel may steal another queued `install`, and that job
         // blocking on the lock its own stack holds would deadlock the pool (seen with five
         // concurrent LLM steps).
-        let session = self.take_session(|| {
-            if stopped() {
-                Some(ModelError::Stopped)
-            } else if late() {
-                Some(ModelError::Deadline)
-            } else {
-                None
-            }
-        })?;
+        let session = self.take_session(interrupted)?;
         let Session { weights, pool } = &self.sessions[session.index];
         let mut guard = weights
             .lock()
             .map_err(|_| ModelError::Inference("model lock poisoned".into()))?;
         let weights: &mut Weights = &mut guard;
-        weights.clear_kv_cache();
+        weights.clear();
         pool.install(move || {
-            let mut generated: Vec<u32> = Vec::new();
-            let mut input = tokens.clone();
-            let mut position = 0;
-            if stopped() {
-                return Err(ModelError::Stopped);
-            }
-            if late() {
-                return Err(ModelError::Deadline);
-            }
             let started = std::time::Instant::now();
-            let mut prefill = None;
-            for _ in 0..max_tokens {
-                if stopped() {
-                    return Err(ModelError::Stopped);
-                }
-                if late() {
-                    return Err(ModelError::Deadline);
-                }
-                let x = Tensor::new(input.as_slice(), &Device::Cpu)
-                    .and_then(|t| t.unsqueeze(0))
-                    .map_err(infer)?;
-                let logits = weights
-                    .forward(&x, position)
-                    .and_then(|l| l.squeeze(0))
-                    .map_err(infer)?;
-                position += input.len();
-                prefill.get_or_insert_with(|| started.elapsed());
+            let mut logits = weights.prefill(&tokens, 0, PREFILL_CHUNK, interrupted)?;
+            let mut position = tokens.len();
+            let prefill = started.elapsed();
+            let mut generated: Vec<u32> = Vec::new();
+            while generated.len() < max_tokens {
                 let recent = &generated[generated.len().saturating_sub(64)..];
-                let logits =
+                let penalized =
                     candle_transformers::utils::apply_repeat_penalty(&logits, 1.15, recent)
                         .map_err(infer)?;
-                let next = sampler.sample(&logits).map_err(infer)?;
+                let next = sampler.sample(&penalized).map_err(infer)?;
                 if self.stop.contains(&next) || position >= self.context {
                     break;
                 }
                 generated.push(next);
-                input = vec![next];
+                if generated.len() == max_tokens {
+                    break;
+                }
+                logits = weights.prefill(&[next], position, 1, interrupted)?;
+                position += 1;
             }
             let text = self
                 .tokenizer
                 .decode(&generated, true)
                 .map_err(|e| ModelError::Inference(e.to_string()))?;
-            let prefill = prefill.unwrap_or_default();
             Ok(Generated {
                 text: text.trim().to_owned(),
                 prompt_tokens,

@@ -28,7 +28,9 @@ pub mod extractive;
 pub mod facts;
 pub mod guard;
 pub mod prompts;
+pub mod qwen2;
 pub mod steps;
+mod weights;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
