@@ -82,7 +82,7 @@ impl App {
             https: settings.public_https(),
             allow_open_api: settings.allow_open_api,
             codec_cors_origins: settings.codec_cors_origins(),
-            http_limits: settings.http_limits(),
+            http_limits: crate::http::limits::HttpLimits::from_settings(settings),
             daily_webhook_max_age: settings.daily_webhook_max_age(),
             activity_slots: settings.activity_slots(),
             shutdown_grace: settings.shutdown_grace(),

@@ -21,7 +21,7 @@ use temporalio_client::{Client, UntypedWorkflow, WorkflowDescribeOptions};
 use workflow::StepStatus;
 use workflow::progress::{Progress, RunStatus, StepRow};
 
-use crate::runs::{self, RunError};
+use crate::runs::{self, RunError, status_text};
 
 /// How often the table is re-read.
 pub const POLL: Duration = Duration::from_millis(500);
@@ -43,20 +43,6 @@ pub struct Line {
 
 /// The fraction done of running activities: (workflow id, activity id) → 0–1.
 pub type Fractions = BTreeMap<(String, String), f64>;
-
-/// A step's status as `reflow status` prints it (the table and the live bars): a completed
-/// step that took a previous run's result (`reused`: a memoized run reused it, nothing ran)
-/// says "reused".
-pub(crate) fn status_text(s: StepStatus, reused: bool) -> &'static str {
-    match s {
-        StepStatus::Pending => "pending",
-        StepStatus::Running => "running",
-        StepStatus::Completed if reused => "reused",
-        StepStatus::Completed => "completed",
-        StepStatus::Failed => "failed",
-        StepStatus::Skipped => "skipped",
-    }
-}
 
 /// Whether every row of a step took a previous run's result.
 fn all_reused(rows: &[&StepRow]) -> bool {

@@ -24,6 +24,10 @@ use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus
 use workflow::Pipeline;
 use workflow::interpreter::memo::{RERUN_INPUT, Rerun};
 
+mod summary;
+
+pub use summary::{Summary, summarize};
+
 /// What is asked.
 #[derive(Debug, Clone, Default)]
 pub struct Request {

@@ -18,6 +18,7 @@ use temporalio_client::{
 };
 use temporalio_common::MemoValues;
 use temporalio_common::data_converters::RawValue;
+use workflow::StepStatus;
 use workflow::interpreter::resolve::Pinned;
 use workflow::progress::{Progress, StepRow};
 use workflow::workflows::PROGRESS_QUERY;
@@ -178,6 +179,7 @@ pub fn run_input(pipeline: &Pipeline, input: Value, workflow_id: &str) -> RunInp
         search_attributes: Default::default(),
         workflow_id: Some(workflow_id.to_owned()),
         scheduled: false,
+        lean: 0,
     }
 }
 
@@ -283,11 +285,25 @@ pub fn render(workflow_id: &str, progress: &Progress) -> String {
     out
 }
 
+/// A step's status as `reflow status` prints it (the table and the live bars): a completed
+/// step that took a previous run's result (`reused`: a memoized run reused it, nothing ran)
+/// says "reused".
+pub(crate) fn status_text(s: StepStatus, reused: bool) -> &'static str {
+    match s {
+        StepStatus::Pending => "pending",
+        StepStatus::Running => "running",
+        StepStatus::Completed if reused => "reused",
+        StepStatus::Completed => "completed",
+        StepStatus::Failed => "failed",
+        StepStatus::Skipped => "skipped",
+    }
+}
+
 fn rows(progress: &Progress, depth: usize, out: &mut Vec<[String; 6]>) {
     let line = |r: &StepRow, depth: usize| {
         [
             format!("{}{}", "  ".repeat(depth), r.id),
-            crate::follow::status_text(r.status, r.reused).to_owned(),
+            status_text(r.status, r.reused).to_owned(),
             match (r.attempt, r.max_attempts) {
                 (0, _) => String::new(),
                 (a, 0) => a.to_string(),

@@ -118,6 +118,9 @@ pub const DEFAULT_HTTP_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::
 
 /// WebSockets the HTTP API keeps open at once unless `REFLOW_WS_MAX` says.
 pub const DEFAULT_WS_MAX: usize = 1024;
+/// How long in-flight activities get to finish after a stop request before they are
+/// cancelled, unless `REFLOW_SHUTDOWN_GRACE` says otherwise.
+pub const DEFAULT_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How old a Daily webhook's signed timestamp may be unless `REFLOW_DAILY_WEBHOOK_MAX_AGE`
 /// says (docs/contracts/daily.md §3.1).
@@ -125,7 +128,7 @@ pub const DEFAULT_DAILY_WEBHOOK_MAX_AGE: std::time::Duration =
     std::time::Duration::from_secs(24 * 3600);
 
 /// A duration setting: seconds (`90`, `2.5`) or humantime (`90s`, `24h`, `1h 30m`).
-fn duration(text: &str) -> Option<std::time::Duration> {
+pub(crate) fn duration(text: &str) -> Option<std::time::Duration> {
     let text = text.trim();
     match text.parse::<f64>() {
         Ok(s) if s.is_finite() && s >= 0.0 => Some(std::time::Duration::from_secs_f64(s)),
@@ -161,36 +164,10 @@ impl Settings {
     }
 
     /// A positive count setting.
-    fn count(&self, name: &str) -> Option<usize> {
+    pub(crate) fn count(&self, name: &str) -> Option<usize> {
         self.var(name)
             .and_then(|v| v.trim().parse().ok())
             .filter(|n| *n > 0)
-    }
-
-    /// The HTTP API's connection and WebSocket limits ([`crate::http::limits`]):
-    /// `REFLOW_HTTP_MAX_CONNECTIONS`, `REFLOW_HTTP_MAX_CONNECTIONS_PER_CLIENT` (default a
-    /// quarter of the first), `REFLOW_HTTP_IDLE_TIMEOUT`, `REFLOW_WS_MAX` and
-    /// `REFLOW_WS_MAX_PER_CLIENT` (default a quarter of `REFLOW_WS_MAX`). A per-client cap is
-    /// never above its process cap.
-    pub fn http_limits(&self) -> crate::http::limits::HttpLimits {
-        let mut limits = crate::http::limits::HttpLimits::new(
-            self.http_max_connections(),
-            self.count("REFLOW_WS_MAX").unwrap_or(DEFAULT_WS_MAX),
-        );
-        if let Some(n) = self.count("REFLOW_HTTP_MAX_CONNECTIONS_PER_CLIENT") {
-            limits.max_connections_per_client = n.min(limits.max_connections);
-        }
-        if let Some(n) = self.count("REFLOW_WS_MAX_PER_CLIENT") {
-            limits.ws_max_per_client = n.min(limits.ws_max);
-        }
-        if let Some(d) = self
-            .var("REFLOW_HTTP_IDLE_TIMEOUT")
-            .and_then(|v| duration(&v))
-            .filter(|d| !d.is_zero())
-        {
-            limits.idle_timeout = d;
-        }
-        limits
     }
 
     /// How old a Daily webhook's signed timestamp may be (`REFLOW_DAILY_WEBHOOK_MAX_AGE`,
@@ -216,13 +193,13 @@ impl Settings {
     }
 
     /// How long in-flight activities get to finish after SIGTERM before they are cancelled
-    /// (`REFLOW_SHUTDOWN_GRACE`, seconds; [`crate::worker::GRACE`] by default). A cancelled
+    /// (`REFLOW_SHUTDOWN_GRACE`, seconds; [`DEFAULT_SHUTDOWN_GRACE`] by default). A cancelled
     /// transcription keeps its heartbeat details, so the next worker continues it.
     pub fn shutdown_grace(&self) -> std::time::Duration {
         self.var("REFLOW_SHUTDOWN_GRACE")
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
-            .map_or(crate::worker::GRACE, std::time::Duration::from_secs_f64)
+            .map_or(DEFAULT_SHUTDOWN_GRACE, std::time::Duration::from_secs_f64)
     }
 
     /// Resolve from a config file (if any) and the environment; flags are applied by the CLI
@@ -503,7 +480,7 @@ mod tests {
     }
 
     #[test]
-    fn connection_socket_and_webhook_limits_are_settings() {
+    fn connection_and_webhook_limits_are_settings() {
         let env: std::collections::BTreeMap<String, String> = [
             ("REFLOW_HTTP_MAX_CONNECTIONS", "100"),
             ("REFLOW_HTTP_MAX_CONNECTIONS_PER_CLIENT", "500"),
@@ -516,14 +493,6 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         let s = Settings::from_vars(RawSettings::default(), env);
-        let l = s.http_limits();
-        assert_eq!(l.max_connections, 100);
-        assert_eq!(
-            l.max_connections_per_client, 100,
-            "never above the process cap"
-        );
-        assert_eq!(l.idle_timeout, std::time::Duration::from_secs(120));
-        assert_eq!((l.ws_max, l.ws_max_per_client), (40, 3));
         assert_eq!(
             s.daily_webhook_max_age(),
             std::time::Duration::from_secs(3600)
@@ -561,20 +530,13 @@ mod tests {
         );
         assert_eq!(s.activity_slots().as_deref(), Some("reflow-asr=2"));
         assert_eq!(s.shutdown_grace(), std::time::Duration::from_millis(2500));
-        let limits = s.http_limits();
-        assert_eq!(
-            (limits.max_connections, limits.max_connections_per_client),
-            (5, 1)
-        );
         let llm = activities::llm::LlmConfig::from_vars(&|k| s.var(k)).unwrap();
         assert_eq!(llm.backend_name(), "openai:m");
         // Nothing set: the defaults.
         let d = Settings::from_vars(RawSettings::default(), Default::default());
         assert_eq!(d.http_max_connections(), DEFAULT_HTTP_MAX_CONNECTIONS);
-        assert_eq!(d.shutdown_grace(), crate::worker::GRACE);
+        assert_eq!(d.shutdown_grace(), DEFAULT_SHUTDOWN_GRACE);
         assert_eq!(d.codec_cors_origins().len(), 2);
-        assert_eq!(d.http_limits(), crate::http::limits::HttpLimits::default());
-        assert_eq!(d.http_limits().max_connections_per_client, 256);
         assert_eq!(d.daily_webhook_max_age(), DEFAULT_DAILY_WEBHOOK_MAX_AGE);
         assert!(
             format!("{s:?}").contains("7 variables"),

@@ -44,8 +44,9 @@ pub enum WorkerError {
     },
 }
 
-/// How long in-flight activities get to finish after a stop request before they are cancelled.
-pub const GRACE: Duration = Duration::from_secs(10);
+/// How long in-flight activities get to finish after a stop request before they are cancelled
+/// (the setting's default, [`crate::settings::DEFAULT_SHUTDOWN_GRACE`]).
+pub const GRACE: Duration = crate::settings::DEFAULT_SHUTDOWN_GRACE;
 /// How long after the grace period the process waits for activities that ignore cancellation.
 pub const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 /// What a step needs to stop once cancelled (the Whisper window, audio block or LLM token in

@@ -60,7 +60,7 @@ pub(super) const FREE: [&str; 7] = [
 ];
 
 /// The steps that ran (or were skipped by their `when:`).
-fn ran(s: &reflow::cli::rerun::Summary) -> BTreeSet<String> {
+fn ran(s: &reflow::rerun::Summary) -> BTreeSet<String> {
     s.steps_run
         .iter()
         .chain(&s.steps_skipped)
@@ -70,7 +70,7 @@ fn ran(s: &reflow::cli::rerun::Summary) -> BTreeSet<String> {
 
 /// Process transcript `tid` again as `req` asks, wait for the run, and return its summary
 /// (what `reflow rerun` prints).
-async fn rerun(stack: &Stack, tid: &str, req: &Request) -> reflow::cli::rerun::Summary {
+async fn rerun(stack: &Stack, tid: &str, req: &Request) -> reflow::rerun::Summary {
     let t = stack.db.transcript(tid).await.unwrap();
     let outcome = reflow::rerun::rerun(&stack.client, &stack.events, Some(&stack.intake), &t, req)
         .await
@@ -79,7 +79,7 @@ async fn rerun(stack: &Stack, tid: &str, req: &Request) -> reflow::cli::rerun::S
     finished(stack, tid, &outcome).await
 }
 
-async fn finished(stack: &Stack, tid: &str, outcome: &Outcome) -> reflow::cli::rerun::Summary {
+async fn finished(stack: &Stack, tid: &str, outcome: &Outcome) -> reflow::rerun::Summary {
     let wf = outcome.workflow_id();
     let ended = tokio::time::timeout(
         Duration::from_secs(300),
@@ -88,7 +88,7 @@ async fn finished(stack: &Stack, tid: &str, outcome: &Outcome) -> reflow::cli::r
     .await
     .unwrap_or_else(|_| panic!("{wf} does not close"));
     assert!(ended.is_ok(), "{wf}: {ended:?}");
-    let summary = reflow::cli::rerun::summarize(&stack.client, &stack.db, tid, outcome, true)
+    let summary = reflow::rerun::summarize(&stack.client, &stack.db, tid, outcome, true)
         .await
         .unwrap();
     eprintln!("{}", serde_json::to_string_pretty(&summary).unwrap());
@@ -198,7 +198,7 @@ async fn a_completed_meeting_processed_again_with_nothing_changed_runs_no_paid_s
 /// Register version 3 (generate_title's `with:` written differently), process `tid` again on
 /// it, and check that only that step and its dependents ran: no padding, no transcription, no
 /// track child in the history of `wf`. Its summary.
-async fn on_a_new_title(stack: &Stack, tid: &str, wf: &str) -> reflow::cli::rerun::Summary {
+async fn on_a_new_title(stack: &Stack, tid: &str, wf: &str) -> reflow::rerun::Summary {
     reflow_tests::register_in(&stack.db, &reflow_tests::meetings::title_changed()).await;
     let s = rerun(
         stack,
@@ -433,7 +433,7 @@ async fn real_speech_transcribed_by_the_embedded_asr_is_not_transcribed_again() 
     let llm = llm_requests(&stack);
     assert!(llm > 0);
     // What Whisper was paid for once: the tracks' audio (within 10 %).
-    let saved = |s: &reflow::cli::rerun::Summary| {
+    let saved = |s: &reflow::rerun::Summary| {
         assert!(
             (s.transcription_s_saved - audio_s).abs() <= 0.1 * audio_s,
             "{audio_s:.1} s of audio: {s:?}"

@@ -204,7 +204,7 @@ impl BackfillActivities {
             run_id: r.run_id.clone(),
             pipeline: String::new(),
         };
-        let s = crate::cli::rerun::summarize(&intake.client, db, &r.transcript_id, &outcome, true)
+        let s = rerun::summarize(&intake.client, db, &r.transcript_id, &outcome, true)
             .await
             .map_err(|e| ActivityFailure::Transient(format!("{e:#}")))?;
         Ok(Settled {

@@ -46,6 +46,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
+use crate::settings::Settings;
+
 /// Time a client has to send a request's head (request line and headers), counted for the
 /// first request from the moment the connection is accepted.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,6 +96,34 @@ impl HttpLimits {
             ws_max,
             ws_max_per_client: (ws_max / 4).max(1),
         }
+    }
+
+    /// The HTTP API's connection and WebSocket limits (from the settings):
+    /// `REFLOW_HTTP_MAX_CONNECTIONS`, `REFLOW_HTTP_MAX_CONNECTIONS_PER_CLIENT` (default a
+    /// quarter of the first), `REFLOW_HTTP_IDLE_TIMEOUT`, `REFLOW_WS_MAX` and
+    /// `REFLOW_WS_MAX_PER_CLIENT` (default a quarter of `REFLOW_WS_MAX`). A per-client cap is
+    /// never above its process cap.
+    pub fn from_settings(settings: &Settings) -> HttpLimits {
+        let mut limits = HttpLimits::new(
+            settings.http_max_connections(),
+            settings
+                .count("REFLOW_WS_MAX")
+                .unwrap_or(crate::settings::DEFAULT_WS_MAX),
+        );
+        if let Some(n) = settings.count("REFLOW_HTTP_MAX_CONNECTIONS_PER_CLIENT") {
+            limits.max_connections_per_client = n.min(limits.max_connections);
+        }
+        if let Some(n) = settings.count("REFLOW_WS_MAX_PER_CLIENT") {
+            limits.ws_max_per_client = n.min(limits.ws_max);
+        }
+        if let Some(d) = settings
+            .var("REFLOW_HTTP_IDLE_TIMEOUT")
+            .and_then(|v| crate::settings::duration(&v))
+            .filter(|d| !d.is_zero())
+        {
+            limits.idle_timeout = d;
+        }
+        limits
     }
 }
 

@@ -19,13 +19,12 @@ use super::*;
 
 /// The limits the settings make of `vars`.
 fn limits(vars: &[(&str, &str)]) -> HttpLimits {
-    reflow::settings::Settings::from_vars(
+    HttpLimits::from_settings(&reflow::settings::Settings::from_vars(
         Default::default(),
         vars.iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
-    )
-    .http_limits()
+    ))
 }
 
 /// An API in open mode with `limits`, serving one public transcript `t-pub`.

@@ -71,3 +71,35 @@ fn only_a_forced_process_request_is_recognised() {
         None
     );
 }
+
+#[test]
+fn connection_and_socket_limits_are_settings() {
+    let settings = |vars: &[(&str, &str)]| {
+        crate::settings::Settings::from_vars(
+            Default::default(),
+            vars.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    };
+    let l = HttpLimits::from_settings(&settings(&[
+        ("REFLOW_HTTP_MAX_CONNECTIONS", "100"),
+        ("REFLOW_HTTP_MAX_CONNECTIONS_PER_CLIENT", "500"),
+        ("REFLOW_HTTP_IDLE_TIMEOUT", "2m"),
+        ("REFLOW_WS_MAX", "40"),
+        ("REFLOW_WS_MAX_PER_CLIENT", "3"),
+    ]));
+    assert_eq!(l.max_connections, 100);
+    assert_eq!(
+        l.max_connections_per_client, 100,
+        "never above the process cap"
+    );
+    assert_eq!(l.idle_timeout, Duration::from_secs(120));
+    assert_eq!((l.ws_max, l.ws_max_per_client), (40, 3));
+    let l = HttpLimits::from_settings(&settings(&[("REFLOW_HTTP_MAX_CONNECTIONS", "5")]));
+    assert_eq!((l.max_connections, l.max_connections_per_client), (5, 1));
+    // Nothing set: the defaults.
+    let d = HttpLimits::from_settings(&settings(&[]));
+    assert_eq!(d, HttpLimits::default());
+    assert_eq!(d.max_connections_per_client, 256);
+}
