@@ -144,9 +144,9 @@ async fn bad_webhooks_are_refused_and_change_nothing() {
     // Nothing of the above created a transcript.
     assert!(stack.db.recording(&m.recording_id).await.unwrap().is_none());
 
-    // The real delivery works. A replay of it signed long ago is refused (docs/contracts/
-    // daily.md §3.1: at most REFLOW_DAILY_WEBHOOK_MAX_AGE old); one inside the window (Daily
-    // redelivers late) is answered and starts nothing new.
+    // The real delivery works. A replay of it signed long ago is refused
+    // (docs/contracts/daily.md §3.1: at most REFLOW_DAILY_WEBHOOK_MAX_AGE old); one inside the
+    // window (Daily redelivers late) is answered and starts nothing new.
     let tid = stack.deliver(&m).await;
     let old = signed(&body, "1600000000");
     assert_eq!(
