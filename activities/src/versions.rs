@@ -68,7 +68,8 @@ impl Versions {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for p in loaded {
-            cache.entry(p.hash.clone()).or_insert_with(|| Arc::new(p));
+            let p = cache.entry(p.hash.clone()).or_insert_with(|| Arc::new(p));
+            workflow::pipeline::store::insert(p);
         }
         Ok(cache.len())
     }
@@ -88,11 +89,30 @@ impl Versions {
             return Ok(None);
         };
         let p = Arc::new(row.decode()?.pipeline);
+        workflow::pipeline::store::insert(&p);
         self.cache
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(hash.to_owned(), p.clone());
         Ok(Some(p))
+    }
+
+    /// Have the children of lean-history runs read their graphs from this database's
+    /// registered versions: a hash the process does not hold yet is loaded in the background
+    /// (`workflow::pipeline::store`; the child's workflow task is retried meanwhile).
+    pub fn serve_store(&self) {
+        let versions = self.clone();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        workflow::pipeline::store::set_loader(move |hash| {
+            let (versions, hash) = (versions.clone(), hash.to_owned());
+            runtime.spawn(async move {
+                if let Err(e) = versions.get(&hash).await {
+                    tracing::warn!(%hash, error = %e, "registered version not loaded");
+                }
+            });
+        });
     }
 
     /// Whether `hash` is registered.
@@ -107,8 +127,10 @@ pub struct VersionActivities {
 }
 
 impl VersionActivities {
-    /// Resolve from `versions`.
+    /// Resolve from `versions` (and load from them what a lean-history child misses,
+    /// [`Versions::serve_store`]).
     pub fn new(versions: Versions) -> Self {
+        versions.serve_store();
         VersionActivities { versions }
     }
 

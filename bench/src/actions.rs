@@ -96,7 +96,7 @@ async fn one(
 
 /// With `REFLOW_BENCH_HISTORIES=dir`: the meeting's histories (the run and its track children)
 /// as JSON in `dir`, to see which workflow task spent which action.
-async fn save_histories(
+pub(crate) async fn save_histories(
     client: &temporalio_client::Client,
     dir: &Path,
     workflow_id: &str,

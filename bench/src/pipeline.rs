@@ -210,6 +210,7 @@ async fn history_size(work: &Path) -> anyhow::Result<(String, f64)> {
     let one_voice = meetings::voices(work, 1);
     let mut rows = String::new();
     let mut per_track = 0.0;
+    let mut by_kind = String::new();
     for n in [8usize, 64] {
         let voices: Vec<_> = (0..n).map(|_| one_voice[0].clone()).collect();
         let m = stack.meeting("history", n, &voices).await;
@@ -223,6 +224,9 @@ async fn history_size(work: &Path) -> anyhow::Result<(String, f64)> {
         let total = (parent + children) as f64 / 1024.0;
         per_track = total / n as f64;
         eprintln!("history of {n} tracks: {total:.0} KiB");
+        if n == 64 {
+            by_kind = bytes_by_kind(&stack, &m.workflow_id, &run, n).await?;
+        }
         rows.push_str(&format!(
             "| {n} | {:.0} | {:.0} | {:.0} | {per_track:.1} |\n",
             parent as f64 / 1024.0,
@@ -237,10 +241,57 @@ async fn history_size(work: &Path) -> anyhow::Result<(String, f64)> {
          backends, one short track copied to every participant. Measured {}.\n\n\
          | tracks | parent (KiB) | children (KiB) | total (KiB) | KiB per track |\n\
          |---|---|---|---|---|\n{rows}\n\
+         Where the 64-track meeting's bytes go, per track (events of a kind in the run and in\n\
+         its children, their bytes over 64; a marker by its name and local activity):\n\n\
+         | event | parent (events) | parent (B per track) | children (events) | children (B per track) |\n\
+         |---|---|---|---|---|\n{by_kind}\n\
          history_kb_per_track: {per_track:.1}\n",
         machine()
     );
     Ok((text, per_track))
+}
+
+/// The rows of the history-size section's breakdown: the bytes of each kind of event in the run
+/// `workflow_id` and in its children, per track, largest first. With
+/// `REFLOW_BENCH_HISTORIES=dir`, the histories are kept there as JSON too.
+async fn bytes_by_kind(
+    stack: &Stack,
+    workflow_id: &str,
+    run: &reflow::history::Run,
+    tracks: usize,
+) -> anyhow::Result<String> {
+    if let Some(dir) = std::env::var_os("REFLOW_BENCH_HISTORIES") {
+        actions::save_histories(&stack.client, Path::new(&dir), workflow_id, tracks).await?;
+    }
+    let parent = reflow::history::stored_bytes_by_kind(&stack.client, workflow_id).await?;
+    let mut children = BTreeMap::<String, (usize, usize)>::new();
+    for c in &run.children {
+        for (k, (n, b)) in
+            reflow::history::stored_bytes_by_kind(&stack.client, &c.workflow_id).await?
+        {
+            let e = children.entry(k).or_default();
+            e.0 += n;
+            e.1 += b;
+        }
+    }
+    let mut kinds: Vec<&String> = parent.keys().chain(children.keys()).collect();
+    kinds.sort();
+    kinds.dedup();
+    let get =
+        |m: &BTreeMap<String, (usize, usize)>, k: &String| m.get(k).copied().unwrap_or_default();
+    kinds.sort_by_key(|k| std::cmp::Reverse(get(&parent, k).1 + get(&children, k).1));
+    Ok(kinds
+        .iter()
+        .map(|k| {
+            let (pn, pb) = get(&parent, k);
+            let (cn, cb) = get(&children, k);
+            format!(
+                "| {k} | {pn} | {:.0} | {cn} | {:.0} |\n",
+                pb as f64 / tracks as f64,
+                cb as f64 / tracks as f64
+            )
+        })
+        .collect())
 }
 
 /// The events of a 3-track meeting (the run and its children) by type.

@@ -324,6 +324,7 @@ async fn a_run_started_by_hand_with_an_inline_or_unregistered_definition_runs_no
         search_attributes: Default::default(),
         workflow_id: None,
         scheduled: false,
+        lean: 0,
     };
 
     start_by_hand(
@@ -593,6 +594,7 @@ async fn a_schedule_created_before_references_is_rewritten_to_name_its_version()
         search_attributes: Default::default(),
         workflow_id: None,
         scheduled: false,
+        lean: 0,
     };
     c.create_schedule(
         id.clone(),

@@ -228,6 +228,7 @@ fn action(s: &DesiredSchedule) -> ScheduleAction {
         search_attributes: Default::default(),
         workflow_id: Some(s.id.clone()),
         scheduled: true,
+        lean: 0,
     };
     ScheduleAction::start_workflow(
         UntypedWorkflow::new(s.pipeline.name.clone()),

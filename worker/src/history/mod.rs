@@ -183,20 +183,24 @@ pub async fn event_counts(
     client: &Client,
     workflow_id: &str,
 ) -> Result<std::collections::BTreeMap<String, usize>, HistoryError> {
-    use temporalio_common::protos::temporal::api::enums::v1::EventType;
     let events = events_of(client, workflow_id).await?;
     let mut counts = std::collections::BTreeMap::new();
     for e in &events {
-        let name = EventType::try_from(e.event_type)
-            .map(|t| {
-                t.as_str_name()
-                    .trim_start_matches("EVENT_TYPE_")
-                    .to_ascii_lowercase()
-            })
-            .unwrap_or_else(|_| format!("type {}", e.event_type));
-        *counts.entry(name).or_default() += 1;
+        *counts.entry(event_name(e.event_type)).or_default() += 1;
     }
     Ok(counts)
+}
+
+/// An event type as `event_counts` names it (`marker_recorded`, …).
+fn event_name(event_type: i32) -> String {
+    use temporalio_common::protos::temporal::api::enums::v1::EventType;
+    EventType::try_from(event_type)
+        .map(|t| {
+            t.as_str_name()
+                .trim_start_matches("EVENT_TYPE_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|_| format!("type {event_type}"))
 }
 
 /// The size of the latest run of `workflow_id`'s history as the server stores it (protobuf
@@ -204,4 +208,33 @@ pub async fn event_counts(
 pub async fn stored_bytes(client: &Client, workflow_id: &str) -> Result<usize, HistoryError> {
     let events = events_of(client, workflow_id).await?;
     Ok(events.iter().map(prost::Message::encoded_len).sum())
+}
+
+/// The stored bytes of the latest run of `workflow_id`'s history ([`stored_bytes`]) by kind of
+/// event: its type (`activity_task_scheduled`, …), a marker by its name and, for a local
+/// activity's, the activity type (`marker_recorded core_local_activity report_progress`).
+pub async fn stored_bytes_by_kind(
+    client: &Client,
+    workflow_id: &str,
+) -> Result<std::collections::BTreeMap<String, (usize, usize)>, HistoryError> {
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+    let events = events_of(client, workflow_id).await?;
+    let mut bytes = std::collections::BTreeMap::<String, (usize, usize)>::new();
+    for e in &events {
+        let mut kind = event_name(e.event_type);
+        if let Some(Attributes::MarkerRecordedEventAttributes(a)) = &e.attributes {
+            kind = format!("{kind} {}", a.marker_name);
+            let data = a.details.get("data").and_then(|p| p.payloads.first());
+            if let Some(t) = data
+                .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p.data).ok())
+                .and_then(|v| v["activity_type"].as_str().map(str::to_owned))
+            {
+                kind = format!("{kind} {t}");
+            }
+        }
+        let entry = bytes.entry(kind).or_default();
+        entry.0 += 1;
+        entry.1 += prost::Message::encoded_len(e);
+    }
+    Ok(bytes)
 }

@@ -351,10 +351,17 @@ impl Run {
 
     /// The pipeline definition the run is pinned to: the one its first workflow task resolved
     /// from the registered version its input names, or (a run from before references) its
-    /// input's inline `pipeline`.
+    /// input's inline `pipeline`. A child of a lean-history run resolved nothing in its own
+    /// history: its graph of the version its input names, from the registered definitions
+    /// this process holds (`workflow::pipeline::store`), when it holds it.
     pub fn pipeline(&self) -> Option<workflow::Pipeline> {
         if !self.resolved.is_null() {
             return serde_json::from_value(self.resolved.clone()).ok();
+        }
+        if let (Some(hash), Some(graph)) =
+            (self.input["hash"].as_str(), self.input["graph"].as_str())
+        {
+            return workflow::pipeline::store::get(hash).map(|p| p.for_child(graph));
         }
         serde_json::from_value(self.input["pipeline"].clone()).ok()
     }

@@ -27,8 +27,9 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
         pipeline: Pipeline,
         reference: Option<PipelineRef>,
         input: RunInput,
-        lean: bool,
+        rules: visibility::Lean,
     ) -> WorkflowResult<Self> {
+        let lean = rules.actions;
         let graph_name = input
             .graph
             .clone()
@@ -68,6 +69,7 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
             tagged,
             current_step,
             lean,
+            lean_history: rules.history,
             pending_tags,
             memo: None,
             skipped: Vec::new(),

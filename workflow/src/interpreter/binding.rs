@@ -200,6 +200,7 @@ mod tests {
             search_attributes: Default::default(),
             workflow_id: workflow_id.map(str::to_owned),
             scheduled,
+            lean: 0,
         }
     }
 

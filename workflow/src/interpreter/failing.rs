@@ -60,7 +60,7 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
                 run_step(
                     ctx.clone(),
                     self.pipeline.clone(),
-                    (self.reference.clone(), self.lean),
+                    (self.reference.clone(), self.rules()),
                     self.graph.name.clone(),
                     hook.clone(),
                     scope,

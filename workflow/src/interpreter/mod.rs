@@ -93,6 +93,14 @@ pub struct RunInput {
     /// each run's nominal time.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub scheduled: bool,
+    /// For a child: 2 when its parent took `reflow-lean-history-2` (the child reads its graph
+    /// and its declared search attributes as [`visibility::Lean::history`] says); 0 otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lean: u8,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 /// Patch marking runs that set search attributes, a memo and `CurrentStep` (histories from
@@ -143,10 +151,21 @@ pub async fn run<W: Interpreted>(
     input: RunInput,
 ) -> WorkflowResult<Value> {
     binding::check(ctx, &input)?;
+    let mut input = input;
     let parent = input.parent.clone();
-    let lean = visibility::is_lean(ctx, parent.is_some());
-    let (pipeline, reference) =
-        resolve::definition(ctx, &input.pinned, input.graph.as_deref(), parent.is_some()).await?;
+    let rules = visibility::rules(ctx, &input);
+    let lean = rules.actions;
+    let (pipeline, reference) = resolve::definition(
+        ctx,
+        &input.pinned,
+        input.graph.as_deref(),
+        // A lean-history child takes its graph from the store; a main run records its own.
+        (parent.is_some(), rules.history && parent.is_some()),
+    )
+    .await?;
+    if rules.history && parent.is_some() {
+        input.search_attributes = visibility::inherited(ctx, &pipeline);
+    }
     // The main graph of a pipeline with a `progress:` section tells the frontend.
     let frontend = match (&parent, &pipeline.progress) {
         (None, Some(spec)) if input.graph.as_deref().is_none_or(|g| g == pipeline.name) => {
@@ -167,7 +186,7 @@ pub async fn run<W: Interpreted>(
         _ => None,
     };
     let main = async {
-        let result = run_graph(ctx, pipeline, reference, input, lean).await;
+        let result = run_graph(ctx, pipeline, reference, input, rules).await;
         ctx.state_mut(|w| w.progress_mut().finished = true);
         result
     };
@@ -193,11 +212,12 @@ async fn run_graph<W: Interpreted>(
     pipeline: Pipeline,
     reference: Option<PipelineRef>,
     input: RunInput,
-    lean: bool,
+    rules: visibility::Lean,
 ) -> WorkflowResult<Value> {
     let mut input = input;
+    let lean = rules.actions;
     let rerun = memoized::take_rerun(&mut input.input);
-    let mut run = GraphRun::begin(ctx, pipeline, reference, input, lean)?;
+    let mut run = GraphRun::begin(ctx, pipeline, reference, input, rules)?;
     run.skipped.clone_from(&rerun.skip);
     run.memo = memoized::plan(
         ctx,
@@ -254,12 +274,24 @@ struct GraphRun<'a, W: Interpreted> {
     current_step: String,
     /// Whether the run follows the lean rules ([`visibility`]).
     lean: bool,
+    /// Whether it follows the history rules too ([`visibility::Lean::history`]).
+    lean_history: bool,
     /// Search attributes not set yet: a lean run sets them with its first `CurrentStep`.
     pending_tags: Vec<temporalio_workflow::common::search_attributes::SearchAttributeUpdate>,
     /// The memo plan, in a memoized run ([`memo`]).
     memo: Option<memoized::Memoized>,
     /// Steps the run was started to skip ([`memo::Rerun::skip`]).
     skipped: Vec<String>,
+}
+
+impl<W: Interpreted> GraphRun<'_, W> {
+    /// The rules the run follows, as its steps are given them.
+    fn rules(&self) -> visibility::Lean {
+        visibility::Lean {
+            actions: self.lean,
+            history: self.lean_history,
+        }
+    }
 }
 
 /// A non-retryable `InvalidInput` failure of the run.

@@ -103,7 +103,7 @@ pub(super) async fn definition<W>(
     ctx: &WorkflowContext<W>,
     pinned: &Pinned,
     graph: Option<&str>,
-    is_child: bool,
+    (is_child, stored): (bool, bool),
 ) -> Result<(Pipeline, Option<PipelineRef>), WorkflowTermination> {
     let reference = match pinned {
         Pinned::Inline { pipeline } => {
@@ -128,6 +128,9 @@ pub(super) async fn definition<W>(
         reference: reference.clone(),
         graph: graph.map(str::to_owned),
     };
+    if stored && let Pinned::Reference(_) = pinned {
+        return from_store(&request).map(|p| (p, Some(reference)));
+    }
     let options = LocalActivityOptions::builder()
         .start_to_close_timeout(Duration::from_secs(30))
         .retry_policy(
@@ -169,6 +172,34 @@ pub(super) async fn definition<W>(
             format!("pipeline {reference} could not be resolved: {}", f.text()),
         )),
     }
+}
+
+/// The definition `request` names, from the registered definitions this process holds
+/// ([`crate::pipeline::store`]), for a child of a run that took `reflow-lean-history-2`: its
+/// parent resolved that version (the whole definition is in the parent's history), so the
+/// child records no marker of its own. The hash fixes the content, so a replay on any worker
+/// reads the same graph. A hash this process does not hold yet fails the workflow task (a
+/// panic, which the SDK reports as a task failure and Temporal retries) after asking the
+/// worker to load it; one held under another name or version fails the run, as a resolution
+/// would.
+fn from_store(request: &ResolveRequest) -> Result<Pipeline, WorkflowTermination> {
+    let reference = &request.reference;
+    let Some(p) = crate::pipeline::store::get(&reference.hash) else {
+        crate::pipeline::store::request(&reference.hash);
+        panic!(
+            "pipeline {reference} is not loaded in this worker yet; the workflow task is retried once it is"
+        );
+    };
+    if !reference.names(&p) {
+        return Err(refused(
+            PIPELINE_NOT_REGISTERED,
+            format!(
+                "pipeline {reference} resolved to {}, not the version asked for",
+                p.reference()
+            ),
+        ));
+    }
+    Ok(request.answer(&p))
 }
 
 /// A non-retryable failure of the run, before any step.

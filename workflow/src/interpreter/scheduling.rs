@@ -71,7 +71,7 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
         let fut = run_step(
             self.ctx.clone(),
             self.pipeline.clone(),
-            (self.reference.clone(), self.lean),
+            (self.reference.clone(), self.rules()),
             self.graph.name.clone(),
             self.graph.steps[i].clone(),
             self.scope.clone(),

@@ -12,6 +12,7 @@ use temporalio_workflow::{
 use super::failure::{StepFailure, decode, failed};
 use super::options::{computed_timeout, summary_of};
 use super::resolve::Pinned;
+use super::visibility::Lean;
 use super::{
     CHILD_GRAPH_PATCH, COUNT_SCOPE, INVALID_INPUT, Interpreted, LocalFuture, RunInput, SA_SCOPE,
     activity_options, local_activity_options,
@@ -55,11 +56,11 @@ pub(super) fn now<W>(ctx: &WorkflowContext<W>) -> Option<String> {
 
 /// Run one step (all of its fan-out members) and return its output. `reference` is the
 /// registered version the run resolved (its children are started with it), `None` in a run
-/// from before references; `lean`: the run follows [`super::visibility`]'s rules.
+/// from before references; `lean`: the [`super::visibility`] rules the run follows.
 pub(super) async fn run_step<W: Interpreted>(
     ctx: WorkflowContext<W>,
     pipeline: Pipeline,
-    (reference, lean): (Option<PipelineRef>, bool),
+    (reference, lean): (Option<PipelineRef>, Lean),
     graph: String,
     step: Step,
     scope: Scope,
@@ -145,7 +146,7 @@ struct Member {
 /// Run one activity or child for one item (or for a step without fan-out).
 async fn run_member<W: Interpreted>(
     ctx: &WorkflowContext<W>,
-    (pipeline, reference, lean): (&Pipeline, Option<&PipelineRef>, bool),
+    (pipeline, reference, rules): (&Pipeline, Option<&PipelineRef>, Lean),
     graph: &str,
     step: &Step,
     member: Member,
@@ -160,6 +161,7 @@ async fn run_member<W: Interpreted>(
             }
         })
     };
+    let lean = rules.actions;
     let started = now(ctx);
     let result = match &step.run {
         Run::Activity(name) => {
@@ -241,6 +243,7 @@ async fn run_member<W: Interpreted>(
                 lean.then(|| super::visibility::child_attributes(pipeline, &declared, child_graph));
             // Bound to the child's id and this run's ([`super::binding`]).
             let child_input_value = input.clone();
+            // A lean-history child reads its declared attributes from its start event.
             let child_input = RunInput {
                 pinned,
                 graph: Some(child.clone()),
@@ -248,7 +251,12 @@ async fn run_member<W: Interpreted>(
                 workflow_id: Some(child_id.clone()),
                 scheduled: false,
                 parent: Some(ctx.workflow_id().to_owned()),
-                search_attributes: declared,
+                search_attributes: if rules.history {
+                    Default::default()
+                } else {
+                    declared
+                },
+                lean: if rules.history { 2 } else { 0 },
             };
             let opts = ChildWorkflowOptions::builder()
                 .workflow_id(child_id.clone())

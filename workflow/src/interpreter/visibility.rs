@@ -39,15 +39,60 @@ use crate::search;
 /// Patch marking runs that spend fewer Temporal actions (see the module's rules).
 pub const LEAN_PATCH: &str = "reflow-fewer-actions-1";
 
-/// Whether a run follows the lean rules: a child when it started with search attributes (a
-/// lean parent set them; deterministic: they are in its start event), a run without a parent
-/// when its history has [`LEAN_PATCH`] (asked for here, in its first task).
-pub(super) fn is_lean<W>(ctx: &WorkflowContext<W>, is_child: bool) -> bool {
-    if is_child {
-        ctx.search_attributes().contains_key(&search::PIPELINE_NAME)
+/// Patch marking runs that also write less history (issue 41): a run that takes it follows
+/// every rule of [`LEAN_PATCH`] (it asks for this patch instead, so it still records one
+/// patch marker) and starts its children with a smaller input ([`Lean::history`]).
+pub const LEAN_HISTORY_PATCH: &str = "reflow-lean-history-2";
+
+/// The rules a run follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct Lean {
+    /// The action-saving rules of [`LEAN_PATCH`] (this module's).
+    pub actions: bool,
+    /// The history-saving rules of [`LEAN_HISTORY_PATCH`]: its children are started with
+    /// `lean: 2` in their input and without their declared search attributes there (they
+    /// read them from their start event, where the parent set them), and such a child takes
+    /// its graph from the process's registered definitions by the hash its input names
+    /// (`resolve`: no `resolve_pipeline` marker in its history).
+    pub history: bool,
+}
+
+/// The rules a run follows: a child, the lean rules when it started with search attributes
+/// (a lean parent set them; deterministic: they are in its start event) and the history rules
+/// when its input says `lean: 2`; a run without a parent, as its history's patch marker says
+/// ([`LEAN_HISTORY_PATCH`], else [`LEAN_PATCH`]; asked for here, in its first task).
+pub(super) fn rules<W>(ctx: &WorkflowContext<W>, input: &super::RunInput) -> Lean {
+    if input.parent.is_some() {
+        let actions = ctx.search_attributes().contains_key(&search::PIPELINE_NAME);
+        Lean {
+            actions,
+            history: actions && input.lean >= 2,
+        }
+    } else if ctx.patched(LEAN_HISTORY_PATCH) {
+        Lean {
+            actions: true,
+            history: true,
+        }
     } else {
-        ctx.patched(LEAN_PATCH)
+        Lean {
+            actions: ctx.patched(LEAN_PATCH),
+            history: false,
+        }
     }
+}
+
+/// The declared search attributes a lean-history child reads from its start event (its
+/// parent set them there and left them out of its input).
+pub(super) fn inherited<W>(
+    ctx: &WorkflowContext<W>,
+    pipeline: &Pipeline,
+) -> BTreeMap<String, String> {
+    let attributes = ctx.search_attributes();
+    pipeline
+        .search_attributes
+        .keys()
+        .filter_map(|k| Some((k.clone(), attributes.get(&search::declarable(k)?)?)))
+        .collect()
 }
 
 /// `patched(id)`, taken as given in a lean run (its one patch implies the older ones).

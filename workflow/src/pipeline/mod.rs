@@ -19,6 +19,7 @@ pub mod raw;
 mod reference;
 pub mod rollout;
 mod shape;
+pub mod store;
 mod validate;
 
 use std::collections::BTreeMap;

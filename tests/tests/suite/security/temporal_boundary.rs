@@ -140,6 +140,7 @@ async fn with_the_codec_required_a_plaintext_input_started_by_hand_runs_no_step_
         search_attributes: Default::default(),
         workflow_id: Some(id.clone()),
         scheduled: false,
+        lean: 0,
     };
     let plain = reflow_tests::client().await;
     plain
