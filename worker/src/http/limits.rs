@@ -19,7 +19,8 @@
 //!   messages are capped at [`WS_MAX_MESSAGE`] (clients only ever send pings);
 //! - `POST /v1/transcripts/{id}/process?force=true` succeeds at most once per
 //!   [`FORCE_PROCESS_INTERVAL`] per transcript ([`force_process_cooldown`]; 429 with
-//!   `Retry-After` otherwise): each one terminates a run and pays for a new one.
+//!   `Retry-After` otherwise): each one terminates a run and pays for a new one. That
+//!   cooldown is a module of its own (`cooldown`); this file holds the connection limits.
 //!
 //! Behind a reverse proxy every client has the proxy's address: raise the per-client caps to
 //! the process caps there, and let the proxy limit its clients.
@@ -34,10 +35,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -47,6 +44,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::settings::Settings;
+
+mod cooldown;
+
+pub use cooldown::{Cooldown, FORCE_PROCESS_INTERVAL, force_process_cooldown};
 
 /// Time a client has to send a request's head (request line and headers), counted for the
 /// first request from the moment the connection is accepted.
@@ -65,8 +66,6 @@ pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests one HTTP/2 connection may have open at once.
 pub const H2_MAX_CONCURRENT_STREAMS: u32 = 64;
-/// Least time between two forced reprocessings of one transcript.
-pub const FORCE_PROCESS_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The limits a deployment sets (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -484,124 +483,6 @@ impl hyper::body::Body for Tracked {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
-}
-
-/// The last forced reprocessing of each transcript, for [`force_process_cooldown`].
-#[derive(Debug, Default)]
-pub struct Cooldown {
-    last: Mutex<HashMap<String, Instant>>,
-}
-
-impl Cooldown {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
-        self.last.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Reserve `key` for `every`, or how long until it may be used again.
-    fn reserve(&self, key: &str, every: Duration) -> Result<(), Duration> {
-        let now = Instant::now();
-        let mut last = self.lock();
-        last.retain(|_, at| now.duration_since(*at) < every);
-        if let Some(at) = last.get(key) {
-            return Err(every.saturating_sub(now.duration_since(*at)));
-        }
-        last.insert(key.to_owned(), now);
-        Ok(())
-    }
-
-    /// Give back a reservation whose request did not succeed.
-    fn release(&self, key: &str) {
-        self.lock().remove(key);
-    }
-}
-
-/// The transcript of a forced `POST /v1/transcripts/{id}/process?force=true`, if `request` is
-/// one.
-fn forced_process(request: &Request) -> Option<String> {
-    if request.method() != axum::http::Method::POST {
-        return None;
-    }
-    let mut parts = request.uri().path().split('/');
-    let id = match (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) {
-        (Some(""), Some("v1"), Some("transcripts"), Some(id), Some("process"), None) => {
-            percent_decoded(id)
-        }
-        _ => return None,
-    };
-    #[derive(serde::Deserialize)]
-    struct Force {
-        #[serde(default)]
-        force: bool,
-    }
-    let force = axum::extract::Query::<Force>::try_from_uri(request.uri()).ok()?;
-    force.0.force.then_some(id)
-}
-
-/// A path segment as the router hands it to the handler (`%2D` is `-`), so that one
-/// transcript has one key however its id is spelled in the URL.
-fn percent_decoded(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(hi), Some(lo)) = (
-                bytes.get(i + 1).and_then(|b| hex(*b)),
-                bytes.get(i + 2).and_then(|b| hex(*b)),
-            )
-        {
-            out.push((hi * 16 + lo) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Middleware: a transcript is reprocessed by force at most once per
-/// [`FORCE_PROCESS_INTERVAL`]; sooner is 429 with `Retry-After`. Only a request that succeeded
-/// counts (one that was refused gives its turn back).
-pub async fn force_process_cooldown(
-    State(cooldown): State<Arc<Cooldown>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(id) = forced_process(&request) else {
-        return next.run(request).await;
-    };
-    if let Err(wait) = cooldown.reserve(&id, FORCE_PROCESS_INTERVAL) {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        tracing::warn!(transcript_id = %id, retry_after = secs, "forced reprocessing refused: too soon");
-        let mut response = (
-            StatusCode::TOO_MANY_REQUESTS,
-            axum::Json(serde_json::json!({
-                "detail": format!(
-                    "Transcript was reprocessed less than {} s ago; retry after {secs} s",
-                    FORCE_PROCESS_INTERVAL.as_secs()
-                )
-            })),
-        )
-            .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        return response;
-    }
-    let response = next.run(request).await;
-    if !response.status().is_success() {
-        cooldown.release(&id);
-    }
-    response
 }
 
 #[cfg(test)]

@@ -24,55 +24,6 @@ fn slots_are_capped_per_process_and_per_client_and_given_back() {
 }
 
 #[test]
-fn a_cooldown_refuses_until_its_interval_passed_and_a_release_gives_the_turn_back() {
-    let c = Cooldown::default();
-    c.reserve("t1", Duration::from_secs(60)).unwrap();
-    let wait = c.reserve("t1", Duration::from_secs(60)).unwrap_err();
-    assert!(wait > Duration::from_secs(59), "{wait:?}");
-    c.reserve("t2", Duration::from_secs(60)).unwrap();
-    c.release("t1");
-    c.reserve("t1", Duration::from_secs(60)).unwrap();
-    c.reserve("t3", Duration::ZERO).unwrap();
-    c.reserve("t3", Duration::ZERO).unwrap();
-}
-
-#[test]
-fn only_a_forced_process_request_is_recognised() {
-    let req = |method: &str, uri: &str| {
-        axum::http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(axum::body::Body::empty())
-            .unwrap()
-    };
-    assert_eq!(
-        forced_process(&req("POST", "/v1/transcripts/t-1/process?force=true")).as_deref(),
-        Some("t-1")
-    );
-    assert_eq!(
-        forced_process(&req("POST", "/v1/transcripts/t%2D1/process?force=true")).as_deref(),
-        Some("t-1"),
-        "one key however the id is spelled"
-    );
-    assert_eq!(
-        forced_process(&req("POST", "/v1/transcripts/t-1/process")),
-        None
-    );
-    assert_eq!(
-        forced_process(&req("POST", "/v1/transcripts/t-1/process?force=false")),
-        None
-    );
-    assert_eq!(
-        forced_process(&req("GET", "/v1/transcripts/t-1/process?force=true")),
-        None
-    );
-    assert_eq!(
-        forced_process(&req("POST", "/v1/transcripts/t-1/x/process?force=true")),
-        None
-    );
-}
-
-#[test]
 fn connection_and_socket_limits_are_settings() {
     let settings = |vars: &[(&str, &str)]| {
         crate::settings::Settings::from_vars(
