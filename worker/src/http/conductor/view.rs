@@ -346,7 +346,7 @@ fn unfinished_local_steps(
     out
 }
 
-/// The activity type a child pipeline's step runs.
+/// The activity type a step runs (for a child step, its child graph's name).
 fn inner_activity(inner: &StepDef) -> String {
     match &inner.run {
         StepRun::Activity(a) | StepRun::Child(a) => a.clone(),

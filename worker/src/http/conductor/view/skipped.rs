@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
 use workflow::pipeline::{Graph, Pipeline, Run as StepRun, Step as StepDef};
 
-use super::{Group, successors_started};
+use super::{Group, inner_activity, successors_started};
 use crate::http::conductor::model::{Task, TaskStatus};
 use crate::http::conductor::rows::Owner;
 
@@ -61,10 +61,7 @@ pub(super) fn skipped_rows(
         if let Some(output) = run.memo_plan.get("reused").and_then(|r| r.get(&s.id)) {
             // Reused by a memoized run (docs/architecture.md, "Memoized re-runs"): nothing ran;
             // COMPLETED with the stored result, marked.
-            let kind = match &s.run {
-                StepRun::Activity(a) | StepRun::Child(a) => a.clone(),
-            };
-            let mut row = owner.row(&kind, &s.id, 1, TaskStatus::Completed);
+            let mut row = owner.row(&inner_activity(s), &s.id, 1, TaskStatus::Completed);
             row.scheduled_time = at;
             row.start_time = at;
             row.first_start_time = at;
@@ -112,10 +109,7 @@ pub(super) fn skipped_rows(
             Some(w) => format!("skipped: `when: {w}` was false"),
             None => "skipped: no items to fan out over".to_owned(),
         };
-        let kind = match &s.run {
-            StepRun::Activity(a) | StepRun::Child(a) => a.clone(),
-        };
-        let mut row = owner.row(&kind, &s.id, 1, TaskStatus::Skipped);
+        let mut row = owner.row(&inner_activity(s), &s.id, 1, TaskStatus::Skipped);
         row.scheduled_time = at;
         row.end_time = at;
         row.update_time = at;
