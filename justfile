@@ -217,6 +217,15 @@ bench-e2e *args: setup-media
     cargo build --release -p reflow-worker -p reflow-bench --bin reflow --bin e2e-bench
     TEMPORAL_CLI="{{venv}}/bin/temporal" "${CARGO_TARGET_DIR:-target}/release/e2e-bench" --reflow "${CARGO_TARGET_DIR:-target}/release/reflow" --results bench/results {{args}}
 
+# A long meeting as a user runs it: `reflow process` (release build) on 60 minutes of six
+# participants who join and leave (`scripts/meeting.py long 60`: the evaluation set's meetings
+# one after the other, six espeak-ng voices) → bench/results/long.md (long_peak_rss_mb,
+# long_ratio, every step against its timeout, the topics, and the facts of the meeting's later
+# half in its summary). About an hour on 2 cores; `just bench-long --minutes 14` is shorter.
+bench-long *args: setup-media
+    cargo build --release -p reflow-worker -p reflow-bench --bin reflow --bin long-bench
+    TEMPORAL_CLI="{{venv}}/bin/temporal" "${CARGO_TARGET_DIR:-target}/release/long-bench" --reflow "${CARGO_TARGET_DIR:-target}/release/reflow" --results bench/results {{args}}
+
 # Every benchmark.
 bench: bench-audio bench-asr bench-pipeline bench-llm
 

@@ -7,6 +7,8 @@ recorded speech (`source`), from the clips of a Debian package, fetched with `ap
 and checked against their sha256 sums; or print its dialogue or its facts.
 
 usage: meeting.py synth MEETING OUT_DIR [--repeat N]  synthesize (the dialogue N times)
+       meeting.py long MINUTES OUT_DIR               a long meeting of six participants, made
+                                                     of the set's meetings (see `long`)
        meeting.py transcript MEETING                 the dialogue as `Name: text` lines
        meeting.py facts MEETING                      the facts a summary should carry (JSON)
        meeting.py check [MEETING...]                 validate files (default: the whole set)
@@ -205,6 +207,67 @@ def synth(m, out, repeat=1):
     print(f"{out}: {len(speakers)} tracks, {manifest['duration_s']:.0f} s of dialogue")
 
 
+# The long meeting (`just bench-long`): six participants, each with the voice of a speaker of
+# the set, who join and leave; the set's meetings of synthesized speech one after the other.
+LONG_PARTICIPANTS = [("Ana", "en-us"), ("Ben", "en-gb"), ("Chloe", "en+f3"), ("Omar", "en+m3"),
+                     ("Rosa", "en+f2"), ("Liam", "en-gb-scotland")]
+# Meeting and the participants who speak its speakers' lines, in the order of its speakers.
+LONG_OPENING = [("demo", [0, 1, 2]), ("standup", [0, 1, 2, 3]), ("hiring-debrief", [0, 3, 4]),
+                ("one-to-one", [4, 1]), ("casual-chat", [2, 3, 4]),
+                ("retrospective", [0, 1, 2, 3, 4, 5]), ("demo", [5, 1, 4]),
+                ("standup", [5, 3, 4, 1]), ("hiring-debrief", [1, 5, 3]), ("one-to-one", [3, 5]),
+                ("casual-chat", [1, 4, 5]), ("retrospective", [1, 3, 4, 5, 2, 0])]
+# The closing meetings, never heard before them: their facts are the later half's.
+LONG_CLOSING = [("customer-call", [3, 1, 5, 4]), ("incident-review", [1, 3, 4, 5]),
+                ("planning", [5, 1, 4, 3, 2])]
+
+
+def estimate_s(m):
+    """A meeting's length as synth makes it, roughly (espeak-ng at 155 comes out at about 165
+    words a minute; GAP_S between lines)."""
+    words = sum(len(t.split()) for _, t, *_ in m["dialogue"])
+    return words / 165 * 60 + len(m["dialogue"]) * GAP_S
+
+
+def long_meeting(minutes):
+    """The meeting of about `minutes`: the closing meetings that fit in its second half (at least
+    one, from the end), after as much of the opening as fills the rest. Speakers' names become
+    the participants' (in the lines and the facts); a participant joins a little before their
+    first line and leaves after their last. `later_facts` are the closing meetings' facts."""
+    closing = []
+    for part in reversed(LONG_CLOSING):
+        total = sum(estimate_s(load(n)) for n, _ in closing + [part])
+        if closing and total > minutes * 30:
+            break
+        closing.insert(0, part)
+    left = minutes * 60 - sum(estimate_s(load(n)) for n, _ in closing)
+    opening = []
+    for part in LONG_OPENING:
+        if left <= 0:
+            break
+        opening.append(part)
+        left -= estimate_s(load(part[0]))
+    dialogue, facts, later, first_s, clock = [], [], [], {}, 0.0
+    for k, (name, who) in enumerate(opening + closing):
+        m = load(name)
+        rename = {s["name"]: LONG_PARTICIPANTS[p][0] for s, p in zip(m["speakers"], who)}
+        names = re.compile(r"\b(" + "|".join(map(re.escape, rename)) + r")\b")
+        new = lambda text: names.sub(lambda x: rename[x.group(1)], text)
+        for speaker, text, *_ in m["dialogue"]:
+            first_s.setdefault(rename[speaker], clock)
+            dialogue.append([rename[speaker], new(text)])
+        clock += estimate_s(m)
+        for f in m["facts"]:
+            f = dict(f, fact=new(f["fact"]), patterns=[new(p) for p in f["patterns"]],
+                     **({"owner": rename[f["owner"]]} if "owner" in f else {}))
+            (later if k >= len(opening) else facts).append(f)
+    speakers = [{"name": n, "voice": v, "joins_at": round(max(first_s[n] * 0.9 - 5, 0), 1)}
+                for n, v in LONG_PARTICIPANTS if n in first_s]
+    return {"name": f"long-{minutes}", "kind": "long meeting", "speakers": speakers,
+            "subjects": [], "dialogue": dialogue, "facts": facts + later, "later_facts": later,
+            "parts": [n for n, _ in opening + closing], "closing": [n for n, _ in closing]}
+
+
 def main(args):
     if not args:
         sys.exit(__doc__)
@@ -216,6 +279,12 @@ def main(args):
                 sys.exit(__doc__)
             repeat = int(rest[3])
         synth(load(rest[0]), rest[1], repeat)
+    elif command == "long" and len(rest) == 2:
+        m = long_meeting(int(rest[0]))
+        out = pathlib.Path(rest[1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "meeting.json").write_text(json.dumps(m, indent=2, ensure_ascii=False) + "\n")
+        synth(m, out)
     elif command == "transcript" and len(rest) == 1:
         print(transcript(load(rest[0])))
     elif command == "facts" and len(rest) == 1:

@@ -14,13 +14,10 @@
 //! all|none|NAME,NAME…]` (one demo meeting per `--repeat`; default 1 and 4: the demo and a
 //! ~10-minute meeting; `--eval` defaults to `all`).
 
-mod eval_set;
-
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
-use eval_set::spoken;
+use reflow_bench::eval_set::{self, spoken};
 use reflow_bench::{Fact, demo_meeting, machine};
 
 struct Measured {
@@ -129,21 +126,7 @@ async fn main() -> Result<()> {
     let temp = tempfile::tempdir()?;
     let work = value("--work").map_or_else(|| temp.path().to_owned(), PathBuf::from);
     std::fs::create_dir_all(&work)?;
-    let settings = reflow::settings::Settings::load(None)?;
-    let server = reflow::temporal::DevServer::start(reflow::temporal::dev_server_options(
-        &settings.temporal_cli,
-        &work.join("temporal"),
-        0,
-        None,
-    ))
-    .await?;
-    let client = reflow::temporal::connect_with(
-        &server.address,
-        "default",
-        Duration::from_secs(20),
-        settings.data_converter()?,
-    )
-    .await?;
+    let (server, client, settings) = eval_set::dev_server(&work).await?;
     let llm = activities::llm::LlmConfig::from_vars(&|k| settings.var(k))?;
     let mut rows = Vec::new();
     for repeat in repeats {

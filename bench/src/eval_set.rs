@@ -3,6 +3,10 @@
 //! published — `summary.md`, the topics the command prints, `transcript.txt` — scored by
 //! [`reflow_tests::eval`]; the ready ratios come from the run's history (when
 //! `merge_transcripts` and `finalize` completed, over the meeting's length).
+//!
+//! What `e2e-bench` and `long-bench` share to run `reflow process` as a user does: a dev server
+//! ([`dev_server`]), [`process`] (wall time and peak resident memory), and reading what it
+//! printed and wrote ([`printed_topics`], [`spoken`]).
 
 use std::path::Path;
 use std::process::Command;
@@ -28,7 +32,8 @@ pub struct EvalRun {
     pub summary: String,
 }
 
-fn script() -> std::path::PathBuf {
+/// `scripts/meeting.py`.
+pub fn script() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/meeting.py")
 }
 
@@ -99,11 +104,42 @@ pub struct Processed {
     pub wall_s: f64,
     /// The meeting's length (`recording.json`'s `duration_s`), seconds.
     pub meeting_s: f64,
+    /// The `reflow process` process's peak resident memory (`/usr/bin/time`'s maximum resident
+    /// set size), MB; `None` without `/usr/bin/time`.
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// A Temporal dev server in `work/temporal` for `reflow process` runs (the benchmarks do not
+/// count its start-up), a client of it, and the settings `reflow` reads.
+pub async fn dev_server(
+    work: &Path,
+) -> Result<(
+    reflow::temporal::DevServer,
+    temporalio_client::Client,
+    reflow::settings::Settings,
+)> {
+    let settings = reflow::settings::Settings::load(None)?;
+    let server = reflow::temporal::DevServer::start(reflow::temporal::dev_server_options(
+        &settings.temporal_cli,
+        &work.join("temporal"),
+        0,
+        None,
+    ))
+    .await?;
+    let client = reflow::temporal::connect_with(
+        &server.address,
+        "default",
+        std::time::Duration::from_secs(20),
+        settings.data_converter()?,
+    )
+    .await?;
+    Ok((server, client, settings))
 }
 
 /// Run `reflow process` on the meeting in `dir` as a user would (outputs in
-/// `dir/reflow-output`, its log in `dir/reflow.log` at `rust_log`), against the dev server at
-/// `address`, keeping its state in `data`.
+/// `dir/reflow-output`, what it printed in `dir/reflow.stdout`, its log in `dir/reflow.log` at
+/// `rust_log`), against the dev server at `address`, keeping its state in `data`; under
+/// `/usr/bin/time` when there is one (its report in `dir/reflow.time`).
 pub fn process(
     reflow: &Path,
     dir: &Path,
@@ -111,16 +147,21 @@ pub fn process(
     data: &Path,
     rust_log: &str,
 ) -> Result<Processed> {
-    #[derive(serde::Deserialize)]
-    struct Manifest {
-        duration_s: f64,
-    }
-    let manifest: Manifest =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("recording.json"))?)?;
     let out = dir.join("reflow-output");
     let log = dir.join("reflow.log");
+    let time = Path::new("/usr/bin/time");
+    let mut command = if time.exists() {
+        let mut c = Command::new(time);
+        c.arg("-v")
+            .arg("-o")
+            .arg(dir.join("reflow.time"))
+            .arg(reflow);
+        c
+    } else {
+        Command::new(reflow)
+    };
     let started = std::time::Instant::now();
-    let run = Command::new(reflow)
+    let run = command
         .arg("process")
         .arg(dir)
         .args(["--http", "127.0.0.1:0", "--out"])
@@ -138,11 +179,42 @@ pub fn process(
         dir.display(),
         log.display()
     );
+    std::fs::write(dir.join("reflow.stdout"), &run.stdout)?;
+    processed(dir, Some(wall_s))
+}
+
+/// What [`process`] left in `dir` (`reflow-output/`, `reflow.stdout`, `/usr/bin/time`'s
+/// `reflow.time`), read back; the wall time is `wall_s`, else `reflow.time`'s.
+pub fn processed(dir: &Path, wall_s: Option<f64>) -> Result<Processed> {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        duration_s: f64,
+    }
+    let manifest: Manifest =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("recording.json"))?)?;
+    let report = std::fs::read_to_string(dir.join("reflow.time")).unwrap_or_default();
+    let field = |name: &str| {
+        report
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+    };
+    let peak_rss_mb = field("Maximum resident set size (kbytes):")
+        .and_then(|kb| Some(kb.parse::<f64>().ok()? / 1024.0));
+    // `h:mm:ss` or `m:ss.ss`.
+    let elapsed = field("Elapsed (wall clock) time (h:mm:ss or m:ss):").and_then(|t| {
+        t.split(':')
+            .map(|p| p.parse::<f64>().ok())
+            .try_fold(0.0, |acc, p| Some(acc * 60.0 + p?))
+    });
     Ok(Processed {
-        out,
-        stdout: String::from_utf8_lossy(&run.stdout).into_owned(),
-        wall_s,
+        out: dir.join("reflow-output"),
+        stdout: std::fs::read_to_string(dir.join("reflow.stdout"))?,
+        wall_s: wall_s
+            .or(elapsed)
+            .context("no wall time: reflow.time is missing")?,
         meeting_s: manifest.duration_s,
+        peak_rss_mb,
     })
 }
 
@@ -178,7 +250,7 @@ pub fn parse_summary(md: &str) -> Published {
 }
 
 /// The topics `reflow process` prints (`Topics:` then `  [mm:ss] title` lines).
-fn printed_topics(stdout: &str) -> Vec<String> {
+pub fn printed_topics(stdout: &str) -> Vec<String> {
     stdout
         .split("\nTopics:\n")
         .nth(1)

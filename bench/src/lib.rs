@@ -1,5 +1,8 @@
 //! What the benchmark binaries share: the machine they ran on, and (from the test harness,
-//! [`reflow_tests::demo`]) the demo meeting's script and fact list.
+//! [`reflow_tests::demo`]) the demo meeting's script and fact list; running `reflow process` as
+//! a user does ([`eval_set`]).
+
+pub mod eval_set;
 
 /// `{cpu model}, {n} cores`, for the header of a results file.
 pub fn machine() -> String {
