@@ -14,7 +14,7 @@
 //! all|none|NAME,NAME…]` (one demo meeting per `--repeat`; default 1 and 4: the demo and a
 //! ~10-minute meeting; `--eval` defaults to `all`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use reflow_bench::eval_set::{self, spoken};
@@ -104,33 +104,22 @@ async fn measure(
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let reflow = PathBuf::from(value("--reflow").context("--reflow PATH")?);
-    let results = value("--results").map(PathBuf::from);
-    let mut repeats: Vec<usize> = args
-        .windows(2)
-        .filter(|w| w[0] == "--repeat")
-        .map(|w| w[1].parse())
+    let cli = eval_set::Cli::parse()?;
+    let (reflow, work) = (&cli.reflow, &cli.work);
+    let mut repeats: Vec<usize> = cli
+        .values("--repeat")
+        .iter()
+        .map(|r| r.parse())
         .collect::<Result<_, _>>()?;
     if repeats.is_empty() {
         repeats = vec![1, 4];
     }
     let facts = Fact::of_demo()?;
-    // `--work DIR` keeps the meetings, outputs and state for inspection (default: a temporary
-    // directory).
-    let temp = tempfile::tempdir()?;
-    let work = value("--work").map_or_else(|| temp.path().to_owned(), PathBuf::from);
-    std::fs::create_dir_all(&work)?;
-    let (server, client, settings) = eval_set::dev_server(&work).await?;
+    let (server, client, settings) = eval_set::dev_server(work).await?;
     let llm = activities::llm::LlmConfig::from_vars(&|k| settings.var(k))?;
     let mut rows = Vec::new();
     for repeat in repeats {
-        let m = measure(&reflow, &client, &server.address, &facts, repeat, &work).await?;
+        let m = measure(reflow, &client, &server.address, &facts, repeat, work).await?;
         eprintln!(
             "x{}: {:.0} s meeting, {:.0} s pipeline (ratio {:.2}), facts {}/{}, WER {:.3}",
             m.repeat,
@@ -143,7 +132,7 @@ async fn main() -> Result<()> {
         );
         rows.push(m);
     }
-    let eval_names: Vec<String> = match value("--eval").as_deref().unwrap_or("all") {
+    let eval_names: Vec<String> = match cli.value("--eval").as_deref().unwrap_or("all") {
         "none" => Vec::new(),
         "all" => reflow_tests::eval::Meeting::all()?
             .into_iter()
@@ -153,7 +142,7 @@ async fn main() -> Result<()> {
     };
     let mut evals = Vec::new();
     for name in &eval_names {
-        let r = eval_set::run(&reflow, &client, &server.address, name, &work).await?;
+        let r = eval_set::run(reflow, &client, &server.address, name, work).await?;
         eprintln!(
             "{name}: {:.0} s meeting, summary ready at {:.2}, recap recall {:?}, summary recall \
              {:?}, invented {:?}",
@@ -231,12 +220,5 @@ async fn main() -> Result<()> {
     if !evals.is_empty() {
         md.push_str(&eval_set::report(&evals));
     }
-    match results {
-        Some(dir) => {
-            std::fs::create_dir_all(&dir)?;
-            std::fs::write(dir.join("e2e.md"), &md)?;
-        }
-        None => print!("{md}"),
-    }
-    Ok(())
+    cli.write_results("e2e.md", &md)
 }

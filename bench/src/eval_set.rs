@@ -109,6 +109,77 @@ pub struct Processed {
     pub peak_rss_mb: Option<f64>,
 }
 
+/// The command line `e2e-bench` and `long-bench` share: `--reflow PATH` (required),
+/// `--results DIR` (else the report goes to stdout), `--work DIR` (kept; else a temporary
+/// directory), and the benchmark's own flags ([`Cli::value`], [`Cli::has`]).
+pub struct Cli {
+    args: Vec<String>,
+    /// The `reflow` binary.
+    pub reflow: std::path::PathBuf,
+    /// Where the meetings, outputs and state go.
+    pub work: std::path::PathBuf,
+    results: Option<std::path::PathBuf>,
+    _temp: tempfile::TempDir,
+}
+
+impl Cli {
+    /// This process's arguments.
+    pub fn parse() -> Result<Self> {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let value = |flag: &str| {
+            args.iter()
+                .position(|a| a == flag)
+                .and_then(|i| args.get(i + 1).cloned())
+        };
+        let reflow = value("--reflow").context("--reflow PATH")?.into();
+        let results = value("--results").map(Into::into);
+        let temp = tempfile::tempdir()?;
+        let work = value("--work").map_or_else(|| temp.path().to_owned(), Into::into);
+        std::fs::create_dir_all(&work)?;
+        Ok(Cli {
+            args,
+            reflow,
+            work,
+            results,
+            _temp: temp,
+        })
+    }
+
+    /// The value after `flag`.
+    pub fn value(&self, flag: &str) -> Option<String> {
+        self.args
+            .iter()
+            .position(|a| a == flag)
+            .and_then(|i| self.args.get(i + 1).cloned())
+    }
+
+    /// Every value after a `flag` given more than once.
+    pub fn values(&self, flag: &str) -> Vec<String> {
+        self.args
+            .windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].clone())
+            .collect()
+    }
+
+    /// Whether `flag` was given.
+    pub fn has(&self, flag: &str) -> bool {
+        self.args.iter().any(|a| a == flag)
+    }
+
+    /// Write the report `md` as `name` into the results directory (else print it).
+    pub fn write_results(&self, name: &str, md: &str) -> Result<()> {
+        match &self.results {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                std::fs::write(dir.join(name), md)?;
+            }
+            None => print!("{md}"),
+        }
+        Ok(())
+    }
+}
+
 /// A Temporal dev server in `work/temporal` for `reflow process` runs (the benchmarks do not
 /// count its start-up), a client of it, and the settings `reflow` reads.
 pub async fn dev_server(

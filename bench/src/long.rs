@@ -13,7 +13,7 @@
 //! (`--report-only`: write `long.md` from the run a kept `--work` directory holds, without
 //! running it again; its dev server's state is `DIR/temporal`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
@@ -119,28 +119,17 @@ fn synthesize(minutes: u32, dir: &Path) -> Result<Composed> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let reflow = PathBuf::from(value("--reflow").context("--reflow PATH")?);
-    let results = value("--results").map(PathBuf::from);
-    let minutes: u32 = value("--minutes").map_or(Ok(60), |m| m.parse())?;
-    // `--work DIR` keeps the meeting, outputs and state (default: a temporary directory).
-    let temp = tempfile::tempdir()?;
-    let work = value("--work").map_or_else(|| temp.path().to_owned(), PathBuf::from);
-    std::fs::create_dir_all(&work)?;
-
+    let cli = eval_set::Cli::parse()?;
+    let minutes: u32 = cli.value("--minutes").map_or(Ok(60), |m| m.parse())?;
+    let (reflow, work) = (&cli.reflow, &cli.work);
     let dir = work.join(format!("long-{minutes}"));
     let composed = synthesize(minutes, &dir)?;
-    let (server, client, settings) = eval_set::dev_server(&work).await?;
-    let processed = if args.iter().any(|a| a == "--report-only") {
+    let (server, client, settings) = eval_set::dev_server(work).await?;
+    let processed = if cli.has("--report-only") {
         eval_set::processed(&dir, None)?
     } else {
         eval_set::process(
-            &reflow,
+            reflow,
             &dir,
             &server.address,
             &work.join(format!("data-long-{minutes}")),
@@ -263,12 +252,5 @@ async fn main() -> Result<()> {
         ));
     }
     md.push_str(&format!("\n```markdown\n{}\n```\n", summary.trim()));
-    match results {
-        Some(dir) => {
-            std::fs::create_dir_all(&dir)?;
-            std::fs::write(dir.join("long.md"), &md)?;
-        }
-        None => print!("{md}"),
-    }
-    Ok(())
+    cli.write_results("long.md", &md)
 }
