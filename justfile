@@ -229,6 +229,17 @@ bench-long *args: setup-media
 # Every benchmark.
 bench: bench-audio bench-asr bench-pipeline bench-llm
 
+# A day in twenty minutes: 200 meetings arriving as signed Daily webhooks over 20 minutes on
+# separate `reflow worker` processes (release build) with slow, 5 %-flaky stand-in vendors,
+# while one worker is SIGKILLed, the Temporal server restarted and the worker upgraded twice
+# the runbook's way; checks every meeting completed once, no paid call twice, no `error`
+# status; per-step latency, actions and history per meeting, the processes' memory over time
+# → bench/results/soak.md. Takes the window and ~5 minutes more; not part of `just test`.
+# `just soak --meetings 20 --minutes 2` for a quick look (bench/src/soak/).
+soak *args: setup-test
+    cargo build --release --quiet -p reflow-bench --bin soak-bench -p reflow-worker --bin reflow
+    TEMPORAL_CLI="{{venv}}/bin/temporal" "${CARGO_TARGET_DIR:-target}/release/soak-bench" --results bench/results {{args}}
+
 # Chaos: 10 synthesized meetings through a separate worker process SIGKILLed 5 times and a
 # restarted Temporal server, then 3 meetings whose embedded transcription worker is killed 5
 # times and 5 runs cancelled mid-transcription (tests/tests/suite/chaos.rs), and a worker cut from

@@ -1,8 +1,9 @@
-//! What the benchmark binaries share: the machine they ran on, and (from the test harness,
-//! [`reflow_tests::demo`]) the demo meeting's script and fact list; running `reflow process` as
-//! a user does ([`eval_set`]).
+//! What the benchmark binaries share: the machine they ran on, what they read about the
+//! processes they run ([`measure`]), and (from the test harness, [`reflow_tests::demo`]) the
+//! demo meeting's script and fact list.
 
 pub mod eval_set;
+pub mod measure;
 
 /// `{cpu model}, {n} cores`, for the header of a results file.
 pub fn machine() -> String {

@@ -5,9 +5,10 @@
 //! minute for each, `throughput_ratio_4_vs_1`, and the CPU the workers and the server used,
 //! so that what bounds the ratio is visible.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use reflow_bench::measure::{cpu_time, quantile, reflow_binary};
 use reflow_tests::meetings::{self, Backends, QUEUES, Stack, WorkerProcess};
 use reflow_tests::standins::{Reply, StandIn};
 use temporalio_client::{UntypedWorkflow, WorkflowFetchHistoryOptions};
@@ -19,18 +20,6 @@ const ASR: Duration = Duration::from_secs(2);
 const LLM: Duration = Duration::from_secs(1);
 /// Worker processes compared.
 const WORKERS: [usize; 3] = [1, 2, 4];
-
-/// The `reflow` release binary next to this benchmark (`just bench-pipeline` builds it).
-fn reflow_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let bin = exe.with_file_name("reflow");
-    anyhow::ensure!(
-        bin.exists(),
-        "{} missing: `cargo build --release -p reflow-worker --bin reflow`",
-        bin.display()
-    );
-    Ok(bin)
-}
 
 /// One measurement: `k` workers, `n` meetings delivered at once.
 struct Measured {
@@ -95,15 +84,6 @@ async fn waits(
     Ok((wft, act))
 }
 
-/// The `q` quantile of `xs` (sorted in place).
-fn quantile(xs: &mut [i64], q: f64) -> i64 {
-    if xs.is_empty() {
-        return 0;
-    }
-    xs.sort_unstable();
-    xs[((xs.len() - 1) as f64 * q).round() as usize]
-}
-
 async fn measure(k: usize, n: usize, work: &Path) -> anyhow::Result<Measured> {
     let dir = work.join(format!("throughput-{k}"));
     std::fs::create_dir_all(&dir)?;
@@ -140,21 +120,21 @@ async fn measure(k: usize, n: usize, work: &Path) -> anyhow::Result<Measured> {
     for i in 0..n {
         batch.push(stack.meeting(&format!("tp{k}"), i, &voices).await);
     }
-    let cpu = |pids: &[u32]| -> Duration { pids.iter().copied().map(super::cpu_time).sum() };
+    let cpu = |pids: &[u32]| -> Duration { pids.iter().copied().map(cpu_time).sum() };
     let pids: Vec<u32> = workers.iter().map(WorkerProcess::pid).collect();
     let server = super::server_pid();
     let (w0, s0, b0) = (
         cpu(&pids),
-        server.map_or(Duration::ZERO, super::cpu_time),
-        super::cpu_time("self"),
+        server.map_or(Duration::ZERO, cpu_time),
+        cpu_time("self"),
     );
     let t0 = Instant::now();
     let done = futures::future::join_all(batch.iter().map(|m| stack.run(m))).await;
     let wall = t0.elapsed();
     let (w1, s1, b1) = (
         cpu(&pids),
-        server.map_or(Duration::ZERO, super::cpu_time),
-        super::cpu_time("self"),
+        server.map_or(Duration::ZERO, cpu_time),
+        cpu_time("self"),
     );
     let completed = done.iter().filter(|(_, r)| r.is_ok()).count();
     for (_, r) in &done {

@@ -43,6 +43,12 @@ pub struct Fault {
     /// Apply this many times (default: always).
     #[serde(default)]
     pub times: Option<u32>,
+    /// Apply to one matching request in this many (every `n`th; default: each one).
+    #[serde(default)]
+    pub one_in: Option<u32>,
+    /// Matching requests seen so far (for `one_in`).
+    #[serde(skip)]
+    pub seen: u32,
 }
 
 #[derive(Default)]
@@ -219,6 +225,10 @@ async fn gate(state: &Shared, headers: &HeaderMap, line: String) -> Option<Respo
             .faults
             .iter_mut()
             .find(|f| path.starts_with(&f.path_prefix) && f.times != Some(0))
+            .and_then(|f| {
+                f.seen += 1;
+                f.one_in.is_none_or(|n| f.seen % n.max(1) == 0).then_some(f)
+            })
             .map(|f| {
                 if let Some(t) = &mut f.times {
                     *t -= 1;

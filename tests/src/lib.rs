@@ -13,6 +13,7 @@
 //!   its own, so tests sharing one server never pick up each other's tasks.
 
 pub mod activities;
+pub mod blows;
 pub mod daily;
 pub mod demo;
 pub mod eval;

@@ -255,6 +255,22 @@ pub fn asr_key(r: &Recorded) -> Option<String> {
     Some(path.split_once('/').map_or(path, |(_, k)| k).to_owned())
 }
 
+/// The transcript a Zulip request posted a message about, when it posted one that was
+/// accepted (not an update, not a refused attempt).
+fn zulip_post(r: &Recorded) -> Option<String> {
+    if r.method != "POST" || r.answered != Some(200) {
+        return None;
+    }
+    let content = r.form.get("content").cloned().unwrap_or_default();
+    Some(
+        content
+            .split("/transcripts/")
+            .nth(1)
+            .map(|t| t.chars().take_while(|c| *c != ')' && *c != ' ').collect())
+            .unwrap_or_default(),
+    )
+}
+
 fn short_hash(s: &str) -> String {
     let h = Sha256::digest(s.as_bytes());
     h.iter().take(3).map(|b| format!("{b:02x}")).collect()
@@ -343,18 +359,46 @@ impl Backends {
     pub fn zulip_posts(&self) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
         for r in self.zulip.requests() {
-            if r.method != "POST" || r.answered != Some(200) {
-                continue;
+            if let Some(tid) = zulip_post(&r) {
+                *out.entry(tid).or_insert(0) += 1;
             }
-            let content = r.form.get("content").cloned().unwrap_or_default();
-            let tid = content
-                .split("/transcripts/")
-                .nth(1)
-                .map(|t| t.chars().take_while(|c| *c != ')' && *c != ' ').collect())
-                .unwrap_or_default();
-            *out.entry(tid).or_insert(0) += 1;
         }
         out
+    }
+
+    /// Every call a vendor was paid for — answered 200: a track's transcription (by storage
+    /// key), an LLM prompt (by [`llm_key`]), a Zulip message (by transcript), a webhook event
+    /// (by `event_id`) — and when each arrived, by kind (`transcription`, `llm`, `zulip`,
+    /// `webhook`).
+    pub fn paid_calls(&self) -> BTreeMap<&'static str, BTreeMap<String, Vec<Instant>>> {
+        let answered = |s: &StandIn| -> Vec<Recorded> {
+            s.requests()
+                .into_iter()
+                .filter(|r| r.answered == Some(200))
+                .collect()
+        };
+        let by = |rs: Vec<Recorded>, key: &dyn Fn(&Recorded) -> Option<String>| {
+            let mut out: BTreeMap<String, Vec<Instant>> = BTreeMap::new();
+            for r in rs {
+                if let Some(k) = key(&r) {
+                    out.entry(k).or_default().push(r.at);
+                }
+            }
+            out
+        };
+        BTreeMap::from([
+            ("transcription", by(answered(&self.asr), &asr_key)),
+            ("llm", by(answered(&self.llm), &|r| Some(llm_key(r)))),
+            ("zulip", by(self.zulip.requests(), &zulip_post)),
+            (
+                "webhook",
+                by(answered(&self.receiver), &|r| {
+                    standins::signature_ok(HOOK_SECRET, r)
+                        .then(|| r.json.as_ref()?["event_id"].as_str().map(str::to_owned))
+                        .flatten()
+                }),
+            ),
+        ])
     }
 
     /// Signed webhook deliveries the receiver accepted, by transcript: the distinct

@@ -31,12 +31,17 @@ pub fn block(name: &str) -> String {
 
 /// A directory with `reflow` (this suite's build of the CLI) and `temporal`, for `PATH`.
 pub fn bin_dir() -> PathBuf {
+    bin_dir_with(&reflow_test_worker())
+}
+
+/// [`bin_dir`] with `reflow` being the binary at `reflow`.
+pub fn bin_dir_with(reflow: &Path) -> PathBuf {
     let dir = tempfile::Builder::new()
         .prefix("reflow-runbook-bin-")
         .tempdir()
         .unwrap()
         .keep();
-    std::os::unix::fs::symlink(reflow_test_worker(), dir.join("reflow")).unwrap();
+    std::os::unix::fs::symlink(reflow, dir.join("reflow")).unwrap();
     let temporal = crate::temporal_cli();
     let temporal = if temporal.is_absolute() {
         temporal
@@ -66,6 +71,19 @@ pub async fn run(bin: &Path, name: &str, vars: &[(&str, &str)]) -> String {
 /// [`run`] with `dir` as the working directory (the repository's root of the blocks that
 /// name `pipelines/`).
 pub async fn run_in(bin: &Path, name: &str, vars: &[(&str, &str)], dir: &Path) -> String {
+    try_run_in(bin, name, vars, dir)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`run_in`], a failed block being an error (the block, its stdout and stderr) rather than a
+/// panic.
+pub async fn try_run_in(
+    bin: &Path,
+    name: &str,
+    vars: &[(&str, &str)],
+    dir: &Path,
+) -> Result<String, String> {
     let script = block(name);
     let path = format!(
         "{}:{}",
@@ -83,10 +101,12 @@ pub async fn run_in(bin: &Path, name: &str, vars: &[(&str, &str)], dir: &Path) -
         .await
         .expect("bash runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "runbook block {name} failed:\n{script}\nstdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "runbook block {name} failed:\n{script}\nstdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
 }

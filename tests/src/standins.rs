@@ -153,6 +153,17 @@ impl StandIn {
         self.inner.lock().unwrap().default = Box::new(default);
     }
 
+    /// Answer with `wrap` from now on, given the request and the default it replaces (a
+    /// latency or a failure rate laid over a stand-in's own answers).
+    pub fn wrap_default(
+        &self,
+        wrap: impl Fn(&Recorded, &dyn Fn(&Recorded) -> Reply) -> Reply + Send + Sync + 'static,
+    ) {
+        let mut inner = self.inner.lock().unwrap();
+        let old = std::mem::replace(&mut inner.default, Box::new(|_| Reply::Default));
+        inner.default = Box::new(move |r| wrap(r, &old));
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.inner.lock().unwrap().requests.clone()

@@ -17,26 +17,14 @@ use std::time::{Duration, Instant, SystemTime};
 use activities::db::Db;
 use activities::db::backlog::{INTAKE, PROCESS};
 use activities::db::transcripts::NewTranscript;
-use reflow::temporal::{DevServer, DevServerOptions};
+use reflow::temporal::DevServerOptions;
+use reflow_tests::blows::start_server;
 use reflow_tests::meetings::{Backends, DAILY_SECRET, QUEUES, Stack, WorkerProcess, voices};
 use serde_json::Value;
 use temporalio_client::{UntypedWorkflow, WorkflowCountOptions, WorkflowDescribeOptions};
 
 /// Meetings delivered while the server is stopped.
 const WHILE_DOWN: usize = 10;
-
-async fn start_server(opts: &DevServerOptions) -> DevServer {
-    let mut last = String::new();
-    for _ in 0..20 {
-        match DevServer::start(opts.clone()).await {
-            Ok(s) => return s,
-            // The old process may still hold the port for a moment.
-            Err(e) => last = e.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    panic!("the dev server does not start again: {last}");
-}
 
 /// `reflow_run_backlog` as the API's `/metrics` reports it.
 async fn backlog_metric(api: &str) -> Option<f64> {

@@ -36,27 +36,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use reflow::temporal::{DevServer, DevServerOptions};
+use reflow::temporal::DevServerOptions;
+use reflow_tests::blows::{Rng, repeats_without_a_kill, start_server};
 use reflow_tests::meetings::{
     Backends, QUEUES, Stack, WorkerProcess, short_timeouts, talking, transcription_progress, voices,
 };
 use serde_json::Value;
-
-/// A small deterministic generator (xorshift64*), so a failing run can be repeated by seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
-        let span = (hi - lo).as_millis() as u64;
-        lo + Duration::from_millis(self.next() % span.max(1))
-    }
-}
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -67,63 +52,11 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 /// `REFLOW_CHAOS_SEED`, or the clock (printed, so that a failing run can be repeated).
 fn seed() -> u64 {
-    env_number(
-        "REFLOW_CHAOS_SEED",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64,
-    )
-}
-
-async fn start_server(opts: &DevServerOptions) -> DevServer {
-    let mut last = String::new();
-    for _ in 0..20 {
-        match DevServer::start(opts.clone()).await {
-            Ok(s) => return s,
-            // The old process may still hold the port for a moment.
-            Err(e) => last = e.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    panic!("the dev server does not start again: {last}");
+    env_number("REFLOW_CHAOS_SEED", reflow_tests::blows::clock_seed())
 }
 
 /// The transcription stand-in's latency: a track's call is in flight this long.
 const ASR_LATENCY: Duration = Duration::from_secs(3);
-
-/// How long after a stand-in answered its result may still be unrecorded (the activity
-/// parsing the answer and writing its checkpoint); a kill later than that cannot excuse a
-/// repeated call.
-const RECORDING: Duration = Duration::from_secs(2);
-
-/// Repeated calls of one input that no kill explains: each call after the first needs a kill
-/// while the call before it was in flight (sent, not answered for `answer`) or its result was
-/// being recorded (`RECORDING` more). A kill later than that found the result recorded, so a
-/// call after it would have been paid twice.
-fn repeats_without_a_kill(
-    calls: &BTreeMap<String, Vec<Instant>>,
-    kills: &[Instant],
-    answer: Duration,
-) -> Vec<String> {
-    let mut bad = Vec::new();
-    for (key, at) in calls {
-        for pair in at.windows(2) {
-            let unrecorded_until = pair[0] + answer + RECORDING;
-            if !kills
-                .iter()
-                .any(|k| *k > pair[0] && *k < pair[1] && *k < unrecorded_until)
-            {
-                bad.push(format!(
-                    "{key}: called again {:?} later, with no kill while the earlier call was \
-                     in flight or being recorded",
-                    pair[1] - pair[0]
-                ));
-            }
-        }
-    }
-    bad
-}
 
 /// Stored events (the replay carries no `PIPELINE_PROGRESS`) seen twice.
 fn duplicates(events: &[Value]) -> Vec<String> {
@@ -187,7 +120,7 @@ async fn killed_workers_and_a_restarted_server_lose_and_repeat_nothing() {
     // random order, each a random 2–6 s after a batch of meetings was delivered (a run takes
     // longer than that), so every blow falls on work in progress.
     let blows = kills_wanted + 1;
-    let restart_at = (rng.next() % blows as u64) as usize;
+    let restart_at = (rng.next_u64() % blows as u64) as usize;
     let mut kills = Vec::new();
     let mut restarted = false;
     let mut transcripts = Vec::new();

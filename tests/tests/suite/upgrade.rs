@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use reflow::deployment;
 use reflow::temporal::{DevServer, DevServerOptions};
+use reflow_tests::blows;
 use reflow_tests::meetings::{Backends, QUEUES, Stack, WorkerProcess, short_timeouts, voices};
 use reflow_tests::wait_for;
 use temporalio_client::{UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowHistory};
@@ -90,20 +91,7 @@ async fn a_rolling_upgrade_finishes_every_meeting_on_the_build_that_started_it()
     let log_a = dir.path().join("a.log");
     let mut a = WorkerProcess::spawn(&binary, &QUEUES, &env("a", false), &log_a);
     // The first version to poll becomes current by itself.
-    let since = std::time::Instant::now();
-    loop {
-        let d = deployment::describe(&client, DEPLOYMENT).await;
-        if matches!(&d, Ok(Some(d)) if d.current.as_deref() == Some("a")) {
-            break;
-        }
-        assert!(
-            since.elapsed() < Duration::from_secs(120),
-            "build a never became current: {d:?}\n{}",
-            std::fs::read_to_string(&log_a).unwrap_or_default()
-        );
-        // A deployment takes a few requests a second, shared with the workers.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    blows::wait_current(&client, DEPLOYMENT, "a", Duration::from_secs(120)).await;
 
     let tracks = voices(dir.path(), 2);
     let mut old = Vec::new();
@@ -121,17 +109,7 @@ async fn a_rolling_upgrade_finishes_every_meeting_on_the_build_that_started_it()
 
     let log_b = dir.path().join("b.log");
     let _b = WorkerProcess::spawn(&binary, &QUEUES, &env("b", true), &log_b);
-    wait_for("build b polling", Duration::from_secs(60), || async {
-        let polling = deployment::version_exists(&client, DEPLOYMENT, "b")
-            .await
-            .ok()
-            .filter(|e| *e);
-        if polling.is_none() {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        polling
-    })
-    .await;
+    blows::wait_polling(&client, DEPLOYMENT, "b", Duration::from_secs(60)).await;
     // Polling is not current: new meetings still start on `a`.
     let d = deployment::describe(&client, DEPLOYMENT)
         .await
@@ -179,31 +157,12 @@ async fn a_rolling_upgrade_finishes_every_meeting_on_the_build_that_started_it()
     let upgrade = tokio::spawn({
         let (bin, address) = (bin.clone(), address.clone());
         async move {
-            reflow_tests::runbook::run(
-                &bin,
-                "upgrade",
-                &[
-                    ("TEMPORAL_ADDRESS", &address),
-                    ("DEPLOYMENT", DEPLOYMENT),
-                    ("NEW_BUILD", "b"),
-                    ("OLD_BUILD", "a"),
-                ],
-            )
-            .await
+            blows::make_current_and_drain(&bin, &address, DEPLOYMENT, "b", "a")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
         }
     });
-    wait_for("build b current", Duration::from_secs(60), || async {
-        let d = deployment::describe(&client, DEPLOYMENT)
-            .await
-            .ok()
-            .flatten();
-        let current = d.filter(|d| d.current.as_deref() == Some("b")).map(|_| ());
-        if current.is_none() {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        current
-    })
-    .await;
+    blows::wait_current(&client, DEPLOYMENT, "b", Duration::from_secs(60)).await;
     let new = stack.meeting("upgrade", 2, &tracks).await;
     stack.deliver(&new).await;
 
