@@ -13,6 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use reflow_bench::measure::action_counts;
 use reflow_tests::meetings;
 
 /// The transcription stand-in's latency: a track of a short meeting on the embedded model.
@@ -32,36 +33,6 @@ const BEFORE: &[(&str, u64, u64)] = &[
     ("grpc_StartWorkflowExecution", 1, 1),
 ];
 
-/// The server's `action` counter in namespace `default`, by `action_type`.
-async fn scrape(metrics_address: &str) -> anyhow::Result<BTreeMap<String, f64>> {
-    let text = reqwest::get(format!("http://{metrics_address}/metrics"))
-        .await
-        .context("scrape the dev server's metrics")?
-        .text()
-        .await?;
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("action{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.split_once("} ") else {
-            continue;
-        };
-        let label = |name: &str| {
-            labels
-                .split(',')
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
-                .map(|v| v.trim_end_matches('"').to_owned())
-        };
-        if label("namespace").as_deref() != Some("default") {
-            continue;
-        }
-        let kind = label("action_type").unwrap_or_default();
-        *out.entry(kind).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
-    }
-    Ok(out)
-}
-
 /// The actions one meeting of `tracks` tracks costs, by type.
 async fn one(
     stack: &meetings::Stack,
@@ -73,12 +44,12 @@ async fn one(
     let m = stack
         .meeting(&format!("actions{tracks}-"), 0, &voices)
         .await;
-    let before = scrape(metrics).await?;
+    let before = action_counts(metrics).await?;
     let (_, out) = stack.run(&m).await;
     out.with_context(|| format!("run {}", m.workflow_id))?;
     // Counters are exported as the server handles requests; let the last ones land.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = scrape(metrics).await?;
+    let after = action_counts(metrics).await?;
     if let Some(dir) = std::env::var_os("REFLOW_BENCH_HISTORIES") {
         save_histories(&stack.client, Path::new(&dir), &m.workflow_id, tracks).await?;
     }
@@ -125,7 +96,7 @@ async fn follow_cost(stack: &meetings::Stack, work: &Path) -> anyhow::Result<(u6
     let metrics = &reflow_tests::server().metrics_address;
     let voices = meetings::voices(work, 3);
     let m = stack.meeting("follow3-", 0, &voices).await;
-    let before = scrape(metrics).await?;
+    let before = action_counts(metrics).await?;
     let t0 = std::time::Instant::now();
     stack.deliver(&m).await;
     let handle = stack
@@ -141,7 +112,7 @@ async fn follow_cost(stack: &meetings::Stack, work: &Path) -> anyhow::Result<(u6
     reflow::follow::follow(&stack.client, &m.workflow_id).await?;
     let secs = t0.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = scrape(metrics).await?;
+    let after = action_counts(metrics).await?;
     let queries: f64 = after
         .iter()
         .filter(|(k, _)| k.contains("QueryWorkflow"))

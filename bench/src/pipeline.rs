@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use activities::files::{DigestInput, FileActivities};
 use anyhow::{Context, bail};
+use reflow_bench::measure::cpu_time;
 use reflow_tests::meetings::{self, Meeting, Stack};
 use serde_json::json;
 use temporalio_sdk::testing::ActivityEnvironment;
@@ -494,21 +495,6 @@ fn server_pid() -> Option<u32> {
             .any(|w| w[0] == b"--port" && w[1] == port.as_bytes());
         (serves && args.iter().any(|a| *a == b"start-dev")).then_some(pid)
     })
-}
-
-/// User plus system CPU time of process `pid` (`"self"` for this one), from `/proc/PID/stat`
-/// (in clock ticks of 1/100 s, USER_HZ on Linux).
-fn cpu_time(pid: impl std::fmt::Display) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at "state" (field 3).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    Duration::from_millis(fields.iter().sum::<u64>() * 10)
 }
 
 async fn load(n: usize, work: &Path) -> anyhow::Result<String> {
