@@ -20,8 +20,6 @@
 //!   event's, which only the parent's own commands can set). A child input from before the
 //!   binding (no id: a parent of the previous build, in flight or during a rolling deploy) is
 //!   accepted when its real parent is the one it names: only that parent's code can start it.
-//!   A parent that took `reflow-lean-history-2` writes no id into its children's inputs for
-//!   that reason (one id less, twice per child, in the history: `visibility::Lean::history`).
 //! - **Inputs without an id**: a history from before the binding (no [`BINDING_PATCH`] marker)
 //!   replays as it ran; a new run without one is refused ([`RUN_INPUT_UNBOUND`]), so a sealed
 //!   input copied from such an old history cannot be started again either. The patch is only

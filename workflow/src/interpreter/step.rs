@@ -243,13 +243,12 @@ async fn run_member<W: Interpreted>(
                 lean.then(|| super::visibility::child_attributes(pipeline, &declared, child_graph));
             // Bound to the child's id and this run's ([`super::binding`]).
             let child_input_value = input.clone();
-            // A lean-history child reads its declared attributes from its start event, and its
-            // input names its parent only: the real parent vouches for it ([`super::binding`]).
+            // A lean-history child reads its declared attributes from its start event.
             let child_input = RunInput {
                 pinned,
                 graph: Some(child.clone()),
                 input,
-                workflow_id: (!rules.history).then(|| child_id.clone()),
+                workflow_id: Some(child_id.clone()),
                 scheduled: false,
                 parent: Some(ctx.workflow_id().to_owned()),
                 search_attributes: if rules.history {

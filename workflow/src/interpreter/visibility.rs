@@ -51,8 +51,7 @@ pub(super) struct Lean {
     pub actions: bool,
     /// The history-saving rules of [`LEAN_HISTORY_PATCH`]: its children are started with
     /// `lean: 2` in their input and without their declared search attributes there (they
-    /// read them from their start event, where the parent set them) or their own workflow id
-    /// (their real parent vouches for them, `binding`), and such a child takes
+    /// read them from their start event, where the parent set them), and such a child takes
     /// its graph from the process's registered definitions by the hash its input names
     /// (`resolve`: no `resolve_pipeline` marker in its history).
     pub history: bool,
