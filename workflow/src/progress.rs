@@ -226,6 +226,31 @@ pub struct StepState {
     pub message: Option<String>,
 }
 
+/// Whether `new` says only that more members of the same fan-out are done than `last` (the
+/// state last sent for its `step_index`) said, within the same sixteenth of them: such a
+/// report can wait for the next sixteenth or any other change (status, attempt, an error),
+/// and the user loses a digit of the count for that while. A fan-out of 16 members or fewer
+/// moves on each member, so a meeting's tracks are counted one by one up to 16 participants.
+pub fn only_a_count_within_a_sixteenth(last: &StepState, new: &StepState) -> bool {
+    let count = |s: &StepState| -> Option<(usize, usize)> {
+        let (done, of) = s
+            .message
+            .as_deref()?
+            .strip_suffix(" done")?
+            .split_once('/')?;
+        Some((done.parse().ok()?, of.parse().ok()?))
+    };
+    let (Some((was, of)), Some((done, of_now))) = (count(last), count(new)) else {
+        return false;
+    };
+    let stride = of.div_ceil(16).max(1);
+    let same_but_count = StepState {
+        message: last.message.clone(),
+        ..new.clone()
+    } == *last;
+    same_but_count && of == of_now && done > was && done < of && done / stride == was / stride
+}
+
 /// Every activity row of a table and of its children's tables, depth first.
 fn activity_rows<'a>(p: &'a Progress, out: &mut Vec<&'a StepRow>) {
     for row in &p.steps {
@@ -338,6 +363,46 @@ fn apply(row: &mut StepRow, report: &AttemptReport) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn counted(done: usize, of: usize) -> StepState {
+        StepState {
+            step_index: 4,
+            current_step: "transcribe_track".into(),
+            step_status: if done == of {
+                "completed"
+            } else {
+                "in_progress"
+            }
+            .into(),
+            attempt: 1,
+            max_attempts: 4,
+            started_at: Some("2026-12-07T10:00:00Z".into()),
+            message: (done < of).then(|| format!("{done}/{of} done")),
+        }
+    }
+
+    #[test]
+    fn a_large_fan_out_counts_by_sixteenths_and_a_meeting_s_tracks_one_by_one() {
+        let within = only_a_count_within_a_sixteenth;
+        // 64 members: a stride of 4.
+        assert!(within(&counted(4, 64), &counted(5, 64)));
+        assert!(within(&counted(4, 64), &counted(7, 64)));
+        assert!(
+            !within(&counted(7, 64), &counted(8, 64)),
+            "the next sixteenth"
+        );
+        assert!(!within(&counted(62, 64), &counted(64, 64)), "completed");
+        // Up to 16 members every member is sent.
+        assert!(!within(&counted(1, 16), &counted(2, 16)));
+        assert!(!within(&counted(2, 3), &counted(3, 3)));
+        // Anything else than the count is sent.
+        let mut retried = counted(5, 64);
+        retried.attempt = 2;
+        assert!(!within(&counted(4, 64), &retried));
+        let mut failing = counted(5, 64);
+        failing.message = Some("HTTP 503; retrying; 5/64 done".into());
+        assert!(!within(&counted(4, 64), &failing));
+    }
 
     fn row(id: &str, activity: &str) -> StepRow {
         StepRow {

@@ -9,12 +9,16 @@ use temporalio_common::protos::temporal::api::common::v1::Payloads;
 use temporalio_common::protos::temporal::api::enums::v1::{
     PendingActivityState, RetryState, WorkflowExecutionStatus, WorkflowTaskFailedCause,
 };
-use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+use temporalio_common::protos::temporal::api::history::v1::{
+    HistoryEvent, WorkflowExecutionStartedEventAttributes,
+};
 use temporalio_common::protos::temporal::api::workflow::v1::pending_activity_info::pause_info::PausedBy;
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionResponse;
 use workflow::interpreter::REPORT_PROGRESS;
+use workflow::interpreter::child_start;
 use workflow::interpreter::resolve::RESOLVE_PIPELINE;
+use workflow::search;
 
 use super::{Child, ChildOutcome, Close, Failure, Pending, Started, Step};
 
@@ -87,6 +91,42 @@ pub fn value(p: Option<&Payloads>) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// A child's recorded input that leaves its version, graph and parent to its start event
+/// (`reflow-lean-history-3`), completed from that event as the child itself does
+/// ([`workflow::interpreter::child_start`]); any other input is left as it is.
+fn complete_child_input(input: &mut Value, started: &WorkflowExecutionStartedEventAttributes) {
+    let attribute = |name: &str| -> Option<Value> {
+        let p = started
+            .search_attributes
+            .as_ref()?
+            .indexed_fields
+            .get(name)?;
+        serde_json::from_slice(&p.data).ok()
+    };
+    let start = child_start::StartEvent {
+        workflow_type: started
+            .workflow_type
+            .as_ref()
+            .map_or("", |t| t.name.as_str()),
+        parent: started
+            .parent_workflow_execution
+            .as_ref()
+            .map(|p| p.workflow_id.as_str()),
+        pipeline: attribute(search::PIPELINE_NAME.name())
+            .and_then(|v| v.as_str().map(str::to_owned)),
+        version: attribute(search::PIPELINE_VERSION.name()).and_then(|v| v.as_i64()),
+        hash: attribute(search::PIPELINE_HASH.name()).and_then(|v| v.as_str().map(str::to_owned)),
+    };
+    let declared = search::DECLARABLE
+        .iter()
+        .filter_map(|k| {
+            let v = attribute(k.name())?;
+            Some((k.name().to_owned(), v.as_str()?.to_owned()))
+        })
+        .collect();
+    child_start::complete_recorded(input, start, &declared);
+}
+
 impl Run {
     /// The run of `workflow_id` from its history `events` and its description.
     pub fn new(
@@ -155,6 +195,7 @@ impl Run {
                         self.start_ms = at;
                     }
                     self.input = value(a.input.as_ref());
+                    complete_child_input(&mut self.input, a);
                     if let Some(p) = &a.parent_workflow_execution {
                         self.parent_id = Some(p.workflow_id.clone());
                         if self.parent_run_id.is_none() && !p.run_id.is_empty() {

@@ -69,7 +69,7 @@ impl<'a, W: Interpreted> GraphRun<'a, W> {
             tagged,
             current_step,
             lean,
-            lean_history: rules.history,
+            rules,
             pending_tags,
             memo: None,
             skipped: Vec::new(),

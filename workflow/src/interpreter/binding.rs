@@ -17,7 +17,9 @@
 //!   UTC RFC 3339 time to the second).
 //! - **Children**: the parent writes the child's own id and its own id (`parent`) into the
 //!   child's input; both are checked, the parent against the run's real parent (the start
-//!   event's, which only the parent's own commands can set). A child input from before the
+//!   event's, which only the parent's own commands can set). A child's input that leaves its
+//!   parent to that start event (`reflow-lean-history-3`, [`super::child_start`]) is refused in
+//!   a run that has no parent. A child input from before the
 //!   binding (no id: a parent of the previous build, in flight or during a rolling deploy) is
 //!   accepted when its real parent is the one it names: only that parent's code can start it.
 //! - **Inputs without an id**: a history from before the binding (no [`BINDING_PATCH`] marker)
@@ -84,6 +86,14 @@ pub enum Refusal {
         /// The run's parent.
         actual: Option<String>,
     },
+    /// A child's input that leaves its parent to its start event, in a run without a parent.
+    #[error(
+        "run input of workflow {workflow:?} was written for a child, but this run has no parent (it was started directly): an input copied from another run is refused"
+    )]
+    Orphan {
+        /// The run's id.
+        workflow: String,
+    },
     /// A new run's input names no workflow id.
     #[error(
         "run input of workflow {actual:?} names no workflow id: runs are started by reflow, which binds each input to its run; an input from before that (or written by hand) is refused"
@@ -98,7 +108,9 @@ impl Refusal {
     /// The failure type the run fails with.
     pub fn kind(&self) -> &'static str {
         match self {
-            Refusal::OtherWorkflow { .. } | Refusal::OtherParent { .. } => WORKFLOW_ID_MISMATCH,
+            Refusal::OtherWorkflow { .. }
+            | Refusal::OtherParent { .. }
+            | Refusal::Orphan { .. } => WORKFLOW_ID_MISMATCH,
             Refusal::Unbound { .. } => RUN_INPUT_UNBOUND,
         }
     }
@@ -122,6 +134,11 @@ pub fn compare(input: &RunInput, actual: Actual<'_>) -> Result<bool, Refusal> {
             workflow: actual.workflow_id.to_owned(),
             bound: bound.clone(),
             actual: actual.parent.map(str::to_owned),
+        });
+    }
+    if super::child_start::leaves_to_start_event(input) && actual.parent.is_none() {
+        return Err(Refusal::Orphan {
+            workflow: actual.workflow_id.to_owned(),
         });
     }
     // Without an id, a child of a parent from before the binding: its real parent vouches.
@@ -267,6 +284,20 @@ mod tests {
         let old = input(None, Some("p"), false);
         assert_eq!(compare(&old, as_child("p-x", Some("p"))), Ok(true));
         assert!(compare(&old, as_child("p-x", None)).is_err());
+        // One that leaves its parent to its start event: refused without a parent.
+        let short: RunInput = serde_json::from_value(serde_json::json!({
+            "input": {}, "workflow_id": "p-transcribe-0", "lean": 3
+        }))
+        .unwrap();
+        assert_eq!(
+            compare(&short, as_child("p-transcribe-0", Some("p"))),
+            Ok(true)
+        );
+        let e = compare(&short, as_child("p-transcribe-0", None)).unwrap_err();
+        assert!(e.to_string().contains("has no parent"), "{e}");
+        assert_eq!(e.kind(), WORKFLOW_ID_MISMATCH);
+        let e = compare(&short, as_child("q-transcribe-0", Some("q"))).unwrap_err();
+        assert!(matches!(e, Refusal::OtherWorkflow { .. }), "{e}");
     }
 
     #[test]

@@ -34,6 +34,7 @@ use temporalio_workflow::{
 
 mod begin;
 pub mod binding;
+pub mod child_start;
 mod current_step;
 mod failing;
 mod failure;
@@ -73,13 +74,15 @@ pub struct RunInput {
     /// definition itself).
     #[serde(flatten)]
     pub pinned: resolve::Pinned,
-    /// The graph to run; `None` means the main one.
-    #[serde(default)]
+    /// The graph to run; `None` means the main one (or, in a child's input that leaves it to
+    /// its start event, its workflow type: [`child_start`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graph: Option<String>,
     /// The graph's input (declared inputs by name).
     pub input: Value,
-    /// Workflow id of the parent, for a child: it reports its table there.
-    #[serde(default)]
+    /// Workflow id of the parent, for a child: it reports its table there (read from the start
+    /// event when the input leaves it there, [`child_start`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
     /// The declared search attributes' values, as the parent rendered them (a child carries
     /// its parent's `RecordingId`, …).
@@ -94,7 +97,9 @@ pub struct RunInput {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub scheduled: bool,
     /// For a child: 2 when its parent took `reflow-lean-history-2` (the child reads its graph
-    /// and its declared search attributes as [`visibility::Lean::history`] says); 0 otherwise.
+    /// and its declared search attributes as [`visibility::Lean::history`] says), 3 when it
+    /// took `reflow-lean-history-3` (its version, graph and parent too: [`child_start`]); 0
+    /// otherwise.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub lean: u8,
 }
@@ -152,6 +157,7 @@ pub async fn run<W: Interpreted>(
 ) -> WorkflowResult<Value> {
     binding::check(ctx, &input)?;
     let mut input = input;
+    child_start::complete_in_run(ctx, &mut input)?;
     let parent = input.parent.clone();
     let rules = visibility::rules(ctx, &input);
     let lean = rules.actions;
@@ -165,6 +171,11 @@ pub async fn run<W: Interpreted>(
     .await?;
     if rules.history && parent.is_some() {
         input.search_attributes = visibility::inherited(ctx, &pipeline);
+    }
+    if input.lean >= child_start::START_EVENT_INPUT
+        && let Some(graph) = input.graph.as_deref().and_then(|g| pipeline.graph(g))
+    {
+        child_start::restore_carried(&mut input.input, &pipeline, graph, &input.search_attributes);
     }
     // The main graph of a pipeline with a `progress:` section tells the frontend.
     let frontend = match (&parent, &pipeline.progress) {
@@ -197,9 +208,12 @@ pub async fn run<W: Interpreted>(
                 .0
         }
         (None, Some((spec, transcript))) => {
-            futures::future::join(main, report_to_frontend(ctx, spec, transcript))
-                .await
-                .0
+            futures::future::join(
+                main,
+                report_to_frontend(ctx, spec, transcript, rules.start_event),
+            )
+            .await
+            .0
         }
         (None, None) => main.await,
     }
@@ -274,8 +288,8 @@ struct GraphRun<'a, W: Interpreted> {
     current_step: String,
     /// Whether the run follows the lean rules ([`visibility`]).
     lean: bool,
-    /// Whether it follows the history rules too ([`visibility::Lean::history`]).
-    lean_history: bool,
+    /// The rules it follows ([`visibility::Lean`]; `lean` is their `actions`).
+    rules: visibility::Lean,
     /// Search attributes not set yet: a lean run sets them with its first `CurrentStep`.
     pending_tags: Vec<temporalio_workflow::common::search_attributes::SearchAttributeUpdate>,
     /// The memo plan, in a memoized run ([`memo`]).
@@ -287,10 +301,7 @@ struct GraphRun<'a, W: Interpreted> {
 impl<W: Interpreted> GraphRun<'_, W> {
     /// The rules the run follows, as its steps are given them.
     fn rules(&self) -> visibility::Lean {
-        visibility::Lean {
-            actions: self.lean,
-            history: self.lean_history,
-        }
+        self.rules
     }
 }
 

@@ -39,21 +39,41 @@ pub struct ProgressReport {
 /// Report `PIPELINE_PROGRESS` states whenever the table changes: each index's aggregate
 /// (members and children included) is recomputed, and the ones that differ from the last
 /// report are sent, in index order, with the run's pipeline version. A failed report is
-/// dropped: progress is advisory and the next change re-sends the state.
+/// dropped: progress is advisory and the next change re-sends the state. With `coalesce` (runs
+/// that take `reflow-lean-history-3`), a state that only counts more members of a large
+/// fan-out done waits for the next sixteenth of them
+/// ([`crate::progress::only_a_count_within_a_sixteenth`]): each report is a marker in the
+/// run's history, and a 64-track meeting made two per track.
 pub(super) async fn report_to_frontend<W: Interpreted>(
     ctx: &WorkflowContext<W>,
     spec: crate::pipeline::ProgressSpec,
     transcript_id: String,
+    coalesce: bool,
 ) {
     let sent = std::cell::RefCell::new(Vec::<StepState>::new());
     on_each_revision(ctx, u64::MAX, |progress| {
         let states = crate::progress::step_states(&progress, &spec.steps);
+        let mut last = sent.borrow().clone();
         let changed: Vec<StepState> = states
             .iter()
-            .filter(|s| !sent.borrow().contains(s))
+            .filter(
+                |s| match last.iter().find(|l| l.step_index == s.step_index) {
+                    Some(l) if l == *s => false,
+                    Some(l) => {
+                        !(coalesce && crate::progress::only_a_count_within_a_sixteenth(l, s))
+                    }
+                    None => true,
+                },
+            )
             .cloned()
             .collect();
-        *sent.borrow_mut() = states;
+        for c in &changed {
+            match last.iter_mut().find(|l| l.step_index == c.step_index) {
+                Some(l) => *l = c.clone(),
+                None => last.push(c.clone()),
+            }
+        }
+        *sent.borrow_mut() = last;
         let report = ProgressReport {
             workflow_id: ctx.workflow_id().to_owned(),
             transcript_id: transcript_id.clone(),

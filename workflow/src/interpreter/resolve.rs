@@ -61,14 +61,19 @@ pub enum Pinned {
         /// The whole definition (a child's: its own graph, [`Pipeline::for_child`]).
         pipeline: Box<Pipeline>,
     },
+    /// Nothing in the input: a child's start event names the version
+    /// ([`super::child_start`]); completed from it before anything reads the pin.
+    StartEvent {},
 }
 
 impl Pinned {
-    /// The version this names (an inline definition's own name, version and hash).
-    pub fn reference(&self) -> PipelineRef {
+    /// The version this names (an inline definition's own name, version and hash); `None`
+    /// for an input that leaves it to its start event and was not completed.
+    pub fn reference(&self) -> Option<PipelineRef> {
         match self {
-            Pinned::Reference(r) => r.clone(),
-            Pinned::Inline { pipeline } => pipeline.reference(),
+            Pinned::Reference(r) => Some(r.clone()),
+            Pinned::Inline { pipeline } => Some(pipeline.reference()),
+            Pinned::StartEvent {} => None,
         }
     }
 }
@@ -123,6 +128,12 @@ pub(super) async fn definition<W>(
             pipeline.reference()
         }
         Pinned::Reference(r) => r.clone(),
+        Pinned::StartEvent {} => {
+            return Err(refused(
+                PIPELINE_NOT_REGISTERED,
+                "the run's input names no pipeline version (only a child's start event can)".into(),
+            ));
+        }
     };
     let request = ResolveRequest {
         reference: reference.clone(),
@@ -203,7 +214,7 @@ fn from_store(request: &ResolveRequest) -> Result<Pipeline, WorkflowTermination>
 }
 
 /// A non-retryable failure of the run, before any step.
-fn refused(kind: &str, message: String) -> WorkflowTermination {
+pub(super) fn refused(kind: &str, message: String) -> WorkflowTermination {
     ApplicationFailure::builder(message)
         .type_name(kind.to_owned())
         .non_retryable(true)
@@ -241,7 +252,7 @@ mod tests {
         .unwrap();
         let inline: Pinned =
             serde_json::from_value(json!({"pipeline": serde_json::to_value(&p).unwrap()})).unwrap();
-        assert_eq!(inline.reference(), p.reference());
+        assert_eq!(inline.reference(), Some(p.reference()));
         assert!(matches!(inline, Pinned::Inline { .. }));
     }
 }

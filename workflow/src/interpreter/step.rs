@@ -243,20 +243,36 @@ async fn run_member<W: Interpreted>(
                 lean.then(|| super::visibility::child_attributes(pipeline, &declared, child_graph));
             // Bound to the child's id and this run's ([`super::binding`]).
             let child_input_value = input.clone();
-            // A lean-history child reads its declared attributes from its start event.
-            let child_input = RunInput {
-                pinned,
-                graph: Some(child.clone()),
-                input,
-                workflow_id: Some(child_id.clone()),
-                scheduled: false,
-                parent: Some(ctx.workflow_id().to_owned()),
-                search_attributes: if rules.history {
-                    Default::default()
-                } else {
-                    declared
-                },
-                lean: if rules.history { 2 } else { 0 },
+            // A lean-history child reads its declared attributes from its start event, and
+            // under `reflow-lean-history-3` its version, graph and parent too.
+            let child_input = if rules.start_event && reference.is_some() {
+                let mut input = input;
+                super::child_start::leave_out_carried(&mut input, pipeline, child_graph, &declared);
+                RunInput {
+                    pinned: Pinned::StartEvent {},
+                    graph: None,
+                    input,
+                    workflow_id: Some(child_id.clone()),
+                    scheduled: false,
+                    parent: None,
+                    search_attributes: Default::default(),
+                    lean: super::child_start::START_EVENT_INPUT,
+                }
+            } else {
+                RunInput {
+                    pinned,
+                    graph: Some(child.clone()),
+                    input,
+                    workflow_id: Some(child_id.clone()),
+                    scheduled: false,
+                    parent: Some(ctx.workflow_id().to_owned()),
+                    search_attributes: if rules.history {
+                        Default::default()
+                    } else {
+                        declared
+                    },
+                    lean: if rules.history { 2 } else { 0 },
+                }
             };
             let opts = ChildWorkflowOptions::builder()
                 .workflow_id(child_id.clone())

@@ -55,28 +55,41 @@ pub(super) struct Lean {
     /// its graph from the process's registered definitions by the hash its input names
     /// (`resolve`: no `resolve_pipeline` marker in its history).
     pub history: bool,
+    /// The rules of [`super::child_start::LEAN_HISTORY_3_PATCH`]: its children are started
+    /// with an input that leaves their version, graph and parent to their start event.
+    pub start_event: bool,
 }
 
 /// The rules a run follows: a child, the lean rules when it started with search attributes
 /// (a lean parent set them; deterministic: they are in its start event) and the history rules
-/// when its input says `lean: 2`; a run without a parent, as its history's patch marker says
-/// ([`LEAN_HISTORY_PATCH`], else [`LEAN_PATCH`]; asked for here, in its first task).
+/// when its input says `lean: 2` or more (a child starts no children of its own); a run
+/// without a parent, as its history's patch marker says (`reflow-lean-history-3`, else
+/// [`LEAN_HISTORY_PATCH`], else [`LEAN_PATCH`]; asked for here, in its first task).
 pub(super) fn rules<W>(ctx: &WorkflowContext<W>, input: &super::RunInput) -> Lean {
     if input.parent.is_some() {
         let actions = ctx.search_attributes().contains_key(&search::PIPELINE_NAME);
         Lean {
             actions,
             history: actions && input.lean >= 2,
+            start_event: false,
+        }
+    } else if ctx.patched(super::child_start::LEAN_HISTORY_3_PATCH) {
+        Lean {
+            actions: true,
+            history: true,
+            start_event: true,
         }
     } else if ctx.patched(LEAN_HISTORY_PATCH) {
         Lean {
             actions: true,
             history: true,
+            start_event: false,
         }
     } else {
         Lean {
             actions: ctx.patched(LEAN_PATCH),
             history: false,
+            start_event: false,
         }
     }
 }
