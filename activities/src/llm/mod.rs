@@ -21,6 +21,7 @@
 //! and, when invalid, re-asked with the error appended, up to `LLM_PARSE_MAX_RETRIES` (3)
 //! times, then fails as `LlmParseError`. HTTP timeouts stay 30 s below start-to-close.
 
+pub mod calls;
 pub mod chat_model;
 pub mod commitments;
 pub mod config;
@@ -176,9 +177,25 @@ impl Llm {
         })
     }
 
-    /// One request: `messages` → the reply's text. `step` names the caller in errors and in
-    /// the usage ledger.
+    /// One request: `messages` → the reply's text, checkpointed on its own inside a step
+    /// ([`calls`]: a retry does not ask it again). The activity type names the caller in errors
+    /// and in the usage ledger.
     pub async fn call(
+        &self,
+        ctx: &ActivityContext,
+        messages: &[Message],
+        temperature: f64,
+        json_mode: bool,
+    ) -> Result<(String, Usage), ActivityFailure> {
+        let activity_id = ctx.info().activity_id.as_str();
+        calls::checkpointed(activity_id, messages, temperature, json_mode, || {
+            self.ask(ctx, messages, temperature, json_mode)
+        })
+        .await
+    }
+
+    /// [`Llm::call`] without its checkpoint: the request itself.
+    async fn ask(
         &self,
         ctx: &ActivityContext,
         messages: &[Message],

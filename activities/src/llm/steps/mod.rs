@@ -126,8 +126,9 @@ impl SummaryActivities {
         })
     }
 
-    /// Run `work` through the checkpoint store; a stored result counts as a checkpoint hit
-    /// and its usage is marked as not spent now.
+    /// Run `work` through the checkpoint store, each of its LLM calls checkpointed on its own
+    /// ([`crate::llm::calls`]); a stored result counts as a checkpoint hit and its usage is
+    /// marked as not spent now.
     async fn checkpointed<I, O, F, Fut>(
         &self,
         tid: &str,
@@ -141,10 +142,25 @@ impl SummaryActivities {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<O, ActivityFailure>>,
     {
-        let (mut out, origin) = self
-            .checkpoints
-            .checkpointed(tid, step, input, &self.identity(), |_: &O| Vec::new(), work)
-            .await?;
+        // Each LLM call of the work is checkpointed too (`llm::calls`).
+        let calls = crate::llm::calls::StepCalls {
+            checkpoints: self.checkpoints.clone(),
+            transcript_id: tid.to_owned(),
+            step: step.to_owned(),
+            identity: self.identity(),
+        };
+        let (mut out, origin) = crate::llm::calls::in_step(
+            calls,
+            self.checkpoints.checkpointed(
+                tid,
+                step,
+                input,
+                &self.identity(),
+                |_: &O| Vec::new(),
+                work,
+            ),
+        )
+        .await?;
         if origin == Origin::Stored {
             ledger().checkpoint_hit();
             out.usage_mut().from_checkpoint = true;
