@@ -121,6 +121,24 @@ pub fn carried_inputs<'p>(pipeline: &'p Pipeline, graph: &Graph) -> Vec<(&'p str
         .collect()
 }
 
+/// `carry` on each carried input of `graph` whose attribute `declared` holds: the graph input's
+/// fields, the input's name and the attribute's value.
+fn for_each_carried(
+    input: &mut Value,
+    (pipeline, graph): (&Pipeline, &Graph),
+    declared: &BTreeMap<String, String>,
+    mut carry: impl FnMut(&mut serde_json::Map<String, Value>, &str, &str),
+) {
+    let Value::Object(fields) = input else {
+        return;
+    };
+    for (attribute, name) in carried_inputs(pipeline, graph) {
+        if let Some(value) = declared.get(attribute) {
+            carry(fields, name, value);
+        }
+    }
+}
+
 /// The parent's side: leave out of a child's graph input each carried input whose value is the
 /// attribute the child is started with (`declared`, the rendered declared attributes).
 pub(super) fn leave_out_carried(
@@ -129,16 +147,11 @@ pub(super) fn leave_out_carried(
     graph: &Graph,
     declared: &BTreeMap<String, String>,
 ) {
-    let Value::Object(fields) = input else {
-        return;
-    };
-    for (attribute, name) in carried_inputs(pipeline, graph) {
-        if let (Some(Value::String(v)), Some(a)) = (fields.get(name), declared.get(attribute))
-            && v == a
-        {
+    for_each_carried(input, (pipeline, graph), declared, |fields, name, value| {
+        if fields.get(name).and_then(Value::as_str) == Some(value) {
             fields.remove(name);
         }
-    }
+    });
 }
 
 /// The child's side: take each carried input its graph input lacks from the attribute
@@ -149,16 +162,11 @@ pub fn restore_carried(
     graph: &Graph,
     declared: &BTreeMap<String, String>,
 ) {
-    let Value::Object(fields) = input else {
-        return;
-    };
-    for (attribute, name) in carried_inputs(pipeline, graph) {
-        if !fields.contains_key(name)
-            && let Some(v) = declared.get(attribute)
-        {
-            fields.insert(name.to_owned(), Value::String(v.clone()));
-        }
-    }
+    for_each_carried(input, (pipeline, graph), declared, |fields, name, value| {
+        fields
+            .entry(name)
+            .or_insert_with(|| Value::String(value.to_owned()));
+    });
 }
 
 /// [`complete`] on a recorded input (a history reader's JSON), its carried inputs restored when
