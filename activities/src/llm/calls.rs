@@ -15,9 +15,17 @@
 //! retry takes the answers it already has and asks only the rest; an answer taken from a
 //! checkpoint spends nothing.
 //!
+//! The notes a long transcript's parts are condensed into ([`shared`]) are one question for
+//! every step, so they are checkpointed without the step: under `llm-notes`, by their messages
+//! and temperature alone, and asked at most once at a time in a process (a second step asking
+//! the same part waits for the first one's answer instead of reading the part again). An hour's
+//! transcript is then read once, where five steps used to read it five times.
+//!
 //! Outside a step's scope (benchmarks, unit tests) calls are not checkpointed.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use serde_json::{Value, json};
 
@@ -41,6 +49,13 @@ pub struct StepCalls {
 
 /// The checkpoint name of every call (`{transcript}/pipeline/checkpoints/llm-call-{hash}.json`).
 const CALL_SLOT: &str = "llm-call";
+
+/// The checkpoint name of a part's notes, shared by the steps (`llm-notes-{hash}.json`).
+const NOTES_SLOT: &str = "llm-notes";
+
+/// The notes being asked in this process, by transcript and question: one at a time.
+static ASKING: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(Mutex::default);
 
 tokio::task_local! {
     static STEP_CALLS: StepCalls;
@@ -82,10 +97,68 @@ where
             ask,
         )
         .await?;
-    Ok(match origin {
+    Ok(stored_spends_nothing(answer, origin, &calls.step))
+}
+
+/// The answer to a question every step of a transcript asks alike (a part's notes): stored
+/// under the transcript, or asked with `ask` (by one caller at a time in this process) and
+/// stored. Outside a step's scope it is just asked.
+pub(super) async fn shared<F, Fut>(
+    messages: &[Message],
+    temperature: f64,
+    ask: F,
+) -> Result<(String, Usage), ActivityFailure>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(String, Usage), ActivityFailure>>,
+{
+    let Ok(calls) = STEP_CALLS.try_with(Clone::clone) else {
+        return ask().await;
+    };
+    let question = json!({"messages": messages, "temperature": temperature});
+    let key = format!(
+        "{}/{}",
+        calls.transcript_id,
+        crate::checkpoint::canonical_json(&question).unwrap_or_default()
+    );
+    let lock = ASKING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(key.clone())
+        .or_default()
+        .clone();
+    let answer = {
+        let _one_at_a_time = lock.lock().await;
+        calls
+            .checkpoints
+            .checkpointed(
+                &calls.transcript_id,
+                NOTES_SLOT,
+                &question,
+                &calls.identity["llm"],
+                |_: &(String, Usage)| Vec::new(),
+                ask,
+            )
+            .await
+    };
+    // The last one out forgets the question.
+    let mut asking = ASKING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if Arc::strong_count(&lock) == 2 {
+        asking.remove(&key);
+    }
+    drop(asking);
+    let (answer, origin) = answer?;
+    Ok(stored_spends_nothing(answer, origin, &calls.step))
+}
+
+/// A stored answer's usage: nothing spent now.
+fn stored_spends_nothing(answer: (String, Usage), origin: Origin, step: &str) -> (String, Usage) {
+    match origin {
         Origin::Computed => answer,
         Origin::Stored => {
-            tracing::info!(step = %calls.step, "LLM answer taken from its checkpoint");
+            tracing::info!(step, "LLM answer taken from its checkpoint");
             let (text, usage) = answer;
             (
                 text,
@@ -96,7 +169,7 @@ where
                 },
             )
         }
-    })
+    }
 }
 
 #[cfg(test)]
@@ -115,21 +188,60 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_retried_step_asks_only_the_calls_it_has_no_answer_for() {
-        let dir = tempfile::tempdir().unwrap();
-        let calls = StepCalls {
+    fn step_calls(dir: &std::path::Path, step: &str) -> StepCalls {
+        StepCalls {
             checkpoints: Checkpoints::new(
                 Storage::open(&StorageConfig::from_vars(
-                    &format!("file://{}", dir.path().display()),
+                    &format!("file://{}", dir.display()),
                     &|_| None,
                 ))
                 .unwrap(),
             ),
             transcript_id: "t1".into(),
-            step: "generate_detailed_summary".into(),
-            identity: json!({"llm": "openai:m"}),
+            step: step.into(),
+            identity: json!({"llm": "openai:m", "prompts": step}),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_part_s_notes_are_asked_once_for_every_step_even_at_the_same_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let asked = AtomicU32::new(0);
+        let ask = || async {
+            asked.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            Ok(("notes".to_owned(), usage()))
         };
+        let part = [Message::system("notes of"), Message::user("part 1")];
+        let (a, b) = tokio::join!(
+            in_step(
+                step_calls(dir.path(), "extract_subjects"),
+                shared(&part, 0.2, ask)
+            ),
+            in_step(
+                step_calls(dir.path(), "identify_action_items"),
+                shared(&part, 0.2, ask)
+            ),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "asked once");
+        assert_eq!((a.0.as_str(), b.0.as_str()), ("notes", "notes"));
+        assert_ne!(a.1.from_checkpoint, b.1.from_checkpoint, "one of them paid");
+        let later = in_step(
+            step_calls(dir.path(), "generate_detailed_summary"),
+            shared(&part, 0.2, ask),
+        )
+        .await
+        .unwrap();
+        assert!(later.1.from_checkpoint && later.1.calls == 0);
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        assert!(ASKING.lock().unwrap().is_empty(), "nothing left behind");
+    }
+
+    #[tokio::test]
+    async fn a_retried_step_asks_only_the_calls_it_has_no_answer_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let calls = step_calls(dir.path(), "generate_detailed_summary");
         let asked = AtomicU32::new(0);
         let ask = |n: u32| {
             let asked = &asked;

@@ -16,8 +16,10 @@
 //! what the steps ask is in [`steps`] and [`prompts`], how answers are judged in [`guard`].
 //!
 //! Common to both ([`Llm`]): prompts longer than the context window (`LLM_CONTEXT_WINDOW`
-//! tokens, estimated as characters/4) are split into fitting parts, the instruction runs on
-//! each, then once more over the partial answers; a structured reply is parsed and validated
+//! tokens, estimated as characters/4) are split into fitting parts, notes are taken of each
+//! part ([`prompts::PART_NOTES`]: the same question for every step, so a meeting's parts are
+//! read once and their notes shared by every step that reads the transcript, [`calls`]), and
+//! the instruction runs once over the notes; a structured reply is parsed and validated
 //! and, when invalid, re-asked with the error appended, up to `LLM_PARSE_MAX_RETRIES` (3)
 //! times, then fails as `LlmParseError`. HTTP timeouts stay 30 s below start-to-close.
 
@@ -53,6 +55,13 @@ pub use config::{EMBEDDED_DEFAULT, EMBEDDED_QWEN, EMBEDDED_SMALL, LlmBackend, Ll
 pub const HTTP_MARGIN: Duration = Duration::from_secs(30);
 /// Tokens kept free for the answer when fitting a prompt into the context window.
 const ANSWER_RESERVE: usize = 1_000;
+
+/// Temperature of a part's notes (the same for every step: one question, one answer).
+const NOTES_TEMPERATURE: f64 = 0.2;
+
+/// The embedded model's bound on a part's notes, in tokens: a part is about one context window
+/// of transcript, and its notes are read with the other parts' in one window.
+const NOTES_MAX_TOKENS: usize = 256;
 /// Longest answer asked of the embedded model by `step`: the budget its declaration states
 /// (`Cost::Llm` in its module under [`steps`]). A step that calls the LLM without declaring a
 /// budget is a bug, refused before the model runs.
@@ -189,18 +198,20 @@ impl Llm {
     ) -> Result<(String, Usage), ActivityFailure> {
         let activity_id = ctx.info().activity_id.as_str();
         calls::checkpointed(activity_id, messages, temperature, json_mode, || {
-            self.ask(ctx, messages, temperature, json_mode)
+            self.ask(ctx, messages, temperature, json_mode, None)
         })
         .await
     }
 
-    /// [`Llm::call`] without its checkpoint: the request itself.
+    /// [`Llm::call`] without its checkpoint: the request itself. The embedded model answers
+    /// in at most `max_tokens`, else the step's declared budget.
     async fn ask(
         &self,
         ctx: &ActivityContext,
         messages: &[Message],
         temperature: f64,
         json_mode: bool,
+        max_tokens: Option<usize>,
     ) -> Result<(String, Usage), ActivityFailure> {
         let step = ctx.info().activity_type.as_str();
         let started = Instant::now();
@@ -257,7 +268,10 @@ impl Llm {
             }
             LlmBackend::Embedded { .. } => {
                 let model = self.model().await?;
-                let max_tokens = embedded_max_tokens(step)?;
+                let max_tokens = match max_tokens {
+                    Some(n) => n,
+                    None => embedded_max_tokens(step)?,
+                };
                 // Stop 10 s before the attempt's deadline: a timed-out attempt's generation
                 // would otherwise keep the model from every later caller (retries included).
                 let deadline = ctx.info().deadline.map(|d| {
@@ -306,9 +320,7 @@ impl Llm {
         temperature: f64,
     ) -> Result<(String, Usage), ActivityFailure> {
         let mut usage = Usage::default();
-        let input = self
-            .condense(ctx, instruction, input, temperature, &mut usage)
-            .await?;
+        let input = self.condense(ctx, instruction, input, &mut usage).await?;
         let (answer, u) = self
             .call(
                 ctx,
@@ -342,9 +354,7 @@ impl Llm {
             "{instruction}\n\nAnswer with a single JSON object and nothing else, of this shape:\n{schema}"
         );
         let mut usage = Usage::default();
-        let input = self
-            .condense(ctx, &system, input, temperature, &mut usage)
-            .await?;
+        let input = self.condense(ctx, &system, input, &mut usage).await?;
         let mut messages = vec![Message::system(system), Message::user(input)];
         let mut last_error = String::new();
         let retries = if self.is_embedded() {
@@ -379,14 +389,15 @@ impl Llm {
     }
 
     /// `input` as it will be sent: unchanged when it fits the context window with
-    /// `instruction`; otherwise split on line boundaries into fitting parts, each answered
-    /// with `instruction`, and the partial answers joined (and condensed again if needed).
+    /// `instruction`; otherwise split on line boundaries into parts that fit with
+    /// [`prompts::PART_NOTES`], notes taken of each, and the notes joined (and condensed again
+    /// if needed). The parts and their question do not depend on the step, so the notes of a
+    /// meeting's parts are taken once and shared ([`calls::shared`]).
     async fn condense(
         &self,
         ctx: &ActivityContext,
         instruction: &str,
         input: &str,
-        temperature: f64,
         usage: &mut Usage,
     ) -> Result<String, ActivityFailure> {
         let step = ctx.info().activity_type.as_str();
@@ -399,30 +410,43 @@ impl Llm {
             }
             let parts = split_to_fit(
                 &input,
-                budget_chars.saturating_sub(instruction.len()).max(1024),
+                budget_chars
+                    .saturating_sub(prompts::PART_NOTES.len())
+                    .max(1024),
             );
             tracing::info!(
                 step,
                 parts = parts.len(),
                 chars = input.len(),
-                "input exceeds the context window; splitting"
+                "input exceeds the context window; taking notes of each part"
             );
-            let mut partials = Vec::new();
-            for (i, part) in parts.iter().enumerate() {
-                let (answer, u) = self
-                    .call(
+            // The parts at once: the embedded model reads as many as it has sessions, a
+            // hosted one as its rate limit lets it.
+            let answers = futures::future::try_join_all(parts.iter().map(|part| async move {
+                let messages = [
+                    Message::system(prompts::PART_NOTES),
+                    Message::user(part.clone()),
+                ];
+                calls::shared(&messages, NOTES_TEMPERATURE, || {
+                    self.ask(
                         ctx,
-                        &[Message::system(instruction), Message::user(part.clone())],
-                        temperature,
+                        &messages,
+                        NOTES_TEMPERATURE,
                         false,
+                        Some(NOTES_MAX_TOKENS),
                     )
-                    .await?;
+                })
+                .await
+            }))
+            .await?;
+            let mut notes = Vec::new();
+            for (i, (answer, u)) in answers.into_iter().enumerate() {
                 usage.add(&u);
-                partials.push(format!("Part {}:\n{answer}", i + 1));
+                notes.push(format!("Part {}:\n{}", i + 1, answer.trim()));
             }
             input = format!(
-                "The input was too long and was processed in parts; these are the answers for each part, in order:\n\n{}",
-                partials.join("\n\n")
+                "The meeting was too long to read at once; these are notes on each of its parts, in order:\n\n{}",
+                notes.join("\n\n")
             );
         }
         Ok(input)

@@ -10,6 +10,13 @@ use crate::transcript::Participant;
 /// hash.
 pub const VERSION: &str = "reflow-prompts-4";
 
+/// Notes of one part of a transcript too long for the context window, shared by every step
+/// that reads it (`Llm::condense`): what any of them may need from the part.
+pub const PART_NOTES: &str = "You read one part of a longer meeting transcript. Write notes on \
+    this part for someone who will summarise the whole meeting: each subject discussed, every \
+    decision and who made it, every task with its owner and deadline, and every number, date \
+    and name mentioned. Use the speakers' names. Write plain short sentences, no preamble.";
+
 /// `detect_chunk_topic`: the main topic of one excerpt.
 pub const CHUNK_TOPIC: &str = "You read an excerpt of a meeting transcript. Find the main topic \
     of the excerpt and ignore small talk. Give it a specific, descriptive, professional title, \

@@ -406,10 +406,8 @@ async fn long_inputs_are_split_to_fit_the_context_window_and_calls_respect_the_r
             .as_str()
             .unwrap_or("")
             .to_owned();
-        if r.json.as_ref().unwrap().get("response_format").is_none()
-            && system.contains("main topic")
-        {
-            // A part of the split input, answered as text.
+        if system == activities::llm::prompts::PART_NOTES {
+            // Notes on a part of the split input, as text.
             return Reply::Json(completion(
                 "This part is about the budget review and hiring.",
                 50,
@@ -430,49 +428,59 @@ async fn long_inputs_are_split_to_fit_the_context_window_and_calls_respect_the_r
     assert_eq!(out["plan"]["chunk_count"], 1);
 
     let requests = llm.requests();
+    let system = |r: &Recorded| {
+        r.json.as_ref().unwrap()["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
     let user = |r: &Recorded| {
         r.json.as_ref().unwrap()["messages"][1]["content"]
             .as_str()
             .unwrap()
             .to_owned()
     };
+    // Every prompt fits, the notes on the parts and the steps' questions alike.
+    for r in &requests {
+        let length = system(r).len() + user(r).len();
+        assert!(length <= 2_400, "every prompt fits: {length} characters");
+    }
+    // The chunk went out in parts, notes were taken of each (plain text), and the topic was
+    // asked once over the notes.
+    let notes: Vec<String> = requests
+        .iter()
+        .filter(|r| system(r) == activities::llm::prompts::PART_NOTES)
+        .map(user)
+        .collect();
+    assert!(notes.len() >= 2, "{} parts", notes.len());
     let topic_calls: Vec<&Recorded> = requests
         .iter()
-        .filter(|r| {
-            r.json.as_ref().unwrap()["messages"][0]["content"]
-                .as_str()
-                .unwrap()
-                .contains("main topic")
-        })
+        .filter(|r| system(r).contains("main topic"))
         .collect();
-    // The chunk went out in parts (plain text), then once more over the partial answers.
-    let parts = topic_calls
-        .iter()
-        .filter(|r| r.json.as_ref().unwrap().get("response_format").is_none())
-        .count();
-    assert!(parts >= 2, "{parts} parts");
-    for r in &topic_calls {
-        let system = r.json.as_ref().unwrap()["messages"][0]["content"]
-            .as_str()
-            .unwrap()
-            .len();
-        assert!(
-            system + user(r).len() <= 2_400,
-            "every prompt fits: {} characters",
-            system + user(r).len()
-        );
-    }
-    let last = topic_calls.last().unwrap();
+    assert_eq!(
+        topic_calls.len(),
+        1,
+        "the topic is asked once, over the notes"
+    );
+    let last = topic_calls[0];
     assert!(
-        user(last).contains("processed in parts") && user(last).contains("Part 2:"),
+        user(last).contains("notes on each of its parts") && user(last).contains("Part 2:"),
         "{}",
         user(last)
+    );
+    // No part is read twice: every step that reads the same text shares its parts' notes.
+    let mut distinct = notes.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        notes.len(),
+        "a part's notes were asked again"
     );
     assert_eq!(
         out["chunk_topics"][0]["title"],
         "Budget review for the quarter"
     );
-    assert_eq!(out["chunk_topics"][0]["usage"]["calls"], json!(parts + 1));
 
     // At most 2 calls per second: any three consecutive requests span about 1 s. They are
     // timed where the stand-in receives them, so a loaded machine that delays the first one's
