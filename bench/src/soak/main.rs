@@ -164,7 +164,10 @@ impl Soak {
             .unwrap_or_else(|_| Err(format!("{} not drained within 30 minutes", old.build)));
             match said {
                 Ok(text) => {
-                    self.said(format!("{new} current; {}", text.trim()));
+                    // The block's last line says the old build drained (the CLI's tables
+                    // above it are left to the logs).
+                    let drained = text.trim().lines().last().unwrap_or_default();
+                    self.said(format!("{new} current; {drained}"));
                     break;
                 }
                 Err(e) if attempt < 5 && since.elapsed() < Duration::from_secs(1800) => {
