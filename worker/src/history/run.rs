@@ -5,14 +5,14 @@
 //! pending activity is [`super::step`], a failure's root cause [`super::failure`].
 
 use serde_json::Value;
-use temporalio_common::protos::temporal::api::common::v1::Payloads;
+use temporalio_common::protos::temporal::api::common::v1::{
+    Payloads, SearchAttributes, WorkflowType,
+};
 use temporalio_common::protos::temporal::api::enums::v1::{
     PendingActivityState, RetryState, WorkflowExecutionStatus, WorkflowTaskFailedCause,
 };
+use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
-use temporalio_common::protos::temporal::api::history::v1::{
-    HistoryEvent, WorkflowExecutionStartedEventAttributes,
-};
 use temporalio_common::protos::temporal::api::workflow::v1::pending_activity_info::pause_info::PausedBy;
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionResponse;
 use workflow::interpreter::REPORT_PROGRESS;
@@ -93,25 +93,22 @@ pub fn value(p: Option<&Payloads>) -> Value {
 
 /// A child's recorded input that leaves its version, graph and parent to its start event
 /// (`reflow-lean-history-3`), completed from that event as the child itself does
-/// ([`workflow::interpreter::child_start`]); any other input is left as it is.
-fn complete_child_input(input: &mut Value, started: &WorkflowExecutionStartedEventAttributes) {
+/// ([`workflow::interpreter::child_start`]), or from the parent's command that wrote it (its
+/// initiated event: the same workflow type and search attributes); any other input is left as
+/// it is.
+fn complete_child_input(
+    input: &mut Value,
+    workflow_type: Option<&WorkflowType>,
+    parent: Option<&str>,
+    attributes: Option<&SearchAttributes>,
+) {
     let attribute = |name: &str| -> Option<Value> {
-        let p = started
-            .search_attributes
-            .as_ref()?
-            .indexed_fields
-            .get(name)?;
+        let p = attributes?.indexed_fields.get(name)?;
         serde_json::from_slice(&p.data).ok()
     };
     let start = child_start::StartEvent {
-        workflow_type: started
-            .workflow_type
-            .as_ref()
-            .map_or("", |t| t.name.as_str()),
-        parent: started
-            .parent_workflow_execution
-            .as_ref()
-            .map(|p| p.workflow_id.as_str()),
+        workflow_type: workflow_type.map_or("", |t| t.name.as_str()),
+        parent,
         pipeline: attribute(search::PIPELINE_NAME.name())
             .and_then(|v| v.as_str().map(str::to_owned)),
         version: attribute(search::PIPELINE_VERSION.name()).and_then(|v| v.as_i64()),
@@ -195,7 +192,14 @@ impl Run {
                         self.start_ms = at;
                     }
                     self.input = value(a.input.as_ref());
-                    complete_child_input(&mut self.input, a);
+                    complete_child_input(
+                        &mut self.input,
+                        a.workflow_type.as_ref(),
+                        a.parent_workflow_execution
+                            .as_ref()
+                            .map(|p| p.workflow_id.as_str()),
+                        a.search_attributes.as_ref(),
+                    );
                     if let Some(p) = &a.parent_workflow_execution {
                         self.parent_id = Some(p.workflow_id.clone());
                         if self.parent_run_id.is_none() && !p.run_id.is_empty() {
@@ -327,6 +331,13 @@ impl Run {
                 }
                 Attributes::StartChildWorkflowExecutionInitiatedEventAttributes(a) => {
                     children.insert(e.event_id, self.children.len());
+                    let mut input = value(a.input.as_ref());
+                    complete_child_input(
+                        &mut input,
+                        a.workflow_type.as_ref(),
+                        Some(&self.workflow_id),
+                        a.search_attributes.as_ref(),
+                    );
                     self.children.push(Child {
                         workflow_id: a.workflow_id.clone(),
                         workflow_type: a
@@ -334,7 +345,7 @@ impl Run {
                             .as_ref()
                             .map(|t| t.name.clone())
                             .unwrap_or_default(),
-                        input: value(a.input.as_ref()),
+                        input,
                         initiated_ms: at,
                         scheduled_by: a.workflow_task_completed_event_id,
                         outcome: None,
