@@ -86,18 +86,7 @@ where
         "step": calls.step, "activity": activity_id, "messages": messages,
         "temperature": temperature, "json": json_mode
     });
-    let (answer, origin) = calls
-        .checkpoints
-        .checkpointed(
-            &calls.transcript_id,
-            CALL_SLOT,
-            &question,
-            &calls.identity,
-            |_: &(String, Usage)| Vec::new(),
-            ask,
-        )
-        .await?;
-    Ok(stored_spends_nothing(answer, origin, &calls.step))
+    kept(&calls, CALL_SLOT, &question, &calls.identity, ask).await
 }
 
 /// The answer to a question every step of a transcript asks alike (a part's notes): stored
@@ -129,17 +118,7 @@ where
         .clone();
     let answer = {
         let _one_at_a_time = lock.lock().await;
-        calls
-            .checkpoints
-            .checkpointed(
-                &calls.transcript_id,
-                NOTES_SLOT,
-                &question,
-                &calls.identity["llm"],
-                |_: &(String, Usage)| Vec::new(),
-                ask,
-            )
-            .await
+        kept(&calls, NOTES_SLOT, &question, &calls.identity["llm"], ask).await
     };
     // The last one out forgets the question.
     let mut asking = ASKING
@@ -149,13 +128,35 @@ where
         asking.remove(&key);
     }
     drop(asking);
-    let (answer, origin) = answer?;
-    Ok(stored_spends_nothing(answer, origin, &calls.step))
+    answer
 }
 
-/// A stored answer's usage: nothing spent now.
-fn stored_spends_nothing(answer: (String, Usage), origin: Origin, step: &str) -> (String, Usage) {
-    match origin {
+/// The answer to `question` kept in `slot` under `config` in the transcript's checkpoints, or
+/// asked with `ask` and kept; a kept answer spends nothing now.
+async fn kept<F, Fut>(
+    calls: &StepCalls,
+    slot: &str,
+    question: &Value,
+    config: &Value,
+    ask: F,
+) -> Result<(String, Usage), ActivityFailure>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(String, Usage), ActivityFailure>>,
+{
+    let (answer, origin) = calls
+        .checkpoints
+        .checkpointed(
+            &calls.transcript_id,
+            slot,
+            question,
+            config,
+            |_: &(String, Usage)| Vec::new(),
+            ask,
+        )
+        .await?;
+    let step = calls.step.as_str();
+    Ok(match origin {
         Origin::Computed => answer,
         Origin::Stored => {
             tracing::info!(step, "LLM answer taken from its checkpoint");
@@ -169,7 +170,7 @@ fn stored_spends_nothing(answer: (String, Usage), origin: Origin, step: &str) ->
                 },
             )
         }
-    }
+    })
 }
 
 #[cfg(test)]
