@@ -8,6 +8,27 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+/// The workflow executions the server holds in its mutable-state cache
+/// (`cache_usage{cache_type="mutablestate"}`), from its Prometheus endpoint at
+/// `metrics_address` (`host:port`); `None` when it cannot be read.
+pub async fn cached_executions(metrics_address: &str) -> Option<u64> {
+    let text = reqwest::get(format!("http://{metrics_address}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix("cache_usage{")?;
+        let (labels, value) = rest.split_once("} ")?;
+        labels
+            .contains("cache_type=\"mutablestate\"")
+            .then(|| value.trim().parse::<f64>().ok())
+            .flatten()
+            .map(|v| v as u64)
+    })
+}
+
 /// The server's `action` counter in namespace `default`, by `action_type`, from its
 /// Prometheus endpoint at `metrics_address` (`host:port`).
 pub async fn action_counts(metrics_address: &str) -> anyhow::Result<BTreeMap<String, f64>> {

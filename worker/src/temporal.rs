@@ -132,6 +132,27 @@ pub const DEV_SERVER_DYNAMIC_CONFIG: &[&str] = &[
     "matching.wv.VersionDrainageStatusVisibilityGracePeriod=5",
 ];
 
+/// How much of the day the embedded dev server keeps in memory (it shares one machine with the
+/// workers and their models; a cluster's history hosts are sized on their own and keep
+/// Temporal's defaults).
+///
+/// The server caches each workflow execution's mutable state (`cache_usage{cache_type=
+/// "mutablestate"}` on its metrics port). The dev server's cache holds up to 8,096 executions
+/// for an hour each, and without background eviction an execution that closed is dropped only
+/// when the cache is full: over a day of meetings the server grew with every run it had served
+/// (about 70 KiB an execution, 268 → 309 MiB over a 20-minute soak of 600 executions,
+/// bench/results/soak.md). Here an entry leaves once nothing has touched it for 2 minutes
+/// (a running meeting touches its execution at every step, and a transcribing child at every
+/// heartbeat that reaches the server; one evicted while it waits is read back from the
+/// database at its next task: one read), swept every 30 s, and the cache never holds more
+/// than 2,048 executions (about 140 MiB). With a 5-minute TTL the soak's cache levelled at
+/// 300–400 executions only after 9 of the restarted server's 16 minutes.
+pub const DEV_SERVER_CACHE_CONFIG: &[&str] = &[
+    "history.cacheTTL=\"2m\"",
+    r#"history.cacheBackgroundEvict={"Enabled":true,"LoopInterval":"30s","MaxEntryPerCall":1024}"#,
+    "history.hostLevelCacheMaxSize=2048",
+];
+
 /// A running `temporal server start-dev`.
 pub struct DevServer {
     child: tokio::process::Child,
@@ -217,7 +238,10 @@ impl DevServer {
             "--dynamic-config-value",
             "frontend.enableUpdateWorkflowExecution=true",
         ]);
-        for value in DEV_SERVER_DYNAMIC_CONFIG {
+        for value in DEV_SERVER_DYNAMIC_CONFIG
+            .iter()
+            .chain(DEV_SERVER_CACHE_CONFIG)
+        {
             cmd.args(["--dynamic-config-value", value]);
         }
         // reflow's search attributes (docs/contracts/observability.md §6), so runs can be found at

@@ -259,7 +259,13 @@ async fn add_actions(
     }
 }
 
-fn set_server(live: &memory::Live, label: &str, server: &DevServer) {
+fn set_server(
+    live: &memory::Live,
+    metrics: &memory::ServerMetrics,
+    label: &str,
+    server: &DevServer,
+) {
+    *metrics.lock().unwrap() = Some(server.metrics_address.clone());
     let mut live = live.lock().unwrap();
     live.retain(|(l, _)| !l.starts_with("server"));
     if let Some(pid) = server.pid() {
@@ -299,7 +305,8 @@ async fn main() -> anyhow::Result<()> {
     let db_url = format!("sqlite://{}/reflow.db", dir.display());
     let stack = Stack::start(&db_url, client.clone(), backends, false, short_timeouts()).await;
     let live: memory::Live = Arc::default();
-    set_server(&live, "server 1", &server);
+    let server_metrics: memory::ServerMetrics = Arc::default();
+    set_server(&live, &server_metrics, "server 1", &server);
     let soak = Arc::new(Soak {
         dir: dir.clone(),
         binary: reflow_binary()?,
@@ -317,7 +324,12 @@ async fn main() -> anyhow::Result<()> {
     let mut actions = std::collections::BTreeMap::new();
     let baseline = action_counts(&server.metrics_address).await?;
     *soak.t0.lock().unwrap() = Instant::now();
-    let sampler = memory::Sampler::start(live.clone(), Duration::from_secs(5), soak.t0());
+    let sampler = memory::Sampler::start(
+        live.clone(),
+        server_metrics.clone(),
+        Duration::from_secs(5),
+        soak.t0(),
+    );
     let arriving = arrivals(soak.clone(), a.meetings, window, &mut rng, voices);
 
     soak.until(0.10 * w).await;
@@ -334,7 +346,7 @@ async fn main() -> anyhow::Result<()> {
     server.stop().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     server = blows::start_server(&opts).await;
-    set_server(&live, "server 2", &server);
+    set_server(&live, &server_metrics, "server 2", &server);
     soak.said("the Temporal server serves again".into());
 
     soak.until(0.30 * w).await;
@@ -357,7 +369,7 @@ async fn main() -> anyhow::Result<()> {
     // Counters are exported as the server handles requests; let the last ones land.
     tokio::time::sleep(Duration::from_secs(3)).await;
     add_actions(&mut actions, &server.metrics_address, &Default::default()).await;
-    let samples = sampler.stop().await;
+    let (samples, cached) = sampler.stop().await;
 
     let seen = report::Seen {
         meetings: a.meetings,
@@ -366,6 +378,7 @@ async fn main() -> anyhow::Result<()> {
         blows: soak.log.lock().unwrap().clone(),
         actions,
         samples,
+        cached,
         vendors,
         window,
         seed: a.seed,

@@ -1,15 +1,21 @@
 //! The soak's memory watch: the resident memory of every live worker process and of the
-//! Temporal server, sampled at a fixed period, and how much each process grew after its
-//! warm-up.
+//! Temporal server, and the executions the server holds in its cache, sampled at a fixed
+//! period, and how much each process grew after its warm-up.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reflow_bench::measure::rss_kib;
+use reflow_bench::measure::{cached_executions, rss_kib};
 
 /// The processes to sample now: a label (`server 1`, `worker soak-2`) and a pid.
 pub type Live = Arc<Mutex<Vec<(String, u32)>>>;
+
+/// The live server's metrics address (`host:port`), which changes when it restarts.
+pub type ServerMetrics = Arc<Mutex<Option<String>>>;
+
+/// One reading of the server's cache: seconds since the soak started, executions held.
+pub type Cached = (f64, u64);
 
 /// One reading.
 #[derive(Debug, Clone)]
@@ -25,18 +31,25 @@ pub struct Sample {
 /// A sampler running until [`Sampler::stop`].
 pub struct Sampler {
     stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<Sample>>,
+    task: tokio::task::JoinHandle<(Vec<Sample>, Vec<Cached>)>,
 }
 
 impl Sampler {
-    /// Sample `live` every `every` from `t0` on.
-    pub fn start(live: Live, every: Duration, t0: Instant) -> Self {
+    /// Sample `live` and the cache of the server at `metrics` every `every` from `t0` on.
+    pub fn start(live: Live, metrics: ServerMetrics, every: Duration, t0: Instant) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn({
             let stop = stop.clone();
             async move {
                 let mut out = Vec::new();
+                let mut cached = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
+                    let address = metrics.lock().unwrap().clone();
+                    if let Some(address) = address
+                        && let Some(n) = cached_executions(&address).await
+                    {
+                        cached.push((t0.elapsed().as_secs_f64(), n));
+                    }
                     let now = live.lock().unwrap().clone();
                     for (label, pid) in now {
                         if let Some(kib) = rss_kib(pid) {
@@ -49,14 +62,14 @@ impl Sampler {
                     }
                     tokio::time::sleep(every).await;
                 }
-                out
+                (out, cached)
             }
         });
         Sampler { stop, task }
     }
 
-    /// Stop sampling; every reading.
-    pub async fn stop(self) -> Vec<Sample> {
+    /// Stop sampling; every reading of memory, and of the server's cache.
+    pub async fn stop(self) -> (Vec<Sample>, Vec<Cached>) {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.unwrap_or_default()
     }
@@ -133,8 +146,9 @@ pub fn growth(samples: &[Sample]) -> Vec<Growth> {
 }
 
 /// The readings as a table: one row per `period` (the last reading of each process in it),
-/// one column per process.
-pub fn table(samples: &[Sample], period: f64) -> String {
+/// one column per process, and a last column with the executions the server held in its
+/// cache.
+pub fn table(samples: &[Sample], cached: &[Cached], period: f64) -> String {
     let mut labels: Vec<&str> = Vec::new();
     for s in samples {
         if !labels.contains(&s.label.as_str()) {
@@ -144,7 +158,7 @@ pub fn table(samples: &[Sample], period: f64) -> String {
     let last_t = samples.iter().map(|s| s.t_s).fold(0.0, f64::max);
     let rows = (last_t / period).floor() as usize + 1;
     let mut out = format!(
-        "| minute | {} |\n|---|{}\n",
+        "| minute | {} | server's cached executions |\n|---|{}---|\n",
         labels.join(" | "),
         "---|".repeat(labels.len())
     );
@@ -159,7 +173,15 @@ pub fn table(samples: &[Sample], period: f64) -> String {
                     .map_or_else(String::new, |s| format!("{:.0}", s.kib as f64 / 1024.0))
             })
             .collect();
-        out.push_str(&format!("| {:.1} | {} |\n", b / 60.0, cells.join(" | ")));
+        let held = cached
+            .iter()
+            .rfind(|(t, _)| *t >= a && *t < b)
+            .map_or_else(String::new, |(_, n)| n.to_string());
+        out.push_str(&format!(
+            "| {:.1} | {} | {held} |\n",
+            b / 60.0,
+            cells.join(" | ")
+        ));
     }
     out
 }
@@ -204,9 +226,13 @@ mod tests {
         assert_eq!(g[0].peak_mib, 210.0);
         assert_eq!((g[1].from_s, g[1].to_s, g[1].pct()), (50.0, 100.0, 0.0));
         // One row per minute of readings, one column per process.
-        let t = table(&samples, 60.0);
-        assert!(t.starts_with("| minute | worker a | server 2 |"), "{t}");
-        assert!(t.contains("| 1.0 | 200 | 80 |"), "{t}");
-        assert!(t.contains("| 2.0 | 210 | 80 |"), "{t}");
+        let cached = [(30.0, 12), (59.0, 40), (61.0, 38)];
+        let t = table(&samples, &cached, 60.0);
+        assert!(
+            t.starts_with("| minute | worker a | server 2 | server's cached executions |"),
+            "{t}"
+        );
+        assert!(t.contains("| 1.0 | 200 | 80 | 40 |"), "{t}");
+        assert!(t.contains("| 2.0 | 210 | 80 | 38 |"), "{t}");
     }
 }

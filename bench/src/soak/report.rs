@@ -30,6 +30,8 @@ pub struct Seen {
     pub actions: BTreeMap<String, f64>,
     /// Memory readings.
     pub samples: Vec<Sample>,
+    /// The executions the live server held in its cache over the day.
+    pub cached: Vec<memory::Cached>,
     /// How the vendors behave (lines of the results file).
     pub vendors: String,
     /// The arrival window.
@@ -307,7 +309,9 @@ pub async fn report(
          longest-lived worker ({wl}) and server ({sl}).\n\n\
          | process | minutes | after warm-up MiB | end MiB | peak MiB | growth % |\n\
          |---|---|---|---|---|---|\n{growth_rows}\n\
-         Over time (MiB, the last reading of each minute):\n\n{over_time}\n\
+         Over time (MiB, the last reading of each minute; the last column is the server's\n\
+         `cache_usage{{cache_type=\"mutablestate\"}}`, the executions it keeps in memory):\n\n\
+         {over_time}\n\
          ## Problems\n\n{problems_or_none}",
         date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
         machine = reflow_bench::machine(),
@@ -324,7 +328,7 @@ pub async fn report(
         unexplained_n = unexplained.len(),
         wl = worker.as_ref().map_or("none", |g| g.label.as_str()),
         sl = server.as_ref().map_or("none", |g| g.label.as_str()),
-        over_time = memory::table(&seen.samples, 60.0),
+        over_time = memory::table(&seen.samples, &seen.cached, 60.0),
         problems_or_none = if problems.is_empty() {
             "None.\n".to_owned()
         } else {
