@@ -171,9 +171,38 @@ pub fn short_timeouts() -> workflow::Pipeline {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// [`short_timeouts`] as the YAML a pipelines directory holds (for a `reflow` process).
+/// The version `pipelines/diarization.yaml` declares.
+pub fn repository_version() -> u32 {
+    let line = intake::DIARIZATION_YAML
+        .lines()
+        .find_map(|l| l.strip_prefix("version:"))
+        .expect("pipelines/diarization.yaml declares its version");
+    line.trim().parse().expect("a version number")
+}
+
+/// `yaml` (a pipeline definition) declaring version `version`.
+pub fn with_version(yaml: &str, version: u32) -> String {
+    yaml.lines()
+        .map(|l| {
+            if l.starts_with("version:") {
+                format!("version: {version}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + if yaml.ends_with('\n') { "\n" } else { "" }
+}
+
+/// The version the tests' stack registers [`short_timeouts`] as, whatever the repository's
+/// file declares: the rollout tests' candidates are this plus one.
+pub const SHORT_TIMEOUTS_VERSION: u32 = 2;
+
+/// [`short_timeouts`] as the YAML a pipelines directory holds (for a `reflow` process),
+/// declaring version [`SHORT_TIMEOUTS_VERSION`].
 pub fn short_timeouts_yaml() -> String {
-    intake::DIARIZATION_YAML
+    let yaml = intake::DIARIZATION_YAML
         .lines()
         .map(|l| {
             let trimmed = l.trim_start();
@@ -189,20 +218,19 @@ pub fn short_timeouts_yaml() -> String {
             }
         })
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("\n");
+    with_version(&yaml, SHORT_TIMEOUTS_VERSION)
 }
 
 /// [`short_timeouts`] as version 3 with `generate_title`'s `with:` written differently: its
 /// fingerprint (the definition's, not what it renders) changes, so a memoized re-run on it runs
 /// that LLM step and its dependents only.
 pub fn title_changed() -> workflow::Pipeline {
-    let yaml = short_timeouts_yaml()
-        .replace("version: 2\n", "version: 3\n")
-        .replacen(
-            "    emits: [FINAL_TITLE]\n    with: {transcript_id: \"${input.transcript_id}\"}",
-            "    emits: [FINAL_TITLE]\n    with: {transcript_id: \"${ input.transcript_id }\"}",
-            1,
-        );
+    let yaml = with_version(&short_timeouts_yaml(), SHORT_TIMEOUTS_VERSION + 1).replacen(
+        "    emits: [FINAL_TITLE]\n    with: {transcript_id: \"${input.transcript_id}\"}",
+        "    emits: [FINAL_TITLE]\n    with: {transcript_id: \"${ input.transcript_id }\"}",
+        1,
+    );
     let v3 = workflow::parse_and_validate("diarization.yaml", &yaml, crate::registry().catalog())
         .unwrap_or_else(|e| panic!("{e}"));
     assert_ne!(v3.hash, short_timeouts().hash);

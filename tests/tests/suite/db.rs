@@ -325,8 +325,7 @@ async fn pipeline_versions(db: &Db) {
     use workflow::pipeline::rollout::Rollout;
     let catalog = reflow_tests::registry();
     let load = |v: u32| {
-        let text =
-            reflow::intake::DIARIZATION_YAML.replace("version: 2\n", &format!("version: {v}\n"));
+        let text = reflow_tests::meetings::with_version(reflow::intake::DIARIZATION_YAML, v);
         workflow::parse_and_validate("diarization.yaml", &text, catalog.catalog()).unwrap()
     };
     let (v2, v3) = (load(2), load(3));

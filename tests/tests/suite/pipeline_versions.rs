@@ -62,6 +62,7 @@ async fn apply_registers_the_repository_s_versions_once_and_a_meeting_runs_on_th
     let (db_url, db) = fresh_db(tmp.path()).await;
     let c = client().await;
     let d = desired(&db, &repo_pipelines());
+    let v = meetings::repository_version();
 
     let planned = gitops::plan(&c, &d).await.unwrap();
     let created: Vec<&str> = planned
@@ -73,7 +74,7 @@ async fn apply_registers_the_repository_s_versions_once_and_a_meeting_runs_on_th
         created,
         [
             "PollDailyRecordings v1",
-            "DiarizationPipeline v2",
+            &format!("DiarizationPipeline v{v}"),
             "DirectoryDigest v1"
         ],
         "{planned:?}"
@@ -84,7 +85,7 @@ async fn apply_registers_the_repository_s_versions_once_and_a_meeting_runs_on_th
     assert!(
         again
             .iter()
-            .any(|c| c.to_string() == "  pipeline DiarizationPipeline v2: unchanged")
+            .any(|c| c.to_string() == format!("  pipeline DiarizationPipeline v{v}: unchanged"))
     );
     let rows = db
         .pipeline_versions(Some("DiarizationPipeline"))
@@ -125,7 +126,7 @@ async fn apply_registers_the_repository_s_versions_once_and_a_meeting_runs_on_th
         ),
         (
             &json!("DiarizationPipeline"),
-            &json!(2),
+            &json!(meetings::repository_version()),
             &json!(pipeline.hash)
         )
     );
@@ -147,22 +148,25 @@ async fn apply_registers_the_repository_s_versions_once_and_a_meeting_runs_on_th
     reflow_tests::replay_live(&c, &[&m.workflow_id]).await;
 }
 
-/// The header `reflow plan` prints for DiarizationPipeline's change from v2 (as `db` registered
-/// it) to `v3_yaml`: `~ pipeline DiarizationPipeline v3: v2 → v3 (…v2's hash → …v3's)`.
-pub(super) async fn v3_header(db: &activities::db::Db, v3_yaml: &str) -> String {
+/// The header `reflow plan` prints for DiarizationPipeline's change from the repository's
+/// version `v` (as `db` registered it) to `next_yaml` (version `v + 1`):
+/// `~ pipeline DiarizationPipeline v4: v3 → v4 (…v3's hash → …v4's)`.
+pub(super) async fn next_header(db: &activities::db::Db, next_yaml: &str) -> String {
+    let v = meetings::repository_version();
     let v2 = db
         .pipeline_versions(Some("DiarizationPipeline"))
         .await
         .unwrap()[0]
         .hash
         .clone();
-    let v3 = workflow::parse_and_validate("diarization.yaml", v3_yaml, registry().catalog())
+    let v3 = workflow::parse_and_validate("diarization.yaml", next_yaml, registry().catalog())
         .unwrap()
         .hash;
     format!(
-        "~ pipeline DiarizationPipeline v3: v2 → v3 ({} → {})",
+        "~ pipeline DiarizationPipeline v{n}: v{v} → v{n} ({} → {})",
         &v2[..12],
-        &v3[..12]
+        &v3[..12],
+        n = v + 1
     )
 }
 
@@ -175,14 +179,13 @@ pub(super) fn lines_under<'p>(plan: &'p str, header: &str, n: usize) -> Vec<&'p 
 /// The repository's meeting pipeline with `mixdown_tracks` on another queue and
 /// `generate_title` given 240 s, as version `version`.
 fn two_steps_changed(version: u32) -> String {
-    let yaml = reflow::intake::DIARIZATION_YAML;
+    let yaml = meetings::with_version(reflow::intake::DIARIZATION_YAML, version);
     let mixdown = "    task_queue: reflow-mixdown\n";
     let title = "    when: ${detect_topics.chunk_count}\n    task_queue: reflow-llm\n    start_to_close: 300s\n    emits: [FINAL_TITLE]\n";
     assert_eq!(yaml.matches(mixdown).count(), 1);
     assert_eq!(yaml.matches(title).count(), 1);
     yaml.replace(mixdown, "    task_queue: reflow-audio\n")
         .replace(title, &title.replace("300s", "240s"))
-        .replace("version: 2\n", &format!("version: {version}\n"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,25 +202,27 @@ async fn a_changed_definition_must_bump_its_version_and_plans_step_by_step_with_
     )
     .unwrap();
     gitops::apply(&c, &desired(&db, &dir)).await.unwrap();
+    let v = meetings::repository_version();
 
     // Two steps changed, the version kept: refused by plan and by apply.
-    std::fs::write(dir.join("diarization.yaml"), two_steps_changed(2)).unwrap();
+    std::fs::write(dir.join("diarization.yaml"), two_steps_changed(v)).unwrap();
     for refused in [
         gitops::plan(&c, &desired(&db, &dir)).await,
         gitops::apply(&c, &desired(&db, &dir)).await,
     ] {
         let e = refused.unwrap_err().to_string();
         assert!(
-            e.starts_with("pipeline DiarizationPipeline v2: the definition changed")
-                && e.contains("bump `version:` to 3"),
+            e.starts_with(&format!(
+                "pipeline DiarizationPipeline v{v}: the definition changed"
+            )) && e.contains(&format!("bump `version:` to {}", v + 1)),
             "{e}"
         );
     }
     assert_eq!(db.pipeline_versions(None).await.unwrap().len(), 2);
 
     // Bumped: `reflow plan` (the CLI) lists exactly those two steps and fields, then the
-    // steps a re-run on v3 could reuse (everything not downstream of them).
-    std::fs::write(dir.join("diarization.yaml"), two_steps_changed(3)).unwrap();
+    // steps a re-run on the new version could reuse (everything not downstream of them).
+    std::fs::write(dir.join("diarization.yaml"), two_steps_changed(v + 1)).unwrap();
     let reflow = |command: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_reflow-test-worker"))
             .args([command, "--pipelines"])
@@ -239,14 +244,17 @@ async fn a_changed_definition_must_bump_its_version_and_plans_step_by_step_with_
     };
     let plan = reflow("plan");
     assert_eq!(
-        lines_under(&plan, &v3_header(&db, &two_steps_changed(3)).await, 3),
+        lines_under(&plan, &next_header(&db, &two_steps_changed(v + 1)).await, 3),
         [
             "    ~ step DiarizationPipeline.mixdown_tracks: queue (reflow-mixdown → reflow-audio)",
             "    ~ step DiarizationPipeline.generate_title: timeouts (start_to_close 300s → 240s)",
-            "    reusable on v3 (the step and everything upstream unchanged): get_recording, \
-             get_participants, pad_track, process_tracks, merge_transcripts, detect_topics, \
-             detect_chunk_topic, save_topics, extract_subjects, generate_detailed_summary, \
-             generate_recap, identify_action_items, on_failure, TrackProcessing.transcribe_track",
+            &format!(
+                "    reusable on v{} (the step and everything upstream unchanged): get_recording, \
+                 get_participants, pad_track, process_tracks, merge_transcripts, detect_topics, \
+                 detect_chunk_topic, save_topics, extract_subjects, generate_detailed_summary, \
+                 generate_recap, identify_action_items, on_failure, TrackProcessing.transcribe_track",
+                v + 1
+            ),
         ],
         "{plan}"
     );
@@ -258,13 +266,15 @@ async fn a_changed_definition_must_bump_its_version_and_plans_step_by_step_with_
     // Applied once; a second apply is a no-op, and plan says so.
     let applied = reflow("apply");
     assert!(
-        applied.contains("~ pipeline DiarizationPipeline v3:"),
+        applied.contains(&format!("~ pipeline DiarizationPipeline v{}:", v + 1)),
         "{applied}"
     );
     let again = reflow("apply");
     assert!(
-        again.contains("  pipeline DiarizationPipeline v3: unchanged")
-            && again.contains("nothing to change"),
+        again.contains(&format!(
+            "  pipeline DiarizationPipeline v{}: unchanged",
+            v + 1
+        )) && again.contains("nothing to change"),
         "{again}"
     );
     assert_eq!(
@@ -558,7 +568,10 @@ async fn process_on_a_cluster_that_was_never_applied_stops_at_once_naming_reflow
     let first = apply();
     assert!(first.contains("+ search attribute PipelineName"), "{first}");
     assert!(
-        first.contains("+ pipeline DiarizationPipeline v2"),
+        first.contains(&format!(
+            "+ pipeline DiarizationPipeline v{}",
+            meetings::repository_version()
+        )),
         "{first}"
     );
     assert!(
@@ -662,13 +675,15 @@ async fn pipeline_version_attribute(c: &temporalio_client::Client, id: &str) -> 
 /// The candidate of the rollout tests: the stack's v2 ([`meetings::short_timeouts`]) as v3,
 /// its title step given a heartbeat.
 fn candidate_v3() -> Pipeline {
-    let yaml = meetings::short_timeouts_yaml()
-        .replace("version: 2\n", "version: 3\n")
-        .replacen(
-            "    emits: [FINAL_TITLE]\n",
-            "    emits: [FINAL_TITLE]\n    heartbeat: 60s\n",
-            1,
-        );
+    let yaml = meetings::with_version(
+        &meetings::short_timeouts_yaml(),
+        meetings::SHORT_TIMEOUTS_VERSION + 1,
+    )
+    .replacen(
+        "    emits: [FINAL_TITLE]\n",
+        "    emits: [FINAL_TITLE]\n    heartbeat: 60s\n",
+        1,
+    );
     workflow::parse_and_validate("diarization.yaml", &yaml, registry().catalog()).unwrap()
 }
 

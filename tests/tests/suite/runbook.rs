@@ -17,7 +17,7 @@ use reflow_tests::{events, journal, read_journal, started, wait_for};
 use serde_json::json;
 use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions};
 
-use super::pipeline_versions::{lines_under, v3_header};
+use super::pipeline_versions::{lines_under, next_header};
 
 /// Run the block `name` with `vars` against the suite's server; its stdout.
 async fn run(bin: &Path, name: &str, vars: &[(&str, &str)]) -> String {
@@ -171,7 +171,7 @@ fn reflow_in(bin: &Path, dir: &Path, vars: &[(&str, &str)], args: &[&str]) -> st
 /// The repository's meeting pipeline with `generate_title`'s `with:` written otherwise and its
 /// start-to-close 240 s, as version `version`.
 fn title_edited(version: u32) -> String {
-    let yaml = reflow::intake::DIARIZATION_YAML;
+    let yaml = reflow_tests::meetings::with_version(reflow::intake::DIARIZATION_YAML, version);
     let title = "    start_to_close: 300s\n    emits: [FINAL_TITLE]\n    with: {transcript_id: \"${input.transcript_id}\"}\n";
     assert_eq!(
         yaml.matches(title).count(),
@@ -182,7 +182,6 @@ fn title_edited(version: u32) -> String {
         title,
         "    start_to_close: 240s\n    emits: [FINAL_TITLE]\n    with: {transcript_id: \"${ input.transcript_id }\"}\n",
     )
-    .replace("version: 2\n", &format!("version: {version}\n"))
 }
 
 /// The registered versions of the meeting pipeline.
@@ -199,7 +198,7 @@ async fn versions(db: &activities::db::Db) -> Vec<u32> {
 }
 
 /// `docs/runbook.md`, "Changing the pipeline": every block as written, in order, on a copy of
-/// the repository's `pipelines/` with `generate_title` edited (v2 → v3), against the suite's
+/// the repository's `pipelines/` with `generate_title` edited (its version bumped), against the suite's
 /// dev server and a fresh database; plan and apply print what the runbook shows, and the
 /// registered versions and rollout are what each step says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,6 +215,12 @@ async fn changing_the_pipeline_validates_plans_ramps_rolls_back_and_promotes_as_
         std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
     }
     let db_url = format!("sqlite://{}/reflow.db", repo.path().display());
+    // The repository's version, and the edit's.
+    let (cur, next) = (
+        reflow_tests::meetings::repository_version(),
+        reflow_tests::meetings::repository_version() + 1,
+    );
+    let (cur_s, next_s) = (cur.to_string(), next.to_string());
     let db = activities::db::Db::connect(&db_url).await.unwrap();
     let data = repo.path().join("data").display().to_string();
     let vars = [
@@ -224,8 +229,8 @@ async fn changing_the_pipeline_validates_plans_ramps_rolls_back_and_promotes_as_
         ("REFLOW_DATA_DIR", data.as_str()),
         ("DAILY_API_KEY", ""),
         ("REFLOW_DEPLOYMENT_NAME", ""),
-        ("CURRENT", "2"),
-        ("CANDIDATE", "3"),
+        ("CURRENT", cur_s.as_str()),
+        ("CANDIDATE", next_s.as_str()),
     ];
     let block = |name: &'static str| {
         let (bin, vars, root) = (bin.clone(), vars, repo.path().to_owned());
@@ -237,76 +242,86 @@ async fn changing_the_pipeline_validates_plans_ramps_rolls_back_and_promotes_as_
         ..Rollout::default()
     };
 
-    // The cluster as it was: the repository's v2 applied, current v2.
+    // The cluster as it was: the repository's version applied, and current.
     let first = block("pipeline-register").await;
     assert!(
-        first.contains("+ pipeline DiarizationPipeline v2")
-            && first.contains("+ rollout DiarizationPipeline: create (current v2)"),
+        first.contains(&format!("+ pipeline DiarizationPipeline v{cur}"))
+            && first.contains(&format!(
+                "+ rollout DiarizationPipeline: create (current v{cur})"
+            )),
         "{first}"
     );
     assert_eq!(
         (versions(&db).await, rollout().await),
-        (vec![2], Some(only(2)))
+        (vec![cur], Some(only(cur)))
     );
 
     // 1. Edited without a bump: plan refuses, naming the version to use.
     let file = dir.join("diarization.yaml");
-    std::fs::write(&file, title_edited(2)).unwrap();
+    std::fs::write(&file, title_edited(cur)).unwrap();
     let refused = reflow_in(&bin, repo.path(), &vars, &["plan"]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         !refused.status.success()
-            && stderr.contains("pipeline DiarizationPipeline v2: the definition changed")
-            && stderr.contains("bump `version:` to 3"),
+            && stderr.contains(&format!(
+                "pipeline DiarizationPipeline v{cur}: the definition changed"
+            ))
+            && stderr.contains(&format!("bump `version:` to {next}")),
         "{stderr}"
     );
 
     // 2. Bumped: validate passes, plan lists exactly the edited step and its two fields, then
-    // what a re-run on v3 reuses (everything but the title and what reads it).
-    std::fs::write(&file, title_edited(3)).unwrap();
+    // what a re-run on the new version reuses (everything but the title and what reads it).
+    std::fs::write(&file, title_edited(next)).unwrap();
     let planned = block("pipeline-plan").await;
     assert!(
-        planned.contains("pipelines/diarization.yaml: ok — DiarizationPipeline v3"),
+        planned.contains(&format!(
+            "pipelines/diarization.yaml: ok — DiarizationPipeline v{next}"
+        )),
         "{planned}"
     );
-    let head = v3_header(&db, &title_edited(3)).await;
+    let head = next_header(&db, &title_edited(next)).await;
     assert_eq!(
         lines_under(&planned, &head, 2),
         [
             "    ~ step DiarizationPipeline.generate_title: with (~transcript_id), timeouts (start_to_close 300s → 240s)",
-            "    reusable on v3 (the step and everything upstream unchanged): get_recording, \
-             get_participants, pad_track, process_tracks, merge_transcripts, mixdown_tracks, \
-             generate_waveform, detect_topics, detect_chunk_topic, save_topics, \
-             extract_subjects, generate_detailed_summary, generate_recap, \
-             identify_action_items, on_failure, TrackProcessing.transcribe_track",
+            &format!(
+                "    reusable on v{next} (the step and everything upstream unchanged): \
+                 get_recording, get_participants, pad_track, process_tracks, merge_transcripts, \
+                 mixdown_tracks, generate_waveform, detect_topics, detect_chunk_topic, \
+                 save_topics, extract_subjects, generate_detailed_summary, generate_recap, \
+                 identify_action_items, on_failure, TrackProcessing.transcribe_track"
+            ),
         ],
         "{planned}"
     );
     assert!(planned.contains("1 change(s) to apply"), "{planned}");
-    assert_eq!(versions(&db).await, [2], "plan registers nothing");
+    assert_eq!(versions(&db).await, [cur], "plan registers nothing");
 
-    // 3. Registered; the rollout still says v2, and a second apply changes nothing.
+    // 3. Registered; the rollout still names the old version, and a second apply changes
+    // nothing.
     let applied = block("pipeline-register").await;
     assert!(applied.contains(&head), "{applied}");
     assert_eq!(
         (versions(&db).await, rollout().await),
-        (vec![2, 3], Some(only(2)))
+        (vec![cur, next], Some(only(cur)))
     );
     let again = block("pipeline-register").await;
     assert!(again.contains("nothing to change"), "{again}");
 
-    // 4. A 10 % ramp: planned, applied, and a recording under it gets v3.
-    let ramp =
-        "~ rollout DiarizationPipeline: update (current v2 → current v2, candidate v3 on 10 %)";
+    // 4. A 10 % ramp: planned, applied, and a recording under it gets the new version.
+    let ramp = format!(
+        "~ rollout DiarizationPipeline: update (current v{cur} → current v{cur}, candidate v{next} on 10 %)"
+    );
     let ramped = block("pipeline-ramp").await;
     assert_eq!(
-        ramped.matches(ramp).count(),
+        ramped.matches(&ramp).count(),
         2,
         "plan, then apply:\n{ramped}"
     );
     let ten = Rollout {
-        current: 2,
-        candidate: Some(3),
+        current: cur,
+        candidate: Some(next),
         ramp: 10,
         ..Rollout::default()
     };
@@ -319,30 +334,32 @@ async fn changing_the_pipeline_validates_plans_ramps_rolls_back_and_promotes_as_
             ten.version_for(&under, None).0,
             ten.version_for(&over, None).0
         ),
-        (3, 2)
+        (next, cur)
     );
 
-    // 6. Roll back: current v2, no candidate.
+    // 6. Roll back: the old version current, no candidate.
     let back = block("pipeline-rollback").await;
-    let line =
-        "~ rollout DiarizationPipeline: update (current v2, candidate v3 on 10 % → current v2)";
-    assert_eq!(back.matches(line).count(), 2, "plan, then apply:\n{back}");
-    assert_eq!(rollout().await, Some(only(2)));
+    let line = format!(
+        "~ rollout DiarizationPipeline: update (current v{cur}, candidate v{next} on 10 % → current v{cur})"
+    );
+    assert_eq!(back.matches(&line).count(), 2, "plan, then apply:\n{back}");
+    assert_eq!(rollout().await, Some(only(cur)));
 
-    // 5. Ramped again, then promoted: current v3, no candidate.
+    // 5. Ramped again, then promoted: the new version current, no candidate.
     block("pipeline-ramp").await;
     assert_eq!(rollout().await, Some(ten));
     let promoted = block("pipeline-promote").await;
-    let line =
-        "~ rollout DiarizationPipeline: update (current v2, candidate v3 on 10 % → current v3)";
+    let line = format!(
+        "~ rollout DiarizationPipeline: update (current v{cur}, candidate v{next} on 10 % → current v{next})"
+    );
     assert_eq!(
-        promoted.matches(line).count(),
+        promoted.matches(&line).count(),
         2,
         "plan, then apply:\n{promoted}"
     );
     assert_eq!(
         (versions(&db).await, rollout().await),
-        (vec![2, 3], Some(only(3)))
+        (vec![cur, next], Some(only(next)))
     );
     let settled = block("pipeline-plan").await;
     assert!(
