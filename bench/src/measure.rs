@@ -8,24 +8,40 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-/// The workflow executions the server holds in its mutable-state cache
-/// (`cache_usage{cache_type="mutablestate"}`), from its Prometheus endpoint at
-/// `metrics_address` (`host:port`); `None` when it cannot be read.
-pub async fn cached_executions(metrics_address: &str) -> Option<u64> {
+/// What the server says of its own memory, from its Prometheus endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerGauges {
+    /// The workflow executions it holds in its mutable-state cache
+    /// (`cache_usage{cache_type="mutablestate"}`).
+    pub cached_executions: u64,
+    /// Its Go heap in bytes: live objects and those not yet swept (`memory_heap`, Go's
+    /// `HeapAlloc`; the dev server's services share one process and one heap).
+    pub heap_bytes: u64,
+}
+
+/// [`ServerGauges`] of the server whose Prometheus endpoint is `metrics_address`
+/// (`host:port`); `None` when it cannot be read.
+pub async fn server_gauges(metrics_address: &str) -> Option<ServerGauges> {
     let text = reqwest::get(format!("http://{metrics_address}/metrics"))
         .await
         .ok()?
         .text()
         .await
         .ok()?;
-    text.lines().find_map(|line| {
-        let rest = line.strip_prefix("cache_usage{")?;
-        let (labels, value) = rest.split_once("} ")?;
-        labels
-            .contains("cache_type=\"mutablestate\"")
-            .then(|| value.trim().parse::<f64>().ok())
-            .flatten()
-            .map(|v| v as u64)
+    let gauge = |name: &str, label: &str| {
+        text.lines().find_map(|line| {
+            let rest = line.strip_prefix(name)?.strip_prefix('{')?;
+            let (labels, value) = rest.split_once("} ")?;
+            labels
+                .contains(label)
+                .then(|| value.trim().parse::<f64>().ok())
+                .flatten()
+                .map(|v| v as u64)
+        })
+    };
+    Some(ServerGauges {
+        cached_executions: gauge("cache_usage", "cache_type=\"mutablestate\"")?,
+        heap_bytes: gauge("memory_heap", "service_name=\"history\"")?,
     })
 }
 

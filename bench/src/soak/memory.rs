@@ -1,12 +1,12 @@
 //! The soak's memory watch: the resident memory of every live worker process and of the
-//! Temporal server, and the executions the server holds in its cache, sampled at a fixed
-//! period, and how much each process grew after its warm-up.
+//! Temporal server, and the executions the server holds in its cache and its Go heap, sampled
+//! at a fixed period, and how much each process grew after its warm-up.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reflow_bench::measure::{cached_executions, rss_kib};
+use reflow_bench::measure::{ServerGauges, rss_kib, server_gauges};
 
 /// The processes to sample now: a label (`server 1`, `worker soak-2`) and a pid.
 pub type Live = Arc<Mutex<Vec<(String, u32)>>>;
@@ -14,8 +14,8 @@ pub type Live = Arc<Mutex<Vec<(String, u32)>>>;
 /// The live server's metrics address (`host:port`), which changes when it restarts.
 pub type ServerMetrics = Arc<Mutex<Option<String>>>;
 
-/// One reading of the server's cache: seconds since the soak started, executions held.
-pub type Cached = (f64, u64);
+/// One reading of the server's own gauges: seconds since the soak started, and the gauges.
+pub type Cached = (f64, ServerGauges);
 
 /// One reading.
 #[derive(Debug, Clone)]
@@ -46,9 +46,9 @@ impl Sampler {
                 while !stop.load(Ordering::Relaxed) {
                     let address = metrics.lock().unwrap().clone();
                     if let Some(address) = address
-                        && let Some(n) = cached_executions(&address).await
+                        && let Some(g) = server_gauges(&address).await
                     {
-                        cached.push((t0.elapsed().as_secs_f64(), n));
+                        cached.push((t0.elapsed().as_secs_f64(), g));
                     }
                     let now = live.lock().unwrap().clone();
                     for (label, pid) in now {
@@ -146,8 +146,8 @@ pub fn growth(samples: &[Sample]) -> Vec<Growth> {
 }
 
 /// The readings as a table: one row per `period` (the last reading of each process in it),
-/// one column per process, and a last column with the executions the server held in its
-/// cache.
+/// one column per process, and two last columns with the executions the server held in its
+/// cache and its Go heap (MiB).
 pub fn table(samples: &[Sample], cached: &[Cached], period: f64) -> String {
     let mut labels: Vec<&str> = Vec::new();
     for s in samples {
@@ -158,7 +158,7 @@ pub fn table(samples: &[Sample], cached: &[Cached], period: f64) -> String {
     let last_t = samples.iter().map(|s| s.t_s).fold(0.0, f64::max);
     let rows = (last_t / period).floor() as usize + 1;
     let mut out = format!(
-        "| minute | {} | server's cached executions |\n|---|{}---|\n",
+        "| minute | {} | server's cached executions | server's Go heap MiB |\n|---|{}---|---|\n",
         labels.join(" | "),
         "---|".repeat(labels.len())
     );
@@ -173,12 +173,17 @@ pub fn table(samples: &[Sample], cached: &[Cached], period: f64) -> String {
                     .map_or_else(String::new, |s| format!("{:.0}", s.kib as f64 / 1024.0))
             })
             .collect();
-        let held = cached
-            .iter()
-            .rfind(|(t, _)| *t >= a && *t < b)
-            .map_or_else(String::new, |(_, n)| n.to_string());
+        let (held, heap) = cached.iter().rfind(|(t, _)| *t >= a && *t < b).map_or_else(
+            Default::default,
+            |(_, g)| {
+                (
+                    g.cached_executions.to_string(),
+                    format!("{:.0}", g.heap_bytes as f64 / 1048576.0),
+                )
+            },
+        );
         out.push_str(&format!(
-            "| {:.1} | {} | {held} |\n",
+            "| {:.1} | {} | {held} | {heap} |\n",
             b / 60.0,
             cells.join(" | ")
         ));
@@ -226,13 +231,23 @@ mod tests {
         assert_eq!(g[0].peak_mib, 210.0);
         assert_eq!((g[1].from_s, g[1].to_s, g[1].pct()), (50.0, 100.0, 0.0));
         // One row per minute of readings, one column per process.
-        let cached = [(30.0, 12), (59.0, 40), (61.0, 38)];
+        let gauges = |cached_executions, heap_mib: u64| ServerGauges {
+            cached_executions,
+            heap_bytes: heap_mib << 20,
+        };
+        let cached = [
+            (30.0, gauges(12, 30)),
+            (59.0, gauges(40, 41)),
+            (61.0, gauges(38, 40)),
+        ];
         let t = table(&samples, &cached, 60.0);
         assert!(
-            t.starts_with("| minute | worker a | server 2 | server's cached executions |"),
+            t.starts_with(
+                "| minute | worker a | server 2 | server's cached executions | server's Go heap MiB |"
+            ),
             "{t}"
         );
-        assert!(t.contains("| 1.0 | 200 | 80 | 40 |"), "{t}");
-        assert!(t.contains("| 2.0 | 210 | 80 | 38 |"), "{t}");
+        assert!(t.contains("| 1.0 | 200 | 80 | 40 | 41 |"), "{t}");
+        assert!(t.contains("| 2.0 | 210 | 80 | 38 | 40 |"), "{t}");
     }
 }

@@ -30,7 +30,7 @@ pub struct Seen {
     pub actions: BTreeMap<String, f64>,
     /// Memory readings.
     pub samples: Vec<Sample>,
-    /// The executions the live server held in its cache over the day.
+    /// The live server's cache and heap over the day.
     pub cached: Vec<memory::Cached>,
     /// How the vendors behave (lines of the results file).
     pub vendors: String,
@@ -309,8 +309,9 @@ pub async fn report(
          longest-lived worker ({wl}) and server ({sl}).\n\n\
          | process | minutes | after warm-up MiB | end MiB | peak MiB | growth % |\n\
          |---|---|---|---|---|---|\n{growth_rows}\n\
-         Over time (MiB, the last reading of each minute; the last column is the server's\n\
-         `cache_usage{{cache_type=\"mutablestate\"}}`, the executions it keeps in memory):\n\n\
+         Over time (MiB, the last reading of each minute; the last columns are the server's\n\
+         `cache_usage{{cache_type=\"mutablestate\"}}`, the executions it keeps in memory, and its\n\
+         `memory_heap`, Go's live and not yet swept heap):\n\n\
          {over_time}\n\
          ## Problems\n\n{problems_or_none}",
         date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
