@@ -7,7 +7,7 @@
 //!   run ends Canceled, the transcript is `idle` (never `error`), no word list is left where a
 //!   later attempt would take it as complete, and `process` afterwards resumes the run to its
 //!   end;
-//! - SIGKILL of the worker in the middle of that 5-minute track, then a new worker: the retry continues
+//! - SIGKILL of the worker in the middle of a 150-second track, then a new worker: the retry continues
 //!   from the last window the heartbeat recorded (no completed window is transcribed again)
 //!   and the words equal an uninterrupted transcription's;
 //! - a stalled worker (SIGSTOP past the heartbeat timeout): another worker's retry resumes
@@ -31,6 +31,11 @@ use reflow_tests::meetings::{
 const BINARY: &str = env!("CARGO_BIN_EXE_reflow-test-worker");
 const ASR_QUEUE: [&str; 1] = ["reflow-asr"];
 const OTHER_QUEUES: [&str; 4] = ["reflow", "reflow-audio", "reflow-mixdown", "reflow-llm"];
+/// The speech track of the kill and stall tests: five of Whisper's windows, so that the
+/// interruption (after 40 s) leaves windows before and after it. The cancel test keeps 5
+/// minutes: it watches the transcription's percentage grow and the worker's CPU for several
+/// seconds before it cancels, and a shorter track was done by then.
+const TRACK_S: u32 = 150;
 /// Whisper's window: the most a resumed transcription may redo.
 const WINDOW_S: f64 = 30.0;
 
@@ -399,7 +404,7 @@ async fn cancelling_a_run_stops_the_transcription_thread_within_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_worker_s_transcription_resumes_from_its_heartbeat() {
     let _one = reflow_tests::meetings::exclusive().await;
-    let s = Setup::new("hb-kill", 300).await;
+    let s = Setup::new("hb-kill", TRACK_S).await;
     let _others = s.worker("others", &OTHER_QUEUES);
     let mut first = s.worker("asr-1", &ASR_QUEUE);
     let tid = s.stack.deliver(&s.meeting).await;
@@ -440,7 +445,7 @@ async fn a_killed_worker_s_transcription_resumes_from_its_heartbeat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stalled_attempt_is_timed_out_stops_and_its_retry_resumes() {
     let _one = reflow_tests::meetings::exclusive().await;
-    let s = Setup::new("hb-stall", 300).await;
+    let s = Setup::new("hb-stall", TRACK_S).await;
     let _others = s.worker("others", &OTHER_QUEUES);
     let stale = s.worker("asr-1", &ASR_QUEUE);
     let tid = s.stack.deliver(&s.meeting).await;
